@@ -1,0 +1,46 @@
+"""Small capability interfaces (evcc style): a device offers what it can, nothing more.
+
+The quota engine plans against these; the agent executes through them, and only when
+enforcement is switched on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from collectors.readings import PollResult
+
+ActionOutcome = Literal["done", "refused", "unsupported", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    device_id: str
+    action: str
+    outcome: ActionOutcome
+    detail: str = ""
+
+
+@runtime_checkable
+class Pollable(Protocol):
+    """Anything the scheduler can poll: one call, one result, never raises."""
+
+    async def poll(self) -> PollResult: ...
+
+
+@runtime_checkable
+class Sleepable(Protocol):
+    async def sleep(self, reason: str) -> ActionResult: ...
+
+    async def wake(self, reason: str) -> ActionResult: ...
+
+
+@runtime_checkable
+class PowerLimitable(Protocol):
+    async def set_power_limit(self, watts: int, reason: str) -> ActionResult: ...
+
+
+@runtime_checkable
+class OutletSwitchable(Protocol):
+    async def switch_outlet(self, index: int, on: bool, reason: str) -> ActionResult: ...
