@@ -1,0 +1,56 @@
+# The two commands of the README, and the pieces behind them.
+#   make demo   installs kuat into .venv and runs `kuat demo` (a simulated farm, no servers)
+#   make test   also installs the test servers (mosquitto, victoria-metrics) and runs every check
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+APT := DEBIAN_FRONTEND=noninteractive apt-get -y -q
+DURATION ?=
+DEMO_ARGS ?=
+
+.PHONY: demo test install lint unit servers bench clean
+
+# A fresh Debian lacks ensurepip (python3-venv); install it when we are root and it is missing.
+$(BIN)/python:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  [ "$$(id -u)" = 0 ] || { echo "need python3-venv: run as root or apt-get install python3-venv"; exit 1; }; \
+	  apt-get update -q && $(APT) install python3-venv python3-pip; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(BIN)/kuat: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+install: $(BIN)/kuat
+
+demo: $(BIN)/kuat
+	$(BIN)/kuat demo $(if $(DURATION),--duration $(DURATION)) $(DEMO_ARGS)
+
+# The servers that integration tests start on loopback ports of their own.
+servers:
+	@missing=""; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v victoria-metrics >/dev/null || missing="$$missing victoria-metrics"; \
+	if [ -n "$$missing" ]; then \
+	  [ "$$(id -u)" = 0 ] || { echo "missing:$$missing (run as root to install)"; exit 1; }; \
+	  apt-get update -q && $(APT) install $$missing; \
+	fi
+
+lint: $(BIN)/kuat
+	$(BIN)/ruff check .
+
+unit: $(BIN)/kuat
+	$(BIN)/pytest -q -m "not servers"
+
+test: $(BIN)/kuat servers lint
+	$(BIN)/pytest -q
+
+bench: $(BIN)/kuat
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	$(BIN)/python -m bench.asic_poll
+	$(BIN)/python -m bench.uplink
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -1,0 +1,238 @@
+"""``kuat``: the command line of the agent."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.config import ConfigError, load_config
+
+app = typer.Typer(
+    help="kuat — edge agent for digital-mining farms: miners, PDUs and meters, the electricity "
+    "quota, grid-connection checks and the hardware register.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+probe_app = typer.Typer(
+    help="Poll one device once and print its normalized reading (what the agent would see).",
+    no_args_is_help=True,
+)
+app.add_typer(probe_app, name="probe")
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Configuration file (TOML).", show_default=True)
+]
+
+
+def _setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # pymodbus logs every failed connect at ERROR; the meter hub reports outages itself, once.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+
+def _load_or_exit(path: Path):
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(exc.render(), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("check-config")
+def check_config(path: Annotated[Path, typer.Argument(help="Configuration file (TOML).")]) -> None:
+    """Validate a configuration file: print OK, or every problem with its key and line."""
+    cfg = _load_or_exit(path)
+    typer.echo(
+        f"OK: site {cfg.site.id}, {len(cfg.asic_targets())} miners, {len(cfg.pdu)} PDUs, "
+        f"{len(cfg.meter)} meters"
+    )
+
+
+@app.command()
+def run(
+    config: ConfigOpt = Path("/etc/kuat/kuat.toml"),
+    once: Annotated[
+        bool, typer.Option("--once", help="Run every job once, flush, print the status, exit.")
+    ] = False,
+) -> None:
+    """Run the agent (under systemd: Type=notify). SIGTERM or Ctrl-C stops it cleanly."""
+    cfg = _load_or_exit(config)
+    _setup_logging(cfg.agent.log_level)
+    from agent.runtime import Agent
+
+    agent = Agent(cfg)
+    if once:
+        snap = asyncio.run(agent.run_once())
+        from agent.status import render_text
+
+        typer.echo(render_text(snap, cfg.agent.language))
+        return
+    asyncio.run(agent.run())
+
+
+@app.command()
+def demo(
+    duration: Annotated[
+        float | None, typer.Option(help="Stop by itself after this many seconds.")
+    ] = None,
+    miners: Annotated[int, typer.Option(help="Simulated miners (each on its own 127.x.y.z).")] = 240,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the demo keeps its spool and outbox (default: a fresh temp dir)."),
+    ] = None,
+    lang: Annotated[str, typer.Option(help="Language of the status screen: kk, ru or en.")] = "en",
+    plain: Annotated[
+        bool, typer.Option("--plain", help="Print one status line per cycle instead of a live table.")
+    ] = False,
+) -> None:
+    """Start a simulated farm on loopback and run the real agent against it, with a live status."""
+    if lang not in ("kk", "ru", "en"):
+        typer.echo(f"--lang must be kk, ru or en, not {lang!r}", err=True)
+        raise typer.Exit(2)
+    _setup_logging("warning")
+    from agent.demo import run_demo
+
+    code = asyncio.run(
+        run_demo(
+            miners=miners, duration_s=duration, state_dir=state_dir, lang=lang, plain=plain
+        )
+    )
+    raise typer.Exit(code)
+
+
+# --- probe ------------------------------------------------------------------------------
+
+
+def _split_hostport(text: str, default_port: int) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if sep and port.isdigit() and host and not host.endswith(":"):
+        return host.strip("[]"), int(port)
+    return text.strip("[]"), default_port
+
+
+def _emit(result: object, as_json: bool) -> None:
+    from collectors.readings import DeviceError, to_jsonable
+
+    if isinstance(result, DeviceError):
+        typer.echo(result.describe(), err=True)
+        raise typer.Exit(1)
+    data = to_jsonable(result)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        for key, value in data.items():
+            typer.echo(f"{key:>22}: {json.dumps(value, ensure_ascii=False)}")
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the reading as JSON.")]
+TimeoutOpt = Annotated[float, typer.Option(help="Seconds before giving up on the device.")]
+
+
+@probe_app.command("asic")
+def probe_asic(
+    target: Annotated[str, typer.Argument(metavar="HOST[:PORT]", help="Miner API address.")],
+    timeout: TimeoutOpt = 5.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """One poll of a miner's cgminer-family API (port 4028 unless given)."""
+    from collectors.cgminer.collector import AsicPoller
+
+    host, port = _split_hostport(target, 4028)
+    result = asyncio.run(AsicPoller(timeout_s=timeout).poll(host, port))
+    _emit(result, as_json)
+
+
+@probe_app.command("pdu")
+def probe_pdu(
+    target: Annotated[str, typer.Argument(metavar="HOST[:PORT]", help="PDU SNMP address.")],
+    community: Annotated[str | None, typer.Option(help="SNMPv2c community.")] = None,
+    v3_user: Annotated[str | None, typer.Option(help="SNMPv3 user (authPriv).")] = None,
+    v3_auth_key: Annotated[str | None, typer.Option(help="SNMPv3 authentication key.")] = None,
+    v3_priv_key: Annotated[str | None, typer.Option(help="SNMPv3 privacy key.")] = None,
+    v3_auth_proto: Annotated[str, typer.Option(help="MD5, SHA, SHA224, SHA256, …")] = "SHA",
+    v3_priv_proto: Annotated[str, typer.Option(help="DES, AES, AES192, AES256")] = "AES",
+    v3_context: Annotated[str, typer.Option(help="SNMPv3 context name.")] = "",
+    profile: Annotated[
+        str, typer.Option(help="auto, apc, raritan, sentry4, eaton, vertiv or a profile file.")
+    ] = "auto",
+    timeout: TimeoutOpt = 5.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """One SNMP poll of a PDU (port 161 unless given)."""
+    from collectors.snmp.collector import PduPoller, SnmpAuth
+
+    if (community is None) == (v3_user is None):
+        typer.echo("give either --community or --v3-user with its keys", err=True)
+        raise typer.Exit(2)
+    if v3_user is not None and not (v3_auth_key and v3_priv_key):
+        typer.echo("SNMPv3 needs --v3-auth-key and --v3-priv-key (authPriv)", err=True)
+        raise typer.Exit(2)
+    auth = SnmpAuth(
+        community=community,
+        v3_user=v3_user,
+        v3_auth_key=v3_auth_key,
+        v3_priv_key=v3_priv_key,
+        v3_auth_proto=v3_auth_proto,
+        v3_priv_proto=v3_priv_proto,
+        v3_context=v3_context,
+    )
+    host, port = _split_hostport(target, 161)
+    result = asyncio.run(PduPoller(timeout_s=timeout).poll(host, port, auth=auth, profile=profile))
+    _emit(result, as_json)
+
+
+@probe_app.command("meter")
+def probe_meter(
+    target: Annotated[
+        str | None, typer.Argument(metavar="HOST[:PORT]", help="Meter Modbus/TCP address.")
+    ] = None,
+    unit: Annotated[int, typer.Option(help="Modbus unit (slave) id.")] = 1,
+    profile: Annotated[
+        str | None, typer.Option(help="Register-map profile name or file (see --list-profiles).")
+    ] = None,
+    list_profiles: Annotated[
+        bool, typer.Option("--list-profiles", help="Print the built-in profile names and exit.")
+    ] = False,
+    timeout: TimeoutOpt = 5.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """One Modbus/TCP poll of a meter (port 502 unless given)."""
+    from collectors.modbus.collector import MeterPoller
+    from collectors.modbus.collector import list_profiles as names
+
+    if list_profiles:
+        for name in names():
+            typer.echo(name)
+        return
+    if target is None or profile is None:
+        typer.echo("give HOST[:PORT] and --profile (see --list-profiles)", err=True)
+        raise typer.Exit(2)
+    host, port = _split_hostport(target, 502)
+
+    async def once():
+        poller = MeterPoller(timeout_s=timeout)
+        try:
+            return await poller.poll(host, port, unit=unit, profile=profile)
+        finally:
+            await poller.close()
+
+    _emit(asyncio.run(once()), as_json)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,415 @@
+"""The agent's configuration: TOML, validated once at start, every problem reported at once.
+
+An unknown key is an error (a typo must never pass silently). Each problem names its key path
+and, where the TOML text lets us find it, its line. Secrets are never inline by necessity: any
+secret may be ``{ file = "/etc/kuat/secrets/x" }`` or ``{ credential = "x" }`` (read from
+systemd's ``$CREDENTIALS_DIRECTORY``), and a resolved secret never appears in a repr or a log.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from agent.tomlpos import locate
+
+Lang = Literal["kk", "ru", "en"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- secrets ----------------------------------------------------------------------------
+
+
+class SecretRef(Strict):
+    """Where a secret comes from. Exactly one of the three."""
+
+    file: Path | None = None
+    credential: str | None = None
+    value: SecretStr | None = None
+
+    _resolved: SecretStr | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _exactly_one_and_readable(self) -> SecretRef:
+        given = [n for n in ("file", "credential", "value") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of file, credential or value")
+        # Read now, so a missing secret is refused at start with the other problems.
+        self._resolved = self._read()
+        return self
+
+    def get(self) -> str:
+        """The secret's text. Call only where it is used; never log it."""
+        assert self._resolved is not None
+        return self._resolved.get_secret_value()
+
+    def _read(self) -> SecretStr:
+        if self.value is not None:
+            return self.value
+        if self.credential is not None:
+            cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not cred_dir:
+                raise ValueError(
+                    f"credential {self.credential!r} asked for, but $CREDENTIALS_DIRECTORY is not "
+                    "set (use LoadCredential= in the systemd unit)"
+                )
+            path = Path(cred_dir) / self.credential
+        else:
+            assert self.file is not None
+            path = self.file
+        try:
+            return SecretStr(path.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+
+
+def _secret(v: Any) -> Any:
+    # A bare string is accepted as an inline value: convenient for a lab, discouraged in the docs.
+    return {"value": v} if isinstance(v, str) else v
+
+
+# --- sections ---------------------------------------------------------------------------
+
+
+class SiteConfig(Strict):
+    id: str
+    name: str = ""
+    owner_bin: str = "000000000000"
+    licence_number: str = ""
+    licence_subtype: Literal["I", "II"] = "I"
+    data_centre_id: str = ""
+    data_centre_registered: bool = False
+    address: str = ""
+    grid_zone: Literal["north-south", "west"] = "north-south"
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        # The id becomes an InfluxDB tag and an MQTT topic level: keep it plain.
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", v):
+            raise ValueError("use 1-63 of a-z, 0-9, '-' and '_', starting with a letter or digit")
+        return v
+
+    @field_validator("owner_bin")
+    @classmethod
+    def _bin(cls, v: str) -> str:
+        if not re.fullmatch(r"\d{12}", v):
+            raise ValueError("a BIN (business identification number) is 12 digits")
+        return v
+
+
+class AgentSection(Strict):
+    state_dir: Path = Path("/var/lib/kuat")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    language: Lang = "en"
+
+
+class Intervals(Strict):
+    """Seconds between runs of each job."""
+
+    asic: Annotated[float, Field(ge=1, le=3600)] = 60
+    pdu: Annotated[float, Field(ge=1, le=3600)] = 30
+    meter: Annotated[float, Field(ge=0.5, le=600)] = 5
+    quota: Annotated[float, Field(ge=1, le=600)] = 10
+    inventory: Annotated[float, Field(ge=5, le=86400)] = 300
+    flush: Annotated[float, Field(ge=1, le=600)] = 10
+
+
+class MinerLocation(Strict):
+    hall: str = ""
+    rack: str = ""
+    slot: str = ""
+
+
+class MinerGroup(Strict):
+    """A set of miners sharing a port and location prefix.
+
+    ``hosts`` entries are an address, a CIDR block (``10.1.0.0/24``, network and broadcast
+    addresses left out) or an inclusive range (``10.1.0.10-10.1.0.60``).
+    """
+
+    hosts: Annotated[list[str], Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 4028
+    location: MinerLocation = MinerLocation()
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_parse(cls, v: list[str]) -> list[str]:
+        for h in v:
+            expand_hosts(h)  # raises ValueError naming the bad entry
+        return v
+
+    def targets(self) -> list[tuple[str, int]]:
+        return [(ip, self.port) for h in self.hosts for ip in expand_hosts(h)]
+
+
+class AsicSection(Strict):
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    concurrency: Annotated[int, Field(ge=1, le=10_000)] = 256
+    max_reply_bytes: Annotated[int, Field(ge=4096, le=16 * 1024 * 1024)] = 65536
+    groups: list[MinerGroup] = []
+
+
+class SnmpV3(Strict):
+    user: str
+    auth_key: SecretRef
+    priv_key: SecretRef
+    auth_proto: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA"
+    priv_proto: Literal["DES", "AES", "AES192", "AES256"] = "AES"
+    context: str = ""
+
+    _coerce = field_validator("auth_key", "priv_key", mode="before")(_secret)
+
+
+class PduConfig(Strict):
+    name: str
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 161
+    profile: str = "auto"
+    community: SecretRef | None = None
+    v3: SnmpV3 | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+
+    _coerce = field_validator("community", mode="before")(_secret)
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> PduConfig:
+        if (self.community is None) == (self.v3 is None):
+            raise ValueError("give either community (SNMPv2c) or [v3] (SNMPv3 authPriv)")
+        return self
+
+
+class MeterConfig(Strict):
+    name: str
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit: Annotated[int, Field(ge=0, le=255)] = 1
+    profile: str = "schneider-pm5560"
+    role: Literal["site", "submeter"] = "site"
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+
+
+class QuotaSection(Strict):
+    schedule_file: Path | None = None
+    warn_fraction: Annotated[float, Field(gt=0, le=1)] = 0.95
+    tolerance_kwh: Annotated[float, Field(ge=0)] = 0.0
+    enforce: bool = False
+
+
+class GridSection(Strict):
+    """Technical conditions of the grid connection (inspection checklist item 5)."""
+
+    tc_number: str = ""
+    tc_date: date | None = None
+    issuer: str = ""
+    substation: str = ""
+    voltage_kv: Annotated[float, Field(gt=0)]
+    permitted_mw: Annotated[float, Field(gt=0)]
+    connected_on: date
+    off_grid: bool = False
+
+
+class ComplianceSection(Strict):
+    accredited_pools: list[str] = []
+
+
+class InfluxSection(Strict):
+    url: str
+    org: str = ""
+    bucket: str = "kuat"
+    token: SecretRef | None = None
+    verify_tls: bool = True
+    ca_cert: Path | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    batch_lines: Annotated[int, Field(ge=1, le=100_000)] = 5000
+
+    _coerce = field_validator("token", mode="before")(_secret)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class MqttSection(Strict):
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 8883
+    tls: bool = True
+    ca_cert: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    topic_prefix: str = "kz/hsc-register/v1"
+    client_id: str | None = None
+
+    _coerce = field_validator("password", mode="before")(_secret)
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> MqttSection:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        return self
+
+
+class SpoolSection(Strict):
+    max_rows: Annotated[int, Field(ge=1000)] = 5_000_000
+
+
+class KuatConfig(Strict):
+    site: SiteConfig
+    agent: AgentSection = AgentSection()
+    intervals: Intervals = Intervals()
+    asic: AsicSection = AsicSection()
+    pdu: list[PduConfig] = []
+    meter: list[MeterConfig] = []
+    quota: QuotaSection = QuotaSection()
+    grid: GridSection | None = None
+    compliance: ComplianceSection = ComplianceSection()
+    influx: InfluxSection | None = None
+    mqtt: MqttSection | None = None
+    spool: SpoolSection = SpoolSection()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> KuatConfig:
+        for kind, items in (("pdu", self.pdu), ("meter", self.meter)):
+            names = [i.name for i in items]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{kind} names must be unique: {', '.join(dupes)} repeated")
+        if sum(1 for m in self.meter if m.role == "site") > 1:
+            raise ValueError("at most one meter may have role = \"site\" (the quota meter)")
+        return self
+
+    def asic_targets(self) -> list[tuple[str, int]]:
+        seen: dict[tuple[str, int], None] = {}
+        for g in self.asic.groups:
+            for t in g.targets():
+                seen.setdefault(t, None)
+        return list(seen)
+
+    @property
+    def site_meter(self) -> MeterConfig | None:
+        return next((m for m in self.meter if m.role == "site"), None)
+
+
+# --- hosts ------------------------------------------------------------------------------
+
+MAX_HOSTS_PER_ENTRY = 65536
+
+
+def expand_hosts(entry: str) -> list[str]:
+    entry = entry.strip()
+    try:
+        if "/" in entry:
+            net = ipaddress.ip_network(entry, strict=False)
+            if net.num_addresses > MAX_HOSTS_PER_ENTRY:
+                raise ValueError(f"{entry!r} has more than {MAX_HOSTS_PER_ENTRY} addresses")
+            return [str(a) for a in (net.hosts() if net.num_addresses > 2 else net)]
+        if "-" in entry:
+            lo_s, hi_s = (p.strip() for p in entry.split("-", 1))
+            lo, hi = ipaddress.ip_address(lo_s), ipaddress.ip_address(hi_s)
+            if lo.version != hi.version or int(hi) < int(lo):
+                raise ValueError(f"{entry!r} is not an ascending range")
+            if int(hi) - int(lo) >= MAX_HOSTS_PER_ENTRY:
+                raise ValueError(f"{entry!r} has more than {MAX_HOSTS_PER_ENTRY} addresses")
+            return [str(ipaddress.ip_address(i)) for i in range(int(lo), int(hi) + 1)]
+        return [str(ipaddress.ip_address(entry))]
+    except ValueError as exc:
+        if str(exc).startswith(repr(entry)):
+            raise
+        raise ValueError(f"{entry!r} is not an address, CIDR block or a-b range") from None
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        return f"{where}{self.path or '(top level)'}: {self.message}"
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, problems: list[Problem]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        head = f"{self.source}: {len(self.problems)} problem(s)"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+def _loc_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    # pydantic inserts the tagged-union/function names into loc; keep only keys and indexes.
+    return tuple(p for p in loc if isinstance(p, int) or not str(p).startswith("function-"))
+
+
+def _fmt_path(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for p in loc:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (a typo?)"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def parse_config(text: str, source: str = "<config>") -> KuatConfig:
+    """Validate TOML text. Raises ConfigError listing every problem at once."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [Problem("", f"not valid TOML: {exc}")]) from None
+    try:
+        cfg = KuatConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = _loc_path(err["loc"])
+            problems.append(Problem(_fmt_path(loc), _message(err), locate(text, loc)))
+        raise ConfigError(source, problems) from None
+    return cfg
+
+
+def load_config(path: Path) -> KuatConfig:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [Problem("", f"cannot read: {exc.strerror}")]) from None
+    return parse_config(text, str(path))

@@ -1,0 +1,179 @@
+"""``kuat demo``: a simulated farm on loopback and the real agent watching it.
+
+Nothing to install: the miners are asyncio servers on their own 127.x.y.z addresses, the PDUs are
+snmpsim serving real PDU recordings, the substation meter is a pymodbus server whose registers
+follow the farm's draw. The agent runs with its normal jobs; with no InfluxDB or MQTT server
+configured, telemetry and register messages stay in the durable spool under the state directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from collectors.cgminer.sim import AsicFarmSimulator
+from collectors.modbus.sim import MeterSimulator
+from rich.console import Console
+from rich.live import Live
+
+from agent.config import KuatConfig
+from agent.demo_quota import write_demo_schedule
+from agent.i18n import Lang
+from agent.runtime import Agent
+from agent.state import StatusSnapshot
+from agent.status import render_line, render_table
+from collectors.snmp.sim import SnmpSimulator
+
+# Cooling, lighting and transformer losses on top of the miners, as a farm's meter sees them.
+OVERHEAD = 0.06
+DEMO_INTERVALS = {"asic": 5, "pdu": 5, "meter": 1, "quota": 2, "inventory": 10, "flush": 5}
+ACCREDITED_POOLS = ["pool.kz-mining.example", "stratum.kazpool.example"]
+
+
+def demo_config(
+    state_dir: Path, miners: list[tuple[str, int]], pdus: list[tuple[str, int, str]],
+    meter: tuple[str, int], schedule: Path,
+) -> KuatConfig:
+    return KuatConfig.model_validate(
+        {
+            "site": {
+                "id": "demo-ekibastuz",
+                "name": "Demo farm (simulated)",
+                "owner_bin": "230140000001",
+                "licence_number": "DEMO-0001",
+                "data_centre_id": "DC-DEMO-1",
+                "data_centre_registered": True,
+            },
+            "agent": {"state_dir": str(state_dir)},
+            "intervals": DEMO_INTERVALS,
+            "asic": {
+                "timeout_s": 2.0,
+                "groups": [{"hosts": [ip for ip, _ in miners], "port": miners[0][1]}],
+            },
+            "pdu": [
+                {"name": name, "host": host, "port": port, "community": name}
+                for host, port, name in pdus
+            ],
+            "meter": [
+                {"name": "substation", "host": meter[0], "port": meter[1],
+                 "profile": "schneider-pm5560", "role": "site"}
+            ],
+            "quota": {"schedule_file": str(schedule)},
+            "grid": {
+                "tc_number": "TC-35-2024/117",
+                "issuer": "Demo REC",
+                "substation": "PS 35/10 kV Demo",
+                "voltage_kv": 35,
+                "permitted_mw": 1.5,
+                "connected_on": "2024-05-20",
+            },
+            "compliance": {"accredited_pools": ACCREDITED_POOLS},
+        }
+    )
+
+
+async def _follow_farm(farm: AsicFarmSimulator, meter: MeterSimulator) -> None:
+    """Make the meter's registers follow the farm, integrating energy like a real counter."""
+    import_kwh = 1_284_000.0
+    last = datetime.now(UTC)
+    while True:
+        now = datetime.now(UTC)
+        p_kw = farm.total_power_w() / 1000 * (1 + OVERHEAD)
+        import_kwh += p_kw * (now - last).total_seconds() / 3600
+        last = now
+        per_phase = p_kw / 3
+        amps = per_phase * 1000 / 230.0
+        meter.set(
+            p_kw=p_kw,
+            p_kw_phases=(per_phase, per_phase, per_phase),
+            q_kvar=p_kw * 0.12,
+            s_kva=p_kw / 0.99,
+            v_ln=(230.4, 231.1, 229.8),
+            v_ll=(399.2, 400.1, 398.7),
+            i_a=(amps, amps, amps),
+            pf=0.99,
+            f_hz=50.0,
+            import_kwh=import_kwh,
+            export_kwh=0.0,
+            demand_kw=p_kw,
+        )
+        await asyncio.sleep(0.5)
+
+
+async def run_demo(
+    *, miners: int, duration_s: float | None, state_dir: Path | None, lang: Lang, plain: bool
+) -> int:
+    console = Console()
+    tmp = None
+    if state_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="kuat-demo-")
+        state_dir = Path(tmp.name)
+    state_dir.mkdir(parents=True, exist_ok=True)
+
+    farm = AsicFarmSimulator(miners, first_ip="127.10.0.1", seed=7)
+    meter = MeterSimulator("schneider-pm5560")
+    snmp = SnmpSimulator()
+    console.print(f"[bold]kuat demo[/]: starting {miners} simulated miners, 4 PDUs, 1 meter …")
+    try:
+        await farm.start()
+        await meter.start()
+        await asyncio.to_thread(snmp.start)
+    except Exception as exc:
+        console.print(f"[red]could not start the simulated farm:[/] {exc}")
+        await _stop_all(farm, meter, snmp)
+        return 1
+    follower = asyncio.create_task(_follow_farm(farm, meter))
+    await asyncio.sleep(0.6)  # let the meter hold a first value before the agent reads it
+
+    schedule = write_demo_schedule(
+        state_dir / "quota.csv", "demo-ekibastuz", farm.total_power_w() / 1000 * (1 + OVERHEAD),
+        datetime.now(UTC),
+    )
+    pdus = [(snmp.host, snmp.port, name) for name in snmp.communities[:4]]
+    cfg = demo_config(state_dir, farm.targets, pdus, (meter.host, meter.port), schedule)
+    console.print(
+        f"state directory: {state_dir} (spool and outbox; no InfluxDB or MQTT needed)\n"
+        f"miners on {farm.targets[0][0]} … {farm.targets[-1][0]}, PDUs on udp/{snmp.port}, "
+        f"meter on tcp/{meter.port}.  Ctrl-C stops."
+    )
+
+    cycle = 0
+    live: Live | None = None
+
+    def on_cycle(snap: StatusSnapshot) -> None:
+        nonlocal cycle
+        cycle += 1
+        if live is not None:
+            live.update(render_table(snap, lang, cycle))
+        else:
+            print(render_line(snap, lang, cycle), flush=True)
+
+    agent = Agent(cfg, on_cycle=on_cycle)
+    try:
+        if plain or not sys.stdout.isatty():
+            await agent.run(stop_after_s=duration_s)
+        else:
+            with Live(console=console, refresh_per_second=4) as live:
+                await agent.run(stop_after_s=duration_s)
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        await _stop_all(farm, meter, snmp)
+        if tmp is not None:
+            tmp.cleanup()
+    final = agent.status()
+    console.print(render_line(final, lang, cycle))
+    return 0
+
+
+async def _stop_all(farm: AsicFarmSimulator, meter: MeterSimulator, snmp: SnmpSimulator) -> None:
+    for stop in (farm.stop, meter.stop):
+        with contextlib.suppress(Exception):
+            await stop()
+    with contextlib.suppress(Exception):
+        await asyncio.to_thread(snmp.stop)

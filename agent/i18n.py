@@ -1,0 +1,73 @@
+"""Operator-facing labels of the agent itself, in Kazakh, Russian and English.
+
+Reason texts of quota and compliance decisions live beside their codes in ``quota.messages``;
+this catalogue holds what the agent's own screens and logs say.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Lang = Literal["kk", "ru", "en"]
+LANGS: tuple[Lang, ...] = ("kk", "ru", "en")
+
+CATALOG: dict[str, dict[Lang, str]] = {
+    "title": {
+        "kk": "kuat — цифрлық майнинг фермасы",
+        "ru": "kuat — ферма цифрового майнинга",
+        "en": "kuat — digital mining farm",
+    },
+    "cycle": {"kk": "Цикл", "ru": "Цикл", "en": "Cycle"},
+    "miners_up": {"kk": "Жұмыс істеп тұрған майнерлер", "ru": "Майнеры в работе", "en": "Miners up"},
+    "hashrate": {"kk": "Жалпы хешрейт", "ru": "Общий хешрейт", "en": "Total hashrate"},
+    "metered_power": {
+        "kk": "Есептегіш бойынша қуат",
+        "ru": "Мощность по счётчику",
+        "en": "Metered power",
+    },
+    "pdu_power": {"kk": "PDU қуаты", "ru": "Мощность PDU", "en": "PDU power"},
+    "energy_hour": {
+        "kk": "Осы сағаттағы энергия / квота",
+        "ru": "Энергия за час / квота",
+        "en": "Energy this hour / allocation",
+    },
+    "forecast": {
+        "kk": "Сағат соңына болжам",
+        "ru": "Прогноз на конец часа",
+        "en": "Forecast to end of hour",
+    },
+    "quota_status": {"kk": "Квота күйі", "ru": "Статус квоты", "en": "Quota status"},
+    "grid_status": {
+        "kk": "Желіге қосылу (5-тармақ)",
+        "ru": "Подключение к сети (п. 5)",
+        "en": "Grid connection (item 5)",
+    },
+    "pool_status": {
+        "kk": "Пул арқылы майнинг (7-тармақ)",
+        "ru": "Майнинг через пул (п. 7)",
+        "en": "Mining through a pool (item 7)",
+    },
+    "uplink": {"kk": "Жіберу кезегі", "ru": "Очередь отправки", "en": "Uplink queue"},
+    "devices_down": {
+        "kk": "Жауап бермеген құрылғылар",
+        "ru": "Не ответившие устройства",
+        "en": "Devices not answering",
+    },
+    "no_data": {"kk": "деректер жоқ", "ru": "нет данных", "en": "no data"},
+    "no_allocation": {"kk": "квота жоқ", "ru": "квоты нет", "en": "no allocation"},
+    "stopping": {"kk": "Тоқтатылуда…", "ru": "Остановка…", "en": "Stopping…"},
+    "OK": {"kk": "ҚАЛЫПТЫ", "ru": "НОРМА", "en": "OK"},
+    "WARN": {"kk": "ЕСКЕРТУ", "ru": "ВНИМАНИЕ", "en": "WARN"},
+    "OVER": {"kk": "АСЫП КЕТТІ", "ru": "ПРЕВЫШЕНИЕ", "en": "OVER"},
+    "NO_ALLOCATION": {"kk": "КВОТА ЖОҚ", "ru": "НЕТ КВОТЫ", "en": "NO ALLOCATION"},
+    "pass": {"kk": "сәйкес", "ru": "соответствует", "en": "pass"},
+    "fail": {"kk": "сәйкес емес", "ru": "не соответствует", "en": "fail"},
+    "exempt": {"kk": "босатылған", "ru": "освобождён", "en": "exempt"},
+    "unknown": {"kk": "белгісіз", "ru": "неизвестно", "en": "unknown"},
+}
+
+
+def t(key: str, lang: Lang) -> str:
+    """Label ``key`` in ``lang``; an unknown key is shown as itself rather than crashing a screen."""
+    entry = CATALOG.get(key)
+    return entry[lang] if entry else key

@@ -1,0 +1,259 @@
+"""The agent at run time: one APScheduler job per collector kind plus quota, inventory and flush.
+
+Every job is bounded: device polls carry their own deadlines inside the collectors, and each job
+as a whole is cut at its interval so a slow cycle can never pile up behind itself
+(``max_instances=1`` and ``coalesce`` make a late run replace, not queue behind, the next one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from collectors.cgminer.collector import AsicPoller
+from collectors.modbus.collector import MeterPoller
+from collectors.snmp.collector import PduPoller, SnmpAuth
+
+from agent.config import KuatConfig, PduConfig
+from agent.quota_job import QuotaJob
+from agent.sdnotify import Notifier, watchdog_interval_s
+from agent.state import SiteState, StatusSnapshot, snapshot
+from agent.uplinks import Uplinks
+from collectors.readings import DeviceError, MeterReading
+
+log = logging.getLogger("kuat.agent")
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    name: str
+    interval_s: float
+    run: Callable[[], Awaitable[None]]
+
+
+class Agent:
+    def __init__(
+        self,
+        cfg: KuatConfig,
+        *,
+        clock: Clock = utcnow,
+        on_cycle: Callable[[StatusSnapshot], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.state = SiteState()
+        self.on_cycle = on_cycle
+        self.notifier = Notifier()
+        state_dir = Path(cfg.agent.state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.uplinks = Uplinks(cfg, state_dir)
+        self.quota = QuotaJob(cfg, self.state, state_dir)
+        self._asic = AsicPoller(
+            timeout_s=cfg.asic.timeout_s,
+            max_reply_bytes=cfg.asic.max_reply_bytes,
+            concurrency=cfg.asic.concurrency,
+        )
+        self._asic_targets = cfg.asic_targets()
+        self._pdu = PduPoller()
+        self._meter = MeterPoller()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._stopped = asyncio.Event()
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    def jobs(self) -> list[JobSpec]:
+        iv = self.cfg.intervals
+        specs = []
+        if self._asic_targets:
+            specs.append(JobSpec("asic", iv.asic, self.poll_asics))
+        if self.cfg.pdu:
+            specs.append(JobSpec("pdu", iv.pdu, self.poll_pdus))
+        if self.cfg.meter:
+            specs.append(JobSpec("meter", iv.meter, self.poll_meters))
+        specs += [
+            JobSpec("quota", iv.quota, self.evaluate_quota),
+            JobSpec("inventory", iv.inventory, self.publish_inventory),
+            JobSpec("flush", iv.flush, self.flush),
+        ]
+        return specs
+
+    async def poll_asics(self) -> None:
+        results = await self._asic.poll_many(self._asic_targets)
+        for target, result in zip(self._asic_targets, results, strict=True):
+            self.state.asics[target] = result
+        self.uplinks.record(results, self.clock())
+
+    async def poll_pdus(self) -> None:
+        async def one(p: PduConfig) -> None:
+            result = await self._pdu.poll(p.host, p.port, auth=_snmp_auth(p), profile=p.profile)
+            self.state.pdus[p.name] = result
+
+        await asyncio.gather(*(one(p) for p in self.cfg.pdu))
+        self.uplinks.record(list(self.state.pdus.values()), self.clock())
+
+    async def poll_meters(self) -> None:
+        site = self.cfg.site_meter
+        results = await asyncio.gather(
+            *(
+                self._meter.poll(m.host, m.port, unit=m.unit, profile=m.profile)
+                for m in self.cfg.meter
+            )
+        )
+        for m, result in zip(self.cfg.meter, results, strict=True):
+            self.state.meters[m.name] = result
+            if site is not None and m.name == site.name and isinstance(result, MeterReading):
+                self.state.record_site_meter(result)
+        self.uplinks.record(list(results), self.clock())
+
+    async def evaluate_quota(self) -> None:
+        now = self.clock()
+        lines = self.quota.run(now)
+        self.uplinks.record_lines(lines)
+        snap = self.status(now)
+        if self.on_cycle is not None:
+            self.on_cycle(snap)
+        self.notifier.status(_one_line(snap))
+
+    async def publish_inventory(self) -> None:
+        self.uplinks.publish_inventory(self.state.asic_readings(), self.clock())
+
+    async def flush(self) -> None:
+        await self.uplinks.flush()
+
+    def status(self, now: datetime | None = None) -> StatusSnapshot:
+        spool, outbox = self.uplinks.pending()
+        return snapshot(
+            self.state, now or self.clock(), spool_pending=spool, outbox_pending=outbox
+        )
+
+    # --- running ------------------------------------------------------------------------
+
+    async def run_once(self) -> StatusSnapshot:
+        """Every job once, in dependency order, then a flush: for checks and cron."""
+        await self.uplinks.start()
+        try:
+            for spec in self.jobs():
+                await self._guarded(spec)
+            return self.status()
+        finally:
+            await self.uplinks.stop()
+
+    async def run(self, *, stop_after_s: float | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.uplinks.start()
+        scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        now = self.clock()
+        for spec in self.jobs():
+            scheduler.add_job(
+                self._guarded,
+                "interval",
+                args=[spec],
+                seconds=spec.interval_s,
+                id=spec.name,
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=max(1, int(spec.interval_s)),
+            )
+        wd = watchdog_interval_s()
+        if wd:
+            scheduler.add_job(self.notifier.watchdog, "interval", seconds=wd, id="watchdog")
+        self._scheduler = scheduler
+        scheduler.start()
+        self.notifier.ready(f"polling {len(self._asic_targets)} miners")
+        log.info(
+            "kuat started: site %s, %d miners, %d PDUs, %d meters",
+            self.cfg.site.id,
+            len(self._asic_targets),
+            len(self.cfg.pdu),
+            len(self.cfg.meter),
+        )
+        try:
+            if stop_after_s is None:
+                await self._stopped.wait()
+            else:
+                await asyncio.wait_for(self._stopped.wait(), stop_after_s)
+        except TimeoutError:
+            pass
+        finally:
+            await self._shutdown(loop)
+
+    def request_stop(self) -> None:
+        self._stopped.set()
+
+    async def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.notifier.stopping()
+        log.info("stopping: flushing pending data")
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        # Everything recorded is already in the durable spool; one last bounded attempt to
+        # deliver it, then the rest waits on disk for the next start.
+        try:
+            await asyncio.wait_for(self.uplinks.flush(), timeout=5)
+        except (TimeoutError, Exception) as exc:
+            log.warning("final flush incomplete (%s); data stays spooled", exc or "timeout")
+        await self._meter.close()
+        await self.uplinks.stop()
+
+    async def _guarded(self, spec: JobSpec) -> None:
+        """A job that fails or overruns is logged once per change and never kills the agent."""
+        try:
+            await asyncio.wait_for(spec.run(), timeout=max(spec.interval_s, 5.0))
+        except TimeoutError:
+            self._job_problem(spec.name, f"did not finish within {spec.interval_s:g} s")
+        except Exception as exc:
+            log.exception("job %s failed", spec.name)
+            self._job_problem(spec.name, f"failed: {exc}")
+        else:
+            if self.state.last_errors.pop(spec.name, None):
+                log.info("job %s recovered", spec.name)
+        self.state.cycles[spec.name] = self.state.cycles.get(spec.name, 0) + 1
+
+    def _job_problem(self, name: str, text: str) -> None:
+        if self.state.last_errors.get(name) != text:
+            log.error("job %s %s", name, text)
+        self.state.last_errors[name] = text
+
+
+def _snmp_auth(p: PduConfig) -> SnmpAuth:
+    if p.v3 is not None:
+        return SnmpAuth(
+            v3_user=p.v3.user,
+            v3_auth_key=p.v3.auth_key.get(),
+            v3_priv_key=p.v3.priv_key.get(),
+            v3_auth_proto=p.v3.auth_proto,
+            v3_priv_proto=p.v3.priv_proto,
+            v3_context=p.v3.context,
+        )
+    assert p.community is not None
+    return SnmpAuth(community=p.community.get())
+
+
+def _one_line(s: StatusSnapshot) -> str:
+    kw = f"{s.metered_kw:.0f} kW" if s.metered_kw is not None else "? kW"
+    return (
+        f"miners {s.miners_up}/{s.miners_total}, {s.hashrate_ths:.0f} TH/s, {kw}, "
+        f"quota {s.quota_status or '-'}, grid {s.grid_status or '-'}"
+    )
+
+
+def describe_errors(errors: list[DeviceError], limit: int = 5) -> str:
+    shown = "; ".join(e.describe() for e in errors[:limit])
+    more = f" (+{len(errors) - limit} more)" if len(errors) > limit else ""
+    return shown + more

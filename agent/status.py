@@ -1,0 +1,64 @@
+"""How a status snapshot looks to a person: a rich table for the terminal, a line for the journal."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from agent.i18n import Lang, t
+from agent.state import StatusSnapshot
+
+_STYLE = {"OK": "green", "pass": "green", "exempt": "cyan", "WARN": "yellow", "OVER": "bold red",
+          "fail": "bold red", "NO_ALLOCATION": "magenta"}
+
+
+def _kwh(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.1f} kWh"
+
+
+def _status(code: str | None, lang: Lang) -> Text:
+    if code is None:
+        return Text(t("no_data", lang), style="dim")
+    return Text(t(code, lang), style=_STYLE.get(code, ""))
+
+
+def rows(s: StatusSnapshot, lang: Lang) -> list[tuple[str, str | Text]]:
+    metered = "—" if s.metered_kw is None else f"{s.metered_kw:,.1f} kW"
+    pdu = "—" if s.pdu_power_w is None else f"{s.pdu_power_w / 1000:,.1f} kW"
+    alloc = t("no_allocation", lang) if s.allocation_kwh is None else _kwh(s.allocation_kwh)
+    sleeping = f" (+{s.miners_sleeping} zz)" if s.miners_sleeping else ""
+    return [
+        (t("miners_up", lang), f"{s.miners_up} / {s.miners_total}{sleeping}"),
+        (t("hashrate", lang), f"{s.hashrate_ths:,.1f} TH/s"),
+        (t("metered_power", lang), metered),
+        (t("pdu_power", lang), pdu),
+        (t("energy_hour", lang), f"{_kwh(s.energy_hour_kwh)} / {alloc}"),
+        (t("forecast", lang), _kwh(s.forecast_kwh)),
+        (t("quota_status", lang), _status(s.quota_status, lang)),
+        (t("grid_status", lang), _status(s.grid_status, lang)),
+        (t("pool_status", lang), _status(s.pools_status, lang)),
+        (t("devices_down", lang), str(s.devices_down)),
+        (t("uplink", lang), f"telemetry {s.spool_pending:,} · register {s.outbox_pending:,}"),
+    ]
+
+
+def render_table(s: StatusSnapshot, lang: Lang, cycle: int) -> Table:
+    table = Table(
+        title=f"{t('title', lang)} — {t('cycle', lang)} {cycle} — {s.at:%Y-%m-%d %H:%M:%S} UTC",
+        show_header=False,
+        expand=False,
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in rows(s, lang):
+        table.add_row(label, value)
+    return table
+
+
+def render_text(s: StatusSnapshot, lang: Lang) -> str:
+    return "\n".join(f"{label}: {value}" for label, value in rows(s, lang))
+
+
+def render_line(s: StatusSnapshot, lang: Lang, cycle: int) -> str:
+    parts = [f"{label}: {value}" for label, value in rows(s, lang)]
+    return f"[{cycle}] " + " | ".join(parts)

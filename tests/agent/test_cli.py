@@ -1,0 +1,52 @@
+"""The command line as an operator meets it: exit codes and what is printed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+KUAT = [sys.executable, "-m", "agent.cli"]
+
+
+def kuat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*KUAT, *args], capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_check_config_ok_on_example(tmp_path: Path) -> None:
+    for name in ("snmp-community", "snmp-auth-key", "snmp-priv-key", "influx-token"):
+        (tmp_path / name).write_text("x")
+    done = kuat("check-config", "config/kuat.example.toml", env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OK: site ekibastuz-1, 336 miners, 2 PDUs, 1 meters")
+
+
+def test_check_config_lists_problems_and_fails(tmp_path: Path) -> None:
+    bad = tmp_path / "kuat.toml"
+    bad.write_text('[site]\nid = "x"\nnmae = "typo"\n\n[intervals]\nasic = 0\n')
+    done = kuat("check-config", str(bad))
+    assert done.returncode == 2
+    assert f"{bad}: 2 problem(s)" in done.stderr
+    assert "line 3: site.nmae: unknown key" in done.stderr
+    assert "line 6: intervals.asic: Input should be greater than or equal to 1" in done.stderr
+
+
+def test_help_lists_every_command() -> None:
+    done = kuat("--help")
+    assert done.returncode == 0
+    for command in ("run", "demo", "check-config", "probe"):
+        assert command in done.stdout
+
+
+def test_probe_unreachable_miner_is_one_line_on_stderr() -> None:
+    # Port 9 on loopback: nothing listens, the connection is refused at once.
+    done = kuat("probe", "asic", "127.0.0.1:9", "--timeout", "2", "--json")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "127.0.0.1:9" in lines[0], done.stderr

@@ -1,0 +1,130 @@
+"""Config: the shipped example loads; broken configs are refused with every problem named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config, parse_config
+from agent.tomlpos import locate
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "config" / "kuat.example.toml"
+CREDENTIALS = ("snmp-community", "snmp-auth-key", "snmp-priv-key", "influx-token")
+
+MINIMAL = """
+[site]
+id = "s1"
+"""
+
+
+@pytest.fixture
+def creds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in CREDENTIALS:
+        (tmp_path / name).write_text(f"secret-{name}\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    return tmp_path
+
+
+def test_example_config_loads(creds: Path) -> None:
+    cfg = load_config(EXAMPLE)
+    assert cfg.site.id == "ekibastuz-1"
+    # 10.20.1.0/24 gives 254 hosts, 10.20.2.10-90 gives 81, plus one single address
+    assert len(cfg.asic_targets()) == 254 + 81 + 1
+    assert cfg.site_meter is not None and cfg.site_meter.profile == "schneider-pm5560"
+    assert cfg.influx is not None and cfg.influx.token is not None
+    assert cfg.influx.token.get() == "secret-influx-token"
+    assert cfg.pdu[1].v3 is not None and cfg.pdu[1].v3.priv_key.get() == "secret-snmp-priv-key"
+
+
+def test_secret_never_in_repr(creds: Path) -> None:
+    cfg = load_config(EXAMPLE)
+    assert "secret-" not in repr(cfg)
+    assert "secret-" not in str(cfg.model_dump())
+
+
+def test_example_without_credentials_names_each_missing_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(ConfigError) as err:
+        load_config(EXAMPLE)
+    paths = {p.path for p in err.value.problems}
+    assert paths == {"pdu[0].community", "pdu[1].v3.auth_key", "pdu[1].v3.priv_key", "influx.token"}
+    assert all("CREDENTIALS_DIRECTORY" in p.message for p in err.value.problems)
+
+
+# Each case: config text, then (key path, fragment of the message, line) for EVERY problem.
+BROKEN = [
+    pytest.param(
+        MINIMAL + '\n[agent]\nlangauge = "kk"\n',
+        [("agent.langauge", "unknown key", 6)],
+        id="typo-is-an-unknown-key",
+    ),
+    pytest.param(
+        '[site]\nid = "Bad Site"\nowner_bin = "12"\n',
+        [("site.id", "a-z, 0-9", 2), ("site.owner_bin", "12 digits", 3)],
+        id="site-identity",
+    ),
+    pytest.param(
+        MINIMAL + '\n[[asic.groups]]\nhosts = ["10.0.0.1", "10.0.0.300"]\nport = 70000\n',
+        [("asic.groups[0].hosts", "10.0.0.300", 6), ("asic.groups[0].port", "65535", 7)],
+        id="miner-hosts-and-port",
+    ),
+    pytest.param(
+        MINIMAL
+        + '\n[[pdu]]\nname = "a"\nhost = "h"\n\n[[pdu]]\nname = "b"\nhost = "h"\n'
+        + 'community = { file = "/nonexistent/community" }\n',
+        [
+            ("pdu[0]", "either community", 5),
+            ("pdu[1].community", "cannot read secret file /nonexistent/community", 12),
+        ],
+        id="pdu-auth-and-secret-file",
+    ),
+    pytest.param(
+        MINIMAL + "\n[grid]\nvoltage_kv = -1\n",
+        [
+            ("grid.voltage_kv", "greater than 0", 6),
+            ("grid.permitted_mw", "missing", 5),
+            ("grid.connected_on", "missing", 5),
+        ],
+        id="grid-record",
+    ),
+    pytest.param(
+        MINIMAL + '\n[influx]\nurl = "influx:8086"\n\n[mqtt]\nhost = "b"\nclient_cert = "c.pem"\n',
+        [("influx.url", "http://", 6), ("mqtt", "go together", 8)],
+        id="uplinks",
+    ),
+    pytest.param("[site\nid = 1\n", [("", "not valid TOML", None)], id="toml-syntax"),
+    pytest.param("", [("site", "missing", None)], id="empty"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BROKEN)
+def test_broken_config_lists_every_problem(
+    text: str, expected: list[tuple[str, str, int | None]]
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "kuat.toml")
+    got = [(p.path, p.message, p.line) for p in err.value.problems]
+    assert len(got) == len(expected), err.value.render()
+    for (path, fragment, line), (gpath, gmsg, gline) in zip(
+        sorted(expected), sorted(got), strict=True
+    ):
+        assert gpath == path
+        assert fragment in gmsg, gmsg
+        assert gline == line, err.value.render()
+
+
+def test_duplicate_names_refused() -> None:
+    text = MINIMAL + '\n[[meter]]\nname = "m"\nhost = "a"\n\n[[meter]]\nname = "m"\nhost = "b"\n'
+    with pytest.raises(ConfigError, match="meter names must be unique: m repeated"):
+        parse_config(text)
+
+
+def test_locate_follows_array_of_tables() -> None:
+    text = '[[pdu]]\nname = "a"\n\n[[pdu]]\nname = "b"\n[pdu.v3]\nuser = "u"\n'
+    assert locate(text, ("pdu", 1, "name")) == 5
+    assert locate(text, ("pdu", 1, "v3", "user")) == 7
+    assert locate(text, ("pdu", 1, "v3", "auth_key")) == 6  # missing key: its table
