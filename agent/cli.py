@@ -86,14 +86,17 @@ def demo(
     duration: Annotated[
         float | None, typer.Option(help="Stop by itself after this many seconds.")
     ] = None,
-    miners: Annotated[int, typer.Option(help="Simulated miners (each on its own 127.x.y.z).")] = 240,
+    miners: Annotated[
+        int, typer.Option(help="Simulated miners (each on its own 127.x.y.z).")
+    ] = 240,
     state_dir: Annotated[
         Path | None,
         typer.Option(help="Where the demo keeps its spool and outbox (default: a fresh temp dir)."),
     ] = None,
     lang: Annotated[str, typer.Option(help="Language of the status screen: kk, ru or en.")] = "en",
     plain: Annotated[
-        bool, typer.Option("--plain", help="Print one status line per cycle instead of a live table.")
+        bool,
+        typer.Option("--plain", help="Print one status line per cycle instead of a live table."),
     ] = False,
 ) -> None:
     """Start a simulated farm on loopback and run the real agent against it, with a live status."""
@@ -104,9 +107,7 @@ def demo(
     from agent.demo import run_demo
 
     code = asyncio.run(
-        run_demo(
-            miners=miners, duration_s=duration, state_dir=state_dir, lang=lang, plain=plain
-        )
+        run_demo(miners=miners, duration_s=duration, state_dir=state_dir, lang=lang, plain=plain)
     )
     raise typer.Exit(code)
 

@@ -300,7 +300,7 @@ class KuatConfig(Strict):
             if dupes:
                 raise ValueError(f"{kind} names must be unique: {', '.join(dupes)} repeated")
         if sum(1 for m in self.meter if m.role == "site") > 1:
-            raise ValueError("at most one meter may have role = \"site\" (the quota meter)")
+            raise ValueError('at most one meter may have role = "site" (the quota meter)')
         return self
 
     def asic_targets(self) -> list[tuple[str, int]]:

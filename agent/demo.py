@@ -35,8 +35,11 @@ ACCREDITED_POOLS = ["pool.kz-mining.example", "stratum.kazpool.example"]
 
 
 def demo_config(
-    state_dir: Path, miners: list[tuple[str, int]], pdus: list[tuple[str, int, str]],
-    meter: tuple[str, int], schedule: Path,
+    state_dir: Path,
+    miners: list[tuple[str, int]],
+    pdus: list[tuple[str, int, str]],
+    meter: tuple[str, int],
+    schedule: Path,
 ) -> KuatConfig:
     return KuatConfig.model_validate(
         {
@@ -59,8 +62,13 @@ def demo_config(
                 for host, port, name in pdus
             ],
             "meter": [
-                {"name": "substation", "host": meter[0], "port": meter[1],
-                 "profile": "schneider-pm5560", "role": "site"}
+                {
+                    "name": "substation",
+                    "host": meter[0],
+                    "port": meter[1],
+                    "profile": "schneider-pm5560",
+                    "role": "site",
+                }
             ],
             "quota": {"schedule_file": str(schedule)},
             "grid": {
@@ -130,7 +138,9 @@ async def run_demo(
     await asyncio.sleep(0.6)  # let the meter hold a first value before the agent reads it
 
     schedule = write_demo_schedule(
-        state_dir / "quota.csv", "demo-ekibastuz", farm.total_power_w() / 1000 * (1 + OVERHEAD),
+        state_dir / "quota.csv",
+        "demo-ekibastuz",
+        farm.total_power_w() / 1000 * (1 + OVERHEAD),
         datetime.now(UTC),
     )
     pdus = [(snmp.host, snmp.port, name) for name in snmp.communities[:4]]

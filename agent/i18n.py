@@ -18,7 +18,11 @@ CATALOG: dict[str, dict[Lang, str]] = {
         "en": "kuat — digital mining farm",
     },
     "cycle": {"kk": "Цикл", "ru": "Цикл", "en": "Cycle"},
-    "miners_up": {"kk": "Жұмыс істеп тұрған майнерлер", "ru": "Майнеры в работе", "en": "Miners up"},
+    "miners_up": {
+        "kk": "Жұмыс істеп тұрған майнерлер",
+        "ru": "Майнеры в работе",
+        "en": "Miners up",
+    },
     "hashrate": {"kk": "Жалпы хешрейт", "ru": "Общий хешрейт", "en": "Total hashrate"},
     "metered_power": {
         "kk": "Есептегіш бойынша қуат",
@@ -68,6 +72,6 @@ CATALOG: dict[str, dict[Lang, str]] = {
 
 
 def t(key: str, lang: Lang) -> str:
-    """Label ``key`` in ``lang``; an unknown key is shown as itself rather than crashing a screen."""
+    """Label ``key`` in ``lang``; an unknown key shows as itself rather than crash a screen."""
     entry = CATALOG.get(key)
     return entry[lang] if entry else key

@@ -134,9 +134,7 @@ class Agent:
 
     def status(self, now: datetime | None = None) -> StatusSnapshot:
         spool, outbox = self.uplinks.pending()
-        return snapshot(
-            self.state, now or self.clock(), spool_pending=spool, outbox_pending=outbox
-        )
+        return snapshot(self.state, now or self.clock(), spool_pending=spool, outbox_pending=outbox)
 
     # --- running ------------------------------------------------------------------------
 

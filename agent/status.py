@@ -1,4 +1,4 @@
-"""How a status snapshot looks to a person: a rich table for the terminal, a line for the journal."""
+"""How a status snapshot looks to a person: a rich table, or a line for the journal."""
 
 from __future__ import annotations
 
@@ -8,8 +8,15 @@ from rich.text import Text
 from agent.i18n import Lang, t
 from agent.state import StatusSnapshot
 
-_STYLE = {"OK": "green", "pass": "green", "exempt": "cyan", "WARN": "yellow", "OVER": "bold red",
-          "fail": "bold red", "NO_ALLOCATION": "magenta"}
+_STYLE = {
+    "OK": "green",
+    "pass": "green",
+    "exempt": "cyan",
+    "WARN": "yellow",
+    "OVER": "bold red",
+    "fail": "bold red",
+    "NO_ALLOCATION": "magenta",
+}
 
 
 def _kwh(v: float | None) -> str:

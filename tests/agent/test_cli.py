@@ -13,7 +13,11 @@ KUAT = [sys.executable, "-m", "agent.cli"]
 
 def kuat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*KUAT, *args], capture_output=True, text=True, timeout=60, cwd=ROOT,
+        [*KUAT, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
 
@@ -21,7 +25,9 @@ def kuat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_check_config_ok_on_example(tmp_path: Path) -> None:
     for name in ("snmp-community", "snmp-auth-key", "snmp-priv-key", "influx-token"):
         (tmp_path / name).write_text("x")
-    done = kuat("check-config", "config/kuat.example.toml", env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
+    done = kuat(
+        "check-config", "config/kuat.example.toml", env={"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("OK: site ekibastuz-1, 336 miners, 2 PDUs, 1 meters")
 
