@@ -1,0 +1,613 @@
+"""Poll one PDU over SNMP (v2c or v3 authPriv) and turn a profile's tables into a PduReading.
+
+One poll: GET sysObjectID and the profile's scalars, then bulk-walk each column the
+profile needs, all columns concurrently, under one deadline. Nothing here raises out of
+``poll``: every failure becomes a ``DeviceError`` whose cause names what failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    UsmUserData,
+    bulk_walk_cmd,
+    get_cmd,
+    set_cmd,
+)
+from pysnmp.hlapi.v3arch.asyncio import auth as _auth
+from pysnmp.proto import rfc1902, rfc1905
+from pysnmp.smi import builder, view
+
+from collectors.capabilities import ActionResult
+from collectors.readings import (
+    DeviceError,
+    DeviceKind,
+    PduBreaker,
+    PduInlet,
+    PduOutlet,
+    PduPhase,
+    PduReading,
+)
+from collectors.snmp.profile import (
+    KEY_FIELDS,
+    TEXT_FIELDS,
+    Column,
+    Profile,
+    ProfileError,
+    Section,
+    detect_profile,
+    list_profiles,
+    resolve_profile,
+)
+
+__all__ = [
+    "AUTH_PROTOCOLS",
+    "PRIV_PROTOCOLS",
+    "PduPoller",
+    "SnmpAuth",
+    "SnmpPdu",
+    "list_profiles",
+]
+
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
+MAX_REPETITIONS = 40  # ~40 varbinds of a PDU table fit one UDP datagram comfortably
+
+AUTH_PROTOCOLS: dict[str, Any] = {
+    "MD5": _auth.USM_AUTH_HMAC96_MD5,
+    "SHA": _auth.USM_AUTH_HMAC96_SHA,
+    "SHA224": _auth.USM_AUTH_HMAC128_SHA224,
+    "SHA256": _auth.USM_AUTH_HMAC192_SHA256,
+    "SHA384": _auth.USM_AUTH_HMAC256_SHA384,
+    "SHA512": _auth.USM_AUTH_HMAC384_SHA512,
+}
+# names as net-snmp and snmpsim spell them; *BLMT are the draft-blumenthal key extensions
+PRIV_PROTOCOLS: dict[str, Any] = {
+    "DES": _auth.USM_PRIV_CBC56_DES,
+    "3DES": _auth.USM_PRIV_CBC168_3DES,
+    "AES": _auth.USM_PRIV_CFB128_AES,
+    "AES128": _auth.USM_PRIV_CFB128_AES,
+    "AES192": _auth.USM_PRIV_CFB192_AES,
+    "AES256": _auth.USM_PRIV_CFB256_AES,
+    "AES192BLMT": _auth.USM_PRIV_CFB192_AES_BLUMENTHAL,
+    "AES256BLMT": _auth.USM_PRIV_CFB256_AES_BLUMENTHAL,
+}
+
+
+@dataclass(frozen=True)
+class SnmpAuth:
+    """SNMP credentials. v3 (authPriv) when ``v3_user`` is set, else v2c ``community``.
+
+    Secrets are excluded from ``repr`` so that logging an auth object never leaks them.
+    """
+
+    community: str | None = field(default=None, repr=False)
+    v3_user: str | None = None
+    v3_auth_key: str | None = field(default=None, repr=False)
+    v3_priv_key: str | None = field(default=None, repr=False)
+    v3_auth_proto: str = "SHA"
+    v3_priv_proto: str = "AES"
+    v3_context: str = ""
+
+    def problem(self) -> str | None:
+        """Why these credentials cannot be used, or None."""
+        if self.v3_user:
+            if not self.v3_auth_key or not self.v3_priv_key:
+                return "SNMPv3 needs both an auth key and a priv key (authPriv)"
+            if len(self.v3_auth_key) < 8 or len(self.v3_priv_key) < 8:
+                return "SNMPv3 keys must be at least 8 characters"
+            if self.v3_auth_proto.upper() not in AUTH_PROTOCOLS:
+                return f"unknown SNMPv3 auth protocol {self.v3_auth_proto!r}"
+            if self.v3_priv_proto.upper() not in PRIV_PROTOCOLS:
+                return f"unknown SNMPv3 priv protocol {self.v3_priv_proto!r}"
+            return None
+        if not self.community:
+            return "no SNMP community and no SNMPv3 user given"
+        return None
+
+    def describe(self) -> str:
+        return f"SNMPv3 user {self.v3_user!r}" if self.v3_user else "SNMPv2c"
+
+    def auth_data(self) -> CommunityData | UsmUserData:
+        if self.v3_user:
+            return UsmUserData(
+                self.v3_user,
+                authKey=self.v3_auth_key,
+                privKey=self.v3_priv_key,
+                authProtocol=AUTH_PROTOCOLS[self.v3_auth_proto.upper()],
+                privProtocol=PRIV_PROTOCOLS[self.v3_priv_proto.upper()],
+            )
+        return CommunityData(self.community, mpModel=1)
+
+    def context(self) -> ContextData:
+        return ContextData(contextName=self.v3_context) if self.v3_user else ContextData()
+
+
+class _NoMibCompiler:
+    """Stands in for pysmi: numeric OIDs never need a MIB compiled.
+
+    Left to itself, pysnmp builds pysmi's MIB parser for every new engine on the first
+    request (0.1-0.7 s of CPU), even with ``lookupMib=False``.
+    """
+
+    def compile(self, *names: str, **options: Any) -> dict[str, str]:
+        return {}
+
+
+@functools.cache
+def _mib_view() -> view.MibViewController:
+    """One MIB view for all engines: it is plain data, built once per process."""
+    mib_builder = builder.MibBuilder()
+    mibs_dir = str(next(iter(mib_builder.get_mib_sources())).full_path())
+    mib_builder.set_mib_compiler(_NoMibCompiler(), mibs_dir)
+    return view.MibViewController(mib_builder)
+
+
+def _new_engine() -> SnmpEngine:
+    engine = SnmpEngine()
+    engine.cache["mibViewController"] = _mib_view()  # the key pysnmp's hlapi looks up
+    return engine
+
+
+class PollFailed(Exception):
+    """One-line cause of a failed poll; becomes DeviceError.cause."""
+
+
+class _Refused(PollFailed):
+    """The agent answered a SET with an error status: it will not do it (read-only, access)."""
+
+
+# --- value conversion ---------------------------------------------------------------------
+
+Raw = int | str | None
+
+
+def _raw(value: Any) -> Raw:
+    """pysnmp value -> int, text or None (for noSuchObject / noSuchInstance / endOfMib)."""
+    if isinstance(value, rfc1905.NoSuchObject | rfc1905.NoSuchInstance | rfc1905.EndOfMibView):
+        return None
+    if isinstance(value, rfc1902.OctetString):
+        return bytes(value).decode("utf-8", "replace").strip().strip("\x00") or None
+    if isinstance(value, rfc1902.ObjectIdentifier):
+        return str(value)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return str(value) or None
+
+
+def _scaled(raw: Raw, col: Column, decimals: Raw) -> float | None:
+    if raw is None or (isinstance(raw, str) and not raw.lstrip("-").isdigit()):
+        return None
+    number = int(raw)
+    if number in col.missing:
+        return None
+    value = number * col.multiplier / col.divisor
+    if isinstance(decimals, int) and 0 < decimals < 10:
+        value /= 10**decimals
+    # 54 / 10 -> 5.4, not 5.4000000000000004: readings are compared and shown by people
+    return round(value, 9) if math.isfinite(value) else None
+
+
+def _text(raw: Raw, col: Column) -> str | None:
+    if raw is None:
+        return None
+    if col.value_map is not None:
+        return col.value_map.get(str(raw))
+    return str(raw)
+
+
+def _index_key(index: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in index.split(".") if p.isdigit())
+
+
+# --- table assembly -----------------------------------------------------------------------
+
+Walks = dict[str, dict[str, Raw]]  # column OID -> {instance index -> raw value}
+
+
+def _rows(col: Column, oid: str, walks: Walks) -> dict[str, Raw]:
+    """Instances of one column, keyed by row index after the profile's suffix is stripped."""
+    instances = walks.get(oid, {})
+    if not col.suffix:
+        return instances
+    tail = "." + col.suffix
+    return {i[: -len(tail)]: v for i, v in instances.items() if i.endswith(tail)}
+
+
+def _field_values(col: Column, walks: Walks) -> dict[str, Raw]:
+    merged: dict[str, Raw] = {}
+    for oid in col.oids:  # first column with a non-empty value wins, row by row
+        for index, value in _rows(col, oid, walks).items():
+            if merged.get(index) is None:
+                merged[index] = value
+    return merged
+
+
+def _section_rows(section: Section, walks: Walks) -> list[dict[str, Any]]:
+    per_field = {name: _field_values(col, walks) for name, col in section.fields.items()}
+    decimals = {
+        name: _rows(col, col.decimals, walks)
+        for name, col in section.fields.items()
+        if col.decimals
+    }
+    indexes = sorted(set().union(*per_field.values()), key=_index_key)
+    rows: list[dict[str, Any]] = []
+    for ordinal, index in enumerate(indexes, start=1):
+        row: dict[str, Any] = {}
+        for name, col in section.fields.items():
+            if col.from_index and not col.oids:
+                key: Any = {"full": index, "last": index.rsplit(".", 1)[-1], "ordinal": ordinal}
+                row[name] = key[col.from_index]
+                continue
+            raw = per_field[name].get(index)
+            if name in TEXT_FIELDS:
+                row[name] = _text(raw, col)
+            else:
+                row[name] = _scaled(raw, col, decimals.get(name, {}).get(index))
+        for key_name in KEY_FIELDS & row.keys():
+            if row[key_name] is None:  # a label column with a hole: fall back to the index
+                row[key_name] = index
+        rows.append(row)
+    return rows
+
+
+def build_reading(
+    host: str,
+    profile: Profile,
+    scalars: dict[str, Raw],
+    walks: Walks,
+    taken_at: datetime,
+) -> PduReading:
+    """Pure: the walked values of a profile -> a reading (no I/O; unit-testable)."""
+    sections: dict[str, list[dict[str, Any]]] = {}
+    for name, section in profile.sections.items():
+        rows = _section_rows(section, walks)
+        if section.required and not rows:
+            walked = ", ".join(sorted(section.walked()))
+            raise PollFailed(f"{profile.name} profile: no {name} rows (walked {walked})")
+        sections[name] = rows
+
+    inlets = tuple(
+        PduInlet(
+            id=str(r["id"]),
+            **{k: r.get(k) for k in ("phase", "volts", "amps", "watts", "kwh", "pf")},
+        )
+        for r in sections.get("inlets", [])
+    )
+    phases = tuple(
+        PduPhase(id=str(r["id"]), volts=r.get("volts"), amps=r.get("amps"), watts=r.get("watts"))
+        for r in sections.get("phases", [])
+    )
+    breakers = tuple(
+        PduBreaker(id=str(r["id"]), amps=r.get("amps")) for r in sections.get("breakers", [])
+    )
+    outlets = tuple(
+        PduOutlet(
+            index=int(r["index"]) if str(r["index"]).isdigit() else n,
+            name=r.get("name"),
+            amps=r.get("amps"),
+            watts=r.get("watts"),
+            kwh=r.get("kwh"),
+            state=r.get("state"),
+        )
+        for n, r in enumerate(sections.get("outlets", []), start=1)
+    )
+    total: float | None = None
+    if profile.total_watts is not None:
+        t = profile.total_watts
+        if t.oid is not None:
+            total = _scaled(
+                scalars.get(t.oid),
+                Column(
+                    oids=(t.oid,),
+                    multiplier=t.multiplier,
+                    divisor=t.divisor,
+                    missing=frozenset({-1}),
+                ),
+                None,
+            )
+        else:
+            parts = [r.get("watts") for r in sections.get(t.sum_of or "", [])]
+            # a sum with an unknown part is unknown, not an under-count
+            if parts and all(p is not None for p in parts):
+                total = round(sum(parts) * t.multiplier / t.divisor, 9)
+    return PduReading(
+        host=host,
+        vendor=profile.vendor,
+        model=_identity(profile, scalars, "model"),
+        serial=_identity(profile, scalars, "serial"),
+        taken_at=taken_at,
+        inlets=inlets,
+        phases=phases,
+        breakers=breakers,
+        outlets=outlets,
+        total_watts=total,
+    )
+
+
+# --- SNMP I/O -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Session:
+    engine: SnmpEngine
+    auth: SnmpAuth
+    target: UdpTransportTarget
+    what: str  # "SNMPv2c" / "SNMPv3 user 'x'", for causes
+
+    async def get(self, oids: Iterable[str], purpose: str) -> dict[str, Raw]:
+        var_binds = [ObjectType(ObjectIdentity(o)) for o in oids]
+        if not var_binds:
+            return {}
+        err_ind, err_stat, _err_idx, answer = await get_cmd(
+            self.engine,
+            self.auth.auth_data(),
+            self.target,
+            self.auth.context(),
+            *var_binds,
+            lookupMib=False,
+        )
+        if err_ind:
+            raise PollFailed(f"{purpose}: {err_ind} ({self.what})")
+        if err_stat:
+            raise PollFailed(f"{purpose}: agent answered {err_stat.prettyPrint()}")
+        return {str(name): _raw(value) for name, value in answer}
+
+    async def set_int(self, oid: str, value: int) -> None:
+        err_ind, err_stat, _err_idx, _ = await set_cmd(
+            self.engine,
+            self.auth.auth_data(),
+            self.target,
+            self.auth.context(),
+            ObjectType(ObjectIdentity(oid), rfc1902.Integer32(value)),
+            lookupMib=False,
+        )
+        if err_ind:
+            raise PollFailed(f"setting {oid}: {err_ind} ({self.what})")
+        if err_stat:
+            raise _Refused(f"setting {oid} = {value}: agent answered {err_stat.prettyPrint()}")
+
+    async def walk(self, column: str) -> dict[str, Raw]:
+        prefix = column + "."
+        found: dict[str, Raw] = {}
+        async for err_ind, err_stat, _idx, var_binds in bulk_walk_cmd(
+            self.engine,
+            self.auth.auth_data(),
+            self.target,
+            self.auth.context(),
+            0,
+            MAX_REPETITIONS,
+            ObjectType(ObjectIdentity(column)),
+            lookupMib=False,
+            lexicographicMode=False,
+        ):
+            if err_ind:
+                raise PollFailed(f"walking {column}: {err_ind} ({self.what})")
+            if err_stat:
+                raise PollFailed(f"walking {column}: agent answered {err_stat.prettyPrint()}")
+            for name, value in var_binds:
+                oid = str(name)
+                if oid.startswith(prefix):
+                    raw = _raw(value)
+                    if raw is not None or isinstance(value, rfc1902.OctetString):
+                        found[oid[len(prefix) :]] = raw
+        return found
+
+
+class PduPoller:
+    """Polls PDUs; one instance serves many devices and many concurrent polls."""
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 3.0,
+        retries: int = 1,
+        deadline_s: float | None = None,
+        max_inflight: int = 4,
+    ) -> None:
+        """``timeout_s``/``retries`` apply to each SNMP request; ``deadline_s`` bounds a whole
+        poll (default: three requests' worth of timeouts and retries), so a slow walk
+        cannot hold a collector cycle hostage. ``max_inflight`` caps concurrent requests to
+        one device: the embedded agents of PDUs drop requests when flooded.
+        """
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.deadline_s = deadline_s if deadline_s is not None else timeout_s * (retries + 1) * 3
+        self.max_inflight = max(1, max_inflight)
+
+    async def _run(
+        self,
+        host: str,
+        port: int,
+        auth: SnmpAuth,
+        profile: str,
+        work: Callable[[_Session, Profile, dict[str, Raw]], Awaitable[_T]],
+    ) -> _T:
+        """Open a session, settle the profile, run ``work``; failures raise PollFailed only."""
+        problem = auth.problem()
+        if problem:
+            raise PollFailed(problem)
+        chosen: Profile | None = None
+        if profile != "auto":
+            try:
+                chosen = resolve_profile(profile)
+            except ProfileError as exc:
+                raise PollFailed(str(exc)) from exc
+        engine = _new_engine()
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                session = await self._session(engine, host, port, auth)
+                chosen, scalars = await self._settle_profile(session, chosen)
+                return await work(session, chosen, scalars)
+        except PollFailed:
+            raise
+        except TimeoutError as exc:
+            raise PollFailed(
+                f"poll did not finish within {self.deadline_s:.1f} s ({auth.describe()})"
+            ) from exc
+        except Exception as exc:  # a collector cycle must survive anything a device sends
+            raise PollFailed(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
+        finally:
+            engine.close_dispatcher()
+
+    async def _session(self, engine: SnmpEngine, host: str, port: int, auth: SnmpAuth) -> _Session:
+        try:
+            target = await UdpTransportTarget.create(
+                (host, port), timeout=self.timeout_s, retries=self.retries
+            )
+        except Exception as exc:
+            raise PollFailed(f"cannot resolve {host}: {exc}") from exc
+        return _Session(engine, auth, target, auth.describe())
+
+    @staticmethod
+    async def _settle_profile(
+        session: _Session, chosen: Profile | None
+    ) -> tuple[Profile, dict[str, Raw]]:
+        """The profile (detected from sysObjectID for ``auto``) and its identity scalars."""
+        first = await session.get(
+            [SYS_OBJECT_ID, *(chosen.scalars() if chosen else [])], "reading sysObjectID"
+        )
+        if chosen is not None:
+            return chosen, first
+        sys_oid = first.get(SYS_OBJECT_ID)
+        if not sys_oid:
+            raise PollFailed("no sysObjectID to pick a profile from; pass --profile")
+        detected = detect_profile(str(sys_oid))
+        if detected is None:
+            raise PollFailed(
+                f"no profile for sysObjectID {sys_oid}; pass --profile "
+                f"({', '.join(list_profiles())} or a file)"
+            )
+        return detected, await session.get(detected.scalars(), "reading identity")
+
+    async def poll(
+        self, host: str, port: int = 161, *, auth: SnmpAuth, profile: str = "auto"
+    ) -> PduReading | DeviceError:
+        taken_at = datetime.now(UTC)
+
+        async def read(session: _Session, chosen: Profile, scalars: dict[str, Raw]) -> PduReading:
+            columns = chosen.columns()
+            gate = asyncio.Semaphore(self.max_inflight)
+
+            async def walk(column: str) -> dict[str, Raw]:
+                async with gate:
+                    return await session.walk(column)
+
+            results = await asyncio.gather(*(walk(c) for c in columns))
+            walks = dict(zip(columns, results, strict=True))
+            return build_reading(host, chosen, scalars, walks, taken_at)
+
+        try:
+            return await self._run(host, port, auth, profile, read)
+        except PollFailed as exc:
+            return DeviceError(DeviceKind.PDU, host, port, taken_at, str(exc))
+
+    async def switch_outlet(
+        self,
+        host: str,
+        port: int = 161,
+        *,
+        auth: SnmpAuth,
+        index: int,
+        on: bool,
+        reason: str,
+        profile: str = "auto",
+    ) -> ActionResult:
+        """Switch one outlet (the reading's ``PduOutlet.index``) by SNMP SET; never raises.
+
+        ``done`` once the agent accepted the SET (``detail`` says whether the outlet state
+        read back already matches), ``refused`` when the agent rejects it (read-only
+        community, no write access), ``unsupported`` when the profile has no outlet control.
+        """
+        action = f"outlet {index} {'on' if on else 'off'}"
+        device = f"{host}:{port}"
+
+        async def switch(
+            session: _Session, chosen: Profile, scalars: dict[str, Raw]
+        ) -> ActionResult:
+            nonlocal device
+            device = _identity(chosen, scalars, "serial") or device
+            control = chosen.outlet_control
+            if control is None:
+                return ActionResult(
+                    device, action, "unsupported", f"{chosen.name} profile has no outlet control"
+                )
+            oid, value = control.target(index, on)
+            log.info("pdu %s: %s (%s) via %s = %d", device, action, reason, oid, value)
+            await session.set_int(oid, value)
+            return ActionResult(
+                device, action, "done", await _read_back(session, chosen, index, on)
+            )
+
+        try:
+            return await self._run(host, port, auth, profile, switch)
+        except _Refused as exc:
+            return ActionResult(device, action, "refused", str(exc))
+        except PollFailed as exc:
+            return ActionResult(device, action, "failed", str(exc))
+
+
+async def _read_back(session: _Session, profile: Profile, index: int, on: bool) -> str:
+    """What the outlet's state column says right after the SET (agents may lag a little)."""
+    outlets = profile.sections.get("outlets")
+    state = outlets.fields.get("state") if outlets else None
+    if state is None or not state.oids or profile.outlet_control is None:
+        return "state not readable with this profile"
+    instance = profile.outlet_control.instance.format(index=index)
+    oid = f"{state.oids[0]}.{instance}" + (f".{state.suffix}" if state.suffix else "")
+    now = _text((await session.get([oid], "reading the outlet state back")).get(oid), state)
+    wanted = "on" if on else "off"
+    return f"state reads {wanted}" if now == wanted else f"requested; state still reads {now}"
+
+
+def _identity(profile: Profile, scalars: dict[str, Raw], key: str) -> str | None:
+    for oid in profile.identity.get(key, ()):
+        value = scalars.get(oid)
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+@dataclass
+class SnmpPdu:
+    """One configured PDU: what the scheduler polls and the quota engine switches.
+
+    Satisfies ``collectors.capabilities.Pollable`` and ``OutletSwitchable``.
+    """
+
+    host: str
+    auth: SnmpAuth
+    port: int = 161
+    profile: str = "auto"
+    poller: PduPoller = field(default_factory=PduPoller)
+
+    async def poll(self) -> PduReading | DeviceError:
+        return await self.poller.poll(self.host, self.port, auth=self.auth, profile=self.profile)
+
+    async def switch_outlet(self, index: int, on: bool, reason: str) -> ActionResult:
+        return await self.poller.switch_outlet(
+            self.host,
+            self.port,
+            auth=self.auth,
+            index=index,
+            on=on,
+            reason=reason,
+            profile=self.profile,
+        )

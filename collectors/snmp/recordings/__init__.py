@@ -1,0 +1,1 @@
+"""Recorded SNMP walks of real PDUs (snmpsim .snmprec), each with its .src.txt note."""
