@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import jsonschema
+import pytest
+
+from collectors.readings import AsicReading, PoolInfo
+from tests.uplink.schema_check import validate
+from uplink.inventory import (
+    build_snapshot,
+    diff,
+    snapshot_from_payload,
+    snapshot_payload,
+)
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+OWNER = "230140000001"
+
+
+def miner(
+    serial: str | None, ip: str, *, mac: str | None = None, t: datetime = T0, **kw: object
+) -> AsicReading:
+    base: dict = dict(
+        ip=ip,
+        port=4028,
+        taken_at=t,
+        vendor="Bitmain",
+        model="S21",
+        serial=serial,
+        mac=mac,
+        firmware="2025.01",
+        hashrate_nominal_ths=200.0,
+        power_limit_w=3500.0,
+        pools=(PoolInfo("stratum+tcp://pool.kz:3333", "farm.1", "Alive", True),),
+    )
+    base.update(kw)
+    return AsicReading(**base)
+
+
+def fixed_ids():  # deterministic uuids for the tests
+    counter = itertools.count(1)
+    return lambda: f"00000000-0000-4000-8000-{next(counter):012d}"
+
+
+def snap(readings: list[AsicReading], now: datetime = T0, previous=None):
+    return build_snapshot(readings, site="ekibastuz-1", owner_bin=OWNER, now=now, previous=previous)
+
+
+def test_identity_serial_then_mac_then_endpoint() -> None:
+    s = snap(
+        [
+            miner("SN1", "10.0.0.1"),
+            miner(None, "10.0.0.2", mac="AA-BB-CC-DD-EE-02"),
+            miner(None, "10.0.0.3"),
+        ]
+    )
+    assert {m.id: m.id_source for m in s.miners.values()} == {
+        "SN1": "serial",
+        "aa:bb:cc:dd:ee:02": "mac",
+        "10.0.0.3:4028": "endpoint",
+    }
+
+
+def test_first_run_all_added_and_payloads_valid() -> None:
+    s = snap([miner("SN1", "10.0.0.1"), miner("SN2", "10.0.0.2")])
+    events = diff(None, s, new_id=fixed_ids())
+    assert [(e["type"], e["miner_id"]) for e in events] == [("added", "SN1"), ("added", "SN2")]
+    for seq, e in enumerate(events, 1):
+        validate("event.v1", {**e, "seq": seq})
+    payload = snapshot_payload(s, seq=2)
+    validate("inventory.v1", payload)
+    assert payload["count"] == 2 and payload["totals"] == {
+        "online": 2,
+        "rated_ths": 400.0,
+        "rated_w": 7000.0,
+    }
+    assert payload["miners"][0]["first_seen"] == "2026-03-01T12:00:00Z"
+
+
+def test_ip_change_is_moved_not_add_remove() -> None:
+    a = snap([miner("SN1", "10.0.0.1"), miner(None, "10.0.0.2", mac="aa:bb:cc:dd:ee:02")])
+    t1 = T0 + timedelta(minutes=5)
+    b = snap(
+        [miner("SN1", "10.0.0.9", t=t1), miner(None, "10.0.0.7", mac="aa:bb:cc:dd:ee:02", t=t1)],
+        t1,
+        a,
+    )
+    events = diff(a, b, new_id=fixed_ids())
+    assert [(e["type"], e["miner_id"]) for e in events] == [
+        ("moved", "SN1"),
+        ("moved", "aa:bb:cc:dd:ee:02"),
+    ]
+    assert events[0]["from"] == {"ip": "10.0.0.1", "port": 4028}
+    assert events[0]["to"] == {"ip": "10.0.0.9", "port": 4028}
+    assert b.miners["SN1"].first_seen == T0 and b.miners["SN1"].last_seen == t1
+    for e in events:
+        validate("event.v1", {**e, "seq": 1})
+
+
+def test_changed_and_run_state_is_not_a_change() -> None:
+    a = snap([miner("SN1", "10.0.0.1")])
+    b = snap([miner("SN1", "10.0.0.1", firmware="2025.06", state="sleeping")], previous=a)
+    (e,) = diff(a, b, new_id=fixed_ids())
+    assert e["type"] == "changed"
+    assert e["changes"] == {"firmware": {"from": "2025.01", "to": "2025.06"}}
+    validate("event.v1", {**e, "seq": 7})
+    c = snap([miner("SN1", "10.0.0.1", firmware="2025.06", state="mining")], previous=b)
+    assert diff(b, c) == []
+
+
+def test_unreachable_is_offline_then_removed_after_a_day() -> None:
+    a = snap([miner("SN1", "10.0.0.1"), miner("SN2", "10.0.0.2")])
+    b = snap([miner("SN1", "10.0.0.1", t=T0 + timedelta(hours=1))], T0 + timedelta(hours=1), a)
+    assert b.miners["SN2"].state == "offline"
+    assert diff(a, b) == []
+    c = snap(
+        [miner("SN1", "10.0.0.1", t=T0 + timedelta(days=1, hours=1))],
+        T0 + timedelta(days=1, hours=1),
+        b,
+    )
+    (e,) = diff(b, c, new_id=fixed_ids())
+    assert (e["type"], e["miner_id"], e["miner"]["state"]) == ("removed", "SN2", "offline")
+    assert snapshot_payload(b, seq=0)["totals"]["online"] == 1
+
+
+def test_snapshot_round_trips_through_payload() -> None:
+    s = snap([miner("SN1", "10.0.0.1"), miner(None, "10.0.0.3")])
+    back = snapshot_from_payload(snapshot_payload(s, seq=3))
+    assert back == s
+
+
+def test_schema_rejects_bad_payloads() -> None:
+    s = snap([miner("SN1", "10.0.0.1")])
+    (e,) = diff(None, s)
+    with pytest.raises(jsonschema.ValidationError):
+        validate("event.v1", e)  # no seq
+    with pytest.raises(jsonschema.ValidationError):
+        validate("event.v1", {**e, "seq": 1, "type": "moved"})  # moved needs from/to
+    bad = snapshot_payload(s, seq=1)
+    bad["owner_bin"] = "12"
+    with pytest.raises(jsonschema.ValidationError):
+        validate("inventory.v1", bad)

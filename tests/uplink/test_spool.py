@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from uplink.spool import Spool
+
+
+def test_put_take_ack(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db") as sp:
+        sp.put_lines([f"m v={i}i {i}" for i in range(10)])
+        b = sp.take(4)
+        assert b.lines == tuple(f"m v={i}i {i}" for i in range(4))
+        assert sp.take(4) == b  # take does not remove; only ack does
+        assert sp.ack(b) == 4
+        assert sp.take(100).lines[0] == "m v=4i 4"
+        assert sp.counts().pending == 6
+
+
+def test_wal_and_full_sync(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db") as sp:
+        assert sp._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert sp._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_cap_drops_oldest_with_counter(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with Spool(tmp_path / "s.db", max_rows=100) as sp:
+        assert sp.put_lines([f"a v={i}i" for i in range(80)]) == 0
+        with caplog.at_level(logging.WARNING, logger="uplink.spool"):
+            dropped = sp.put_lines([f"b v={i}i" for i in range(50)])
+        assert dropped == 30
+        assert "dropped the 30 oldest lines" in caplog.text
+        stats = sp.counts()
+        assert (stats.pending, stats.dropped) == (100, 30)
+        lines = sp.take(1000).lines
+        assert lines[0] == "a v=30i" and lines[-1] == "b v=49i"
+    with Spool(tmp_path / "s.db", max_rows=100) as sp:  # the counter is persistent
+        assert sp.counts().dropped == 30
+        assert sp.put_lines(["c v=1i"]) == 1
+        assert sp.counts().dropped == 31
+
+
+def test_cap_while_batch_in_flight(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_rows=10) as sp:
+        sp.put_lines([f"a v={i}i" for i in range(10)])
+        b = sp.take(5)
+        sp.put_lines([f"b v={i}i" for i in range(5)])  # drops exactly the in-flight rows
+        assert sp.ack(b) == 0
+        assert sp.counts().pending == 10
+
+
+def test_dead_letter(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db", max_dead=3) as sp:
+        sp.put_lines(["good v=1i", "bad", "good v=2i"])
+        b = sp.take(3)
+        bad = type(b)(b.ids[1:2], b.lines[1:2])
+        assert sp.dead_letter(bad, "HTTP 400 unable to parse") == 1
+        assert sp.take(10).lines == ("good v=1i", "good v=2i")
+        assert sp.dead_lines() == [("bad", "HTTP 400 unable to parse")]
+        sp.dead_letter(["x1", "x2", "x3", "x4"], "never spooled")  # bare lines too
+        s = sp.counts()
+        assert (s.pending, s.dead) == (2, 3)  # dead table is capped, newest kept
+        assert [ln for ln, _ in sp.dead_lines()] == ["x4", "x3", "x2"]
+
+
+def test_threads_share_one_spool(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db") as sp:
+
+        def writer(k: int) -> None:
+            for i in range(50):
+                sp.put_lines([f"t{k} v={i}i"])
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        taken = 0
+        while any(t.is_alive() for t in threads) or sp.counts().pending:
+            b = sp.take(7)
+            sp.ack(b)
+            taken += len(b)
+        for t in threads:
+            t.join()
+        assert taken == 200 and sp.counts().pending == 0
+
+
+def test_outbox_sequenced_and_coalesced(tmp_path: Path) -> None:
+    with Spool(tmp_path / "s.db") as sp:
+        assert sp.outbox_put_sequenced("site-1", "t/events", [{"a": 1}, {"a": 2}]) == [1, 2]
+        sp.outbox_put("t/inv", b"v1", retain=True, coalesce=True)
+        sp.outbox_put("t/inv", b"v2", retain=True, coalesce=True)
+        assert sp.outbox_put_sequenced("site-1", "t/events", [{"a": 3}]) == [3]
+        msgs = sp.outbox_peek()
+        assert [m.payload for m in msgs] == [
+            b'{"a":1,"seq":1}',
+            b'{"a":2,"seq":2}',
+            b"v2",
+            b'{"a":3,"seq":3}',
+        ]
+        assert sp.retained() == {"t/inv": b"v2"}
+        assert sp.outbox_peek(after_id=msgs[1].id, limit=1)[0].payload == b"v2"
+        assert sp.outbox_ack(msgs[0].id) and not sp.outbox_ack(msgs[0].id)
+        assert sp.outbox_dead_letter(msgs[1].id, "not authorized")
+        s = sp.counts()
+        assert (s.outbox, s.outbox_dead) == (2, 1)
+    with Spool(tmp_path / "s.db") as sp:
+        assert sp.last_seq("site-1") == 3
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from uplink.spool import Spool
+    sp = Spool(Path(sys.argv[1]))
+    n = 0
+    while True:
+        sp.put_lines([f"m,k=v f={n + i}i {n + i}" for i in range(100)])
+        n += 100
+        sp.outbox_put_sequenced("s", "t", [{"n": n}])
+        print(n, flush=True)  # printed only after the commit returned
+    """
+)
+
+
+def test_kill_9_loses_nothing_committed(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, env=env, text=True
+    )
+    assert proc.stdout is not None
+    confirmed = 0
+    deadline = time.monotonic() + 10
+    while confirmed < 3000 and time.monotonic() < deadline:
+        confirmed = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert confirmed >= 3000
+    # The WAL and the main file must open cleanly and hold every confirmed row, in order.
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with Spool(db) as sp:
+        lines = sp.take(10_000_000).lines
+        assert len(lines) >= confirmed and len(lines) % 100 == 0
+        assert lines == tuple(f"m,k=v f={i}i {i}" for i in range(len(lines)))
+        seqs = [m.payload for m in sp.outbox_peek(limit=1_000_000)]
+        assert len(seqs) == len(lines) // 100 or len(seqs) == len(lines) // 100 - 1
+        assert sp.last_seq("s") == len(seqs)

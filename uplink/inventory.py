@@ -1,0 +1,271 @@
+"""The register's view of the hardware: inventory snapshots and the events between two of them.
+
+Pure functions (time and ids are arguments), so every rule is unit-testable:
+
+* identity is the serial, else the MAC, else ``ip:port`` (``id_source`` says which);
+* an IP/port change of a known miner is one ``moved`` event, never removed + added;
+* a miner missing from a poll stays in the snapshot as ``offline`` until it has not been seen
+  for ``forget_after`` (default one day) — an unreachable miner is not a removed one;
+* ``changed`` covers the hardware facts (manufacturer, model, serial, MAC, firmware, rated
+  TH/s and W, pool), not run state: curtailment must not flood the register.
+
+Payload formats are fixed by the JSON Schemas in ``uplink/schemas/``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from collectors.readings import AsicReading
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "INVENTORY_SCHEMA",
+    "STATUS_SCHEMA",
+    "Miner",
+    "Snapshot",
+    "build_snapshot",
+    "diff",
+    "iso",
+    "miner_from_json",
+    "miner_to_json",
+    "snapshot_from_payload",
+    "snapshot_payload",
+]
+
+INVENTORY_SCHEMA = "kz.hsc-register.inventory.v1"
+EVENT_SCHEMA = "kz.hsc-register.event.v1"
+STATUS_SCHEMA = "kz.hsc-register.status.v1"
+
+MinerState = Literal["mining", "sleeping", "error", "offline"]
+IdSource = Literal["serial", "mac", "endpoint"]
+_HARDWARE_FIELDS = (
+    "manufacturer",
+    "model",
+    "serial",
+    "mac",
+    "firmware",
+    "rated_ths",
+    "rated_w",
+    "pool",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Miner:
+    id: str
+    id_source: IdSource
+    manufacturer: str | None
+    model: str | None
+    serial: str | None
+    mac: str | None
+    firmware: str | None
+    rated_ths: float | None
+    rated_w: float | None
+    ip: str
+    port: int
+    pool: str | None
+    state: MinerState
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    site: str
+    owner_bin: str
+    generated_at: datetime
+    miners: Mapping[str, Miner]  # by id
+
+
+def iso(t: datetime) -> str:
+    """ISO 8601 UTC with ``Z``, whole seconds (the register needs no more)."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _normal_mac(mac: str | None) -> str | None:
+    return mac.strip().lower().replace("-", ":") if mac and mac.strip() else None
+
+
+def _identity(r: AsicReading) -> tuple[str, IdSource, str | None, str | None]:
+    serial = (r.serial or "").strip() or None
+    mac = _normal_mac(r.mac)
+    if serial:
+        return serial, "serial", serial, mac
+    if mac:
+        return mac, "mac", serial, mac
+    return f"{r.ip}:{r.port}", "endpoint", serial, mac
+
+
+def _from_reading(r: AsicReading, old: Mapping[str, Miner]) -> Miner:
+    ident, source, serial, mac = _identity(r)
+    previous = old.get(ident)
+    pool = r.active_pool or (r.pools[0] if r.pools else None)
+    return Miner(
+        id=ident,
+        id_source=source,
+        manufacturer=r.vendor,
+        model=r.model,
+        serial=serial,
+        mac=mac,
+        firmware=r.firmware,
+        rated_ths=r.hashrate_nominal_ths,
+        rated_w=r.power_limit_w,
+        ip=r.ip,
+        port=r.port,
+        pool=pool.url if pool else None,
+        state=r.state,
+        first_seen=previous.first_seen if previous else r.taken_at,
+        last_seen=r.taken_at,
+    )
+
+
+def build_snapshot(
+    readings: Iterable[AsicReading],
+    *,
+    site: str,
+    owner_bin: str,
+    now: datetime,
+    previous: Snapshot | None = None,
+    forget_after: timedelta = timedelta(days=1),
+) -> Snapshot:
+    """The inventory after this round of readings, carrying history over from ``previous``."""
+    old = previous.miners if previous else {}
+    miners: dict[str, Miner] = {}
+    for r in sorted(readings, key=lambda r: r.taken_at):  # the newest reading of an id wins
+        m = _from_reading(r, old)
+        miners[m.id] = m
+    for ident, m in old.items():
+        if ident not in miners and now - m.last_seen < forget_after:
+            miners[ident] = m if m.state == "offline" else replace(m, state="offline")
+    return Snapshot(site, owner_bin, now, dict(sorted(miners.items())))
+
+
+def miner_to_json(m: Miner) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "id_source": m.id_source,
+        "manufacturer": m.manufacturer,
+        "model": m.model,
+        "serial": m.serial,
+        "mac": m.mac,
+        "firmware": m.firmware,
+        "rated_ths": m.rated_ths,
+        "rated_w": m.rated_w,
+        "ip": m.ip,
+        "port": m.port,
+        "pool": m.pool,
+        "state": m.state,
+        "first_seen": iso(m.first_seen),
+        "last_seen": iso(m.last_seen),
+    }
+
+
+def miner_from_json(d: Mapping[str, Any]) -> Miner:
+    return Miner(
+        **{k: d.get(k) for k in _HARDWARE_FIELDS},
+        id=d["id"],
+        id_source=d["id_source"],
+        ip=d["ip"],
+        port=d["port"],
+        state=d["state"],
+        first_seen=_parse_time(d["first_seen"]),
+        last_seen=_parse_time(d["last_seen"]),
+    )
+
+
+def snapshot_payload(snap: Snapshot, *, seq: int) -> dict[str, Any]:
+    """The retained ``inventory`` message. ``seq`` is the last event seq it already reflects,
+    so a register can drop older events and apply only newer ones on top of it."""
+    miners = list(snap.miners.values())
+    return {
+        "schema": INVENTORY_SCHEMA,
+        "owner_bin": snap.owner_bin,
+        "site": snap.site,
+        "generated_at": iso(snap.generated_at),
+        "seq": seq,
+        "count": len(miners),
+        "totals": {
+            "online": sum(m.state != "offline" for m in miners),
+            "rated_ths": round(sum(m.rated_ths or 0.0 for m in miners), 3),
+            "rated_w": round(sum(m.rated_w or 0.0 for m in miners), 1),
+        },
+        "miners": [miner_to_json(m) for m in miners],
+    }
+
+
+def snapshot_from_payload(payload: Mapping[str, Any]) -> Snapshot:
+    """Back from a published snapshot (the publisher restores its last state this way)."""
+    miners = [miner_from_json(m) for m in payload["miners"]]
+    return Snapshot(
+        payload["site"],
+        payload["owner_bin"],
+        _parse_time(payload["generated_at"]),
+        {m.id: m for m in miners},
+    )
+
+
+def _event(kind: str, m: Miner, snap: Snapshot, new_id: Callable[[], str], **extra: Any) -> dict:
+    return {
+        "schema": EVENT_SCHEMA,
+        "id": new_id(),
+        "type": kind,
+        "owner_bin": snap.owner_bin,
+        "site": snap.site,
+        "at": iso(snap.generated_at),
+        "miner_id": m.id,
+        "miner": miner_to_json(m),
+        **extra,
+    }
+
+
+def diff(
+    old: Snapshot | None,
+    new: Snapshot,
+    *,
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+) -> list[dict[str, Any]]:
+    """Events turning ``old`` into ``new``, without ``seq`` (the outbox numbers them).
+
+    Order: removed, moved, changed, added — each sorted by miner id, so the output is stable.
+    """
+    before = old.miners if old else {}
+    after = new.miners
+    events: list[dict[str, Any]] = []
+    for ident in sorted(before.keys() - after.keys()):
+        events.append(_event("removed", before[ident], new, new_id))
+    common = sorted(before.keys() & after.keys())
+    for ident in common:
+        a, b = before[ident], after[ident]
+        if (a.ip, a.port) != (b.ip, b.port):
+            events.append(
+                _event(
+                    "moved",
+                    b,
+                    new,
+                    new_id,
+                    **{"from": {"ip": a.ip, "port": a.port}, "to": {"ip": b.ip, "port": b.port}},
+                )
+            )
+    for ident in common:
+        a, b = before[ident], after[ident]
+        changes = {
+            f: {"from": getattr(a, f), "to": getattr(b, f)}
+            for f in _HARDWARE_FIELDS
+            if getattr(a, f) != getattr(b, f)
+        }
+        if changes:
+            events.append(_event("changed", b, new, new_id, changes=changes))
+    for ident in sorted(after.keys() - before.keys()):
+        events.append(_event("added", after[ident], new, new_id))
+    return events

@@ -1,0 +1,453 @@
+"""Register publisher: inventory snapshots, change events and agent status over MQTT v5.
+
+Delivery contract (documented for the register team in README / uplink/SCHEMA.md):
+
+* ``{prefix}/{owner_bin}/{site}/inventory`` — full snapshot, QoS 1, retained, republished on
+  every (re)connect.
+* ``{prefix}/{owner_bin}/{site}/events`` — added/removed/moved/changed, QoS 1, not retained,
+  ``seq`` +1 per event per site, a uuid ``id`` to deduplicate QoS 1 redeliveries.
+* ``{prefix}/{owner_bin}/{site}/status`` — ``online`` on connect, ``offline`` as the last will
+  and on clean shutdown; QoS 1, retained.
+
+Durability: every inventory/event message is written to the spool's outbox (fsync) before it
+is handed to paho, and deleted only when its PUBACK arrives; a message the broker refuses
+(PUBACK reason code ≥ 0x80) moves to ``outbox_dead``. After a restart the whole outbox is
+published again, in order. Within one process paho itself resends unacknowledged messages
+after a reconnect (the MQTT session is persistent: clean_start=False + session expiry).
+
+Threading: paho runs its network thread (``loop_start``); one sender thread owned by this
+class makes every ``publish`` call, so outbox order is publish order. Public methods are
+thread-safe and quick except ``publish_inventory``, which serialises the snapshot (large
+sites: run it via ``asyncio.to_thread``). With no ``host`` configured nothing connects and
+messages stay in the outbox.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from collectors.readings import AsicReading
+from uplink.inventory import (
+    STATUS_SCHEMA,
+    Snapshot,
+    build_snapshot,
+    diff,
+    iso,
+    snapshot_from_payload,
+    snapshot_payload,
+)
+from uplink.spool import Spool
+
+__all__ = ["InventoryReport", "RegisterPublisher", "topic_base"]
+
+log = logging.getLogger(__name__)
+
+_UNTRACKED = -1  # outbox row id for publishes that are not outbox rows (status)
+
+
+def topic_base(prefix: str, owner_bin: str, site: str) -> str:
+    return f"{prefix.strip('/')}/{owner_bin}/{site}"
+
+
+def _json(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryReport:
+    miners: int  # in the new snapshot
+    events: int  # queued by this call
+    seq: int  # last event seq of the site (the snapshot's ``seq``)
+
+
+class RegisterPublisher:
+    """Publishes the register topics of one site; see the module docstring."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        *,
+        owner_bin: str,
+        site: str,
+        host: str | None,
+        port: int = 8883,
+        tls: bool = True,
+        ca_cert: Path | None = None,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        topic_prefix: str = "kz/hsc-register/v1",
+        client_id: str | None = None,
+        keepalive_s: int = 30,
+        session_expiry_s: int = 7 * 86_400,
+        max_inflight: int = 100,
+        reconnect_min_s: float = 1.0,
+        reconnect_max_s: float = 60.0,
+        forget_after: timedelta = timedelta(days=1),
+        agent_version: str = "",
+    ) -> None:
+        self.spool = spool
+        self.owner_bin = owner_bin
+        self.site = site
+        self.host = host
+        self.port = port
+        self.client_id = client_id or f"kuat-{owner_bin}-{site}"
+        base = topic_base(topic_prefix, owner_bin, site)
+        self.inventory_topic = f"{base}/inventory"
+        self.events_topic = f"{base}/events"
+        self.status_topic = f"{base}/status"
+        self.forget_after = forget_after
+        self.agent_version = agent_version
+        self.max_inflight = max_inflight
+        self._seq_key = f"{owner_bin}/{site}"
+        self._last: Snapshot | None = None
+        self._last_loaded = False
+        self._inventory_lock = threading.Lock()
+
+        self._map_lock = threading.Lock()  # never held while calling into paho
+        self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
+        self._early: dict[int, mqtt.ReasonCode | None] = {}  # PUBACKs that beat the bookkeeping
+        self._last_handed = 0  # highest outbox row id handed to paho in this process
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._connected = threading.Event()
+        self._conn_gen = 0  # bumped per successful connect; the sender reacts once per value
+        self._seen_gen = 0
+        self._connected_since = datetime.now(UTC)
+        self._sender: threading.Thread | None = None
+        self._client: mqtt.Client | None = None
+
+        if host:
+            self._client = self._make_client(
+                tls,
+                ca_cert,
+                client_cert,
+                client_key,
+                username,
+                password,
+                keepalive_s,
+                session_expiry_s,
+                reconnect_min_s,
+                reconnect_max_s,
+            )
+
+    def __repr__(self) -> str:  # never the password or key paths' contents
+        return (
+            f"RegisterPublisher(host={self.host!r}, port={self.port}, "
+            f"client_id={self.client_id!r}, topics={self.inventory_topic.rsplit('/', 1)[0]!r})"
+        )
+
+    # --- paho setup ---------------------------------------------------------------------
+
+    def _make_client(
+        self,
+        tls: bool,
+        ca_cert: Path | None,
+        client_cert: Path | None,
+        client_key: Path | None,
+        username: str | None,
+        password: str | None,
+        keepalive_s: int,
+        session_expiry_s: int,
+        reconnect_min_s: float,
+        reconnect_max_s: float,
+    ) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
+        )
+        if tls:
+            client.tls_set(
+                ca_certs=str(ca_cert) if ca_cert else None,
+                certfile=str(client_cert) if client_cert else None,
+                keyfile=str(client_key) if client_key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        if username is not None:
+            client.username_pw_set(username, password)
+        client.max_inflight_messages_set(self.max_inflight)
+        client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]
+        client.on_pre_connect = self._on_pre_connect
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        self._keepalive_s = keepalive_s
+        self._connect_props = Properties(PacketTypes.CONNECT)
+        self._connect_props.SessionExpiryInterval = session_expiry_s
+        return client
+
+    def _status(self, state: str, since: datetime) -> bytes:
+        body: dict[str, Any] = {
+            "schema": STATUS_SCHEMA,
+            "state": state,
+            "owner_bin": self.owner_bin,
+            "site": self.site,
+            "client_id": self.client_id,
+            "since": iso(since),
+        }
+        if self.agent_version:
+            body["agent_version"] = self.agent_version
+        return _json(body)
+
+    def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
+        # The will is fixed per connection; refresh its time before each attempt.
+        client.will_set(
+            self.status_topic, self._status("offline", datetime.now(UTC)), qos=1, retain=True
+        )
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: mqtt.ReasonCode,
+        properties: Any,
+    ) -> None:
+        if reason_code.is_failure:
+            log.error(
+                "register broker %s:%d refused the connection: %s",
+                self.host,
+                self.port,
+                reason_code,
+            )
+            return
+        log.info(
+            "connected to register broker %s:%d (session present: %s)",
+            self.host,
+            self.port,
+            flags.session_present,
+        )
+        self._connected_since = datetime.now(UTC)
+        self._conn_gen += 1
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: mqtt.ReasonCode,
+        properties: Any,
+    ) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning(
+                "register broker %s:%d disconnected: %s; retrying",
+                self.host,
+                self.port,
+                reason_code,
+            )
+
+    def _on_publish(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: mqtt.ReasonCode,
+        properties: Any,
+    ) -> None:
+        # Runs on paho's network thread holding paho's message lock: no publishing here.
+        with self._map_lock:
+            row = self._inflight.pop(mid, None)
+            if row is None:
+                self._early[mid] = reason_code
+                return
+        self._settle(row, reason_code)
+
+    def _settle(self, row: int, reason_code: mqtt.ReasonCode | None) -> None:
+        if row != _UNTRACKED:
+            if reason_code is not None and reason_code.is_failure:
+                log.error("register broker refused outbox message %d: %s", row, reason_code)
+                self.spool.outbox_dead_letter(row, str(reason_code))
+            else:
+                self.spool.outbox_ack(row)
+        self._wake.set()
+
+    # --- sender thread ------------------------------------------------------------------
+
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool, row: int) -> None:
+        assert self._client is not None
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        # rc NO_CONN still queues QoS>0 messages inside paho; they go out on reconnect.
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            raise RuntimeError(f"paho refused to queue a message: {mqtt.error_string(info.rc)}")
+        with self._map_lock:
+            early = info.mid in self._early
+            reason = self._early.pop(info.mid, None)
+            if not early:
+                self._inflight[info.mid] = row
+        if early:
+            self._settle(row, reason)
+
+    def _on_new_connection(self) -> None:
+        self._publish(
+            self.status_topic, self._status("online", self._connected_since), 1, True, _UNTRACKED
+        )
+        inventory = self.spool.retained().get(self.inventory_topic)
+        if inventory is not None:
+            # A fresh copy goes to the end of the queue; the broker keeps the retained one.
+            self.spool.outbox_put(self.inventory_topic, inventory, retain=True, coalesce=True)
+
+    def _pump(self) -> None:
+        if self._conn_gen != self._seen_gen and self._connected.is_set():
+            self._seen_gen = self._conn_gen
+            self._on_new_connection()
+        if not self._connected.is_set():
+            return
+        with self._map_lock:
+            room = self.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        for msg in self.spool.outbox_peek(after_id=self._last_handed, limit=room):
+            try:
+                self._publish(msg.topic, msg.payload, msg.qos, msg.retain, msg.id)
+            except ValueError as exc:  # e.g. payload over the MQTT size limit: never sendable
+                log.error("outbox message %d to %s unsendable: %s", msg.id, msg.topic, exc)
+                self.spool.outbox_dead_letter(msg.id, f"unsendable: {exc}")
+            self._last_handed = msg.id
+
+    def _run_sender(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            try:
+                self._pump()
+            except Exception:  # keep the sender alive; the outbox keeps the messages
+                log.exception("register sender failed; retrying")
+                time.sleep(1.0)
+
+    # --- public API ---------------------------------------------------------------------
+
+    @property
+    def enabled(self) -> bool:
+        return self._client is not None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        """Connect in the background (retrying forever) and start sending. Returns at once."""
+        if self._client is None or self._sender is not None:
+            return
+        self._stopping.clear()
+        with self._map_lock:  # a restart after stop() hands the whole outbox over again
+            self._inflight.clear()
+            self._early.clear()
+        self._last_handed = 0
+        self._client.connect_async(
+            self.host,
+            self.port,
+            keepalive=self._keepalive_s,
+            clean_start=False,
+            properties=self._connect_props,
+        )
+        self._client.loop_start()
+        self._sender = threading.Thread(
+            target=self._run_sender, name="kuat-mqtt-sender", daemon=True
+        )
+        self._sender.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Send what can be sent within ``timeout_s``, announce ``offline``, disconnect.
+
+        Unacknowledged messages stay in the outbox for the next start.
+        """
+        if self._client is None or self._sender is None:
+            return
+        if self._connected.is_set():
+            self.wait_idle(timeout_s)
+        if self._connected.is_set():
+            info = self._client.publish(
+                self.status_topic,
+                self._status("offline", datetime.now(UTC)),
+                qos=1,
+                retain=True,
+            )
+            deadline = time.monotonic() + min(timeout_s, 2.0)
+            while not info.is_published() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self._stopping.set()
+        self._wake.set()
+        self._sender.join(timeout_s)
+        self._sender = None
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+
+    def kick(self) -> None:
+        """Ask the sender to look at the outbox now (after queueing from outside)."""
+        self._wake.set()
+
+    def pending(self) -> int:
+        """Messages in the outbox (not yet acknowledged by the broker)."""
+        return self.spool.counts().outbox
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Block until the outbox is empty (every message acknowledged) or the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending():
+            if time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.02)
+        return True
+
+    def last_snapshot(self) -> Snapshot | None:
+        """The last queued snapshot (restored from the spool after a restart)."""
+        if not self._last_loaded:
+            self._last_loaded = True
+            raw = self.spool.retained().get(self.inventory_topic)
+            if raw is not None:
+                try:
+                    self._last = snapshot_from_payload(json.loads(raw))
+                except (ValueError, KeyError, TypeError):
+                    log.exception("stored inventory snapshot unreadable; starting afresh")
+        return self._last
+
+    def publish_inventory(self, readings: Iterable[AsicReading], now: datetime) -> InventoryReport:
+        """Build the snapshot from this round's readings, queue the change events and the new
+        snapshot durably (one transaction), and wake the sender."""
+        with self._inventory_lock:
+            previous = self.last_snapshot()
+            snap = build_snapshot(
+                readings,
+                site=self.site,
+                owner_bin=self.owner_bin,
+                now=now,
+                previous=previous,
+                forget_after=self.forget_after,
+            )
+            events = diff(previous, snap)
+            seqs = self.spool.outbox_put_sequenced(
+                self._seq_key,
+                self.events_topic,
+                events,
+                retained=(
+                    self.inventory_topic,
+                    lambda last: _json(snapshot_payload(snap, seq=last)),
+                ),
+            )
+            self._last = snap
+        self._wake.set()
+        return InventoryReport(
+            miners=len(snap.miners),
+            events=len(events),
+            seq=seqs[-1] if seqs else self.spool.last_seq(self._seq_key),
+        )
