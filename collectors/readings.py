@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 AsicState = Literal["mining", "sleeping", "error"]
@@ -200,6 +200,8 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, datetime):
         text = obj.isoformat()
         return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if isinstance(obj, date):
+        return obj.isoformat()
     if isinstance(obj, tuple | list):
         return [to_jsonable(x) for x in obj]
     if isinstance(obj, enum.Enum):

@@ -1,0 +1,73 @@
+"""Demand: average power over fixed clock intervals (15 min by default), the quantity tariff
+meters and grid connection conditions are written in.
+
+Intervals are aligned to the clock. Astana is a whole number of hours from UTC, so aligning in
+UTC epoch time gives the same :00/:15/:30/:45 boundaries as Astana wall time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from quota.clock import as_utc
+from quota.energy import MeterSample, clean, energy_between
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    interval_start: datetime
+    interval_end: datetime
+    kwh: float | None
+    avg_kw: float | None  # over the part of the interval the samples cover
+    complete: bool  # the samples reach the interval's end
+
+
+def interval_start(now: datetime, interval_min: int) -> datetime:
+    if interval_min <= 0 or 60 % interval_min:
+        raise ValueError(f"demand interval must divide an hour, got {interval_min} min")
+    step = interval_min * 60
+    seconds = int((as_utc(now) - _EPOCH).total_seconds())
+    return _EPOCH + timedelta(seconds=seconds - seconds % step)
+
+
+def demand_in(samples: Sequence[MeterSample], start: datetime, interval_min: int) -> Demand:
+    end = start + timedelta(minutes=interval_min)
+    energy = energy_between(samples, start, end)
+    if energy is None:
+        return Demand(start, end, None, None, False)
+    covered_s = (energy.covered_to - start).total_seconds()
+    avg = energy.kwh * 3600.0 / covered_s if covered_s > 0 else None
+    return Demand(start, end, energy.kwh, avg, energy.covered_to >= end)
+
+
+def demand_now(
+    samples: Sequence[MeterSample], now: datetime, interval_min: int = 15
+) -> tuple[Demand, Demand]:
+    """The running interval (average so far) and the last complete one before it."""
+    pts = clean(samples, as_utc(now))
+    start = interval_start(now, interval_min)
+    previous = start - timedelta(minutes=interval_min)
+    return demand_in(pts, start, interval_min), demand_in(pts, previous, interval_min)
+
+
+def peak_demand_kw(
+    samples: Sequence[MeterSample], start: datetime, end: datetime, interval_min: int = 15
+) -> float | None:
+    """Highest complete-interval demand among the intervals lying wholly in ``[start, end]``."""
+    pts = clean(samples, as_utc(end))
+    step = timedelta(minutes=interval_min)
+    first = interval_start(start, interval_min)
+    if first < as_utc(start):
+        first += step
+    peak: float | None = None
+    t = first
+    while t + step <= end:
+        d = demand_in(pts, t, interval_min)
+        if d.complete and d.avg_kw is not None:
+            peak = d.avg_kw if peak is None else max(peak, d.avg_kw)
+        t += step
+    return peak

@@ -1,0 +1,119 @@
+"""Inspection checklist item 7: mining through an accredited digital mining pool, using a
+registered data processing centre.
+
+Pools are matched by host only, case-insensitively, ignoring scheme and port: a pool publishes
+several ports (per region, per difficulty) and stratum URLs are written many ways
+(``stratum+tcp://Host:3333``, ``host:443``, ``stratum2+ssl://host/pubkey``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from collectors.readings import AsicReading
+from quota.checks import CheckStatus
+from quota.reasons import Code, Reason
+
+
+def pool_host(url: str) -> str | None:
+    """The host of a pool URL in lower case, without port or trailing dot; None if there is none."""
+    text = url.strip()
+    if not text:
+        return None
+    if "://" not in text:
+        text = "//" + text  # urlsplit only finds a host after "//"
+    try:
+        host = urlsplit(text).hostname
+    except ValueError:
+        return None
+    return (host.rstrip(".").lower() or None) if host else None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOffender:
+    device_id: str
+    ip: str
+    pool_url: str | None
+    pool_host: str | None
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class PoolCheckResult:
+    item: str
+    status: CheckStatus
+    reasons: tuple[Reason, ...]
+    offenders: tuple[PoolOffender, ...]
+    miners_checked: int
+
+
+def check_pools(
+    miners: Iterable[AsicReading],
+    accredited: Iterable[str],
+    *,
+    data_centre_registered: bool,
+    data_centre_id: str = "",
+) -> PoolCheckResult:
+    allowed = {h for h in (pool_host(a) for a in accredited) if h}
+    offenders: list[PoolOffender] = []
+    checked = 0
+    for miner in miners:
+        pool = miner.active_pool
+        if pool is None:
+            # A sleeping or failed miner mines nowhere; only a mining one must name its pool.
+            if miner.state == "mining":
+                checked += 1
+                offenders.append(
+                    PoolOffender(
+                        miner.device_id,
+                        miner.ip,
+                        None,
+                        None,
+                        Reason.of(Code.POOLS_MINER_NO_POOL, device_id=miner.device_id),
+                    )
+                )
+            continue
+        checked += 1
+        host = pool_host(pool.url)
+        if host not in allowed:
+            offenders.append(
+                PoolOffender(
+                    miner.device_id,
+                    miner.ip,
+                    pool.url,
+                    host,
+                    Reason.of(
+                        Code.POOLS_MINER_NOT_ACCREDITED,
+                        device_id=miner.device_id,
+                        pool=host or pool.url,
+                    ),
+                )
+            )
+
+    failures: list[Reason] = []
+    if not data_centre_registered or not data_centre_id.strip():
+        failures.append(Reason.of(Code.DC_NOT_REGISTERED, data_centre_id=data_centre_id or None))
+    if not allowed:
+        failures.append(Reason.of(Code.POOLS_LIST_EMPTY))
+    not_accredited = [o for o in offenders if o.reason.code == Code.POOLS_MINER_NOT_ACCREDITED]
+    if not_accredited:
+        hosts = sorted({o.pool_host or o.pool_url or "" for o in not_accredited})
+        failures.append(
+            Reason.of(Code.POOLS_NOT_ACCREDITED, miners=len(not_accredited), pools=hosts[:20])
+        )
+    none_active = len(offenders) - len(not_accredited)
+    if none_active:
+        failures.append(Reason.of(Code.POOLS_NONE_ACTIVE, miners=none_active))
+
+    if failures:
+        status = CheckStatus.FAIL
+        reasons = tuple(failures)
+    elif checked == 0:
+        status = CheckStatus.UNKNOWN
+        reasons = (Reason.of(Code.POOLS_NO_MINERS),)
+    else:
+        status = CheckStatus.PASS
+        reasons = (Reason.of(Code.POOLS_OK, miners=checked, data_centre_id=data_centre_id),)
+    return PoolCheckResult("7", status, reasons, tuple(offenders), checked)

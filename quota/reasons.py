@@ -1,0 +1,108 @@
+"""Reason codes: why a decision came out the way it did, as a code plus plain parameters.
+
+A reason is data, not prose: the operator's language is chosen when it is shown
+(:func:`quota.messages.render`), and logs, MQTT and InfluxDB carry the code itself.
+Parameters are plain JSON values (str, int, float, bool, None, or lists of them) so that
+``collectors.readings.to_jsonable`` of any result containing reasons is JSON as is.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+
+class Code(enum.StrEnum):
+    # schedule parsing and the schedule book
+    SCHEDULE_NOT_JSON = "schedule_not_json"
+    SCHEDULE_BAD_SHAPE = "schedule_bad_shape"
+    SCHEDULE_EMPTY = "schedule_empty"
+    SCHEDULE_MISSING_COLUMN = "schedule_missing_column"
+    SCHEDULE_BAD_ROW = "schedule_bad_row"
+    SCHEDULE_MISSING_FIELD = "schedule_missing_field"
+    SCHEDULE_INCONSISTENT_FIELD = "schedule_inconsistent_field"
+    SCHEDULE_BAD_DATE = "schedule_bad_date"
+    SCHEDULE_BAD_SOURCE = "schedule_bad_source"
+    SCHEDULE_BAD_VERSION = "schedule_bad_version"
+    SCHEDULE_HOURS_COUNT = "schedule_hours_count"
+    SCHEDULE_HOUR_MISSING = "schedule_hour_missing"
+    SCHEDULE_HOUR_OUT_OF_RANGE = "schedule_hour_out_of_range"
+    SCHEDULE_HOUR_DUPLICATE = "schedule_hour_duplicate"
+    SCHEDULE_VALUE_NOT_NUMERIC = "schedule_value_not_numeric"
+    SCHEDULE_VALUE_NEGATIVE = "schedule_value_negative"
+    SCHEDULE_VALUE_TOO_LARGE = "schedule_value_too_large"
+    SCHEDULE_ADDED = "schedule_added"
+    SCHEDULE_REPLACED = "schedule_replaced"
+    SCHEDULE_UNCHANGED = "schedule_unchanged"
+    SCHEDULE_OLDER_VERSION = "schedule_older_version"
+    SCHEDULE_VERSION_CONFLICT = "schedule_version_conflict"
+    SCHEDULE_REFUSED = "schedule_refused"
+    # the hourly quota
+    QUOTA_OK = "quota_ok"
+    QUOTA_WARN = "quota_warn"
+    QUOTA_FORECAST_OVER = "quota_forecast_over"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    QUOTA_NO_ALLOCATION = "quota_no_allocation"
+    QUOTA_NO_DATA = "quota_no_data"
+    QUOTA_UNDER_USE = "quota_under_use"
+    METER_STALE = "meter_stale"
+    METER_COUNTER_MISSING = "meter_counter_missing"
+    METER_COUNTER_WENT_BACK = "meter_counter_went_back"
+    METER_HOUR_START_ESTIMATED = "meter_hour_start_estimated"
+    METER_GAP = "meter_gap"
+    # checklist item 5: grid connection
+    GRID_OK = "grid_ok"
+    GRID_OFF_GRID_EXEMPT = "grid_off_grid_exempt"
+    GRID_PRE_2023 = "grid_pre_2023"
+    GRID_TC_MISSING = "grid_tc_missing"
+    GRID_VOLTAGE_LOW = "grid_voltage_low"
+    GRID_CAPACITY_LOW = "grid_capacity_low"
+    GRID_PEAK_OVER_PERMITTED = "grid_peak_over_permitted"
+    GRID_PEAK_UNKNOWN = "grid_peak_unknown"
+    # checklist item 7: pool and data centre
+    POOLS_OK = "pools_ok"
+    POOLS_NOT_ACCREDITED = "pools_not_accredited"
+    POOLS_NONE_ACTIVE = "pools_none_active"
+    POOLS_MINER_NOT_ACCREDITED = "pools_miner_not_accredited"
+    POOLS_MINER_NO_POOL = "pools_miner_no_pool"
+    POOLS_LIST_EMPTY = "pools_list_empty"
+    POOLS_NO_MINERS = "pools_no_miners"
+    DC_NOT_REGISTERED = "dc_not_registered"
+    # energy balance
+    BALANCE_OK = "balance_ok"
+    BALANCE_UNREGISTERED_LOAD = "balance_unregistered_load"
+    BALANCE_METER_BELOW_LOAD = "balance_meter_below_load"
+    BALANCE_NO_DATA = "balance_no_data"
+    # curtailment planner
+    CURTAIL_SLEEP = "curtail_sleep"
+    CURTAIL_RESTORE = "curtail_restore"
+    CURTAIL_HOLD_MIN_ON = "curtail_hold_min_on"
+    CURTAIL_HOLD_MIN_OFF = "curtail_hold_min_off"
+    CURTAIL_WITHIN_LIMIT = "curtail_within_limit"
+    CURTAIL_HYSTERESIS = "curtail_hysteresis"
+    CURTAIL_SHORTFALL = "curtail_shortfall"
+    CURTAIL_NO_LIMIT = "curtail_no_limit"
+
+
+def _plain(value: Any) -> Any:
+    # Parameters must survive json.dumps unchanged: dates become ISO text here, once.
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    code: Code
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, code: Code, **params: Any) -> Reason:
+        return cls(code, {k: _plain(v) for k, v in params.items()})

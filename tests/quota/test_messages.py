@@ -1,0 +1,170 @@
+"""Every reason code has its text in kk, ru and en, and every reason the modules actually
+produce renders completely (no ``{field}`` left for a missing parameter) in all three."""
+
+import re
+import string
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from collectors.readings import AsicReading, PoolInfo
+from quota.balance import check_balance
+from quota.curtail import CurtailPolicy, MinerState, plan
+from quota.evaluate import MeterSample, QuotaPolicy, evaluate
+from quota.grid import GridConnection, check_grid_connection
+from quota.messages import CATALOG, LANGS, render
+from quota.pools import check_pools
+from quota.reasons import Code, Reason
+from quota.schedule import HourlyAllocation, ScheduleBook, ScheduleError, parse_csv, parse_json
+
+T = datetime(2026, 11, 25, 4, tzinfo=UTC)
+DAY = date(2026, 11, 25)
+
+
+def fields(template: str) -> set[str]:
+    return {f for _, f, _, _ in string.Formatter().parse(template) if f}
+
+
+def test_every_code_has_three_languages_with_the_same_fields() -> None:
+    assert set(CATALOG) == set(Code)
+    for code, texts in CATALOG.items():
+        assert set(texts) == set(LANGS), code
+        assert all(texts[lang].strip() for lang in LANGS), code
+        assert fields(texts["kk"]) == fields(texts["ru"]) == fields(texts["en"]), code
+
+
+def test_every_code_used_in_the_sources_is_catalogued() -> None:
+    src = Path(__file__).resolve().parents[2] / "quota"
+    used = set()
+    for path in src.glob("*.py"):
+        used |= set(re.findall(r"Code\.([A-Z0-9_]+)", path.read_text(encoding="utf-8")))
+    assert used <= {c.name for c in CATALOG}
+
+
+def refused(fn, text: str, **kw) -> list[Reason]:  # type: ignore[no-untyped-def]
+    with pytest.raises(ScheduleError) as exc:
+        fn(text, **kw)
+    return exc.value.reasons
+
+
+def produced() -> list[Reason]:
+    out: list[Reason] = []
+    row = "s1,2026-11-25,grid,3"
+    head = "site,date,source,version,hour,mwh\n"
+    good = head + "".join(f"{row},{h},1\n" for h in range(1, 25))
+    out += refused(parse_json, "{x")
+    out += refused(parse_json, "[]")
+    out += refused(parse_csv, "")
+    out += refused(parse_csv, "a,b\n1,2\n")
+    bad = head + "s1,2026-11-25,coal,v,1,-1\ns2,,grid,3,1,x\ns1,2026-11-25,grid,3,0,1\n"
+    bad += "s1,2026-11-25,grid,3,2,9999\ns1\n"
+    out += refused(parse_csv, bad)
+    odd = "source,version,hour,mwh\n" + "".join(f"coal,v,{h},x\n" for h in range(1, 25))
+    out += refused(parse_csv, odd, site="s", day=DAY)
+    out += refused(
+        parse_csv,
+        "date,hour,mwh\n" + "".join(f"25.11.2026,{h},1\n" for h in range(1, 25)),
+        site="s",
+    )
+    out += refused(parse_csv, "hour,mwh\n" + "".join(f"{h},1\n" for h in range(1, 25)))
+    book = ScheduleBook()
+    out += book.offer(good, "csv").reasons
+    out += book.offer(good, "csv").reasons
+    out += book.offer(good.replace(",3,", ",4,"), "csv").reasons
+    out += book.offer(good, "csv").reasons
+    out += book.offer(good.replace(",3,", ",4,").replace(",1\n", ",2\n"), "csv").reasons
+    out += book.offer("", "csv").reasons
+
+    start = T
+    alloc = HourlyAllocation("s1", DAY, (1.0,) * 24)
+
+    def run(kw: float, minutes: float, **kw_: object) -> None:
+        samples = [
+            MeterSample(start + timedelta(seconds=t), kw, 10 + kw * t / 3600)
+            for t in range(0, int(minutes * 60) + 1, 10)
+        ]
+        q = evaluate(kw_.pop("a", alloc), samples, start + timedelta(minutes=minutes))  # type: ignore[arg-type]
+        out.extend([q.reason, *q.notes])
+
+    run(850, 30)
+    run(970, 30)
+    run(1200, 30)
+    run(1300, 50)
+    run(200, 30)
+    run(100, 5, a=None)
+    out.append(evaluate(alloc, [], T).reason)
+    odd = [
+        MeterSample(T + timedelta(minutes=20), 500, None),
+        MeterSample(T + timedelta(minutes=25), 500, 10.0),
+        MeterSample(T + timedelta(minutes=26), 500, 5.0),
+    ]
+    out += evaluate(alloc, odd, T + timedelta(minutes=30), QuotaPolicy()).notes
+
+    conn = GridConnection("ТУ-1", DAY, "KEGOC", "ПС-1", 110, 20, date(2024, 1, 1))
+    for c, peak in [
+        (conn, 100.0),
+        (conn, None),
+        (replace(conn, off_grid=True), 1.0),
+        (replace(conn, connected_on=date(2020, 1, 1)), 1.0),
+        (replace(conn, tc_number="", voltage_kv=6, permitted_mw=0.5), 900.0),
+    ]:
+        out += check_grid_connection(c, peak).reasons
+
+    def asic(serial: str, url: str | None) -> AsicReading:
+        pools = (PoolInfo(url, active=True),) if url else ()
+        return AsicReading("10.0.0.1", 4028, T, serial=serial, pools=pools)
+
+    for miners, acc, reg in [
+        ([asic("a", "pool.kz:1")], ["pool.kz"], True),
+        ([asic("b", "x.com:1"), asic("c", None)], ["pool.kz"], False),
+        ([], [], True),
+        ([], ["pool.kz"], True),
+    ]:
+        r = check_pools(miners, acc, data_centre_registered=reg, data_centre_id="DC-1")
+        out += [*r.reasons, *(o.reason for o in r.offenders)]
+
+    for args in [
+        (100.0, 100.0, 100.0),
+        (150.0, 100.0, 100.0),
+        (50.0, 100.0, None),
+        (None, None, None),
+    ]:
+        out += check_balance(*args).reasons
+
+    fleet = [MinerState("a", 3000, 100, False), MinerState("b", 3000, 50, True, T)]
+    pol = CurtailPolicy(hysteresis_kw=5)
+    for allowed, f in [
+        (1.0, fleet),
+        (100.0, fleet),
+        (None, fleet),
+        (2.0, [fleet[0]]),
+        (6.0, [fleet[0], replace(fleet[1], last_switched=None)]),
+        (100.0, [replace(fleet[1], last_switched=None)]),
+        (1.0, [replace(fleet[0], last_switched=T)]),
+    ]:
+        p = plan(allowed, f, T, pol)
+        out += [p.reason, *p.held, *(a.reason for a in p.actions)]
+    return out
+
+
+def test_every_produced_reason_renders_in_all_languages() -> None:
+    reasons = produced()
+    missing = set(Code) - {r.code for r in reasons}
+    assert not missing, f"no scenario produces {sorted(missing)}"
+    for r in reasons:
+        for lang in LANGS:
+            text = render(r, lang)
+            assert "{" not in text, (r, lang, text)
+
+
+def test_render_formats_per_language() -> None:
+    r = Reason.of(Code.GRID_PEAK_OVER_PERMITTED, peak_kw=1234.5, permitted_kw=1000.0)
+    assert (
+        render(r, "en") == "Measured peak demand 1234.5 kW exceeds the permitted capacity (1000 kW)"
+    )
+    assert "1234,5 кВт" in render(r, "ru") and "рұқсат етілген қуат" in render(r, "kk")
+    assert "{peak_kw}" in render(Reason.of(Code.GRID_PEAK_OVER_PERMITTED), "en")
+    with pytest.raises(ValueError):
+        render(r, "de")  # type: ignore[arg-type]
