@@ -39,6 +39,8 @@ def _setup_logging(level: str = "info") -> None:
     )
     # pymodbus logs every failed connect at ERROR; the meter hub reports outages itself, once.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # APScheduler warns on every skipped overlapping run; the agent reports overruns itself.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
 def _load_or_exit(path: Path):

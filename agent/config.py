@@ -110,6 +110,12 @@ class SiteConfig(Strict):
             raise ValueError("use 1-63 of a-z, 0-9, '-' and '_', starting with a letter or digit")
         return v
 
+    @model_validator(mode="after")
+    def _dc_id(self) -> SiteConfig:
+        if self.data_centre_registered and not self.data_centre_id.strip():
+            raise ValueError("data_centre_registered = true needs the register's data_centre_id")
+        return self
+
     @field_validator("owner_bin")
     @classmethod
     def _bin(cls, v: str) -> str:
@@ -210,7 +216,9 @@ class MeterConfig(Strict):
 
 
 class QuotaSection(Strict):
-    schedule_file: Path | None = None
+    # A file, or a directory of files (one per day and source), in the formats of
+    # quota.schedule: the agent rereads a file when it changes.
+    schedules: Path | None = None
     warn_fraction: Annotated[float, Field(gt=0, le=1)] = 0.95
     tolerance_kwh: Annotated[float, Field(ge=0)] = 0.0
     enforce: bool = False

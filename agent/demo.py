@@ -32,6 +32,19 @@ from collectors.snmp.sim import SnmpSimulator
 OVERHEAD = 0.06
 DEMO_INTERVALS = {"asic": 5, "pdu": 5, "meter": 1, "quota": 2, "inventory": 10, "flush": 5}
 ACCREDITED_POOLS = ["pool.kz-mining.example", "stratum.kazpool.example"]
+# A few miners left on a foreign pool, so the item-7 check has something to find.
+FOREIGN_POOL_MINERS = 3
+
+
+def _point_pools(farm: AsicFarmSimulator) -> None:
+    for i, m in enumerate(farm.miners):
+        if i >= len(farm.miners) - FOREIGN_POOL_MINERS:
+            continue  # keeps the simulator's default foreign pools
+        worker = f"kzfarm.{m.serial[-6:]}"
+        m.pools = [
+            {"url": f"stratum+tcp://{ACCREDITED_POOLS[0]}:3333", "user": worker},
+            {"url": f"stratum+tcp://{ACCREDITED_POOLS[1]}:3333", "user": worker},
+        ]
 
 
 def demo_config(
@@ -70,7 +83,7 @@ def demo_config(
                     "role": "site",
                 }
             ],
-            "quota": {"schedule_file": str(schedule)},
+            "quota": {"schedules": str(schedule)},
             "grid": {
                 "tc_number": "TC-35-2024/117",
                 "issuer": "Demo REC",
@@ -123,6 +136,7 @@ async def run_demo(
     state_dir.mkdir(parents=True, exist_ok=True)
 
     farm = AsicFarmSimulator(miners, first_ip="127.10.0.1", seed=7)
+    _point_pools(farm)
     meter = MeterSimulator("schneider-pm5560")
     snmp = SnmpSimulator()
     console.print(f"[bold]kuat demo[/]: starting {miners} simulated miners, 4 PDUs, 1 meter …")
@@ -138,7 +152,7 @@ async def run_demo(
     await asyncio.sleep(0.6)  # let the meter hold a first value before the agent reads it
 
     schedule = write_demo_schedule(
-        state_dir / "quota.csv",
+        state_dir / "quota.d",
         "demo-ekibastuz",
         farm.total_power_w() / 1000 * (1 + OVERHEAD),
         datetime.now(UTC),
@@ -176,8 +190,7 @@ async def run_demo(
         await _stop_all(farm, meter, snmp)
         if tmp is not None:
             tmp.cleanup()
-    final = agent.status()
-    console.print(render_line(final, lang, cycle))
+    # The live table (or the last status line) stays on screen as the summary.
     return 0
 
 

@@ -70,6 +70,8 @@ class Agent:
         self._meter = MeterPoller()
         self._scheduler: AsyncIOScheduler | None = None
         self._stopped = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self.last_status: StatusSnapshot | None = None
 
     # --- jobs ---------------------------------------------------------------------------
 
@@ -122,12 +124,17 @@ class Agent:
         lines = self.quota.run(now)
         self.uplinks.record_lines(lines)
         snap = self.status(now)
+        self.last_status = snap
         if self.on_cycle is not None:
             self.on_cycle(snap)
         self.notifier.status(_one_line(snap))
 
     async def publish_inventory(self) -> None:
-        self.uplinks.publish_inventory(self.state.asic_readings(), self.clock())
+        # Before the first miner poll completes the inventory would be empty, and the register
+        # would read that as every miner removed.
+        if self._asic_targets and not self.state.asics:
+            return
+        await self.uplinks.publish_inventory(self.state.asic_readings(), self.clock())
 
     async def flush(self) -> None:
         await self.uplinks.flush()
@@ -198,12 +205,17 @@ class Agent:
         log.info("stopping: flushing pending data")
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
+        # Jobs in flight are cut short: their device polls are bounded anyway, and what they
+        # already recorded is on disk.
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         # Everything recorded is already in the durable spool; one last bounded attempt to
         # deliver it, then the rest waits on disk for the next start.
         try:
-            await asyncio.wait_for(self.uplinks.flush(), timeout=5)
+            await asyncio.wait_for(self.uplinks.flush(force=True), timeout=5)
         except (TimeoutError, Exception) as exc:
             log.warning("final flush incomplete (%s); data stays spooled", exc or "timeout")
         await self._meter.close()
@@ -211,8 +223,13 @@ class Agent:
 
     async def _guarded(self, spec: JobSpec) -> None:
         """A job that fails or overruns is logged once per change and never kills the agent."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
         try:
             await asyncio.wait_for(spec.run(), timeout=max(spec.interval_s, 5.0))
+        except asyncio.CancelledError:
+            return  # shutting down
         except TimeoutError:
             self._job_problem(spec.name, f"did not finish within {spec.interval_s:g} s")
         except Exception as exc:
@@ -221,6 +238,9 @@ class Agent:
         else:
             if self.state.last_errors.pop(spec.name, None):
                 log.info("job %s recovered", spec.name)
+        finally:
+            if task is not None:
+                self._running.discard(task)
         self.state.cycles[spec.name] = self.state.cycles.get(spec.name, 0) + 1
 
     def _job_problem(self, name: str, text: str) -> None:

@@ -61,6 +61,7 @@ class StatusSnapshot:
     quota_status: str | None
     grid_status: str | None
     pools_status: str | None
+    pools_offenders: int
     spool_pending: int
     outbox_pending: int
     devices_down: int
@@ -94,6 +95,7 @@ def snapshot(
         quota_status=_status_text(q),
         grid_status=_status_text(state.grid),
         pools_status=_status_text(state.pools),
+        pools_offenders=len(getattr(state.pools, "offenders", ())),
         spool_pending=spool_pending,
         outbox_pending=outbox_pending,
         devices_down=len(state.down_devices()),

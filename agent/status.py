@@ -29,10 +29,17 @@ def _status(code: str | None, lang: Lang) -> Text:
     return Text(t(code, lang), style=_STYLE.get(code, ""))
 
 
+def _pools(s: StatusSnapshot, lang: Lang) -> Text:
+    text = _status(s.pools_status, lang)
+    if s.pools_offenders:
+        text.append(f" ({s.pools_offenders} {t('offenders', lang)})")
+    return text
+
+
 def rows(s: StatusSnapshot, lang: Lang) -> list[tuple[str, str | Text]]:
     metered = "—" if s.metered_kw is None else f"{s.metered_kw:,.1f} kW"
     pdu = "—" if s.pdu_power_w is None else f"{s.pdu_power_w / 1000:,.1f} kW"
-    alloc = t("no_allocation", lang) if s.allocation_kwh is None else _kwh(s.allocation_kwh)
+    alloc = "—" if s.allocation_kwh is None else _kwh(s.allocation_kwh)
     sleeping = f" (+{s.miners_sleeping} zz)" if s.miners_sleeping else ""
     return [
         (t("miners_up", lang), f"{s.miners_up} / {s.miners_total}{sleeping}"),
@@ -43,7 +50,7 @@ def rows(s: StatusSnapshot, lang: Lang) -> list[tuple[str, str | Text]]:
         (t("forecast", lang), _kwh(s.forecast_kwh)),
         (t("quota_status", lang), _status(s.quota_status, lang)),
         (t("grid_status", lang), _status(s.grid_status, lang)),
-        (t("pool_status", lang), _status(s.pools_status, lang)),
+        (t("pool_status", lang), _pools(s, lang)),
         (t("devices_down", lang), str(s.devices_down)),
         (t("uplink", lang), f"telemetry {s.spool_pending:,} · register {s.outbox_pending:,}"),
     ]

@@ -1,0 +1,180 @@
+"""The quota job: the I/O around the pure ``quota`` package.
+
+It reads allocation files when they change (a new schedule takes effect without a restart, a
+refused one keeps the previous and says why), hands the site meter's history to ``evaluate``,
+runs the checklist checks, logs status changes in the operator's language and returns the
+``quota``/``compliance`` points for the telemetry spool.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from agent.config import KuatConfig
+from agent.state import SiteState
+from quota.checks import CheckStatus
+from quota.clock import hour_of
+from quota.energy import MeterSample
+from quota.evaluate import QuotaPolicy, QuotaState, QuotaStatus, evaluate
+from quota.grid import GridConnection, check_grid_connection
+from quota.messages import render
+from quota.pools import check_pools
+from quota.schedule import BookOutcome, ScheduleBook
+from uplink.lineproto import encode_point
+
+log = logging.getLogger("kuat.quota")
+
+SCHEDULE_SUFFIXES = {".csv": "csv", ".json": "json"}
+_STATE_CODE = {
+    QuotaState.OK: 0,
+    QuotaState.WARN: 1,
+    QuotaState.OVER: 2,
+    QuotaState.NO_ALLOCATION: 3,
+    QuotaState.NO_DATA: 4,
+}
+_CHECK_CODE = {
+    CheckStatus.PASS: 0,
+    CheckStatus.EXEMPT: 1,
+    CheckStatus.FAIL: 2,
+    CheckStatus.UNKNOWN: 3,
+}
+
+
+class QuotaJob:
+    def __init__(self, cfg: KuatConfig, state: SiteState, state_dir: Path) -> None:
+        self.cfg = cfg
+        self.state = state
+        self.lang = cfg.agent.language
+        self.book = ScheduleBook()
+        self.policy = QuotaPolicy(
+            warn_fraction=cfg.quota.warn_fraction, tolerance_kwh=cfg.quota.tolerance_kwh
+        )
+        g = cfg.grid
+        self.grid = (
+            GridConnection(
+                tc_number=g.tc_number,
+                tc_date=g.tc_date,
+                issuer=g.issuer,
+                substation=g.substation,
+                voltage_kv=g.voltage_kv,
+                permitted_mw=g.permitted_mw,
+                connected_on=g.connected_on,
+                off_grid=g.off_grid,
+            )
+            if g
+            else None
+        )
+        self._seen: dict[Path, float] = {}
+        self._last_status: dict[str, str] = {}
+        self._peak_demand_kw: float | None = None
+
+    # --- schedules ----------------------------------------------------------------------
+
+    def schedule_files(self) -> list[Path]:
+        path = self.cfg.quota.schedules
+        if path is None:
+            return []
+        if path.is_dir():
+            return sorted(p for p in path.iterdir() if p.suffix.lower() in SCHEDULE_SUFFIXES)
+        return [path]
+
+    def reload_schedules(self) -> None:
+        cap = self.grid.permitted_mw if self.grid else None
+        for path in self.schedule_files():
+            try:
+                mtime = path.stat().st_mtime
+            except OSError as exc:
+                self._note(f"file:{path}", "error", f"allocation file {path}: {exc.strerror}")
+                continue
+            if self._seen.get(path) == mtime:
+                continue
+            self._seen[path] = mtime
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                log.error("allocation file %s unreadable: %s", path, exc)
+                continue
+            kwargs: dict[str, object] = {"site": self.cfg.site.id, "description": str(path)}
+            if cap:
+                kwargs["max_mwh_per_hour"] = cap
+            change = self.book.offer(text, SCHEDULE_SUFFIXES[path.suffix.lower()], **kwargs)
+            reasons = "; ".join(render(r, self.lang) for r in change.reasons)
+            if change.outcome == BookOutcome.REFUSED:
+                log.error("allocation %s refused, previous kept: %s", path, reasons)
+            elif change.outcome != BookOutcome.UNCHANGED:
+                log.info("allocation %s: %s", path, reasons)
+
+    # --- evaluation ---------------------------------------------------------------------
+
+    def run(self, now: datetime) -> list[str]:
+        self.reload_schedules()
+        day, _ = hour_of(now)
+        self.book.prune(day - timedelta(days=1))
+        samples = [MeterSample.from_reading(r) for r in self.state.site_meter_history]
+        status = evaluate(self.book, samples, now, self.policy, site=self.cfg.site.id)
+        self.state.quota = status
+        # Only complete demand intervals count: a running one just after its start overstates.
+        d = status.last_demand_kw
+        if d is not None and (self._peak_demand_kw is None or d > self._peak_demand_kw):
+            self._peak_demand_kw = d
+        if self.grid is not None:
+            self.state.grid = check_grid_connection(self.grid, self._peak_demand_kw)
+        self.state.pools = check_pools(
+            self.state.asic_readings(),
+            self.cfg.compliance.accredited_pools,
+            data_centre_registered=self.cfg.site.data_centre_registered,
+            data_centre_id=self.cfg.site.data_centre_id,
+        )
+        self._log_changes(status)
+        return self._points(status, now)
+
+    def _log_changes(self, status: QuotaStatus) -> None:
+        self._note("quota", status.status.value, render(status.reason, self.lang))
+        for name, result in (("grid", self.state.grid), ("pools", self.state.pools)):
+            if result is not None:
+                text = "; ".join(render(r, self.lang) for r in result.reasons)
+                self._note(name, result.status.value, text)
+
+    def _note(self, key: str, value: str, text: str) -> None:
+        """Log a status only when it changes: the journal must stay readable for a year."""
+        if self._last_status.get(key) == value:
+            return
+        self._last_status[key] = value
+        level = logging.WARNING if value in ("warn", "over", "fail", "error") else logging.INFO
+        log.log(level, "%s: %s — %s", key, value, text)
+
+    def _points(self, s: QuotaStatus, now: datetime) -> list[str]:
+        site = self.cfg.site.id
+        lines = [
+            encode_point(
+                "quota",
+                {"site": site, "source": s.source.value},
+                {
+                    "status_code": _STATE_CODE[s.status],
+                    "hour_ending": s.hour_ending,
+                    "allocation_kwh": s.allocation_kwh,
+                    "used_kwh": s.used_kwh,
+                    "forecast_kwh": s.forecast_kwh,
+                    "remaining_kwh": s.remaining_kwh,
+                    "allowed_kw": s.allowed_kw,
+                    "margin_kwh": s.margin_kwh,
+                    "p_kw": s.p_kw,
+                    "demand_kw": s.demand_kw,
+                    "under_use": int(s.under_use),
+                },
+                now,
+            )
+        ]
+        for item, result in (("5", self.state.grid), ("7", self.state.pools)):
+            if result is None:
+                continue
+            fields: dict[str, float | int | None] = {"status_code": _CHECK_CODE[result.status]}
+            if item == "5":
+                fields["peak_demand_kw"] = self._peak_demand_kw
+            else:
+                fields["offenders"] = len(result.offenders)
+                fields["miners_checked"] = result.miners_checked
+            lines.append(encode_point("compliance", {"site": site, "item": item}, fields, now))
+        return [line for line in lines if line]

@@ -1,0 +1,101 @@
+"""The agent's side of the uplinks: one spool shared by the telemetry writer and the register
+publisher, built from the config, with problems logged once per change rather than per cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+
+from agent.config import KuatConfig
+from collectors.readings import AsicReading, PollResult
+from uplink.influx import FlushReport, InfluxUplink
+from uplink.lineproto import encode
+from uplink.mqtt import RegisterPublisher
+from uplink.spool import Spool
+
+log = logging.getLogger("kuat.uplink")
+
+
+class Uplinks:
+    def __init__(self, cfg: KuatConfig, state_dir: Path) -> None:
+        self.site = cfg.site.id
+        self.spool = Spool(state_dir / "spool.db", max_rows=cfg.spool.max_rows)
+        inf = cfg.influx
+        self.influx = InfluxUplink(
+            inf.url if inf else None,
+            inf.token.get() if inf and inf.token else None,
+            inf.org if inf else "",
+            inf.bucket if inf else "kuat",
+            self.spool,
+            timeout_s=inf.timeout_s if inf else 10.0,
+            verify_ssl=inf.verify_tls if inf else True,
+            ca_cert=inf.ca_cert if inf else None,
+            batch_lines=inf.batch_lines if inf else 5000,
+        )
+        m = cfg.mqtt
+        self.register = RegisterPublisher(
+            self.spool,
+            owner_bin=cfg.site.owner_bin,
+            site=cfg.site.id,
+            host=m.host if m else None,
+            port=m.port if m else 8883,
+            tls=m.tls if m else True,
+            ca_cert=m.ca_cert if m else None,
+            client_cert=m.client_cert if m else None,
+            client_key=m.client_key if m else None,
+            username=m.username if m else None,
+            password=m.password.get() if m and m.password else None,
+            topic_prefix=m.topic_prefix if m else "kz/hsc-register/v1",
+            client_id=m.client_id if m else None,
+        )
+        self._last_flush_problem: str | None = None
+
+    async def start(self) -> None:
+        self.register.start()
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.register.stop)
+        self.influx.close()
+        self.spool.close()
+
+    def record(self, results: Sequence[PollResult], now: datetime) -> None:
+        self.record_lines(encode(results, self.site))
+
+    def record_lines(self, lines: Sequence[str]) -> None:
+        if not lines:
+            return
+        dropped = self.spool.put_lines(lines)
+        if dropped:
+            log.error(
+                "telemetry spool full: dropped the %d oldest lines (%d dropped in all); "
+                "the database has been unreachable too long or [spool] max_rows is too small",
+                dropped,
+                self.spool.counts().dropped,
+            )
+
+    async def publish_inventory(self, readings: Iterable[AsicReading], now: datetime) -> None:
+        report = await asyncio.to_thread(self.register.publish_inventory, list(readings), now)
+        if report.events:
+            log.info("inventory: %d miners, %d change events", report.miners, report.events)
+
+    async def flush(self, *, force: bool = False) -> FlushReport:
+        report = await self.influx.flush(force=force)
+        problem = report.error if report.outcome in ("backoff", "retry", "auth") else None
+        if problem != self._last_flush_problem:
+            if problem:
+                level = logging.ERROR if report.auth_alert else logging.WARNING
+                log.log(
+                    level, "telemetry not delivered (%s); %d lines kept", problem, report.pending
+                )
+            else:
+                log.info("telemetry delivery recovered; %d lines pending", report.pending)
+            self._last_flush_problem = problem
+        return report
+
+    def pending(self) -> tuple[int, int]:
+        c = self.spool.counts()
+        return c.pending, c.outbox

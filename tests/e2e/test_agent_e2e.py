@@ -1,0 +1,255 @@
+"""End to end: the real agent against the simulated farm, real VictoriaMetrics and Mosquitto.
+
+What a user would check after installing kuat: the miners' and the meter's points are in the
+database (read back), the register holds the retained inventory (read back by a subscriber),
+and a database outage loses and duplicates nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from agent.config import KuatConfig, parse_config
+from agent.demo_quota import write_demo_schedule
+from agent.runtime import Agent
+from collectors.cgminer.sim import AsicFarmSimulator
+from collectors.modbus.sim import MeterSimulator
+from collectors.snmp.sim import SnmpSimulator
+from tests.servers import Mosquitto, VictoriaMetrics
+from uplink.spool import Spool
+
+pytestmark = pytest.mark.servers
+
+MINERS = 30
+SITE = "e2e-site"
+OWNER_BIN = "230140000077"
+METER_KW = 612.5
+
+
+@dataclass
+class Farm:
+    asics: AsicFarmSimulator
+    meter: MeterSimulator
+    snmp: SnmpSimulator
+
+
+@pytest.fixture(scope="module")
+def snmp() -> Iterator[SnmpSimulator]:
+    sim = SnmpSimulator()
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+async def farm(snmp: SnmpSimulator) -> AsyncIterator[Farm]:
+    asics = AsicFarmSimulator(MINERS, first_ip="127.40.0.1", seed=3)
+    meter = MeterSimulator("schneider-pm5560")
+    await asics.start()
+    await meter.start()
+    meter.set(p_kw=METER_KW, import_kwh=50_000.0, f_hz=50.0, pf=0.98)
+    try:
+        yield Farm(asics, meter, snmp)
+    finally:
+        await asics.stop()
+        await meter.stop()
+
+
+def config_text(farm: Farm, state_dir: Path, vm: VictoriaMetrics, broker: Mosquitto) -> str:
+    hosts = ", ".join(f'"{ip}"' for ip, _ in farm.asics.targets)
+    schedules = write_demo_schedule(state_dir / "quota.d", SITE, METER_KW, datetime.now(UTC))
+    pdus = "\n".join(
+        f'[[pdu]]\nname = "{c}"\nhost = "{farm.snmp.host}"\nport = {farm.snmp.port}\n'
+        f'community = "{c}"\n'
+        for c in farm.snmp.communities
+    )
+    return f"""
+[site]
+id = "{SITE}"
+owner_bin = "{OWNER_BIN}"
+data_centre_registered = true
+data_centre_id = "DC-E2E"
+
+[agent]
+state_dir = "{state_dir}"
+
+[intervals]
+asic = 2
+pdu = 2
+meter = 1
+quota = 1
+inventory = 5
+flush = 1
+
+[asic]
+timeout_s = 2.0
+[[asic.groups]]
+hosts = [{hosts}]
+
+{pdus}
+[[meter]]
+name = "main"
+host = "{farm.meter.host}"
+port = {farm.meter.port}
+profile = "schneider-pm5560"
+role = "site"
+
+[quota]
+schedules = "{schedules}"
+
+[grid]
+tc_number = "TU-1"
+voltage_kv = 35
+permitted_mw = 2
+connected_on = 2024-06-01
+
+[compliance]
+accredited_pools = ["btc.f2pool.com"]
+
+[influx]
+url = "{vm.url}"
+org = "kuat"
+bucket = "kuat"
+
+[mqtt]
+host = "127.0.0.1"
+port = {broker.port}
+tls = false
+"""
+
+
+def series_by_device(vm: VictoriaMetrics, metric: str) -> dict[str, dict]:
+    return {s["metric"]["device"]: s for s in vm.export(f'{{__name__="{metric}"}}')}
+
+
+def retained(broker: Mosquitto, topic: str, timeout_s: float = 10.0) -> dict:
+    got: dict[str, bytes] = {}
+    done = threading.Event()
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        got["payload"] = msg.payload
+        done.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        assert done.wait(timeout_s), f"no retained message on {topic}"
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return json.loads(got["payload"])
+
+
+async def run_for(agent: Agent, seconds: float) -> None:
+    task = asyncio.create_task(agent.run())
+    await asyncio.sleep(seconds)
+    agent.request_stop()
+    await asyncio.wait_for(task, 15)
+
+
+async def test_agent_cycles_land_in_victoria_and_register(
+    farm: Farm, tmp_path: Path, victoria_metrics: VictoriaMetrics, mosquitto: Mosquitto
+) -> None:
+    victoria_metrics.delete_all()
+    cfg: KuatConfig = parse_config(config_text(farm, tmp_path, victoria_metrics, mosquitto))
+    agent = Agent(cfg)
+    await run_for(agent, 7)
+
+    asic_cycles = agent.state.cycles["asic"]
+    assert asic_cycles >= 3
+    hashrate = series_by_device(victoria_metrics, "asic_hashrate_ths")
+    expected_devices = {r.device_id for r in agent.state.asic_readings()}
+    assert len(expected_devices) == MINERS
+    assert set(hashrate) == expected_devices
+    for device, series in hashrate.items():
+        # one point per completed cycle, each exactly once
+        assert len(series["timestamps"]) == len(set(series["timestamps"])) == asic_cycles, device
+        assert all(30 < v < 400 for v in series["values"]), device
+
+    meter = vm_values(victoria_metrics, "meter_p_kw")
+    assert meter and all(v == pytest.approx(METER_KW) for v in meter)
+    assert vm_values(victoria_metrics, "quota_status_code")
+    items = {
+        s["metric"]["item"]: s["values"][-1]
+        for s in victoria_metrics.export('{__name__="compliance_status_code"}')
+    }
+    assert items == {"5": 0, "7": 0}  # both checks pass: 35 kV / 2 MW, pools accredited
+    pdu_total = victoria_metrics.export('{__name__="pdu_total_w"}')
+    assert len(pdu_total) == len(farm.snmp.communities)
+
+    inventory = retained(mosquitto, f"kz/hsc-register/v1/{OWNER_BIN}/{SITE}/inventory")
+    assert len(inventory["miners"]) == MINERS
+    assert {m["id"] for m in inventory["miners"]} == expected_devices
+    # what the register needs of each miner: where it is and what it is
+    assert {m["ip"] for m in inventory["miners"]} == {ip for ip, _ in farm.asics.targets}
+    assert all(m["manufacturer"] and m["model"] for m in inventory["miners"])
+    status = retained(mosquitto, f"kz/hsc-register/v1/{OWNER_BIN}/{SITE}/status")
+    assert status["state"] == "offline"  # clean shutdown says so
+
+
+def vm_values(vm: VictoriaMetrics, metric: str) -> list[float]:
+    return [v for s in vm.export(f'{{__name__="{metric}"}}') for v in s["values"]]
+
+
+async def test_database_outage_loses_and_duplicates_nothing(
+    farm: Farm, tmp_path: Path, victoria_metrics: VictoriaMetrics, mosquitto: Mosquitto
+) -> None:
+    victoria_metrics.delete_all()
+    cfg = parse_config(config_text(farm, tmp_path, victoria_metrics, mosquitto))
+    agent = Agent(cfg)
+    task = asyncio.create_task(agent.run())
+    await asyncio.sleep(2.5)
+    await asyncio.to_thread(victoria_metrics.stop)
+    await asyncio.sleep(4.5)  # at least two asic cycles and several flushes fail
+    await asyncio.to_thread(victoria_metrics.start)
+    await asyncio.sleep(3)
+    agent.request_stop()
+    await asyncio.wait_for(task, 15)
+
+    cycles = agent.state.cycles["asic"]
+    assert cycles >= 4
+    hashrate = series_by_device(victoria_metrics, "asic_hashrate_ths")
+    assert len(hashrate) == MINERS
+    for device, series in hashrate.items():
+        assert len(series["timestamps"]) == len(set(series["timestamps"])) == cycles, device
+    with contextlib.closing(Spool(tmp_path / "spool.db")) as spool:
+        assert spool.counts().pending == 0
+
+
+async def test_kuat_run_once_from_the_command_line(
+    farm: Farm, tmp_path: Path, victoria_metrics: VictoriaMetrics, mosquitto: Mosquitto
+) -> None:
+    cfg_path = tmp_path / "kuat.toml"
+    cfg_path.write_text(config_text(farm, tmp_path / "state", victoria_metrics, mosquitto))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent.cli",
+        "run",
+        "--config",
+        str(cfg_path),
+        "--once",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    assert f"Miners up: {MINERS} / {MINERS}" in text
+    assert f"Metered power: {METER_KW:,.1f} kW" in text
