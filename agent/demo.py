@@ -15,8 +15,6 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.modbus.sim import MeterSimulator
 from rich.console import Console
 from rich.live import Live
 
@@ -26,6 +24,8 @@ from agent.i18n import Lang
 from agent.runtime import Agent
 from agent.state import StatusSnapshot
 from agent.status import render_line, render_table
+from collectors.cgminer.sim import AsicFarmSimulator
+from collectors.modbus.sim import MeterSimulator
 from collectors.snmp.sim import SnmpSimulator
 
 # Cooling, lighting and transformer losses on top of the miners, as a farm's meter sees them.

@@ -1,4 +1,4 @@
-"""The demo's allocation files: what a farm would receive from KOREM, sized to the simulated load."""
+"""The demo's allocation files: what a farm would get from KOREM, sized to the simulated load."""
 
 from __future__ import annotations
 

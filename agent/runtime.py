@@ -16,16 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from collectors.cgminer.collector import AsicPoller
-from collectors.modbus.collector import MeterPoller
-from collectors.snmp.collector import PduPoller, SnmpAuth
 
 from agent.config import KuatConfig, PduConfig
 from agent.quota_job import QuotaJob
 from agent.sdnotify import Notifier, watchdog_interval_s
 from agent.state import SiteState, StatusSnapshot, snapshot
 from agent.uplinks import Uplinks
+from collectors.cgminer.collector import AsicPoller
+from collectors.modbus.collector import MeterPoller
 from collectors.readings import DeviceError, MeterReading
+from collectors.snmp.collector import PduPoller, SnmpAuth
 
 log = logging.getLogger("kuat.agent")
 
