@@ -1,0 +1,468 @@
+"""Asyncio client for the cgminer-family JSON API (TCP 4028).
+
+One request per connection, as cgminer does: send ``{"command": "a+b"}``, read until the miner
+closes or sends its NUL terminator. Miners in the field hang, trickle, flood and send almost-JSON,
+so every read is bounded in bytes and in time, and every failure becomes an ``ApiError`` whose
+message is one line a person can act on. ``ApiError`` never leaves the collector: the poller turns
+it into a ``DeviceError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_PORT = 4028
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024
+# A timer that fires this much after its time means the event loop was blocked (a slow
+# neighbour coroutine, CPU contention); the miner gets one short second look before failing.
+STALL_S = 0.1
+
+
+class ApiError(Exception):
+    """A request that gave no usable reply; ``str(err)`` is the one-line cause."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Per-miner time limits. ``total_s`` bounds the whole poll, fallbacks included."""
+
+    connect_s: float
+    first_byte_s: float
+    total_s: float
+
+    @classmethod
+    def from_timeout(cls, timeout_s: float) -> Deadlines:
+        # A LAN miner that needs more than 2/3 of the budget to accept is as good as down;
+        # keeping the rest leaves room to read a slow-but-alive reply.
+        return cls(connect_s=timeout_s * 2 / 3, first_byte_s=timeout_s, total_s=timeout_s)
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+# Repairs for the almost-JSON real firmware sends. Applied only when strict parsing fails,
+# so a healthy reply costs one json.loads.
+_OBJ_JOIN = re.compile(r"\}\s*\{")  # bmminer: '..."Type":"Antminer L3+"}{"STATS":0,...'
+_TRAILING_COMMA = re.compile(r",\s*([}\]])")
+_NON_FINITE = re.compile(r"(?<=[:,\[])(\s*)[-+]?(?:nan|inf(?:inity)?)\b", re.IGNORECASE)
+
+
+def _repair(text: str) -> str:
+    text = _OBJ_JOIN.sub("},{", text)
+    text = _TRAILING_COMMA.sub(r"\1", text)
+    return _NON_FINITE.sub(r"\1null", text)
+
+
+def decode_reply(raw: bytes) -> dict[str, Any]:
+    """Bytes off the wire to a JSON object, tolerating the known firmware quirks."""
+    end = raw.find(b"\x00")
+    if end >= 0:
+        raw = raw[:end]
+    raw = raw.strip()
+    if not raw:
+        raise ApiError("reply is empty")
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ApiError("reply is nested too deeply to be a miner reply") from None
+    except ValueError as first:
+        obj = _decode_repaired(text, first)
+    if isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
+        # two top-level objects glued together ("}{" at depth 0): one reply split in two
+        merged: dict[str, Any] = {}
+        for part in obj:
+            merged.update(part)
+        obj = merged
+    if not isinstance(obj, dict):
+        raise ApiError(f"reply is JSON but a {type(obj).__name__}, not an object")
+    return obj
+
+
+def _decode_repaired(text: str, first: ValueError) -> Any:
+    repaired = _repair(text)
+    for candidate in (repaired, f"[{repaired}]"):
+        try:
+            return json.loads(candidate)
+        except RecursionError:
+            raise ApiError("reply is nested too deeply to be a miner reply") from None
+        except ValueError:
+            continue
+    pos = getattr(first, "pos", 0) or 0
+    byte = len(text[:pos].encode("utf-8"))
+    near = text[max(0, pos - 12) : pos + 12]
+    raise ApiError(f"reply is not JSON at byte {byte} (near {near!r})")
+
+
+def status_of(body: dict[str, Any]) -> tuple[str | None, str, str]:
+    """(letter, message, description) of a reply's STATUS, in either shape firmware uses.
+
+    cgminer: ``"STATUS": [{"STATUS": "S", "Msg": ..., "Description": ...}]``;
+    btminer v2 commands: ``"STATUS": "S", "Msg": ..., "Description": ...`` at the top level.
+    """
+    st = body.get("STATUS")
+    if isinstance(st, list) and st and isinstance(st[0], dict):
+        s = st[0]
+        return _str_or_none(s.get("STATUS")), str(s.get("Msg", "")), str(s.get("Description", ""))
+    if isinstance(st, str):
+        msg = body.get("Msg")
+        return st, msg if isinstance(msg, str) else "", str(body.get("Description", ""))
+    return None, "", ""
+
+
+def _str_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def is_error_reply(body: dict[str, Any]) -> bool:
+    letter, _, _ = status_of(body)
+    return letter in ("E", "F")
+
+
+# --- one exchange -------------------------------------------------------------------------
+
+
+class _Exchange(asyncio.Protocol):
+    """One request/reply on one connection, with byte cap and timers.
+
+    A Protocol rather than streams: a poll is a few hundred microseconds of CPU and the stream
+    layer would be a large share of it at thousands of miners per cycle.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, payload: bytes, cap: int) -> None:
+        self.loop = loop
+        self.payload = payload
+        self.cap = cap
+        self.buf = bytearray()
+        self.done: asyncio.Future[bytes] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.payload)
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        self.buf += data
+        if len(self.buf) > self.cap:
+            self.fail(
+                f"reply exceeds {self.cap} bytes and was cut off (miner floods, or the reply "
+                "is larger than max_reply_bytes)"
+            )
+        elif b"\x00" in data:
+            # cgminer ends a JSON reply with NUL; no need to wait for the close
+            self.finish()
+
+    def eof_received(self) -> bool:
+        self.finish()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            if exc is not None and not self.buf:
+                self.done.set_exception(ApiError(f"connection lost: {exc}"))
+            else:
+                self.finish()
+
+    def finish(self) -> None:
+        if self.done.done():
+            return
+        if self.buf:
+            self.done.set_result(bytes(self.buf))
+        else:
+            self.done.set_exception(ApiError("miner closed the connection without replying"))
+        self.close()
+
+    def fail(self, cause: str) -> None:
+        if not self.done.done():
+            self.done.set_exception(ApiError(cause))
+        if self.transport is not None:
+            # abort, not close: a flooding or hung peer must not keep our buffers alive
+            self.transport.abort()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abandon(self) -> None:
+        """Nobody will await ``done`` any more: drop the connection without logging noise."""
+        if self.done.done():
+            if not self.done.cancelled():
+                self.done.exception()  # mark retrieved
+        else:
+            self.done.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, proto: _Exchange, host: str, port: int) -> None:
+    """Connect ``proto``. For a literal IPv4 address (every miner in a config) this skips
+    create_connection's resolver and happy-eyeballs machinery, a fifth of a poll's CPU."""
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        await loop.create_connection(lambda: proto, host, port)
+        return
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        await loop.create_connection(lambda: proto, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def exchange(
+    host: str,
+    port: int,
+    payload: bytes,
+    *,
+    deadlines: Deadlines,
+    deadline_at: float,
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+) -> bytes:
+    """Send one request, return the raw reply. ``deadline_at`` is the poll's loop-time limit."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    proto = await _connect_within(
+        loop, host, port, payload, deadlines, deadline_at, max_reply_bytes
+    )
+
+    def first_byte_timeout(when: float, graced: bool) -> None:
+        if proto.buf:
+            return
+        if not graced and loop.time() - when > STALL_S:
+            # We fired late because the event loop was blocked, not because the miner was slow;
+            # its reply may be sitting unread in the socket. One more look before failing.
+            loop.call_later(STALL_S, first_byte_timeout, loop.time() + STALL_S, True)
+            return
+        proto.fail(f"timed out after {loop.time() - start:.1f} s waiting for the first byte")
+
+    def total_timeout(when: float, graced: bool) -> None:
+        if not graced and loop.time() - when > STALL_S:
+            loop.call_later(STALL_S, total_timeout, loop.time() + STALL_S, True)
+            return
+        if proto.buf:
+            proto.fail(
+                f"timed out after {loop.time() - start:.1f} s with the reply incomplete "
+                f"({len(proto.buf)} bytes received; the miner sends too slowly)"
+            )
+        else:
+            first_byte_timeout(when, True)
+
+    first_by = min(loop.time() + deadlines.first_byte_s, deadline_at)
+    t1 = loop.call_at(first_by, first_byte_timeout, first_by, False)
+    t2 = loop.call_at(deadline_at, total_timeout, deadline_at, False)
+    try:
+        return await proto.done
+    finally:
+        t1.cancel()
+        t2.cancel()
+        proto.abandon()
+
+
+async def _connect_within(
+    loop: asyncio.AbstractEventLoop,
+    host: str,
+    port: int,
+    payload: bytes,
+    deadlines: Deadlines,
+    deadline_at: float,
+    max_reply_bytes: int,
+) -> _Exchange:
+    """Connect (and send) within the connect deadline; one retry if only a stall made us late."""
+    start = loop.time()
+    connect_by = min(start + deadlines.connect_s, deadline_at)
+    for attempt in (1, 2):
+        proto = _Exchange(loop, payload, max_reply_bytes)
+        try:
+            async with asyncio.timeout_at(connect_by):
+                await _connect(loop, proto, host, port)
+            return proto
+        except TimeoutError:
+            late = loop.time() - connect_by
+            t = proto.transport
+            if t is not None and not t.is_closing() and late > STALL_S:
+                return proto  # connected and sent; only the stall made the timer win
+            proto.abandon()
+            if attempt == 2 or late <= STALL_S:
+                raise ApiError(f"timed out after {loop.time() - start:.1f} s connecting") from None
+            connect_by = loop.time() + STALL_S * 2
+        except ConnectionRefusedError:
+            proto.abandon()
+            raise ApiError(
+                f"connection refused on port {port} (is the miner API enabled?)"
+            ) from None
+        except OSError as e:
+            proto.abandon()
+            raise ApiError(f"cannot connect: {e.strerror or e}") from None
+        except BaseException:
+            proto.abandon()
+            raise
+    raise AssertionError("unreachable")
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Replies:
+    """Per-command reply bodies of one poll, and what went wrong per command."""
+
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def ok(self, command: str) -> dict[str, Any] | None:
+        body = self.bodies.get(command)
+        if body is None or is_error_reply(body):
+            return None
+        return body
+
+
+def _payload(command: str, parameter: str | None = None) -> bytes:
+    req: dict[str, str] = {"command": command}
+    if parameter is not None:
+        req["parameter"] = parameter
+    return json.dumps(req, separators=(",", ":")).encode()
+
+
+class CgminerClient:
+    """Sends deduplicated command sets; remembers which miners reject ``a+b`` multi-commands."""
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 3.0,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+    ) -> None:
+        self.deadlines = Deadlines.from_timeout(timeout_s)
+        self.max_reply_bytes = max_reply_bytes
+        self._no_multi: set[tuple[str, int]] = set()
+
+    def rejects_multi(self, host: str, port: int) -> bool:
+        return (host, port) in self._no_multi
+
+    def deadline(self) -> float:
+        return asyncio.get_running_loop().time() + self.deadlines.total_s
+
+    async def command(
+        self,
+        host: str,
+        port: int,
+        command: str,
+        parameter: str | None = None,
+        *,
+        deadline_at: float | None = None,
+    ) -> dict[str, Any]:
+        """One command and its decoded reply; errors the miner reports are returned, not raised."""
+        raw = await exchange(
+            host,
+            port,
+            _payload(command, parameter),
+            deadlines=self.deadlines,
+            deadline_at=deadline_at if deadline_at is not None else self.deadline(),
+            max_reply_bytes=self.max_reply_bytes,
+        )
+        return decode_reply(raw)
+
+    async def query(
+        self,
+        host: str,
+        port: int,
+        commands: Sequence[str],
+        *,
+        alone: Iterable[str] = (),
+        deadline_at: float | None = None,
+        into: Replies | None = None,
+    ) -> Replies:
+        """Fetch ``commands``; those in ``alone`` (not joinable on this firmware) go singly.
+
+        Raises ApiError only when the miner gave nothing at all; per-command failures are
+        recorded in ``Replies.errors``.
+        """
+        out = into if into is not None else Replies()
+        deadline_at = deadline_at if deadline_at is not None else self.deadline()
+        alone_set = set(alone)
+        joined = [c for c in commands if c not in alone_set]
+        singles = [c for c in commands if c in alone_set]
+        if len(joined) == 1 or (joined and (host, port) in self._no_multi):
+            singles = joined + singles
+            joined = []
+        errors: list[ApiError] = []
+        # the joined request and the unjoinable singles go out together: one deadline, one wait
+        fallback = await self._gather(host, port, joined, singles, deadline_at, out, errors)
+        if fallback:
+            await self._gather(host, port, [], fallback, deadline_at, out, errors)
+        if not out.bodies:
+            raise errors[0] if errors else ApiError("miner returned no replies")
+        return out
+
+    async def _gather(
+        self,
+        host: str,
+        port: int,
+        joined: Sequence[str],
+        singles: Sequence[str],
+        deadline_at: float,
+        out: Replies,
+        errors: list[ApiError],
+    ) -> list[str]:
+        """Run one joined request and the singles concurrently; return commands to retry singly."""
+        requests = ["+".join(joined)] if joined else []
+        requests += singles
+        results = await asyncio.gather(
+            *(self.command(host, port, c, deadline_at=deadline_at) for c in requests),
+            return_exceptions=True,
+        )
+        fallback: list[str] = []
+        for i, (req, res) in enumerate(zip(requests, results, strict=True)):
+            is_joined = bool(joined) and i == 0
+            if isinstance(res, ApiError):
+                errors.append(res)
+                for cmd in joined if is_joined else [req]:
+                    out.errors[cmd] = str(res)
+            elif isinstance(res, BaseException):
+                raise res
+            elif is_joined:
+                if not self._split_multi(res, joined, out):
+                    # Whole request refused: this firmware has no multi-commands. Remember it
+                    # so later polls go straight to single commands.
+                    self._no_multi.add((host, port))
+                    fallback = list(joined)
+            else:
+                out.bodies[req] = res
+                if is_error_reply(res):
+                    out.errors[req] = _error_text(res)
+        return fallback
+
+    @staticmethod
+    def _split_multi(reply: dict[str, Any], joined: Sequence[str], out: Replies) -> bool:
+        """Spread a multi-command reply into per-command bodies; False if it was refused whole."""
+        found = False
+        for cmd in joined:
+            part = reply.get(cmd)
+            if isinstance(part, list) and part and isinstance(part[0], dict):
+                body = part[0]
+            elif isinstance(part, dict):
+                body = part
+            else:
+                continue
+            found = True
+            out.bodies[cmd] = body
+            if is_error_reply(body):
+                out.errors[cmd] = _error_text(body)
+        # not found: refused whole ("Invalid command"), or '+' ignored and one command answered
+        return found
+
+
+def _error_text(body: dict[str, Any]) -> str:
+    _, msg, _ = status_of(body)
+    return f"miner says: {msg or 'error without a message'}"

@@ -1,0 +1,113 @@
+"""Braiins OS (BOSminer / BOSer) through its cgminer-compatible API on 4028.
+
+No serial or MAC on this API. Watts and the power limit come from ``tunerstatus``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collectors.cgminer.firmware.common import (
+    Body,
+    FirmwareSpec,
+    Source,
+    first_num,
+    integer,
+    item,
+    items,
+    num,
+    pools,
+    positive,
+    status_description,
+    text,
+)
+
+
+def _model(devdetails: Body | None) -> str | None:
+    m = text((item(devdetails, "DEVDETAILS") or {}).get("Model"))
+    if m and m.lower().startswith("bitmain "):
+        m = m[len("bitmain ") :]
+    return m
+
+
+def _firmware(version: Body | None) -> str | None:
+    v = item(version, "VERSION") or {}
+    for key in ("BOSer", "BOSminer"):
+        if text(v.get(key)):
+            return text(v.get(key))
+    desc = status_description(version)
+    return text(desc.split(" ", 1)[1]) if " " in desc else None
+
+
+def _hashrate(summary: Body | None) -> float | None:
+    v = first_num(item(summary, "SUMMARY"), "MHS 5s", "MHS 1m", "MHS av")
+    return v / 1e6 if v is not None else None
+
+
+def _tuner(t: Body | None) -> dict[str, Any]:
+    return item(t, "TUNERSTATUS") or {}
+
+
+def _temps(temps: Body | None) -> Any:
+    from collectors.readings import AsicTemps
+
+    rows = list(items(temps, "TEMPS"))
+    if not rows:
+        return None
+    return AsicTemps(
+        board=positive(r.get("Board") for r in rows), chip=positive(r.get("Chip") for r in rows)
+    )
+
+
+def _fans(fans: Body | None) -> tuple[int, ...] | None:
+    rows = list(items(fans, "FANS"))
+    if not rows:
+        return None
+    return tuple(v for r in rows if (v := integer(r.get("RPM"))) is not None)
+
+
+FIELDS: dict[str, Source] = {
+    "model": Source(("devdetails",), _model),
+    "firmware": Source(("version",), _firmware),
+    "hashrate_ths": Source(("summary",), _hashrate),
+    "power_w": Source(
+        ("tunerstatus",), lambda t: num(_tuner(t).get("ApproximateMinerPowerConsumption"))
+    ),
+    "power_limit_w": Source(("tunerstatus",), lambda t: num(_tuner(t).get("PowerLimit"))),
+    "temps_c": Source(("temps",), _temps),
+    "fans_rpm": Source(("fans",), _fans),
+    "pools": Source(("pools",), pools),
+    "uptime_s": Source(("summary",), lambda s: integer((item(s, "SUMMARY") or {}).get("Elapsed"))),
+}
+
+SPEC = FirmwareSpec(
+    family="braiins",
+    vendor="Bitmain",
+    fields=FIELDS,
+    sleep_command=("pause", None),
+    wake_command=("resume", None),
+)
+
+
+def fields_from_rest_miner_stats(reply: Body) -> dict[str, float | None]:
+    """Braiins OS REST ``GET /api/v1/miner/stats`` -> hashrate, nominal and watts.
+
+    Not polled by this collector (REST needs a login); kept so the mapping is fixed and tested.
+    """
+
+    def ghs(*path: str) -> float | None:
+        cur: Any = reply
+        for p in path:
+            cur = cur.get(p) if isinstance(cur, dict) else None
+        v = num(cur)
+        return v / 1e3 if v is not None else None
+
+    power = reply.get("power_stats")
+    watts = None
+    if isinstance(power, dict) and isinstance(power.get("approximated_consumption"), dict):
+        watts = num(power["approximated_consumption"].get("watt"))
+    return {
+        "hashrate_ths": ghs("miner_stats", "real_hashrate", "last_5s", "gigahash_per_second"),
+        "hashrate_nominal_ths": ghs("miner_stats", "nominal_hashrate", "gigahash_per_second"),
+        "power_w": watts,
+    }

@@ -1,0 +1,181 @@
+"""Shared shapes of the cgminer-family API and the spec type the firmware modules fill in."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Body = dict[str, Any]
+# An extractor gets one reply body (or None) per command of its Source, in order, and returns
+# the field's value or None. It may raise on odd shapes; the engine turns that into a note.
+Extractor = Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    commands: tuple[str, ...]
+    extract: Extractor
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareSpec:
+    family: str
+    vendor: str | None
+    fields: Mapping[str, Source]
+    # commands this firmware refuses inside "a+b" (btminer's get_* and status)
+    alone: frozenset[str] = frozenset()
+    # commands a control action uses, for the simulator and control.py
+    sleep_command: tuple[str, str | None] | None = None
+    wake_command: tuple[str, str | None] | None = None
+    extra_commands: tuple[str, ...] = ()
+    # identity-only replies the poller may reuse between polls (see collector.STICKY_POLLS)
+    sticky: frozenset[str] = frozenset()
+    # the deduplicated command set, in first-use order; derived once, sent every poll
+    commands: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        seen: dict[str, None] = {}
+        for src in self.fields.values():
+            for c in src.commands:
+                seen.setdefault(c, None)
+        for c in self.extra_commands:
+            seen.setdefault(c, None)
+        object.__setattr__(self, "commands", tuple(seen))
+
+
+# --- value helpers ---------------------------------------------------------------------------
+
+
+def num(v: Any) -> float | None:
+    """A finite number from a number or numeric string; anything else is 'not reported'."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int | float):
+        f = float(v)
+    elif isinstance(v, str):
+        try:
+            f = float(v.strip().strip("'\""))
+        except ValueError:
+            return None
+    else:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def integer(v: Any) -> int | None:
+    f = num(v)
+    return int(f) if f is not None and abs(f) < 2**63 else None
+
+
+def text(v: Any) -> str | None:
+    if isinstance(v, str):
+        s = v.strip().strip("'\"").strip()
+        return s or None
+    return None
+
+
+_MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
+_BARE_MAC = re.compile(r"^[0-9A-Fa-f]{12}$")
+
+
+def mac(v: Any) -> str | None:
+    """MACs upper-case with colons, so one miner seen by two firmwares has one identity."""
+    s = text(v)
+    if s is None:
+        return None
+    if _BARE_MAC.match(s):
+        s = ":".join(s[i : i + 2] for i in range(0, 12, 2))
+    if not _MAC.match(s):
+        return None
+    return s.replace("-", ":").upper()
+
+
+def item(body: Body | None, key: str, index: int = 0) -> dict[str, Any] | None:
+    """``body[key][index]`` if it is a dict (the cgminer reply shape), else None."""
+    if body is None:
+        return None
+    lst = body.get(key)
+    if isinstance(lst, list) and len(lst) > index and isinstance(lst[index], dict):
+        return lst[index]
+    return None
+
+
+def items(body: Body | None, key: str) -> Iterator[dict[str, Any]]:
+    if body is None:
+        return
+    lst = body.get(key)
+    if isinstance(lst, list):
+        for x in lst:
+            if isinstance(x, dict):
+                yield x
+
+
+def merged(body: Body | None, key: str) -> dict[str, Any]:
+    """All dicts of ``body[key]`` merged: bmminer splits STATS into a header and a data part."""
+    out: dict[str, Any] = {}
+    for x in items(body, key):
+        out.update(x)
+    return out
+
+
+def first_num(d: Mapping[str, Any] | None, *keys: str) -> float | None:
+    if not d:
+        return None
+    for k in keys:
+        v = num(d.get(k))
+        if v is not None:
+            return v
+    return None
+
+
+def positive(values: Any) -> tuple[float, ...]:
+    """Numbers > 0; firmware writes 0 for an empty slot, which is 'no sensor', not 0 °C."""
+    out = []
+    for v in values:
+        f = num(v)
+        if f is not None and f > 0:
+            out.append(f)
+    return tuple(out)
+
+
+def status_description(body: Body | None) -> str:
+    if body is None:
+        return ""
+    st = body.get("STATUS")
+    if isinstance(st, list) and st and isinstance(st[0], dict):
+        return str(st[0].get("Description", ""))
+    return str(body.get("Description", ""))
+
+
+def pools(body: Body | None) -> tuple[Any, ...] | None:
+    """POOLS -> PoolInfo; the active pool is the one stratum says, else the best-priority alive."""
+    from collectors.readings import PoolInfo  # local: keep this module free of reading types
+
+    rows = [p for p in items(body, "POOLS") if text(p.get("URL"))]
+    if body is None or "POOLS" not in body:
+        return None
+    active_idx: int | None = None
+    for i, p in enumerate(rows):
+        if p.get("Stratum Active") is True:
+            active_idx = i
+            break
+    if active_idx is None:
+        alive = [
+            (integer(p.get("Priority")) or 0, i)
+            for i, p in enumerate(rows)
+            if str(p.get("Status", "")).lower() == "alive"
+        ]
+        if alive:
+            active_idx = min(alive)[1]
+    return tuple(
+        PoolInfo(
+            url=str(text(p.get("URL"))),
+            user=text(p.get("User")),
+            status=text(p.get("Status")),
+            active=i == active_idx,
+        )
+        for i, p in enumerate(rows)
+    )

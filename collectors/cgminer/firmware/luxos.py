@@ -1,0 +1,96 @@
+"""LuxOS (Luxor) on Antminers: cgminer-compatible API plus ``config`` (identity) and ``power``.
+
+Privileged commands (curtail) need a session from ``logon``; the session id is the first
+parameter: ``{"command": "curtail", "parameter": "<sid>,sleep"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from collectors.cgminer.firmware.common import (
+    Body,
+    FirmwareSpec,
+    Source,
+    first_num,
+    integer,
+    item,
+    items,
+    mac,
+    num,
+    pools,
+    positive,
+    status_description,
+    text,
+)
+
+
+def _cfg(config: Body | None) -> dict[str, Any]:
+    return item(config, "CONFIG") or {}
+
+
+def _firmware(version: Body | None, config: Body | None) -> str | None:
+    v = item(version, "VERSION") or {}
+    fw = text(v.get("LUXminer")) or text(v.get("Miner"))
+    if fw:
+        return fw
+    # every LuxOS reply signs itself "LUXminer <version>"
+    for body in (version, config):
+        desc = status_description(body)
+        if desc.startswith("LUXminer "):
+            return text(desc.split(" ", 1)[1])
+    return None
+
+
+def _hashrate(summary: Body | None) -> float | None:
+    v = first_num(item(summary, "SUMMARY"), "GHS 5s", "GHS av")
+    return v / 1e3 if v is not None else None
+
+
+def _temps(temps: Body | None) -> Any:
+    from collectors.readings import AsicTemps
+
+    rows = list(items(temps, "TEMPS"))
+    if not rows:
+        return None
+    return AsicTemps(
+        board=positive(r.get("Board") for r in rows), chip=positive(r.get("Chip") for r in rows)
+    )
+
+
+def _fans(fans: Body | None) -> tuple[int, ...] | None:
+    rows = list(items(fans, "FANS"))
+    if not rows:
+        return None
+    return tuple(v for r in rows if (v := integer(r.get("RPM"))) is not None)
+
+
+def _state(config: Body | None) -> str | None:
+    mode = text(_cfg(config).get("CurtailMode"))
+    if mode is None:
+        return None
+    return "mining" if mode.lower() == "none" else "sleeping"
+
+
+FIELDS: dict[str, Source] = {
+    "model": Source(("config",), lambda c: text(_cfg(c).get("Model"))),
+    "serial": Source(("config",), lambda c: text(_cfg(c).get("SerialNumber"))),
+    "mac": Source(("config",), lambda c: mac(_cfg(c).get("MACAddr"))),
+    "firmware": Source(("version", "config"), _firmware),
+    "hashrate_ths": Source(("summary",), _hashrate),
+    "hashrate_nominal_ths": Source(("config",), lambda c: num(_cfg(c).get("NameplateTHS"))),
+    "power_w": Source(("power",), lambda p: num((item(p, "POWER") or {}).get("Watts"))),
+    "temps_c": Source(("temps",), _temps),
+    "fans_rpm": Source(("fans",), _fans),
+    "pools": Source(("pools",), pools),
+    "uptime_s": Source(("summary",), lambda s: integer((item(s, "SUMMARY") or {}).get("Elapsed"))),
+    "state": Source(("config",), _state),
+}
+
+SPEC = FirmwareSpec(
+    family="luxos",
+    vendor="Bitmain",
+    fields=FIELDS,
+    sleep_command=("curtail", "sleep"),
+    wake_command=("curtail", "wakeup"),
+)

@@ -1,0 +1,150 @@
+"""Replies -> AsicReading: firmware detection and the field engine. Pure functions, no I/O.
+
+Every firmware module declares, per reading field, which command feeds it and how to read it
+(collectors/cgminer/firmware/*). The engine runs those extractors on whatever replies arrived:
+a missing reply or an odd shape leaves that one field None and adds a note to ``errors``, so a
+half-broken miner still yields the fields it did report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from collectors.cgminer.client import Replies, is_error_reply
+from collectors.cgminer.firmware import avalon, bitmain, braiins, luxos, whatsminer
+from collectors.cgminer.firmware.common import FirmwareSpec, item, status_description
+from collectors.cgminer.models import lookup
+from collectors.readings import AsicReading, AsicTemps
+
+SPECS: dict[str, FirmwareSpec] = {
+    s.family: s
+    for s in (
+        bitmain.SPEC,
+        bitmain.GENERIC,
+        whatsminer.SPEC,
+        luxos.SPEC,
+        braiins.SPEC,
+        avalon.SPEC,
+    )
+}
+
+# What the first poll of an unknown miner sends: enough to detect every family above.
+DISCOVERY_COMMANDS: tuple[str, ...] = ("summary", "stats", "pools", "version")
+
+_READING_FIELDS = {f.name for f in dataclasses.fields(AsicReading)}
+# Fields whose "nothing reported" is an empty value rather than None.
+_EMPTY: dict[str, Any] = {"temps_c": AsicTemps(), "fans_rpm": (), "pools": (), "errors": ()}
+
+
+def detect_family(bodies: Mapping[str, dict[str, Any]]) -> str | None:
+    """The firmware family from version/summary/stats replies, or None if nothing answered.
+
+    Error replies count too: btminer refuses ``version`` but signs the refusal "btminer".
+    """
+    descriptions = " ".join(status_description(b) for b in bodies.values()).lower()
+    version = item(bodies.get("version"), "VERSION") or {}
+    vkeys = {k.lower() for k in version}
+    if "btminer" in descriptions or "btminer" in str(version.get("Miner", "")).lower():
+        return "whatsminer"
+    if "luxminer" in vkeys or "luxminer" in descriptions:
+        return "luxos"
+    if vkeys & {"bosminer", "boser"} or "bosminer" in descriptions or "boser" in descriptions:
+        return "braiins"
+    prod = str(version.get("PROD", "")).lower()
+    stats_rows = bodies.get("stats", {}).get("STATS")
+    has_mm = isinstance(stats_rows, list) and any(
+        isinstance(r, dict) and "MM ID0" in r for r in stats_rows
+    )
+    if prod.startswith("avalon") or has_mm:
+        return "avalon"
+    stats_head = item(bodies.get("stats"), "STATS") or {}
+    kind = str(version.get("Type") or stats_head.get("Type") or "").lower()
+    if "bmminer" in vkeys or "bmminer" in {k.lower() for k in stats_head} or "antminer" in kind:
+        return "bitmain"
+    if not bodies or all(is_error_reply(b) for b in bodies.values()):
+        return None
+    return "cgminer"
+
+
+def build_reading(
+    ip: str,
+    port: int,
+    taken_at: datetime,
+    spec: FirmwareSpec,
+    replies: Replies,
+) -> AsicReading:
+    values: dict[str, Any] = {}
+    notes: list[str] = [f"{cmd}: {msg}" for cmd, msg in replies.errors.items()]
+    ok = {c: replies.ok(c) for c in spec.commands}
+    for name, src in spec.fields.items():
+        bodies = [ok[c] for c in src.commands]
+        if all(b is None for b in bodies):
+            continue
+        try:
+            value = src.extract(*bodies)
+        except Exception as e:  # one odd field must not cost the whole reading
+            notes.append(f"{name}: unreadable {'/'.join(src.commands)} reply ({type(e).__name__})")
+            continue
+        if value is not None:
+            values[name] = value
+    notes.extend(values.pop("errors", ()))
+    state = values.pop("state", None)
+    reading_fields = {k: v for k, v in values.items() if k in _READING_FIELDS}
+
+    model = reading_fields.get("model")
+    info = lookup(model)
+    if info is not None:
+        if info.ghs_key_unit == "MH" and spec.family in ("bitmain", "cgminer"):
+            # Scrypt Antminers put MH/s in the "GHS" keys
+            for key in ("hashrate_ths",):
+                if reading_fields.get(key) is not None:
+                    reading_fields[key] = reading_fields[key] / 1e3
+        if reading_fields.get("hashrate_nominal_ths") is None:
+            reading_fields["hashrate_nominal_ths"] = info.nominal_ths
+
+    for key in ("hashrate_ths", "hashrate_nominal_ths"):
+        if reading_fields.get(key) is not None:
+            # 6 significant digits: float noise from unit division is not information
+            reading_fields[key] = float(f"{reading_fields[key]:.6g}")
+    hashrate = reading_fields.get("hashrate_ths")
+    power = reading_fields.get("power_w")
+    if state is None:
+        if hashrate is not None and hashrate > 0:
+            state = "mining"
+        elif hashrate == 0 and power is not None and power < 150:
+            # not hashing and drawing control-board power only: asleep, not broken
+            state = "sleeping"
+        else:
+            state = "error"
+            notes.append("hashrate is 0" if hashrate == 0 else "no hashrate reported")
+    return AsicReading(
+        ip=ip,
+        port=port,
+        taken_at=taken_at,
+        vendor=spec.vendor,
+        firmware_family=spec.family,
+        state=state,
+        errors=tuple(dict.fromkeys(notes)),
+        **{k: v for k, v in reading_fields.items() if v is not None},
+    )
+
+
+def parse_replies(
+    ip: str,
+    port: int,
+    taken_at: datetime,
+    bodies: Mapping[str, dict[str, Any]],
+    family: str | None = None,
+) -> AsicReading | None:
+    """Convenience for fixtures and tools: per-command bodies -> reading (None if undetectable)."""
+    fam = family or detect_family(bodies)
+    if fam is None:
+        return None
+    replies = Replies(bodies=dict(bodies))
+    for cmd, body in bodies.items():
+        if is_error_reply(body):
+            replies.errors[cmd] = "miner says: error"
+    return build_reading(ip, port, taken_at, SPECS[fam], replies)

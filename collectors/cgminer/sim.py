@@ -1,0 +1,400 @@
+"""A farm of simulated cgminer-API miners, each on its own 127.x.y.z address.
+
+Used by the tests, ``kuat demo`` and the benchmarks. Healthy personalities answer like the real
+firmware in tests/fixtures/asic (stock Antminer, Whatsminer btminer, LuxOS, Braiins OS) with
+numbers that move a little per request; fault personalities misbehave on purpose:
+
+- ``hang``: accepts, never answers;   - ``trickle``: a valid reply, 1 byte every 0.5 s;
+- ``flood``: bytes without end;        - ``garbage``: an HTML error page, not JSON;
+- ``reject_multi``: stock Antminer that answers "Invalid command" to ``a+b``.
+
+Sleep/wake as the firmware does it: LuxOS ``logon`` + ``curtail`` ``<sid>,sleep|wakeup``,
+Whatsminer ``power_off``/``power_on``, Braiins ``pause``/``resume``.
+
+    python -m collectors.cgminer.sim --count 500 --first-ip 127.20.0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import random
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.cgminer import sim_replies as R
+
+HEALTHY = ("antminer", "whatsminer", "luxos", "braiins")
+FAULTS = ("hang", "trickle", "flood", "garbage", "reject_multi")
+PERSONALITIES = HEALTHY + FAULTS
+# Default mix, roughly a Kazakh hosting site: mostly stock S19s, then Whatsminers, some LuxOS
+# and Braiins; weights per 20 miners.
+_MIX = ("antminer",) * 10 + ("whatsminer",) * 5 + ("luxos",) * 3 + ("braiins",) * 2
+
+# model, nominal TH/s, nominal W, power limit W
+_MODELS: dict[str, tuple[tuple[str, float, float, int], ...]] = {
+    "antminer": (
+        ("Antminer S19 Pro", 110.0, 3250.0, 3250),
+        ("Antminer S19j Pro", 100.0, 3050.0, 3050),
+        ("Antminer S19 XP", 140.0, 3010.0, 3010),
+    ),
+    # as the reading names them; the API itself says "M31S" (sim_replies strips the maker)
+    "whatsminer": (
+        ("Whatsminer M31S", 76.0, 3220.0, 3600),
+        ("Whatsminer M30S++", 112.0, 3472.0, 3600),
+    ),
+    "luxos": (("Antminer S19k Pro", 121.8, 2760.0, 2760),),
+    "braiins": (("Antminer S19 XP", 140.0, 3031.0, 3031),),
+    "reject_multi": (("Antminer S19 Pro", 110.0, 3250.0, 3250),),
+}
+SLEEP_POWER_W = 10.0
+
+
+@dataclass(slots=True)
+class SimMiner:
+    ip: str
+    port: int
+    personality: str
+    model: str
+    serial: str
+    mac: str
+    nominal_ths: float
+    nominal_power_w: float
+    power_limit_w: int
+    rng: random.Random
+    sleeping: bool = False
+    pools: list[dict[str, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    accepted: int = 0
+    session_id: str = ""
+    hashrate_ths: float = 0.0
+    power_w: float = 0.0
+    fans_rpm: tuple[int, ...] = ()
+    _temps: tuple[tuple[int, int], ...] = ()
+    # every command this miner was asked, for tests that check what a poll sends
+    requests: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def firmware_personality(self) -> str:
+        # fault personalities misbehave on the wire; what they would say is a stock Antminer's
+        return self.personality if self.personality in HEALTHY else "antminer"
+
+    @property
+    def elapsed(self) -> int:
+        return int(time.monotonic() - self.started) + 50474
+
+    def tick(self) -> None:
+        """New live numbers: every poll sees a slightly different miner, as in the field."""
+        r = self.rng
+        if self.sleeping:
+            self.hashrate_ths = 0.0
+            self.power_w = SLEEP_POWER_W + r.uniform(-1.0, 1.0)
+            self.fans_rpm = (0,) * len(self.fans_rpm or (0, 0, 0, 0))
+            self._temps = tuple((22, 22) for _ in range(3))
+            return
+        self.hashrate_ths = self.nominal_ths * r.uniform(0.97, 1.03)
+        self.power_w = self.nominal_power_w * r.uniform(0.985, 1.015)
+        n_fans = 2 if self.firmware_personality == "whatsminer" else 4
+        self.fans_rpm = tuple(int(r.uniform(5000, 6000)) for _ in range(n_fans))
+        self._temps = tuple((int(r.uniform(58, 74)), int(r.uniform(66, 82))) for _ in range(3))
+        self.accepted += r.randint(1, 6)
+
+    def chain_temps(self) -> tuple[tuple[int, int], ...]:
+        """(board, hottest chip) per chain, °C."""
+        return self._temps
+
+    def chain_rates_ghs(self) -> list[float]:
+        per = self.hashrate_ths * 1e3 / 3
+        return [per * f for f in (1.01, 0.98, 1.01)]
+
+    # --- the API ---------------------------------------------------------------------------
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        command = str(request.get("command", ""))
+        parameter = request.get("parameter")
+        self.requests.update(command.split("+"))
+        table, desc = R.FIRMWARE_REPLIES[self.firmware_personality]
+        self.tick()
+        if "+" in command:
+            if self.personality == "reject_multi":
+                return R.invalid(desc)
+            out: dict[str, Any] = {}
+            for part in dict.fromkeys(command.split("+")):
+                if self.personality == "whatsminer" and part in R.WHATSMINER_ALONE:
+                    out[part] = [R.invalid(desc)]
+                else:
+                    out[part] = [self._single(part, parameter, table, desc)]
+            out["id"] = 1
+            return out
+        return self._single(command, parameter, table, desc)
+
+    def _single(
+        self, command: str, parameter: Any, table: dict[str, Any], desc: str
+    ) -> dict[str, Any]:
+        control = self._control(command, str(parameter) if parameter is not None else "", desc)
+        if control is not None:
+            return control
+        fn = table.get(command)
+        return fn(self) if fn is not None else R.invalid(desc)
+
+    def _control(self, command: str, parameter: str, desc: str) -> dict[str, Any] | None:
+        fw = self.firmware_personality
+        if fw == "luxos" and command == "curtail":
+            sid, _, action = parameter.partition(",")
+            if sid != self.session_id or action not in ("sleep", "wakeup"):
+                return {"STATUS": R._status(45, "Access denied", desc, "E"), "id": 1}
+            self.sleeping = action == "sleep"
+            return R.ok(desc, f"Curtail {action}")
+        if fw == "whatsminer" and command in ("power_off", "power_on"):
+            self.sleeping = command == "power_off"
+            return {"STATUS": "S", "When": int(time.time()), "Code": 131, "Msg": "API command OK"}
+        if fw == "braiins" and command in ("pause", "resume"):
+            self.sleeping = command == "pause"
+            return R.ok(desc, "Paused" if self.sleeping else "Resumed")
+        return None
+
+
+def encode(miner: SimMiner, body: dict[str, Any], glue_stats: bool) -> bytes:
+    text = json.dumps(body, separators=(",", ":"))
+    if glue_stats:
+        # bmminer's own bug, kept on some stock miners: '}{' between the STATS objects
+        text = text.replace('},{"STATS":0', '}{"STATS":0', 1)
+    return text.encode() + b"\x00"
+
+
+class _MinerProtocol(asyncio.Protocol):
+    def __init__(self, miner: SimMiner, glue_stats: bool) -> None:
+        self.miner = miner
+        self.glue_stats = glue_stats
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+        self.handles: list[asyncio.TimerHandle] = []
+        self.paused = False
+        self.flooding = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        try:
+            request = json.loads(self.buf)
+        except ValueError:
+            if len(self.buf) > 8192:
+                self._close()
+            return  # wait for the rest of the request
+        self.buf.clear()
+        self.respond(request if isinstance(request, dict) else {})
+
+    def respond(self, request: dict[str, Any]) -> None:
+        p = self.miner.personality
+        assert self.transport is not None
+        if p == "hang":
+            return
+        if p == "garbage":
+            self.transport.write(b"<html><body>502 Bad Gateway</body></html>\r\n")
+            self._close()
+            return
+        if p == "flood":
+            self.flooding = True
+            self._flood()
+            return
+        reply = encode(self.miner, self.miner.answer(request), self.glue_stats)
+        if p == "trickle":
+            self._trickle(reply, 0)
+            return
+        self.transport.write(reply)
+        self._close()
+
+    def _trickle(self, reply: bytes, i: int) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(reply[i : i + 1])
+        if i + 1 >= len(reply):
+            self._close()
+            return
+        loop = asyncio.get_running_loop()
+        self.handles.append(loop.call_later(0.5, self._trickle, reply, i + 1))
+
+    _CHUNK = b'{"STATS":[' + b"1," * 8000
+
+    def _flood(self) -> None:
+        while self.transport is not None and not self.transport.is_closing() and not self.paused:
+            self.transport.write(self._CHUNK)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.flooding:
+            self._flood()
+
+    def _close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for h in self.handles:
+            h.cancel()
+        self.transport = None
+
+
+def _addresses(first_ip: str, count: int) -> list[str]:
+    ip = ipaddress.IPv4Address(first_ip)
+    if not ip.is_loopback:
+        raise ValueError(f"simulated miners stay on 127.0.0.0/8, got {first_ip}")
+    out: list[str] = []
+    while len(out) < count:
+        last = int(ip) & 0xFF
+        if last not in (0, 255):  # skip network/broadcast-looking addresses
+            out.append(str(ip))
+        ip += 1
+        if not ip.is_loopback:
+            raise ValueError(f"{count} miners from {first_ip} run past 127.255.255.255")
+    return out
+
+
+class AsicFarmSimulator:
+    def __init__(
+        self,
+        count: int,
+        *,
+        first_ip: str = "127.10.0.1",
+        port: int = 4028,
+        seed: int = 1,
+        personalities: Sequence[str] | None = None,
+    ) -> None:
+        """``personalities``: one per miner, cycled if shorter; default the site mix."""
+        self._rng = random.Random(seed)
+        mix = tuple(personalities) if personalities else _MIX
+        for p in mix:
+            if p not in PERSONALITIES:
+                raise ValueError(f"unknown personality {p!r}; choose from {PERSONALITIES}")
+        self._miners: list[SimMiner] = []
+        for i, ip in enumerate(_addresses(first_ip, count)):
+            personality = mix[i % len(mix)]
+            self._miners.append(self._make(i, ip, port, personality))
+        self._servers: list[asyncio.Server] = []
+
+    def _make(self, i: int, ip: str, port: int, personality: str) -> SimMiner:
+        r = random.Random(self._rng.random())
+        models = _MODELS.get(personality, _MODELS["antminer"])
+        model, ths, watts, limit = models[i % len(models)]
+        prefix = {"whatsminer": "HTM3", "luxos": "JYZZ", "braiins": "YNAH"}.get(personality, "JYZZ")
+        serial = prefix + "".join(r.choice("0123456789ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(13))
+        mac = "02:" + ":".join(f"{r.randrange(256):02X}" for _ in range(5))
+        worker = f"kuat{i:05d}"
+        miner = SimMiner(
+            ip=ip,
+            port=port,
+            personality=personality,
+            model=model,
+            serial=serial,
+            mac=mac,
+            nominal_ths=ths,
+            nominal_power_w=watts,
+            power_limit_w=limit,
+            rng=r,
+            pools=[
+                {"url": "stratum+tcp://btc.f2pool.com:1314", "user": f"kzfarm.{worker}"},
+                {"url": "stratum+tcp://btc-asia.f2pool.com:1314", "user": f"kzfarm.{worker}"},
+                {"url": "stratum+tcp://ss.antpool.com:3333", "user": f"kzbackup.{worker}"},
+            ],
+            session_id=f"{r.getrandbits(48):012x}",
+        )
+        miner.tick()
+        return miner
+
+    @property
+    def miners(self) -> list[SimMiner]:
+        return self._miners
+
+    @property
+    def targets(self) -> list[tuple[str, int]]:
+        return [(m.ip, m.port) for m in self._miners]
+
+    def total_power_w(self) -> float:
+        return sum(SLEEP_POWER_W if m.sleeping else m.power_w for m in self._miners)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for i, m in enumerate(self._miners):
+            glue = m.personality == "antminer" and i % 5 == 0
+            server = await loop.create_server(
+                lambda m=m, glue=glue: _MinerProtocol(m, glue),
+                host=m.ip,
+                port=m.port,
+                reuse_address=True,
+                backlog=64,
+            )
+            self._servers.append(server)
+
+    async def stop(self) -> None:
+        for s in self._servers:
+            s.close()
+        # close_clients is 3.13+; hung/trickle connections are closed by the client side
+        for s in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(s.wait_closed(), 0.5)
+        self._servers.clear()
+
+    async def __aenter__(self) -> AsicFarmSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    farm = AsicFarmSimulator(
+        args.count,
+        first_ip=args.first_ip,
+        port=args.port,
+        seed=args.seed,
+        personalities=args.personality or None,
+    )
+    await farm.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    # one line on stdout says "ready" so a benchmark or script can start polling
+    print(
+        f"ready {len(farm.targets)} miners {farm.targets[0][0]}..{farm.targets[-1][0]}", flush=True
+    )
+    await stop.wait()
+    await farm.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--count", type=int, default=200)
+    ap.add_argument("--first-ip", default="127.10.0.1")
+    ap.add_argument("--port", type=int, default=4028)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--personality",
+        action="append",
+        choices=PERSONALITIES,
+        help="repeat to build a cycle; default is the site mix",
+    )
+    args = ap.parse_args(argv)
+    try:
+        asyncio.run(_serve(args))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,486 @@
+"""Reply bodies of the simulated firmwares, shaped after the real replies in
+tests/fixtures/asic (key names, value types, quirks), filled with one miner's live numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collectors.cgminer.sim import SimMiner
+
+Body = dict[str, Any]
+
+LUX_VERSION = "2025.4.8.220305-57b389c7"
+BOSER_VERSION = "boser-buildroot 0.1.0-26ba61b9"
+
+
+def _status(code: int, msg: str, desc: str, letter: str = "S") -> list[dict[str, Any]]:
+    return [
+        {"STATUS": letter, "When": int(time.time()), "Code": code, "Msg": msg, "Description": desc}
+    ]
+
+
+def invalid(desc: str) -> Body:
+    return {"STATUS": _status(14, "Invalid command", desc, "E"), "id": 1}
+
+
+def _pools(m: SimMiner, desc: str) -> Body:
+    rows = []
+    for i, p in enumerate(m.pools):
+        rows.append(
+            {
+                "POOL": i,
+                "URL": p["url"],
+                "Status": "Alive",
+                "Priority": i,
+                "Quota": 1,
+                "Long Poll": "N",
+                "Getworks": 1200 + i,
+                "Accepted": 0 if i else m.accepted,
+                "Rejected": 0 if i else m.accepted // 900,
+                "Works": 0 if i else m.accepted * 60,
+                "Discarded": 0,
+                "Stale": 0,
+                "Get Failures": 0,
+                "Remote Failures": 0,
+                "User": p["user"],
+                "Last Share Time": int(time.time()) - 3 if i == 0 else 0,
+                "Diff1 Shares": 0,
+                "Proxy Type": "",
+                "Proxy": "",
+                "Difficulty Accepted": float(m.accepted * 65536) if i == 0 else 0.0,
+                "Difficulty Rejected": 0.0,
+                "Difficulty Stale": 0.0,
+                "Last Share Difficulty": 65536.0,
+                "Work Difficulty": 65536.0,
+                "Has Stratum": True,
+                "Stratum Active": i == 0,
+                "Stratum URL": p["url"].split("//")[-1].split(":")[0],
+                "Stratum Difficulty": 65536.0,
+                "Has Vmask": True,
+                "Has GBT": False,
+                "Best Share": 1320888597,
+                "Pool Rejected%": 0.0,
+                "Pool Stale%": 0.0,
+                "Bad Work": 3,
+                "Current Block Height": 871234,
+                "Current Block Version": 536870912,
+            }
+        )
+    return {"STATUS": _status(7, f"{len(rows)} Pool(s)", desc), "POOLS": rows, "id": 1}
+
+
+# --- Bitmain stock ---------------------------------------------------------------------------
+
+_BM_DESC = "cgminer 1.0.0"
+
+
+def _bm_summary(m: SimMiner) -> Body:
+    ghs = m.hashrate_ths * 1e3
+    return {
+        "STATUS": _status(11, "Summary", _BM_DESC),
+        "SUMMARY": [
+            {
+                "Elapsed": m.elapsed,
+                "GHS 5s": round(ghs, 2),
+                "GHS av": round(m.nominal_ths * 1e3 * 1.01, 2) if not m.sleeping else 0.0,
+                "GHS 30m": round(ghs * 0.999, 2),
+                "Found Blocks": 0,
+                "Getworks": 3012,
+                "Accepted": m.accepted,
+                "Rejected": m.accepted // 900,
+                "Hardware Errors": 562,
+                "Utility": 4.2,
+                "Discarded": 96312,
+                "Stale": 0,
+                "Get Failures": 0,
+                "Local Work": 1603446,
+                "Remote Failures": 0,
+                "Network Blocks": 170,
+                "Total MH": 5.6e12,
+                "Work Utility": 1543210.5,
+                "Difficulty Accepted": float(m.accepted * 65536),
+                "Difficulty Rejected": 262144.0,
+                "Difficulty Stale": 0.0,
+                "Best Share": 1320888597,
+                "Device Hardware%": 0.0001,
+                "Device Rejected%": 0.0445,
+                "Pool Rejected%": 0.0445,
+                "Pool Stale%": 0.0,
+                "Last getwork": int(time.time()),
+            }
+        ],
+        "id": 1,
+    }
+
+
+def _bm_stats(m: SimMiner) -> Body:
+    chains = m.chain_rates_ghs()
+    data: dict[str, Any] = {
+        "STATS": 0,
+        "ID": "BTM_SOC0",
+        "Elapsed": m.elapsed,
+        "Calls": 0,
+        "Wait": 0,
+        "Max": 0,
+        "Min": 99999999,
+        "GHS 5s": round(m.hashrate_ths * 1e3, 2),
+        "GHS av": round(m.nominal_ths * 1e3 * 1.01, 2) if not m.sleeping else 0.0,
+        "rate_30m": round(m.hashrate_ths * 1e3, 2),
+        "Mode": 2,
+        "miner_count": 3,
+        "frequency": 525,
+        "fan_num": 4,
+    }
+    for i, rpm in enumerate(m.fans_rpm, 1):
+        data[f"fan{i}"] = rpm
+    data["temp_num"] = 3
+    for i, (board, chip) in enumerate(m.chain_temps(), 1):
+        data[f"temp{i}"] = board
+        data[f"temp2_{i}"] = chip
+    data["temp_max"] = 0
+    data["total_acn"] = 342
+    data["total_rateideal"] = round(m.nominal_ths * 1e3, 1)
+    data["total_freqavg"] = 525
+    data["total rate"] = round(m.hashrate_ths * 1e3, 2)
+    data["rate_unit"] = "GH"
+    for i, ((board, chip), rate) in enumerate(zip(m.chain_temps(), chains, strict=True), 1):
+        data[f"chain_acn{i}"] = 114
+        data[f"chain_acs{i}"] = " ooo" * 38
+        data[f"chain_hw{i}"] = 183 + i
+        data[f"chain_rate{i}"] = f"{rate:.2f}"
+        data[f"freq{i}"] = 525
+        data[f"temp_pcb{i}"] = f"{board}-{board - 28}-{board - 9}-{board - 8}"
+        data[f"temp_chip{i}"] = f"{chip}-{chip - 28}-{chip - 9}-{chip - 8}"
+        data[f"temp_pic{i}"] = f"{board - 10}-{board - 38}-{board - 19}-{board - 18}"
+    data["chain_acn4"] = 0
+    data["chain_acs4"] = ""
+    data["chain_rate4"] = ""
+    data["temp_pcb4"] = data["temp_chip4"] = data["temp_pic4"] = "0-0-0-0"
+    data["miner_version"] = "49.0.1.3"
+    data["miner_id"] = m.serial[-16:].lower()
+    data["no_matching_work"] = 562
+    head = {
+        "BMMiner": "1.0.0",
+        "Miner": "49.0.1.3",
+        "CompileTime": "Tue Dec  6 16:12:30 CST 2022",
+        "Type": m.model,
+    }
+    return {"STATUS": _status(70, "CGMiner stats", _BM_DESC), "STATS": [head, data], "id": 1}
+
+
+def _bm_version(m: SimMiner) -> Body:
+    return {
+        "STATUS": _status(22, "BMMiner versions", _BM_DESC),
+        "VERSION": [
+            {
+                "BMMiner": "1.0.0",
+                "API": "3.1",
+                "Miner": "49.0.1.3",
+                "CompileTime": "Tue Dec  6 16:12:30 CST 2022",
+                "Type": m.model,
+            }
+        ],
+        "id": 1,
+    }
+
+
+BITMAIN: dict[str, Callable[[SimMiner], Body]] = {
+    "summary": _bm_summary,
+    "stats": _bm_stats,
+    "pools": lambda m: _pools(m, _BM_DESC),
+    "version": _bm_version,
+}
+
+
+# --- Whatsminer btminer ----------------------------------------------------------------------
+
+
+def _wm_summary(m: SimMiner) -> Body:
+    mhs = m.hashrate_ths * 1e6
+    board, chip = m.chain_temps()[0]
+    return {
+        "STATUS": _status(11, "Summary", "btminer"),
+        "SUMMARY": [
+            {
+                "Elapsed": m.elapsed,
+                "MHS av": round(mhs * 0.998, 2),
+                "MHS 5s": round(mhs * 1.05, 2),
+                "MHS 1m": round(mhs, 2),
+                "MHS 5m": round(mhs * 1.001, 2),
+                "MHS 15m": round(mhs * 0.999, 2),
+                "HS RT": round(mhs, 2),
+                "Accepted": m.accepted,
+                "Rejected": 1,
+                "Hardware Errors": 0,
+                "Temperature": float(board),
+                "freq_avg": 710,
+                "Fan Speed In": m.fans_rpm[0],
+                "Fan Speed Out": m.fans_rpm[1],
+                "Voltage": 1206,
+                "Power": round(m.power_w),
+                "Power_RT": round(m.power_w) - 1,
+                "Power Rate": 46.31,
+                "Uptime": m.elapsed + 1372427,
+                "Power Current": 276.6,
+                "Power Fanspeed": 7608,
+                "Error Code Count": 0,
+                "Factory Error Code Count": 0,
+                "Security Mode": 0,
+                "Liquid Cooling": False,
+                "Hash Stable": True,
+                "Target Freq": 652,
+                "Target MHS": round(m.nominal_ths * 1e6 * 0.95),
+                "Env Temp": 7.0,
+                "Power Mode": "Normal",
+                "Firmware Version": "'20201202.22.REL'",
+                "CB Platform": "ALLWINNER_H6OS",
+                "CB Version": "V10",
+                "MAC": m.mac,
+                "Factory GHS": round(m.nominal_ths * 1e3),
+                "Power Limit": m.power_limit_w,
+                "Chip Temp Min": float(chip - 40),
+                "Chip Temp Max": float(chip),
+                "Chip Temp Avg": float(chip - 15),
+            }
+        ],
+        "id": 1,
+    }
+
+
+def _wm_msg(m: SimMiner, msg: Any) -> Body:
+    return {"STATUS": "S", "When": int(time.time()), "Code": 131, "Msg": msg, "Description": ""}
+
+
+def _wm_devdetails(m: SimMiner) -> Body:
+    rows = [
+        {
+            "DEVDETAILS": i,
+            "Name": "SM",
+            "ID": i,
+            "Driver": "bitmicro",
+            "Kernel": "",
+            "Model": m.model.removeprefix("Whatsminer "),
+        }
+        for i in range(3)
+    ]
+    return {"STATUS": _status(69, "Device Details", "btminer"), "DEVDETAILS": rows, "id": 1}
+
+
+WHATSMINER: dict[str, Callable[[SimMiner], Body]] = {
+    "summary": _wm_summary,
+    "pools": lambda m: _pools(m, "btminer"),
+    "devdetails": _wm_devdetails,
+    "get_miner_info": lambda m: _wm_msg(
+        m,
+        {
+            "ip": m.ip,
+            "proto": "dhcp",
+            "netmask": "255.0.0.0",
+            "gateway": "127.0.0.1",
+            "dns": "127.0.0.1",
+            "hostname": "WhatsMiner",
+            "mac": m.mac,
+            "ledstat": "auto",
+            "minersn": m.serial,
+        },
+    ),
+    "status": lambda m: _wm_msg(
+        m,
+        {
+            "mineroff": "true" if m.sleeping else "false",
+            "mineroff_reason": "api" if m.sleeping else "",
+            "FirmwareVersion": "'20201202.22.REL'",
+        },
+    ),
+}
+WHATSMINER_ALONE = frozenset({"get_miner_info", "status", "power_off", "power_on"})
+
+
+# --- LuxOS -----------------------------------------------------------------------------------
+
+_LUX_DESC = f"LUXminer {LUX_VERSION}"
+
+
+def _lux_config(m: SimMiner) -> Body:
+    return {
+        "CONFIG": [
+            {
+                "ASC Count": 3,
+                "ControlBoardType": "cvitek",
+                "Cooling": "Air",
+                "CurtailMode": "Sleep" if m.sleeping else "None",
+                "DHCP": True,
+                "Hostname": f"lux-{m.serial[-6:]}",
+                "IPAddr": m.ip,
+                "IsAtmEnabled": True,
+                "IsPowerSupplyOn": not m.sleeping,
+                "MACAddr": m.mac.lower(),
+                "Model": m.model,
+                "NameplateTHS": m.nominal_ths,
+                "OS": "LuxOS",
+                "PSULabel": "APW121215e",
+                "Pool Count": len(m.pools),
+                "Profile": "290MHz",
+                "SerialNumber": m.serial,
+                "Strategy": "Failover",
+                "SystemStatus": "Normal",
+            }
+        ],
+        "STATUS": _status(33, "LUXminer config", _LUX_DESC),
+        "id": 1,
+    }
+
+
+def _lux_summary(m: SimMiner) -> Body:
+    body = _bm_summary(m)
+    body["STATUS"] = _status(11, "Summary", _LUX_DESC)
+    return body
+
+
+def _lux_temps(m: SimMiner) -> Body:
+    rows = [
+        {"TEMPS": i, "ID": i, "Board": float(b), "Chip": float(c)}
+        for i, (b, c) in enumerate(m.chain_temps())
+    ]
+    return {"STATUS": _status(201, "3 Temp(s)", _LUX_DESC), "TEMPS": rows, "id": 1}
+
+
+def _fans(m: SimMiner, desc: str) -> Body:
+    rows = [
+        {"FANS": i, "ID": i, "RPM": rpm, "Speed": 0 if m.sleeping else 70}
+        for i, rpm in enumerate(m.fans_rpm)
+    ]
+    return {"STATUS": _status(202, f"{len(rows)} Fan(s)", desc), "FANS": rows, "id": 1}
+
+
+LUXOS: dict[str, Callable[[SimMiner], Body]] = {
+    "config": _lux_config,
+    "summary": _lux_summary,
+    "stats": lambda m: {
+        "STATUS": _status(70, "CGMiner stats", _LUX_DESC),
+        "STATS": [{"LUXminer": LUX_VERSION, "Type": m.model}],
+        "id": 1,
+    },
+    "pools": lambda m: _pools(m, _LUX_DESC),
+    "version": lambda m: {
+        "STATUS": _status(22, "LUXminer versions", _LUX_DESC),
+        "VERSION": [{"API": "3.7", "LUXminer": LUX_VERSION, "Miner": LUX_VERSION, "Type": m.model}],
+        "id": 1,
+    },
+    "power": lambda m: {
+        "POWER": [{"PSU": False, "Watts": round(m.power_w)}],
+        "STATUS": _status(311, "Power usage", _LUX_DESC),
+        "id": 1,
+    },
+    "temps": _lux_temps,
+    "fans": lambda m: _fans(m, _LUX_DESC),
+    "logon": lambda m: {
+        "SESSION": [{"SessionID": m.session_id}],
+        "STATUS": _status(310, "Session created", _LUX_DESC),
+        "id": 1,
+    },
+}
+
+
+# --- Braiins OS -----------------------------------------------------------------------------
+
+_BOS_DESC = f"BOSer {BOSER_VERSION}"
+
+
+def _bos_summary(m: SimMiner) -> Body:
+    mhs = m.hashrate_ths * 1e6
+    return {
+        "STATUS": _status(11, "Summary", _BOS_DESC),
+        "SUMMARY": [
+            {
+                "Elapsed": m.elapsed,
+                "MHS av": round(mhs * 0.999, 3),
+                "MHS 5s": round(mhs, 3),
+                "MHS 1m": round(mhs * 1.001, 3),
+                "MHS 5m": round(mhs, 3),
+                "MHS 15m": round(mhs, 3),
+                "Accepted": m.accepted,
+                "Rejected": 18,
+                "Hardware Errors": 0,
+                "Utility": 4.1,
+                "Stale": 0,
+                "Best Share": 776342690,
+                "Device Hardware%": 0.0,
+            }
+        ],
+        "id": 1,
+    }
+
+
+def _bos_tuner(m: SimMiner) -> Body:
+    per_chain = round(m.power_w / 3) if not m.sleeping else 0
+    return {
+        "STATUS": _status(12, "Tuner Status", _BOS_DESC),
+        "TUNERSTATUS": [
+            {
+                "ApproximateChainPowerConsumption": per_chain * 3,
+                "ApproximateMinerPowerConsumption": round(m.power_w),
+                "DynamicPowerScaling": "Disabled",
+                "PowerLimit": m.power_limit_w,
+                "TunerChainStatus": [
+                    {
+                        "ApproximatePowerConsumptionWatt": per_chain,
+                        "HashchainIndex": i,
+                        "Status": "Stable" if not m.sleeping else "Paused",
+                    }
+                    for i in range(3)
+                ],
+            }
+        ],
+        "id": 1,
+    }
+
+
+BRAIINS: dict[str, Callable[[SimMiner], Body]] = {
+    "summary": _bos_summary,
+    "pools": lambda m: _pools(m, _BOS_DESC),
+    "version": lambda m: {
+        "STATUS": _status(22, "BOSer versions", _BOS_DESC),
+        "VERSION": [{"BOSer": BOSER_VERSION, "API": "3.7"}],
+        "id": 1,
+    },
+    "devdetails": lambda m: {
+        "STATUS": _status(69, "Device Details", _BOS_DESC),
+        "DEVDETAILS": [
+            {
+                "DEVDETAILS": i,
+                "Name": "Chain",
+                "ID": i,
+                "Driver": "bitmain",
+                "Model": f"Bitmain {m.model}",
+            }
+            for i in range(3)
+        ],
+        "id": 1,
+    },
+    "temps": lambda m: {
+        "STATUS": _status(201, "3 Temp(s)", _BOS_DESC),
+        "TEMPS": [
+            {"TEMPS": i, "ID": i, "Board": float(b), "Chip": float(c)}
+            for i, (b, c) in enumerate(m.chain_temps())
+        ],
+        "id": 1,
+    },
+    "fans": lambda m: _fans(m, _BOS_DESC),
+    "tunerstatus": _bos_tuner,
+}
+
+FIRMWARE_REPLIES: dict[str, tuple[dict[str, Callable[[SimMiner], Body]], str]] = {
+    "antminer": (BITMAIN, _BM_DESC),
+    "whatsminer": (WHATSMINER, "btminer"),
+    "luxos": (LUXOS, _LUX_DESC),
+    "braiins": (BRAIINS, _BOS_DESC),
+}
+
+
+def ok(desc: str, msg: str) -> Body:
+    return {"STATUS": _status(0, msg, desc), "id": 1}

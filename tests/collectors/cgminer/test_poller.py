@@ -1,0 +1,294 @@
+"""The poller against the simulator over real sockets on 127.77.x.y."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+import pytest
+
+from collectors.cgminer import control
+from collectors.cgminer.client import CgminerClient, Deadlines, exchange
+from collectors.cgminer.collector import AsicPoller
+from collectors.readings import AsicReading, DeviceError, to_jsonable
+from tests.collectors.cgminer.conftest import FarmFactory
+
+PROBE_FIELDS = [
+    "ip", "port", "taken_at", "vendor", "firmware_family", "model", "serial", "mac", "firmware",
+    "hashrate_ths", "hashrate_nominal_ths", "power_w", "power_limit_w", "temps_c", "fans_rpm",
+    "pools", "uptime_s", "state", "errors",
+]  # fmt: skip
+
+
+async def test_faulty_miners_cost_no_more_than_their_deadline(farm: FarmFactory) -> None:
+    kinds = ["hang", "trickle", "flood", "garbage", "antminer", "whatsminer", "luxos", "braiins"]
+    async with farm(len(kinds), kinds) as sim:
+        poller = AsicPoller(timeout_s=1.0)
+        start = time.monotonic()
+        results = await poller.poll_many(sim.targets)
+        took = time.monotonic() - start
+    assert took < 1.6, f"cycle took {took:.2f} s with a 1.0 s deadline"
+    by_kind = dict(zip(kinds, results, strict=True))
+    causes = {k: r.cause for k, r in by_kind.items() if isinstance(r, DeviceError)}
+    assert set(causes) == {"hang", "trickle", "flood", "garbage"}
+    assert "waiting for the first byte" in causes["hang"]
+    assert "reply incomplete" in causes["trickle"] and "too slowly" in causes["trickle"]
+    assert "exceeds 65536 bytes" in causes["flood"]
+    assert causes["garbage"].startswith("reply is not JSON at byte 0")
+    for r in results:
+        assert r.port == 4028
+        if isinstance(r, DeviceError):
+            assert "\n" not in r.describe()
+    for k in ("antminer", "whatsminer", "luxos", "braiins"):
+        r = by_kind[k]
+        assert isinstance(r, AsicReading), k
+        assert r.state == "mining" and r.hashrate_ths and r.hashrate_ths > 50
+
+
+async def test_detects_each_personality_and_fills_fields(farm: FarmFactory) -> None:
+    kinds = ["antminer", "whatsminer", "luxos", "braiins"]
+    async with farm(4, kinds) as sim:
+        poller = AsicPoller(timeout_s=2.0)
+        first = await poller.poll_many(sim.targets)
+        second = await poller.poll_many(sim.targets)  # cached family, firmware's own command set
+        miners = sim.miners
+    expect = {
+        "antminer": ("bitmain", "Bitmain"),
+        "whatsminer": ("whatsminer", "MicroBT"),
+        "luxos": ("luxos", "Bitmain"),
+        "braiins": ("braiins", "Bitmain"),
+    }
+    for results in (first, second):
+        for m, r in zip(miners, results, strict=True):
+            assert isinstance(r, AsicReading), r
+            fam, vendor = expect[m.personality]
+            assert (r.firmware_family, r.vendor) == (fam, vendor)
+            assert r.model == m.model  # what the farm's inventory will show
+            assert r.errors == (), r.errors
+            assert r.pools[0].active and r.pools[0].user and r.pools[0].user.startswith("kzfarm.")
+            assert r.temps_c.chip and r.fans_rpm and r.uptime_s
+            assert r.hashrate_nominal_ths == pytest.approx(m.nominal_ths)
+            probe = to_jsonable(r)
+            assert list(probe) == PROBE_FIELDS
+            assert list(probe["temps_c"]) == ["board", "chip", "inlet"]
+            json.dumps(probe, allow_nan=False)
+    by = {m.personality: r for m, r in zip(miners, second, strict=True)}
+    wm, lux, bos = by["whatsminer"], by["luxos"], by["braiins"]
+    assert isinstance(wm, AsicReading) and isinstance(lux, AsicReading)
+    assert isinstance(bos, AsicReading)
+    assert wm.serial == miners[1].serial and wm.mac == miners[1].mac and wm.power_w
+    assert lux.serial == miners[2].serial and lux.mac == miners[2].mac and lux.power_w
+    assert bos.power_w and bos.power_limit_w == miners[3].power_limit_w
+    assert by["antminer"].power_w is None  # the stock API does not report watts
+    assert [poller.family_of(*t) for t in sim.targets] == [
+        "bitmain",
+        "whatsminer",
+        "luxos",
+        "braiins",
+    ]
+
+
+async def test_numbers_vary_per_poll(farm: FarmFactory) -> None:
+    async with farm(1, ["antminer"]) as sim:
+        poller = AsicPoller()
+        rates = {
+            getattr(await poller.poll(*sim.targets[0]), "hashrate_ths", None) for _ in range(4)
+        }
+    assert len(rates) > 1 and None not in rates
+
+
+async def test_multi_command_fallback_is_remembered(farm: FarmFactory) -> None:
+    async with farm(1, ["reject_multi"]) as sim:
+        host, port = sim.targets[0]
+        poller = AsicPoller(timeout_s=2.0)
+        assert not poller.client.rejects_multi(host, port)
+        r1 = await poller.poll(host, port)
+        assert poller.client.rejects_multi(host, port)
+        r2 = await poller.poll(host, port)
+    for r in (r1, r2):
+        assert isinstance(r, AsicReading), r
+        assert r.firmware_family == "bitmain" and r.model == "Antminer S19 Pro"
+        assert r.hashrate_ths and r.pools and r.temps_c.board
+        assert r.errors == ()
+
+
+async def test_reply_cap_is_configurable(farm: FarmFactory) -> None:
+    async with farm(1, ["antminer"]) as sim:
+        r = await AsicPoller(max_reply_bytes=1024).poll(*sim.targets[0])
+    assert isinstance(r, DeviceError)
+    assert "exceeds 1024 bytes" in r.cause
+
+
+async def test_unreachable_and_refused() -> None:
+    poller = AsicPoller(timeout_s=0.5)
+    r = await poller.poll("127.77.254.254", 4028)  # nothing listens there
+    assert isinstance(r, DeviceError)
+    assert r.cause.startswith("connection refused on port 4028")
+    assert r.describe() == f"asic 127.77.254.254:4028: {r.cause}"
+
+
+async def test_connect_deadline() -> None:
+    # a listener whose backlog is full never completes new handshakes: a connect timeout
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.77.253.1", 0))
+    srv.listen(0)
+    port = srv.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.77.253.1", port))
+            fillers.append(s)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        d = Deadlines(connect_s=0.3, first_byte_s=1.0, total_s=1.0)
+        with pytest.raises(Exception) as e:
+            await exchange("127.77.253.1", port, b"{}", deadlines=d, deadline_at=start + 1.0)
+        assert loop.time() - start < 0.8
+        assert "connecting" in str(e.value) or "first byte" in str(e.value)
+    finally:
+        for s in fillers:
+            s.close()
+        srv.close()
+
+
+async def test_poll_many_keeps_order_and_bounds_concurrency(farm: FarmFactory) -> None:
+    async with farm(30) as sim:
+        poller = AsicPoller(concurrency=4)
+        results = await poller.poll_many(sim.targets)
+    assert [(r.ip, r.port) for r in results] == sim.targets
+    assert all(isinstance(r, AsicReading) for r in results)
+
+
+async def test_default_mix_and_total_power(farm: FarmFactory) -> None:
+    async with farm(20) as sim:
+        kinds = {m.personality for m in sim.miners}
+        assert kinds == {"antminer", "whatsminer", "luxos", "braiins"}
+        assert len({ip for ip, _ in sim.targets}) == 20
+        awake = sim.total_power_w()
+        assert 20 * 2500 < awake < 20 * 3600
+        sim.miners[0].sleeping = True
+        assert sim.total_power_w() < awake - 2000
+
+
+@pytest.mark.parametrize("personality", ["luxos", "whatsminer", "braiins"])
+async def test_sleep_and_wake_confirmed(farm: FarmFactory, personality: str) -> None:
+    async with farm(1, [personality]) as sim:
+        host, port = sim.targets[0]
+        m = sim.miners[0]
+        family = {"luxos": "luxos", "whatsminer": "whatsminer", "braiins": "braiins"}[personality]
+        res = await control.sleep(host, port, family, "quota 12 MW exceeded", confirm_s=2)
+        assert res.outcome == "done", res
+        assert m.sleeping
+        r = await AsicPoller().poll(host, port)
+        assert isinstance(r, AsicReading) and r.state == "sleeping"
+        assert sim.total_power_w() < 20
+        res = await control.wake(host, port, family, "quota restored", confirm_s=2)
+        assert res.outcome == "done", res
+        assert not m.sleeping
+
+
+async def test_sleep_unsupported_on_stock(farm: FarmFactory) -> None:
+    async with farm(1, ["antminer"]) as sim:
+        res = await control.sleep(*sim.targets[0], "bitmain", "test")
+    assert res.outcome == "unsupported"
+
+
+async def test_client_command_reports_miner_errors(farm: FarmFactory) -> None:
+    async with farm(1, ["antminer"]) as sim:
+        body = await CgminerClient().command(*sim.targets[0], "nosuchcommand")
+    assert body["STATUS"][0]["STATUS"] == "E"
+
+
+async def test_sim_cli_runs_in_its_own_process() -> None:
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "collectors.cgminer.sim",
+        "--count",
+        "3",
+        "--first-ip",
+        "127.77.252.1",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 10)
+        assert line.startswith(b"ready 3 miners")
+        results = await AsicPoller().poll_many([(f"127.77.252.{i}", 4028) for i in (1, 2, 3)])
+        assert all(isinstance(r, AsicReading) for r in results)
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_reflashed_miner_is_redetected(farm: FarmFactory) -> None:
+    async with farm(1, ["antminer"]) as sim:
+        host, port = sim.targets[0]
+        poller = AsicPoller()
+        r1 = await poller.poll(host, port)
+        m = sim.miners[0]
+        m.personality, m.model = "luxos", "Antminer S19k Pro"  # same box, LuxOS flashed
+        r2 = await poller.poll(host, port)
+        r3 = await poller.poll(host, port)
+    assert isinstance(r1, AsicReading) and r1.firmware_family == "bitmain" and r1.serial is None
+    for r in (r2, r3):
+        assert isinstance(r, AsicReading) and r.firmware_family == "luxos"
+        assert r.serial == m.serial and r.power_w and r.errors == ()
+    assert poller.family_of(host, port) == "luxos"
+
+
+async def test_event_loop_stall_is_not_blamed_on_the_miner(
+    farm: FarmFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from collectors.cgminer import client
+
+    connect = client._connect
+    stalled: list[bool] = []
+
+    async def connect_then_stall(*args: object) -> None:
+        if not stalled:
+            # a neighbour blocks the loop past every deadline while connects are in flight
+            stalled.append(True)
+            asyncio.get_running_loop().call_soon(time.sleep, 0.8)
+        await connect(*args)  # type: ignore[arg-type]
+
+    async with farm(8, ["antminer", "whatsminer", "luxos", "braiins"]) as sim:
+        poller = AsicPoller(timeout_s=0.5)
+        await poller.poll_many(sim.targets)  # detection done; next cycle is the steady one
+        monkeypatch.setattr(client, "_connect", connect_then_stall)
+        results = await poller.poll_many(sim.targets)
+    assert stalled
+    assert all(isinstance(r, AsicReading) for r in results), results
+
+
+async def test_identity_reply_is_reused_until_the_box_changes(farm: FarmFactory) -> None:
+    async with farm(1, ["whatsminer"]) as sim:
+        host, port = sim.targets[0]
+        m = sim.miners[0]
+        poller = AsicPoller()
+        first = [await poller.poll(host, port) for _ in range(4)]
+        assert m.requests["get_miner_info"] == 1  # one extra connection, not one per poll
+        assert m.requests["summary"] == 4
+        assert {getattr(r, "serial", None) for r in first} == {m.serial}
+
+        # another Whatsminer now answers on this IP (DHCP shuffle): new MAC in summary
+        m.serial, m.mac = "HTM3NEWBOX0000001", "02:00:00:00:00:01"
+        moved = await poller.poll(host, port)
+        assert isinstance(moved, AsicReading)
+        assert (moved.serial, moved.mac) == ("HTM3NEWBOX0000001", "02:00:00:00:00:01")
+        assert m.requests["get_miner_info"] == 2
+
+        # same box rebooted (uptime went backwards): identity is re-read too
+        m.started = time.monotonic() + 40_000
+        rebooted = await poller.poll(host, port)
+        assert isinstance(rebooted, AsicReading) and rebooted.serial == m.serial
+        assert m.requests["get_miner_info"] == 3
