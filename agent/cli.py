@@ -234,6 +234,9 @@ def probe_meter(
 
 
 def main() -> None:
+    from agent.commands import register_all
+
+    register_all(app)
     app()
 
 

@@ -221,7 +221,12 @@ class QuotaSection(Strict):
     schedules: Path | None = None
     warn_fraction: Annotated[float, Field(gt=0, le=1)] = 0.95
     tolerance_kwh: Annotated[float, Field(ge=0)] = 0.0
+    # Curtailment: the plan is always made and logged; commands go out only with enforce.
     enforce: bool = False
+    min_on_s: Annotated[float, Field(ge=0, le=86400)] = 600.0
+    min_off_s: Annotated[float, Field(ge=0, le=86400)] = 600.0
+    hysteresis_kw: Annotated[float, Field(ge=0)] = 20.0
+    margin_kw: Annotated[float, Field(ge=0)] = 0.0
 
 
 class GridSection(Strict):

@@ -97,7 +97,7 @@ def demo_config(
     )
 
 
-async def _follow_farm(farm: AsicFarmSimulator, meter: MeterSimulator) -> None:
+async def follow_farm(farm: AsicFarmSimulator, meter: MeterSimulator) -> None:
     """Make the meter's registers follow the farm, integrating energy like a real counter."""
     import_kwh = 1_284_000.0
     last = datetime.now(UTC)
@@ -148,7 +148,7 @@ async def run_demo(
         console.print(f"[red]could not start the simulated farm:[/] {exc}")
         await _stop_all(farm, meter, snmp)
         return 1
-    follower = asyncio.create_task(_follow_farm(farm, meter))
+    follower = asyncio.create_task(follow_farm(farm, meter))
     await asyncio.sleep(0.6)  # let the meter hold a first value before the agent reads it
 
     schedule = write_demo_schedule(

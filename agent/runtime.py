@@ -18,6 +18,7 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.config import KuatConfig, PduConfig
+from agent.curtailment import Curtailer
 from agent.quota_job import QuotaJob
 from agent.sdnotify import Notifier, watchdog_interval_s
 from agent.state import SiteState, StatusSnapshot, snapshot
@@ -60,6 +61,7 @@ class Agent:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.uplinks = Uplinks(cfg, state_dir)
         self.quota = QuotaJob(cfg, self.state, state_dir)
+        self.curtailer = Curtailer(cfg, self.state)
         self._asic = AsicPoller(
             timeout_s=cfg.asic.timeout_s,
             max_reply_bytes=cfg.asic.max_reply_bytes,
@@ -122,6 +124,8 @@ class Agent:
     async def evaluate_quota(self) -> None:
         now = self.clock()
         lines = self.quota.run(now)
+        if self.state.quota is not None:
+            lines += self.curtailer.run(self.state.quota, now)
         self.uplinks.record_lines(lines)
         snap = self.status(now)
         self.last_status = snap
@@ -210,6 +214,7 @@ class Agent:
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+        await self.curtailer.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         # Everything recorded is already in the durable spool; one last bounded attempt to

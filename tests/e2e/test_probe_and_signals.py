@@ -34,12 +34,12 @@ METER_FIELDS = [
 ]  # fmt: skip
 
 
-async def kuat(*args: str, timeout: float = 60) -> tuple[int, str, str]:
+async def kuat(*args: str, limit_s: float = 60) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent.cli", *args, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    out, err = await asyncio.wait_for(proc.communicate(), limit_s)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 

@@ -1,0 +1,150 @@
+"""Carrying out the quota engine's curtailment plans.
+
+The plan is pure (``quota.curtail``); this module feeds it the miners as the agent last saw
+them, remembers when each miner was switched (so minimum on/off times hold across cycles), and —
+only with ``[quota] enforce = true`` — sends the sleep/wake commands through the collectors'
+control side. Without enforcement the plan is logged and written to telemetry, nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+
+from agent.config import KuatConfig
+from agent.state import SiteState
+from collectors.capabilities import ActionResult
+from collectors.cgminer import control
+from collectors.readings import AsicReading
+from quota.curtail import ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
+from quota.evaluate import QuotaStatus
+from quota.messages import render
+from uplink.lineproto import encode_point
+
+log = logging.getLogger("kuat.curtail")
+
+# Commands sent at once: a burst of hundreds of TCP sessions is pointless when each miner
+# needs seconds to confirm anyway.
+MAX_PARALLEL_ACTIONS = 32
+
+
+class Curtailer:
+    def __init__(self, cfg: KuatConfig, state: SiteState) -> None:
+        q = cfg.quota
+        self.cfg = cfg
+        self.state = state
+        self.enforce = q.enforce
+        self.lang = cfg.agent.language
+        self.policy = CurtailPolicy(
+            min_on_s=q.min_on_s,
+            min_off_s=q.min_off_s,
+            hysteresis_kw=q.hysteresis_kw,
+            margin_kw=q.margin_kw,
+        )
+        self.switched: dict[str, datetime] = {}
+        # What a miner draws and makes when mining: waking it adds that, not its sleep figures.
+        self._mining: dict[str, tuple[float | None, float | None]] = {}
+        self._executing: asyncio.Task[list[ActionResult]] | None = None
+        self._last_logged: tuple[tuple[str, str], ...] | None = None
+        self.results: list[ActionResult] = []
+        self.last_plan: CurtailPlan | None = None
+
+    def _miners(self) -> tuple[list[MinerState], dict[str, AsicReading]]:
+        out: list[MinerState] = []
+        by_id: dict[str, AsicReading] = {}
+        for r in self.state.asic_readings():
+            did = r.device_id
+            by_id[did] = r
+            if r.state == "mining" and r.power_w:
+                self._mining[did] = (r.power_w, r.hashrate_ths)
+            asleep = r.state == "sleeping"
+            power, hashrate = (
+                self._mining.get(did, (None, None))
+                if asleep
+                else (
+                    r.power_w,
+                    r.hashrate_ths,
+                )
+            )
+            out.append(MinerState(did, power, hashrate, asleep, self.switched.get(did)))
+        return out, by_id
+
+    def run(self, status: QuotaStatus, now: datetime) -> list[str]:
+        """Plan (and with enforcement, start carrying out) one cycle; return telemetry lines."""
+        if self._executing is not None and not self._executing.done():
+            return []  # the previous plan's commands are still being confirmed
+        miners, by_id = self._miners()
+        p = plan(status.allowed_kw, miners, now, self.policy, load_kw=status.p_kw)
+        self.last_plan = p
+        self._log_plan(p)
+        if self.enforce and p.actions:
+            for a in p.actions:
+                self.switched[a.device_id] = now
+            self._executing = asyncio.get_running_loop().create_task(self._execute(p, by_id))
+        sleeps = sum(1 for a in p.actions if a.kind == ActionKind.SLEEP)
+        line = encode_point(
+            "curtail",
+            {"site": self.cfg.site.id, "mode": "enforce" if self.enforce else "dry_run"},
+            {
+                "allowed_kw": p.allowed_kw,
+                "load_kw": p.load_kw,
+                "planned_load_kw": p.planned_load_kw,
+                "sleep_actions": sleeps,
+                "restore_actions": len(p.actions) - sleeps,
+                "held": len(p.held),
+                "miners_asleep": sum(1 for m in miners if m.asleep),
+            },
+            now,
+        )
+        return [line] if line else []
+
+    def _log_plan(self, p: CurtailPlan) -> None:
+        key = tuple((a.device_id, a.kind.value) for a in p.actions)
+        if key == self._last_logged:
+            return
+        self._last_logged = key
+        if not p.actions:
+            return
+        mode = "enforcing" if self.enforce else "dry run ([quota] enforce = false)"
+        kw = sum(a.power_w for a in p.actions) / 1000
+        kinds = {a.kind.value for a in p.actions}
+        log.warning(
+            "curtailment plan, %s: %s %d miners (%.1f kW); load %.1f kW, allowed %.1f kW — %s",
+            mode,
+            "/".join(sorted(kinds)),
+            len(p.actions),
+            kw,
+            p.load_kw,
+            p.allowed_kw or 0.0,
+            render(p.reason, self.lang),
+        )
+
+    async def _execute(self, p: CurtailPlan, by_id: dict[str, AsicReading]) -> list[ActionResult]:
+        gate = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
+
+        async def one(device_id: str, kind: ActionKind, why: str) -> ActionResult:
+            r = by_id.get(device_id)
+            if r is None or r.firmware_family is None:
+                return ActionResult(device_id, kind.value, "unsupported", "firmware not known")
+            act = control.sleep if kind == ActionKind.SLEEP else control.wake
+            async with gate:
+                return await act(r.ip, r.port, r.firmware_family, why)
+
+        results = await asyncio.gather(
+            *(one(a.device_id, a.kind, render(a.reason, self.lang)) for a in p.actions)
+        )
+        for a, res in zip(p.actions, results, strict=True):
+            level = logging.INFO if res.outcome == "done" else logging.ERROR
+            log.log(level, "%s %s: %s (%s)", a.kind.value, a.device_id, res.outcome, res.detail)
+        self.results = list(results)
+        return self.results
+
+    async def wait(self) -> None:
+        if self._executing is not None:
+            await asyncio.gather(self._executing, return_exceptions=True)
+
+    async def cancel(self) -> None:
+        if self._executing is not None and not self._executing.done():
+            self._executing.cancel()
+        await self.wait()

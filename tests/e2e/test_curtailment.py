@@ -1,0 +1,111 @@
+"""Curtailment as an operator sees it: with an allocation far below the load, a dry run only
+logs its plan, and enforcement puts miners to sleep until the metered load comes down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.config import parse_config
+from agent.demo import follow_farm
+from agent.runtime import Agent
+from collectors.cgminer.sim import AsicFarmSimulator
+from collectors.modbus.sim import MeterSimulator
+from quota.clock import hour_of
+
+MINERS = 9
+
+
+@pytest.fixture
+async def farm() -> AsyncIterator[tuple[AsicFarmSimulator, MeterSimulator]]:
+    asics = AsicFarmSimulator(
+        MINERS, first_ip="127.42.0.1", personalities=["whatsminer", "luxos", "braiins"]
+    )
+    meter = MeterSimulator("schneider-pm5560")
+    await asics.start()
+    await meter.start()
+    follower = asyncio.create_task(follow_farm(asics, meter))
+    await asyncio.sleep(0.6)
+    try:
+        yield asics, meter
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        await asics.stop()
+        await meter.stop()
+
+
+def config(tmp_path: Path, asics: AsicFarmSimulator, meter: MeterSimulator, enforce: bool) -> str:
+    day, _ = hour_of(datetime.now(UTC))
+    schedules = tmp_path / "quota.d"
+    schedules.mkdir()
+    # 1 kWh an hour against a load of tens of kW: the allocation is gone at once
+    rows = "\n".join(f"{day.isoformat()},{h},0.001" for h in range(1, 25))
+    (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")
+    hosts = ", ".join(f'"{ip}"' for ip, _ in asics.targets)
+    return f"""
+[site]
+id = "curtail"
+[agent]
+state_dir = "{tmp_path}"
+[intervals]
+asic = 1
+meter = 1
+quota = 1
+[asic]
+timeout_s = 2
+[[asic.groups]]
+hosts = [{hosts}]
+[[meter]]
+name = "main"
+host = "{meter.host}"
+port = {meter.port}
+role = "site"
+[quota]
+schedules = "{schedules}"
+enforce = {"true" if enforce else "false"}
+min_on_s = 0
+min_off_s = 0
+"""
+
+
+async def run_for(agent: Agent, seconds: float) -> None:
+    task = asyncio.create_task(agent.run())
+    await asyncio.sleep(seconds)
+    agent.request_stop()
+    await asyncio.wait_for(task, 20)
+
+
+async def test_dry_run_logs_the_plan_and_switches_nothing(
+    farm: tuple[AsicFarmSimulator, MeterSimulator], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    asics, meter = farm
+    caplog.set_level(logging.WARNING, logger="kuat.curtail")
+    agent = Agent(parse_config(config(tmp_path, asics, meter, enforce=False)))
+    await run_for(agent, 5)
+    assert not any(m.sleeping for m in asics.miners)
+    plan = agent.curtailer.last_plan
+    assert plan is not None and len(plan.actions) == MINERS
+    assert any("dry run" in r.getMessage() for r in caplog.records)
+
+
+async def test_enforcement_sleeps_miners_and_the_meter_sees_it(
+    farm: tuple[AsicFarmSimulator, MeterSimulator], tmp_path: Path
+) -> None:
+    asics, meter = farm
+    before_kw = asics.total_power_w() / 1000
+    agent = Agent(parse_config(config(tmp_path, asics, meter, enforce=True)))
+    await run_for(agent, 9)
+    assert all(m.sleeping for m in asics.miners)
+    assert {r.outcome for r in agent.curtailer.results} == {"done"}
+    # the agent's own latest view: miners read back asleep, the site meter reads the drop
+    assert {r.state for r in agent.state.asic_readings()} == {"sleeping"}
+    last = agent.state.site_meter_history[-1]
+    assert last.p_kw is not None and last.p_kw < before_kw * 0.1
