@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -167,6 +168,11 @@ async def run_demo(
 
     cycle = 0
     live: Live | None = None
+    use_live = not plain and sys.stdout.isatty()
+    if use_live:
+        # Log lines would tear the live table apart; they go to a file beside the spool.
+        _log_to_file(state_dir / "kuat-demo.log")
+        console.print(f"log: {state_dir / 'kuat-demo.log'}")
 
     def on_cycle(snap: StatusSnapshot) -> None:
         nonlocal cycle
@@ -178,7 +184,7 @@ async def run_demo(
 
     agent = Agent(cfg, on_cycle=on_cycle)
     try:
-        if plain or not sys.stdout.isatty():
+        if not use_live:
             await agent.run(stop_after_s=duration_s)
         else:
             with Live(console=console, refresh_per_second=4) as live:
@@ -192,6 +198,15 @@ async def run_demo(
             tmp.cleanup()
     # The live table (or the last status line) stays on screen as the summary.
     return 0
+
+
+def _log_to_file(path: Path) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
 
 
 async def _stop_all(farm: AsicFarmSimulator, meter: MeterSimulator, snmp: SnmpSimulator) -> None:

@@ -62,6 +62,8 @@ CATALOG: dict[str, dict[Lang, str]] = {
         "ru": "майнеров на неаккредитованном пуле",
         "en": "miners on a pool that is not accredited",
     },
+    "telemetry": {"kk": "телеметрия", "ru": "телеметрия", "en": "telemetry"},
+    "register": {"kk": "тізілім", "ru": "реестр", "en": "register"},
     "no_data": {"kk": "деректер жоқ", "ru": "нет данных", "en": "no data"},
     "stopping": {"kk": "Тоқтатылуда…", "ru": "Остановка…", "en": "Stopping…"},
     "ok": {"kk": "ҚАЛЫПТЫ", "ru": "НОРМА", "en": "OK"},

@@ -52,7 +52,11 @@ def rows(s: StatusSnapshot, lang: Lang) -> list[tuple[str, str | Text]]:
         (t("grid_status", lang), _status(s.grid_status, lang)),
         (t("pool_status", lang), _pools(s, lang)),
         (t("devices_down", lang), str(s.devices_down)),
-        (t("uplink", lang), f"telemetry {s.spool_pending:,} · register {s.outbox_pending:,}"),
+        (
+            t("uplink", lang),
+            f"{t('telemetry', lang)} {s.spool_pending:,} · {t('register', lang)} "
+            f"{s.outbox_pending:,}",
+        ),
     ]
 
 
