@@ -145,6 +145,9 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds before giving up on the
 @probe_app.command("asic")
 def probe_asic(
     target: Annotated[str, typer.Argument(metavar="HOST[:PORT]", help="Miner API address.")],
+    web_port: Annotated[
+        int, typer.Option(help="Stock Antminer web UI port for serial/MAC (0: do not ask).")
+    ] = 80,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -152,8 +155,16 @@ def probe_asic(
     from collectors.cgminer.collector import AsicPoller
 
     host, port = _split_hostport(target, 4028)
-    result = asyncio.run(AsicPoller(timeout_s=timeout).poll(host, port))
-    _emit(result, as_json)
+
+    async def once():
+        poller = AsicPoller(timeout_s=timeout, web_port=web_port or None, web_timeout_s=timeout)
+        try:
+            # A probe is one look: wait for a stock Antminer's web identity within the deadline.
+            return await poller.poll(host, port, wait_identity=True)
+        finally:
+            await poller.aclose()
+
+    _emit(asyncio.run(once()), as_json)
 
 
 @probe_app.command("pdu")

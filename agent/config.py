@@ -173,7 +173,15 @@ class AsicSection(Strict):
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
     concurrency: Annotated[int, Field(ge=1, le=10_000)] = 256
     max_reply_bytes: Annotated[int, Field(ge=4096, le=16 * 1024 * 1024)] = 65536
+    # Stock Antminer firmware tells its serial and MAC only on its web UI (HTTP digest auth);
+    # kuat asks once per identity_interval_s, in the background. web_port = 0 turns it off.
+    web_port: Annotated[int, Field(ge=0, le=65535)] = 80
+    web_username: str = "root"
+    web_password: SecretRef = SecretRef(value=SecretStr("root"))
+    identity_interval_s: Annotated[float, Field(ge=60)] = 3600.0
     groups: list[MinerGroup] = []
+
+    _coerce = field_validator("web_password", mode="before")(_secret)
 
 
 class SnmpV3(Strict):
@@ -242,6 +250,17 @@ class GridSection(Strict):
     off_grid: bool = False
 
 
+class BalanceSection(Strict):
+    """Meter vs registered devices: load no registered device explains raises an alarm."""
+
+    overhead_kw: Annotated[float, Field(ge=0)] = 0.0  # cooling, lighting, network
+    overhead_fraction: Annotated[float, Field(ge=0, le=1)] = 0.03  # PSU and cable losses
+    tolerance_kw: Annotated[float, Field(ge=0)] = 5.0
+    tolerance_fraction: Annotated[float, Field(ge=0, le=1)] = 0.03
+    # Only when every outlet feeding the site is on a listed PDU is their sum comparable.
+    pdus_cover_site: bool = False
+
+
 class ComplianceSection(Strict):
     accredited_pools: list[str] = []
 
@@ -301,6 +320,7 @@ class KuatConfig(Strict):
     quota: QuotaSection = QuotaSection()
     grid: GridSection | None = None
     compliance: ComplianceSection = ComplianceSection()
+    balance: BalanceSection = BalanceSection()
     influx: InfluxSection | None = None
     mqtt: MqttSection | None = None
     spool: SpoolSection = SpoolSection()

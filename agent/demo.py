@@ -29,6 +29,8 @@ from collectors.cgminer.sim import AsicFarmSimulator
 from collectors.modbus.sim import MeterSimulator
 from collectors.snmp.sim import SnmpSimulator
 
+# Stock Antminers' web UI, where their serial and MAC live (port 80 needs no root this way).
+DEMO_WEB_PORT = 8080
 # Cooling, lighting and transformer losses on top of the miners, as a farm's meter sees them.
 OVERHEAD = 0.06
 DEMO_INTERVALS = {"asic": 5, "pdu": 5, "meter": 1, "quota": 2, "inventory": 10, "flush": 5}
@@ -69,6 +71,7 @@ def demo_config(
             "intervals": DEMO_INTERVALS,
             "asic": {
                 "timeout_s": 2.0,
+                "web_port": DEMO_WEB_PORT,
                 "groups": [{"hosts": [ip for ip, _ in miners], "port": miners[0][1]}],
             },
             "pdu": [
@@ -136,7 +139,7 @@ async def run_demo(
         state_dir = Path(tmp.name)
     state_dir.mkdir(parents=True, exist_ok=True)
 
-    farm = AsicFarmSimulator(miners, first_ip="127.10.0.1", seed=7)
+    farm = AsicFarmSimulator(miners, first_ip="127.10.0.1", seed=7, web_port=DEMO_WEB_PORT)
     _point_pools(farm)
     meter = MeterSimulator("schneider-pm5560")
     snmp = SnmpSimulator()

@@ -62,6 +62,13 @@ CATALOG: dict[str, dict[Lang, str]] = {
         "ru": "майнеров на неаккредитованном пуле",
         "en": "miners on a pool that is not accredited",
     },
+    "balance": {
+        "kk": "Энергия балансы (тіркелмеген жүктеме)",
+        "ru": "Баланс энергии (неучтённая нагрузка)",
+        "en": "Energy balance (unregistered load)",
+    },
+    "alarm": {"kk": "ДАБЫЛ", "ru": "ТРЕВОГА", "en": "ALARM"},
+    "check": {"kk": "тексеру керек", "ru": "проверить данные", "en": "check data"},
     "telemetry": {"kk": "телеметрия", "ru": "телеметрия", "en": "telemetry"},
     "register": {"kk": "тізілім", "ru": "реестр", "en": "register"},
     "no_data": {"kk": "деректер жоқ", "ru": "нет данных", "en": "no data"},

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from agent.config import KuatConfig
 from agent.state import SiteState
+from collectors.readings import PduReading
+from quota.balance import BalancePolicy, BalanceState, balance_from_readings
 from quota.checks import CheckStatus
 from quota.clock import hour_of
 from quota.energy import MeterSample
@@ -33,6 +35,12 @@ _STATE_CODE = {
     QuotaState.OVER: 2,
     QuotaState.NO_ALLOCATION: 3,
     QuotaState.NO_DATA: 4,
+}
+_BALANCE_CODE = {
+    BalanceState.OK: 0,
+    BalanceState.CHECK: 1,
+    BalanceState.ALARM: 2,
+    BalanceState.UNKNOWN: 3,
 }
 _CHECK_CODE = {
     CheckStatus.PASS: 0,
@@ -65,6 +73,13 @@ class QuotaJob:
             )
             if g
             else None
+        )
+        b = cfg.balance
+        self.balance_policy = BalancePolicy(
+            overhead_kw=b.overhead_kw,
+            overhead_fraction=b.overhead_fraction,
+            tolerance_kw=b.tolerance_kw,
+            tolerance_fraction=b.tolerance_fraction,
         )
         self._seen: dict[Path, float] = {}
         self._last_status: dict[str, str] = {}
@@ -127,12 +142,25 @@ class QuotaJob:
             data_centre_registered=self.cfg.site.data_centre_registered,
             data_centre_id=self.cfg.site.data_centre_id,
         )
+        meter = self.state.site_meter_history[-1] if self.state.site_meter_history else None
+        pdus = [p for p in self.state.pdus.values() if isinstance(p, PduReading)]
+        self.state.balance = balance_from_readings(
+            meter,
+            pdus if self.cfg.balance.pdus_cover_site else [],
+            self.state.asic_readings(),
+            self.balance_policy,
+        )
         self._log_changes(status)
         return self._points(status, now)
 
     def _log_changes(self, status: QuotaStatus) -> None:
         self._note("quota", status.status.value, render(status.reason, self.lang))
-        for name, result in (("grid", self.state.grid), ("pools", self.state.pools)):
+        checks = (
+            ("grid", self.state.grid),
+            ("pools", self.state.pools),
+            ("balance", self.state.balance),
+        )
+        for name, result in checks:
             if result is not None:
                 text = "; ".join(render(r, self.lang) for r in result.reasons)
                 self._note(name, result.status.value, text)
@@ -142,7 +170,11 @@ class QuotaJob:
         if self._last_status.get(key) == value:
             return
         self._last_status[key] = value
-        level = logging.WARNING if value in ("warn", "over", "fail", "error") else logging.INFO
+        level = (
+            logging.WARNING
+            if value in ("warn", "over", "fail", "error", "alarm", "check")
+            else logging.INFO
+        )
         log.log(level, "%s: %s — %s", key, value, text)
 
     def _points(self, s: QuotaStatus, now: datetime) -> list[str]:
@@ -177,4 +209,20 @@ class QuotaJob:
                 fields["offenders"] = len(result.offenders)
                 fields["miners_checked"] = result.miners_checked
             lines.append(encode_point("compliance", {"site": site, "item": item}, fields, now))
+        b = self.state.balance
+        if b is not None:
+            lines.append(
+                encode_point(
+                    "balance",
+                    {"site": site},
+                    {
+                        "status_code": _BALANCE_CODE[b.status],
+                        "meter_kw": b.meter_kw,
+                        "pdu_kw": b.pdu_kw,
+                        "miners_kw": b.miners_kw,
+                        "miners_unreported": b.miners_unreported,
+                    },
+                    now,
+                )
+            )
         return [line for line in lines if line]

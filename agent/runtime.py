@@ -25,7 +25,7 @@ from agent.state import SiteState, StatusSnapshot, snapshot
 from agent.uplinks import Uplinks
 from collectors.cgminer.collector import AsicPoller
 from collectors.modbus.collector import MeterPoller
-from collectors.readings import DeviceError, MeterReading
+from collectors.readings import AsicReading, DeviceError, MeterReading
 from collectors.snmp.collector import PduPoller, SnmpAuth
 
 log = logging.getLogger("kuat.agent")
@@ -66,6 +66,10 @@ class Agent:
             timeout_s=cfg.asic.timeout_s,
             max_reply_bytes=cfg.asic.max_reply_bytes,
             concurrency=cfg.asic.concurrency,
+            web_port=cfg.asic.web_port or None,
+            web_username=cfg.asic.web_username,
+            web_password=cfg.asic.web_password.get(),
+            identity_interval_s=cfg.asic.identity_interval_s,
         )
         self._asic_targets = cfg.asic_targets()
         self._pdu = PduPoller()
@@ -138,7 +142,22 @@ class Agent:
         # would read that as every miner removed.
         if self._asic_targets and not self.state.asics:
             return
-        await self.uplinks.publish_inventory(self.state.asic_readings(), self.clock())
+        await self.uplinks.publish_inventory(self._identified_miners(), self.clock())
+
+    def _identified_miners(self) -> list[AsicReading]:
+        """Miners whose identity is settled. A stock Antminer whose web identity is still being
+        fetched would enter the register as ip:port and then reappear under its serial."""
+        out = []
+        for r in self.state.asic_readings():
+            provisional = (
+                r.firmware_family == "bitmain"
+                and not (r.serial or r.mac)
+                and self.cfg.asic.web_port
+                and self._asic.identity_error(r.ip, r.port) is None
+            )
+            if not provisional:
+                out.append(r)
+        return out
 
     async def flush(self) -> None:
         await self.uplinks.flush()
@@ -224,6 +243,7 @@ class Agent:
         except (TimeoutError, Exception) as exc:
             log.warning("final flush incomplete (%s); data stays spooled", exc or "timeout")
         await self._meter.close()
+        await self._asic.aclose()
         await self.uplinks.stop()
 
     async def _guarded(self, spec: JobSpec) -> None:

@@ -24,6 +24,7 @@ class SiteState:
     quota: Any = None  # quota.evaluate.QuotaStatus
     grid: Any = None  # quota.grid.CheckResult
     pools: Any = None  # quota.pools result
+    balance: Any = None  # quota.balance.BalanceResult
     cycles: dict[str, int] = field(default_factory=dict)
     last_errors: dict[str, str] = field(default_factory=dict)
 
@@ -62,6 +63,7 @@ class StatusSnapshot:
     grid_status: str | None
     pools_status: str | None
     pools_offenders: int
+    balance_status: str | None
     spool_pending: int
     outbox_pending: int
     devices_down: int
@@ -96,6 +98,7 @@ def snapshot(
         grid_status=_status_text(state.grid),
         pools_status=_status_text(state.pools),
         pools_offenders=len(getattr(state.pools, "offenders", ())),
+        balance_status=_status_text(state.balance),
         spool_pending=spool_pending,
         outbox_pending=outbox_pending,
         devices_down=len(state.down_devices()),

@@ -51,6 +51,7 @@ def rows(s: StatusSnapshot, lang: Lang) -> list[tuple[str, str | Text]]:
         (t("quota_status", lang), _status(s.quota_status, lang)),
         (t("grid_status", lang), _status(s.grid_status, lang)),
         (t("pool_status", lang), _pools(s, lang)),
+        (t("balance", lang), _status(s.balance_status, lang)),
         (t("devices_down", lang), str(s.devices_down)),
         (
             t("uplink", lang),

@@ -10,24 +10,43 @@ Identity-only replies a firmware marks ``sticky`` (btminer's get_miner_info: a w
 connection for a serial that never changes) are reused for up to STICKY_POLLS polls, and re-read
 at once when the live MAC differs or the uptime went backwards: an IP that now answers for another
 box must never keep the old box's serial.
+
+Stock Bitmain firmware has no serial or MAC on the API at all; those come from the miner's web UI
+(collectors.cgminer.web), fetched off the hot path: a poll only notes that a fetch is due and
+merges whatever identity is already cached. Background workers (at most WEB_CONCURRENCY) fetch at
+most once per ``identity_interval_s`` per miner, and at once when the API shows a reboot or another
+box behind the address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from collectors.cgminer.client import DEFAULT_PORT, ApiError, CgminerClient, Replies
 from collectors.cgminer.firmware.common import FirmwareSpec
 from collectors.cgminer.parsers import DISCOVERY_COMMANDS, SPECS, build_reading, detect_family
+from collectors.cgminer.web import DEFAULT_WEB_PORT, BitmainIdentity, fetch_bitmain_identity
 from collectors.readings import AsicReading, DeviceError, DeviceKind
+
+log = logging.getLogger(__name__)
 
 AsicResult = AsicReading | DeviceError
 
 # Identity replies (FirmwareSpec.sticky) are re-read at least this often, in polls.
 STICKY_POLLS = 30
+# Web UI fetches in flight at once: the CGI is slow and identity is never urgent.
+WEB_CONCURRENCY = 16
+# Uptime may run ahead of our clock by this much before we call it another box on the address.
+UPTIME_SLACK_S = 120.0
 
 
 class _Memo:
@@ -64,6 +83,162 @@ class _Memo:
         self.mac, self.uptime_s = r.mac, r.uptime_s
 
 
+class _WebState:
+    """One stock miner's web identity and what decides when to read it again."""
+
+    __slots__ = ("api_model", "cause", "done", "due_at", "gen", "identity", "queued", "seen")
+
+    def __init__(self) -> None:
+        self.identity: BitmainIdentity | None = None
+        self.due_at = 0.0  # loop time when the next fetch may start
+        self.queued = False  # waiting for a worker or being fetched
+        self.done: asyncio.Event | None = None  # set when the queued fetch ends
+        self.gen = 0  # bumped when the box behind the address may have changed
+        self.cause: str | None = None  # last failure, so a repeat is not logged again
+        self.seen: tuple[float, int] | None = None  # (loop time, uptime_s) at the last poll
+        self.api_model: str | None = None
+
+    def moved(self, r: AsicReading, now: float) -> bool:
+        """True if the API says the box rebooted or another box now answers here."""
+        if self.api_model is not None and r.model is not None and r.model != self.api_model:
+            return True
+        if self.seen is None or r.uptime_s is None:
+            return False
+        then, uptime = self.seen
+        went_back = r.uptime_s < uptime
+        ran_ahead = r.uptime_s - uptime > (now - then) + UPTIME_SLACK_S
+        return went_back or ran_ahead
+
+
+class _IdentityFetcher:
+    """Web-UI identity of stock Bitmain miners, cached per host:port, fetched in the background.
+
+    A deque of due miners and at most WEB_CONCURRENCY workers that exit when it is empty, rather
+    than a task per miner: at 50,000 miners a waiting task each is memory for nothing, and no
+    task outlives the work.
+    """
+
+    def __init__(
+        self, *, port: int, username: str, password: str, interval_s: float, timeout_s: float
+    ) -> None:
+        self.port = port
+        self.username = username
+        self.password = password
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self._state: dict[tuple[str, int], _WebState] = {}
+        self._queue: deque[tuple[str, int]] = deque()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def observe(self, r: AsicReading) -> None:
+        """Note one poll of a stock miner; queue a fetch if one is due. Never waits."""
+        key = (r.ip, r.port)
+        now = asyncio.get_running_loop().time()
+        st = self._state.setdefault(key, _WebState())
+        if st.moved(r, now):
+            # the cached serial may be another box's: drop it, read afresh now
+            st.identity, st.due_at, st.gen = None, now, st.gen + 1
+        st.seen = (now, r.uptime_s) if r.uptime_s is not None else None
+        st.api_model = r.model
+        if not st.queued and now >= st.due_at and not self._closed:
+            st.queued, st.due_at, st.done = True, now + self.interval_s, asyncio.Event()
+            self._queue.append(key)
+            self._kick()
+
+    def apply(self, r: AsicReading) -> AsicReading:
+        st = self._state.get((r.ip, r.port))
+        ident = st.identity if st else None
+        if ident is None:
+            return r
+        return dataclasses.replace(r, serial=r.serial or ident.serial, mac=r.mac or ident.mac)
+
+    async def wait(self, key: tuple[str, int], until: float) -> None:
+        """Wait for this miner's queued fetch, but not past loop time ``until``."""
+        st = self._state.get(key)
+        if st is None or not st.queued or st.done is None:
+            return
+        left = until - asyncio.get_running_loop().time()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(st.done.wait(), max(0.0, left))
+
+    def identity(self, key: tuple[str, int]) -> BitmainIdentity | None:
+        st = self._state.get(key)
+        return st.identity if st else None
+
+    def error(self, key: tuple[str, int]) -> str | None:
+        st = self._state.get(key)
+        return st.cause if st else None
+
+    async def aclose(self) -> None:
+        self._closed = True
+        workers = list(self._workers)
+        for t in workers:
+            t.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+
+    def _kick(self) -> None:
+        if self._closed or not self._queue or len(self._workers) >= WEB_CONCURRENCY:
+            return
+        task = asyncio.get_running_loop().create_task(self._worker())
+        self._workers.add(task)
+        task.add_done_callback(self._worker_done)
+
+    def _worker_done(self, task: asyncio.Task[None]) -> None:
+        self._workers.discard(task)
+        self._kick()  # a miner queued while this worker was closing its client
+
+    async def _worker(self) -> None:
+        # http only, no pooling: one short exchange per miner an hour, to a different host each
+        # time; trust_env=False because a site's HTTP(S)_PROXY must not carry LAN miner traffic
+        limits = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(trust_env=False, limits=limits, verify=False) as client:
+            while self._queue:
+                await self._fetch_one(client, self._queue.popleft())
+
+    async def _fetch_one(self, client: httpx.AsyncClient, key: tuple[str, int]) -> None:
+        st = self._state[key]
+        gen = st.gen
+        try:
+            result = await self._fetch(client, key[0])
+        finally:
+            st.queued = False
+        if st.gen == gen:  # else the box changed mid-fetch; the next poll queues a fresh read
+            if isinstance(result, str):
+                self._failed(key, st, result)
+            else:
+                st.identity, st.cause = result, None
+        if st.done is not None:
+            st.done.set()  # after the identity is stored: a waiting probe reads it next
+
+    async def _fetch(self, client: httpx.AsyncClient, host: str) -> BitmainIdentity | str:
+        try:
+            return await fetch_bitmain_identity(
+                client,
+                host,
+                port=self.port,
+                username=self.username,
+                password=self.password,
+                timeout_s=self.timeout_s,
+            )
+        except Exception as e:  # a bug here must cost one miner's identity, not the worker
+            return f"internal error: {type(e).__name__}: {e}"
+
+    def _failed(self, key: tuple[str, int], st: _WebState, cause: str) -> None:
+        # once per miner and cause at warning: a farm with the web UI locked down must not
+        # repeat 50,000 warnings every interval; the identity kept (if any) is still the box's
+        level = logging.DEBUG if cause == st.cause else logging.WARNING
+        st.cause = cause
+        log.log(
+            level,
+            "asic %s:%s: no identity from the web UI (%s); retrying in %.0f s",
+            key[0],
+            key[1],
+            cause,
+            self.interval_s,
+        )
+
+
 class AsicPoller:
     def __init__(
         self,
@@ -71,7 +246,13 @@ class AsicPoller:
         timeout_s: float = 3.0,
         max_reply_bytes: int = 65536,
         concurrency: int = 256,
+        identity_interval_s: float = 3600.0,
+        web_username: str = "root",
+        web_password: str = "root",
+        web_port: int | None = DEFAULT_WEB_PORT,
+        web_timeout_s: float = 5.0,
     ) -> None:
+        """``web_port=None`` turns the stock-Bitmain web identity fetch off."""
         self.timeout_s = timeout_s
         self.concurrency = max(1, concurrency)
         self.client = CgminerClient(timeout_s=timeout_s, max_reply_bytes=max_reply_bytes)
@@ -79,16 +260,46 @@ class AsicPoller:
         # shared by every poll_many call, so overlapping cycles (a slow ASIC cycle and a
         # control confirmation, say) still keep at most `concurrency` miners in flight
         self._sem = asyncio.Semaphore(self.concurrency)
+        self._web = (
+            _IdentityFetcher(
+                port=web_port,
+                username=web_username,
+                password=web_password,
+                interval_s=identity_interval_s,
+                timeout_s=web_timeout_s,
+            )
+            if web_port is not None
+            else None
+        )
 
     def family_of(self, host: str, port: int = DEFAULT_PORT) -> str | None:
         """The firmware family detected at host:port on an earlier poll, if any."""
         memo = self._memo.get((host, port))
         return memo.family if memo else None
 
-    async def poll(self, host: str, port: int = DEFAULT_PORT) -> AsicResult:
+    def identity_of(self, host: str, port: int = DEFAULT_PORT) -> BitmainIdentity | None:
+        """The web-UI identity cached for a stock Bitmain miner, if one was fetched."""
+        return self._web.identity((host, port)) if self._web else None
+
+    def identity_error(self, host: str, port: int = DEFAULT_PORT) -> str | None:
+        """Why the last web-UI identity fetch failed, or None if it did not (or never ran)."""
+        return self._web.error((host, port)) if self._web else None
+
+    async def aclose(self) -> None:
+        """Stop the background identity fetches (polls keep working, without new fetches)."""
+        if self._web is not None:
+            await self._web.aclose()
+
+    async def poll(
+        self, host: str, port: int = DEFAULT_PORT, *, wait_identity: bool = False
+    ) -> AsicResult:
+        """One poll. ``wait_identity``: a stock Bitmain's web fetch, if one is under way, may use
+        what is left of this poll's deadline, so a one-off probe shows the serial."""
         taken_at = datetime.now(UTC)
         try:
-            return await self._poll(host, port, taken_at)
+            deadline = self.client.deadline()
+            reading = await self._poll(host, port, taken_at, deadline)
+            return await self._with_identity(reading, deadline if wait_identity else None)
         except ApiError as e:
             return DeviceError(DeviceKind.ASIC, host, port, taken_at, str(e))
         except Exception as e:  # a parser bug must cost one miner, not the cycle
@@ -96,8 +307,15 @@ class AsicPoller:
                 DeviceKind.ASIC, host, port, taken_at, f"internal error: {type(e).__name__}: {e}"
             )
 
-    async def _poll(self, host: str, port: int, taken_at: datetime) -> AsicReading:
-        deadline = self.client.deadline()
+    async def _with_identity(self, r: AsicReading, wait_until: float | None) -> AsicReading:
+        if self._web is None or r.firmware_family != "bitmain":
+            return r
+        self._web.observe(r)
+        if wait_until is not None:
+            await self._web.wait((r.ip, r.port), wait_until)
+        return self._web.apply(r)
+
+    async def _poll(self, host: str, port: int, taken_at: datetime, deadline: float) -> AsicReading:
         key = (host, port)
         memo = self._memo.get(key)
         spec = SPECS.get(memo.family) if memo else None

@@ -8,6 +8,10 @@ numbers that move a little per request; fault personalities misbehave on purpose
 - ``flood``: bytes without end;        - ``garbage``: an HTML error page, not JSON;
 - ``reject_multi``: stock Antminer that answers "Invalid command" to ``a+b``.
 
+With ``web_port`` set, stock Antminers (``antminer``, ``reject_multi``) also serve their web UI's
+``/cgi-bin/get_system_info.cgi`` (serial, MAC, model) behind HTTP digest auth, as lighttpd on the
+real box does; ``SimMiner.web_password`` and ``web_hang`` let tests break it.
+
 Sleep/wake as the firmware does it: LuxOS ``logon`` + ``curtail`` ``<sid>,sleep|wakeup``,
 Whatsminer ``power_off``/``power_on``, Braiins ``pause``/``resume``.
 
@@ -19,13 +23,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import json
 import random
+import secrets
 import signal
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +41,8 @@ from collectors.cgminer import sim_replies as R
 HEALTHY = ("antminer", "whatsminer", "luxos", "braiins")
 FAULTS = ("hang", "trickle", "flood", "garbage", "reject_multi")
 PERSONALITIES = HEALTHY + FAULTS
+# stock Antminers have the web UI; the other firmwares report identity on their own API
+WEB_PERSONALITIES = ("antminer", "reject_multi")
 # Default mix, roughly a Kazakh hosting site: mostly stock S19s, then Whatsminers, some LuxOS
 # and Braiins; weights per 20 miners.
 _MIX = ("antminer",) * 10 + ("whatsminer",) * 5 + ("luxos",) * 3 + ("braiins",) * 2
@@ -81,11 +89,20 @@ class SimMiner:
     _temps: tuple[tuple[int, int], ...] = ()
     # every command this miner was asked, for tests that check what a poll sends
     requests: Counter[str] = field(default_factory=Counter)
+    # web UI: HTTP statuses sent (200 = an authenticated page), and how to misbehave
+    web_requests: Counter[int] = field(default_factory=Counter)
+    web_password: str = "root"
+    web_hang: bool = False
+    web_nonces: deque[str] = field(default_factory=lambda: deque(maxlen=64))
 
     @property
     def firmware_personality(self) -> str:
         # fault personalities misbehave on the wire; what they would say is a stock Antminer's
         return self.personality if self.personality in HEALTHY else "antminer"
+
+    @property
+    def serves_web(self) -> bool:
+        return self.personality in WEB_PERSONALITIES
 
     @property
     def elapsed(self) -> int:
@@ -249,6 +266,108 @@ class _MinerProtocol(asyncio.Protocol):
         self.transport = None
 
 
+# --- the stock web UI -----------------------------------------------------------------------
+
+WEB_USER = "root"
+_MAX_HEAD = 8192
+
+
+async def _serve_web(
+    miner: SimMiner, reader: asyncio.StreamReader, w: asyncio.StreamWriter
+) -> None:
+    """One request per connection (``Connection: close``): enough for httpx's digest handshake."""
+    try:
+        head = await _read_head(reader)
+        if head is None:
+            return
+        if miner.web_hang:
+            # a wedged CGI: the request is read, nothing comes back until the client gives up
+            while await reader.read(1024):
+                pass
+            return
+        w.write(_web_response(miner, *head))
+        await w.drain()
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        w.close()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]] | None:
+    """(method, path, lower-cased headers) of one request, or None if it is not HTTP."""
+    raw = await reader.readuntil(b"\r\n\r\n")
+    if len(raw) > _MAX_HEAD:
+        return None
+    lines = raw.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) != 3:
+        return None
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return parts[0], parts[1], headers
+
+
+def _web_response(miner: SimMiner, method: str, path: str, headers: dict[str, str]) -> bytes:
+    if not _digest_ok(miner, method, headers.get("authorization", "")):
+        nonce = secrets.token_hex(16)
+        miner.web_nonces.append(nonce)
+        challenge = f'Digest realm="{R.BM_WEB_REALM}", nonce="{nonce}", qop="auth"'
+        return _http(
+            miner, 401, b"401 - Unauthorized", "text/html", {"WWW-Authenticate": challenge}
+        )
+    if method != "GET" or path.split("?")[0] != "/cgi-bin/get_system_info.cgi":
+        return _http(miner, 404, b"404 - Not Found", "text/html", {})
+    body = json.dumps(R.bm_system_info(miner)).encode()
+    return _http(miner, 200, body, "application/json", {})
+
+
+def _http(miner: SimMiner, status: int, body: bytes, ctype: str, extra: dict[str, str]) -> bytes:
+    miner.web_requests[status] += 1
+    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found"}[status]
+    head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {ctype}"]
+    head += [f"Content-Length: {len(body)}", "Connection: close", "Server: lighttpd/1.4.48"]
+    head += [f"{k}: {v}" for k, v in extra.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _digest_params(header: str) -> dict[str, str]:
+    """``Digest k="v", k2=v2`` -> dict; values never contain commas in what httpx sends."""
+    scheme, _, rest = header.partition(" ")
+    if scheme.lower() != "digest":
+        return {}
+    out = {}
+    for part in rest.split(","):
+        k, sep, v = part.strip().partition("=")
+        if sep:
+            out[k.strip().lower()] = v.strip().strip('"')
+    return out
+
+
+def _md5(s: str) -> str:
+    return hashlib.md5(s.encode(), usedforsecurity=False).hexdigest()
+
+
+def _digest_ok(miner: SimMiner, method: str, header: str) -> bool:
+    """RFC 2617 digest, MD5, qop=auth, as lighttpd's mod_auth checks it."""
+    p = _digest_params(header)
+    needed = ("username", "realm", "nonce", "uri", "response", "nc", "cnonce", "qop")
+    if any(k not in p for k in needed) or p["qop"] != "auth":
+        return False
+    if (
+        p["username"] != WEB_USER
+        or p["realm"] != R.BM_WEB_REALM
+        or p["nonce"] not in miner.web_nonces
+    ):
+        return False
+    ha1 = _md5(f"{WEB_USER}:{R.BM_WEB_REALM}:{miner.web_password}")
+    ha2 = _md5(f"{method}:{p['uri']}")
+    expect = _md5(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:auth:{ha2}")
+    return secrets.compare_digest(expect, p["response"])
+
+
 def _addresses(first_ip: str, count: int) -> list[str]:
     ip = ipaddress.IPv4Address(first_ip)
     if not ip.is_loopback:
@@ -273,9 +392,14 @@ class AsicFarmSimulator:
         port: int = 4028,
         seed: int = 1,
         personalities: Sequence[str] | None = None,
+        web_port: int | None = None,
     ) -> None:
-        """``personalities``: one per miner, cycled if shorter; default the site mix."""
+        """``personalities``: one per miner, cycled if shorter; default the site mix.
+
+        ``web_port``: where stock Antminers serve their web UI; None serves none.
+        """
         self._rng = random.Random(seed)
+        self.web_port = web_port
         mix = tuple(personalities) if personalities else _MIX
         for p in mix:
             if p not in PERSONALITIES:
@@ -338,6 +462,16 @@ class AsicFarmSimulator:
                 backlog=64,
             )
             self._servers.append(server)
+            if self.web_port is not None and m.serves_web:
+                web = await asyncio.start_server(
+                    lambda r, w, m=m: _serve_web(m, r, w),
+                    host=m.ip,
+                    port=self.web_port,
+                    reuse_address=True,
+                    backlog=64,
+                    limit=_MAX_HEAD,
+                )
+                self._servers.append(web)
 
     async def stop(self) -> None:
         for s in self._servers:
@@ -363,6 +497,7 @@ async def _serve(args: argparse.Namespace) -> None:
         port=args.port,
         seed=args.seed,
         personalities=args.personality or None,
+        web_port=args.web_port,
     )
     await farm.start()
     stop = asyncio.Event()
@@ -383,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--first-ip", default="127.10.0.1")
     ap.add_argument("--port", type=int, default=4028)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--web-port", type=int, default=None, help="serve stock Antminers' web UI")
     ap.add_argument(
         "--personality",
         action="append",

@@ -484,3 +484,28 @@ FIRMWARE_REPLIES: dict[str, tuple[dict[str, Callable[[SimMiner], Body]], str]] =
 
 def ok(desc: str, msg: str) -> Body:
     return {"STATUS": _status(0, msg, desc), "id": 1}
+
+
+# --- Bitmain stock web UI ----------------------------------------------------------------------
+
+BM_WEB_REALM = "antMiner Configuration"
+
+
+def bm_system_info(m: SimMiner) -> Body:
+    """/cgi-bin/get_system_info.cgi of a stock Antminer (S19-era firmware, with ``serinum``)."""
+    return {
+        "minertype": m.model,
+        "nettype": "DHCP",
+        "netdevice": "eth0",
+        "macaddr": m.mac,
+        "hostname": "Antminer",
+        "ipaddress": m.ip,
+        "netmask": "255.0.0.0",
+        "gateway": "127.0.0.1",
+        "dnsservers": "127.0.0.1",
+        "system_mode": "GNU/Linux",
+        "system_kernel_version": "Linux 4.9.38 #1 SMP PREEMPT Tue Dec 6 16:03:04 CST 2022",
+        "system_filesystem_version": "Tue Dec  6 16:12:30 CST 2022",
+        "firmware_type": "Release",
+        "serinum": m.serial,
+    }

@@ -1,0 +1,164 @@
+"""``kuat report monthly`` and ``kuat compliance report``.
+
+Both read what the agent stored — the energy ledger (``ledger.db``) and the spool's retained
+inventory and outbox — so they are safe to run while the agent runs under systemd. ``kuat
+compliance report --poll`` additionally runs one poll of the site (``Agent.run_once``) for fresh
+pool and quota results; that opens the agent's spool for writing, so use it only when the agent
+service is stopped (a spool must not have two writers). Item 5's peak demand always comes from
+the ledger: one poll cannot measure a demand interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from agent.commands.register import load_or_exit, read_stored
+from agent.config import KuatConfig, Lang
+
+LangOpt = Annotated[
+    str | None, typer.Option("--lang", help="kk, ru or en (default: [agent] language).")
+]
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Configuration file (TOML).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+
+
+def _lang(value: str | None, cfg: KuatConfig) -> Lang:
+    lang = value or cfg.agent.language
+    if lang not in ("kk", "ru", "en"):
+        typer.echo(f"--lang must be kk, ru or en, not {lang!r}", err=True)
+        raise typer.Exit(2)
+    return lang  # type: ignore[return-value]
+
+
+def _ledger(cfg: KuatConfig, *, required: bool):
+    from agent.ledger import EnergyLedger
+
+    path = Path(cfg.agent.state_dir) / "ledger.db"
+    if not path.exists():
+        if required:
+            typer.echo(f"no energy ledger at {path}: the agent has not recorded any", err=True)
+            raise typer.Exit(1)
+        return None
+    return EnergyLedger(path)
+
+
+def _rates(values: list[str]) -> dict[str, float]:
+    from quota.schedule import EnergySource
+
+    out: dict[str, float] = {}
+    for v in values:
+        source, sep, rate = v.partition("=")
+        try:
+            if not sep or source not in {s.value for s in EnergySource}:
+                raise ValueError
+            out[source] = float(rate)
+        except ValueError:
+            allowed = ", ".join(s.value for s in EnergySource)
+            typer.echo(f"--rate must be SOURCE=TENGE_PER_KWH, SOURCE one of {allowed}", err=True)
+            raise typer.Exit(2) from None
+    return out
+
+
+def _schedules(cfg: KuatConfig):
+    from agent.quota_job import QuotaJob
+    from agent.state import SiteState
+
+    job = QuotaJob(cfg, SiteState(), Path(cfg.agent.state_dir))
+    job.reload_schedules()
+    return job.book
+
+
+def register(app: typer.Typer) -> None:
+    report_app = typer.Typer(help="Reports from the energy ledger.", no_args_is_help=True)
+    compliance_app = typer.Typer(help="Inspection checklist evidence.", no_args_is_help=True)
+    app.add_typer(report_app, name="report")
+    app.add_typer(compliance_app, name="compliance")
+
+    @report_app.command("monthly")
+    def monthly(
+        month: Annotated[str, typer.Argument(metavar="YYYY-MM", help="Astana calendar month.")],
+        config: ConfigOpt,
+        as_json: JsonOpt = False,
+        lang: LangOpt = None,
+        as_csv: Annotated[bool, typer.Option("--csv", help="Daily rows as CSV.")] = False,
+        rate: Annotated[
+            list[str] | None,
+            typer.Option(help="Fee rate SOURCE=TENGE_PER_KWH (repeatable), e.g. grid=10."),
+        ] = None,
+    ) -> None:
+        """kWh per day, meter and energy source for a month, totals and the fee basis."""
+        from agent.ledger import month_bounds
+        from agent.reports import monthly_csv, monthly_report, render_monthly
+
+        cfg = load_or_exit(config)
+        language = _lang(lang, cfg)
+        try:
+            month_bounds(month)
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        rates = _rates(rate or [])
+        ledger = _ledger(cfg, required=True)
+        with ledger:
+            report = monthly_report(ledger, cfg, month, rates=rates)
+        if as_json:
+            typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        elif as_csv:
+            typer.echo(monthly_csv(report), nl=False)
+        else:
+            typer.echo(render_monthly(report, language))
+
+    @compliance_app.command("report")
+    def compliance(
+        config: ConfigOpt,
+        as_json: JsonOpt = False,
+        lang: LangOpt = None,
+        poll: Annotated[
+            bool,
+            typer.Option(
+                "--poll", help="Poll the site once first (only when the agent is not running)."
+            ),
+        ] = False,
+    ) -> None:
+        """Items 5 and 7, the quota and the register status, in kk / ru / en."""
+        from agent.reports import compliance_report, render_compliance
+
+        cfg = load_or_exit(config)
+        language = _lang(lang, cfg)
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+        fresh: dict[str, Any] = {}
+        if poll:
+            from agent.runtime import Agent
+
+            agent = Agent(cfg)
+            asyncio.run(agent.run_once())
+            fresh = {"fresh_pools": agent.state.pools, "fresh_quota": agent.state.quota}
+        stored = read_stored(cfg)
+        ledger = _ledger(cfg, required=False)
+        try:
+            report = compliance_report(
+                cfg,
+                now=datetime.now(UTC),
+                lang=language,
+                ledger=ledger,
+                inventory=stored.inventory,
+                outbox_pending=stored.outbox_pending,
+                outbox_dead=stored.outbox_dead,
+                schedules=_schedules(cfg),
+                **fresh,
+            )
+        finally:
+            if ledger is not None:
+                ledger.close()
+        if as_json:
+            typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        else:
+            typer.echo(render_compliance(report, language))
