@@ -249,7 +249,7 @@ async def discover(
             else:
                 why = poller.identity_error(ip, port) or "no answer in time"
             return _from_reading(result, why)
-        return _open_only(ip, port, f"port open, no usable cgminer API reply: {result.error}")
+        return _open_only(ip, port, f"port open, no usable cgminer API reply: {result.cause}")
 
     async def worker() -> None:
         nonlocal done
