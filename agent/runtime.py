@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.config import KuatConfig, PduConfig
 from agent.curtailment import Curtailer
+from agent.ledger import EnergyLedger
 from agent.quota_job import QuotaJob
 from agent.sdnotify import Notifier, watchdog_interval_s
 from agent.state import SiteState, StatusSnapshot, snapshot
@@ -60,6 +61,9 @@ class Agent:
         state_dir = Path(cfg.agent.state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         self.uplinks = Uplinks(cfg, state_dir)
+        # Auditable kWh per meter, hour and source: the fee and the monthly report read it.
+        self.ledger = EnergyLedger(state_dir / "ledger.db")
+        self._energy_source = "own_offgrid" if cfg.grid and cfg.grid.off_grid else "grid"
         self.quota = QuotaJob(cfg, self.state, state_dir)
         self.curtailer = Curtailer(cfg, self.state)
         self._asic = AsicPoller(
@@ -73,7 +77,7 @@ class Agent:
         )
         self._asic_targets = cfg.asic_targets()
         self._pdu = PduPoller()
-        self._meter = MeterPoller()
+        self._meter = MeterPoller(clock=clock)
         self._scheduler: AsyncIOScheduler | None = None
         self._stopped = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -121,6 +125,8 @@ class Agent:
         )
         for m, result in zip(self.cfg.meter, results, strict=True):
             self.state.meters[m.name] = result
+            if isinstance(result, MeterReading):
+                self.ledger.record(m.name, result, self._energy_source)
             if site is not None and m.name == site.name and isinstance(result, MeterReading):
                 self.state.record_site_meter(result)
         self.uplinks.record(list(results), self.clock())
@@ -174,9 +180,13 @@ class Agent:
         try:
             for spec in self.jobs():
                 await self._guarded(spec)
+            await self.curtailer.wait()
             return self.status()
         finally:
+            await self._meter.close()
+            await self._asic.aclose()
             await self.uplinks.stop()
+            self.ledger.close()
 
     async def run(self, *, stop_after_s: float | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -245,6 +255,7 @@ class Agent:
         await self._meter.close()
         await self._asic.aclose()
         await self.uplinks.stop()
+        self.ledger.close()
 
     async def _guarded(self, spec: JobSpec) -> None:
         """A job that fails or overruns is logged once per change and never kills the agent."""

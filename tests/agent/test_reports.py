@@ -1,0 +1,257 @@
+"""Monthly and compliance reports and the register export, as numbers and as an operator runs
+them (``python -m agent.cli ...`` in a subprocess against a prepared state directory)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from agent.config import parse_config
+from agent.ledger import EnergyLedger
+from agent.reports import monthly_report, render_compliance, render_monthly
+from collectors.readings import AsicReading, MeterReading, PoolInfo
+from uplink.mqtt import RegisterPublisher
+from uplink.spool import Spool
+
+ROOT = Path(__file__).resolve().parents[2]
+# 2026-11-01 00:00 Astana.
+NOV1 = datetime(2026, 10, 31, 19, 0, tzinfo=UTC)
+LANGS = ("kk", "ru", "en")
+
+
+def config_text(state_dir: Path) -> str:
+    return f"""
+[site]
+id = "ekibastuz-1"
+name = "Ekibastuz"
+owner_bin = "123456789012"
+data_centre_id = "DC-77"
+data_centre_registered = true
+
+[agent]
+state_dir = "{state_dir}"
+
+[[asic.groups]]
+hosts = ["10.1.0.10-10.1.0.12"]
+location = {{ hall = "A", rack = "3" }}
+
+[[meter]]
+name = "site"
+host = "127.0.0.1"
+port = 9
+
+[[meter]]
+name = "hall-a"
+host = "127.0.0.1"
+port = 9
+role = "submeter"
+
+[grid]
+tc_number = "TU-2024-15"
+substation = "Ekibastuz-220"
+voltage_kv = 110
+permitted_mw = 1.0
+connected_on = 2024-05-01
+
+[compliance]
+accredited_pools = ["pool.kz"]
+"""
+
+
+def meter(at: datetime, kwh: float, kw: float) -> MeterReading:
+    return MeterReading("127.0.0.1", 1, "sunspec", at, p_kw=kw, import_kwh=kwh, demand_kw=kw)
+
+
+def fill_ledger(path: Path) -> None:
+    """Site meter: 500 kW on 1-2 Nov (grid), 200 kW on 2 Nov from own generation for 6 hours;
+    the hall submeter: 300 kW on 1 Nov. Read every 5 minutes."""
+    with EnergyLedger(path) as led:
+        step = timedelta(minutes=5)
+        for i in range(24 * 12 + 1):  # 1 Nov 00:00 .. 2 Nov 00:00 inclusive
+            at = NOV1 + i * step
+            led.record("site", meter(at, 1000.0 + 500.0 * i / 12, 500.0))
+            led.record("hall-a", meter(at, 50.0 + 300.0 * i / 12, 300.0))
+        base = 1000.0 + 500.0 * 24
+        for i in range(1, 6 * 12 + 1):  # 2 Nov 00:05 .. 06:00, own generation
+            at = NOV1 + timedelta(days=1) + i * step
+            led.record("site", meter(at, base + 200.0 * i / 12, 200.0), "own_ongrid")
+
+
+def miner(n: int, pool: str = "stratum+tcp://pool.kz:3333") -> AsicReading:
+    return AsicReading(
+        f"10.1.0.{10 + n}",
+        4028,
+        NOV1,
+        vendor="Bitmain",
+        model="Antminer S21",
+        serial=f"SN{n:04d}",
+        mac=f"aa:bb:cc:00:00:{n:02x}",
+        firmware="2024.1",
+        hashrate_nominal_ths=200.0,
+        power_limit_w=3500.0,
+        pools=(PoolInfo(pool, active=True),),
+    )
+
+
+def fill_spool(path: Path) -> None:
+    """Inventory on 1 Nov: miners 0,1; on 5 Nov: miner 2 added, miner 1 gone for good."""
+    with Spool(path) as spool:
+        pub = RegisterPublisher(
+            spool,
+            owner_bin="123456789012",
+            site="ekibastuz-1",
+            host=None,
+            forget_after=timedelta(hours=1),
+        )
+        pub.publish_inventory([miner(0), miner(1)], NOV1)
+        later = NOV1 + timedelta(days=4)
+        readings = [miner(0), miner(2, "stratum+tcp://evil.example:3333")]
+        readings = [
+            AsicReading(**{**{f: getattr(r, f) for f in r.__slots__}, "taken_at": later})
+            for r in readings
+        ]
+        pub.publish_inventory(readings, later)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    state = tmp_path / "state"
+    state.mkdir()
+    fill_ledger(state / "ledger.db")
+    fill_spool(state / "spool.db")
+    cfg = tmp_path / "kuat.toml"
+    cfg.write_text(config_text(state))
+    return cfg
+
+
+def kuat(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ},
+    )
+
+
+# --- numbers ----------------------------------------------------------------------------
+
+
+def test_monthly_report_numbers(site: Path) -> None:
+    cfg = parse_config(site.read_text())
+    with EnergyLedger(cfg.agent.state_dir / "ledger.db") as led:
+        report = monthly_report(led, cfg, "2026-11", rates={"grid": 10.0, "own_ongrid": 1.0})
+    days = {(r["date"], r["meter"], r["source"]): r["kwh"] for r in report["days"]}
+    assert days[("2026-11-01", "site", "grid")] == 12_000.0
+    assert days[("2026-11-01", "hall-a", "grid")] == 7_200.0
+    assert days[("2026-11-02", "site", "own_ongrid")] == 1_200.0
+    # The submeter is behind the site meter: the fee basis is the site meter alone.
+    assert report["totals"]["fee_basis_meters"] == ["site"]
+    assert report["totals"]["fee_basis_kwh"] == {"grid": 12_000.0, "own_ongrid": 1_200.0}
+    assert report["fee"]["grid"]["tenge"] == 120_000.0
+    assert report["fee_total_tenge"] == 121_200.0
+    assert report["due_by"] == "2026-12-25"
+    assert report["coverage"]["site"]["hours_in_month"] == 720
+    assert report["coverage"]["site"]["hours_with_data"] == 31  # 24 h + 6 h + the 00:00 reading
+    for lang in LANGS:
+        text = render_monthly(report, lang)
+        assert "{" not in text and "121" in text
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def test_report_monthly_json_csv_and_languages(site: Path) -> None:
+    done = kuat("report", "monthly", "2026-11", "--config", str(site), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["totals"]["fee_basis_total_kwh"] == 13_200.0
+
+    done = kuat("report", "monthly", "2026-11", "--config", str(site), "--csv")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert {"date": "2026-11-01", "meter": "site", "source": "grid", "kwh": "12000.000"} in rows
+
+    words = {"kk": "Айлық электр энергиясы есебі", "ru": "Ежемесячный отчёт", "en": "Monthly"}
+    numbers = {"kk": "13\u202f200,000", "ru": "13\u202f200,000", "en": "13,200.000"}
+    for lang in LANGS:
+        done = kuat("report", "monthly", "2026-11", "-c", str(site), "--lang", lang)
+        assert done.returncode == 0, done.stderr
+        assert words[lang] in done.stdout
+        assert numbers[lang] in done.stdout
+        assert "{" not in done.stdout
+
+
+def test_report_monthly_refuses_bad_month_and_missing_ledger(site: Path, tmp_path: Path) -> None:
+    done = kuat("report", "monthly", "2026-13", "--config", str(site))
+    assert done.returncode == 2 and "YYYY-MM" in done.stderr
+    empty = tmp_path / "empty.toml"
+    empty.write_text(config_text(tmp_path / "nothing"))
+    done = kuat("report", "monthly", "2026-11", "--config", str(empty))
+    assert done.returncode == 1 and "no energy ledger" in done.stderr
+
+
+def test_compliance_report_from_stored_state(site: Path) -> None:
+    done = kuat("compliance", "report", "--config", str(site), "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["evidence"] == "stored"
+    assert report["item5"]["record"]["substation"] == "Ekibastuz-220"
+    assert report["item7"]["status"] == "fail"  # miner 2 mines on a pool not accredited
+    assert report["item7"]["offenders"][0]["pool"] == "evil.example"
+    assert report["register"]["miners"] == 2
+    assert report["register"]["outbox_pending"] >= 4  # nothing delivered: no broker
+    texts = {
+        "kk": "аккредиттелмеген",
+        "ru": "неаккредитованн",
+        "en": "not accredited",
+    }
+    for lang in LANGS:
+        done = kuat("compliance", "report", "-c", str(site), "--lang", lang)
+        assert done.returncode == 0, done.stderr
+        assert texts[lang] in done.stdout
+        assert "{" not in done.stdout
+
+
+def test_compliance_text_renders_every_section(site: Path) -> None:
+    done = kuat("compliance", "report", "--config", str(site), "--json", "--lang", "ru")
+    report = json.loads(done.stdout)
+    text = render_compliance(report, "ru")
+    for heading in ("Пункт 5", "Пункт 7", "Квота", "Реестр аппаратно-программных комплексов"):
+        assert heading in text
+
+
+def test_register_export_includes_and_excludes(site: Path, tmp_path: Path) -> None:
+    done = kuat("register", "export", "--config", str(site), "--since", "2026-11-03")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [(r["action"], r["serial"]) for r in rows] == [
+        ("include", "SN0002"),
+        ("exclude", "SN0001"),
+    ]
+    assert rows[0]["location"] == "A / 3"
+    assert rows[0]["rated_ths"] == "200.0" and rows[0]["manufacturer"] == "Bitmain"
+
+    out = tmp_path / "register.json"
+    done = kuat("register", "export", "-c", str(site), "--format", "json", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    body = json.loads(out.read_text())
+    assert (body["include"], body["exclude"]) == (2, 1)  # all current miners; 1 removed
+
+
+def test_register_export_without_inventory_fails_clearly(tmp_path: Path) -> None:
+    cfg = tmp_path / "kuat.toml"
+    cfg.write_text(config_text(tmp_path / "nothing"))
+    done = kuat("register", "export", "--config", str(cfg))
+    assert done.returncode == 1
+    assert "no inventory" in done.stderr
+    assert not (tmp_path / "nothing" / "spool.db").exists()
