@@ -223,6 +223,77 @@ class MeterConfig(Strict):
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
 
 
+class QuotaHttpSection(Strict):
+    """The energy company's schedule endpoint, polled with If-None-Match."""
+
+    url: str
+    token: SecretRef | None = None
+    interval_s: Annotated[float, Field(ge=10, le=86400)] = 300.0
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    verify_tls: bool = True
+    ca_cert: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    _coerce = field_validator("token", mode="before")(_secret)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> QuotaHttpSection:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        return self
+
+
+class QuotaMqttSection(Strict):
+    """Push: schedules on {topic_prefix}/{site}/schedule, orders on .../orders."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 8883
+    tls: bool = True
+    ca_cert: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    topic_prefix: str = "kz/quota/v1"
+    client_id: str | None = None  # stable: the broker queues QoS 1 messages under it
+
+    _coerce = field_validator("password", mode="before")(_secret)
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> QuotaMqttSection:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        return self
+
+
+class OrdersSection(Strict):
+    """Curtailment orders: issuer name -> shared HMAC-SHA256 key; unlisted issuers are refused."""
+
+    issuers: dict[str, SecretRef] = {}
+    max_ahead_h: Annotated[float, Field(gt=0, le=168)] = 48.0
+    max_skew_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
+
+    @field_validator("issuers", mode="before")
+    @classmethod
+    def _coerce_keys(cls, v: object) -> object:
+        return {k: _secret(s) for k, s in v.items()} if isinstance(v, dict) else v
+
+    @model_validator(mode="after")
+    def _long_keys(self) -> OrdersSection:
+        short = [k for k, ref in self.issuers.items() if len(ref.get().encode()) < 16]
+        if short:
+            raise ValueError(f"order keys must be at least 16 bytes: {', '.join(short)}")
+        return self
+
+
 class QuotaSection(Strict):
     # A file, or a directory of files (one per day and source), in the formats of
     # quota.schedule: the agent rereads a file when it changes.
@@ -235,6 +306,9 @@ class QuotaSection(Strict):
     min_off_s: Annotated[float, Field(ge=0, le=86400)] = 600.0
     hysteresis_kw: Annotated[float, Field(ge=0)] = 20.0
     margin_kw: Annotated[float, Field(ge=0)] = 0.0
+    http: QuotaHttpSection | None = None
+    mqtt: QuotaMqttSection | None = None
+    orders: OrdersSection = OrdersSection()
 
 
 class GridSection(Strict):

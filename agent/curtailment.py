@@ -20,6 +20,7 @@ from collectors.readings import AsicReading
 from quota.curtail import ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
 from quota.evaluate import QuotaStatus
 from quota.messages import render
+from quota.orders import CurtailmentOrder, OrderBook, limit_kw, limit_reason, tighter
 from uplink.lineproto import encode_point
 
 log = logging.getLogger("kuat.curtail")
@@ -49,6 +50,7 @@ class Curtailer:
         self._last_logged: tuple[tuple[str, str], ...] | None = None
         self.results: list[ActionResult] = []
         self.last_plan: CurtailPlan | None = None
+        self._binding_order: tuple[str, str] | None = None
 
     def _miners(self) -> tuple[list[MinerState], dict[str, AsicReading]]:
         out: list[MinerState] = []
@@ -70,12 +72,15 @@ class Curtailer:
             out.append(MinerState(did, power, hashrate, asleep, self.switched.get(did)))
         return out, by_id
 
-    def run(self, status: QuotaStatus, now: datetime) -> list[str]:
+    def run(self, status: QuotaStatus, now: datetime, orders: OrderBook | None = None) -> list[str]:
         """Plan (and with enforcement, start carrying out) one cycle; return telemetry lines."""
         if self._executing is not None and not self._executing.done():
             return []  # the previous plan's commands are still being confirmed
         miners, by_id = self._miners()
-        p = plan(status.allowed_kw, miners, now, self.policy, load_kw=status.p_kw)
+        order_kw, order = limit_kw(orders, now) if orders is not None else (None, None)
+        allowed = tighter(status.allowed_kw, order_kw)
+        self._log_order(order if order_kw is not None and order_kw == allowed else None)
+        p = plan(allowed, miners, now, self.policy, load_kw=status.p_kw)
         self.last_plan = p
         self._log_plan(p)
         if self.enforce and p.actions:
@@ -88,6 +93,7 @@ class Curtailer:
             {"site": self.cfg.site.id, "mode": "enforce" if self.enforce else "dry_run"},
             {
                 "allowed_kw": p.allowed_kw,
+                "order_kw": order_kw,
                 "load_kw": p.load_kw,
                 "planned_load_kw": p.planned_load_kw,
                 "sleep_actions": sleeps,
@@ -98,6 +104,17 @@ class Curtailer:
             now,
         )
         return [line] if line else []
+
+    def _log_order(self, order: CurtailmentOrder | None) -> None:
+        """Say once when an external order starts (or stops) being the binding limit."""
+        key = order.key if order is not None else None
+        if key == self._binding_order:
+            return
+        self._binding_order = key
+        if order is not None:
+            log.warning("%s", render(limit_reason(order), self.lang))
+        else:
+            log.info("no curtailment order binds any more")
 
     def _log_plan(self, p: CurtailPlan) -> None:
         key = tuple((a.device_id, a.kind.value) for a in p.actions)

@@ -22,6 +22,7 @@ from quota.energy import MeterSample
 from quota.evaluate import QuotaPolicy, QuotaState, QuotaStatus, evaluate
 from quota.grid import GridConnection, check_grid_connection
 from quota.messages import render
+from quota.orders import OrderBook, OrderOutcome
 from quota.pools import check_pools
 from quota.schedule import BookOutcome, ScheduleBook
 from uplink.lineproto import encode_point
@@ -82,6 +83,13 @@ class QuotaJob:
             tolerance_fraction=b.tolerance_fraction,
         )
         self._seen: dict[Path, float] = {}
+        self.orders = OrderBook()
+        o = cfg.quota.orders
+        self._order_secrets = {name: ref.get().encode() for name, ref in o.issuers.items()}
+        self._order_limits = {
+            "max_ahead": timedelta(hours=o.max_ahead_h),
+            "max_skew": timedelta(seconds=o.max_skew_s),
+        }
         self._last_status: dict[str, str] = {}
         self._peak_demand_kw: float | None = None
 
@@ -96,7 +104,6 @@ class QuotaJob:
         return [path]
 
     def reload_schedules(self) -> None:
-        cap = self.grid.permitted_mw if self.grid else None
         for path in self.schedule_files():
             try:
                 mtime = path.stat().st_mtime
@@ -111,15 +118,30 @@ class QuotaJob:
             except (OSError, UnicodeDecodeError) as exc:
                 log.error("allocation file %s unreadable: %s", path, exc)
                 continue
-            kwargs: dict[str, object] = {"site": self.cfg.site.id, "description": str(path)}
-            if cap:
-                kwargs["max_mwh_per_hour"] = cap
-            change = self.book.offer(text, SCHEDULE_SUFFIXES[path.suffix.lower()], **kwargs)
-            reasons = "; ".join(render(r, self.lang) for r in change.reasons)
-            if change.outcome == BookOutcome.REFUSED:
-                log.error("allocation %s refused, previous kept: %s", path, reasons)
-            elif change.outcome != BookOutcome.UNCHANGED:
-                log.info("allocation %s: %s", path, reasons)
+            self.offer_schedule(text, SCHEDULE_SUFFIXES[path.suffix.lower()], str(path))
+
+    def offer_schedule(self, text: str, fmt: str, source: str) -> None:
+        """A schedule text from anywhere (file, HTTP, MQTT); logged with its source."""
+        kwargs: dict[str, object] = {"site": self.cfg.site.id, "description": source}
+        if self.grid is not None:
+            kwargs["max_mwh_per_hour"] = self.grid.permitted_mw
+        change = self.book.offer(text, fmt, **kwargs)
+        reasons = "; ".join(render(r, self.lang) for r in change.reasons)
+        if change.outcome == BookOutcome.REFUSED:
+            log.error("allocation %s refused, previous kept: %s", source, reasons)
+        elif change.outcome != BookOutcome.UNCHANGED:
+            log.info("allocation %s: %s", source, reasons)
+
+    def offer_order(self, text: str, source: str, now: datetime) -> None:
+        """A curtailment order text; verified (HMAC) before it can limit anything."""
+        change = self.orders.offer(
+            text, self._order_secrets, now=now, site=self.cfg.site.id, **self._order_limits
+        )
+        reasons = "; ".join(render(r, self.lang) for r in change.reasons)
+        if change.outcome == OrderOutcome.REFUSED:
+            log.error("curtailment order from %s refused: %s", source, reasons)
+        elif change.changed:
+            log.warning("curtailment order from %s: %s", source, reasons)
 
     # --- evaluation ---------------------------------------------------------------------
 
@@ -127,6 +149,8 @@ class QuotaJob:
         self.reload_schedules()
         day, _ = hour_of(now)
         self.book.prune(day - timedelta(days=1))
+        for reason in self.orders.prune(now):
+            log.info("%s", render(reason, self.lang))
         samples = [MeterSample.from_reading(r) for r in self.state.site_meter_history]
         status = evaluate(self.book, samples, now, self.policy, site=self.cfg.site.id)
         self.state.quota = status

@@ -28,6 +28,8 @@ from collectors.cgminer.collector import AsicPoller
 from collectors.modbus.collector import MeterPoller
 from collectors.readings import AsicReading, DeviceError, MeterReading
 from collectors.snmp.collector import PduPoller, SnmpAuth
+from uplink.http import make_client
+from uplink.quota_source import HttpScheduleSource, MqttScheduleReceiver, quota_topics
 
 log = logging.getLogger("kuat.agent")
 
@@ -66,6 +68,28 @@ class Agent:
         self._energy_source = "own_offgrid" if cfg.grid and cfg.grid.off_grid else "grid"
         self.quota = QuotaJob(cfg, self.state, state_dir)
         self.curtailer = Curtailer(cfg, self.state)
+        # Schedules and orders from the energy company: HTTP pull and/or MQTT push.
+        qh = cfg.quota.http
+        self._http = (
+            make_client(
+                timeout_s=qh.timeout_s,
+                verify=qh.ca_cert if qh.ca_cert else qh.verify_tls,
+                cert=(qh.client_cert, qh.client_key) if qh.client_cert and qh.client_key else None,
+            )
+            if qh
+            else None
+        )
+        self.quota_source = (
+            HttpScheduleSource(
+                qh.url,
+                token=qh.token.get() if qh.token else None,
+                interval_s=qh.interval_s,
+                client=self._http,
+            )
+            if qh and self._http
+            else None
+        )
+        self.quota_rx: MqttScheduleReceiver | None = None
         self._asic = AsicPoller(
             timeout_s=cfg.asic.timeout_s,
             max_reply_bytes=cfg.asic.max_reply_bytes,
@@ -98,6 +122,11 @@ class Agent:
             JobSpec("quota", iv.quota, self.evaluate_quota),
             JobSpec("inventory", iv.inventory, self.publish_inventory),
             JobSpec("flush", iv.flush, self.flush),
+            *(
+                [JobSpec("quota_http", self.quota_source.interval_s, self.fetch_schedules)]
+                if self.quota_source
+                else []
+            ),
         ]
         return specs
 
@@ -135,13 +164,52 @@ class Agent:
         now = self.clock()
         lines = self.quota.run(now)
         if self.state.quota is not None:
-            lines += self.curtailer.run(self.state.quota, now)
+            lines += self.curtailer.run(self.state.quota, now, self.quota.orders)
         self.uplinks.record_lines(lines)
         snap = self.status(now)
         self.last_status = snap
         if self.on_cycle is not None:
             self.on_cycle(snap)
         self.notifier.status(_one_line(snap))
+
+    async def fetch_schedules(self) -> None:
+        assert self.quota_source is not None
+        # Failures are logged by uplink.http (URL redacted); the book keeps what it holds.
+        for text, fmt in await self.quota_source.fetch() or []:
+            self.quota.offer_schedule(text, fmt, self.quota_source.description)
+
+    def _on_quota_document(self, topic: str, text: str, fmt: str) -> None:
+        # Runs on the event loop (receiver built with loop=...): no lock needed on the books.
+        if topic.endswith("/orders"):
+            self.quota.offer_order(text, f"mqtt:{topic}", self.clock())
+        else:
+            self.quota.offer_schedule(text, fmt, f"mqtt:{topic}")
+
+    def _start_quota_push(self, loop: asyncio.AbstractEventLoop) -> None:
+        qm = self.cfg.quota.mqtt
+        if qm is None:
+            return
+        self.quota_rx = MqttScheduleReceiver(
+            qm.host,
+            qm.port,
+            quota_topics(self.cfg.site.id, qm.topic_prefix),
+            on_document=self._on_quota_document,
+            tls=qm.tls,
+            ca_cert=qm.ca_cert,
+            client_cert=qm.client_cert,
+            client_key=qm.client_key,
+            username=qm.username,
+            password=qm.password.get() if qm.password else None,
+            client_id=qm.client_id or f"kuat-quota-{self.cfg.site.id}",
+            loop=loop,
+        )
+        self.quota_rx.start()
+
+    async def _stop_quota_sources(self) -> None:
+        if self.quota_rx is not None:
+            await asyncio.to_thread(self.quota_rx.stop)  # joins paho's thread
+        if self._http is not None:
+            await self._http.aclose()
 
     async def publish_inventory(self) -> None:
         # Before the first miner poll completes the inventory would be empty, and the register
@@ -185,6 +253,7 @@ class Agent:
         finally:
             await self._meter.close()
             await self._asic.aclose()
+            await self._stop_quota_sources()
             await self.uplinks.stop()
             self.ledger.close()
 
@@ -193,6 +262,7 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         await self.uplinks.start()
+        self._start_quota_push(loop)
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         now = self.clock()
         for spec in self.jobs():
@@ -254,6 +324,7 @@ class Agent:
             log.warning("final flush incomplete (%s); data stays spooled", exc or "timeout")
         await self._meter.close()
         await self._asic.aclose()
+        await self._stop_quota_sources()
         await self.uplinks.stop()
         self.ledger.close()
 

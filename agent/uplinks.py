@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,9 @@ from uplink.mqtt import RegisterPublisher
 from uplink.spool import Spool
 
 log = logging.getLogger("kuat.uplink")
+
+# A full spool drops lines every cycle; say so at once, then every ten minutes.
+DROP_REPORT_EVERY_S = 600.0
 
 
 class Uplinks:
@@ -53,6 +57,7 @@ class Uplinks:
             client_id=m.client_id if m else None,
         )
         self._last_flush_problem: str | None = None
+        self._last_drop_report = -DROP_REPORT_EVERY_S
 
     async def start(self) -> None:
         self.register.start()
@@ -69,7 +74,9 @@ class Uplinks:
         if not lines:
             return
         dropped = self.spool.put_lines(lines)
-        if dropped:
+        now = time.monotonic()
+        if dropped and now - self._last_drop_report >= DROP_REPORT_EVERY_S:
+            self._last_drop_report = now
             log.error(
                 "telemetry spool full: dropped the %d oldest lines (%d dropped in all); "
                 "the database has been unreachable too long or [spool] max_rows is too small",

@@ -412,6 +412,127 @@ CATALOG: dict[Code, dict[Lang, str]] = {
         "ru": "Допустимая мощность неизвестна (нет квоты): ограничение не выполняется",
         "en": "No allowed power known (no allocation): no curtailment",
     },
+    # --- external curtailment orders ----------------------------------------------------
+    Code.ORDER_NOT_JSON: {
+        "kk": "Жүктемені шектеу өкімі JSON емес: {error}",
+        "ru": "Распоряжение об ограничении нагрузки не является JSON: {error}",
+        "en": "Curtailment order is not JSON: {error}",
+    },
+    Code.ORDER_BAD_SHAPE: {
+        "kk": "Шектеу өкімінің құрылымы дұрыс емес: күтілгені — {expected}",
+        "ru": "Неверная структура распоряжения: ожидается {expected}",
+        "en": "Curtailment order has the wrong shape: expected {expected}",
+    },
+    Code.ORDER_DUPLICATE_KEY: {
+        "kk": "Шектеу өкімінде «{field}» өрісі екі рет берілген",
+        "ru": "В распоряжении поле «{field}» указано дважды",
+        "en": "Curtailment order gives «{field}» twice",
+    },
+    Code.ORDER_MISSING_FIELD: {
+        "kk": "Шектеу өкімінде «{field}» өрісі жоқ",
+        "ru": "В распоряжении нет поля «{field}»",
+        "en": "Curtailment order has no «{field}»",
+    },
+    Code.ORDER_BAD_FIELD: {
+        "kk": "Шектеу өкімінің «{field}» өрісі дұрыс емес: «{value}»",
+        "ru": "Неверное значение поля «{field}» в распоряжении: «{value}»",
+        "en": "Curtailment order has a bad «{field}»: «{value}»",
+    },
+    Code.ORDER_UNKNOWN_ISSUER: {
+        "kk": "Өкім жіберушісі «{issuer}» белгісіз: оның кілті бапталмаған",
+        "ru": "Неизвестный отправитель распоряжения «{issuer}»: его ключ не настроен",
+        "en": "Unknown order issuer «{issuer}»: no key is configured for it",
+    },
+    Code.ORDER_BAD_SIGNATURE: {
+        "kk": "«{issuer}» өкімінің қолтаңбасы жарамсыз: өкім жалған немесе өзгертілген",
+        "ru": "Подпись распоряжения от «{issuer}» неверна: распоряжение подделано или изменено",
+        "en": "Signature of the order from «{issuer}» does not verify: forged or altered",
+    },
+    Code.ORDER_WRONG_SITE: {
+        "kk": "Өкім басқа алаңға арналған: {site} (бұл алаң — {expected})",
+        "ru": "Распоряжение адресовано другой площадке: {site} (эта площадка — {expected})",
+        "en": "Order is addressed to another site: {site} (this site is {expected})",
+    },
+    Code.ORDER_END_BEFORE_START: {
+        "kk": "Өкімнің аяқталуы ({end}) басталуынан ({start}) кейін емес",
+        "ru": "Окончание распоряжения ({end}) не позже его начала ({start})",
+        "en": "Order ends ({end}) no later than it starts ({start})",
+    },
+    Code.ORDER_NEGATIVE_TARGET: {
+        "kk": "Өкімдегі қуат шегі теріс: {target_mw} МВт",
+        "ru": "Отрицательный предел мощности в распоряжении: {target_mw} МВт",
+        "en": "Order gives a negative power limit: {target_mw} MW",
+    },
+    Code.ORDER_EXPIRED: {
+        "kk": "Өкімнің мерзімі өтіп кеткен: {end} аяқталды (қазір {now})",
+        "ru": "Срок распоряжения истёк: окончание {end} (сейчас {now})",
+        "en": "Order has expired: it ended {end} (now {now})",
+    },
+    Code.ORDER_TOO_FAR_AHEAD: {
+        "kk": "Өкім тым алыс мерзімге берілген: басталуы {start}, ең көбі {max_ahead_h} сағат"
+        " алға рұқсат",
+        "ru": "Распоряжение выдано слишком далеко вперёд: начало {start}, допускается не более"
+        " {max_ahead_h} ч вперёд",
+        "en": "Order starts too far ahead: {start}, at most {max_ahead_h} h ahead is accepted",
+    },
+    Code.ORDER_ISSUED_IN_FUTURE: {
+        "kk": "Өкімнің берілген уақыты ({issued_at}) болашақта (қазір {now}): жіберушінің"
+        " сағатын тексеріңіз",
+        "ru": "Время выдачи распоряжения ({issued_at}) в будущем (сейчас {now}): проверьте"
+        " часы отправителя",
+        "en": "Order is stamped as issued in the future ({issued_at}, now {now}): check the"
+        " issuer's clock",
+    },
+    Code.ORDER_REFUSED: {
+        "kk": "Жүктемені шектеу өкімі қабылданбады ({count} себеп); қолданыстағы өкімдер"
+        " өзгеріссіз",
+        "ru": "Распоряжение об ограничении нагрузки отклонено (причин: {count}); действующие"
+        " распоряжения не изменены",
+        "en": "Curtailment order refused ({count} reasons); the orders in force are unchanged",
+    },
+    Code.ORDER_ADDED: {
+        "kk": "{issuer} жүктемені шектеу өкімі {id}: {start} – {end} аралығында {target_mw}"
+        " МВт-тан аспау",
+        "ru": "Распоряжение {id} от {issuer}: с {start} по {end} не более {target_mw} МВт",
+        "en": "Order {id} from {issuer}: at most {target_mw} MW from {start} to {end}",
+    },
+    Code.ORDER_REPLACED: {
+        "kk": "{issuer} өкімі {id} жаңартылды: {start} – {end}, {target_mw} МВт (бұрын"
+        " {previous_mw} МВт)",
+        "ru": "Распоряжение {id} от {issuer} изменено: с {start} по {end} не более {target_mw}"
+        " МВт (было {previous_mw} МВт)",
+        "en": "Order {id} from {issuer} revised: at most {target_mw} MW from {start} to {end}"
+        " (was {previous_mw} MW)",
+    },
+    Code.ORDER_CANCELLED: {
+        "kk": "{issuer} өкімі {id} күшін жойды",
+        "ru": "Распоряжение {id} от {issuer} отменено",
+        "en": "Order {id} from {issuer} withdrawn",
+    },
+    Code.ORDER_UNCHANGED: {
+        "kk": "{issuer} өкімі {id} өзгермеген",
+        "ru": "Распоряжение {id} от {issuer} не изменилось",
+        "en": "Order {id} from {issuer} unchanged",
+    },
+    Code.ORDER_NOT_NEWER: {
+        "kk": "{issuer} өкімі {id} жаңа емес ({issued_at}, қолданыстағысы {held_issued_at}):"
+        " қолданыстағысы сақталды",
+        "ru": "Распоряжение {id} от {issuer} не новее действующего ({issued_at}, действующее"
+        " {held_issued_at}): оставлено действующее",
+        "en": "Order {id} from {issuer} is not newer than the one held ({issued_at}, held"
+        " {held_issued_at}): the held one stays",
+    },
+    Code.ORDER_ENDED: {
+        "kk": "{issuer} өкімі {id} аяқталды ({end})",
+        "ru": "Распоряжение {id} от {issuer} завершилось ({end})",
+        "en": "Order {id} from {issuer} ended ({end})",
+    },
+    Code.ORDER_LIMIT: {
+        "kk": "{issuer} өкімі {id} бойынша қуат {end} дейін {target_mw} МВт-пен шектелген",
+        "ru": "Мощность ограничена распоряжением {id} от {issuer}: не более {target_mw} МВт"
+        " до {end}",
+        "en": "Power is limited by order {id} from {issuer}: at most {target_mw} MW until {end}",
+    },
 }
 
 

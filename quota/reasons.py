@@ -85,6 +85,28 @@ class Code(enum.StrEnum):
     CURTAIL_HYSTERESIS = "curtail_hysteresis"
     CURTAIL_SHORTFALL = "curtail_shortfall"
     CURTAIL_NO_LIMIT = "curtail_no_limit"
+    # external curtailment orders (energy company / System Operator), quota.orders
+    ORDER_NOT_JSON = "order_not_json"
+    ORDER_BAD_SHAPE = "order_bad_shape"
+    ORDER_DUPLICATE_KEY = "order_duplicate_key"
+    ORDER_MISSING_FIELD = "order_missing_field"
+    ORDER_BAD_FIELD = "order_bad_field"
+    ORDER_UNKNOWN_ISSUER = "order_unknown_issuer"
+    ORDER_BAD_SIGNATURE = "order_bad_signature"
+    ORDER_WRONG_SITE = "order_wrong_site"
+    ORDER_END_BEFORE_START = "order_end_before_start"
+    ORDER_NEGATIVE_TARGET = "order_negative_target"
+    ORDER_EXPIRED = "order_expired"
+    ORDER_TOO_FAR_AHEAD = "order_too_far_ahead"
+    ORDER_ISSUED_IN_FUTURE = "order_issued_in_future"
+    ORDER_REFUSED = "order_refused"
+    ORDER_ADDED = "order_added"
+    ORDER_REPLACED = "order_replaced"
+    ORDER_CANCELLED = "order_cancelled"
+    ORDER_UNCHANGED = "order_unchanged"
+    ORDER_NOT_NEWER = "order_not_newer"
+    ORDER_ENDED = "order_ended"
+    ORDER_LIMIT = "order_limit"
 
 
 def _plain(value: Any) -> Any:

@@ -129,6 +129,8 @@ class RegisterPublisher:
         self._conn_gen = 0  # bumped per successful connect; the sender reacts once per value
         self._seen_gen = 0
         self._connected_since = datetime.now(UTC)
+        self._ever_connected = False
+        self._down_reported = False
         self._sender: threading.Thread | None = None
         self._client: mqtt.Client | None = None
 
@@ -233,6 +235,8 @@ class RegisterPublisher:
             flags.session_present,
         )
         self._connected_since = datetime.now(UTC)
+        self._down_reported = False
+        self._ever_connected = True
         self._conn_gen += 1
         self._connected.set()
         self._wake.set()
@@ -246,13 +250,27 @@ class RegisterPublisher:
         properties: Any,
     ) -> None:
         self._connected.clear()
-        if not self._stopping.is_set():
-            log.warning(
-                "register broker %s:%d disconnected: %s; retrying",
-                self.host,
-                self.port,
-                reason_code,
+        if self._stopping.is_set():
+            return
+        # Once per outage: a broker that stays away must not fill the journal every retry.
+        if self._down_reported:
+            log.debug(
+                "register broker %s:%d still unreachable: %s", self.host, self.port, reason_code
             )
+            return
+        self._down_reported = True
+        hint = (
+            ""
+            if self._ever_connected
+            else " (never connected: check the address, the TLS CA and the client certificate)"
+        )
+        log.warning(
+            "register broker %s:%d disconnected: %s; retrying, messages wait in the outbox%s",
+            self.host,
+            self.port,
+            reason_code,
+            hint,
+        )
 
     def _on_publish(
         self,

@@ -157,7 +157,8 @@ class Spool:
                 self._pending -= dropped
                 total = self._bump(db, "telemetry_dropped", dropped)
         if dropped:
-            log.warning(
+            # DEBUG: the owner (the agent) reports drops to the operator, rate-limited.
+            log.debug(
                 "telemetry spool full (%d lines): dropped the %d oldest lines (%d in total)",
                 self.max_rows,
                 dropped,

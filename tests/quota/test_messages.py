@@ -18,6 +18,7 @@ from quota.messages import CATALOG, LANGS, render
 from quota.pools import check_pools
 from quota.reasons import Code, Reason
 from quota.schedule import HourlyAllocation, ScheduleBook, ScheduleError, parse_csv, parse_json
+from tests.quota.test_orders import produced_order_reasons
 
 T = datetime(2026, 11, 25, 4, tzinfo=UTC)
 DAY = date(2026, 11, 25)
@@ -146,6 +147,7 @@ def produced() -> list[Reason]:
     ]:
         p = plan(allowed, f, T, pol)
         out += [p.reason, *p.held, *(a.reason for a in p.actions)]
+    out += produced_order_reasons()
     return out
 
 

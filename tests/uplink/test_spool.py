@@ -36,7 +36,7 @@ def test_wal_and_full_sync(tmp_path: Path) -> None:
 def test_cap_drops_oldest_with_counter(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with Spool(tmp_path / "s.db", max_rows=100) as sp:
         assert sp.put_lines([f"a v={i}i" for i in range(80)]) == 0
-        with caplog.at_level(logging.WARNING, logger="uplink.spool"):
+        with caplog.at_level(logging.DEBUG, logger="uplink.spool"):
             dropped = sp.put_lines([f"b v={i}i" for i in range(50)])
         assert dropped == 30
         assert "dropped the 30 oldest lines" in caplog.text

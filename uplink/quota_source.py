@@ -1,0 +1,384 @@
+"""Where allocation schedules and curtailment orders come from besides a local file.
+
+* :class:`HttpScheduleSource` polls an HTTP endpoint of the energy company (pull). It sends the
+  last ETag as ``If-None-Match`` so an unchanged schedule costs one 304; a changed one comes
+  back as ``(text, fmt)`` documents for ``ScheduleBook.offer``.
+* :class:`MqttScheduleReceiver` subscribes to topics the energy company (or the farm's own
+  back office) publishes to (push): ``{prefix}/{site}/schedule`` and ``{prefix}/{site}/orders``
+  by default (:func:`quota_topics`). QoS 1 with a persistent session, so a schedule or an order
+  published while the agent was down is delivered when it comes back.
+
+Neither parses schedules nor verifies orders: that is ``quota`` (pure). They only fetch bytes,
+decode text and name its format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from uplink.http import DEFAULT_MAX_BYTES, get_with_retries, redact_url
+
+__all__ = [
+    "DEFAULT_QUOTA_PREFIX",
+    "HttpScheduleSource",
+    "MqttScheduleReceiver",
+    "fmt_from_content_type",
+    "quota_topics",
+]
+
+log = logging.getLogger("kuat.quota.source")
+
+DEFAULT_QUOTA_PREFIX = "kz/quota/v1"
+MAX_MQTT_PAYLOAD = 1024 * 1024
+
+Document = tuple[str, str]  # (text, fmt) with fmt "csv" or "json"
+
+
+def quota_topics(site: str, prefix: str = DEFAULT_QUOTA_PREFIX) -> tuple[str, str]:
+    """The schedule and orders topics of one site."""
+    base = f"{prefix.strip('/')}/{site}"
+    return f"{base}/schedule", f"{base}/orders"
+
+
+def fmt_from_content_type(content_type: str | None, url: str = "") -> str | None:
+    """``csv`` or ``json`` from a Content-Type (or, when it says nothing useful, the URL suffix).
+
+    ``text/csv``, ``application/csv`` → csv; ``application/json``, ``text/json`` and any
+    ``+json`` type → json. ``None`` when neither tells: guessing would feed a CSV to the JSON
+    parser and report nonsense reasons.
+    """
+    mime = (content_type or "").split(";", 1)[0].strip().lower()
+    if mime in ("text/csv", "application/csv", "text/comma-separated-values"):
+        return "csv"
+    if mime in ("application/json", "text/json") or mime.endswith("+json"):
+        return "json"
+    path = httpx.URL(url).path.lower() if url else ""
+    if path.endswith(".csv"):
+        return "csv"
+    if path.endswith(".json"):
+        return "json"
+    return None
+
+
+def _charset(content_type: str | None) -> str:
+    for part in (content_type or "").split(";")[1:]:
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            return value.strip().strip('"')
+    return "utf-8"
+
+
+def split_documents(text: str, fmt: str) -> list[Document]:
+    """One body may carry several JSON schedules (a list, or ``{"schedules": [...]}``) — e.g.
+    grid and own generation for tomorrow in one response; each becomes its own document."""
+    if fmt != "json":
+        return [(text, fmt)]
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return [(text, fmt)]  # let the parser name the JSON error, with the operator's words
+    items = doc.get("schedules") if isinstance(doc, dict) else doc
+    if isinstance(items, list) and items:
+        return [(json.dumps(item, ensure_ascii=False), "json") for item in items]
+    return [(text, fmt)]
+
+
+class HttpScheduleSource:
+    """Polls one URL for schedules; ``fetch`` returns new documents or ``None``.
+
+    ``None`` means "nothing new" — unchanged (304), or the fetch failed (``last_error`` says
+    why and it was logged). Failure never drops what the book holds: the agent keeps the last
+    good schedule. The ETag is remembered only once a body was decoded, so a body we could not
+    use is fetched again next time rather than hidden behind a 304.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None,
+        interval_s: float,
+        client: httpx.AsyncClient,
+        attempts: int = 3,
+        backoff_s: float = 1.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("schedule URL must start with http:// or https://")
+        self.url = url
+        self.interval_s = interval_s  # the agent schedules ``fetch`` at this interval
+        self.client = client
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.max_bytes = max_bytes
+        self._token = token
+        self.etag: str | None = None
+        self.last_error: str | None = None
+        self.last_status: int | None = None
+
+    def __repr__(self) -> str:  # the token stays out of reprs and tracebacks
+        return f"HttpScheduleSource({self.description!r}, interval_s={self.interval_s:g})"
+
+    @property
+    def description(self) -> str:
+        """The source as it may appear in a log line or a schedule's description."""
+        return redact_url(self.url)
+
+    async def fetch(self) -> list[Document] | None:
+        headers = {"Accept": "text/csv, application/json;q=0.9"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        result = await get_with_retries(
+            self.client,
+            self.url,
+            etag=self.etag,
+            attempts=self.attempts,
+            backoff_s=self.backoff_s,
+            max_bytes=self.max_bytes,
+            headers=headers,
+        )
+        self.last_status = result.status
+        if result.error is not None:
+            self.last_error = result.error
+            return None
+        if result.not_modified or result.body is None:
+            self.last_error = None
+            return None
+        fmt = fmt_from_content_type(result.content_type, self.url)
+        if fmt is None:
+            self.last_error = f"unknown content type {result.content_type!r}"
+            log.error(
+                "schedule from %s: %s (want text/csv or application/json)",
+                self.description,
+                self.last_error,
+            )
+            return None
+        try:
+            text = result.body.decode(_charset(result.content_type))
+        except (UnicodeDecodeError, LookupError) as exc:
+            self.last_error = f"cannot decode body: {exc}"
+            log.error("schedule from %s: %s", self.description, self.last_error)
+            return None
+        self.last_error = None
+        self.etag = result.etag
+        return split_documents(text, fmt)
+
+
+OnDocument = Callable[[str, str, str], None]  # (topic, text, fmt)
+
+
+class MqttScheduleReceiver:
+    """Subscribes (QoS 1) to ``topics`` and hands every payload to ``on_document``.
+
+    ``fmt`` comes from the MQTT v5 Content-Type property (``text/csv`` or ``application/json``),
+    JSON when absent. Payloads that are too large, not UTF-8 or of an unknown content type are
+    logged and dropped.
+
+    paho calls back on its own network thread. Pass ``loop`` (the agent's event loop) and the
+    callback runs on that loop instead (``call_soon_threadsafe``), so it may touch the
+    ``ScheduleBook`` / ``OrderBook`` without locks. An exception in the callback is logged and
+    never kills paho's thread.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topics: Sequence[str],
+        *,
+        on_document: OnDocument,
+        tls: bool = True,
+        ca_cert: Path | None = None,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        keepalive_s: int = 30,
+        session_expiry_s: int = 7 * 86_400,
+        max_payload: int = MAX_MQTT_PAYLOAD,
+        reconnect_min_s: float = 1.0,
+        reconnect_max_s: float = 60.0,
+    ) -> None:
+        if not topics:
+            raise ValueError("at least one topic")
+        self.host = host
+        self.port = port
+        self.topics = list(topics)
+        self.on_document = on_document
+        self.loop = loop
+        self.keepalive_s = keepalive_s
+        self.max_payload = max_payload
+        # A stable id: the persistent session (and its queued messages) is keyed by it.
+        digest = hashlib.sha256("|".join(self.topics).encode()).hexdigest()[:12]
+        self.client_id = client_id or f"kuat-quota-{digest}"
+        self.received = 0
+        self.dropped = 0
+        self._subscribed = threading.Event()
+        self._started = False
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        if tls:
+            self._client.tls_set(
+                ca_certs=str(ca_cert) if ca_cert else None,
+                certfile=str(client_cert) if client_cert else None,
+                keyfile=str(client_key) if client_key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+        if username is not None:
+            self._client.username_pw_set(username, password)
+        self._client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        # A persistent session: the broker queues QoS 1 messages for us while we are away.
+        self._props = Properties(PacketTypes.CONNECT)
+        self._props.SessionExpiryInterval = session_expiry_s
+
+    def __repr__(self) -> str:
+        return f"MqttScheduleReceiver(host={self.host!r}, port={self.port}, topics={self.topics!r})"
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background (paho's thread retries until the broker is there)."""
+        if self._started:
+            return
+        self._started = True
+        self._client.connect_async(
+            self.host,
+            self.port,
+            keepalive=self.keepalive_s,
+            clean_start=False,
+            properties=self._props,
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._subscribed.clear()
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        """True once the broker acknowledged the subscriptions (blocking; tests and ``--once``)."""
+        return self._subscribed.wait(timeout_s)
+
+    # --- paho callbacks (network thread) ------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: mqtt.ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error("quota broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            return
+        log.info(
+            "connected to quota broker %s:%d (session present: %s)",
+            self.host,
+            self.port,
+            flags.session_present,
+        )
+        # Subscribing again on a present session is harmless and covers a broker that lost it.
+        opts = SubscribeOptions(qos=1)
+        client.subscribe([(t, opts) for t in self.topics])
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: mqtt.ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._subscribed.clear()
+        if self._started:
+            log.warning(
+                "quota broker %s:%d disconnected: %s; retrying", self.host, self.port, reason
+            )
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[mqtt.ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [t for t, rc in zip(self.topics, reason_codes, strict=False) if rc.is_failure]
+        if refused:
+            log.error("quota broker refused subscriptions to %s", ", ".join(refused))
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            doc = self._decode(msg)
+        except Exception:  # a malformed message must never stop the network thread
+            log.exception("quota message on %s could not be read", msg.topic)
+            doc = None
+        if doc is None:
+            self.dropped += 1
+            return
+        self.received += 1
+        text, fmt = doc
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._deliver, msg.topic, text, fmt)
+        else:
+            self._deliver(msg.topic, text, fmt)
+
+    def _decode(self, msg: mqtt.MQTTMessage) -> Document | None:
+        payload = msg.payload
+        if len(payload) > self.max_payload:
+            log.error(
+                "quota message on %s dropped: %d bytes (cap %d)",
+                msg.topic,
+                len(payload),
+                self.max_payload,
+            )
+            return None
+        if not payload:
+            return None  # an empty retained message clears the topic; nothing to parse
+        ctype = getattr(msg.properties, "ContentType", None) if msg.properties else None
+        fmt = fmt_from_content_type(ctype) if ctype else "json"
+        if fmt is None:
+            log.error("quota message on %s dropped: content type %r", msg.topic, ctype)
+            return None
+        try:
+            text = payload.decode(_charset(ctype))
+        except (UnicodeDecodeError, LookupError) as exc:
+            log.error("quota message on %s dropped: %s", msg.topic, exc)
+            return None
+        return text, fmt
+
+    def _deliver(self, topic: str, text: str, fmt: str) -> None:
+        try:
+            self.on_document(topic, text, fmt)
+        except Exception:
+            log.exception("handling the quota message on %s failed", topic)
