@@ -23,8 +23,15 @@ def kuat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def test_check_config_ok_on_example(tmp_path: Path) -> None:
-    for name in ("snmp-community", "snmp-auth-key", "snmp-priv-key", "influx-token"):
-        (tmp_path / name).write_text("x")
+    for name in (
+        "snmp-community",
+        "snmp-auth-key",
+        "snmp-priv-key",
+        "influx-token",
+        "quota-token",
+        "order-key-kegoc",
+    ):
+        (tmp_path / name).write_text("x" * 16)
     done = kuat(
         "check-config", "config/kuat.example.toml", env={"CREDENTIALS_DIRECTORY": str(tmp_path)}
     )

@@ -11,7 +11,14 @@ from agent.tomlpos import locate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "kuat.example.toml"
-CREDENTIALS = ("snmp-community", "snmp-auth-key", "snmp-priv-key", "influx-token")
+CREDENTIALS = (
+    "snmp-community",
+    "snmp-auth-key",
+    "snmp-priv-key",
+    "influx-token",
+    "quota-token",
+    "order-key-kegoc",
+)
 
 MINIMAL = """
 [site]
@@ -51,7 +58,14 @@ def test_example_without_credentials_names_each_missing_one(
     with pytest.raises(ConfigError) as err:
         load_config(EXAMPLE)
     paths = {p.path for p in err.value.problems}
-    assert paths == {"pdu[0].community", "pdu[1].v3.auth_key", "pdu[1].v3.priv_key", "influx.token"}
+    assert paths == {
+        "pdu[0].community",
+        "pdu[1].v3.auth_key",
+        "pdu[1].v3.priv_key",
+        "quota.http.token",
+        "quota.orders.issuers.kegoc",
+        "influx.token",
+    }
     assert all("CREDENTIALS_DIRECTORY" in p.message for p in err.value.problems)
 
 
