@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -232,13 +233,22 @@ def _labels(profile: MeterProfile, block: Block) -> str:
     return ", ".join(names)
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class MeterPoller:
     """Polls Modbus TCP meters. One instance per process; it keeps one connection per gateway."""
 
-    def __init__(self, *, timeout_s: float = 2.0) -> None:
+    def __init__(
+        self, *, timeout_s: float = 2.0, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        """``clock`` stamps readings' ``taken_at`` (an aware UTC instant); default: real time.
+        The agent passes its own, so a test on an accelerated clock gets consistent stamps."""
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
         self.timeout_s = timeout_s
+        self._clock = clock or _utcnow
         _quiet_pymodbus_connect_failures()
         self._hubs: dict[tuple[str, int], _Hub] = {}
         self._profiles: dict[str, MeterProfile] = {}
@@ -263,7 +273,7 @@ class MeterPoller:
         ``timeout_s`` bounds the connect plus all reads of the poll, counted from the moment
         the connection's lock is ours (polls of units behind one gateway queue for it).
         """
-        taken_at = datetime.now(UTC)
+        taken_at = self._clock()
 
         def error(cause: str) -> DeviceError:
             return DeviceError(
