@@ -58,7 +58,9 @@ class QuotaJob:
         self.lang = cfg.agent.language
         self.book = ScheduleBook()
         self.policy = QuotaPolicy(
-            warn_fraction=cfg.quota.warn_fraction, tolerance_kwh=cfg.quota.tolerance_kwh
+            warn_fraction=cfg.quota.warn_fraction,
+            tolerance_kwh=cfg.quota.tolerance_kwh,
+            actuation_s=cfg.intervals.quota,
         )
         g = cfg.grid
         self.grid = (

@@ -71,7 +71,9 @@ def _power(a: MeterSample, b: MeterSample) -> float | None:
 def energy_between(samples: Sequence[MeterSample], start: datetime, end: datetime) -> Energy | None:
     """Import energy in ``[start, end]`` from *clean* (sorted, aware) samples, or None if no
     sample falls in the window or straddles its start."""
-    if not samples or end <= start:
+    # end == start is a real window of zero length: at the hour's first instant, with a sample
+    # on the boundary, the hour has used 0 kWh (not "unknown", which would blind one cycle).
+    if not samples or end < start:
         return None
     inside = [s for s in samples if start <= s.taken_at <= end]
     before = [s for s in samples if s.taken_at < start]

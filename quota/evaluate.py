@@ -30,6 +30,10 @@ class QuotaPolicy:
     underuse_fraction: float = 0.8  # flag a paid allocation forecast to be used below this share
     stale_after_s: float = 60.0  # the newest sample older than this: present power is a guess
     max_gap_s: float = 120.0  # a longer step between samples is flagged
+    # Seconds before a decision made now changes the load (the agent passes its quota
+    # interval): the present draw continues that long whatever is planned, so allowed_kw
+    # budgets for it instead of assuming commands act at once.
+    actuation_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.warn_fraction <= 1:
@@ -38,6 +42,8 @@ class QuotaPolicy:
             raise ValueError("tolerance_kwh must be >= 0")
         if self.demand_interval_min <= 0 or 60 % self.demand_interval_min:
             raise ValueError("demand_interval_min must divide an hour")
+        if self.actuation_s < 0:
+            raise ValueError("actuation_s must be >= 0")
         if not 0 <= self.underuse_fraction <= 1:
             raise ValueError("underuse_fraction must be in [0, 1]")
 
@@ -164,7 +170,9 @@ def evaluate(
     else:
         remaining = alloc_kwh - used
         left_s = max((end - used_until).total_seconds(), 1.0)
-        allowed = max(remaining, 0.0) * 3600.0 / left_s
+        act_s = min(policy.actuation_s, left_s - 1.0) if left_s > 1.0 else 0.0
+        committed = (p_kw or 0.0) * act_s / 3600.0
+        allowed = max(remaining - committed, 0.0) * 3600.0 / (left_s - act_s)
         margin = alloc_kwh + policy.tolerance_kwh - forecast
         figures = {
             "used_kwh": round(used, 1),
