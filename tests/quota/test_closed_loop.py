@@ -21,9 +21,9 @@ comes at the agent's first step, or one step later when the agent starts exactly
 engine's actuation delay: a command acts one step after the plan. The engine budgets for it
 (``QuotaPolicy.actuation_s``, the agent's quota interval), so at the bare edge the hour still
 closes inside (``test_actuation_delay_at_the_feasibility_edge``). From the second plan on,
-feedback absorbs any remaining error. Timers need no term of their own: miners start free (never switched
-by us), and a miner is woken only while the load stays below the allowed power, which then
-only grows, so min_on rarely holds one that must go back to sleep.
+feedback absorbs any remaining error. Timers need no term of their own: miners start free
+(never switched by us), and a miner is woken only while the load stays below the allowed
+power, which then only grows, so min_on rarely holds one that must go back to sleep.
 
 Ample (precondition of (c)): the allocation covers full load for the whole hour.
 """
