@@ -14,6 +14,7 @@ from pathlib import Path
 from agent.config import KuatConfig
 from collectors.readings import AsicReading, PollResult
 from uplink.influx import FlushReport, InfluxUplink
+from uplink.inventory import Location
 from uplink.lineproto import encode
 from uplink.mqtt import RegisterPublisher
 from uplink.spool import Spool
@@ -55,7 +56,24 @@ class Uplinks:
             password=m.password.get() if m and m.password else None,
             topic_prefix=m.topic_prefix if m else "kz/hsc-register/v1",
             client_id=m.client_id if m else None,
+            owner={
+                "bin": cfg.site.owner_bin,
+                "licence_number": cfg.site.licence_number,
+                "licence_subtype": cfg.site.licence_subtype,
+            },
+            data_centre={
+                "id": cfg.site.data_centre_id,
+                "address": cfg.site.address,
+                "grid_zone": cfg.site.grid_zone,
+                "registered": cfg.site.data_centre_registered,
+            },
         )
+        # Where each polled address is wired: the first group naming it wins, like its port.
+        self.locations: dict[tuple[str, int], Location] = {}
+        for group in cfg.asic.groups:
+            where = Location(group.location.hall, group.location.rack, group.location.slot)
+            for target in group.targets():
+                self.locations.setdefault(target, where)
         self._last_flush_problem: str | None = None
         self._last_drop_report = -DROP_REPORT_EVERY_S
 
@@ -85,7 +103,9 @@ class Uplinks:
             )
 
     async def publish_inventory(self, readings: Iterable[AsicReading], now: datetime) -> None:
-        report = await asyncio.to_thread(self.register.publish_inventory, list(readings), now)
+        report = await asyncio.to_thread(
+            self.register.publish_inventory, list(readings), now, locations=self.locations
+        )
         if report.events:
             log.info("inventory: %d miners, %d change events", report.miners, report.events)
 

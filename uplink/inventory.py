@@ -26,6 +26,7 @@ __all__ = [
     "EVENT_SCHEMA",
     "INVENTORY_SCHEMA",
     "STATUS_SCHEMA",
+    "Location",
     "Miner",
     "Snapshot",
     "build_snapshot",
@@ -56,6 +57,18 @@ _HARDWARE_FIELDS = (
 
 
 @dataclass(frozen=True, slots=True)
+class Location:
+    """Where a miner stands in the data centre (from the site's configuration)."""
+
+    hall: str = ""
+    rack: str = ""
+    slot: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {"hall": self.hall, "rack": self.rack, "slot": self.slot}
+
+
+@dataclass(frozen=True, slots=True)
 class Miner:
     id: str
     id_source: IdSource
@@ -72,6 +85,7 @@ class Miner:
     state: MinerState
     first_seen: datetime
     last_seen: datetime
+    location: Location | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +94,10 @@ class Snapshot:
     owner_bin: str
     generated_at: datetime
     miners: Mapping[str, Miner]  # by id
+    # Who holds the hardware and where it runs: {bin, licence_number, licence_subtype} and
+    # {id, address, grid_zone, registered}; the register needs both beside every list.
+    owner: Mapping[str, Any] | None = None
+    data_centre: Mapping[str, Any] | None = None
 
 
 def iso(t: datetime) -> str:
@@ -107,7 +125,9 @@ def _identity(r: AsicReading) -> tuple[str, IdSource, str | None, str | None]:
     return f"{r.ip}:{r.port}", "endpoint", serial, mac
 
 
-def _from_reading(r: AsicReading, old: Mapping[str, Miner]) -> Miner:
+def _from_reading(
+    r: AsicReading, old: Mapping[str, Miner], locations: Mapping[tuple[str, int], Location]
+) -> Miner:
     ident, source, serial, mac = _identity(r)
     previous = old.get(ident)
     pool = r.active_pool or (r.pools[0] if r.pools else None)
@@ -127,6 +147,7 @@ def _from_reading(r: AsicReading, old: Mapping[str, Miner]) -> Miner:
         state=r.state,
         first_seen=previous.first_seen if previous else r.taken_at,
         last_seen=r.taken_at,
+        location=locations.get((r.ip, r.port)),
     )
 
 
@@ -138,17 +159,24 @@ def build_snapshot(
     now: datetime,
     previous: Snapshot | None = None,
     forget_after: timedelta = timedelta(days=1),
+    locations: Mapping[tuple[str, int], Location] | None = None,
+    owner: Mapping[str, Any] | None = None,
+    data_centre: Mapping[str, Any] | None = None,
 ) -> Snapshot:
-    """The inventory after this round of readings, carrying history over from ``previous``."""
+    """The inventory after this round of readings, carrying history over from ``previous``.
+
+    ``locations`` maps a polled (ip, port) to where that address is wired in the hall.
+    """
     old = previous.miners if previous else {}
+    where = locations or {}
     miners: dict[str, Miner] = {}
     for r in sorted(readings, key=lambda r: r.taken_at):  # the newest reading of an id wins
-        m = _from_reading(r, old)
+        m = _from_reading(r, old, where)
         miners[m.id] = m
     for ident, m in old.items():
         if ident not in miners and now - m.last_seen < forget_after:
             miners[ident] = m if m.state == "offline" else replace(m, state="offline")
-    return Snapshot(site, owner_bin, now, dict(sorted(miners.items())))
+    return Snapshot(site, owner_bin, now, dict(sorted(miners.items())), owner, data_centre)
 
 
 def miner_to_json(m: Miner) -> dict[str, Any]:
@@ -168,6 +196,7 @@ def miner_to_json(m: Miner) -> dict[str, Any]:
         "state": m.state,
         "first_seen": iso(m.first_seen),
         "last_seen": iso(m.last_seen),
+        "location": m.location.to_json() if m.location else None,
     }
 
 
@@ -181,6 +210,7 @@ def miner_from_json(d: Mapping[str, Any]) -> Miner:
         state=d["state"],
         first_seen=_parse_time(d["first_seen"]),
         last_seen=_parse_time(d["last_seen"]),
+        location=Location(**d["location"]) if d.get("location") else None,
     )
 
 
@@ -192,6 +222,8 @@ def snapshot_payload(snap: Snapshot, *, seq: int) -> dict[str, Any]:
         "schema": INVENTORY_SCHEMA,
         "owner_bin": snap.owner_bin,
         "site": snap.site,
+        "owner": dict(snap.owner) if snap.owner else None,
+        "data_centre": dict(snap.data_centre) if snap.data_centre else None,
         "generated_at": iso(snap.generated_at),
         "seq": seq,
         "count": len(miners),
@@ -212,6 +244,8 @@ def snapshot_from_payload(payload: Mapping[str, Any]) -> Snapshot:
         payload["owner_bin"],
         _parse_time(payload["generated_at"]),
         {m.id: m for m in miners},
+        payload.get("owner"),
+        payload.get("data_centre"),
     )
 
 
@@ -227,6 +261,10 @@ def _event(kind: str, m: Miner, snap: Snapshot, new_id: Callable[[], str], **ext
         "miner": miner_to_json(m),
         **extra,
     }
+
+
+def _place(m: Miner) -> dict[str, Any]:
+    return {"ip": m.ip, "port": m.port, "location": m.location.to_json() if m.location else None}
 
 
 def diff(
@@ -247,15 +285,9 @@ def diff(
     common = sorted(before.keys() & after.keys())
     for ident in common:
         a, b = before[ident], after[ident]
-        if (a.ip, a.port) != (b.ip, b.port):
+        if (a.ip, a.port, a.location) != (b.ip, b.port, b.location):
             events.append(
-                _event(
-                    "moved",
-                    b,
-                    new,
-                    new_id,
-                    **{"from": {"ip": a.ip, "port": a.port}, "to": {"ip": b.ip, "port": b.port}},
-                )
+                _event("moved", b, new, new_id, **{"from": _place(a), "to": _place(b)})
             )
     for ident in common:
         a, b = before[ident], after[ident]

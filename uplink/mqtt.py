@@ -29,7 +29,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,6 +43,7 @@ from paho.mqtt.properties import Properties
 from collectors.readings import AsicReading
 from uplink.inventory import (
     STATUS_SCHEMA,
+    Location,
     Snapshot,
     build_snapshot,
     diff,
@@ -100,6 +101,8 @@ class RegisterPublisher:
         reconnect_max_s: float = 60.0,
         forget_after: timedelta = timedelta(days=1),
         agent_version: str = "",
+        owner: Mapping[str, Any] | None = None,
+        data_centre: Mapping[str, Any] | None = None,
     ) -> None:
         self.spool = spool
         self.owner_bin = owner_bin
@@ -113,6 +116,8 @@ class RegisterPublisher:
         self.status_topic = f"{base}/status"
         self.forget_after = forget_after
         self.agent_version = agent_version
+        self.owner = owner
+        self.data_centre = data_centre
         self.max_inflight = max_inflight
         self._seq_key = f"{owner_bin}/{site}"
         self._last: Snapshot | None = None
@@ -439,7 +444,13 @@ class RegisterPublisher:
                     log.exception("stored inventory snapshot unreadable; starting afresh")
         return self._last
 
-    def publish_inventory(self, readings: Iterable[AsicReading], now: datetime) -> InventoryReport:
+    def publish_inventory(
+        self,
+        readings: Iterable[AsicReading],
+        now: datetime,
+        *,
+        locations: Mapping[tuple[str, int], Location] | None = None,
+    ) -> InventoryReport:
         """Build the snapshot from this round's readings, queue the change events and the new
         snapshot durably (one transaction), and wake the sender."""
         with self._inventory_lock:
@@ -451,6 +462,9 @@ class RegisterPublisher:
                 now=now,
                 previous=previous,
                 forget_after=self.forget_after,
+                locations=locations,
+                owner=self.owner,
+                data_centre=self.data_centre,
             )
             events = diff(previous, snap)
             seqs = self.spool.outbox_put_sequenced(

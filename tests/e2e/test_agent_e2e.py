@@ -99,6 +99,7 @@ flush = 1
 timeout_s = 2.0
 [[asic.groups]]
 hosts = [{hosts}]
+location = {{ hall = "A", rack = "3" }}
 
 {pdus}
 [[meter]]
@@ -218,6 +219,11 @@ async def test_agent_cycles_land_in_victoria_and_register(
     # what the register needs of each miner: where it is and what it is
     assert {m["ip"] for m in inventory["miners"]} == {ip for ip, _ in farm.asics.targets}
     assert all(m["manufacturer"] and m["model"] for m in inventory["miners"])
+    assert {m["location"]["hall"] for m in inventory["miners"]} == {"A"}
+    assert inventory["owner"]["bin"] == OWNER_BIN
+    assert inventory["data_centre"] == {
+        "id": "DC-E2E", "address": "", "grid_zone": "north-south", "registered": True
+    }  # fmt: skip
     status = retained(mosquitto, f"kz/hsc-register/v1/{OWNER_BIN}/{SITE}/status")
     assert status["state"] == "offline"  # clean shutdown says so
 

@@ -9,6 +9,7 @@ import pytest
 from collectors.readings import AsicReading, PoolInfo
 from tests.uplink.schema_check import validate
 from uplink.inventory import (
+    Location,
     build_snapshot,
     diff,
     snapshot_from_payload,
@@ -92,11 +93,38 @@ def test_ip_change_is_moved_not_add_remove() -> None:
         ("moved", "SN1"),
         ("moved", "aa:bb:cc:dd:ee:02"),
     ]
-    assert events[0]["from"] == {"ip": "10.0.0.1", "port": 4028}
-    assert events[0]["to"] == {"ip": "10.0.0.9", "port": 4028}
+    assert events[0]["from"] == {"ip": "10.0.0.1", "port": 4028, "location": None}
+    assert events[0]["to"] == {"ip": "10.0.0.9", "port": 4028, "location": None}
     assert b.miners["SN1"].first_seen == T0 and b.miners["SN1"].last_seen == t1
     for e in events:
         validate("event.v1", {**e, "seq": 1})
+
+
+def test_location_and_owner_reach_the_register() -> None:
+    hall_a = Location("A", "1", "")
+    hall_b = Location("B", "7", "")
+    owner = {"bin": OWNER, "licence_number": "DM-1", "licence_subtype": "I"}
+    dc = {"id": "DC-1", "address": "Ekibastuz", "grid_zone": "north-south", "registered": True}
+
+    def at(where: Location, t: datetime, previous: object = None):
+        return build_snapshot(
+            [miner("SN1", "10.0.0.1", t=t)], site="ekibastuz-1", owner_bin=OWNER, now=t,
+            previous=previous, locations={("10.0.0.1", 4028): where}, owner=owner,
+            data_centre=dc,
+        )  # fmt: skip
+
+    a = at(hall_a, T0)
+    payload = snapshot_payload(a, seq=0)
+    validate("inventory.v1", payload)
+    assert payload["owner"] == owner and payload["data_centre"] == dc
+    assert payload["miners"][0]["location"] == {"hall": "A", "rack": "1", "slot": ""}
+    # the same address rewired into another hall: the register hears the miner moved
+    b = at(hall_b, T0 + timedelta(minutes=5), a)
+    (e,) = diff(a, b, new_id=fixed_ids())
+    assert e["type"] == "moved"
+    assert e["from"]["location"]["hall"] == "A" and e["to"]["location"]["hall"] == "B"
+    validate("event.v1", {**e, "seq": 1})
+    assert snapshot_from_payload(payload).miners["SN1"].location == hall_a
 
 
 def test_changed_and_run_state_is_not_a_change() -> None:
