@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from agent.tomlpos import locate
+from quota.grid import GridConnection
 
 Lang = Literal["kk", "ru", "en"]
 
@@ -86,6 +87,40 @@ class SecretRef(Strict):
 def _secret(v: Any) -> Any:
     # A bare string is accepted as an inline value: convenient for a lab, discouraged in the docs.
     return {"value": v} if isinstance(v, str) else v
+
+
+def _http_url(v: str) -> str:
+    if not v.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return v.rstrip("/")
+
+
+class ClientCert(Strict):
+    """A TLS client identity: the certificate and its key go together or not at all."""
+
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> ClientCert:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        return self
+
+
+class Broker(ClientCert):
+    """An MQTT broker kuat talks to over TLS."""
+
+    host: str
+    port: Annotated[int, Field(ge=1, le=65535)] = 8883
+    tls: bool = True
+    ca_cert: Path | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    # Stable, so the broker keeps the persistent session (and queued QoS 1 messages) under it.
+    client_id: str | None = None
+
+    _coerce_password = field_validator("password", mode="before")(_secret)
 
 
 # --- sections ---------------------------------------------------------------------------
@@ -223,7 +258,7 @@ class MeterConfig(Strict):
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
 
 
-class QuotaHttpSection(Strict):
+class QuotaHttpSection(ClientCert):
     """The energy company's schedule endpoint, polled with If-None-Match."""
 
     url: str
@@ -232,46 +267,15 @@ class QuotaHttpSection(Strict):
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     verify_tls: bool = True
     ca_cert: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
 
     _coerce = field_validator("token", mode="before")(_secret)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v
-
-    @model_validator(mode="after")
-    def _cert_pair(self) -> QuotaHttpSection:
-        if (self.client_cert is None) != (self.client_key is None):
-            raise ValueError("client_cert and client_key go together")
-        return self
+    _url = field_validator("url")(_http_url)
 
 
-class QuotaMqttSection(Strict):
+class QuotaMqttSection(Broker):
     """Push: schedules on {topic_prefix}/{site}/schedule, orders on .../orders."""
 
-    host: str
-    port: Annotated[int, Field(ge=1, le=65535)] = 8883
-    tls: bool = True
-    ca_cert: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
-    username: str | None = None
-    password: SecretRef | None = None
     topic_prefix: str = "kz/quota/v1"
-    client_id: str | None = None  # stable: the broker queues QoS 1 messages under it
-
-    _coerce = field_validator("password", mode="before")(_secret)
-
-    @model_validator(mode="after")
-    def _cert_pair(self) -> QuotaMqttSection:
-        if (self.client_cert is None) != (self.client_key is None):
-            raise ValueError("client_cert and client_key go together")
-        return self
 
 
 class OrdersSection(Strict):
@@ -323,6 +327,18 @@ class GridSection(Strict):
     connected_on: date
     off_grid: bool = False
 
+    def connection(self) -> GridConnection:
+        return GridConnection(
+            tc_number=self.tc_number,
+            tc_date=self.tc_date,
+            issuer=self.issuer,
+            substation=self.substation,
+            voltage_kv=self.voltage_kv,
+            permitted_mw=self.permitted_mw,
+            connected_on=self.connected_on,
+            off_grid=self.off_grid,
+        )
+
 
 class BalanceSection(Strict):
     """Meter vs registered devices: load no registered device explains raises an alarm."""
@@ -350,34 +366,13 @@ class InfluxSection(Strict):
     batch_lines: Annotated[int, Field(ge=1, le=100_000)] = 5000
 
     _coerce = field_validator("token", mode="before")(_secret)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return v.rstrip("/")
+    _url = field_validator("url")(_http_url)
 
 
-class MqttSection(Strict):
-    host: str
-    port: Annotated[int, Field(ge=1, le=65535)] = 8883
-    tls: bool = True
-    ca_cert: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
-    username: str | None = None
-    password: SecretRef | None = None
+class MqttSection(Broker):
+    """The register's broker."""
+
     topic_prefix: str = "kz/hsc-register/v1"
-    client_id: str | None = None
-
-    _coerce = field_validator("password", mode="before")(_secret)
-
-    @model_validator(mode="after")
-    def _cert_pair(self) -> MqttSection:
-        if (self.client_cert is None) != (self.client_key is None):
-            raise ValueError("client_cert and client_key go together")
-        return self
 
 
 class SpoolSection(Strict):

@@ -20,7 +20,7 @@ from quota.checks import CheckStatus
 from quota.clock import hour_of
 from quota.energy import MeterSample
 from quota.evaluate import QuotaPolicy, QuotaState, QuotaStatus, evaluate
-from quota.grid import GridConnection, check_grid_connection
+from quota.grid import check_grid_connection
 from quota.messages import render
 from quota.orders import OrderBook, OrderOutcome
 from quota.pools import check_pools
@@ -62,21 +62,7 @@ class QuotaJob:
             tolerance_kwh=cfg.quota.tolerance_kwh,
             actuation_s=cfg.intervals.quota,
         )
-        g = cfg.grid
-        self.grid = (
-            GridConnection(
-                tc_number=g.tc_number,
-                tc_date=g.tc_date,
-                issuer=g.issuer,
-                substation=g.substation,
-                voltage_kv=g.voltage_kv,
-                permitted_mw=g.permitted_mw,
-                connected_on=g.connected_on,
-                off_grid=g.off_grid,
-            )
-            if g
-            else None
-        )
+        self.grid = cfg.grid.connection() if cfg.grid else None
         b = cfg.balance
         self.balance_policy = BalancePolicy(
             overhead_kw=b.overhead_kw,

@@ -23,7 +23,7 @@ from agent.ledger import EnergyLedger, month_bounds
 from collectors.readings import AsicReading, PoolInfo
 from quota.checks import CheckStatus
 from quota.clock import as_utc, hour_bounds, hour_of
-from quota.grid import GridConnection, check_grid_connection
+from quota.grid import check_grid_connection
 from quota.messages import render
 from quota.pools import check_pools
 from quota.reasons import Code, Reason
@@ -371,16 +371,7 @@ def _grid_section(
             "reasons": [],
             "text": [label("grid_not_configured", lang)],
         }
-    conn = GridConnection(
-        tc_number=g.tc_number,
-        tc_date=g.tc_date,
-        issuer=g.issuer,
-        substation=g.substation,
-        voltage_kv=g.voltage_kv,
-        permitted_mw=g.permitted_mw,
-        connected_on=g.connected_on,
-        off_grid=g.off_grid,
-    )
+    conn = g.connection()
     result = check_grid_connection(conn, peak)
     reasons = _reason_json(result.reasons, lang)
     return {
