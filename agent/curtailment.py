@@ -16,6 +16,7 @@ from agent.config import KuatConfig
 from agent.state import SiteState
 from collectors.capabilities import ActionResult
 from collectors.cgminer import control
+from collectors.cgminer.models import estimated_power_w
 from collectors.readings import AsicReading
 from quota.curtail import ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
 from quota.evaluate import QuotaStatus
@@ -58,16 +59,13 @@ class Curtailer:
         for r in self.state.asic_readings():
             did = r.device_id
             by_id[did] = r
-            if r.state == "mining" and r.power_w:
-                self._mining[did] = (r.power_w, r.hashrate_ths)
+            # Stock Antminers report no power: plan with the spec-sheet figure scaled by hashrate.
+            power_w = r.power_w or estimated_power_w(r.model, r.hashrate_ths)
+            if r.state == "mining" and power_w:
+                self._mining[did] = (power_w, r.hashrate_ths)
             asleep = r.state == "sleeping"
             power, hashrate = (
-                self._mining.get(did, (None, None))
-                if asleep
-                else (
-                    r.power_w,
-                    r.hashrate_ths,
-                )
+                self._mining.get(did, (None, None)) if asleep else (power_w, r.hashrate_ths)
             )
             out.append(MinerState(did, power, hashrate, asleep, self.switched.get(did)))
         return out, by_id
@@ -145,8 +143,19 @@ class Curtailer:
             if r is None or r.firmware_family is None:
                 return ActionResult(device_id, kind.value, "unsupported", "firmware not known")
             act = control.sleep if kind == ActionKind.SLEEP else control.wake
+            extra: dict[str, object] = {}
+            if r.firmware_family == "bitmain":
+                # Stock firmware switches through its web UI and restarts its miner process:
+                # sleeping takes tens of seconds, hashing again after a wake takes minutes.
+                a = self.cfg.asic
+                extra = {
+                    "web_port": a.web_port or 80,
+                    "web_username": a.web_username,
+                    "web_password": a.web_password.get(),
+                    "confirm_s": 60.0 if kind == ActionKind.SLEEP else 180.0,
+                }
             async with gate:
-                return await act(r.ip, r.port, r.firmware_family, why)
+                return await act(r.ip, r.port, r.firmware_family, why, **extra)
 
         results = await asyncio.gather(
             *(one(a.device_id, a.kind, render(a.reason, self.lang)) for a in p.actions)

@@ -16,6 +16,7 @@ _SUFFIX = re.compile(r"(_.*|v\d\d.*)$")
 class ModelInfo:
     nominal_ths: float | None = None
     ghs_key_unit: str = "GH"
+    nominal_w: float | None = None
 
 
 def normalise(model: str) -> str:
@@ -29,7 +30,11 @@ def normalise(model: str) -> str:
 def _table() -> dict[str, ModelInfo]:
     raw = tomllib.loads(resources.files(__package__).joinpath("models.toml").read_text("utf-8"))
     return {
-        key: ModelInfo(nominal_ths=v.get("nominal_ths"), ghs_key_unit=v.get("ghs_key_unit", "GH"))
+        key: ModelInfo(
+            nominal_ths=v.get("nominal_ths"),
+            ghs_key_unit=v.get("ghs_key_unit", "GH"),
+            nominal_w=v.get("nominal_w"),
+        )
         for key, v in raw["models"].items()
     }
 
@@ -38,3 +43,17 @@ def lookup(model: str | None) -> ModelInfo | None:
     if not model:
         return None
     return _table().get(normalise(model))
+
+
+def estimated_power_w(model: str | None, hashrate_ths: float | None) -> float | None:
+    """Spec-sheet power scaled by how hard the miner hashes now, for a miner that reports none.
+
+    An estimate for planning only: the energy books use the meter, never this.
+    """
+    info = lookup(model)
+    if info is None or info.nominal_w is None:
+        return None
+    if hashrate_ths is None or not info.nominal_ths:
+        return info.nominal_w
+    # Fans and control boards draw even when hashboards idle; clamp to a sane band.
+    return info.nominal_w * min(max(hashrate_ths / info.nominal_ths, 0.05), 1.2)

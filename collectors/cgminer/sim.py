@@ -9,11 +9,16 @@ numbers that move a little per request; fault personalities misbehave on purpose
 - ``reject_multi``: stock Antminer that answers "Invalid command" to ``a+b``.
 
 With ``web_port`` set, stock Antminers (``antminer``, ``reject_multi``) also serve their web UI's
-``/cgi-bin/get_system_info.cgi`` (serial, MAC, model) behind HTTP digest auth, as lighttpd on the
-real box does; ``SimMiner.web_password`` and ``web_hang`` let tests break it.
+``/cgi-bin/get_system_info.cgi`` (serial, MAC, model), ``get_miner_conf.cgi`` and
+``set_miner_conf.cgi`` behind HTTP digest auth, as lighttpd on the real box does;
+``SimMiner.web_password`` and ``web_hang`` let tests break it.
 
 Sleep/wake as the firmware does it: LuxOS ``logon`` + ``curtail`` ``<sid>,sleep|wakeup``,
-Whatsminer ``power_off``/``power_on``, Braiins ``pause``/``resume``.
+Whatsminer ``power_off``/``power_on``, Braiins ``pause``/``resume``, stock Antminer a
+``set_miner_conf.cgi`` with ``miner-mode`` 1/0 (applied after ``web_apply_delay_s``, as bmminer
+restarts into the new mode). A sleeping stock miner hashes 0 with its fans stopped, at ~10 W.
+LuxOS power profiles: ``profiles`` and ``logon`` + ``profileset`` ``<sid>,<name>``; the miner
+then runs at that profile's watts and hashrate.
 
     python -m collectors.cgminer.sim --count 500 --first-ip 127.20.0.1
 """
@@ -94,6 +99,15 @@ class SimMiner:
     web_password: str = "root"
     web_hang: bool = False
     web_nonces: deque[str] = field(default_factory=lambda: deque(maxlen=64))
+    # stock web UI config: the saved work mode (0 normal, 1 sleep), every document posted to
+    # set_miner_conf.cgi, and how long bmminer takes to come back in the new mode
+    work_mode: int = 0
+    conf_writes: list[dict[str, Any]] = field(default_factory=list)
+    web_apply_delay_s: float = 0.0
+    # LuxOS: the profile in use and what it makes the miner run at (0 = nameplate)
+    profile: str = R.LUX_DEFAULT_PROFILE
+    run_ths: float = 0.0
+    run_w: float = 0.0
 
     @property
     def firmware_personality(self) -> str:
@@ -117,8 +131,8 @@ class SimMiner:
             self.fans_rpm = (0,) * len(self.fans_rpm or (0, 0, 0, 0))
             self._temps = tuple((22, 22) for _ in range(3))
             return
-        self.hashrate_ths = self.nominal_ths * r.uniform(0.97, 1.03)
-        self.power_w = self.nominal_power_w * r.uniform(0.985, 1.015)
+        self.hashrate_ths = (self.run_ths or self.nominal_ths) * r.uniform(0.97, 1.03)
+        self.power_w = (self.run_w or self.nominal_power_w) * r.uniform(0.985, 1.015)
         n_fans = 2 if self.firmware_personality == "whatsminer" else 4
         self.fans_rpm = tuple(int(r.uniform(5000, 6000)) for _ in range(n_fans))
         self._temps = tuple((int(r.uniform(58, 74)), int(r.uniform(66, 82))) for _ in range(3))
@@ -162,6 +176,19 @@ class SimMiner:
         fn = table.get(command)
         return fn(self) if fn is not None else R.invalid(desc)
 
+    def set_work_mode(self, mode: int) -> None:
+        """What set_miner_conf.cgi does: save the mode, bmminer restarts into it."""
+        self.work_mode = mode
+
+        def apply() -> None:
+            if self.work_mode == mode:  # a later write wins, as the last restart does
+                self.sleeping = mode == 1
+
+        if self.web_apply_delay_s > 0:
+            asyncio.get_running_loop().call_later(self.web_apply_delay_s, apply)
+        else:
+            apply()
+
     def _control(self, command: str, parameter: str, desc: str) -> dict[str, Any] | None:
         fw = self.firmware_personality
         if fw == "luxos" and command == "curtail":
@@ -170,6 +197,24 @@ class SimMiner:
                 return {"STATUS": R._status(45, "Access denied", desc, "E"), "id": 1}
             self.sleeping = action == "sleep"
             return R.ok(desc, f"Curtail {action}")
+        if fw == "luxos" and command == "profileset":
+            sid, _, name = parameter.partition(",")
+            if sid != self.session_id:
+                return {"STATUS": R._status(45, "Access denied", desc, "E"), "id": 1}
+            table = R.lux_profiles(self)
+            if name not in table:
+                return {"STATUS": R._status(322, f"Invalid profile {name}", desc, "E"), "id": 1}
+            self.profile = name
+            self.run_ths, watts = table[name]
+            self.run_w = float(watts)
+            self.power_limit_w = watts
+            return {
+                "PROFILE": [{"Board": 0, "FrequencyStep": 5, "Profile": name, "VoltageStep": 0.05}],
+                "STATUS": R._status(321, "Profile Set", desc),
+                "id": 1,
+            }
+        if fw == "luxos" and command == "logoff":
+            return R.ok(desc, "Session closed")
         if fw == "whatsminer" and command in ("power_off", "power_on"):
             self.sleeping = command == "power_off"
             return {"STATUS": "S", "When": int(time.time()), "Code": 131, "Msg": "API command OK"}
@@ -270,6 +315,7 @@ class _MinerProtocol(asyncio.Protocol):
 
 WEB_USER = "root"
 _MAX_HEAD = 8192
+_MAX_POST = 64 * 1024
 
 
 async def _serve_web(
@@ -280,12 +326,18 @@ async def _serve_web(
         head = await _read_head(reader)
         if head is None:
             return
+        length = head[2].get("content-length", "0")
+        if not length.isdigit() or int(length) > _MAX_POST:
+            return
+        # read the body even when the answer is a 401: closing with unread bytes sends an RST,
+        # and the client would lose the challenge it needs for the digest handshake
+        body = await reader.readexactly(int(length))
         if miner.web_hang:
             # a wedged CGI: the request is read, nothing comes back until the client gives up
             while await reader.read(1024):
                 pass
             return
-        w.write(_web_response(miner, *head))
+        w.write(_web_response(miner, *head, body))
         await w.drain()
     except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         pass
@@ -310,7 +362,9 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, 
     return parts[0], parts[1], headers
 
 
-def _web_response(miner: SimMiner, method: str, path: str, headers: dict[str, str]) -> bytes:
+def _web_response(
+    miner: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes = b""
+) -> bytes:
     if not _digest_ok(miner, method, headers.get("authorization", "")):
         nonce = secrets.token_hex(16)
         miner.web_nonces.append(nonce)
@@ -318,10 +372,42 @@ def _web_response(miner: SimMiner, method: str, path: str, headers: dict[str, st
         return _http(
             miner, 401, b"401 - Unauthorized", "text/html", {"WWW-Authenticate": challenge}
         )
-    if method != "GET" or path.split("?")[0] != "/cgi-bin/get_system_info.cgi":
+    route = (method, path.split("?")[0])
+    if route == ("GET", "/cgi-bin/get_system_info.cgi"):
+        doc: dict[str, Any] = R.bm_system_info(miner)
+    elif route == ("GET", "/cgi-bin/get_miner_conf.cgi"):
+        doc = R.bm_miner_conf(miner)
+    elif route == ("POST", "/cgi-bin/set_miner_conf.cgi"):
+        doc = R.bm_set_result(_set_miner_conf(miner, body))
+    else:
         return _http(miner, 404, b"404 - Not Found", "text/html", {})
-    body = json.dumps(R.bm_system_info(miner)).encode()
-    return _http(miner, 200, body, "application/json", {})
+    return _http(miner, 200, json.dumps(doc).encode(), "application/json", {})
+
+
+def _set_miner_conf(miner: SimMiner, body: bytes) -> bool:
+    """Apply a posted config as the firmware does: the whole config is replaced, pools included,
+    so a client that forgot to send the pools leaves the miner with none."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(doc, dict):
+        return False
+    raw = doc.get("miner-mode", doc.get("bitmain-work-mode"))
+    mode = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+    if isinstance(raw, str) and raw.strip().isdigit():
+        mode = int(raw)
+    if mode not in (0, 1, 2, 3):
+        return False
+    miner.conf_writes.append(doc)
+    pools = doc.get("pools")
+    miner.pools = [
+        {"url": str(p["url"]), "user": str(p.get("user", "")), "pass": str(p.get("pass", ""))}
+        for p in (pools if isinstance(pools, list) else [])
+        if isinstance(p, dict) and p.get("url")
+    ]
+    miner.set_work_mode(mode)
+    return True
 
 
 def _http(miner: SimMiner, status: int, body: bytes, ctype: str, extra: dict[str, str]) -> bytes:

@@ -324,7 +324,7 @@ def _lux_config(m: SimMiner) -> Body:
                 "OS": "LuxOS",
                 "PSULabel": "APW121215e",
                 "Pool Count": len(m.pools),
-                "Profile": "290MHz",
+                "Profile": m.profile,
                 "SerialNumber": m.serial,
                 "Strategy": "Failover",
                 "SystemStatus": "Normal",
@@ -357,6 +357,36 @@ def _fans(m: SimMiner, desc: str) -> Body:
     return {"STATUS": _status(202, f"{len(rows)} Fan(s)", desc), "FANS": rows, "id": 1}
 
 
+# LuxOS names its profiles by chip clock; the 290 MHz one is the nameplate (default) setting.
+LUX_DEFAULT_PROFILE = "290MHz"
+_LUX_FREQS = (190, 215, 240, 265, 290, 315, 340)
+
+
+def lux_profiles(m: SimMiner) -> dict[str, tuple[float, int]]:
+    """{name: (TH/s, watts)}: power grows faster than clock, as the voltage steps up with it."""
+    out = {}
+    for f in _LUX_FREQS:
+        k = f / 290
+        out[f"{f}MHz"] = (round(m.nominal_ths * k, 1), round(m.nominal_power_w * k**1.3))
+    return out
+
+
+def _lux_profiles_body(m: SimMiner) -> Body:
+    rows = [
+        {
+            "Profile Name": name,
+            "Frequency": int(name.removesuffix("MHz")),
+            "Hashrate": ths,
+            "IsDynamic": False,
+            "Step": str((int(name.removesuffix("MHz")) - 290) // 25),
+            "Voltage": round(12.8 + (int(name.removesuffix("MHz")) - 290) / 100, 2),
+            "Watts": watts,
+        }
+        for name, (ths, watts) in lux_profiles(m).items()
+    ]
+    return {"PROFILES": rows, "STATUS": _status(320, "Profiles", _LUX_DESC), "id": 1}
+
+
 LUXOS: dict[str, Callable[[SimMiner], Body]] = {
     "config": _lux_config,
     "summary": _lux_summary,
@@ -383,6 +413,7 @@ LUXOS: dict[str, Callable[[SimMiner], Body]] = {
         "STATUS": _status(310, "Session created", _LUX_DESC),
         "id": 1,
     },
+    "profiles": _lux_profiles_body,
 }
 
 
@@ -489,6 +520,35 @@ def ok(desc: str, msg: str) -> Body:
 # --- Bitmain stock web UI ----------------------------------------------------------------------
 
 BM_WEB_REALM = "antMiner Configuration"
+
+
+def bm_miner_conf(m: SimMiner) -> Body:
+    """/cgi-bin/get_miner_conf.cgi of an S19-era stock Antminer: the mode reads back as a
+    string under ``bitmain-work-mode``; pool passwords are included, as the real CGI does."""
+    return {
+        "pools": [
+            {"url": p["url"], "user": p["user"], "pass": p.get("pass", "x")} for p in m.pools
+        ],
+        "api-listen": True,
+        "api-network": True,
+        "api-groups": "A:stats:pools:devs:summary:version",
+        "api-allow": "A:0/0,W:*",
+        "bitmain-fan-ctrl": False,
+        "bitmain-fan-pwm": "100",
+        "bitmain-use-vil": True,
+        "bitmain-freq": "675",
+        "bitmain-voltage": "1400",
+        "bitmain-ccdelay": "0",
+        "bitmain-pwth": "0",
+        "bitmain-work-mode": str(m.work_mode),
+        "bitmain-freq-level": "100",
+    }
+
+
+def bm_set_result(ok: bool) -> Body:
+    if ok:
+        return {"stats": "success", "code": "M000", "msg": "OK!"}
+    return {"stats": "error", "code": "M001", "msg": "Illegal parameters!"}
 
 
 def bm_system_info(m: SimMiner) -> Body:

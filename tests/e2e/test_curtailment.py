@@ -109,3 +109,25 @@ async def test_enforcement_sleeps_miners_and_the_meter_sees_it(
     assert {r.state for r in agent.state.asic_readings()} == {"sleeping"}
     last = agent.state.site_meter_history[-1]
     assert last.p_kw is not None and last.p_kw < before_kw * 0.1
+
+
+async def test_enforcement_sleeps_stock_antminers_through_their_web_ui(tmp_path: Path) -> None:
+    # Stock firmware reports no power: the plan uses spec-sheet figures, the commands go to the
+    # web UI (digest auth), and the miners are confirmed asleep over the cgminer API.
+    asics = AsicFarmSimulator(4, first_ip="127.42.1.1", personalities=["antminer"], web_port=8081)
+    async with asics, MeterSimulator("schneider-pm5560") as meter:
+        follower = asyncio.create_task(follow_farm(asics, meter))
+        await asyncio.sleep(0.6)
+        text = config(tmp_path, asics, meter, enforce=True).replace(
+            "[asic]\n", "[asic]\nweb_port = 8081\n"
+        )
+        agent = Agent(parse_config(text))
+        try:
+            await run_for(agent, 10)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+    assert all(m.sleeping for m in asics.miners)
+    assert {r.outcome for r in agent.curtailer.results} == {"done"}
+    assert all(r.serial for r in agent.state.asic_readings())  # identities from the web UI

@@ -2,6 +2,12 @@
 
 The stock API gives no serial, MAC or watts (those live in the web UI); stats carries chain
 temperatures as "a-b-c-d" strings, one number per sensor.
+
+Sleep (work mode 1, set through the web UI) has no flag on the API either, so ``state`` is
+"sleeping" when stats echoes a work mode of 1 (``miner-mode``/``bitmain-work-mode``, on the
+builds that do), or when the miner hashes 0 with every reported fan at 0 rpm: a sleeping box
+stops its fans, while one that is starting, faulted or overheating keeps them turning, and that
+must stay "error". Without that evidence the engine's own rule applies.
 """
 
 from __future__ import annotations
@@ -146,6 +152,20 @@ def _uptime(summary: Body | None, stats: Body | None) -> int | None:
     )
 
 
+_MODE_KEYS = ("miner-mode", "bitmain-work-mode")
+
+
+def _state(summary: Body | None, stats: Body | None) -> str | None:
+    flat = _stats(stats).flat
+    for key in _MODE_KEYS:
+        if integer(flat.get(key)) == 1:
+            return "sleeping"
+    fans = _fans(stats)
+    if _hashrate(summary, stats) == 0 and fans and not any(fans):
+        return "sleeping"
+    return None  # no sleep evidence: mining/error is decided from hashrate by the engine
+
+
 FIELDS: dict[str, Source] = {
     "model": Source(("version", "stats"), _model),
     "firmware": Source(("version", "stats"), _firmware),
@@ -157,6 +177,11 @@ FIELDS: dict[str, Source] = {
     "uptime_s": Source(("summary", "stats"), _uptime),
 }
 
-SPEC = FirmwareSpec(family="bitmain", vendor="Bitmain", fields=FIELDS)
+# The sleep rule is for stock Bitmain only: an unknown derivative's fans-at-0 proves nothing.
+SPEC = FirmwareSpec(
+    family="bitmain",
+    vendor="Bitmain",
+    fields={**FIELDS, "state": Source(("summary", "stats"), _state)},
+)
 # Unknown cgminer derivatives read the same keys; the vendor stays unknown.
 GENERIC = FirmwareSpec(family="cgminer", vendor=None, fields=FIELDS)

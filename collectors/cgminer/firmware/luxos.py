@@ -1,7 +1,13 @@
 """LuxOS (Luxor) on Antminers: cgminer-compatible API plus ``config`` (identity) and ``power``.
 
-Privileged commands (curtail) need a session from ``logon``; the session id is the first
-parameter: ``{"command": "curtail", "parameter": "<sid>,sleep"}``.
+Privileged commands (curtail, profileset) need a session from ``logon``; the session id is the
+first parameter: ``{"command": "curtail", "parameter": "<sid>,sleep"}``.
+
+Power is set by profile, not by watts: ``profiles`` lists what the machine can run
+(``{"PROFILES": [{"Profile Name": "290MHz", "Watts": 2760, "Hashrate": 121.8, ...}]}``) and
+``config`` names the one in use (``Profile``), so ``power_limit_w`` is that profile's watts.
+The table only changes with the firmware, so it is a sticky reply (re-read every STICKY_POLLS
+polls and after a reboot), not one more command in every poll.
 """
 
 from __future__ import annotations
@@ -72,6 +78,24 @@ def _state(config: Body | None) -> str | None:
     return "mining" if mode.lower() == "none" else "sleeping"
 
 
+def profile_table(profiles: Body | None) -> dict[str, float]:
+    """``profiles`` reply -> {profile name: watts}; rows without a name or watts are skipped."""
+    out: dict[str, float] = {}
+    for row in items(profiles, "PROFILES"):
+        name = text(row.get("Profile Name"))
+        watts = num(row.get("Watts"))
+        if name is not None and watts is not None and watts > 0:
+            out[name] = watts
+    return out
+
+
+def _power_limit(config: Body | None, profiles: Body | None) -> float | None:
+    name = text(_cfg(config).get("Profile"))
+    if name is None:
+        return None
+    return profile_table(profiles).get(name)
+
+
 FIELDS: dict[str, Source] = {
     "model": Source(("config",), lambda c: text(_cfg(c).get("Model"))),
     "serial": Source(("config",), lambda c: text(_cfg(c).get("SerialNumber"))),
@@ -80,6 +104,7 @@ FIELDS: dict[str, Source] = {
     "hashrate_ths": Source(("summary",), _hashrate),
     "hashrate_nominal_ths": Source(("config",), lambda c: num(_cfg(c).get("NameplateTHS"))),
     "power_w": Source(("power",), lambda p: num((item(p, "POWER") or {}).get("Watts"))),
+    "power_limit_w": Source(("config", "profiles"), _power_limit),
     "temps_c": Source(("temps",), _temps),
     "fans_rpm": Source(("fans",), _fans),
     "pools": Source(("pools",), pools),
@@ -93,4 +118,5 @@ SPEC = FirmwareSpec(
     fields=FIELDS,
     sleep_command=("curtail", "sleep"),
     wake_command=("curtail", "wakeup"),
+    sticky=frozenset({"profiles"}),
 )
