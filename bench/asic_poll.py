@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -50,6 +51,25 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _filled(r: Any) -> dict[str, bool]:
+    """Which probe fields one AsicReading has (a value, not None or empty)."""
+    return {
+        "vendor": r.vendor is not None,
+        "model": r.model is not None,
+        "serial": r.serial is not None,
+        "mac": r.mac is not None,
+        "firmware": r.firmware is not None,
+        "hashrate_ths": r.hashrate_ths is not None,
+        "hashrate_nominal_ths": r.hashrate_nominal_ths is not None,
+        "power_w": r.power_w is not None,
+        "power_limit_w": r.power_limit_w is not None,
+        "temps": bool(r.temps_c.board or r.temps_c.chip),
+        "fans": bool(r.fans_rpm),
+        "pools": bool(r.pools),
+        "uptime_s": r.uptime_s is not None,
+    }
+
+
 async def run_kuat(tg: list[tuple[str, int]], rounds: int, concurrency: int) -> dict[str, Any]:
     from collectors.cgminer.collector import AsicPoller
     from collectors.readings import AsicReading
@@ -64,21 +84,10 @@ async def run_kuat(tg: list[tuple[str, int]], rounds: int, concurrency: int) -> 
         results += await poller.poll_many(tg)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
     ok = [r for r in results if isinstance(r, AsicReading)]
-    filled = {
-        "vendor": sum(r.vendor is not None for r in ok),
-        "model": sum(r.model is not None for r in ok),
-        "serial": sum(r.serial is not None for r in ok),
-        "mac": sum(r.mac is not None for r in ok),
-        "firmware": sum(r.firmware is not None for r in ok),
-        "hashrate_ths": sum(r.hashrate_ths is not None for r in ok),
-        "hashrate_nominal_ths": sum(r.hashrate_nominal_ths is not None for r in ok),
-        "power_w": sum(r.power_w is not None for r in ok),
-        "power_limit_w": sum(r.power_limit_w is not None for r in ok),
-        "temps": sum(bool(r.temps_c.board or r.temps_c.chip) for r in ok),
-        "fans": sum(bool(r.fans_rpm) for r in ok),
-        "pools": sum(bool(r.pools) for r in ok),
-        "uptime_s": sum(r.uptime_s is not None for r in ok),
-    }
+    filled = dict.fromkeys(FIELDS, 0)
+    for r in ok:
+        for k, v in _filled(r).items():
+            filled[k] += v
     errors = sorted({r.cause for r in results if not isinstance(r, AsicReading)})[:3]
     return _report("kuat", len(results), len(ok), cpu, wall, filled, errors) | {
         "first_cycle": {
@@ -150,6 +159,423 @@ def _report(
     }
 
 
+# --- --scale N: the agent's memory at farm size ----------------------------------------------
+#
+# The simulators (SCALE_PER_SIM miners each, simulator i on 127.(SCALE_NET+i).0.0/16) and the
+# client are separate processes. The client is started first, while this process is still small:
+# over fork/vfork + exec Linux carries the parent's peak RSS into the child's ru_maxrss, so a
+# client started late could report the parent's peak as its own. VmHWM (this exec's own peak)
+# is reported next to ru_maxrss as a check.
+
+SCALE_TARGET = 50_000
+RSS_TARGET_MB = 300.0
+SCALE_PER_SIM = 10_000
+SCALE_MAX_SIMS = 12  # more simulator processes than this on a small box only measures the scheduler
+SCALE_NET = 100
+FD_MARGIN = 256  # stdio, the loop's self-pipe, pyc files, logging: what is not a miner's socket
+_ATTR = {"temps": "temps_c", "fans": "fans_rpm"}
+# why a firmware cannot fill a field, where kuat has no source for it at all
+_WHY = {
+    ("bitmain", "power_w"): "stock bmminer reports no watts on its API",
+    ("bitmain", "power_limit_w"): "stock bmminer reports no power limit on its API",
+    ("braiins", "serial"): "Braiins OS's cgminer-compatible API has no serial",
+    ("braiins", "mac"): "Braiins OS's cgminer-compatible API has no MAC",
+}
+
+
+def _status_mb() -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of this process, MB."""
+    out: dict[str, float] = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = round(int(value.split()[0]) / 1024, 1)
+    return out
+
+
+def _raise_nofile() -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit; (soft, hard) after. Children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard
+    if hard == resource.RLIM_INFINITY:
+        try:
+            with open("/proc/sys/fs/nr_open") as f:
+                want = int(f.read())
+        except OSError:
+            want = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft, (want if hard == resource.RLIM_INFINITY else hard)
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: a simulator or client must not outlive the benchmark, even on SIGKILL."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _deep_size(root: object) -> int:
+    """Bytes of everything reachable from root, each object once.
+
+    Classes, modules, functions, the event loop and running tasks (their frames reach every
+    module's globals) are shared code and machinery, not the data measured: the walk stops there.
+    """
+    import gc
+    import types
+
+    stop = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
+    stop += (types.MethodType, types.FrameType, types.CoroutineType, types.GeneratorType)
+    stop += (asyncio.AbstractEventLoop, asyncio.Future)
+    seen: set[int] = set()
+    stack = [root]
+    total = 0
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or isinstance(o, stop):
+            continue
+        seen.add(id(o))
+        total += sys.getsizeof(o)
+        stack.extend(gc.get_referents(o))
+    return total
+
+
+def _fields_by_family(results: list[Any]) -> dict[str, dict[str, Any]]:
+    from collectors.readings import AsicReading
+
+    out: dict[str, dict[str, Any]] = {}
+    for r in results:
+        if not isinstance(r, AsicReading):
+            continue
+        fam = out.setdefault(
+            r.firmware_family or "?", {"miners": 0, "fields": dict.fromkeys(FIELDS, 0)}
+        )
+        fam["miners"] += 1
+        for k, v in _filled(r).items():
+            fam["fields"][k] += v
+    for fam in out.values():
+        n = fam["miners"]
+        fam["fields"] = {k: round(v / n, 4) for k, v in fam["fields"].items()}
+        fam["filled"] = round(sum(fam["fields"].values()) / len(FIELDS), 4)
+    return out
+
+
+async def _scale_cycles(
+    tg: list[tuple[str, int]], cycles: int, concurrency: int, web_port: int
+) -> dict[str, Any]:
+    from collectors.cgminer.collector import AsicPoller
+    from collectors.readings import AsicReading
+
+    poller = AsicPoller(timeout_s=5.0, concurrency=concurrency, web_port=web_port or None)
+    stock = 0
+    rows = []
+    results: list[Any] = []
+    for n in range(1, cycles + 1):
+        results = []  # the agent holds one cycle's results at a time, never two
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        results = await poller.poll_many(tg)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        # counts only: a list of this cycle's readings would live on through the next cycle
+        ok = sum(isinstance(r, AsicReading) for r in results)
+        stock = sum(isinstance(r, AsicReading) and r.firmware_family == "bitmain" for r in results)
+        idents = sum(poller.identity_of(ip, port) is not None for ip, port in tg)
+        rows.append(
+            {
+                "cycle": n,
+                "polls": len(results),
+                "ok": ok,
+                "success_rate": round(ok / max(len(results), 1), 4),
+                "wall_s": round(wall, 1),
+                "miners_per_s": round(len(results) / wall, 1),
+                "cpu_s_per_1000_polls": round(cpu / max(len(results), 1) * 1000, 3),
+                "rss_mb": _status_mb()["VmRSS"],
+                "web_identities": idents,
+            }
+        )
+        print(f"cycle {n}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
+    # the peak is read before any accounting below allocates (the deep-size walk's own set)
+    peak = {"ru_maxrss_mb": round(_peak_rss_mb(), 1), "vmhwm_mb": _status_mb()["VmHWM"]}
+    held = _status_mb()["VmRSS"]
+    fams = _fields_by_family(results)
+    errors = sorted({r.cause for r in results if not isinstance(r, AsicReading)})[:3]
+    # identities not fetched yet are the one part of the state that still grows (in the agent
+    # every stock miner has one within identity_interval_s): their size, from those we have
+    have = [i for ip, port in tg if (i := poller.identity_of(ip, port)) is not None]
+    per_ident = _deep_size(have[:1000]) / max(len(have[:1000]), 1) if have else 0.0
+    state = _deep_size((poller._memo, poller._web))
+    sizes = {
+        "results_mb": round(_deep_size(results) / 2**20, 1),
+        "poller_state_mb": round(state / 2**20, 1),
+        "poller_state_all_identities_mb": round(
+            (state + per_ident * (stock - len(have))) / 2**20, 1
+        ),
+        "targets_mb": round(_deep_size(tg) / 2**20, 1),
+    }
+    n_results = len(results)
+    await poller.aclose()
+    return {
+        "cycles": rows,
+        "peak": peak,
+        "rss_with_results_mb": held,
+        "bytes_per_reading": round(sizes["results_mb"] * 2**20 / max(n_results, 1)),
+        "stock_bitmain": stock,
+        "families": fams,
+        "sample_errors": errors,
+    } | sizes
+
+
+def scale_client() -> None:
+    """The --scale client: report its baseline, read the plan on stdin, poll, print JSON."""
+    rss = {"interpreter_mb": _status_mb()["VmRSS"]}
+    soft, hard = _raise_nofile()
+    import gc
+
+    import agent.runtime  # noqa: F401  -- everything the agent imports: the real baseline
+    import collectors.cgminer.collector  # noqa: F401
+
+    gc.collect()
+    rss["kuat_imported_mb"] = _status_mb()["VmRSS"]
+    print(json.dumps({"rss": rss, "nofile": [soft, hard]}), flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        return  # the benchmark went away before the farm was up
+    plan = json.loads(line)
+    tg = [t for first, count in plan["ranges"] for t in targets(first, count)]
+    gc.collect()
+    rss["targets_built_mb"] = _status_mb()["VmRSS"]
+    out = asyncio.run(_scale_cycles(tg, plan["cycles"], plan["concurrency"], plan["web_port"]))
+    print(json.dumps(out | {"rss": rss, "nofile": [soft, hard]}), flush=True)
+
+
+def _scale_plan(n: int, hard: int, web_share: float, concurrency: int) -> dict[str, Any]:
+    """How many simulator processes of how many miners; fewer miners if the fd limit says so."""
+    fds_per_miner = 1 + web_share  # the 4028 listener, and the web UI's for a stock Antminer
+    # every in-flight poll (and web fetch) may land on one simulator: an accepted socket each
+    free = hard - FD_MARGIN - concurrency - 16
+    per_sim = min(SCALE_PER_SIM, int(free / fds_per_miner), 60_000)
+    if per_sim < 1:
+        return {"n": 0, "counts": [], "per_sim": 0, "limited": True}
+    n_run = min(n, per_sim * SCALE_MAX_SIMS)
+    sims = -(-n_run // per_sim)
+    counts = [n_run // sims + (i < n_run % sims) for i in range(sims)]
+    return {"n": n_run, "counts": counts, "per_sim": per_sim, "limited": n_run < n}
+
+
+def run_scale(args: argparse.Namespace) -> None:
+    import signal
+
+    # first, while this process is small (see the note above SCALE_TARGET)
+    parent_rss = _status_mb()["VmRSS"]
+    client = subprocess.Popen(
+        [sys.executable, "-m", "bench.asic_poll", "--scale-client"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=_die_with_parent,
+    )
+    procs: list[subprocess.Popen[str]] = [client]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        _run_scale(args, client, procs, parent_rss)
+    except KeyboardInterrupt:
+        print("interrupted; stopping the simulators and the client", file=sys.stderr)
+        sys.exit(130)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _run_scale(
+    args: argparse.Namespace,
+    client: subprocess.Popen[str],
+    procs: list[subprocess.Popen[str]],
+    parent_rss: float,
+) -> None:
+    from collectors.cgminer.sim import _MIX, WEB_PERSONALITIES
+
+    assert client.stdin is not None and client.stdout is not None
+    soft, hard = _raise_nofile()
+    hello = client.stdout.readline()
+    if not hello:
+        sys.exit("the scale client died before it was ready")
+    ready = json.loads(hello)
+    web = args.scale_web_port
+    web_share = sum(p in WEB_PERSONALITIES for p in _MIX) / len(_MIX) if web else 0.0
+    notes = []
+    concurrency = args.concurrency
+    client_hard = ready["nofile"][1]
+    if concurrency + 16 + FD_MARGIN > client_hard:  # 16: the web identity workers
+        concurrency = max(1, client_hard - 16 - FD_MARGIN)
+        notes.append(f"client RLIMIT_NOFILE {client_hard}: concurrency cut to {concurrency}")
+    plan = _scale_plan(args.scale, hard, web_share, concurrency)
+    if plan["limited"]:
+        notes.append(
+            f"RLIMIT_NOFILE hard limit {hard} allows at most {plan['per_sim']} simulated miners "
+            f"per simulator process ({1 + web_share:.1f} listening sockets each), and at most "
+            f"{SCALE_MAX_SIMS} processes: {args.scale} miners are impossible here, "
+            f"measuring {plan['n']} and extrapolating"
+        )
+        if plan["n"] == 0:
+            sys.exit(notes[-1])
+    ranges = [(f"127.{SCALE_NET + i}.0.1", c) for i, c in enumerate(plan["counts"])]
+    t0 = time.perf_counter()
+    sims = []
+    for i, (first, count) in enumerate(ranges):
+        cmd = [sys.executable, "-m", "collectors.cgminer.sim", "--count", str(count)]
+        cmd += ["--first-ip", first, "--seed", str(i + 1)]
+        if web:
+            cmd += ["--web-port", str(web)]
+        sim = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
+        procs.append(sim)
+        sims.append(sim)
+    for sim in sims:
+        assert sim.stdout is not None
+        line = sim.stdout.readline().strip()
+        if not line.startswith("ready"):
+            sys.exit(f"a simulator failed to start (exit {sim.wait()}); see its error above")
+        print(line, file=sys.stderr)
+    startup = time.perf_counter() - t0
+    print(f"{plan['n']} miners up in {len(sims)} processes, {startup:.1f} s", file=sys.stderr)
+    order = {"ranges": ranges, "cycles": args.scale_cycles, "concurrency": concurrency}
+    client.stdin.write(json.dumps(order | {"web_port": web}) + "\n")
+    client.stdin.flush()
+    out = client.stdout.readline()
+    if not out:
+        sys.exit(f"the scale client failed (exit {client.wait()}); see its error above")
+    rep = json.loads(out)
+    rep |= {
+        "miners": plan["n"],
+        "simulators": plan["counts"],
+        "ranges": ranges,
+        "concurrency": concurrency,
+        "web_port": web,
+        "sim_startup_s": round(startup, 1),
+        "parent_rss_at_client_start_mb": parent_rss,
+        "nofile": {"soft": soft, "hard": hard},
+        "notes": notes,
+    }
+    _print_scale(rep, args.scale)
+    print(json.dumps(rep))
+
+
+def _gap(family: str, field: str, rep: dict[str, Any]) -> str:
+    from collectors.cgminer.parsers import SPECS
+
+    spec = SPECS.get(family)
+    if family == "bitmain" and field in ("serial", "mac"):
+        if not rep["web_port"]:
+            return "not on the stock API; the web UI fetch is off (--scale-web-port 0)"
+        last = rep["cycles"][-1]
+        return (
+            "not on the stock API: read from the web UI in the background, WEB_CONCURRENCY "
+            f"at a time; {last['web_identities']} of {rep['stock_bitmain']} fetched by the "
+            "last cycle's end (the rest still queued: once an hour per miner in the agent)"
+        )
+    if spec is not None and field == "vendor" and spec.vendor is None:
+        return f"the {family} family names no vendor"
+    if spec is not None and field != "vendor" and _ATTR.get(field, field) not in spec.fields:
+        why = _WHY.get((family, field), "its API has no such value")
+        return f"{why}; no source in kuat's {family} map (collectors/cgminer/firmware/)"
+    return "mapped, but missing from some replies (see sample_errors)"
+
+
+def _print_scale(rep: dict[str, Any], asked: int) -> None:
+    n = rep["miners"]
+    p = print
+    sims = rep["simulators"]
+    p(
+        f"\nkuat AsicPoller, --scale {asked}: {n} simulated miners (site mix) in {len(sims)} "
+        f"simulator processes ({' + '.join(map(str, sims))}), concurrency {rep['concurrency']}, "
+        f"web identity {'on :' + str(rep['web_port']) if rep['web_port'] else 'off'}, "
+        f"{os.cpu_count()} CPUs, RLIMIT_NOFILE {rep['nofile']['soft']}/{rep['nofile']['hard']}"
+    )
+    for note in rep["notes"]:
+        p(f"NOTE: {note}")
+    p("\n| cycle | polls | success | wall s | miners/s | CPU-s/1000 polls | RSS MB | web ids |")
+    p("|---|---|---|---|---|---|---|---|")
+    for c in rep["cycles"]:
+        p(
+            f"| {c['cycle']}{' (discovery)' if c['cycle'] == 1 else ''} | {c['polls']} | "
+            f"{c['success_rate']:.2%} | {c['wall_s']} | {c['miners_per_s']} | "
+            f"{c['cpu_s_per_1000_polls']} | {c['rss_mb']} | {c['web_identities']} |"
+        )
+    rss, peak = rep["rss"], rep["peak"]
+    base = rss["kuat_imported_mb"]
+    p("\n| client memory (its own process) | MB |")
+    p("|---|---|")
+    p(f"| bare interpreter | {rss['interpreter_mb']} |")
+    p(f"| idle interpreter + kuat imported (agent.runtime): baseline | {base} |")
+    p(f"| + {n} targets built | {rss['targets_built_mb']} |")
+    p(f"| peak RSS, ru_maxrss | **{peak['ru_maxrss_mb']}** |")
+    p(f"| peak RSS, VmHWM (this exec's own) | {peak['vmhwm_mb']} |")
+    p(f"| RSS after the last cycle, its results held | {rep['rss_with_results_mb']} |")
+    p(f"| one cycle's results list, deep size | {rep['results_mb']} |")
+    p(f"| ... per reading | {rep['bytes_per_reading']} B |")
+    p(f"| poller state (family memo, sticky replies, web identities) | {rep['poller_state_mb']} |")
+    p(
+        "| ... estimate with every stock miner's identity fetched | "
+        f"{rep['poller_state_all_identities_mb']} |"
+    )
+    p(f"| targets list | {rep['targets_mb']} |")
+    p(f"| (parent's RSS when it started the client) | {rep['parent_rss_at_client_start_mb']} |")
+    peak_mb = max(peak["ru_maxrss_mb"], peak["vmhwm_mb"])
+    if n >= SCALE_TARGET:
+        at, how = peak_mb * 1.0, "measured"
+    else:
+        # upper bound: everything above the baseline grows with N; lower: only the data does
+        data = rep["results_mb"] + rep["poller_state_all_identities_mb"] + rep["targets_mb"]
+        low = peak_mb + data * (SCALE_TARGET / n - 1)
+        at = base + (peak_mb - base) * SCALE_TARGET / n
+        how = (
+            f"ESTIMATE from {n} miners, not measured: {low:.0f} MB if only readings, poller "
+            f"state and targets grow with N, {at:.0f} MB if all of (peak - baseline) does"
+        )
+    verdict = "meets" if at <= RSS_TARGET_MB else "misses"
+    p(
+        f"\n{SCALE_TARGET} miners: peak client RSS {at:.1f} MB ({how}); "
+        f"{verdict} the ≤ {RSS_TARGET_MB:.0f} MB target"
+    )
+    fams = rep["families"]
+    names = sorted(fams, key=lambda f: -fams[f]["miners"])
+    p("\nfields filled per firmware family (last cycle; fraction of readings with a value)\n")
+    p("| field | " + " | ".join(names) + " |")
+    p("|---|" + "---|" * len(names))
+    p("| miners | " + " | ".join(str(fams[f]["miners"]) for f in names) + " |")
+    for field in FIELDS:
+        p(f"| {field} | " + " | ".join(f"{fams[f]['fields'][field]:.2f}" for f in names) + " |")
+    p("| **filled** | " + " | ".join(f"**{fams[f]['filled']:.1%}**" for f in names) + " |")
+    total = sum(fams[f]["filled"] * fams[f]["miners"] for f in names)
+    p(f"\nall families: {total / max(sum(fams[f]['miners'] for f in names), 1):.1%} filled")
+    p("gaps:")
+    for f in names:
+        for field, v in fams[f]["fields"].items():
+            if v < 1.0:
+                p(f"  {f}.{field} = {v:.2f}: {_gap(f, field, rep)}")
+    if rep["sample_errors"]:
+        p(f"sample errors: {rep['sample_errors']}")
+    p()
+
+
 def child(args: argparse.Namespace) -> None:
     tg = targets(args.first_ip, args.count)
     if args.only == "kuat":
@@ -167,8 +593,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--first-ip", default="127.20.0.1")
     ap.add_argument("--mix", action="store_true", help="site mix instead of stock S19 only")
+    ap.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        metavar="N",
+        help="measure the client's memory polling N miners (site mix, several simulator "
+        f"processes); the target is {SCALE_TARGET}",
+    )
+    ap.add_argument("--scale-cycles", type=int, default=3, help="full poll_many cycles")
+    ap.add_argument(
+        "--scale-web-port",
+        type=int,
+        default=8080,
+        help="stock Antminers' web UI port (identity fetch); 0 = off",
+    )
     ap.add_argument("--only", choices=("kuat", "pyasic"), help=argparse.SUPPRESS)
+    ap.add_argument("--scale-client", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.scale_client:
+        scale_client()
+        return
+    if args.scale:
+        run_scale(args)
+        return
     if args.only:
         child(args)
         return
