@@ -262,6 +262,8 @@ class QuotaHttpSection(ClientCert):
     """The energy company's schedule endpoint, polled with If-None-Match."""
 
     url: str
+    # Signed curtailment orders from the same company (a JSON list of orders), optional.
+    orders_url: str | None = None
     token: SecretRef | None = None
     interval_s: Annotated[float, Field(ge=10, le=86400)] = 300.0
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
@@ -269,7 +271,7 @@ class QuotaHttpSection(ClientCert):
     ca_cert: Path | None = None
 
     _coerce = field_validator("token", mode="before")(_secret)
-    _url = field_validator("url")(_http_url)
+    _url = field_validator("url", "orders_url")(_http_url)
 
 
 class QuotaMqttSection(Broker):
@@ -282,6 +284,9 @@ class OrdersSection(Strict):
     """Curtailment orders: issuer name -> shared HMAC-SHA256 key; unlisted issuers are refused."""
 
     issuers: dict[str, SecretRef] = {}
+    # A directory of signed order files (JSON), reread when they change: the way an order
+    # arrives when the dispatcher emails it or a script drops it on the host.
+    directory: Path | None = None
     max_ahead_h: Annotated[float, Field(gt=0, le=168)] = 48.0
     max_skew_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
 

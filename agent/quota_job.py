@@ -108,6 +108,27 @@ class QuotaJob:
                 continue
             self.offer_schedule(text, SCHEDULE_SUFFIXES[path.suffix.lower()], str(path))
 
+    def reload_orders(self, now: datetime) -> None:
+        directory = self.cfg.quota.orders.directory
+        if directory is None:
+            return
+        try:
+            paths = sorted(p for p in directory.iterdir() if p.suffix.lower() == ".json")
+        except OSError as exc:
+            self._note(f"dir:{directory}", "error", f"orders directory {directory}: {exc}")
+            return
+        for path in paths:
+            try:
+                mtime = path.stat().st_mtime
+                if self._seen.get(path) == mtime:
+                    continue
+                self._seen[path] = mtime
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                log.error("order file %s unreadable: %s", path, exc)
+                continue
+            self.offer_order(text, str(path), now)
+
     def offer_schedule(self, text: str, fmt: str, source: str) -> None:
         """A schedule text from anywhere (file, HTTP, MQTT); logged with its source."""
         kwargs: dict[str, object] = {"site": self.cfg.site.id, "description": source}
@@ -135,6 +156,7 @@ class QuotaJob:
 
     def run(self, now: datetime) -> list[str]:
         self.reload_schedules()
+        self.reload_orders(now)
         day, _ = hour_of(now)
         self.book.prune(day - timedelta(days=1))
         for reason in self.orders.prune(now):

@@ -89,6 +89,16 @@ class Agent:
             if qh and self._http
             else None
         )
+        self.orders_source = (
+            HttpScheduleSource(
+                qh.orders_url,
+                token=qh.token.get() if qh.token else None,
+                interval_s=qh.interval_s,
+                client=self._http,
+            )
+            if qh and qh.orders_url and self._http
+            else None
+        )
         self.quota_rx: MqttScheduleReceiver | None = None
         self._asic = AsicPoller(
             timeout_s=cfg.asic.timeout_s,
@@ -177,6 +187,9 @@ class Agent:
         # Failures are logged by uplink.http (URL redacted); the book keeps what it holds.
         for text, fmt in await self.quota_source.fetch() or []:
             self.quota.offer_schedule(text, fmt, self.quota_source.description)
+        if self.orders_source is not None:
+            for text, _ in await self.orders_source.fetch() or []:
+                self.quota.offer_order(text, self.orders_source.description, self.clock())
 
     def _on_quota_document(self, topic: str, text: str, fmt: str) -> None:
         # Runs on the event loop (receiver built with loop=...): no lock needed on the books.
