@@ -22,6 +22,7 @@ from agent.curtailment import Curtailer
 from agent.ledger import EnergyLedger
 from agent.quota_job import QuotaJob
 from agent.sdnotify import Notifier, watchdog_interval_s
+from agent.sizing import asic_concurrency, raise_fd_limit
 from agent.state import SiteState, StatusSnapshot, snapshot
 from agent.uplinks import Uplinks
 from collectors.cgminer.collector import AsicPoller
@@ -103,7 +104,7 @@ class Agent:
         self._asic = AsicPoller(
             timeout_s=cfg.asic.timeout_s,
             max_reply_bytes=cfg.asic.max_reply_bytes,
-            concurrency=cfg.asic.concurrency,
+            concurrency=self._asic_concurrency(cfg),
             web_port=cfg.asic.web_port or None,
             web_username=cfg.asic.web_username,
             web_password=cfg.asic.web_password.get(),
@@ -116,6 +117,15 @@ class Agent:
         self._stopped = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self.last_status: StatusSnapshot | None = None
+
+    @staticmethod
+    def _asic_concurrency(cfg: KuatConfig) -> int:
+        if cfg.asic.concurrency != "auto":
+            return cfg.asic.concurrency
+        raise_fd_limit()
+        n = asic_concurrency(len(cfg.asic_targets()), cfg.asic.timeout_s, cfg.intervals.asic)
+        log.info("polling up to %d miners at once (sized from the cycle budget)", n)
+        return n
 
     # --- jobs ---------------------------------------------------------------------------
 
