@@ -206,7 +206,8 @@ class MinerGroup(Strict):
 
 class AsicSection(Strict):
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
-    concurrency: Annotated[int, Field(ge=1, le=10_000)] = 256
+    # "auto": sized from the cycle budget (see agent.sizing), or a fixed number of miners at once.
+    concurrency: Annotated[int, Field(ge=1, le=10_000)] | Literal["auto"] = "auto"
     max_reply_bytes: Annotated[int, Field(ge=4096, le=16 * 1024 * 1024)] = 65536
     # Stock Antminer firmware tells its serial and MAC only on its web UI (HTTP digest auth);
     # kuat asks once per identity_interval_s, in the background. web_port = 0 turns it off.
