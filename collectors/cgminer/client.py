@@ -28,6 +28,14 @@ class ApiError(Exception):
     """A request that gave no usable reply; ``str(err)`` is the one-line cause."""
 
 
+class NoAnswer(ApiError):
+    """Nothing came back at all: refused, reset, closed silently, or no byte in time.
+
+    Its own type because only this, never a bad or slow reply, may mean "this API is not
+    here": the poller then tries a Whatsminer's API v3 port (collector.AsicPoller).
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Deadlines:
     """Per-miner time limits. ``total_s`` bounds the whole poll, fallbacks included."""
@@ -103,9 +111,15 @@ def status_of(body: dict[str, Any]) -> tuple[str | None, str, str]:
     """(letter, message, description) of a reply's STATUS, in either shape firmware uses.
 
     cgminer: ``"STATUS": [{"STATUS": "S", "Msg": ..., "Description": ...}]``;
-    btminer v2 commands: ``"STATUS": "S", "Msg": ..., "Description": ...`` at the top level.
+    btminer v2 commands: ``"STATUS": "S", "Msg": ..., "Description": ...`` at the top level;
+    Whatsminer API v3: ``"code": 0 | -1..-5, "msg": <object or text>, "desc": <command>``.
     """
     st = body.get("STATUS")
+    code = body.get("code")
+    if st is None and isinstance(code, int) and not isinstance(code, bool) and "msg" in body:
+        msg = body.get("msg")
+        text = msg if isinstance(msg, str) else ("" if code == 0 else f"code {code}")
+        return ("S" if code == 0 else "E"), text, str(body.get("desc", ""))
     if isinstance(st, list) and st and isinstance(st[0], dict):
         s = st[0]
         return _str_or_none(s.get("STATUS")), str(s.get("Msg", "")), str(s.get("Description", ""))
@@ -167,7 +181,7 @@ class _Exchange(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
             if exc is not None and not self.buf:
-                self.done.set_exception(ApiError(f"connection lost: {exc}"))
+                self.done.set_exception(NoAnswer(f"connection lost: {exc}"))
             else:
                 self.finish()
 
@@ -177,12 +191,12 @@ class _Exchange(asyncio.Protocol):
         if self.buf:
             self.done.set_result(bytes(self.buf))
         else:
-            self.done.set_exception(ApiError("miner closed the connection without replying"))
+            self.done.set_exception(NoAnswer("miner closed the connection without replying"))
         self.close()
 
-    def fail(self, cause: str) -> None:
+    def fail(self, cause: str, kind: type[ApiError] = ApiError) -> None:
         if not self.done.done():
-            self.done.set_exception(ApiError(cause))
+            self.done.set_exception(kind(cause))
         if self.transport is not None:
             # abort, not close: a flooding or hung peer must not keep our buffers alive
             self.transport.abort()
@@ -200,6 +214,65 @@ class _Exchange(asyncio.Protocol):
             self.done.cancel()
         if self.transport is not None:
             self.transport.abort()
+
+
+class _FramedExchange(_Exchange):
+    """Whatsminer API v3 framing: each message is a 4-byte little-endian length, then JSON.
+
+    The reply is complete when its frame is, so we need not wait for the close (the miner keeps
+    the connection open for 300 s). Zero-length frames are the firmware's heartbeats and are
+    skipped. The length prefix is checked against the cap before a byte of the body is read,
+    so a bogus prefix (a non-v3 service on the port, a corrupt frame) fails at once instead of
+    after the deadline.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, payload: bytes, cap: int) -> None:
+        super().__init__(loop, payload, cap)
+        self.pos = 0  # start of the frame being read, after any heartbeats
+        self.want: int | None = None  # its body length, once the prefix is in
+
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        self.buf += data
+        while self.want is None and len(self.buf) - self.pos >= 4:
+            n = int.from_bytes(self.buf[self.pos : self.pos + 4], "little")
+            if n == 0:
+                self.pos += 4
+                if self.pos > self.cap:
+                    self.fail(f"miner sent over {self.cap} bytes of heartbeats and no reply")
+                    return
+                continue
+            if n > self.cap:
+                self.fail(
+                    f"reply length prefix says {n} bytes, over the {self.cap}-byte cap (not a "
+                    "Whatsminer API v3 reply, or larger than max_reply_bytes)"
+                )
+                return
+            self.want = n
+        if self.want is not None and len(self.buf) - self.pos - 4 >= self.want:
+            self.finish()
+
+    def finish(self) -> None:
+        if self.done.done():
+            return
+        start = self.pos + 4
+        if self.want is not None and len(self.buf) - start >= self.want:
+            self.done.set_result(bytes(self.buf[start : start + self.want]))
+        elif not self.buf:
+            self.done.set_exception(NoAnswer("miner closed the connection without replying"))
+        else:
+            got = max(0, len(self.buf) - start)
+            want = "?" if self.want is None else str(self.want)
+            self.done.set_exception(
+                ApiError(f"miner closed the connection mid-reply ({got} of {want} bytes)")
+            )
+        self.close()
+
+
+def frame(body: bytes) -> bytes:
+    """One API v3 message: the length as 4 bytes little-endian, then the JSON."""
+    return len(body).to_bytes(4, "little") + body
 
 
 async def _connect(loop: asyncio.AbstractEventLoop, proto: _Exchange, host: str, port: int) -> None:
@@ -228,12 +301,17 @@ async def exchange(
     deadlines: Deadlines,
     deadline_at: float,
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
+    framed: bool = False,
 ) -> bytes:
-    """Send one request, return the raw reply. ``deadline_at`` is the poll's loop-time limit."""
+    """Send one request, return the raw reply. ``deadline_at`` is the poll's loop-time limit.
+
+    ``framed``: Whatsminer API v3 (length-prefixed; ``payload`` already framed, the reply's
+    body is returned without its prefix). Same deadlines and byte cap either way.
+    """
     loop = asyncio.get_running_loop()
     start = loop.time()
     proto = await _connect_within(
-        loop, host, port, payload, deadlines, deadline_at, max_reply_bytes
+        loop, host, port, payload, deadlines, deadline_at, max_reply_bytes, framed
     )
 
     def first_byte_timeout(when: float, graced: bool) -> None:
@@ -244,7 +322,9 @@ async def exchange(
             # its reply may be sitting unread in the socket. One more look before failing.
             loop.call_later(STALL_S, first_byte_timeout, loop.time() + STALL_S, True)
             return
-        proto.fail(f"timed out after {loop.time() - start:.1f} s waiting for the first byte")
+        proto.fail(
+            f"timed out after {loop.time() - start:.1f} s waiting for the first byte", NoAnswer
+        )
 
     def total_timeout(when: float, graced: bool) -> None:
         if not graced and loop.time() - when > STALL_S:
@@ -277,12 +357,14 @@ async def _connect_within(
     deadlines: Deadlines,
     deadline_at: float,
     max_reply_bytes: int,
+    framed: bool = False,
 ) -> _Exchange:
     """Connect (and send) within the connect deadline; one retry if only a stall made us late."""
     start = loop.time()
     connect_by = min(start + deadlines.connect_s, deadline_at)
+    kind = _FramedExchange if framed else _Exchange
     for attempt in (1, 2):
-        proto = _Exchange(loop, payload, max_reply_bytes)
+        proto = kind(loop, payload, max_reply_bytes)
         try:
             async with asyncio.timeout_at(connect_by):
                 await _connect(loop, proto, host, port)
@@ -294,16 +376,16 @@ async def _connect_within(
                 return proto  # connected and sent; only the stall made the timer win
             proto.abandon()
             if attempt == 2 or late <= STALL_S:
-                raise ApiError(f"timed out after {loop.time() - start:.1f} s connecting") from None
+                raise NoAnswer(f"timed out after {loop.time() - start:.1f} s connecting") from None
             connect_by = loop.time() + STALL_S * 2
         except ConnectionRefusedError:
             proto.abandon()
-            raise ApiError(
+            raise NoAnswer(
                 f"connection refused on port {port} (is the miner API enabled?)"
             ) from None
         except OSError as e:
             proto.abandon()
-            raise ApiError(f"cannot connect: {e.strerror or e}") from None
+            raise NoAnswer(f"cannot connect: {e.strerror or e}") from None
         except BaseException:
             proto.abandon()
             raise

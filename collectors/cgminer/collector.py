@@ -11,6 +11,21 @@ connection for a serial that never changes) are reused for up to STICKY_POLLS po
 at once when the live MAC differs or the uptime went backwards: an IP that now answers for another
 box must never keep the old box's serial.
 
+Whatsminer API v3 (btminer 2024+, M6x/M7x; collectors/cgminer/v3.py). A target on port 4433 is
+polled over API v3. A target on 4028 (the config default) falls back to v3 by this rule:
+
+- trigger: the 4028 poll got no answer at all (refused, reset, closed without a byte, or timed
+  out connecting / waiting for the first byte: client.NoAnswer), and the miner is not known as
+  another firmware (unknown so far, or last seen as v2 btminer). A bad, slow or flooding reply
+  is an answer: no fallback. A known Antminer/LuxOS/Braiins that goes down costs nothing extra.
+- the 4433 attempt uses what is left of the same deadline, so a poll never takes longer. When
+  4028 used the whole deadline (accepted and stayed silent), the next poll tries 4433 first.
+- 4433 answering with ``get.device.info`` or ``get.miner.status`` is remembered per host:port:
+  later polls go straight to 4433 (family ``whatsminer_v3``). The reading keeps the target's
+  port (4028), so inventory and locations, keyed by the configured target, do not see a move.
+- forgotten when 4433 stops answering (NoAnswer): the same poll then tries 4028 again, so a
+  miner re-flashed to v2-only firmware, or another box on the address, is picked up at once.
+
 Stock Bitmain firmware has no serial or MAC on the API at all; those come from the miner's web UI
 (collectors.cgminer.web), fetched off the hot path: a poll only notes that a fetch is due and
 merges whatever identity is already cached. Background workers (at most WEB_CONCURRENCY) fetch at
@@ -32,9 +47,10 @@ from typing import Any
 
 import httpx
 
-from collectors.cgminer.client import DEFAULT_PORT, ApiError, CgminerClient, Replies
+from collectors.cgminer.client import DEFAULT_PORT, ApiError, CgminerClient, NoAnswer, Replies
 from collectors.cgminer.firmware.common import FirmwareSpec
 from collectors.cgminer.parsers import DISCOVERY_COMMANDS, SPECS, build_reading, detect_family
+from collectors.cgminer.v3 import V3_PORT, V3Client
 from collectors.cgminer.web import DEFAULT_WEB_PORT, BitmainIdentity, fetch_bitmain_identity
 from collectors.readings import AsicReading, DeviceError, DeviceKind
 
@@ -48,6 +64,9 @@ STICKY_POLLS = 30
 WEB_CONCURRENCY = 16
 # Uptime may run ahead of our clock by this much before we call it another box on the address.
 UPTIME_SLACK_S = 120.0
+# Less time than this left after 4028 gave no answer: not worth a connect to 4433 now.
+V3_FALLBACK_MIN_S = 0.05
+V3_FAMILY = "whatsminer_v3"
 
 
 class _Memo:
@@ -262,12 +281,18 @@ class AsicPoller:
         web_password: str = "root",
         web_port: int | None = DEFAULT_WEB_PORT,
         web_timeout_s: float = 5.0,
+        v3_port: int | None = V3_PORT,
     ) -> None:
-        """``web_port=None`` turns the stock-Bitmain web identity fetch off."""
+        """``web_port=None`` turns the stock-Bitmain web identity fetch off; ``v3_port=None``
+        turns the Whatsminer API v3 fallback off (targets on 4433 are still polled over v3)."""
         self.timeout_s = timeout_s
         self.concurrency = max(1, concurrency)
         self.client = CgminerClient(timeout_s=timeout_s, max_reply_bytes=max_reply_bytes)
+        self.v3 = V3Client(timeout_s=timeout_s, max_reply_bytes=max_reply_bytes)
+        self.v3_port = v3_port
         self._memo: dict[tuple[str, int], _Memo] = {}
+        # 4028 targets whose last poll timed out with no time left to try 4433: try it first
+        self._v3_probe: set[tuple[str, int]] = set()
         # shared by every poll_many call, so overlapping cycles (a slow ASIC cycle and a
         # control confirmation, say) still keep at most `concurrency` miners in flight
         self._sem = asyncio.Semaphore(self.concurrency)
@@ -309,7 +334,7 @@ class AsicPoller:
         taken_at = datetime.now(UTC)
         try:
             deadline = self.client.deadline()
-            reading = await self._poll(host, port, taken_at, deadline)
+            reading = await self._poll_routed(host, port, taken_at, deadline)
             return await self._with_identity(reading, deadline if wait_identity else None)
         except ApiError as e:
             return DeviceError(DeviceKind.ASIC, host, port, taken_at, str(e))
@@ -325,6 +350,76 @@ class AsicPoller:
         if wait_until is not None:
             await self._web.wait((r.ip, r.port), wait_until)
         return self._web.apply(r)
+
+    def uses_v3(self, host: str, port: int = DEFAULT_PORT) -> bool:
+        """True if this target is polled over Whatsminer API v3 (its own port or the fallback)."""
+        return port in (V3_PORT, self.v3_port) or self.family_of(host, port) == V3_FAMILY
+
+    async def _poll_routed(
+        self, host: str, port: int, taken_at: datetime, deadline: float
+    ) -> AsicReading:
+        """API v3 or the cgminer-family API, by port and by the fallback rule (module doc)."""
+        if port in (V3_PORT, self.v3_port):
+            return await self._poll_v3(host, port, port, taken_at, deadline)
+        key = (host, port)
+        memo = self._memo.get(key)
+        v3_cause: str | None = None
+        if self.v3_port is not None and (
+            key in self._v3_probe or (memo is not None and memo.family == V3_FAMILY)
+        ):
+            self._v3_probe.discard(key)
+            try:
+                return await self._poll_v3(host, self.v3_port, port, taken_at, deadline)
+            except NoAnswer as e:
+                # v3 went away: re-flashed, or another box here. Forget it and ask 4028 now.
+                if memo is not None and memo.family == V3_FAMILY:
+                    del self._memo[key]
+                v3_cause = str(e)
+        try:
+            return await self._poll(host, port, taken_at, deadline)
+        except NoAnswer as e:
+            cause = f"{e}; API v3 on port {self.v3_port}: {v3_cause}" if v3_cause else str(e)
+            if v3_cause is not None or not self._may_be_v3(key):
+                raise NoAnswer(cause) from None
+            assert self.v3_port is not None
+            if deadline - asyncio.get_running_loop().time() < V3_FALLBACK_MIN_S:
+                self._v3_probe.add(key)  # 4028 took the whole deadline: 4433 first next time
+                raise
+            try:
+                reading = await self._poll_v3(host, self.v3_port, port, taken_at, deadline)
+            except ApiError as e3:
+                raise type(e)(f"{e}; API v3 on port {self.v3_port}: {e3}") from None
+            log.info(
+                "asic %s:%s: no answer on %s, Whatsminer API v3 answers on %s; using v3",
+                host,
+                port,
+                port,
+                self.v3_port,
+            )
+            return reading
+
+    def _may_be_v3(self, key: tuple[str, int]) -> bool:
+        if self.v3_port is None or key[1] != DEFAULT_PORT:
+            return False
+        memo = self._memo.get(key)
+        return memo is None or memo.family in ("whatsminer", V3_FAMILY)
+
+    async def _poll_v3(
+        self, host: str, api_port: int, port: int, taken_at: datetime, deadline: float
+    ) -> AsicReading:
+        """One API v3 poll at ``api_port``; the reading carries ``port`` (the target's)."""
+        replies = await self.v3.query(host, api_port, deadline_at=deadline)
+        spec = SPECS[V3_FAMILY]
+        if all(replies.ok(c) is None for c in spec.commands):
+            first = next(iter(replies.errors.values()), "no usable reply")
+            raise ApiError(f"miner answered every API v3 command with an error ({first})")
+        key = (host, port)
+        memo = self._memo.get(key)
+        if memo is None or memo.family != V3_FAMILY:
+            memo = self._memo[key] = _Memo(V3_FAMILY)
+        reading = build_reading(host, port, taken_at, spec, replies)
+        memo.mac, memo.uptime_s = reading.mac, reading.uptime_s
+        return reading
 
     async def _poll(self, host: str, port: int, taken_at: datetime, deadline: float) -> AsicReading:
         key = (host, port)
@@ -383,7 +478,9 @@ class AsicPoller:
         # discovery commands this firmware does not have are not the miner's fault
         relevant = Replies(
             bodies=replies.bodies,
-            errors={c: m for c, m in replies.errors.items() if c in wanted},
+            errors={
+                c: m for c, m in replies.errors.items() if c in wanted and c not in spec.optional
+            },
         )
         return build_reading(host, port, taken_at, spec, relevant)
 

@@ -58,6 +58,8 @@ _NO_POWER_LIMIT = {
     "low power on some models) in its web UI",
     "whatsminer": "btminer sets a power limit only through its encrypted admin API "
     "(token + AES), and the change restarts mining; not implemented",
+    "whatsminer_v3": "Whatsminer API v3 sets a power limit only with a signed set.* command "
+    "(admin password + salt token), and the change restarts mining; not implemented",
     "braiins": "Braiins OS sets its power target through its gRPC API, not the cgminer API; "
     "not implemented",
     "avalon": "Avalon firmware has work-mode levels, not a watt target",

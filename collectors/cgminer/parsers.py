@@ -25,6 +25,7 @@ SPECS: dict[str, FirmwareSpec] = {
         bitmain.SPEC,
         bitmain.GENERIC,
         whatsminer.SPEC,
+        whatsminer.SPEC_V3,
         luxos.SPEC,
         braiins.SPEC,
         avalon.SPEC,

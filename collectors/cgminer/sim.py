@@ -8,6 +8,12 @@ numbers that move a little per request; fault personalities misbehave on purpose
 - ``flood``: bytes without end;        - ``garbage``: an HTML error page, not JSON;
 - ``reject_multi``: stock Antminer that answers "Invalid command" to ``a+b``.
 
+``whatsminer_v3``: new btminer (M60S) that answers only Whatsminer API v3, length-framed JSON on
+``v3_port`` (4433 by default), from the real ``get.device.info`` with this miner's serial, MAC
+and numbers; nothing listens on its 4028, so a poller must fall back to 4433. Not in the default
+mix: existing farms are unchanged. ``set.*`` commands are refused ("no permission"), as on a
+miner whose write API was never unlocked.
+
 With ``web_port`` set, stock Antminers (``antminer``, ``reject_multi``) also serve their web UI's
 ``/cgi-bin/get_system_info.cgi`` (serial, MAC, model), ``get_miner_conf.cgi`` and
 ``set_miner_conf.cgi`` behind HTTP digest auth, as lighttpd on the real box does;
@@ -43,7 +49,7 @@ from typing import Any
 
 from collectors.cgminer import sim_replies as R
 
-HEALTHY = ("antminer", "whatsminer", "luxos", "braiins")
+HEALTHY = ("antminer", "whatsminer", "luxos", "braiins", "whatsminer_v3")
 FAULTS = ("hang", "trickle", "flood", "garbage", "reject_multi")
 PERSONALITIES = HEALTHY + FAULTS
 # stock Antminers have the web UI; the other firmwares report identity on their own API
@@ -64,6 +70,8 @@ _MODELS: dict[str, tuple[tuple[str, float, float, int], ...]] = {
         ("Whatsminer M31S", 76.0, 3220.0, 3600),
         ("Whatsminer M30S++", 112.0, 3472.0, 3600),
     ),
+    # nominal: the fixture's three boards' detect-hash-rate, 61.4+53.9+65.7 TH/s
+    "whatsminer_v3": (("Whatsminer M60S_VK40", 181.0, 3344.0, 3600),),
     "luxos": (("Antminer S19k Pro", 121.8, 2760.0, 2760),),
     "braiins": (("Antminer S19 XP", 140.0, 3031.0, 3031),),
     "reject_multi": (("Antminer S19 Pro", 110.0, 3250.0, 3250),),
@@ -133,7 +141,7 @@ class SimMiner:
             return
         self.hashrate_ths = (self.run_ths or self.nominal_ths) * r.uniform(0.97, 1.03)
         self.power_w = (self.run_w or self.nominal_power_w) * r.uniform(0.985, 1.015)
-        n_fans = 2 if self.firmware_personality == "whatsminer" else 4
+        n_fans = 2 if self.firmware_personality.startswith("whatsminer") else 4
         self.fans_rpm = tuple(int(r.uniform(5000, 6000)) for _ in range(n_fans))
         self._temps = tuple((int(r.uniform(58, 74)), int(r.uniform(66, 82))) for _ in range(3))
         self.accepted += r.randint(1, 6)
@@ -166,6 +174,20 @@ class SimMiner:
             out["id"] = 1
             return out
         return self._single(command, parameter, table, desc)
+
+    def answer_v3(self, request: dict[str, Any]) -> dict[str, Any]:
+        """One Whatsminer API v3 request -> its reply (``code`` 0 or an error code)."""
+        cmd = str(request.get("cmd", ""))
+        param = request.get("param")
+        self.requests[f"{cmd}:{param}" if param is not None else cmd] += 1
+        self.tick()
+        if cmd == "get.device.info":
+            return R.wm_v3_device_info(self, param)
+        if cmd == "get.miner.status":
+            return R.wm_v3_miner_status(self, param)
+        if cmd.startswith("set."):
+            return R.v3_reply(cmd, "no permission", R.V3_NO_PERMISSION)
+        return R.v3_reply(cmd, "invalid command", R.V3_INVALID_COMMAND)
 
     def _single(
         self, command: str, parameter: Any, table: dict[str, Any], desc: str
@@ -308,6 +330,53 @@ class _MinerProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         for h in self.handles:
             h.cancel()
+        self.transport = None
+
+
+class _V3Protocol(asyncio.Protocol):
+    """Whatsminer API v3 framing: 4-byte little-endian length, then JSON, both ways.
+
+    Like the real firmware the connection stays open for more requests (the client closes it);
+    zero-length frames are heartbeats and get no reply; a frame longer than 64 KiB is not a
+    request and closes the connection.
+    """
+
+    _MAX_REQUEST = 64 * 1024
+
+    def __init__(self, miner: SimMiner) -> None:
+        self.miner = miner
+        self.buf = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while len(self.buf) >= 4 and self.transport is not None:
+            n = int.from_bytes(self.buf[:4], "little")
+            if n > self._MAX_REQUEST:
+                self.transport.close()
+                return
+            if len(self.buf) < 4 + n:
+                return
+            raw = bytes(self.buf[4 : 4 + n])
+            del self.buf[: 4 + n]
+            if n == 0:
+                continue  # heartbeat
+            try:
+                request = json.loads(raw)
+            except ValueError:
+                request = None
+            if isinstance(request, dict):
+                reply = self.miner.answer_v3(request)
+            else:
+                reply = R.v3_reply("", "invalid json", R.V3_INVALID_ITEM)
+            body = json.dumps(reply, separators=(",", ":")).encode()
+            self.transport.write(len(body).to_bytes(4, "little") + body)
+
+    def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
 
 
@@ -479,13 +548,16 @@ class AsicFarmSimulator:
         seed: int = 1,
         personalities: Sequence[str] | None = None,
         web_port: int | None = None,
+        v3_port: int = 4433,
     ) -> None:
         """``personalities``: one per miner, cycled if shorter; default the site mix.
 
         ``web_port``: where stock Antminers serve their web UI; None serves none.
+        ``v3_port``: where ``whatsminer_v3`` miners serve API v3 (their ``port`` stays closed).
         """
         self._rng = random.Random(seed)
         self.web_port = web_port
+        self.v3_port = v3_port
         mix = tuple(personalities) if personalities else _MIX
         for p in mix:
             if p not in PERSONALITIES:
@@ -500,8 +572,14 @@ class AsicFarmSimulator:
         r = random.Random(self._rng.random())
         models = _MODELS.get(personality, _MODELS["antminer"])
         model, ths, watts, limit = models[i % len(models)]
-        prefix = {"whatsminer": "HTM3", "luxos": "JYZZ", "braiins": "YNAH"}.get(personality, "JYZZ")
-        serial = prefix + "".join(r.choice("0123456789ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(13))
+        prefix = {
+            "whatsminer": "HTM3",
+            "whatsminer_v3": "BTM3CS40HD240831",  # the fixture's 33-character shape
+            "luxos": "JYZZ",
+            "braiins": "YNAH",
+        }.get(personality, "JYZZ")
+        n = 33 - len(prefix) if personality == "whatsminer_v3" else 13
+        serial = prefix + "".join(r.choice("0123456789ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(n))
         mac = "02:" + ":".join(f"{r.randrange(256):02X}" for _ in range(5))
         worker = f"kuat{i:05d}"
         miner = SimMiner(
@@ -539,6 +617,16 @@ class AsicFarmSimulator:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for i, m in enumerate(self._miners):
+            if m.personality == "whatsminer_v3":
+                v3 = await loop.create_server(
+                    lambda m=m: _V3Protocol(m),
+                    host=m.ip,
+                    port=self.v3_port,
+                    reuse_address=True,
+                    backlog=64,
+                )
+                self._servers.append(v3)
+                continue
             glue = m.personality == "antminer" and i % 5 == 0
             server = await loop.create_server(
                 lambda m=m, glue=glue: _MinerProtocol(m, glue),
@@ -584,6 +672,7 @@ async def _serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         personalities=args.personality or None,
         web_port=args.web_port,
+        v3_port=args.v3_port,
     )
     await farm.start()
     stop = asyncio.Event()
@@ -605,6 +694,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=4028)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--web-port", type=int, default=None, help="serve stock Antminers' web UI")
+    ap.add_argument("--v3-port", type=int, default=4433, help="whatsminer_v3 miners' API v3 port")
     ap.add_argument(
         "--personality",
         action="append",

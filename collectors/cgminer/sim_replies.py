@@ -4,6 +4,7 @@ tests/fixtures/asic (key names, value types, quirks), filled with one miner's li
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -569,3 +570,151 @@ def bm_system_info(m: SimMiner) -> Body:
         "firmware_type": "Release",
         "serinum": m.serial,
     }
+
+
+# --- Whatsminer API v3 (port 4433) ------------------------------------------------------------
+
+# The real get.device.info of a Whatsminer M60S_VK40 (tests/fixtures/asic/whatsminer-m60s-
+# get.device.info.json, from asic-rs, Apache-2.0; test_whatsminer_v3 checks the two agree).
+# Kept here rather than read from tests/ because the simulator ships with the agent (kuat demo).
+WM_V3_DEVICE_INFO: Body = {
+    "code": 0,
+    "desc": "get.device.info",
+    "msg": {
+        "miner": {
+            "board-num": "3",
+            "chipdata0": "K8EC374-2426 BINVE6-197806A",
+            "chipdata1": "K8EC371-2426 BINVE6-197806A",
+            "chipdata2": "K8EA379-2426 BINVE6-197806A",
+            "detect-hash-rate": "61434:53890:65727",
+            "fast-boot": "disable",
+            "hash-board": "K40",
+            "hash-percent": "0",
+            "miner-sn": "BTM3CS40HD24083100000000000000000",
+            "pcbsn0": "BKM3CSE1404807K42757",
+            "pcbsn1": "BKM3CSE1404812K43675",
+            "pcbsn2": "BKM3CSE1404807K42762",
+            "pool-strategy": "FAILOVER",
+            "type": "M60S_VK40",
+            "working": "true",
+        },
+        "network": {
+            "dns": "172.16.2.1",
+            "gateway": "172.16.2.1",
+            "hostname": "WhatsMiner",
+            "ip": "172.16.2.58",
+            "mac": "CE:02:01:00:8C:36",
+            "netmask": "255.255.255.0",
+            "proto": "dhcp",
+        },
+        "power": {
+            "fanspeed": 6344,
+            "hwversion": "RT0159",
+            "mode": "1",
+            "model": "P221B",
+            "sn": "1436B2429603097",
+            "swversion": "230224.220429",
+            "type": "P221B",
+            "vendor": "1",
+        },
+        "salt": "uhCiDyVj",
+        "system": {
+            "api": "3.0.2",
+            "apiswitch": "1",
+            "control-board-version": "CB6V10",
+            "fwversion": "20251209.16.Rel2",
+            "ledstatus": "auto",
+            "platform": "H616",
+        },
+    },
+    "when": 1773869570,
+}
+WM_V3_SECTIONS = ("miner", "network", "power", "salt", "system")
+# API v3 'code' values (MicroBT's documentation)
+V3_INVALID_COMMAND = -2
+V3_INVALID_ITEM = -3
+V3_NO_PERMISSION = -4
+
+
+def v3_reply(cmd: str, msg: Any, code: int = 0) -> Body:
+    return {"code": code, "when": int(time.time()), "msg": msg, "desc": cmd}
+
+
+def wm_v3_device_info(m: SimMiner, param: Any) -> Body:
+    """The real reply with this miner's identity and state; ``param`` filters one section."""
+    msg = copy.deepcopy(WM_V3_DEVICE_INFO["msg"])
+    miner, net = msg["miner"], msg["network"]
+    miner["miner-sn"] = m.serial
+    miner["working"] = "false" if m.sleeping else "true"
+    for i in range(3):
+        miner[f"pcbsn{i}"] = f"BKM3CSE1404{i}{m.serial[-8:]}"
+    net.update(ip=m.ip, mac=m.mac, gateway="127.0.0.1", dns="127.0.0.1", netmask="255.0.0.0")
+    miner["type"] = m.model.removeprefix("Whatsminer ")
+    msg["salt"] = m.session_id[:8]
+    if param is None:
+        return v3_reply("get.device.info", msg)
+    if param not in WM_V3_SECTIONS:
+        return v3_reply("get.device.info", "invalid param", V3_INVALID_ITEM)
+    return v3_reply("get.device.info", {param: msg[param]})
+
+
+def _wm_v3_summary(m: SimMiner) -> Body:
+    ths = m.hashrate_ths
+    temps = m.chain_temps()
+    chips = [c for _, c in temps]
+    return {
+        "elapsed": m.elapsed,
+        "bootup-time": m.elapsed + 101,
+        "freq-avg": 0 if m.sleeping else 595,
+        "target-freq": 0,
+        "factory-hash": round(m.nominal_ths, 3),
+        "hash-average": round(ths * 0.999, 3),
+        "hash-1min": round(ths, 3),
+        "hash-15min": round(ths * 1.001, 3),
+        "hash-realtime": round(ths * 1.04, 3),
+        "power-rate": round(m.power_w / ths, 3) if ths else 0.0,
+        "power-5min": round(m.power_w * 1.002, 3),
+        "power-realtime": round(m.power_w),
+        "environment-temperature": 21.5,
+        "board-temperature": [float(b) for b, _ in temps],
+        "chip-temp-min": float(min(chips) - 12),
+        "chip-temp-avg": float(sum(chips) / len(chips)),
+        "chip-temp-max": float(max(chips)),
+        "power-limit": m.power_limit_w,
+        "up-freq-finish": 1,
+        "fan-speed-in": m.fans_rpm[0],
+        "fan-speed-out": m.fans_rpm[1],
+    }
+
+
+def _wm_v3_pools(m: SimMiner) -> list[Body]:
+    return [
+        {
+            "id": i + 1,
+            "url": p["url"],
+            "status": "alive",
+            "account": p["user"],
+            "stratum-active": i == 0,
+            "reject-rate": 0.0,
+            "last-share-time": int(time.time()) - 3 if i == 0 else 0,
+        }
+        for i, p in enumerate(m.pools)
+    ]
+
+
+_WM_V3_STATUS: dict[str, Callable[[SimMiner], Any]] = {
+    "summary": _wm_v3_summary,
+    "pools": _wm_v3_pools,
+    "edevs": lambda m: [
+        {"id": i, "chip-temp-max": float(c), "hash-average": round(m.hashrate_ths / 3, 3)}
+        for i, (_, c) in enumerate(m.chain_temps())
+    ],
+}
+
+
+def wm_v3_miner_status(m: SimMiner, param: Any) -> Body:
+    """``param`` is one section or several joined by '+', as the documentation allows."""
+    parts = str(param).split("+") if isinstance(param, str) and param else []
+    if not parts or any(p not in _WM_V3_STATUS for p in parts):
+        return v3_reply("get.miner.status", "invalid param", V3_INVALID_ITEM)
+    return v3_reply("get.miner.status", {p: _WM_V3_STATUS[p](m) for p in dict.fromkeys(parts)})

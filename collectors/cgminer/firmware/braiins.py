@@ -1,6 +1,11 @@
 """Braiins OS (BOSminer / BOSer) through its cgminer-compatible API on 4028.
 
-No serial or MAC on this API. Watts and the power limit come from ``tunerstatus``.
+No serial or MAC on this API. Watts and the power limit come from ``tunerstatus`` (Braiins OS+
+autotuner; shape as in the Braiins OS docs' example and pyasic's BOSminer parser):
+``TUNERSTATUS[0].PowerLimit`` is the tuner's power target, ``ApproximateMinerPowerConsumption`` its
+estimate for the whole miner (chains + control board + fans), the better figure for the site
+balance than ``ApproximateChainPowerConsumption`` (chains only). Builds without the tuner
+(Braiins OS, not OS+) refuse the command: those fields stay None and the reading has no error.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ def _tuner(t: Body | None) -> dict[str, Any]:
     return item(t, "TUNERSTATUS") or {}
 
 
+def _power_limit(t: Body | None) -> float | None:
+    # 0 (or absent) when the tuner is off or tunes to a hashrate target: no watt limit then
+    v = num(_tuner(t).get("PowerLimit"))
+    return v if v is not None and v > 0 else None
+
+
 def _temps(temps: Body | None) -> Any:
     from collectors.readings import AsicTemps
 
@@ -73,7 +84,7 @@ FIELDS: dict[str, Source] = {
     "power_w": Source(
         ("tunerstatus",), lambda t: num(_tuner(t).get("ApproximateMinerPowerConsumption"))
     ),
-    "power_limit_w": Source(("tunerstatus",), lambda t: num(_tuner(t).get("PowerLimit"))),
+    "power_limit_w": Source(("tunerstatus",), _power_limit),
     "temps_c": Source(("temps",), _temps),
     "fans_rpm": Source(("fans",), _fans),
     "pools": Source(("pools",), pools),
@@ -86,6 +97,7 @@ SPEC = FirmwareSpec(
     fields=FIELDS,
     sleep_command=("pause", None),
     wake_command=("resume", None),
+    optional=frozenset({"tunerstatus"}),
 )
 
 

@@ -33,6 +33,8 @@ class FirmwareSpec:
     extra_commands: tuple[str, ...] = ()
     # identity-only replies the poller may reuse between polls (see collector.STICKY_POLLS)
     sticky: frozenset[str] = frozenset()
+    # commands some builds of this firmware lack: their refusal is no error in the reading
+    optional: frozenset[str] = frozenset()
     # the deduplicated command set, in first-use order; derived once, sent every poll
     commands: tuple[str, ...] = field(init=False)
 

@@ -1,4 +1,4 @@
-"""MicroBT Whatsminer, btminer firmware (API v1/v2 on 4028).
+"""MicroBT Whatsminer, btminer firmware: API v1/v2 on 4028 (SPEC), API v3 on 4433 (SPEC_V3).
 
 summary carries almost everything (watts, limit, MAC, firmware); serial needs get_miner_info and
 the sleep state needs status, both of which btminer refuses inside "a+b".
@@ -117,20 +117,151 @@ SPEC = FirmwareSpec(
 )
 
 
-def fields_from_v3_device_info(reply: Body) -> dict[str, Any]:
-    """API v3 ``get.device.info`` (port 4433, length-framed) -> identity fields.
+# --- API v3 (port 4433, length-framed; collectors/cgminer/v3.py) ------------------------------
+#
+# Two reply bodies: ``get.device.info`` (msg.miner/network/system/power, identity) and
+# ``get.miner.status`` (msg.summary/msg.pools, the live numbers; hashrates in TH/s, watts in W).
+# Key names as in MicroBT's API v3 documentation and the real M60S reply in tests/fixtures/asic.
 
-    Not polled yet (v3 needs its own framing); kept so the identity mapping is fixed and tested.
-    """
-    msg = reply.get("msg") if isinstance(reply.get("msg"), dict) else {}
-    miner = msg.get("miner") if isinstance(msg.get("miner"), dict) else {}
-    net = msg.get("network") if isinstance(msg.get("network"), dict) else {}
-    system = msg.get("system") if isinstance(msg.get("system"), dict) else {}
-    model = text(miner.get("type"))
+
+def _section(body: Body | None, *path: str) -> dict[str, Any]:
+    cur: Any = body
+    for p in ("msg", *path):
+        cur = cur.get(p) if isinstance(cur, dict) else None
+    return cur if isinstance(cur, dict) else {}
+
+
+def _v3_summary(status: Body | None) -> dict[str, Any]:
+    return _section(status, "summary")
+
+
+def _v3_model(info: Body | None) -> str | None:
+    # the full type (M60S_VK40): the board variant tells two M60S generations apart, and
+    # models.normalise() strips it for the nameplate lookup
+    m = text(_section(info, "miner").get("type"))
+    if m is None:
+        return None
+    return m if m.lower().startswith("whatsminer") else f"Whatsminer {m}"
+
+
+def _v3_hashrate(status: Body | None) -> float | None:
+    # 1 min rather than realtime, for the reason the v2 parser takes "MHS 1m"
+    return first_num(_v3_summary(status), "hash-1min", "hash-realtime", "hash-average")
+
+
+def _v3_power(status: Body | None, info: Body | None) -> float | None:
+    s = _v3_summary(status)
+    # the PSU's own output reading (power.pin) only when btminer gives no figure
+    v = first_num(s, "power-realtime", "power-5min")
+    return v if v is not None else num(_section(info, "power").get("pin"))
+
+
+def _v3_limit(status: Body | None, info: Body | None) -> float | None:
+    v = num(_v3_summary(status).get("power-limit"))
+    if v is None:
+        v = num(_section(info, "miner").get("power-limit-set"))
+    return v if v is not None and v > 0 else None
+
+
+def _v3_temps(status: Body | None) -> Any:
+    from collectors.readings import AsicTemps
+
+    s = _v3_summary(status)
+    if not s:
+        return None
+    boards = s.get("board-temperature")
+    return AsicTemps(
+        board=positive(boards if isinstance(boards, list) else []),
+        chip=positive([s.get("chip-temp-max")]),
+        inlet=tuple(t for t in [num(s.get("environment-temperature"))] if t is not None),
+    )
+
+
+def _v3_fans(status: Body | None) -> tuple[int, ...] | None:
+    s = _v3_summary(status)
+    # the two case fans, as v2 reports them; the PSU fan (power.fanspeed) is not a case fan
+    out = tuple(
+        v for k in ("fan-speed-in", "fan-speed-out") if (v := integer(s.get(k))) is not None
+    )
+    return out or None
+
+
+def _v3_pools(status: Body | None) -> tuple[Any, ...] | None:
+    from collectors.readings import PoolInfo
+
+    msg = status.get("msg") if status else None
+    if not isinstance(msg, dict) or not isinstance(msg.get("pools"), list):
+        return None
+    rows = [p for p in msg["pools"] if isinstance(p, dict) and text(p.get("url"))]
+    active = next((i for i, p in enumerate(rows) if p.get("stratum-active") is True), None)
+    if active is None:
+        # no stratum-active flag: the first alive pool in failover order is the one mining
+        active = next(
+            (i for i, p in enumerate(rows) if str(p.get("status", "")).lower() == "alive"), None
+        )
+    return tuple(
+        PoolInfo(
+            url=str(text(p.get("url"))),
+            user=text(p.get("account")) or text(p.get("user")),
+            status=text(p.get("status")),
+            active=i == active,
+        )
+        for i, p in enumerate(rows)
+    )
+
+
+def _v3_state(info: Body | None) -> str | None:
+    # "working": "false" is btminer stopped (set.miner.service stop, or power off): asleep
+    working = str(_section(info, "miner").get("working", "")).lower()
+    return "sleeping" if working == "false" else None
+
+
+def _v3_errors(info: Body | None) -> tuple[str, ...]:
+    rows = _section(info).get("error-code") if info else None
+    out = []
+    for row in rows if isinstance(rows, list) else []:
+        if not isinstance(row, dict):
+            continue
+        reason = text(row.get("reason"))
+        codes = [k for k in row if k != "reason"]
+        for c in codes[:1]:
+            out.append(f"miner error code {c}" + (f" ({reason})" if reason else ""))
+    return tuple(out)
+
+
+FIELDS_V3: dict[str, Source] = {
+    "model": Source(("get.device.info",), _v3_model),
+    "serial": Source(("get.device.info",), lambda i: text(_section(i, "miner").get("miner-sn"))),
+    "mac": Source(("get.device.info",), lambda i: mac(_section(i, "network").get("mac"))),
+    "firmware": Source(
+        ("get.device.info",), lambda i: text(_section(i, "system").get("fwversion"))
+    ),
+    "hashrate_ths": Source(("get.miner.status",), _v3_hashrate),
+    "hashrate_nominal_ths": Source(
+        ("get.miner.status",), lambda s: num(_v3_summary(s).get("factory-hash")) or None
+    ),
+    "power_w": Source(("get.miner.status", "get.device.info"), _v3_power),
+    "power_limit_w": Source(("get.miner.status", "get.device.info"), _v3_limit),
+    "temps_c": Source(("get.miner.status",), _v3_temps),
+    "fans_rpm": Source(("get.miner.status",), _v3_fans),
+    "pools": Source(("get.miner.status",), _v3_pools),
+    "uptime_s": Source(("get.miner.status",), lambda s: integer(_v3_summary(s).get("elapsed"))),
+    "state": Source(("get.device.info",), _v3_state),
+    "errors": Source(("get.device.info",), _v3_errors),
+}
+
+# No sleep/wake commands: API v3 stops btminer only through a signed set.miner.service
+# (admin password + the salt of get.device.info), which control.py does not do; a v3 miner is
+# therefore "unsupported" for curtailment rather than sent commands it would refuse.
+SPEC_V3 = FirmwareSpec(family="whatsminer_v3", vendor="MicroBT", fields=FIELDS_V3)
+
+
+def fields_from_v3_device_info(reply: Body) -> dict[str, Any]:
+    """API v3 ``get.device.info`` -> identity fields (the same extractors the poller uses)."""
     return {
         "vendor": "MicroBT",
-        "model": f"Whatsminer {model}" if model else None,
-        "serial": text(miner.get("miner-sn")),
-        "mac": mac(net.get("mac")),
-        "firmware": text(system.get("fwversion")),
+        "model": _v3_model(reply),
+        "serial": FIELDS_V3["serial"].extract(reply),
+        "mac": FIELDS_V3["mac"].extract(reply),
+        "firmware": FIELDS_V3["firmware"].extract(reply),
     }
