@@ -239,8 +239,37 @@ class PduConfig(Strict):
     community: SecretRef | None = None
     v3: SnmpV3 | None = None
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    # Outlet index -> the miner it feeds, "ip" or "ip:port" (cgminer API port, 4028 if not
+    # given): lets curtailment cut a miner that cannot sleep. Normalised to "ip:port".
+    outlets: dict[int, str] = {}
 
     _coerce = field_validator("community", mode="before")(_secret)
+
+    @field_validator("outlets", mode="before")
+    @classmethod
+    def _outlets(cls, v: object) -> object:
+        # TOML table keys are always strings: "1" = "10.20.1.5" must become outlet 1
+        if not isinstance(v, dict):
+            return v
+        out: dict[int, str] = {}
+        for key, value in v.items():
+            try:
+                index = int(key)
+            except (TypeError, ValueError):
+                raise ValueError(f"outlet key {key!r} is not an outlet number") from None
+            if index < 1:
+                raise ValueError(f"outlet {index}: outlet numbers start at 1")
+            if not isinstance(value, str):
+                raise ValueError(f'outlet {index}: give the miner as "ip" or "ip:port"')
+            host, port = miner_address(value)
+            out[index] = f"{host}:{port}"
+        if len(set(out.values())) < len(out):
+            raise ValueError("a miner is listed under two outlets of the same PDU")
+        return out
+
+    def outlet_targets(self) -> dict[tuple[str, int], int]:
+        """(miner ip, port) -> the outlet feeding it."""
+        return {miner_address(addr): index for index, addr in self.outlets.items()}
 
     @model_validator(mode="after")
     def _one_auth(self) -> PduConfig:
@@ -316,6 +345,13 @@ class QuotaSection(Strict):
     min_off_s: Annotated[float, Field(ge=0, le=86400)] = 600.0
     hysteresis_kw: Annotated[float, Field(ge=0)] = 20.0
     margin_kw: Annotated[float, Field(ge=0)] = 0.0
+    # Power limits before sleep, on firmware with a power target (LuxOS today): steps of
+    # power_limit_step_pct of a miner's full power, down to power_limit_min_pct of it, and at
+    # least power_limit_hold_s between two limit changes of one miner.
+    power_limit: bool = True
+    power_limit_step_pct: Annotated[float, Field(gt=0, le=50)] = 10.0
+    power_limit_min_pct: Annotated[float, Field(ge=10, lt=100)] = 60.0
+    power_limit_hold_s: Annotated[float, Field(ge=0, le=86400)] = 120.0
     http: QuotaHttpSection | None = None
     mqtt: QuotaMqttSection | None = None
     orders: OrdersSection = OrdersSection()
@@ -426,6 +462,33 @@ class KuatConfig(Strict):
 # --- hosts ------------------------------------------------------------------------------
 
 MAX_HOSTS_PER_ENTRY = 65536
+
+
+def miner_address(text: str, default_port: int = 4028) -> tuple[str, int]:
+    """ "10.20.1.5" or "10.20.1.6:4028" (IPv6: "[fd00::5]:4028") -> (ip, port); ValueError."""
+    host, port = text.strip(), default_port
+    if host.startswith("["):
+        inner, _, rest = host[1:].partition("]")
+        host = inner
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"{text!r} is not ip or ip:port")
+            port = _port(text, rest[1:])
+    elif host.count(":") == 1:
+        host, _, p = host.partition(":")
+        port = _port(text, p)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        # readings are matched by IP address, so a name would silently never match
+        raise ValueError(f"{text!r}: the miner must be given by its IP address") from None
+    return host, port
+
+
+def _port(text: str, p: str) -> int:
+    if not p.isdigit() or not 1 <= int(p) <= 65535:
+        raise ValueError(f"{text!r}: port must be 1-65535")
+    return int(p)
 
 
 def expand_hosts(entry: str) -> list[str]:

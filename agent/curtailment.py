@@ -4,21 +4,37 @@ The plan is pure (``quota.curtail``); this module feeds it the miners as the age
 them, remembers when each miner was switched (so minimum on/off times hold across cycles), and —
 only with ``[quota] enforce = true`` — sends the sleep/wake commands through the collectors'
 control side. Without enforcement the plan is logged and written to telemetry, nothing more.
+
+Capabilities the planner is told about, per miner:
+
+- power limit: firmware with a power target (LuxOS today) and ``[quota] power_limit``; steps
+  of ``power_limit_step_pct`` of its full power (its draw, or profile watts, before our first
+  limit) down to ``power_limit_min_pct``. A limit the firmware cannot run at ("unsupported",
+  "refused") turns limits off for that miner, so it is slept instead.
+- sleep: assumed until a sleep answers "unsupported" (remembered for good) or "failed"
+  (remembered for ``SLEEP_RETRY_S``: a timeout may be passing).
+- outlet: from ``[[pdu]] outlets``; only a miner that cannot sleep is ever cut there. A miner
+  whose outlet we switched off is planned as down (whatever a stale reading says) until we
+  switch it on again.
+
+All of this memory lives in the process: after a restart, limits and outlets we set stay as they
+are on the devices but are no longer known to be ours (not restored automatically).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from agent.config import KuatConfig
+from agent.config import KuatConfig, PduConfig
 from agent.state import SiteState
 from collectors.capabilities import ActionResult
 from collectors.cgminer import control
 from collectors.cgminer.models import estimated_power_w
 from collectors.readings import AsicReading
-from quota.curtail import ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
+from collectors.snmp.collector import PduPoller
+from quota.curtail import Action, ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
 from quota.evaluate import QuotaStatus
 from quota.messages import render
 from quota.orders import CurtailmentOrder, OrderBook, limit_kw, limit_reason, tighter
@@ -29,6 +45,10 @@ log = logging.getLogger("kuat.curtail")
 # Commands sent at once: a burst of hundreds of TCP sessions is pointless when each miner
 # needs seconds to confirm anyway.
 MAX_PARALLEL_ACTIONS = 32
+# A sleep that failed (timeout, no confirmation) may work next time: try again after this long.
+SLEEP_RETRY_S = 3600.0
+# Firmware families with a power target the control side can set.
+POWER_LIMIT_FAMILIES = frozenset({"luxos"})
 
 
 class Curtailer:
@@ -43,8 +63,22 @@ class Curtailer:
             min_off_s=q.min_off_s,
             hysteresis_kw=q.hysteresis_kw,
             margin_kw=q.margin_kw,
+            limit_hold_s=q.power_limit_hold_s,
         )
         self.switched: dict[str, datetime] = {}
+        self.limited_at: dict[str, datetime] = {}
+        self._limits: dict[str, float] = {}  # limits we set and saw confirmed
+        self._full: dict[str, float] = {}  # a limitable miner's power before our first limit
+        self._no_limit: set[str] = set()
+        self._no_sleep: dict[str, datetime | None] = {}  # None: for good; else retry after
+        self._outlet_off: dict[str, AsicReading] = {}  # its last reading before the cut
+        self._outlet_of: dict[str, tuple[PduConfig, int]] = {}
+        self._outlets = {
+            target: (p, index)
+            for p in reversed(cfg.pdu)
+            for target, index in p.outlet_targets().items()
+        }  # reversed: the first PDU naming a miner wins
+        self._pdu = PduPoller()
         # What a miner draws and makes when mining: waking it adds that, not its sleep figures.
         self._mining: dict[str, tuple[float | None, float | None]] = {}
         self._executing: asyncio.Task[list[ActionResult]] | None = None
@@ -53,28 +87,69 @@ class Curtailer:
         self.last_plan: CurtailPlan | None = None
         self._binding_order: tuple[str, str] | None = None
 
-    def _miners(self) -> tuple[list[MinerState], dict[str, AsicReading]]:
+    def _miners(self, now: datetime) -> tuple[list[MinerState], dict[str, AsicReading]]:
         out: list[MinerState] = []
         by_id: dict[str, AsicReading] = {}
-        for r in self.state.asic_readings():
-            did = r.device_id
+        q = self.cfg.quota
+        readings = {r.device_id: r for r in self.state.asic_readings()}
+        # a miner we cut is down, whatever a reading from before the cut still says
+        readings.update(self._outlet_off)
+        for did, r in readings.items():
             by_id[did] = r
             # Stock Antminers report no power: plan with the spec-sheet figure scaled by hashrate.
             power_w = r.power_w or estimated_power_w(r.model, r.hashrate_ths)
-            if r.state == "mining" and power_w:
+            off = did in self._outlet_off
+            if r.state == "mining" and power_w and not off:
                 self._mining[did] = (power_w, r.hashrate_ths)
-            asleep = r.state == "sleeping"
+            asleep = off or r.state == "sleeping"
             power, hashrate = (
                 self._mining.get(did, (None, None)) if asleep else (power_w, r.hashrate_ths)
             )
-            out.append(MinerState(did, power, hashrate, asleep, self.switched.get(did)))
+            steps: tuple[float, ...] = ()
+            full: float | None = None
+            if (
+                q.power_limit
+                and r.firmware_family in POWER_LIMIT_FAMILIES
+                and did not in self._no_limit
+            ):
+                if did not in self._limits and not asleep:
+                    # what it runs at before we limit it: the profile's watts, else its draw
+                    seen = r.power_limit_w or power_w
+                    if seen:
+                        self._full[did] = seen
+                full = self._full.get(did)
+                if full:
+                    steps = _steps(full, q.power_limit_step_pct, q.power_limit_min_pct)
+            retry = self._no_sleep.get(did, now)
+            can_sleep = did not in self._no_sleep or (retry is not None and retry <= now)
+            if can_sleep:
+                self._no_sleep.pop(did, None)
+            feed = self._outlets.get((r.ip, r.port))
+            if feed is not None:
+                self._outlet_of[did] = feed
+            out.append(
+                MinerState(
+                    did,
+                    power,
+                    hashrate,
+                    asleep,
+                    self.switched.get(did),
+                    power_steps_w=steps,
+                    full_power_w=full,
+                    power_limit_w=self._limits.get(did),
+                    last_limited=self.limited_at.get(did),
+                    can_sleep=can_sleep and not off,
+                    outlet=f"{feed[0].name}/{feed[1]}" if feed is not None else None,
+                    outlet_off=off,
+                )
+            )
         return out, by_id
 
     def run(self, status: QuotaStatus, now: datetime, orders: OrderBook | None = None) -> list[str]:
         """Plan (and with enforcement, start carrying out) one cycle; return telemetry lines."""
         if self._executing is not None and not self._executing.done():
             return []  # the previous plan's commands are still being confirmed
-        miners, by_id = self._miners()
+        miners, by_id = self._miners(now)
         order_kw, order = limit_kw(orders, now) if orders is not None else (None, None)
         allowed = tighter(status.allowed_kw, order_kw)
         self._log_order(order if order_kw is not None and order_kw == allowed else None)
@@ -82,10 +157,19 @@ class Curtailer:
         self.last_plan = p
         self._log_plan(p)
         if self.enforce and p.actions:
+            before = {
+                a.device_id: (self.switched.get(a.device_id), self.limited_at.get(a.device_id))
+                for a in p.actions
+            }
             for a in p.actions:
-                self.switched[a.device_id] = now
-            self._executing = asyncio.get_running_loop().create_task(self._execute(p, by_id))
-        sleeps = sum(1 for a in p.actions if a.kind == ActionKind.SLEEP)
+                if a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER):
+                    self.limited_at[a.device_id] = now
+                else:
+                    self.switched[a.device_id] = now
+            self._executing = asyncio.get_running_loop().create_task(
+                self._execute(p, by_id, now, before)
+            )
+        count = {k: sum(1 for a in p.actions if a.kind == k) for k in ActionKind}
         line = encode_point(
             "curtail",
             {"site": self.cfg.site.id, "mode": "enforce" if self.enforce else "dry_run"},
@@ -94,8 +178,12 @@ class Curtailer:
                 "order_kw": order_kw,
                 "load_kw": p.load_kw,
                 "planned_load_kw": p.planned_load_kw,
-                "sleep_actions": sleeps,
-                "restore_actions": len(p.actions) - sleeps,
+                "sleep_actions": count[ActionKind.SLEEP],
+                "restore_actions": count[ActionKind.RESTORE],
+                "limit_actions": count[ActionKind.LIMIT_POWER],
+                "restore_power_actions": count[ActionKind.RESTORE_POWER],
+                "outlet_off_actions": count[ActionKind.OUTLET_OFF],
+                "outlet_on_actions": count[ActionKind.OUTLET_ON],
                 "held": len(p.held),
                 "miners_asleep": sum(1 for m in miners if m.asleep),
             },
@@ -135,36 +223,112 @@ class Curtailer:
             render(p.reason, self.lang),
         )
 
-    async def _execute(self, p: CurtailPlan, by_id: dict[str, AsicReading]) -> list[ActionResult]:
+    async def _execute(
+        self,
+        p: CurtailPlan,
+        by_id: dict[str, AsicReading],
+        now: datetime,
+        before: dict[str, tuple[datetime | None, datetime | None]],
+    ) -> list[ActionResult]:
         gate = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
 
-        async def one(device_id: str, kind: ActionKind, why: str) -> ActionResult:
-            r = by_id.get(device_id)
+        async def one(a: Action, why: str) -> ActionResult:
+            r = by_id.get(a.device_id)
+            if a.kind in (ActionKind.OUTLET_OFF, ActionKind.OUTLET_ON):
+                return await self._switch_outlet(a, why, gate)
             if r is None or r.firmware_family is None:
-                return ActionResult(device_id, kind.value, "unsupported", "firmware not known")
-            act = control.sleep if kind == ActionKind.SLEEP else control.wake
+                return ActionResult(a.device_id, a.kind.value, "unsupported", "firmware not known")
+            if a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER):
+                assert a.target_w is not None
+                async with gate:
+                    return await control.set_power_limit(
+                        r.ip, r.port, r.firmware_family, int(a.target_w), why
+                    )
+            act = control.sleep if a.kind == ActionKind.SLEEP else control.wake
             extra: dict[str, object] = {}
             if r.firmware_family == "bitmain":
                 # Stock firmware switches through its web UI and restarts its miner process:
                 # sleeping takes tens of seconds, hashing again after a wake takes minutes.
-                a = self.cfg.asic
+                c = self.cfg.asic
                 extra = {
-                    "web_port": a.web_port or 80,
-                    "web_username": a.web_username,
-                    "web_password": a.web_password.get(),
-                    "confirm_s": 60.0 if kind == ActionKind.SLEEP else 180.0,
+                    "web_port": c.web_port or 80,
+                    "web_username": c.web_username,
+                    "web_password": c.web_password.get(),
+                    "confirm_s": 60.0 if a.kind == ActionKind.SLEEP else 180.0,
                 }
             async with gate:
                 return await act(r.ip, r.port, r.firmware_family, why, **extra)
 
-        results = await asyncio.gather(
-            *(one(a.device_id, a.kind, render(a.reason, self.lang)) for a in p.actions)
-        )
-        for a, res in zip(p.actions, results, strict=True):
+        whys = [render(a.reason, self.lang) for a in p.actions]
+        results = await asyncio.gather(*(one(a, w) for a, w in zip(p.actions, whys, strict=True)))
+        for a, res, why in zip(p.actions, results, whys, strict=True):
+            self._learn(a, res, by_id.get(a.device_id), now, before.get(a.device_id))
             level = logging.INFO if res.outcome == "done" else logging.ERROR
-            log.log(level, "%s %s: %s (%s)", a.kind.value, a.device_id, res.outcome, res.detail)
+            log.log(
+                level,
+                "%s %s: %s (%s) — %s",
+                a.kind.value,
+                a.device_id,
+                res.outcome,
+                res.detail,
+                why,
+            )
         self.results = list(results)
         return self.results
+
+    async def _switch_outlet(self, a: Action, why: str, gate: asyncio.Semaphore) -> ActionResult:
+        feed = self._outlet_of.get(a.device_id)
+        if feed is None:
+            return ActionResult(a.device_id, a.kind.value, "unsupported", "no outlet known")
+        pdu, index = feed
+        from agent.runtime import _snmp_auth  # runtime imports this module: import late
+
+        async with gate:
+            return await self._pdu.switch_outlet(
+                pdu.host,
+                pdu.port,
+                auth=_snmp_auth(pdu),
+                index=index,
+                on=a.kind == ActionKind.OUTLET_ON,
+                reason=why,
+                profile=pdu.profile,
+            )
+
+    def _learn(
+        self,
+        a: Action,
+        res: ActionResult,
+        reading: AsicReading | None,
+        now: datetime,
+        before: tuple[datetime | None, datetime | None] | None,
+    ) -> None:
+        """Remember what a result tells about the miner, for the next plans."""
+        did, done = a.device_id, res.outcome == "done"
+        limit = a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER)
+        if not done and before is not None and res.outcome in ("unsupported", "refused"):
+            # nothing was switched: the timers must not hold the miner for it
+            stamps = (self.limited_at, before[1]) if limit else (self.switched, before[0])
+            if stamps[1] is None:
+                stamps[0].pop(did, None)
+            else:
+                stamps[0][did] = stamps[1]
+        if limit:
+            if done and a.target_w is not None:
+                if a.kind == ActionKind.RESTORE_POWER and a.target_w >= self._full.get(did, 0.0):
+                    self._limits.pop(did, None)  # back at full power: no limit of ours
+                else:
+                    self._limits[did] = a.target_w
+            elif res.outcome in ("unsupported", "refused"):
+                self._no_limit.add(did)
+        elif a.kind == ActionKind.SLEEP and res.outcome in ("unsupported", "failed"):
+            # "refused" (a wrong web password, say) is a setting to fix, not a reason to cut
+            # the miner's power: it keeps being asked to sleep, and the error keeps showing
+            retry = now + timedelta(seconds=SLEEP_RETRY_S) if res.outcome == "failed" else None
+            self._no_sleep[did] = retry
+        elif a.kind == ActionKind.OUTLET_OFF and done and reading is not None:
+            self._outlet_off[did] = reading
+        elif a.kind == ActionKind.OUTLET_ON and done:
+            self._outlet_off.pop(did, None)
 
     async def wait(self) -> None:
         if self._executing is not None:
@@ -174,3 +338,13 @@ class Curtailer:
         if self._executing is not None and not self._executing.done():
             self._executing.cancel()
         await self.wait()
+
+
+def _steps(full_w: float, step_pct: float, min_pct: float) -> tuple[float, ...]:
+    """Power targets below ``full_w``: every ``step_pct`` of it down to ``min_pct`` of it."""
+    out: list[float] = []
+    k = 1
+    while (pct := 100.0 - k * step_pct) >= min_pct - 1e-9:
+        out.append(float(round(full_w * pct / 100.0)))
+        k += 1
+    return tuple(out)

@@ -24,6 +24,7 @@ from agent.quota_job import QuotaJob
 from agent.sdnotify import Notifier, watchdog_interval_s
 from agent.sizing import asic_concurrency, raise_fd_limit
 from agent.state import SiteState, StatusSnapshot, snapshot
+from agent.tuning import apply_gc_tuning
 from agent.uplinks import Uplinks
 from collectors.cgminer.collector import AsicPoller
 from collectors.modbus.collector import MeterPoller
@@ -286,6 +287,7 @@ class Agent:
             loop.add_signal_handler(sig, self.request_stop)
         await self.uplinks.start()
         self._start_quota_push(loop)
+        apply_gc_tuning()
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         now = self.clock()
         for spec in self.jobs():

@@ -71,9 +71,11 @@ def _filled(r: Any) -> dict[str, bool]:
 
 
 async def run_kuat(tg: list[tuple[str, int]], rounds: int, concurrency: int) -> dict[str, Any]:
+    from agent.tuning import apply_gc_tuning
     from collectors.cgminer.collector import AsicPoller
     from collectors.readings import AsicReading
 
+    apply_gc_tuning()  # the agent's own process setting (agent/tuning.py), as `kuat run` has it
     poller = AsicPoller(timeout_s=5.0, concurrency=concurrency)
     cpu0, t0 = time.process_time(), time.perf_counter()
     first = await poller.poll_many(tg)
@@ -270,9 +272,11 @@ def _fields_by_family(results: list[Any]) -> dict[str, dict[str, Any]]:
 async def _scale_cycles(
     tg: list[tuple[str, int]], cycles: int, concurrency: int, web_port: int
 ) -> dict[str, Any]:
+    from agent.tuning import apply_gc_tuning
     from collectors.cgminer.collector import AsicPoller
     from collectors.readings import AsicReading
 
+    apply_gc_tuning()  # as `kuat run` has it
     poller = AsicPoller(timeout_s=5.0, concurrency=concurrency, web_port=web_port or None)
     stock = 0
     rows = []

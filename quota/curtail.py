@@ -1,13 +1,36 @@
-"""Curtailment planner: which miners to put to sleep (or wake) so the site keeps to the power
-allowed for the rest of the hour. It returns a plan with a reason for every decision and
-executes nothing; the agent carries the plan out through the collectors' control side.
+"""Curtailment planner: which miners to slow down, put to sleep or cut off (and bring back) so
+the site keeps to the power allowed for the rest of the hour. It returns a plan with a reason for
+every decision and executes nothing; the agent carries the plan out through the collectors'
+control side.
 
-- Sleep the least efficient first (highest J/TH): the hashrate lost per kW saved is smallest.
-  A mining miner reporting no hashrate is pure cost and goes first.
-- Wake the most efficient first, and only while the load stays ``hysteresis_kw`` below the
-  limit, so a site hovering at its limit does not flap miners every cycle.
-- Respect minimum on and off times: power-cycling hashboards and PSUs too often wears them and
-  a miner needs minutes to reach full hashrate, so a switch the timers forbid is held, and said so.
+When over the limit, soft actions come before hard ones:
+
+1. Power limits, where the firmware has a power target (LuxOS profiles): the least efficient
+   (highest J/TH) first, each down to the step that just reaches the target, else its lowest.
+   Used only when limits *alone* reach the target: a limited miner still hashes, but if the
+   site needs more than limits can give, sleeping the least efficient saves far more per
+   command, and limiting miners that must then be slept anyway is wasted churn.
+2. Sleep, the least efficient first: the hashrate lost per kW saved is smallest. A mining miner
+   reporting no hashrate is pure cost and goes first.
+3. Still over: miners that could not be slept (held by their minimum on time, or unable to
+   sleep) are limited to their lowest step — still soft, and not a power cycle.
+4. Last resort: the PDU outlet of a miner that *cannot* sleep (no sleep in its firmware, or its
+   last sleep failed) is switched off. Cutting power under load is hard on PSUs and the miner
+   takes minutes to boot, so never for a miner that a sleep command can stop.
+
+Restoring goes in reverse and only while the load stays ``hysteresis_kw`` below the limit, so a
+site hovering at its limit does not flap: outlets on first (those miners are the furthest from
+normal), then wakes, then power limits raised — the most efficient first in each group.
+
+Timers: power-cycling hashboards and PSUs too often wears them and a miner needs minutes to
+reach full hashrate, so minimum on and off times hold sleeps, wakes *and* outlet switches (an
+outlet switch is a power cycle of the same miner). A power-limit change only retunes clocks and
+voltages, so it has its own shorter hold (``limit_hold_s``) between any two changes of one
+miner's limit; that alone stops a limit from see-sawing between two steps. A switch the timers
+forbid is held, and said so.
+
+With no capabilities given (no power steps, ``can_sleep`` true, no outlet) the plan is exactly
+the sleep/wake plan of earlier versions.
 """
 
 from __future__ import annotations
@@ -29,19 +52,41 @@ MAX_HELD = 100
 class MinerState:
     """A miner as the planner sees it. For a sleeping miner, ``power_w`` and ``hashrate_ths``
     are what it draws and makes when mining (its last or nominal figures), since that is what
-    waking it would add."""
+    waking it would add.
+
+    Capabilities (all optional):
+
+    - ``power_steps_w``: power targets (W) its firmware can run it at below ``full_power_w``;
+      empty: no power limit. ``full_power_w``: its draw without our limit (None: ``power_w``).
+      ``power_limit_w``: the limit we set and is in force (None: none of ours).
+      ``last_limited``: when we last changed its limit.
+    - ``can_sleep``: false when its firmware has no sleep or its last sleep failed.
+    - ``outlet``: the PDU outlet feeding it (any label the agent understands), and
+      ``outlet_off``: that outlet is off (then ``asleep`` is true as well).
+    """
 
     device_id: str
     power_w: float | None
     hashrate_ths: float | None
     asleep: bool
     last_switched: datetime | None = None  # None: not switched by us, free to switch
+    power_steps_w: tuple[float, ...] = ()
+    full_power_w: float | None = None
+    power_limit_w: float | None = None
+    last_limited: datetime | None = None
+    can_sleep: bool = True
+    outlet: str | None = None
+    outlet_off: bool = False
 
     @property
     def j_per_th(self) -> float:
         if self.power_w is None or not self.hashrate_ths or self.hashrate_ths <= 0:
             return math.inf
         return self.power_w / self.hashrate_ths
+
+    @property
+    def min_power_w(self) -> float | None:
+        return min(self.power_steps_w) if self.power_steps_w else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,23 +95,35 @@ class CurtailPolicy:
     min_off_s: float = 600.0
     hysteresis_kw: float = 20.0
     margin_kw: float = 0.0  # aim this far below the allowed power when curtailing
+    limit_hold_s: float = 120.0  # between two power-limit changes of one miner
 
     def __post_init__(self) -> None:
-        if min(self.min_on_s, self.min_off_s, self.hysteresis_kw, self.margin_kw) < 0:
+        values = (self.min_on_s, self.min_off_s, self.hysteresis_kw, self.margin_kw)
+        if min(*values, self.limit_hold_s) < 0:
             raise ValueError("curtailment times and margins must be >= 0")
 
 
 class ActionKind(enum.StrEnum):
     SLEEP = "sleep"
     RESTORE = "restore"
+    LIMIT_POWER = "limit_power"
+    RESTORE_POWER = "restore_power"
+    OUTLET_OFF = "outlet_off"
+    OUTLET_ON = "outlet_on"
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
+    """``power_w``: what the action saves (or adds back), in W. ``target_w``: the new power
+    limit for LIMIT_POWER / RESTORE_POWER (equal to the full power: remove our limit).
+    ``outlet``: the outlet for OUTLET_OFF / OUTLET_ON."""
+
     device_id: str
     kind: ActionKind
     power_w: float
     reason: Reason
+    target_w: float | None = None
+    outlet: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +142,219 @@ def _jth(m: MinerState) -> float | None:
     return None if math.isinf(j) else round(j, 1)
 
 
+def _level(m: MinerState) -> float:
+    """The power a limitable miner is set to now: our limit, else its full power."""
+    if m.power_limit_w is not None:
+        return m.power_limit_w
+    return m.full_power_w if m.full_power_w is not None else (m.power_w or 0.0)
+
+
+class _Planner:
+    def __init__(self, now: datetime, policy: CurtailPolicy, planned: float) -> None:
+        self.now = now
+        self.policy = policy
+        self.planned = planned
+        self.actions: list[Action] = []
+        self.held: list[Reason] = []
+
+    def since(self, t: datetime | None) -> float:
+        return math.inf if t is None else (self.now - as_utc(t)).total_seconds()
+
+    def hold(self, code: Code, m: MinerState, wait: float) -> None:
+        if len(self.held) < MAX_HELD:
+            self.held.append(Reason.of(code, device_id=m.device_id, wait_s=math.ceil(wait)))
+
+    def waits(self, m: MinerState, code: Code, minimum: float, last: datetime | None) -> bool:
+        """True (and the hold noted) if ``m`` must wait ``minimum`` since ``last``."""
+        wait = minimum - self.since(last)
+        if wait > 0:
+            self.hold(code, m, wait)
+            return True
+        return False
+
+    def add(self, action: Action, delta_kw: float) -> None:
+        self.planned += delta_kw
+        self.actions.append(action)
+
+    def limit(self, m: MinerState, target_w: float) -> None:
+        power = m.power_w or 0.0
+        saved = max(power - target_w, 0.0)
+        reason = Reason.of(
+            Code.CURTAIL_LIMIT_POWER,
+            device_id=m.device_id,
+            from_w=round(_level(m)),
+            to_w=round(target_w),
+            saved_w=round(saved),
+            j_per_th=_jth(m),
+        )
+        self.add(
+            Action(m.device_id, ActionKind.LIMIT_POWER, saved, reason, target_w), -saved / 1000
+        )
+
+
+def _steps_below(m: MinerState) -> list[float]:
+    """Steps that lower the miner's draw, highest first."""
+    top = min(_level(m), m.power_w or 0.0)
+    return sorted((s for s in m.power_steps_w if 0 < s < top), reverse=True)
+
+
+def _least_efficient_first(miners: Sequence[MinerState]) -> list[MinerState]:
+    return sorted(miners, key=lambda m: (-m.j_per_th, -(m.power_w or 0.0), m.device_id))
+
+
+def _curtail(
+    pl: _Planner, miners: Sequence[MinerState], target: float, allowed_kw: float, load: float
+) -> CurtailPlan:
+    policy = pl.policy
+    awake = _least_efficient_first([m for m in miners if not m.asleep and (m.power_w or 0) > 0])
+    limitable = [m for m in awake if _steps_below(m)]
+    free_to_limit = [m for m in limitable if pl.since(m.last_limited) >= policy.limit_hold_s]
+    reachable = sum((m.power_w or 0.0) - _steps_below(m)[-1] for m in free_to_limit) / 1000
+
+    if limitable and pl.planned - reachable <= target:
+        # 1. power limits alone reach the target
+        for m in limitable:
+            if pl.planned <= target:
+                break
+            if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, policy.limit_hold_s, m.last_limited):
+                continue
+            steps = _steps_below(m)
+            need_w = (pl.planned - target) * 1000
+            enough = [s for s in steps if (m.power_w or 0.0) - s >= need_w]
+            pl.limit(m, enough[0] if enough else steps[-1])
+    else:
+        # 2. sleep, least efficient first
+        acted: set[str] = set()
+        for m in awake:
+            if pl.planned <= target:
+                break
+            if not m.can_sleep:
+                continue
+            if pl.waits(m, Code.CURTAIL_HOLD_MIN_ON, policy.min_on_s, m.last_switched):
+                continue
+            power = m.power_w or 0.0
+            reason = Reason.of(
+                Code.CURTAIL_SLEEP, device_id=m.device_id, power_w=round(power), j_per_th=_jth(m)
+            )
+            pl.add(Action(m.device_id, ActionKind.SLEEP, power, reason), -power / 1000)
+            acted.add(m.device_id)
+        # 3. what could not sleep goes to its lowest power step: soft, and not a power cycle
+        limited: dict[str, Action] = {}
+        for m in limitable:
+            if pl.planned <= target:
+                break
+            if m.device_id in acted:
+                continue
+            if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, policy.limit_hold_s, m.last_limited):
+                continue
+            pl.limit(m, _steps_below(m)[-1])
+            limited[m.device_id] = pl.actions[-1]
+        # 4. last resort: cut the outlet of a miner no sleep command can stop
+        for m in awake:
+            if pl.planned <= target:
+                break
+            if m.can_sleep or m.outlet is None or m.device_id in acted:
+                continue
+            if pl.waits(m, Code.CURTAIL_HOLD_MIN_ON, policy.min_on_s, m.last_switched):
+                continue
+            if (dropped := limited.pop(m.device_id, None)) is not None:
+                # the outlet supersedes the limit planned just above for the same miner
+                pl.actions.remove(dropped)
+                pl.planned += dropped.power_w / 1000
+            power = m.power_w or 0.0
+            reason = Reason.of(
+                Code.CURTAIL_OUTLET_OFF,
+                device_id=m.device_id,
+                outlet=m.outlet,
+                power_w=round(power),
+                j_per_th=_jth(m),
+            )
+            action = Action(m.device_id, ActionKind.OUTLET_OFF, power, reason, outlet=m.outlet)
+            pl.add(action, -power / 1000)
+    if pl.planned > allowed_kw:
+        reason = Reason.of(Code.CURTAIL_SHORTFALL, excess_kw=round(pl.planned - allowed_kw, 1))
+    elif pl.actions:
+        reason = pl.actions[0].reason
+    else:
+        reason = Reason.of(
+            Code.CURTAIL_WITHIN_LIMIT, load_kw=round(load, 1), allowed_kw=round(allowed_kw, 1)
+        )
+    return CurtailPlan(
+        pl.now, allowed_kw, load, pl.planned, tuple(pl.actions), tuple(pl.held), reason
+    )
+
+
+def _restore(
+    pl: _Planner, miners: Sequence[MinerState], allowed_kw: float, load: float
+) -> CurtailPlan:
+    policy = pl.policy
+    ceiling = allowed_kw - policy.hysteresis_kw
+
+    def most_efficient_first(ms: list[MinerState]) -> list[MinerState]:
+        return sorted(ms, key=lambda m: (m.j_per_th, m.power_w, m.device_id))
+
+    down = [m for m in miners if m.asleep and m.power_w is not None and m.power_w > 0]
+    # 1. outlets back on, then 2. wakes: the same timers and the same headroom test
+    for group, kind, code in (
+        ([m for m in down if m.outlet_off], ActionKind.OUTLET_ON, Code.CURTAIL_OUTLET_ON),
+        ([m for m in down if not m.outlet_off], ActionKind.RESTORE, Code.CURTAIL_RESTORE),
+    ):
+        for m in most_efficient_first(group):
+            power = m.power_w or 0.0
+            if pl.planned + power / 1000.0 > ceiling:
+                continue  # a smaller, less efficient one further on may still fit
+            if pl.waits(m, Code.CURTAIL_HOLD_MIN_OFF, policy.min_off_s, m.last_switched):
+                continue
+            params: dict[str, object] = {"device_id": m.device_id}
+            if kind is ActionKind.OUTLET_ON:
+                params["outlet"] = m.outlet
+            reason = Reason.of(code, **params, power_w=round(power), j_per_th=_jth(m))
+            outlet = m.outlet if kind is ActionKind.OUTLET_ON else None
+            pl.add(Action(m.device_id, kind, power, reason, outlet=outlet), power / 1000)
+    # 3. power limits raised, to the highest level the headroom allows
+    limited = [
+        m
+        for m in miners
+        if not m.asleep and m.power_limit_w is not None and m.power_limit_w < _full(m)
+    ]
+    for m in most_efficient_first(limited):
+        power = m.power_w or 0.0
+        levels = sorted({*(s for s in m.power_steps_w if s > _level(m)), _full(m)}, reverse=True)
+        fits = [lv for lv in levels if pl.planned + max(lv - power, 0.0) / 1000 <= ceiling]
+        if not fits:
+            continue
+        if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, policy.limit_hold_s, m.last_limited):
+            continue
+        added = max(fits[0] - power, 0.0)
+        reason = Reason.of(
+            Code.CURTAIL_RESTORE_POWER,
+            device_id=m.device_id,
+            from_w=round(_level(m)),
+            to_w=round(fits[0]),
+            j_per_th=_jth(m),
+        )
+        pl.add(Action(m.device_id, ActionKind.RESTORE_POWER, added, reason, fits[0]), added / 1000)
+    if pl.actions:
+        reason = pl.actions[0].reason
+    elif (down or limited) and not pl.held:
+        reason = Reason.of(
+            Code.CURTAIL_HYSTERESIS,
+            headroom_kw=round(allowed_kw - load, 1),
+            hysteresis_kw=policy.hysteresis_kw,
+        )
+    else:
+        reason = Reason.of(
+            Code.CURTAIL_WITHIN_LIMIT, load_kw=round(load, 1), allowed_kw=round(allowed_kw, 1)
+        )
+    return CurtailPlan(
+        pl.now, allowed_kw, load, pl.planned, tuple(pl.actions), tuple(pl.held), reason
+    )
+
+
+def _full(m: MinerState) -> float:
+    return m.full_power_w if m.full_power_w is not None else (m.power_w or 0.0)
+
+
 def plan(
     allowed_kw: float | None,
     miners: Sequence[MinerState],
@@ -101,104 +371,7 @@ def plan(
     load = load_kw if load_kw is not None else awake_kw + overhead_kw
     if allowed_kw is None:
         return CurtailPlan(now, None, load, load, (), (), Reason.of(Code.CURTAIL_NO_LIMIT))
-
-    def since(m: MinerState) -> float:
-        return (
-            math.inf if m.last_switched is None else (now - as_utc(m.last_switched)).total_seconds()
-        )
-
-    actions: list[Action] = []
-    held: list[Reason] = []
-    planned = load
-    target = allowed_kw - policy.margin_kw
+    pl = _Planner(now, policy, load)
     if load > allowed_kw:
-        candidates = sorted(
-            (m for m in miners if not m.asleep and (m.power_w or 0) > 0),
-            key=lambda m: (-m.j_per_th, -(m.power_w or 0.0), m.device_id),
-        )
-        for m in candidates:
-            if planned <= target:
-                break
-            wait = policy.min_on_s - since(m)
-            if wait > 0:
-                if len(held) < MAX_HELD:
-                    held.append(
-                        Reason.of(
-                            Code.CURTAIL_HOLD_MIN_ON, device_id=m.device_id, wait_s=math.ceil(wait)
-                        )
-                    )
-                continue
-            power = m.power_w or 0.0
-            planned -= power / 1000.0
-            actions.append(
-                Action(
-                    m.device_id,
-                    ActionKind.SLEEP,
-                    power,
-                    Reason.of(
-                        Code.CURTAIL_SLEEP,
-                        device_id=m.device_id,
-                        power_w=round(power),
-                        j_per_th=_jth(m),
-                    ),
-                )
-            )
-        if planned > allowed_kw:
-            reason = Reason.of(Code.CURTAIL_SHORTFALL, excess_kw=round(planned - allowed_kw, 1))
-        else:
-            reason = (
-                actions[0].reason
-                if actions
-                else Reason.of(
-                    Code.CURTAIL_WITHIN_LIMIT,
-                    load_kw=round(load, 1),
-                    allowed_kw=round(allowed_kw, 1),
-                )
-            )
-        return CurtailPlan(now, allowed_kw, load, planned, tuple(actions), tuple(held), reason)
-
-    asleep = sorted(
-        (m for m in miners if m.asleep and m.power_w is not None and m.power_w > 0),
-        key=lambda m: (m.j_per_th, m.power_w, m.device_id),
-    )
-    ceiling = allowed_kw - policy.hysteresis_kw
-    for m in asleep:
-        power = m.power_w or 0.0
-        if planned + power / 1000.0 > ceiling:
-            continue  # a smaller, less efficient one further on may still fit
-        wait = policy.min_off_s - since(m)
-        if wait > 0:
-            if len(held) < MAX_HELD:
-                held.append(
-                    Reason.of(
-                        Code.CURTAIL_HOLD_MIN_OFF, device_id=m.device_id, wait_s=math.ceil(wait)
-                    )
-                )
-            continue
-        planned += power / 1000.0
-        actions.append(
-            Action(
-                m.device_id,
-                ActionKind.RESTORE,
-                power,
-                Reason.of(
-                    Code.CURTAIL_RESTORE,
-                    device_id=m.device_id,
-                    power_w=round(power),
-                    j_per_th=_jth(m),
-                ),
-            )
-        )
-    if actions:
-        reason = actions[0].reason
-    elif asleep and not held:
-        reason = Reason.of(
-            Code.CURTAIL_HYSTERESIS,
-            headroom_kw=round(allowed_kw - load, 1),
-            hysteresis_kw=policy.hysteresis_kw,
-        )
-    else:
-        reason = Reason.of(
-            Code.CURTAIL_WITHIN_LIMIT, load_kw=round(load, 1), allowed_kw=round(allowed_kw, 1)
-        )
-    return CurtailPlan(now, allowed_kw, load, planned, tuple(actions), tuple(held), reason)
+        return _curtail(pl, miners, allowed_kw - policy.margin_kw, allowed_kw, load)
+    return _restore(pl, miners, allowed_kw, load)

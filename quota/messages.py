@@ -412,6 +412,46 @@ CATALOG: dict[Code, dict[Lang, str]] = {
         "ru": "Допустимая мощность неизвестна (нет квоты): ограничение не выполняется",
         "en": "No allowed power known (no allocation): no curtailment",
     },
+    Code.CURTAIL_LIMIT_POWER: {
+        "kk": "{device_id} қуат шегі {from_w} Вт-тан {to_w} Вт-қа төмендетіледі ({saved_w} Вт"
+        " үнемделеді, {j_per_th} Дж/ТХ, ең аз тиімді): майнинг жалғасады",
+        "ru": "{device_id}: лимит мощности снижается с {from_w} до {to_w} Вт (экономия"
+        " {saved_w} Вт, {j_per_th} Дж/ТХ, наименее эффективный): майнинг продолжается",
+        "en": "Limit {device_id} from {from_w} W to {to_w} W (saves {saved_w} W, {j_per_th}"
+        " J/TH, least efficient first): it keeps mining",
+    },
+    Code.CURTAIL_RESTORE_POWER: {
+        "kk": "{device_id} қуат шегі {from_w} Вт-тан {to_w} Вт-қа көтеріледі ({j_per_th}"
+        " Дж/ТХ, қуат қоры бар)",
+        "ru": "{device_id}: лимит мощности повышается с {from_w} до {to_w} Вт ({j_per_th}"
+        " Дж/ТХ, есть запас мощности)",
+        "en": "Raise {device_id}'s power limit from {from_w} W to {to_w} W ({j_per_th} J/TH,"
+        " headroom available)",
+    },
+    Code.CURTAIL_HOLD_LIMIT: {
+        "kk": "{device_id} қуат шегін тағы {wait_s} с өзгертуге болмайды (шекті өзгертулер"
+        " арасындағы ең аз уақыт)",
+        "ru": "Лимит мощности {device_id} нельзя менять ещё {wait_s} с (минимальное время между"
+        " изменениями лимита)",
+        "en": "{device_id}'s power limit must stay {wait_s} s more (minimum time between"
+        " limit changes)",
+    },
+    Code.CURTAIL_OUTLET_OFF: {
+        "kk": "{device_id} ұйқы режиміне ауыса алмайды: PDU розеткасы {outlet} ажыратылады"
+        " ({power_w} Вт, {j_per_th} Дж/ТХ, соңғы шара)",
+        "ru": "{device_id} не может перейти в сон: отключается розетка PDU {outlet} ({power_w}"
+        " Вт, {j_per_th} Дж/ТХ, крайняя мера)",
+        "en": "{device_id} cannot sleep: switch off PDU outlet {outlet} ({power_w} W,"
+        " {j_per_th} J/TH, last resort)",
+    },
+    Code.CURTAIL_OUTLET_ON: {
+        "kk": "{device_id} PDU розеткасы {outlet} қайта қосылады: {power_w} Вт, {j_per_th}"
+        " Дж/ТХ (қуат қоры бар)",
+        "ru": "Розетка PDU {outlet} для {device_id} включается снова: {power_w} Вт, {j_per_th}"
+        " Дж/ТХ (есть запас мощности)",
+        "en": "Switch PDU outlet {outlet} back on for {device_id}: {power_w} W, {j_per_th}"
+        " J/TH (headroom available)",
+    },
     # --- external curtailment orders ----------------------------------------------------
     Code.ORDER_NOT_JSON: {
         "kk": "Жүктемені шектеу өкімі JSON емес: {error}",

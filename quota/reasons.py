@@ -85,6 +85,11 @@ class Code(enum.StrEnum):
     CURTAIL_HYSTERESIS = "curtail_hysteresis"
     CURTAIL_SHORTFALL = "curtail_shortfall"
     CURTAIL_NO_LIMIT = "curtail_no_limit"
+    CURTAIL_LIMIT_POWER = "curtail_limit_power"
+    CURTAIL_RESTORE_POWER = "curtail_restore_power"
+    CURTAIL_HOLD_LIMIT = "curtail_hold_limit"
+    CURTAIL_OUTLET_OFF = "curtail_outlet_off"
+    CURTAIL_OUTLET_ON = "curtail_outlet_on"
     # external curtailment orders (energy company / System Operator), quota.orders
     ORDER_NOT_JSON = "order_not_json"
     ORDER_BAD_SHAPE = "order_bad_shape"

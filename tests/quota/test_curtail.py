@@ -123,3 +123,232 @@ def test_no_miner_switches_faster_than_its_timers(
             # after a sleep the miner stayed off min_off; after a restore it stayed on min_on
             needed = min_off if k0 is ActionKind.SLEEP else min_on
             assert (t1 - t0).total_seconds() >= needed
+
+
+# --- capabilities: power limits, sleep support, outlets ------------------------------------
+
+STEPS = (2700.0, 2400.0, 2100.0, 1800.0)  # 90 % .. 60 % of 3000 W
+
+
+def lux(dev: str, ths: float, **kw: object) -> MinerState:
+    """A LuxOS-like miner at full power (3000 W) with power steps."""
+    return MinerState(dev, 3000, ths, False, power_steps_w=STEPS, full_power_w=3000, **kw)  # type: ignore[arg-type]
+
+
+def stock(dev: str, ths: float, **kw: object) -> MinerState:
+    """A stock miner that cannot sleep, fed by outlet ``pdu/<dev>``."""
+    return MinerState(dev, 3000, ths, False, can_sleep=False, outlet=f"pdu/{dev}", **kw)  # type: ignore[arg-type]
+
+
+def acts(p: object) -> list[tuple[str, str, float | None]]:
+    return [(a.device_id, a.kind.value, a.target_w) for a in p.actions]  # type: ignore[attr-defined]
+
+
+# fleet, allowed kW, expected (device, kind, target) in order
+CURTAIL_TABLE: list[tuple[str, list[MinerState], float, list[tuple[str, str, float | None]]]] = [
+    (
+        "limits alone reach: least efficient first, down to the step that is just enough",
+        [lux("a", 150), lux("b", 100), m("c", 3000, 90)],  # 9 kW; b 30 J/TH, c 33.3 (no steps)
+        7.5,
+        [("b", "limit_power", 1800.0), ("a", "limit_power", 2700.0)],
+    ),
+    (
+        "limits cannot reach: sleep instead, least efficient first, no limits at all",
+        [lux("a", 150), lux("b", 100), m("c", 3000, 90)],
+        4.0,
+        [("c", "sleep", None), ("b", "sleep", None)],
+    ),
+    (
+        "an unsleepable miner is never slept; its outlet only after every sleep",
+        [stock("s", 60), m("c", 3000, 90), m("d", 3000, 120)],  # s 50 J/TH: least efficient
+        2.0,
+        [("c", "sleep", None), ("d", "sleep", None), ("s", "outlet_off", None)],
+    ),
+    (
+        "sleeping enough leaves the unsleepable miner alone",
+        [stock("s", 60), m("c", 3000, 90), m("d", 3000, 120)],
+        5.0,
+        [("c", "sleep", None), ("d", "sleep", None)],
+    ),
+    (
+        "no outlet without an outlet mapping: a shortfall instead",
+        [MinerState("x", 3000, 60, False, can_sleep=False)],
+        1.0,
+        [],
+    ),
+    (
+        "a sleepable miner with an outlet is slept, never cut",
+        [MinerState("y", 3000, 60, False, outlet="pdu/y")],
+        1.0,
+        [("y", "sleep", None)],
+    ),
+    (
+        "a miner held by min on time is limited (soft, not a power cycle) before any outlet",
+        [lux("h", 100, last_switched=T), stock("s", 60)],
+        3.5,
+        [("h", "limit_power", 1800.0), ("s", "outlet_off", None)],
+    ),
+    (
+        "an unsleepable limitable miner: its limit, then its outlet supersedes it",
+        [lux("u", 100, can_sleep=False, outlet="pdu/u")],
+        0.5,
+        [("u", "outlet_off", None)],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fleet", "allowed", "expected"),
+    [c[1:] for c in CURTAIL_TABLE],
+    ids=[c[0] for c in CURTAIL_TABLE],
+)
+def test_curtail_soft_before_hard(
+    fleet: list[MinerState], allowed: float, expected: list[tuple[str, str, float | None]]
+) -> None:
+    p = plan(allowed, fleet, T, POLICY)
+    assert acts(p) == expected
+    json.dumps(to_jsonable(p))
+
+
+def test_shortfall_without_outlet() -> None:
+    p = plan(1.0, [MinerState("x", 3000, 60, False, can_sleep=False)], T, POLICY)
+    assert p.reason.code == Code.CURTAIL_SHORTFALL
+
+
+RESTORE_TABLE: list[tuple[str, list[MinerState], float, list[tuple[str, str, float | None]]]] = [
+    (
+        "outlets first, then wakes, then limits raised",
+        [
+            replace(stock("s", 60), asleep=True, outlet_off=True, last_switched=LONG_AGO),
+            m("w", 3000, 100, asleep=True, switched=LONG_AGO),
+            replace(lux("l", 100), power_w=1800, power_limit_w=1800, last_limited=LONG_AGO),
+        ],
+        100.0,
+        [("s", "outlet_on", None), ("w", "restore", None), ("l", "restore_power", 3000.0)],
+    ),
+    (
+        "the outlet only if headroom allows it; a smaller restore fits instead",
+        [
+            replace(stock("s", 60), asleep=True, outlet_off=True, last_switched=LONG_AGO),
+            replace(lux("l", 100), power_w=1800, power_limit_w=1800, last_limited=LONG_AGO),
+        ],
+        1.8 + 5 + 2.0,  # load 1.8 kW, hysteresis 5: 2 kW to spare
+        [("l", "restore_power", 3000.0)],
+    ),
+    (
+        "a limit is raised only as far as the headroom allows",
+        [replace(lux("l", 100), power_w=1800, power_limit_w=1800, last_limited=LONG_AGO)],
+        1.8 + 5 + 0.7,
+        [("l", "restore_power", 2400.0)],
+    ),
+    (
+        "min off time holds an outlet",
+        [replace(stock("s", 60), asleep=True, outlet_off=True, last_switched=T)],
+        100.0,
+        [],
+    ),
+    (
+        "the limit hold holds a raise",
+        [replace(lux("l", 100), power_w=1800, power_limit_w=1800, last_limited=T)],
+        100.0,
+        [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fleet", "allowed", "expected"),
+    [c[1:] for c in RESTORE_TABLE],
+    ids=[c[0] for c in RESTORE_TABLE],
+)
+def test_restore_in_reverse(
+    fleet: list[MinerState], allowed: float, expected: list[tuple[str, str, float | None]]
+) -> None:
+    assert acts(plan(allowed, fleet, T, POLICY)) == expected
+
+
+def test_timers_hold_outlets_and_limits() -> None:
+    p = plan(0.5, [stock("s", 60, last_switched=T - timedelta(seconds=60))], T, POLICY)
+    assert p.actions == () and p.held[0].params == {"device_id": "s", "wait_s": 540}
+    assert p.held[0].code == Code.CURTAIL_HOLD_MIN_ON
+    p = plan(2.5, [lux("l", 100, can_sleep=False, last_limited=T)], T, POLICY)
+    assert p.actions == () and p.held[0].code == Code.CURTAIL_HOLD_LIMIT
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    fleet=st.lists(
+        st.tuples(
+            st.floats(500, 5000),
+            st.one_of(st.none(), st.floats(0, 300)),
+            st.booleans(),  # power steps
+            st.booleans(),  # can sleep
+            st.booleans(),  # outlet
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    limits=st.lists(st.one_of(st.none(), st.floats(0, 60)), min_size=1, max_size=40),
+    steps=st.lists(st.integers(5, 400), min_size=40, max_size=40),
+    min_on=st.integers(0, 900),
+    min_off=st.integers(0, 900),
+    hold=st.integers(0, 300),
+)
+def test_no_miner_outlet_or_limit_changes_faster_than_its_timers(
+    fleet: list[tuple[float, float | None, bool, bool, bool]],
+    limits: list[float | None],
+    steps: list[int],
+    min_on: int,
+    min_off: int,
+    hold: int,
+) -> None:
+    policy = CurtailPolicy(min_on_s=min_on, min_off_s=min_off, hysteresis_kw=1, limit_hold_s=hold)
+    miners = {
+        f"m{i}": MinerState(
+            f"m{i}",
+            w,
+            h,
+            False,
+            power_steps_w=tuple(round(w * k / 10) for k in (9, 8, 7)) if stepped else (),
+            full_power_w=w if stepped else None,
+            can_sleep=sleeps,
+            outlet=f"o{i}" if outlet else None,
+        )
+        for i, (w, h, stepped, sleeps, outlet) in enumerate(fleet)
+    }
+    switches: dict[str, list[tuple[datetime, ActionKind]]] = {k: [] for k in miners}
+    changes: dict[str, list[datetime]] = {k: [] for k in miners}
+    now = T
+    for limit, step in zip(limits, steps, strict=False):
+        now += timedelta(seconds=step)
+        p = plan(limit, list(miners.values()), now, policy)
+        assert len({a.device_id for a in p.actions}) == len(p.actions)  # one action a miner
+        for a in p.actions:
+            b = miners[a.device_id]
+            full = b.full_power_w or 0.0
+            if a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER):
+                assert not b.asleep and a.target_w is not None
+                limited = None if a.target_w >= full else a.target_w
+                draw = a.target_w
+                miners[a.device_id] = replace(
+                    b, power_w=draw, power_limit_w=limited, last_limited=now
+                )
+                changes[a.device_id].append(now)
+                continue
+            off = a.kind in (ActionKind.SLEEP, ActionKind.OUTLET_OFF)
+            assert b.asleep != off
+            if a.kind is ActionKind.OUTLET_OFF:
+                assert not b.can_sleep and b.outlet is not None  # only the unsleepable
+            if a.kind is ActionKind.OUTLET_ON:
+                assert b.outlet_off
+            miners[a.device_id] = replace(
+                b, asleep=off, outlet_off=a.kind is ActionKind.OUTLET_OFF, last_switched=now
+            )
+            switches[a.device_id].append((now, a.kind))
+    for events in switches.values():
+        for (t0, k0), (t1, _) in itertools.pairwise(events):
+            off = k0 in (ActionKind.SLEEP, ActionKind.OUTLET_OFF)
+            assert (t1 - t0).total_seconds() >= (min_off if off else min_on)
+    for times in changes.values():
+        for t0, t1 in itertools.pairwise(times):
+            assert (t1 - t0).total_seconds() >= hold

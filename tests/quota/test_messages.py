@@ -147,6 +147,18 @@ def produced() -> list[Reason]:
     ]:
         p = plan(allowed, f, T, pol)
         out += [p.reason, *p.held, *(a.reason for a in p.actions)]
+    # power limits, outlets and the limit hold
+    lux = MinerState("l", 3000, 100, False, power_steps_w=(2500.0, 2000.0), full_power_w=3000)
+    cut = MinerState("c", 3000, 100, False, can_sleep=False, outlet="pdu-1/3")
+    for allowed, f in [
+        (2.5, [lux]),
+        (2.5, [replace(lux, last_limited=T, can_sleep=False)]),
+        (1.0, [cut]),
+        (100.0, [replace(cut, asleep=True, outlet_off=True)]),
+        (100.0, [replace(lux, power_w=2000, power_limit_w=2000)]),
+    ]:
+        p = plan(allowed, f, T, pol)
+        out += [p.reason, *p.held, *(a.reason for a in p.actions)]
     out += produced_order_reasons()
     return out
 
