@@ -286,9 +286,7 @@ def diff(
     for ident in common:
         a, b = before[ident], after[ident]
         if (a.ip, a.port, a.location) != (b.ip, b.port, b.location):
-            events.append(
-                _event("moved", b, new, new_id, **{"from": _place(a), "to": _place(b)})
-            )
+            events.append(_event("moved", b, new, new_id, **{"from": _place(a), "to": _place(b)}))
     for ident in common:
         a, b = before[ident], after[ident]
         changes = {
