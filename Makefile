@@ -19,7 +19,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(BIN)/kuat: $(BIN)/python pyproject.toml
+$(BIN)/kuat: $(BIN)/python pyproject.toml setup.py uplink/_lpaccel.c
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@
 

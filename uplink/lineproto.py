@@ -9,6 +9,9 @@ two in step. Rules that matter to whoever reads the data:
   rejects them). A point with no fields left produces no line at all.
 * A field keeps one type forever (InfluxDB rejects a batch with a type conflict), so the
   encoders below coerce: floats are written as floats even when a device sent an int.
+* Every measurement always carries its whole tag set, ``unknown`` standing for a value the
+  device did not tell: InfluxDB 3 fixes a table's tag columns at its first write and refuses
+  lines that add one later.
 * Tags are low-cardinality identities only. IP addresses, names and error texts are not
   written (VictoriaMetrics turns string fields into zero-valued series); they live in the
   register inventory.
@@ -16,11 +19,16 @@ two in step. Rules that matter to whoever reads the data:
   ``"`` and backslashes in string field values. Line breaks and tabs are replaced with a space
   (one line is one point, everywhere). A literal backslash in a tag is written as ``\\\\``,
   which VictoriaMetrics and line-protocol v2 parsers read back as one backslash.
+
+``encode_asic`` formats its numbers in C (``uplink/_lpaccel.c``) when that optional extension
+was built at install time; ``_encode_asic_pure`` is the reference it must match byte for byte,
+the fallback, and what ``KUAT_PURE_LINEPROTO=1`` selects. No string ever goes through the C code.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -31,9 +39,16 @@ from collectors.readings import (
     MeterReading,
     PduReading,
     PollResult,
+    PoolInfo,
 )
 
+try:
+    from uplink import _lpaccel
+except ImportError:  # no C compiler at install time: the pure-Python path, same output
+    _lpaccel = None
+
 __all__ = [
+    "ACCELERATED",
     "ASIC_STATE_CODES",
     "FieldValue",
     "encode",
@@ -113,9 +128,17 @@ def _fields(fields: Mapping[str, FieldValue | None]) -> str:
     return ",".join(parts)
 
 
+#: The value of a tag the device did not tell (a model not reported, say).
+UNKNOWN_TAG = "unknown"
+
+
 def _tags(tags: Mapping[str, str | None]) -> str:
-    # Sorted by key: InfluxDB's preferred order, and stable series keys for caching.
-    return "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(tags.items()) if v)
+    # Sorted by key: InfluxDB's preferred order, and stable series keys for caching. Every tag
+    # is always written: InfluxDB 3 fixes a table's tag columns at its first write and refuses
+    # a later line that brings a new tag, so a tag must never appear only "sometimes".
+    return "".join(
+        f",{escape_key(k)}={escape_key(v or UNKNOWN_TAG)}" for k, v in sorted(tags.items())
+    )
 
 
 def encode_point(
@@ -126,9 +149,10 @@ def encode_point(
 ) -> str | None:
     """One line for a point of any measurement (``quota``, ``compliance``, ``agent``…).
 
-    Empty or ``None`` tags are left out. Returns ``None`` when no field has a value. Field
-    types follow the Python type (``int`` → ``i`` integer, ``float``, ``bool``, ``str``), so
-    the producer must keep each field's type stable — write ``float(x)`` where x may be whole.
+    Empty or ``None`` tags are written as ``unknown`` (see ``_tags``). Returns ``None`` when no
+    field has a value. Field types follow the Python type (``int`` → ``i`` integer, ``float``,
+    ``bool``, ``str``), so the producer must keep each field's type stable — write ``float(x)``
+    where x may be whole.
     """
     body = _fields(fields)
     if not body:
@@ -167,19 +191,23 @@ def _asic_prefix(
 
 
 _isfinite = math.isfinite
+_state_code = ASIC_STATE_CODES.get
 
 
-def _pool_ok(r: AsicReading) -> int | None:
-    pool = r.active_pool
-    if pool is not None:
-        return int((pool.status or "").strip().lower() == "alive")
-    return 0 if r.pools else None
+def _pool_ok(pools: tuple[PoolInfo, ...]) -> int | None:
+    # AsicReading.active_pool's generator, unrolled: this runs for every miner every cycle.
+    for p in pools:
+        if p.active:
+            return 1 if (p.status or "").strip().lower() == "alive" else 0
+    return 0 if pools else None
 
 
-def encode_asic(r: AsicReading, site: str) -> list[str]:
-    # The hottest encoder (every miner, every cycle): the field set is fixed, so it is written
-    # out field by field with pre-escaped keys instead of going through the generic dict path
-    # (bench/uplink.py measures the difference against influxdb-client's Point).
+def _encode_asic_pure(r: AsicReading, site: str) -> list[str]:
+    # The reference encoder, and the fallback when the C accelerator is missing or declines an
+    # input. The field set is fixed, so it is written out field by field with pre-escaped keys
+    # instead of going through the generic dict path (bench/uplink.py measures the difference
+    # against influxdb-client's Point). tests/uplink/test_lineproto_accel.py holds the C path
+    # to this one byte for byte: change both together.
     parts: list[str] = []
     add = parts.append
     v: float | int | None = r.hashrate_ths
@@ -205,15 +233,52 @@ def encode_asic(r: AsicReading, site: str) -> list[str]:
         add(f"fan_min_rpm={int(min(r.fans_rpm))}i")
     if r.uptime_s is not None:
         add(f"uptime_s={int(r.uptime_s)}i")
-    state = ASIC_STATE_CODES.get(r.state)
+    state = _state_code(r.state)
     if state is not None:
         add(f"state_code={state}i")
-    pool_ok = _pool_ok(r)
+    pool_ok = _pool_ok(r.pools)
     if pool_ok is not None:
         add(f"pool_ok={pool_ok}i")
     add(f"error_count={len(r.errors)}i")
     prefix = _asic_prefix(site, r.device_id, r.vendor, r.model, r.firmware_family)
     return [f"{prefix} {','.join(parts)} {to_ns(r.taken_at)}"]
+
+
+def _encode_asic_accel(r: AsicReading, site: str) -> list[str]:
+    # The numbers go to C; everything that is a string (escaped identities, pool status) and
+    # the timestamp stay here. Python attribute reads are cheaper than the C API's generic
+    # getattr, so the fields are passed as arguments rather than the reading itself.
+    try:
+        t = r.temps_c
+        fields = _asic_fields(  # type: ignore[misc]
+            r.hashrate_ths,
+            r.hashrate_nominal_ths,
+            r.power_w,
+            r.power_limit_w,
+            t.board,
+            t.chip,
+            t.inlet,
+            r.fans_rpm,
+            r.uptime_s,
+            _state_code(r.state),
+            _pool_ok(r.pools),
+            r.errors,
+        )
+    except Exception:
+        # The accelerator raises TypeError for anything but plain numbers (and errors here are
+        # as varied as the inputs): the reference path then writes the line, or raises exactly
+        # the error it always raised.
+        return _encode_asic_pure(r, site)
+    prefix = _asic_prefix(site, r.device_id, r.vendor, r.model, r.firmware_family)
+    return [f"{prefix} {fields} {to_ns(r.taken_at)}"]
+
+
+#: Whether encode_asic uses the C accelerator (``uplink/_lpaccel.c``). It is optional: built
+#: when a C compiler is there at install time; ``KUAT_PURE_LINEPROTO=1`` turns it off (tests,
+#: debugging). Both paths write the same bytes.
+ACCELERATED = _lpaccel is not None and os.environ.get("KUAT_PURE_LINEPROTO", "") in ("", "0")
+_asic_fields = None if _lpaccel is None else _lpaccel.asic_fields
+encode_asic = _encode_asic_accel if ACCELERATED else _encode_asic_pure
 
 
 def encode_pdu(r: PduReading, site: str) -> list[str]:

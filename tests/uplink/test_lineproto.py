@@ -167,7 +167,11 @@ def test_encode_point() -> None:
         {"limit_kw": 5000.0, "over": False, "plan": "curtail 3", "n": 3, "skip": None},
         T0,
     )
-    assert line == f'quota,site=s limit_kw=5000.0,over=false,plan="curtail 3",n=3i {T0_NS}'
+    # a tag with no value is still written: InfluxDB 3 refuses a tag a table did not start with
+    assert line == (
+        "quota,contract=unknown,policy=unknown,site=s "
+        f'limit_kw=5000.0,over=false,plan="curtail 3",n=3i {T0_NS}'
+    )
     assert encode_point("quota", {"site": "s"}, {"x": None}, T0) is None
     with pytest.raises(TypeError):
         encode_point("quota", {}, {"x": [1]}, T0)  # type: ignore[dict-item]
@@ -351,3 +355,21 @@ def test_schema_doc_matches_encoder() -> None:
         "meter",
         "agent",
     }
+
+
+def test_a_measurement_always_has_its_whole_tag_set() -> None:
+    # InfluxDB 3 refuses a line whose tag a table did not start with: a miner whose model is not
+    # known yet and one whose model is must write the same tag keys.
+    (known,) = encode([asic()], "s")
+    (bare,) = encode([asic(vendor=None, model=None, firmware_family=None)], "s")
+    assert (
+        _keys(bare)[1]
+        == _keys(known)[1]
+        == {"site", "device", "vendor", "model", "firmware_family"}
+    )
+    assert "model=unknown" in bare and "vendor=unknown" in bare
+    pdu = PduReading(
+        "h", None, None, None, T0, inlets=(PduInlet("I1", None, 230.0),), total_watts=1
+    )
+    inlet = next(ln for ln in encode([pdu], "s") if ln.startswith("pdu_inlet,"))
+    assert "phase=unknown" in inlet and "model=unknown" in inlet
