@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -611,82 +610,3 @@ def render_compliance(report: Mapping[str, Any], lang: Lang) -> str:
     pending = "—" if reg["outbox_pending"] is None else str(reg["outbox_pending"])
     lines.append(f"  {label('outbox_pending', lang)}: {pending}")
     return "\n".join(lines)
-
-
-# --- register include/exclude list ------------------------------------------------------
-
-REGISTER_COLUMNS = (
-    "action",
-    "manufacturer",
-    "model",
-    "serial",
-    "mac",
-    "firmware",
-    "rated_ths",
-    "rated_w",
-    "location",
-    "first_seen",
-    "last_seen",
-)
-
-
-def register_changes(
-    inventory: Mapping[str, Any] | None,
-    removed_events: Iterable[Mapping[str, Any]],
-    since: date,
-    locations: Mapping[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Rows for the owner's include/exclude filing: miners first seen on or after ``since``
-    (Astana date) are includes; miners whose ``removed`` event is dated on or after ``since``
-    are excludes. ``locations`` maps a miner's ip to its hall/rack/slot text."""
-    start = hour_bounds(since, 1)[0]
-    locations = locations or {}
-
-    def row(action: str, m: Mapping[str, Any]) -> dict[str, Any]:
-        out = {"action": action}
-        for col in REGISTER_COLUMNS[1:]:
-            out[col] = m.get(col)
-        out["location"] = locations.get(str(m.get("ip")), "")
-        return out
-
-    def when(text: str | None) -> datetime | None:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-    rows: list[dict[str, Any]] = []
-    current = {m["id"]: m for m in (inventory or {}).get("miners", [])}
-    for m in current.values():
-        first = when(m.get("first_seen"))
-        if first is not None and first >= start:
-            rows.append(row("include", m))
-    excluded: dict[str, dict[str, Any]] = {}
-    for ev in removed_events:
-        at = when(ev.get("at"))
-        miner = ev.get("miner") or {}
-        mid = ev.get("miner_id") or miner.get("id")
-        # A miner removed and back again is in the current inventory: no exclusion.
-        if at is not None and at >= start and mid and mid not in current:
-            excluded[mid] = row("exclude", miner)
-    rows += excluded.values()
-    rows.sort(key=lambda r: (r["action"] != "include", r["serial"] or r["mac"] or ""))
-    return rows
-
-
-def register_csv(rows: Iterable[Mapping[str, Any]]) -> str:
-    out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=REGISTER_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: "" if r.get(k) is None else r.get(k) for k in REGISTER_COLUMNS})
-    return out.getvalue()
-
-
-def register_json(rows: list[dict[str, Any]], cfg: KuatConfig, since: date) -> str:
-    body = {
-        "owner_bin": cfg.site.owner_bin,
-        "site": cfg.site.id,
-        "since": since.isoformat(),
-        "include": sum(1 for r in rows if r["action"] == "include"),
-        "exclude": sum(1 for r in rows if r["action"] == "exclude"),
-        "rows": rows,
-    }
-    return json.dumps(body, ensure_ascii=False, indent=2)

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from agent.config import KuatConfig
@@ -55,6 +55,7 @@ class Uplinks:
             username=m.username if m else None,
             password=m.password.get() if m and m.password else None,
             topic_prefix=m.topic_prefix if m else "kz/hsc-register/v1",
+            history_retention=timedelta(days=m.history_retention_days if m else 400),
             client_id=m.client_id if m else None,
             owner={
                 "bin": cfg.site.owner_bin,

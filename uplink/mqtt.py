@@ -12,8 +12,11 @@ Delivery contract (documented for the register team in README / uplink/SCHEMA.md
 Durability: every inventory/event message is written to the spool's outbox (fsync) before it
 is handed to paho, and deleted only when its PUBACK arrives; a message the broker refuses
 (PUBACK reason code ≥ 0x80) moves to ``outbox_dead``. After a restart the whole outbox is
-published again, in order. Within one process paho itself resends unacknowledged messages
-after a reconnect (the MQTT session is persistent: clean_start=False + session expiry).
+published again, in order. Every event is also appended, in the same transaction, to the
+durable register history (``uplink.register_history``), which outlives the PUBACK: the owner's
+``kuat register export --since`` reads removals from there. Within one process paho itself
+resends unacknowledged messages after a reconnect (the MQTT session is persistent:
+clean_start=False + session expiry).
 
 Threading: paho runs its network thread (``loop_start``); one sender thread owned by this
 class makes every ``publish`` call, so outbox order is publish order. Public methods are
@@ -51,6 +54,7 @@ from uplink.inventory import (
     snapshot_from_payload,
     snapshot_payload,
 )
+from uplink.register_history import DEFAULT_RETENTION, RegisterHistory
 from uplink.spool import Spool
 
 __all__ = ["InventoryReport", "RegisterPublisher", "topic_base"]
@@ -103,6 +107,7 @@ class RegisterPublisher:
         agent_version: str = "",
         owner: Mapping[str, Any] | None = None,
         data_centre: Mapping[str, Any] | None = None,
+        history_retention: timedelta = DEFAULT_RETENTION,
     ) -> None:
         self.spool = spool
         self.owner_bin = owner_bin
@@ -123,6 +128,12 @@ class RegisterPublisher:
         self._last: Snapshot | None = None
         self._last_loaded = False
         self._inventory_lock = threading.Lock()
+        self.history = RegisterHistory(
+            spool,
+            seq_key=self._seq_key,
+            events_topic=self.events_topic,
+            retention=history_retention,
+        )
 
         self._map_lock = threading.Lock()  # never held while calling into paho
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
@@ -467,14 +478,19 @@ class RegisterPublisher:
                 data_centre=self.data_centre,
             )
             events = diff(previous, snap)
+
+            def snapshot_and_history(last: int) -> bytes:
+                # outbox_put_sequenced calls this inside its transaction, after numbering the
+                # events: the history rows commit (or roll back) with the outbox rows.
+                seqs = range(last - len(events) + 1, last + 1)
+                self.history.record_in_transaction(events, seqs, now)
+                return _json(snapshot_payload(snap, seq=last))
+
             seqs = self.spool.outbox_put_sequenced(
                 self._seq_key,
                 self.events_topic,
                 events,
-                retained=(
-                    self.inventory_topic,
-                    lambda last: _json(snapshot_payload(snap, seq=last)),
-                ),
+                retained=(self.inventory_topic, snapshot_and_history),
             )
             self._last = snap
         self._wake.set()

@@ -115,6 +115,23 @@ class Spool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def shared_connection(self) -> tuple[sqlite3.Connection, threading.RLock]:
+        """The spool's connection and the lock that serialises it.
+
+        For a component whose rows must commit in the same transaction as the spool's own (the
+        register history beside the outbox, see ``outbox_put_sequenced``'s ``retained`` build
+        callback): take the lock for any statement of your own, and never commit inside a
+        callback the spool runs in its transaction.
+        """
+        return self._db, self._lock
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE … COMMIT, rolled back on an exception) on the
+        spool's database, for a component that keeps its own tables beside the spool's."""
+        with self._tx() as db:
+            yield db
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:

@@ -1,30 +1,75 @@
 """``kuat register export``: the include/exclude list an owner files with the e-government
-register service, from the inventory the agent last built (the retained snapshot in the spool).
+register service. The owner signs and files it; the agent only prepares it.
 
-Includes are miners in that inventory first seen on or after ``--since``. Excludes are miners
-whose ``removed`` event, dated on or after ``--since``, is still in the spool's outbox: once the
-broker has acknowledged an event the agent no longer holds it (the register back-end does), so
-an owner filing from the agent alone should export at least as often as events are delivered,
-or take the excludes from the register back-end. The command only reads the spool: it is safe
+Sources: the inventory the agent last built (the retained snapshot in the spool: who is there
+now) and the durable register history (``uplink.register_history``: every added / removed /
+moved / changed event, kept after delivery for the retention period).
+
+A filing with ``--since DATE`` (Astana date, normally the date of the owner's previous filing)
+is the net change over the period [DATE 00:00 Astana, now], miner by miner:
+
+* **include**: present now, and absent at the start of the period (its first added/removed
+  event in the period is ``added``). A miner with no such event but first seen in the period
+  (history that predates an upgrade) is included too.
+* **exclude**: present at the start (its first added/removed event in the period is
+  ``removed``) and absent now. A miner removed and back again is neither.
+* miners that came and went within the period were never filed: JSON ``transient``, not rows.
+* ``moved`` (address / hall / rack / slot) and ``changed`` (hardware facts) of a miner present
+  throughout are not include/exclude entries: the register lists hardware per data centre, so
+  they go to JSON ``moved`` / ``changed`` (net ``from`` → ``to``) for the owner's records or an
+  amendment (e.g. of rated power), not to the CSV.
+
+Without ``--since`` the filing is a full declaration: every miner present now is an include;
+excludes are only miners there when the history began and gone now (none, on a site whose
+agent has always kept the history). The previous implementation excluded whatever removals
+were still undelivered in the outbox, which depended on the broker, not on the hardware.
+
+``history_from`` says from when the history is complete (the agent's first run with it, moved
+forward by retention pruning); a ``--since`` before it gets a warning (stderr and JSON
+``warnings``): removals before then are unknown. The command only reads the spool: it is safe
 while the agent runs.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from agent.config import ConfigError, KuatConfig, load_config
+from quota.clock import ASTANA, hour_bounds
+from uplink.inventory import iso
 from uplink.mqtt import topic_base
+from uplink.register_history import HistoryReader
 from uplink.spool import Spool
 
 DEFAULT_PREFIX = "kz/hsc-register/v1"
+EXPORT_SCHEMA = "kuat.register-export.v1"  # uplink/schemas/register-export.v1.json
+
+# The CSV the owner uploads: the columns of earlier versions first (scripts index them), then
+# when kuat saw the change and the register identity of the miner.
+CSV_COLUMNS = (
+    "action",
+    "manufacturer",
+    "model",
+    "serial",
+    "mac",
+    "firmware",
+    "rated_ths",
+    "rated_w",
+    "location",
+    "first_seen",
+    "last_seen",
+    "at",
+    "miner_id",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +129,173 @@ def locations(cfg: KuatConfig) -> Mapping[str, str]:
     return out
 
 
-def register(app: typer.Typer) -> None:
-    from agent.reports import register_changes, register_csv, register_json
+def _location_text(m: Mapping[str, Any], by_ip: Mapping[str, str]) -> str:
+    loc = m.get("location")
+    if loc:
+        text = " / ".join(p for p in (loc.get("hall"), loc.get("rack"), loc.get("slot")) if p)
+        if text:
+            return text
+    return by_ip.get(str(m.get("ip")), "")
 
+
+def _row(
+    action: str, m: Mapping[str, Any], at: str | None, seq: int | None, by_ip: Mapping[str, str]
+) -> dict[str, Any]:
+    return {
+        "action": action,
+        "miner_id": m["id"],
+        "id_source": m.get("id_source"),
+        "manufacturer": m.get("manufacturer"),
+        "model": m.get("model"),
+        "serial": m.get("serial"),
+        "mac": m.get("mac"),
+        "firmware": m.get("firmware"),
+        "rated_ths": m.get("rated_ths"),
+        "rated_w": m.get("rated_w"),
+        "location": _location_text(m, by_ip),
+        "first_seen": m.get("first_seen"),
+        "last_seen": m.get("last_seen"),
+        "at": at,
+        "seq": seq,
+    }
+
+
+def _who(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {"miner_id": m["id"], "serial": m.get("serial"), "mac": m.get("mac")}
+
+
+def since_start(since: date | None) -> datetime | None:
+    """00:00 Astana of ``since`` in UTC (None: no lower bound)."""
+    return hour_bounds(since, 1)[0] if since else None
+
+
+def build_export(
+    inventory: Mapping[str, Any],
+    history: HistoryReader,
+    since: date | None,
+    *,
+    owner_bin: str,
+    site: str,
+    now: datetime,
+    by_ip: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The export document (``register-export.v1``); see the module docstring for the rules."""
+    by_ip = by_ip or {}
+    start = since_start(since)
+    current = {m["id"]: m for m in inventory.get("miners", [])}
+    memberships = {ms.miner_id: ms for ms in history.memberships(start)}
+    history_from = history.history_from()
+
+    rows: list[dict[str, Any]] = []
+    transient: list[dict[str, Any]] = []
+    for mid, m in current.items():
+        ms = memberships.get(mid)
+        if since is None:
+            arrived = True  # a full declaration lists everything present
+        elif ms is not None:
+            arrived = ms.first_type == "added"
+        else:  # no added/removed event in the period: new only if first seen in it
+            assert start is not None
+            arrived = (m.get("first_seen") or "") >= iso(start)
+        if arrived:
+            last = ms.last if ms is not None and ms.last["type"] == "added" else None
+            at = last["at"] if last else m.get("first_seen")
+            rows.append(_row("include", m, at, last["seq"] if last else None, by_ip))
+    for mid, ms in memberships.items():
+        if mid in current:
+            continue
+        if ms.first_type == "removed":
+            ev = ms.last
+            rows.append(_row("exclude", ev["miner"], ev["at"], ev["seq"], by_ip))
+        else:
+            transient.append({**_who(ms.last["miner"]), "at": ms.last["at"]})
+    rows.sort(key=lambda r: (r["action"] != "include", r["serial"] or r["mac"] or r["miner_id"]))
+
+    # Moves and hardware changes of miners present throughout, reduced to net from -> to.
+    steady = {mid for mid in current if mid not in memberships}
+    moved: dict[str, dict[str, Any]] = {}
+    changed: dict[str, dict[str, Any]] = {}
+    for ev in history.updates(start):
+        mid = ev["miner_id"]
+        if mid not in steady:
+            continue
+        if ev["type"] == "moved":
+            entry = moved.setdefault(mid, {**_who(current[mid]), "from": ev["from"]})
+            entry.update(at=ev["at"], to=ev["to"])
+        else:
+            entry = changed.setdefault(mid, {**_who(current[mid]), "changes": {}})
+            entry["at"] = ev["at"]
+            for field, ft in ev["changes"].items():
+                was = entry["changes"].get(field, ft)
+                entry["changes"][field] = {"from": was["from"], "to": ft["to"]}
+    moved_list = [e for e in moved.values() if e["from"] != e["to"]]
+    changed_list = []
+    for e in changed.values():
+        e["changes"] = {f: c for f, c in e["changes"].items() if c["from"] != c["to"]}
+        if e["changes"]:
+            changed_list.append(e)
+
+    warnings: list[str] = []
+    if not history.available:
+        warnings.append(
+            "the spool has no register history (written by kuat 0.x before it existed): "
+            "excludes cannot be listed; run the agent once, then export again"
+        )
+    elif start is not None and (history_from is None or start < history_from):
+        known = iso(history_from) if history_from else "no date yet"
+        warnings.append(
+            f"the register history is complete only from {known}: removals between "
+            f"{iso(start)} and then are not known to kuat"
+        )
+
+    return {
+        "schema": EXPORT_SCHEMA,
+        "owner_bin": owner_bin,
+        "site": site,
+        "owner": inventory.get("owner"),
+        "data_centre": inventory.get("data_centre"),
+        "generated_at": iso(now),
+        "inventory_at": inventory.get("generated_at"),
+        "inventory_seq": inventory.get("seq", 0),
+        "since": since.isoformat() if since else None,
+        "period_from": iso(start) if start else None,
+        "history_from": iso(history_from) if history_from else None,
+        "include": sum(1 for r in rows if r["action"] == "include"),
+        "exclude": sum(1 for r in rows if r["action"] == "exclude"),
+        "rows": rows,
+        "moved": moved_list,
+        "changed": changed_list,
+        "transient": transient,
+        "warnings": warnings,
+    }
+
+
+def export_csv(doc: Mapping[str, Any]) -> str:
+    """The rows of ``doc`` as the CSV the owner uploads (same rows, same order as the JSON)."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in doc["rows"]:
+        w.writerow({k: "" if r.get(k) is None else r[k] for k in CSV_COLUMNS})
+    return out.getvalue()
+
+
+def parse_since(text: str | None, today: date) -> date | None:
+    """``--since`` as a date; ValueError with the message the owner sees."""
+    if text is None:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since must be a date YYYY-MM-DD, not {text!r}") from None
+    if len(text) != 10:  # fromisoformat also takes 20261103; the filing wants one spelling
+        raise ValueError(f"--since must be a date YYYY-MM-DD, not {text!r}")
+    if day > today:
+        raise ValueError(f"--since {text} is in the future (today in Astana is {today})")
+    return day
+
+
+def register(app: typer.Typer) -> None:
     register_app = typer.Typer(
         help="The register of hardware-software complexes: lists the owner files.",
         no_args_is_help=True,
@@ -98,19 +307,23 @@ def register(app: typer.Typer) -> None:
         config: Annotated[Path, typer.Option("--config", "-c", help="Configuration file.")],
         since: Annotated[
             str | None,
-            typer.Option(help="Astana date YYYY-MM-DD: changes on or after it (default: all)."),
+            typer.Option(
+                help="Astana date YYYY-MM-DD (your previous filing): net changes since then. "
+                "Default: every miner present, as a full declaration."
+            ),
         ] = None,
         fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
         out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
     ) -> None:
-        """Include/exclude list for the e-government register service, from the last inventory."""
+        """Include/exclude list for the e-government register service."""
         if fmt not in ("csv", "json"):
             typer.echo(f"--format must be csv or json, not {fmt!r}", err=True)
             raise typer.Exit(2)
+        now = datetime.now(UTC)
         try:
-            since_d = date.fromisoformat(since) if since else date(1970, 1, 1)
-        except ValueError:
-            typer.echo(f"--since must be YYYY-MM-DD, not {since!r}", err=True)
+            since_d = parse_since(since, now.astimezone(ASTANA).date())
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
             raise typer.Exit(2) from None
         cfg = load_or_exit(config)
         stored = read_stored(cfg)
@@ -121,11 +334,31 @@ def register(app: typer.Typer) -> None:
                 err=True,
             )
             raise typer.Exit(1)
-        rows = register_changes(stored.inventory, stored.removed_events, since_d, locations(cfg))
-        text = register_csv(rows) if fmt == "csv" else register_json(rows, cfg, since_d) + "\n"
+        seq_key = f"{cfg.site.owner_bin}/{cfg.site.id}"
+        with HistoryReader(Path(cfg.agent.state_dir) / "spool.db", seq_key) as history:
+            doc = build_export(
+                stored.inventory,
+                history,
+                since_d,
+                owner_bin=cfg.site.owner_bin,
+                site=cfg.site.id,
+                now=now,
+                by_ip=locations(cfg),
+            )
+        for warning in doc["warnings"]:
+            typer.echo(f"warning: {warning}", err=True)
+        text = export_csv(doc) if fmt == "csv" else json.dumps(doc, ensure_ascii=False, indent=2)
+        if fmt == "json":
+            text += "\n"
         if out is None:
             typer.echo(text, nl=False)
         else:
             out.write_text(text, encoding="utf-8")
-            n_in = sum(1 for r in rows if r["action"] == "include")
-            typer.echo(f"{out}: {n_in} include, {len(rows) - n_in} exclude", err=True)
+            extra = (
+                f"; {len(doc['moved'])} moved, {len(doc['changed'])} changed (JSON only)"
+                if doc["moved"] or doc["changed"]
+                else ""
+            )
+            typer.echo(
+                f"{out}: {doc['include']} include, {doc['exclude']} exclude{extra}", err=True
+            )

@@ -18,6 +18,7 @@ from agent.config import parse_config
 from agent.ledger import EnergyLedger
 from agent.reports import monthly_report, render_compliance, render_monthly
 from collectors.readings import AsicReading, MeterReading, PoolInfo
+from tests.uplink.schema_check import validate
 from uplink.mqtt import RegisterPublisher
 from uplink.spool import Spool
 
@@ -245,7 +246,12 @@ def test_register_export_includes_and_excludes(site: Path, tmp_path: Path) -> No
     done = kuat("register", "export", "-c", str(site), "--format", "json", "--out", str(out))
     assert done.returncode == 0, done.stderr
     body = json.loads(out.read_text())
-    assert (body["include"], body["exclude"]) == (2, 1)  # all current miners; 1 removed
+    validate("register-export.v1", body)
+    # No --since: a full declaration. Every current miner is included; SN0001 came and went
+    # after the history began (1 Nov), so no filing ever listed it: not an exclusion.
+    assert (body["include"], body["exclude"]) == (2, 0)
+    assert [m["serial"] for m in body["transient"]] == ["SN0001"]
+    assert "2 include, 0 exclude" in done.stderr
 
 
 def test_register_export_without_inventory_fails_clearly(tmp_path: Path) -> None:
