@@ -31,6 +31,21 @@ Stock Bitmain firmware has no serial or MAC on the API at all; those come from t
 merges whatever identity is already cached. Background workers (at most WEB_CONCURRENCY) fetch at
 most once per ``identity_interval_s`` per miner, and at once when the API shows a reboot or another
 box behind the address.
+
+ePIC (UMC/PowerPlay) firmware answers HTTP on 4028 and has no cgminer API (collectors/cgminer/
+epic.py). An unknown miner whose 4028 answers our cgminer request with an HTTP status line is
+polled over ePIC's HTTP API at once, within the same deadline, and remembered as ``epic``: later
+polls GET ``/summary`` only (``/capabilities`` and ``/network``, the identity, are re-read every
+STICKY_POLLS polls or after a reboot). When the port stops speaking HTTP, the memo is dropped and
+the same poll asks the cgminer API.
+
+Vnish is read on its cgminer API like stock bmminer; serial, MAC, watts, the power preset and
+whether mining was stopped on purpose come from its web API (collectors/cgminer/vnish_web.py),
+read within the poll, after the API answered: watts and state are live numbers a quota engine
+plans on, and one small GET (two with the preset) to a miner already answering costs far less
+than a background queue. Its ``/info`` (identity) is re-read like a sticky reply. A failing web
+API is a note in the reading, never a lost reading. If a Vnish box stops its cgminer API while
+mining is stopped, the web API alone gives the reading.
 """
 
 from __future__ import annotations
@@ -47,6 +62,7 @@ from typing import Any
 
 import httpx
 
+from collectors.cgminer import epic, vnish_web
 from collectors.cgminer.client import DEFAULT_PORT, ApiError, CgminerClient, NoAnswer, Replies
 from collectors.cgminer.firmware.common import FirmwareSpec
 from collectors.cgminer.parsers import DISCOVERY_COMMANDS, SPECS, build_reading, detect_family
@@ -108,6 +124,35 @@ class _Memo:
             self.age = 0
         else:
             self.age += 1
+        self.mac, self.uptime_s = r.mac, r.uptime_s
+
+
+def vnish_web_family() -> str:
+    return "vnish"
+
+
+class _VnishMemo:
+    """Vnish's web identity for one host:port, re-read like a sticky reply."""
+
+    __slots__ = ("age", "ident", "mac", "uptime_s")
+
+    def __init__(self) -> None:
+        self.ident: vnish_web.VnishIdentity | None = None
+        self.age = 0
+        self.mac: str | None = None
+        self.uptime_s: int | None = None
+
+    def due(self, r: AsicReading) -> bool:
+        if self.ident is None or self.age >= STICKY_POLLS:
+            return True
+        rebooted = (
+            self.uptime_s is not None and r.uptime_s is not None and r.uptime_s < self.uptime_s
+        )
+        return rebooted or (self.mac is not None and r.mac is not None and r.mac != self.mac)
+
+    def seen(self, r: AsicReading, ident: vnish_web.VnishIdentity | None, *, fetched: bool) -> None:
+        self.ident = ident
+        self.age = 0 if fetched else self.age + 1
         self.mac, self.uptime_s = r.mac, r.uptime_s
 
 
@@ -282,9 +327,11 @@ class AsicPoller:
         web_port: int | None = DEFAULT_WEB_PORT,
         web_timeout_s: float = 5.0,
         v3_port: int | None = V3_PORT,
+        vnish_web_port: int | None = vnish_web.DEFAULT_WEB_PORT,
     ) -> None:
         """``web_port=None`` turns the stock-Bitmain web identity fetch off; ``v3_port=None``
-        turns the Whatsminer API v3 fallback off (targets on 4433 are still polled over v3)."""
+        turns the Whatsminer API v3 fallback off (targets on 4433 are still polled over v3);
+        ``vnish_web_port=None`` turns reading Vnish's web API off (API fields only)."""
         self.timeout_s = timeout_s
         self.concurrency = max(1, concurrency)
         self.client = CgminerClient(timeout_s=timeout_s, max_reply_bytes=max_reply_bytes)
@@ -296,6 +343,10 @@ class AsicPoller:
         # shared by every poll_many call, so overlapping cycles (a slow ASIC cycle and a
         # control confirmation, say) still keep at most `concurrency` miners in flight
         self._sem = asyncio.Semaphore(self.concurrency)
+        self.vnish_web_port = vnish_web_port
+        self._vnish: dict[tuple[str, int], _VnishMemo] = {}
+        # one HTTP client for ePIC and Vnish polls, made in the loop that first needs it
+        self._http: httpx.AsyncClient | None = None
         self._web = (
             _IdentityFetcher(
                 port=web_port,
@@ -325,6 +376,14 @@ class AsicPoller:
         """Stop the background identity fetches (polls keep working, without new fetches)."""
         if self._web is not None:
             await self._web.aclose()
+        if self._http is not None:
+            client, self._http = self._http, None
+            await client.aclose()
+
+    def _http_client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = epic.http_client()
+        return self._http
 
     async def poll(
         self, host: str, port: int = DEFAULT_PORT, *, wait_identity: bool = False
@@ -335,6 +394,8 @@ class AsicPoller:
         try:
             deadline = self.client.deadline()
             reading = await self._poll_routed(host, port, taken_at, deadline)
+            if reading.firmware_family == vnish_web_family():
+                reading = await self._with_vnish_web(reading, deadline)
             return await self._with_identity(reading, deadline if wait_identity else None)
         except ApiError as e:
             return DeviceError(DeviceKind.ASIC, host, port, taken_at, str(e))
@@ -363,6 +424,13 @@ class AsicPoller:
             return await self._poll_v3(host, port, port, taken_at, deadline)
         key = (host, port)
         memo = self._memo.get(key)
+        if memo is not None and memo.family == epic.FAMILY:
+            try:
+                return await self._poll_epic(host, port, taken_at, deadline)
+            except epic.NotEpic:
+                # re-flashed, or another box here: forget it and ask the cgminer API now
+                del self._memo[key]
+                memo = None
         v3_cause: str | None = None
         if self.v3_port is not None and (
             key in self._v3_probe or (memo is not None and memo.family == V3_FAMILY)
@@ -378,6 +446,10 @@ class AsicPoller:
         try:
             return await self._poll(host, port, taken_at, deadline)
         except NoAnswer as e:
+            if memo is not None and memo.family == vnish_web_family() and self.vnish_web_port:
+                web_only = await self._poll_vnish_web_only(host, port, taken_at, deadline)
+                if web_only is not None:
+                    return web_only
             cause = f"{e}; API v3 on port {self.v3_port}: {v3_cause}" if v3_cause else str(e)
             if v3_cause is not None or not self._may_be_v3(key):
                 raise NoAnswer(cause) from None
@@ -397,6 +469,86 @@ class AsicPoller:
                 self.v3_port,
             )
             return reading
+        except ApiError as e:
+            if memo is not None or not epic.answered_http(e):
+                raise
+            reading = await self._poll_epic(host, port, taken_at, deadline)
+            log.info("asic %s:%s: HTTP answers on the API port: ePIC firmware", host, port)
+            return reading
+
+    async def _poll_epic(
+        self, host: str, port: int, taken_at: datetime, deadline: float
+    ) -> AsicReading:
+        """One ePIC poll: the summary, plus the identity replies when due (module doc)."""
+        key = (host, port)
+        memo = self._memo.get(key)
+        known = memo is not None and memo.family == epic.FAMILY
+        reuse = memo.reusable() if memo is not None and known else {}
+        due = not reuse or any(c not in reuse for c in epic.STICKY)
+        paths = (epic.SUMMARY, *epic.STICKY) if due else (epic.SUMMARY,)
+        client = self._http_client()
+        bodies, errors, failures = await epic.fetch(client, host, port, paths, deadline)
+        epic.raise_for_summary(errors, failures, port, epic.SUMMARY in bodies)
+        if memo is None or not known:
+            memo = self._memo[key] = _Memo(epic.FAMILY)
+        if not due:
+            reading = epic.build_epic_reading(host, port, taken_at, {**reuse, **bodies}, errors)
+            if memo.same_box(reading):
+                memo.age += 1
+                memo.mac, memo.uptime_s = reading.mac, reading.uptime_s
+                return reading
+            # a reboot or another box: the cached identity may not be this box's
+            more, more_errors, _ = await epic.fetch(client, host, port, epic.STICKY, deadline)
+            bodies.update(more)
+            errors.update(more_errors)
+        reading = epic.build_epic_reading(host, port, taken_at, bodies, errors)
+        memo.sticky = {
+            c: json.dumps(bodies[c], separators=(",", ":")).encode()
+            for c in epic.STICKY
+            if c in bodies
+        }
+        memo.age = 0
+        memo.mac, memo.uptime_s = reading.mac, reading.uptime_s
+        return reading
+
+    async def _with_vnish_web(self, r: AsicReading, deadline: float) -> AsicReading:
+        """Merge Vnish's web API (watts, preset, state, identity) into an API reading."""
+        if self.vnish_web_port is None:
+            return r
+        st = self._vnish.setdefault((r.ip, r.port), _VnishMemo())
+        with_info = st.due(r)
+        ident, live, causes = await vnish_web.fetch(
+            self._http_client(), r.ip, self.vnish_web_port, with_info=with_info, deadline=deadline
+        )
+        st.seen(r, ident if with_info else st.ident, fetched=with_info)
+        merged = vnish_web.merge(r, st.ident, live)
+        if causes:
+            merged = dataclasses.replace(merged, errors=(*merged.errors, *causes))
+        return merged
+
+    async def _poll_vnish_web_only(
+        self, host: str, port: int, taken_at: datetime, deadline: float
+    ) -> AsicReading | None:
+        """A Vnish box whose cgminer API is down: a reading if the web API says it is stopped."""
+        assert self.vnish_web_port is not None
+        st = self._vnish.get((host, port))
+        ident, live, _ = await vnish_web.fetch(
+            self._http_client(), host, self.vnish_web_port, with_info=True, deadline=deadline
+        )
+        if live is None or live.miner_state not in ("stopped", "shutting-down"):
+            return None
+        ident = ident or (st.ident if st else None)
+        base = AsicReading(
+            ip=host,
+            port=port,
+            taken_at=taken_at,
+            vendor="Bitmain",
+            firmware_family=vnish_web_family(),
+            hashrate_ths=0.0,
+            state="sleeping",
+            errors=("cgminer API down while mining is stopped; read from the web API",),
+        )
+        return vnish_web.merge(base, ident, live)
 
     def _may_be_v3(self, key: tuple[str, int]) -> bool:
         if self.v3_port is None or key[1] != DEFAULT_PORT:

@@ -8,7 +8,21 @@ How each firmware is driven:
 - LuxOS: ``logon`` for a session, then ``curtail <sid>,sleep|wakeup`` or ``profileset
   <sid>,<profile>``, then ``logoff`` (LuxOS allows one session at a time, and a session left
   open blocks the next action for a minute).
-- Whatsminer ``power_off``/``power_on``, Braiins ``pause``/``resume``: plain API commands.
+- Whatsminer, btminer API v2 (TCP 4028): ``get_token``, then ``power_off`` (with
+  ``respbefore``), ``power_on`` or ``adjust_power_limit`` encrypted with a key derived from the
+  admin password (btminer_auth.py). A plain write command is refused by real firmware.
+- Whatsminer API v3 (TCP 4433, M6x and newer): the salt from ``get.device.info``, then a signed
+  ``set.miner.service`` ``stop``/``start`` or ``set.miner.power_limit`` as account ``super``.
+  Outcomes for both: the miner saying no (a wrong password: "check token error" on v2, "no
+  permission" on v3, also what a miner whose write API is switched off says) -> refused, with the
+  miner's words and a hint; no answer or an undecryptable reply -> failed. The admin password
+  never goes into a log line or a result.
+- Braiins ``pause``/``resume``: plain API commands.
+- Canaan Avalon: ``ascset 0,softoff,1:<unix time>`` / ``softon`` (the firmware acts at that
+  time, so now means at once); an Avalon Q may restart without answering a softon, so a wake
+  with no reply is judged by the re-read.
+- ePIC (HTTP API on the API port) and Vnish (web API): their own modules, epic.py and
+  vnish_web.py, with their passwords.
 - Stock Antminer: bmminer's API has no sleep, so it goes through the web UI (HTTP digest):
   read ``get_miner_conf.cgi``, post it back to ``set_miner_conf.cgi`` with ``miner-mode`` 1/0,
   then confirm over the API (a sleeping stock miner hashes 0 with its fans stopped, see
@@ -16,28 +30,50 @@ How each firmware is driven:
   (connection refused, 404) or a conf without a work mode (pre-S19 firmware) -> unsupported,
   timeouts and other errors -> failed.
 
-Power limits: only LuxOS has a safe way here (profiles); the others say why not.
+Power limits: LuxOS profiles; Whatsminer ``adjust_power_limit`` (v2) or
+``set.miner.power_limit`` (v3), after which btminer restarts mining at the new limit; Braiins OS
+25.07+ ``PUT /api/v1/performance/power-target`` on its REST API (braiins_rest.py); ePIC's tuner
+target; Vnish presets. Each is confirmed when the miner reports the limit. Stock Antminers and
+Avalons have no watt target (work modes only) and say so.
 
-Not done here: btminer's API v2 wants power_off/power_on encrypted with the admin password
-(token + AES); this sends them plain, which the simulator and unlocked firmware accept.
+Every password comes in through ``MinerAccess`` and never reaches a log line or a result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from collectors.capabilities import ActionResult
-from collectors.cgminer.client import ApiError, CgminerClient, is_error_reply, status_of
+from collectors.cgminer import braiins_rest, epic, vnish_web
+from collectors.cgminer.btminer_auth import (
+    AuthError,
+    V2Token,
+    v2_open_reply,
+    v2_request,
+    v2_session,
+)
+from collectors.cgminer.client import (
+    ApiError,
+    CgminerClient,
+    decode_reply,
+    exchange,
+    is_error_reply,
+    status_of,
+)
 from collectors.cgminer.collector import AsicPoller
 from collectors.cgminer.firmware.luxos import profile_table
+from collectors.cgminer.http_json import HttpFailure, http_client
 from collectors.cgminer.parsers import SPECS
+from collectors.cgminer.v3 import V3_PORT, V3Client
 from collectors.cgminer.web import (
     DEFAULT_WEB_PORT,
     WORK_MODE_NORMAL,
@@ -56,17 +92,68 @@ log = logging.getLogger(__name__)
 _NO_POWER_LIMIT = {
     "bitmain": "stock Antminer firmware has no watt limit, only work modes (normal/sleep, "
     "low power on some models) in its web UI",
-    "whatsminer": "btminer sets a power limit only through its encrypted admin API "
-    "(token + AES), and the change restarts mining; not implemented",
-    "whatsminer_v3": "Whatsminer API v3 sets a power limit only with a signed set.* command "
-    "(admin password + salt token), and the change restarts mining; not implemented",
-    "braiins": "Braiins OS sets its power target through its gRPC API, not the cgminer API; "
-    "not implemented",
-    "avalon": "Avalon firmware has work-mode levels, not a watt target",
+    "avalon": "Avalon firmware has work-mode levels (ascset worklevel), not a watt target",
     "cgminer": "unknown cgminer firmware: no known power limit method",
 }
 # A profile's watts as LuxOS reports them back may differ from the table by rounding.
 _WATTS_SLACK = 0.5
+BTMINER_FAMILIES = ("whatsminer", "whatsminer_v3")
+# the write commands; v2 per "WhatsMiner API V2.0.x", v3 per MicroBT's API v3 documentation
+_V2_SLEEP = ("power_off", {"respbefore": "true"})  # answer first, then cut the hashboards
+_V2_WAKE = ("power_on", {})
+_V3_SERVICE = "set.miner.service"
+_V3_POWER_LIMIT = "set.miner.power_limit"
+# what a refusal most likely means, appended to the miner's own words
+_BTMINER_HINT = (
+    "check the admin password given to kuat and that the miner's write API is enabled "
+    "(WhatsMinerTool: change the default password, then switch the API on)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MinerAccess:
+    """How kuat may act on each firmware's miners; the passwords stay out of every repr.
+
+    Factory defaults throughout, so a site overrides only what it changed (``[asic]`` in the
+    config). Used only when enforcement is on.
+    """
+
+    web_port: int = DEFAULT_WEB_PORT  # stock Antminer web UI (sleep mode), Vnish web API
+    web_username: str = "root"
+    web_password: str = field(default="root", repr=False)
+    web_timeout_s: float = 5.0
+    whatsminer_password: str = field(default="admin", repr=False)
+    whatsminer_v3_account: str = "super"
+    v3_port: int = V3_PORT
+    braiins_username: str = "root"
+    braiins_password: str = field(default="", repr=False)
+    braiins_web_port: int = DEFAULT_WEB_PORT
+    epic_password: str = field(default=epic.DEFAULT_PASSWORD, repr=False)
+    vnish_password: str = field(default=vnish_web.DEFAULT_PASSWORD, repr=False)
+
+
+def _access(
+    access: MinerAccess | None,
+    web_port: int,
+    web_username: str,
+    web_password: str,
+    web_timeout_s: float,
+    admin_password: str,
+    v3_account: str,
+    v3_port: int,
+) -> MinerAccess:
+    # the keyword arguments predate MinerAccess; an access bundle, when given, wins
+    if access is not None:
+        return access
+    return MinerAccess(
+        web_port=web_port,
+        web_username=web_username,
+        web_password=web_password,
+        web_timeout_s=web_timeout_s,
+        whatsminer_password=admin_password,
+        whatsminer_v3_account=v3_account,
+        v3_port=v3_port,
+    )
 
 
 async def sleep(
@@ -77,14 +164,31 @@ async def sleep(
     *,
     timeout_s: float = 3.0,
     confirm_s: float = 10.0,
+    access: MinerAccess | None = None,
     web_port: int = DEFAULT_WEB_PORT,
     web_username: str = "root",
     web_password: str = "root",
     web_timeout_s: float = 5.0,
+    admin_password: str = "admin",
+    v3_account: str = "super",
+    v3_port: int = V3_PORT,
 ) -> ActionResult:
-    """``web_*``: the stock Antminer web UI, used only for ``firmware_family="bitmain"``."""
-    web = _Web(web_port, web_username, web_password, web_timeout_s)
-    return await _act(host, port, firmware_family, reason, True, timeout_s, confirm_s, web)
+    """Put the miner to sleep the way its firmware does (module docstring), confirmed.
+
+    ``access``: passwords and ports per firmware. The older keywords (``web_*`` for stock
+    Antminers, ``admin_password``/``v3_*`` for Whatsminers) apply when ``access`` is None.
+    """
+    a = _access(
+        access,
+        web_port,
+        web_username,
+        web_password,
+        web_timeout_s,
+        admin_password,
+        v3_account,
+        v3_port,
+    )
+    return await _act(host, port, firmware_family, reason, True, timeout_s, confirm_s, a)
 
 
 async def wake(
@@ -95,14 +199,27 @@ async def wake(
     *,
     timeout_s: float = 3.0,
     confirm_s: float = 10.0,
+    access: MinerAccess | None = None,
     web_port: int = DEFAULT_WEB_PORT,
     web_username: str = "root",
     web_password: str = "root",
     web_timeout_s: float = 5.0,
+    admin_password: str = "admin",
+    v3_account: str = "super",
+    v3_port: int = V3_PORT,
 ) -> ActionResult:
-    """``web_*``: the stock Antminer web UI, used only for ``firmware_family="bitmain"``."""
-    web = _Web(web_port, web_username, web_password, web_timeout_s)
-    return await _act(host, port, firmware_family, reason, False, timeout_s, confirm_s, web)
+    """As ``sleep``, the other way."""
+    a = _access(
+        access,
+        web_port,
+        web_username,
+        web_password,
+        web_timeout_s,
+        admin_password,
+        v3_account,
+        v3_port,
+    )
+    return await _act(host, port, firmware_family, reason, False, timeout_s, confirm_s, a)
 
 
 async def set_power_limit(
@@ -114,20 +231,59 @@ async def set_power_limit(
     *,
     timeout_s: float = 3.0,
     confirm_s: float = 10.0,
+    access: MinerAccess | None = None,
+    admin_password: str = "admin",
+    v3_account: str = "super",
+    v3_port: int = V3_PORT,
 ) -> ActionResult:
     """Run the miner at no more than ``watts``, the PowerLimitable capability's shape.
 
     LuxOS: the highest-power profile whose watts are <= ``watts`` (never above: the target is a
     quota share). No profile that low -> unsupported, so the caller sleeps the miner instead.
     Done when a poll shows that profile's watts as ``power_limit_w``.
+
+    Whatsminer: ``watts`` itself as btminer's power limit; the miner restarts mining to apply
+    it, so give ``confirm_s`` a minute or more on real hardware. Braiins OS (25.07+): the
+    tuner's power target over its REST API. ePIC: the tuner's Power target; Vnish: the highest
+    preset at or below ``watts``. Done when a poll shows the new limit.
     """
+    a = _access(access, DEFAULT_WEB_PORT, "root", "root", 5.0, admin_password, v3_account, v3_port)
     action = "set_power_limit"
     device = f"{host}:{port}"
-    if firmware_family != "luxos":
+    supported = ("luxos", "braiins", "vnish", epic.FAMILY, *BTMINER_FAMILIES)
+    if firmware_family not in supported:
         why = _NO_POWER_LIMIT.get(firmware_family, f"no power limit method for {firmware_family}")
         return ActionResult(device, action, "unsupported", why)
     if watts <= 0:
         return ActionResult(device, action, "unsupported", "a 0 W limit is a sleep: use sleep()")
+    if firmware_family == "braiins":
+        return await _braiins_limit(host, port, watts, reason, timeout_s, confirm_s, a)
+    if firmware_family == epic.FAMILY:
+        return await epic.set_power_limit(
+            host,
+            watts,
+            reason,
+            port=port,
+            password=a.epic_password,
+            timeout_s=timeout_s,
+            confirm_s=confirm_s,
+        )
+    if firmware_family == "vnish":
+        got = await vnish_web.set_power_limit(
+            host,
+            watts,
+            reason,
+            web_port=a.web_port,
+            password=a.vnish_password,
+            timeout_s=a.web_timeout_s,
+            confirm_s=confirm_s,
+        )
+        return dataclasses.replace(got, device_id=device)
+    if firmware_family in BTMINER_FAMILIES:
+        bt = _Btminer(a.whatsminer_password, a.whatsminer_v3_account, a.v3_port)
+        return await _btminer_limit(
+            host, port, firmware_family, watts, reason, timeout_s, confirm_s, bt
+        )
     log.info("asic %s: power limit %d W requested (%s)", device, watts, reason)
     client = CgminerClient(timeout_s=timeout_s)
     try:
@@ -170,6 +326,137 @@ class _Web:
     timeout_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class _Btminer:
+    """Whatsminer write access; the password stays out of any repr that reaches a log."""
+
+    password: str = field(repr=False)
+    v3_account: str
+    v3_port: int
+
+
+# --- Whatsminer (btminer) -------------------------------------------------------------------
+
+
+async def _act_btminer(
+    host: str,
+    port: int,
+    family: str,
+    reason: str,
+    to_sleep: bool,
+    timeout_s: float,
+    confirm_s: float,
+    bt: _Btminer,
+) -> ActionResult:
+    action = "sleep" if to_sleep else "wake"
+    device = f"{host}:{port}"
+    log.info("asic %s: %s requested (%s)", device, action, reason)
+    try:
+        if family == "whatsminer":
+            cmd, params = _V2_SLEEP if to_sleep else _V2_WAKE
+            reply = await _v2_write(host, port, timeout_s, bt.password, cmd, **params)
+        else:
+            cmd = _V3_SERVICE
+            param = "stop" if to_sleep else "start"
+            reply = await V3Client(timeout_s=timeout_s).set_command(
+                host, bt.v3_port, cmd, param, account=bt.v3_account, password=bt.password
+            )
+    except (ApiError, AuthError) as e:
+        return ActionResult(device, action, "failed", str(e))
+    if is_error_reply(reply):
+        return ActionResult(device, action, "refused", _btminer_refusal(cmd, reply))
+    want = "sleeping" if to_sleep else "mining"
+    ok, got = await _confirm(
+        host,
+        port,
+        lambda r: r.state == want,
+        lambda r: r.state,
+        timeout_s,
+        confirm_s,
+        v3_port=bt.v3_port,
+    )
+    if ok:
+        return ActionResult(device, action, "done", f"confirmed {want}; reason: {reason}")
+    return ActionResult(device, action, "failed", f"miner accepted {cmd} but reads {got}")
+
+
+async def _btminer_limit(
+    host: str,
+    port: int,
+    family: str,
+    watts: int,
+    reason: str,
+    timeout_s: float,
+    confirm_s: float,
+    bt: _Btminer,
+) -> ActionResult:
+    action = "set_power_limit"
+    device = f"{host}:{port}"
+    log.info("asic %s: power limit %d W requested (%s)", device, watts, reason)
+    try:
+        if family == "whatsminer":
+            cmd = "adjust_power_limit"  # API v2.0.5 and later
+            reply = await _v2_write(host, port, timeout_s, bt.password, cmd, power_limit=str(watts))
+        else:
+            cmd = _V3_POWER_LIMIT
+            reply = await V3Client(timeout_s=timeout_s).set_command(
+                host, bt.v3_port, cmd, watts, account=bt.v3_account, password=bt.password
+            )
+    except (ApiError, AuthError) as e:
+        return ActionResult(device, action, "failed", str(e))
+    if is_error_reply(reply):
+        return ActionResult(device, action, "refused", _btminer_refusal(cmd, reply))
+
+    def applied(r: AsicReading) -> bool:
+        return r.power_limit_w is not None and abs(r.power_limit_w - watts) <= _WATTS_SLACK
+
+    ok, seen = await _confirm(
+        host, port, applied, _describe_limit, timeout_s, confirm_s, v3_port=bt.v3_port
+    )
+    if ok:
+        return ActionResult(device, action, "done", f"confirmed limit {watts} W; reason: {reason}")
+    detail = f"miner accepted {cmd} {watts} W but reads {seen}"
+    return ActionResult(device, action, "failed", detail)
+
+
+async def _v2_write(
+    host: str, port: int, timeout_s: float, password: str, cmd: str, **params: str
+) -> dict[str, Any]:
+    """One btminer API v2 write command: a fresh token, then the command encrypted with it.
+
+    Returns the decrypted reply, or the miner's plain error (a refused token, say) as it came.
+    """
+    client = CgminerClient(timeout_s=timeout_s)
+    deadline_at = client.deadline()
+    # a token per command: they expire in 30 min and a miner hands out 32 per client IP
+    got = await client.command(host, port, "get_token", deadline_at=deadline_at)
+    if is_error_reply(got):
+        return got
+    session = v2_session(password, V2Token.from_reply(got))
+    raw = await exchange(
+        host,
+        port,
+        v2_request(session, cmd, **params),
+        deadlines=client.deadlines,
+        deadline_at=deadline_at,
+        max_reply_bytes=client.max_reply_bytes,
+    )
+    return v2_open_reply(session, decode_reply(raw))
+
+
+def _btminer_refusal(cmd: str, reply: dict[str, Any]) -> str:
+    _, msg, _ = status_of(reply)
+    text = f"miner refused {cmd}: {msg or 'error without a message'}"
+    return f"{text}; {_BTMINER_HINT}" if _is_auth_refusal(reply, msg) else text
+
+
+def _is_auth_refusal(reply: dict[str, Any], msg: str) -> bool:
+    """v2 45 "can't access write cmd" / 135 "check token error", v3 -4 "no permission"."""
+    code = reply.get("Code", reply.get("code"))
+    words = ("token", "permission", "write cmd")
+    return code in (45, 135, -4) or any(w in msg.lower() for w in words)
+
+
 async def _act(
     host: str,
     port: int,
@@ -178,19 +465,47 @@ async def _act(
     to_sleep: bool,
     timeout_s: float,
     confirm_s: float,
-    web: _Web,
+    a: MinerAccess,
 ) -> ActionResult:
     action = "sleep" if to_sleep else "wake"
     device = f"{host}:{port}"
     if family == "bitmain":
+        web = _Web(a.web_port, a.web_username, a.web_password, a.web_timeout_s)
         return await _act_web(host, port, reason, to_sleep, timeout_s, confirm_s, web)
+    if family in BTMINER_FAMILIES:
+        bt = _Btminer(a.whatsminer_password, a.whatsminer_v3_account, a.v3_port)
+        return await _act_btminer(host, port, family, reason, to_sleep, timeout_s, confirm_s, bt)
+    if family == epic.FAMILY:
+        act = epic.sleep if to_sleep else epic.wake
+        return await act(
+            host,
+            reason,
+            port=port,
+            password=a.epic_password,
+            timeout_s=timeout_s,
+            confirm_s=confirm_s,
+        )
+    if family == "vnish":
+        vact = vnish_web.sleep if to_sleep else vnish_web.wake
+        got = await vact(
+            host,
+            reason,
+            web_port=a.web_port,
+            password=a.vnish_password,
+            timeout_s=a.web_timeout_s,
+            confirm_s=confirm_s,
+        )
+        return dataclasses.replace(got, device_id=device)
     spec = SPECS.get(family)
     cmd = None if spec is None else (spec.sleep_command if to_sleep else spec.wake_command)
-    if cmd is None or family == "avalon":
+    if cmd is None:
         return ActionResult(device, action, "unsupported", f"no {action} over the API for {family}")
     log.info("asic %s: %s requested (%s)", device, action, reason)
     client = CgminerClient(timeout_s=timeout_s)
     command, parameter = cmd
+    if family == "avalon":
+        # "1:<unix time>": the firmware acts at that time; now means at once
+        parameter = f"{parameter},1:{int(time.time())}"
     try:
         if family == "luxos":
             reply = await _luxos_privileged(client, host, port, command, parameter)
@@ -199,14 +514,57 @@ async def _act(
         else:
             reply = await client.command(host, port, command, parameter)
     except ApiError as e:
-        return ActionResult(device, action, "failed", str(e))
-    if is_error_reply(reply):
+        if family != "avalon" or to_sleep:
+            return ActionResult(device, action, "failed", str(e))
+        # An Avalon Q may restart its miner on softon without answering: the re-read decides.
+        reply = None
+    if reply is not None and is_error_reply(reply):
         return ActionResult(device, action, "refused", f"miner says: {status_of(reply)[1]}")
     want = "sleeping" if to_sleep else "mining"
     ok, got = await _confirm_state(host, port, want, timeout_s, confirm_s)
     if ok:
         return ActionResult(device, action, "done", f"confirmed {want}; reason: {reason}")
     return ActionResult(device, action, "failed", f"miner accepted {command} but reads {got}")
+
+
+async def _braiins_limit(
+    host: str,
+    port: int,
+    watts: int,
+    reason: str,
+    timeout_s: float,
+    confirm_s: float,
+    a: MinerAccess,
+) -> ActionResult:
+    """The tuner's power target over the REST API, confirmed by ``tunerstatus`` on the API."""
+    action = "set_power_limit"
+    device = f"{host}:{port}"
+    log.info("asic %s: power target %d W requested (%s)", device, watts, reason)
+    async with http_client() as client:
+        got = await braiins_rest.set_power_target(
+            client,
+            host,
+            watts,
+            port=a.braiins_web_port,
+            username=a.braiins_username,
+            password=a.braiins_password,
+            timeout_s=a.web_timeout_s,
+        )
+    if isinstance(got, HttpFailure):
+        if got.kind in ("auth", "rejected"):
+            return ActionResult(device, action, "refused", got.detail)
+        if got.kind in ("missing", "unreachable", "protocol"):
+            why = f"{got.detail}; the power target needs Braiins OS 25.07 or later"
+            return ActionResult(device, action, "unsupported", why)
+        return ActionResult(device, action, "failed", got.detail)
+
+    def applied(r: AsicReading) -> bool:
+        return r.power_limit_w is not None and abs(r.power_limit_w - got) <= _WATTS_SLACK
+
+    ok, seen = await _confirm(host, port, applied, _describe_limit, timeout_s, confirm_s)
+    if ok:
+        return ActionResult(device, action, "done", f"confirmed target {got} W; reason: {reason}")
+    return ActionResult(device, action, "failed", f"miner took target {got} W but reads {seen}")
 
 
 async def _act_web(
@@ -310,10 +668,12 @@ async def _confirm(
     describe: Callable[[AsicReading], str],
     timeout_s: float,
     confirm_s: float,
+    *,
+    v3_port: int = V3_PORT,
 ) -> tuple[bool, str]:
     """Poll until ``done`` or ``confirm_s`` runs out; (done?, what the last poll showed)."""
     # web_port=None: the stock web identity fetch is of no use to a confirmation
-    poller = AsicPoller(timeout_s=timeout_s, web_port=None)
+    poller = AsicPoller(timeout_s=timeout_s, web_port=None, v3_port=v3_port)
     loop = asyncio.get_running_loop()
     until = loop.time() + confirm_s
     while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 _VENDOR_WORDS = re.compile(r"\b(bitmain|antminer|microbt|whatsminer|canaan|avalonminer|avalon)\b")
@@ -39,7 +39,9 @@ def _table() -> dict[str, ModelInfo]:
     }
 
 
+@lru_cache(maxsize=4096)
 def lookup(model: str | None) -> ModelInfo | None:
+    # every reading asks: a farm has a handful of models, so the two regexes run once each
     if not model:
         return None
     return _table().get(normalise(model))

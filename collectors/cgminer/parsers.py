@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from collectors.cgminer.client import Replies, is_error_reply
-from collectors.cgminer.firmware import avalon, bitmain, braiins, luxos, whatsminer
+from collectors.cgminer.firmware import avalon, bitmain, braiins, luxos, vnish, whatsminer
 from collectors.cgminer.firmware.common import FirmwareSpec, item, status_description
 from collectors.cgminer.models import lookup
 from collectors.readings import AsicReading, AsicTemps
@@ -29,6 +29,7 @@ SPECS: dict[str, FirmwareSpec] = {
         luxos.SPEC,
         braiins.SPEC,
         avalon.SPEC,
+        vnish.SPEC,
     )
 }
 
@@ -56,13 +57,17 @@ def detect_family(bodies: Mapping[str, dict[str, Any]]) -> str | None:
         return "braiins"
     prod = str(version.get("PROD", "")).lower()
     stats_rows = bodies.get("stats", {}).get("STATS")
+    # "MM ID0" on the A-series, "MM ID0:Summary" on the Avalon Q
     has_mm = isinstance(stats_rows, list) and any(
-        isinstance(r, dict) and "MM ID0" in r for r in stats_rows
+        isinstance(r, dict) and ("MM ID0" in r or "MM ID0:Summary" in r) for r in stats_rows
     )
     if prod.startswith("avalon") or has_mm:
         return "avalon"
     stats_head = item(bodies.get("stats"), "STATS") or {}
     kind = str(version.get("Type") or stats_head.get("Type") or "").lower()
+    # Vnish is bmminer with "(Vnish x.y.z)" in Type: before the stock rule, which it also fits
+    if "vnish" in kind or "vnish" in descriptions:
+        return "vnish"
     if "bmminer" in vkeys or "bmminer" in {k.lower() for k in stats_head} or "antminer" in kind:
         return "bitmain"
     if not bodies or all(is_error_reply(b) for b in bodies.values()):
@@ -98,7 +103,7 @@ def build_reading(
     model = reading_fields.get("model")
     info = lookup(model)
     if info is not None:
-        if info.ghs_key_unit == "MH" and spec.family in ("bitmain", "cgminer"):
+        if info.ghs_key_unit == "MH" and spec.family in ("bitmain", "cgminer", "vnish"):
             # Scrypt Antminers put MH/s in the "GHS" keys
             for key in ("hashrate_ths",):
                 if reading_fields.get(key) is not None:

@@ -11,8 +11,15 @@ numbers that move a little per request; fault personalities misbehave on purpose
 ``whatsminer_v3``: new btminer (M60S) that answers only Whatsminer API v3, length-framed JSON on
 ``v3_port`` (4433 by default), from the real ``get.device.info`` with this miner's serial, MAC
 and numbers; nothing listens on its 4028, so a poller must fall back to 4433. Not in the default
-mix: existing farms are unchanged. ``set.*`` commands are refused ("no permission"), as on a
-miner whose write API was never unlocked.
+mix: existing farms are unchanged. ``set.*`` commands must carry the documented signed token
+(account ``super``/``user1-3``, ``ts``, sha256 of command + ``admin_password`` + salt + ts):
+``set.miner.service`` stop/start/restart and ``set.miner.power_limit``; anything unsigned or
+wrongly signed gets "no permission".
+
+Whatsminer API v2 write commands (``power_off``/``power_on``/``adjust_power_limit``) work only
+encrypted after ``get_token``, as on real btminer (collectors/cgminer/btminer_auth.py); in plain
+text they get "can't access write cmd", with a wrong password "check token error". A power limit
+is reported back and the miner then draws under it.
 
 With ``web_port`` set, stock Antminers (``antminer``, ``reject_multi``) also serve their web UI's
 ``/cgi-bin/get_system_info.cgi`` (serial, MAC, model), ``get_miner_conf.cgi`` and
@@ -20,7 +27,7 @@ With ``web_port`` set, stock Antminers (``antminer``, ``reject_multi``) also ser
 ``SimMiner.web_password`` and ``web_hang`` let tests break it.
 
 Sleep/wake as the firmware does it: LuxOS ``logon`` + ``curtail`` ``<sid>,sleep|wakeup``,
-Whatsminer ``power_off``/``power_on``, Braiins ``pause``/``resume``, stock Antminer a
+Whatsminer encrypted ``power_off``/``power_on``, Braiins ``pause``/``resume``, stock Antminer a
 ``set_miner_conf.cgi`` with ``miner-mode`` 1/0 (applied after ``web_apply_delay_s``, as bmminer
 restarts into the new mode). A sleeping stock miner hashes 0 with its fans stopped, at ~10 W.
 LuxOS power profiles: ``profiles`` and ``logon`` + ``profileset`` ``<sid>,<name>``; the miner
@@ -47,9 +54,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from collectors.cgminer import btminer_auth as auth
+from collectors.cgminer import sim_avalon
 from collectors.cgminer import sim_replies as R
 
-HEALTHY = ("antminer", "whatsminer", "luxos", "braiins", "whatsminer_v3")
+HEALTHY = (
+    "antminer",
+    "whatsminer",
+    "luxos",
+    "braiins",
+    "whatsminer_v3",
+    "epic",
+    "vnish",
+    "avalon",
+)
 FAULTS = ("hang", "trickle", "flood", "garbage", "reject_multi")
 PERSONALITIES = HEALTHY + FAULTS
 # stock Antminers have the web UI; the other firmwares report identity on their own API
@@ -74,6 +92,9 @@ _MODELS: dict[str, tuple[tuple[str, float, float, int], ...]] = {
     "whatsminer_v3": (("Whatsminer M60S_VK40", 181.0, 3344.0, 3600),),
     "luxos": (("Antminer S19k Pro", 121.8, 2760.0, 2760),),
     "braiins": (("Antminer S19 XP", 140.0, 3031.0, 3031),),
+    "epic": (("Antminer S19 XP", 140.0, 3010.0, 3010),),
+    "vnish": (("Antminer S19j Pro", 100.0, 3050.0, 3050),),
+    "avalon": (("AvalonMiner 1246", 90.0, 3420.0, 3200),),
     "reject_multi": (("Antminer S19 Pro", 110.0, 3250.0, 3250),),
 }
 SLEEP_POWER_W = 10.0
@@ -116,6 +137,18 @@ class SimMiner:
     profile: str = R.LUX_DEFAULT_PROFILE
     run_ths: float = 0.0
     run_w: float = 0.0
+    # ePIC / Vnish: the power target / preset in use; a garbage HTTP answer; Vnish's cgminer
+    # API going quiet while mining is stopped (some builds stop it with the miner)
+    epic_power_target: int = 0
+    vnish_preset: str = "disabled"
+    vnish_tokens: set[str] = field(default_factory=set)
+    http_garbage: bool = False
+    vnish_api_stops: bool = False
+    # Whatsminer write access (API v2 tokens and v3 signatures), the tokens handed out by
+    # get_token (sign -> AES key; a miner keeps 32 per client), the highest limit it takes
+    admin_password: str = "admin"
+    v2_tokens: dict[str, str] = field(default_factory=dict)
+    factory_limit_w: int = 0
 
     @property
     def firmware_personality(self) -> str:
@@ -157,6 +190,10 @@ class SimMiner:
     # --- the API ---------------------------------------------------------------------------
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.firmware_personality == "whatsminer":
+            written = self._btminer_v2(request)
+            if written is not None:
+                return written
         command = str(request.get("command", ""))
         parameter = request.get("parameter")
         self.requests.update(command.split("+"))
@@ -186,8 +223,109 @@ class SimMiner:
         if cmd == "get.miner.status":
             return R.wm_v3_miner_status(self, param)
         if cmd.startswith("set."):
-            return R.v3_reply(cmd, "no permission", R.V3_NO_PERMISSION)
+            return self._v3_set(cmd, request)
         return R.v3_reply(cmd, "invalid command", R.V3_INVALID_COMMAND)
+
+    # --- Whatsminer write access ---------------------------------------------------------------
+
+    @property
+    def v2_salt(self) -> str:
+        """The salt of the admin password's md5-crypt hash: fixed per miner, as in its shadow."""
+        return self.session_id[-8:]
+
+    def _btminer_v2(self, request: dict[str, Any]) -> dict[str, Any] | None:
+        """get_token and the write commands of btminer API v2; None for everything else."""
+        if "enc" in request:
+            self.requests["enc"] += 1
+            return self._btminer_encrypted(request)
+        command = str(request.get("command", request.get("cmd", "")))
+        if command == "get_token":
+            self.requests[command] += 1
+            return self._btminer_token()
+        if command in R.WM_WRITE_COMMANDS:
+            self.requests[command] += 1
+            return R.wm_status(R.WM_DENIED, "can't access write cmd", "E")
+        return None
+
+    def _btminer_token(self) -> dict[str, Any]:
+        token = auth.V2Token(
+            time=f"{int(time.time()) % 10000:04d}",
+            salt=self.v2_salt,
+            newsalt="".join(secrets.choice("0123456789abcdefghjkmnpqrstuvwxyz") for _ in range(8)),
+        )
+        session = auth.v2_session(self.admin_password, token)
+        self.v2_tokens[session.sign] = session.key
+        while len(self.v2_tokens) > 32:
+            del self.v2_tokens[next(iter(self.v2_tokens))]
+        msg = {"time": token.time, "salt": token.salt, "newsalt": token.newsalt}
+        return R.wm_status(R.WM_TOKEN_OK, msg)
+
+    def _btminer_encrypted(self, request: dict[str, Any]) -> dict[str, Any]:
+        # the miner knows its password: its key is what a client with the right one derives
+        key = auth.md5_crypt_body(self.admin_password, self.v2_salt)
+        data = request.get("data")
+        try:
+            plain = json.loads(auth.v2_decrypt(key, data if isinstance(data, str) else ""))
+        except (ValueError, UnicodeDecodeError):
+            plain = None
+        sign = plain.get("token") if isinstance(plain, dict) else None
+        if not isinstance(plain, dict) or self.v2_tokens.get(str(sign)) != key:
+            return R.wm_status(R.WM_BAD_TOKEN, "check token error", "E")
+        command = str(plain.get("cmd", plain.get("command", "")))
+        self.requests[command] += 1
+        reply = self._btminer_write(command, plain)
+        body = json.dumps(reply, separators=(",", ":")).encode()
+        return {"enc": auth.v2_encrypt(key, body)}
+
+    def _btminer_write(self, command: str, req: dict[str, Any]) -> dict[str, Any]:
+        if command in ("power_off", "power_on"):
+            self.sleeping = command == "power_off"
+            return R.wm_status(R.WM_CMD_OK, "API command OK")
+        if command == "adjust_power_limit":
+            raw = str(req.get("power_limit", ""))
+            if not raw.isdigit() or not 0 < int(raw) <= self.factory_limit_w:
+                return R.wm_status(R.WM_CMD_ERROR, "command error", "E")
+            self.apply_power_limit(int(raw))
+            return R.wm_status(R.WM_CMD_OK, "API command OK")
+        if command == "restart_btminer":
+            return R.wm_status(R.WM_CMD_OK, "API command OK")
+        return R.wm_status(14, "invalid cmd", "E")
+
+    def apply_power_limit(self, watts: int) -> None:
+        """btminer restarted under a new limit: it reports it and its draw stays below it."""
+        self.power_limit_w = watts
+        cap = watts * 0.98  # its regulation keeps a margin, and tick() adds ±1.5 %
+        if cap >= self.nominal_power_w:
+            self.run_w = self.run_ths = 0.0  # the nameplate fits under the limit
+        else:
+            self.run_w = cap
+            self.run_ths = self.nominal_ths * cap / self.nominal_power_w
+
+    def _v3_set(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+        ts = request.get("ts")
+        signed = (
+            request.get("account") in auth.V3_ACCOUNTS
+            and isinstance(ts, int)
+            and request.get("token") == auth.v3_token(cmd, self.admin_password, self.v3_salt, ts)
+        )
+        if not signed:
+            return R.v3_reply(cmd, "no permission", R.V3_NO_PERMISSION)
+        param = request.get("param")
+        if cmd == "set.miner.service" and param in ("stop", "start", "restart"):
+            self.sleeping = param == "stop"
+            return R.v3_reply(cmd, "ok")
+        if cmd == "set.miner.power_limit" and isinstance(param, int):
+            if not 0 < param <= self.factory_limit_w:
+                return R.v3_reply(cmd, "fail", R.V3_FAIL)
+            self.apply_power_limit(param)
+            return R.v3_reply(cmd, "ok")
+        if cmd in ("set.miner.service", "set.miner.power_limit"):
+            return R.v3_reply(cmd, "invalid param", R.V3_INVALID_ITEM)
+        return R.v3_reply(cmd, "invalid command", R.V3_INVALID_COMMAND)
+
+    @property
+    def v3_salt(self) -> str:
+        return self.session_id[:8]
 
     def _single(
         self, command: str, parameter: Any, table: dict[str, Any], desc: str
@@ -237,9 +375,8 @@ class SimMiner:
             }
         if fw == "luxos" and command == "logoff":
             return R.ok(desc, "Session closed")
-        if fw == "whatsminer" and command in ("power_off", "power_on"):
-            self.sleeping = command == "power_off"
-            return {"STATUS": "S", "When": int(time.time()), "Code": 131, "Msg": "API command OK"}
+        if fw == "avalon" and command == "ascset":
+            return sim_avalon.ascset(self, parameter)
         if fw == "braiins" and command in ("pause", "resume"):
             self.sleeping = command == "pause"
             return R.ok(desc, "Paused" if self.sleeping else "Resumed")
@@ -283,6 +420,9 @@ class _MinerProtocol(asyncio.Protocol):
         p = self.miner.personality
         assert self.transport is not None
         if p == "hang":
+            return
+        if p == "vnish" and self.miner.sleeping and self.miner.vnish_api_stops:
+            self._close()
             return
         if p == "garbage":
             self.transport.write(b"<html><body>502 Bad Gateway</body></html>\r\n")
@@ -523,6 +663,184 @@ def _digest_ok(miner: SimMiner, method: str, header: str) -> bool:
     return secrets.compare_digest(expect, p["response"])
 
 
+# --- ePIC and Vnish HTTP JSON APIs ------------------------------------------------------------
+
+Route = Any  # (miner, method, path, headers, body) -> (status, JSON document or None)
+
+
+async def _start_http(m: SimMiner, port: int, route: Route) -> asyncio.Server:
+    return await asyncio.start_server(
+        lambda r, w: _serve_http(m, r, w, route),
+        host=m.ip,
+        port=port,
+        reuse_address=True,
+        backlog=64,
+        limit=_MAX_HEAD,
+    )
+
+
+async def _serve_http(
+    m: SimMiner, reader: asyncio.StreamReader, w: asyncio.StreamWriter, route: Route
+) -> None:
+    """One request per connection. A cgminer-style request (``{"command": ...}``) gets the
+    400 an HTTP server sends to anything that is not HTTP, as ePIC's 4028 does."""
+    try:
+        first = await reader.readexactly(1)
+        if first in (b"{", b"["):
+            w.write(_json_http(m, 400, None, reason="Bad Request"))
+            await w.drain()
+            return
+        raw = first + await reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3:
+            return
+        headers = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        length = headers.get("content-length", "0")
+        if not length.isdigit() or int(length) > _MAX_POST:
+            return
+        body = await reader.readexactly(int(length))
+        if m.web_hang:
+            while await reader.read(1024):
+                pass
+            return
+        if m.http_garbage:
+            page = b"<html><body>502 Bad Gateway</body></html>"
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(page)}"
+            w.write(f"{head}\r\nConnection: close\r\n\r\n".encode() + page)
+            await w.drain()
+            return
+        m.tick()
+        status, doc = route(m, parts[0], parts[1].split("?")[0], headers, body)
+        w.write(_json_http(m, status, doc))
+        await w.drain()
+    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        w.close()
+
+
+def _json_http(m: SimMiner, status: int, doc: Any, reason: str = "") -> bytes:
+    m.web_requests[status] += 1
+    body = b"" if doc is None else json.dumps(doc).encode()
+    head = [f"HTTP/1.1 {status} {reason or 'OK'}", "Content-Type: application/json"]
+    head += [f"Content-Length: {len(body)}", "Connection: close"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _epic_route(
+    m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
+) -> tuple[int, Any]:
+    gets = {"/summary": R.epic_summary, "/capabilities": R.epic_capabilities}
+    if method == "GET" and path in gets:
+        return 200, gets[path](m)
+    if method == "GET" and path == "/network":
+        return 200, R.epic_network(m)
+    if method != "POST" or path not in ("/miner", "/perpetualtune/algo"):
+        return 404, None
+    req = _json_body(body)
+    if not isinstance(req, dict) or "param" not in req:
+        return 200, {"result": False, "error": "MissingParam"}
+    if req.get("password") != m.web_password:
+        return 200, {"result": False, "error": "BadPassword"}
+    param = req["param"]
+    if path == "/miner" and param in ("Stop", "Autostart"):
+        m.sleeping = param == "Stop"
+        return 200, {"result": True, "error": None}
+    lo, hi = R.EPIC_POWER_RANGE
+    if path == "/perpetualtune/algo" and isinstance(param, dict) and param.get("algo") == "Power":
+        target = param.get("target")
+        if isinstance(target, int) and lo <= target <= hi:
+            m.epic_power_target = m.power_limit_w = target
+            m.run_w = float(target)
+            m.run_ths = m.nominal_ths * target / m.nominal_power_w
+            return 200, {"result": True, "error": None}
+    return 200, {"result": False, "error": "MissingParam"}
+
+
+def _vnish_route(
+    m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
+) -> tuple[int, Any]:
+    if method == "GET" and path == "/api/v1/info":
+        return 200, R.vnish_info(m)
+    if method == "GET" and path == "/api/v1/summary":
+        return 200, R.vnish_summary(m)
+    if method == "GET" and path == "/api/v1/perf-summary":
+        return 200, R.vnish_perf_summary(m)
+    if method == "POST" and path == "/api/v1/unlock":
+        req = _json_body(body)
+        if not isinstance(req, dict) or req.get("pw") != m.web_password:
+            return 403, {"unlock_timeout": None}
+        token = secrets.token_urlsafe(24)
+        m.vnish_tokens.add(token)
+        return 200, {"token": token}
+    writes = ("/api/v1/mining/stop", "/api/v1/mining/start", "/api/v1/settings")
+    if path not in writes and path != "/api/v1/autotune/presets":
+        return 404, None
+    auth = headers.get("authorization", "")
+    if not auth.startswith("Bearer ") or auth[7:] not in m.vnish_tokens:
+        return 401, None
+    if method == "GET" and path == "/api/v1/autotune/presets":
+        return 200, R.vnish_presets()
+    if method == "POST" and path in writes[:2]:
+        m.sleeping = path.endswith("/stop")
+        return 200, None
+    if method == "POST" and path == "/api/v1/settings":
+        req = _json_body(body)
+        preset = (((req or {}).get("miner") or {}).get("overclock") or {}).get("preset")
+        if not isinstance(preset, str) or not (preset == "disabled" or preset.isdigit()):
+            return 500, {"err": "invalid preset"}
+        m.vnish_preset = preset
+        watts = int(preset) if preset.isdigit() else int(m.nominal_power_w)
+        m.run_w, m.power_limit_w = float(watts), watts
+        m.run_ths = m.nominal_ths * watts / m.nominal_power_w
+        return 200, {"restart_required": False, "reboot_required": False}
+    return 404, None
+
+
+def _braiins_route(
+    m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
+) -> tuple[int, Any]:
+    """Braiins OS 25.07+ public REST API: login and the tuner's power target."""
+    if method == "POST" and path == "/api/v1/auth/login":
+        req = _json_body(body)
+        if (
+            not isinstance(req, dict)
+            or req.get("username") != "root"
+            or req.get("password") != m.web_password
+        ):
+            return 401, {"message": "Invalid username or password"}
+        token = secrets.token_urlsafe(12)
+        m.vnish_tokens.add(token)  # one token set per miner serves every web API here
+        return 200, {"token": token, "timeout_s": 3600}
+    if path != "/api/v1/performance/power-target":
+        return 404, {"message": "Not Found"}
+    if headers.get("authorization", "") not in m.vnish_tokens:
+        return 401, {"message": "Unauthorized"}
+    req = _json_body(body)
+    watt = req.get("watt") if isinstance(req, dict) else None
+    if method != "PUT" or not isinstance(watt, int):
+        return 400, {"message": "Invalid request body"}
+    low, high = int(m.nominal_power_w * 0.4), int(m.factory_limit_w * 1.2)
+    if not low <= watt <= high:
+        return 400, {"message": f"Power target {watt} W out of range {low}-{high} W"}
+    m.power_limit_w = watt
+    m.run_w = float(min(watt, m.nominal_power_w * 1.2))
+    m.run_ths = m.nominal_ths * m.run_w / m.nominal_power_w
+    return 200, {"watt": watt}
+
+
 def _addresses(first_ip: str, count: int) -> list[str]:
     ip = ipaddress.IPv4Address(first_ip)
     if not ip.is_loopback:
@@ -592,6 +910,7 @@ class AsicFarmSimulator:
             nominal_ths=ths,
             nominal_power_w=watts,
             power_limit_w=limit,
+            factory_limit_w=limit,
             rng=r,
             pools=[
                 {"url": "stratum+tcp://btc.f2pool.com:1314", "user": f"kzfarm.{worker}"},
@@ -599,6 +918,10 @@ class AsicFarmSimulator:
                 {"url": "stratum+tcp://ss.antpool.com:3333", "user": f"kzbackup.{worker}"},
             ],
             session_id=f"{r.getrandbits(48):012x}",
+        )
+        # the passwords these firmwares ship with (stock Antminer's web UI: root)
+        miner.web_password = {"epic": "letmein", "vnish": "admin", "braiins": ""}.get(
+            personality, "root"
         )
         miner.tick()
         return miner
@@ -627,6 +950,14 @@ class AsicFarmSimulator:
                 )
                 self._servers.append(v3)
                 continue
+            if m.personality == "epic":
+                # ePIC has no cgminer API: its HTTP API is on the API port
+                self._servers.append(await _start_http(m, m.port, _epic_route))
+                continue
+            if m.personality == "vnish" and self.web_port is not None:
+                self._servers.append(await _start_http(m, self.web_port, _vnish_route))
+            if m.personality == "braiins" and self.web_port is not None:
+                self._servers.append(await _start_http(m, self.web_port, _braiins_route))
             glue = m.personality == "antminer" and i % 5 == 0
             server = await loop.create_server(
                 lambda m=m, glue=glue: _MinerProtocol(m, glue),

@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from collectors.cgminer import sim_avalon as _avalon
+
 if TYPE_CHECKING:
     from collectors.cgminer.sim import SimMiner
 
@@ -298,7 +300,22 @@ WHATSMINER: dict[str, Callable[[SimMiner], Body]] = {
         },
     ),
 }
-WHATSMINER_ALONE = frozenset({"get_miner_info", "status", "power_off", "power_on"})
+WHATSMINER_ALONE = frozenset(
+    {"get_miner_info", "status", "get_token", "power_off", "power_on", "adjust_power_limit"}
+)
+# btminer API v2 message codes ("WhatsMiner API V2.0.x", "Message Code")
+WM_DENIED = 45
+WM_CMD_OK = 131
+WM_CMD_ERROR = 132
+WM_TOKEN_OK = 134
+WM_BAD_TOKEN = 135
+# what the simulator's btminer accepts encrypted and refuses in plain text
+WM_WRITE_COMMANDS = frozenset({"power_off", "power_on", "adjust_power_limit", "restart_btminer"})
+
+
+def wm_status(code: int, msg: Any, letter: str = "S") -> Body:
+    """btminer's own reply shape for its v2 commands: STATUS at the top level, not a list."""
+    return {"STATUS": letter, "When": int(time.time()), "Code": code, "Msg": msg, "Description": ""}
 
 
 # --- LuxOS -----------------------------------------------------------------------------------
@@ -631,6 +648,7 @@ WM_V3_DEVICE_INFO: Body = {
 }
 WM_V3_SECTIONS = ("miner", "network", "power", "salt", "system")
 # API v3 'code' values (MicroBT's documentation)
+V3_FAIL = -1
 V3_INVALID_COMMAND = -2
 V3_INVALID_ITEM = -3
 V3_NO_PERMISSION = -4
@@ -650,7 +668,7 @@ def wm_v3_device_info(m: SimMiner, param: Any) -> Body:
         miner[f"pcbsn{i}"] = f"BKM3CSE1404{i}{m.serial[-8:]}"
     net.update(ip=m.ip, mac=m.mac, gateway="127.0.0.1", dns="127.0.0.1", netmask="255.0.0.0")
     miner["type"] = m.model.removeprefix("Whatsminer ")
-    msg["salt"] = m.session_id[:8]
+    msg["salt"] = m.v3_salt
     if param is None:
         return v3_reply("get.device.info", msg)
     if param not in WM_V3_SECTIONS:
@@ -718,3 +736,258 @@ def wm_v3_miner_status(m: SimMiner, param: Any) -> Body:
     if not parts or any(p not in _WM_V3_STATUS for p in parts):
         return v3_reply("get.miner.status", "invalid param", V3_INVALID_ITEM)
     return v3_reply("get.miner.status", {p: _WM_V3_STATUS[p](m) for p in dict.fromkeys(parts)})
+
+
+# --- Vnish (cgminer API like bmminer, firmware named in Type) ---------------------------------
+
+VNISH_VERSION = "1.2.6"
+
+
+def _vnish_type(m: SimMiner) -> str:
+    return f"{m.model} (Vnish {VNISH_VERSION})"
+
+
+def _vn_version(m: SimMiner) -> Body:
+    body = _bm_version(m)
+    body["VERSION"][0]["Type"] = _vnish_type(m)
+    return body
+
+
+def _vn_stats(m: SimMiner) -> Body:
+    body = _bm_stats(m)
+    body["STATS"][0]["Type"] = _vnish_type(m)
+    return body
+
+
+VNISH: dict[str, Callable[[SimMiner], Body]] = {
+    **BITMAIN,
+    "version": _vn_version,
+    "stats": _vn_stats,
+}
+FIRMWARE_REPLIES["vnish"] = (VNISH, _BM_DESC)
+FIRMWARE_REPLIES["avalon"] = (
+    {
+        "version": _avalon.version,
+        "summary": _avalon.summary,
+        "stats": _avalon.stats,
+        "estats": _avalon.stats,
+        "pools": lambda m: _pools(m, _avalon.DESC),
+    },
+    _avalon.DESC,
+)
+
+# numeric presets as Vnish lists them for an S19j Pro; "disabled" runs stock clocks
+VNISH_PRESETS = (2100, 2350, 2620, 2950, 3200)
+
+
+def vnish_info(m: SimMiner) -> Body:
+    """/api/v1/info, shaped after Vnish 1.2.7's OpenAPI InfoJson."""
+    return {
+        "miner": m.model,
+        "model": m.model.split(" ", 1)[-1].lower().replace(" ", ""),
+        "fw_name": "Vnish",
+        "fw_version": VNISH_VERSION,
+        "build_uuid": "5b50805f-a372-4f07-bbc2-5020aa03321a",
+        "build_name": "vnishnet",
+        "platform": "xil",
+        "install_type": "nand",
+        "build_time": "2025-05-29 19:22:26+00:00",
+        "algorithm": "sha256d",
+        "hr_measure": "GH/s",
+        "system": {
+            "os": "GNU/Linux",
+            "miner_name": "s19jpro",
+            "file_system_version": "",
+            "mem_total": 233712,
+            "mem_free": 173956,
+            "network_status": {
+                "mac": m.mac,
+                "dhcp": True,
+                "ip": m.ip,
+                "netmask": "255.255.255.0",
+                "gateway": "10.20.0.1",
+                "dns": ["10.20.0.1"],
+                "hostname": "antminer",
+            },
+            "uptime": f"{m.elapsed // 3600}:{m.elapsed % 3600 // 60:02d}",
+        },
+        "serial": m.serial,
+    }
+
+
+def vnish_summary(m: SimMiner) -> Body:
+    """/api/v1/summary (``miner`` part of Vnish 1.2.7's AntmMinerStats, the fields we read)."""
+    ghs = m.hashrate_ths * 1e3
+    state = "stopped" if m.sleeping else "mining"
+    return {
+        "miner": {
+            "miner_status": {"miner_state": state, "miner_state_time": 3600},
+            "miner_type": _vnish_type(m),
+            "hr_stock": round(m.nominal_ths * 1e3, 2),
+            "hr_realtime": round(ghs, 2),
+            "hr_nominal": round(m.nominal_ths * 1e3, 2),
+            "hr_average": round(ghs, 2),
+            "pcb_temp": {"min": 40, "max": max((b for b, _ in m.chain_temps()), default=0)},
+            "chip_temp": {"min": 50, "max": max((c for _, c in m.chain_temps()), default=0)},
+            "power_consumption": round(m.power_w),
+            "power_usage": round(m.power_w),
+            "power_efficiency": round(m.power_w / max(m.hashrate_ths, 0.001), 1),
+            "hw_errors_percent": 0.0,
+            "hr_error": 0.0,
+            "hw_errors": 0,
+            "devfee_percent": 2.8,
+            "devfee": 0.0,
+            "pools": [
+                {
+                    "id": i,
+                    "url": p["url"],
+                    "pool_type": "UserPool",
+                    "user": p["user"],
+                    "status": "active" if i == 0 else "working",
+                    "asic_boost": True,
+                    "diff": "65K",
+                    "accepted": m.accepted if i == 0 else 0,
+                    "rejected": 0,
+                    "stale": 0,
+                    "ls_diff": 65536.0,
+                    "ls_time": "0:00:03",
+                    "diffa": 0.0,
+                    "ping": 12,
+                }
+                for i, p in enumerate(m.pools)
+            ],
+            "cooling": {
+                "fan_num": len(m.fans_rpm),
+                "fans": [
+                    {"id": i, "rpm": rpm, "status": "ok", "max_rpm": 6000}
+                    for i, rpm in enumerate(m.fans_rpm)
+                ],
+                "settings": {"mode": {"name": "auto"}},
+                "fan_duty": 60,
+            },
+            "chains": [],
+            "found_blocks": 0,
+            "best_share": 0,
+        }
+    }
+
+
+def vnish_perf_summary(m: SimMiner) -> Body:
+    name = m.vnish_preset
+    pretty = "Disabled" if name == "disabled" else f"{name} watt"
+    return {
+        "current_preset": {"name": name, "pretty": pretty, "status": "tuned"},
+        "preset_switcher": {"enabled": False, "top_preset": None},
+    }
+
+
+def vnish_presets() -> list[Body]:
+    rows: list[Body] = [{"name": "disabled", "pretty": "Disabled", "status": "untuned"}]
+    for w in VNISH_PRESETS:
+        rows.append({"name": str(w), "pretty": f"{w} watt", "status": "tuned"})
+    for r in rows:
+        r["modded_psu_required"] = False
+    return rows
+
+
+# --- ePIC UMC / PowerPlay (HTTP JSON on the API port) -----------------------------------------
+
+EPIC_SOFTWARE = "PowerPlay-BMS v1.5.13"
+# the Power algorithm's range, as capabilities.PerpetualTune lists it
+EPIC_POWER_RANGE = (1500, 3300)
+
+
+def epic_summary(m: SimMiner) -> Body:
+    """GET /summary, shaped after asic-rs's epic test summary.json (ePIC UMC 1.30 schema)."""
+    per_board = m.chain_rates_ghs()
+    hbs = [
+        {
+            "Core Clock": [],
+            "Core Clock Avg": 487.5,
+            "Hashrate": [round(ghs * 1e3, 1), 103.1, 0.8],
+            "Index": i,
+            "Input Current": 0.0,
+            "Input Power": 0.0,
+            "Input Voltage": 12.6,
+            "Output Current": 0.0,
+            "Output Power": 0.0,
+            "Output Voltage": 0.0,
+            "Temperature": float(board),
+        }
+        for i, (ghs, (board, _)) in enumerate(zip(per_board, m.chain_temps(), strict=True))
+    ]
+    fans: dict[str, int | None] = {f"Fans Speed {i}": None for i in range(1, 13)}
+    for i, rpm in enumerate(m.fans_rpm, 1):
+        fans[f"Fans Speed {i}"] = rpm
+    algo: Body = {
+        "VoltageOptimizer": {"Optimized": True, "Target": 140, "Unit": "TH/s"},
+    }
+    if m.epic_power_target:
+        algo = {"Power": {"Optimized": True, "Target": m.epic_power_target, "Unit": "W"}}
+    return {
+        "Fans Rpm": fans,
+        "HBStatus": [{"Detected": True, "Enabled": not m.sleeping, "Index": i} for i in range(3)],
+        "HBs": [] if m.sleeping else hbs,
+        "Hostname": f"epic-{m.serial[-6:].lower()}",
+        "Misc": {"Critical Temp": 100.0, "Locate Miner State": False, "Shutdown Temp": 85.0},
+        "OS Type": "umcOS",
+        "PerpetualTune": {"Algorithm": algo, "Running": True},
+        "Power Supply Stats": {
+            "Input Current": 0.0,
+            "Input Power": round(m.power_w, 4),
+            "Input Voltage": 0.0,
+            "Output Voltage": 12.595,
+        },
+        "Session": {
+            "Accepted": m.accepted,
+            "Active HBs": 0 if m.sleeping else 3,
+            "Rejected": 2,
+            "Uptime": m.elapsed,
+        },
+        "Software": EPIC_SOFTWARE,
+        "Status": {
+            "Last Command": None,
+            "Last Command Result": None,
+            "Last Error": None,
+            "Operating State": "Idling" if m.sleeping else "Mining",
+        },
+        "Stratum": {
+            "Config Id": 0,
+            "Current Pool": m.pools[0]["url"].split("//")[-1],
+            "Current User": m.pools[0]["user"],
+            "IsPoolConnected": not m.sleeping,
+        },
+        "StratumConfigs": [
+            {"login": p["user"], "password": "x", "pool": p["url"]} for p in m.pools
+        ],
+    }
+
+
+def epic_capabilities(m: SimMiner) -> Body:
+    lo, hi = EPIC_POWER_RANGE
+    return {
+        "Board Serial Numbers": [f"{m.serial}B{i}" for i in range(3)],
+        "Chip Type": "BM1366",
+        "Control Board Version": {"cpuHardware": "STM32", "cpuSerial": m.serial.lower()},
+        "Default Hashrate": int(m.nominal_ths),
+        "Max HBs": 3,
+        "Miner Serial Number": m.serial,
+        "Model": m.model.replace("Antminer", "AntMiner"),
+        "Model Subtype": "BHB56801",
+        "PerpetualTune": [
+            {"algorithm": "VoltageOptimizer", "name": "Voltage Optimizer", "min": 60, "max": 300},
+            {"algorithm": "Power", "name": "Power", "min": lo, "max": hi},
+        ],
+    }
+
+
+def epic_network(m: SimMiner) -> Body:
+    return {
+        "dhcp": {
+            "address": m.ip,
+            "dns": "8.8.8.8",
+            "gateway": "10.20.0.1",
+            "mac_address": m.mac,
+            "netmask": "255.255.255.0",
+        }
+    }

@@ -4,8 +4,9 @@ Wire format (MicroBT's API v3 documentation, "TCP Data Framing"): each message i
 little-endian length followed by that many bytes of JSON; a request is ``{"cmd": ...,
 "param": ...}``, a reply ``{"code": 0, "when": ..., "msg": {...}, "desc": <cmd>}`` where a
 non-zero ``code`` is an error (-1 fail, -2 invalid command, -3 invalid json item, -4 no
-permission, -5 out of memory). Read commands (``get.*``) need no login; ``set.*`` need a token
-signed with the admin password, which this collector does not send.
+permission, -5 out of memory). Read commands (``get.*``) need no login; ``set.*`` need an
+account and a token signed with its password and the miner's salt (btminer_auth.py), which only
+``V3Client.set_command`` sends: polling never writes.
 
 A poll is two requests on two connections, concurrently, under one deadline:
 ``get.device.info`` (identity, PSU, the ``working`` flag) and ``get.miner.status`` with
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
+from collectors.cgminer.btminer_auth import v3_set_request
 from collectors.cgminer.client import (
     DEFAULT_MAX_REPLY_BYTES,
     ApiError,
@@ -45,6 +48,10 @@ def v3_request(cmd: str, param: Any = None) -> bytes:
     req: dict[str, Any] = {"cmd": cmd}
     if param is not None:
         req["param"] = param
+    return _framed(req)
+
+
+def _framed(req: dict[str, Any]) -> bytes:
     return frame(json.dumps(req, separators=(",", ":")).encode())
 
 
@@ -82,6 +89,43 @@ class V3Client:
             v3_request(cmd, param),
             deadlines=self.deadlines,
             deadline_at=deadline_at if deadline_at is not None else self.deadline(),
+            max_reply_bytes=self.max_reply_bytes,
+            framed=True,
+        )
+        return decode_reply(raw)
+
+    async def set_command(
+        self,
+        host: str,
+        port: int,
+        cmd: str,
+        param: Any = None,
+        *,
+        account: str,
+        password: str,
+    ) -> dict[str, Any]:
+        """One signed ``set.*`` command: the salt from ``get.device.info``, then the command.
+
+        Errors the miner reports are returned (``code`` != 0), as ``command`` does; a miner that
+        gives no salt gets ApiError. ``password`` goes into the token's hash only.
+        """
+        deadline_at = self.deadline()
+        info = await self.command(host, port, DEVICE_INFO, "salt", deadline_at=deadline_at)
+        msg = info.get("msg")
+        salt = msg.get("salt") if isinstance(msg, dict) else None
+        if not isinstance(salt, str) or not salt:
+            if is_error_reply(info):
+                return info
+            raise ApiError("get.device.info gave no salt to sign the command with")
+        req = v3_set_request(
+            cmd, param, account=account, password=password, salt=salt, ts=int(time.time())
+        )
+        raw = await exchange(
+            host,
+            port,
+            _framed(req),
+            deadlines=self.deadlines,
+            deadline_at=deadline_at,
             max_reply_bytes=self.max_reply_bytes,
             framed=True,
         )

@@ -33,6 +33,7 @@ import httpx
 
 from collectors.cgminer.firmware.common import mac as norm_mac
 from collectors.cgminer.firmware.common import text
+from collectors.cgminer.http_json import connect_cause, read_capped
 
 SYSTEM_INFO_PATH = "/cgi-bin/get_system_info.cgi"
 MINER_CONF_PATH = "/cgi-bin/get_miner_conf.cgi"
@@ -305,11 +306,11 @@ async def _exchange(
                     return WebFailure(
                         "http", f"web UI on port {port} answered HTTP {resp.status_code}"
                     )
-                got = await _read_capped(resp, max_bytes)
+                got = await read_capped(resp, max_bytes)
     except (TimeoutError, httpx.TimeoutException):
         return WebFailure("timeout", f"web UI on port {port} timed out after {timeout_s:.1f} s")
     except httpx.ConnectError as e:
-        cause = _connect_cause(e)
+        cause = connect_cause(e)
         kind: WebFailureKind = "unreachable" if cause == "connection refused" else "http"
         return WebFailure(kind, f"web UI on port {port}: {cause}")
     except httpx.HTTPError as e:
@@ -317,32 +318,6 @@ async def _exchange(
     if isinstance(got, str):
         return WebFailure("reply", got)
     return got
-
-
-async def _read_capped(resp: httpx.Response, max_bytes: int) -> bytes | str:
-    declared = resp.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        return f"web UI reply of {declared} bytes exceeds {max_bytes} bytes"
-    buf = bytearray()
-    async for chunk in resp.aiter_bytes():
-        buf += chunk
-        if len(buf) > max_bytes:
-            return f"web UI reply exceeds {max_bytes} bytes"
-    return bytes(buf)
-
-
-def _connect_cause(e: httpx.ConnectError) -> str:
-    # httpx -> httpcore -> anyio's "All connection attempts failed" -> the real OSError
-    inner: BaseException | None = e
-    for _ in range(8):  # a bounded walk: chains are short, but never trust them to end
-        if inner is None:
-            break
-        if isinstance(inner, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(inner, OSError) and inner.errno is not None:
-            return _one_line("cannot connect", inner)
-        inner = inner.__cause__ or inner.__context__
-    return _one_line("cannot connect", e)
 
 
 def _one_line(prefix: str, e: BaseException) -> str:

@@ -1,5 +1,13 @@
-"""Canaan AvalonMiner (cgminer 4.11 + Avalon driver): ``estats`` packs the module's readings
-into one "MM ID0" string of ``Key[value]`` brackets.
+"""Canaan AvalonMiner (cgminer 4.11 + Avalon driver).
+
+``stats`` packs the controller's readings into one string of ``Key[value]`` brackets, under
+``MM ID0`` (A-series: 1246, 1366…) or ``MM ID0:Summary`` (Avalon Q, which wraps it as
+``'STATS':{…}`` and moves the per-chip arrays to ``HBinfo``). Real replies of both are in
+tests/fixtures/asic/avalon-*.json.
+
+Sleep is "soft off": ``ascset 0,softoff,1:<unix time>`` (``softon`` to wake), which the firmware
+acknowledges with ``ASC 0 set info: success softoff:<time>``. A soft-off miner shows
+``SoftOFF[n]`` with n > 0 and ``SYSTEMSTATU[Work: In Idle…]``, fans stopped, 0 hashrate.
 """
 
 from __future__ import annotations
@@ -30,77 +38,109 @@ def parse_mm(s: str) -> dict[str, str]:
     return {k.strip(): v for k, v in _BRACKET.findall(s)}
 
 
-def _mm(estats: Body | None) -> dict[str, str]:
+def _mm(stats: Body | None) -> dict[str, str]:
     out: dict[str, str] = {}
-    for row in items(estats, "STATS"):
+    for row in items(stats, "STATS"):
         for k, v in row.items():
             if k.startswith("MM ID") and isinstance(v, str):
                 out.update(parse_mm(v))
     return out
 
 
-def _model(version: Body | None) -> str | None:
+def _list(value: str | None) -> list[float]:
+    """'77 77 76' -> [77.0, 77.0, 76.0]; per-board values are space-separated."""
+    if not value:
+        return []
+    return [f for f in (num(x) for x in value.split()) if f is not None]
+
+
+def _model(version: Body | None, stats: Body | None) -> str | None:
     v = item(version, "VERSION") or {}
-    return text(v.get("PROD")) or (f"AvalonMiner {v['MODEL']}" if text(v.get("MODEL")) else None)
+    prod = text(v.get("PROD"))
+    if prod:
+        return prod
+    if text(v.get("MODEL")):
+        return f"AvalonMiner {v['MODEL']}"
+    # without a version reply, "Ver[1246-83-…]" starts with the model number
+    ver = _mm(stats).get("Ver", "")
+    head = ver.split("-", 1)[0]
+    return f"AvalonMiner {head}" if head.isdigit() else None
 
 
-def _hashrate(summary: Body | None, estats: Body | None) -> float | None:
-    v = first_num(item(summary, "SUMMARY"), "MHS 5s", "MHS av")
+def _hashrate(summary: Body | None, stats: Body | None) -> float | None:
+    v = first_num(item(summary, "SUMMARY"), "MHS 5s", "MHS 1m")
     if v is not None:
         return v / 1e6
-    g = num(_mm(estats).get("GHSmm"))
+    # GHSspd is the current speed; GHSmm is the controller's expected maximum, not a rate
+    g = first_num(_mm(stats), "GHSspd", "GHSavg")
     return g / 1e3 if g is not None else None
 
 
-def _temps(estats: Body | None) -> Any:
+def _temps(stats: Body | None) -> Any:
     from collectors.readings import AsicTemps
 
-    mm = _mm(estats)
+    mm = _mm(stats)
     if not mm:
         return None
-    return AsicTemps(
-        chip=positive([mm.get("TMax")]),
-        inlet=tuple(t for t in [num(mm.get("Temp"))] if t is not None),
-    )
+    board = positive(_list(mm.get("MTavg"))) or positive([mm.get("HBOTemp")])
+    chip = positive(_list(mm.get("MTmax"))) or positive([mm.get("TMax")])
+    inlet = positive([mm.get("Temp") or mm.get("ITemp")])
+    return AsicTemps(board=board, chip=chip, inlet=inlet)
 
 
-def _fans(estats: Body | None) -> tuple[int, ...] | None:
-    mm = _mm(estats)
-    fans = [integer(mm.get(f"Fan{i}")) for i in range(1, 5) if f"Fan{i}" in mm]
+def _fans(stats: Body | None) -> tuple[int, ...] | None:
+    mm = _mm(stats)
+    fans = [integer(mm.get(f"Fan{i}")) for i in range(1, 9) if f"Fan{i}" in mm]
     out = tuple(f for f in fans if f is not None)
     return out or None
 
 
-def _power(estats: Body | None) -> float | None:
-    # WALLPOWER is the PSU's input watts; PS[...] holds rail readings whose layout varies by model
-    return num(_mm(estats).get("WALLPOWER"))
+def _power(stats: Body | None) -> float | None:
+    mm = _mm(stats)
+    wall = num(mm.get("WALLPOWER"))
+    if wall is not None:
+        return wall
+    # PS[err vcntl vout iout pout …]: the fifth value is the PSU's output watts on both the
+    # A-series and the Q (3189 W on the mining 1246 capture, 0 on the soft-off Q)
+    ps = _list(mm.get("PS"))
+    return ps[4] if len(ps) > 4 else None
 
 
-def _state(estats: Body | None) -> str | None:
-    mm = _mm(estats)
-    if "SoftOFF" in mm:
-        return "sleeping" if mm["SoftOFF"].strip() not in ("", "0") else None
+def _state(stats: Body | None) -> str | None:
+    mm = _mm(stats)
+    soft_off = integer(mm.get("SoftOFF"))
+    if soft_off is not None and soft_off > 0:
+        return "sleeping"
+    if "in idle" in mm.get("SYSTEMSTATU", "").lower():
+        return "sleeping"
     return None
 
 
+def _uptime(summary: Body | None, stats: Body | None) -> int | None:
+    up = integer((item(summary, "SUMMARY") or {}).get("Elapsed"))
+    return up if up is not None else integer(_mm(stats).get("Elapsed"))
+
+
 FIELDS: dict[str, Source] = {
-    "model": Source(("version",), _model),
+    "model": Source(("version", "stats"), _model),
     "mac": Source(("version",), lambda v: mac((item(v, "VERSION") or {}).get("MAC"))),
-    "firmware": Source(("estats",), lambda e: text(_mm(e).get("Ver"))),
-    "hashrate_ths": Source(("summary", "estats"), _hashrate),
-    "power_w": Source(("estats",), _power),
-    "power_limit_w": Source(("estats",), lambda e: num(_mm(e).get("MPO"))),
-    "temps_c": Source(("estats",), _temps),
-    "fans_rpm": Source(("estats",), _fans),
+    "firmware": Source(("stats",), lambda s: text(_mm(s).get("Ver"))),
+    "hashrate_ths": Source(("summary", "stats"), _hashrate),
+    "power_w": Source(("stats",), _power),
+    "power_limit_w": Source(("stats",), lambda s: num(_mm(s).get("MPO"))),
+    "temps_c": Source(("stats",), _temps),
+    "fans_rpm": Source(("stats",), _fans),
     "pools": Source(("pools",), pools),
-    "uptime_s": Source(("summary",), lambda s: integer((item(s, "SUMMARY") or {}).get("Elapsed"))),
-    "state": Source(("estats",), _state),
+    "uptime_s": Source(("summary", "stats"), _uptime),
+    "state": Source(("stats",), _state),
 }
 
 SPEC = FirmwareSpec(
     family="avalon",
     vendor="Canaan",
     fields=FIELDS,
+    # the parameter gets ",1:<unix time>" appended when sent (control.py): the firmware acts at
+    # that time, so "now" means at once
     sleep_command=("ascset", "0,softoff"),
     wake_command=("ascset", "0,softon"),
 )

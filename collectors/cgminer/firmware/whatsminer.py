@@ -112,6 +112,7 @@ SPEC = FirmwareSpec(
     fields=FIELDS,
     alone=frozenset({"get_miner_info", "status"}),
     sticky=frozenset({"get_miner_info"}),
+    # what btminer calls them; control.py sends them encrypted (btminer_auth.py), never plain
     sleep_command=("power_off", "respbefore=true"),
     wake_command=("power_on", None),
 )
@@ -250,9 +251,8 @@ FIELDS_V3: dict[str, Source] = {
     "errors": Source(("get.device.info",), _v3_errors),
 }
 
-# No sleep/wake commands: API v3 stops btminer only through a signed set.miner.service
-# (admin password + the salt of get.device.info), which control.py does not do; a v3 miner is
-# therefore "unsupported" for curtailment rather than sent commands it would refuse.
+# No sleep/wake commands here: API v3 stops btminer only through a signed set.miner.service
+# (admin password + the salt of get.device.info), which control.py sends itself.
 SPEC_V3 = FirmwareSpec(family="whatsminer_v3", vendor="MicroBT", fields=FIELDS_V3)
 
 

@@ -165,7 +165,8 @@ def test_decode_errors_are_one_line(raw: bytes, cause: str) -> None:
 
 
 def test_avalon_mm_id_brackets() -> None:
-    # Synthetic, in the documented Avalon estats layout (no real capture in realdata/ yet).
+    # Synthetic, in the layout of A-series firmware that reports WALLPOWER (the real captures,
+    # without it, are in test_avalon.py).
     mm = (
         "Ver[1246-83-21042601_4ec6bb0_211fc83] DNA[020100008c1ed5ea] Elapsed[1363] "
         "Temp[27] TMax[85] TAvg[77] Fan1[5040] Fan2[5100] Fan3[5070] Fan4[5070] FanR[71%] "
@@ -184,7 +185,7 @@ def test_avalon_mm_id_brackets() -> None:
                 }
             ],
         },
-        "estats": {
+        "stats": {
             "STATUS": [{"STATUS": "S"}],
             "STATS": [{"STATS": 0, "ID": "AVA100", "MM ID0": mm}],
         },
@@ -193,10 +194,10 @@ def test_avalon_mm_id_brackets() -> None:
     r = reading(bodies)
     assert r.vendor == "Canaan" and r.model == "AvalonMiner 1246"
     assert r.mac == "B4:A2:EB:35:0E:C6"
-    assert r.hashrate_ths == pytest.approx(86.312)
+    assert r.hashrate_ths == pytest.approx(84.32845)  # GHSspd, not GHSmm (the expected max)
     assert r.hashrate_nominal_ths == pytest.approx(90.0)  # from the model table
     assert r.power_w == 3369 and r.power_limit_w == 3400
-    assert r.temps_c == AsicTemps(chip=(85.0,), inlet=(27.0,))
+    assert r.temps_c == AsicTemps(chip=(85.0,), inlet=(27.0,))  # WALLPOWER wins over PS[4]
     assert r.fans_rpm == (5040, 5100, 5070, 5070)
     assert r.firmware == "1246-83-21042601_4ec6bb0_211fc83"
     assert r.state == "mining"

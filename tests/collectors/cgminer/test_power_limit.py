@@ -1,5 +1,6 @@
 """Power limits: LuxOS profiles chosen, set and read back over real sockets on
-127.79.100-199.N; firmwares without a safe method say so and are sent nothing."""
+127.79.100-199.N; firmwares without a safe method say so and are sent nothing. (Whatsminer
+limits: test_whatsminer_control.py.)"""
 
 from __future__ import annotations
 
@@ -123,8 +124,8 @@ async def test_luxos_unreachable_is_failed() -> None:
     ("personality", "family", "why"),
     [
         ("antminer", "bitmain", "work modes"),
-        ("whatsminer", "whatsminer", "encrypted admin API"),
-        ("braiins", "braiins", "gRPC"),
+        # the simulator serves no REST API here (no web port): an older Braiins OS
+        ("braiins", "braiins", "25.07"),
     ],
 )
 async def test_other_firmwares_say_why_and_are_sent_nothing(

@@ -360,14 +360,18 @@ async def test_fallback_can_be_turned_off() -> None:
     assert isinstance(r, DeviceError) and "4433" not in r.cause
 
 
-async def test_v3_miner_is_not_sent_unsigned_control_commands() -> None:
+async def test_v3_control_sends_only_signed_set_commands() -> None:
+    """Sleep and a power limit go to 4433 as signed set.* commands, whatever port the reading
+    names; the salt comes from get.device.info (more in test_whatsminer_control.py)."""
     from collectors.cgminer import control
 
     first_ip = f"{_net()}.1"
     async with AsicFarmSimulator(1, first_ip=first_ip, personalities=["whatsminer_v3"]) as sim:
         host, port = sim.targets[0]
+        m = sim.miners[0]
         res = await control.sleep(host, port, "whatsminer_v3", "test")
         lim = await control.set_power_limit(host, port, "whatsminer_v3", 3000, "test")
-        assert sum(sim.miners[0].requests.values()) == 0
-    assert res.outcome == "unsupported" and lim.outcome == "unsupported"
-    assert "signed" in lim.detail
+        assert m.requests["set.miner.service:stop"] == 1
+        assert m.requests["set.miner.power_limit:3000"] == 1
+        assert m.requests["get.device.info:salt"] == 2
+    assert res.outcome == "done" and lim.outcome == "done"

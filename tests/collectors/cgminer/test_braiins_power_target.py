@@ -1,0 +1,89 @@
+"""Braiins OS power target over its REST API (25.07+), confirmed through ``tunerstatus`` on the
+cgminer API; against the simulator on 127.83.N.1, whose web port serves the REST API."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from collectors.cgminer import control
+from collectors.cgminer.collector import AsicPoller
+from collectors.cgminer.sim import AsicFarmSimulator
+from collectors.readings import AsicReading
+
+_ranges = itertools.count(1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@asynccontextmanager
+async def braiins(web: bool = True) -> AsyncIterator[tuple[AsicFarmSimulator, int]]:
+    port = _free_port()
+    sim = AsicFarmSimulator(
+        1,
+        first_ip=f"127.83.{next(_ranges)}.1",
+        personalities=["braiins"],
+        web_port=port if web else None,
+    )
+    await sim.start()
+    try:
+        yield sim, port
+    finally:
+        await sim.stop()
+
+
+async def limit_of(host: str, port: int) -> float | None:
+    r = await AsicPoller(web_port=None).poll(host, port)
+    assert isinstance(r, AsicReading), r
+    return r.power_limit_w
+
+
+async def test_power_target_is_set_and_read_back(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with braiins() as (sim, web_port):
+        host, port = sim.targets[0]
+        sim.miners[0].web_password = "s3cret-pw"
+        assert await limit_of(host, port) == 3031.0  # tunerstatus PowerLimit, nameplate
+        access = control.MinerAccess(braiins_web_port=web_port, braiins_password="s3cret-pw")
+        res = await control.set_power_limit(
+            host, port, "braiins", 2400, "quota share", access=access, confirm_s=3.0
+        )
+        assert res.outcome == "done", res
+        assert "2400 W" in res.detail
+        assert await limit_of(host, port) == 2400.0
+        assert "s3cret-pw" not in caplog.text and "s3cret-pw" not in repr(access)
+
+
+async def test_wrong_password_is_refused_and_nothing_changes() -> None:
+    async with braiins() as (sim, web_port):
+        host, port = sim.targets[0]
+        access = control.MinerAccess(braiins_web_port=web_port, braiins_password="guess")
+        res = await control.set_power_limit(host, port, "braiins", 2400, "q", access=access)
+        assert res.outcome == "refused" and "root" in res.detail and "guess" not in res.detail
+        assert await limit_of(host, port) == 3031.0
+
+
+async def test_target_out_of_range_is_refused_with_the_miners_words() -> None:
+    async with braiins() as (sim, web_port):
+        host, port = sim.targets[0]
+        access = control.MinerAccess(braiins_web_port=web_port)
+        res = await control.set_power_limit(host, port, "braiins", 400, "q", access=access)
+        assert res.outcome == "refused" and "out of range" in res.detail
+
+
+async def test_firmware_without_the_rest_api_is_unsupported() -> None:
+    async with braiins(web=False) as (sim, _):
+        host, port = sim.targets[0]
+        access = control.MinerAccess(braiins_web_port=_free_port(), web_timeout_s=1.0)
+        res = await control.set_power_limit(host, port, "braiins", 2400, "q", access=access)
+        # nothing listens: the caller sleeps this miner instead of limiting it
+        assert res.outcome == "unsupported" and "25.07" in res.detail
