@@ -215,9 +215,24 @@ class AsicSection(Strict):
     web_username: str = "root"
     web_password: SecretRef = SecretRef(value=SecretStr("root"))
     identity_interval_s: Annotated[float, Field(ge=60)] = 3600.0
+    # Write access per firmware, used only to curtail ([quota] enforce = true). The defaults are
+    # what the firmwares ship with; a site that changed them says so here (secrets as above).
+    whatsminer_password: SecretRef = SecretRef(value=SecretStr("admin"))
+    whatsminer_v3_account: str = "super"
+    braiins_password: SecretRef = SecretRef(value=SecretStr(""))  # REST API user root
+    braiins_web_port: Annotated[int, Field(ge=1, le=65535)] = 80
+    epic_password: SecretRef = SecretRef(value=SecretStr("letmein"))
+    vnish_password: SecretRef = SecretRef(value=SecretStr("admin"))  # on web_port
     groups: list[MinerGroup] = []
 
-    _coerce = field_validator("web_password", mode="before")(_secret)
+    _coerce = field_validator(
+        "web_password",
+        "whatsminer_password",
+        "braiins_password",
+        "epic_password",
+        "vnish_password",
+        mode="before",
+    )(_secret)
 
 
 class SnmpV3(Strict):
@@ -415,10 +430,32 @@ class MqttSection(Broker):
     """The register's broker."""
 
     topic_prefix: str = "kz/hsc-register/v1"
+    # How long the register history behind `kuat register export --since` keeps events: a
+    # yearly filing needs a year and some slack.
+    history_retention_days: Annotated[int, Field(ge=30, le=3650)] = 400
 
 
 class SpoolSection(Strict):
     max_rows: Annotated[int, Field(ge=1000)] = 5_000_000
+
+
+class DashboardSection(Strict):
+    """The agent's own read-only web page, /api/status, /healthz and /metrics (agent.dashboard).
+
+    Loopback by default: the page shows the farm's layout and faults, so exposing it on the farm
+    LAN is a decision the operator writes down ("0.0.0.0:9120"), never a default.
+    """
+
+    listen: str = "127.0.0.1:9120"  # host:port; "" turns the dashboard off
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        listen_address(v)  # raises ValueError saying what is wrong
+        return v
+
+    def address(self) -> tuple[str, int] | None:
+        return listen_address(self.listen)
 
 
 class KuatConfig(Strict):
@@ -435,6 +472,7 @@ class KuatConfig(Strict):
     influx: InfluxSection | None = None
     mqtt: MqttSection | None = None
     spool: SpoolSection = SpoolSection()
+    dashboard: DashboardSection = DashboardSection()
 
     @model_validator(mode="after")
     def _unique_names(self) -> KuatConfig:
@@ -483,6 +521,30 @@ def miner_address(text: str, default_port: int = 4028) -> tuple[str, int]:
         # readings are matched by IP address, so a name would silently never match
         raise ValueError(f"{text!r}: the miner must be given by its IP address") from None
     return host, port
+
+
+def listen_address(text: str) -> tuple[str, int] | None:
+    """ "127.0.0.1:9120", "[::1]:9120", "localhost:9120" -> (host, port); "" -> None (off)."""
+    text = text.strip()
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port:
+        raise ValueError(
+            f'{text!r}: give host:port, e.g. "127.0.0.1:9120" ("0.0.0.0:9120" for every '
+            'interface), or "" to turn the dashboard off'
+        )
+    port_n = _port(text, port)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f'{text!r}: write an IPv6 address in brackets, e.g. "[::1]:9120"')
+    if host != "localhost":
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{text!r}: the host must be an IP address or localhost") from None
+    return host, port_n
 
 
 def _port(text: str, p: str) -> int:

@@ -48,7 +48,25 @@ MAX_PARALLEL_ACTIONS = 32
 # A sleep that failed (timeout, no confirmation) may work next time: try again after this long.
 SLEEP_RETRY_S = 3600.0
 # Firmware families with a power target the control side can set.
-POWER_LIMIT_FAMILIES = frozenset({"luxos"})
+POWER_LIMIT_FAMILIES = frozenset(
+    {"luxos", "whatsminer", "whatsminer_v3", "braiins", "epic", "vnish"}
+)
+# How long a control action may take to show on the miner, by family: btminer restarts mining to
+# apply a limit; stock bmminer restarts into a work mode, and hashes again minutes after a wake.
+CONFIRM_S: dict[tuple[str, str], float] = {
+    ("bitmain", "sleep"): 60.0,
+    ("bitmain", "wake"): 180.0,
+    ("whatsminer", "limit"): 120.0,
+    ("whatsminer_v3", "limit"): 120.0,
+    ("whatsminer", "wake"): 120.0,
+    ("whatsminer_v3", "wake"): 120.0,
+    ("epic", "wake"): 180.0,
+    ("epic", "limit"): 120.0,
+    ("vnish", "limit"): 120.0,
+    ("vnish", "wake"): 120.0,
+    ("braiins", "limit"): 60.0,
+}
+DEFAULT_CONFIRM_S = 10.0
 
 
 class Curtailer:
@@ -58,6 +76,18 @@ class Curtailer:
         self.state = state
         self.enforce = q.enforce
         self.lang = cfg.agent.language
+        c = cfg.asic
+        self.access = control.MinerAccess(
+            web_port=c.web_port or 80,
+            web_username=c.web_username,
+            web_password=c.web_password.get(),
+            whatsminer_password=c.whatsminer_password.get(),
+            whatsminer_v3_account=c.whatsminer_v3_account,
+            braiins_password=c.braiins_password.get(),
+            braiins_web_port=c.braiins_web_port,
+            epic_password=c.epic_password.get(),
+            vnish_password=c.vnish_password.get(),
+        )
         self.policy = CurtailPolicy(
             min_on_s=q.min_on_s,
             min_off_s=q.min_off_s,
@@ -238,26 +268,30 @@ class Curtailer:
                 return await self._switch_outlet(a, why, gate)
             if r is None or r.firmware_family is None:
                 return ActionResult(a.device_id, a.kind.value, "unsupported", "firmware not known")
+            family = r.firmware_family
             if a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER):
                 assert a.target_w is not None
                 async with gate:
                     return await control.set_power_limit(
-                        r.ip, r.port, r.firmware_family, int(a.target_w), why
+                        r.ip,
+                        r.port,
+                        family,
+                        int(a.target_w),
+                        why,
+                        access=self.access,
+                        confirm_s=CONFIRM_S.get((family, "limit"), DEFAULT_CONFIRM_S),
                     )
             act = control.sleep if a.kind == ActionKind.SLEEP else control.wake
-            extra: dict[str, object] = {}
-            if r.firmware_family == "bitmain":
-                # Stock firmware switches through its web UI and restarts its miner process:
-                # sleeping takes tens of seconds, hashing again after a wake takes minutes.
-                c = self.cfg.asic
-                extra = {
-                    "web_port": c.web_port or 80,
-                    "web_username": c.web_username,
-                    "web_password": c.web_password.get(),
-                    "confirm_s": 60.0 if a.kind == ActionKind.SLEEP else 180.0,
-                }
+            verb = "sleep" if a.kind == ActionKind.SLEEP else "wake"
             async with gate:
-                return await act(r.ip, r.port, r.firmware_family, why, **extra)
+                return await act(
+                    r.ip,
+                    r.port,
+                    family,
+                    why,
+                    access=self.access,
+                    confirm_s=CONFIRM_S.get((family, verb), DEFAULT_CONFIRM_S),
+                )
 
         whys = [render(a.reason, self.lang) for a in p.actions]
         results = await asyncio.gather(*(one(a, w) for a, w in zip(p.actions, whys, strict=True)))

@@ -180,6 +180,12 @@ async def run_demo(
     def on_cycle(snap: StatusSnapshot) -> None:
         nonlocal cycle
         cycle += 1
+        if cycle == 1:  # the dashboard is up (or has failed) by the first cycle: say which
+            line = _dashboard_line(agent, lang)
+            if live is not None:
+                live.console.print(line)
+            else:
+                print(line, flush=True)
         if live is not None:
             live.update(render_table(snap, lang, cycle))
         else:
@@ -201,6 +207,15 @@ async def run_demo(
             tmp.cleanup()
     # The live table (or the last status line) stays on screen as the summary.
     return 0
+
+
+def _dashboard_line(agent: Agent, lang: Lang) -> str:
+    if agent.dashboard is not None:
+        url = agent.dashboard.url + ("" if lang == "en" else f"?lang={lang}")
+        return f"dashboard: {url}  (also /api/status, /healthz, /metrics)"
+    if agent.cfg.dashboard.address() is None:
+        return "dashboard: off"
+    return f"dashboard: not started ({agent.cfg.dashboard.listen} in use? see the log)"
 
 
 def _log_to_file(path: Path) -> None:

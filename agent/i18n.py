@@ -81,6 +81,30 @@ CATALOG: dict[str, dict[Lang, str]] = {
     "fail": {"kk": "сәйкес емес", "ru": "не соответствует", "en": "fail"},
     "exempt": {"kk": "босатылған", "ru": "освобождён", "en": "exempt"},
     "unknown": {"kk": "белгісіз", "ru": "неизвестно", "en": "unknown"},
+    # --- the local dashboard (agent.dashboard) ---
+    "miners_power": {"kk": "Майнерлер қуаты", "ru": "Мощность майнеров", "en": "Miners' power"},
+    "sleeping": {"kk": "ұйқы режимінде", "ru": "в спящем режиме", "en": "sleeping"},
+    "site": {"kk": "Алаң", "ru": "Площадка", "en": "Site"},
+    "updated": {"kk": "Жаңартылған уақыты", "ru": "Обновлено", "en": "Updated"},
+    "kind": {"kk": "Түрі", "ru": "Тип", "en": "Kind"},
+    "device": {"kk": "Құрылғы", "ru": "Устройство", "en": "Device"},
+    "cause": {"kk": "Себебі", "ru": "Причина", "en": "Cause"},
+    "polled_at": {"kk": "Сұрау уақыты", "ru": "Время опроса", "en": "Polled at"},
+    "pool": {"kk": "Пул", "ru": "Пул", "en": "Pool"},
+    "all_answer": {
+        "kk": "Барлық құрылғылар жауап береді",
+        "ru": "Все устройства отвечают",
+        "en": "Every device answers",
+    },
+    "more": {"kk": "тағы", "ru": "ещё", "en": "more"},
+    "jobs": {"kk": "Агент тапсырмалары", "ru": "Задачи агента", "en": "Agent jobs"},
+    "starting": {"kk": "іске қосылуда", "ru": "запуск", "en": "starting"},
+    "stale": {"kk": "кешігуде", "ru": "не выполняются вовремя", "en": "stale"},
+    "read_only": {
+        "kk": "Тек оқу үшін: басқару әрекеттері жоқ. Бет әр 10 секунд сайын жаңарады.",
+        "ru": "Только просмотр: управляющих действий нет. Страница обновляется каждые 10 с.",
+        "en": "Read-only: no control actions. The page refreshes every 10 s.",
+    },
 }
 
 

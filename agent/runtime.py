@@ -19,6 +19,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from agent.config import KuatConfig, PduConfig
 from agent.curtailment import Curtailer
+from agent.dashboard import Dashboard, start_dashboard
 from agent.ledger import EnergyLedger
 from agent.quota_job import QuotaJob
 from agent.sdnotify import Notifier, watchdog_interval_s
@@ -110,6 +111,7 @@ class Agent:
             web_username=cfg.asic.web_username,
             web_password=cfg.asic.web_password.get(),
             identity_interval_s=cfg.asic.identity_interval_s,
+            vnish_web_port=cfg.asic.web_port or None,
         )
         self._asic_targets = cfg.asic_targets()
         self._pdu = PduPoller()
@@ -118,6 +120,13 @@ class Agent:
         self._stopped = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self.last_status: StatusSnapshot | None = None
+        # Read by the dashboard's /healthz and /metrics: when each job last finished without
+        # error, and what the flush job delivered since start (the spool keeps no such count).
+        self.started_at: datetime | None = None
+        self.job_success_at: dict[str, datetime] = {}
+        self.telemetry_sent = 0
+        self.telemetry_dead_lettered = 0
+        self.dashboard: Dashboard | None = None
 
     @staticmethod
     def _asic_concurrency(cfg: KuatConfig) -> int:
@@ -258,7 +267,9 @@ class Agent:
         return out
 
     async def flush(self) -> None:
-        await self.uplinks.flush()
+        report = await self.uplinks.flush()
+        self.telemetry_sent += report.sent
+        self.telemetry_dead_lettered += report.dead_lettered
 
     def status(self, now: datetime | None = None) -> StatusSnapshot:
         spool, outbox = self.uplinks.pending()
@@ -290,6 +301,7 @@ class Agent:
         apply_gc_tuning()
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         now = self.clock()
+        self.started_at = now
         for spec in self.jobs():
             scheduler.add_job(
                 self._guarded,
@@ -305,6 +317,9 @@ class Agent:
         wd = watchdog_interval_s()
         if wd:
             scheduler.add_job(self.notifier.watchdog, "interval", seconds=wd, id="watchdog")
+        # Up before the first job runs, so the first status (and the demo's banner) can point to
+        # it; /healthz answers "starting" until every job has completed a cycle.
+        self.dashboard = await start_dashboard(self)
         self._scheduler = scheduler
         scheduler.start()
         self.notifier.ready(f"polling {len(self._asic_targets)} miners")
@@ -331,6 +346,8 @@ class Agent:
     async def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
         self.notifier.stopping()
         log.info("stopping: flushing pending data")
+        if self.dashboard is not None:  # before the spool it reads is closed
+            await self.dashboard.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         # Jobs in flight are cut short: their device polls are bounded anyway, and what they
@@ -368,6 +385,7 @@ class Agent:
             log.exception("job %s failed", spec.name)
             self._job_problem(spec.name, f"failed: {exc}")
         else:
+            self.job_success_at[spec.name] = self.clock()
             if self.state.last_errors.pop(spec.name, None):
                 log.info("job %s recovered", spec.name)
         finally:

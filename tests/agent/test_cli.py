@@ -30,6 +30,8 @@ def test_check_config_ok_on_example(tmp_path: Path) -> None:
         "influx-token",
         "quota-token",
         "order-key-kegoc",
+        "antminer-web",
+        "whatsminer-admin",
     ):
         (tmp_path / name).write_text("x" * 16)
     done = kuat(

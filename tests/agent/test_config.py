@@ -18,6 +18,8 @@ CREDENTIALS = (
     "influx-token",
     "quota-token",
     "order-key-kegoc",
+    "antminer-web",
+    "whatsminer-admin",
 )
 
 MINIMAL = """
@@ -43,6 +45,8 @@ def test_example_config_loads(creds: Path) -> None:
     assert cfg.influx is not None and cfg.influx.token is not None
     assert cfg.influx.token.get() == "secret-influx-token"
     assert cfg.pdu[1].v3 is not None and cfg.pdu[1].v3.priv_key.get() == "secret-snmp-priv-key"
+    assert cfg.asic.whatsminer_password.get() == "secret-whatsminer-admin"
+    assert cfg.asic.epic_password.get() == "letmein"  # left out: the factory default
 
 
 def test_secret_never_in_repr(creds: Path) -> None:
@@ -65,6 +69,8 @@ def test_example_without_credentials_names_each_missing_one(
         "quota.http.token",
         "quota.orders.issuers.kegoc",
         "influx.token",
+        "asic.web_password",
+        "asic.whatsminer_password",
     }
     assert all("CREDENTIALS_DIRECTORY" in p.message for p in err.value.problems)
 

@@ -1,0 +1,549 @@
+"""The agent's own web server: a status page for the farm's operators, the same status as JSON,
+a health check for systemd/monitoring, and Prometheus metrics.
+
+Read-only by design: no handler changes anything, so nothing here needs authentication beyond
+where it listens (loopback unless ``[dashboard] listen`` says otherwise). It runs on the agent's
+event loop and reads what the jobs already keep (``SiteState``, the spool's counters); a request
+never polls a device. Every device-supplied string reaches the page through Jinja2 autoescaping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from jinja2 import Environment, PackageLoader, select_autoescape
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from agent.i18n import CATALOG, LANGS, Lang, t
+from agent.state import StatusSnapshot, snapshot
+from collectors.readings import DeviceError
+from quota.clock import ASTANA
+from quota.messages import render as render_reason
+from uplink.spool import SpoolStats
+
+if TYPE_CHECKING:
+    from agent.runtime import Agent
+
+log = logging.getLogger("kuat.dashboard")
+
+REFRESH_S = 10
+# A job is stale when it has not completed for this many of its intervals: one late cycle is
+# normal (a slow poll, a coalesced run); three in a row means the job is stuck or failing.
+STALE_AFTER_INTERVALS = 3
+# A hall losing its switch can put thousands of miners in the table; the page shows the first
+# ones, /api/status lists them all.
+PAGE_ROWS = 200
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LANG_NAMES: dict[Lang, str] = {"kk": "Қазақша", "ru": "Русский", "en": "English"}
+_STATUS_CLASS = {
+    "ok": "good",
+    "pass": "good",
+    "exempt": "good",
+    "warn": "warn",
+    "check": "warn",
+    "no_allocation": "warn",
+    "over": "bad",
+    "fail": "bad",
+    "alarm": "bad",
+}
+
+_templates = Environment(
+    loader=PackageLoader("agent", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+# --- what a request sees ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobHealth:
+    name: str
+    interval_s: float
+    cycles: int
+    last_success: datetime | None
+    last_error: str | None
+    state: str  # "ok", "starting" (first cycle not done yet) or "stale"
+
+    def age_s(self, now: datetime) -> float | None:
+        return (now - self.last_success).total_seconds() if self.last_success else None
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """Everything one response shows, gathered once so the page, JSON and metrics agree."""
+
+    now: datetime
+    snap: StatusSnapshot
+    spool: SpoolStats
+    down: list[DeviceError]
+    jobs: list[JobHealth]
+    offenders: tuple[Any, ...]  # quota.pools.PoolOffender
+
+    @property
+    def health(self) -> str:
+        states = {j.state for j in self.jobs}
+        if "stale" in states:
+            return "stale"
+        return "starting" if "starting" in states or not self.jobs else "ok"
+
+
+def job_health(agent: Agent, now: datetime) -> list[JobHealth]:
+    started = agent.started_at or now
+    out = []
+    for spec in agent.jobs():
+        last = agent.job_success_at.get(spec.name)
+        limit = STALE_AFTER_INTERVALS * spec.interval_s
+        if last is not None:
+            state = "ok" if (now - last).total_seconds() <= limit else "stale"
+        else:
+            # Never completed: only a problem once it has had three intervals to do so.
+            state = "starting" if (now - started).total_seconds() <= limit else "stale"
+        out.append(
+            JobHealth(
+                spec.name,
+                spec.interval_s,
+                agent.state.cycles.get(spec.name, 0),
+                last,
+                agent.state.last_errors.get(spec.name),
+                state,
+            )
+        )
+    return out
+
+
+async def gather(agent: Agent) -> View:
+    # The spool counts are SQLite queries behind a lock a flush may hold: off the event loop.
+    counts = await asyncio.to_thread(agent.uplinks.spool.counts)
+    now = agent.clock()
+    state = agent.state
+    snap = snapshot(state, now, spool_pending=counts.pending, outbox_pending=counts.outbox)
+    down = sorted(state.down_devices(), key=lambda e: (str(e.kind), e.device_id))
+    offenders = tuple(getattr(state.pools, "offenders", ()))
+    return View(now, snap, counts, down, job_health(agent, now), offenders)
+
+
+# --- language ---------------------------------------------------------------------------
+
+
+def choose_lang(query: str | None, accept: str | None, default: Lang) -> Lang:
+    """?lang= first, then the browser's Accept-Language, then the config's language."""
+    if query in LANGS:
+        return query  # type: ignore[return-value]
+    best: tuple[float, int, Lang] | None = None
+    for order, part in enumerate((accept or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        primary = tag.strip().lower().split("-")[0]
+        if primary not in LANGS:
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if q > 0 and (best is None or (q, -order) > (best[0], best[1])):
+            best = (q, -order, primary)  # type: ignore[assignment]
+    return best[2] if best else default
+
+
+# --- formatting -------------------------------------------------------------------------
+
+
+def iso_utc(at: datetime | None) -> str | None:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z") if at else None
+
+
+def site_time(at: datetime) -> str:
+    """Wall-clock time at the site (Astana, UTC+5), with its offset so no one has to guess."""
+    local = at.astimezone(ASTANA)
+    return f"{local:%Y-%m-%d %H:%M:%S} (UTC{local.isoformat()[-6:]})"
+
+
+def _num(v: float | None, unit: str, scale: float = 1.0) -> str:
+    return "—" if v is None else f"{v / scale:,.1f} {unit}"
+
+
+def _status(code: str | None, lang: Lang) -> dict[str, str]:
+    if code is None:
+        return {"text": t("no_data", lang), "cls": "none"}
+    return {"text": t(code, lang), "cls": _STATUS_CLASS.get(code, "")}
+
+
+def page_rows(v: View, lang: Lang) -> list[dict[str, Any]]:
+    s = v.snap
+    sleeping = f" (+{s.miners_sleeping} {t('sleeping', lang)})" if s.miners_sleeping else ""
+    pools = _status(s.pools_status, lang)
+    if s.pools_offenders:
+        pools = {**pools, "text": f"{pools['text']} ({s.pools_offenders} {t('offenders', lang)})"}
+    stale = [j.name for j in v.jobs if j.state == "stale"]
+    jobs = {
+        "ok": {"text": t("ok", lang), "cls": "good"},
+        "starting": {"text": t("starting", lang), "cls": "warn"},
+        "stale": {"text": f"{t('stale', lang)}: {', '.join(stale)}", "cls": "bad"},
+    }[v.health]
+    plain = [
+        ("miners_up", f"{s.miners_up} / {s.miners_total}{sleeping}"),
+        ("hashrate", f"{s.hashrate_ths:,.1f} TH/s"),
+        ("miners_power", _num(s.miners_power_w, "kW", 1000)),
+        ("pdu_power", _num(s.pdu_power_w, "kW", 1000)),
+        ("metered_power", _num(s.metered_kw, "kW")),
+        (
+            "energy_hour",
+            f"{_num(s.energy_hour_kwh, 'kWh')} / {_num(s.allocation_kwh, 'kWh')}",
+        ),
+        ("forecast", _num(s.forecast_kwh, "kWh")),
+    ]
+    rows: list[dict[str, Any]] = [{"label": t(k, lang), "text": val, "cls": ""} for k, val in plain]
+    rows += [
+        {"label": t("quota_status", lang), **_status(s.quota_status, lang)},
+        {"label": t("grid_status", lang), **_status(s.grid_status, lang)},
+        {"label": t("pool_status", lang), **pools},
+        {"label": t("balance", lang), **_status(s.balance_status, lang)},
+        {
+            "label": t("devices_down", lang),
+            "text": str(s.devices_down),
+            "cls": "bad" if s.devices_down else "",
+        },
+        {
+            "label": t("uplink", lang),
+            "text": f"{t('telemetry', lang)} {s.spool_pending:,} · "
+            f"{t('register', lang)} {s.outbox_pending:,}",
+            "cls": "",
+        },
+        {"label": t("jobs", lang), **jobs},
+    ]
+    return rows
+
+
+def render_page(agent: Agent, v: View, lang: Lang) -> str:
+    labels = {key: t(key, lang) for key in CATALOG}
+    down = [
+        {
+            "kind": str(e.kind),
+            "device": e.device_id,
+            "cause": e.cause,
+            "at": site_time(e.taken_at),
+        }
+        for e in v.down[:PAGE_ROWS]
+    ]
+    offenders = [
+        {
+            "device": o.device_id,
+            "pool": o.pool_url or "—",
+            "reason": render_reason(o.reason, lang),
+        }
+        for o in v.offenders[:PAGE_ROWS]
+    ]
+    return _templates.get_template("dashboard.html").render(
+        lang=lang,
+        langs=[(code, LANG_NAMES[code]) for code in LANGS],
+        t=labels,
+        site=agent.cfg.site,
+        updated=site_time(v.snap.at),
+        refresh_s=REFRESH_S,
+        rows=page_rows(v, lang),
+        down=down,
+        down_more=max(0, len(v.down) - PAGE_ROWS),
+        offenders=offenders,
+        offenders_more=max(0, len(v.offenders) - PAGE_ROWS),
+    )
+
+
+# --- JSON -------------------------------------------------------------------------------
+
+
+def status_json(agent: Agent, v: View) -> dict[str, Any]:
+    """/api/status: the snapshot's fields under their own names, then the lists behind them."""
+    s = v.snap
+    out: dict[str, Any] = {
+        "site": agent.cfg.site.id,
+        "at": iso_utc(s.at),
+        "at_site": s.at.astimezone(ASTANA).isoformat(timespec="seconds"),
+    }
+    for f in dataclasses.fields(StatusSnapshot):
+        if f.name != "at":
+            out[f.name] = getattr(s, f.name)
+    out["health"] = v.health
+    out["down"] = [
+        {
+            "kind": str(e.kind),
+            "device_id": e.device_id,
+            "host": e.host,
+            "port": e.port,
+            "cause": e.cause,
+            "at": iso_utc(e.taken_at),
+        }
+        for e in v.down
+    ]
+    out["pool_offenders"] = [
+        {
+            "device_id": o.device_id,
+            "ip": o.ip,
+            "pool_url": o.pool_url,
+            "reason": str(o.reason.code),
+        }
+        for o in v.offenders
+    ]
+    return out
+
+
+def health_json(v: View) -> dict[str, Any]:
+    return {
+        "status": v.health,
+        "at": iso_utc(v.now),
+        "stale": [j.name for j in v.jobs if j.state == "stale"],
+        "jobs": {
+            j.name: {
+                "state": j.state,
+                "interval_s": j.interval_s,
+                "cycles": j.cycles,
+                "last_success": iso_utc(j.last_success),
+                "age_s": None if j.last_success is None else round(j.age_s(v.now) or 0.0, 3),
+                "last_error": j.last_error,
+            }
+            for j in v.jobs
+        },
+    }
+
+
+# --- Prometheus -------------------------------------------------------------------------
+
+
+class AgentCollector(Collector):
+    """The snapshot as gauges, and the uplink counters the agent keeps, for one scrape."""
+
+    def __init__(self, view: View, agent: Agent) -> None:
+        self.view = view
+        self.agent = agent
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.view.snap
+        miners = GaugeMetricFamily("kuat_miners", "Miners by state", labels=["state"])
+        miners.add_metric(["up"], s.miners_up)
+        miners.add_metric(["sleeping"], s.miners_sleeping)
+        miners.add_metric(["total"], s.miners_total)
+        yield miners
+        yield GaugeMetricFamily(
+            "kuat_hashrate_ths", "Hashrate of the miners that are up, TH/s", value=s.hashrate_ths
+        )
+        # A source with no reading is left out rather than reported as 0 W.
+        yield _labelled(
+            "kuat_power_watts",
+            "Power by source: miners' own reports, PDUs, the site meter",
+            "source",
+            {
+                "miners": s.miners_power_w,
+                "pdus": s.pdu_power_w,
+                "meter": None if s.metered_kw is None else s.metered_kw * 1000,
+            },
+        )
+        yield _labelled(
+            "kuat_quota_energy_kwh",
+            "This Astana hour: energy used, allocation, forecast to the end of the hour",
+            "kind",
+            {"used": s.energy_hour_kwh, "allocation": s.allocation_kwh, "forecast": s.forecast_kwh},
+        )
+        checks = GaugeMetricFamily(
+            "kuat_check_status",
+            "Current status of each check (1 for the status it is in)",
+            labels=["check", "status"],
+        )
+        for check, status in (
+            ("quota", s.quota_status),
+            ("grid", s.grid_status),
+            ("pools", s.pools_status),
+            ("balance", s.balance_status),
+        ):
+            if status is not None:
+                checks.add_metric([check, status], 1)
+        yield checks
+        yield GaugeMetricFamily(
+            "kuat_pool_offenders", "Miners off an accredited pool", value=s.pools_offenders
+        )
+        yield GaugeMetricFamily(
+            "kuat_devices_down", "Devices whose last poll failed", value=s.devices_down
+        )
+        yield from self._uplink(s)
+        yield from self._jobs()
+
+    def _uplink(self, s: StatusSnapshot) -> Iterator[Metric]:
+        c = self.view.spool
+        yield GaugeMetricFamily(
+            "kuat_spool_pending_lines", "Telemetry lines waiting to be sent", value=s.spool_pending
+        )
+        yield GaugeMetricFamily(
+            "kuat_outbox_pending_messages",
+            "Register messages waiting for the broker's PUBACK",
+            value=s.outbox_pending,
+        )
+        yield CounterMetricFamily(
+            "kuat_telemetry_sent_lines",
+            "Telemetry lines the database accepted since the agent started",
+            value=self.agent.telemetry_sent,
+        )
+        yield CounterMetricFamily(
+            "kuat_telemetry_dead_lettered_lines",
+            "Telemetry lines the database refused (dead-lettered) since the agent started",
+            value=self.agent.telemetry_dead_lettered,
+        )
+        yield CounterMetricFamily(
+            "kuat_spool_dropped_lines",
+            "Telemetry lines dropped by the spool cap since the spool was created",
+            value=c.dropped,
+        )
+        yield GaugeMetricFamily(
+            "kuat_spool_dead_lines", "Dead-lettered telemetry lines kept for inspection", c.dead
+        )
+        yield GaugeMetricFamily(
+            "kuat_outbox_dead_messages", "Register messages the broker refused", c.outbox_dead
+        )
+
+    def _jobs(self) -> Iterator[Metric]:
+        last = GaugeMetricFamily(
+            "kuat_job_last_success_timestamp_seconds",
+            "When each job last completed without error (Unix time)",
+            labels=["job"],
+        )
+        cycles = CounterMetricFamily(
+            "kuat_job_cycles", "Runs of each job since start, failed ones included", labels=["job"]
+        )
+        for j in self.view.jobs:
+            if j.last_success is not None:
+                last.add_metric([j.name], j.last_success.timestamp())
+            cycles.add_metric([j.name], j.cycles)
+        yield last
+        yield cycles
+
+
+def _labelled(
+    name: str, doc: str, label: str, values: Mapping[str, float | None]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[label])
+    for key, value in values.items():
+        if value is not None:
+            family.add_metric([key], value)
+    return family
+
+
+def metrics_text(agent: Agent, v: View) -> bytes:
+    # A registry per scrape: the collector holds this scrape's view, nothing is shared.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(AgentCollector(v, agent))
+    return generate_latest(registry)
+
+
+# --- server -----------------------------------------------------------------------------
+
+
+def make_app(agent: Agent) -> web.Application:
+    default_lang: Lang = agent.cfg.agent.language
+
+    async def page(request: web.Request) -> web.Response:
+        lang = choose_lang(
+            request.query.get("lang"), request.headers.get("Accept-Language"), default_lang
+        )
+        html = render_page(agent, await gather(agent), lang)
+        return web.Response(
+            text=html,
+            content_type="text/html",
+            charset="utf-8",
+            headers={
+                "Content-Language": lang,
+                "Cache-Control": "no-store",
+                "Vary": "Accept-Language",
+            },
+        )
+
+    async def api_status(request: web.Request) -> web.Response:
+        return web.json_response(status_json(agent, await gather(agent)), dumps=_dumps)
+
+    async def healthz(request: web.Request) -> web.Response:
+        v = await gather(agent)
+        return web.json_response(
+            health_json(v), status=200 if v.health == "ok" else 503, dumps=_dumps
+        )
+
+    async def metrics(request: web.Request) -> web.Response:
+        body = metrics_text(agent, await gather(agent))
+        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    app = web.Application()
+    # GET only (aiohttp answers HEAD for GET routes): nothing here changes the agent.
+    app.router.add_get("/", page)
+    app.router.add_get("/api/status", api_status)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+class Dashboard:
+    def __init__(self, agent: Agent, host: str, port: int) -> None:
+        self.agent = agent
+        self.host = host
+        self.port = port
+        # access_log=None: a page refreshing every 10 s and a scraper would flood the journal.
+        # shutdown_timeout: a browser's keep-alive must not hold up the agent's stop.
+        self._runner = web.AppRunner(make_app(agent), access_log=None, shutdown_timeout=1.0)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        try:
+            await site.start()
+        except BaseException:
+            await self._runner.cleanup()
+            raise
+        if self.port == 0:  # tests ask the OS for a free port
+            self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+
+async def start_dashboard(agent: Agent) -> Dashboard | None:
+    """Start the dashboard if configured. A port in use (or any other failure) is logged once and
+    the agent runs on without it: monitoring the farm matters more than the page."""
+    address = agent.cfg.dashboard.address()
+    if address is None:
+        return None
+    host, port = address
+    dashboard = Dashboard(agent, host, port)
+    try:
+        await dashboard.start()
+    except OSError as exc:
+        log.error(
+            "dashboard not started: cannot listen on %s:%d (%s); the agent runs on without it",
+            host,
+            port,
+            exc.strerror or exc,
+        )
+        return None
+    except Exception:
+        log.exception("dashboard not started on %s:%d; the agent runs on without it", host, port)
+        return None
+    log.info("dashboard on %s", dashboard.url)
+    return dashboard
