@@ -27,6 +27,20 @@ def test_put_take_ack(tmp_path: Path) -> None:
         assert sp.counts().pending == 6
 
 
+def test_ack_removes_exactly_the_batch_dense_or_not(tmp_path: Path) -> None:
+    from uplink.spool import Batch
+
+    with Spool(tmp_path / "s.db") as sp:
+        sp.put_lines([f"m v={i}i {i}" for i in range(10)])
+        ids = sp.take(10).ids
+        # a dead-lettered line leaves a hole: the rest of its batch is acked around it
+        assert sp.ack(Batch(ids[0:2] + ids[3:5], ("x",) * 4)) == 4
+        assert [ln.split()[-1] for ln in sp.take(10).lines] == ["2", "5", "6", "7", "8", "9"]
+        assert sp.ack(Batch(ids[5:8], ("x",) * 3)) == 3  # a dense run
+        assert [ln.split()[-1] for ln in sp.take(10).lines] == ["2", "8", "9"]
+        assert sp.counts().pending == 3
+
+
 def test_wal_and_full_sync(tmp_path: Path) -> None:
     with Spool(tmp_path / "s.db") as sp:
         assert sp._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
