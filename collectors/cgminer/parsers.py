@@ -15,7 +15,7 @@ from typing import Any
 
 from collectors.cgminer.client import Replies, is_error_reply
 from collectors.cgminer.firmware import avalon, bitmain, braiins, luxos, vnish, whatsminer
-from collectors.cgminer.firmware.common import FirmwareSpec, item, status_description
+from collectors.cgminer.firmware.common import FirmwareSpec, item, shared, status_description
 from collectors.cgminer.models import lookup
 from collectors.readings import AsicReading, AsicTemps
 
@@ -37,6 +37,8 @@ SPECS: dict[str, FirmwareSpec] = {
 DISCOVERY_COMMANDS: tuple[str, ...] = ("summary", "stats", "pools", "version")
 
 _READING_FIELDS = {f.name for f in dataclasses.fields(AsicReading)}
+# text every miner of a model repeats: one shared object each (firmware.common.shared)
+_SHARED_TEXT = ("model", "firmware")
 # Fields whose "nothing reported" is an empty value rather than None.
 _EMPTY: dict[str, Any] = {"temps_c": AsicTemps(), "fans_rpm": (), "pools": (), "errors": ()}
 
@@ -99,6 +101,10 @@ def build_reading(
     notes.extend(values.pop("errors", ()))
     state = values.pop("state", None)
     reading_fields = {k: v for k, v in values.items() if k in _READING_FIELDS}
+    for key in _SHARED_TEXT:
+        v = reading_fields.get(key)
+        if isinstance(v, str):
+            reading_fields[key] = shared(v)
 
     model = reading_fields.get("model")
     info = lookup(model)

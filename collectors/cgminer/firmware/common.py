@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -174,10 +175,17 @@ def pools(body: Body | None) -> tuple[Any, ...] | None:
             active_idx = min(alive)[1]
     return tuple(
         PoolInfo(
-            url=str(text(p.get("URL"))),
-            user=text(p.get("User")),
-            status=text(p.get("Status")),
+            url=shared(str(text(p.get("URL")))),
+            user=shared(text(p.get("User"))),
+            status=shared(text(p.get("Status"))),
             active=i == active_idx,
         )
         for i, p in enumerate(rows)
     )
+
+
+def shared(s: str | None) -> str | None:
+    """One string object for a value thousands of miners repeat (pool URLs, users, statuses,
+    models, firmware builds): every reading of a 50,000-miner cycle is held at once, and a
+    decoder makes a new object per reply (bench/asic_poll.py --scale measures the saving)."""
+    return sys.intern(s) if s is not None else None
