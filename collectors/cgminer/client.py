@@ -30,6 +30,10 @@ class ApiError(Exception):
     """A request that gave no usable reply; ``str(err)`` is the one-line cause."""
 
 
+class HttpAnswer(ApiError):
+    """An HTTP server answered on the API port (ePIC firmware's 4028, or a web UI)."""
+
+
 class NoAnswer(ApiError):
     """Nothing came back at all: refused, reset, closed silently, or no byte in time.
 
@@ -76,6 +80,9 @@ def decode_reply(raw: bytes) -> dict[str, Any]:
     raw = raw.strip()
     if not raw:
         raise ApiError("reply is empty")
+    if raw.startswith(b"HTTP/"):
+        status = raw.split(b"\r\n", 1)[0][:60].decode("latin-1")
+        raise HttpAnswer(f"an HTTP server answered ({status!r}), not a cgminer-family API")
     try:
         # the hot path (every reply of every poll): orjson parses a clean reply several times
         # faster than json; anything it refuses (NaN, glued objects, bad UTF-8, huge ints) takes

@@ -212,8 +212,8 @@ async def discover(
         raise ValueError("concurrency must be at least 1")
     total = sum(len(s) for s in spans)
     identify_s = max(timeout_s, MIN_IDENTIFY_TIMEOUT_S)
-    # the web identity of stock Antminers only when the web port is in the scan: an operator
-    # who left it out does not want that port touched
+    # the web identity of stock Antminers (and Vnish's web API) only when the web port is in
+    # the scan: an operator who left it out does not want that port touched
     poller = AsicPoller(
         timeout_s=identify_s,
         concurrency=concurrency,
@@ -221,6 +221,7 @@ async def discover(
         web_username=web_username,
         web_password=web_password,
         web_timeout_s=identify_s,
+        vnish_web_port=web_port if web_port in ports else None,
     )
     found: list[Found] = []
     # ports left to probe per address; an address is done (for progress) when it reaches zero.

@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 
 from collectors.capabilities import ActionResult
-from collectors.cgminer.client import ApiError, NoAnswer, Replies
+from collectors.cgminer.client import ApiError, HttpAnswer, NoAnswer, Replies
 from collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
@@ -68,14 +68,9 @@ _STATES = {"mining": "mining", "idling": "sleeping", "stopping": "sleeping"}
 _VENDORS = {"antminer": "Bitmain", "whatsminer": "MicroBT", "volcminer": "VolcMiner"}
 
 
-# bmminer-style clients get "HTTP/1.1 400 Bad Request" back from an HTTP server on 4028;
-# client.decode_reply quotes the first bytes of a non-JSON reply in its cause.
-_HTTP_STATUS_LINE = re.compile(r"near 'HTTP/1\.[01] \d{3}")
-
-
 def answered_http(e: ApiError) -> bool:
     """True if a cgminer request's failure shows that an HTTP server answered instead."""
-    return not isinstance(e, NoAnswer) and _HTTP_STATUS_LINE.search(str(e)) is not None
+    return isinstance(e, HttpAnswer)
 
 
 # --- parsing (pure) --------------------------------------------------------------------------
