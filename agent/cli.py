@@ -146,7 +146,10 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds before giving up on the
 def probe_asic(
     target: Annotated[str, typer.Argument(metavar="HOST[:PORT]", help="Miner API address.")],
     web_port: Annotated[
-        int, typer.Option(help="Stock Antminer web UI port for serial/MAC (0: do not ask).")
+        int,
+        typer.Option(
+            help="Stock Antminer web UI / Braiins OS REST API port for serial/MAC (0: do not ask)."
+        ),
     ] = 80,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
@@ -157,9 +160,15 @@ def probe_asic(
     host, port = _split_hostport(target, 4028)
 
     async def once():
-        poller = AsicPoller(timeout_s=timeout, web_port=web_port or None, web_timeout_s=timeout)
+        poller = AsicPoller(
+            timeout_s=timeout,
+            web_port=web_port or None,
+            braiins_web_port=web_port or None,
+            web_timeout_s=timeout,
+        )
         try:
-            # A probe is one look: wait for a stock Antminer's web identity within the deadline.
+            # A probe is one look: wait for a stock Antminer's (or Braiins') identity within the
+            # deadline.
             return await poller.poll(host, port, wait_identity=True)
         finally:
             await poller.aclose()

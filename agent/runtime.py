@@ -112,6 +112,8 @@ class Agent:
             web_password=cfg.asic.web_password.get(),
             identity_interval_s=cfg.asic.identity_interval_s,
             vnish_web_port=cfg.asic.web_port or None,
+            braiins_web_port=cfg.asic.braiins_web_port,
+            braiins_password=cfg.asic.braiins_password.get(),
         )
         self._asic_targets = cfg.asic_targets()
         self._pdu = PduPoller()
@@ -252,14 +254,14 @@ class Agent:
         await self.uplinks.publish_inventory(self._identified_miners(), self.clock())
 
     def _identified_miners(self) -> list[AsicReading]:
-        """Miners whose identity is settled. A stock Antminer whose web identity is still being
-        fetched would enter the register as ip:port and then reappear under its serial."""
+        """Miners whose identity is settled. A stock Antminer (or Braiins OS miner) whose
+        identity is still being fetched off the API would enter the register as ip:port and then
+        reappear under its serial."""
         out = []
         for r in self.state.asic_readings():
             provisional = (
-                r.firmware_family == "bitmain"
+                self._asic.fetches_identity(r.firmware_family)
                 and not (r.serial or r.mac)
-                and self.cfg.asic.web_port
                 and self._asic.identity_error(r.ip, r.port) is None
             )
             if not provisional:

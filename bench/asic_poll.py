@@ -86,7 +86,12 @@ async def run_kuat(
     from collectors.readings import AsicReading
 
     apply_gc_tuning()  # the agent's own process setting (agent/tuning.py), as `kuat run` has it
-    poller = AsicPoller(timeout_s=5.0, concurrency=concurrency, web_port=web_port or None)
+    poller = AsicPoller(
+        timeout_s=5.0,
+        concurrency=concurrency,
+        web_port=web_port or None,
+        braiins_web_port=web_port or None,
+    )
     cpu0, t0 = time.process_time(), time.perf_counter()
     first = await poller.poll_many(tg)
     first_cpu, first_wall = time.process_time() - cpu0, time.perf_counter() - t0
@@ -206,8 +211,11 @@ _ATTR = {"temps": "temps_c", "fans": "fans_rpm"}
 _WHY = {
     ("bitmain", "power_w"): "stock bmminer reports no watts on its API",
     ("bitmain", "power_limit_w"): "stock bmminer reports no power limit on its API",
-    ("braiins", "serial"): "Braiins OS's cgminer-compatible API has no serial",
-    ("braiins", "mac"): "Braiins OS's cgminer-compatible API has no MAC",
+}
+# families whose serial and MAC come from a background fetch off the cgminer API
+_FETCHED_IDENTITY = {
+    "bitmain": "the stock API: read from the web UI",
+    "braiins": "Braiins OS's cgminer-compatible API: read from its REST API (25.07+)",
 }
 
 
@@ -303,8 +311,14 @@ async def _scale_cycles(
     from collectors.readings import AsicReading
 
     apply_gc_tuning()  # as `kuat run` has it
-    poller = AsicPoller(timeout_s=5.0, concurrency=concurrency, web_port=web_port or None)
-    stock = 0
+    # the simulators serve the stock web UI and Braiins' REST API on the same --web-port
+    poller = AsicPoller(
+        timeout_s=5.0,
+        concurrency=concurrency,
+        web_port=web_port or None,
+        braiins_web_port=web_port or None,
+    )
+    stock = bos = 0
     rows = []
     results: list[Any] = []
     for n in range(1, cycles + 1):
@@ -315,7 +329,11 @@ async def _scale_cycles(
         # counts only: a list of this cycle's readings would live on through the next cycle
         ok = sum(isinstance(r, AsicReading) for r in results)
         stock = sum(isinstance(r, AsicReading) and r.firmware_family == "bitmain" for r in results)
-        idents = sum(poller.identity_of(ip, port) is not None for ip, port in tg)
+        bos = sum(isinstance(r, AsicReading) and r.firmware_family == "braiins" for r in results)
+        have_ids = [(ip, port) for ip, port in tg if poller.identity_of(ip, port) is not None]
+        idents = len(have_ids)
+        bos_idents = sum(poller.family_of(ip, port) == "braiins" for ip, port in have_ids)
+        del have_ids
         rows.append(
             {
                 "cycle": n,
@@ -327,6 +345,7 @@ async def _scale_cycles(
                 "cpu_s_per_1000_polls": round(cpu / max(len(results), 1) * 1000, 3),
                 "rss_mb": _status_mb()["VmRSS"],
                 "web_identities": idents,
+                "braiins_identities": bos_idents,
             }
         )
         print(f"cycle {n}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
@@ -339,12 +358,12 @@ async def _scale_cycles(
     # every stock miner has one within identity_interval_s): their size, from those we have
     have = [i for ip, port in tg if (i := poller.identity_of(ip, port)) is not None]
     per_ident = _deep_size(have[:1000]) / max(len(have[:1000]), 1) if have else 0.0
-    state = _deep_size((poller._memo, poller._web))
+    state = _deep_size((poller._memo, poller._idents))
     sizes = {
         "results_mb": round(_deep_size(results) / 2**20, 1),
         "poller_state_mb": round(state / 2**20, 1),
         "poller_state_all_identities_mb": round(
-            (state + per_ident * (stock - len(have))) / 2**20, 1
+            (state + per_ident * (stock + bos - len(have))) / 2**20, 1
         ),
         "targets_mb": round(_deep_size(tg) / 2**20, 1),
     }
@@ -356,6 +375,7 @@ async def _scale_cycles(
         "rss_with_results_mb": held,
         "bytes_per_reading": round(sizes["results_mb"] * 2**20 / max(n_results, 1)),
         "stock_bitmain": stock,
+        "braiins": bos,
         "families": fams,
         "sample_errors": errors,
     } | sizes
@@ -444,12 +464,14 @@ def _run_scale(
         sys.exit("the scale client died before it was ready")
     ready = json.loads(hello)
     web = args.scale_web_port
-    web_share = sum(p in WEB_PERSONALITIES for p in _MIX) / len(_MIX) if web else 0.0
+    # stock Antminers' web UI and Braiins' REST API: one more listening socket each
+    web_share = sum(p in (*WEB_PERSONALITIES, "braiins") for p in _MIX) / len(_MIX) if web else 0.0
     notes = []
     concurrency = args.concurrency
     client_hard = ready["nofile"][1]
-    if concurrency + 16 + FD_MARGIN > client_hard:  # 16: the web identity workers
-        concurrency = max(1, client_hard - 16 - FD_MARGIN)
+    # 32: the identity workers, WEB_CONCURRENCY (16) each for stock web UI and Braiins REST
+    if concurrency + 32 + FD_MARGIN > client_hard:
+        concurrency = max(1, client_hard - 32 - FD_MARGIN)
         notes.append(f"client RLIMIT_NOFILE {client_hard}: concurrency cut to {concurrency}")
     plan = _scale_plan(args.scale, hard, web_share, concurrency)
     if plan["limited"]:
@@ -512,15 +534,26 @@ def _gap(family: str, field: str, rep: dict[str, Any]) -> str:
     from collectors.cgminer.parsers import SPECS
 
     spec = SPECS.get(family)
-    if family == "bitmain" and field in ("serial", "mac"):
+    if family in _FETCHED_IDENTITY and field in ("serial", "mac"):
+        where = _FETCHED_IDENTITY[family]
         if not rep["web_port"]:
-            return "not on the stock API; the web UI fetch is off (--scale-web-port 0)"
+            return f"not on {where.split(':')[0]}; the fetch is off (--scale-web-port 0)"
         last = rep["cycles"][-1]
-        return (
-            "not on the stock API: read from the web UI in the background, WEB_CONCURRENCY "
-            f"at a time; {last['web_identities']} of {rep['stock_bitmain']} fetched by the "
-            "last cycle's end (the rest still queued: once an hour per miner in the agent)"
+        if family == "braiins":
+            got, of = last.get("braiins_identities", 0), rep.get("braiins", 0)
+        else:
+            got = last["web_identities"] - last.get("braiins_identities", 0)
+            of = rep["stock_bitmain"]
+        why = (
+            f"not on {where} in the background, WEB_CONCURRENCY at a time; {got} of {of} "
+            "fetched by the last cycle's end (the rest still queued: once an hour per miner "
+            "in the agent)"
         )
+        if family == "braiins" and field == "serial":
+            # real Braiins OS on an Antminer often reports serial_number null; the simulator
+            # does so for every other miner, which is then known by its MAC
+            why += "; serial_number is null on many boxes (simulator: every other miner)"
+        return why
     if spec is not None and field == "vendor" and spec.vendor is None:
         return f"the {family} family names no vendor"
     if spec is not None and field != "vendor" and _ATTR.get(field, field) not in spec.fields:
@@ -642,7 +675,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--scale-web-port",
         type=int,
         default=8080,
-        help="stock Antminers' web UI port (identity fetch); 0 = off",
+        help="stock Antminers' web UI and Braiins OS's REST API port (identity fetch); 0 = off",
     )
     ap.add_argument("--only", choices=("kuat", "pyasic"), help=argparse.SUPPRESS)
     ap.add_argument("--scale-client", action="store_true", help=argparse.SUPPRESS)

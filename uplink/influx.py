@@ -27,6 +27,7 @@ import logging
 import random
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +124,10 @@ class InfluxUplink:
         self._not_before = 0.0
         self._client = None
         self._write_api = None
+        # Acks of delivered batches are written while the next batch is on the wire: one
+        # thread, so they commit in order (bench/uplink.py: the spool replay rate).
+        self._ack_pool: ThreadPoolExecutor | None = None
+        self._acks: list[Future[int]] = []
         if url:
             from influxdb_client import InfluxDBClient
             from influxdb_client.client.write_api import SYNCHRONOUS
@@ -144,6 +149,9 @@ class InfluxUplink:
         return f"InfluxUplink(url={self.url!r}, org={self.org!r}, bucket={self.bucket!r})"
 
     def close(self) -> None:
+        if self._ack_pool is not None:
+            self._ack_pool.shutdown(wait=True)
+            self._ack_pool = None
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -167,14 +175,19 @@ class InfluxUplink:
     def _flush_locked(self) -> FlushReport:
         self._sent = self._requests = self._dead = 0
         self._logged_bad = False
+        last: int | None = None
         try:
             for _ in range(self.max_batches):
-                batch = self.spool.take(self.batch_lines)
+                # rows of a batch whose ack is still being written are not taken again
+                batch = self.spool.take(self.batch_lines, after=last)
                 if not batch.ids:
                     break
+                last = batch.ids[-1]
                 self._deliver(batch)
         except _Stop as stop:
+            self._settle_acks()
             return self._failed(stop)
+        self._settle_acks()
         self._failures = 0
         self._not_before = 0.0
         return FlushReport(
@@ -235,7 +248,9 @@ class InfluxUplink:
     def _deliver(self, batch: Batch) -> None:
         status, message, headers = self._post(batch.lines)
         if 200 <= status < 300:
-            self.spool.ack(batch)
+            if self._ack_pool is None:
+                self._ack_pool = ThreadPoolExecutor(1, thread_name_prefix="kuat-spool-ack")
+            self._acks.append(self._ack_pool.submit(self.spool.ack, batch))
             self._sent += len(batch)
         elif status == 413 or (status in (400, 422) and len(batch) > 1):
             if len(batch) == 1:
@@ -248,6 +263,16 @@ class InfluxUplink:
             self._dead_letter(batch, message)
         else:
             raise _Stop(status or None, message or f"HTTP {status}", _retry_after(headers))
+
+    def _settle_acks(self) -> None:
+        """Wait for the acks in flight. One that failed (a disk error) costs a resend of its
+        lines, which land on the points they already made; it is logged, not raised."""
+        acks, self._acks = self._acks, []
+        for f in acks:
+            try:
+                f.result()
+            except Exception as e:
+                log.error("spool ack failed (%s); those lines will be sent again", e)
 
     def _dead_letter(self, batch: Batch, reason: str) -> None:
         if not self._logged_bad:

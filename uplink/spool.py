@@ -183,11 +183,16 @@ class Spool:
             )
         return dropped
 
-    def take(self, limit: int) -> Batch:
-        """The oldest ``limit`` pending lines, without removing them (``ack`` does)."""
+    def take(self, limit: int, *, after: int | None = None) -> Batch:
+        """The oldest ``limit`` pending lines, without removing them (``ack`` does).
+
+        ``after``: only rows with a larger id — the next batch while an earlier one's ack is
+        still being written (ids only grow: AUTOINCREMENT).
+        """
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, line FROM telemetry ORDER BY id LIMIT ?", (limit,)
+                "SELECT id, line FROM telemetry WHERE id > ? ORDER BY id LIMIT ?",
+                (-1 if after is None else after, limit),
             ).fetchall()
         return Batch(tuple(r[0] for r in rows), tuple(r[1] for r in rows))
 

@@ -9,6 +9,12 @@ REST API on the web port can (OpenAPI in Braiins' bos-plus-api; the same calls a
 - ``PUT /api/v1/performance/power-target`` ``{"watt": N}`` -> ``{"watt": N}`` as applied; a
   target the tuner cannot take is a 4xx with ``{"message": …}``.
 
+The same API has the box's identity, which the 4028 API lacks (no serial, no MAC there):
+
+- ``GET /api/v1/miner/details`` -> ``serial_number`` (null on many Antminers running Braiins OS),
+  ``mac_address``, ``miner_identity.miner_model``, ``bos_version.current``, ``hostname``;
+- ``GET /api/v1/network/`` -> ``mac_address`` again, asked only if the details lack it.
+
 Older releases have no REST API (nothing listening, or HTTP 404): that is "unsupported", and the
 quota engine sleeps such a miner instead. The password never appears in a returned cause.
 """
@@ -16,13 +22,20 @@ quota engine sleeps such a miner instead. The password never appears in a return
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from typing import Any
 
 import httpx
 
+from collectors.cgminer.firmware.common import text
 from collectors.cgminer.http_json import HttpFailure, request_json
+from collectors.cgminer.web import BitmainIdentity, identity_mac, identity_serial
 
 LOGIN_PATH = "/api/v1/auth/login"
 POWER_TARGET_PATH = "/api/v1/performance/power-target"
+MINER_DETAILS_PATH = "/api/v1/miner/details"
+NETWORK_PATH = "/api/v1/network/"
+DEFAULT_WEB_PORT = 80
 
 
 async def set_power_target(
@@ -36,25 +49,11 @@ async def set_power_target(
     timeout_s: float = 5.0,
 ) -> int | HttpFailure:
     """Log in and set the tuner's power target; the watts the miner says it applied."""
-    what = f"Braiins OS REST API on port {port}"
+    what = _what(port)
     deadline = asyncio.get_running_loop().time() + timeout_s
-    login = await request_json(
-        client,
-        "POST",
-        host,
-        port,
-        LOGIN_PATH,
-        what=what,
-        deadline=deadline,
-        body={"username": username, "password": password},
-    )
-    if isinstance(login, HttpFailure):
-        if login.kind in ("auth", "rejected"):
-            return HttpFailure("auth", f"{what} refused user {username!r} (wrong password?)")
-        return login
-    token = login.get("token") if isinstance(login, dict) else None
-    if not isinstance(token, str) or not token:
-        return HttpFailure("reply", f"{what}: login gave no token")
+    token = await _login(client, host, port, username, password, deadline)
+    if isinstance(token, HttpFailure):
+        return token
     got = await request_json(
         client,
         "PUT",
@@ -72,3 +71,104 @@ async def set_power_target(
     if not isinstance(applied, int) or isinstance(applied, bool):
         return HttpFailure("reply", f"{what}: power-target reply has no watt")
     return applied
+
+
+def identity_from_miner_details(doc: Any) -> BitmainIdentity | str:
+    """A ``/api/v1/miner/details`` document -> identity, or a one-line cause why it is unusable.
+
+    ``serial_number`` is null on many Antminers running Braiins OS (the control board never had
+    one written): such a box is known by its MAC, as an older stock Antminer is.
+    """
+    if not isinstance(doc, dict):
+        return f"miner details are a JSON {type(doc).__name__}, not an object"
+    ident_doc = doc.get("miner_identity")
+    version = doc.get("bos_version")
+    model = None
+    if isinstance(ident_doc, dict):
+        model = text(ident_doc.get("miner_model")) or text(ident_doc.get("name"))
+    ident = BitmainIdentity(
+        serial=identity_serial(doc.get("serial_number")),
+        mac=identity_mac(doc.get("mac_address")),
+        model=model,
+        firmware=text(version.get("current")) if isinstance(version, dict) else None,
+        hostname=text(doc.get("hostname")),
+    )
+    if ident.serial is None and ident.mac is None:
+        return "miner details have neither a serial (serial_number) nor a MAC (mac_address)"
+    return ident
+
+
+async def fetch_braiins_identity(
+    client: httpx.AsyncClient,
+    host: str,
+    *,
+    port: int = DEFAULT_WEB_PORT,
+    username: str = "root",
+    password: str = "",
+    timeout_s: float = 5.0,
+) -> BitmainIdentity | str:
+    """Log in and read the box's serial/MAC/model; identity, or a one-line cause.
+
+    ``timeout_s`` bounds the whole exchange (login and every GET): a slow web server must not
+    hold a background fetch slot for long.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    token = await _login(client, host, port, username, password, deadline)
+    if isinstance(token, HttpFailure):
+        return _cause(token)
+    auth = {"Authorization": token}
+    what = _what(port)
+    doc = await request_json(
+        client, "GET", host, port, MINER_DETAILS_PATH, what=what, deadline=deadline, headers=auth
+    )
+    if isinstance(doc, HttpFailure):
+        return _cause(doc)
+    ident = identity_from_miner_details(doc)
+    if isinstance(ident, BitmainIdentity) and ident.mac is not None:
+        return ident
+    # no MAC in the details (not seen on a real box, but the network page is where it lives)
+    net = await request_json(
+        client, "GET", host, port, NETWORK_PATH, what=what, deadline=deadline, headers=auth
+    )
+    mac = identity_mac(net.get("mac_address")) if isinstance(net, dict) else None
+    if mac is None:
+        return ident
+    if isinstance(ident, str):
+        return BitmainIdentity(serial=None, mac=mac)
+    return dataclasses.replace(ident, mac=mac)
+
+
+def _what(port: int) -> str:
+    return f"Braiins OS REST API on port {port}"
+
+
+def _cause(f: HttpFailure) -> str:
+    if f.kind in ("missing", "unreachable", "protocol"):
+        # the usual case on a farm: firmware older than the REST API
+        return f"{f.detail} (Braiins OS before 25.07?)"
+    return f.detail
+
+
+async def _login(
+    client: httpx.AsyncClient, host: str, port: int, username: str, password: str, deadline: float
+) -> str | HttpFailure:
+    """The session token, sent back verbatim in ``Authorization``."""
+    what = _what(port)
+    login = await request_json(
+        client,
+        "POST",
+        host,
+        port,
+        LOGIN_PATH,
+        what=what,
+        deadline=deadline,
+        body={"username": username, "password": password},
+    )
+    if isinstance(login, HttpFailure):
+        if login.kind in ("auth", "rejected"):
+            return HttpFailure("auth", f"{what} refused user {username!r} (wrong password?)")
+        return login
+    token = login.get("token") if isinstance(login, dict) else None
+    if not isinstance(token, str) or not token:
+        return HttpFailure("reply", f"{what}: login gave no token")
+    return token

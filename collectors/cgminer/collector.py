@@ -28,9 +28,12 @@ polled over API v3. A target on 4028 (the config default) falls back to v3 by th
 
 Stock Bitmain firmware has no serial or MAC on the API at all; those come from the miner's web UI
 (collectors.cgminer.web), fetched off the hot path: a poll only notes that a fetch is due and
-merges whatever identity is already cached. Background workers (at most WEB_CONCURRENCY) fetch at
-most once per ``identity_interval_s`` per miner, and at once when the API shows a reboot or another
-box behind the address.
+merges whatever identity is already cached. Background workers (at most WEB_CONCURRENCY per
+firmware) fetch at most once per ``identity_interval_s`` per miner, and at once when the API shows
+a reboot or another box behind the address. Braiins OS is the same story (no serial or MAC on its
+4028 API) and gets the same treatment from its REST API on ``braiins_web_port``
+(collectors.cgminer.braiins_rest; Braiins OS 25.07+): on older releases the fetch fails in the
+background, the cause is remembered, and the miner stays known by ip:port as before.
 
 ePIC (UMC/PowerPlay) firmware answers HTTP on 4028 and has no cgminer API (collectors/cgminer/
 epic.py). An unknown miner whose 4028 answers our cgminer request with an HTTP status line is
@@ -56,13 +59,13 @@ import dataclasses
 import json
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
-from collectors.cgminer import epic, vnish_web
+from collectors.cgminer import braiins_rest, epic, vnish_web
 from collectors.cgminer.client import DEFAULT_PORT, ApiError, CgminerClient, NoAnswer, Replies
 from collectors.cgminer.firmware.common import FirmwareSpec
 from collectors.cgminer.parsers import DISCOVERY_COMMANDS, SPECS, build_reading, detect_family
@@ -76,6 +79,8 @@ AsicResult = AsicReading | DeviceError
 
 # Identity replies (FirmwareSpec.sticky) are re-read at least this often, in polls.
 STICKY_POLLS = 30
+# Miners whose failed identity fetch is logged at warning level, per fetcher; the rest at debug.
+IDENTITY_WARNINGS = 20
 # Web UI fetches in flight at once: the CGI is slow and identity is never urgent.
 WEB_CONCURRENCY = 16
 # Uptime may run ahead of our clock by this much before we call it another box on the address.
@@ -183,26 +188,29 @@ class _WebState:
         return went_back or ran_ahead
 
 
+# One identity read of one host: (client, host) -> identity, or a one-line cause.
+IdentityFetch = Callable[[httpx.AsyncClient, str], Awaitable[BitmainIdentity | str]]
+
+
 class _IdentityFetcher:
-    """Web-UI identity of stock Bitmain miners, cached per host:port, fetched in the background.
+    """Identity the 4028 API lacks (stock Bitmain's web UI, Braiins OS's REST API), cached per
+    host:port, fetched in the background: one fetcher per firmware family.
 
     A deque of due miners and at most WEB_CONCURRENCY workers that exit when it is empty, rather
     than a task per miner: at 50,000 miners a waiting task each is memory for nothing, and no
     task outlives the work.
     """
 
-    def __init__(
-        self, *, port: int, username: str, password: str, interval_s: float, timeout_s: float
-    ) -> None:
-        self.port = port
-        self.username = username
-        self.password = password
+    def __init__(self, fetch: IdentityFetch, *, source: str, interval_s: float) -> None:
+        """``source`` names where the identity comes from, in log lines ("the web UI")."""
+        self.fetch = fetch
+        self.source = source
         self.interval_s = interval_s
-        self.timeout_s = timeout_s
         self._state: dict[tuple[str, int], _WebState] = {}
         self._queue: deque[tuple[str, int]] = deque()
         self._workers: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._warned = 0
 
     def observe(self, r: AsicReading) -> None:
         """Note one poll of a stock miner; queue a fetch if one is due. Never waits."""
@@ -288,30 +296,35 @@ class _IdentityFetcher:
 
     async def _fetch(self, client: httpx.AsyncClient, host: str) -> BitmainIdentity | str:
         try:
-            return await fetch_bitmain_identity(
-                client,
-                host,
-                port=self.port,
-                username=self.username,
-                password=self.password,
-                timeout_s=self.timeout_s,
-            )
+            return await self.fetch(client, host)
         except Exception as e:  # a bug here must cost one miner's identity, not the worker
             return f"internal error: {type(e).__name__}: {e}"
 
     def _failed(self, key: tuple[str, int], st: _WebState, cause: str) -> None:
-        # once per miner and cause at warning: a farm with the web UI locked down must not
-        # repeat 50,000 warnings every interval; the identity kept (if any) is still the box's
-        level = logging.DEBUG if cause == st.cause else logging.WARNING
+        # once per miner and cause at warning, and for the first IDENTITY_WARNINGS miners only:
+        # a farm with the web UI locked down (or on firmware without the API) must not log
+        # 50,000 warnings; the identity kept (if any) is still the box's
+        level = logging.DEBUG
+        if cause != st.cause and self._warned < IDENTITY_WARNINGS:
+            level = logging.WARNING
+            self._warned += 1
         st.cause = cause
         log.log(
             level,
-            "asic %s:%s: no identity from the web UI (%s); retrying in %.0f s",
+            "asic %s:%s: no identity from %s (%s); retrying in %.0f s",
             key[0],
             key[1],
+            self.source,
             cause,
             self.interval_s,
         )
+        if level == logging.WARNING and self._warned == IDENTITY_WARNINGS:
+            log.warning(
+                "identity from %s failed on %d miners; further failures are logged at debug "
+                "level (`kuat probe asic HOST` shows one miner's identity)",
+                self.source,
+                IDENTITY_WARNINGS,
+            )
 
 
 class AsicPoller:
@@ -328,10 +341,15 @@ class AsicPoller:
         web_timeout_s: float = 5.0,
         v3_port: int | None = V3_PORT,
         vnish_web_port: int | None = vnish_web.DEFAULT_WEB_PORT,
+        braiins_web_port: int | None = braiins_rest.DEFAULT_WEB_PORT,
+        braiins_username: str = "root",
+        braiins_password: str = "",
     ) -> None:
         """``web_port=None`` turns the stock-Bitmain web identity fetch off; ``v3_port=None``
         turns the Whatsminer API v3 fallback off (targets on 4433 are still polled over v3);
-        ``vnish_web_port=None`` turns reading Vnish's web API off (API fields only)."""
+        ``vnish_web_port=None`` turns reading Vnish's web API off (API fields only);
+        ``braiins_web_port=None`` turns the Braiins OS REST identity fetch off. ``web_timeout_s``
+        bounds one background identity fetch of either kind."""
         self.timeout_s = timeout_s
         self.concurrency = max(1, concurrency)
         self.client = CgminerClient(timeout_s=timeout_s, max_reply_bytes=max_reply_bytes)
@@ -347,35 +365,71 @@ class AsicPoller:
         self._vnish: dict[tuple[str, int], _VnishMemo] = {}
         # one HTTP client for ePIC and Vnish polls, made in the loop that first needs it
         self._http: httpx.AsyncClient | None = None
-        self._web = (
-            _IdentityFetcher(
-                port=web_port,
-                username=web_username,
-                password=web_password,
-                interval_s=identity_interval_s,
-                timeout_s=web_timeout_s,
+        # family -> its background identity fetcher; a family not here has its identity on the
+        # API (or none anywhere)
+        self._idents: dict[str, _IdentityFetcher] = {}
+        if web_port is not None:
+
+            async def bitmain(client: httpx.AsyncClient, host: str) -> BitmainIdentity | str:
+                return await fetch_bitmain_identity(
+                    client,
+                    host,
+                    port=web_port,
+                    username=web_username,
+                    password=web_password,
+                    timeout_s=web_timeout_s,
+                )
+
+            self._idents["bitmain"] = _IdentityFetcher(
+                bitmain, source="the web UI", interval_s=identity_interval_s
             )
-            if web_port is not None
-            else None
-        )
+        if braiins_web_port is not None:
+
+            async def braiins(client: httpx.AsyncClient, host: str) -> BitmainIdentity | str:
+                return await braiins_rest.fetch_braiins_identity(
+                    client,
+                    host,
+                    port=braiins_web_port,
+                    username=braiins_username,
+                    password=braiins_password,
+                    timeout_s=web_timeout_s,
+                )
+
+            self._idents["braiins"] = _IdentityFetcher(
+                braiins, source="the Braiins OS REST API", interval_s=identity_interval_s
+            )
 
     def family_of(self, host: str, port: int = DEFAULT_PORT) -> str | None:
         """The firmware family detected at host:port on an earlier poll, if any."""
         memo = self._memo.get((host, port))
         return memo.family if memo else None
 
+    def _ident_fetcher(self, host: str, port: int) -> _IdentityFetcher | None:
+        # by the family seen last: a box re-flashed from stock to Braiins (a common upgrade)
+        # must not be judged by what the stock web UI said before
+        family = self.family_of(host, port)
+        return self._idents.get(family) if family else None
+
     def identity_of(self, host: str, port: int = DEFAULT_PORT) -> BitmainIdentity | None:
-        """The web-UI identity cached for a stock Bitmain miner, if one was fetched."""
-        return self._web.identity((host, port)) if self._web else None
+        """The identity fetched off the API for a stock Bitmain (web UI) or Braiins OS (REST
+        API) miner, if one was fetched."""
+        f = self._ident_fetcher(host, port)
+        return f.identity((host, port)) if f else None
 
     def identity_error(self, host: str, port: int = DEFAULT_PORT) -> str | None:
-        """Why the last web-UI identity fetch failed, or None if it did not (or never ran)."""
-        return self._web.error((host, port)) if self._web else None
+        """Why the last identity fetch (web UI or Braiins REST API) failed, or None if it did
+        not (or never ran)."""
+        f = self._ident_fetcher(host, port)
+        return f.error((host, port)) if f else None
+
+    def fetches_identity(self, family: str | None) -> bool:
+        """True if this family's serial/MAC come from a background fetch, not from the poll."""
+        return family in self._idents
 
     async def aclose(self) -> None:
         """Stop the background identity fetches (polls keep working, without new fetches)."""
-        if self._web is not None:
-            await self._web.aclose()
+        for f in self._idents.values():
+            await f.aclose()
         if self._http is not None:
             client, self._http = self._http, None
             await client.aclose()
@@ -388,8 +442,9 @@ class AsicPoller:
     async def poll(
         self, host: str, port: int = DEFAULT_PORT, *, wait_identity: bool = False
     ) -> AsicResult:
-        """One poll. ``wait_identity``: a stock Bitmain's web fetch, if one is under way, may use
-        what is left of this poll's deadline, so a one-off probe shows the serial."""
+        """One poll. ``wait_identity``: a stock Bitmain's (or Braiins') identity fetch, if one is
+        under way, may use what is left of this poll's deadline, so a one-off probe shows the
+        serial."""
         taken_at = datetime.now(UTC)
         try:
             deadline = self.client.deadline()
@@ -405,12 +460,13 @@ class AsicPoller:
             )
 
     async def _with_identity(self, r: AsicReading, wait_until: float | None) -> AsicReading:
-        if self._web is None or r.firmware_family != "bitmain":
+        fetcher = self._idents.get(r.firmware_family or "")
+        if fetcher is None:
             return r
-        self._web.observe(r)
+        fetcher.observe(r)
         if wait_until is not None:
-            await self._web.wait((r.ip, r.port), wait_until)
-        return self._web.apply(r)
+            await fetcher.wait((r.ip, r.port), wait_until)
+        return fetcher.apply(r)
 
     def uses_v3(self, host: str, port: int = DEFAULT_PORT) -> bool:
         """True if this target is polled over Whatsminer API v3 (its own port or the fallback)."""

@@ -672,8 +672,8 @@ async def _confirm(
     v3_port: int = V3_PORT,
 ) -> tuple[bool, str]:
     """Poll until ``done`` or ``confirm_s`` runs out; (done?, what the last poll showed)."""
-    # web_port=None: the stock web identity fetch is of no use to a confirmation
-    poller = AsicPoller(timeout_s=timeout_s, web_port=None, v3_port=v3_port)
+    # no identity fetches (stock web UI, Braiins REST): of no use to a confirmation
+    poller = AsicPoller(timeout_s=timeout_s, web_port=None, braiins_web_port=None, v3_port=v3_port)
     loop = asyncio.get_running_loop()
     until = loop.time() + confirm_s
     while True:

@@ -163,6 +163,9 @@ def _from_reading(r: AsicReading, why_no_serial: str) -> Found:
     if r.firmware_family == "bitmain" and r.serial is None:
         # stock firmware keeps its serial on the web UI only: say why it is missing
         note += f"; no serial from the web UI ({why_no_serial})"
+    elif r.firmware_family == "braiins" and r.serial is None and r.mac is None:
+        # Braiins OS has them on its REST API only (25.07+); a MAC alone is a full identity
+        note += f"; no serial or MAC from the REST API ({why_no_serial})"
     return Found(
         ip=r.ip,
         port=r.port,
@@ -212,8 +215,8 @@ async def discover(
         raise ValueError("concurrency must be at least 1")
     total = sum(len(s) for s in spans)
     identify_s = max(timeout_s, MIN_IDENTIFY_TIMEOUT_S)
-    # the web identity of stock Antminers (and Vnish's web API) only when the web port is in
-    # the scan: an operator who left it out does not want that port touched
+    # the web identity of stock Antminers (and Vnish's web API, Braiins OS's REST API) only when
+    # the web port is in the scan: an operator who left it out does not want that port touched
     poller = AsicPoller(
         timeout_s=identify_s,
         concurrency=concurrency,
@@ -222,6 +225,7 @@ async def discover(
         web_password=web_password,
         web_timeout_s=identify_s,
         vnish_web_port=web_port if web_port in ports else None,
+        braiins_web_port=web_port if web_port in ports else None,
     )
     found: list[Found] = []
     # ports left to probe per address; an address is done (for progress) when it reaches zero.

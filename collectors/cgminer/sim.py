@@ -24,7 +24,9 @@ is reported back and the miner then draws under it.
 With ``web_port`` set, stock Antminers (``antminer``, ``reject_multi``) also serve their web UI's
 ``/cgi-bin/get_system_info.cgi`` (serial, MAC, model), ``get_miner_conf.cgi`` and
 ``set_miner_conf.cgi`` behind HTTP digest auth, as lighttpd on the real box does;
-``SimMiner.web_password`` and ``web_hang`` let tests break it.
+``SimMiner.web_password`` and ``web_hang`` let tests break it. Braiins miners serve their REST
+API there (login, ``miner/details`` with the MAC and, for every other miner, a serial, as real
+Braiins OS on an Antminer often has ``serial_number`` null; ``network/``; the power target).
 
 Sleep/wake as the firmware does it: LuxOS ``logon`` + ``curtail`` ``<sid>,sleep|wakeup``,
 Whatsminer encrypted ``power_off``/``power_on``, Braiins ``pause``/``resume``, stock Antminer a
@@ -70,7 +72,7 @@ HEALTHY = (
 )
 FAULTS = ("hang", "trickle", "flood", "garbage", "reject_multi")
 PERSONALITIES = HEALTHY + FAULTS
-# stock Antminers have the web UI; the other firmwares report identity on their own API
+# stock Antminers have the digest-auth web UI (Braiins and Vnish serve JSON APIs on web_port)
 WEB_PERSONALITIES = ("antminer", "reject_multi")
 # Default mix, roughly a Kazakh hosting site: mostly stock S19s, then Whatsminers, some LuxOS
 # and Braiins; weights per 20 miners.
@@ -149,6 +151,8 @@ class SimMiner:
     admin_password: str = "admin"
     v2_tokens: dict[str, str] = field(default_factory=dict)
     factory_limit_w: int = 0
+    # Braiins REST miner/details: a serial, or null as on many Antminers running Braiins OS
+    bos_rest_serial: bool = False
 
     @property
     def firmware_personality(self) -> str:
@@ -812,7 +816,7 @@ def _vnish_route(
 def _braiins_route(
     m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
 ) -> tuple[int, Any]:
-    """Braiins OS 25.07+ public REST API: login and the tuner's power target."""
+    """Braiins OS 25.07+ public REST API: login, identity reads and the tuner's power target."""
     if method == "POST" and path == "/api/v1/auth/login":
         req = _json_body(body)
         if (
@@ -824,10 +828,13 @@ def _braiins_route(
         token = secrets.token_urlsafe(12)
         m.vnish_tokens.add(token)  # one token set per miner serves every web API here
         return 200, {"token": token, "timeout_s": 3600}
-    if path != "/api/v1/performance/power-target":
+    reads = {"/api/v1/miner/details": R.bos_miner_details, "/api/v1/network/": R.bos_network}
+    if path != "/api/v1/performance/power-target" and path not in reads:
         return 404, {"message": "Not Found"}
     if headers.get("authorization", "") not in m.vnish_tokens:
         return 401, {"message": "Unauthorized"}
+    if path in reads:
+        return (200, reads[path](m)) if method == "GET" else (405, {"message": "Not Allowed"})
     req = _json_body(body)
     watt = req.get("watt") if isinstance(req, dict) else None
     if method != "PUT" or not isinstance(watt, int):
@@ -923,6 +930,8 @@ class AsicFarmSimulator:
         miner.web_password = {"epic": "letmein", "vnish": "admin", "braiins": ""}.get(
             personality, "root"
         )
+        # both identity paths: known by serial (odd i) and by MAC alone (even i)
+        miner.bos_rest_serial = i % 2 == 1
         miner.tick()
         return miner
 

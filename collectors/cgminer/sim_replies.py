@@ -523,6 +523,45 @@ BRAIINS: dict[str, Callable[[SimMiner], Body]] = {
     "tunerstatus": _bos_tuner,
 }
 
+
+def bos_miner_details(m: SimMiner) -> Body:
+    """REST ``/api/v1/miner/details``, shaped after the real reply in tests/fixtures/asic/
+    braiins-s19xp-miner_details.json (Braiins OS+ 25.07 on an S19 XP)."""
+    return {
+        "bos_mode": 4,
+        "bos_version": {
+            "bos_plus": True,
+            "current": "2025-08-06-0-3881c51d-25.07-plus",
+            "major": "2022-09-13-0-11012d53-22.08-plus",
+        },
+        "bosminer_uptime_s": m.elapsed - 40,
+        "hostname": "Antminer",
+        "kernel_version": "4.9.113",
+        "mac_address": m.mac.lower(),  # the real API's case; kuat upper-cases MACs
+        "miner_identity": {"brand": 1, "miner_model": m.model, "model": 18, "name": m.model},
+        "platform": 4,
+        "serial_number": m.serial if m.bos_rest_serial else None,
+        "status": 2,
+        "sticker_hashrate": {"gigahash_per_second": m.nominal_ths * 1000.0},
+        "system_uptime": m.elapsed,
+        "system_uptime_s": m.elapsed,
+        "uid": m.session_id[:16],
+    }
+
+
+def bos_network(m: SimMiner) -> Body:
+    """REST ``/api/v1/network/`` (the real v25_07 reply's shape)."""
+    return {
+        "default_gateway": "10.20.0.1",
+        "dns_servers": ["127.0.0.1"],
+        "hostname": "Antminer",
+        "mac_address": m.mac.lower(),
+        "name": "eth0",
+        "networks": [{"address": m.ip, "netmask": "255.255.255.0"}],
+        "protocol": 1,
+    }
+
+
 FIRMWARE_REPLIES: dict[str, tuple[dict[str, Callable[[SimMiner], Body]], str]] = {
     "antminer": (BITMAIN, _BM_DESC),
     "whatsminer": (WHATSMINER, "btminer"),

@@ -79,16 +79,25 @@ def parse_system_info(body: bytes | str) -> BitmainIdentity | str:
     return ident
 
 
-def _identity(doc: dict[str, Any]) -> BitmainIdentity:
-    serial = text(doc.get("serinum"))
+def identity_serial(v: Any) -> str | None:
+    """A serial as a register key: None for a missing one or a placeholder."""
+    serial = text(v)
     if serial is not None and serial.lower() in _NO_SERIAL:
-        serial = None
-    mac = norm_mac(doc.get("macaddr"))
-    if mac == _NO_MAC:  # an unprogrammed EEPROM: every such box would share one identity
-        mac = None
+        return None
+    return serial
+
+
+def identity_mac(v: Any) -> str | None:
+    """A MAC as a register key, normalised; None for a missing or unprogrammed one."""
+    mac = norm_mac(v)
+    # an unprogrammed EEPROM: every such box would share one identity
+    return None if mac == _NO_MAC else mac
+
+
+def _identity(doc: dict[str, Any]) -> BitmainIdentity:
     return BitmainIdentity(
-        serial=serial,
-        mac=mac,
+        serial=identity_serial(doc.get("serinum")),
+        mac=identity_mac(doc.get("macaddr")),
         model=text(doc.get("minertype")),
         firmware=text(doc.get("system_filesystem_version")),
         hostname=text(doc.get("hostname")),

@@ -1,7 +1,8 @@
 """Braiins OS (BOSminer / BOSer) through its cgminer-compatible API on 4028.
 
-No serial or MAC on this API. Watts and the power limit come from ``tunerstatus`` (Braiins OS+
-autotuner; shape as in the Braiins OS docs' example and pyasic's BOSminer parser):
+No serial or MAC on this API (the poller reads them from the REST API in the background:
+collectors/cgminer/braiins_rest.py). Watts and the power limit come from ``tunerstatus``
+(Braiins OS+ autotuner; shape as in the Braiins OS docs' example and pyasic's BOSminer parser):
 ``TUNERSTATUS[0].PowerLimit`` is the tuner's power target, ``ApproximateMinerPowerConsumption`` its
 estimate for the whole miner (chains + control board + fans), the better figure for the site
 balance than ``ApproximateChainPowerConsumption`` (chains only). Builds without the tuner
