@@ -207,6 +207,15 @@ class VictoriaMetrics:
         body = self._get(f"/api/v1/export?{query}", 30).decode()
         return [json.loads(line) for line in body.splitlines() if line.strip()]
 
+    def query(self, expr: str, time_s: float) -> list[dict]:
+        """The result of the instant query ``expr`` at ``time_s`` (``/api/v1/query``)."""
+        self.force_flush()
+        query = urllib.parse.urlencode({"query": expr, "time": f"{time_s:.3f}"})
+        body = json.loads(self._get(f"/api/v1/query?{query}", 30))
+        if body.get("status") != "success":
+            raise RuntimeError(f"query {expr!r} failed: {body}")
+        return body["data"]["result"]
+
     def delete_all(self) -> None:
         """Forget every series (lets module-scoped fixtures isolate tests)."""
         query = urllib.parse.urlencode({"match[]": '{__name__!=""}'})
