@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from agent.config import ConfigError, load_config
+from kuat.agent.config import ConfigError, load_config
 
 app = typer.Typer(
     help="kuat — edge agent for digital-mining farms: miners, PDUs and meters, the electricity "
@@ -71,12 +70,12 @@ def run(
     """Run the agent (under systemd: Type=notify). SIGTERM or Ctrl-C stops it cleanly."""
     cfg = _load_or_exit(config)
     _setup_logging(cfg.agent.log_level)
-    from agent.runtime import Agent
+    from kuat.agent.runtime import Agent
 
     agent = Agent(cfg)
     if once:
         snap = asyncio.run(agent.run_once())
-        from agent.status import render_text
+        from kuat.agent.status import render_text
 
         typer.echo(render_text(snap, cfg.agent.language))
         return
@@ -106,7 +105,7 @@ def demo(
         typer.echo(f"--lang must be kk, ru or en, not {lang!r}", err=True)
         raise typer.Exit(2)
     _setup_logging("warning")
-    from agent.demo import run_demo
+    from kuat.agent.demo import run_demo
 
     code = asyncio.run(
         run_demo(miners=miners, duration_s=duration, state_dir=state_dir, lang=lang, plain=plain)
@@ -125,7 +124,7 @@ def _split_hostport(text: str, default_port: int) -> tuple[str, int]:
 
 
 def _emit(result: object, as_json: bool) -> None:
-    from collectors.readings import DeviceError, to_jsonable
+    from kuat.collectors.readings import DeviceError, to_jsonable
 
     if isinstance(result, DeviceError):
         typer.echo(result.describe(), err=True)
@@ -155,7 +154,7 @@ def probe_asic(
     as_json: JsonOpt = False,
 ) -> None:
     """One poll of a miner's cgminer-family API (port 4028 unless given)."""
-    from collectors.cgminer.collector import AsicPoller
+    from kuat.collectors.cgminer.collector import AsicPoller
 
     host, port = _split_hostport(target, 4028)
 
@@ -193,7 +192,7 @@ def probe_pdu(
     as_json: JsonOpt = False,
 ) -> None:
     """One SNMP poll of a PDU (port 161 unless given)."""
-    from collectors.snmp.collector import PduPoller, SnmpAuth
+    from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 
     if (community is None) == (v3_user is None):
         typer.echo("give either --community or --v3-user with its keys", err=True)
@@ -231,8 +230,8 @@ def probe_meter(
     as_json: JsonOpt = False,
 ) -> None:
     """One Modbus/TCP poll of a meter (port 502 unless given)."""
-    from collectors.modbus.collector import MeterPoller
-    from collectors.modbus.collector import list_profiles as names
+    from kuat.collectors.modbus.collector import MeterPoller
+    from kuat.collectors.modbus.collector import list_profiles as names
 
     if list_profiles:
         for name in names():
@@ -254,7 +253,7 @@ def probe_meter(
 
 
 def main() -> None:
-    from agent.commands import register_all
+    from kuat.agent.commands import register_all
 
     register_all(app)
     app()

@@ -17,6 +17,8 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from kuat.agent.tomlpos import locate
+from kuat.quota.grid import GridConnection
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -27,9 +29,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from agent.tomlpos import locate
-from quota.grid import GridConnection
 
 Lang = Literal["kk", "ru", "en"]
 

@@ -1,6 +1,6 @@
 """Carrying out the quota engine's curtailment plans.
 
-The plan is pure (``quota.curtail``); this module feeds it the miners as the agent last saw
+The plan is pure (``kuat.quota.curtail``); this module feeds it the miners as the agent last saw
 them, remembers when each miner was switched (so minimum on/off times hold across cycles), and —
 only with ``[quota] enforce = true`` — sends the sleep/wake commands through the collectors'
 control side. Without enforcement the plan is logged and written to telemetry, nothing more.
@@ -27,18 +27,18 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from agent.config import KuatConfig, PduConfig
-from agent.state import SiteState
-from collectors.capabilities import ActionResult
-from collectors.cgminer import control
-from collectors.cgminer.models import estimated_power_w
-from collectors.readings import AsicReading
-from collectors.snmp.collector import PduPoller
-from quota.curtail import Action, ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
-from quota.evaluate import QuotaStatus
-from quota.messages import render
-from quota.orders import CurtailmentOrder, OrderBook, limit_kw, limit_reason, tighter
-from uplink.lineproto import encode_point
+from kuat.agent.config import KuatConfig, PduConfig
+from kuat.agent.state import SiteState
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.models import estimated_power_w
+from kuat.collectors.readings import AsicReading
+from kuat.collectors.snmp.collector import PduPoller
+from kuat.quota.curtail import Action, ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
+from kuat.quota.evaluate import QuotaStatus
+from kuat.quota.messages import render
+from kuat.quota.orders import CurtailmentOrder, OrderBook, limit_kw, limit_reason, tighter
+from kuat.uplink.lineproto import encode_point
 
 log = logging.getLogger("kuat.curtail")
 
@@ -315,7 +315,7 @@ class Curtailer:
         if feed is None:
             return ActionResult(a.device_id, a.kind.value, "unsupported", "no outlet known")
         pdu, index = feed
-        from agent.runtime import _snmp_auth  # runtime imports this module: import late
+        from kuat.agent.runtime import _snmp_auth  # runtime imports this module: import late
 
         async with gate:
             return await self._pdu.switch_outlet(

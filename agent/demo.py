@@ -16,18 +16,17 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kuat.agent.config import KuatConfig
+from kuat.agent.demo_quota import write_demo_schedule
+from kuat.agent.i18n import Lang
+from kuat.agent.runtime import Agent
+from kuat.agent.state import StatusSnapshot
+from kuat.agent.status import render_line, render_table
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.collectors.snmp.sim import SnmpSimulator
 from rich.console import Console
 from rich.live import Live
-
-from agent.config import KuatConfig
-from agent.demo_quota import write_demo_schedule
-from agent.i18n import Lang
-from agent.runtime import Agent
-from agent.state import StatusSnapshot
-from agent.status import render_line, render_table
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.modbus.sim import MeterSimulator
-from collectors.snmp.sim import SnmpSimulator
 
 # Stock Antminers' web UI, where their serial and MAC live (port 80 needs no root this way).
 DEMO_WEB_PORT = 8080

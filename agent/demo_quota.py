@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from quota.clock import hour_of
+from kuat.quota.clock import hour_of
 
 # The demo buys 10% more than it draws: the hour closes OK with a visible margin.
 HEADROOM = 1.10

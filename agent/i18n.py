@@ -1,6 +1,6 @@
 """Operator-facing labels of the agent itself, in Kazakh, Russian and English.
 
-Reason texts of quota and compliance decisions live beside their codes in ``quota.messages``;
+Reason texts of quota and compliance decisions live beside their codes in ``kuat.quota.messages``;
 this catalogue holds what the agent's own screens and logs say.
 """
 

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from collectors.readings import MeterReading
-from quota.clock import ASTANA, HOUR, as_utc, hour_bounds, hour_of
+from kuat.collectors.readings import MeterReading
+from kuat.quota.clock import ASTANA, HOUR, as_utc, hour_bounds, hour_of
 
 __all__ = ["DayRow", "EnergyLedger", "HourRow", "month_bounds"]
 

@@ -12,20 +12,20 @@ import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from agent.config import KuatConfig
-from agent.state import SiteState
-from collectors.readings import PduReading
-from quota.balance import BalancePolicy, BalanceState, balance_from_readings
-from quota.checks import CheckStatus
-from quota.clock import hour_of
-from quota.energy import MeterSample
-from quota.evaluate import QuotaPolicy, QuotaState, QuotaStatus, evaluate
-from quota.grid import check_grid_connection
-from quota.messages import render
-from quota.orders import OrderBook, OrderOutcome
-from quota.pools import check_pools
-from quota.schedule import BookOutcome, ScheduleBook
-from uplink.lineproto import encode_point
+from kuat.agent.config import KuatConfig
+from kuat.agent.state import SiteState
+from kuat.collectors.readings import PduReading
+from kuat.quota.balance import BalancePolicy, BalanceState, balance_from_readings
+from kuat.quota.checks import CheckStatus
+from kuat.quota.clock import hour_of
+from kuat.quota.energy import MeterSample
+from kuat.quota.evaluate import QuotaPolicy, QuotaState, QuotaStatus, evaluate
+from kuat.quota.grid import check_grid_connection
+from kuat.quota.messages import render
+from kuat.quota.orders import OrderBook, OrderOutcome
+from kuat.quota.pools import check_pools
+from kuat.quota.schedule import BookOutcome, ScheduleBook
+from kuat.uplink.lineproto import encode_point
 
 log = logging.getLogger("kuat.quota")
 

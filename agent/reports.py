@@ -17,17 +17,17 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from agent.config import KuatConfig, Lang
-from agent.ledger import EnergyLedger, month_bounds
-from collectors.readings import AsicReading, PoolInfo
-from quota.checks import CheckStatus
-from quota.clock import as_utc, hour_bounds, hour_of
-from quota.grid import check_grid_connection
-from quota.messages import render
-from quota.pools import check_pools
-from quota.reasons import Code, Reason
-from quota.schedule import EnergySource, ScheduleBook
-from uplink.inventory import iso
+from kuat.agent.config import KuatConfig, Lang
+from kuat.agent.ledger import EnergyLedger, month_bounds
+from kuat.collectors.readings import AsicReading, PoolInfo
+from kuat.quota.checks import CheckStatus
+from kuat.quota.clock import as_utc, hour_bounds, hour_of
+from kuat.quota.grid import check_grid_connection
+from kuat.quota.messages import render
+from kuat.quota.pools import check_pools
+from kuat.quota.reasons import Code, Reason
+from kuat.quota.schedule import EnergySource, ScheduleBook
+from kuat.uplink.inventory import iso
 
 PEAK_WINDOW = timedelta(days=30)  # how far back item 5's measured peak demand looks
 

@@ -16,23 +16,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
-from agent.config import KuatConfig, PduConfig
-from agent.curtailment import Curtailer
-from agent.dashboard import Dashboard, start_dashboard
-from agent.ledger import EnergyLedger
-from agent.quota_job import QuotaJob
-from agent.sdnotify import Notifier, watchdog_interval_s
-from agent.sizing import asic_concurrency, raise_fd_limit
-from agent.state import SiteState, StatusSnapshot, snapshot
-from agent.tuning import apply_gc_tuning
-from agent.uplinks import Uplinks
-from collectors.cgminer.collector import AsicPoller
-from collectors.modbus.collector import MeterPoller
-from collectors.readings import AsicReading, DeviceError, MeterReading
-from collectors.snmp.collector import PduPoller, SnmpAuth
-from uplink.http import make_client
-from uplink.quota_source import HttpScheduleSource, MqttScheduleReceiver, quota_topics
+from kuat.agent.config import KuatConfig, PduConfig
+from kuat.agent.curtailment import Curtailer
+from kuat.agent.dashboard import Dashboard, start_dashboard
+from kuat.agent.ledger import EnergyLedger
+from kuat.agent.quota_job import QuotaJob
+from kuat.agent.sdnotify import Notifier, watchdog_interval_s
+from kuat.agent.sizing import asic_concurrency, raise_fd_limit
+from kuat.agent.state import SiteState, StatusSnapshot, snapshot
+from kuat.agent.tuning import apply_gc_tuning
+from kuat.agent.uplinks import Uplinks
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.modbus.collector import MeterPoller
+from kuat.collectors.readings import AsicReading, DeviceError, MeterReading
+from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
+from kuat.uplink.http import make_client
+from kuat.uplink.quota_source import HttpScheduleSource, MqttScheduleReceiver, quota_topics
 
 log = logging.getLogger("kuat.agent")
 

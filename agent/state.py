@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from collectors.readings import AsicReading, DeviceError, MeterReading, PduReading
+from kuat.collectors.readings import AsicReading, DeviceError, MeterReading, PduReading
 
 # Two hours covers the current hour plus the 15-minute demand interval with room to spare.
 METER_HISTORY = timedelta(hours=2)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from kuat.agent.i18n import Lang, t
+from kuat.agent.state import StatusSnapshot
 from rich.table import Table
 from rich.text import Text
-
-from agent.i18n import Lang, t
-from agent.state import StatusSnapshot
 
 _STYLE = {
     "OK": "green",

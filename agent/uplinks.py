@@ -11,13 +11,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from agent.config import KuatConfig
-from collectors.readings import AsicReading, PollResult
-from uplink.influx import FlushReport, InfluxUplink
-from uplink.inventory import Location
-from uplink.lineproto import encode
-from uplink.mqtt import RegisterPublisher
-from uplink.spool import Spool
+from kuat.agent.config import KuatConfig
+from kuat.collectors.readings import AsicReading, PollResult
+from kuat.uplink.influx import FlushReport, InfluxUplink
+from kuat.uplink.inventory import Location
+from kuat.uplink.lineproto import encode
+from kuat.uplink.mqtt import RegisterPublisher
+from kuat.uplink.spool import Spool
 
 log = logging.getLogger("kuat.uplink")
 

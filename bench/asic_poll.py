@@ -1,7 +1,7 @@
 """Benchmark: kuat's AsicPoller vs pyasic 0.79 against the same simulated farm (not a test).
 
-The farm runs in its own process (python -m collectors.cgminer.sim); each client runs in its own
-child process too, so CPU seconds and peak RSS are that client's alone.
+The farm runs in its own process (python -m kuat.collectors.cgminer.sim); each client runs in its
+own child process too, so CPU seconds and peak RSS are that client's alone.
 
     .venv/bin/python -m bench.asic_poll --count 2000 --rounds 3 --pyasic-count 300
 
@@ -50,7 +50,7 @@ TARGET_SHARE = 0.35 / 10
 
 
 def targets(first_ip: str, count: int) -> list[tuple[str, int]]:
-    from collectors.cgminer.sim import _addresses
+    from kuat.collectors.cgminer.sim import _addresses
 
     return [(ip, 4028) for ip in _addresses(first_ip, count)]
 
@@ -81,9 +81,9 @@ def _filled(r: Any) -> dict[str, bool]:
 async def run_kuat(
     tg: list[tuple[str, int]], rounds: int, concurrency: int, web_port: int
 ) -> dict[str, Any]:
-    from agent.tuning import apply_gc_tuning
-    from collectors.cgminer.collector import AsicPoller
-    from collectors.readings import AsicReading
+    from kuat.agent.tuning import apply_gc_tuning
+    from kuat.collectors.cgminer.collector import AsicPoller
+    from kuat.collectors.readings import AsicReading
 
     apply_gc_tuning()  # the agent's own process setting (agent/tuning.py), as `kuat run` has it
     poller = AsicPoller(
@@ -284,7 +284,7 @@ def _deep_size(root: object) -> int:
 
 
 def _fields_by_family(results: list[Any]) -> dict[str, dict[str, Any]]:
-    from collectors.readings import AsicReading
+    from kuat.collectors.readings import AsicReading
 
     out: dict[str, dict[str, Any]] = {}
     for r in results:
@@ -306,9 +306,9 @@ def _fields_by_family(results: list[Any]) -> dict[str, dict[str, Any]]:
 async def _scale_cycles(
     tg: list[tuple[str, int]], cycles: int, concurrency: int, web_port: int
 ) -> dict[str, Any]:
-    from agent.tuning import apply_gc_tuning
-    from collectors.cgminer.collector import AsicPoller
-    from collectors.readings import AsicReading
+    from kuat.agent.tuning import apply_gc_tuning
+    from kuat.collectors.cgminer.collector import AsicPoller
+    from kuat.collectors.readings import AsicReading
 
     apply_gc_tuning()  # as `kuat run` has it
     # the simulators serve the stock web UI and Braiins' REST API on the same --web-port
@@ -387,8 +387,8 @@ def scale_client() -> None:
     soft, hard = _raise_nofile()
     import gc
 
-    import agent.runtime  # noqa: F401  -- everything the agent imports: the real baseline
-    import collectors.cgminer.collector  # noqa: F401
+    import kuat.agent.runtime
+    import kuat.collectors.cgminer.collector  # noqa: F401
 
     gc.collect()
     rss["kuat_imported_mb"] = _status_mb()["VmRSS"]
@@ -455,7 +455,7 @@ def _run_scale(
     procs: list[subprocess.Popen[str]],
     parent_rss: float,
 ) -> None:
-    from collectors.cgminer.sim import _MIX, WEB_PERSONALITIES
+    from kuat.collectors.cgminer.sim import _MIX, WEB_PERSONALITIES
 
     assert client.stdin is not None and client.stdout is not None
     soft, hard = _raise_nofile()
@@ -487,7 +487,7 @@ def _run_scale(
     t0 = time.perf_counter()
     sims = []
     for i, (first, count) in enumerate(ranges):
-        cmd = [sys.executable, "-m", "collectors.cgminer.sim", "--count", str(count)]
+        cmd = [sys.executable, "-m", "kuat.collectors.cgminer.sim", "--count", str(count)]
         cmd += ["--first-ip", first, "--seed", str(i + 1)]
         if web:
             cmd += ["--web-port", str(web)]
@@ -531,7 +531,7 @@ def _run_scale(
 
 
 def _gap(family: str, field: str, rep: dict[str, Any]) -> str:
-    from collectors.cgminer.parsers import SPECS
+    from kuat.collectors.cgminer.parsers import SPECS
 
     spec = SPECS.get(family)
     if family in _FETCHED_IDENTITY and field in ("serial", "mac"):
@@ -690,7 +690,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         child(args)
         return
 
-    sim_cmd = [sys.executable, "-m", "collectors.cgminer.sim", "--count", str(args.count)]
+    sim_cmd = [sys.executable, "-m", "kuat.collectors.cgminer.sim", "--count", str(args.count)]
     sim_cmd += ["--first-ip", args.first_ip]
     if args.web_port:
         # the stock web UI, where kuat and pyasic read serial and MAC (pyasic: on port 80)

@@ -5,7 +5,7 @@
 Prints one Markdown table. Every result is set against a named baseline measured in the same
 run (these machines are noisy, so absolute numbers travel badly and nothing is asserted):
 
-1. **Encode** — ``uplink.lineproto.encode`` on a realistic cycle (5,000 fully filled
+1. **Encode** — ``kuat.uplink.lineproto.encode`` on a realistic cycle (5,000 fully filled
    ``AsicReading``s plus meters and PDUs) against influxdb-client's ``Point`` objects built for
    the same readings and serialised with ``Point.to_line_protocol()``. Every repetition encodes
    a fresh cycle (same devices, new values and timestamps), as the agent does. CPU time
@@ -51,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from collectors.readings import (
+from kuat.collectors.readings import (
     AsicReading,
     AsicTemps,
     MeterReading,
@@ -209,7 +209,7 @@ def _f(value: float | None) -> float | None:
 
 
 def baseline_points(results: Sequence[PollResult], site: str) -> list[Any]:
-    """Points carrying exactly what ``uplink.lineproto.encode`` writes for ``results``."""
+    """Points carrying exactly what ``kuat.uplink.lineproto.encode`` writes for ``results``."""
     from influxdb_client import Point, WritePrecision
 
     ns = WritePrecision.NS
@@ -422,8 +422,8 @@ def _fresh_cycle(taken_at: datetime, seed: int, serials: Sequence[str]) -> list[
 
 
 def bench_encode(reps: int) -> list[Row]:
-    from uplink import lineproto
-    from uplink.lineproto import encode
+    from kuat.uplink import lineproto
+    from kuat.uplink.lineproto import encode
 
     accelerated = lineproto.ACCELERATED
 
@@ -528,7 +528,7 @@ def _replay_lines(total: int, end: datetime) -> Iterator[list[str]]:
     """``total`` realistic asic lines, 5,000 miners × successive minutes ending at ``end``
     (oldest first), in batches of ``PUT_BATCH``. Built from one encoded cycle by moving the
     timestamp, so every line is a distinct point of one of 5,000 series."""
-    from uplink.lineproto import encode
+    from kuat.uplink.lineproto import encode
 
     heads = [line.rsplit(" ", 1)[0] for line in encode(make_cycle(end, asics=5000), SITE)]
     cycles = math.ceil(total / len(heads))
@@ -570,10 +570,10 @@ def bench_replay(total: int, workdir: Path) -> list[Row]:
     """
     from influxdb_client import InfluxDBClient
     from influxdb_client.client.write_api import SYNCHRONOUS
+    from kuat.uplink.influx import InfluxUplink
+    from kuat.uplink.spool import Spool
 
     from tests.servers import VictoriaMetrics
-    from uplink.influx import InfluxUplink
-    from uplink.spool import Spool
 
     cycles = math.ceil(total / 5000)
     replay_end = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
@@ -708,8 +708,8 @@ def _vm_hwm_mb() -> float:
 def rss_child(batches: int, directory: Path) -> None:
     """Spools ``batches`` agent cycles (50,000 asic readings each) and reports, as JSON on
     stdout, peak/current RSS and spool size before and after every cycle."""
-    from uplink.lineproto import encode
-    from uplink.spool import Spool
+    from kuat.uplink.lineproto import encode
+    from kuat.uplink.spool import Spool
 
     path = directory / "spool.db"
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from collectors.readings import PollResult
+from kuat.collectors.readings import PollResult
 
 ActionOutcome = Literal["done", "refused", "unsupported", "failed"]
 

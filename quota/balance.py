@@ -16,8 +16,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collectors.readings import AsicReading, MeterReading, PduReading
-from quota.reasons import Code, Reason
+from kuat.collectors.readings import AsicReading, MeterReading, PduReading
+from kuat.quota.reasons import Code, Reason
 
 
 class BalanceState(enum.StrEnum):

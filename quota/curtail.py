@@ -41,8 +41,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from quota.clock import as_utc
-from quota.reasons import Code, Reason
+from kuat.quota.clock import as_utc
+from kuat.quota.reasons import Code, Reason
 
 # A plan names at most this many held switches: at 50,000 miners a full list would be noise.
 MAX_HELD = 100
@@ -365,7 +365,7 @@ def plan(
     overhead_kw: float = 0.0,
 ) -> CurtailPlan:
     """``load_kw`` is the site's present draw (the meter's); without it, Σ awake miners +
-    ``overhead_kw``. ``allowed_kw`` comes from :func:`quota.evaluate.evaluate`."""
+    ``overhead_kw``. ``allowed_kw`` comes from :func:`kuat.quota.evaluate.evaluate`."""
     now = as_utc(now)
     awake_kw = sum((m.power_w or 0.0) for m in miners if not m.asleep) / 1000.0
     load = load_kw if load_kw is not None else awake_kw + overhead_kw

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from quota.clock import as_utc
-from quota.energy import MeterSample, clean, energy_between
+from kuat.quota.clock import as_utc
+from kuat.quota.energy import MeterSample, clean, energy_between
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

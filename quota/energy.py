@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from collectors.readings import MeterReading
+from kuat.collectors.readings import MeterReading
 
 
 @dataclass(frozen=True, slots=True)

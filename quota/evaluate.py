@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from quota.clock import as_utc, hour_bounds, hour_of
-from quota.demand import demand_now
-from quota.energy import MeterSample, clean, energy_between, present_power
-from quota.reasons import Code, Reason
-from quota.schedule import EnergySource, HourlyAllocation, ScheduleBook
+from kuat.quota.clock import as_utc, hour_bounds, hour_of
+from kuat.quota.demand import demand_now
+from kuat.quota.energy import MeterSample, clean, energy_between, present_power
+from kuat.quota.reasons import Code, Reason
+from kuat.quota.schedule import EnergySource, HourlyAllocation, ScheduleBook
 
 __all__ = ["MeterSample", "QuotaPolicy", "QuotaState", "QuotaStatus", "evaluate"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from quota.checks import CheckStatus
-from quota.reasons import Code, Reason
+from kuat.quota.checks import CheckStatus
+from kuat.quota.reasons import Code, Reason
 
 MIN_VOLTAGE_KV = 35.0
 MIN_PERMITTED_MW = 1.0

@@ -42,8 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from quota.clock import ASTANA, as_utc
-from quota.reasons import Code, Reason
+from kuat.quota.clock import ASTANA, as_utc
+from kuat.quota.reasons import Code, Reason
 
 __all__ = [
     "CurtailmentOrder",

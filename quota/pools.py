@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from collectors.readings import AsicReading
-from quota.checks import CheckStatus
-from quota.reasons import Code, Reason
+from kuat.collectors.readings import AsicReading
+from kuat.quota.checks import CheckStatus
+from kuat.quota.reasons import Code, Reason
 
 
 def pool_host(url: str) -> str | None:

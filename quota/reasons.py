@@ -1,9 +1,9 @@
 """Reason codes: why a decision came out the way it did, as a code plus plain parameters.
 
 A reason is data, not prose: the operator's language is chosen when it is shown
-(:func:`quota.messages.render`), and logs, MQTT and InfluxDB carry the code itself.
+(:func:`kuat.quota.messages.render`), and logs, MQTT and InfluxDB carry the code itself.
 Parameters are plain JSON values (str, int, float, bool, None, or lists of them) so that
-``collectors.readings.to_jsonable`` of any result containing reasons is JSON as is.
+``kuat.collectors.readings.to_jsonable`` of any result containing reasons is JSON as is.
 """
 
 from __future__ import annotations

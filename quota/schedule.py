@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from quota.reasons import Code, Reason
+from kuat.quota.reasons import Code, Reason
 
 HOURS = 24
 DEFAULT_MAX_MWH_PER_HOUR = 1000.0

@@ -1,7 +1,7 @@
 /* _lpaccel: the numeric field text of an `asic` line-protocol point.
  *
  * Why this exists: formatting a dozen numbers per miner is most of what
- * uplink.lineproto.encode_asic costs, and it runs for every miner every cycle (50,000 per
+ * kuat.uplink.lineproto.encode_asic costs, and it runs for every miner every cycle (50,000 per
  * cycle on a large farm). Python's float repr and f-strings cannot go much faster; this can.
  *
  * Scope, deliberately narrow: numbers only. No device-supplied string ever reaches this code
@@ -9,7 +9,7 @@
  * so there is no escaping here to get wrong.
  *
  * Contract: the text is byte-identical to the fields written by
- * uplink.lineproto._encode_asic_pure, which stays the reference. Whenever an input is not one
+ * kuat.uplink.lineproto._encode_asic_pure, which stays the reference. Whenever an input is not one
  * of the plain types handled here, or its exact pure-Python output would need more than this
  * code does (ints beyond 64 bits, int(nan), float subclasses...), raise TypeError instead of
  * guessing: the caller then runs the pure path, which handles the value or raises the error it
@@ -367,8 +367,8 @@ static PyMethodDef lpaccel_methods[] = {
 
 static struct PyModuleDef lpaccel_module = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "uplink._lpaccel",
-    .m_doc = "Optional C accelerator for uplink.lineproto (numeric asic fields only).",
+    .m_name = "kuat.uplink._lpaccel",
+    .m_doc = "Optional C accelerator for kuat.uplink.lineproto (numeric asic fields only).",
     .m_size = 0,
     .m_methods = lpaccel_methods,
 };

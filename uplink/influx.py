@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from uplink.spool import Batch, Spool
+from kuat.uplink.spool import Batch, Spool
 
 __all__ = ["FlushOutcome", "FlushReport", "InfluxUplink"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from collectors.readings import AsicReading
+from kuat.collectors.readings import AsicReading
 
 __all__ = [
     "EVENT_SCHEMA",

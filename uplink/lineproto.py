@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from collectors.readings import (
+from kuat.collectors.readings import (
     AsicReading,
     DeviceError,
     MeterReading,
@@ -43,7 +43,7 @@ from collectors.readings import (
 )
 
 try:
-    from uplink import _lpaccel
+    from kuat.uplink import _lpaccel
 except ImportError:  # no C compiler at install time: the pure-Python path, same output
     _lpaccel = None
 

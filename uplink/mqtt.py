@@ -13,7 +13,7 @@ Durability: every inventory/event message is written to the spool's outbox (fsyn
 is handed to paho, and deleted only when its PUBACK arrives; a message the broker refuses
 (PUBACK reason code ≥ 0x80) moves to ``outbox_dead``. After a restart the whole outbox is
 published again, in order. Every event is also appended, in the same transaction, to the
-durable register history (``uplink.register_history``), which outlives the PUBACK: the owner's
+durable register history (``kuat.uplink.register_history``), which outlives the PUBACK: the owner's
 ``kuat register export --since`` reads removals from there. Within one process paho itself
 resends unacknowledged messages after a reconnect (the MQTT session is persistent:
 clean_start=False + session expiry).
@@ -39,12 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from collectors.readings import AsicReading
-from uplink.inventory import (
+from kuat.collectors.readings import AsicReading
+from kuat.uplink.inventory import (
     STATUS_SCHEMA,
     Location,
     Snapshot,
@@ -54,8 +50,11 @@ from uplink.inventory import (
     snapshot_from_payload,
     snapshot_payload,
 )
-from uplink.register_history import DEFAULT_RETENTION, RegisterHistory
-from uplink.spool import Spool
+from kuat.uplink.register_history import DEFAULT_RETENTION, RegisterHistory
+from kuat.uplink.spool import Spool
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 __all__ = ["InventoryReport", "RegisterPublisher", "topic_base"]
 

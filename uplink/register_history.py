@@ -33,8 +33,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from uplink.inventory import iso
-from uplink.spool import Spool
+from kuat.uplink.inventory import iso
+from kuat.uplink.spool import Spool
 
 __all__ = [
     "DEFAULT_RETENTION",

@@ -1,6 +1,6 @@
 """Subcommands beyond the core ones, one module each.
 
-A module here defines ``register(app: typer.Typer) -> None``; ``agent.cli`` calls every one at
+A module here defines ``register(app: typer.Typer) -> None``; ``kuat.agent.cli`` calls every one at
 start, so adding a command never means editing the CLI's core.
 """
 

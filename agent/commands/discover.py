@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-
-from collectors.cgminer.discover import (
+from kuat.collectors.cgminer.discover import (
     DEFAULT_PORTS,
     Found,
     ScanError,
@@ -25,7 +24,7 @@ from collectors.cgminer.discover import (
     merge_spans,
     product_line,
 )
-from collectors.cgminer.web import DEFAULT_WEB_PORT
+from kuat.collectors.cgminer.web import DEFAULT_WEB_PORT
 
 # File descriptors one worker may hold at once: its probe or poll connection, plus a share of
 # the poller's background web fetches; and a margin for everything else the process has open.
@@ -218,7 +217,7 @@ def discover_cmd(
         raise _fail(f"--write-config: {write_config} exists; not overwriting it")
     _ensure_fd_room(concurrency)
     # the poller warns once per stock miner whose web UI refuses us; here that is in the table
-    logging.getLogger("collectors.cgminer").setLevel(logging.ERROR)
+    logging.getLogger("kuat.collectors.cgminer").setLevel(logging.ERROR)
 
     addresses = sum(len(s) for s in spans)
     started = time.monotonic()

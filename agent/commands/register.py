@@ -2,7 +2,7 @@
 register service. The owner signs and files it; the agent only prepares it.
 
 Sources: the inventory the agent last built (the retained snapshot in the spool: who is there
-now) and the durable register history (``uplink.register_history``: every added / removed /
+now) and the durable register history (``kuat.uplink.register_history``: every added / removed /
 moved / changed event, kept after delivery for the retention period).
 
 A filing with ``--since DATE`` (Astana date, normally the date of the owner's previous filing)
@@ -42,13 +42,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-from agent.config import ConfigError, KuatConfig, load_config
-from quota.clock import ASTANA, hour_bounds
-from uplink.inventory import iso
-from uplink.mqtt import topic_base
-from uplink.register_history import HistoryReader
-from uplink.spool import Spool
+from kuat.agent.config import ConfigError, KuatConfig, load_config
+from kuat.quota.clock import ASTANA, hour_bounds
+from kuat.uplink.inventory import iso
+from kuat.uplink.mqtt import topic_base
+from kuat.uplink.register_history import HistoryReader
+from kuat.uplink.spool import Spool
 
 DEFAULT_PREFIX = "kz/hsc-register/v1"
 EXPORT_SCHEMA = "kuat.register-export.v1"  # uplink/schemas/register-export.v1.json

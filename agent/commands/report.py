@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-
-from agent.commands.register import load_or_exit, read_stored
-from agent.config import KuatConfig, Lang
+from kuat.agent.commands.register import load_or_exit, read_stored
+from kuat.agent.config import KuatConfig, Lang
 
 LangOpt = Annotated[
     str | None, typer.Option("--lang", help="kk, ru or en (default: [agent] language).")
@@ -38,7 +37,7 @@ def _lang(value: str | None, cfg: KuatConfig) -> Lang:
 
 
 def _ledger(cfg: KuatConfig, *, required: bool):
-    from agent.ledger import EnergyLedger
+    from kuat.agent.ledger import EnergyLedger
 
     path = Path(cfg.agent.state_dir) / "ledger.db"
     if not path.exists():
@@ -50,7 +49,7 @@ def _ledger(cfg: KuatConfig, *, required: bool):
 
 
 def _rates(values: list[str]) -> dict[str, float]:
-    from quota.schedule import EnergySource
+    from kuat.quota.schedule import EnergySource
 
     out: dict[str, float] = {}
     for v in values:
@@ -67,8 +66,8 @@ def _rates(values: list[str]) -> dict[str, float]:
 
 
 def _schedules(cfg: KuatConfig):
-    from agent.quota_job import QuotaJob
-    from agent.state import SiteState
+    from kuat.agent.quota_job import QuotaJob
+    from kuat.agent.state import SiteState
 
     job = QuotaJob(cfg, SiteState(), Path(cfg.agent.state_dir))
     job.reload_schedules()
@@ -94,8 +93,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """kWh per day, meter and energy source for a month, totals and the fee basis."""
-        from agent.ledger import month_bounds
-        from agent.reports import monthly_csv, monthly_report, render_monthly
+        from kuat.agent.ledger import month_bounds
+        from kuat.agent.reports import monthly_csv, monthly_report, render_monthly
 
         cfg = load_or_exit(config)
         language = _lang(lang, cfg)
@@ -128,7 +127,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Items 5 and 7, the quota and the register status, in kk / ru / en."""
-        from agent.reports import compliance_report, render_compliance
+        from kuat.agent.reports import compliance_report, render_compliance
 
         cfg = load_or_exit(config)
         language = _lang(lang, cfg)
@@ -136,7 +135,7 @@ def register(app: typer.Typer) -> None:
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         fresh: dict[str, Any] = {}
         if poll:
-            from agent.runtime import Agent
+            from kuat.agent.runtime import Agent
 
             agent = Agent(cfg)
             asyncio.run(agent.run_once())

@@ -5,6 +5,6 @@ parsers.py detects the firmware and builds readings, collector.py is the poller,
 simulated farm, control.py sleep/wake.
 """
 
-from collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.collector import AsicPoller
 
 __all__ = ["AsicPoller"]

@@ -26,10 +26,9 @@ import dataclasses
 from typing import Any
 
 import httpx
-
-from collectors.cgminer.firmware.common import text
-from collectors.cgminer.http_json import HttpFailure, request_json
-from collectors.cgminer.web import BitmainIdentity, identity_mac, identity_serial
+from kuat.collectors.cgminer.firmware.common import text
+from kuat.collectors.cgminer.http_json import HttpFailure, request_json
+from kuat.collectors.cgminer.web import BitmainIdentity, identity_mac, identity_serial
 
 LOGIN_PATH = "/api/v1/auth/login"
 POWER_TARGET_PATH = "/api/v1/performance/power-target"

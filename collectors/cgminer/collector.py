@@ -64,14 +64,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-
-from collectors.cgminer import braiins_rest, epic, vnish_web
-from collectors.cgminer.client import DEFAULT_PORT, ApiError, CgminerClient, NoAnswer, Replies
-from collectors.cgminer.firmware.common import FirmwareSpec
-from collectors.cgminer.parsers import DISCOVERY_COMMANDS, SPECS, build_reading, detect_family
-from collectors.cgminer.v3 import V3_PORT, V3Client
-from collectors.cgminer.web import DEFAULT_WEB_PORT, BitmainIdentity, fetch_bitmain_identity
-from collectors.readings import AsicReading, DeviceError, DeviceKind
+from kuat.collectors.cgminer import braiins_rest, epic, vnish_web
+from kuat.collectors.cgminer.client import DEFAULT_PORT, ApiError, CgminerClient, NoAnswer, Replies
+from kuat.collectors.cgminer.firmware.common import FirmwareSpec
+from kuat.collectors.cgminer.parsers import DISCOVERY_COMMANDS, SPECS, build_reading, detect_family
+from kuat.collectors.cgminer.v3 import V3_PORT, V3Client
+from kuat.collectors.cgminer.web import DEFAULT_WEB_PORT, BitmainIdentity, fetch_bitmain_identity
+from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind
 
 log = logging.getLogger(__name__)
 

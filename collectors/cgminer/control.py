@@ -51,17 +51,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-
-from collectors.capabilities import ActionResult
-from collectors.cgminer import braiins_rest, epic, vnish_web
-from collectors.cgminer.btminer_auth import (
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer import braiins_rest, epic, vnish_web
+from kuat.collectors.cgminer.btminer_auth import (
     AuthError,
     V2Token,
     v2_open_reply,
     v2_request,
     v2_session,
 )
-from collectors.cgminer.client import (
+from kuat.collectors.cgminer.client import (
     ApiError,
     CgminerClient,
     decode_reply,
@@ -69,12 +68,12 @@ from collectors.cgminer.client import (
     is_error_reply,
     status_of,
 )
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.firmware.luxos import profile_table
-from collectors.cgminer.http_json import HttpFailure, http_client
-from collectors.cgminer.parsers import SPECS
-from collectors.cgminer.v3 import V3_PORT, V3Client
-from collectors.cgminer.web import (
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.luxos import profile_table
+from kuat.collectors.cgminer.http_json import HttpFailure, http_client
+from kuat.collectors.cgminer.parsers import SPECS
+from kuat.collectors.cgminer.v3 import V3_PORT, V3Client
+from kuat.collectors.cgminer.web import (
     DEFAULT_WEB_PORT,
     WORK_MODE_NORMAL,
     WORK_MODE_SLEEP,
@@ -84,7 +83,7 @@ from collectors.cgminer.web import (
     work_mode,
     write_miner_conf,
 )
-from collectors.readings import AsicReading
+from kuat.collectors.readings import AsicReading
 
 log = logging.getLogger(__name__)
 

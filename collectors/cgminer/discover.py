@@ -21,9 +21,9 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.web import DEFAULT_WEB_PORT
-from collectors.readings import AsicReading
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.web import DEFAULT_WEB_PORT
+from kuat.collectors.readings import AsicReading
 
 DEFAULT_PORTS = (4028, 4433, DEFAULT_WEB_PORT)
 WHATSMINER_V3_PORT = 4433

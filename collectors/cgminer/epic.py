@@ -37,10 +37,9 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-
-from collectors.capabilities import ActionResult
-from collectors.cgminer.client import ApiError, HttpAnswer, NoAnswer, Replies
-from collectors.cgminer.firmware.common import (
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer.client import ApiError, HttpAnswer, NoAnswer, Replies
+from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
     Source,
@@ -50,8 +49,8 @@ from collectors.cgminer.firmware.common import (
     positive,
     text,
 )
-from collectors.cgminer.http_json import HttpFailure, http_client, request_json
-from collectors.readings import AsicReading, AsicTemps, PoolInfo
+from kuat.collectors.cgminer.http_json import HttpFailure, http_client, request_json
+from kuat.collectors.readings import AsicReading, AsicTemps, PoolInfo
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +237,7 @@ def build_epic_reading(
     host: str, port: int, taken_at: datetime, bodies: Mapping[str, Body], errors: Mapping[str, str]
 ) -> AsicReading:
     """Replies by endpoint name (summary, capabilities, network) -> reading. Pure."""
-    from collectors.cgminer.parsers import build_reading  # parsers imports firmware modules
+    from kuat.collectors.cgminer.parsers import build_reading  # parsers imports firmware modules
 
     replies = Replies(bodies=dict(bodies), errors=dict(errors))
     r = build_reading(host, port, taken_at, SPEC, replies)

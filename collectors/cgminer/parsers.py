@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from collectors.cgminer.client import Replies, is_error_reply
-from collectors.cgminer.firmware import avalon, bitmain, braiins, luxos, vnish, whatsminer
-from collectors.cgminer.firmware.common import FirmwareSpec, item, shared, status_description
-from collectors.cgminer.models import lookup
-from collectors.readings import AsicReading, AsicTemps
+from kuat.collectors.cgminer.client import Replies, is_error_reply
+from kuat.collectors.cgminer.firmware import avalon, bitmain, braiins, luxos, vnish, whatsminer
+from kuat.collectors.cgminer.firmware.common import FirmwareSpec, item, shared, status_description
+from kuat.collectors.cgminer.models import lookup
+from kuat.collectors.readings import AsicReading, AsicTemps
 
 SPECS: dict[str, FirmwareSpec] = {
     s.family: s

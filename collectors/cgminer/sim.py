@@ -35,7 +35,7 @@ restarts into the new mode). A sleeping stock miner hashes 0 with its fans stopp
 LuxOS power profiles: ``profiles`` and ``logon`` + ``profileset`` ``<sid>,<name>``; the miner
 then runs at that profile's watts and hashrate.
 
-    python -m collectors.cgminer.sim --count 500 --first-ip 127.20.0.1
+    python -m kuat.collectors.cgminer.sim --count 500 --first-ip 127.20.0.1
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.cgminer import btminer_auth as auth
-from collectors.cgminer import sim_avalon
-from collectors.cgminer import sim_replies as R
+from kuat.collectors.cgminer import btminer_auth as auth
+from kuat.collectors.cgminer import sim_avalon
+from kuat.collectors.cgminer import sim_replies as R
 
 HEALTHY = (
     "antminer",

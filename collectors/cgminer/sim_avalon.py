@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collectors.cgminer.sim import SimMiner
+    from kuat.collectors.cgminer.sim import SimMiner
 
 Body = dict[str, Any]
 

@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from collectors.cgminer import sim_avalon as _avalon
+from kuat.collectors.cgminer import sim_avalon as _avalon
 
 if TYPE_CHECKING:
-    from collectors.cgminer.sim import SimMiner
+    from kuat.collectors.cgminer.sim import SimMiner
 
 Body = dict[str, Any]
 

@@ -24,8 +24,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from collectors.cgminer.btminer_auth import v3_set_request
-from collectors.cgminer.client import (
+from kuat.collectors.cgminer.btminer_auth import v3_set_request
+from kuat.collectors.cgminer.client import (
     DEFAULT_MAX_REPLY_BYTES,
     ApiError,
     Deadlines,

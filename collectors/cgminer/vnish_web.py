@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-
-from collectors.capabilities import ActionResult
-from collectors.cgminer.firmware.common import integer, mac, num, text
-from collectors.cgminer.http_json import HttpFailure, http_client, request_json
-from collectors.readings import AsicReading
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer.firmware.common import integer, mac, num, text
+from kuat.collectors.cgminer.http_json import HttpFailure, http_client, request_json
+from kuat.collectors.readings import AsicReading
 
 log = logging.getLogger(__name__)
 

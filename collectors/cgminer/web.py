@@ -30,10 +30,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
-
-from collectors.cgminer.firmware.common import mac as norm_mac
-from collectors.cgminer.firmware.common import text
-from collectors.cgminer.http_json import connect_cause, read_capped
+from kuat.collectors.cgminer.firmware.common import mac as norm_mac
+from kuat.collectors.cgminer.firmware.common import text
+from kuat.collectors.cgminer.http_json import connect_cause, read_capped
 
 SYSTEM_INFO_PATH = "/cgi-bin/get_system_info.cgi"
 MINER_CONF_PATH = "/cgi-bin/get_miner_conf.cgi"

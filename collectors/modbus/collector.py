@@ -17,13 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from kuat.collectors.modbus.plan import Block, Span, plan, split
+from kuat.collectors.modbus.profile import MeterProfile, ProfileError, list_profiles, load_profile
+from kuat.collectors.modbus.values import BadValue, Words, check_expects, reading_fields
+from kuat.collectors.readings import DeviceError, DeviceKind, MeterReading
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
-
-from collectors.modbus.plan import Block, Span, plan, split
-from collectors.modbus.profile import MeterProfile, ProfileError, list_profiles, load_profile
-from collectors.modbus.values import BadValue, Words, check_expects, reading_fields
-from collectors.readings import DeviceError, DeviceKind, MeterReading
 
 __all__ = ["MeterPoller", "list_profiles", "load_profile"]
 

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from collectors.modbus.decode import RegType, WordOrder, width
+from kuat.collectors.modbus.decode import RegType, WordOrder, width
 
 #: The unit each reading field is expressed in (the unit is also in the field's name).
 FIELD_UNITS: dict[str, str] = {
@@ -135,7 +135,7 @@ class MeterProfile:
 
 def list_profiles() -> list[str]:
     """Names of the profiles shipped with kuat."""
-    root = resources.files("collectors.modbus") / PROFILE_DIR
+    root = resources.files("kuat.collectors.modbus") / PROFILE_DIR
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
@@ -156,7 +156,7 @@ def load_profile(name_or_path: str) -> MeterProfile:
 
 
 def _load_builtin(name: str, _seen: tuple[str, ...]) -> MeterProfile:
-    res = resources.files("collectors.modbus") / PROFILE_DIR / f"{name}.toml"
+    res = resources.files("kuat.collectors.modbus") / PROFILE_DIR / f"{name}.toml"
     if not res.is_file():
         known = ", ".join(list_profiles())
         raise ProfileError(f"unknown meter profile {name!r}; known: {known}")

@@ -15,13 +15,12 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
+from kuat.collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS, RegisterSpec, load_profile
+from kuat.collectors.modbus.values import choose_sunssf, encode_field
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
-
-from collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS, RegisterSpec, load_profile
-from collectors.modbus.values import choose_sunssf, encode_field
 
 __all__ = ["DEFAULT_VALUES", "MeterSimulator"]
 

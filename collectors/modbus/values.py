@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from collectors.modbus.decode import RegType, decode, encode, raw_unsigned
-from collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS, MeterProfile, RegisterSpec
+from kuat.collectors.modbus.decode import RegType, decode, encode, raw_unsigned
+from kuat.collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS, MeterProfile, RegisterSpec
 
 Words = dict[tuple[int, int], int]  # (fc, address) -> register word
 

@@ -1,6 +1,6 @@
 """SNMP PDU collector: profiles (TOML data per vendor MIB), poller, and an snmpsim simulator."""
 
-from collectors.snmp.collector import PduPoller, SnmpAuth
-from collectors.snmp.profile import list_profiles
+from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
+from kuat.collectors.snmp.profile import list_profiles
 
 __all__ = ["PduPoller", "SnmpAuth", "list_profiles"]

@@ -16,6 +16,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.readings import (
+    DeviceError,
+    DeviceKind,
+    PduBreaker,
+    PduInlet,
+    PduOutlet,
+    PduPhase,
+    PduReading,
+)
+from kuat.collectors.snmp.profile import (
+    KEY_FIELDS,
+    TEXT_FIELDS,
+    Column,
+    Profile,
+    ProfileError,
+    Section,
+    detect_profile,
+    list_profiles,
+    resolve_profile,
+)
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
@@ -31,28 +52,6 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.hlapi.v3arch.asyncio import auth as _auth
 from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.smi import builder, view
-
-from collectors.capabilities import ActionResult
-from collectors.readings import (
-    DeviceError,
-    DeviceKind,
-    PduBreaker,
-    PduInlet,
-    PduOutlet,
-    PduPhase,
-    PduReading,
-)
-from collectors.snmp.profile import (
-    KEY_FIELDS,
-    TEXT_FIELDS,
-    Column,
-    Profile,
-    ProfileError,
-    Section,
-    detect_profile,
-    list_profiles,
-    resolve_profile,
-)
 
 __all__ = [
     "AUTH_PROTOCOLS",
@@ -589,7 +588,7 @@ def _identity(profile: Profile, scalars: dict[str, Raw], key: str) -> str | None
 class SnmpPdu:
     """One configured PDU: what the scheduler polls and the quota engine switches.
 
-    Satisfies ``collectors.capabilities.Pollable`` and ``OutletSwitchable``.
+    Satisfies ``kuat.collectors.capabilities.Pollable`` and ``OutletSwitchable``.
     """
 
     host: str

@@ -42,7 +42,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 TEXT_FIELDS = frozenset({"id", "phase", "name", "state"})
 KEY_FIELDS = frozenset({"id", "index"})
 IDENTITY_FIELDS = ("model", "serial")
-BUILTIN_PACKAGE = "collectors.snmp.profiles"
+BUILTIN_PACKAGE = "kuat.collectors.snmp.profiles"
 
 
 class ProfileError(ValueError):

@@ -79,7 +79,7 @@ def _answers(host: str, port: int, community: str, timeout_s: float = 0.3) -> bo
 
 
 def _control_columns() -> tuple[str, ...]:
-    from collectors.snmp.profile import builtin_profiles  # only the writable mode needs it
+    from kuat.collectors.snmp.profile import builtin_profiles  # only the writable mode needs it
 
     columns = set()
     for profile in builtin_profiles().values():

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-KUAT = [sys.executable, "-m", "agent.cli"]
+KUAT = [sys.executable, "-m", "kuat.agent.cli"]
 
 
 def kuat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

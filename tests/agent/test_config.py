@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from agent.config import ConfigError, load_config, parse_config
-from agent.tomlpos import locate
+from kuat.agent.config import ConfigError, load_config, parse_config
+from kuat.agent.tomlpos import locate
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config" / "kuat.example.toml"

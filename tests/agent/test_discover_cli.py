@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from agent.config import parse_config
+from kuat.agent.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
-KUAT = [sys.executable, "-m", "agent.cli"]
+KUAT = [sys.executable, "-m", "kuat.agent.cli"]
 BLOCK = "127.44.200"
 WEB_PORT = "18045"
 
@@ -30,7 +29,7 @@ def kuat(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def miners() -> Iterator[None]:
     """Six miners at BLOCK.11-16 (antminer, whatsminer, luxos, twice), the rest of the /24 empty."""
-    cmd = [sys.executable, "-m", "collectors.cgminer.sim", "--count", "6"]
+    cmd = [sys.executable, "-m", "kuat.collectors.cgminer.sim", "--count", "6"]
     cmd += ["--first-ip", f"{BLOCK}.11", "--web-port", WEB_PORT]
     for p in ("antminer", "whatsminer", "luxos"):
         cmd += ["--personality", p]

@@ -7,9 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from agent.ledger import EnergyLedger, month_bounds
-from collectors.readings import MeterReading
+from kuat.agent.ledger import EnergyLedger, month_bounds
+from kuat.collectors.readings import MeterReading
 
 # 2026-11-24 19:00 UTC is 2026-11-25 00:00 in Astana (UTC+5): hour-ending 1 of the 25th starts.
 MIDNIGHT = datetime(2026, 11, 24, 19, 0, tzinfo=UTC)

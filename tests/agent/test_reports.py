@@ -1,5 +1,5 @@
 """Monthly and compliance reports and the register export, as numbers and as an operator runs
-them (``python -m agent.cli ...`` in a subprocess against a prepared state directory)."""
+them (``python -m kuat.agent.cli ...`` in a subprocess against a prepared state directory)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from kuat.agent.config import parse_config
+from kuat.agent.ledger import EnergyLedger
+from kuat.agent.reports import monthly_report, render_compliance, render_monthly
+from kuat.collectors.readings import AsicReading, MeterReading, PoolInfo
+from kuat.uplink.mqtt import RegisterPublisher
+from kuat.uplink.spool import Spool
 
-from agent.config import parse_config
-from agent.ledger import EnergyLedger
-from agent.reports import monthly_report, render_compliance, render_monthly
-from collectors.readings import AsicReading, MeterReading, PoolInfo
 from tests.uplink.schema_check import validate
-from uplink.mqtt import RegisterPublisher
-from uplink.spool import Spool
 
 ROOT = Path(__file__).resolve().parents[2]
 # 2026-11-01 00:00 Astana.
@@ -135,7 +135,7 @@ def site(tmp_path: Path) -> Path:
 
 def kuat(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
+        [sys.executable, "-m", "kuat.agent.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,8 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from agent.sdnotify import Notifier, watchdog_interval_s
+from kuat.agent.sdnotify import Notifier, watchdog_interval_s
 
 
 def test_ready_and_status_reach_the_socket(tmp_path: Path) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import resource
 
 import pytest
-
-from agent.sizing import asic_concurrency
+from kuat.agent.sizing import asic_concurrency
 
 
 @pytest.fixture(autouse=True)

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from kuat.agent.config import KuatConfig, parse_config
+from kuat.agent.demo_quota import write_demo_schedule
+from kuat.agent.runtime import Agent
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.collectors.snmp.sim import SnmpSimulator
+from kuat.uplink.spool import Spool
 
-from agent.config import KuatConfig, parse_config
-from agent.demo_quota import write_demo_schedule
-from agent.runtime import Agent
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.modbus.sim import MeterSimulator
-from collectors.snmp.sim import SnmpSimulator
 from tests.servers import Mosquitto, VictoriaMetrics
-from uplink.spool import Spool
 
 pytestmark = pytest.mark.servers
 
@@ -267,7 +267,7 @@ async def test_kuat_run_once_from_the_command_line(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.cli",
+        "kuat.agent.cli",
         "run",
         "--config",
         str(cfg_path),

@@ -7,11 +7,10 @@ import logging
 from pathlib import Path
 
 import pytest
-
-from agent.config import parse_config
-from agent.runtime import Agent
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.modbus.sim import MeterSimulator
+from kuat.agent.config import parse_config
+from kuat.agent.runtime import Agent
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.modbus.sim import MeterSimulator
 
 
 @pytest.mark.parametrize(("hidden_kw", "expected"), [(0.0, "ok"), (60.0, "alarm")])

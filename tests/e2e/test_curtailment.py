@@ -11,13 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from agent.config import parse_config
-from agent.demo import follow_farm
-from agent.runtime import Agent
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.modbus.sim import MeterSimulator
-from quota.clock import hour_of
+from kuat.agent.config import parse_config
+from kuat.agent.demo import follow_farm
+from kuat.agent.runtime import Agent
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.quota.clock import hour_of
 
 MINERS = 9
 

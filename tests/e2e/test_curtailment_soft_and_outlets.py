@@ -14,17 +14,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from agent.config import parse_config
-from agent.demo import follow_farm
-from agent.runtime import Agent
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.modbus.sim import MeterSimulator
-from collectors.readings import PduReading
-from collectors.snmp.collector import PduPoller, SnmpAuth
-from collectors.snmp.sim import SimulatorError, SnmpSimulator
-from quota.clock import hour_of
-from quota.orders import sign_order
+from kuat.agent.config import parse_config
+from kuat.agent.demo import follow_farm
+from kuat.agent.runtime import Agent
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.collectors.readings import PduReading
+from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
+from kuat.collectors.snmp.sim import SimulatorError, SnmpSimulator
+from kuat.quota.clock import hour_of
+from kuat.quota.orders import sign_order
 
 pytestmark = pytest.mark.servers
 

@@ -15,7 +15,7 @@ def test_demo_runs_farm_and_stops_by_itself(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "kuat.agent.cli",
             "demo",
             "--duration",
             "9",

@@ -30,15 +30,15 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from kuat.agent.config import parse_config
+from kuat.agent.runtime import Agent
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.uplink.lineproto import to_ns
+from kuat.uplink.spool import Spool
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from agent.config import parse_config
-from agent.runtime import Agent
-from collectors.cgminer.sim import AsicFarmSimulator
 from tests.servers import Mosquitto, TlsFiles, VictoriaMetrics
-from uplink.lineproto import to_ns
-from uplink.spool import Spool
 
 pytestmark = pytest.mark.servers
 
@@ -230,7 +230,7 @@ def retained(
 async def start_agent_process(cfg_path: Path, log_path: Path) -> asyncio.subprocess.Process:
     with log_path.open("ab") as log:
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent.cli", "run", "--config", str(cfg_path), cwd=ROOT,
+            sys.executable, "-m", "kuat.agent.cli", "run", "--config", str(cfg_path), cwd=ROOT,
             stdout=log, stderr=log,
         )  # fmt: skip
 
@@ -290,7 +290,7 @@ async def test_kill_9_while_the_database_is_down_loses_and_duplicates_nothing(
         await asyncio.to_thread(vm.start)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "agent.cli", "run", "--config", str(cfg_path), "--once",
+                sys.executable, "-m", "kuat.agent.cli", "run", "--config", str(cfg_path), "--once",
                 cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             _, err = await asyncio.wait_for(proc.communicate(), 60)

@@ -17,12 +17,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from agent.config import parse_config
-from agent.runtime import Agent
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.modbus.sim import MeterSimulator
-from quota.clock import hour_bounds, hour_of
+from kuat.agent.config import parse_config
+from kuat.agent.runtime import Agent
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.quota.clock import hour_bounds, hour_of
 
 MINERS = 24
 STEP = timedelta(seconds=60)
@@ -122,7 +121,7 @@ async def test_agent_keeps_a_simulated_farm_inside_its_hour(
 ) -> None:
     asics, meter = farm
     caplog.set_level(logging.INFO, logger="kuat.curtail")
-    caplog.set_level(logging.INFO, logger="collectors.cgminer.control")
+    caplog.set_level(logging.INFO, logger="kuat.collectors.cgminer.control")
     full_kw = asics.total_power_w() / 1000
     # the start of the Astana hour we are in: today's allocation file covers it
     tight = hour_of(datetime.now(UTC))
@@ -176,7 +175,8 @@ async def test_agent_keeps_a_simulated_farm_inside_its_hour(
     plans = [m for m in curtail_log if m.startswith("curtailment plan, enforcing: sleep")]
     assert any("least efficient first" in m for m in plans), curtail_log
     assert any(" done (confirmed sleeping; reason: Sleep " in m for m in curtail_log), curtail_log
-    commands = [r.getMessage() for r in caplog.records if r.name == "collectors.cgminer.control"]
+    control_log = "kuat.collectors.cgminer.control"
+    commands = [r.getMessage() for r in caplog.records if r.name == control_log]
     assert any(": sleep requested (Sleep " in m for m in commands), commands
 
     # the next hour's ample allocation brought every miner back

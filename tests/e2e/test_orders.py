@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from agent.config import parse_config
-from agent.demo import follow_farm
-from agent.runtime import Agent
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.modbus.sim import MeterSimulator
-from quota.clock import hour_of
-from quota.orders import sign_order
+from kuat.agent.config import parse_config
+from kuat.agent.demo import follow_farm
+from kuat.agent.runtime import Agent
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.quota.clock import hour_of
+from kuat.quota.orders import sign_order
 
 KEY = "a-shared-secret-of-the-dispatcher"
 

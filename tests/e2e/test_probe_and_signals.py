@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.modbus.sim import MeterSimulator
-from collectors.snmp.sim import SnmpSimulator
-from uplink.spool import Spool
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.collectors.snmp.sim import SnmpSimulator
+from kuat.uplink.spool import Spool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +35,7 @@ METER_FIELDS = [
 
 async def kuat(*args: str, limit_s: float = 60) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli", *args, cwd=ROOT,
+        sys.executable, "-m", "kuat.agent.cli", *args, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), limit_s)
@@ -113,7 +112,7 @@ async def test_run_stops_cleanly_on_signal(
         f"[intervals]\nasic = 1\n[[asic.groups]]\nhosts = [{hosts}]\n"
     )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent.cli", "run", "--config", str(cfg), cwd=ROOT,
+        sys.executable, "-m", "kuat.agent.cli", "run", "--config", str(cfg), cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     await asyncio.sleep(3.5)

@@ -2,10 +2,9 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-
-from collectors.readings import AsicReading, MeterReading, PduInlet, PduReading, to_jsonable
-from quota.balance import BalancePolicy, BalanceState, balance_from_readings, check_balance
-from quota.reasons import Code
+from kuat.collectors.readings import AsicReading, MeterReading, PduInlet, PduReading, to_jsonable
+from kuat.quota.balance import BalancePolicy, BalanceState, balance_from_readings, check_balance
+from kuat.quota.reasons import Code
 
 T = datetime(2026, 11, 25, 4, tzinfo=UTC)
 P = BalancePolicy(overhead_kw=10.0, tolerance_kw=5.0, tolerance_fraction=0.0)

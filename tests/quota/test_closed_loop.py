@@ -36,11 +36,10 @@ from datetime import date, datetime, timedelta
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from quota.clock import hour_bounds
-from quota.curtail import ActionKind, CurtailPolicy, MinerState, plan
-from quota.evaluate import MeterSample, QuotaPolicy, evaluate
-from quota.schedule import HourlyAllocation
+from kuat.quota.clock import hour_bounds
+from kuat.quota.curtail import ActionKind, CurtailPolicy, MinerState, plan
+from kuat.quota.evaluate import MeterSample, QuotaPolicy, evaluate
+from kuat.quota.schedule import HourlyAllocation
 
 DAY = date(2026, 11, 25)
 HOUR_ENDING = 14  # 13:00–14:00 Astana, 08:00–09:00 UTC

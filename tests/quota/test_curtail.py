@@ -6,10 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from collectors.readings import to_jsonable
-from quota.curtail import ActionKind, CurtailPolicy, MinerState, plan
-from quota.reasons import Code
+from kuat.collectors.readings import to_jsonable
+from kuat.quota.curtail import ActionKind, CurtailPolicy, MinerState, plan
+from kuat.quota.reasons import Code
 
 T = datetime(2026, 11, 25, 4, tzinfo=UTC)
 LONG_AGO = T - timedelta(hours=2)

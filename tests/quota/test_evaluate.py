@@ -5,13 +5,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from collectors.readings import MeterReading, to_jsonable
-from quota.clock import hour_bounds
-from quota.demand import demand_now, interval_start, peak_demand_kw
-from quota.evaluate import MeterSample, QuotaPolicy, QuotaState, evaluate
-from quota.reasons import Code
-from quota.schedule import EnergySource, HourlyAllocation, ScheduleBook
+from kuat.collectors.readings import MeterReading, to_jsonable
+from kuat.quota.clock import hour_bounds
+from kuat.quota.demand import demand_now, interval_start, peak_demand_kw
+from kuat.quota.evaluate import MeterSample, QuotaPolicy, QuotaState, evaluate
+from kuat.quota.reasons import Code
+from kuat.quota.schedule import EnergySource, HourlyAllocation, ScheduleBook
 
 DAY = date(2026, 11, 25)
 HE = 10

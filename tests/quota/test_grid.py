@@ -3,11 +3,10 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
-
-from collectors.readings import to_jsonable
-from quota.checks import CheckStatus
-from quota.grid import GridConnection, check_grid_connection
-from quota.reasons import Code
+from kuat.collectors.readings import to_jsonable
+from kuat.quota.checks import CheckStatus
+from kuat.quota.grid import GridConnection, check_grid_connection
+from kuat.quota.reasons import Code
 
 GOOD = GridConnection(
     tc_number="ТУ-17/2024",

@@ -8,16 +8,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from kuat.collectors.readings import AsicReading, PoolInfo
+from kuat.quota.balance import check_balance
+from kuat.quota.curtail import CurtailPolicy, MinerState, plan
+from kuat.quota.evaluate import MeterSample, QuotaPolicy, evaluate
+from kuat.quota.grid import GridConnection, check_grid_connection
+from kuat.quota.messages import CATALOG, LANGS, render
+from kuat.quota.pools import check_pools
+from kuat.quota.reasons import Code, Reason
+from kuat.quota.schedule import HourlyAllocation, ScheduleBook, ScheduleError, parse_csv, parse_json
 
-from collectors.readings import AsicReading, PoolInfo
-from quota.balance import check_balance
-from quota.curtail import CurtailPolicy, MinerState, plan
-from quota.evaluate import MeterSample, QuotaPolicy, evaluate
-from quota.grid import GridConnection, check_grid_connection
-from quota.messages import CATALOG, LANGS, render
-from quota.pools import check_pools
-from quota.reasons import Code, Reason
-from quota.schedule import HourlyAllocation, ScheduleBook, ScheduleError, parse_csv, parse_json
 from tests.quota.test_orders import produced_order_reasons
 
 T = datetime(2026, 11, 25, 4, tzinfo=UTC)

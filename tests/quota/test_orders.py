@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from quota.messages import LANGS, render
-from quota.orders import (
+from kuat.quota.messages import LANGS, render
+from kuat.quota.orders import (
     CurtailmentOrder,
     OrderBook,
     OrderError,
@@ -23,7 +22,7 @@ from quota.orders import (
     tighter,
     verify_order,
 )
-from quota.reasons import Code, Reason
+from kuat.quota.reasons import Code, Reason
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # 17:00 Astana
 KEY = b"kegoc-shared-secret-0123456789abcdef"

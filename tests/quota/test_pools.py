@@ -2,11 +2,10 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-
-from collectors.readings import AsicReading, PoolInfo, to_jsonable
-from quota.checks import CheckStatus
-from quota.pools import check_pools, pool_host
-from quota.reasons import Code
+from kuat.collectors.readings import AsicReading, PoolInfo, to_jsonable
+from kuat.quota.checks import CheckStatus
+from kuat.quota.pools import check_pools, pool_host
+from kuat.quota.reasons import Code
 
 T = datetime(2026, 11, 25, 4, tzinfo=UTC)
 ACCREDITED = ["stratum+tcp://kz.pool-one.kz:3333", "POOL-TWO.kz", "eu.pool-three.kz:443"]

@@ -2,10 +2,9 @@ import json
 from datetime import date
 
 import pytest
-
-from collectors.readings import to_jsonable
-from quota.reasons import Code
-from quota.schedule import (
+from kuat.collectors.readings import to_jsonable
+from kuat.quota.reasons import Code
+from kuat.quota.schedule import (
     BookOutcome,
     EnergySource,
     HourlyAllocation,

@@ -17,8 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from collectors.readings import (
+from kuat.collectors.readings import (
     AsicReading,
     AsicTemps,
     DeviceError,
@@ -29,8 +28,9 @@ from collectors.readings import (
     PduReading,
     PoolInfo,
 )
+from kuat.uplink.lineproto import encode, encode_point
+
 from tests.servers import VictoriaMetrics
-from uplink.lineproto import encode, encode_point
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = {

@@ -1,4 +1,4 @@
-"""uplink.http and uplink.quota_source against real servers on 127.0.0.1.
+"""kuat.uplink.http and uplink.quota_source against real servers on 127.0.0.1.
 
 HTTP: a small asyncio HTTP/1.1 server in this file (scripted replies: ETag/304, 5xx then 200,
 429 with Retry-After, slow and dribbling responses, oversized bodies, HTTPS with a throw-away CA
@@ -21,20 +21,20 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from quota.orders import OrderBook, OrderOutcome, limit_kw, sign_order
-from quota.schedule import BookOutcome, ScheduleBook
-from tests.servers import Mosquitto, TlsFiles, free_port
-from uplink.http import get_with_retries, http_date, make_client, redact_url
-from uplink.quota_source import (
+from kuat.quota.orders import OrderBook, OrderOutcome, limit_kw, sign_order
+from kuat.quota.schedule import BookOutcome, ScheduleBook
+from kuat.uplink.http import get_with_retries, http_date, make_client, redact_url
+from kuat.uplink.quota_source import (
     HttpScheduleSource,
     MqttScheduleReceiver,
     fmt_from_content_type,
     quota_topics,
 )
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from tests.servers import Mosquitto, TlsFiles, free_port
 
 SITE = "ekibastuz-1"
 TOKEN = "tok-3f9a1c0e5b7d4e2a"

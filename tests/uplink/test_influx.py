@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from kuat.collectors.readings import AsicReading, MeterReading
+from kuat.uplink.influx import InfluxUplink
+from kuat.uplink.lineproto import encode
+from kuat.uplink.spool import Spool
 
-from collectors.readings import AsicReading, MeterReading
 from tests.servers import VictoriaMetrics, free_port
 from tests.uplink.strict_influx import StrictInflux
-from uplink.influx import InfluxUplink
-from uplink.lineproto import encode
-from uplink.spool import Spool
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -107,7 +107,7 @@ def test_bad_lines_dead_lettered_rest_written(
     good = encode(readings("G", 20), "s")
     lines = [*good[:13], "asic,site=s hashrate_ths=oops 1", *good[13:], "bad-line-2"]
     spool.put_lines(lines)
-    with StrictInflux() as server, caplog.at_level(logging.ERROR, logger="uplink.influx"):
+    with StrictInflux() as server, caplog.at_level(logging.ERROR, logger="kuat.uplink.influx"):
         up = uplink(server.url, spool)
         report = up.flush_sync()
         assert report.outcome == "ok"

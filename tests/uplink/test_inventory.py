@@ -5,16 +5,16 @@ from datetime import UTC, datetime, timedelta
 
 import jsonschema
 import pytest
-
-from collectors.readings import AsicReading, PoolInfo
-from tests.uplink.schema_check import validate
-from uplink.inventory import (
+from kuat.collectors.readings import AsicReading, PoolInfo
+from kuat.uplink.inventory import (
     Location,
     build_snapshot,
     diff,
     snapshot_from_payload,
     snapshot_payload,
 )
+
+from tests.uplink.schema_check import validate
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 OWNER = "230140000001"

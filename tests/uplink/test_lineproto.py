@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from collectors.readings import (
+from kuat.collectors.readings import (
     AsicReading,
     AsicTemps,
     DeviceError,
@@ -21,9 +20,10 @@ from collectors.readings import (
     PduReading,
     PoolInfo,
 )
+from kuat.uplink.lineproto import encode, encode_point, escape_key, to_ns
+
 from tests.servers import VictoriaMetrics
 from tests.uplink.strict_influx import check_line
-from uplink.lineproto import encode, encode_point, escape_key, to_ns
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 T0_NS = 1772366400123456000
@@ -274,7 +274,7 @@ def _doc_table() -> dict[str, tuple[set[str], set[str]]]:
     import re
     from pathlib import Path
 
-    import uplink
+    from kuat import uplink
 
     text = (Path(uplink.__file__).parent / "SCHEMA.md").read_text()
     table: dict[str, tuple[set[str], set[str]]] = {}

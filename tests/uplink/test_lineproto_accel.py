@@ -21,10 +21,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
-from collectors.readings import AsicReading, AsicTemps, PoolInfo
-from uplink import lineproto
-from uplink.lineproto import _asic_prefix, _encode_asic_accel, _encode_asic_pure, to_ns
+from kuat.collectors.readings import AsicReading, AsicTemps, PoolInfo
+from kuat.uplink import lineproto
+from kuat.uplink.lineproto import _asic_prefix, _encode_asic_accel, _encode_asic_pure, to_ns
 
 SITE = "kz-ekb-01"
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -32,13 +31,13 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 accel = lineproto._lpaccel
 needs_accel = pytest.mark.skipif(
-    accel is None and not IN_CI, reason="uplink._lpaccel not built (no C compiler?)"
+    accel is None and not IN_CI, reason="kuat.uplink._lpaccel not built (no C compiler?)"
 )
 
 
 def _c_fields(r: AsicReading) -> str:
     """What the accelerator writes for ``r``, called the way ``_encode_asic_accel`` calls it."""
-    assert accel is not None, "uplink._lpaccel is not built"
+    assert accel is not None, "kuat.uplink._lpaccel is not built"
     t = r.temps_c
     return accel.asic_fields(
         r.hashrate_ths,
@@ -151,8 +150,8 @@ def typical(**kw: Any) -> AsicReading:
 
 def test_accelerator_built_in_ci() -> None:
     if not IN_CI and accel is None:
-        pytest.skip("uplink._lpaccel not built (no C compiler?); required only when CI=true")
-    from uplink import _lpaccel  # noqa: F401  (the import is the test)
+        pytest.skip("kuat.uplink._lpaccel not built (no C compiler?); required only when CI=true")
+    from kuat.uplink import _lpaccel  # noqa: F401  (the import is the test)
 
     assert lineproto._lpaccel is not None
     pure_forced = os.environ.get("KUAT_PURE_LINEPROTO", "") not in ("", "0")

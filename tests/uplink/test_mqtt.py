@@ -16,15 +16,15 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from kuat.collectors.readings import AsicReading
+from kuat.uplink.mqtt import RegisterPublisher
+from kuat.uplink.spool import Spool
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collectors.readings import AsicReading
 from tests.servers import Mosquitto, TlsFiles
 from tests.uplink.schema_check import validate
-from uplink.mqtt import RegisterPublisher
-from uplink.spool import Spool
 
 pytestmark = pytest.mark.servers
 
@@ -237,9 +237,9 @@ _KILLED_PUBLISHER = textwrap.dedent(
     import sys, time
     from datetime import datetime, UTC
     from pathlib import Path
-    from collectors.readings import AsicReading
-    from uplink.mqtt import RegisterPublisher
-    from uplink.spool import Spool
+    from kuat.collectors.readings import AsicReading
+    from kuat.uplink.mqtt import RegisterPublisher
+    from kuat.uplink.spool import Spool
     sp = Spool(Path(sys.argv[1]))
     pub = RegisterPublisher(sp, owner_bin="230140000001", site="site-d", host="127.0.0.1",
                             port=int(sys.argv[2]), tls=False, keepalive_s=2)

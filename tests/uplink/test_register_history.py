@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from kuat.collectors.readings import AsicReading
+from kuat.uplink.mqtt import RegisterPublisher
+from kuat.uplink.register_history import HistoryReader
+from kuat.uplink.spool import Spool
 
-from collectors.readings import AsicReading
 from tests.servers import Mosquitto
 from tests.uplink.schema_check import validate
-from uplink.mqtt import RegisterPublisher
-from uplink.register_history import HistoryReader
-from uplink.spool import Spool
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = "230140000001"
@@ -88,7 +88,7 @@ def config(state: Path, prefix: str | None = None) -> Path:
 
 def kuat(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
+        [sys.executable, "-m", "kuat.agent.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -181,7 +181,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from tests.uplink.test_register_history import publisher, rigs
-from uplink.spool import Spool
+from kuat.uplink.spool import Spool
 
 spool = Spool(Path(sys.argv[1]))
 pub = publisher(spool)

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from uplink.spool import Spool
+from kuat.uplink.spool import Spool
 
 
 def test_put_take_ack(tmp_path: Path) -> None:
@@ -28,7 +27,7 @@ def test_put_take_ack(tmp_path: Path) -> None:
 
 
 def test_ack_removes_exactly_the_batch_dense_or_not(tmp_path: Path) -> None:
-    from uplink.spool import Batch
+    from kuat.uplink.spool import Batch
 
     with Spool(tmp_path / "s.db") as sp:
         sp.put_lines([f"m v={i}i {i}" for i in range(10)])
@@ -50,7 +49,7 @@ def test_wal_and_full_sync(tmp_path: Path) -> None:
 def test_cap_drops_oldest_with_counter(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with Spool(tmp_path / "s.db", max_rows=100) as sp:
         assert sp.put_lines([f"a v={i}i" for i in range(80)]) == 0
-        with caplog.at_level(logging.DEBUG, logger="uplink.spool"):
+        with caplog.at_level(logging.DEBUG, logger="kuat.uplink.spool"):
             dropped = sp.put_lines([f"b v={i}i" for i in range(50)])
         assert dropped == 30
         assert "dropped the 30 oldest lines" in caplog.text
@@ -134,7 +133,7 @@ _WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from uplink.spool import Spool
+    from kuat.uplink.spool import Spool
     sp = Spool(Path(sys.argv[1]))
     n = 0
     while True:

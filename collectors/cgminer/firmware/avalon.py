@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from collectors.cgminer.firmware.common import (
+from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
     Source,
@@ -77,7 +77,7 @@ def _hashrate(summary: Body | None, stats: Body | None) -> float | None:
 
 
 def _temps(stats: Body | None) -> Any:
-    from collectors.readings import AsicTemps
+    from kuat.collectors.readings import AsicTemps
 
     mm = _mm(stats)
     if not mm:

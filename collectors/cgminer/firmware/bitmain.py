@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.cgminer.firmware.common import (
+from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
     Source,
@@ -124,7 +124,7 @@ def _chain_temps(view: _StatsView, string_key: str, flat_key: str) -> tuple[floa
 
 
 def _temps(stats: Body | None) -> Any:
-    from collectors.readings import AsicTemps
+    from kuat.collectors.readings import AsicTemps
 
     view = _stats(stats)
     if not view.flat:

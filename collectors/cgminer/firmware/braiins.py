@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.cgminer.firmware.common import (
+from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
     Source,
@@ -61,7 +61,7 @@ def _power_limit(t: Body | None) -> float | None:
 
 
 def _temps(temps: Body | None) -> Any:
-    from collectors.readings import AsicTemps
+    from kuat.collectors.readings import AsicTemps
 
     rows = list(items(temps, "TEMPS"))
     if not rows:

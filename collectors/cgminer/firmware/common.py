@@ -155,7 +155,7 @@ def status_description(body: Body | None) -> str:
 
 def pools(body: Body | None) -> tuple[Any, ...] | None:
     """POOLS -> PoolInfo; the active pool is the one stratum says, else the best-priority alive."""
-    from collectors.readings import PoolInfo  # local: keep this module free of reading types
+    from kuat.collectors.readings import PoolInfo  # local: keep this module free of reading types
 
     rows = [p for p in items(body, "POOLS") if text(p.get("URL"))]
     if body is None or "POOLS" not in body:

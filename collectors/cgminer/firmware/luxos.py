@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.cgminer.firmware.common import (
+from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
     Source,
@@ -54,7 +54,7 @@ def _hashrate(summary: Body | None) -> float | None:
 
 
 def _temps(temps: Body | None) -> Any:
-    from collectors.readings import AsicTemps
+    from kuat.collectors.readings import AsicTemps
 
     rows = list(items(temps, "TEMPS"))
     if not rows:

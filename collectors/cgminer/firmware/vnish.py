@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 
-from collectors.cgminer.firmware import bitmain
-from collectors.cgminer.firmware.common import Body, FirmwareSpec, Source, item, text
+from kuat.collectors.cgminer.firmware import bitmain
+from kuat.collectors.cgminer.firmware.common import Body, FirmwareSpec, Source, item, text
 
 FAMILY = "vnish"
 _SUFFIX = re.compile(r"\s*\((vnish)\s*([^)]*)\)\s*$", re.IGNORECASE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collectors.cgminer.firmware.common import (
+from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
     Source,
@@ -55,7 +55,7 @@ def _mac(summary: Body | None, info: Body | None) -> str | None:
 
 
 def _temps(summary: Body | None) -> Any:
-    from collectors.readings import AsicTemps
+    from kuat.collectors.readings import AsicTemps
 
     s = _s(summary)
     if not s:
@@ -165,7 +165,7 @@ def _v3_limit(status: Body | None, info: Body | None) -> float | None:
 
 
 def _v3_temps(status: Body | None) -> Any:
-    from collectors.readings import AsicTemps
+    from kuat.collectors.readings import AsicTemps
 
     s = _v3_summary(status)
     if not s:
@@ -188,7 +188,7 @@ def _v3_fans(status: Body | None) -> tuple[int, ...] | None:
 
 
 def _v3_pools(status: Body | None) -> tuple[Any, ...] | None:
-    from collectors.readings import PoolInfo
+    from kuat.collectors.readings import PoolInfo
 
     msg = status.get("msg") if status else None
     if not isinstance(msg, dict) or not isinstance(msg.get("pools"), list):

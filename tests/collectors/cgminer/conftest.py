@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
-
-from collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
 
 _ranges = itertools.count(1)
 

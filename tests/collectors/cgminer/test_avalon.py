@@ -10,13 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from collectors.cgminer import control
-from collectors.cgminer.client import decode_reply
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.parsers import detect_family, parse_replies
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.readings import AsicReading, AsicTemps, PoolInfo
+from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.client import decode_reply
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.parsers import detect_family, parse_replies
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.readings import AsicReading, AsicTemps, PoolInfo
 
 FIX = Path(__file__).parents[2] / "fixtures" / "asic"
 T = datetime(2026, 1, 15, 6, 0, tzinfo=UTC)
@@ -76,7 +75,7 @@ def test_avalon_1246_stats_alone() -> None:
 
 
 def test_softoff_acknowledgement_is_not_an_error_reply() -> None:
-    from collectors.cgminer.client import is_error_reply, status_of
+    from kuat.collectors.cgminer.client import is_error_reply, status_of
 
     for name, word in (
         ("avalon-q-ascset-softoff.json", "softoff"),

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from collectors.cgminer.braiins_rest import identity_from_miner_details
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.cgminer.web import BitmainIdentity
-from collectors.readings import AsicReading
+from kuat.collectors.cgminer.braiins_rest import identity_from_miner_details
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.cgminer.web import BitmainIdentity
+from kuat.collectors.readings import AsicReading
 
 FIX = Path(__file__).parents[2] / "fixtures" / "asic"
 _ranges = itertools.count(1)
@@ -203,8 +202,8 @@ async def test_rest_identity_can_be_turned_off() -> None:
 async def test_agent_keeps_a_braiins_miner_out_of_the_register_until_identified(
     tmp_path: Path,
 ) -> None:
-    from agent.config import parse_config
-    from agent.runtime import Agent
+    from kuat.agent.config import parse_config
+    from kuat.agent.runtime import Agent
 
     async with braiins(2) as (sim, web_port):
         cfg = parse_config(
@@ -245,13 +244,13 @@ async def test_a_farm_without_the_api_logs_a_few_warnings_not_one_per_miner(
 ) -> None:
     from datetime import UTC, datetime
 
-    from collectors.cgminer import collector as C
+    from kuat.collectors.cgminer import collector as C
 
     async def no_api(client: object, host: str) -> str:
         return "no REST API /api/v1/auth/login on port 80 (Braiins OS before 25.07?)"
 
     fetcher = C._IdentityFetcher(no_api, source="the REST API", interval_s=3600)
-    caplog.set_level(logging.DEBUG, logger="collectors.cgminer.collector")
+    caplog.set_level(logging.DEBUG, logger="kuat.collectors.cgminer.collector")
     now = datetime.now(UTC)
     for i in range(1, 61):
         r = AsicReading(ip=f"127.84.250.{i}", port=4028, taken_at=now, firmware_family="braiins")

@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-
-from collectors.cgminer import control
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.readings import AsicReading
+from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.readings import AsicReading
 
 _ranges = itertools.count(1)
 

@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from collectors.cgminer import control
-from collectors.cgminer import sim_replies as R
-from collectors.cgminer.client import decode_reply
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.parsers import parse_replies
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.cgminer.web import conf_with_work_mode, work_mode
-from collectors.readings import AsicReading
+from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer import sim_replies as R
+from kuat.collectors.cgminer.client import decode_reply
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.parsers import parse_replies
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.cgminer.web import conf_with_work_mode, work_mode
+from kuat.collectors.readings import AsicReading
 
 WEB_PORT = 18091
 _ranges = itertools.count(1)

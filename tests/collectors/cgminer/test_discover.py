@@ -8,10 +8,9 @@ import itertools
 import time
 
 import pytest
-
-from agent.config import expand_hosts, parse_config
-from collectors.cgminer import discover as discover_mod
-from collectors.cgminer.discover import (
+from kuat.agent.config import expand_hosts, parse_config
+from kuat.collectors.cgminer import discover as discover_mod
+from kuat.collectors.cgminer.discover import (
     compact_ranges,
     config_fragment,
     discover,
@@ -19,7 +18,7 @@ from collectors.cgminer.discover import (
     merge_spans,
     parse_entry,
 )
-from collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
 
 # one /24 per farm, so no test meets a previous test's closing sockets
 _blocks = itertools.count(1)
@@ -204,7 +203,7 @@ async def test_written_fragment_parses_as_config() -> None:
 
 
 def test_fragment_lists_hosts_without_api_in_a_comment_only() -> None:
-    from collectors.cgminer.discover import Found
+    from kuat.collectors.cgminer.discover import Found
 
     miner = Found("10.0.0.1", 4028, "MicroBT", "Whatsminer M31S", "whatsminer", "S", None, 1.0, "")
     web = Found("10.0.0.2", 80, None, None, None, None, None, None, "web UI port open")
@@ -215,7 +214,7 @@ def test_fragment_lists_hosts_without_api_in_a_comment_only() -> None:
 
 
 def test_long_host_lists_are_one_entry_a_line() -> None:
-    from collectors.cgminer.discover import Found
+    from kuat.collectors.cgminer.discover import Found
 
     found = [
         Found(f"10.0.0.{i}", 4028, None, None, "cgminer", None, None, None, "")

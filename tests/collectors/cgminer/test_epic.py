@@ -7,9 +7,10 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collectors.cgminer import epic
-from collectors.cgminer.collector import AsicPoller
-from collectors.readings import AsicReading, DeviceError
+from kuat.collectors.cgminer import epic
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.readings import AsicReading, DeviceError
+
 from tests.collectors.cgminer.conftest import FarmFactory
 
 FIX = Path(__file__).parents[2] / "fixtures" / "asic"

@@ -7,12 +7,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from collectors.cgminer.client import ApiError, decode_reply
-from collectors.cgminer.firmware.braiins import fields_from_rest_miner_stats
-from collectors.cgminer.firmware.whatsminer import fields_from_v3_device_info
-from collectors.cgminer.parsers import detect_family, parse_replies
-from collectors.readings import AsicReading, AsicTemps
+from kuat.collectors.cgminer.client import ApiError, decode_reply
+from kuat.collectors.cgminer.firmware.braiins import fields_from_rest_miner_stats
+from kuat.collectors.cgminer.firmware.whatsminer import fields_from_v3_device_info
+from kuat.collectors.cgminer.parsers import detect_family, parse_replies
+from kuat.collectors.readings import AsicReading, AsicTemps
 
 FIX = Path(__file__).parents[2] / "fixtures" / "asic"
 T = datetime(2026, 1, 15, 6, 0, tzinfo=UTC)

@@ -8,11 +8,11 @@ import json
 import time
 
 import pytest
+from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.client import CgminerClient, Deadlines, exchange
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.readings import AsicReading, DeviceError, to_jsonable
 
-from collectors.cgminer import control
-from collectors.cgminer.client import CgminerClient, Deadlines, exchange
-from collectors.cgminer.collector import AsicPoller
-from collectors.readings import AsicReading, DeviceError, to_jsonable
 from tests.collectors.cgminer.conftest import FarmFactory
 
 PROBE_FIELDS = [
@@ -212,7 +212,7 @@ async def test_sim_cli_runs_in_its_own_process() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "collectors.cgminer.sim",
+        "kuat.collectors.cgminer.sim",
         "--count",
         "3",
         "--first-ip",
@@ -249,7 +249,7 @@ async def test_reflashed_miner_is_redetected(farm: FarmFactory) -> None:
 async def test_event_loop_stall_is_not_blamed_on_the_miner(
     farm: FarmFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from collectors.cgminer import client
+    from kuat.collectors.cgminer import client
 
     connect = client._connect
     stalled: list[bool] = []

@@ -10,13 +10,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
-
-from collectors.cgminer import control
-from collectors.cgminer import sim_replies as R
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.firmware.luxos import profile_table
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.readings import AsicReading
+from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer import sim_replies as R
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.luxos import profile_table
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.readings import AsicReading
 
 _ranges = itertools.count(100)
 

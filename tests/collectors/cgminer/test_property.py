@@ -12,10 +12,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from collectors.cgminer.client import ApiError, Replies, decode_reply
-from collectors.cgminer.parsers import SPECS, build_reading, detect_family
-from collectors.readings import AsicReading, to_jsonable
+from kuat.collectors.cgminer.client import ApiError, Replies, decode_reply
+from kuat.collectors.cgminer.parsers import SPECS, build_reading, detect_family
+from kuat.collectors.readings import AsicReading, to_jsonable
 
 FIX = Path(__file__).parents[2] / "fixtures" / "asic"
 RAW = [p.read_bytes() for p in sorted(FIX.glob("*.json"))]

@@ -8,11 +8,11 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collectors.cgminer import vnish_web
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.parsers import detect_family, parse_replies
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.readings import AsicReading
+from kuat.collectors.cgminer import vnish_web
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.parsers import detect_family, parse_replies
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.readings import AsicReading
 
 FIX = Path(__file__).parents[2] / "fixtures" / "asic"
 WEB_PORT = 18093

@@ -14,11 +14,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
-
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.cgminer.web import BitmainIdentity, fetch_bitmain_identity, parse_system_info
-from collectors.readings import AsicReading
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.cgminer.web import BitmainIdentity, fetch_bitmain_identity, parse_system_info
+from kuat.collectors.readings import AsicReading
 
 WEB_PORT = 18080
 _ranges = itertools.count(1)
@@ -233,7 +232,7 @@ async def test_reboot_triggers_early_refetch(web_farm: WebFarm) -> None:
 async def test_wrong_password_gives_cause_and_poll_still_reads(
     web_farm: WebFarm, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="collectors.cgminer.collector")
+    caplog.set_level(logging.DEBUG, logger="kuat.collectors.cgminer.collector")
     async with web_farm(1) as sim:
         m = sim.miners[0]
         m.web_password = "s3cret"  # the site changed it; our config did not

@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-
-from collectors.cgminer import btminer_auth as A
-from collectors.cgminer import control
-from collectors.cgminer.client import CgminerClient, decode_reply, exchange
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.sim import AsicFarmSimulator, SimMiner
-from collectors.cgminer.v3 import V3Client
-from collectors.readings import AsicReading
+from kuat.collectors.cgminer import btminer_auth as A
+from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.client import CgminerClient, decode_reply, exchange
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.sim import AsicFarmSimulator, SimMiner
+from kuat.collectors.cgminer.v3 import V3Client
+from kuat.collectors.readings import AsicReading
 
 _ranges = itertools.count(1)
 SECRET = "Kz7_pass"  # a non-default admin password, as real write access needs

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from collectors.cgminer import sim_replies as R
-from collectors.cgminer.client import ApiError, NoAnswer, Replies, frame
-from collectors.cgminer.collector import AsicPoller
-from collectors.cgminer.parsers import SPECS, build_reading
-from collectors.cgminer.sim import AsicFarmSimulator
-from collectors.cgminer.v3 import V3Client
-from collectors.readings import AsicReading, DeviceError
+from kuat.collectors.cgminer import sim_replies as R
+from kuat.collectors.cgminer.client import ApiError, NoAnswer, Replies, frame
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.parsers import SPECS, build_reading
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.cgminer.v3 import V3Client
+from kuat.collectors.readings import AsicReading, DeviceError
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "asic" / "whatsminer-m60s-get.device.info.json"
 # The documented get.miner.status summary example (MicroBT API v3 docs), pools as documented.
@@ -363,7 +362,7 @@ async def test_fallback_can_be_turned_off() -> None:
 async def test_v3_control_sends_only_signed_set_commands() -> None:
     """Sleep and a power limit go to 4433 as signed set.* commands, whatever port the reading
     names; the salt comes from get.device.info (more in test_whatsminer_control.py)."""
-    from collectors.cgminer import control
+    from kuat.collectors.cgminer import control
 
     first_ip = f"{_net()}.1"
     async with AsicFarmSimulator(1, first_ip=first_ip, personalities=["whatsminer_v3"]) as sim:

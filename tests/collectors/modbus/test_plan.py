@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from collectors.modbus.plan import MAX_READ, Block, plan, split
-from collectors.modbus.profile import load_profile
+from kuat.collectors.modbus.plan import MAX_READ, Block, plan, split
+from kuat.collectors.modbus.profile import load_profile
 
 
 def test_contiguous_and_small_gaps_merge() -> None:

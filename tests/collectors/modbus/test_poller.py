@@ -12,18 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kuat.collectors.modbus import MeterPoller, load_profile
+from kuat.collectors.modbus.decode import RegType, WordOrder, decode
+from kuat.collectors.modbus.profile import TRIPLE_FIELDS
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.collectors.readings import DeviceError, DeviceKind, MeterReading, to_jsonable
 from pymodbus.client import AsyncModbusTcpClient
-
-from collectors.modbus import MeterPoller, load_profile
-from collectors.modbus.decode import RegType, WordOrder, decode
-from collectors.modbus.profile import TRIPLE_FIELDS
-from collectors.modbus.sim import MeterSimulator
-from collectors.readings import DeviceError, DeviceKind, MeterReading, to_jsonable
 
 from .conftest import FIXTURES
 
 CASES = tomllib.loads((FIXTURES / "roundtrip.toml").read_text(encoding="utf-8"))
-LOGGER = "collectors.modbus.collector"
+LOGGER = "kuat.collectors.modbus.collector"
 
 
 def _nan_to_none(value: Any) -> Any:

@@ -6,9 +6,8 @@ import csv
 from pathlib import Path
 
 import pytest
-
-from collectors.modbus import ProfileError, list_profiles, load_profile
-from collectors.modbus.profile import FIELD_UNITS
+from kuat.collectors.modbus import ProfileError, list_profiles, load_profile
+from kuat.collectors.modbus.profile import FIELD_UNITS
 
 from .conftest import FIXTURES
 

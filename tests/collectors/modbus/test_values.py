@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from collectors.modbus import list_profiles, load_profile
-from collectors.modbus.decode import RegType
-from collectors.modbus.profile import RegisterSpec
-from collectors.modbus.values import (
+from kuat.collectors.modbus import list_profiles, load_profile
+from kuat.collectors.modbus.decode import RegType
+from kuat.collectors.modbus.profile import RegisterSpec
+from kuat.collectors.modbus.values import (
     RAW_LIMITS,
     BadValue,
     choose_sunssf,

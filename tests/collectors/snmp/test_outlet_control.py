@@ -6,11 +6,10 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-
-from collectors.capabilities import OutletSwitchable, Pollable
-from collectors.readings import PduReading
-from collectors.snmp.collector import PduPoller, SnmpAuth, SnmpPdu
-from collectors.snmp.sim import RECORDINGS_DIR, SnmpSimulator
+from kuat.collectors.capabilities import OutletSwitchable, Pollable
+from kuat.collectors.readings import PduReading
+from kuat.collectors.snmp.collector import PduPoller, SnmpAuth, SnmpPdu
+from kuat.collectors.snmp.sim import RECORDINGS_DIR, SnmpSimulator
 
 from .conftest import _require_responder
 from .test_poll_real_walks import silent_udp_port

@@ -12,10 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from collectors.readings import DeviceError, PduReading, to_jsonable
-from collectors.snmp.collector import PduPoller, SnmpAuth
-from collectors.snmp.sim import SnmpSimulator
+from kuat.collectors.readings import DeviceError, PduReading, to_jsonable
+from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
+from kuat.collectors.snmp.sim import SnmpSimulator
 
 from .conftest import FIXTURES, V3_AUTH_KEY, V3_PRIV_KEY, V3_USER
 

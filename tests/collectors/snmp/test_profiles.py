@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from collectors.snmp import list_profiles
-from collectors.snmp.collector import PollFailed, SnmpAuth, build_reading
-from collectors.snmp.profile import (
+from kuat.collectors.snmp import list_profiles
+from kuat.collectors.snmp.collector import PollFailed, SnmpAuth, build_reading
+from kuat.collectors.snmp.profile import (
     ProfileError,
     builtin_profiles,
     detect_profile,
@@ -19,7 +18,7 @@ from collectors.snmp.profile import (
     parse_profile,
     resolve_profile,
 )
-from collectors.snmp.sim import RECORDINGS_DIR
+from kuat.collectors.snmp.sim import RECORDINGS_DIR
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

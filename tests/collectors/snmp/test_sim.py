@@ -6,8 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from collectors.snmp.sim import RECORDINGS_DIR, SimulatorError, SnmpSimulator, find_responder
+from kuat.collectors.snmp.sim import RECORDINGS_DIR, SimulatorError, SnmpSimulator, find_responder
 
 
 def test_communities_are_the_recording_stems() -> None:

@@ -1,0 +1,443 @@
+"""DLMS/COSEM meter client on ``dlms-cosem``: readings by OBIS code and the meter's load profile.
+
+The commercial (tariff) meter a Kazakh farm settles on speaks DLMS/COSEM (IEC 62056); Russian
+meters carry its SPODES profile. kuat reads it over the TCP wrapper (IEC 62056-47, port 4059)
+or over HDLC (IEC 62056-46) through a TCP gateway in front of its optical/RS-485 port, with no
+authentication (the public client) or low-level security (a password).
+
+``dlms-cosem`` is a blocking library, so each session runs in a worker thread. The poll's
+deadline is kept from the event loop: when it passes, the socket is shut from outside (the
+blocked read in the thread returns at once) and the poll is a ``DeviceError`` — a silent meter
+never holds a cycle longer than its ``timeout_s``. One lock per meter keeps sessions to it one at
+a time: meters serve one association per port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Literal
+
+import structlog
+from dlms_cosem import cosem, enumerations, exceptions, utils
+from dlms_cosem import time as dlms_time
+from dlms_cosem.client import DataResultError, DlmsClient
+from dlms_cosem.cosem.capture_object import CaptureObject
+from dlms_cosem.cosem.selective_access import RangeDescriptor
+from dlms_cosem.io import BlockingTcpIO, HdlcTransport, TcpTransport
+from dlms_cosem.security import LowLevelSecurityAuthentication, NoSecurityAuthentication
+
+from kuat.collectors.dlms.profile import (
+    DLMS_UNITS,
+    ObisProfile,
+    ObjectSpec,
+    ProfileError,
+    load_profile,
+    obis_text,
+    scaled,
+    unit_factor,
+)
+from kuat.collectors.readings import DeviceError, DeviceKind, MeterReading
+
+__all__ = ["DlmsMeter", "DlmsPoller", "Interval", "hour_energy"]
+
+log = logging.getLogger(__name__)
+
+# Astana time (UTC+5, no daylight saving): what a Kazakh meter's clock keeps when its clock
+# value leaves the deviation unspecified.
+DEFAULT_TZ = timezone(timedelta(hours=5))
+
+
+def _quiet_structlog() -> None:
+    """dlms-cosem logs every frame through structlog, to stdout by default — which would
+    corrupt ``kuat probe … --json`` and print the LLS password inside the AARQ bytes. Only
+    warnings and above pass, to stderr."""
+    if not structlog.is_configured():
+        structlog.configure(
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        )
+
+
+@dataclass(frozen=True)
+class DlmsMeter:
+    """How to reach one DLMS meter. The password is kept out of ``repr``."""
+
+    host: str
+    port: int = 4059
+    transport: Literal["tcp", "hdlc"] = "tcp"
+    client_address: int = 16  # 16: public client (no auth); SPODES reader with LLS: 32
+    server_address: int = 1  # logical device (1: management)
+    physical_address: int | None = None  # HDLC lower address (the meter's serial-based one)
+    password: str | None = field(default=None, repr=False)
+    profile: str = "spodes"
+    timeout_s: float = 5.0
+    clock_tz: timezone = DEFAULT_TZ
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One load-profile entry: the meter's energy imported in (start, end]."""
+
+    start: datetime  # UTC
+    end: datetime  # UTC
+    kwh: float | None  # None: the meter marked the entry as not available
+
+
+class PollFailed(Exception):
+    """One-line cause; becomes DeviceError.cause."""
+
+
+def hour_energy(intervals: list[Interval], start: datetime) -> tuple[float | None, int]:
+    """The meter's kWh in the hour starting at ``start`` (UTC) from its intervals, and how
+    many intervals made it; None when the hour is not fully covered."""
+    end = start + timedelta(hours=1)
+    inside = [i for i in intervals if start <= i.start and i.end <= end]
+    covered = sum((i.end - i.start).total_seconds() for i in inside if i.kwh is not None)
+    if not inside or abs(covered - 3600) > 1:
+        return None, len(inside)
+    return round(sum(i.kwh or 0.0 for i in inside), 6), len(inside)
+
+
+class _Session:
+    """One blocking association (run in a worker thread)."""
+
+    def __init__(self, meter: DlmsMeter, deadline_s: float) -> None:
+        self.meter = meter
+        self.io = BlockingTcpIO(meter.host, meter.port, timeout=deadline_s)  # type: ignore[arg-type]
+        if meter.transport == "hdlc":
+            transport: Any = HdlcTransport(
+                client_logical_address=meter.client_address,
+                server_logical_address=meter.server_address,
+                server_physical_address=meter.physical_address,
+                io=self.io,
+            )
+        else:
+            transport = TcpTransport(
+                client_logical_address=meter.client_address,
+                server_logical_address=meter.server_address,
+                io=self.io,
+            )
+        auth: Any = (
+            LowLevelSecurityAuthentication(secret=meter.password.encode())
+            if meter.password
+            else NoSecurityAuthentication()
+        )
+        self.client = DlmsClient(transport=transport, authentication=auth)
+        self.aborted = False
+
+    def abort(self) -> None:
+        """From the event loop: unblock the worker thread's read."""
+        self.aborted = True
+        sock = self.io.tcp_socket
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def open(self) -> None:
+        try:
+            self.client.connect()
+        except exceptions.CommunicationError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, TimeoutError | socket.timeout):
+                raise PollFailed("connect timed out") from None
+            raise PollFailed(f"cannot connect: {cause or exc}") from None
+        try:
+            self.client.associate()
+        except exceptions.DlmsClientException as exc:
+            text = str(exc)
+            if "REJECTED" in text.upper():
+                raise PollFailed(
+                    f"association refused (client {self.meter.client_address}, "
+                    f"server {self.meter.server_address}"
+                    f"{', wrong password?' if self.meter.password else ', password needed?'})"
+                ) from None
+            raise PollFailed(f"association failed: {text.splitlines()[0]}") from None
+
+    def close(self) -> None:
+        if not self.aborted:
+            with contextlib.suppress(Exception):
+                self.client.release_association()
+        with contextlib.suppress(Exception):
+            self.client.disconnect()
+
+    def get(self, interface: int, obis: tuple[int, ...], attribute: int, access: Any = None) -> Any:
+        """One attribute as Python values; PollFailed naming the object when refused."""
+        attr = cosem.CosemAttribute(
+            interface=enumerations.CosemInterface(interface),
+            instance=cosem.Obis(*obis),
+            attribute=attribute,
+        )
+        try:
+            raw = self.client.get(attr, access_descriptor=access)
+        except DataResultError as exc:
+            raise _Refused(f"{obis_text(obis)} attribute {attribute}: {exc}") from None
+        return utils.parse_as_dlms_data(raw)
+
+
+class _Refused(PollFailed):
+    """The meter answered a GET with a data-access error (object undefined, denied…)."""
+
+
+class DlmsPoller:
+    """Reads DLMS meters; one instance per process (it remembers each meter's scalers)."""
+
+    def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
+        _quiet_structlog()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._locks: dict[tuple[str, int, int], asyncio.Lock] = {}
+        # (host, port, server, obis) -> (scaler, unit): attribute 3 does not change while the
+        # meter runs; read once, not every poll (a second round trip per object).
+        self._scalers: dict[tuple[str, int, int, tuple[int, ...]], tuple[int, str]] = {}
+        self._profiles: dict[str, ObisProfile] = {}
+        self._missing_logged: set[tuple[str, int, str]] = set()
+
+    def _profile(self, name: str) -> ObisProfile:
+        prof = self._profiles.get(name)
+        if prof is None:
+            prof = self._profiles[name] = load_profile(name)
+        return prof
+
+    def _lock(self, meter: DlmsMeter) -> asyncio.Lock:
+        key = (meter.host, meter.port, meter.server_address)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _bounded(self, meter: DlmsMeter, work: Callable[[_Session], Any]) -> Any:
+        """Run a session in a thread under the meter's deadline (lock wait included)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + meter.timeout_s
+        holder: dict[str, _Session] = {}
+        async with asyncio.timeout_at(deadline):
+            await self._lock(meter).acquire()
+        try:
+            future = loop.run_in_executor(None, _run_session, meter, work, holder)
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), deadline - loop.time())
+            except TimeoutError:
+                session = holder.get("session")
+                if session is not None:
+                    session.abort()
+                # the thread ends promptly once its socket is shut; wait so the next session
+                # of this meter never overlaps it
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(future, 2.0)
+                raise PollFailed(f"no answer within {meter.timeout_s:g} s") from None
+        finally:
+            self._lock(meter).release()
+
+    # --- readings ---------------------------------------------------------------------------
+
+    async def poll(self, meter: DlmsMeter) -> MeterReading | DeviceError:
+        """One reading, or a DeviceError saying why not. Never raises (except cancellation)."""
+        taken_at = self._clock()
+
+        def error(cause: str) -> DeviceError:
+            return DeviceError(DeviceKind.METER, meter.host, meter.port, taken_at, cause)
+
+        try:
+            prof = self._profile(meter.profile)
+        except ProfileError as exc:
+            return error(str(exc))
+        try:
+            values, missing = await self._bounded(meter, lambda s: self._read(s, meter, prof))
+        except TimeoutError:
+            return error(f"no answer within {meter.timeout_s:g} s")
+        except PollFailed as exc:
+            return error(str(exc))
+        if not values and missing:
+            return error(
+                f"no object of profile {prof.name} readable (first: {missing[0]}): "
+                "wrong profile, client address or server address?"
+            )
+        for text in missing:
+            key = (meter.host, meter.port, text)
+            if key not in self._missing_logged:
+                # once per meter and object, so "why is v_ln null?" has an answer in the log
+                self._missing_logged.add(key)
+                log.info("meter %s: %s; that value reads null", meter.name, text)
+        return MeterReading(
+            host=meter.host,
+            unit=meter.server_address,
+            profile=prof.name,
+            taken_at=taken_at,
+            **_fields(prof, values),
+        )
+
+    def _scaler(
+        self, session: _Session, meter: DlmsMeter, spec: ObjectSpec
+    ) -> tuple[int, str]:
+        if spec.interface == 1:
+            return spec.scaler or 0, spec.unit or ""
+        key = (meter.host, meter.port, meter.server_address, spec.obis)
+        known = self._scalers.get(key)
+        if known is None:
+            su = session.get(spec.interface, spec.obis, 3)
+            if not isinstance(su, list) or len(su) != 2:
+                raise PollFailed(f"{spec.obis_text} scaler_unit is not a structure: {su!r}")
+            scaler, unit_code = int(su[0]), int(su[1])
+            unit = DLMS_UNITS.get(unit_code)
+            if unit is None:
+                raise PollFailed(f"{spec.obis_text} reports unit code {unit_code}, unknown")
+            try:
+                unit_factor(unit, spec.field)
+            except ValueError as exc:
+                raise PollFailed(f"{spec.obis_text} ({spec.label}): {exc}") from None
+            known = self._scalers[key] = (scaler, unit)
+        return known
+
+    def _read(
+        self, session: _Session, meter: DlmsMeter, prof: ObisProfile
+    ) -> tuple[dict[ObjectSpec, float | None], list[str]]:
+        values: dict[ObjectSpec, float | None] = {}
+        missing: list[str] = []
+        for spec in prof.objects:
+            try:
+                scaler, unit = self._scaler(session, meter, spec)
+                raw = session.get(spec.interface, spec.obis, 2)
+            except _Refused as exc:
+                missing.append(str(exc))
+                continue
+            values[spec] = scaled(raw, scaler, unit, spec)
+        return values, missing
+
+    # --- load profile -------------------------------------------------------------------------
+
+    async def intervals(
+        self, meter: DlmsMeter, start: datetime, end: datetime
+    ) -> list[Interval] | DeviceError:
+        """The meter's load-profile entries whose interval ends in (start, end] (UTC)."""
+        taken_at = self._clock()
+        try:
+            prof = self._profile(meter.profile)
+            if prof.load_profile is None:
+                raise PollFailed(f"profile {prof.name} has no [load_profile]")
+            return await self._bounded(
+                meter, lambda s: self._read_intervals(s, meter, prof, start, end)
+            )
+        except (ProfileError, PollFailed) as exc:
+            return DeviceError(DeviceKind.METER, meter.host, meter.port, taken_at, str(exc))
+        except TimeoutError:
+            return DeviceError(
+                DeviceKind.METER,
+                meter.host,
+                meter.port,
+                taken_at,
+                f"no answer within {meter.timeout_s:g} s",
+            )
+
+    def _read_intervals(
+        self,
+        session: _Session,
+        meter: DlmsMeter,
+        prof: ObisProfile,
+        start: datetime,
+        end: datetime,
+    ) -> list[Interval]:
+        lp = prof.load_profile
+        assert lp is not None
+        captured = session.get(7, lp.obis, 3)
+        columns = [tuple(c[1]) if len(c) > 1 else () for c in captured or []]
+        try:
+            t_col = columns.index(lp.clock)
+            e_col = columns.index(lp.column)
+        except ValueError:
+            names = ", ".join(".".join(str(b) for b in c) for c in columns) or "none"
+            raise PollFailed(
+                f"load profile {obis_text(lp.obis)} does not capture the clock and "
+                f"{obis_text(lp.column)} (captures: {names})"
+            ) from None
+        period_s = int(session.get(7, lp.obis, 4) or 0)
+        if not 60 <= period_s <= 86400:
+            raise PollFailed(f"load profile capture period {period_s} s is not usable")
+        spec = ObjectSpec("import_kwh", None, lp.column, 3, None, None)
+        scaler, unit = self._scaler(session, meter, spec)
+        # a counter needs the entry before the window to difference the first one
+        lookback = timedelta(seconds=period_s) if lp.kind == "counter" else timedelta(0)
+        frm = (start - lookback + timedelta(seconds=1)).astimezone(meter.clock_tz)
+        to = end.astimezone(meter.clock_tz)
+        access = RangeDescriptor(
+            restricting_object=CaptureObject(
+                cosem_attribute=cosem.CosemAttribute(
+                    interface=enumerations.CosemInterface.CLOCK,
+                    instance=cosem.Obis(*lp.clock),
+                    attribute=2,
+                ),
+                data_index=0,
+            ),
+            from_value=frm,
+            to_value=to,
+        )
+        rows = session.get(7, lp.obis, 2, access) or []
+        entries: list[tuple[datetime, float | None]] = []
+        for row in rows:
+            if not isinstance(row, list) or len(row) <= max(t_col, e_col):
+                raise PollFailed("load profile entry does not match its capture objects")
+            stamp = row[t_col]
+            if not isinstance(stamp, bytes | bytearray):
+                raise PollFailed("load profile entry has no time stamp")
+            at, _status = dlms_time.datetime_from_bytes(bytes(stamp))
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=meter.clock_tz)
+            entries.append((at.astimezone(UTC), scaled(row[e_col], scaler, unit, spec)))
+        entries.sort(key=lambda e: e[0])
+        step = timedelta(seconds=period_s)
+        out: list[Interval] = []
+        if lp.kind == "delta":
+            out = [Interval(t - step, t, v) for t, v in entries]
+        else:
+            for (t0, v0), (t1, v1) in zip(entries, entries[1:], strict=False):
+                kwh = None if v0 is None or v1 is None or v1 < v0 else round(v1 - v0, 6)
+                out.append(Interval(t0, t1, kwh))
+        return [i for i in out if start < i.end <= end]
+
+
+def _run_session(
+    meter: DlmsMeter, work: Callable[[_Session], Any], holder: dict[str, _Session]
+) -> Any:
+    """Blocking, in a worker thread: open a session, do ``work``, close; PollFailed only.
+    The session is handed to the loop side through ``holder``, for ``abort``."""
+    session = _Session(meter, meter.timeout_s)
+    holder["session"] = session
+    try:
+        session.open()
+        return work(session)
+    except PollFailed:
+        raise
+    except (exceptions.CommunicationError, OSError) as exc:
+        cause = exc.__cause__ or exc
+        if session.aborted or isinstance(cause, TimeoutError | socket.timeout):
+            raise PollFailed(f"no answer within {meter.timeout_s:g} s") from None
+        raise PollFailed(f"connection error: {cause}") from None
+    except Exception as exc:  # a malformed reply must not escape as anything but a cause
+        if session.aborted:
+            raise PollFailed(f"no answer within {meter.timeout_s:g} s") from None
+        raise PollFailed(f"unusable reply ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    finally:
+        session.close()
+
+
+def _fields(prof: ObisProfile, values: dict[ObjectSpec, float | None]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    triples: dict[str, list[float | None]] = {}
+    for spec in prof.objects:
+        value = values.get(spec)
+        if spec.phase is None:
+            out[spec.field] = value
+        else:
+            triples.setdefault(spec.field, [None, None, None])[spec.phase - 1] = value
+    for name, triple in triples.items():
+        out[name] = tuple(triple)
+    return out

@@ -1,0 +1,345 @@
+"""A DLMS/COSEM meter simulator on ``dlms-cosem``'s own codec (MIT): the TCP wrapper, AARQ/AARE
+with no or low-level (password) authentication, GET (normal, with block transfer) of register
+values, scaler_unit and a load profile read by time range, RLRQ/RLRE.
+
+It is the real protocol on a real socket — tests and ``kuat demo`` talk to it with the same
+client the agent uses on a field meter. It serves the objects of a profile file, so it answers
+exactly what that profile asks (and "object undefined" for anything else, or for the objects a
+test removes with ``omit``). ``set(import_kwh=…, p_kw=…)`` takes reading values in the
+reading's units; the load profile is captured from the import counter at each period boundary,
+the way a meter closes its intervals, or given entry by entry with ``add_entry``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from dlms_cosem import enumerations
+from dlms_cosem import dlms_data as dd
+from dlms_cosem import time as dlms_time
+from dlms_cosem.cosem.selective_access import RangeDescriptor
+from dlms_cosem.protocol import acse, xdlms
+from dlms_cosem.protocol.wrappers import WrapperHeader
+
+from kuat.collectors.dlms.client import DEFAULT_TZ
+from kuat.collectors.dlms.profile import (
+    DLMS_UNITS,
+    ObisProfile,
+    ObjectSpec,
+    load_profile,
+    unit_factor,
+)
+from kuat.collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS
+
+__all__ = ["DlmsMeterSimulator"]
+
+_UNIT_CODES = {v: k for k, v in DLMS_UNITS.items()}
+# How the simulated meter stores each unit: (scaler, signed) — a realistic resolution.
+_STORE = {"W": (0, True), "var": (0, True), "VA": (0, False), "Wh": (0, False), "V": (-2, False),
+          "A": (-3, False), "Hz": (-2, False), "": (-3, True)}
+_CLOCK = (0, 0, 1, 0, 0, 255)
+_BLOCK = 480  # bytes of data per GET block: small enough that a day's profile takes several
+
+
+@dataclass
+class _Entry:
+    end: datetime  # UTC
+    value: float  # Wh over the interval (delta) or the counter at its end (counter)
+
+
+class DlmsMeterSimulator:
+    def __init__(
+        self,
+        profile: str = "spodes",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        server_address: int = 1,
+        password: str | None = None,
+        capture_period_s: int = 1800,
+        clock_tz: timezone = DEFAULT_TZ,
+        omit: Iterable[str] = (),
+    ) -> None:
+        """``port=0`` picks a free port (read ``.port`` after ``start()``). With ``password``
+        an association must carry it (low-level security); without, anyone may read.
+        ``omit`` names reading fields whose objects this meter lacks (answered "object
+        undefined")."""
+        self.profile: ObisProfile = load_profile(profile)
+        self.host = host
+        self.port = port
+        self.server_address = server_address
+        self.password = password
+        self.capture_period_s = capture_period_s
+        self.clock_tz = clock_tz
+        omitted = set(omit)
+        self._specs = [s for s in self.profile.objects if s.field not in omitted]
+        self._values: dict[tuple[str, int | None], float | None] = {}
+        self.entries: list[_Entry] = []
+        self._counter_wh: float | None = None
+        self._counter_at: datetime | None = None
+        #: seconds each request is held before the answer; math.inf = never answer
+        self.delay_s: float = 0.0
+        #: every request received: ("aarq", client address) / ("get", obis text, attribute)
+        self.requests: list[tuple[Any, ...]] = []
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    # --- values ---------------------------------------------------------------------------
+
+    def set(self, *, at: datetime | None = None, **values: Any) -> None:
+        """Reading values in the reading's units (per-phase fields take 3-tuples). A new
+        ``import_kwh`` closes every load-profile interval whose end it passed."""
+        for name, value in values.items():
+            if name not in FIELD_UNITS:
+                raise ValueError(f"{name!r} is not a MeterReading measurement field")
+            if name in TRIPLE_FIELDS:
+                for phase, v in enumerate(tuple(value), start=1):
+                    self._values[(name, phase)] = v
+            else:
+                self._values[(name, None)] = value
+        if values.get("import_kwh") is not None:
+            self._advance(float(values["import_kwh"]) * 1000, at or datetime.now(UTC))
+
+    def add_entry(self, end: datetime, value: float) -> None:
+        """One load-profile entry by hand: kWh of the interval ending at ``end`` (a delta
+        profile) or the import counter in kWh at ``end`` (a counter profile)."""
+        self.entries.append(_Entry(end.astimezone(UTC), value * 1000))
+        self.entries.sort(key=lambda e: e.end)
+
+    def _advance(self, wh: float, at: datetime) -> None:
+        at = at.astimezone(UTC)
+        if self._counter_at is not None and self._counter_wh is not None and at > self._counter_at:
+            step = self.capture_period_s
+            t0, w0 = self._counter_at, self._counter_wh
+            boundary = datetime.fromtimestamp((int(t0.timestamp()) // step + 1) * step, UTC)
+            while boundary <= at:
+                frac = (boundary - t0).total_seconds() / (at - t0).total_seconds()
+                counter = w0 + (wh - w0) * frac
+                self._capture(boundary, counter)
+                boundary += timedelta(seconds=step)
+        self._counter_wh, self._counter_at = wh, at
+
+    def _capture(self, end: datetime, counter_wh: float) -> None:
+        assert self.profile.load_profile is not None
+        if self.profile.load_profile.kind == "counter":
+            self.entries.append(_Entry(end, counter_wh))
+            return
+        prev = getattr(self, "_last_capture_wh", None)
+        self._last_capture_wh = counter_wh
+        if prev is not None:
+            self.entries.append(_Entry(end, counter_wh - prev))
+
+    # --- object model ---------------------------------------------------------------------
+
+    def _spec(self, obis: tuple[int, ...]) -> ObjectSpec | None:
+        return next((s for s in self._specs if s.obis == obis), None)
+
+    def _unit(self, spec: ObjectSpec) -> str:
+        return spec.unit if spec.unit is not None else FIELD_UNITS[spec.field]
+
+    def _register_value(self, spec: ObjectSpec, attribute: int) -> dd.BaseDlmsData:
+        unit = self._unit(spec)
+        scaler, signed = _STORE.get(unit, (0, True))
+        if attribute == 3:
+            return dd.DataStructure([dd.IntegerData(scaler), dd.EnumData(_UNIT_CODES[unit])])
+        value = self._values.get((spec.field, spec.phase))
+        if value is None or not math.isfinite(value):
+            return dd.NullData()
+        raw = round(value / unit_factor(unit, spec.field) / 10.0**scaler)
+        return dd.DoubleLongData(raw) if signed else dd.DoubleLongUnsignedData(max(raw, 0))
+
+    def _answer(self, interface: int, obis: tuple[int, ...], attribute: int, access: Any) -> Any:
+        """DLMS data for one attribute, or a DataAccessResult."""
+        err = enumerations.DataAccessResult
+        lp = self.profile.load_profile
+        if lp is not None and obis == lp.obis:
+            if interface != 7:
+                return err.OBJECT_CLASS_INCONSISTENT
+            return self._profile_attribute(attribute, access)
+        if lp is not None and obis == lp.column and interface == 3 and attribute == 3:
+            return dd.DataStructure([dd.IntegerData(0), dd.EnumData(_UNIT_CODES["Wh"])])
+        spec = self._spec(obis)
+        if spec is None:
+            return err.OBJECT_UNDEFINED
+        if interface != spec.interface:
+            return err.OBJECT_CLASS_INCONSISTENT
+        if attribute not in (2, 3) or (attribute == 3 and interface == 1):
+            return err.OBJECT_UNDEFINED
+        return self._register_value(spec, attribute)
+
+    def _profile_attribute(self, attribute: int, access: Any) -> Any:
+        lp = self.profile.load_profile
+        assert lp is not None
+        if attribute == 3:  # capture objects: the clock, then the energy register
+            return dd.DataArray(
+                [
+                    dd.DataStructure(
+                        [
+                            dd.UnsignedLongData(8),
+                            dd.OctetStringData(bytes(_CLOCK)),
+                            dd.IntegerData(2),
+                            dd.UnsignedLongData(0),
+                        ]
+                    ),
+                    dd.DataStructure(
+                        [
+                            dd.UnsignedLongData(3),
+                            dd.OctetStringData(bytes(lp.column)),
+                            dd.IntegerData(2),
+                            dd.UnsignedLongData(0),
+                        ]
+                    ),
+                ]
+            )
+        if attribute == 4:
+            return dd.DoubleLongUnsignedData(self.capture_period_s)
+        if attribute == 7:
+            return dd.DoubleLongUnsignedData(len(self.entries))
+        if attribute != 2:
+            return enumerations.DataAccessResult.OBJECT_UNDEFINED
+        rows = self.entries
+        if isinstance(access, RangeDescriptor):
+            lo, hi = access.from_value, access.to_value
+            if lo.tzinfo is None:
+                lo, hi = lo.replace(tzinfo=self.clock_tz), hi.replace(tzinfo=self.clock_tz)
+            rows = [e for e in rows if lo <= e.end <= hi]
+        return dd.DataArray(
+            [
+                dd.DataStructure(
+                    [
+                        dd.OctetStringData(
+                            dlms_time.datetime_to_bytes(e.end.astimezone(self.clock_tz))
+                        ),
+                        dd.DoubleLongUnsignedData(max(0, round(e.value))),
+                    ]
+                )
+                for e in rows
+            ]
+        )
+
+    # --- protocol ---------------------------------------------------------------------------
+
+    def _aare(self, data: bytes) -> tuple[bytes, bool]:
+        aarq = acse.ApplicationAssociationRequest.from_bytes(data)
+        ok = self.password is None or (
+            aarq.authentication == enumerations.AuthenticationMechanism.LLS
+            and aarq.authentication_value == self.password.encode()
+        )
+        proposed = aarq.user_information.content.proposed_conformance
+        aare = acse.ApplicationAssociationResponse(
+            result=(
+                enumerations.AssociationResult.ACCEPTED
+                if ok
+                else enumerations.AssociationResult.REJECTED_PERMANENT
+            ),
+            result_source_diagnostics=(
+                enumerations.AcseServiceUserDiagnostics.NULL
+                if ok
+                else enumerations.AcseServiceUserDiagnostics.AUTHENTICATION_FAILED
+            ),
+            authentication=aarq.authentication if ok else None,
+            user_information=acse.UserInformation(
+                content=xdlms.InitiateResponse(
+                    negotiated_conformance=proposed, server_max_receive_pdu_size=1024
+                )
+            ),
+        )
+        return aare.to_bytes(), ok
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        pending = b""  # the rest of a block transfer
+        associated = False
+        try:
+            while True:
+                head = await reader.readexactly(8)
+                header = WrapperHeader.from_bytes(head)
+                apdu = await reader.readexactly(header.length)
+                if self.delay_s == math.inf:
+                    await asyncio.Event().wait()  # a meter that has gone silent
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                if header.destination_wport != self.server_address:
+                    continue  # not for this logical device: a meter stays silent
+                tag = apdu[0]
+                if tag == 0x60:
+                    self.requests.append(("aarq", header.source_wport))
+                    out, associated = self._aare(apdu)
+                elif tag == 0x62:
+                    out = acse.ReleaseResponse(
+                        reason=enumerations.ReleaseResponseReason.NORMAL
+                    ).to_bytes()
+                    associated = False
+                elif tag == 0xC0 and associated:
+                    out, pending = self._get(apdu, pending)
+                else:  # anything else: an exception response, as a meter would send
+                    out = bytes([0xD8, 1, 2])
+                reply = WrapperHeader(
+                    source_wport=header.destination_wport,
+                    destination_wport=header.source_wport,
+                    length=len(out),
+                ).to_bytes()
+                writer.write(reply + out)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def _get(self, apdu: bytes, pending: bytes) -> tuple[bytes, bytes]:
+        request = xdlms.GetRequestFactory.from_bytes(apdu)
+        invoke = request.invoke_id_and_priority
+        if isinstance(request, xdlms.GetRequestNext):
+            return self._block(pending, request.block_number + 1, invoke)
+        assert isinstance(request, xdlms.GetRequestNormal)
+        attr = request.cosem_attribute
+        obis = (attr.instance.a, attr.instance.b, attr.instance.c, attr.instance.d,
+                attr.instance.e, attr.instance.f)
+        self.requests.append(("get", ".".join(map(str, obis)), attr.attribute))
+        result = self._answer(int(attr.interface), obis, attr.attribute, request.access_selection)
+        if isinstance(result, enumerations.DataAccessResult):
+            return xdlms.GetResponseNormalWithError(result, invoke).to_bytes(), b""
+        data = result.to_bytes()
+        if len(data) > _BLOCK:
+            return self._block(data, 1, invoke)
+        # dlms-cosem's GetResponseNormal.to_bytes appends the invoke byte wrongly; encode here
+        return bytes([0xC4, 0x01, invoke.to_bytes()[0], 0x00]) + data, b""
+
+    def _block(self, data: bytes, number: int, invoke: Any) -> tuple[bytes, bytes]:
+        chunk, rest = data[:_BLOCK], data[_BLOCK:]
+        if rest:
+            return xdlms.GetResponseWithBlock(chunk, number, invoke).to_bytes(), rest
+        return xdlms.GetResponseLastBlock(chunk, number, invoke).to_bytes(), b""
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for w in list(self._writers):
+            w.close()
+        with contextlib.suppress(Exception):
+            await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> DlmsMeterSimulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+

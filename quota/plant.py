@@ -1,0 +1,230 @@
+"""The plant: what the site will draw once the commands already sent have acted.
+
+The meter shows the past. A command takes from a fraction of a second (LuxOS, Braiins) to a
+quarter of a minute or more (a stock Antminer restarts bmminer into its new work mode; btminer
+restarts mining under a new limit) to change what a miner draws, and a plan made in between
+from the meter alone sees the old load: it would cut again what is already being cut. The
+plant remembers every action in flight and answers three questions for the planner:
+
+- **Where each miner is going** (:meth:`Plant.adjust`): a miner with a pending sleep is
+  planned as asleep, a pending wake as awake at its mining power, a pending limit at its new
+  limit; none of them is acted on again until its action is settled.
+- **What the meter will show** (:meth:`Plant.in_flight_kw`): the metered load plus, for every
+  action the given reading does not contain yet, its change in miner watts times the site's
+  overhead. An action is in a reading taken at or after its confirmation (kuat confirms by
+  polling the miner about once a second, so at most one reading is ever counted twice, and
+  that errs towards cutting less, never towards an extra cut).
+- **How long a command takes** (:meth:`Plant.apply_s`): learned per firmware family and verb
+  from what kuat observed (send → confirmed), with defaults until then. It sets how far ahead
+  the quota engine budgets energy (``QuotaPolicy.actuation_s``) and how long the agent waits
+  for a confirmation.
+
+The site overhead (transformer and cable losses, fans, lights: what the meter sees beyond the
+miners) is a factor: metered ÷ Σ miners, learned while no action is in flight, or configured.
+A plan's saving of 1 kW at the miners is ``overhead`` kW at the meter.
+
+Pure: no I/O and no clock; every instant is an argument.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from kuat.quota.curtail import MinerState
+
+# Seconds from send to the new state showing, per firmware family and verb, until kuat has
+# seen its own: stock bmminer restarts into the new work mode (~15 s on an S19), btminer
+# restarts mining to apply a limit, the rest act within a poll.
+DEFAULT_APPLY_S: dict[tuple[str, str], float] = {
+    ("bitmain", "sleep"): 15.0,
+    ("bitmain", "wake"): 15.0,
+    ("whatsminer", "limit"): 20.0,
+    ("whatsminer_v3", "limit"): 20.0,
+    ("whatsminer", "wake"): 10.0,
+    ("whatsminer_v3", "wake"): 10.0,
+    ("epic", "limit"): 20.0,
+    ("vnish", "limit"): 10.0,
+}
+FALLBACK_APPLY_S = 2.0
+# Weight of a new observation in the running estimate (exponentially weighted mean).
+LEARN_WEIGHT = 0.3
+# The learned overhead stays in this band: beyond it the meter and the miners disagree for
+# another reason (a miner not polled, unregistered load), which is the balance check's business.
+OVERHEAD_BOUNDS = (1.0, 1.5)
+
+
+class Verb(enum.StrEnum):
+    SLEEP = "sleep"
+    WAKE = "wake"
+    LIMIT = "limit"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One action sent and not yet settled. ``before_w``/``after_w``: the miner's draw before
+    and (expected) after it; ``target_w``: a power limit's new value."""
+
+    device_id: str
+    verb: Verb
+    family: str | None
+    sent_at: datetime
+    before_w: float
+    after_w: float
+    target_w: float | None = None
+    outlet: bool = False
+    confirmed_at: datetime | None = None
+
+    @property
+    def delta_w(self) -> float:
+        return self.after_w - self.before_w
+
+
+@dataclass
+class Plant:
+    """``overhead``: a configured factor (None: learn it). Mutable memory, pure functions."""
+
+    overhead: float | None = None
+    learned_overhead: float | None = None
+    pending: dict[str, Pending] | None = None
+    apply_learned: dict[tuple[str, str], float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.overhead is not None and not (
+            OVERHEAD_BOUNDS[0] <= self.overhead <= OVERHEAD_BOUNDS[1]
+        ):
+            raise ValueError(f"overhead factor must be in {OVERHEAD_BOUNDS}, got {self.overhead}")
+        self.pending = {} if self.pending is None else self.pending
+        self.apply_learned = {} if self.apply_learned is None else self.apply_learned
+
+    # --- what kuat did and saw ------------------------------------------------------------
+
+    def sent(self, p: Pending) -> None:
+        assert self.pending is not None
+        self.pending[p.device_id] = p
+
+    def settled(self, device_id: str, done: bool, at: datetime) -> None:
+        """A command's result: done (confirmed at ``at``: learn its latency, keep it as the
+        miner's known state until a fresh reading shows it) or anything else (forget it: the
+        miner is where its readings say)."""
+        assert self.pending is not None and self.apply_learned is not None
+        p = self.pending.get(device_id)
+        if p is None:
+            return
+        if not done:
+            del self.pending[device_id]
+            return
+        self.pending[device_id] = replace(p, confirmed_at=at)
+        if p.family is not None:
+            key = (p.family, p.verb.value)
+            seen = max((at - p.sent_at).total_seconds(), 0.0)
+            old = self.apply_learned.get(key)
+            self.apply_learned[key] = seen if old is None else old + LEARN_WEIGHT * (seen - old)
+
+    def readings_seen(self, taken_at: dict[str, datetime]) -> None:
+        """Drop confirmed actions whose miner has been read since: the reading tells it now."""
+        assert self.pending is not None
+        for did, p in list(self.pending.items()):
+            t = taken_at.get(did)
+            if p.confirmed_at is not None and t is not None and t >= p.confirmed_at:
+                del self.pending[did]
+
+    def observe_overhead(self, metered_kw: float | None, miners_kw: float | None) -> None:
+        """Learn metered ÷ Σ miners, only in a steady state (nothing in flight)."""
+        assert self.pending is not None
+        if self.overhead is not None or self.pending:
+            return
+        if metered_kw is None or not miners_kw or miners_kw <= 0 or metered_kw <= 0:
+            return
+        lo, hi = OVERHEAD_BOUNDS
+        seen = min(max(metered_kw / miners_kw, lo), hi)
+        old = self.learned_overhead
+        self.learned_overhead = seen if old is None else old + LEARN_WEIGHT * 0.1 * (seen - old)
+
+    # --- what the planner asks ------------------------------------------------------------
+
+    @property
+    def overhead_factor(self) -> float:
+        if self.overhead is not None:
+            return self.overhead
+        return self.learned_overhead if self.learned_overhead is not None else 1.0
+
+    def apply_s(self, family: str | None, verb: Verb) -> float:
+        assert self.apply_learned is not None
+        if family is None:
+            return FALLBACK_APPLY_S
+        key = (family, verb.value)
+        learned = self.apply_learned.get(key)
+        if learned is not None:
+            return learned
+        return DEFAULT_APPLY_S.get(key, FALLBACK_APPLY_S)
+
+    def slowest_apply_s(self, families: Iterable[str | None]) -> float:
+        """The longest any present firmware takes to act on a curtailment (sleep or limit)."""
+        fams = set(families) or {None}
+        return max(self.apply_s(f, v) for f in fams for v in (Verb.SLEEP, Verb.LIMIT))
+
+    def unconfirmed(self, *verbs: Verb) -> int:
+        assert self.pending is not None
+        return sum(
+            1 for p in self.pending.values() if p.confirmed_at is None and p.verb in verbs
+        )
+
+    def last_confirmed_at(self, within: timedelta, now: datetime) -> datetime | None:
+        """The latest confirmation within ``within`` before ``now``: readings before it show
+        a plant that is no longer there."""
+        assert self.pending is not None
+        times = [
+            p.confirmed_at
+            for p in self.pending.values()
+            if p.confirmed_at is not None and now - p.confirmed_at <= within
+        ]
+        return max(times) if times else None
+
+    def in_flight_kw(self, reading_at: datetime | None) -> float:
+        """What the actions a reading taken at ``reading_at`` does not contain will change
+        at the meter (kW, negative for a cut)."""
+        assert self.pending is not None
+        k = self.overhead_factor
+        total = 0.0
+        for p in self.pending.values():
+            in_reading = (
+                p.confirmed_at is not None and reading_at is not None and reading_at >= p.confirmed_at
+            )
+            if not in_reading:
+                total += p.delta_w
+        return k * total / 1000.0
+
+    def adjust(self, miners: Sequence[MinerState]) -> list[MinerState]:
+        """The miners as they will be once every pending action has acted."""
+        assert self.pending is not None
+        out: list[MinerState] = []
+        for m in miners:
+            p = self.pending.get(m.device_id)
+            if p is None:
+                out.append(m)
+            elif p.verb is Verb.LIMIT:
+                out.append(
+                    replace(
+                        m,
+                        asleep=False,
+                        power_w=p.after_w,
+                        power_limit_w=p.target_w,
+                        last_limited=p.sent_at,
+                    )
+                )
+            else:
+                asleep = p.verb is Verb.SLEEP
+                power = max(p.before_w, p.after_w)  # its mining power either way
+                out.append(
+                    replace(
+                        m,
+                        asleep=asleep,
+                        power_w=power,
+                        last_switched=p.sent_at,
+                        outlet_off=asleep and p.outlet,
+                    )
+                )
+        return out

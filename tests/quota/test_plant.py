@@ -1,0 +1,89 @@
+"""The plant model: actions in flight, learned latencies and the site's overhead."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from kuat.quota.curtail import ActionKind, CurtailPolicy, MinerState, plan
+from kuat.quota.plant import DEFAULT_APPLY_S, FALLBACK_APPLY_S, Pending, Plant, Verb
+
+T = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)
+S = timedelta(seconds=1)
+
+
+def sleep(did: str, w: float = 3000.0, at: datetime = T, family: str = "bitmain") -> Pending:
+    return Pending(did, Verb.SLEEP, family, at, before_w=w, after_w=0.0)
+
+
+def test_a_sleep_in_flight_counts_until_a_reading_after_its_confirmation() -> None:
+    plant = Plant(overhead=1.06)
+    plant.sent(sleep("a"))
+    # the meter read at T+5 s does not contain it: 3 kW x 1.06 come off what it shows
+    assert plant.in_flight_kw(T + 5 * S) == pytest.approx(-3.18)
+    plant.settled("a", True, T + 15 * S)
+    assert plant.in_flight_kw(T + 14 * S) == pytest.approx(-3.18)
+    assert plant.in_flight_kw(T + 15 * S) == 0.0
+    # still planned as asleep (its last miner reading predates the sleep) until read again
+    miner = MinerState("a", 3000.0, 100.0, asleep=False)
+    [seen] = plant.adjust([miner])
+    assert seen.asleep and seen.power_w == 3000.0 and seen.last_switched == T
+    plant.readings_seen({"a": T + 10 * S})  # a poll from before the confirmation: kept
+    assert plant.adjust([miner])[0].asleep
+    plant.readings_seen({"a": T + 16 * S})
+    assert plant.adjust([miner]) == [miner]
+
+
+def test_a_failed_action_is_forgotten_and_teaches_nothing() -> None:
+    plant = Plant()
+    plant.sent(sleep("a"))
+    plant.settled("a", False, T + 60 * S)
+    assert plant.in_flight_kw(T) == 0.0
+    assert plant.apply_s("bitmain", Verb.SLEEP) == DEFAULT_APPLY_S[("bitmain", "sleep")]
+
+
+def test_latency_is_learned_per_family_and_verb() -> None:
+    plant = Plant()
+    assert plant.apply_s("luxos", Verb.SLEEP) == FALLBACK_APPLY_S
+    plant.sent(sleep("a", family="luxos"))
+    plant.settled("a", True, T + 4 * S)
+    assert plant.apply_s("luxos", Verb.SLEEP) == 4.0
+    plant.readings_seen({"a": T + 5 * S})
+    plant.sent(sleep("a", at=T + 100 * S, family="luxos"))
+    plant.settled("a", True, T + 102 * S)
+    assert plant.apply_s("luxos", Verb.SLEEP) == pytest.approx(4.0 + 0.3 * (2.0 - 4.0))
+    assert plant.apply_s("luxos", Verb.WAKE) == FALLBACK_APPLY_S
+    assert plant.slowest_apply_s(["luxos", "bitmain"]) == 15.0
+
+
+def test_overhead_is_learned_in_a_steady_state_only_and_bounded() -> None:
+    plant = Plant()
+    assert plant.overhead_factor == 1.0
+    plant.observe_overhead(106.0, 100.0)
+    assert plant.overhead_factor == pytest.approx(1.06)
+    plant.sent(sleep("a"))
+    plant.observe_overhead(300.0, 100.0)  # in flight: the two sides do not match yet
+    assert plant.overhead_factor == pytest.approx(1.06)
+    plant.settled("a", False, T)
+    plant.observe_overhead(300.0, 100.0)  # beyond the band: clamped, and learned slowly
+    assert 1.06 < plant.overhead_factor < 1.1
+    with pytest.raises(ValueError, match="overhead"):
+        Plant(overhead=0.5)
+    assert Plant(overhead=1.2).overhead_factor == 1.2
+
+
+def test_planning_with_actions_in_flight_cuts_only_what_is_left() -> None:
+    """The plan after a batch of slow sleeps, from a reading taken before they acted, adds
+    nothing: the batch already reaches the target (issue: 39 more miners limited)."""
+    fleet = [MinerState(f"m{i}", 3000.0, 100.0 - i, asleep=False) for i in range(10)]
+    policy = CurtailPolicy(min_on_s=0, min_off_s=0, hysteresis_kw=2)
+    first = plan(20.0, fleet, T, policy, load_kw=30.0)
+    assert len(first.actions) == 4  # 30 -> 18 kW
+    plant = Plant(overhead=1.0)
+    for a in first.actions:
+        plant.sent(Pending(a.device_id, Verb.SLEEP, "bitmain", T, a.power_w, 0.0))
+    # 5 s later the meter still reads 30 kW: the sleeps have not acted yet
+    load = 30.0 + plant.in_flight_kw(T + 5 * S)
+    again = plan(20.0, plant.adjust(fleet), T + 5 * S, policy, load_kw=load)
+    assert again.actions == ()
+    # and nothing is woken back while they confirm, though the expected load is below the limit
+    assert all(a.kind is not ActionKind.RESTORE for a in again.actions)
