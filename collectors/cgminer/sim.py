@@ -52,7 +52,7 @@ import signal
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +114,13 @@ class SimMiner:
     nominal_power_w: float
     power_limit_w: int
     rng: random.Random
-    sleeping: bool = False
+    # Sleep and wake act ``apply_delay_s`` after the command (0: at once), on ``clock`` (in
+    # seconds; a benchmark on an accelerated clock passes its own): a stock S19 restarts
+    # bmminer into the new mode. ``sleeping`` reads and sets it (a property below).
+    asleep: bool = False
+    apply_delay_s: float = 0.0
+    clock: Callable[[], float] = time.monotonic
+    due: tuple[float, bool] | None = None
     pools: list[dict[str, str]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     accepted: int = 0
@@ -158,6 +164,19 @@ class SimMiner:
     def firmware_personality(self) -> str:
         # fault personalities misbehave on the wire; what they would say is a stock Antminer's
         return self.personality if self.personality in HEALTHY else "antminer"
+
+    @property
+    def sleeping(self) -> bool:
+        if self.due is not None and self.clock() >= self.due[0]:
+            self.asleep, self.due = self.due[1], None
+        return self.asleep
+
+    @sleeping.setter
+    def sleeping(self, value: bool) -> None:
+        if self.apply_delay_s > 0 and value != self.sleeping:
+            self.due = (self.clock() + self.apply_delay_s, value)
+        else:  # at once; a command back to the present state cancels one still to act
+            self.asleep, self.due = value, None
 
     @property
     def serves_web(self) -> bool:
@@ -874,8 +893,13 @@ class AsicFarmSimulator:
         personalities: Sequence[str] | None = None,
         web_port: int | None = None,
         v3_port: int = 4433,
+        apply_delay_s: Mapping[str, float] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         """``personalities``: one per miner, cycled if shorter; default the site mix.
+
+        ``apply_delay_s``: per personality, seconds from a sleep/wake command to its effect;
+        ``clock``: the seconds those delays run on (default: monotonic real time).
 
         ``web_port``: where stock Antminers serve their web UI; None serves none.
         ``v3_port``: where ``whatsminer_v3`` miners serve API v3 (their ``port`` stays closed).
@@ -890,7 +914,11 @@ class AsicFarmSimulator:
         self._miners: list[SimMiner] = []
         for i, ip in enumerate(_addresses(first_ip, count)):
             personality = mix[i % len(mix)]
-            self._miners.append(self._make(i, ip, port, personality))
+            miner = self._make(i, ip, port, personality)
+            miner.apply_delay_s = (apply_delay_s or {}).get(personality, 0.0)
+            if clock is not None:
+                miner.clock = clock
+            self._miners.append(miner)
         self._servers: list[asyncio.Server] = []
 
     def _make(self, i: int, ip: str, port: int, personality: str) -> SimMiner:
