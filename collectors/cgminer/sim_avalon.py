@@ -1,5 +1,5 @@
 """Simulated Canaan AvalonMiner 1246 replies, shaped like the real captures in
-tests/fixtures/asic/avalon-*.json (cgminer 4.11.1 with the Avalon driver).
+tests/cases/asic/avalon/ (cgminer 4.11.1 with the Avalon driver).
 
 The miner's live numbers go into the ``MM ID0`` bracket string the way the 1246 capture has
 them; soft-off (``ascset 0,softoff,1:<time>``) switches it to what the soft-off Avalon Q capture

@@ -1,5 +1,6 @@
 """Reply bodies of the simulated firmwares, shaped after the real replies in
-tests/fixtures/asic (key names, value types, quirks), filled with one miner's live numbers.
+tests/cases/asic and tests/fixtures/asic (key names, value types, quirks), filled with one
+miner's live numbers.
 """
 
 from __future__ import annotations
@@ -630,8 +631,9 @@ def bm_system_info(m: SimMiner) -> Body:
 
 # --- Whatsminer API v3 (port 4433) ------------------------------------------------------------
 
-# The real get.device.info of a Whatsminer M60S_VK40 (tests/fixtures/asic/whatsminer-m60s-
-# get.device.info.json, from asic-rs, Apache-2.0; test_whatsminer_v3 checks the two agree).
+# The real get.device.info of a Whatsminer M60S_VK40 (tests/cases/asic/whatsminer_v3/
+# m60s-device-info/get.device.info.json, from asic-rs, Apache-2.0; test_whatsminer_v3 checks
+# the two agree).
 # Kept here rather than read from tests/ because the simulator ships with the agent (kuat demo).
 WM_V3_DEVICE_INFO: Body = {
     "code": 0,

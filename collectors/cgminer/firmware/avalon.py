@@ -2,8 +2,8 @@
 
 ``stats`` packs the controller's readings into one string of ``Key[value]`` brackets, under
 ``MM ID0`` (A-series: 1246, 1366…) or ``MM ID0:Summary`` (Avalon Q, which wraps it as
-``'STATS':{…}`` and moves the per-chip arrays to ``HBinfo``). Real replies of both are in
-tests/fixtures/asic/avalon-*.json.
+``'STATS':{…}`` and moves the per-chip arrays to ``HBinfo``). Real replies of both are case
+folders in tests/cases/asic/avalon/.
 
 Sleep is "soft off": ``ascset 0,softoff,1:<unix time>`` (``softon`` to wake), which the firmware
 acknowledges with ``ASC 0 set info: success softoff:<time>``. A soft-off miner shows

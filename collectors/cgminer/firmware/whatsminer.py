@@ -122,7 +122,8 @@ SPEC = FirmwareSpec(
 #
 # Two reply bodies: ``get.device.info`` (msg.miner/network/system/power, identity) and
 # ``get.miner.status`` (msg.summary/msg.pools, the live numbers; hashrates in TH/s, watts in W).
-# Key names as in MicroBT's API v3 documentation and the real M60S reply in tests/fixtures/asic.
+# Key names as in MicroBT's API v3 documentation and the real M60S reply in
+# tests/cases/asic/whatsminer_v3/.
 
 
 def _section(body: Body | None, *path: str) -> dict[str, Any]:

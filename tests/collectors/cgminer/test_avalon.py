@@ -1,5 +1,6 @@
-"""Canaan Avalon: real replies (an Avalon Q soft-off, a mining AvalonMiner 1246) read as a person
-reads them, and soft-off/soft-on against the simulator."""
+"""Canaan Avalon: soft-off/soft-on replies and control against the simulator. The readings of the
+real captures (an Avalon Q soft-off, a mining AvalonMiner 1246) are case folders in
+tests/cases/asic/avalon (test_cases.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.client import decode_reply
 from kuat.collectors.cgminer.collector import AsicPoller
-from kuat.collectors.cgminer.parsers import detect_family, parse_replies
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
-from kuat.collectors.readings import AsicReading, AsicTemps, PoolInfo
+from kuat.collectors.readings import AsicReading
 
 FIX = Path(__file__).parents[2] / "fixtures" / "asic"
 T = datetime(2026, 1, 15, 6, 0, tzinfo=UTC)
@@ -23,55 +22,6 @@ T = datetime(2026, 1, 15, 6, 0, tzinfo=UTC)
 
 def load(name: str) -> dict:
     return decode_reply((FIX / name).read_bytes())
-
-
-def reading(bodies: dict) -> AsicReading:
-    r = parse_replies("10.1.2.3", 4028, T, bodies)
-    assert r is not None
-    return r
-
-
-def avalon_q() -> dict:
-    return {
-        "version": load("avalon-q-version.json"),
-        "summary": load("avalon-q-summary.json"),
-        "stats": load("avalon-q-stats-softoff.json"),
-        "pools": load("avalon-q-pools.json"),
-    }
-
-
-def test_avalon_q_soft_off_reads_as_sleeping() -> None:
-    bodies = avalon_q()
-    assert detect_family(bodies) == "avalon"
-    r = reading(bodies)
-    assert (r.vendor, r.model, r.firmware_family) == ("Canaan", "Avalon Q", "avalon")
-    assert r.mac == "AA:BB:CC:DD:EE:FF"
-    assert r.firmware == "Q-25052801_14a19a2"
-    # SoftOFF[4], SYSTEMSTATU[Work: In Idle]: asleep on purpose, not broken
-    assert r.state == "sleeping" and r.errors == ()
-    assert r.hashrate_ths == 0.0  # MHS 5s 0.0
-    assert r.hashrate_nominal_ths == 90.0  # model table: Avalon Q 90 TH/s
-    assert r.power_w == 0.0  # PS[0 1222 4 0 0 …]: 0 W out of the PSU
-    assert r.power_limit_w == 800.0  # MPO[800]
-    # ITemp[26] inlet, HBOTemp[27] board outlet; TMax[0] is "no chip reading", not 0 °C
-    assert r.temps_c == AsicTemps(board=(27.0,), chip=(), inlet=(26.0,))
-    assert r.fans_rpm == (0, 0, 0, 0)
-    assert r.uptime_s == 37714
-    assert r.pools == (PoolInfo("stratum+tcp://pool.example.com:4444", "worker1", "Alive", True),)
-
-
-def test_avalon_1246_stats_alone() -> None:
-    bodies = {"stats": load("avalon-1246-stats.json")}
-    assert detect_family(bodies) == "avalon"  # "MM ID0" without a version reply
-    r = reading(bodies)
-    assert r.model == "AvalonMiner 1246"  # from Ver[1246-83-…]
-    assert r.hashrate_ths == pytest.approx(81.07268, rel=1e-5)  # GHSspd[81072.68]
-    assert r.power_w == 3189.0  # PS[0 1214 1316 242 3189 1320 3504]
-    assert r.power_limit_w == 3200.0
-    assert r.temps_c == AsicTemps(board=(66.0, 65.0, 64.0), chip=(77.0, 77.0, 76.0), inlet=(30.0,))
-    assert r.fans_rpm == (5344, 5392, 5349, 5309)
-    assert r.uptime_s == 24684
-    assert r.state == "mining"
 
 
 def test_softoff_acknowledgement_is_not_an_error_reply() -> None:

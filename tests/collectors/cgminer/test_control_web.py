@@ -26,7 +26,7 @@ WEB_PORT = 18091
 _ranges = itertools.count(1)
 
 WebFarm = Callable[..., AbstractAsyncContextManager[AsicFarmSimulator]]
-FIX = Path(__file__).parents[2] / "fixtures" / "asic"
+CASES = Path(__file__).parents[2] / "cases" / "asic"
 
 
 @pytest.fixture
@@ -243,7 +243,7 @@ T = datetime(2026, 1, 15, 6, 0, tzinfo=UTC)
 
 def _s19(**changes: Any) -> dict[str, Any]:
     """The real S19 Pro stats fixture with some of its data keys changed."""
-    stats = decode_reply((FIX / "antminer-s19pro-stats.json").read_bytes())
+    stats = decode_reply((CASES / "bitmain" / "s19pro-stock-stats" / "stats.json").read_bytes())
     stats["STATS"][1].update(changes)
     return stats
 

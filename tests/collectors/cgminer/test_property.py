@@ -17,7 +17,13 @@ from kuat.collectors.cgminer.parsers import SPECS, build_reading, detect_family
 from kuat.collectors.readings import AsicReading, to_jsonable
 
 FIX = Path(__file__).parents[2] / "fixtures" / "asic"
-RAW = [p.read_bytes() for p in sorted(FIX.glob("*.json"))]
+CASES = Path(__file__).parents[2] / "cases" / "asic"
+# every recorded reply: the web/REST captures and the case folders' replies
+RAW = [
+    p.read_bytes()
+    for p in sorted([*FIX.glob("*.json"), *CASES.glob("*/*/*.json")])
+    if p.name != "expected.json"
+]
 T = datetime(2026, 1, 1, tzinfo=UTC)
 COMMANDS = ["summary", "stats", "pools", "version", "config", "power", "devdetails", "status"]
 

@@ -25,7 +25,9 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.cgminer.v3 import V3Client
 from kuat.collectors.readings import AsicReading, DeviceError
 
-FIXTURE = Path(__file__).parents[2] / "fixtures" / "asic" / "whatsminer-m60s-get.device.info.json"
+FIXTURE = (
+    Path(__file__).parents[2] / "cases/asic/whatsminer_v3/m60s-device-info/get.device.info.json"
+)
 # The documented get.miner.status summary example (MicroBT API v3 docs), pools as documented.
 STATUS = {
     "code": 0,
