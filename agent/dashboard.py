@@ -411,6 +411,16 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily(
             "kuat_outbox_dead_messages", "Register messages the broker refused", c.outbox_dead
         )
+        yield GaugeMetricFamily(
+            "kuat_spool_quarantined_files",
+            "Damaged spool files moved aside at start, waiting for `kuat spool salvage`",
+            value=c.quarantined,
+        )
+        yield GaugeMetricFamily(
+            "kuat_spool_disk_full",
+            "1 while the spool's disk is full and the oldest lines make room for new ones",
+            value=int(c.disk_full),
+        )
 
     def _jobs(self) -> Iterator[Metric]:
         last = GaugeMetricFamily(

@@ -17,7 +17,7 @@ from kuat.uplink.influx import FlushReport, InfluxUplink
 from kuat.uplink.inventory import Location
 from kuat.uplink.lineproto import encode
 from kuat.uplink.mqtt import RegisterPublisher
-from kuat.uplink.spool import Spool
+from kuat.uplink.spool import Spool, SpoolFull
 
 log = logging.getLogger("kuat.uplink")
 
@@ -94,7 +94,12 @@ class Uplinks:
             return
         dropped = self.spool.put_lines(lines)
         now = time.monotonic()
-        if dropped and now - self._last_drop_report >= DROP_REPORT_EVERY_S:
+        # A full disk is reported by the spool itself, once when it starts and once when it ends.
+        if (
+            dropped
+            and not self.spool.disk_full
+            and now - self._last_drop_report >= DROP_REPORT_EVERY_S
+        ):
             self._last_drop_report = now
             log.error(
                 "telemetry spool full: dropped the %d oldest lines (%d dropped in all); "
@@ -104,9 +109,15 @@ class Uplinks:
             )
 
     async def publish_inventory(self, readings: Iterable[AsicReading], now: datetime) -> None:
-        report = await asyncio.to_thread(
-            self.register.publish_inventory, list(readings), now, locations=self.locations
-        )
+        try:
+            report = await asyncio.to_thread(
+                self.register.publish_inventory, list(readings), now, locations=self.locations
+            )
+        except SpoolFull:
+            # Nothing was queued (one transaction): the next run diffs from the same snapshot.
+            # The spool has already said, once, that the disk is full.
+            log.debug("inventory not queued: no space left for the spool")
+            return
         if report.events:
             log.info("inventory: %d miners, %d change events", report.miners, report.events)
 

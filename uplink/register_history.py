@@ -48,7 +48,7 @@ DEFAULT_RETENTION = timedelta(days=400)
 # ``at`` is the event's own time as published: ISO 8601 UTC, whole seconds, "Z" (uplink.inventory
 # .iso), which sorts as text in time order, so range queries use the index and an inspector can
 # read the table with the sqlite3 shell.
-_DDL = """
+HISTORY_DDL = """
 CREATE TABLE IF NOT EXISTS register_history (
     seq_key TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -93,7 +93,7 @@ class RegisterHistory:
         with self._lock:
             # Every statement is IF NOT EXISTS: idempotent, so autocommit per statement is fine
             # (executescript would commit an open transaction anyway).
-            self._db.executescript(_DDL)
+            self._db.executescript(HISTORY_DDL)
         with spool.transaction() as db:
             self._backfill(db)
 

@@ -9,6 +9,30 @@ Telemetry is capped at ``max_rows``: a full spool drops the OLDEST lines (newest
 most useful after a long outage), counts them in ``dropped`` (persisted), logs a warning and
 returns the number from ``put_lines`` so the agent can raise an alert.
 
+A full disk does not stop the agent: a small reserve file (``<spool>.reserve``) is given up
+when the disk fills, and from then on every ``put_lines`` makes room by deleting the OLDEST
+lines (counted in ``dropped``, like the cap) before inserting, checkpointing the WAL each time
+so the space it frees is reused. If even that fails the newest lines wait in memory (bounded,
+oldest dropped and counted) until a write succeeds. ``disk_full`` says which state it is in;
+the change is logged once each way, and the reserve is taken back when space returns.
+
+Damage: a spool SQLite cannot read (truncated, header or a page overwritten, or a 0-byte file
+where a spool used to be) is never fatal. ``Spool()`` runs ``PRAGMA quick_check`` when it
+opens the file; a damaged file (with its ``-wal``/``-shm``) is renamed to
+``<spool>.damaged-<UTC time>``, logged at ERROR with the file and the reason, counted in
+``SpoolStats.quarantined`` (files waiting for the operator), and a fresh spool starts.
+``kuat spool`` inspects and salvages a quarantined file.
+
+Register ``seq`` across a lost spool: the counters live in the spool, so a fresh spool would
+restart them at 1 and a receiver would drop the new events as old. The spool therefore also
+keeps ``<spool>.seq``, a small JSON file (written with fsync and an atomic rename, in the same
+transaction that numbers the events, before it commits) that *reserves* counter values in
+blocks of ``SEQ_RESERVE``: every seq ever issued is at or below the reserved value. When the
+spool opened is not the one the reservation was made for (a fresh or replaced file), each
+counter continues from its reservation: ``seq`` stays strictly increasing; a receiver sees a
+forward gap (up to ``SEQ_RESERVE``), which the register contract already treats as "events
+lost: rebuild from the retained inventory".
+
 Thread safety: one ``Spool`` may be shared by threads (the asyncio loop, the influx writer's
 worker thread, paho's network thread); a lock serialises access to its single connection.
 Every call is short but does disk I/O; from a coroutine call it via ``asyncio.to_thread`` when
@@ -17,17 +41,39 @@ batches are large. Several processes must not share one spool file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import math
+import os
+import secrets
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["Batch", "OutboxMessage", "Spool", "SpoolStats"]
+__all__ = [
+    "QUARANTINE_MARK",
+    "SEQ_RESERVE",
+    "Batch",
+    "OutboxMessage",
+    "Quarantined",
+    "Spool",
+    "SpoolFull",
+    "SpoolStats",
+    "open_checked",
+    "quarantined_files",
+    "read_damaged",
+    "salvage_into",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +91,137 @@ CREATE TABLE IF NOT EXISTS outbox_dead (
 CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY, payload BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+SEQ_RESERVE = 1000  # seq values reserved per fsync of the .seq file
+QUARANTINE_MARK = ".damaged-"
+DEFAULT_RESERVE_BYTES = 4 * 1024 * 1024
+# Lines held in memory while not even a delete-then-insert fits on the disk (about 10 MB).
+MAX_HELD_LINES = 50_000
+# SQLite result codes that mean "this file is not a readable database" (vs busy, permissions).
+_DAMAGE_CODES = frozenset(
+    {
+        getattr(sqlite3, "SQLITE_CORRUPT", 11),
+        getattr(sqlite3, "SQLITE_NOTADB", 26),
+    }
+)
+_FULL_CODE = getattr(sqlite3, "SQLITE_FULL", 13)
+
+
+class SpoolFull(sqlite3.OperationalError):
+    """A write found no space on the disk; the transaction was rolled back."""
+
+
+class _Damaged(Exception):
+    pass
+
+
+def _is_full(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, sqlite3.OperationalError)
+        and getattr(exc, "sqlite_errorcode", None) == _FULL_CODE
+    )
+
+
+def _is_damage(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _DAMAGE_CODES
+    text = str(exc).lower()
+    return "malformed" in text or "not a database" in text
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """A database file that could not be opened, moved aside for the operator."""
+
+    original: Path
+    moved_to: Path
+    reason: str
+
+
+def quarantined_files(path: Path) -> list[Path]:
+    """Quarantined copies of the database ``path`` still beside it, oldest first."""
+    path = Path(path)
+    try:
+        found = [
+            p
+            for p in path.parent.glob(f"{path.name}{QUARANTINE_MARK}*")
+            if not p.name.endswith(("-wal", "-shm"))
+        ]
+    except OSError:
+        return []
+    return sorted(found)
+
+
+def _quarantine(path: Path, reason: str, what: str) -> Quarantined:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    target = path.with_name(f"{path.name}{QUARANTINE_MARK}{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(f"{path}{suffix}")
+        if src.exists():
+            os.replace(src, Path(f"{target}{suffix}"))
+    _fsync_dir(path.parent)
+    log.error(
+        "%s %s is damaged (%s): moved to %s and starting a fresh one; what it held is not "
+        "sent until salvaged: kuat spool inspect / kuat spool salvage %s",
+        what,
+        path,
+        reason,
+        target,
+        target,
+    )
+    return Quarantined(path, target, reason)
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def open_checked(
+    path: Path,
+    *,
+    what: str,
+    existed_before: bool = False,
+    setup: Callable[[sqlite3.Connection], None] | None = None,
+) -> tuple[sqlite3.Connection, Quarantined | None]:
+    """Open the SQLite file ``path`` (WAL, synchronous=FULL), quarantining it if damaged.
+
+    Damaged means SQLite says so (not a database, malformed), ``PRAGMA quick_check`` finds a
+    problem, or the file is empty (0 bytes) although ``existed_before`` says a database was
+    there. ``setup`` (schema creation) runs on the opened connection and is part of the check.
+    Anything else (locked, permission denied) is raised: moving the file would not help.
+    """
+    path = Path(path)
+    found: Quarantined | None = None
+    for attempt in (1, 2):
+        db: sqlite3.Connection | None = None
+        try:
+            if attempt == 1 and existed_before and path.exists() and path.stat().st_size == 0:
+                raise _Damaged("empty file (0 bytes) where a database was")
+            # isolation_level=None: explicit BEGIN/COMMIT, so a batch is one fsync.
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            problems = [r[0] for r in db.execute("PRAGMA quick_check(3)").fetchall()]
+            if problems != ["ok"]:
+                raise _Damaged("integrity check: " + "; ".join(str(p) for p in problems))
+            if setup is not None:
+                setup(db)
+            return db, found
+        except (_Damaged, sqlite3.DatabaseError) as exc:
+            if db is not None:
+                db.close()
+            if attempt == 2 or not (isinstance(exc, _Damaged) or _is_damage(exc)):
+                raise
+            found = _quarantine(path, str(exc), what)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,26 +258,135 @@ class SpoolStats:
     dropped: int  # telemetry lines dropped by the size cap since the spool was created
     outbox: int  # MQTT messages waiting for their PUBACK
     outbox_dead: int  # MQTT messages the broker refused
+    quarantined: int = 0  # damaged spool files moved aside, waiting for the operator
+    disk_full: bool = False  # writes are making room by dropping the oldest lines
 
 
 class Spool:
     """SQLite-backed durable queue. See the module docstring for guarantees and threading."""
 
-    def __init__(self, path: Path, *, max_rows: int = 5_000_000, max_dead: int = 100_000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_rows: int = 5_000_000,
+        max_dead: int = 100_000,
+        reserve_bytes: int = DEFAULT_RESERVE_BYTES,
+    ) -> None:
         if max_rows < 1:
             raise ValueError("max_rows must be positive")
         self.path = Path(path)
         self.max_rows = max_rows
         self.max_dead = max_dead
+        self.reserve_bytes = reserve_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        # isolation_level=None: explicit BEGIN/COMMIT, so a batch is one fsync, not one per row.
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        self._seq_path = self.path.with_name(self.path.name + ".seq")
+        self._reserve_path = self.path.with_name(self.path.name + ".reserve")
+        sidecar = self._read_sidecar()
+        self._db, self.quarantine = open_checked(
+            self.path,
+            what="spool",
+            existed_before=sidecar is not None,
+            setup=lambda db: db.executescript(_SCHEMA),
+        )
         self._pending = self._db.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0]
+        self._reserved: dict[str, int] = {}
+        self._adopt_counters(sidecar)
+        self.disk_full = False
+        self._held: deque[str] = deque()
+        self._unsaved_drops = 0  # dropped while even the counter could not be written
+        self._make_reserve()
+
+    # --- seq reservation (see the module docstring) ---------------------------------------
+
+    def _read_sidecar(self) -> dict | None:
+        try:
+            data = json.loads(self._seq_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.error(
+                "register seq file %s unreadable (%s); counters from the spool", self._seq_path, exc
+            )
+            return None
+        if not isinstance(data, dict) or not isinstance(data.get("reserved"), dict):
+            log.error(
+                "register seq file %s has no reservations; counters from the spool", self._seq_path
+            )
+            return None
+        return data
+
+    def _write_sidecar(self) -> None:
+        body = json.dumps(
+            {"spool_id": self._spool_id, "reserved": self._reserved}, sort_keys=True
+        ).encode()
+        tmp = self._seq_path.with_name(self._seq_path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, body)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self._seq_path)
+        _fsync_dir(self._seq_path.parent)
+
+    def _adopt_counters(self, sidecar: dict | None) -> None:
+        """Tie the reservations to this spool; continue the counters if the spool is new."""
+        spool_id = self._meta("spool_id")
+        counters = {
+            k.removeprefix("seq:"): int(v)
+            for k, v in self._db.execute(
+                "SELECT key, value FROM meta WHERE key LIKE 'seq:%'"
+            ).fetchall()
+        }
+        reserved: dict[str, int] = {}
+        if sidecar is not None:
+            for k, v in sidecar["reserved"].items():
+                if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+                    reserved[str(k)] = v
+        same = sidecar is not None and spool_id != 0 and sidecar.get("spool_id") == spool_id
+        with self._tx() as db:
+            if spool_id == 0:
+                spool_id = secrets.randbits(62) or 1
+                db.execute("INSERT INTO meta(key, value) VALUES ('spool_id', ?)", (spool_id,))
+            for key, high in reserved.items():
+                # A counter below its last reservation's start went back (an older copy of
+                # the file); a spool the reservations were not made for lost its counters.
+                behind = counters.get(key, 0) < high - SEQ_RESERVE
+                if (behind or not same) and counters.get(key, 0) < high:
+                    # Every seq up to `high` may have been issued by the lost spool.
+                    db.execute(
+                        "INSERT INTO meta(key, value) VALUES (?, ?) "
+                        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        (f"seq:{key}", high),
+                    )
+                    log.warning(
+                        "register seq of %s continues after %d (the spool that counted it "
+                        "is gone; receivers see a gap and rebuild from the inventory)",
+                        key,
+                        high,
+                    )
+                    counters[key] = high
+            self._spool_id = spool_id
+            self._reserved = {k: max(v, reserved.get(k, 0)) for k, v in counters.items()}
+            if not same or self._reserved != reserved:
+                self._write_sidecar()
+
+    def _make_reserve(self) -> None:
+        """Space given up when the disk fills, so the spool can still delete and checkpoint."""
+        if self.reserve_bytes <= 0 or self._reserve_path.exists():
+            return
+        try:
+            fd = os.open(self._reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, self.reserve_bytes)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.debug("no reserve file for the spool (%s)", exc)
+            with contextlib.suppress(OSError):
+                self._reserve_path.unlink()
 
     def __repr__(self) -> str:
         return f"Spool({str(self.path)!r}, max_rows={self.max_rows})"
@@ -135,13 +421,24 @@ class Spool:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # SQLite may already have rolled back (a full disk at COMMIT does).
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if _is_full(exc) and not isinstance(exc, SpoolFull):
+                    raise SpoolFull(f"no space left for {self.path}: {exc}") from exc
                 raise
-            self._db.execute("COMMIT")
+            except OSError as exc:  # the .seq file (written inside the transaction)
+                if exc.errno == errno.ENOSPC:
+                    raise SpoolFull(f"no space left for {self._seq_path}: {exc}") from exc
+                raise
 
     def _bump(self, db: sqlite3.Connection, key: str, by: int) -> int:
         db.execute(
@@ -158,21 +455,46 @@ class Spool:
     # --- telemetry ----------------------------------------------------------------------
 
     def put_lines(self, lines: Sequence[str]) -> int:
-        """Append lines durably; returns how many OLDEST lines the cap dropped (usually 0)."""
-        if not lines:
+        """Append lines durably; returns how many OLDEST lines were dropped (usually 0) by the
+        cap or, on a full disk, to make room (see the module docstring)."""
+        if not lines and not self._held:
             return 0
+        with self._lock:
+            batch = [*self._held, *lines] if self._held else list(lines)
+            if self.disk_full and self._space_returned():
+                self._leave_full()
+            if not self.disk_full:
+                try:
+                    dropped = self._insert(batch, make_room=0)
+                except SpoolFull:
+                    self._enter_full()
+                else:
+                    self._held.clear()
+                    return dropped
+            return self._put_when_full(batch)
+
+    def _insert(self, lines: list[str], *, make_room: int) -> int:
+        pending = self._pending
+        try:
+            return self._insert_tx(lines, make_room)
+        except BaseException:
+            self._pending = pending  # rolled back
+            raise
+
+    def _insert_tx(self, lines: list[str], make_room: int) -> int:
         with self._tx() as db:
+            dropped = 0
+            if make_room:
+                dropped = self._drop_oldest(db, make_room)
             db.executemany("INSERT INTO telemetry(line) VALUES (?)", ((ln,) for ln in lines))
             self._pending += len(lines)
             excess = self._pending - self.max_rows
-            dropped = total = 0
             if excess > 0:
-                cut = db.execute(
-                    "SELECT id FROM telemetry ORDER BY id LIMIT 1 OFFSET ?", (excess - 1,)
-                ).fetchone()[0]
-                dropped = db.execute("DELETE FROM telemetry WHERE id <= ?", (cut,)).rowcount
-                self._pending -= dropped
-                total = self._bump(db, "telemetry_dropped", dropped)
+                dropped += self._drop_oldest(db, excess)
+            total = 0
+            if dropped or self._unsaved_drops:
+                total = self._bump(db, "telemetry_dropped", dropped + self._unsaved_drops)
+        self._unsaved_drops = 0
         if dropped:
             # DEBUG: the owner (the agent) reports drops to the operator, rate-limited.
             log.debug(
@@ -182,6 +504,58 @@ class Spool:
                 total,
             )
         return dropped
+
+    def _drop_oldest(self, db: sqlite3.Connection, n: int) -> int:
+        cut = db.execute(
+            "SELECT id FROM telemetry ORDER BY id LIMIT 1 OFFSET ?", (n - 1,)
+        ).fetchone()
+        if cut is None:
+            removed = db.execute("DELETE FROM telemetry").rowcount
+        else:
+            removed = db.execute("DELETE FROM telemetry WHERE id <= ?", (cut[0],)).rowcount
+        self._pending -= removed
+        return removed
+
+    def _put_when_full(self, lines: list[str]) -> int:
+        # Delete a little more than we insert: rows differ in size and the pages freed must
+        # hold the new ones, or the file would have to grow.
+        room = max(16, math.ceil(len(lines) * 1.25))
+        try:
+            dropped = self._insert(lines, make_room=room)
+        except SpoolFull:
+            # Not even that fits: keep the newest lines in memory until a write succeeds.
+            self._held = deque(lines[-MAX_HELD_LINES:])
+            lost = max(0, len(lines) - MAX_HELD_LINES)
+            self._unsaved_drops += lost
+            return lost
+        self._held.clear()
+        # The WAL holds what we just wrote; moving it into the database (whose freed pages
+        # take it) and truncating the WAL gives the space back for the next write.
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return dropped
+
+    def _enter_full(self) -> None:
+        self.disk_full = True
+        with contextlib.suppress(OSError):
+            self._reserve_path.unlink()
+        log.error(
+            "no space left on the disk of the spool %s: dropping the oldest telemetry lines to "
+            "make room for new ones (counted in 'dropped') until space returns",
+            self.path,
+        )
+
+    def _space_returned(self) -> bool:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize >= 2 * max(self.reserve_bytes, 1 << 20)
+
+    def _leave_full(self) -> None:
+        self.disk_full = False
+        self._make_reserve()
+        log.warning("space is available again for the spool %s: no more lines dropped", self.path)
 
     def take(self, limit: int, *, after: int | None = None) -> Batch:
         """The oldest ``limit`` pending lines, without removing them (``ack`` does).
@@ -299,6 +673,16 @@ class Spool:
         """
         with self._tx() as db:
             last = self._bump(db, f"seq:{seq_key}", len(bodies))
+            if last > self._reserved.get(seq_key, 0):
+                # Reserve before committing: a seq is never issued beyond what the .seq file
+                # (which outlives a damaged spool) says may have been issued.
+                before = dict(self._reserved)
+                self._reserved[seq_key] = last + SEQ_RESERVE
+                try:
+                    self._write_sidecar()
+                except BaseException:
+                    self._reserved = before
+                    raise
             first = last - len(bodies) + 1
             now = time.time()
             seqs = list(range(first, last + 1))
@@ -378,7 +762,204 @@ class Spool:
             return SpoolStats(
                 pending=self._pending,
                 dead=db.execute("SELECT COUNT(*) FROM telemetry_dead").fetchone()[0],
-                dropped=self._meta("telemetry_dropped"),
+                dropped=self._meta("telemetry_dropped") + self._unsaved_drops,
                 outbox=db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
                 outbox_dead=db.execute("SELECT COUNT(*) FROM outbox_dead").fetchone()[0],
+                quarantined=len(quarantined_files(self.path)),
+                disk_full=self.disk_full,
             )
+
+
+# --- quarantined files: inspect and salvage ------------------------------------------------
+
+# What a salvage can read back, per table: the columns, in the order inserted again.
+_SALVAGE_TABLES: dict[str, tuple[str, ...]] = {
+    "telemetry": ("line",),
+    "outbox": ("topic", "payload", "qos", "retain", "created_at"),
+    "retained": ("topic", "payload"),
+    "register_history": ("seq_key", "seq", "id", "type", "miner_id", "at", "body"),
+    "meta": ("key", "value"),
+}
+_CHUNK = 2048
+
+
+@dataclass(slots=True)
+class SalvageReport:
+    """What could be read from a damaged file (``rows``) and what was unreadable."""
+
+    path: Path
+    readable: bool  # SQLite could open it as a database at all
+    problems: list[str]
+    rows: dict[str, list[tuple]]
+    unreadable: dict[str, int]  # table -> key ranges (or rows) that could not be read
+
+    def counts(self) -> dict[str, int]:
+        return {t: len(r) for t, r in self.rows.items()}
+
+
+def read_damaged(path: Path) -> SalvageReport:
+    """Every row of the spool's tables that can still be read from ``path``.
+
+    Works on a copy (the damaged file is evidence and stays as it is). A truncated file's
+    header still claims its old length, which makes SQLite refuse even the schema; the copy's
+    page count is set to what is really there. Rows are then read by key range; a range SQLite
+    cannot read is halved until the damaged rows are isolated, so a bad page costs only the
+    rows on it.
+    """
+    path = Path(path)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".salvage-") as tmp:
+        copy = Path(tmp) / "copy.db"
+        shutil.copyfile(path, copy)
+        if Path(f"{path}-wal").exists():
+            shutil.copyfile(f"{path}-wal", f"{copy}-wal")
+        _fix_page_count(copy)
+        report = _read_copy(copy)
+    report.path = path
+    return report
+
+
+def _fix_page_count(path: Path) -> None:
+    with path.open("r+b") as f:
+        header = f.read(100)
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+            return
+        page_size = int.from_bytes(header[16:18], "big")
+        page_size = 65536 if page_size == 1 else page_size
+        if page_size < 512:
+            return
+        pages = path.stat().st_size // page_size
+        if int.from_bytes(header[28:32], "big") > pages:
+            f.seek(28)
+            f.write(pages.to_bytes(4, "big"))
+
+
+def _read_copy(path: Path) -> SalvageReport:
+    report = SalvageReport(path, False, [], {}, {})
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        report.problems.append(f"cannot open: {exc}")
+        return report
+    try:
+        try:
+            tables = {
+                r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            report.readable = True
+        except sqlite3.DatabaseError as exc:
+            report.problems.append(str(exc))
+            return report
+        try:
+            report.problems += [
+                str(r[0]) for r in db.execute("PRAGMA quick_check(20)").fetchall() if r[0] != "ok"
+            ]
+        except sqlite3.DatabaseError as exc:
+            report.problems.append(str(exc))
+        for table, columns in _SALVAGE_TABLES.items():
+            if table in tables:
+                rows, bad = _read_table(db, table, columns)
+                report.rows[table] = rows
+                if bad:
+                    report.unreadable[table] = bad
+    finally:
+        db.close()
+    return report
+
+
+def _read_table(
+    db: sqlite3.Connection, table: str, columns: tuple[str, ...]
+) -> tuple[list[tuple], int]:
+    cols = ", ".join(columns)
+    try:
+        return db.execute(f"SELECT {cols} FROM {table}").fetchall(), 0
+    except sqlite3.DatabaseError:
+        pass
+    # Tables with a rowid: walk it in ranges. (register_history is WITHOUT ROWID; it and meta
+    # fall back to what a full scan gave before failing.)
+    try:
+        lo, hi = db.execute(f"SELECT min(rowid), max(rowid) FROM {table}").fetchone()
+    except sqlite3.DatabaseError:
+        lo, hi = None, None
+    if lo is None or hi is None:
+        try:
+            seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+        except sqlite3.DatabaseError:
+            seq = None
+        if seq is None:
+            return _partial_scan(db, table, cols), 1
+        lo, hi = 1, int(seq[0])
+    rows: list[tuple] = []
+    bad = 0
+    ranges = [(a, min(a + _CHUNK - 1, hi)) for a in range(lo, hi + 1, _CHUNK)]
+    while ranges:
+        a, b = ranges.pop(0)
+        try:
+            rows += db.execute(
+                f"SELECT {cols} FROM {table} WHERE rowid BETWEEN ? AND ? ORDER BY rowid",
+                (a, b),
+            ).fetchall()
+        except sqlite3.DatabaseError:
+            if a == b:
+                bad += 1
+            else:
+                mid = (a + b) // 2
+                ranges[:0] = [(a, mid), (mid + 1, b)]
+    return rows, bad
+
+
+def _partial_scan(db: sqlite3.Connection, table: str, cols: str) -> list[tuple]:
+    rows: list[tuple] = []
+    cur = db.execute(f"SELECT {cols} FROM {table}")
+    while True:
+        try:
+            row = cur.fetchone()
+        except sqlite3.DatabaseError:
+            return rows
+        if row is None:
+            return rows
+        rows.append(row)
+
+
+def salvage_into(report: SalvageReport, spool: Spool) -> dict[str, int]:
+    """Put what ``report`` read back into the live ``spool``; returns rows restored per table.
+
+    Telemetry lines are queued again (the server overwrites points it already has: the same
+    series and time). Outbox messages are queued again in their order (receivers deduplicate
+    events by ``id``). Register history rows are added where missing. A register counter in the
+    damaged file above the live one raises the live one, so ``seq`` never goes back.
+    """
+    done: dict[str, int] = {}
+    lines = [r[0] for r in report.rows.get("telemetry", []) if isinstance(r[0], str)]
+    for i in range(0, len(lines), 10_000):
+        spool.put_lines(lines[i : i + 10_000])
+    done["telemetry"] = len(lines)
+    history = report.rows.get("register_history", [])
+    if history:
+        from kuat.uplink.register_history import HISTORY_DDL
+
+        db, lock = spool.shared_connection()
+        with lock:
+            db.executescript(HISTORY_DDL)  # idempotent; commits nothing of ours
+    with spool.transaction() as db:
+        outbox = report.rows.get("outbox", [])
+        db.executemany(
+            "INSERT INTO outbox(topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)",
+            outbox,
+        )
+        done["outbox"] = len(outbox)
+        if history:
+            done["register_history"] = db.executemany(
+                "INSERT OR IGNORE INTO register_history"
+                "(seq_key, seq, id, type, miner_id, at, body) VALUES (?,?,?,?,?,?,?)",
+                history,
+            ).rowcount
+        raised = 0
+        for key, value in report.rows.get("meta", []):
+            if isinstance(key, str) and key.startswith("seq:") and isinstance(value, int):
+                raised += db.execute(
+                    "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE "
+                    "SET value = excluded.value WHERE excluded.value > meta.value",
+                    (key, value),
+                ).rowcount
+        done["seq_counters_raised"] = raised
+    return done

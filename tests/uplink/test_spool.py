@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -168,3 +169,177 @@ def test_kill_9_loses_nothing_committed(tmp_path: Path) -> None:
         seqs = [m.payload for m in sp.outbox_peek(limit=1_000_000)]
         assert len(seqs) == len(lines) // 100 or len(seqs) == len(lines) // 100 - 1
         assert sp.last_seq("s") == len(seqs)
+
+
+# --- damage: quarantine, seq, salvage (issue 11) -------------------------------------------
+
+PAGE = 4096
+
+
+def _filled_spool(path: Path, lines: int = 20_000) -> int:
+    """A checkpointed spool with ``lines`` telemetry lines and three register events; the
+    last seq issued."""
+    with Spool(path) as sp:
+        for i in range(0, lines, 5000):
+            sp.put_lines([f"asic,device=d{j} v={j}i {j}" for j in range(i, i + 5000)])
+        seqs = sp.outbox_put_sequenced("bin/site", "t/events", [{"n": 1}, {"n": 2}, {"n": 3}])
+        sp._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return seqs[-1]
+
+
+def _truncate(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+
+
+def _header(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.write(b"\xa5" * 100)
+
+
+def _one_page(path: Path) -> None:
+    # A page in the middle of the telemetry table's b-tree.
+    pages = path.stat().st_size // PAGE
+    with path.open("r+b") as f:
+        f.seek((pages // 2) * PAGE)
+        f.write(b"\x0d\xff" * (PAGE // 2))
+
+
+def _zero(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_truncate, "malformed"),
+        (_header, "not a database"),
+        (_one_page, ""),
+        (_zero, "empty file"),
+    ],
+    ids=["truncated", "header", "one-page", "zero-bytes"],
+)
+def test_a_damaged_spool_is_quarantined_and_seq_keeps_growing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage, reason: str
+) -> None:
+    path = tmp_path / "spool.db"
+    last = _filled_spool(path)
+    damage(path)
+    with caplog.at_level(logging.WARNING, logger="kuat.uplink.spool"), Spool(path) as sp:
+        assert sp.quarantine is not None
+        moved = sp.quarantine.moved_to
+        assert moved.exists() and moved.name.startswith("spool.db.damaged-")
+        stats = sp.counts()
+        assert stats.quarantined == 1 and stats.pending == 0
+        # the fresh spool works, and the register's seq never goes back
+        sp.put_lines(["m v=1i 1"])
+        assert sp.take(10).lines == ("m v=1i 1",)
+        new = sp.outbox_put_sequenced("bin/site", "t/events", [{"n": 4}])
+        assert new[0] > last
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(str(path) in m and str(moved) in m and reason in m for m in errors), errors
+    with Spool(path) as sp:  # the next start finds a healthy spool: no new quarantine
+        assert sp.quarantine is None and sp.counts().quarantined == 1
+        assert sp.outbox_put_sequenced("bin/site", "t/events", [{"n": 5}])[0] == new[0] + 1
+
+
+def test_seq_survives_a_spool_replaced_by_an_older_copy(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    with Spool(path) as sp:
+        sp.outbox_put_sequenced("k", "t", [{"n": 1}])
+        sp._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    backup = path.read_bytes()
+    with Spool(path) as sp:
+        last = sp.outbox_put_sequenced("k", "t", [{"n": i} for i in range(2500)])[-1]
+    (tmp_path / "spool.db-wal").unlink(missing_ok=True)
+    path.write_bytes(backup)  # restored from last week's backup: counter at 1
+    with Spool(path) as sp:  # same spool id, so the reservation tells it is behind
+        assert sp.outbox_put_sequenced("k", "t", [{"n": 0}])[0] > last
+
+
+def test_a_healthy_restart_leaves_no_gap_in_seq(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    for expected in (1, 2, 3):
+        with Spool(path) as sp:
+            assert sp.outbox_put_sequenced("k", "t", [{"n": expected}]) == [expected]
+
+
+def test_salvage_recovers_what_is_readable(tmp_path: Path) -> None:
+    from kuat.uplink.spool import read_damaged, salvage_into
+
+    path = tmp_path / "spool.db"
+    last = _filled_spool(path, lines=20_000)
+    _one_page(path)
+    with Spool(path) as sp:
+        assert sp.quarantine is not None
+        report = read_damaged(sp.quarantine.moved_to)
+        assert report.readable
+        n = report.counts()["telemetry"]
+        # one 4 KB page holds a few dozen lines: everything else comes back
+        assert 20_000 - 200 <= n < 20_000 + 1
+        done = salvage_into(report, sp)
+        assert done["telemetry"] == n == sp.counts().pending
+        assert done["outbox"] == 3
+        assert sp.last_seq("bin/site") > last
+
+
+def test_spool_command_inspects_and_salvages(tmp_path: Path) -> None:
+    from kuat.agent.cli import app
+    from kuat.agent.commands import register_all
+    from typer.testing import CliRunner
+
+    register_all(app)
+    state = tmp_path / "state"
+    state.mkdir()
+    cfg = tmp_path / "kuat.toml"
+    cfg.write_text(
+        f'[site]\nid = "s"\nowner_bin = "230140000045"\n[agent]\nstate_dir = "{state}"\n'
+    )
+    path = state / "spool.db"
+    _filled_spool(path, lines=5000)
+    _truncate(path)
+    Spool(path).close()
+    (damaged,) = state.glob("spool.db.damaged-*")
+    runner = CliRunner()
+    status = runner.invoke(app, ["spool", "status", "-c", str(cfg)])
+    assert status.exit_code == 1 and str(damaged) in status.output
+    inspect = runner.invoke(app, ["spool", "inspect", str(damaged), "--json"])
+    assert inspect.exit_code == 0, inspect.output
+    body = json.loads(inspect.output)
+    assert body["readable"] and body["rows"]["telemetry"] > 0 and body["problems"]
+    salvage = runner.invoke(app, ["spool", "salvage", str(damaged), "-c", str(cfg)])
+    assert salvage.exit_code == 0, salvage.output
+    assert f"{body['rows']['telemetry']:,} telemetry lines" in salvage.output
+    assert not damaged.exists()
+    with Spool(path) as sp:
+        assert sp.counts().pending == body["rows"]["telemetry"]
+        assert sp.counts().quarantined == 0
+    assert runner.invoke(app, ["spool", "status", "-c", str(cfg)]).exit_code == 0
+
+
+def test_full_disk_drops_oldest_says_so_once_and_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.tmpfs import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "small", "24m") as disk:
+        sp = Spool(disk / "spool.db", reserve_bytes=2 << 20)
+        filler = fill(disk, leave_bytes=3 << 20)
+        line = "asic,device=d{} hashrate_ths=100.5,power_w=3250i,temp_c=71.5 {}"
+        n = 0
+        with caplog.at_level(logging.INFO, logger="kuat.uplink.spool"):
+            for _ in range(300):  # about 9 MB of lines into 3 MB of room
+                sp.put_lines([line.format(i, i) for i in range(n, n + 250)])
+                n += 250
+            stats = sp.counts()
+            assert stats.disk_full and stats.dropped > 0
+            kept = sp.take(stats.pending + 10).lines
+            assert kept[-1] == line.format(n - 1, n - 1)  # the newest line is kept
+            assert stats.pending + stats.dropped == n  # nothing vanished uncounted
+            filler.unlink()
+            sp.put_lines([line.format(n, n)])
+            assert not sp.counts().disk_full
+        full = [r for r in caplog.records if "no space left" in r.getMessage()]
+        assert len(full) == 1 and full[0].levelno == logging.ERROR
+        assert sum("space is available again" in r.getMessage() for r in caplog.records) == 1
+        sp.close()
