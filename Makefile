@@ -19,13 +19,22 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(BIN)/kuat: $(BIN)/python pyproject.toml setup.py uplink/_lpaccel.c
-	$(BIN)/python -m pip install -q -e '.[test]'
+# Development installs (editable): the demo's simulators, and the test tools on top.
+$(VENV)/.demo: $(BIN)/python pyproject.toml setup.py uplink/_lpaccel.c
+	$(BIN)/python -m pip install -q -e '.[demo]'
 	@touch $@
 
-install: $(BIN)/kuat
+$(VENV)/.test: $(BIN)/python pyproject.toml setup.py uplink/_lpaccel.c
+	$(BIN)/python -m pip install -q -e '.[test,demo]'
+	@touch $@ $(VENV)/.demo
 
-demo: $(BIN)/kuat
+# Production: what the agent needs and nothing else (no simulators, no test tools), not editable.
+# Upgrade: git pull && make install && systemctl restart kuat
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade .
+	$(BIN)/kuat --version
+
+demo: $(VENV)/.demo
 	$(BIN)/kuat demo $(if $(DURATION),--duration $(DURATION)) $(DEMO_ARGS)
 
 # The servers that integration tests start on loopback ports of their own.
@@ -38,16 +47,16 @@ servers:
 	  apt-get update -q && $(APT) install $$missing; \
 	fi
 
-lint: $(BIN)/kuat
+lint: $(VENV)/.test
 	$(BIN)/ruff check .
 
-unit: $(BIN)/kuat
+unit: $(VENV)/.test
 	$(BIN)/pytest -q -m "not servers"
 
-test: $(BIN)/kuat servers lint
+test: $(VENV)/.test servers lint
 	$(BIN)/pytest -q
 
-bench: $(BIN)/kuat
+bench: $(VENV)/.test
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench.asic_poll
 	$(BIN)/python -m bench.uplink

@@ -16,7 +16,8 @@ app = typer.Typer(
     help="kuat — edge agent for digital-mining farms: miners, PDUs and meters, the electricity "
     "quota, grid-connection checks and the hardware register.",
     no_args_is_help=True,
-    add_completion=False,
+    # Rich markup would swallow "[agent] language" and "[[asic.groups]]" in help texts.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 probe_app = typer.Typer(
@@ -24,6 +25,29 @@ probe_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(probe_app, name="probe")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"kuat {version('kuat')}")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            typer.echo("kuat (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print kuat's version and exit."
+        ),
+    ] = False,
+) -> None:
+    """kuat — edge agent for digital-mining farms."""
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Configuration file (TOML).", show_default=True)

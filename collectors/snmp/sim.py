@@ -36,8 +36,8 @@ def find_responder() -> Path:
     if candidate.is_file() and os.access(candidate, os.X_OK):
         return candidate
     raise SimulatorError(
-        f"{RESPONDER} not found next to {sys.executable}; install snmpsim, pysmi and "
-        "cryptography into this environment"
+        f"{RESPONDER} not found next to {sys.executable}: the simulated PDUs need kuat's demo "
+        "extra (pip install 'kuat[demo]', or make demo)"
     )
 
 

@@ -58,6 +58,24 @@ def test_help_lists_every_command() -> None:
         assert command in done.stdout
 
 
+def test_version_names_the_installed_release() -> None:
+    from importlib.metadata import version
+
+    done = kuat("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"kuat {version('kuat')}"
+
+
+def test_help_shows_config_keys_in_brackets_and_flags_without_types() -> None:
+    # Rich markup used to eat "[agent] language" and "[[asic.groups]]"; flags showed "<bool>".
+    report = kuat("compliance", "report", "--help", env={"COLUMNS": "200"})
+    assert "[agent] language" in report.stdout, report.stdout
+    discover = kuat("discover", "--help", env={"COLUMNS": "200"})
+    assert "[[asic.groups]]" in discover.stdout, discover.stdout
+    run = kuat("run", "--help", env={"COLUMNS": "200"})
+    assert "--once" in run.stdout and "<bool>" not in run.stdout, run.stdout
+
+
 def test_probe_unreachable_miner_is_one_line_on_stderr() -> None:
     # Port 9 on loopback: nothing listens, the connection is refused at once.
     done = kuat("probe", "asic", "127.0.0.1:9", "--timeout", "2", "--json")
