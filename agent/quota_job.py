@@ -9,10 +9,12 @@ runs the checklist checks, logs status changes in the operator's language and re
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from kuat.agent.config import KuatConfig
+from kuat.agent.order_book import PersistentOrderBook
 from kuat.agent.state import SiteState
 from kuat.collectors.readings import PduReading
 from kuat.quota.balance import BalancePolicy, BalanceState, balance_from_readings
@@ -22,7 +24,7 @@ from kuat.quota.energy import MeterSample
 from kuat.quota.evaluate import QuotaPolicy, QuotaState, QuotaStatus, evaluate
 from kuat.quota.grid import check_grid_connection
 from kuat.quota.messages import render
-from kuat.quota.orders import OrderBook, OrderOutcome
+from kuat.quota.orders import OrderOutcome
 from kuat.quota.pools import check_pools
 from kuat.quota.schedule import BookOutcome, ScheduleBook
 from kuat.uplink.lineproto import encode_point
@@ -57,10 +59,15 @@ class QuotaJob:
         self.state = state
         self.lang = cfg.agent.language
         self.book = ScheduleBook()
+        # actuation_s: a decision follows the site meter's reading, so the present draw goes
+        # on for one meter interval plus the firmware's apply time (the agent passes the
+        # latter, learned, to each evaluation)
         self.policy = QuotaPolicy(
             warn_fraction=cfg.quota.warn_fraction,
             tolerance_kwh=cfg.quota.tolerance_kwh,
-            actuation_s=cfg.intervals.quota,
+            actuation_s=cfg.intervals.meter,
+            decision_window_s=cfg.quota.decision_window_s,
+            spike_kwh=cfg.quota.spike_kwh,
         )
         self.grid = cfg.grid.connection() if cfg.grid else None
         b = cfg.balance
@@ -71,7 +78,8 @@ class QuotaJob:
             tolerance_fraction=b.tolerance_fraction,
         )
         self._seen: dict[Path, float] = {}
-        self.orders = OrderBook()
+        # On disk: a withdrawn order replayed after a restart must stay withdrawn.
+        self.orders = PersistentOrderBook(state_dir / "orders.db")
         o = cfg.quota.orders
         self._order_secrets = {name: ref.get().encode() for name, ref in o.issuers.items()}
         self._order_limits = {
@@ -154,16 +162,40 @@ class QuotaJob:
 
     # --- evaluation ---------------------------------------------------------------------
 
-    def run(self, now: datetime) -> list[str]:
+    def evaluate_now(
+        self,
+        now: datetime,
+        *,
+        apply_s: float = 0.0,
+        decision_since: datetime | None = None,
+    ) -> QuotaStatus:
+        """The quota against the freshest meter history: what a curtailment decision needs,
+        run as each site-meter reading lands. ``apply_s``: how long the firmware present
+        takes to act; ``decision_since``: when kuat's own actions last changed the plant."""
+        samples = [MeterSample.from_reading(r) for r in self.state.site_meter_history]
+        policy = replace(self.policy, actuation_s=self.policy.actuation_s + apply_s)
+        status = evaluate(
+            self.book,
+            samples,
+            now,
+            policy,
+            site=self.cfg.site.id,
+            decision_since=decision_since,
+        )
+        self.state.quota = status
+        self._note("quota", status.status.value, render(status.reason, self.lang))
+        return status
+
+    def run(
+        self, now: datetime, *, apply_s: float = 0.0, decision_since: datetime | None = None
+    ) -> list[str]:
         self.reload_schedules()
         self.reload_orders(now)
         day, _ = hour_of(now)
         self.book.prune(day - timedelta(days=1))
         for reason in self.orders.prune(now):
             log.info("%s", render(reason, self.lang))
-        samples = [MeterSample.from_reading(r) for r in self.state.site_meter_history]
-        status = evaluate(self.book, samples, now, self.policy, site=self.cfg.site.id)
-        self.state.quota = status
+        status = self.evaluate_now(now, apply_s=apply_s, decision_since=decision_since)
         # Only complete demand intervals count: a running one just after its start overstates.
         d = status.last_demand_kw
         if d is not None and (self._peak_demand_kw is None or d > self._peak_demand_kw):

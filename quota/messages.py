@@ -49,6 +49,11 @@ CATALOG: dict[Code, dict[Lang, str]] = {
         "ru": "В строке {line} значений {got}, должно быть {expected}",
         "en": "Line {line} has {got} values, expected {expected}",
     },
+    Code.SCHEDULE_BAD_CSV: {
+        "kk": "{line}-жолдағы CSV оқылмайды: {error}",
+        "ru": "CSV не читается в строке {line}: {error}",
+        "en": "CSV unreadable at line {line}: {error}",
+    },
     Code.SCHEDULE_MISSING_FIELD: {
         "kk": "Кестеде «{field}» өрісі көрсетілмеген",
         "ru": "В графике не указано поле «{field}»",
@@ -451,6 +456,14 @@ CATALOG: dict[Code, dict[Lang, str]] = {
         " Дж/ТХ (есть запас мощности)",
         "en": "Switch PDU outlet {outlet} back on for {device_id}: {power_w} W, {j_per_th}"
         " J/TH (headroom available)",
+    },
+    Code.CURTAIL_HOLD_HORIZON: {
+        "kk": "{device_id} қайта қосылмайды: сағат аяқталуына {left_s} с қалды, ал келесі"
+        " сағаттың квотасы ({next_kw} кВт) оны көтермейді",
+        "ru": "{device_id} не возвращается в работу: до конца часа {left_s} с, а квота"
+        " следующего часа ({next_kw} кВт) его не вместит",
+        "en": "{device_id} not restored: {left_s} s left in the hour and the next hour's"
+        " allocation ({next_kw} kW) would not carry it",
     },
     # --- external curtailment orders ----------------------------------------------------
     Code.ORDER_NOT_JSON: {

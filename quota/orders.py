@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import json
 import math
+import reprlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,6 +63,20 @@ DEFAULT_MAX_AHEAD = timedelta(days=2)  # orders follow the day-ahead market; fur
 DEFAULT_MAX_SKEW = timedelta(minutes=5)  # issuer's clock vs ours
 SIGNATURE = "signature"
 _REQUIRED = ("id", "issuer", "target_mw", "start", "end", "issued_at")
+# A value quoted back in a reason: enough to recognise it, never a megabyte or a deep tree.
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel = 2
+_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 80
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        # A lone surrogate (valid in JSON, not in UTF-8) would break the log line quoting it.
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value if len(value) <= 80 else value[:77] + "..."
+    if isinstance(value, bool | float) or value is None:
+        return str(value)
+    return _SHOW.repr(value)
 
 
 class OrderError(ValueError):
@@ -144,6 +159,8 @@ def _load(text: str | bytes) -> dict[str, Any]:
         doc = json.loads(text, object_pairs_hook=pairs, parse_constant=no_constants)
     except (ValueError, UnicodeDecodeError) as exc:
         raise OrderError([Reason.of(Code.ORDER_NOT_JSON, error=str(exc))]) from None
+    except RecursionError:
+        raise OrderError([Reason.of(Code.ORDER_NOT_JSON, error="nested too deeply")]) from None
     if not isinstance(doc, dict):
         raise OrderError([Reason.of(Code.ORDER_BAD_SHAPE, expected="object")])
     if duplicates:
@@ -160,7 +177,7 @@ def _text(doc: Mapping[str, Any], name: str, reasons: list[Reason]) -> str | Non
         reasons.append(Reason.of(Code.ORDER_MISSING_FIELD, field=name))
         return None
     if not isinstance(value, str) or not value.strip():
-        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field=name, value=str(value)))
+        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field=name, value=_show(value)))
         return None
     return value.strip()
 
@@ -215,7 +232,7 @@ def verify_order(
     if issuer is not None:
         secret = secrets.get(issuer)
         if not secret:  # an empty key would make every signature trivially forgeable
-            reasons.append(Reason.of(Code.ORDER_UNKNOWN_ISSUER, issuer=issuer))
+            reasons.append(Reason.of(Code.ORDER_UNKNOWN_ISSUER, issuer=_show(issuer)))
         elif signature is None:
             reasons.append(Reason.of(Code.ORDER_MISSING_FIELD, field=SIGNATURE))
         else:
@@ -225,7 +242,9 @@ def verify_order(
                 expected = ""
             given = signature.strip().lower() if isinstance(signature, str) else ""
             # compare_digest: the time taken must not tell how many leading digits matched.
-            if not hmac.compare_digest(given.encode(), expected.encode()):
+            # surrogatepass: a lone surrogate (valid in JSON text, not in UTF-8) is simply
+            # not the hex digest, never an encoding error.
+            if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode()):
                 reasons.append(Reason.of(Code.ORDER_BAD_SIGNATURE, issuer=issuer))
 
     order_id = _text(doc, "id", reasons)
@@ -235,7 +254,7 @@ def verify_order(
     if target is None:
         reasons.append(Reason.of(Code.ORDER_MISSING_FIELD, field="target_mw"))
     elif number is None:
-        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field="target_mw", value=str(target)))
+        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field="target_mw", value=_show(target)))
     elif number < 0:
         reasons.append(Reason.of(Code.ORDER_NEGATIVE_TARGET, target_mw=number))
     else:
@@ -247,14 +266,14 @@ def verify_order(
 
     order_site = doc.get("site")
     if order_site is not None and not isinstance(order_site, str):
-        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field="site", value=str(order_site)))
+        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field="site", value=_show(order_site)))
         order_site = None
     if site is not None and order_site is not None and order_site != site:
         reasons.append(Reason.of(Code.ORDER_WRONG_SITE, site=order_site, expected=site))
 
     cancelled = doc.get("cancelled", False)
     if not isinstance(cancelled, bool):
-        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field="cancelled", value=str(cancelled)))
+        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field="cancelled", value=_show(cancelled)))
         cancelled = False
 
     if start is not None and end is not None and end <= start:

@@ -22,6 +22,7 @@ class Code(enum.StrEnum):
     SCHEDULE_EMPTY = "schedule_empty"
     SCHEDULE_MISSING_COLUMN = "schedule_missing_column"
     SCHEDULE_BAD_ROW = "schedule_bad_row"
+    SCHEDULE_BAD_CSV = "schedule_bad_csv"
     SCHEDULE_MISSING_FIELD = "schedule_missing_field"
     SCHEDULE_INCONSISTENT_FIELD = "schedule_inconsistent_field"
     SCHEDULE_BAD_DATE = "schedule_bad_date"
@@ -90,6 +91,7 @@ class Code(enum.StrEnum):
     CURTAIL_HOLD_LIMIT = "curtail_hold_limit"
     CURTAIL_OUTLET_OFF = "curtail_outlet_off"
     CURTAIL_OUTLET_ON = "curtail_outlet_on"
+    CURTAIL_HOLD_HORIZON = "curtail_hold_horizon"
     # external curtailment orders (energy company / System Operator), quota.orders
     ORDER_NOT_JSON = "order_not_json"
     ORDER_BAD_SHAPE = "order_bad_shape"

@@ -48,6 +48,7 @@ import enum
 import io
 import json
 import math
+import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -57,6 +58,21 @@ from kuat.quota.reasons import Code, Reason
 
 HOURS = 24
 DEFAULT_MAX_MWH_PER_HOUR = 1000.0
+# A value quoted back in a reason: enough to recognise it, never a megabyte or a deep tree.
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel = 2
+_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 80
+
+
+def _show(value: Any) -> str:
+    """``value`` as a reason parameter: text as is (cut at 80), anything else a short repr."""
+    if isinstance(value, str):
+        # A lone surrogate (valid in JSON, not in UTF-8) would break the log line quoting it.
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value if len(value) <= 80 else value[:77] + "..."
+    if isinstance(value, bool | float) or value is None:
+        return str(value)
+    return _SHOW.repr(value)
 
 
 class EnergySource(enum.StrEnum):
@@ -127,7 +143,7 @@ def _check(
 ) -> HourlyAllocation:
     def one(name: str, default: Any) -> Any:
         seen = [v for v in raw.fields.get(name, []) if v not in (None, "")]
-        distinct = list(dict.fromkeys(str(v) for v in seen))
+        distinct = list(dict.fromkeys(_show(v) for v in seen))
         if len(distinct) > 1:
             reasons.append(Reason.of(Code.SCHEDULE_INCONSISTENT_FIELD, field=name, values=distinct))
             return None
@@ -146,20 +162,20 @@ def _check(
             reasons.append(Reason.of(Code.SCHEDULE_MISSING_FIELD, field="date"))
     else:
         try:
-            date_v = date.fromisoformat(str(date_in).strip())
+            date_v = date.fromisoformat(_show(date_in).strip())
         except ValueError:
-            reasons.append(Reason.of(Code.SCHEDULE_BAD_DATE, value=str(date_in)))
+            reasons.append(Reason.of(Code.SCHEDULE_BAD_DATE, value=_show(date_in)))
 
     source_v: EnergySource | None = None
     source_in = one("source", source if source is not None else EnergySource.GRID)
     if source_in is not None:
         try:
-            source_v = EnergySource(str(source_in).strip().lower())
+            source_v = EnergySource(_show(source_in).strip().lower())
         except ValueError:
             reasons.append(
                 Reason.of(
                     Code.SCHEDULE_BAD_SOURCE,
-                    value=str(source_in),
+                    value=_show(source_in),
                     allowed=[s.value for s in EnergySource],
                 )
             )
@@ -170,12 +186,13 @@ def _check(
         # bool is an int in Python; a "version": true is a mistake, not version 1.
         if isinstance(version_in, (bool, float)):
             version_in = str(version_in)
-        try:
-            version_v = int(str(version_in).strip())
-            if version_v < 0:
-                raise ValueError
-        except ValueError:
-            reasons.append(Reason.of(Code.SCHEDULE_BAD_VERSION, value=str(version_in)))
+        text = _show(version_in).strip()
+        # ASCII digits only, and not 5,000 of them: int() accepts "²" and refuses long ones
+        # with a ValueError of its own; a version is a small counter.
+        if text.isascii() and text.isdigit() and len(text) <= 9:
+            version_v = int(text)
+        else:
+            reasons.append(Reason.of(Code.SCHEDULE_BAD_VERSION, value=text))
             version_v = None
 
     desc_v = one("description", description) or description
@@ -185,7 +202,9 @@ def _check(
     for hour_in, mwh_in, where in raw.hours:
         hour = _as_hour(hour_in)
         if hour is None:
-            reasons.append(Reason.of(Code.SCHEDULE_HOUR_OUT_OF_RANGE, value=str(hour_in), at=where))
+            reasons.append(
+                Reason.of(Code.SCHEDULE_HOUR_OUT_OF_RANGE, value=_show(hour_in), at=where)
+            )
             continue
         if hour in values:
             if hour not in duplicates:
@@ -194,7 +213,7 @@ def _check(
         value = _as_number(mwh_in, decimal_comma)
         if value is None:
             reasons.append(
-                Reason.of(Code.SCHEDULE_VALUE_NOT_NUMERIC, hour=hour, value=str(mwh_in), at=where)
+                Reason.of(Code.SCHEDULE_VALUE_NOT_NUMERIC, hour=hour, value=_show(mwh_in), at=where)
             )
             values[hour] = math.nan
             continue
@@ -236,7 +255,8 @@ def _as_hour(value: Any) -> int | None:
         value = int(value)
     if isinstance(value, str):
         value = value.strip()
-        if not value.isdigit():
+        # "²" is a digit to str.isdigit but not to int(); "0001" is fine, 5,000 digits are not.
+        if not (value.isascii() and value.isdigit() and len(value) <= 4):
             return None
         value = int(value)
     if isinstance(value, int) and 1 <= value <= HOURS:
@@ -248,15 +268,20 @@ def _as_number(value: Any, decimal_comma: bool) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        number = float(value)
-    else:
-        text = str(value).strip().replace("\u00a0", "").replace(" ", "")
+        try:
+            number = float(value)
+        except OverflowError:  # a JSON integer of 400 digits
+            return None
+    elif isinstance(value, str):
+        text = value.strip().replace("\u00a0", "").replace(" ", "")
         if decimal_comma:
             text = text.replace(",", ".")
         try:
             number = float(text)
         except ValueError:
             return None
+    else:
+        return None
     # "nan" and "inf" parse as floats but are not energy volumes.
     return number if math.isfinite(number) else None
 
@@ -286,15 +311,38 @@ def parse_csv(
         raise ScheduleError([Reason.of(Code.SCHEDULE_EMPTY)])
     header_line = lines[0][1]
     delimiter = ";" if header_line.count(";") > header_line.count(",") else ","
+    # The reader sees only the kept lines; ``line_num`` (kept lines consumed so far) maps a
+    # row back to the file's numbering even when a quoted cell spans lines.
+    numbers = [n for n, _ in lines]
     rows = csv.reader(io.StringIO("\n".join(line for _, line in lines)), delimiter=delimiter)
-    header = [h.strip().lower() for h in next(rows)]
+
+    def at(kept: int) -> int:
+        return numbers[min(max(kept, 1), len(numbers)) - 1]
+
+    try:
+        header = [h.strip().lower() for h in next(rows)]
+    except csv.Error as exc:
+        raise ScheduleError(
+            [Reason.of(Code.SCHEDULE_BAD_CSV, line=at(rows.line_num), error=str(exc))]
+        ) from None
     for column in ("hour", "mwh"):
         if column not in header:
-            reasons.append(Reason.of(Code.SCHEDULE_MISSING_COLUMN, column=column, found=header))
+            reasons.append(
+                Reason.of(Code.SCHEDULE_MISSING_COLUMN, column=column, found=header[:20])
+            )
     if reasons:
         raise ScheduleError(reasons)
     raw = _Raw(fields={}, hours=[])
-    for (number, _), row in zip(lines[1:], rows, strict=True):
+    while True:
+        first = rows.line_num + 1
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a cell over the csv module's 128 KB field limit
+            reasons.append(Reason.of(Code.SCHEDULE_BAD_CSV, line=at(first), error=str(exc)))
+            break
+        number = at(first)
         if len(row) != len(header):
             reasons.append(
                 Reason.of(Code.SCHEDULE_BAD_ROW, line=number, got=len(row), expected=len(header))
@@ -344,6 +392,10 @@ def parse_json(
         doc = json.loads(text, object_pairs_hook=pairs)
     except ValueError as exc:
         raise ScheduleError([Reason.of(Code.SCHEDULE_NOT_JSON, error=str(exc))]) from None
+    except RecursionError:
+        raise ScheduleError(
+            [Reason.of(Code.SCHEDULE_NOT_JSON, error="nested too deeply")]
+        ) from None
     if not isinstance(doc, dict):
         raise ScheduleError([Reason.of(Code.SCHEDULE_BAD_SHAPE, expected="object")])
     reasons = [

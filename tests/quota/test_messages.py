@@ -59,6 +59,7 @@ def produced() -> list[Reason]:
     out += refused(parse_json, "[]")
     out += refused(parse_csv, "")
     out += refused(parse_csv, "a,b\n1,2\n")
+    out += refused(parse_csv, "hour,mwh\n1," + "9" * 140_000 + "\n")  # over the csv field limit
     bad = head + "s1,2026-11-25,coal,v,1,-1\ns2,,grid,3,1,x\ns1,2026-11-25,grid,3,0,1\n"
     bad += "s1,2026-11-25,grid,3,2,9999\ns1\n"
     out += refused(parse_csv, bad)
@@ -159,6 +160,9 @@ def produced() -> list[Reason]:
     ]:
         p = plan(allowed, f, T, pol)
         out += [p.reason, *p.held, *(a.reason for a in p.actions)]
+    # a wake the hour's end and a tight next hour make not worth it
+    asleep = replace(fleet[1], last_switched=None)
+    out += plan(100.0, [asleep], T, pol, hour_left_s=30, next_allowed_kw=1.0).held
     out += produced_order_reasons()
     return out
 

@@ -370,3 +370,22 @@ def test_every_order_code_is_produced_and_renders() -> None:
         "Order A from kegoc: at most 5 MW from 2026-11-25T18:00+05:00 to 2026-11-25T22:00+05:00"
     )
     assert "5 МВт" in render(added, "ru") and "өкімі" in render(added, "kk")
+
+
+# --- hostile text: only OrderError (issue 11) ------------------------------------------------
+
+
+def test_a_lone_surrogate_signature_is_a_bad_signature_not_a_crash() -> None:
+    text = json.dumps({**base(), "signature": "\ud800"})
+    assert Code.ORDER_BAD_SIGNATURE in codes(text)
+
+
+def test_deep_nesting_is_not_json() -> None:
+    assert codes("[" * 1000 + "]" * 1000) == [Code.ORDER_NOT_JSON]
+
+
+def test_an_unknown_issuer_with_a_lone_surrogate_is_quoted_printably() -> None:
+    with pytest.raises(OrderError) as exc:
+        verify_order(json.dumps({**base(), "issuer": "x\ud800"}), SECRETS, now=NOW, site=SITE)
+    (reason,) = [r for r in exc.value.reasons if r.code == Code.ORDER_UNKNOWN_ISSUER]
+    reason.params["issuer"].encode("utf-8")  # printable in a log line

@@ -239,3 +239,63 @@ def test_book_keys_by_source_and_prunes() -> None:
     assert book.get("s1", DAY, "grid").version == 3  # type: ignore[arg-type,union-attr]
     assert book.prune(DAY) == 1 and len(book) == 2
     assert [a.date for a in book] == [DAY, DAY]
+
+
+# --- hostile text: only ScheduleError, naming the problem (issue 11) ----------------------
+
+
+def _csv_rows(*rows: str) -> str:
+    return "site,date,hour,mwh\n" + "\n".join(rows) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "where"),
+    [
+        # a quoted newline: the row spans two lines and keeps the line it started on
+        (_csv_rows('s1,2026-11-25,"1\n2",3'), Code.SCHEDULE_HOUR_OUT_OF_RANGE, "line 2"),
+        # an unterminated quote swallows the rest of the file into one cell
+        (_csv_rows('s1,2026-11-25,"1,3', "s1,2026-11-25,2,3"), Code.SCHEDULE_BAD_ROW, 2),
+        (_csv_rows("s1,2026-11-25,1," + "9" * 140_000), Code.SCHEDULE_BAD_CSV, 2),
+        (_csv_rows("s1,2026-11-25,²,1"), Code.SCHEDULE_HOUR_OUT_OF_RANGE, "line 2"),
+        (_csv_rows("s1,2026-11-25," + "1" * 5000 + ",1"), Code.SCHEDULE_HOUR_OUT_OF_RANGE, None),
+    ],
+    ids=["quoted-newline", "unterminated-quote", "cell-over-128k", "superscript", "5000-digits"],
+)
+def test_hostile_csv_is_refused_with_a_reason(text: str, code: Code, where: object) -> None:
+    with pytest.raises(ScheduleError) as exc:
+        parse_csv(text)
+    found = [r for r in exc.value.reasons if r.code == code]
+    assert found, codes(exc)
+    if isinstance(where, int):
+        assert found[0].params["line"] == where
+    elif where is not None:
+        assert found[0].params["at"] == where
+    # a quoted value stays short enough for a log line
+    assert all(len(str(v)) <= 200 for r in exc.value.reasons for v in r.params.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ('{"date": "2026-11-25", "site": "s", "mwh": [1' + "0" * 400 + "]}", None),
+        ("[" * 1000 + "]" * 1000, Code.SCHEDULE_NOT_JSON),
+        ('{"date": "2026-11-25", "site": "s", "version": "' + "1" * 5000 + '", "mwh": []}', None),
+        ('{"date": "2026-11-25", "site": "s", "version": "²", "mwh": []}', None),
+    ],
+    ids=["400-zeros", "deep-nesting", "5000-digit-version", "superscript-version"],
+)
+def test_hostile_json_is_refused_with_a_reason(text: str, code: Code | None) -> None:
+    with pytest.raises(ScheduleError) as exc:
+        parse_json(text)
+    if code is not None:
+        assert codes(exc) == [code]
+    else:
+        assert codes(exc)[0] in (Code.SCHEDULE_VALUE_NOT_NUMERIC, Code.SCHEDULE_BAD_VERSION)
+
+
+def test_book_refuses_one_bad_document_and_takes_the_next() -> None:
+    book = ScheduleBook()
+    bad = book.offer("[" * 1000 + "]" * 1000, "json", description="body#1")
+    good = book.offer(doc(), "json", description="body#2")
+    assert bad.outcome is BookOutcome.REFUSED and bad.description == "body#1"
+    assert good.outcome is BookOutcome.ADDED
