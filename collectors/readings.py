@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any, Literal
 
 AsicState = Literal["mining", "sleeping", "error"]
+FaultSeverity = Literal["info", "warning", "critical"]
 
 
 class DeviceKind(enum.StrEnum):
@@ -42,6 +43,34 @@ class AsicTemps:
 
 
 @dataclass(frozen=True, slots=True)
+class FirmwareFault:
+    """An error code the firmware itself reports, normalised across firmwares.
+
+    ``code`` is the firmware's own code as text (MicroBT "110", Bitmain "E0012"…), ``text`` what
+    it means in English as the maker documents it (the operator's language is the alert's job),
+    ``severity`` how soon a person should look: "critical" (the miner stops or is at risk:
+    power, temperature, hash board), "warning" (it mines, degraded: a fan, a pool, low
+    hashrate), "info" (anything else).
+    """
+
+    code: str
+    text: str
+    severity: FaultSeverity = "warning"
+
+
+def normal_mac(mac: str | None) -> str | None:
+    """A MAC as the register keys it: lower case, ``:``-separated ("aa:bb:cc:dd:ee:ff").
+
+    One spelling for every firmware and every consumer (the register, the telemetry ``device``
+    tag, the item-7 offenders), so the same miner joins across all three.
+    """
+    if not mac:
+        return None
+    s = mac.strip().lower().replace("-", ":")
+    return s or None
+
+
+@dataclass(frozen=True, slots=True)
 class AsicReading:
     ip: str
     port: int
@@ -58,14 +87,24 @@ class AsicReading:
     power_limit_w: float | None = None
     temps_c: AsicTemps = field(default_factory=AsicTemps)
     fans_rpm: tuple[int, ...] = ()
+    # hydro and immersion models: the coolant entering and leaving the miner (mean over the
+    # hash boards that report it), °C
+    coolant_in_c: float | None = None
+    coolant_out_c: float | None = None
     pools: tuple[PoolInfo, ...] = ()
     uptime_s: int | None = None
     state: AsicState = "mining"
+    # kuat's notes on this poll (a command refused, a field unreadable), one line each
     errors: tuple[str, ...] = ()
+    # the firmware's own error codes (FirmwareFault), normalised
+    faults: tuple[FirmwareFault, ...] = ()
 
     @property
     def device_id(self) -> str:
-        """Identity is the serial, else the MAC: an IP change is the same miner moving."""
+        """Identity is the serial, else the MAC: an IP change is the same miner moving.
+
+        Parsers give ``mac`` in the register's spelling (``normal_mac``), so this is the
+        register's id too."""
         return self.serial or self.mac or f"{self.ip}:{self.port}"
 
     @property

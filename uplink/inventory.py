@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from kuat.collectors.readings import AsicReading
+from kuat.collectors.readings import AsicReading, normal_mac
 
 __all__ = [
     "EVENT_SCHEMA",
@@ -112,7 +112,8 @@ def _parse_time(text: str) -> datetime:
 
 
 def _normal_mac(mac: str | None) -> str | None:
-    return mac.strip().lower().replace("-", ":") if mac and mac.strip() else None
+    # the one spelling the parsers give too: register id == telemetry device tag == offender id
+    return normal_mac(mac)
 
 
 def _identity(r: AsicReading) -> tuple[str, IdSource, str | None, str | None]:

@@ -240,8 +240,28 @@ def _encode_asic_pure(r: AsicReading, site: str) -> list[str]:
     if pool_ok is not None:
         add(f"pool_ok={pool_ok}i")
     add(f"error_count={len(r.errors)}i")
+    tail = _asic_tail(r)
+    if tail:
+        add(tail)
     prefix = _asic_prefix(site, r.device_id, r.vendor, r.model, r.firmware_family)
     return [f"{prefix} {','.join(parts)} {to_ns(r.taken_at)}"]
+
+
+def _asic_tail(r: AsicReading) -> str:
+    """The fields after ``error_count``, most miners have none: the coolant temperatures of
+    hydro/immersion models and the count of firmware error codes. Written here for both paths
+    (the C accelerator stops at ``error_count``), so the bytes stay the same."""
+    cin, cout, faults = r.coolant_in_c, r.coolant_out_c, r.faults
+    if cin is None and cout is None and not faults:
+        return ""
+    out = []
+    if cin is not None and _isfinite(cin):
+        out.append(f"coolant_in_c={float(cin)!r}")
+    if cout is not None and _isfinite(cout):
+        out.append(f"coolant_out_c={float(cout)!r}")
+    if faults:
+        out.append(f"fault_count={len(faults)}i")
+    return ",".join(out)
 
 
 def _encode_asic_accel(r: AsicReading, site: str) -> list[str]:
@@ -269,6 +289,9 @@ def _encode_asic_accel(r: AsicReading, site: str) -> list[str]:
         # as varied as the inputs): the reference path then writes the line, or raises exactly
         # the error it always raised.
         return _encode_asic_pure(r, site)
+    tail = _asic_tail(r)
+    if tail:
+        fields = f"{fields},{tail}"
     prefix = _asic_prefix(site, r.device_id, r.vendor, r.model, r.firmware_family)
     return [f"{prefix} {fields} {to_ns(r.taken_at)}"]
 

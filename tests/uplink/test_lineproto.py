@@ -12,6 +12,7 @@ from kuat.collectors.readings import (
     AsicTemps,
     DeviceError,
     DeviceKind,
+    FirmwareFault,
     MeterReading,
     PduBreaker,
     PduInlet,
@@ -305,7 +306,14 @@ def _keys(line: str) -> tuple[str, set[str], set[str]]:
 
 
 def test_schema_doc_matches_encoder() -> None:
-    full_asic = asic(power_limit_w=3000, temps_c=AsicTemps((1.0,), (2.0,), (3.0,)), errors=("x",))
+    full_asic = asic(
+        power_limit_w=3000,
+        temps_c=AsicTemps((1.0,), (2.0,), (3.0,)),
+        errors=("x",),
+        coolant_in_c=30.5,
+        coolant_out_c=38.0,
+        faults=(FirmwareFault("110", "intake fan speed"),),
+    )
     full_pdu = PduReading(
         host="h",
         vendor="v",

@@ -21,9 +21,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from kuat.collectors.readings import AsicReading, AsicTemps, PoolInfo
+from kuat.collectors.readings import AsicReading, AsicTemps, FirmwareFault, PoolInfo
 from kuat.uplink import lineproto
-from kuat.uplink.lineproto import _asic_prefix, _encode_asic_accel, _encode_asic_pure, to_ns
+from kuat.uplink.lineproto import (
+    _asic_prefix,
+    _asic_tail,
+    _encode_asic_accel,
+    _encode_asic_pure,
+    to_ns,
+)
 
 SITE = "kz-ekb-01"
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -69,6 +75,12 @@ def _assert_same(r: AsicReading) -> None:
         fields = _c_fields(r)
     except TypeError:
         return  # declined: the pure path wrote the line (checked just above)
+    # the fields after error_count (coolant, faults) are Python's in both paths
+    tail = _outcome(_asic_tail, r)
+    if tail[0] == "raised":
+        assert pure[0] == "raised"
+        return
+    fields = f"{fields},{tail[1]}" if tail[1] else fields
     # Accepted: then the reference must have produced a line, with exactly these fields.
     assert pure[0] == "ok", f"C wrote {fields!r} where the pure path raised {pure[1]}"
     prefix = _asic_prefix(SITE, r.device_id, r.vendor, r.model, r.firmware_family)
@@ -118,6 +130,9 @@ readings = st.builds(
     uptime_s=st.none() | ints | floats | short_decimals,
     state=st.sampled_from(["mining", "sleeping", "error", "unknown"]),
     errors=st.lists(st.just("fan 3 below 1000 rpm"), max_size=3).map(tuple),
+    coolant_in_c=st.none() | numbers,
+    coolant_out_c=st.none() | numbers,
+    faults=st.lists(st.just(FirmwareFault("110", "intake fan speed")), max_size=2).map(tuple),
 )
 
 

@@ -85,7 +85,8 @@ _BARE_MAC = re.compile(r"^[0-9A-Fa-f]{12}$")
 
 
 def mac(v: Any) -> str | None:
-    """MACs upper-case with colons, so one miner seen by two firmwares has one identity."""
+    """MACs lower-case with colons (readings.normal_mac, the register's spelling), so one miner
+    seen by two firmwares, the register and the telemetry has one identity."""
     s = text(v)
     if s is None:
         return None
@@ -93,7 +94,7 @@ def mac(v: Any) -> str | None:
         s = ":".join(s[i : i + 2] for i in range(0, 12, 2))
     if not _MAC.match(s):
         return None
-    return s.replace("-", ":").upper()
+    return s.replace("-", ":").lower()
 
 
 def item(body: Body | None, key: str, index: int = 0) -> dict[str, Any] | None:

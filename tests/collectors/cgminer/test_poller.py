@@ -18,7 +18,7 @@ from tests.collectors.cgminer.conftest import FarmFactory
 PROBE_FIELDS = [
     "ip", "port", "taken_at", "vendor", "firmware_family", "model", "serial", "mac", "firmware",
     "hashrate_ths", "hashrate_nominal_ths", "power_w", "power_limit_w", "temps_c", "fans_rpm",
-    "pools", "uptime_s", "state", "errors",
+    "coolant_in_c", "coolant_out_c", "pools", "uptime_s", "state", "errors", "faults",
 ]  # fmt: skip
 
 
@@ -78,8 +78,8 @@ async def test_detects_each_personality_and_fills_fields(farm: FarmFactory) -> N
     wm, lux, bos = by["whatsminer"], by["luxos"], by["braiins"]
     assert isinstance(wm, AsicReading) and isinstance(lux, AsicReading)
     assert isinstance(bos, AsicReading)
-    assert wm.serial == miners[1].serial and wm.mac == miners[1].mac and wm.power_w
-    assert lux.serial == miners[2].serial and lux.mac == miners[2].mac and lux.power_w
+    assert wm.serial == miners[1].serial and wm.mac == miners[1].mac.lower() and wm.power_w
+    assert lux.serial == miners[2].serial and lux.mac == miners[2].mac.lower() and lux.power_w
     assert bos.power_w and bos.power_limit_w == miners[3].power_limit_w
     assert by["antminer"].power_w is None  # the stock API does not report watts
     assert [poller.family_of(*t) for t in sim.targets] == [

@@ -30,7 +30,7 @@ def test_info_fixture_identity() -> None:
     ident = vnish_web.parse_info(json.loads((FIX / "vnish-s19-info.json").read_text()))
     assert ident is not None
     assert ident.serial is None  # "N/A" is no serial
-    assert ident.mac == "FE:07:26:3C:BE:1B" and ident.firmware == "Vnish 1.2.6"
+    assert ident.mac == "fe:07:26:3c:be:1b" and ident.firmware == "Vnish 1.2.6"
 
 
 async def test_poller_reads_vnish_and_controls_it() -> None:
@@ -47,7 +47,7 @@ async def test_poller_reads_vnish_and_controls_it() -> None:
         assert isinstance(r, AsicReading) and r.firmware_family == "vnish", r
         assert isinstance(stock, AsicReading) and stock.firmware_family == "bitmain"
         assert r.model == "Antminer S19j Pro" and r.firmware == "Vnish 1.2.6"
-        assert r.serial == m.serial and r.mac == m.mac
+        assert r.serial == m.serial and r.mac == m.mac.lower()
         assert r.power_w is not None and abs(r.power_w - m.power_w) < 50
 
         wrong = await vnish_web.sleep(m.ip, "quota", web_port=WEB_PORT, password="x")

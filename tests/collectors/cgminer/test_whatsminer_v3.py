@@ -140,7 +140,7 @@ def test_reading_from_the_real_reply() -> None:
     assert (r.vendor, r.firmware_family) == ("MicroBT", "whatsminer_v3")
     assert r.model == "Whatsminer M60S_VK40"
     assert r.serial == "BTM3CS40HD24083100000000000000000"
-    assert r.mac == "CE:02:01:00:8C:36"
+    assert r.mac == "ce:02:01:00:8c:36"
     assert r.firmware == "20251209.16.Rel2"
     assert r.hashrate_ths == 102.072 and r.hashrate_nominal_ths == 101.366
     assert r.power_w == 3268 and r.power_limit_w == 3500
@@ -174,7 +174,7 @@ async def test_poll_port_4433_reads_the_real_fixture_over_the_wire() -> None:
         r = await AsicPoller(timeout_s=2.0, web_port=None).poll(host, 4433)
     assert isinstance(r, AsicReading), r
     assert r.port == 4433 and r.firmware_family == "whatsminer_v3"
-    assert r.serial == "BTM3CS40HD24083100000000000000000" and r.mac == "CE:02:01:00:8C:36"
+    assert r.serial == "BTM3CS40HD24083100000000000000000" and r.mac == "ce:02:01:00:8c:36"
     assert r.power_w == 3268 and r.hashrate_ths == 102.072 and len(r.pools) == 2
 
 
@@ -285,7 +285,7 @@ async def test_fallback_from_4028_is_remembered_and_keeps_the_target_port() -> N
         for m, r in zip(miners, results, strict=True):
             assert isinstance(r, AsicReading), r
             assert (r.ip, r.port, r.firmware_family) == (m.ip, 4028, "whatsminer_v3")
-            assert r.serial == m.serial and r.mac == m.mac and r.model == m.model
+            assert r.serial == m.serial and r.mac == m.mac.lower() and r.model == m.model
             assert r.power_limit_w == 3600 and r.power_w and r.hashrate_ths and r.pools
             assert r.temps_c.board and r.fans_rpm and r.errors == ()
     assert len({r.serial for r in r1}) == 2  # values vary per miner
