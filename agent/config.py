@@ -366,6 +366,14 @@ class QuotaSection(Strict):
     power_limit_step_pct: Annotated[float, Field(gt=0, le=50)] = 10.0
     power_limit_min_pct: Annotated[float, Field(ge=10, lt=100)] = 60.0
     power_limit_hold_s: Annotated[float, Field(ge=0, le=86400)] = 120.0
+    # The controller (README, "Curtailment"): a restore less than wake_min_run_s before the
+    # hour's end must fit the next hour's allocation too; decisions use the median load of
+    # the last decision_window_s, letting a spike pass while its energy stays <= spike_kwh;
+    # overhead_factor = metered / sum of the miners (left out: learned from the meter).
+    wake_min_run_s: Annotated[float, Field(ge=0, le=3600)] = 600.0
+    decision_window_s: Annotated[float, Field(ge=0, le=300)] = 10.0
+    spike_kwh: Annotated[float, Field(ge=0)] = 0.05
+    overhead_factor: Annotated[float, Field(ge=1.0, le=1.5)] | None = None
     http: QuotaHttpSection | None = None
     mqtt: QuotaMqttSection | None = None
     orders: OrdersSection = OrdersSection()

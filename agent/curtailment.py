@@ -19,13 +19,24 @@ Capabilities the planner is told about, per miner:
 
 All of this memory lives in the process: after a restart, limits and outlets we set stay as they
 are on the devices but are no longer known to be ours (not restored automatically).
+
+A controller, not a batch job: the agent calls :meth:`Curtailer.run` as each site-meter
+reading lands. Every command sent is an action in flight in the plant model
+(kuat.quota.plant) until it is confirmed and a fresh reading of its miner shows it; planning
+goes on meanwhile and counts it (the miner as it will be, the load as it will be), so a slow
+firmware's batch is neither cut twice nor undone. No restore is planned while a cut is still
+to act. A command slot (``MAX_PARALLEL_ACTIONS``) is held while the command is sent and freed
+then; the confirmation goes on apart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+import math
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from kuat.agent.config import KuatConfig, PduConfig
 from kuat.agent.state import SiteState
@@ -38,13 +49,22 @@ from kuat.quota.curtail import Action, ActionKind, CurtailPlan, CurtailPolicy, M
 from kuat.quota.evaluate import QuotaStatus
 from kuat.quota.messages import render
 from kuat.quota.orders import CurtailmentOrder, OrderBook, limit_kw, limit_reason, tighter
+from kuat.quota.plant import Pending, Plant, Verb
 from kuat.uplink.lineproto import encode_point
 
 log = logging.getLogger("kuat.curtail")
 
-# Commands sent at once: a burst of hundreds of TCP sessions is pointless when each miner
-# needs seconds to confirm anyway.
+# Commands being sent at once: a burst of hundreds of TCP sessions is pointless on a farm LAN.
 MAX_PARALLEL_ACTIONS = 32
+# A slot is held until its command is sent. The control side sends and then confirms in one
+# call, so "sent" is taken as: the call returned, or this long passed (a command's exchange on
+# a LAN takes milliseconds; past this, only confirmation or a dead miner's deadline is left).
+SEND_S = 1.0
+# Results kept for the status screens and tests.
+MAX_RESULTS = 1000
+# Actions confirmed this recently still shape the meter's readings (kuat.quota.evaluate's
+# decision window restarts at the last of them).
+RECENT_EFFECT = timedelta(minutes=5)
 # A sleep that failed (timeout, no confirmation) may work next time: try again after this long.
 SLEEP_RETRY_S = 3600.0
 # Firmware families with a power target the control side can set.
@@ -69,11 +89,22 @@ CONFIRM_S: dict[tuple[str, str], float] = {
 DEFAULT_CONFIRM_S = 10.0
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class Curtailer:
-    def __init__(self, cfg: KuatConfig, state: SiteState) -> None:
+    def __init__(
+        self,
+        cfg: KuatConfig,
+        state: SiteState,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
         q = cfg.quota
         self.cfg = cfg
         self.state = state
+        self.clock = clock
         self.enforce = q.enforce
         self.lang = cfg.agent.language
         c = cfg.asic
@@ -94,7 +125,9 @@ class Curtailer:
             hysteresis_kw=q.hysteresis_kw,
             margin_kw=q.margin_kw,
             limit_hold_s=q.power_limit_hold_s,
+            wake_min_run_s=q.wake_min_run_s,
         )
+        self.plant = Plant(overhead=q.overhead_factor)
         self.switched: dict[str, datetime] = {}
         self.limited_at: dict[str, datetime] = {}
         self._limits: dict[str, float] = {}  # limits we set and saw confirmed
@@ -111,11 +144,15 @@ class Curtailer:
         self._pdu = PduPoller()
         # What a miner draws and makes when mining: waking it adds that, not its sleep figures.
         self._mining: dict[str, tuple[float | None, float | None]] = {}
-        self._executing: asyncio.Task[list[ActionResult]] | None = None
-        self._last_logged: tuple[tuple[str, str], ...] | None = None
-        self.results: list[ActionResult] = []
+        self._tasks: set[asyncio.Task[ActionResult]] = set()
+        self._gate: asyncio.Semaphore | None = None
+        self._last_logged: tuple[frozenset[str], int, float] | None = None
+        self._last_point: datetime | None = None
+        self._point_key: tuple[int, ...] | None = None
+        self.results: deque[ActionResult] = deque(maxlen=MAX_RESULTS)
         self.last_plan: CurtailPlan | None = None
         self._binding_order: tuple[str, str] | None = None
+        self._families: set[str | None] = set()
 
     def _miners(self, now: datetime) -> tuple[list[MinerState], dict[str, AsicReading]]:
         out: list[MinerState] = []
@@ -124,6 +161,7 @@ class Curtailer:
         readings = {r.device_id: r for r in self.state.asic_readings()}
         # a miner we cut is down, whatever a reading from before the cut still says
         readings.update(self._outlet_off)
+        self._families = {r.firmware_family for r in readings.values()}
         for did, r in readings.items():
             by_id[did] = r
             # Stock Antminers report no power: plan with the spec-sheet figure scaled by hashrate.
@@ -175,31 +213,57 @@ class Curtailer:
             )
         return out, by_id
 
+    def apply_s(self) -> float:
+        """How long the firmware present takes to act on a cut, as learned (plant)."""
+        return self.plant.slowest_apply_s(self._families)
+
+    def decision_since(self, now: datetime) -> datetime | None:
+        """The last time our own actions changed what the meter reads."""
+        return self.plant.last_confirmed_at(RECENT_EFFECT, now)
+
     def run(self, status: QuotaStatus, now: datetime, orders: OrderBook | None = None) -> list[str]:
-        """Plan (and with enforcement, start carrying out) one cycle; return telemetry lines."""
-        if self._executing is not None and not self._executing.done():
-            return []  # the previous plan's commands are still being confirmed
+        """Plan (and with enforcement, start carrying out) one decision; return telemetry
+        lines (a ``curtail`` point when the plan changed, else once per quota interval)."""
         miners, by_id = self._miners(now)
+        # a reading newer than a confirmation shows the miner as it is: the plant lets go
+        self.plant.readings_seen({did: r.taken_at for did, r in by_id.items()})
+        load = status.decision_kw if status.decision_kw is not None else status.p_kw
+        awake_w = sum((m.power_w or 0.0) for m in miners if not m.asleep)
+        self.plant.observe_overhead(load, awake_w / 1000.0)
+        planned = self.plant.adjust(miners)
         order_kw, order = limit_kw(orders, now) if orders is not None else (None, None)
         allowed = tighter(status.allowed_kw, order_kw)
         self._log_order(order if order_kw is not None and order_kw == allowed else None)
-        p = plan(allowed, miners, now, self.policy, load_kw=status.p_kw)
+        # the next hour's allocation as mean power, under any order still in force then
+        next_kw = status.next_allocation_kwh
+        if orders is not None:
+            next_kw = tighter(next_kw, limit_kw(orders, status.hour_end)[0])
+        expected = None if load is None else load + self.plant.in_flight_kw(status.used_until)
+        p = plan(
+            allowed,
+            planned,
+            now,
+            self.policy,
+            load_kw=expected,
+            overhead_factor=self.plant.overhead_factor,
+            hour_left_s=(status.hour_end - now).total_seconds(),
+            next_allowed_kw=next_kw,
+            restore=self.plant.unconfirmed(Verb.SLEEP, Verb.LIMIT) == 0,
+        )
         self.last_plan = p
         self._log_plan(p)
         if self.enforce and p.actions:
-            before = {
-                a.device_id: (self.switched.get(a.device_id), self.limited_at.get(a.device_id))
-                for a in p.actions
-            }
+            states = {m.device_id: m for m in planned}
             for a in p.actions:
-                if a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER):
-                    self.limited_at[a.device_id] = now
-                else:
-                    self.switched[a.device_id] = now
-            self._executing = asyncio.get_running_loop().create_task(
-                self._execute(p, by_id, now, before)
-            )
+                self._dispatch(a, by_id.get(a.device_id), states.get(a.device_id), now)
         count = {k: sum(1 for a in p.actions if a.kind == k) for k in ActionKind}
+        key = tuple(count.values())
+        due = self._last_point is None or (now - self._last_point).total_seconds() >= (
+            self.cfg.intervals.quota
+        )
+        if not due and key == self._point_key:
+            return []
+        self._last_point, self._point_key = now, key
         line = encode_point(
             "curtail",
             {"site": self.cfg.site.id, "mode": "enforce" if self.enforce else "dry_run"},
@@ -233,15 +297,25 @@ class Curtailer:
             log.info("no curtailment order binds any more")
 
     def _log_plan(self, p: CurtailPlan) -> None:
-        key = tuple((a.device_id, a.kind.value) for a in p.actions)
-        if key == self._last_logged:
-            return
-        self._last_logged = key
+        """Enforcing, every plan with actions is logged (each is a batch of commands). A dry
+        run repeats its plan at every reading (nothing acts), so it is logged only when it
+        changes materially: other kinds of action, or the number of miners or the kW they
+        move changing by more than 10 % (and more than one miner, or the hysteresis)."""
         if not p.actions:
+            if self.enforce:
+                self._last_logged = None
             return
-        mode = "enforcing" if self.enforce else "dry run ([quota] enforce = false)"
         kw = sum(a.power_w for a in p.actions) / 1000
-        kinds = {a.kind.value for a in p.actions}
+        key = (frozenset(a.kind.value for a in p.actions), len(p.actions), kw)
+        last = self._last_logged
+        if not self.enforce and last is not None and last[0] == key[0]:
+            n_same = abs(key[1] - last[1]) <= max(1, math.floor(0.1 * last[1]))
+            kw_same = abs(key[2] - last[2]) <= max(self.policy.hysteresis_kw, 0.1 * last[2])
+            if n_same and kw_same:
+                return
+        self._last_logged = key
+        mode = "enforcing" if self.enforce else "dry run ([quota] enforce = false)"
+        kinds = key[0]
         log.warning(
             "curtailment plan, %s: %s %d miners (%.1f kW); load %.1f kW, allowed %.1f kW — %s",
             mode,
@@ -253,80 +327,112 @@ class Curtailer:
             render(p.reason, self.lang),
         )
 
-    async def _execute(
-        self,
-        p: CurtailPlan,
-        by_id: dict[str, AsicReading],
-        now: datetime,
-        before: dict[str, tuple[datetime | None, datetime | None]],
-    ) -> list[ActionResult]:
-        gate = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
-
-        async def one(a: Action, why: str) -> ActionResult:
-            r = by_id.get(a.device_id)
-            if a.kind in (ActionKind.OUTLET_OFF, ActionKind.OUTLET_ON):
-                return await self._switch_outlet(a, why, gate)
-            if r is None or r.firmware_family is None:
-                return ActionResult(a.device_id, a.kind.value, "unsupported", "firmware not known")
-            family = r.firmware_family
-            if a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER):
-                assert a.target_w is not None
-                async with gate:
-                    return await control.set_power_limit(
-                        r.ip,
-                        r.port,
-                        family,
-                        int(a.target_w),
-                        why,
-                        access=self.access,
-                        confirm_s=CONFIRM_S.get((family, "limit"), DEFAULT_CONFIRM_S),
-                    )
-            act = control.sleep if a.kind == ActionKind.SLEEP else control.wake
-            verb = "sleep" if a.kind == ActionKind.SLEEP else "wake"
-            async with gate:
-                return await act(
-                    r.ip,
-                    r.port,
-                    family,
-                    why,
-                    access=self.access,
-                    confirm_s=CONFIRM_S.get((family, verb), DEFAULT_CONFIRM_S),
-                )
-
-        whys = [render(a.reason, self.lang) for a in p.actions]
-        results = await asyncio.gather(*(one(a, w) for a, w in zip(p.actions, whys, strict=True)))
-        for a, res, why in zip(p.actions, results, whys, strict=True):
-            self._learn(a, res, by_id.get(a.device_id), now, before.get(a.device_id))
-            level = logging.INFO if res.outcome == "done" else logging.ERROR
-            log.log(
-                level,
-                "%s %s: %s (%s) — %s",
-                a.kind.value,
-                a.device_id,
-                res.outcome,
-                res.detail,
-                why,
+    def _dispatch(
+        self, a: Action, r: AsicReading | None, m: MinerState | None, now: datetime
+    ) -> None:
+        """Note the action as in flight and start sending it."""
+        did = a.device_id
+        before = (self.switched.get(did), self.limited_at.get(did))
+        limit = a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER)
+        if limit:
+            self.limited_at[did] = now
+        else:
+            self.switched[did] = now
+        power = (m.power_w if m is not None else None) or 0.0
+        family = r.firmware_family if r is not None else None
+        outlet = a.kind in (ActionKind.OUTLET_OFF, ActionKind.OUTLET_ON)
+        if a.kind in (ActionKind.SLEEP, ActionKind.OUTLET_OFF):
+            pending = Pending(did, Verb.SLEEP, family, now, a.power_w, 0.0, outlet=outlet)
+        elif a.kind in (ActionKind.RESTORE, ActionKind.OUTLET_ON):
+            pending = Pending(did, Verb.WAKE, family, now, 0.0, a.power_w, outlet=outlet)
+        else:
+            after = power - a.power_w if a.kind is ActionKind.LIMIT_POWER else power + a.power_w
+            pending = Pending(did, Verb.LIMIT, family, now, power, after, target_w=a.target_w)
+        if outlet:
+            pending = Pending(
+                did, pending.verb, None, now, pending.before_w, pending.after_w, outlet=True
             )
-        self.results = list(results)
-        return self.results
+        self.plant.sent(pending)
+        task = asyncio.get_running_loop().create_task(self._one(a, r, now, before))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-    async def _switch_outlet(self, a: Action, why: str, gate: asyncio.Semaphore) -> ActionResult:
+    async def _one(
+        self,
+        a: Action,
+        r: AsicReading | None,
+        sent_at: datetime,
+        before: tuple[datetime | None, datetime | None],
+    ) -> ActionResult:
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
+        why = render(a.reason, self.lang)
+        async with self._gate:
+            command = asyncio.ensure_future(self._command(a, r, why))
+            try:
+                await asyncio.wait({command}, timeout=SEND_S)
+            except asyncio.CancelledError:
+                command.cancel()
+                raise
+        try:
+            res = await command  # the confirmation, outside the slot
+        except asyncio.CancelledError:
+            command.cancel()
+            raise
+        self.plant.settled(a.device_id, res.outcome == "done", self.clock())
+        self._learn(a, res, r, sent_at, before)
+        level = logging.INFO if res.outcome == "done" else logging.ERROR
+        log.log(
+            level, "%s %s: %s (%s) — %s", a.kind.value, a.device_id, res.outcome, res.detail, why
+        )
+        self.results.append(res)
+        return res
+
+    async def _command(self, a: Action, r: AsicReading | None, why: str) -> ActionResult:
+        if a.kind in (ActionKind.OUTLET_OFF, ActionKind.OUTLET_ON):
+            return await self._switch_outlet(a, why)
+        if r is None or r.firmware_family is None:
+            return ActionResult(a.device_id, a.kind.value, "unsupported", "firmware not known")
+        family = r.firmware_family
+        if a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER):
+            assert a.target_w is not None
+            return await control.set_power_limit(
+                r.ip,
+                r.port,
+                family,
+                int(a.target_w),
+                why,
+                access=self.access,
+                confirm_s=self._confirm_s(family, Verb.LIMIT),
+            )
+        to_sleep = a.kind == ActionKind.SLEEP
+        act = control.sleep if to_sleep else control.wake
+        verb = Verb.SLEEP if to_sleep else Verb.WAKE
+        return await act(
+            r.ip, r.port, family, why, access=self.access, confirm_s=self._confirm_s(family, verb)
+        )
+
+    def _confirm_s(self, family: str, verb: Verb) -> float:
+        """The firmware's limit, or three times what kuat has seen it take if longer."""
+        limit = CONFIRM_S.get((family, verb.value), DEFAULT_CONFIRM_S)
+        return max(limit, 3 * self.plant.apply_s(family, verb))
+
+    async def _switch_outlet(self, a: Action, why: str) -> ActionResult:
         feed = self._outlet_of.get(a.device_id)
         if feed is None:
             return ActionResult(a.device_id, a.kind.value, "unsupported", "no outlet known")
         pdu, index = feed
         from kuat.agent.runtime import _snmp_auth  # runtime imports this module: import late
 
-        async with gate:
-            return await self._pdu.switch_outlet(
-                pdu.host,
-                pdu.port,
-                auth=_snmp_auth(pdu),
-                index=index,
-                on=a.kind == ActionKind.OUTLET_ON,
-                reason=why,
-                profile=pdu.profile,
-            )
+        return await self._pdu.switch_outlet(
+            pdu.host,
+            pdu.port,
+            auth=_snmp_auth(pdu),
+            index=index,
+            on=a.kind == ActionKind.OUTLET_ON,
+            reason=why,
+            profile=pdu.profile,
+        )
 
     def _learn(
         self,
@@ -365,12 +471,13 @@ class Curtailer:
             self._outlet_off.pop(did, None)
 
     async def wait(self) -> None:
-        if self._executing is not None:
-            await asyncio.gather(self._executing, return_exceptions=True)
+        """Until every action sent so far is settled (confirmed or failed)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def cancel(self) -> None:
-        if self._executing is not None and not self._executing.done():
-            self._executing.cancel()
+        for task in list(self._tasks):
+            task.cancel()
         await self.wait()
 
 

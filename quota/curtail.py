@@ -29,6 +29,18 @@ voltages, so it has its own shorter hold (``limit_hold_s``) between any two chan
 miner's limit; that alone stops a limit from see-sawing between two steps. A switch the timers
 forbid is held, and said so.
 
+The hour's edge: allowed power is the hour's remaining energy over its remaining time, so it
+climbs steeply in the last minutes of an hour that was cut. A wake (outlet on, limit raised)
+then pays its switching cost for a minute of mining and is undone at the boundary if the next
+hour is tight. The rule: a restore planned less than ``wake_min_run_s`` before the hour's end
+is made only if the load with it also fits the next hour (``next_allowed_kw``, the next
+hour's allocation as mean power, less the hysteresis); otherwise it is held and said so. With
+``wake_min_run_s`` at least ``min_on_s``, every miner woken in an hour is free to sleep again
+at its end, so the boundary never has to sleep efficient miners while inefficient ones are held.
+
+Site overhead: the meter sees the miners times the site's overhead (losses, fans, lights), so a
+miner's watts count ``overhead_factor`` times in the planned load (kuat.quota.plant learns it).
+
 With no capabilities given (no power steps, ``can_sleep`` true, no outlet) the plan is exactly
 the sleep/wake plan of earlier versions.
 """
@@ -96,10 +108,12 @@ class CurtailPolicy:
     hysteresis_kw: float = 20.0
     margin_kw: float = 0.0  # aim this far below the allowed power when curtailing
     limit_hold_s: float = 120.0  # between two power-limit changes of one miner
+    # a restore this close to the hour's end must fit the next hour too (module docstring)
+    wake_min_run_s: float = 600.0
 
     def __post_init__(self) -> None:
         values = (self.min_on_s, self.min_off_s, self.hysteresis_kw, self.margin_kw)
-        if min(*values, self.limit_hold_s) < 0:
+        if min(*values, self.limit_hold_s, self.wake_min_run_s) < 0:
             raise ValueError("curtailment times and margins must be >= 0")
 
 
@@ -150,10 +164,13 @@ def _level(m: MinerState) -> float:
 
 
 class _Planner:
-    def __init__(self, now: datetime, policy: CurtailPolicy, planned: float) -> None:
+    def __init__(
+        self, now: datetime, policy: CurtailPolicy, planned: float, overhead: float = 1.0
+    ) -> None:
         self.now = now
         self.policy = policy
         self.planned = planned
+        self.k = overhead  # kW at the meter per kW at the miners
         self.actions: list[Action] = []
         self.held: list[Reason] = []
 
@@ -173,7 +190,8 @@ class _Planner:
         return False
 
     def add(self, action: Action, delta_kw: float) -> None:
-        self.planned += delta_kw
+        """``delta_kw`` at the miners; the meter sees it times the overhead."""
+        self.planned += delta_kw * self.k
         self.actions.append(action)
 
     def limit(self, m: MinerState, target_w: float) -> None:
@@ -209,7 +227,7 @@ def _curtail(
     awake = _least_efficient_first([m for m in miners if not m.asleep and (m.power_w or 0) > 0])
     limitable = [m for m in awake if _steps_below(m)]
     free_to_limit = [m for m in limitable if pl.since(m.last_limited) >= policy.limit_hold_s]
-    reachable = sum((m.power_w or 0.0) - _steps_below(m)[-1] for m in free_to_limit) / 1000
+    reachable = pl.k * sum((m.power_w or 0.0) - _steps_below(m)[-1] for m in free_to_limit) / 1000
 
     if limitable and pl.planned - reachable <= target:
         # 1. power limits alone reach the target
@@ -219,7 +237,7 @@ def _curtail(
             if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, policy.limit_hold_s, m.last_limited):
                 continue
             steps = _steps_below(m)
-            need_w = (pl.planned - target) * 1000
+            need_w = (pl.planned - target) * 1000 / pl.k
             enough = [s for s in steps if (m.power_w or 0.0) - s >= need_w]
             pl.limit(m, enough[0] if enough else steps[-1])
     else:
@@ -260,7 +278,7 @@ def _curtail(
             if (dropped := limited.pop(m.device_id, None)) is not None:
                 # the outlet supersedes the limit planned just above for the same miner
                 pl.actions.remove(dropped)
-                pl.planned += dropped.power_w / 1000
+                pl.planned += pl.k * dropped.power_w / 1000
             power = m.power_w or 0.0
             reason = Reason.of(
                 Code.CURTAIL_OUTLET_OFF,
@@ -285,10 +303,32 @@ def _curtail(
 
 
 def _restore(
-    pl: _Planner, miners: Sequence[MinerState], allowed_kw: float, load: float
+    pl: _Planner,
+    miners: Sequence[MinerState],
+    allowed_kw: float,
+    load: float,
+    horizon: tuple[float | None, float | None],
 ) -> CurtailPlan:
     policy = pl.policy
     ceiling = allowed_kw - policy.hysteresis_kw
+    left_s, next_kw = horizon
+
+    def too_late(m: MinerState, added_kw: float) -> bool:
+        """The horizon rule (module docstring); the hold is noted."""
+        if left_s is None or left_s >= policy.wake_min_run_s:
+            return False
+        if next_kw is not None and pl.planned + added_kw <= next_kw - policy.hysteresis_kw:
+            return False
+        if len(pl.held) < MAX_HELD:
+            pl.held.append(
+                Reason.of(
+                    Code.CURTAIL_HOLD_HORIZON,
+                    device_id=m.device_id,
+                    left_s=math.floor(left_s),
+                    next_kw=None if next_kw is None else round(next_kw, 1),
+                )
+            )
+        return True
 
     def most_efficient_first(ms: list[MinerState]) -> list[MinerState]:
         return sorted(ms, key=lambda m: (m.j_per_th, m.power_w, m.device_id))
@@ -301,9 +341,11 @@ def _restore(
     ):
         for m in most_efficient_first(group):
             power = m.power_w or 0.0
-            if pl.planned + power / 1000.0 > ceiling:
+            if pl.planned + pl.k * power / 1000.0 > ceiling:
                 continue  # a smaller, less efficient one further on may still fit
             if pl.waits(m, Code.CURTAIL_HOLD_MIN_OFF, policy.min_off_s, m.last_switched):
+                continue
+            if too_late(m, pl.k * power / 1000.0):
                 continue
             params: dict[str, object] = {"device_id": m.device_id}
             if kind is ActionKind.OUTLET_ON:
@@ -320,12 +362,14 @@ def _restore(
     for m in most_efficient_first(limited):
         power = m.power_w or 0.0
         levels = sorted({*(s for s in m.power_steps_w if s > _level(m)), _full(m)}, reverse=True)
-        fits = [lv for lv in levels if pl.planned + max(lv - power, 0.0) / 1000 <= ceiling]
+        fits = [lv for lv in levels if pl.planned + pl.k * max(lv - power, 0.0) / 1000 <= ceiling]
         if not fits:
             continue
         if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, policy.limit_hold_s, m.last_limited):
             continue
         added = max(fits[0] - power, 0.0)
+        if too_late(m, pl.k * added / 1000):
+            continue
         reason = Reason.of(
             Code.CURTAIL_RESTORE_POWER,
             device_id=m.device_id,
@@ -363,15 +407,30 @@ def plan(
     *,
     load_kw: float | None = None,
     overhead_kw: float = 0.0,
+    overhead_factor: float = 1.0,
+    hour_left_s: float | None = None,
+    next_allowed_kw: float | None = None,
+    restore: bool = True,
 ) -> CurtailPlan:
-    """``load_kw`` is the site's present draw (the meter's); without it, Σ awake miners +
-    ``overhead_kw``. ``allowed_kw`` comes from :func:`kuat.quota.evaluate.evaluate`."""
+    """``load_kw`` is the site's present draw (the meter's, with actions in flight counted:
+    kuat.quota.plant); without it, Σ awake miners × ``overhead_factor`` + ``overhead_kw``.
+    ``allowed_kw`` comes from :func:`kuat.quota.evaluate.evaluate`. ``hour_left_s`` and
+    ``next_allowed_kw`` (the next hour's allocation as mean kW, None: unknown) feed the
+    horizon rule; None for ``hour_left_s`` turns it off. ``restore`` false: no restore is
+    planned (the agent's choice while cuts it sent are still to act)."""
     now = as_utc(now)
+    if not overhead_factor > 0:
+        raise ValueError("overhead_factor must be > 0")
     awake_kw = sum((m.power_w or 0.0) for m in miners if not m.asleep) / 1000.0
-    load = load_kw if load_kw is not None else awake_kw + overhead_kw
+    load = load_kw if load_kw is not None else awake_kw * overhead_factor + overhead_kw
     if allowed_kw is None:
         return CurtailPlan(now, None, load, load, (), (), Reason.of(Code.CURTAIL_NO_LIMIT))
-    pl = _Planner(now, policy, load)
+    pl = _Planner(now, policy, load, overhead_factor)
     if load > allowed_kw:
         return _curtail(pl, miners, allowed_kw - policy.margin_kw, allowed_kw, load)
-    return _restore(pl, miners, allowed_kw, load)
+    if not restore:
+        reason = Reason.of(
+            Code.CURTAIL_WITHIN_LIMIT, load_kw=round(load, 1), allowed_kw=round(allowed_kw, 1)
+        )
+        return CurtailPlan(now, allowed_kw, load, load, (), (), reason)
+    return _restore(pl, miners, allowed_kw, load, (hour_left_s, next_allowed_kw))

@@ -7,6 +7,8 @@ UTC epoch time gives the same :00/:15/:30/:45 boundaries as Astana wall time.
 
 from __future__ import annotations
 
+import itertools
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +44,54 @@ def demand_in(samples: Sequence[MeterSample], start: datetime, interval_min: int
     covered_s = (energy.covered_to - start).total_seconds()
     avg = energy.kwh * 3600.0 / covered_s if covered_s > 0 else None
     return Demand(start, end, energy.kwh, avg, energy.covered_to >= end)
+
+
+@dataclass(frozen=True, slots=True)
+class ShortDemand:
+    """The load a curtailment decision uses: the median of the last few seconds' samples,
+    unless they moved away from it by more than the spike bound (then the newest sample)."""
+
+    kw: float | None
+    latest_kw: float | None
+    samples: int  # in the window
+    deviation_kwh: float  # energy of the samples' deviation from the median in the window
+    spike_ignored: bool  # the newest sample differs from ``kw`` and was let pass
+
+
+def short_demand(
+    samples: Sequence[MeterSample],
+    now: datetime,
+    window_s: float,
+    spike_kwh: float,
+    *,
+    since: datetime | None = None,
+) -> ShortDemand:
+    """Decision load over ``(max(now - window_s, since), now]``, from *clean* samples.
+
+    A spike shorter than half the window never moves a median, whatever its size; the bound is
+    on energy: once the samples' deviation from the median (above and below, each sample
+    weighted by the step to the next one) exceeds ``spike_kwh``, the change is real enough
+    and the newest sample is used. ``since`` restarts the window, e.g. at the last moment
+    kuat's own actions changed the plant: samples before it show a load no longer there.
+    Filtering hides no energy: the hour's books (``used_kwh``) count every sample.
+    """
+    now = as_utc(now)
+    start = now - timedelta(seconds=window_s)
+    if since is not None and as_utc(since) > start:
+        start = as_utc(since)
+    with_p = [s for s in samples if s.p_kw is not None and s.taken_at <= now]
+    latest = max(with_p[-1].p_kw or 0.0, 0.0) if with_p else None
+    window = [s for s in with_p if s.taken_at > start]
+    if len(window) < 3 or window_s <= 0:
+        return ShortDemand(latest, latest, len(window), 0.0, False)
+    values = [max(s.p_kw or 0.0, 0.0) for s in window]
+    med = statistics.median(values)
+    steps = [(b.taken_at - a.taken_at).total_seconds() for a, b in itertools.pairwise(window)]
+    steps.append(statistics.median(steps))  # the newest sample stands for one usual step
+    deviation = sum(abs(v - med) * dt for v, dt in zip(values, steps, strict=True)) / 3600.0
+    if deviation > spike_kwh:
+        return ShortDemand(latest, latest, len(window), deviation, False)
+    return ShortDemand(med, latest, len(window), deviation, latest != med)
 
 
 def demand_now(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from kuat.quota.clock import as_utc, hour_bounds, hour_of
-from kuat.quota.demand import demand_now
+from kuat.quota.demand import demand_now, short_demand
 from kuat.quota.energy import MeterSample, clean, energy_between, present_power
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.schedule import EnergySource, HourlyAllocation, ScheduleBook
@@ -34,8 +34,15 @@ class QuotaPolicy:
     # interval): the present draw continues that long whatever is planned, so allowed_kw
     # budgets for it instead of assuming commands act at once.
     actuation_s: float = 0.0
+    # The load curtailment decides on (``decision_kw``): the median of the last
+    # ``decision_window_s`` of samples, a spike let pass while its energy stays within
+    # ``spike_kwh`` (kuat.quota.demand.short_demand). 0 s: the newest sample.
+    decision_window_s: float = 10.0
+    spike_kwh: float = 0.05
 
     def __post_init__(self) -> None:
+        if self.decision_window_s < 0 or self.spike_kwh < 0:
+            raise ValueError("decision_window_s and spike_kwh must be >= 0")
         if not 0 < self.warn_fraction <= 1:
             raise ValueError("warn_fraction must be in (0, 1]")
         if self.tolerance_kwh < 0:
@@ -81,6 +88,9 @@ class QuotaStatus:
     demand_interval_start: datetime
     last_demand_kw: float | None  # the last complete demand interval
     notes: tuple[Reason, ...] = ()
+    decision_kw: float | None = None  # the filtered present load (QuotaPolicy.spike_kwh)
+    spike_ignored: bool = False  # the newest sample is a spike the filter let pass
+    next_allocation_kwh: float | None = None  # the next hour's, for the planner's horizon
 
 
 def _allocation(
@@ -112,7 +122,10 @@ def evaluate(
     *,
     site: str | None = None,
     source: EnergySource = EnergySource.GRID,
+    decision_since: datetime | None = None,
 ) -> QuotaStatus:
+    """``decision_since``: samples before it are left out of ``decision_kw`` (the agent
+    passes the last time its own actions changed the plant)."""
     now = as_utc(now)
     day, hour_ending = hour_of(now)
     start, end = hour_bounds(day, hour_ending)
@@ -150,6 +163,18 @@ def evaluate(
                 Reason.of(Code.METER_STALE, age_s=round(age, 1), limit_s=policy.stale_after_s)
             )
 
+    short = short_demand(
+        [s for s in pts if s.taken_at >= start] or pts[-1:],
+        now,
+        policy.decision_window_s,
+        policy.spike_kwh,
+        since=decision_since,
+    )
+    decision_kw = short.kw if short.kw is not None else p_kw
+    next_day, next_he = hour_of(end)
+    next_alloc, _ = _allocation(schedule, site, next_day, source)
+    next_kwh = next_alloc.kwh(next_he) if next_alloc else None
+
     forecast = None
     if used is not None and used_until is not None:
         left_h = (end - used_until).total_seconds() / 3600.0
@@ -171,7 +196,8 @@ def evaluate(
         remaining = alloc_kwh - used
         left_s = max((end - used_until).total_seconds(), 1.0)
         act_s = min(policy.actuation_s, left_s - 1.0) if left_s > 1.0 else 0.0
-        committed = (p_kw or 0.0) * act_s / 3600.0
+        # a spike the filter let pass does not go on through the actuation delay
+        committed = (decision_kw or 0.0) * act_s / 3600.0
         allowed = max(remaining - committed, 0.0) * 3600.0 / (left_s - act_s)
         margin = alloc_kwh + policy.tolerance_kwh - forecast
         figures = {
@@ -228,6 +254,9 @@ def evaluate(
         demand_interval_start=running.interval_start,
         last_demand_kw=last.avg_kw if last.complete else None,
         notes=tuple(notes),
+        decision_kw=decision_kw,
+        spike_ignored=short.spike_ignored,
+        next_allocation_kwh=next_kwh,
     )
 
 

@@ -49,8 +49,11 @@ DEFAULT_APPLY_S: dict[tuple[str, str], float] = {
     ("vnish", "limit"): 10.0,
 }
 FALLBACK_APPLY_S = 2.0
-# Weight of a new observation in the running estimate (exponentially weighted mean).
+# Weight of a new observation in the running estimates (exponentially weighted means): a
+# latency is seen once per command; the overhead once per meter reading, and slowly, because
+# other site load that comes and goes (a chiller, a workshop) is not overhead.
 LEARN_WEIGHT = 0.3
+OVERHEAD_WEIGHT = 0.002
 # The learned overhead stays in this band: beyond it the meter and the miners disagree for
 # another reason (a miner not polled, unregistered load), which is the balance check's business.
 OVERHEAD_BOUNDS = (1.0, 1.5)
@@ -141,7 +144,7 @@ class Plant:
         lo, hi = OVERHEAD_BOUNDS
         seen = min(max(metered_kw / miners_kw, lo), hi)
         old = self.learned_overhead
-        self.learned_overhead = seen if old is None else old + LEARN_WEIGHT * 0.1 * (seen - old)
+        self.learned_overhead = seen if old is None else old + OVERHEAD_WEIGHT * (seen - old)
 
     # --- what the planner asks ------------------------------------------------------------
 
@@ -168,9 +171,7 @@ class Plant:
 
     def unconfirmed(self, *verbs: Verb) -> int:
         assert self.pending is not None
-        return sum(
-            1 for p in self.pending.values() if p.confirmed_at is None and p.verb in verbs
-        )
+        return sum(1 for p in self.pending.values() if p.confirmed_at is None and p.verb in verbs)
 
     def last_confirmed_at(self, within: timedelta, now: datetime) -> datetime | None:
         """The latest confirmation within ``within`` before ``now``: readings before it show
@@ -191,7 +192,9 @@ class Plant:
         total = 0.0
         for p in self.pending.values():
             in_reading = (
-                p.confirmed_at is not None and reading_at is not None and reading_at >= p.confirmed_at
+                p.confirmed_at is not None
+                and reading_at is not None
+                and reading_at >= p.confirmed_at
             )
             if not in_reading:
                 total += p.delta_w

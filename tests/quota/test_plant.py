@@ -3,8 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
-from kuat.quota.curtail import ActionKind, CurtailPolicy, MinerState, plan
+from kuat.quota.curtail import CurtailPolicy, MinerState, plan
 from kuat.quota.plant import DEFAULT_APPLY_S, FALLBACK_APPLY_S, Pending, Plant, Verb
 
 T = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)
@@ -85,5 +84,16 @@ def test_planning_with_actions_in_flight_cuts_only_what_is_left() -> None:
     load = 30.0 + plant.in_flight_kw(T + 5 * S)
     again = plan(20.0, plant.adjust(fleet), T + 5 * S, policy, load_kw=load)
     assert again.actions == ()
-    # and nothing is woken back while they confirm, though the expected load is below the limit
-    assert all(a.kind is not ActionKind.RESTORE for a in again.actions)
+    # the agent plans no restore while cuts are still to act, though the load will be low
+    low = plan(25.0, plant.adjust(fleet), T + 5 * S, policy, load_kw=load, restore=False)
+    assert low.actions == ()
+    assert plan(25.0, plant.adjust(fleet), T + 5 * S, policy, load_kw=load).actions
+
+
+def test_overhead_counts_in_the_plan() -> None:
+    """A 3 kW miner saves 3.18 kW at a meter with 6 % overhead: a cut of 6.2 kW at the meter
+    needs two 3 kW miners with it counted, three without (the issue: every cut ~2.4 % low)."""
+    fleet = [MinerState(f"m{i}", 3000.0, 100.0 - i, asleep=False) for i in range(10)]
+    policy = CurtailPolicy(min_on_s=0, min_off_s=0)
+    assert len(plan(25.6, fleet, T, policy, load_kw=31.8, overhead_factor=1.06).actions) == 2
+    assert len(plan(25.6, fleet, T, policy, load_kw=31.8).actions) == 3
