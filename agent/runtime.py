@@ -237,11 +237,26 @@ class Agent:
     async def fetch_schedules(self) -> None:
         assert self.quota_source is not None
         # Failures are logged by uplink.http (URL redacted); the book keeps what it holds.
-        for text, fmt in await self.quota_source.fetch() or []:
-            self.quota.offer_schedule(text, fmt, self.quota_source.description)
+        # Every document of a body is judged alone and named by its place in the body.
+        docs = await self.quota_source.fetch() or []
+        for where, (text, fmt) in _named(self.quota_source.description, docs):
+            self._offer_alone(
+                where, lambda w=where, t=text, f=fmt: self.quota.offer_schedule(t, f, w)
+            )
         if self.orders_source is not None:
-            for text, _ in await self.orders_source.fetch() or []:
-                self.quota.offer_order(text, self.orders_source.description, self.clock())
+            docs = await self.orders_source.fetch() or []
+            now = self.clock()
+            for where, (text, _) in _named(self.orders_source.description, docs):
+                self._offer_alone(where, lambda w=where, t=text: self.quota.offer_order(t, w, now))
+
+    @staticmethod
+    def _offer_alone(where: str, offer: Callable[[], None]) -> None:
+        # The parsers refuse bad text with reasons; should one still fail, only that document
+        # is lost, not the ones after it in the body.
+        try:
+            offer()
+        except Exception:
+            log.exception("quota document %s could not be handled; skipped", where)
 
     def _on_quota_document(self, topic: str, text: str, fmt: str) -> None:
         # Runs on the event loop (receiver built with loop=...): no lock needed on the books.
@@ -429,6 +444,12 @@ class Agent:
         if self.state.last_errors.get(name) != text:
             log.error("job %s %s", name, text)
         self.state.last_errors[name] = text
+
+
+def _named(source: str, docs: list[tuple[str, str]]) -> list[tuple[str, tuple[str, str]]]:
+    if len(docs) == 1:
+        return [(source, docs[0])]
+    return [(f"{source} [{i}/{len(docs)}]", d) for i, d in enumerate(docs, start=1)]
 
 
 def _snmp_auth(p: PduConfig) -> SnmpAuth:

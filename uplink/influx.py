@@ -27,6 +27,7 @@ import logging
 import random
 import threading
 import time
+import urllib.parse
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,6 +87,34 @@ def _retry_after(headers: object) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def redact_userinfo(url: str) -> str:
+    """``url`` without ``user:password@`` (kept otherwise as written: path and query matter
+    to an operator reading which endpoint failed)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def _userinfo_parts(url: str) -> list[str]:
+    parts = urllib.parse.urlsplit(url)
+    found = [p for p in (parts.password, parts.username) if p]
+    userinfo = parts.netloc.rpartition("@")[0]
+    if userinfo:
+        found.insert(0, userinfo)
+        found += [urllib.parse.unquote(p) for p in found]
+    # longest first, so "user:pass" goes before "pass"; very short names stay (never secret)
+    return sorted({p for p in found if len(p) >= 3}, key=len, reverse=True)
+
+
 def _body_text(body: object, limit: int = 300) -> str:
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
@@ -112,6 +141,9 @@ class InfluxUplink:
         max_backoff_s: float = 60.0,
     ) -> None:
         self.url = url
+        # user:password in the URL is a credential: logs and reprs show the URL without it.
+        self.shown_url = redact_userinfo(url) if url else url
+        self._url_secrets = _userinfo_parts(url) if url else []
         self.org = org
         self.bucket = bucket
         self.spool = spool
@@ -146,7 +178,7 @@ class InfluxUplink:
             self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
     def __repr__(self) -> str:  # never the token
-        return f"InfluxUplink(url={self.url!r}, org={self.org!r}, bucket={self.bucket!r})"
+        return f"InfluxUplink(url={self.shown_url!r}, org={self.org!r}, bucket={self.bucket!r})"
 
     def close(self) -> None:
         if self._ack_pool is not None:
@@ -212,7 +244,7 @@ class InfluxUplink:
         pending = self.spool.counts().pending
         log.warning(
             "influx write to %s failed (%s), %d lines kept, retry in %.1f s",
-            self.url,
+            self.shown_url,
             stop.message,
             pending,
             delay,
@@ -240,9 +272,10 @@ class InfluxUplink:
         except ApiException as exc:
             status = int(exc.status or 0)
             reason = exc.reason or ""
-            return status, f"HTTP {status} {reason} {_body_text(exc.body)}".strip(), exc.headers
+            text = f"HTTP {status} {reason} {_body_text(exc.body)}".strip()
+            return status, self._scrub(text), exc.headers
         except Exception as exc:  # urllib3 / socket errors: the server is unreachable
-            return 0, f"{type(exc).__name__}: {_body_text(str(exc), 200)}", None
+            return 0, self._scrub(f"{type(exc).__name__}: {_body_text(str(exc), 200)}"), None
         return 204, "", None
 
     def _deliver(self, batch: Batch) -> None:
@@ -273,6 +306,12 @@ class InfluxUplink:
                 f.result()
             except Exception as e:
                 log.error("spool ack failed (%s); those lines will be sent again", e)
+
+    def _scrub(self, text: str) -> str:
+        # An error text may quote the URL (or its parts) back; the password never goes out.
+        for secret in self._url_secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _dead_letter(self, batch: Batch, reason: str) -> None:
         if not self._logged_bad:

@@ -202,6 +202,7 @@ class RegisterPublisher:
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
         self._keepalive_s = keepalive_s
         self._connect_props = Properties(PacketTypes.CONNECT)
@@ -284,6 +285,28 @@ class RegisterPublisher:
             self.host,
             self.port,
             reason_code,
+            hint,
+        )
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this for every failed TCP/TLS connect (refused, unreachable, handshake);
+        # without it a broker down from the start left the journal silent.
+        if self._stopping.is_set():
+            return
+        if self._down_reported:
+            log.debug("register broker %s:%d still unreachable", self.host, self.port)
+            return
+        self._down_reported = True
+        hint = (
+            ""
+            if self._ever_connected
+            else " (never connected: check the address, the TLS CA and the client certificate)"
+        )
+        log.warning(
+            "register broker %s:%d unreachable: cannot connect; retrying, messages wait in the "
+            "outbox%s",
+            self.host,
+            self.port,
             hint,
         )
 

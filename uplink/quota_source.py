@@ -83,17 +83,25 @@ def _charset(content_type: str | None) -> str:
 
 
 def split_documents(text: str, fmt: str) -> list[Document]:
-    """One body may carry several JSON schedules (a list, or ``{"schedules": [...]}``) — e.g.
-    grid and own generation for tomorrow in one response; each becomes its own document."""
+    """One body may carry several JSON documents (a list, or ``{"schedules": [...]}``) — e.g.
+    grid and own generation for tomorrow in one response, or the orders endpoint's list of
+    orders; each becomes its own document, judged alone. An empty list is no documents: the
+    documented way to say "no orders now", not an error."""
     if fmt != "json":
         return [(text, fmt)]
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return [(text, fmt)]  # let the parser name the JSON error, with the operator's words
     items = doc.get("schedules") if isinstance(doc, dict) else doc
-    if isinstance(items, list) and items:
-        return [(json.dumps(item, ensure_ascii=False), "json") for item in items]
+    if isinstance(items, list):
+        out: list[Document] = []
+        for item in items:
+            try:
+                out.append((json.dumps(item, ensure_ascii=False), "json"))
+            except (ValueError, RecursionError):  # cannot happen for parsed JSON; be sure
+                out.append((text, fmt))
+        return out
     return [(text, fmt)]
 
 
@@ -231,6 +239,7 @@ class MqttScheduleReceiver:
         self.dropped = 0
         self._subscribed = threading.Event()
         self._started = False
+        self._down_reported = False  # once per outage, not once per retry
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -249,6 +258,7 @@ class MqttScheduleReceiver:
         self._client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         # A persistent session: the broker queues QoS 1 messages for us while we are away.
@@ -305,6 +315,7 @@ class MqttScheduleReceiver:
             self.port,
             flags.session_present,
         )
+        self._down_reported = False
         # Subscribing again on a present session is harmless and covers a broker that lost it.
         opts = SubscribeOptions(qos=1)
         client.subscribe([(t, opts) for t in self.topics])
@@ -322,6 +333,14 @@ class MqttScheduleReceiver:
             log.warning(
                 "quota broker %s:%d disconnected: %s; retrying", self.host, self.port, reason
             )
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        if not self._started or self._down_reported:
+            return
+        self._down_reported = True
+        log.warning(
+            "quota broker %s:%d unreachable: cannot connect; retrying", self.host, self.port
+        )
 
     def _on_subscribe(
         self,

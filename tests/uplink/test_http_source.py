@@ -594,3 +594,53 @@ def test_repr_hides_credentials(tmp_path: Path) -> None:
         "127.0.0.1", 1, ["t"], on_document=Inbox(), tls=False, password="hunter2-secret"
     )
     assert "hunter2" not in repr(rx)
+
+
+# --- issue 11 ------------------------------------------------------------------------------
+
+
+async def test_an_empty_order_list_is_no_documents_and_no_error(  # type: ignore[no-untyped-def]
+    client, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = script(Reply(200, {"Content-Type": "application/json", "ETag": "e"}, b"[]"))
+    async with HttpServer(handler) as srv:
+        src = HttpScheduleSource(srv.url + "/orders", token=None, interval_s=60, client=client)
+        with caplog.at_level(logging.WARNING):
+            assert await src.fetch() == []
+        assert src.last_error is None and not caplog.records
+
+
+async def test_one_bad_document_does_not_hide_the_good_one(client) -> None:  # type: ignore[no-untyped-def]
+    bad = dict(schedule_json(2), mwh=[10**400] + [1.0] * 23)  # OverflowError before issue 11
+    body = json.dumps({"schedules": [bad, schedule_json(2, "bilateral")]})
+    async with HttpServer(etag_handler(body.encode(), '"b"', "application/json")) as srv:
+        src = HttpScheduleSource(srv.url + "/s", token=None, interval_s=60, client=client)
+        docs = await src.fetch()
+        assert docs is not None
+        book = ScheduleBook()
+        outcomes = [book.offer(t, f, description=f"doc {i}").outcome for i, (t, f) in
+                    enumerate(docs)]  # fmt: skip
+        assert outcomes == [BookOutcome.REFUSED, BookOutcome.ADDED]
+        assert await src.fetch() is None and src.last_status == 304  # and it stays loaded
+        assert len(book) == 1
+
+
+def test_quota_broker_unreachable_from_the_start_is_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    rx = MqttScheduleReceiver(
+        "127.0.0.1",
+        port,
+        quota_topics(SITE),
+        on_document=lambda *_: None,
+        tls=False,
+        reconnect_min_s=0.1,
+        reconnect_max_s=0.2,
+    )
+    with caplog.at_level(logging.DEBUG, logger="kuat.quota.source"):
+        rx.start()
+        time.sleep(1.5)
+        rx.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"quota broker 127.0.0.1:{port} unreachable: cannot connect; retrying"]

@@ -171,6 +171,24 @@ def test_connection_refused_is_retry(spool: Spool) -> None:
     up.close()
 
 
+@pytest.mark.parametrize("answer", ["refused", "401"])
+def test_credentials_in_the_url_never_reach_the_log_or_repr(
+    spool: Spool, caplog: pytest.LogCaptureFixture, answer: str
+) -> None:
+    spool.put_lines(["m v=1i 1"])
+    with StrictInflux(token="right-token") as server:
+        port = server.url.rsplit(":", 1)[1] if answer == "401" else str(free_port())
+        url = f"http://kuat-writer:s3cr3t-Pa55word@127.0.0.1:{port}"
+        up = uplink(url, spool, token="wrong-token")
+        with caplog.at_level(logging.DEBUG):
+            report = up.flush_sync()
+        assert report.outcome in ("retry", "auth") and report.pending == 1
+        shown = caplog.text + repr(up) + str(report)
+        assert "s3cr3t-Pa55word" not in shown and "kuat-writer" not in shown
+        assert f"127.0.0.1:{port}" in caplog.text  # still says which server
+        up.close()
+
+
 async def test_no_server_configured_keeps_spool(spool: Spool) -> None:
     spool.put_lines(["m v=1i 1"])
     up = uplink(None, spool)

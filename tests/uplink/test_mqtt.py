@@ -323,3 +323,27 @@ def test_tls_rejects_unknown_or_missing_client_cert(
         assert not pub.connected and pub.pending() == 2  # kept for when the cert is fixed
     finally:
         pub.stop(timeout_s=0.1)
+
+
+def test_a_broker_unreachable_from_the_start_is_said_once(
+    spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.servers import free_port
+
+    port = free_port()  # nothing listens there
+    pub = publisher(spool, port, "never-up")
+    with caplog.at_level("DEBUG", logger="kuat.uplink.mqtt"):
+        pub.start()
+        try:
+            pub.publish_inventory(fleet(2, datetime(2026, 11, 25, tzinfo=UTC)), datetime.now(UTC))
+            wait_for(
+                lambda: sum("still unreachable" in r.getMessage() for r in caplog.records) >= 2,
+                10,
+                "a few failed attempts",
+            )
+        finally:
+            pub.stop()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert f"127.0.0.1:{port} unreachable" in warnings[0] and "never connected" in warnings[0]
+    assert spool.counts().outbox > 0  # the messages wait
