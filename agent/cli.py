@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -52,6 +53,20 @@ def _root(
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Configuration file (TOML).", show_default=True)
 ]
+CredentialsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--credentials-dir",
+        help="Where { credential = NAME } secrets are read from outside systemd: a file per name "
+        "(systemd sets $CREDENTIALS_DIRECTORY from LoadCredential= itself).",
+    ),
+]
+
+
+def _use_credentials_dir(path: Path | None) -> None:
+    # Set before the config is read: secrets are resolved while it is validated.
+    if path is not None:
+        os.environ["CREDENTIALS_DIRECTORY"] = str(path)
 
 
 def _setup_logging(level: str = "info") -> None:
@@ -75,8 +90,13 @@ def _load_or_exit(path: Path):
 
 
 @app.command("check-config")
-def check_config(path: Annotated[Path, typer.Argument(help="Configuration file (TOML).")]) -> None:
-    """Validate a configuration file: print OK, or every problem with its key and line."""
+def check_config(
+    path: Annotated[Path, typer.Argument(help="Configuration file (TOML).")],
+    credentials_dir: CredentialsOpt = None,
+) -> None:
+    """Validate a configuration file and what the run will open (secrets, certificate, key and CA
+    files, schedule and order directories): print OK, or every problem with its key and line."""
+    _use_credentials_dir(credentials_dir)
     cfg = _load_or_exit(path)
     typer.echo(
         f"OK: site {cfg.site.id}, {len(cfg.asic_targets())} miners, {len(cfg.pdu)} PDUs, "
@@ -90,8 +110,10 @@ def run(
     once: Annotated[
         bool, typer.Option("--once", help="Run every job once, flush, print the status, exit.")
     ] = False,
+    credentials_dir: CredentialsOpt = None,
 ) -> None:
     """Run the agent (under systemd: Type=notify). SIGTERM or Ctrl-C stops it cleanly."""
+    _use_credentials_dir(credentials_dir)
     cfg = _load_or_exit(config)
     _setup_logging(cfg.agent.log_level)
     from kuat.agent.runtime import Agent

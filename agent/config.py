@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import tomllib
 from dataclasses import dataclass
 from datetime import date
@@ -20,6 +21,7 @@ from typing import Annotated, Any, Literal
 from kuat.agent.tomlpos import locate
 from kuat.quota.grid import GridConnection
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -71,7 +73,8 @@ class SecretRef(Strict):
             if not cred_dir:
                 raise ValueError(
                     f"credential {self.credential!r} asked for, but $CREDENTIALS_DIRECTORY is not "
-                    "set (use LoadCredential= in the systemd unit)"
+                    "set (under systemd: LoadCredential= in the unit; by hand: --credentials-dir "
+                    "DIR, a file per credential name)"
                 )
             path = Path(cred_dir) / self.credential
         else:
@@ -88,6 +91,30 @@ def _secret(v: Any) -> Any:
     return {"value": v} if isinstance(v, str) else v
 
 
+# --- files the run will open: checked at start, so check-config says what the run would hit ----
+
+
+def _existing(path: Path) -> Path:
+    if not path.exists():
+        raise ValueError(f"{path} does not exist")
+    return path
+
+
+def _pem_ca(path: Path) -> Path:
+    """A CA bundle the TLS client will load: it must exist and parse as PEM certificates."""
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(path))
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise ValueError(f"{path} is not a readable PEM CA certificate: {exc}") from None
+    return path
+
+
+CaFile = Annotated[Path, AfterValidator(_pem_ca)]
+ExistingPath = Annotated[Path, AfterValidator(_existing)]
+
+
 def _http_url(v: str) -> str:
     if not v.startswith(("http://", "https://")):
         raise ValueError("must start with http:// or https://")
@@ -97,13 +124,25 @@ def _http_url(v: str) -> str:
 class ClientCert(Strict):
     """A TLS client identity: the certificate and its key go together or not at all."""
 
-    client_cert: Path | None = None
-    client_key: Path | None = None
+    client_cert: ExistingPath | None = None
+    client_key: ExistingPath | None = None
 
     @model_validator(mode="after")
     def _cert_pair(self) -> ClientCert:
         if (self.client_cert is None) != (self.client_key is None):
             raise ValueError("client_cert and client_key go together")
+        if self.client_cert is not None and self.client_key is not None:
+            # The TLS handshake would fail on a key that does not match its certificate (or a
+            # file that is not PEM): say so now, naming both files, rather than at first connect.
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+                    str(self.client_cert), str(self.client_key)
+                )
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(
+                    f"client_cert {self.client_cert} and client_key {self.client_key} do not load "
+                    f"as a PEM certificate and its key: {exc}"
+                ) from None
         return self
 
 
@@ -113,7 +152,7 @@ class Broker(ClientCert):
     host: str
     port: Annotated[int, Field(ge=1, le=65535)] = 8883
     tls: bool = True
-    ca_cert: Path | None = None
+    ca_cert: CaFile | None = None
     username: str | None = None
     password: SecretRef | None = None
     # Stable, so the broker keeps the persistent session (and queued QoS 1 messages) under it.
@@ -312,7 +351,7 @@ class QuotaHttpSection(ClientCert):
     interval_s: Annotated[float, Field(ge=10, le=86400)] = 300.0
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     verify_tls: bool = True
-    ca_cert: Path | None = None
+    ca_cert: CaFile | None = None
 
     _coerce = field_validator("token", mode="before")(_secret)
     _url = field_validator("url", "orders_url")(_http_url)
@@ -330,7 +369,7 @@ class OrdersSection(Strict):
     issuers: dict[str, SecretRef] = {}
     # A directory of signed order files (JSON), reread when they change: the way an order
     # arrives when the dispatcher emails it or a script drops it on the host.
-    directory: Path | None = None
+    directory: ExistingPath | None = None
     max_ahead_h: Annotated[float, Field(gt=0, le=168)] = 48.0
     max_skew_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
 
@@ -350,7 +389,7 @@ class OrdersSection(Strict):
 class QuotaSection(Strict):
     # A file, or a directory of files (one per day and source), in the formats of
     # quota.schedule: the agent rereads a file when it changes.
-    schedules: Path | None = None
+    schedules: ExistingPath | None = None
     warn_fraction: Annotated[float, Field(gt=0, le=1)] = 0.95
     tolerance_kwh: Annotated[float, Field(ge=0)] = 0.0
     # Curtailment: the plan is always made and logged; commands go out only with enforce.
@@ -425,7 +464,7 @@ class InfluxSection(Strict):
     bucket: str = "kuat"
     token: SecretRef | None = None
     verify_tls: bool = True
-    ca_cert: Path | None = None
+    ca_cert: CaFile | None = None
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     batch_lines: Annotated[int, Field(ge=1, le=100_000)] = 5000
 

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.agent.example import EXAMPLE, deploy_example, write_credentials
+from tests.servers import make_tls_files
+
 ROOT = Path(__file__).resolve().parents[2]
 KUAT = [sys.executable, "-m", "kuat.agent.cli"]
 
@@ -23,22 +26,38 @@ def kuat(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 def test_check_config_ok_on_example(tmp_path: Path) -> None:
-    for name in (
-        "snmp-community",
-        "snmp-auth-key",
-        "snmp-priv-key",
-        "influx-token",
-        "quota-token",
-        "order-key-kegoc",
-        "antminer-web",
-        "whatsminer-admin",
-    ):
-        (tmp_path / name).write_text("x" * 16)
-    done = kuat(
-        "check-config", "config/kuat.example.toml", env={"CREDENTIALS_DIRECTORY": str(tmp_path)}
-    )
+    config = deploy_example(tmp_path)
+    creds = write_credentials(tmp_path / "credentials")
+    done = kuat("check-config", str(config), "--credentials-dir", str(creds))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("OK: site ekibastuz-1, 336 miners, 2 PDUs, 1 meters")
+
+
+def test_check_config_names_every_file_the_run_would_miss(tmp_path: Path) -> None:
+    # The example as shipped, on a host where nothing is in place yet: every missing secret
+    # and file at once, with its key, and how to give credentials outside systemd.
+    done = kuat("check-config", str(EXAMPLE), env={"CREDENTIALS_DIRECTORY": ""})
+    assert done.returncode == 2
+    err = done.stderr
+    assert "Traceback" not in err
+    for key, path in (
+        ("mqtt.ca_cert", "/etc/kuat/register-ca.pem"),
+        ("mqtt.client_cert", "/etc/kuat/register-client.pem"),
+        ("quota.schedules", "/etc/kuat/quota.d"),
+        ("quota.orders.directory", "/etc/kuat/orders.d"),
+    ):
+        assert any(key in ln and path in ln for ln in err.splitlines()), (key, err)
+    assert "--credentials-dir" in err
+
+
+def test_check_config_refuses_a_key_that_does_not_match_its_certificate(tmp_path: Path) -> None:
+    config = deploy_example(tmp_path)
+    creds = write_credentials(tmp_path / "credentials")
+    other = make_tls_files(tmp_path / "other")
+    (tmp_path / "etc" / "register-client.key").write_bytes(other.rogue_client_key.read_bytes())
+    done = kuat("check-config", str(config), "--credentials-dir", str(creds))
+    assert done.returncode == 2
+    assert "register-client.key" in done.stderr and "do not load" in done.stderr, done.stderr
 
 
 def test_check_config_lists_problems_and_fails(tmp_path: Path) -> None:

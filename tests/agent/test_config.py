@@ -8,18 +8,9 @@ import pytest
 from kuat.agent.config import ConfigError, load_config, parse_config
 from kuat.agent.tomlpos import locate
 
+from tests.agent.example import deploy_example, write_credentials
+
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "config" / "kuat.example.toml"
-CREDENTIALS = (
-    "snmp-community",
-    "snmp-auth-key",
-    "snmp-priv-key",
-    "influx-token",
-    "quota-token",
-    "order-key-kegoc",
-    "antminer-web",
-    "whatsminer-admin",
-)
 
 MINIMAL = """
 [site]
@@ -29,14 +20,19 @@ id = "s1"
 
 @pytest.fixture
 def creds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in CREDENTIALS:
-        (tmp_path / name).write_text(f"secret-{name}\n")
-    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    return tmp_path
+    directory = write_credentials(tmp_path / "credentials", "secret-{name}\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(directory))
+    return directory
 
 
-def test_example_config_loads(creds: Path) -> None:
-    cfg = load_config(EXAMPLE)
+@pytest.fixture
+def example(tmp_path: Path) -> Path:
+    """config/kuat.example.toml with its /etc/kuat/ files in place."""
+    return deploy_example(tmp_path)
+
+
+def test_example_config_loads(creds: Path, example: Path) -> None:
+    cfg = load_config(example)
     assert cfg.site.id == "ekibastuz-1"
     # 10.20.1.0/24 gives 254 hosts, 10.20.2.10-90 gives 81, plus one single address
     assert len(cfg.asic_targets()) == 254 + 81 + 1
@@ -48,18 +44,18 @@ def test_example_config_loads(creds: Path) -> None:
     assert cfg.asic.epic_password.get() == "letmein"  # left out: the factory default
 
 
-def test_secret_never_in_repr(creds: Path) -> None:
-    cfg = load_config(EXAMPLE)
+def test_secret_never_in_repr(creds: Path, example: Path) -> None:
+    cfg = load_config(example)
     assert "secret-" not in repr(cfg)
     assert "secret-" not in str(cfg.model_dump())
 
 
 def test_example_without_credentials_names_each_missing_one(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, example: Path
 ) -> None:
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     with pytest.raises(ConfigError) as err:
-        load_config(EXAMPLE)
+        load_config(example)
     paths = {p.path for p in err.value.problems}
     assert paths == {
         "pdu[0].community",
@@ -111,7 +107,8 @@ BROKEN = [
         id="grid-record",
     ),
     pytest.param(
-        MINIMAL + '\n[influx]\nurl = "influx:8086"\n\n[mqtt]\nhost = "b"\nclient_cert = "c.pem"\n',
+        MINIMAL
+        + '\n[influx]\nurl = "influx:8086"\n\n[mqtt]\nhost = "b"\nclient_cert = "/dev/null"\n',
         [("influx.url", "http://", 6), ("mqtt", "go together", 8)],
         id="uplinks",
     ),
