@@ -13,7 +13,7 @@ import asyncio
 import json
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,8 @@ import orjson
 
 DEFAULT_PORT = 4028
 DEFAULT_MAX_REPLY_BYTES = 64 * 1024
+# Real replies nest 4 or 5 levels (reply, STATS list, a board, its chain list…).
+MAX_DEPTH = 32
 # A timer that fires this much after its time means the event loop was blocked (a slow
 # neighbour coroutine, CPU contention); the miner gets one short second look before failing.
 STALL_S = 0.1
@@ -98,7 +100,25 @@ def decode_reply(raw: bytes) -> dict[str, Any]:
         obj = merged
     if not isinstance(obj, dict):
         raise ApiError(f"reply is JSON but a {type(obj).__name__}, not an object")
+    # Nesting deeper than any firmware's reply would only make the parsers recurse until
+    # Python gives up. Counting brackets is cheap; the walk runs only when there are enough
+    # of them to nest that deep.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(obj):
+        raise ApiError(f"reply is nested more than {MAX_DEPTH} levels deep: not a miner reply")
     return obj
+
+
+def _too_deep(obj: Any) -> bool:
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+    return False
 
 
 def _decode_tolerant(raw: bytes) -> Any:
@@ -428,10 +448,15 @@ class Replies:
         return body
 
 
-def _payload(command: str, parameter: str | None = None) -> bytes:
-    req: dict[str, str] = {"command": command}
+def _payload(
+    command: str, parameter: str | None = None, extra: Mapping[str, Any] | None = None
+) -> bytes:
+    req: dict[str, Any] = {"command": command}
     if parameter is not None:
         req["parameter"] = parameter
+    if extra:
+        # keys a firmware reads beside the command (FirmwareSpec.request); others ignore them
+        req.update(extra)
     return json.dumps(req, separators=(",", ":")).encode()
 
 
@@ -462,12 +487,13 @@ class CgminerClient:
         parameter: str | None = None,
         *,
         deadline_at: float | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """One command and its decoded reply; errors the miner reports are returned, not raised."""
         raw = await exchange(
             host,
             port,
-            _payload(command, parameter),
+            _payload(command, parameter, extra),
             deadlines=self.deadlines,
             deadline_at=deadline_at if deadline_at is not None else self.deadline(),
             max_reply_bytes=self.max_reply_bytes,
@@ -483,6 +509,7 @@ class CgminerClient:
         alone: Iterable[str] = (),
         deadline_at: float | None = None,
         into: Replies | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> Replies:
         """Fetch ``commands``; those in ``alone`` (not joinable on this firmware) go singly.
 
@@ -499,9 +526,9 @@ class CgminerClient:
             joined = []
         errors: list[ApiError] = []
         # the joined request and the unjoinable singles go out together: one deadline, one wait
-        fallback = await self._gather(host, port, joined, singles, deadline_at, out, errors)
+        fallback = await self._gather(host, port, joined, singles, deadline_at, out, errors, extra)
         if fallback:
-            await self._gather(host, port, [], fallback, deadline_at, out, errors)
+            await self._gather(host, port, [], fallback, deadline_at, out, errors, extra)
         if not out.bodies:
             raise errors[0] if errors else ApiError("miner returned no replies")
         return out
@@ -515,12 +542,13 @@ class CgminerClient:
         deadline_at: float,
         out: Replies,
         errors: list[ApiError],
+        extra: Mapping[str, Any] | None = None,
     ) -> list[str]:
         """Run one joined request and the singles concurrently; return commands to retry singly."""
         requests = ["+".join(joined)] if joined else []
         requests += singles
         results = await asyncio.gather(
-            *(self.command(host, port, c, deadline_at=deadline_at) for c in requests),
+            *(self.command(host, port, c, deadline_at=deadline_at, extra=extra) for c in requests),
             return_exceptions=True,
         )
         fallback: list[str] = []

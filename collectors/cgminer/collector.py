@@ -638,7 +638,12 @@ class AsicPoller:
         else:
             commands = [c for c in spec.commands if c not in reuse]
         replies = await self.client.query(
-            host, port, commands, alone=spec.alone if spec else (), deadline_at=deadline
+            host,
+            port,
+            commands,
+            alone=spec.alone if spec else (),
+            deadline_at=deadline,
+            extra=spec.request if spec else None,
         )
         family = detect_family(replies.bodies)
         if family is None:
@@ -671,7 +676,13 @@ class AsicPoller:
             return
         try:
             await self.client.query(
-                host, port, missing, alone=spec.alone, deadline_at=deadline, into=replies
+                host,
+                port,
+                missing,
+                alone=spec.alone,
+                deadline_at=deadline,
+                into=replies,
+                extra=spec.request,
             )
         except ApiError as e:
             for c in missing:

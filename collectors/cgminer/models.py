@@ -20,9 +20,10 @@ class ModelInfo:
 
 
 def normalise(model: str) -> str:
-    """'Antminer S19 Pro' -> 's19pro'; 'M60S_VK40' -> 'm60s'; 'M31S+V20' -> 'm31s+'."""
+    """'Antminer S19 Pro' -> 's19pro'; 'M60S_VK40' -> 'm60s'; 'M31S+V20' -> 'm31s+';
+    'Antminer S21 XP Hyd.' -> 's21xphyd' (S21-era firmware abbreviates with a dot)."""
     text = _VENDOR_WORDS.sub("", model.lower())
-    text = text.replace(" ", "")
+    text = text.replace(" ", "").replace(".", "")
     return _SUFFIX.sub("", text)
 
 

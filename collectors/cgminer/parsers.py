@@ -66,7 +66,10 @@ def detect_family(bodies: Mapping[str, dict[str, Any]]) -> str | None:
     if prod.startswith("avalon") or has_mm:
         return "avalon"
     stats_head = item(bodies.get("stats"), "STATS") or {}
-    kind = str(version.get("Type") or stats_head.get("Type") or "").lower()
+    # S21-era new_api stats: the header is a top-level INFO with "type" (firmware/bitmain.py)
+    info = (bodies.get("stats") or {}).get("INFO")
+    info_type = info.get("type") if isinstance(info, dict) else None
+    kind = str(version.get("Type") or stats_head.get("Type") or info_type or "").lower()
     # Vnish is bmminer with "(Vnish x.y.z)" in Type: before the stock rule, which it also fits
     if "vnish" in kind or "vnish" in descriptions:
         return "vnish"

@@ -1,7 +1,24 @@
 """Bitmain stock firmware (bmminer / cgminer 4.x) and plain cgminer.
 
-The stock API gives no serial, MAC or watts (those live in the web UI); stats carries chain
-temperatures as "a-b-c-d" strings, one number per sensor.
+The stock API gives no serial or MAC (those live in the web UI); old-shape stats carries chain
+temperatures as "a-b-c-d" strings, one number per sensor, and no watts.
+
+S21-era firmware (S21, S21+, S21 XP, T21, the Hydro models) also answers ``stats`` in a new shape
+when the request carries ``"new_api": true``: one STATS row with a ``chain`` list (per board
+``rate_real``, ``temp_pcb``/``temp_chip``/``temp_pic`` arrays), ``rate_5s``/``rate_avg``/
+``rate_ideal`` with a ``rate_unit`` of "GH/s", ``fan`` as a list, ``elapsed`` and the miner's
+watts under a name that varies by model (``watt``, ``power``, ``Power``, ``chain_power`` as
+"5000 W"); numbers may be strings, and the header (model, build) moves to a top-level ``INFO``.
+The poll asks for it on every stock Antminer (``SPEC.request``): firmware without it ignores the
+key and answers the old shape, which is read as before. Old-shape S21-era builds name the chain
+sensors ``temp_in_pcb_N``/``temp_out_pcb_N`` and ``temp_in_chip_N``/``temp_out_chip_N``.
+
+Hydro models report their coolant in two board-sensor layouts, read only for those models (on
+any other model the same positions are ordinary board/chip sensors): the S21+ Hyd. has
+``temp_pcb`` [in, board, out, board] beside a 4-value ``temp_pic``; the S21 Hyd./S21 XP Hyd.
+family writes ``temp_chip`` [in, out, 0, 0]. Both layouts are as asic-rs documents them (its
+telemetry tests, Apache-2.0; tests/cases/asic/bitmain/*hyd*). A hydro miner has no fans, so
+"every fan at 0 rpm" is no sleep evidence there.
 
 Sleep (work mode 1, set through the web UI) has no flag on the API either, so ``state`` is
 "sleeping" when stats echoes a work mode of 1 (``miner-mode``/``bitmain-work-mode``, on the
@@ -30,28 +47,82 @@ from kuat.collectors.cgminer.firmware.common import (
 
 _HASH_KEYS = (("GHS 5s", 1e-3), ("GHS av", 1e-3), ("MHS 5s", 1e-6), ("MHS av", 1e-6))
 _RATE_UNIT = {"H": 1e-12, "KH": 1e-9, "MH": 1e-6, "GH": 1e-3, "TH": 1.0}
+# new_api: the current rate, then the average
+_MODERN_RATE_KEYS = ("rate_5s", "rate_avg")
+# new_api watts: the name differs by model and build
+_WATT_KEYS = ("watt", "power", "Power", "chain_power", "total_power")
+
+
+def _unit_scale(d: dict[str, Any]) -> float | None:
+    """TH/s per unit of ``rate_unit`` ("GH", "GH/s", "TH/s"…); GH when the key is missing."""
+    raw = d.get("rate_unit", "GH")
+    if not isinstance(raw, str):
+        return None
+    return _RATE_UNIT.get(raw.strip().upper().removesuffix("/S"))
+
+
+def _modern_rate(d: dict[str, Any], keys: tuple[str, ...]) -> float | None:
+    for key in keys:
+        v = num(d.get(key))
+        if v is not None:
+            scale = _unit_scale(d)
+            return v * scale if scale is not None and v >= 0 else None
+    return None
 
 
 def _hashrate(summary: Body | None, stats: Body | None) -> float | None:
-    for d in (item(summary, "SUMMARY"), _stats(stats).flat):
+    view = _stats(stats)
+    for d in (item(summary, "SUMMARY"), view.flat):
         if d:
             for key, scale in _HASH_KEYS:
                 v = num(d.get(key))
                 if v is not None:
                     return v * scale
+    if view.modern is not None:
+        return _modern_rate(view.modern, _MODERN_RATE_KEYS)
     return None
 
 
 def _nominal(stats: Body | None) -> float | None:
-    d = _stats(stats).flat
+    view = _stats(stats)
+    d = view.flat
     ideal = num(d.get("total_rateideal"))
+    if ideal is None and view.modern is not None:
+        ideal = num(view.modern.get("rate_ideal"))
     if ideal is None or ideal <= 0:
         return None
-    return ideal * _RATE_UNIT.get(str(d.get("rate_unit", "GH")).upper(), 1e-3)
+    scale = _unit_scale(d)
+    return ideal * scale if scale is not None else None
+
+
+def _watts(v: Any) -> float | None:
+    """3369, "3369", "5000 W": watts as the new_api writes them."""
+    if isinstance(v, str):
+        v = v.strip().removesuffix("W").removesuffix("w")
+    f = num(v)
+    return f if f is not None and f >= 0 else None
+
+
+def _power(stats: Body | None) -> float | None:
+    """new_api watts (old-shape stats has none: unknown, never 0)."""
+    view = _stats(stats)
+    for d in (view.modern, view.flat):
+        if d:
+            for key in _WATT_KEYS:
+                w = _watts(d.get(key))
+                if w is not None:
+                    return w
+    return None
 
 
 def _header(version: Body | None, stats: Body | None) -> dict[str, Any]:
-    return item(version, "VERSION") or item(stats, "STATS") or {}
+    head = item(version, "VERSION") or item(stats, "STATS") or {}
+    if "Type" not in head and stats is not None:
+        # new_api: the header is a top-level INFO object, with "type" in lower case
+        info = stats.get("INFO")
+        if isinstance(info, dict):
+            return {"Type": info.get("type"), "CompileTime": info.get("CompileTime"), **head}
+    return head
 
 
 def _model(version: Body | None, stats: Body | None) -> str | None:
@@ -64,6 +135,10 @@ def _firmware(version: Body | None, stats: Body | None) -> str | None:
     return text(h.get("CompileTime")) or text(h.get("Miner"))
 
 
+def _is_hydro(model: str | None) -> bool:
+    return model is not None and "hyd" in model.lower()
+
+
 class _StatsView:
     """bmminer's STATS merged into one dict, with ``name<N>`` keys bucketed by name.
 
@@ -71,10 +146,16 @@ class _StatsView:
     ~150 keys at one pass instead of one pass per field.
     """
 
-    __slots__ = ("flat", "indexed")
+    __slots__ = ("coolant", "flat", "indexed", "modern")
 
     def __init__(self, stats: Body | None) -> None:
         self.flat = merged(stats, "STATS")
+        # new_api's one aggregate row (its boards in a "chain" list), or None for the old shape
+        chains = self.flat.get("chain")
+        self.modern: dict[str, Any] | None = (
+            self.flat if isinstance(chains, list) or "rate_5s" in self.flat else None
+        )
+        self.coolant: tuple[float | None, float | None] | None = None  # _coolant's memo
         self.indexed: dict[str, list[tuple[int, Any]]] = {}
         for k, v in self.flat.items():
             # only temp*/fan* keys are read by index; skip the chain_acs strings and the rest
@@ -119,25 +200,111 @@ def _sensor_max(v: Any) -> float | None:
 def _chain_temps(view: _StatsView, string_key: str, flat_key: str) -> tuple[float, ...]:
     rows = view.numbered(string_key, None)
     if not rows:
+        # S21-era old shape: an inlet- and an outlet-side sensor string per chain
+        side = string_key.replace("temp_", "")
+        ins = dict(view.numbered(f"temp_in_{side}_", None))
+        outs = dict(view.numbered(f"temp_out_{side}_", None))
+        if ins or outs:
+            both = []
+            for n in sorted(ins.keys() | outs.keys()):
+                vals = [t for v in (ins.get(n), outs.get(n)) if (t := _sensor_max(v)) is not None]
+                if vals:
+                    both.append(max(vals))
+            return tuple(both)
         rows = view.numbered(flat_key, integer(view.flat.get("temp_num")))
     return tuple(t for _, v in rows if (t := _sensor_max(v)) is not None)
 
 
-def _temps(stats: Body | None) -> Any:
+def _sensors(v: Any) -> list[float | None]:
+    """A new_api sensor array (or one number) to values, position kept; 0 and junk are None."""
+    vals = v if isinstance(v, list) else [v]
+    out: list[float | None] = []
+    for x in vals[:64]:
+        f = num(x)
+        out.append(f if f is not None and 0 < f <= 150 else None)
+    return out
+
+
+def _hottest(vals: list[float | None]) -> float | None:
+    real = [v for v in vals if v is not None]
+    return max(real) if real else None
+
+
+def _chains(view: _StatsView) -> list[dict[str, Any]]:
+    chains = view.modern.get("chain") if view.modern is not None else None
+    return [c for c in chains if isinstance(c, dict)] if isinstance(chains, list) else []
+
+
+def _board_split(
+    chain: dict[str, Any], model: str | None
+) -> tuple[float | None, float | None, float | None, float | None]:
+    """(board, chip, coolant in, coolant out) of one new_api chain, by the model's layout."""
+    pcb, chip = _sensors(chain.get("temp_pcb")), _sensors(chain.get("temp_chip"))
+    compact = (model or "").lower().replace(" ", "").replace(".", "")
+    if _is_hydro(model) and "s21+" in compact:
+        pic = _sensors(chain.get("temp_pic"))
+        if len(pcb) == 4 and len(pic) == 4:
+            # [in, board, out, board] beside temp_pic [chip, board, board, board]
+            return _hottest([pcb[1], pcb[3], *pic[1:]]), pic[0], pcb[0], pcb[2]
+    raw_chip = chain.get("temp_chip")
+    if (
+        _is_hydro(model)
+        and isinstance(raw_chip, list)
+        and len(raw_chip) == 4
+        and all(num(x) == 0 for x in raw_chip[2:])
+    ):
+        # [in, out, 0, 0]: the coolant pair, no chip reading
+        return _hottest(pcb), None, chip[0], chip[1]
+    return _hottest(pcb), _hottest(chip), None, None
+
+
+def _temps(version: Body | None, stats: Body | None) -> Any:
     from kuat.collectors.readings import AsicTemps
 
     view = _stats(stats)
     if not view.flat:
         return None
+    chains = _chains(view)
+    if chains:
+        model = _model(version, stats)
+        split = [_board_split(c, model) for c in chains]
+        return AsicTemps(
+            board=tuple(b for b, _, _, _ in split if b is not None),
+            chip=tuple(c for _, c, _, _ in split if c is not None),
+        )
     board = _chain_temps(view, "temp_pcb", "temp")
     chip = _chain_temps(view, "temp_chip", "temp2_")
     return AsicTemps(board=board, chip=chip)
+
+
+def _coolant(version: Body | None, stats: Body | None) -> tuple[float | None, float | None]:
+    """Mean coolant in/out over the boards that report it (hydro models' new_api)."""
+    view = _stats(stats)
+    if view.coolant is None:
+        model = _model(version, stats)
+        ins: list[float] = []
+        outs: list[float] = []
+        if _is_hydro(model):
+            for c in _chains(view):
+                _, _, cin, cout = _board_split(c, model)
+                if cin is not None:
+                    ins.append(cin)
+                if cout is not None:
+                    outs.append(cout)
+        view.coolant = (
+            round(sum(ins) / len(ins), 2) if ins else None,
+            round(sum(outs) / len(outs), 2) if outs else None,
+        )
+    return view.coolant
 
 
 def _fans(stats: Body | None) -> tuple[int, ...] | None:
     view = _stats(stats)
     if not view.flat:
         return None
+    if view.modern is not None and isinstance(view.modern.get("fan"), list):
+        fans = view.modern["fan"][:32]
+        return tuple(int(f) for v in fans if (f := num(v)) is not None and f >= 0)
     count = integer(view.flat.get("fan_num"))
     rows = view.numbered("fan", count)
     if count is None:
@@ -147,19 +314,21 @@ def _fans(stats: Body | None) -> tuple[int, ...] | None:
 
 
 def _uptime(summary: Body | None, stats: Body | None) -> int | None:
-    return integer(first_num(item(summary, "SUMMARY"), "Elapsed")) or integer(
-        first_num(_stats(stats).flat, "Elapsed")
+    return integer(first_num(item(summary, "SUMMARY"), "Elapsed", "elapsed")) or integer(
+        first_num(_stats(stats).flat, "Elapsed", "elapsed")
     )
 
 
 _MODE_KEYS = ("miner-mode", "bitmain-work-mode")
 
 
-def _state(summary: Body | None, stats: Body | None) -> str | None:
+def _state(summary: Body | None, stats: Body | None, version: Body | None) -> str | None:
     flat = _stats(stats).flat
     for key in _MODE_KEYS:
         if integer(flat.get(key)) == 1:
             return "sleeping"
+    if _is_hydro(_model(version, stats)):
+        return None  # no fans at all: a stopped fan says nothing
     fans = _fans(stats)
     if _hashrate(summary, stats) == 0 and fans and not any(fans):
         return "sleeping"
@@ -171,7 +340,10 @@ FIELDS: dict[str, Source] = {
     "firmware": Source(("version", "stats"), _firmware),
     "hashrate_ths": Source(("summary", "stats"), _hashrate),
     "hashrate_nominal_ths": Source(("stats",), _nominal),
-    "temps_c": Source(("stats",), _temps),
+    "power_w": Source(("stats",), _power),
+    "temps_c": Source(("version", "stats"), _temps),
+    "coolant_in_c": Source(("version", "stats"), lambda v, s: _coolant(v, s)[0]),
+    "coolant_out_c": Source(("version", "stats"), lambda v, s: _coolant(v, s)[1]),
     "fans_rpm": Source(("stats",), _fans),
     "pools": Source(("pools",), pools),
     "uptime_s": Source(("summary", "stats"), _uptime),
@@ -181,7 +353,9 @@ FIELDS: dict[str, Source] = {
 SPEC = FirmwareSpec(
     family="bitmain",
     vendor="Bitmain",
-    fields={**FIELDS, "state": Source(("summary", "stats"), _state)},
+    fields={**FIELDS, "state": Source(("summary", "stats", "version"), _state)},
+    # S21-era stats (module doc); older firmware ignores the key
+    request={"new_api": True},
 )
 # Unknown cgminer derivatives read the same keys; the vendor stays unknown.
 GENERIC = FirmwareSpec(family="cgminer", vendor=None, fields=FIELDS)

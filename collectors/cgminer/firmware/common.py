@@ -36,6 +36,8 @@ class FirmwareSpec:
     sticky: frozenset[str] = frozenset()
     # commands some builds of this firmware lack: their refusal is no error in the reading
     optional: frozenset[str] = frozenset()
+    # extra keys for every cgminer request of this firmware (Bitmain's {"new_api": true})
+    request: Mapping[str, Any] | None = None
     # the deduplicated command set, in first-use order; derived once, sent every poll
     commands: tuple[str, ...] = field(init=False)
 
@@ -57,7 +59,10 @@ def num(v: Any) -> float | None:
     if isinstance(v, bool):
         return None
     if isinstance(v, int | float):
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:  # an integer beyond float range (10**400) is no reading
+            return None
     elif isinstance(v, str):
         try:
             f = float(v.strip().strip("'\""))
