@@ -653,6 +653,10 @@ class AsicPoller:
             memo = self._memo[key] = _Memo(family)
             spec = SPECS[family]
             reuse = {}
+            if spec.request:
+                # discovery asked without this firmware's request keys (S21-era new_api stats):
+                # ask again with them, so even a first poll (a probe) reads the watts
+                await self._requery(host, port, spec, replies, deadline)
         replies.bodies.update(reuse)
         await self._fetch_missing(host, port, spec, replies, deadline)
         if reuse:
@@ -667,6 +671,28 @@ class AsicPoller:
         reading = self._reading(host, port, taken_at, spec, replies)
         memo.after(reading, spec, replies, fetched_sticky=True)
         return reading
+
+    async def _requery(
+        self, host: str, port: int, spec: FirmwareSpec, replies: Replies, deadline: float
+    ) -> None:
+        """The spec's commands again with its request keys; a reply replaces the one discovery
+        got only if it is usable, so a failed second look costs nothing but its time."""
+        again = Replies()
+        with contextlib.suppress(ApiError):
+            await self.client.query(
+                host,
+                port,
+                spec.commands,
+                alone=spec.alone,
+                deadline_at=deadline,
+                into=again,
+                extra=spec.request,
+            )
+        for c in spec.commands:
+            body = again.ok(c)
+            if body is not None:
+                replies.bodies[c] = body
+                replies.errors.pop(c, None)
 
     async def _fetch_missing(
         self, host: str, port: int, spec: FirmwareSpec, replies: Replies, deadline: float

@@ -8,6 +8,10 @@ numbers that move a little per request; fault personalities misbehave on purpose
 - ``flood``: bytes without end;        - ``garbage``: an HTML error page, not JSON;
 - ``reject_multi``: stock Antminer that answers "Invalid command" to ``a+b``.
 
+``antminer_s21``: S21-era stock firmware (S21, S21 XP, T21, S21+ Hyd.): ``stats`` sent with
+``"new_api": true`` gets the new shape with watts (and the Hydro's coolant in/out, no fans), the
+same request without it the old shape; its web UI and sleep are the stock Antminer's.
+
 ``whatsminer_v3``: new btminer (M60S) that answers only Whatsminer API v3, length-framed JSON on
 ``v3_port`` (4433 by default), from the real ``get.device.info`` with this miner's serial, MAC
 and numbers; nothing listens on its 4028, so a poller must fall back to 4433. Not in the default
@@ -62,6 +66,7 @@ from kuat.collectors.cgminer import sim_replies as R
 
 HEALTHY = (
     "antminer",
+    "antminer_s21",
     "whatsminer",
     "luxos",
     "braiins",
@@ -73,7 +78,7 @@ HEALTHY = (
 FAULTS = ("hang", "trickle", "flood", "garbage", "reject_multi")
 PERSONALITIES = HEALTHY + FAULTS
 # stock Antminers have the digest-auth web UI (Braiins and Vnish serve JSON APIs on web_port)
-WEB_PERSONALITIES = ("antminer", "reject_multi")
+WEB_PERSONALITIES = ("antminer", "antminer_s21", "reject_multi")
 # Default mix, roughly a Kazakh hosting site: mostly stock S19s, then Whatsminers, some LuxOS
 # and Braiins; weights per 20 miners.
 _MIX = ("antminer",) * 10 + ("whatsminer",) * 5 + ("luxos",) * 3 + ("braiins",) * 2
@@ -84,6 +89,13 @@ _MODELS: dict[str, tuple[tuple[str, float, float, int], ...]] = {
         ("Antminer S19 Pro", 110.0, 3250.0, 3250),
         ("Antminer S19j Pro", 100.0, 3050.0, 3050),
         ("Antminer S19 XP", 140.0, 3010.0, 3010),
+    ),
+    # S21-era stock firmware: stats with new_api (watts, coolant on the Hydro)
+    "antminer_s21": (
+        ("Antminer S21", 200.0, 3500.0, 3500),
+        ("Antminer S21 XP", 270.0, 3645.0, 3645),
+        ("Antminer T21", 190.0, 3610.0, 3610),
+        ("Antminer S21+ Hyd.", 319.0, 4785.0, 4785),
     ),
     # as the reading names them; the API itself says "M31S" (sim_replies strips the maker)
     "whatsminer": (
@@ -198,6 +210,8 @@ class SimMiner:
         self.hashrate_ths = (self.run_ths or self.nominal_ths) * r.uniform(0.97, 1.03)
         self.power_w = (self.run_w or self.nominal_power_w) * r.uniform(0.985, 1.015)
         n_fans = 2 if self.firmware_personality.startswith("whatsminer") else 4
+        if R.is_hydro(self):
+            n_fans = 0  # water-cooled: no fans at all
         self.fans_rpm = tuple(int(r.uniform(5000, 6000)) for _ in range(n_fans))
         self._temps = tuple((int(r.uniform(58, 74)), int(r.uniform(66, 82))) for _ in range(3))
         self.accepted += r.randint(1, 6)
@@ -221,6 +235,8 @@ class SimMiner:
         parameter = request.get("parameter")
         self.requests.update(command.split("+"))
         table, desc = R.FIRMWARE_REPLIES[self.firmware_personality]
+        if request.get("new_api") is True:
+            table = R.NEW_API_REPLIES.get(self.firmware_personality, table)
         self.tick()
         if "+" in command:
             if self.personality == "reject_multi":

@@ -563,8 +563,84 @@ def bos_network(m: SimMiner) -> Body:
     }
 
 
+# --- S21-era stock Antminer: stats with new_api ------------------------------------------------
+#
+# Shaped after the real S23 Hyd. capture (tests/cases/asic/bitmain/s23-hydro-new-api): an INFO
+# header, one STATS row with a chain list, rate_unit "GH/s", watts under "watt"; for the S21+ Hyd.
+# the documented sensor layout (temp_pcb [coolant in, board, coolant out, board], temp_pic [chip,
+# board, board, board]). Numbers are sent as strings here and there, as S21-era builds do.
+S21_COMPILE_TIME = "Thu Jan  8 15:44:15 CST 2026"
+
+
+def is_hydro(m: SimMiner) -> bool:
+    return "hyd" in m.model.lower()
+
+
+def coolant_c(m: SimMiner) -> tuple[float, float]:
+    """(in, out) °C: the loop's supply, warmer on the way out by what the boards put in."""
+    rise = 0.0 if m.sleeping else 10.0 * m.power_w / max(m.nominal_power_w, 1.0)
+    return 32.0, round(32.0 + rise, 1)
+
+
+def bm_stats_new_api(m: SimMiner) -> Body:
+    cin, cout = coolant_c(m)
+    chains = []
+    per_chain = zip(m.chain_temps(), m.chain_rates_ghs(), strict=True)
+    for i, ((board, chip), rate) in enumerate(per_chain):
+        chain: dict[str, Any] = {
+            "index": i,
+            "asic_num": 91,
+            "freq_avg": 490,
+            "rate_ideal": round(m.nominal_ths * 1e3 / 3, 1),
+            "rate_real": f"{rate:.2f}",
+            "sn": f"{m.serial}{i}",
+        }
+        if is_hydro(m):
+            chain["temp_pcb"] = [cin, board - 6, cout, board - 5]
+            chain["temp_pic"] = [chip, board - 8, board - 7, board - 9]
+        else:
+            chain["temp_pcb"] = [board - 12, board - 10, board, board - 1]
+            chain["temp_chip"] = [chip - 12, chip - 10, chip, chip - 1]
+        chains.append(chain)
+    row: dict[str, Any] = {
+        "elapsed": m.elapsed,
+        "rate_5s": f"{m.hashrate_ths * 1e3:.2f}",
+        "rate_avg": round(m.hashrate_ths * 1e3 * 0.999, 2),
+        "rate_ideal": round(m.nominal_ths * 1e3, 1),
+        "rate_unit": "GH/s",
+        "chain_num": len(chains),
+        "fan_num": 0 if is_hydro(m) else len(m.fans_rpm),
+        "fan": [] if is_hydro(m) else list(m.fans_rpm),
+        "watt": str(round(m.power_w)),
+        "chain": chains,
+    }
+    return {
+        "STATUS": {"STATUS": "S", "when": int(time.time()), "Msg": "stats", "api_version": "1.0.0"},
+        "INFO": {
+            "miner_version": "71.0.1.3",
+            "CompileTime": S21_COMPILE_TIME,
+            "type": m.model,
+        },
+        "STATS": [row],
+    }
+
+
+def _s21_version(m: SimMiner) -> Body:
+    body = _bm_version(m)
+    body["VERSION"][0].update({"Miner": "71.0.1.3", "CompileTime": S21_COMPILE_TIME})
+    return body
+
+
+BITMAIN_S21 = {**BITMAIN, "version": _s21_version}
+# the replies a request with "new_api": true gets; firmware without it answers the usual ones
+NEW_API_REPLIES: dict[str, dict[str, Callable[[SimMiner], Body]]] = {
+    "antminer_s21": {**BITMAIN_S21, "stats": bm_stats_new_api},
+}
+
+
 FIRMWARE_REPLIES: dict[str, tuple[dict[str, Callable[[SimMiner], Body]], str]] = {
     "antminer": (BITMAIN, _BM_DESC),
+    "antminer_s21": (BITMAIN_S21, _BM_DESC),
     "whatsminer": (WHATSMINER, "btminer"),
     "luxos": (LUXOS, _LUX_DESC),
     "braiins": (BRAIINS, _BOS_DESC),
