@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from kuat.agent.config import ConfigError, load_config
+from kuat.agent.config import ConfigError, KuatConfig, load_config
+from kuat.agent.exitcodes import Exit, for_findings
 
 app = typer.Typer(
     help="kuat — edge agent for digital-mining farms: miners, PDUs and meters, the electricity "
@@ -110,22 +111,85 @@ def run(
     once: Annotated[
         bool, typer.Option("--once", help="Run every job once, flush, print the status, exit.")
     ] = False,
+    test: Annotated[
+        bool,
+        typer.Option(
+            "--test",
+            help="With --once: poll everything and print the line protocol it would send; write "
+            "nothing (no spool, outbox or ledger in the state directory, no uplink, no device "
+            "control).",
+        ),
+    ] = False,
+    exit_zero: Annotated[
+        bool,
+        typer.Option(
+            "--exit-zero",
+            help="With --once: exit 0 when the run completed, even if a check failed or devices "
+            "were down.",
+        ),
+    ] = False,
     credentials_dir: CredentialsOpt = None,
 ) -> None:
-    """Run the agent (under systemd: Type=notify). SIGTERM or Ctrl-C stops it cleanly."""
+    """Run the agent (under systemd: Type=notify). SIGTERM or Ctrl-C stops it cleanly.
+
+    With --once the exit code tells what the run found: 0 all well, 3 a check failed (item 5 or 7,
+    or the quota over), 4 devices down; 2 a configuration error."""
     _use_credentials_dir(credentials_dir)
+    if test and not once:
+        typer.echo("--test goes with --once", err=True)
+        raise typer.Exit(Exit.CONFIG)
     cfg = _load_or_exit(config)
     _setup_logging(cfg.agent.log_level)
     from kuat.agent.runtime import Agent
 
+    if test:
+        _run_test(cfg)
+        return
     agent = Agent(cfg)
     if once:
         snap = asyncio.run(agent.run_once())
         from kuat.agent.status import render_text
 
         typer.echo(render_text(snap, cfg.agent.language))
+        if not exit_zero:
+            statuses = (snap.quota_status, snap.grid_status, snap.pools_status)
+            raise typer.Exit(for_findings(statuses, snap.devices_down))
         return
     asyncio.run(agent.run())
+
+
+def _run_test(cfg: KuatConfig) -> None:
+    """``run --once --test`` (like ``telegraf --test``): the real jobs once, against a throw-away
+    state directory with no uplinks and curtailment in dry-run, then the spooled lines printed."""
+    import tempfile
+
+    from kuat.agent.runtime import Agent
+    from kuat.agent.status import render_text
+
+    with tempfile.TemporaryDirectory(prefix="kuat-test-") as tmp:
+        quota = cfg.quota.model_copy(update={"enforce": False, "http": None, "mqtt": None})
+        dry = cfg.model_copy(
+            update={
+                "agent": cfg.agent.model_copy(update={"state_dir": Path(tmp)}),
+                "influx": None,
+                "mqtt": None,
+                "quota": quota,
+            }
+        )
+        agent = Agent(dry)
+        snap = asyncio.run(agent.run_once())
+        from kuat.uplink.spool import Spool
+
+        spool = Spool(Path(tmp) / "spool.db")
+        try:
+            after: int | None = None
+            while batch := spool.take(5000, after=after):
+                for line in batch.lines:
+                    typer.echo(line)
+                after = batch.ids[-1]
+        finally:
+            spool.close()
+    typer.echo(render_text(snap, cfg.agent.language), err=True)
 
 
 @app.command()

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 from kuat.agent.commands.register import load_or_exit, read_stored
 from kuat.agent.config import KuatConfig, Lang
+from kuat.agent.exitcodes import for_findings
 
 LangOpt = Annotated[
     str | None, typer.Option("--lang", help="kk, ru or en (default: [agent] language).")
@@ -125,8 +126,14 @@ def register(app: typer.Typer) -> None:
                 "--poll", help="Poll the site once first (only when the agent is not running)."
             ),
         ] = False,
+        exit_zero: Annotated[
+            bool,
+            typer.Option("--exit-zero", help="Exit 0 even when a check fails."),
+        ] = False,
     ) -> None:
-        """Items 5 and 7, the quota and the register status, in kk / ru / en."""
+        """Items 5 and 7, the quota and the register status, in kk / ru / en.
+
+        Exit code: 0 when nothing fails, 3 when item 5 or 7 fails or the quota is over."""
         from kuat.agent.reports import compliance_report, render_compliance
 
         cfg = load_or_exit(config)
@@ -161,3 +168,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
         else:
             typer.echo(render_compliance(report, language))
+        if not exit_zero:
+            statuses = [report[k]["status"] for k in ("item5", "item7", "quota")]
+            code = for_findings(statuses, devices_down=0)
+            if code:
+                raise typer.Exit(code)

@@ -276,7 +276,36 @@ async def test_kuat_run_once_from_the_command_line(
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
+    assert proc.returncode == 0, out.decode() + err.decode()
     text = out.decode()
     assert f"Miners up: {MINERS} / {MINERS}" in text
     assert f"Metered power: {METER_KW:,.1f} kW" in text
+
+
+async def test_run_once_test_prints_lines_and_writes_nothing(
+    farm: Farm, tmp_path: Path, victoria_metrics: VictoriaMetrics, mosquitto: Mosquitto
+) -> None:
+    # `kuat run --once --test` (like `telegraf --test`): the operator sees every line the agent
+    # would send, and neither the state directory nor the servers get anything.
+    state = tmp_path / "state"
+    cfg_path = tmp_path / "kuat.toml"
+    cfg_path.write_text(config_text(farm, state, victoria_metrics, mosquitto))
+    before = sorted(p.name for p in state.iterdir())  # the schedules the test wrote, nothing else
+    samples = await asyncio.to_thread(victoria_metrics.export, '{__name__=~"asic_.*"}')
+    stored = sorted(json.dumps(s, sort_keys=True) for s in samples)
+    args = ["run", "--config", str(cfg_path), "--once", "--test"]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kuat.agent.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    devices = {ln.split("device=", 1)[1].split(",", 1)[0] for ln in lines if ln.startswith("asic,")}
+    assert len(devices) == MINERS, lines[:5]
+    assert any(ln.startswith("meter,") for ln in lines)
+    assert f"Miners up: {MINERS} / {MINERS}" in err.decode()
+    assert sorted(p.name for p in state.iterdir()) == before
+    # the shared server holds what earlier tests wrote, and nothing more
+    samples = await asyncio.to_thread(victoria_metrics.export, '{__name__=~"asic_.*"}')
+    assert sorted(json.dumps(s, sort_keys=True) for s in samples) == stored
