@@ -9,7 +9,7 @@ APT := DEBIAN_FRONTEND=noninteractive apt-get -y -q
 DURATION ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test install lint unit servers bench clean
+.PHONY: demo test install lint unit servers bench fuzz clean
 
 # A fresh Debian lacks ensurepip (python3-venv); install it when we are root and it is missing.
 $(BIN)/python:
@@ -55,6 +55,11 @@ unit: $(VENV)/.test
 
 test: $(VENV)/.test servers lint
 	$(BIN)/pytest -q
+
+# The fuzz harness (tests/fuzz) run long: thousands of examples per parser of outside input.
+# `make test` runs the same tests with a bounded example count.
+fuzz: $(VENV)/.test
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q tests/fuzz
 
 bench: $(VENV)/.test
 	$(BIN)/python -m pip install -q -e '.[test,bench]'

@@ -675,6 +675,12 @@ def parse_config(text: str, source: str = "<config>") -> KuatConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [Problem("", f"not valid TOML: {exc}")]) from None
+    except RecursionError:
+        # tomllib recurses per nested array or inline table: [[[[… a thousand deep.
+        raise ConfigError(source, [Problem("", "not valid TOML: nested too deeply")]) from None
+    except ValueError as exc:
+        # An integer of over 4,300 digits: Python's int() limit, raised as a bare ValueError.
+        raise ConfigError(source, [Problem("", f"not valid TOML: {exc}")]) from None
     try:
         cfg = KuatConfig.model_validate(data)
     except ValidationError as exc:

@@ -166,7 +166,7 @@ def _load(text: str | bytes) -> dict[str, Any]:
     if duplicates:
         # Which of two values did the issuer sign? Neither answer is safe: refuse.
         raise OrderError(
-            [Reason.of(Code.ORDER_DUPLICATE_KEY, field=k) for k in dict.fromkeys(duplicates)]
+            [Reason.of(Code.ORDER_DUPLICATE_KEY, field=_show(k)) for k in dict.fromkeys(duplicates)]
         )
     return doc
 
@@ -189,11 +189,11 @@ def _time(doc: Mapping[str, Any], name: str, reasons: list[Reason]) -> datetime 
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field=name, value=raw))
+        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field=name, value=_show(raw)))
         return None
     if value.tzinfo is None or value.utcoffset() is None:
         # A time without offset is a guess between UTC and Astana: five hours of difference.
-        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field=name, value=raw))
+        reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field=name, value=_show(raw)))
         return None
     return as_utc(value)
 
@@ -245,7 +245,7 @@ def verify_order(
             # surrogatepass: a lone surrogate (valid in JSON text, not in UTF-8) is simply
             # not the hex digest, never an encoding error.
             if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode()):
-                reasons.append(Reason.of(Code.ORDER_BAD_SIGNATURE, issuer=issuer))
+                reasons.append(Reason.of(Code.ORDER_BAD_SIGNATURE, issuer=_show(issuer)))
 
     order_id = _text(doc, "id", reasons)
     target = doc.get("target_mw")
@@ -269,7 +269,7 @@ def verify_order(
         reasons.append(Reason.of(Code.ORDER_BAD_FIELD, field="site", value=_show(order_site)))
         order_site = None
     if site is not None and order_site is not None and order_site != site:
-        reasons.append(Reason.of(Code.ORDER_WRONG_SITE, site=order_site, expected=site))
+        reasons.append(Reason.of(Code.ORDER_WRONG_SITE, site=_show(order_site), expected=site))
 
     cancelled = doc.get("cancelled", False)
     if not isinstance(cancelled, bool):

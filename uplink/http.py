@@ -122,7 +122,7 @@ def redact_url(url: str | httpx.URL) -> str:
     """The URL without user info, query or fragment: tokens travel there on some portals."""
     try:
         u = httpx.URL(str(url))
-    except (httpx.InvalidURL, TypeError):
+    except (httpx.InvalidURL, TypeError, ValueError):  # ValueError: e.g. a lone surrogate
         return "<invalid url>"
     port = f":{u.port}" if u.port else ""
     query = "?…" if u.query else ""

@@ -66,7 +66,10 @@ def fmt_from_content_type(content_type: str | None, url: str = "") -> str | None
         return "csv"
     if mime in ("application/json", "text/json") or mime.endswith("+json"):
         return "json"
-    path = httpx.URL(url).path.lower() if url else ""
+    try:
+        path = httpx.URL(url).path.lower() if url else ""
+    except (httpx.InvalidURL, ValueError):  # not a URL we could have fetched: no hint there
+        path = ""
     if path.endswith(".csv"):
         return "csv"
     if path.endswith(".json"):

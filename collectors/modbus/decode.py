@@ -69,10 +69,17 @@ def _from_wire(raw: bytes, order: WordOrder) -> list[int]:
 
 
 def decode(words: list[int] | tuple[int, ...], reg_type: RegType, order: WordOrder) -> int | float:
-    """Decode one value. Floats may come back NaN/inf; the caller decides what that means."""
+    """Decode one value. Floats may come back NaN/inf; the caller decides what that means.
+
+    Raises ``ValueError`` (only) for the wrong number of words or a word outside 0..0xFFFF.
+    """
     fmt, n = _STRUCT[reg_type]
     if len(words) != n:
         raise ValueError(f"{reg_type} needs {n} registers, got {len(words)}")
+    for w in words:
+        # A register is 16 bits; anything else is a caller's bug, refused as documented.
+        if not (isinstance(w, int) and 0 <= w <= 0xFFFF):
+            raise ValueError(f"register word {w!r} is not a 16-bit value")
     wire = _to_wire(words, order)
     value = struct.unpack(">" + fmt, wire)[0]
     if reg_type is RegType.FLOAT32 and math.isfinite(value):
