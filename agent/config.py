@@ -331,14 +331,58 @@ class PduConfig(Strict):
         return self
 
 
+_DLMS_KEYS = ("transport", "client_address", "server_address", "physical_address", "password")
+
+
 class MeterConfig(Strict):
+    """A meter. ``role``: ``commercial`` is the settlement (tariff) meter, usually DLMS/COSEM,
+    read slowly, its load profile reconciled with kuat's ledger after each hour; ``site`` is
+    the fast operational meter of the whole site the quota paces on; ``feeder`` meters a part.
+    """
+
     name: str
     host: str
-    port: Annotated[int, Field(ge=1, le=65535)] = 502
-    unit: Annotated[int, Field(ge=0, le=255)] = 1
-    profile: str = "schneider-pm5560"
-    role: Literal["site", "submeter"] = "site"
+    protocol: Literal["modbus", "dlms"] = "modbus"
+    port: Annotated[int, Field(ge=1, le=65535)] = 502  # 4059 for dlms (IEC 62056-47)
+    unit: Annotated[int, Field(ge=0, le=255)] = 1  # Modbus unit id
+    profile: str = "schneider-pm5560"  # "spodes" for dlms; or a profile file
+    role: Literal["commercial", "site", "feeder"] = "site"
+    # The deadline of one poll of this meter: past it the meter is reported down.
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    # Seconds between polls of this meter when slower than [intervals] meter (a tariff meter
+    # serves one association at a time and is read by others too); dlms default 30.
+    interval_s: Annotated[float, Field(ge=0.5, le=3600)] | None = None
+    # DLMS/COSEM: "tcp" wrapper, or "hdlc" through a TCP gateway in front of its port.
+    transport: Literal["tcp", "hdlc"] = "tcp"
+    client_address: Annotated[int, Field(ge=1, le=127)] = 16  # 16 public; SPODES LLS reader 32
+    server_address: Annotated[int, Field(ge=0, le=16383)] = 1
+    physical_address: Annotated[int, Field(ge=0, le=16383)] | None = None  # HDLC lower address
+    password: SecretRef | None = None  # low-level security (LLS)
+    # Reconciliation of a commercial meter's closed hour with kuat's ledger: an alarm beyond
+    # max(tolerance_kwh, tolerance_fraction x the meter's figure).
+    tolerance_kwh: Annotated[float, Field(ge=0)] = 1.0
+    tolerance_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
+
+    _coerce = field_validator("password", mode="before")(_secret)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _protocol_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("role") == "submeter":  # the name before feeder
+            data["role"] = "feeder"
+        if data.get("protocol") == "dlms":
+            data.setdefault("port", 4059)
+            data.setdefault("profile", "spodes")
+            data.setdefault("timeout_s", 5.0)
+            data.setdefault("interval_s", 30.0)
+        else:
+            given = [k for k in _DLMS_KEYS if k in data]
+            if given:
+                raise ValueError(f'{", ".join(given)}: DLMS keys, but protocol is not "dlms"')
+        return data
 
 
 class QuotaHttpSection(ClientCert):
@@ -529,6 +573,10 @@ class KuatConfig(Strict):
                 raise ValueError(f"{kind} names must be unique: {', '.join(dupes)} repeated")
         if sum(1 for m in self.meter if m.role == "site") > 1:
             raise ValueError('at most one meter may have role = "site" (the quota meter)')
+        if sum(1 for m in self.meter if m.role == "commercial") > 1:
+            raise ValueError(
+                'at most one meter may have role = "commercial" (the settlement meter)'
+            )
         return self
 
     def asic_targets(self) -> list[tuple[str, int]]:
@@ -540,7 +588,13 @@ class KuatConfig(Strict):
 
     @property
     def site_meter(self) -> MeterConfig | None:
-        return next((m for m in self.meter if m.role == "site"), None)
+        """The meter the quota paces on: the fast site meter, else the commercial one."""
+        return next((m for m in self.meter if m.role == "site"), None) or self.commercial_meter
+
+    @property
+    def commercial_meter(self) -> MeterConfig | None:
+        """The settlement meter, whose closed hours are the figure the energy company uses."""
+        return next((m for m in self.meter if m.role == "commercial"), None)
 
 
 # --- hosts ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from kuat.agent.config import KuatConfig, PduConfig
+from kuat.agent.config import KuatConfig, MeterConfig, PduConfig
 from kuat.agent.curtailment import Curtailer
 from kuat.agent.dashboard import Dashboard, start_dashboard
 from kuat.agent.ledger import EnergyLedger
@@ -29,8 +29,9 @@ from kuat.agent.state import SiteState, StatusSnapshot, snapshot
 from kuat.agent.tuning import apply_gc_tuning
 from kuat.agent.uplinks import Uplinks
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.dlms import DlmsMeter, DlmsPoller
 from kuat.collectors.modbus.collector import MeterPoller
-from kuat.collectors.readings import AsicReading, DeviceError, MeterReading
+from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind, MeterReading, PollResult
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 from kuat.uplink.http import make_client
 from kuat.uplink.quota_source import HttpScheduleSource, MqttScheduleReceiver, quota_topics
@@ -38,6 +39,10 @@ from kuat.uplink.quota_source import HttpScheduleSource, MqttScheduleReceiver, q
 log = logging.getLogger("kuat.agent")
 
 Clock = Callable[[], datetime]
+
+# The runtime's own hold on a device poll, beyond the collector's deadline: the collectors keep
+# their deadlines themselves, and this makes it hold whatever a device or a library does.
+BACKSTOP_GRACE_S = 0.5
 
 
 def utcnow() -> datetime:
@@ -125,6 +130,7 @@ class Agent:
         self._asic_targets = cfg.asic_targets()
         self._pdu = PduPoller()
         self._meter = MeterPoller(clock=clock)
+        self._dlms = DlmsPoller(clock=clock)
         self._scheduler: AsyncIOScheduler | None = None
         self._stopped = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -155,8 +161,13 @@ class Agent:
             specs.append(JobSpec("asic", iv.asic, self.poll_asics))
         if self.cfg.pdu:
             specs.append(JobSpec("pdu", iv.pdu, self.poll_pdus))
-        if self.cfg.meter:
+        if self._fast_meters():
             specs.append(JobSpec("meter", iv.meter, self.poll_meters))
+        # a meter with its own interval_s (a tariff meter read slowly) is a job of its own, so
+        # its slower sessions never hold back the fast site meter's cycle
+        for m in self.cfg.meter:
+            if m.interval_s is not None:
+                specs.append(JobSpec(f"meter:{m.name}", m.interval_s, self._meter_job(m)))
         specs += [
             JobSpec("quota", iv.quota, self.evaluate_quota),
             JobSpec("inventory", iv.inventory, self.publish_inventory),
@@ -175,34 +186,76 @@ class Agent:
             self.state.asics[target] = result
         self.uplinks.record(results, self.clock())
 
+    @staticmethod
+    def device_deadline(configured_s: float, job_interval_s: float) -> float:
+        """A device's deadline: its configured ``timeout_s``, never more than most of its
+        job's interval — a poll still running when the job is cut would lose every other
+        device's result with it."""
+        return min(configured_s, max(0.5, job_interval_s * 0.8))
+
+    async def _bounded(
+        self,
+        poll: Awaitable[PollResult],
+        deadline_s: float,
+        kind: DeviceKind,
+        host: str,
+        port: int,
+    ) -> PollResult:
+        try:
+            async with asyncio.timeout(deadline_s + BACKSTOP_GRACE_S):
+                return await poll
+        except TimeoutError:
+            return DeviceError(
+                kind, host, port, self.clock(), f"no reading within {deadline_s:g} s"
+            )
+
     async def poll_pdus(self) -> None:
         async def one(p: PduConfig) -> None:
-            result = await self._pdu.poll(p.host, p.port, auth=_snmp_auth(p), profile=p.profile)
-            self.state.pdus[p.name] = result
+            deadline = self.device_deadline(p.timeout_s, self.cfg.intervals.pdu)
+            poll = self._pdu.poll(
+                p.host, p.port, auth=_snmp_auth(p), profile=p.profile, deadline_s=deadline
+            )
+            result = await self._bounded(poll, deadline, DeviceKind.PDU, p.host, p.port)
+            self.state.pdus[p.name] = result  # type: ignore[assignment]
+            # each PDU's points land as soon as it answers, whatever the others do
+            self.uplinks.record([result], self.clock())
 
         await asyncio.gather(*(one(p) for p in self.cfg.pdu))
-        self.uplinks.record(list(self.state.pdus.values()), self.clock())
+
+    def _fast_meters(self) -> list[MeterConfig]:
+        return [m for m in self.cfg.meter if m.interval_s is None]
+
+    def _meter_job(self, m: MeterConfig) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            await self._poll_meter(m, m.interval_s or self.cfg.intervals.meter, time.monotonic())
+
+        return run
 
     async def poll_meters(self) -> None:
         polled_at = time.monotonic()
-        site_reading = False
-        site = self.cfg.site_meter
-        results = await asyncio.gather(
-            *(
-                self._meter.poll(m.host, m.port, unit=m.unit, profile=m.profile)
-                for m in self.cfg.meter
+        interval = self.cfg.intervals.meter
+        meters = self._fast_meters()
+        await asyncio.gather(*(self._poll_meter(m, interval, polled_at) for m in meters))
+
+    async def _poll_meter(self, m: MeterConfig, job_interval_s: float, polled_at: float) -> None:
+        deadline = self.device_deadline(m.timeout_s, job_interval_s)
+        poll: Awaitable[PollResult]
+        if m.protocol == "dlms":
+            poll = self._dlms.poll(dlms_meter(m, deadline))
+        else:
+            poll = self._meter.poll(
+                m.host, m.port, unit=m.unit, profile=m.profile, timeout_s=deadline
             )
-        )
-        for m, result in zip(self.cfg.meter, results, strict=True):
-            self.state.meters[m.name] = result
-            if isinstance(result, MeterReading):
-                self.ledger.record(m.name, result, self._energy_source)
-            if site is not None and m.name == site.name and isinstance(result, MeterReading):
-                self.state.record_site_meter(result)
-                site_reading = True
-        if site_reading:
+        result = await self._bounded(poll, deadline, DeviceKind.METER, m.host, m.port)
+        self.state.meters[m.name] = result  # type: ignore[assignment]
+        if isinstance(result, MeterReading):
+            self.ledger.record(m.name, result, self._energy_source)
+        self.uplinks.record([result], self.clock())
+        site = self.cfg.site_meter
+        if site is not None and m.name == site.name and isinstance(result, MeterReading):
+            self.state.record_site_meter(result)
+            # decided as the site meter's reading lands, not after the slowest other meter
             await self.decide(polled_at)
-        self.uplinks.record(list(results), self.clock())
 
     async def decide(self, polled_at: float | None = None) -> None:
         """The quota against the freshest reading, then the curtailment plan."""
@@ -450,6 +503,21 @@ def _named(source: str, docs: list[tuple[str, str]]) -> list[tuple[str, tuple[st
     if len(docs) == 1:
         return [(source, docs[0])]
     return [(f"{source} [{i}/{len(docs)}]", d) for i, d in enumerate(docs, start=1)]
+
+
+def dlms_meter(m: MeterConfig, timeout_s: float | None = None) -> DlmsMeter:
+    """How to reach a configured DLMS meter (``timeout_s``: its deadline, default its own)."""
+    return DlmsMeter(
+        host=m.host,
+        port=m.port,
+        transport=m.transport,
+        client_address=m.client_address,
+        server_address=m.server_address,
+        physical_address=m.physical_address,
+        password=m.password.get() if m.password else None,
+        profile=m.profile,
+        timeout_s=timeout_s if timeout_s is not None else m.timeout_s,
+    )
 
 
 def _snmp_auth(p: PduConfig) -> SnmpAuth:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import socket
 import sys
@@ -32,7 +33,6 @@ from dlms_cosem.cosem.capture_object import CaptureObject
 from dlms_cosem.cosem.selective_access import RangeDescriptor
 from dlms_cosem.io import BlockingTcpIO, HdlcTransport, TcpTransport
 from dlms_cosem.security import LowLevelSecurityAuthentication, NoSecurityAuthentication
-
 from kuat.collectors.dlms.profile import (
     DLMS_UNITS,
     ObisProfile,
@@ -109,12 +109,32 @@ def hour_energy(intervals: list[Interval], start: datetime) -> tuple[float | Non
     return round(sum(i.kwh or 0.0 for i in inside), 6), len(inside)
 
 
+class _TcpIO(BlockingTcpIO):
+    """dlms-cosem's blocking TCP I/O, but a closed connection is an error: its own ``recv``
+    spins forever on the empty reads of a socket the peer (or ``abort``) has shut."""
+
+    def recv(self, amount: int = 1) -> bytes:
+        sock = self.tcp_socket
+        if sock is None:
+            raise exceptions.CommunicationError("not connected")
+        data = b""
+        while len(data) < amount:
+            try:
+                chunk = sock.recv(amount - len(data))
+            except OSError as exc:
+                raise exceptions.CommunicationError("could not receive") from exc
+            if not chunk:
+                raise exceptions.CommunicationError("connection closed by the meter")
+            data += chunk
+        return data
+
+
 class _Session:
     """One blocking association (run in a worker thread)."""
 
     def __init__(self, meter: DlmsMeter, deadline_s: float) -> None:
         self.meter = meter
-        self.io = BlockingTcpIO(meter.host, meter.port, timeout=deadline_s)  # type: ignore[arg-type]
+        self.io = _TcpIO(meter.host, meter.port, timeout=deadline_s)  # type: ignore[arg-type]
         if meter.transport == "hdlc":
             transport: Any = HdlcTransport(
                 client_logical_address=meter.client_address,
@@ -276,9 +296,7 @@ class DlmsPoller:
             **_fields(prof, values),
         )
 
-    def _scaler(
-        self, session: _Session, meter: DlmsMeter, spec: ObjectSpec
-    ) -> tuple[int, str]:
+    def _scaler(self, session: _Session, meter: DlmsMeter, spec: ObjectSpec) -> tuple[int, str]:
         if spec.interface == 1:
             return spec.scaler or 0, spec.unit or ""
         key = (meter.host, meter.port, meter.server_address, spec.obis)
@@ -398,7 +416,7 @@ class DlmsPoller:
         if lp.kind == "delta":
             out = [Interval(t - step, t, v) for t, v in entries]
         else:
-            for (t0, v0), (t1, v1) in zip(entries, entries[1:], strict=False):
+            for (t0, v0), (t1, v1) in itertools.pairwise(entries):
                 kwh = None if v0 is None or v1 is None or v1 < v0 else round(v1 - v0, 6)
                 out.append(Interval(t0, t1, kwh))
         return [i for i in out if start < i.end <= end]

@@ -165,7 +165,7 @@ def _get(path: str, table: dict[str, Any], key: str, where: str, kind: type, def
             raise _fail(path, full, "missing")
         return default
     value = table[key]
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         raise _fail(path, full, f"expected {kind.__name__}, got {value!r}")
     return value
 

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from dlms_cosem import enumerations
 from dlms_cosem import dlms_data as dd
+from dlms_cosem import enumerations
 from dlms_cosem import time as dlms_time
 from dlms_cosem.cosem.selective_access import RangeDescriptor
 from dlms_cosem.protocol import acse, xdlms
 from dlms_cosem.protocol.wrappers import WrapperHeader
-
 from kuat.collectors.dlms.client import DEFAULT_TZ
 from kuat.collectors.dlms.profile import (
     DLMS_UNITS,
@@ -41,10 +40,28 @@ __all__ = ["DlmsMeterSimulator"]
 
 _UNIT_CODES = {v: k for k, v in DLMS_UNITS.items()}
 # How the simulated meter stores each unit: (scaler, signed) — a realistic resolution.
-_STORE = {"W": (0, True), "var": (0, True), "VA": (0, False), "Wh": (0, False), "V": (-2, False),
-          "A": (-3, False), "Hz": (-2, False), "": (-3, True)}
+_STORE = {
+    "W": (0, True),
+    "var": (0, True),
+    "VA": (0, False),
+    "Wh": (0, False),
+    "V": (-2, False),
+    "A": (-3, False),
+    "Hz": (-2, False),
+    "": (-3, True),
+}
 _CLOCK = (0, 0, 1, 0, 0, 255)
 _BLOCK = 480  # bytes of data per GET block: small enough that a day's profile takes several
+
+
+class _Null:
+    """COSEM null-data (tag 0, no value): dlms-cosem's NullData cannot encode itself."""
+
+    def to_bytes(self) -> bytes:
+        return b"\x00"
+
+
+_NULL = _Null()
 
 
 @dataclass
@@ -89,6 +106,7 @@ class DlmsMeterSimulator:
         self.requests: list[tuple[Any, ...]] = []
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- values ---------------------------------------------------------------------------
 
@@ -143,14 +161,14 @@ class DlmsMeterSimulator:
     def _unit(self, spec: ObjectSpec) -> str:
         return spec.unit if spec.unit is not None else FIELD_UNITS[spec.field]
 
-    def _register_value(self, spec: ObjectSpec, attribute: int) -> dd.BaseDlmsData:
+    def _register_value(self, spec: ObjectSpec, attribute: int) -> Any:
         unit = self._unit(spec)
         scaler, signed = _STORE.get(unit, (0, True))
         if attribute == 3:
             return dd.DataStructure([dd.IntegerData(scaler), dd.EnumData(_UNIT_CODES[unit])])
         value = self._values.get((spec.field, spec.phase))
         if value is None or not math.isfinite(value):
-            return dd.NullData()
+            return _NULL
         raw = round(value / unit_factor(unit, spec.field) / 10.0**scaler)
         return dd.DoubleLongData(raw) if signed else dd.DoubleLongUnsignedData(max(raw, 0))
 
@@ -254,6 +272,9 @@ class DlmsMeterSimulator:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         pending = b""  # the rest of a block transfer
         associated = False
         try:
@@ -277,7 +298,10 @@ class DlmsMeterSimulator:
                     ).to_bytes()
                     associated = False
                 elif tag == 0xC0 and associated:
-                    out, pending = self._get(apdu, pending)
+                    try:
+                        out, pending = self._get(apdu, pending)
+                    except Exception:  # a request the codec cannot parse: refuse, stay up
+                        out, pending = bytes([0xD8, 1, 2]), b""
                 else:  # anything else: an exception response, as a meter would send
                     out = bytes([0xD8, 1, 2])
                 reply = WrapperHeader(
@@ -287,9 +311,11 @@ class DlmsMeterSimulator:
                 ).to_bytes()
                 writer.write(reply + out)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            if task is not None:
+                self._tasks.discard(task)
             self._writers.discard(writer)
             writer.close()
 
@@ -300,8 +326,14 @@ class DlmsMeterSimulator:
             return self._block(pending, request.block_number + 1, invoke)
         assert isinstance(request, xdlms.GetRequestNormal)
         attr = request.cosem_attribute
-        obis = (attr.instance.a, attr.instance.b, attr.instance.c, attr.instance.d,
-                attr.instance.e, attr.instance.f)
+        obis = (
+            attr.instance.a,
+            attr.instance.b,
+            attr.instance.c,
+            attr.instance.d,
+            attr.instance.e,
+            attr.instance.f,
+        )
         self.requests.append(("get", ".".join(map(str, obis)), attr.attribute))
         result = self._answer(int(attr.interface), obis, attr.attribute, request.access_selection)
         if isinstance(result, enumerations.DataAccessResult):
@@ -332,6 +364,9 @@ class DlmsMeterSimulator:
         self._server.close()
         for w in list(self._writers):
             w.close()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
             await self._server.wait_closed()
         self._server = None
@@ -342,4 +377,3 @@ class DlmsMeterSimulator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-

@@ -258,20 +258,28 @@ class MeterPoller:
             prof = self._profiles[name_or_path] = load_profile(name_or_path)
         return prof
 
-    def _hub(self, host: str, port: int) -> _Hub:
+    def _hub(self, host: str, port: int, timeout_s: float) -> _Hub:
         hub = self._hubs.get((host, port))
         if hub is None:
-            hub = self._hubs[(host, port)] = _Hub(host, port, self.timeout_s)
+            hub = self._hubs[(host, port)] = _Hub(host, port, timeout_s)
         return hub
 
     async def poll(
-        self, host: str, port: int = 502, *, unit: int = 1, profile: str = "schneider-pm5560"
+        self,
+        host: str,
+        port: int = 502,
+        *,
+        unit: int = 1,
+        profile: str = "schneider-pm5560",
+        timeout_s: float | None = None,
     ) -> MeterReading | DeviceError:
         """One reading, or a DeviceError saying why not. Never raises (except cancellation).
 
-        ``timeout_s`` bounds the connect plus all reads of the poll, counted from the moment
-        the connection's lock is ours (polls of units behind one gateway queue for it).
+        ``timeout_s`` (this meter's ``[[meter]] timeout_s``; default: the poller's) bounds the
+        connect plus all reads of the poll, counted from the moment the connection's lock is
+        ours (polls of units behind one gateway queue for it).
         """
+        deadline = self.timeout_s if timeout_s is None else timeout_s
         taken_at = self._clock()
 
         def error(cause: str) -> DeviceError:
@@ -286,13 +294,13 @@ class MeterPoller:
         if not 0 <= unit <= 255:
             return error(f"unit {unit} outside 0..255")
 
-        hub = self._hub(host, port)
+        hub = self._hub(host, port, deadline)
         async with hub.lock:
             try:
-                async with asyncio.timeout(self.timeout_s):
+                async with asyncio.timeout(deadline):
                     words = await hub.fetch(prof, unit)
             except TimeoutError:
-                cause = f"timed out after {self.timeout_s:g} s"
+                cause = f"timed out after {deadline:g} s"
                 hub.link_failed(cause)
                 return error(cause)
             except _LinkError as exc:

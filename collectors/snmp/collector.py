@@ -438,8 +438,12 @@ class PduPoller:
         auth: SnmpAuth,
         profile: str,
         work: Callable[[_Session, Profile, dict[str, Raw]], Awaitable[_T]],
+        deadline_s: float | None = None,
     ) -> _T:
-        """Open a session, settle the profile, run ``work``; failures raise PollFailed only."""
+        """Open a session, settle the profile, run ``work``; failures raise PollFailed only.
+
+        ``deadline_s`` (default: the poller's) bounds the whole of it; each request then
+        waits at most its share, so its retry still fits inside the deadline."""
         problem = auth.problem()
         if problem:
             raise PollFailed(problem)
@@ -449,27 +453,31 @@ class PduPoller:
                 chosen = resolve_profile(profile)
             except ProfileError as exc:
                 raise PollFailed(str(exc)) from exc
+        deadline = self.deadline_s if deadline_s is None else deadline_s
+        request_timeout = min(self.timeout_s, deadline / (self.retries + 1))
         engine = _new_engine()
         try:
-            async with asyncio.timeout(self.deadline_s):
-                session = await self._session(engine, host, port, auth)
+            async with asyncio.timeout(deadline):
+                session = await self._session(engine, host, port, auth, request_timeout)
                 chosen, scalars = await self._settle_profile(session, chosen)
                 return await work(session, chosen, scalars)
         except PollFailed:
             raise
         except TimeoutError as exc:
             raise PollFailed(
-                f"poll did not finish within {self.deadline_s:.1f} s ({auth.describe()})"
+                f"poll did not finish within {deadline:g} s ({auth.describe()})"
             ) from exc
         except Exception as exc:  # a collector cycle must survive anything a device sends
             raise PollFailed(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
         finally:
             engine.close_dispatcher()
 
-    async def _session(self, engine: SnmpEngine, host: str, port: int, auth: SnmpAuth) -> _Session:
+    async def _session(
+        self, engine: SnmpEngine, host: str, port: int, auth: SnmpAuth, timeout_s: float
+    ) -> _Session:
         try:
             target = await UdpTransportTarget.create(
-                (host, port), timeout=self.timeout_s, retries=self.retries
+                (host, port), timeout=timeout_s, retries=self.retries
             )
         except Exception as exc:
             raise PollFailed(f"cannot resolve {host}: {exc}") from exc
@@ -497,8 +505,16 @@ class PduPoller:
         return detected, await session.get(detected.scalars(), "reading identity")
 
     async def poll(
-        self, host: str, port: int = 161, *, auth: SnmpAuth, profile: str = "auto"
+        self,
+        host: str,
+        port: int = 161,
+        *,
+        auth: SnmpAuth,
+        profile: str = "auto",
+        deadline_s: float | None = None,
     ) -> PduReading | DeviceError:
+        """One reading or a DeviceError; never raises. ``deadline_s`` is this PDU's own
+        deadline (``[[pdu]] timeout_s``): past it the poll is a DeviceError."""
         taken_at = datetime.now(UTC)
 
         async def read(session: _Session, chosen: Profile, scalars: dict[str, Raw]) -> PduReading:
@@ -514,7 +530,7 @@ class PduPoller:
             return build_reading(host, chosen, scalars, walks, taken_at)
 
         try:
-            return await self._run(host, port, auth, profile, read)
+            return await self._run(host, port, auth, profile, read, deadline_s)
         except PollFailed as exc:
             return DeviceError(DeviceKind.PDU, host, port, taken_at, str(exc))
 
