@@ -653,7 +653,7 @@ class AsicPoller:
             memo = self._memo[key] = _Memo(family)
             spec = SPECS[family]
             reuse = {}
-            if spec.request:
+            if spec.request_changes:
                 # discovery asked without this firmware's request keys (S21-era new_api stats):
                 # ask again with them, so even a first poll (a probe) reads the watts
                 await self._requery(host, port, spec, replies, deadline)
@@ -675,20 +675,20 @@ class AsicPoller:
     async def _requery(
         self, host: str, port: int, spec: FirmwareSpec, replies: Replies, deadline: float
     ) -> None:
-        """The spec's commands again with its request keys; a reply replaces the one discovery
-        got only if it is usable, so a failed second look costs nothing but its time."""
+        """The replies a spec's request keys change, asked again with them; a reply replaces
+        the one discovery got only if it is usable, so a failed second look costs only time."""
         again = Replies()
         with contextlib.suppress(ApiError):
             await self.client.query(
                 host,
                 port,
-                spec.commands,
+                spec.request_changes,
                 alone=spec.alone,
                 deadline_at=deadline,
                 into=again,
                 extra=spec.request,
             )
-        for c in spec.commands:
+        for c in spec.request_changes:
             body = again.ok(c)
             if body is not None:
                 replies.bodies[c] = body

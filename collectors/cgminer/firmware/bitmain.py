@@ -356,6 +356,7 @@ SPEC = FirmwareSpec(
     fields={**FIELDS, "state": Source(("summary", "stats", "version"), _state)},
     # S21-era stats (module doc); older firmware ignores the key
     request={"new_api": True},
+    request_changes=("stats",),
 )
 # Unknown cgminer derivatives read the same keys; the vendor stays unknown.
 GENERIC = FirmwareSpec(family="cgminer", vendor=None, fields=FIELDS)

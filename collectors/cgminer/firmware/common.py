@@ -36,8 +36,11 @@ class FirmwareSpec:
     sticky: frozenset[str] = frozenset()
     # commands some builds of this firmware lack: their refusal is no error in the reading
     optional: frozenset[str] = frozenset()
-    # extra keys for every cgminer request of this firmware (Bitmain's {"new_api": true})
+    # extra keys for every cgminer request of this firmware (Bitmain's {"new_api": true}), and
+    # the commands whose reply they change: a first poll (discovery, sent without them) asks
+    # those again with them
     request: Mapping[str, Any] | None = None
+    request_changes: tuple[str, ...] = ()
     # the deduplicated command set, in first-use order; derived once, sent every poll
     commands: tuple[str, ...] = field(init=False)
 
