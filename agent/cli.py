@@ -94,15 +94,74 @@ def _load_or_exit(path: Path):
 def check_config(
     path: Annotated[Path, typer.Argument(help="Configuration file (TOML).")],
     credentials_dir: CredentialsOpt = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='Print {"ok": true, ...} or {"ok": false, "problems": [{"path", "line", '
+            '"message"}]} on stdout.',
+        ),
+    ] = False,
 ) -> None:
     """Validate a configuration file and what the run will open (secrets, certificate, key and CA
     files, schedule and order directories): print OK, or every problem with its key and line."""
     _use_credentials_dir(credentials_dir)
+    if as_json:
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            problems = [
+                {"path": p.path, "line": p.line, "message": p.message} for p in exc.problems
+            ]
+            typer.echo(json.dumps({"ok": False, "file": str(path), "problems": problems}))
+            raise typer.Exit(Exit.CONFIG) from None
+        summary = {
+            "ok": True,
+            "file": str(path),
+            "site": cfg.site.id,
+            "miners": len(cfg.asic_targets()),
+            "pdus": len(cfg.pdu),
+            "meters": len(cfg.meter),
+        }
+        typer.echo(json.dumps(summary))
+        return
     cfg = _load_or_exit(path)
     typer.echo(
         f"OK: site {cfg.site.id}, {len(cfg.asic_targets())} miners, {len(cfg.pdu)} PDUs, "
         f"{len(cfg.meter)} meters"
     )
+
+
+config_app = typer.Typer(help="The configuration as the agent sees it.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+def _without_nulls(value: object) -> object:
+    # TOML has no null: a key left unset is simply not written.
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+@config_app.command("show")
+def config_show(
+    path: Annotated[Path, typer.Argument(help="Configuration file (TOML).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
+    credentials_dir: CredentialsOpt = None,
+) -> None:
+    """Print the effective configuration: every key with its value or default, secrets masked
+    (a secret shows where it comes from, an inline one as **********)."""
+    _use_credentials_dir(credentials_dir)
+    cfg = _load_or_exit(path)
+    data = cfg.model_dump(mode="json")
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        import tomli_w
+
+        typer.echo(tomli_w.dumps(_without_nulls(data)), nl=False)
 
 
 @app.command()

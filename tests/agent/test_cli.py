@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -102,3 +103,46 @@ def test_probe_unreachable_miner_is_one_line_on_stderr() -> None:
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "127.0.0.1:9" in lines[0], done.stderr
+
+
+def test_config_show_prints_effective_config_with_secrets_masked(tmp_path: Path) -> None:
+    import tomllib
+
+    config = deploy_example(tmp_path)
+    creds = write_credentials(tmp_path / "credentials", "credential-secret-{name}")
+    # an inline secret as well as credentials: neither value may be printed
+    text = config.read_text().replace(
+        'web_username = "root"', 'web_username = "root"\nvnish_password = "inline-secret-value"'
+    )
+    config.write_text(text)
+    done = kuat("config", "show", str(config), "--credentials-dir", str(creds))
+    assert done.returncode == 0, done.stderr
+    assert "secret" not in done.stdout.replace("secrets/", "")
+    shown = tomllib.loads(done.stdout)
+    assert shown["asic"]["web_password"] == {"credential": "antminer-web"}
+    assert shown["asic"]["vnish_password"] == {"value": "**********"}
+    assert shown["quota"]["warn_fraction"] == 0.95  # a default the file never wrote
+    as_json = kuat("config", "show", str(config), "--json", "--credentials-dir", str(creds))
+    assert json.loads(as_json.stdout)["site"]["id"] == "ekibastuz-1"
+
+
+def test_check_config_json(tmp_path: Path) -> None:
+    config = deploy_example(tmp_path)
+    creds = write_credentials(tmp_path / "credentials")
+    done = kuat("check-config", str(config), "--json", "--credentials-dir", str(creds))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "ok": True,
+        "file": str(config),
+        "site": "ekibastuz-1",
+        "miners": 336,
+        "pdus": 2,
+        "meters": 1,
+    }
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[site]\nid = "x"\nnmae = "typo"\n')
+    done = kuat("check-config", str(bad), "--json")
+    assert done.returncode == 2
+    assert json.loads(done.stdout)["problems"] == [
+        {"path": "site.nmae", "line": 3, "message": "unknown key (a typo?)"}
+    ]
