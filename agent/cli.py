@@ -29,6 +29,16 @@ probe_app = typer.Typer(
 app.add_typer(probe_app, name="probe")
 
 
+@probe_app.callback()
+def _probe_quietly() -> None:
+    """Poll one device once and print its normalized reading (what the agent would see)."""
+    # A probe reports its one outcome itself, in one line; the collectors' own log lines (a hub
+    # logging its link down, for the agent's journal) would say the same thing twice.
+    quiet = logging.getLogger("kuat")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+
+
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import PackageNotFoundError, version

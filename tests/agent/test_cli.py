@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.agent.example import EXAMPLE, deploy_example, write_credentials
 from tests.servers import make_tls_files
 
@@ -96,9 +98,18 @@ def test_help_shows_config_keys_in_brackets_and_flags_without_types() -> None:
     assert "--once" in run.stdout and "<bool>" not in run.stdout, run.stdout
 
 
-def test_probe_unreachable_miner_is_one_line_on_stderr() -> None:
-    # Port 9 on loopback: nothing listens, the connection is refused at once.
-    done = kuat("probe", "asic", "127.0.0.1:9", "--timeout", "2", "--json")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("asic", "127.0.0.1:9", "--timeout", "2"),
+        ("meter", "127.0.0.1:9", "--profile", "schneider-pm5560"),
+        ("pdu", "127.0.0.1:9", "--community", "public", "--timeout", "1"),
+    ],
+    ids=["asic", "meter", "pdu"],
+)
+def test_probe_unreachable_device_is_one_line_on_stderr(args: tuple[str, ...]) -> None:
+    # Port 9 on loopback: nothing listens (TCP refused at once, UDP unanswered).
+    done = kuat("probe", *args, "--json")
     assert done.returncode == 1
     assert done.stdout == ""
     lines = done.stderr.strip().splitlines()
