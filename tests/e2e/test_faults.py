@@ -6,7 +6,13 @@
   persistent subscriber sees every event, without a gap in ``seq``;
 * MQTT over TLS with client certificates set in the agent's config, and with a certificate the
   broker does not trust (nothing delivered, the outbox keeps it, the agent keeps running);
-* the spool cap: with no database the oldest lines go, counted and logged at ERROR.
+* the spool cap: with no database the oldest lines go, counted and logged at ERROR;
+* (issue 11) a ``kill -9`` during a backlog replay: nothing lost, and with VictoriaMetrics'
+  ``-dedup.minScrapeInterval`` nothing stored twice (delivery is at-least-once); a truncated,
+  zeroed or header-damaged spool at start (quarantined, the agent polls on, ``seq`` goes on);
+  a full disk (a small tmpfs: oldest lines dropped and counted, said once, recovery); the
+  register broker unreachable from the start (said once); a schedule source slow, then
+  garbage, then 500, then a body with a bad and a good schedule.
 
 Everything listens on 127.0.0.0/8; simulated miners on 127.45.x.y.
 """
@@ -129,7 +135,7 @@ def spool_rows(path: Path, sql: str) -> int:
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             return int(db.execute(sql).fetchone()[0])
-    except sqlite3.OperationalError:  # tables not created yet
+    except sqlite3.DatabaseError:  # tables not created yet, or a damaged file not yet moved
         return 0
 
 
@@ -290,7 +296,8 @@ async def test_kill_9_while_the_database_is_down_loses_and_duplicates_nothing(
         await asyncio.to_thread(vm.start)
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kuat.agent.cli", "run", "--config", str(cfg_path), "--once",
+                sys.executable, "-m", "kuat.agent.cli", "run", "--config", str(cfg_path),
+                "--once", "--exit-zero",
                 cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             _, err = await asyncio.wait_for(proc.communicate(), 60)
@@ -529,3 +536,282 @@ async def test_spool_cap_drops_the_oldest_lines_and_says_so(
     ]
     assert errors, "no ERROR log line about dropped telemetry"
     assert "max_rows" in errors[0].getMessage()
+
+
+# --- 5. issue 11: kill -9 during a backlog replay ---------------------------------------
+
+REPLAY_DEVICES = 200
+
+
+def backlog(spool_path: Path, points_per_device: int) -> dict[str, set[int]]:
+    """Spool a backlog as an outage would leave it; device -> ms timestamps."""
+    base_ns = 1_764_000_000_000_000_000  # 2025-11-24, inside VictoriaMetrics' retention
+    spooled: dict[str, set[int]] = defaultdict(set)
+    with Spool(spool_path) as spool:
+        for t in range(points_per_device):
+            lines = []
+            for d in range(REPLAY_DEVICES):
+                ts = base_ns + t * 1_000_000_000
+                lines.append(
+                    f"asic,site=faults-replay,device=d{d} hashrate_ths={100 + t % 7}.5 {ts}"
+                )
+                spooled[f"d{d}"].add(ts // 1_000_000)
+            spool.put_lines(lines)
+    return dict(spooled)
+
+
+async def test_kill_9_during_a_backlog_replay_loses_nothing_and_dedup_makes_it_exact(
+    tmp_path: Path,
+) -> None:
+    """Acks are written while the next batch is on the wire, so a kill -9 mid-replay sends
+    some lines again after the restart: delivery is at-least-once. With the server setting the
+    README names (VictoriaMetrics ``-dedup.minScrapeInterval``), what is stored is exact."""
+    vm = VictoriaMetrics(tmp_path / "vm", None, "-dedup.minScrapeInterval=1ms")
+    state = tmp_path / "state"
+    state.mkdir()
+    spool_path = state / "spool.db"
+    spooled = backlog(spool_path, 1500)  # 300,000 lines: several seconds of replay
+    total = sum(len(ts) for ts in spooled.values())
+    cfg_path = tmp_path / "kuat.toml"
+    cfg_path.write_text(
+        config_text(
+            state,
+            ["127.45.5.1"],  # nobody there: the test is about the backlog
+            site="faults-replay",
+            extra=f'[influx]\nurl = "{vm.url}"\norg = "kuat"\nbucket = "kuat"\n',
+        )
+    )
+    pending = "SELECT COUNT(*) FROM telemetry"
+    await asyncio.to_thread(vm.start)
+    try:
+        proc = await start_agent_process(cfg_path, tmp_path / "agent-1.log")
+        try:
+            await until(
+                lambda: spool_rows(spool_path, pending) < total * 0.8, 60, "the replay to start"
+            )
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        left = spool_rows(spool_path, pending)
+        assert 0 < left < total, "killed before or after the replay: nothing was tested"
+
+        for _ in range(10):  # each --once flush sends up to 100,000 lines
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "kuat.agent.cli", "run", "--config", str(cfg_path),
+                "--once", "--exit-zero",
+                cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await asyncio.wait_for(proc.communicate(), 120)
+            assert proc.returncode == 0, err.decode()
+            if spool_rows(spool_path, pending) == 0:
+                break
+        assert spool_rows(spool_path, pending) == 0
+        stored = {
+            s["metric"]["device"]: s["timestamps"]
+            for s in await asyncio.to_thread(
+                vm.export, '{__name__="asic_hashrate_ths", site="faults-replay"}'
+            )
+        }
+    finally:
+        await asyncio.to_thread(vm.stop)
+    assert set(stored) == set(spooled)
+    for device, timestamps in stored.items():
+        assert set(timestamps) == spooled[device], f"{device}: points lost"
+        assert len(timestamps) == len(spooled[device]), f"{device}: a point stored twice"
+
+
+# --- 6. issue 11: a damaged spool at start ------------------------------------------------
+
+
+def _truncate(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.truncate(path.stat().st_size // 2)
+
+
+def _zero(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _header(path: Path) -> None:
+    with path.open("r+b") as f:
+        f.write(b"\xa5" * 100)
+
+
+@pytest.mark.parametrize(
+    "damage", [_truncate, _zero, _header], ids=["truncated", "zeroed", "header-damaged"]
+)
+async def test_a_damaged_spool_at_start_is_quarantined_and_the_agent_polls_on(
+    tmp_path: Path, damage: Callable[[Path], None]
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    spool_path = state / "spool.db"
+    backlog(spool_path, 100)
+    with Spool(spool_path) as spool:
+        last_seq = spool.outbox_put_sequenced(
+            f"{OWNER_BIN}/faults-damaged", "x/events", [{"n": i} for i in range(5)]
+        )[-1]
+        spool.shared_connection()[0].execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damage(spool_path)
+    cfg_path = tmp_path / "kuat.toml"
+    cfg_path.write_text(config_text(state, ["127.45.6.1-127.45.6.4"], site="faults-damaged"))
+    log_path = tmp_path / "agent.log"
+    asic = "SELECT COUNT(*) FROM telemetry WHERE line LIKE 'asic,%site=faults-damaged%'"
+    async with AsicFarmSimulator(4, first_ip="127.45.6.1", seed=61, personalities=API_IDENTITY):
+        proc = await start_agent_process(cfg_path, log_path)
+        try:
+            await until(
+                lambda: proc.returncode is None and spool_rows(spool_path, asic) >= 8,
+                30,
+                "two polling cycles into the fresh spool",
+            )
+            await until(
+                lambda: spool_rows(spool_path, "SELECT COUNT(*) FROM outbox") > 0,
+                20,
+                "the inventory queued in the fresh spool",
+            )
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 20)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = log_path.read_text()
+    assert proc.returncode == 0, text
+    assert "Traceback" not in text
+    (moved,) = state.glob("spool.db.damaged-*")
+    assert f"spool {spool_path} is damaged" in text and str(moved) in text
+    with Spool(spool_path) as spool:
+        assert spool.counts().quarantined == 1
+        # the register's seq went on from beyond anything the lost spool may have issued
+        assert spool.last_seq(f"{OWNER_BIN}/faults-damaged") > last_seq
+
+
+# --- 7. issue 11: a full disk -----------------------------------------------------------
+
+
+async def test_a_full_disk_drops_the_oldest_lines_says_so_once_and_recovers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.tmpfs import fill, small_tmpfs
+
+    miners = 200
+    with small_tmpfs(tmp_path / "state", "32m") as state:
+        cfg = parse_config(
+            config_text(state, ["127.45.7.1-127.45.7.200"], site="faults-full", extra="")
+        )
+        caplog.set_level(logging.INFO)
+        async with AsicFarmSimulator(miners, first_ip="127.45.7.1", seed=71):
+            agent = Agent(cfg)
+            spool = agent.uplinks.spool
+            task = asyncio.create_task(agent.run())
+            try:
+                await until(lambda: spool.counts().pending >= miners, 30, "a first cycle spooled")
+                filler = fill(state, leave_bytes=1 << 20)
+                await until(lambda: spool.disk_full, 60, "the disk to fill")
+                cycles = agent.state.cycles.get("asic", 0)
+                await until(lambda: spool.counts().dropped > 0, 30, "the oldest lines dropped")
+                await until(
+                    lambda: agent.state.cycles.get("asic", 0) >= cycles + 3,
+                    30,
+                    "polling to go on on a full disk",
+                )
+                assert not task.done()
+                newest = max(spool.take(spool.counts().pending + 10).ids)
+                filler.unlink()
+                await until(lambda: not spool.disk_full, 30, "space to come back")
+                await until(
+                    lambda: max(spool.take(spool.counts().pending + 10).ids) > newest + miners,
+                    30,
+                    "new lines spooled after recovery",
+                )
+            finally:
+                agent.request_stop()
+                await asyncio.wait_for(task, 20)
+    full = [r for r in caplog.records if "no space left on the disk" in r.getMessage()]
+    assert len(full) == 1 and full[0].levelno == logging.ERROR
+    assert sum("space is available again" in r.getMessage() for r in caplog.records) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r is not full[0]], [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR
+    ]
+
+
+# --- 8. issue 11: the register broker unreachable from the start ---------------------------
+
+
+async def test_a_broker_unreachable_from_the_start_is_logged_once(tmp_path: Path) -> None:
+    from tests.servers import free_port
+
+    port = free_port()
+    state = tmp_path / "state"
+    cfg_path = tmp_path / "kuat.toml"
+    cfg_path.write_text(
+        config_text(state, ["127.45.8.1-127.45.8.2"], site="faults-nobroker",
+                    extra=mqtt_section(port))
+    )  # fmt: skip
+    log_path = tmp_path / "agent.log"
+    async with AsicFarmSimulator(2, first_ip="127.45.8.1", seed=81):
+        proc = await start_agent_process(cfg_path, log_path)
+        try:
+            await until(
+                lambda: spool_rows(state / "spool.db", "SELECT COUNT(*) FROM outbox") > 0,
+                20,
+                "the inventory waiting in the outbox",
+            )
+            await asyncio.sleep(3)  # several reconnect attempts
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 20)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    text = log_path.read_text()
+    assert proc.returncode == 0, text
+    lines = [ln for ln in text.splitlines() if f"127.0.0.1:{port} unreachable" in ln]
+    assert len(lines) == 1 and "WARNING" in lines[0] and "never connected" in lines[0], text
+
+
+# --- 9. issue 11: a schedule source slow, then garbage, then 500 ---------------------------
+
+
+async def test_a_schedule_source_slow_garbage_and_500_in_turn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.uplink.test_http_source import HttpServer, Reply, script
+
+    good = {"site": "faults-http", "date": "2026-11-25", "version": 1, "mwh": [1.0] * 24}
+    bad = {**good, "source": "bilateral", "mwh": [10**400] + [1.0] * 23}
+    both = json.dumps({"schedules": [bad, good]}).encode()
+    replies = script(
+        Reply(200, {"Content-Type": "text/csv"}, b"hour,mwh\n", delay_s=5.0),  # slow
+        Reply(200, {"Content-Type": "text/csv"}, b'\x00garbage;;\n"unterminated'),
+        Reply(500),
+        Reply(200, {"Content-Type": "application/json", "ETag": '"2"'}, both),
+    )
+    async with HttpServer(replies) as srv:
+        cfg = parse_config(
+            config_text(tmp_path, ["127.45.9.1"], site="faults-http")
+            + f'[quota.http]\nurl = "{srv.url}/schedule"\ntimeout_s = 1\n'
+        )
+        agent = Agent(cfg)
+        assert agent.quota_source is not None
+        agent.quota_source.attempts = 1  # one request per fetch: the script advances each time
+        caplog.set_level(logging.INFO)
+        try:
+            for _ in range(4):
+                await agent.fetch_schedules()
+            assert len(agent.quota.book) == 1  # the good document of the last body
+            await agent.fetch_schedules()  # 304 now: the good one stays
+        finally:
+            await agent._stop_quota_sources()
+            await agent.uplinks.stop()
+    text = caplog.text
+    assert "timed out" in text
+    assert f"allocation {srv.url}/schedule refused" in text  # the garbage, named
+    assert "HTTP 500" in text
+    assert f"allocation {srv.url}/schedule [1/2] refused" in text
+    # (the test server's own cancelled slow reply may log through asyncio; kuat logs none)
+    assert not [r for r in caplog.records if r.name.startswith("kuat") and r.exc_info]
+    assert "job quota" not in text
+    (held,) = list(agent.quota.book)
+    assert held.source.value == "grid"
