@@ -324,6 +324,32 @@ class EnergyLedger:
             )
         return rows
 
+    def hour_kwh(self, meter: str, start_utc: datetime) -> tuple[float | None, bool]:
+        """kWh of ``meter`` in the Astana hour starting at ``start_utc`` (every source), and
+        whether the ledger covers the whole hour: a reading at or before its start and one at
+        or after its end, so the bridge rule makes the total exact. An hour the agent only saw
+        part of (started, or the meter came back, mid-hour) is not a figure to settle on."""
+        start = _epoch(start_utc)
+        end = start + HOUR.total_seconds()
+        rows = self.hourly(meter, start_utc, datetime.fromtimestamp(end, UTC))
+        with self._lock:
+            before = self._db.execute(
+                "SELECT 1 FROM piece WHERE meter = ? AND first_at <= ? LIMIT 1", (meter, start)
+            ).fetchone()
+            after = self._db.execute(
+                "SELECT 1 FROM piece WHERE meter = ? AND last_at >= ? LIMIT 1", (meter, end)
+            ).fetchone()
+            # a reset inside the hour loses up to one polling interval: not exact either
+            reset = self._db.execute(
+                "SELECT 1 FROM piece WHERE meter = ? AND after_reset = 1 AND first_at > ? "
+                "AND first_at <= ? LIMIT 1",
+                (meter, start, end),
+            ).fetchone()
+        if not rows:
+            return None, False
+        kwh = round(sum(r.kwh for r in rows), 6)
+        return kwh, before is not None and after is not None and reset is None
+
     def daily(self, month: str, meters: Iterable[str] | None = None) -> list[DayRow]:
         """kWh per Astana date, meter and source for a month ``YYYY-MM``, sorted."""
         start, end = month_bounds(month)

@@ -23,6 +23,7 @@ from kuat.agent.curtailment import Curtailer
 from kuat.agent.dashboard import Dashboard, start_dashboard
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.quota_job import QuotaJob
+from kuat.agent.reconcile import Reconciler
 from kuat.agent.sdnotify import Notifier, watchdog_interval_s
 from kuat.agent.sizing import asic_concurrency, raise_fd_limit
 from kuat.agent.state import SiteState, StatusSnapshot, snapshot
@@ -131,6 +132,7 @@ class Agent:
         self._pdu = PduPoller()
         self._meter = MeterPoller(clock=clock)
         self._dlms = DlmsPoller(clock=clock)
+        self.reconciler = self._reconciler(cfg)
         self._scheduler: AsyncIOScheduler | None = None
         self._stopped = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -168,6 +170,8 @@ class Agent:
         for m in self.cfg.meter:
             if m.interval_s is not None:
                 specs.append(JobSpec(f"meter:{m.name}", m.interval_s, self._meter_job(m)))
+        if self.reconciler is not None:
+            specs.append(JobSpec("settlement", 60.0, self.reconcile))
         specs += [
             JobSpec("quota", iv.quota, self.evaluate_quota),
             JobSpec("inventory", iv.inventory, self.publish_inventory),
@@ -221,6 +225,30 @@ class Agent:
             self.uplinks.record([result], self.clock())
 
         await asyncio.gather(*(one(p) for p in self.cfg.pdu))
+
+    def _reconciler(self, cfg: KuatConfig) -> Reconciler | None:
+        """The commercial DLMS meter's closed hours against the ledger of the site meter (or,
+        without a separate site meter, of the commercial meter's own polled counter)."""
+        m = cfg.commercial_meter
+        if m is None or m.protocol != "dlms":
+            return None
+        site = next((s for s in cfg.meter if s.role == "site"), None)
+        return Reconciler(
+            m.name,
+            dlms_meter(m),
+            self._dlms,
+            self.ledger,
+            ledger_meter=site.name if site else m.name,
+            tolerance_kwh=m.tolerance_kwh,
+            tolerance_fraction=m.tolerance_fraction,
+            lang=cfg.agent.language,
+        )
+
+    async def reconcile(self) -> None:
+        assert self.reconciler is not None
+        check = await self.reconciler.run(self.clock())
+        if check is not None:
+            self.state.settlement = check
 
     def _fast_meters(self) -> list[MeterConfig]:
         return [m for m in self.cfg.meter if m.interval_s is None]

@@ -25,6 +25,9 @@ class SiteState:
     grid: Any = None  # quota.grid.CheckResult
     pools: Any = None  # quota.pools result
     balance: Any = None  # quota.balance.BalanceResult
+    # agent.reconcile.HourCheck: the commercial meter's newest closed hour (its meter_kwh is the
+    # settlement figure) against kuat's ledger
+    settlement: Any = None
     cycles: dict[str, int] = field(default_factory=dict)
     last_errors: dict[str, str] = field(default_factory=dict)
 

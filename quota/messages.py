@@ -370,6 +370,43 @@ CATALOG: dict[Code, dict[Lang, str]] = {
         "ru": "Баланс не рассчитан: нет данных — {missing}",
         "en": "Balance not computed: no data for {missing}",
     },
+    # --- settlement: the commercial meter's closed hour against kuat's ledger ------------
+    Code.SETTLEMENT_OK: {
+        "kk": "{hour} сағаты: коммерциялық есептегіш {meter_kwh} кВт·сағ, kuat {kuat_kwh}"
+        " кВт·сағ — сәйкес (айырма {difference_kwh} кВт·сағ, рұқсат етілген ауытқу"
+        " {tolerance_kwh} кВт·сағ)",
+        "ru": "Час {hour}: коммерческий счётчик {meter_kwh} кВт·ч, kuat {kuat_kwh} кВт·ч —"
+        " сходятся (разница {difference_kwh} кВт·ч, допуск {tolerance_kwh} кВт·ч)",
+        "en": "Hour {hour}: commercial meter {meter_kwh} kWh, kuat {kuat_kwh} kWh — agree"
+        " (difference {difference_kwh} kWh, tolerance {tolerance_kwh} kWh)",
+    },
+    Code.SETTLEMENT_MISMATCH: {
+        "kk": "{hour} сағаты: коммерциялық есептегіш {meter_kwh} кВт·сағ, kuat {kuat_kwh}"
+        " кВт·сағ — айырма {difference_kwh} кВт·сағ рұқсат етілген ауытқудан ({tolerance_kwh}"
+        " кВт·сағ) асады: есептегіштерді және өлшеу трансформаторларын тексеріңіз",
+        "ru": "Час {hour}: коммерческий счётчик {meter_kwh} кВт·ч, kuat {kuat_kwh} кВт·ч —"
+        " расхождение {difference_kwh} кВт·ч сверх допуска {tolerance_kwh} кВт·ч: проверьте"
+        " счётчики и измерительные трансформаторы",
+        "en": "Hour {hour}: commercial meter {meter_kwh} kWh, kuat {kuat_kwh} kWh — they"
+        " differ by {difference_kwh} kWh, beyond the tolerance of {tolerance_kwh} kWh: check"
+        " the meters and their instrument transformers",
+    },
+    Code.SETTLEMENT_METER_INCOMPLETE: {
+        "kk": "{hour} сағаты салыстырылмады: коммерциялық есептегіштің жүктеме профилі"
+        " сағатты толық қамтымайды ({entries} жазба)",
+        "ru": "Час {hour} не сверен: профиль нагрузки коммерческого счётчика не покрывает"
+        " час полностью ({entries} записей)",
+        "en": "Hour {hour} not reconciled: the commercial meter's load profile does not"
+        " cover the hour ({entries} entries)",
+    },
+    Code.SETTLEMENT_LEDGER_INCOMPLETE: {
+        "kk": "{hour} сағаты салыстырылмады: kuat бұл сағатты толық өлшемеді"
+        " ({ledger_meter} есептегіші; коммерциялық есептегіш {meter_kwh} кВт·сағ)",
+        "ru": "Час {hour} не сверен: kuat измерил этот час не полностью (счётчик"
+        " {ledger_meter}; коммерческий счётчик {meter_kwh} кВт·ч)",
+        "en": "Hour {hour} not reconciled: kuat did not meter the whole hour (meter"
+        " {ledger_meter}; the commercial meter says {meter_kwh} kWh)",
+    },
     # --- curtailment --------------------------------------------------------------------
     Code.CURTAIL_SLEEP: {
         "kk": "{device_id} ұйқы режиміне ауыстырылады: {power_w} Вт, {j_per_th} Дж/ТХ"

@@ -77,6 +77,11 @@ class Code(enum.StrEnum):
     BALANCE_UNREGISTERED_LOAD = "balance_unregistered_load"
     BALANCE_METER_BELOW_LOAD = "balance_meter_below_load"
     BALANCE_NO_DATA = "balance_no_data"
+    # the commercial (settlement) meter's closed hour against kuat's own ledger
+    SETTLEMENT_OK = "settlement_ok"
+    SETTLEMENT_MISMATCH = "settlement_mismatch"
+    SETTLEMENT_METER_INCOMPLETE = "settlement_meter_incomplete"
+    SETTLEMENT_LEDGER_INCOMPLETE = "settlement_ledger_incomplete"
     # curtailment planner
     CURTAIL_SLEEP = "curtail_sleep"
     CURTAIL_RESTORE = "curtail_restore"

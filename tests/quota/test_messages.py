@@ -17,6 +17,7 @@ from kuat.quota.messages import CATALOG, LANGS, render
 from kuat.quota.pools import check_pools
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.schedule import HourlyAllocation, ScheduleBook, ScheduleError, parse_csv, parse_json
+from kuat.quota.settlement import judge
 
 from tests.quota.test_orders import produced_order_reasons
 
@@ -164,6 +165,25 @@ def produced() -> list[Reason]:
     asleep = replace(fleet[1], last_switched=None)
     out += plan(100.0, [asleep], T, pol, hour_left_s=30, next_allowed_kw=1.0).held
     out += produced_order_reasons()
+    # settlement: the commercial meter's closed hour against kuat's ledger
+    for meter_kwh, kuat_kwh, whole in (
+        (600.0, 603.0, True),
+        (600.0, 640.0, True),
+        (None, 600.0, True),
+        (600.0, 300.0, False),
+    ):
+        out.append(
+            judge(
+                meter_kwh,
+                kuat_kwh,
+                whole,
+                entries=1,
+                tolerance_kwh=1.0,
+                tolerance_fraction=0.01,
+                hour="2026-11-25 14:00–15:00",
+                ledger_meter="site",
+            )[3]
+        )
     return out
 
 

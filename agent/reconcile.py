@@ -1,0 +1,146 @@
+"""Settlement: the commercial meter's closed hour against kuat's own hourly ledger.
+
+The energy company settles a farm's hour on its commercial (tariff) meter — the meter's own
+load profile, the figure KOREM volumes are compared with. kuat meters the same hour itself
+(``agent.ledger``, from the site meter's import counter, or the commercial meter's own counter
+when there is no separate site meter). After each Astana hour closes (plus a grace period for
+the meter to capture its last interval), kuat reads the meter's load profile for that hour and
+compares: a difference beyond ``max(tolerance_kwh, tolerance_fraction × the meter's figure)``
+is an alarm that carries both figures. The last result is in ``SiteState.settlement`` for the
+quota, the dashboard and reports: ``meter_kwh`` is the settlement figure of the closed hour.
+
+``kuat.quota.settlement.judge`` is the pure verdict; ``Reconciler`` does the I/O around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from kuat.agent.ledger import EnergyLedger
+from kuat.collectors.dlms import DlmsMeter, DlmsPoller, hour_energy
+from kuat.collectors.readings import DeviceError
+from kuat.quota.clock import ASTANA, hour_bounds, hour_of
+from kuat.quota.messages import Lang, render
+from kuat.quota.reasons import Code, Reason
+from kuat.quota.settlement import Status, judge
+
+__all__ = ["HourCheck", "Reconciler", "judge"]
+
+log = logging.getLogger("kuat.settlement")
+
+
+@dataclass(frozen=True, slots=True)
+class HourCheck:
+    """One closed hour: the commercial meter's figure, kuat's, and the verdict."""
+
+    meter: str  # the commercial meter (config name)
+    ledger_meter: str  # whose ledger kuat's figure comes from
+    day: date  # Astana operating date
+    hour_ending: int  # 1..24
+    start_utc: datetime
+    meter_kwh: float | None  # the settlement figure (the meter's load profile)
+    kuat_kwh: float | None
+    difference_kwh: float | None  # kuat - meter
+    tolerance_kwh: float
+    status: Status
+    reason: Reason
+
+    @property
+    def label(self) -> str:
+        return hour_label(self.start_utc)
+
+
+def hour_label(start_utc: datetime) -> str:
+    """ "2026-12-04 15:00–16:00": the hour in Astana time, as operators and KOREM name it."""
+    local = start_utc.astimezone(ASTANA)
+    end = local + timedelta(hours=1)
+    return f"{local:%Y-%m-%d %H:%M}–{end:%H:%M}"
+
+
+class Reconciler:
+    """Reconciles each closed hour once, when the commercial meter's profile has it."""
+
+    def __init__(
+        self,
+        name: str,
+        meter: DlmsMeter,
+        poller: DlmsPoller,
+        ledger: EnergyLedger,
+        *,
+        ledger_meter: str,
+        tolerance_kwh: float,
+        tolerance_fraction: float,
+        lang: Lang = "en",
+        grace: timedelta = timedelta(minutes=2),
+    ) -> None:
+        self.name = name
+        self.meter = meter
+        self.poller = poller
+        self.ledger = ledger
+        self.ledger_meter = ledger_meter
+        self.tolerance_kwh = tolerance_kwh
+        self.tolerance_fraction = tolerance_fraction
+        self.lang = lang
+        self.grace = grace
+        self.done: dict[datetime, HourCheck] = {}
+        self._last_error: str | None = None
+
+    def closed_hour(self, now: datetime) -> datetime:
+        """UTC start of the newest Astana hour that closed at least ``grace`` ago."""
+        day, he = hour_of(now - self.grace)
+        start, _ = hour_bounds(day, he)
+        return start - timedelta(hours=1)
+
+    async def run(self, now: datetime) -> HourCheck | None:
+        """Reconcile the newest closed hour if not done yet; None when nothing new."""
+        start = self.closed_hour(now)
+        earlier = self.done.get(start)
+        if earlier is not None and earlier.reason.code != Code.SETTLEMENT_METER_INCOMPLETE:
+            return None
+        end = start + timedelta(hours=1)
+        intervals = await self.poller.intervals(self.meter, start, end)
+        if isinstance(intervals, DeviceError):
+            if intervals.cause != self._last_error:
+                log.warning(
+                    "settlement: load profile of %s not read: %s", self.name, intervals.cause
+                )
+                self._last_error = intervals.cause
+            return None
+        self._last_error = None
+        meter_kwh, entries = hour_energy(intervals, start)
+        kuat_kwh, complete = self.ledger.hour_kwh(self.ledger_meter, start)
+        day, he = hour_of(start)
+        status, diff, tolerance, reason = judge(
+            meter_kwh,
+            kuat_kwh,
+            complete,
+            entries=entries,
+            tolerance_kwh=self.tolerance_kwh,
+            tolerance_fraction=self.tolerance_fraction,
+            hour=hour_label(start),
+            ledger_meter=self.ledger_meter,
+        )
+        check = HourCheck(
+            self.name,
+            self.ledger_meter,
+            day,
+            he,
+            start,
+            meter_kwh,
+            kuat_kwh if complete else None,
+            diff,
+            tolerance,
+            status,
+            reason,
+        )
+        if earlier is not None and earlier.status == check.status == "incomplete":
+            return None  # still waiting for the meter: said once
+        self.done[start] = check
+        # a day of verdicts is plenty to keep in memory; the log and the meter keep the rest
+        for old in [k for k in self.done if k < start - timedelta(days=1)]:
+            del self.done[old]
+        text = render(reason, self.lang)
+        log.log(logging.WARNING if status == "mismatch" else logging.INFO, "settlement: %s", text)
+        return check
