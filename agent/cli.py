@@ -396,25 +396,60 @@ def probe_pdu(
 @probe_app.command("meter")
 def probe_meter(
     target: Annotated[
-        str | None, typer.Argument(metavar="HOST[:PORT]", help="Meter Modbus/TCP address.")
+        str | None, typer.Argument(metavar="HOST[:PORT]", help="Meter address (TCP).")
     ] = None,
+    protocol: Annotated[
+        str, typer.Option(help="modbus (Modbus/TCP, port 502) or dlms (DLMS/COSEM, port 4059).")
+    ] = "modbus",
     unit: Annotated[int, typer.Option(help="Modbus unit (slave) id.")] = 1,
     profile: Annotated[
-        str | None, typer.Option(help="Register-map profile name or file (see --list-profiles).")
+        str | None,
+        typer.Option(
+            help="Register-map or OBIS profile name or file (see --list-profiles); "
+            "dlms: spodes unless given."
+        ),
     ] = None,
+    client: Annotated[
+        int | None, typer.Option(help="DLMS client address (16 public; 32 with --password).")
+    ] = None,
+    server: Annotated[int, typer.Option(help="DLMS server (logical device) address.")] = 1,
+    password: Annotated[
+        str | None,
+        typer.Option(help="DLMS low-level security password.", envvar="KUAT_DLMS_PASSWORD"),
+    ] = None,
+    transport: Annotated[
+        str, typer.Option(help="DLMS transport: tcp (wrapper) or hdlc (through a TCP gateway).")
+    ] = "tcp",
     list_profiles: Annotated[
         bool, typer.Option("--list-profiles", help="Print the built-in profile names and exit.")
     ] = False,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """One Modbus/TCP poll of a meter (port 502 unless given)."""
+    """One poll of a meter: Modbus/TCP (port 502) or DLMS/COSEM (--protocol dlms, port 4059)."""
+    from kuat.collectors.dlms import list_profiles as dlms_names
     from kuat.collectors.modbus.collector import MeterPoller
     from kuat.collectors.modbus.collector import list_profiles as names
 
+    if protocol not in ("modbus", "dlms"):
+        typer.echo(f"--protocol must be modbus or dlms, not {protocol!r}", err=True)
+        raise typer.Exit(2)
     if list_profiles:
-        for name in names():
+        for name in names() if protocol == "modbus" else dlms_names():
             typer.echo(name)
+        return
+    if protocol == "dlms":
+        if target is None or transport not in ("tcp", "hdlc"):
+            typer.echo("give HOST[:PORT]; --transport is tcp or hdlc", err=True)
+            raise typer.Exit(2)
+        _emit(
+            asyncio.run(
+                _probe_dlms(
+                    target, profile or "spodes", client, server, password, transport, timeout
+                )
+            ),
+            as_json,
+        )
         return
     if target is None or profile is None:
         typer.echo("give HOST[:PORT] and --profile (see --list-profiles)", err=True)
@@ -429,6 +464,31 @@ def probe_meter(
             await poller.close()
 
     _emit(asyncio.run(once()), as_json)
+
+
+async def _probe_dlms(
+    target: str,
+    profile: str,
+    client: int | None,
+    server: int,
+    password: str | None,
+    transport: str,
+    timeout_s: float,
+) -> object:
+    from kuat.collectors.dlms import DlmsMeter, DlmsPoller
+
+    host, port = _split_hostport(target, 4059)
+    meter = DlmsMeter(
+        host=host,
+        port=port,
+        transport="hdlc" if transport == "hdlc" else "tcp",
+        client_address=client if client is not None else (32 if password else 16),
+        server_address=server,
+        password=password,
+        profile=profile,
+        timeout_s=timeout_s,
+    )
+    return await DlmsPoller().poll(meter)
 
 
 def main() -> None:
