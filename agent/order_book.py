@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -68,14 +69,28 @@ class PersistentOrderBook(OrderBook):
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db, self.quarantine = open_checked(
-            self.path,
-            what="order book",
-            setup=lambda db: db.executescript(_SCHEMA),
-        )
+        self.quarantine = None
+        self._db: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db, self.quarantine = open_checked(
+                self.path,
+                what="order book",
+                setup=lambda db: db.executescript(_SCHEMA),
+            )
+            rows = self._db.execute("SELECT body FROM orders").fetchall()
+        except (OSError, sqlite3.Error) as exc:
+            # Not writable here (e.g. a report run by another user): the book still works, in
+            # memory, and says loudly that a restart would forget what it saw.
+            log.error(
+                "order book %s cannot be opened (%s): orders are kept in memory only",
+                self.path,
+                exc,
+            )
+            self._db = None
+            return
         loaded = 0
-        for (body,) in self._db.execute("SELECT body FROM orders").fetchall():
+        for (body,) in rows:
             try:
                 order = _from_json(body)
             except (ValueError, KeyError, TypeError) as exc:
@@ -87,33 +102,51 @@ class PersistentOrderBook(OrderBook):
             log.info("order book: %d orders and cancellations restored from %s", loaded, path)
 
     def close(self) -> None:
-        self._db.close()
+        if self._db is not None:
+            self._db.close()
 
     def add(self, order: CurtailmentOrder) -> OrderChange:
         change = super().add(order)
-        if change.changed and change.order is not None:
-            o = change.order
-            self._db.execute("BEGIN IMMEDIATE")
+        if change.changed and change.order is not None and self._db is not None:
             try:
-                self._db.execute(
-                    "INSERT INTO orders(issuer, id, body, end_at) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(issuer, id) DO UPDATE SET body = excluded.body, "
-                    "end_at = excluded.end_at",
-                    (o.issuer, o.id, _to_json(o), o.end.isoformat()),
+                self._store(change.order)
+            except sqlite3.Error as exc:  # e.g. a full disk: obeyed now, said loudly
+                log.error(
+                    "order %s/%s is in force but not saved to %s (%s): a restart would forget it",
+                    change.order.issuer,
+                    change.order.id,
+                    self.path,
+                    exc,
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
         return change
+
+    def _store(self, o: CurtailmentOrder) -> None:
+        assert self._db is not None
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "INSERT INTO orders(issuer, id, body, end_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(issuer, id) DO UPDATE SET body = excluded.body, "
+                "end_at = excluded.end_at",
+                (o.issuer, o.id, _to_json(o), o.end.isoformat()),
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def prune(self, now: datetime) -> list[Reason]:
         before = {o.key for o in self}
         reasons = super().prune(now)
         gone = before - {o.key for o in self}
-        if gone:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM orders WHERE issuer = ? AND id = ?", sorted(gone))
-            self._db.execute("COMMIT")
+        if gone and self._db is not None:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany("DELETE FROM orders WHERE issuer = ? AND id = ?", sorted(gone))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:  # an ended order left on disk is only pruned later
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                log.warning("order book %s: ended orders not pruned yet (%s)", self.path, exc)
         return reasons

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from kuat.uplink.spool import Batch, Spool
+from kuat.uplink.spool import Batch, Spool, SpoolFull
 
 __all__ = ["FlushOutcome", "FlushReport", "InfluxUplink"]
 
@@ -304,6 +304,9 @@ class InfluxUplink:
         for f in acks:
             try:
                 f.result()
+            except SpoolFull as e:
+                # The spool said once that the disk is full; a line per flush would bury it.
+                log.debug("spool ack failed (%s); those lines will be sent again", e)
             except Exception as e:
                 log.error("spool ack failed (%s); those lines will be sent again", e)
 

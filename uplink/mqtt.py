@@ -51,7 +51,7 @@ from kuat.uplink.inventory import (
     snapshot_payload,
 )
 from kuat.uplink.register_history import DEFAULT_RETENTION, RegisterHistory
-from kuat.uplink.spool import Spool
+from kuat.uplink.spool import Spool, SpoolFull
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -328,11 +328,17 @@ class RegisterPublisher:
 
     def _settle(self, row: int, reason_code: mqtt.ReasonCode | None) -> None:
         if row != _UNTRACKED:
-            if reason_code is not None and reason_code.is_failure:
-                log.error("register broker refused outbox message %d: %s", row, reason_code)
-                self.spool.outbox_dead_letter(row, str(reason_code))
-            else:
-                self.spool.outbox_ack(row)
+            try:
+                if reason_code is not None and reason_code.is_failure:
+                    log.error("register broker refused outbox message %d: %s", row, reason_code)
+                    self.spool.outbox_dead_letter(row, str(reason_code))
+                else:
+                    self.spool.outbox_ack(row)
+            except SpoolFull:
+                # Often on paho's network thread, which an exception would end. The row stays
+                # in the outbox and goes again after a restart (receivers dedupe by id); the
+                # spool has said that the disk is full.
+                log.debug("outbox message %d delivered but not marked: disk full", row)
         self._wake.set()
 
     # --- sender thread ------------------------------------------------------------------
