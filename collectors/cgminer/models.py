@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 
-_VENDOR_WORDS = re.compile(r"\b(bitmain|antminer|microbt|whatsminer|canaan|avalonminer|avalon)\b")
+_VENDOR_WORDS = re.compile(
+    r"\b(bitmain|antminer|microbt|whatsminer|canaan|avalonminer|avalon|auradine|teraflux)\b"
+)
 _SUFFIX = re.compile(r"(_.*|v\d\d.*)$")
 
 

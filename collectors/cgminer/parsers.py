@@ -14,7 +14,15 @@ from datetime import datetime
 from typing import Any
 
 from kuat.collectors.cgminer.client import Replies, is_error_reply
-from kuat.collectors.cgminer.firmware import avalon, bitmain, braiins, luxos, vnish, whatsminer
+from kuat.collectors.cgminer.firmware import (
+    auradine,
+    avalon,
+    bitmain,
+    braiins,
+    luxos,
+    vnish,
+    whatsminer,
+)
 from kuat.collectors.cgminer.firmware.common import FirmwareSpec, item, shared, status_description
 from kuat.collectors.cgminer.models import lookup
 from kuat.collectors.readings import AsicReading, AsicTemps
@@ -30,6 +38,7 @@ SPECS: dict[str, FirmwareSpec] = {
         braiins.SPEC,
         avalon.SPEC,
         vnish.SPEC,
+        auradine.SPEC,
     )
 }
 
@@ -57,6 +66,9 @@ def detect_family(bodies: Mapping[str, dict[str, Any]]) -> str | None:
         return "luxos"
     if vkeys & {"bosminer", "boser"} or "bosminer" in descriptions or "boser" in descriptions:
         return "braiins"
+    # FluxOS signs its replies "GCMiner-<date>-<hash>" or "FluxOS-<date>-<hash>"
+    if "gcminer" in vkeys or "gcminer" in descriptions or "fluxos" in descriptions:
+        return auradine.FAMILY
     prod = str(version.get("PROD", "")).lower()
     stats_rows = bodies.get("stats", {}).get("STATS")
     # "MM ID0" on the A-series, "MM ID0:Summary" on the Avalon Q

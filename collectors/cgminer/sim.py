@@ -12,6 +12,9 @@ numbers that move a little per request; fault personalities misbehave on purpose
 ``"new_api": true`` gets the new shape with watts (and the Hydro's coolant in/out, no fans), the
 same request without it the old shape; its web UI and sleep are the stock Antminer's.
 
+``auradine``: an Auradine Teraflux on FluxOS, its cgminer-style API (ipreport, psu, temperature,
+fan, mode beside summary/pools/version) as in the asic-rs captures; read-only.
+
 ``whatsminer_v3``: new btminer (M60S) that answers only Whatsminer API v3, length-framed JSON on
 ``v3_port`` (4433 by default), from the real ``get.device.info`` with this miner's serial, MAC
 and numbers; nothing listens on its 4028, so a poller must fall back to 4433. Not in the default
@@ -74,6 +77,7 @@ HEALTHY = (
     "epic",
     "vnish",
     "avalon",
+    "auradine",
 )
 FAULTS = ("hang", "trickle", "flood", "garbage", "reject_multi")
 PERSONALITIES = HEALTHY + FAULTS
@@ -109,6 +113,7 @@ _MODELS: dict[str, tuple[tuple[str, float, float, int], ...]] = {
     "epic": (("Antminer S19 XP", 140.0, 3010.0, 3010),),
     "vnish": (("Antminer S19j Pro", 100.0, 3050.0, 3050),),
     "avalon": (("AvalonMiner 1246", 90.0, 3420.0, 3200),),
+    "auradine": (("Auradine AT2880", 260.0, 4680.0, 4680),),
     "reject_multi": (("Antminer S19 Pro", 110.0, 3250.0, 3250),),
 }
 SLEEP_POWER_W = 10.0
@@ -946,6 +951,7 @@ class AsicFarmSimulator:
             "whatsminer_v3": "BTM3CS40HD240831",  # the fixture's 33-character shape
             "luxos": "JYZZ",
             "braiins": "YNAH",
+            "auradine": "AU",
         }.get(personality, "JYZZ")
         n = 33 - len(prefix) if personality == "whatsminer_v3" else 13
         serial = prefix + "".join(r.choice("0123456789ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(n))

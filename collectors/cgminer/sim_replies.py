@@ -638,9 +638,87 @@ NEW_API_REPLIES: dict[str, dict[str, Callable[[SimMiner], Body]]] = {
 }
 
 
+# --- Auradine FluxOS (cgminer-style API) -------------------------------------------------------
+#
+# Shaped after the asic-rs captures in tests/cases/asic/auradine/at1500-rpc.
+_AURA_DESC = "FluxOS-2023-12.27-9bf070ee4408866329c93a70f2dfdc6248938aaa"
+
+
+def _aura(code: int, msg: str, key: str, rows: list[Body]) -> Body:
+    return {"STATUS": _status(code, msg, _AURA_DESC), key: rows, "id": 1}
+
+
+def _aura_summary(m: SimMiner) -> Body:
+    mhs = m.hashrate_ths * 1e6
+    row = {"Elapsed": m.elapsed, "MHS av": round(mhs * 0.998, 3), "MHS 5s": round(mhs, 3)}
+    row |= {"MHS 1m": round(mhs * 1.001, 3), "Accepted": m.accepted, "Rejected": 1}
+    return _aura(11, "Summary", "SUMMARY", [row])
+
+
+def _aura_ipreport(m: SimMiner) -> Body:
+    row = {
+        "command": "ipreport",
+        "SerialNo": m.serial,
+        "ip": m.ip,
+        "mac": m.mac.lower(),
+        "model": m.model.removeprefix("Auradine "),
+        "version": "2023-12.27",
+        "hostname": f"teraflux-{m.ip.rsplit('.', 1)[-1]}",
+    }
+    return _aura(620, "IP Report", "IPReport", [row])
+
+
+def _aura_temperature(m: SimMiner) -> Body:
+    rows: list[Body] = [
+        {"ID": 0, "Name": "Control Board", "BoardTemp": [{"ID": 0, "Temperature": 31.5}]}
+    ]
+    for i, (board, chip) in enumerate(m.chain_temps(), 1):
+        rows.append(
+            {
+                "ID": i,
+                "Name": f"Hash Board {i}",
+                "BoardTemp": [{"ID": j, "Temperature": float(board - 3 * j)} for j in range(3)],
+                "ChipTemp": [{"ID": j, "Temperature": chip - 1.5 * j} for j in range(3)],
+            }
+        )
+    return _aura(590, "System temperature", "Temperature", rows)
+
+
+def _aura_psu(m: SimMiner) -> Body:
+    row = {"Vin": "245.00V", "PowerIn": f"{m.power_w:.2f}W", "PoutMax": "5000.00W"}
+    return _aura(570, "PSU status", "PSU", [row])
+
+
+def _aura_fan(m: SimMiner) -> Body:
+    rows = [
+        {"ID": i, "Speed": rpm, "Target": 7000, "Max": 7700} for i, rpm in enumerate(m.fans_rpm, 1)
+    ]
+    return _aura(510, f"Total fans: {len(rows)}", "Fan", rows)
+
+
+def _aura_mode(m: SimMiner) -> Body:
+    row = {"Mode": "normal", "Sleep": "on" if m.sleeping else "off", "Power": m.power_limit_w}
+    return _aura(540, "Operating mode", "Mode", [row])
+
+
+AURADINE: dict[str, Callable[[SimMiner], Body]] = {
+    "summary": _aura_summary,
+    "pools": lambda m: _pools(m, _AURA_DESC),
+    "version": lambda m: _aura(
+        22, "GCMiner versions", "VERSION", [{"GCMiner": "0.5", "API": "1.0"}]
+    ),
+    "ipreport": _aura_ipreport,
+    "temperature": _aura_temperature,
+    "psu": _aura_psu,
+    "fan": _aura_fan,
+    "mode": _aura_mode,
+}
+
+
 FIRMWARE_REPLIES: dict[str, tuple[dict[str, Callable[[SimMiner], Body]], str]] = {
     "antminer": (BITMAIN, _BM_DESC),
     "antminer_s21": (BITMAIN_S21, _BM_DESC),
+    "auradine": (AURADINE, _AURA_DESC),
     "whatsminer": (WHATSMINER, "btminer"),
     "luxos": (LUXOS, _LUX_DESC),
     "braiins": (BRAIINS, _BOS_DESC),

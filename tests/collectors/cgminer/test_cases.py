@@ -65,7 +65,7 @@ def _empty(v: Any) -> bool:
 
 def test_there_are_cases_for_the_firmwares() -> None:
     firmwares = {p.parent.name for p in case_dirs()}
-    assert firmwares >= {"bitmain", "whatsminer", "whatsminer_v3", "luxos", "avalon"}
+    assert firmwares >= {"bitmain", "whatsminer", "whatsminer_v3", "luxos", "avalon", "auradine"}
     assert firmwares <= set(SPECS), firmwares - set(SPECS)  # a folder is named by its firmware
 
 

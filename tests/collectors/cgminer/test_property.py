@@ -25,7 +25,10 @@ RAW = [
     if p.name != "expected.json"
 ]
 T = datetime(2026, 1, 1, tzinfo=UTC)
-COMMANDS = ["summary", "stats", "pools", "version", "config", "power", "devdetails", "status"]
+COMMANDS = [
+    "summary", "stats", "pools", "version", "config", "power", "devdetails", "status",
+    "ipreport", "psu", "temperature", "fan", "mode",
+]  # fmt: skip
 
 json_leaf = st.one_of(
     st.none(),
@@ -40,6 +43,8 @@ KNOWN_KEYS = (
     "GHS 5s", "MHS 1m", "temp_pcb1", "temp_chip2", "temp2_1", "temp1", "fan1", "fan_num",
     "temp_num", "Type", "MAC", "Power", "Elapsed", "URL", "Stratum Active", "Watts",
     "SerialNumber", "MACAddr", "Model", "Description", "Error Code Count", "Priority",
+    "INFO", "chain", "rate_5s", "rate_unit", "watt", "chain_power", "temp_chip", "temp_pcb",
+    "temp_pic", "fan", "IPReport", "PSU", "PowerIn", "Temperature", "BoardTemp", "Fan", "Mode",
 )  # fmt: skip
 keys = st.one_of(st.text(max_size=10), st.sampled_from(KNOWN_KEYS))
 json_value = st.recursive(
@@ -51,7 +56,7 @@ json_value = st.recursive(
 
 def check_reading(bodies: dict[str, Any]) -> None:
     family = detect_family(bodies)
-    for fam in {family or "cgminer", "bitmain", "whatsminer", "luxos", "braiins", "avalon"}:
+    for fam in {family or "cgminer", *SPECS}:  # every backend, whatever detection says
         r = build_reading("10.0.0.1", 4028, T, SPECS[fam], Replies(bodies=bodies))
         assert isinstance(r, AsicReading)
         assert r.state in ("mining", "sleeping", "error")

@@ -1,0 +1,121 @@
+"""Auradine Teraflux on FluxOS: a cgminer-style API on 4028 (GCMiner), read without credentials.
+
+Besides summary/pools/version, FluxOS answers ``ipreport`` (serial, MAC, model, FluxOS version:
+the identity, re-read like a sticky reply), ``psu`` (wall watts as "58.94W" strings),
+``temperature`` (per hash board a list of board and chip sensors, plus the control board's),
+``fan`` and ``mode`` (the operating mode, ``Sleep`` "on"/"off" and its ``Power`` target in W).
+Key names and value shapes are those of the asic-rs captures in tests/cases/asic/auradine/.
+
+Sleep, wake and power targets go through FluxOS's HTTP API with a token (user and password);
+kuat does not drive that API yet, so control reports "unsupported" for this firmware.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kuat.collectors.cgminer.firmware.common import (
+    Body,
+    FirmwareSpec,
+    Source,
+    first_num,
+    integer,
+    item,
+    items,
+    mac,
+    num,
+    pools,
+    text,
+)
+
+FAMILY = "auradine"
+
+
+def _ip(ipreport: Body | None) -> dict[str, Any]:
+    return item(ipreport, "IPReport") or {}
+
+
+def _model(ipreport: Body | None) -> str | None:
+    m = text(_ip(ipreport).get("model"))
+    return f"Auradine {m}" if m and not m.lower().startswith("auradine") else m
+
+
+def _watts(v: Any) -> float | None:
+    if isinstance(v, str):
+        v = v.strip().removesuffix("W").strip()
+    f = num(v)
+    return f if f is not None and f >= 0 else None
+
+
+def _hashrate(summary: Body | None) -> float | None:
+    # MH/s in the keys; 5 s is what the other firmwares report as "now"
+    v = first_num(item(summary, "SUMMARY"), "MHS 5s", "MHS 1m", "MHS av")
+    return v / 1e6 if v is not None and v >= 0 else None
+
+
+def _power(psu: Body | None) -> float | None:
+    rows = list(items(psu, "PSU"))
+    vals = [w for r in rows if (w := _watts(r.get("PowerIn"))) is not None]
+    return sum(vals) if vals else None
+
+
+def _limit(mode: Body | None) -> float | None:
+    w = num((item(mode, "Mode") or {}).get("Power"))
+    return w if w is not None and w > 0 else None
+
+
+def _temps(temperature: Body | None) -> Any:
+    from kuat.collectors.readings import AsicTemps
+
+    board: list[float] = []
+    chip: list[float] = []
+    for b in items(temperature, "Temperature"):
+        if "hash" not in str(b.get("Name", "")).lower():
+            continue  # the control board is not a hash board
+        for key, out in (("BoardTemp", board), ("ChipTemp", chip)):
+            sensors = b.get(key)
+            vals = [
+                t
+                for s in (sensors if isinstance(sensors, list) else [])[:64]
+                if isinstance(s, dict) and (t := num(s.get("Temperature"))) is not None and t > 0
+            ]
+            if vals:
+                out.append(round(max(vals), 2))
+    if temperature is None or "Temperature" not in temperature:
+        return None
+    return AsicTemps(board=tuple(board), chip=tuple(chip))
+
+
+def _fans(fan: Body | None) -> tuple[int, ...] | None:
+    rows = list(items(fan, "Fan"))
+    if not rows:
+        return None
+    return tuple(v for r in rows[:32] if (v := integer(r.get("Speed"))) is not None and v >= 0)
+
+
+def _state(mode: Body | None) -> str | None:
+    sleep = str((item(mode, "Mode") or {}).get("Sleep", "")).strip().lower()
+    return "sleeping" if sleep in ("on", "true", "1") else None
+
+
+FIELDS: dict[str, Source] = {
+    "model": Source(("ipreport",), _model),
+    "serial": Source(("ipreport",), lambda r: text(_ip(r).get("SerialNo"))),
+    "mac": Source(("ipreport",), lambda r: mac(_ip(r).get("mac"))),
+    "firmware": Source(("ipreport",), lambda r: text(_ip(r).get("version"))),
+    "hashrate_ths": Source(("summary",), _hashrate),
+    "power_w": Source(("psu",), _power),
+    "power_limit_w": Source(("mode",), _limit),
+    "temps_c": Source(("temperature",), _temps),
+    "fans_rpm": Source(("fan",), _fans),
+    "pools": Source(("pools",), pools),
+    "uptime_s": Source(("summary",), lambda s: integer((item(s, "SUMMARY") or {}).get("Elapsed"))),
+    "state": Source(("mode",), _state),
+}
+
+SPEC = FirmwareSpec(
+    family=FAMILY,
+    vendor="Auradine",
+    fields=FIELDS,
+    sticky=frozenset({"ipreport"}),
+)
