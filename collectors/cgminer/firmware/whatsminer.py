@@ -21,6 +21,7 @@ from kuat.collectors.cgminer.firmware.common import (
     positive,
     text,
 )
+from kuat.collectors.readings import FaultSeverity, FirmwareFault
 
 
 def _s(summary: Body | None) -> dict[str, Any]:
@@ -82,11 +83,48 @@ def _state(summary: Body | None, status: Body | None) -> str | None:
     return None
 
 
-def _errors(summary: Body | None) -> tuple[str, ...]:
+# MicroBT's error codes are grouped by their leading digits (code // 100: 1xx fans, 2xx power,
+# 20xx pools…; six-digit codes by their first two). Per group: what it is about, and how soon a
+# person should look (readings.FirmwareFault). Coarse on purpose: the firmware's own reason text,
+# where it sends one (API v3), is kept as the fault's text.
+_MICROBT_GROUPS: dict[int, tuple[str, FaultSeverity]] = {
+    1: ("fan speed error", "warning"),
+    2: ("power supply error", "critical"),
+    3: ("temperature sensor or protection", "critical"),
+    4: ("hash board EEPROM error", "warning"),
+    5: ("hash board error", "critical"),
+    6: ("environment temperature too high", "critical"),
+    7: ("control board error", "warning"),
+    8: ("firmware checksum error", "warning"),
+    9: ("power rate error", "warning"),
+    20: ("pool error", "warning"),
+    21: ("factory test step failed", "info"),
+    23: ("hashrate too low", "warning"),
+    50: ("chip voltage, temperature or coolant flow error", "critical"),
+    51: ("hash board frequency error", "warning"),
+    52: ("chip error", "warning"),
+    53: ("chip error", "warning"),
+    54: ("chip temperature protection", "warning"),
+    55: ("chip error", "warning"),
+    56: ("chip error", "warning"),
+}
+
+
+def microbt_fault(code: Any, reason: str | None = None) -> FirmwareFault | None:
+    """One MicroBT error code (110, "2010", 531…) as a FirmwareFault; None if not a code."""
+    n = integer(code)
+    if n is None or n < 0:
+        return None
+    group = n // 10000 if n >= 100_000 else n // 100
+    what, severity = _MICROBT_GROUPS.get(group, ("firmware error", "info"))
+    return FirmwareFault(str(n), reason or f"{what} (code {n})", severity)
+
+
+def _faults(summary: Body | None) -> tuple[FirmwareFault, ...]:
     s = _s(summary)
     n = integer(s.get("Error Code Count")) or 0
-    codes = [integer(s.get(f"Error Code {i}")) for i in range(min(n, 16))]
-    return tuple(f"miner error code {c}" for c in codes if c is not None)
+    codes = [s.get(f"Error Code {i}") for i in range(min(n, 16))]
+    return tuple(f for c in codes if (f := microbt_fault(c)) is not None)
 
 
 FIELDS: dict[str, Source] = {
@@ -103,7 +141,7 @@ FIELDS: dict[str, Source] = {
     "pools": Source(("pools",), pools),
     "uptime_s": Source(("summary",), lambda s: integer(_s(s).get("Elapsed"))),
     "state": Source(("summary", "status"), _state),
-    "errors": Source(("summary",), _errors),
+    "faults": Source(("summary",), _faults),
 }
 
 SPEC = FirmwareSpec(
@@ -218,16 +256,17 @@ def _v3_state(info: Body | None) -> str | None:
     return "sleeping" if working == "false" else None
 
 
-def _v3_errors(info: Body | None) -> tuple[str, ...]:
+def _v3_faults(info: Body | None) -> tuple[FirmwareFault, ...]:
+    # [{"531": "<when>", "reason": "Slot1 not found."}, …]: the code is the one other key
     rows = _section(info).get("error-code") if info else None
     out = []
-    for row in rows if isinstance(rows, list) else []:
+    for row in rows[:64] if isinstance(rows, list) else []:
         if not isinstance(row, dict):
             continue
-        reason = text(row.get("reason"))
         codes = [k for k in row if k != "reason"]
-        for c in codes[:1]:
-            out.append(f"miner error code {c}" + (f" ({reason})" if reason else ""))
+        fault = microbt_fault(codes[0], text(row.get("reason"))) if codes else None
+        if fault is not None:
+            out.append(fault)
     return tuple(out)
 
 
@@ -249,7 +288,7 @@ FIELDS_V3: dict[str, Source] = {
     "pools": Source(("get.miner.status",), _v3_pools),
     "uptime_s": Source(("get.miner.status",), lambda s: integer(_v3_summary(s).get("elapsed"))),
     "state": Source(("get.device.info",), _v3_state),
-    "errors": Source(("get.device.info",), _v3_errors),
+    "faults": Source(("get.device.info",), _v3_faults),
 }
 
 # No sleep/wake commands here: API v3 stops btminer only through a signed set.miner.service

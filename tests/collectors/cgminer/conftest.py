@@ -4,13 +4,16 @@ an address even when a previous test's sockets are still closing."""
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 
-_ranges = itertools.count(1)
+# started per process: two test runs at once on one machine (several people, or CI shards) then
+# rarely pick the same range
+_ranges = itertools.count(os.getpid() % 250)
 
 FarmFactory = Callable[..., AbstractAsyncContextManager[AsicFarmSimulator]]
 

@@ -23,7 +23,7 @@ from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.parsers import SPECS, build_reading
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.cgminer.v3 import V3Client
-from kuat.collectors.readings import AsicReading, DeviceError
+from kuat.collectors.readings import AsicReading, DeviceError, FirmwareFault
 
 FIXTURE = (
     Path(__file__).parents[2] / "cases/asic/whatsminer_v3/m60s-device-info/get.device.info.json"
@@ -160,7 +160,8 @@ def test_stopped_miner_and_error_codes() -> None:
     replies = Replies(bodies={"get.device.info": info, "get.miner.status": status})
     r = build_reading("h", 4433, datetime.now(UTC), SPECS["whatsminer_v3"], replies)
     assert r.state == "sleeping"
-    assert r.errors == ("miner error code 531 (Slot1 not found.)",)
+    assert r.errors == ()  # the firmware's codes are faults, not kuat's notes
+    assert r.faults == (FirmwareFault("531", "Slot1 not found.", "critical"),)
 
 
 # --- client on real sockets ---------------------------------------------------------------
