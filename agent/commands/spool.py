@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tomllib
 from pathlib import Path
 from typing import Annotated
 
@@ -26,15 +27,31 @@ from kuat.agent.config import ConfigError, load_config
 from kuat.uplink.spool import QUARANTINE_MARK, Spool, quarantined_files, read_damaged, salvage_into
 
 SALVAGED_MARK = ".salvaged-"
+DEFAULT_STATE_DIR = "/var/lib/kuat"  # agent.config.AgentSection.state_dir
 
 
 def _spool_path(config: Path) -> Path:
+    """The spool of the config's ``[agent] state_dir``.
+
+    Only that key is needed, so a config whose secrets cannot be read here (systemd
+    credentials, a root-only file) still names its spool; a file that is not TOML at all is
+    refused as ``check-config`` would.
+    """
     try:
-        cfg = load_config(config)
+        return Path(load_config(config).agent.state_dir) / "spool.db"
     except ConfigError as exc:
-        typer.echo(exc.render(), err=True)
-        raise typer.Exit(2) from None
-    return Path(cfg.agent.state_dir) / "spool.db"
+        try:
+            data = tomllib.loads(config.read_text(encoding="utf-8"))
+            agent = data.get("agent", {})
+            state_dir = (
+                agent.get("state_dir", DEFAULT_STATE_DIR) if isinstance(agent, dict) else None
+            )
+        except (OSError, ValueError, RecursionError):
+            state_dir = None
+        if not isinstance(state_dir, str):
+            typer.echo(exc.render(), err=True)
+            raise typer.Exit(2) from None
+        return Path(state_dir) / "spool.db"
 
 
 def register(app: typer.Typer) -> None:

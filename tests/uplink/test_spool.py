@@ -315,6 +315,15 @@ def test_spool_command_inspects_and_salvages(tmp_path: Path) -> None:
         assert sp.counts().pending == body["rows"]["telemetry"]
         assert sp.counts().quarantined == 0
     assert runner.invoke(app, ["spool", "status", "-c", str(cfg)]).exit_code == 0
+    # a production config whose secrets only systemd can read still names its spool
+    prod = tmp_path / "prod.toml"
+    prod.write_text(
+        cfg.read_text() + '[influx]\nurl = "http://127.0.0.1:1"\ntoken = { credential = "t" }\n'
+    )
+    shown = runner.invoke(
+        app, ["spool", "status", "-c", str(prod)], env={"CREDENTIALS_DIRECTORY": ""}
+    )
+    assert shown.exit_code == 0 and str(path) in shown.output, shown.output
 
 
 def test_full_disk_drops_oldest_says_so_once_and_recovers(
