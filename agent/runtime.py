@@ -44,6 +44,8 @@ Clock = Callable[[], datetime]
 # The runtime's own hold on a device poll, beyond the collector's deadline: the collectors keep
 # their deadlines themselves, and this makes it hold whatever a device or a library does.
 BACKSTOP_GRACE_S = 0.5
+# A job is cut after its interval, but never sooner than this.
+JOB_MIN_BUDGET_S = 5.0
 
 
 def utcnow() -> datetime:
@@ -171,7 +173,8 @@ class Agent:
             if m.interval_s is not None:
                 specs.append(JobSpec(f"meter:{m.name}", m.interval_s, self._meter_job(m)))
         if self.reconciler is not None:
-            specs.append(JobSpec("settlement", 60.0, self.reconcile))
+            # cheap when the hour is done; soon retried when the meter did not answer
+            specs.append(JobSpec("settlement", 15.0, self.reconcile))
         specs += [
             JobSpec("quota", iv.quota, self.evaluate_quota),
             JobSpec("inventory", iv.inventory, self.publish_inventory),
@@ -192,10 +195,10 @@ class Agent:
 
     @staticmethod
     def device_deadline(configured_s: float, job_interval_s: float) -> float:
-        """A device's deadline: its configured ``timeout_s``, never more than most of its
-        job's interval — a poll still running when the job is cut would lose every other
-        device's result with it."""
-        return min(configured_s, max(0.5, job_interval_s * 0.8))
+        """A device's deadline: its configured ``timeout_s``, never more than most of the
+        time its job is given (``_guarded``: the interval, at least 5 s) — a poll still
+        running when the job is cut would lose every other device's result with it."""
+        return min(configured_s, max(0.5, max(job_interval_s, JOB_MIN_BUDGET_S) * 0.8))
 
     async def _bounded(
         self,
@@ -504,7 +507,7 @@ class Agent:
         if task is not None:
             self._running.add(task)
         try:
-            await asyncio.wait_for(spec.run(), timeout=max(spec.interval_s, 5.0))
+            await asyncio.wait_for(spec.run(), timeout=max(spec.interval_s, JOB_MIN_BUDGET_S))
         except asyncio.CancelledError:
             return  # shutting down
         except TimeoutError:

@@ -244,6 +244,9 @@ class DlmsPoller:
             await self._lock(meter).acquire()
         try:
             future = loop.run_in_executor(None, _run_session, meter, work, holder)
+            # a session still finishing when this poll is cancelled (shutdown) must not leave
+            # an unretrieved exception behind
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
             try:
                 return await asyncio.wait_for(asyncio.shield(future), deadline - loop.time())
             except TimeoutError:
