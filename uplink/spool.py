@@ -28,8 +28,9 @@ restart them at 1 and a receiver would drop the new events as old. The spool the
 keeps ``<spool>.seq``, a small JSON file (written with fsync and an atomic rename, in the same
 transaction that numbers the events, before it commits) that *reserves* counter values in
 blocks of ``SEQ_RESERVE``: every seq ever issued is at or below the reserved value. When the
-spool opened is not the one the reservation was made for (a fresh or replaced file), each
-counter continues from its reservation: ``seq`` stays strictly increasing; a receiver sees a
+spool opened is not the one the reservation was made for (a fresh or replaced file), or its
+counter is behind its last reservation (an older copy put back), each counter continues from
+its reservation: ``seq`` stays strictly increasing; a receiver sees a
 forward gap (up to ``SEQ_RESERVE``), which the register contract already treats as "events
 lost: rebuild from the retained inventory".
 

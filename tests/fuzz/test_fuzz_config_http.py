@@ -58,7 +58,7 @@ def test_locating_a_key_never_raises(text: str, loc: list) -> None:
 def test_split_documents(text: str, fmt: str) -> None:
     docs = bounded(split_documents, text, fmt)
     assert all(isinstance(t, str) and f in ("json", "csv", "txt") for t, f in docs)
-    if text.strip() == "[]" and fmt == "json":
+    if text.strip(" \t\r\n") == "[]" and fmt == "json":  # JSON whitespace only
         assert docs == []  # the documented "no orders now"
 
 
