@@ -13,6 +13,7 @@ EXAMPLE_CREDENTIALS = (
     "snmp-community",
     "snmp-auth-key",
     "snmp-priv-key",
+    "dlms-meter-password",
     "influx-token",
     "quota-token",
     "order-key-kegoc",

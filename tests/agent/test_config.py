@@ -66,6 +66,7 @@ def test_example_without_credentials_names_each_missing_one(
         "influx.token",
         "asic.web_password",
         "asic.whatsminer_password",
+        "meter[1].password",
     }
     assert all("CREDENTIALS_DIRECTORY" in p.message for p in err.value.problems)
 
