@@ -66,6 +66,7 @@ from typing import Any
 import httpx
 from kuat.collectors.cgminer import braiins_rest, epic, vnish_web
 from kuat.collectors.cgminer.client import DEFAULT_PORT, ApiError, CgminerClient, NoAnswer, Replies
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import FirmwareSpec
 from kuat.collectors.cgminer.parsers import DISCOVERY_COMMANDS, SPECS, build_reading, detect_family
 from kuat.collectors.cgminer.v3 import V3_PORT, V3Client
@@ -86,7 +87,7 @@ WEB_CONCURRENCY = 16
 UPTIME_SLACK_S = 120.0
 # Less time than this left after 4028 gave no answer: not worth a connect to 4433 now.
 V3_FALLBACK_MIN_S = 0.05
-V3_FAMILY = "whatsminer_v3"
+V3_FAMILY = Firmware.WHATSMINER_V3
 
 
 class _Memo:
@@ -94,7 +95,7 @@ class _Memo:
 
     __slots__ = ("age", "family", "mac", "sticky", "uptime_s")
 
-    def __init__(self, family: str) -> None:
+    def __init__(self, family: Firmware) -> None:
         self.family = family
         # Identity replies are kept as compact JSON: a decoded LuxOS ``profiles`` reply costs
         # ~4 KB per miner as dicts, a third of that as bytes (bench/asic_poll.py --scale).
@@ -131,8 +132,8 @@ class _Memo:
         self.mac, self.uptime_s = r.mac, r.uptime_s
 
 
-def vnish_web_family() -> str:
-    return "vnish"
+def vnish_web_family() -> Firmware:
+    return Firmware.VNISH
 
 
 class _VnishMemo:
@@ -366,7 +367,7 @@ class AsicPoller:
         self._http: httpx.AsyncClient | None = None
         # family -> its background identity fetcher; a family not here has its identity on the
         # API (or none anywhere)
-        self._idents: dict[str, _IdentityFetcher] = {}
+        self._idents: dict[Firmware, _IdentityFetcher] = {}
         if web_port is not None:
 
             async def bitmain(client: httpx.AsyncClient, host: str) -> BitmainIdentity | str:
@@ -379,7 +380,7 @@ class AsicPoller:
                     timeout_s=web_timeout_s,
                 )
 
-            self._idents["bitmain"] = _IdentityFetcher(
+            self._idents[Firmware.BITMAIN] = _IdentityFetcher(
                 bitmain, source="the web UI", interval_s=identity_interval_s
             )
         if braiins_web_port is not None:
@@ -394,11 +395,11 @@ class AsicPoller:
                     timeout_s=web_timeout_s,
                 )
 
-            self._idents["braiins"] = _IdentityFetcher(
+            self._idents[Firmware.BRAIINS] = _IdentityFetcher(
                 braiins, source="the Braiins OS REST API", interval_s=identity_interval_s
             )
 
-    def family_of(self, host: str, port: int = DEFAULT_PORT) -> str | None:
+    def family_of(self, host: str, port: int = DEFAULT_PORT) -> Firmware | None:
         """The firmware family detected at host:port on an earlier poll, if any."""
         memo = self._memo.get((host, port))
         return memo.family if memo else None
@@ -609,7 +610,7 @@ class AsicPoller:
         if self.v3_port is None or key[1] != DEFAULT_PORT:
             return False
         memo = self._memo.get(key)
-        return memo is None or memo.family in ("whatsminer", V3_FAMILY)
+        return memo is None or memo.family in (Firmware.WHATSMINER, V3_FAMILY)
 
     async def _poll_v3(
         self, host: str, api_port: int, port: int, taken_at: datetime, deadline: float

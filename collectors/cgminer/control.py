@@ -69,6 +69,7 @@ from kuat.collectors.cgminer.client import (
     status_of,
 )
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.luxos import profile_table
 from kuat.collectors.cgminer.http_json import HttpFailure, http_client
 from kuat.collectors.cgminer.parsers import SPECS
@@ -89,14 +90,16 @@ log = logging.getLogger(__name__)
 
 # Why a family has no power limit here; the quota engine falls back to sleeping such miners.
 _NO_POWER_LIMIT = {
-    "bitmain": "stock Antminer firmware has no watt limit, only work modes (normal/sleep, "
+    Firmware.BITMAIN: "stock Antminer firmware has no watt limit, only work modes (normal/sleep, "
     "low power on some models) in its web UI",
-    "avalon": "Avalon firmware has work-mode levels (ascset worklevel), not a watt target",
-    "cgminer": "unknown cgminer firmware: no known power limit method",
+    Firmware.AVALON: "Avalon firmware has work-mode levels (ascset worklevel), not a watt target",
+    Firmware.CGMINER: "unknown cgminer firmware: no known power limit method",
+    Firmware.AURADINE: "FluxOS sets its power target over its HTTP API (token auth), which kuat "
+    "does not drive yet",
 }
 # A profile's watts as LuxOS reports them back may differ from the table by rounding.
 _WATTS_SLACK = 0.5
-BTMINER_FAMILIES = ("whatsminer", "whatsminer_v3")
+BTMINER_FAMILIES = (Firmware.WHATSMINER, Firmware.WHATSMINER_V3)
 # the write commands; v2 per "WhatsMiner API V2.0.x", v3 per MicroBT's API v3 documentation
 _V2_SLEEP = ("power_off", {"respbefore": "true"})  # answer first, then cut the hashboards
 _V2_WAKE = ("power_on", {})
@@ -249,15 +252,15 @@ async def set_power_limit(
     a = _access(access, DEFAULT_WEB_PORT, "root", "root", 5.0, admin_password, v3_account, v3_port)
     action = "set_power_limit"
     device = f"{host}:{port}"
-    supported = ("luxos", "braiins", "vnish", epic.FAMILY, *BTMINER_FAMILIES)
+    supported = (Firmware.LUXOS, Firmware.BRAIINS, Firmware.VNISH, Firmware.EPIC, *BTMINER_FAMILIES)
     if firmware_family not in supported:
         why = _NO_POWER_LIMIT.get(firmware_family, f"no power limit method for {firmware_family}")
         return ActionResult(device, action, "unsupported", why)
     if watts <= 0:
         return ActionResult(device, action, "unsupported", "a 0 W limit is a sleep: use sleep()")
-    if firmware_family == "braiins":
+    if firmware_family == Firmware.BRAIINS:
         return await _braiins_limit(host, port, watts, reason, timeout_s, confirm_s, a)
-    if firmware_family == epic.FAMILY:
+    if firmware_family == Firmware.EPIC:
         return await epic.set_power_limit(
             host,
             watts,
@@ -267,7 +270,7 @@ async def set_power_limit(
             timeout_s=timeout_s,
             confirm_s=confirm_s,
         )
-    if firmware_family == "vnish":
+    if firmware_family == Firmware.VNISH:
         got = await vnish_web.set_power_limit(
             host,
             watts,
@@ -351,7 +354,7 @@ async def _act_btminer(
     device = f"{host}:{port}"
     log.info("asic %s: %s requested (%s)", device, action, reason)
     try:
-        if family == "whatsminer":
+        if family == Firmware.WHATSMINER:
             cmd, params = _V2_SLEEP if to_sleep else _V2_WAKE
             reply = await _v2_write(host, port, timeout_s, bt.password, cmd, **params)
         else:
@@ -393,7 +396,7 @@ async def _btminer_limit(
     device = f"{host}:{port}"
     log.info("asic %s: power limit %d W requested (%s)", device, watts, reason)
     try:
-        if family == "whatsminer":
+        if family == Firmware.WHATSMINER:
             cmd = "adjust_power_limit"  # API v2.0.5 and later
             reply = await _v2_write(host, port, timeout_s, bt.password, cmd, power_limit=str(watts))
         else:
@@ -468,13 +471,13 @@ async def _act(
 ) -> ActionResult:
     action = "sleep" if to_sleep else "wake"
     device = f"{host}:{port}"
-    if family == "bitmain":
+    if family == Firmware.BITMAIN:
         web = _Web(a.web_port, a.web_username, a.web_password, a.web_timeout_s)
         return await _act_web(host, port, reason, to_sleep, timeout_s, confirm_s, web)
     if family in BTMINER_FAMILIES:
         bt = _Btminer(a.whatsminer_password, a.whatsminer_v3_account, a.v3_port)
         return await _act_btminer(host, port, family, reason, to_sleep, timeout_s, confirm_s, bt)
-    if family == epic.FAMILY:
+    if family == Firmware.EPIC:
         act = epic.sleep if to_sleep else epic.wake
         return await act(
             host,
@@ -484,7 +487,7 @@ async def _act(
             timeout_s=timeout_s,
             confirm_s=confirm_s,
         )
-    if family == "vnish":
+    if family == Firmware.VNISH:
         vact = vnish_web.sleep if to_sleep else vnish_web.wake
         got = await vact(
             host,
@@ -502,11 +505,11 @@ async def _act(
     log.info("asic %s: %s requested (%s)", device, action, reason)
     client = CgminerClient(timeout_s=timeout_s)
     command, parameter = cmd
-    if family == "avalon":
+    if family == Firmware.AVALON:
         # "1:<unix time>": the firmware acts at that time; now means at once
         parameter = f"{parameter},1:{int(time.time())}"
     try:
-        if family == "luxos":
+        if family == Firmware.LUXOS:
             reply = await _luxos_privileged(client, host, port, command, parameter)
             if reply is None:
                 return ActionResult(device, action, "refused", "LuxOS gave no session id")

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.web import DEFAULT_WEB_PORT
 from kuat.collectors.readings import AsicReading
 
@@ -160,10 +161,10 @@ async def port_open(host: str, port: int, timeout_s: float) -> bool:
 
 def _from_reading(r: AsicReading, why_no_serial: str) -> Found:
     note = "cgminer API" if r.state == "mining" else f"cgminer API, {r.state}"
-    if r.firmware_family == "bitmain" and r.serial is None:
+    if r.firmware_family == Firmware.BITMAIN and r.serial is None:
         # stock firmware keeps its serial on the web UI only: say why it is missing
         note += f"; no serial from the web UI ({why_no_serial})"
-    elif r.firmware_family == "braiins" and r.serial is None and r.mac is None:
+    elif r.firmware_family == Firmware.BRAIINS and r.serial is None and r.mac is None:
         # Braiins OS has them on its REST API only (25.07+); a MAC alone is a full identity
         note += f"; no serial or MAC from the REST API ({why_no_serial})"
     return Found(

@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer.client import ApiError, HttpAnswer, NoAnswer, Replies
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
@@ -54,7 +55,7 @@ from kuat.collectors.readings import AsicReading, AsicTemps, PoolInfo
 
 log = logging.getLogger(__name__)
 
-FAMILY = "epic"
+FAMILY = Firmware.EPIC
 DEFAULT_PORT = 4028
 # What ePIC ships: the web UI and the API share this password until the owner changes it.
 DEFAULT_PASSWORD = "letmein"

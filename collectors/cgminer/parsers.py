@@ -15,6 +15,7 @@ from typing import Any
 
 from kuat.collectors.cgminer.client import Replies, is_error_reply
 from kuat.collectors.cgminer.firmware import (
+    Firmware,
     auradine,
     avalon,
     bitmain,
@@ -27,7 +28,7 @@ from kuat.collectors.cgminer.firmware.common import FirmwareSpec, item, shared, 
 from kuat.collectors.cgminer.models import lookup
 from kuat.collectors.readings import AsicReading, AsicTemps
 
-SPECS: dict[str, FirmwareSpec] = {
+SPECS: dict[Firmware, FirmwareSpec] = {
     s.family: s
     for s in (
         bitmain.SPEC,
@@ -45,6 +46,8 @@ SPECS: dict[str, FirmwareSpec] = {
 # What the first poll of an unknown miner sends: enough to detect every family above.
 DISCOVERY_COMMANDS: tuple[str, ...] = ("summary", "stats", "pools", "version")
 
+# firmwares that write a Scrypt Antminer's MH/s into the "GHS" keys (models.toml ghs_key_unit)
+_GHS_KEY_FAMILIES = (Firmware.BITMAIN, Firmware.CGMINER, Firmware.VNISH)
 _READING_FIELDS = {f.name for f in dataclasses.fields(AsicReading)}
 # text every miner of a model repeats: one shared object each (firmware.common.shared)
 _SHARED_TEXT = ("model", "firmware")
@@ -52,7 +55,7 @@ _SHARED_TEXT = ("model", "firmware")
 _EMPTY: dict[str, Any] = {"temps_c": AsicTemps(), "fans_rpm": (), "pools": (), "errors": ()}
 
 
-def detect_family(bodies: Mapping[str, dict[str, Any]]) -> str | None:
+def detect_family(bodies: Mapping[str, dict[str, Any]]) -> Firmware | None:
     """The firmware family from version/summary/stats replies, or None if nothing answered.
 
     Error replies count too: btminer refuses ``version`` but signs the refusal "btminer".
@@ -61,14 +64,14 @@ def detect_family(bodies: Mapping[str, dict[str, Any]]) -> str | None:
     version = item(bodies.get("version"), "VERSION") or {}
     vkeys = {k.lower() for k in version}
     if "btminer" in descriptions or "btminer" in str(version.get("Miner", "")).lower():
-        return "whatsminer"
+        return Firmware.WHATSMINER
     if "luxminer" in vkeys or "luxminer" in descriptions:
-        return "luxos"
+        return Firmware.LUXOS
     if vkeys & {"bosminer", "boser"} or "bosminer" in descriptions or "boser" in descriptions:
-        return "braiins"
+        return Firmware.BRAIINS
     # FluxOS signs its replies "GCMiner-<date>-<hash>" or "FluxOS-<date>-<hash>"
     if "gcminer" in vkeys or "gcminer" in descriptions or "fluxos" in descriptions:
-        return auradine.FAMILY
+        return Firmware.AURADINE
     prod = str(version.get("PROD", "")).lower()
     stats_rows = bodies.get("stats", {}).get("STATS")
     # "MM ID0" on the A-series, "MM ID0:Summary" on the Avalon Q
@@ -76,7 +79,7 @@ def detect_family(bodies: Mapping[str, dict[str, Any]]) -> str | None:
         isinstance(r, dict) and ("MM ID0" in r or "MM ID0:Summary" in r) for r in stats_rows
     )
     if prod.startswith("avalon") or has_mm:
-        return "avalon"
+        return Firmware.AVALON
     stats_head = item(bodies.get("stats"), "STATS") or {}
     # S21-era new_api stats: the header is a top-level INFO with "type" (firmware/bitmain.py)
     info = (bodies.get("stats") or {}).get("INFO")
@@ -84,12 +87,12 @@ def detect_family(bodies: Mapping[str, dict[str, Any]]) -> str | None:
     kind = str(version.get("Type") or stats_head.get("Type") or info_type or "").lower()
     # Vnish is bmminer with "(Vnish x.y.z)" in Type: before the stock rule, which it also fits
     if "vnish" in kind or "vnish" in descriptions:
-        return "vnish"
+        return Firmware.VNISH
     if "bmminer" in vkeys or "bmminer" in {k.lower() for k in stats_head} or "antminer" in kind:
-        return "bitmain"
+        return Firmware.BITMAIN
     if not bodies or all(is_error_reply(b) for b in bodies.values()):
         return None
-    return "cgminer"
+    return Firmware.CGMINER
 
 
 def build_reading(
@@ -124,7 +127,7 @@ def build_reading(
     model = reading_fields.get("model")
     info = lookup(model)
     if info is not None:
-        if info.ghs_key_unit == "MH" and spec.family in ("bitmain", "cgminer", "vnish"):
+        if info.ghs_key_unit == "MH" and spec.family in _GHS_KEY_FAMILIES:
             # Scrypt Antminers put MH/s in the "GHS" keys
             for key in ("hashrate_ths",):
                 if reading_fields.get(key) is not None:
@@ -164,7 +167,7 @@ def parse_replies(
     port: int,
     taken_at: datetime,
     bodies: Mapping[str, dict[str, Any]],
-    family: str | None = None,
+    family: Firmware | str | None = None,
 ) -> AsicReading | None:
     """Convenience for fixtures and tools: per-command bodies -> reading (None if undetectable)."""
     fam = family or detect_family(bodies)
@@ -174,4 +177,4 @@ def parse_replies(
     for cmd, body in bodies.items():
         if is_error_reply(body):
             replies.errors[cmd] = "miner says: error"
-    return build_reading(ip, port, taken_at, SPECS[fam], replies)
+    return build_reading(ip, port, taken_at, SPECS[Firmware(fam)], replies)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
@@ -28,7 +29,7 @@ from kuat.collectors.cgminer.firmware.common import (
     text,
 )
 
-FAMILY = "auradine"
+FAMILY = Firmware.AURADINE
 
 
 def _ip(ipreport: Body | None) -> dict[str, Any]:

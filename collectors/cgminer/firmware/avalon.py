@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
@@ -136,7 +137,7 @@ FIELDS: dict[str, Source] = {
 }
 
 SPEC = FirmwareSpec(
-    family="avalon",
+    family=Firmware.AVALON,
     vendor="Canaan",
     fields=FIELDS,
     # the parameter gets ",1:<unix time>" appended when sent (control.py): the firmware acts at

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
@@ -351,7 +352,7 @@ FIELDS: dict[str, Source] = {
 
 # The sleep rule is for stock Bitmain only: an unknown derivative's fans-at-0 proves nothing.
 SPEC = FirmwareSpec(
-    family="bitmain",
+    family=Firmware.BITMAIN,
     vendor="Bitmain",
     fields={**FIELDS, "state": Source(("summary", "stats", "version"), _state)},
     # S21-era stats (module doc); older firmware ignores the key
@@ -359,4 +360,4 @@ SPEC = FirmwareSpec(
     request_changes=("stats",),
 )
 # Unknown cgminer derivatives read the same keys; the vendor stays unknown.
-GENERIC = FirmwareSpec(family="cgminer", vendor=None, fields=FIELDS)
+GENERIC = FirmwareSpec(family=Firmware.CGMINER, vendor=None, fields=FIELDS)

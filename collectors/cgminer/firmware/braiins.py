@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
@@ -93,7 +94,7 @@ FIELDS: dict[str, Source] = {
 }
 
 SPEC = FirmwareSpec(
-    family="braiins",
+    family=Firmware.BRAIINS,
     vendor="Bitmain",
     fields=FIELDS,
     sleep_command=("pause", None),

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kuat.collectors.cgminer.firmware import Firmware
+
 Body = dict[str, Any]
 # An extractor gets one reply body (or None) per command of its Source, in order, and returns
 # the field's value or None. It may raise on odd shapes; the engine turns that into a note.
@@ -23,7 +25,7 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class FirmwareSpec:
-    family: str
+    family: Firmware
     vendor: str | None
     fields: Mapping[str, Source]
     # commands this firmware refuses inside "a+b" (btminer's get_* and status)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
@@ -113,7 +114,7 @@ FIELDS: dict[str, Source] = {
 }
 
 SPEC = FirmwareSpec(
-    family="luxos",
+    family=Firmware.LUXOS,
     vendor="Bitmain",
     fields=FIELDS,
     sleep_command=("curtail", "sleep"),

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 
-from kuat.collectors.cgminer.firmware import bitmain
+from kuat.collectors.cgminer.firmware import Firmware, bitmain
 from kuat.collectors.cgminer.firmware.common import Body, FirmwareSpec, Source, item, text
 
-FAMILY = "vnish"
+FAMILY = Firmware.VNISH
 _SUFFIX = re.compile(r"\s*\((vnish)\s*([^)]*)\)\s*$", re.IGNORECASE)
 
 

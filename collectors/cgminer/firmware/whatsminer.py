@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
@@ -145,7 +146,7 @@ FIELDS: dict[str, Source] = {
 }
 
 SPEC = FirmwareSpec(
-    family="whatsminer",
+    family=Firmware.WHATSMINER,
     vendor="MicroBT",
     fields=FIELDS,
     alone=frozenset({"get_miner_info", "status"}),
@@ -293,7 +294,7 @@ FIELDS_V3: dict[str, Source] = {
 
 # No sleep/wake commands here: API v3 stops btminer only through a signed set.miner.service
 # (admin password + the salt of get.device.info), which control.py sends itself.
-SPEC_V3 = FirmwareSpec(family="whatsminer_v3", vendor="MicroBT", fields=FIELDS_V3)
+SPEC_V3 = FirmwareSpec(family=Firmware.WHATSMINER_V3, vendor="MicroBT", fields=FIELDS_V3)
 
 
 def fields_from_v3_device_info(reply: Body) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from kuat.collectors.cgminer.client import decode_reply
+from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.parsers import SPECS, detect_family, parse_replies
 from kuat.collectors.readings import to_jsonable
 
@@ -67,6 +68,8 @@ def test_there_are_cases_for_the_firmwares() -> None:
     firmwares = {p.parent.name for p in case_dirs()}
     assert firmwares >= {"bitmain", "whatsminer", "whatsminer_v3", "luxos", "avalon", "auradine"}
     assert firmwares <= set(SPECS), firmwares - set(SPECS)  # a folder is named by its firmware
+    # one backend spec per Firmware member that is read over the cgminer-family API or v3
+    assert set(SPECS) == set(Firmware) - {Firmware.EPIC}
 
 
 @pytest.mark.parametrize("case", case_dirs(), ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -79,7 +82,8 @@ def test_case(case: Path) -> None:
     bodies = replies_of(case)
     firmware = case.parent.name
     if expected.get("detect", True):
-        assert detect_family(bodies) == firmware
+        detected = detect_family(bodies)
+        assert detected is Firmware(firmware)  # the enum member, which equals the folder name
     r = parse_replies("10.1.2.3", 4028, T, bodies, firmware)
     assert r is not None
     got = to_jsonable(r)
