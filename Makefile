@@ -42,6 +42,7 @@ servers:
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v victoria-metrics >/dev/null || missing="$$missing victoria-metrics"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
 	if [ -n "$$missing" ]; then \
 	  [ "$$(id -u)" = 0 ] || { echo "missing:$$missing (run as root to install)"; exit 1; }; \
 	  apt-get update -q && $(APT) install $$missing; \

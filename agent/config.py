@@ -341,10 +341,20 @@ class MeterConfig(Strict):
     """
 
     name: str
-    host: str
+    host: str = ""  # TCP address; a meter on a serial line gives serial_port instead
     protocol: Literal["modbus", "dlms"] = "modbus"
     port: Annotated[int, Field(ge=1, le=65535)] = 502  # 4059 for dlms (IEC 62056-47)
     unit: Annotated[int, Field(ge=0, le=255)] = 1  # Modbus unit id
+    # Modbus RTU: on an RS-485 line (serial_port, e.g. /dev/ttyUSB0), or RTU frames over TCP
+    # through a transparent gateway (framing = "rtu"). Meters on one line share it: one hub
+    # owns it and polls their units in turn.
+    framing: Literal["socket", "rtu"] = "socket"
+    serial_port: str | None = None
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+    gap_s: Annotated[float, Field(ge=0, le=1)] = 0.0  # silence kept between two requests
     profile: str = "schneider-pm5560"  # "spodes" for dlms; or a profile file
     role: Literal["commercial", "site", "feeder"] = "site"
     # The deadline of one poll of this meter: past it the meter is reported down.
@@ -383,6 +393,16 @@ class MeterConfig(Strict):
             if given:
                 raise ValueError(f'{", ".join(given)}: DLMS keys, but protocol is not "dlms"')
         return data
+
+    @model_validator(mode="after")
+    def _where(self) -> MeterConfig:
+        if self.protocol == "dlms" and (self.serial_port or not self.host):
+            raise ValueError("a dlms meter needs host (its TCP address or its gateway's)")
+        if self.protocol == "modbus" and bool(self.host) == bool(self.serial_port):
+            raise ValueError("give either host (Modbus/TCP) or serial_port (RS-485), not both")
+        if self.serial_port and self.framing != "socket":
+            raise ValueError("framing is for TCP links; a serial_port is always RTU")
+        return self
 
 
 class QuotaHttpSection(ClientCert):

@@ -31,7 +31,7 @@ from kuat.agent.tuning import apply_gc_tuning
 from kuat.agent.uplinks import Uplinks
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller
-from kuat.collectors.modbus.collector import MeterPoller
+from kuat.collectors.modbus.collector import MeterPoller, ModbusLink
 from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind, MeterReading, PollResult
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 from kuat.uplink.http import make_client
@@ -269,15 +269,34 @@ class Agent:
         await asyncio.gather(*(self._poll_meter(m, interval, polled_at) for m in meters))
 
     async def _poll_meter(self, m: MeterConfig, job_interval_s: float, polled_at: float) -> None:
-        deadline = self.device_deadline(m.timeout_s, job_interval_s)
         poll: Awaitable[PollResult]
         if m.protocol == "dlms":
+            deadline = self.device_deadline(m.timeout_s, job_interval_s)
             poll = self._dlms.poll(dlms_meter(m, deadline))
+            backstop = deadline
         else:
-            poll = self._meter.poll(
-                m.host, m.port, unit=m.unit, profile=m.profile, timeout_s=deadline
+            link = modbus_link(m)
+            # the units of one line are polled in turn: each gets its share of the job's time,
+            # and its wait for the line is part of the runtime's hold on it
+            sharing = sum(
+                1
+                for o in self.cfg.meter
+                if o.protocol == "modbus"
+                and modbus_link(o).key == link.key
+                and o.interval_s == m.interval_s
             )
-        result = await self._bounded(poll, deadline, DeviceKind.METER, m.host, m.port)
+            deadline = self.device_deadline(m.timeout_s, job_interval_s / sharing)
+            poll = self._meter.poll(
+                m.host or link.device,
+                m.port,
+                unit=m.unit,
+                profile=m.profile,
+                timeout_s=deadline,
+                link=link,
+            )
+            backstop = deadline * sharing
+        host = m.host or m.serial_port or ""
+        result = await self._bounded(poll, backstop, DeviceKind.METER, host, m.port)
         self.state.meters[m.name] = result  # type: ignore[assignment]
         if isinstance(result, MeterReading):
             self.ledger.record(m.name, result, self._energy_source)
@@ -534,6 +553,21 @@ def _named(source: str, docs: list[tuple[str, str]]) -> list[tuple[str, tuple[st
     if len(docs) == 1:
         return [(source, docs[0])]
     return [(f"{source} [{i}/{len(docs)}]", d) for i, d in enumerate(docs, start=1)]
+
+
+def modbus_link(m: MeterConfig) -> ModbusLink:
+    """The line a configured Modbus meter answers on."""
+    if m.serial_port:
+        return ModbusLink(
+            "serial",
+            device=m.serial_port,
+            baudrate=m.baudrate,
+            parity=m.parity,
+            stopbits=m.stopbits,
+            bytesize=m.bytesize,
+            gap_s=m.gap_s,
+        )
+    return ModbusLink("rtu-tcp" if m.framing == "rtu" else "tcp", m.host, m.port, gap_s=m.gap_s)
 
 
 def dlms_meter(m: MeterConfig, timeout_s: float | None = None) -> DlmsMeter:

@@ -21,10 +21,11 @@ from kuat.collectors.modbus.plan import Block, Span, plan, split
 from kuat.collectors.modbus.profile import MeterProfile, ProfileError, list_profiles, load_profile
 from kuat.collectors.modbus.values import BadValue, Words, check_expects, reading_fields
 from kuat.collectors.readings import DeviceError, DeviceKind, MeterReading
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-__all__ = ["MeterPoller", "list_profiles", "load_profile"]
+__all__ = ["MeterPoller", "ModbusLink", "list_profiles", "load_profile"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,41 @@ def _quiet_pymodbus_connect_failures() -> None:
         pm_log.addFilter(_QuietConnectFailures())
 
 
+@dataclass(frozen=True, slots=True)
+class ModbusLink:
+    """The line a meter answers on. ``tcp``: Modbus/TCP (MBAP) to a meter or gateway; ``rtu-tcp``:
+    RTU frames over TCP through a transparent serial gateway; ``serial``: RTU on an RS-485 line
+    (``device``, e.g. /dev/ttyUSB0). Units on one link share it: one hub owns the line and polls
+    them in turn."""
+
+    kind: str = "tcp"  # "tcp" | "rtu-tcp" | "serial"
+    host: str = ""
+    port: int = 502
+    device: str = ""
+    baudrate: int = 9600
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+    gap_s: float = 0.0  # silence kept between two requests (slow converters need it)
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.kind, self.device or self.host, self.port if self.kind != "serial" else 0)
+
+    @property
+    def rtu(self) -> bool:
+        return self.kind in ("rtu-tcp", "serial")
+
+    def describe(self) -> str:
+        if self.kind == "serial":
+            return f"{self.device} ({self.baudrate} {self.bytesize}{self.parity}{self.stopbits})"
+        return f"{self.host}:{self.port}" + (" (RTU over TCP)" if self.kind == "rtu-tcp" else "")
+
+
+class _UnitSilent(Exception):
+    """On an RTU line, a unit that does not answer is that unit's failure, not the line's."""
+
+
 class _LinkError(Exception):
     """The TCP connection is unusable (refused, reset, silent)."""
 
@@ -85,36 +121,54 @@ class _Learned:
 
 
 class _Hub:
-    def __init__(self, host: str, port: int, timeout_s: float) -> None:
-        self.host = host
-        self.port = port
+    def __init__(self, link: ModbusLink, timeout_s: float) -> None:
+        self.link = link
+        self.host = link.host or link.device
+        self.port = link.port
         self.timeout_s = timeout_s
         self.lock = asyncio.Lock()
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self._outage_since: float | None = None
         self._faulty_units: dict[int, float] = {}
         self._learned: dict[tuple[int, str], _Learned] = {}
 
     @property
     def name(self) -> str:
-        return f"{self.host}:{self.port}"
+        return self.link.describe()
 
     # --- connection ---------------------------------------------------------------------
 
-    async def _connect(self) -> AsyncModbusTcpClient:
+    async def _connect(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
         if self._client is not None and self._client.connected:
             return self._client
         self.drop()
         # retries/reconnect off: the hub decides when to reconnect (next poll), and a retry
         # inside pymodbus would silently double the time a poll may take.
-        client = AsyncModbusTcpClient(
-            self.host,
-            port=self.port,
-            timeout=self.timeout_s,
-            retries=0,
-            reconnect_delay=0,
-            reconnect_delay_max=0,
-        )
+        link = self.link
+        client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if link.kind == "serial":
+            client = AsyncModbusSerialClient(
+                link.device,
+                framer=FramerType.RTU,
+                baudrate=link.baudrate,
+                bytesize=link.bytesize,
+                parity=link.parity,
+                stopbits=link.stopbits,
+                timeout=self.timeout_s,
+                retries=0,
+                reconnect_delay=0,
+                reconnect_delay_max=0,
+            )
+        else:
+            client = AsyncModbusTcpClient(
+                link.host,
+                port=link.port,
+                framer=FramerType.RTU if link.kind == "rtu-tcp" else FramerType.SOCKET,
+                timeout=self.timeout_s,
+                retries=0,
+                reconnect_delay=0,
+                reconnect_delay_max=0,
+            )
         started = time.monotonic()
         if not await client.connect():
             client.close()
@@ -126,6 +180,10 @@ class _Hub:
         self._learned.clear()
         return client
 
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.connected
+
     def drop(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -133,11 +191,20 @@ class _Hub:
 
     # --- reads ----------------------------------------------------------------------------
 
-    async def _read(self, client: AsyncModbusTcpClient, block: Block, unit: int) -> list[int]:
+    async def _read(
+        self, client: AsyncModbusTcpClient | AsyncModbusSerialClient, block: Block, unit: int
+    ) -> list[int]:
         read = client.read_holding_registers if block.fc == 3 else client.read_input_registers
+        if self.link.gap_s:
+            await asyncio.sleep(self.link.gap_s)
         try:
             reply = await read(block.addr, count=block.count, device_id=unit)
         except ModbusException as exc:
+            if self.link.rtu and client.connected:
+                # the line is fine (the port is open): this unit did not answer
+                raise _UnitSilent(
+                    f"unit {unit} did not answer {block.describe()} within {self.timeout_s:g} s"
+                ) from None
             self.drop()
             raise _LinkError(
                 f"no reply to {block.describe()} within {self.timeout_s:g} s ({type(exc).__name__})"
@@ -249,7 +316,7 @@ class MeterPoller:
         self.timeout_s = timeout_s
         self._clock = clock or _utcnow
         _quiet_pymodbus_connect_failures()
-        self._hubs: dict[tuple[str, int], _Hub] = {}
+        self._hubs: dict[tuple[str, str, int], _Hub] = {}
         self._profiles: dict[str, MeterProfile] = {}
 
     def _profile(self, name_or_path: str) -> MeterProfile:
@@ -258,10 +325,10 @@ class MeterPoller:
             prof = self._profiles[name_or_path] = load_profile(name_or_path)
         return prof
 
-    def _hub(self, host: str, port: int, timeout_s: float) -> _Hub:
-        hub = self._hubs.get((host, port))
+    def _hub(self, link: ModbusLink, timeout_s: float) -> _Hub:
+        hub = self._hubs.get(link.key)
         if hub is None:
-            hub = self._hubs[(host, port)] = _Hub(host, port, timeout_s)
+            hub = self._hubs[link.key] = _Hub(link, timeout_s)
         return hub
 
     async def poll(
@@ -272,14 +339,18 @@ class MeterPoller:
         unit: int = 1,
         profile: str = "schneider-pm5560",
         timeout_s: float | None = None,
+        link: ModbusLink | None = None,
     ) -> MeterReading | DeviceError:
         """One reading, or a DeviceError saying why not. Never raises (except cancellation).
 
         ``timeout_s`` (this meter's ``[[meter]] timeout_s``; default: the poller's) bounds the
         connect plus all reads of the poll, counted from the moment the connection's lock is
-        ours (polls of units behind one gateway queue for it).
+        ours (polls of units behind one gateway or on one RS-485 line queue for it). ``link``:
+        RTU on a serial line or over TCP (default: Modbus/TCP to ``host:port``).
         """
         deadline = self.timeout_s if timeout_s is None else timeout_s
+        if link is None:
+            link = ModbusLink("tcp", host, port)
         taken_at = self._clock()
 
         def error(cause: str) -> DeviceError:
@@ -294,15 +365,23 @@ class MeterPoller:
         if not 0 <= unit <= 255:
             return error(f"unit {unit} outside 0..255")
 
-        hub = self._hub(host, port, deadline)
+        hub = self._hub(link, deadline)
         async with hub.lock:
             try:
                 async with asyncio.timeout(deadline):
                     words = await hub.fetch(prof, unit)
             except TimeoutError:
                 cause = f"timed out after {deadline:g} s"
-                hub.link_failed(cause)
+                if link.rtu and hub.connected:
+                    # one silent unit on a bus: the others on the line are still there
+                    hub.unit_failed(unit, cause)
+                else:
+                    hub.link_failed(cause)
                 return error(cause)
+            except _UnitSilent as exc:
+                hub.link_ok()
+                hub.unit_failed(unit, str(exc))
+                return error(str(exc))
             except _LinkError as exc:
                 hub.link_failed(str(exc))
                 return error(str(exc))

@@ -17,12 +17,14 @@ from typing import Any
 
 from kuat.collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS, RegisterSpec, load_profile
 from kuat.collectors.modbus.values import choose_sunssf, encode_field
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.pdu import ModbusPDU
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-__all__ = ["DEFAULT_VALUES", "MeterSimulator"]
+__all__ = ["DEFAULT_VALUES", "MeterBus", "MeterSimulator"]
 
 #: What a freshly started simulated meter shows: a 3-phase 400 V supply carrying 100 kW.
 DEFAULT_VALUES: dict[str, Any] = {
@@ -74,6 +76,9 @@ class MeterSimulator:
         self.fault: int | None = None
         #: seconds each request is held before the answer (to provoke client timeouts)
         self.delay_s: float = 0.0
+        #: True: this unit stops answering at all, like a dead meter on an RS-485 bus (on a
+        #: server started with ignore_missing_devices, as MeterBus does)
+        self.silent: bool = False
         #: every request received, as (function code, address, count), holes included
         self.requests: list[tuple[int, int, int]] = []
         self._layout()
@@ -198,6 +203,8 @@ class MeterSimulator:
         registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
+        if self.silent:
+            raise NoSuchIdException(f"unit {self.unit} is silent")
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.fault is not None:
@@ -217,10 +224,14 @@ class MeterSimulator:
 
     # --- lifecycle --------------------------------------------------------------------------
 
+    def device(self) -> SimDevice:
+        """This meter as a pymodbus device (for a ``MeterBus`` of several units)."""
+        return SimDevice(id=self.unit, simdata=self._simdata(), action=self._on_request)
+
     async def start(self) -> None:
         if self._server is not None:
             return
-        device = SimDevice(id=self.unit, simdata=self._simdata(), action=self._on_request)
+        device = self.device()
         server = ModbusTcpServer(device, address=(self._host, self._port), trace_pdu=self._trace)
         await server.serve_forever(background=True)
         self._server = server
@@ -245,3 +256,74 @@ def _number(name: str, value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number or None, got {value!r}")
     return float(value)
+
+
+class MeterBus:
+    """Several simulated meters (their unit ids) on one line, RTU-framed: an RS-485 bus on a
+    serial port (``serial_port``, e.g. one end of a pseudo-terminal pair) or a transparent
+    serial-to-TCP gateway (``host``/``port``). A meter removed with ``silence(unit)`` stops
+    answering, like a dead unit on the bus."""
+
+    def __init__(
+        self,
+        meters: Iterable[MeterSimulator],
+        *,
+        serial_port: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        baudrate: int = 9600,
+        parity: str = "N",
+        stopbits: int = 1,
+    ) -> None:
+        self.meters = list(meters)
+        self.serial_port = serial_port
+        self.host = host
+        self.port = port
+        self.baudrate = baudrate
+        self.parity = parity
+        self.stopbits = stopbits
+        self._server: ModbusSerialServer | ModbusTcpServer | None = None
+
+    def silence(self, unit: int, silent: bool = True) -> None:
+        """The unit stops (or resumes) answering."""
+        for m in self.meters:
+            if m.unit == unit:
+                m.silent = silent
+
+    async def start(self) -> None:
+        if self._server is not None:
+            return
+        devices = [m.device() for m in self.meters]
+        if self.serial_port is not None:
+            server: ModbusSerialServer | ModbusTcpServer = ModbusSerialServer(
+                devices,
+                framer=FramerType.RTU,
+                port=self.serial_port,
+                baudrate=self.baudrate,
+                parity=self.parity,
+                stopbits=self.stopbits,
+                ignore_missing_devices=True,
+            )
+        else:
+            server = ModbusTcpServer(
+                devices,
+                framer=FramerType.RTU,
+                address=(self.host, self.port),
+                ignore_missing_devices=True,
+            )
+        await server.serve_forever(background=True)
+        self._server = server
+        if self.serial_port is None:
+            self.port = server.transport.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()
+            self._server = None
+
+    async def __aenter__(self) -> MeterBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
