@@ -1,7 +1,8 @@
 """Small capability interfaces (evcc style): a device offers what it can, nothing more.
 
 The quota engine plans against these; the agent executes through them, and only when
-enforcement is switched on.
+enforcement is switched on. Miners: ``kuat.collectors.cgminer.handle.miner_handle`` gives a handle
+that implements exactly the protocols its firmware supports; PDUs switch outlets.
 """
 
 from __future__ import annotations
