@@ -278,9 +278,14 @@ def _temps(version: Body | None, stats: Body | None) -> Any:
     return AsicTemps(board=board, chip=chip)
 
 
+_NO_COOLANT: tuple[float | None, float | None] = (None, None)
+
+
 def _coolant(version: Body | None, stats: Body | None) -> tuple[float | None, float | None]:
     """Mean coolant in/out over the boards that report it (hydro models' new_api)."""
     view = _stats(stats)
+    if view.modern is None:
+        return _NO_COOLANT  # the old shape has no coolant sensors: the common case, kept cheap
     if view.coolant is None:
         model = _model(version, stats)
         ins: list[float] = []
@@ -328,11 +333,10 @@ def _state(summary: Body | None, stats: Body | None, version: Body | None) -> st
     for key in _MODE_KEYS:
         if integer(flat.get(key)) == 1:
             return "sleeping"
-    if _is_hydro(_model(version, stats)):
-        return None  # no fans at all: a stopped fan says nothing
     fans = _fans(stats)
     if _hashrate(summary, stats) == 0 and fans and not any(fans):
-        return "sleeping"
+        # a hydro box has no fans at all: its stopped "fans" say nothing
+        return None if _is_hydro(_model(version, stats)) else "sleeping"
     return None  # no sleep evidence: mining/error is decided from hashrate by the engine
 
 
