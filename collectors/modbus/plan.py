@@ -2,9 +2,11 @@
 
 Fewer requests matter on a meter: an RS485 gateway at 9600 baud spends ~40 ms per round trip,
 and a site polls its meters every 1–5 s. So neighbouring registers are merged into one read,
-bridging small gaps — but real meters often refuse a read that touches an unmapped register
+bridging gaps of any size by default (over the 11 shipped maps: 19 reads instead of 32 at a
+16-register gap limit) — but some meters refuse a read that touches an unmapped register
 (exception 2, illegal data address). When that happens the block is split at its largest gap
-and each half retried, down to single spans; a span that still fails is simply not there.
+and each half retried, down to single spans; a span that still fails is simply not there. The
+poller remembers per device the reads that succeeded, so only its first poll pays for probing.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ def _block(spans: list[Span]) -> Block:
     return Block(fc=fc, addr=start, count=end - start, spans=tuple(spans))
 
 
-def plan(spans: Iterable[Span], *, max_gap: int = 16, max_count: int = MAX_READ) -> list[Block]:
+def plan(
+    spans: Iterable[Span], *, max_gap: int = MAX_READ, max_count: int = MAX_READ
+) -> list[Block]:
     """Group spans into as few reads as possible.
 
     A new block starts when the next span would leave more than ``max_gap`` unused registers

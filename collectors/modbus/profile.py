@@ -67,7 +67,9 @@ _UNITS: dict[str, tuple[str, float]] = {
 _FC = (3, 4)  # holding / input registers; meters expose measurements through these two
 _TRANSFORMS = ("pf4q",)
 MAX_READ = 125  # Modbus limit for one FC3/FC4 request
-DEFAULT_MAX_GAP = 16
+# Reads span any gap by default: most meters allow it (the fewest requests), and the poller
+# learns per device which gaps a meter refuses (exception 2) and reads around them from then on.
+DEFAULT_MAX_GAP = MAX_READ
 
 PROFILE_DIR = "profiles"
 

@@ -52,8 +52,12 @@ class MeterSimulator:
         port: int = 0,
         unit: int = 1,
         omit: Iterable[str] = (),
+        gaps_readable: bool = False,
     ) -> None:
         """``port=0`` picks a free TCP port (read ``.port`` after ``start()``).
+
+        ``gaps_readable``: a read over unmapped registers between mapped ones answers zeros
+        there, as many meters do; by default it answers exception 2, as strict ones do.
 
         ``omit`` names fields (``"demand_kw"``, ``"v_ll"``) whose registers this meter lacks,
         like a cheaper model of the family: reads touching them answer exception 2.
@@ -72,6 +76,9 @@ class MeterSimulator:
         self._raw: dict[int, int] = {}
         self._fc_at: dict[int, int] = {}
         self._server: ModbusTcpServer | None = None
+        self.gaps_readable = gaps_readable
+        #: reads answered with exception 2 (illegal data address)
+        self.refused = 0
         #: Modbus exception code every request answers with, e.g. 4 (device failure); None = off
         self.fault: int | None = None
         #: seconds each request is held before the answer (to provoke client timeouts)
@@ -184,6 +191,9 @@ class MeterSimulator:
                 self._image.setdefault(a, 0)
 
     def _simdata(self) -> list[SimData]:
+        if self.gaps_readable:
+            lo, hi = min(self._fc_at), max(self._fc_at)
+            return [SimData(address=lo, values=[0] * (hi - lo + 1), datatype=DataType.REGISTERS)]
         runs: list[list[int]] = []
         for a in sorted(self._fc_at):
             if runs and runs[-1][-1] == a - 1:
@@ -212,7 +222,11 @@ class MeterSimulator:
         if set_values is not None:
             return ExcCodes.ILLEGAL_FUNCTION  # a meter's measurements are read-only
         for a in range(address, address + count):
-            if self._fc_at.get(a) != func_code:
+            fc = self._fc_at.get(a)
+            if fc is None and self.gaps_readable:
+                registers[a - start_address] = 0
+                continue
+            if fc != func_code:
                 return ExcCodes.ILLEGAL_ADDRESS
             registers[a - start_address] = self._image[a]
         return None
@@ -220,6 +234,8 @@ class MeterSimulator:
     def _trace(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
         if not sending:
             self.requests.append((pdu.function_code, pdu.address, pdu.count))
+        elif pdu.function_code & 0x80 and getattr(pdu, "exception_code", None) == 2:
+            self.refused += 1  # also the ones pymodbus answers itself, outside our data
         return pdu
 
     # --- lifecycle --------------------------------------------------------------------------
