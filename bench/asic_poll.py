@@ -213,6 +213,70 @@ async def run_raw(tg: list[tuple[str, int]], rounds: int, concurrency: int) -> d
     return rep
 
 
+async def run_asicrs(tg: list[tuple[str, int]], rounds: int, concurrency: int) -> dict[str, Any]:
+    """asic-rs (pyasic-rs on PyPI): ``MinerFactory().get_miner(ip)`` once per miner (identification,
+    reported apart like kuat's first cycle), then ``get_data()`` per poll. Its Rust runtime's
+    threads are this process's, so their CPU counts."""
+    from pyasic_rs import MinerFactory
+
+    sem = asyncio.Semaphore(concurrency)
+    factory = MinerFactory()
+
+    async def ident(ip: str) -> Any:
+        async with sem:
+            try:
+                return await asyncio.wait_for(factory.get_miner(ip), 30)
+            except Exception as e:
+                return e
+
+    async def data(m: Any) -> Any:
+        async with sem:
+            try:
+                return await asyncio.wait_for(m.get_data(), 30)
+            except Exception as e:
+                return e
+
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    miners = await asyncio.gather(*(ident(ip) for ip, _ in tg))
+    first_cpu, first_wall = time.process_time() - cpu0, time.perf_counter() - t0
+    found = [m for m in miners if m is not None and not isinstance(m, Exception)]
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    results: list[Any] = []
+    for _ in range(rounds):
+        results += await asyncio.gather(*(data(m) for m in found))
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+    ok = [d for d in results if not isinstance(d, Exception) and d.hashrate is not None]
+
+    def has(v: Any) -> bool:
+        return bool(v) if isinstance(v, list) else v is not None
+
+    filled = {
+        "vendor": sum(has(d.device_info.make) for d in ok),
+        "model": sum(has(d.device_info.model) for d in ok),
+        "serial": sum(has(d.serial_number) for d in ok),
+        "mac": sum(has(d.mac) for d in ok),
+        "firmware": sum(has(d.firmware_version) for d in ok),
+        "hashrate_ths": sum(has(d.hashrate) for d in ok),
+        "hashrate_nominal_ths": sum(has(d.expected_hashrate) for d in ok),
+        "power_w": sum(has(d.wattage) for d in ok),
+        "power_limit_w": sum(has(d.tuning_target) for d in ok),
+        "temps": sum(any(b.board_temperature is not None for b in d.hashboards) for d in ok),
+        "fans": sum(any(f.rpm is not None for f in d.fans) for d in ok),
+        "pools": sum(bool(d.pools) for d in ok),
+        "uptime_s": sum(has(d.uptime) for d in ok),
+    }
+    errors = sorted({str(e)[:120] for e in results if isinstance(e, Exception)})[:3]
+    polls = max(len(results), 1)
+    rep = _report("asic-rs (pyasic-rs) get_data", polls, len(ok), cpu, wall, filled, errors)
+    rep["identified"] = len(found)
+    rep["first_cycle"] = {
+        "get_miner_calls": len(tg),
+        "cpu_s_per_1000": round(first_cpu / max(len(tg), 1) * 1000, 3),
+        "wall_s": round(first_wall, 2),
+    }
+    return rep
+
+
 def _report(
     name: str, polls: int, ok: int, cpu: float, wall: float, filled: dict[str, int], errors: list
 ) -> dict[str, Any]:
@@ -682,6 +746,11 @@ def child(args: argparse.Namespace) -> None:
         out = asyncio.run(run_kuat(tg, args.rounds, args.concurrency, args.web_port))
     elif args.only == "raw":
         out = asyncio.run(run_raw(tg, args.rounds, args.concurrency))
+    elif args.only == "asicrs":
+        out = asyncio.run(run_asicrs(tg[: args.asicrs_count], args.rounds, args.concurrency))
+        print(json.dumps(out), flush=True)
+        # asic-rs's Rust runtime aborts while the interpreter tears down: the report is out
+        os._exit(0)
     else:
         out = asyncio.run(run_pyasic(tg[: args.pyasic_count], args.concurrency))
     print(json.dumps(out))
@@ -716,7 +785,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=8080,
         help="stock Antminers' web UI and Braiins OS's REST API port (identity fetch); 0 = off",
     )
-    ap.add_argument("--only", choices=("kuat", "raw", "pyasic"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--asicrs-count",
+        type=int,
+        default=0,
+        help="miners polled by asic-rs (pip install pyasic-rs); 0 = skip",
+    )
+    ap.add_argument("--only", choices=("kuat", "raw", "asicrs", "pyasic"), help=argparse.SUPPRESS)
     ap.add_argument("--scale-client", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.scale_client:
@@ -742,8 +817,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(sim.stdout.readline().strip(), file=sys.stderr)
         base = [sys.executable, "-m", "bench.asic_poll", *(argv or sys.argv[1:])]
         reports = []
-        for only in ("kuat", "raw", "pyasic"):
+        for only in ("kuat", "raw", "asicrs", "pyasic"):
             if only == "pyasic" and args.pyasic_count <= 0:
+                continue
+            if only == "asicrs" and args.asicrs_count <= 0:
                 continue
             out = subprocess.run(
                 [*base, "--only", only], capture_output=True, text=True, check=False
