@@ -33,6 +33,7 @@ from kuat.collectors.snmp.profile import (
     Profile,
     ProfileError,
     Section,
+    builtin_profiles,
     detect_profile,
     list_profiles,
     resolve_profile,
@@ -498,10 +499,7 @@ class PduPoller:
             raise PollFailed("no sysObjectID to pick a profile from; pass --profile")
         detected = detect_profile(str(sys_oid))
         if detected is None:
-            raise PollFailed(
-                f"no profile for sysObjectID {sys_oid}; pass --profile "
-                f"({', '.join(list_profiles())} or a file)"
-            )
+            raise PollFailed(unknown_device(str(sys_oid)))
         return detected, await session.get(detected.scalars(), "reading identity")
 
     async def poll(
@@ -590,6 +588,18 @@ async def _read_back(session: _Session, profile: Profile, index: int, on: bool) 
     now = _text((await session.get([oid], "reading the outlet state back")).get(oid), state)
     wanted = "on" if on else "off"
     return f"state reads {wanted}" if now == wanted else f"requested; state still reads {now}"
+
+
+def unknown_device(sys_oid: str) -> str:
+    """Why auto-detection found nothing, and what to do about it."""
+    known = sorted(builtin_profiles().values(), key=lambda p: p.vendor.lower())
+    vendors = ", ".join(f"{p.vendor} ({p.name})" for p in known)
+    return (
+        f"no PDU profile matches sysObjectID {sys_oid}; kuat knows {vendors}. Give profile = "
+        "NAME if it is one of these, or write a profile file for this PDU (the format of "
+        "collectors/snmp/profiles/*.toml: its sys_object_ids, identity and tables) and give "
+        "its path"
+    )
 
 
 def _identity(profile: Profile, scalars: dict[str, Raw], key: str) -> str | None:

@@ -24,7 +24,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_builtin_profiles_are_the_design_names() -> None:
-    assert list_profiles() == ["apc", "eaton", "raritan", "sentry4"]
+    assert list_profiles() == ["apc", "eaton", "raritan", "sentry4", "vertiv"]
     for profile in builtin_profiles().values():
         assert profile.sys_object_ids and profile.columns()
         assert any(s.required for s in profile.sections.values())
@@ -88,8 +88,8 @@ def test_profile_file_errors(tmp_path: Path) -> None:
     bad.write_text("name = ", encoding="utf-8")
     with pytest.raises(ProfileError, match="not valid TOML"):
         load_profile_file(bad)
-    with pytest.raises(ProfileError, match="unknown profile 'vertiv'"):
-        resolve_profile("vertiv")
+    with pytest.raises(ProfileError, match="unknown profile 'geist'"):
+        resolve_profile("geist")
 
 
 def test_suffix_decimals_missing_and_map() -> None:
