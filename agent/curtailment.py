@@ -249,6 +249,7 @@ class Curtailer:
             hour_left_s=(status.hour_end - now).total_seconds(),
             next_allowed_kw=next_kw,
             restore=self.plant.unconfirmed(Verb.SLEEP, Verb.LIMIT) == 0,
+            actuation_s=self.cfg.intervals.meter + self.apply_s(),
         )
         self.last_plan = p
         self._log_plan(p)

@@ -38,6 +38,18 @@ hour's allocation as mean power, less the hysteresis); otherwise it is held and 
 ``wake_min_run_s`` at least ``min_on_s``, every miner woken in an hour is free to sleep again
 at its end, so the boundary never has to sleep efficient miners while inefficient ones are held.
 
+Past the hour's end: a decision made less than ``actuation_s`` (a meter interval plus the
+firmware's apply time) before the hour ends acts only in the next hour, so it is planned
+against the next hour's allowed power when that is known. (Allowed power itself, the hour's
+remaining energy over its last seconds, swings wildly there.)
+
+In the minute before that (``EDGE_S``) nothing is restored: the headroom there is the
+hour's last few kWh over a few seconds and swings with every reading.
+
+A restore plan that would bring back less than half the hysteresis is not made, unless it
+restores everything: headroom that grows a little at a time (an hour closing under its
+allocation) would otherwise bring miners back one small step per cycle.
+
 Site overhead: the meter sees the miners times the site's overhead (losses, fans, lights), so a
 miner's watts count ``overhead_factor`` times in the planned load (kuat.quota.plant learns it).
 
@@ -56,6 +68,8 @@ from datetime import datetime
 from kuat.quota.clock import as_utc
 from kuat.quota.reasons import Code, Reason
 
+# The last seconds before a decision stops acting within the hour: no restores there.
+EDGE_S = 60.0
 # A plan names at most this many held switches: at 50,000 miners a full list would be noise.
 MAX_HELD = 100
 
@@ -378,6 +392,13 @@ def _restore(
             j_per_th=_jth(m),
         )
         pl.add(Action(m.device_id, ActionKind.RESTORE_POWER, added, reason, fits[0]), added / 1000)
+    gained = pl.planned - load
+    everything = len(pl.actions) == len(down) + len(limited)
+    if pl.actions and gained < policy.hysteresis_kw / 2 and not everything:
+        # Headroom that grows a little at a time (an hour closing under its allocation) would
+        # bring miners back one small step per cycle: wait until a step is worth its switching.
+        pl.actions.clear()
+        pl.planned = load
     if pl.actions:
         reason = pl.actions[0].reason
     elif (down or limited) and not pl.held:
@@ -411,14 +432,20 @@ def plan(
     hour_left_s: float | None = None,
     next_allowed_kw: float | None = None,
     restore: bool = True,
+    actuation_s: float = 0.0,
 ) -> CurtailPlan:
     """``load_kw`` is the site's present draw (the meter's, with actions in flight counted:
     kuat.quota.plant); without it, Σ awake miners × ``overhead_factor`` + ``overhead_kw``.
     ``allowed_kw`` comes from :func:`kuat.quota.evaluate.evaluate`. ``hour_left_s`` and
     ``next_allowed_kw`` (the next hour's allocation as mean kW, None: unknown) feed the
     horizon rule; None for ``hour_left_s`` turns it off. ``restore`` false: no restore is
-    planned (the agent's choice while cuts it sent are still to act)."""
+    planned (the agent's choice while cuts it sent are still to act). ``actuation_s``: how long
+    a decision takes to act (module docstring, "Past the hour's end")."""
     now = as_utc(now)
+    if hour_left_s is not None and hour_left_s <= actuation_s and next_allowed_kw is not None:
+        allowed_kw, hour_left_s = next_allowed_kw, None
+    elif hour_left_s is not None and hour_left_s < actuation_s + EDGE_S:
+        restore = False  # it would run a few seconds of this hour on unsteady headroom
     if not overhead_factor > 0:
         raise ValueError("overhead_factor must be > 0")
     awake_kw = sum((m.power_w or 0.0) for m in miners if not m.asleep) / 1000.0
@@ -426,7 +453,10 @@ def plan(
     if allowed_kw is None:
         return CurtailPlan(now, None, load, load, (), (), Reason.of(Code.CURTAIL_NO_LIMIT))
     pl = _Planner(now, policy, load, overhead_factor)
-    if load > allowed_kw:
+    # A cut needs the load above allowed by more than a quarter of the hysteresis: a smaller
+    # excess is mostly allowed power drifting with the hour's books while actions land, and
+    # if it is real its energy makes allowed drop until it is larger.
+    if load > allowed_kw + policy.hysteresis_kw / 4:
         return _curtail(pl, miners, allowed_kw - policy.margin_kw, allowed_kw, load)
     if not restore:
         reason = Reason.of(

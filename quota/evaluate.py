@@ -19,6 +19,9 @@ from kuat.quota.energy import MeterSample, clean, energy_between, present_power
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.schedule import EnergySource, HourlyAllocation, ScheduleBook
 
+# The last seconds of an hour before which a decision still acts (see ``allowed_kw``).
+EDGE_S = 60.0
+
 __all__ = ["MeterSample", "QuotaPolicy", "QuotaState", "QuotaStatus", "evaluate"]
 
 
@@ -198,7 +201,11 @@ def evaluate(
         act_s = min(policy.actuation_s, left_s - 1.0) if left_s > 1.0 else 0.0
         # a spike the filter let pass does not go on through the actuation delay
         committed = (decision_kw or 0.0) * act_s / 3600.0
-        allowed = max(remaining - committed, 0.0) * 3600.0 / (left_s - act_s)
+        # The hour's last minute: the remaining energy over the few seconds a decision still
+        # acts on swings hard with every reading, and a cut there saves next to nothing; half
+        # the tolerance is let in as slack so rounding-sized differences do not switch miners.
+        slack = policy.tolerance_kwh / 2 if left_s - act_s < EDGE_S else 0.0
+        allowed = max(remaining + slack - committed, 0.0) * 3600.0 / (left_s - act_s)
         margin = alloc_kwh + policy.tolerance_kwh - forecast
         figures = {
             "used_kwh": round(used, 1),

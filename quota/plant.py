@@ -131,7 +131,7 @@ class Plant:
         assert self.pending is not None
         for did, p in list(self.pending.items()):
             t = taken_at.get(did)
-            if p.confirmed_at is not None and t is not None and t >= p.confirmed_at:
+            if p.confirmed_at is not None and t is not None and t > p.confirmed_at:
                 del self.pending[did]
 
     def observe_overhead(self, metered_kw: float | None, miners_kw: float | None) -> None:
@@ -194,7 +194,7 @@ class Plant:
             in_reading = (
                 p.confirmed_at is not None
                 and reading_at is not None
-                and reading_at >= p.confirmed_at
+                and reading_at > p.confirmed_at
             )
             if not in_reading:
                 total += p.delta_w

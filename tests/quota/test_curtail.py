@@ -229,10 +229,19 @@ RESTORE_TABLE: list[tuple[str, list[MinerState], float, list[tuple[str, str, flo
         "the outlet only if headroom allows it; a smaller restore fits instead",
         [
             replace(stock("s", 60), asleep=True, outlet_off=True, last_switched=LONG_AGO),
+            replace(lux("l", 100), power_w=500, power_limit_w=500, last_limited=LONG_AGO),
+        ],
+        0.5 + 5 + 2.6,  # load 0.5 kW, hysteresis 5: 2.6 kW to spare
+        [("l", "restore_power", 3000.0)],
+    ),
+    (
+        "a restore worth less than half the hysteresis waits (unless it restores everything)",
+        [
+            replace(stock("s", 60), asleep=True, outlet_off=True, last_switched=LONG_AGO),
             replace(lux("l", 100), power_w=1800, power_limit_w=1800, last_limited=LONG_AGO),
         ],
-        1.8 + 5 + 2.0,  # load 1.8 kW, hysteresis 5: 2 kW to spare
-        [("l", "restore_power", 3000.0)],
+        1.8 + 5 + 2.0,  # 2 kW to spare: the limit could go up 1.2 kW, the outlet not at all
+        [],
     ),
     (
         "a limit is raised only as far as the headroom allows",
@@ -270,7 +279,7 @@ def test_timers_hold_outlets_and_limits() -> None:
     p = plan(0.5, [stock("s", 60, last_switched=T - timedelta(seconds=60))], T, POLICY)
     assert p.actions == () and p.held[0].params == {"device_id": "s", "wait_s": 540}
     assert p.held[0].code == Code.CURTAIL_HOLD_MIN_ON
-    p = plan(2.5, [lux("l", 100, can_sleep=False, last_limited=T)], T, POLICY)
+    p = plan(1.5, [lux("l", 100, can_sleep=False, last_limited=T)], T, POLICY)
     assert p.actions == () and p.held[0].code == Code.CURTAIL_HOLD_LIMIT
 
 

@@ -20,8 +20,9 @@ def test_a_sleep_in_flight_counts_until_a_reading_after_its_confirmation() -> No
     # the meter read at T+5 s does not contain it: 3 kW x 1.06 come off what it shows
     assert plant.in_flight_kw(T + 5 * S) == pytest.approx(-3.18)
     plant.settled("a", True, T + 15 * S)
-    assert plant.in_flight_kw(T + 14 * S) == pytest.approx(-3.18)
-    assert plant.in_flight_kw(T + 15 * S) == 0.0
+    # a reading stamped the instant it was confirmed was asked for before: not in it
+    assert plant.in_flight_kw(T + 15 * S) == pytest.approx(-3.18)
+    assert plant.in_flight_kw(T + 16 * S) == 0.0
     # still planned as asleep (its last miner reading predates the sleep) until read again
     miner = MinerState("a", 3000.0, 100.0, asleep=False)
     [seen] = plant.adjust([miner])

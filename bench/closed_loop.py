@@ -1,0 +1,489 @@
+"""Closed-loop benchmark of curtailment: the real agent against simulated miners and a simulated
+substation meter, on an accelerated clock (not a test: it prints a table, asserts nothing).
+
+    .venv/bin/python -m bench.closed_loop [--miners 120] [--speed 20] [--only slow_15,spike]
+
+What runs is the agent of ``kuat run``: its meter job (pymodbus against the meter simulator),
+its miner job (cgminer API, web UI, btminer crypto against the farm simulator), the quota
+evaluation that a site-meter reading triggers, the curtailer and its real sleep / wake / limit
+commands over TCP. Only time is fake, as in tests/e2e/test_hour_simulation.py: a stepped clock
+(0.5 s a step) stamps the readings, drives the simulator's apply delays and the hour; each step
+is followed by 0.5 s / ``speed`` of real time so commands in flight progress. The control side
+re-reads a miner once a second to confirm a command; that pause is scaled by the same ``speed``
+(the one thing patched), so confirmations keep pace with the fake clock. The meter's registers
+follow the farm: Σ miners' true draw × 1.06 (the site's overhead, which kuat learns) plus any
+other site load the scenario adds, integrated into its import counter.
+
+Each scenario starts the agent ten minutes before the end of an Astana hour (the farm at full
+load since the hour started, which the agent extrapolates from its first reading), makes its
+change a minute later and runs to the hour's end (the tight-next-hour one into the next hour):
+
+- ``allocation_cut``: a new schedule version leaves 75 % of the load for the rest of the hour;
+- ``load_step``: allowed ≈ 104 % of the miners' load, then other site load adds 10 %;
+- ``small_cut``: LuxOS, Braiins and Whatsminer miners, a 5 % cut (power limits suffice);
+- ``slow_15``: stock Antminers (web UI sleep) acting 15 s after the command, a cut to 70 %;
+- ``slow_20``: Whatsminers acting 20 s after the command, a cut to 75 % and 10 s later to 60 %;
+- ``spike``: allowed ≈ 103 % of the load, other site load +12 % for 2 s;
+- ``tight_next_hour``: 80 % in this hour's last 12 minutes and 70 % in the next hour;
+- ``dry_run``: the allocation cut with ``enforce = false``.
+
+Reported: decision age (real seconds from the start of the meter poll whose reading triggered
+the plan to the plan: the target is ≤ 0.2 s), from the change to the first plan acting on it /
+to the first miner switched / to the first meter reading at or below the allowed power (target:
+one meter interval plus the firmware's apply time), energy at the hour's end against the
+allocation (+ under, − over; the tolerance is 1 kWh), switches (every change of a miner's
+sleep state or power limit) against the minimum — the actions one plan made with the true
+plant (true powers and overhead) would take — and unneeded actions: a miner switched back
+within the run, plus same-direction actions beyond the minimum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import statistics
+import tempfile
+import time
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from kuat.agent.config import parse_config
+from kuat.agent.runtime import Agent
+from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.sim import SLEEP_POWER_W, AsicFarmSimulator, SimMiner
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.quota.clock import hour_bounds, hour_of
+from kuat.quota.curtail import CurtailPolicy, MinerState, plan
+
+VERBOSE = False
+STEP_S = 0.5
+METER_S = 1.0
+ASIC_S = 30.0
+QUOTA_S = 5.0
+OVERHEAD = 1.06
+TOLERANCE_KWH = 1.0
+LEAD_S = 600.0  # the agent starts this long before the hour's end
+EVENT_S = 60.0  # the change comes this long after the agent starts
+COUNTER_KWH = 1_284_000.0
+MIX = ["antminer", "whatsminer", "luxos", "braiins"]
+
+
+class SteppedClock:
+    """The fake clock of tests/e2e/test_hour_simulation.py: moves only when told."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, step: timedelta) -> None:
+        self.now += step
+
+    def seconds(self) -> float:
+        return self.now.timestamp()
+
+
+@dataclass
+class Scenario:
+    name: str
+    personalities: list[str]
+    apply_delay_s: dict[str, float] = field(default_factory=dict)
+    enforce: bool = True
+    lead_s: float = LEAD_S
+    after_s: float = 5.0  # run on this long past the hour's end
+    # (seconds after the agent starts, what happens): filled per scenario below
+    next_share: float = 1.5  # the next hour's allocation, as a share of full load
+
+
+@dataclass
+class Result:
+    name: str
+    ages_s: list[float] = field(default_factory=list)
+    to_plan_s: float | None = None
+    to_switch_s: float | None = None
+    to_allowed_s: float | None = None
+    target_s: float = METER_S
+    hour_kwh: float = 0.0
+    allocation_kwh: float = 0.0
+    switches: int = 0
+    minimum: int = 0
+    unneeded: int = 0
+    plan_logs: int = 0
+    note: str = ""
+
+
+def true_kw(farm: AsicFarmSimulator) -> float:
+    return sum(_draw_w(m) for m in farm.miners) / 1000.0
+
+
+def _draw_w(m: SimMiner) -> float:
+    return SLEEP_POWER_W if m.sleeping else (m.run_w or m.nominal_power_w)
+
+
+def _state(m: SimMiner) -> tuple[bool, int]:
+    return m.sleeping, m.power_limit_w
+
+
+def ideal_actions(farm: AsicFarmSimulator, allowed_kw: float, extra_kw: float) -> int:
+    """How many actions one plan made with the true plant needs to reach ``allowed_kw``."""
+    miners = [
+        MinerState(
+            f"{m.ip}:{m.port}",
+            _draw_w(m),
+            m.run_ths or m.nominal_ths,
+            m.sleeping,
+            power_steps_w=_steps(m),
+            full_power_w=m.nominal_power_w if _steps(m) else None,
+        )
+        for m in farm.miners
+    ]
+    load = true_kw(farm) * OVERHEAD + extra_kw
+    p = plan(
+        allowed_kw,
+        miners,
+        datetime.now(UTC),
+        CurtailPolicy(),
+        load_kw=load,
+        overhead_factor=OVERHEAD,
+    )
+    return len(p.actions)
+
+
+def _steps(m: SimMiner) -> tuple[float, ...]:
+    # the agent's default steps: 10 % of full power down to 60 % (LuxOS: its profiles)
+    if m.personality not in ("luxos", "braiins", "whatsminer"):
+        return ()
+    return tuple(float(round(m.nominal_power_w * p / 100)) for p in (90, 80, 70, 60))
+
+
+def schedule_csv(site: str, day: date, kwh_by_hour: dict[int, float], version: int) -> str:
+    rows = [
+        f"{site},{day.isoformat()},grid,{version},{h},{kwh_by_hour.get(h, 0.0) / 1000:.6f}"
+        for h in range(1, 25)
+    ]
+    return "site,date,source,version,hour,mwh\n" + "\n".join(rows) + "\n"
+
+
+def config(tmp: Path, farm: AsicFarmSimulator, meter: MeterSimulator, sc: Scenario) -> str:
+    hosts = ", ".join(f'"{ip}"' for ip, _ in farm.targets)
+    return f"""
+[site]
+id = "bench"
+[agent]
+state_dir = "{tmp}"
+language = "en"
+[intervals]
+asic = {ASIC_S}
+meter = {METER_S}
+quota = {QUOTA_S}
+[asic]
+timeout_s = 3
+web_port = {farm.web_port}
+braiins_web_port = {farm.web_port}
+[[asic.groups]]
+hosts = [{hosts}]
+[[meter]]
+name = "substation"
+host = "{meter.host}"
+port = {meter.port}
+role = "site"
+[quota]
+tolerance_kwh = {TOLERANCE_KWH}
+enforce = {"true" if sc.enforce else "false"}
+min_on_s = 300
+min_off_s = 300
+hysteresis_kw = 5
+power_limit_hold_s = 60
+[dashboard]
+listen = ""
+"""
+
+
+def set_meter(meter: MeterSimulator, p_kw: float, import_kwh: float) -> None:
+    per = p_kw / 3
+    meter.set(
+        p_kw=p_kw,
+        p_kw_phases=(per, per, per),
+        s_kva=p_kw / 0.99,
+        i_a=(per * 1000 / 230,) * 3,
+        pf=0.99,
+        import_kwh=import_kwh,
+        demand_kw=p_kw,
+    )
+
+
+def pace_control(speed: float) -> None:
+    """The control side's pause between confirmation polls, on the accelerated clock."""
+    shim = types.SimpleNamespace(**{k: getattr(asyncio, k) for k in dir(asyncio)})
+
+    async def sleep(delay: float, result: object = None) -> object:
+        return await asyncio.sleep(delay / speed, result)
+
+    shim.sleep = sleep
+    control.asyncio = shim  # type: ignore[attr-defined]
+
+
+class _Count(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.plans = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("curtailment plan"):
+            self.plans += 1
+
+
+SCENARIOS = [
+    Scenario("allocation_cut", MIX),
+    Scenario("load_step", MIX),
+    Scenario("small_cut", ["luxos", "braiins", "whatsminer"]),
+    Scenario("slow_15", ["antminer"], {"antminer": 15.0}),
+    Scenario("slow_20", ["whatsminer"], {"whatsminer": 20.0}),
+    Scenario("spike", MIX),
+    Scenario("tight_next_hour", MIX, lead_s=720.0, after_s=360.0, next_share=0.7),
+    Scenario("dry_run", MIX, enforce=False),
+]
+
+
+async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
+    res = Result(sc.name)
+    day, he = hour_of(datetime.now(UTC))
+    h0, h1 = hour_bounds(day, he)
+    start = h1 - timedelta(seconds=sc.lead_s)
+    clock = SteppedClock(start)
+    farm = AsicFarmSimulator(
+        miners,
+        first_ip=f"127.77.{index}.1",
+        personalities=sc.personalities,
+        web_port=8080,
+        apply_delay_s=sc.apply_delay_s,
+        clock=clock.seconds,
+    )
+    meter = MeterSimulator("schneider-pm5560", host=f"127.78.{index}.1")
+    counter = COUNTER_KWH
+    full_kw = true_kw(farm) * OVERHEAD
+    used_at_start = full_kw * (start - h0).total_seconds() / 3600
+    counter_h0 = counter - used_at_start
+    res.target_s = METER_S + max(sc.apply_delay_s.values(), default=0.0)
+    counter_log = _Count()
+    curtail_log = logging.getLogger("kuat.curtail")
+    curtail_log.addHandler(counter_log)
+    curtail_log.setLevel(logging.WARNING)
+    async with farm, meter:
+        with tempfile.TemporaryDirectory() as tmp:
+            agent = Agent(parse_config(config(Path(tmp), farm, meter, sc)), clock=clock)
+            left_h = sc.lead_s / 3600
+
+            def offer(kwh_this: float, version: int) -> None:
+                nxt_day, nxt_he = hour_of(h1)
+                books = {day: {he: kwh_this}}
+                books.setdefault(nxt_day, {})[nxt_he] = full_kw * sc.next_share
+                for d, hours in books.items():
+                    text = schedule_csv("bench", d, hours, version)
+                    agent.quota.offer_schedule(text, "csv", f"bench v{version}")
+
+            extra: Callable[[float], float] = lambda t: 0.0  # noqa: E731
+            events: list[tuple[float, Callable[[], None]]] = []
+            event_allowed: float | None = None
+            minimum = 0
+            if sc.name in ("allocation_cut", "dry_run", "slow_15", "small_cut", "slow_20"):
+                share = {"slow_15": 0.70, "small_cut": 0.95}.get(sc.name, 0.75)
+                offer(used_at_start + 1.5 * full_kw * left_h, 1)
+
+                def cut(share: float = share, version: int = 2) -> None:
+                    at_used = (
+                        counter_now[0] - counter_h0
+                    )  # the energy the meter counted so far this hour
+                    left = (h1 - clock.now).total_seconds() / 3600
+                    offer(at_used + share * full_kw * left, version)
+
+                events.append((EVENT_S, cut))
+                event_allowed = share * full_kw
+                if sc.name == "slow_20":
+                    events.append((EVENT_S + 10, lambda: cut(0.60, 3)))
+                    event_allowed = 0.60 * full_kw
+            elif sc.name == "load_step":
+                offer(used_at_start + 1.04 * full_kw * left_h, 1)
+                step_kw = 0.10 * full_kw
+                extra = lambda t: step_kw if t >= EVENT_S else 0.0  # noqa: E731
+                event_allowed = 1.04 * full_kw - step_kw
+            elif sc.name == "spike":
+                offer(used_at_start + 1.03 * full_kw * left_h, 1)
+                spike_kw = 0.12 * full_kw
+                extra = lambda t: spike_kw if EVENT_S <= t < EVENT_S + 2 else 0.0  # noqa: E731
+            elif sc.name == "tight_next_hour":
+                offer(used_at_start + 0.8 * full_kw * left_h, 1)
+                event_allowed = 0.8 * full_kw
+            if event_allowed is not None:
+                # one plan's cut; with an ample next hour, the same miners back at its start
+                cut_n = ideal_actions(farm, event_allowed, 0.0)
+                minimum = 2 * cut_n
+                if sc.name == "tight_next_hour":
+                    nxt = ideal_actions(farm, sc.next_share * full_kw, 0.0)
+                    minimum = cut_n + abs(nxt - cut_n)
+                if sc.name == "dry_run":
+                    minimum = 0
+            res.minimum = minimum
+
+            counter_now = [counter]
+            await agent.poll_asics()
+            last = {f"{m.ip}": _state(m) for m in farm.miners}
+            steps = int((sc.lead_s + sc.after_s) / STEP_S)
+            meter_every, asic_every, quota_every = (
+                int(METER_S / STEP_S),
+                int(ASIC_S / STEP_S),
+                int(QUOTA_S / STEP_S),
+            )
+            p_kw = full_kw
+            event_at: float | None = (
+                events[0][0] if events else (EVENT_S if sc.name in ("load_step", "spike") else 0.0)
+            )
+            hour_kwh: float | None = None
+            pending_events = list(events)
+            try:
+                for i in range(steps + 1):
+                    t = i * STEP_S
+                    if i:
+                        clock.advance(timedelta(seconds=STEP_S))
+                        counter_now[0] += p_kw * STEP_S / 3600
+                    if hour_kwh is None and clock.now >= h1:
+                        hour_kwh = counter_now[0] - counter_h0
+                    while pending_events and pending_events[0][0] <= t:
+                        pending_events.pop(0)[1]()
+                    if i % meter_every == 0:
+                        set_meter(meter, p_kw, counter_now[0])
+                        await agent.poll_meters()
+                        p = agent.curtailer.last_plan
+                        q = agent.state.quota
+                        if VERBOSE and t in (2.0, 5.0):
+                            from collections import Counter
+
+                            print(Counter((x.action, x.outcome) for x in agent.curtailer.results))
+                        if VERBOSE and event_at is not None and abs(t - event_at) < 8:
+                            pend = agent.curtailer.plant.pending or {}
+                            conf = sum(1 for x in pend.values() if x.confirmed_at is not None)
+                            print(
+                                f"  t={t:6.1f} set {p_kw:7.1f} read {q.p_kw:7.1f} "
+                                f"decision {q.decision_kw:7.1f} since "
+                                f"{agent.curtailer.decision_since(clock.now)} pending "
+                                f"{len(pend)} confirmed {conf} in-flight "
+                                f"{agent.curtailer.plant.in_flight_kw(q.used_until):.1f}"
+                            )
+                        if VERBOSE and p is not None and p.actions:
+                            kinds = sorted({a.kind.value for a in p.actions})
+                            print(
+                                f"  t={t:6.1f} load {p.load_kw:7.1f} planned "
+                                f"{p.planned_load_kw:7.1f} allowed {p.allowed_kw or 0:7.1f} "
+                                f"metered {p_kw:7.1f}: {len(p.actions)} {kinds}"
+                            )
+                        if (
+                            event_at is not None
+                            and t >= event_at
+                            and res.to_plan_s is None
+                            and p is not None
+                            and p.actions
+                        ):
+                            res.to_plan_s = t - event_at
+                        if (
+                            event_at is not None
+                            and t >= event_at
+                            and res.to_allowed_s is None
+                            and p is not None
+                            and p.allowed_kw is not None
+                            and p_kw <= p.allowed_kw
+                            and sc.enforce
+                            and t > event_at
+                        ):
+                            res.to_allowed_s = t - event_at
+                    if i % quota_every == 0:
+                        await agent.evaluate_quota()
+                    if i % asic_every == 0 and i:
+                        await agent.poll_asics()
+                    await asyncio.sleep(STEP_S / speed)
+                    for m in farm.miners:
+                        s = _state(m)
+                        if s != last[m.ip]:
+                            res.switches += 1
+                            if event_at is not None and res.to_switch_s is None:
+                                res.to_switch_s = t - event_at
+                            last[m.ip] = s
+                    p_kw = true_kw(farm) * OVERHEAD + extra(t)
+            finally:
+                await agent.curtailer.cancel()
+                await agent._shutdown(asyncio.get_running_loop())
+                logging.getLogger("kuat.curtail").removeHandler(counter_log)
+            res.ages_s = list(agent.decision_ages_s)
+            final = agent.quota.book.get("bench", day, _grid())
+            res.allocation_kwh = final.kwh(he) if final is not None else 0.0
+            res.hour_kwh = hour_kwh if hour_kwh is not None else counter_now[0] - counter_h0
+    res.unneeded = max(0, res.switches - res.minimum)
+    res.plan_logs = counter_log.plans
+    return res
+
+
+def _grid():
+    from kuat.quota.schedule import EnergySource
+
+    return EnergySource.GRID
+
+
+def table(results: list[Result]) -> str:
+    head = (
+        "| scenario | decision age p50 / p95 / max (s) | change → plan (s) | → first switch (s) "
+        "| → metered ≤ allowed (s), target | hour end vs allocation (kWh) | switches / minimum "
+        "| unneeded | plan log lines |"
+    )
+    out = [head, "|" + "---|" * 9]
+    for r in results:
+        ages = sorted(r.ages_s)
+        p95 = ages[int(0.95 * (len(ages) - 1))] if ages else 0.0
+        age = f"{statistics.median(ages):.3f} / {p95:.3f} / {max(ages):.3f}" if ages else "—"
+
+        def f(x: float | None) -> str:
+            return "—" if x is None else f"{x:.1f}"
+
+        diff = r.allocation_kwh - r.hour_kwh
+        out.append(
+            f"| {r.name} | {age} | {f(r.to_plan_s)} | {f(r.to_switch_s)} | "
+            f"{f(r.to_allowed_s)}, ≤ {r.target_s:.0f} | {diff:+.2f} "
+            f"({'inside' if diff >= -TOLERANCE_KWH else 'OVER'}) | {r.switches} / {r.minimum} | "
+            f"{r.unneeded} | {r.plan_logs} |"
+        )
+    return "\n".join(out)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    pace_control(args.speed)
+    chosen = [s for s in SCENARIOS if not args.only or s.name in args.only.split(",")]
+    results = []
+    for i, sc in enumerate(chosen):
+        t0 = time.monotonic()
+        r = await run(sc, args.miners, args.speed, i + 1)
+        r.note = f"{time.monotonic() - t0:.0f} s"
+        print(f"{sc.name}: done in {r.note}", flush=True)
+        results.append(r)
+    print(table(results))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--miners", type=int, default=120)
+    ap.add_argument("--speed", type=float, default=20.0)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--verbose", action="store_true", help="print every plan with actions")
+    args = ap.parse_args()
+    global VERBOSE
+    VERBOSE = args.verbose
+    logging.basicConfig(level=logging.CRITICAL)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
