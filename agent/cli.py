@@ -389,8 +389,15 @@ def probe_pdu(
         v3_context=v3_context,
     )
     host, port = _split_hostport(target, 161)
-    result = asyncio.run(PduPoller(timeout_s=timeout).poll(host, port, auth=auth, profile=profile))
-    _emit(result, as_json)
+
+    async def once():
+        poller = PduPoller(timeout_s=timeout)
+        try:
+            return await poller.poll(host, port, auth=auth, profile=profile)
+        finally:
+            poller.close()
+
+    _emit(asyncio.run(once()), as_json)
 
 
 @probe_app.command("meter")

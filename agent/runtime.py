@@ -437,6 +437,7 @@ class Agent:
             return self.status()
         finally:
             await self._meter.close()
+            self._pdu.close()
             await self._asic.aclose()
             await self._stop_quota_sources()
             await self.uplinks.stop()
@@ -515,6 +516,7 @@ class Agent:
         except (TimeoutError, Exception) as exc:
             log.warning("final flush incomplete (%s); data stays spooled", exc or "timeout")
         await self._meter.close()
+        self._pdu.close()
         await self._asic.aclose()
         await self._stop_quota_sources()
         await self.uplinks.stop()

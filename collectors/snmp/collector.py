@@ -431,6 +431,23 @@ class PduPoller:
         self.retries = retries
         self.deadline_s = deadline_s if deadline_s is not None else timeout_s * (retries + 1) * 3
         self.max_inflight = max(1, max_inflight)
+        # One engine for every poll: building one costs ~47 ms of CPU (39 % of a Raritan
+        # poll), and a reply arriving after its poll was cut finds a live dispatcher to drop
+        # it on. Bound to the event loop that made it (a new loop gets a new engine).
+        self._engine: SnmpEngine | None = None
+        self._engine_loop: asyncio.AbstractEventLoop | None = None
+
+    def engine(self) -> SnmpEngine:
+        loop = asyncio.get_running_loop()
+        if self._engine is None or self._engine_loop is not loop:
+            self._engine, self._engine_loop = _new_engine(), loop
+        return self._engine
+
+    def close(self) -> None:
+        """Close the engine's sockets (at shutdown; a later poll opens a new engine)."""
+        if self._engine is not None:
+            self._engine.close_dispatcher()
+            self._engine = self._engine_loop = None
 
     async def _run(
         self,
@@ -456,7 +473,7 @@ class PduPoller:
                 raise PollFailed(str(exc)) from exc
         deadline = self.deadline_s if deadline_s is None else deadline_s
         request_timeout = min(self.timeout_s, deadline / (self.retries + 1))
-        engine = _new_engine()
+        engine = self.engine()
         try:
             async with asyncio.timeout(deadline):
                 session = await self._session(engine, host, port, auth, request_timeout)
@@ -470,8 +487,6 @@ class PduPoller:
             ) from exc
         except Exception as exc:  # a collector cycle must survive anything a device sends
             raise PollFailed(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
-        finally:
-            engine.close_dispatcher()
 
     async def _session(
         self, engine: SnmpEngine, host: str, port: int, auth: SnmpAuth, timeout_s: float

@@ -1,0 +1,142 @@
+"""Benchmark: kuat's SNMP PDU poll against net-snmp's ``snmpbulkwalk`` (not a test).
+
+    .venv/bin/python -m bench.snmp_poll [--polls N] [--recording raritan-pdu_px3]
+
+snmpsim serves a real PDU recording on loopback (another process: its CPU is not counted).
+kuat polls it N times in steady state (one PduPoller, its SNMP engine reused, as the agent
+runs) and its client CPU (``time.process_time``) is divided by the varbinds it received. The
+baseline walks the same columns with ``snmpbulkwalk`` (Debian ``snmp``), the same
+max-repetitions, in the same run: net-snmp's per-varbind cost is its children's CPU
+(``RUSAGE_CHILDREN``) for the walks minus the CPU of as many walks of an empty subtree (its
+process start-up and MIB loading), divided by the varbinds it printed. The target is kuat
+≤ 10× net-snmp per varbind. Nothing is asserted; one Markdown table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+from kuat.collectors.readings import PduReading
+from kuat.collectors.snmp.collector import MAX_REPETITIONS, SYS_OBJECT_ID, PduPoller, SnmpAuth
+from kuat.collectors.snmp.profile import detect_profile
+from kuat.collectors.snmp.sim import SnmpSimulator
+
+
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+async def _kuat(host: str, port: int, community: str, polls: int) -> tuple[float, int, float]:
+    poller = PduPoller(timeout_s=3.0)
+    auth = SnmpAuth(community=community)
+    warm = await poller.poll(host, port, auth=auth)  # engine, profile detection, caches
+    if not isinstance(warm, PduReading):
+        raise SystemExit(f"kuat could not poll the recording: {warm.describe()}")
+    engine_cpu = time.process_time()
+    fresh = PduPoller(timeout_s=3.0)
+    await fresh.poll(host, port, auth=auth)
+    engine_cpu = time.process_time() - engine_cpu
+    fresh.close()
+    started = time.process_time()
+    for _ in range(polls):
+        r = await poller.poll(host, port, auth=auth)
+        assert isinstance(r, PduReading), r
+    cpu = time.process_time() - started
+    poller.close()
+    return cpu, polls, engine_cpu
+
+
+def _walk(binary: str, host: str, port: int, community: str, oid: str) -> int:
+    out = subprocess.run(
+        [
+            binary,
+            "-v2c",
+            "-c",
+            community,
+            "-On",
+            "-Cr" + str(MAX_REPETITIONS),
+            f"{host}:{port}",
+            oid,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return sum(
+        1
+        for line in out.splitlines()
+        if line.startswith(oid + ".") or line.startswith("." + oid + ".")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--polls", type=int, default=30)
+    parser.add_argument("--recording", default="raritan-pdu_px3")
+    args = parser.parse_args()
+    binary = shutil.which("snmpbulkwalk")
+    if binary is None:
+        raise SystemExit("snmpbulkwalk not found: apt-get install snmp")
+    with SnmpSimulator() as sim:
+        community = args.recording
+        if community not in sim.communities:
+            raise SystemExit(f"no recording {community}; have {', '.join(sim.communities)}")
+
+        async def sys_oid() -> str:
+            poller = PduPoller()
+            try:
+                session = await poller._session(
+                    poller.engine(), sim.host, sim.port, SnmpAuth(community=community), 3.0
+                )
+                return str((await session.get([SYS_OBJECT_ID], "sysObjectID"))[SYS_OBJECT_ID])
+            finally:
+                poller.close()
+
+        profile = detect_profile(asyncio.run(sys_oid()))
+        assert profile is not None
+        columns = profile.columns()
+
+        # net-snmp: the same columns, walked by snmpbulkwalk, start-up subtracted
+        reps = max(3, args.polls // 10)
+        before = _children_cpu()
+        net_vb = 0
+        for _ in range(reps):
+            for col in columns:
+                net_vb += _walk(binary, sim.host, sim.port, community, col)
+        walks_cpu = _children_cpu() - before
+        before = _children_cpu()
+        for _ in range(reps * len(columns)):
+            _walk(binary, sim.host, sim.port, community, "1.3.6.1.6.3.999")  # empty subtree
+        startup_cpu = _children_cpu() - before
+        net_per_vb = max(walks_cpu - startup_cpu, 1e-9) / max(net_vb, 1)
+        vb_per_poll = net_vb // reps
+
+        cpu, polls, engine_cpu = asyncio.run(_kuat(sim.host, sim.port, community, args.polls))
+        kuat_vb = vb_per_poll * polls  # the same columns: the same varbinds per poll
+        kuat_per_vb = cpu / max(kuat_vb, 1)
+
+    print(f"## SNMP poll: {community} ({len(columns)} columns, {vb_per_poll} varbinds per poll)\n")
+    print("| client | CPU per varbind | CPU per poll | note |")
+    print("|---|---|---|---|")
+    print(
+        f"| kuat (pysnmp, engine reused), {polls} polls | {kuat_per_vb * 1e6:.1f} µs | "
+        f"{cpu / polls * 1e3:.1f} ms | a first poll with a new engine: {engine_cpu * 1e3:.0f} ms |"
+    )
+    print(
+        f"| net-snmp snmpbulkwalk, {reps} × {len(columns)} walks | {net_per_vb * 1e6:.1f} µs | "
+        f"{net_per_vb * vb_per_poll * 1e3:.2f} ms | start-up "
+        f"({startup_cpu / (reps * len(columns)) * 1e3:.1f} ms per process) subtracted |"
+    )
+    print(f"\nkuat / net-snmp per varbind: **{kuat_per_vb / net_per_vb:.1f}×** (target ≤ 10×)")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
