@@ -169,6 +169,6 @@ timeout_s = 0.5
     # the live PDU's point lands every PDU cycle (each cycle counted completed in time)
     assert pdu_points >= state.cycles["pdu"] >= 2, counts
     site_points = sum(n for (m, d), n in counts.items() if m == "meter")
-    assert site_points >= RUN_S * 0.5, counts  # the live meter every ~1 s cycle
+    assert site_points >= RUN_S * 0.4, counts  # the live meter about every 1 s cycle
     asic_devices = {d for (m, d), n in counts.items() if m == "asic"}
     assert len(asic_devices) >= 2
