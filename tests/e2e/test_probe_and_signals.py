@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ASIC_FIELDS = [
     "ip", "port", "taken_at", "vendor", "firmware_family", "model", "serial", "mac", "firmware",
     "hashrate_ths", "hashrate_nominal_ths", "power_w", "power_limit_w", "temps_c", "fans_rpm",
-    "pools", "uptime_s", "state", "errors",
+    "coolant_in_c", "coolant_out_c", "pools", "uptime_s", "state", "errors", "faults",
 ]  # fmt: skip
 PDU_FIELDS = [
     "host", "vendor", "model", "serial", "taken_at", "inlets", "phases", "breakers", "outlets",
