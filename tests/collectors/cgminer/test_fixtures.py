@@ -85,3 +85,13 @@ def test_decode_errors_are_one_line(raw: bytes, cause: str) -> None:
         decode_reply(raw)
     assert cause in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_glued_stats_fast_repair_reads_as_the_general_one() -> None:
+    # bmminer's '}{"STATS":' is mended in bytes; the result must be what the general repair
+    # (regexes and the stdlib parser) gives for the same reply, on the real capture
+    from kuat.collectors.cgminer.client import _decode_tolerant
+
+    raw = (CASES / "bitmain" / "l3plus-glued-stats" / "stats.json").read_bytes()
+    assert b'}{"STATS":' in raw
+    assert decode_reply(raw) == _decode_tolerant(raw.rstrip(b"\x00").strip())
