@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from kuat.agent.tomlpos import locate
 from kuat.quota.grid import GridConnection
+from kuat.quota.orders import IssuerKey, load_public_key
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -428,9 +429,14 @@ class QuotaMqttSection(Broker):
 
 
 class OrdersSection(Strict):
-    """Curtailment orders: issuer name -> shared HMAC-SHA256 key; unlisted issuers are refused."""
+    """Curtailment orders: who may sign them; unlisted issuers are refused."""
 
+    # HMAC-SHA256 issuers: issuer name -> shared key (a secret, at least 16 bytes).
     issuers: dict[str, SecretRef] = {}
+    # Ed25519 issuers: issuer name -> public key (PEM, 64 hex digits or base64 of the raw 32
+    # bytes) or { file = "/etc/kuat/keys/NAME.pub" }. Not a secret, and nothing on the farm can
+    # forge an order with it: preferred over a shared key. An issuer is in one table only.
+    public_keys: dict[str, str] = {}
     # A directory of signed order files (JSON), reread when they change: the way an order
     # arrives when the dispatcher emails it or a script drops it on the host.
     directory: ExistingPath | None = None
@@ -442,12 +448,42 @@ class OrdersSection(Strict):
     def _coerce_keys(cls, v: object) -> object:
         return {k: _secret(s) for k, s in v.items()} if isinstance(v, dict) else v
 
+    @field_validator("public_keys", mode="before")
+    @classmethod
+    def _read_key_files(cls, v: object) -> object:
+        if not isinstance(v, dict):
+            return v
+        out: dict[object, object] = {}
+        for name, key in v.items():
+            if isinstance(key, dict) and set(key) == {"file"}:
+                try:
+                    key = Path(str(key["file"])).read_text("ascii")
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ValueError(f"public key of issuer {name!r}: {exc}") from None
+            out[name] = key
+        return out
+
     @model_validator(mode="after")
     def _long_keys(self) -> OrdersSection:
         short = [k for k, ref in self.issuers.items() if len(ref.get().encode()) < 16]
         if short:
             raise ValueError(f"order keys must be at least 16 bytes: {', '.join(short)}")
+        both = sorted(self.issuers.keys() & self.public_keys.keys())
+        if both:
+            # Which algorithm would an order of theirs be checked with? The config must say.
+            raise ValueError(f"issuer in both issuers and public_keys: {', '.join(both)}")
+        for name, text in self.public_keys.items():
+            try:
+                load_public_key(text)
+            except ValueError as exc:
+                raise ValueError(f"public key of issuer {name!r}: {exc}") from None
         return self
+
+    def issuer_keys(self) -> dict[str, IssuerKey]:
+        """Every issuer's key as ``verify_order`` takes it (HMAC bytes or an Ed25519 key)."""
+        keys: dict[str, IssuerKey] = {n: ref.get().encode() for n, ref in self.issuers.items()}
+        keys.update((n, load_public_key(t)) for n, t in self.public_keys.items())
+        return keys
 
 
 class QuotaSection(Strict):

@@ -81,7 +81,7 @@ class QuotaJob:
         # On disk: a withdrawn order replayed after a restart must stay withdrawn.
         self.orders = PersistentOrderBook(state_dir / "orders.db")
         o = cfg.quota.orders
-        self._order_secrets = {name: ref.get().encode() for name, ref in o.issuers.items()}
+        self._order_secrets = o.issuer_keys()
         self._order_limits = {
             "max_ahead": timedelta(hours=o.max_ahead_h),
             "max_skew": timedelta(seconds=o.max_skew_s),

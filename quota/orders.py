@@ -16,13 +16,29 @@ Wire format (JSON object, UTF-8)::
 ``site`` is optional (an order without it applies to whichever site receives it); when present
 it must be the receiving site, so an order for one farm cannot be replayed to another.
 ``cancelled: true`` withdraws an earlier order with the same ``(issuer, id)``. Other keys are
-allowed and are covered by the signature. Times need an explicit UTC offset.
+allowed and are covered by the signature. Times need an explicit UTC offset. JSON Schema:
+``uplink/schemas/order.v1.json``.
 
-Signature: HMAC-SHA256 with the issuer's shared secret over the *canonical body* — the object
-without ``signature``, serialised with keys sorted, no whitespace, UTF-8 (non-ASCII kept as is),
-numbers as the JSON parser reads them back (``5``, ``5.0`` and ``5.25`` are kept as written;
-write plain decimals, not ``5E0``) — as lowercase or uppercase hex. :func:`sign_order` is the
-reference implementation for issuers and tests.
+Canonical body (what a signature covers): the order object without its ``signature`` member,
+parsed as I-JSON (no duplicate keys, integers within ±(2**53 - 1)) and serialised by RFC 8785,
+the JSON Canonicalization Scheme: members sorted by their names' UTF-16 code units, no
+whitespace, strings with only the mandatory escapes (UTF-8, non-ASCII as is), numbers in the
+ECMAScript form (``5.0`` → ``5``, ``1E1`` → ``10``, ``1e21`` → ``1e+21``); the UTF-8 bytes of
+that text. Any language has a JCS library; the test vectors in ``tests/fixtures/orders/`` give
+orders with their canonical bodies and signatures.
+
+Signature, hex (either case) in ``signature``; the algorithm is fixed by the issuer's entry in
+the farm's config, never by the order (no algorithm can be chosen by a forger):
+
+* **Ed25519** (RFC 8032) over the canonical body with the issuer's private key, the 64-byte
+  signature as 128 hex digits. The farm holds only the public key, so nothing on the farm can
+  forge an order. Recommended.
+* **HMAC-SHA256** with a shared key over the canonical body, 64 hex digits. Issuers written to
+  the earlier form of this spec (Python ``json.dumps(sort_keys=True, separators=(",", ":"),
+  ensure_ascii=False)``, which keeps ``5.0`` as written) still verify: for HMAC that body is
+  accepted too.
+
+:func:`sign_order` is the reference implementation for issuers and tests.
 
 Replay and revision: within the book an order is replaced only by one with the same
 ``(issuer, id)`` and a later ``issued_at``, so replaying an older version of a revised order
@@ -32,6 +48,8 @@ stamp cannot pin an order forever.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import hmac
@@ -43,17 +61,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import rfc8785
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from kuat.quota.clock import ASTANA, as_utc
 from kuat.quota.reasons import Code, Reason
 
 __all__ = [
     "CurtailmentOrder",
+    "IssuerKey",
     "OrderBook",
     "OrderChange",
     "OrderError",
     "OrderOutcome",
     "canonical_body",
     "limit_kw",
+    "load_public_key",
     "sign_order",
     "tighter",
     "verify_order",
@@ -118,24 +142,108 @@ def local(instant: datetime) -> str:
 
 # --- signing ----------------------------------------------------------------------------
 
+# An issuer's key as the farm holds it: a shared HMAC-SHA256 secret, or an Ed25519 public key.
+IssuerKey = bytes | Ed25519PublicKey
+
 
 def canonical_body(doc: Mapping[str, Any]) -> bytes:
-    """The bytes the signature covers: the object minus ``signature``, canonical JSON."""
+    """The bytes a signature covers: the object minus ``signature``, RFC 8785 (JCS).
+
+    Raises ``ValueError`` for what JCS cannot hold (an integer beyond ±(2**53 - 1), a lone
+    surrogate): no issuer following the spec can have signed such an order.
+    """
+    body = {k: v for k, v in doc.items() if k != SIGNATURE}
+    try:
+        return rfc8785.dumps(body)
+    except RecursionError:  # parsed just under json's depth limit, deeper than JCS recurses
+        raise ValueError("nested too deeply") from None
+
+
+def _legacy_body(doc: Mapping[str, Any]) -> bytes:
+    """The HMAC body of the spec before JCS (numbers as written), still accepted for HMAC."""
     body = {k: v for k, v in doc.items() if k != SIGNATURE}
     return json.dumps(
         body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
 
 
-def _mac(secret: bytes, doc: Mapping[str, Any]) -> str:
-    return hmac.new(secret, canonical_body(doc), hashlib.sha256).hexdigest()
+def _mac(secret: bytes, body: bytes) -> str:
+    return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def sign_order(doc: Mapping[str, Any], secret: bytes) -> str:
-    """The order as JSON text with its ``signature`` (what an issuer sends)."""
+def sign_order(doc: Mapping[str, Any], key: bytes | Ed25519PrivateKey) -> str:
+    """The order as JSON text with its ``signature`` (what an issuer sends).
+
+    ``key``: the shared HMAC-SHA256 secret, or the issuer's Ed25519 private key. An order JCS
+    cannot hold (an integer beyond I-JSON) raises ``ValueError`` for Ed25519; with HMAC it is
+    signed in the earlier form, which HMAC verification still accepts (tests use this to get a
+    well-signed order carrying a hostile value).
+    """
     signed = {k: v for k, v in doc.items() if k != SIGNATURE}
-    signed[SIGNATURE] = _mac(secret, signed)
+    if isinstance(key, Ed25519PrivateKey):
+        signed[SIGNATURE] = key.sign(canonical_body(signed)).hex()
+    else:
+        try:
+            body = canonical_body(signed)
+        except ValueError:
+            body = _legacy_body(signed)
+        signed[SIGNATURE] = _mac(key, body)
     return json.dumps(signed, ensure_ascii=False)
+
+
+def load_public_key(text: str) -> Ed25519PublicKey:
+    """An issuer's Ed25519 public key from the config: PEM (``-----BEGIN PUBLIC KEY-----``),
+    or the raw 32 bytes as 64 hex digits or as base64; ``ValueError`` says what is wrong."""
+    text = text.strip()
+    if text.startswith("-----BEGIN"):
+        try:
+            key = load_pem_public_key(text.encode("ascii"))
+        except (ValueError, UnicodeEncodeError, TypeError, UnsupportedAlgorithm) as exc:
+            raise ValueError(f"not a PEM public key ({exc})") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"a {type(key).__name__.lstrip('_')}, not an Ed25519 public key")
+        return key
+    raw: bytes
+    if all(c in "0123456789abcdefABCDEF" for c in text) and len(text) % 2 == 0:
+        raw = bytes.fromhex(text)  # base64 of 32 bytes ends in "=": never all hex
+    else:
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("not PEM, 64 hex digits or base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key is 32 bytes, this is {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def _signature_ok(key: IssuerKey, doc: Mapping[str, Any], signature: Any) -> bool:
+    given = signature.strip().lower() if isinstance(signature, str) else ""
+    try:
+        body = canonical_body(doc)
+    except ValueError:  # a value JCS cannot hold (nothing a conforming issuer signed)
+        body = None
+    if isinstance(key, Ed25519PublicKey):
+        if body is None or len(given) != 128:
+            return False
+        try:
+            key.verify(bytes.fromhex(given), body)
+        except (InvalidSignature, ValueError):  # ValueError: not hex
+            return False
+        return True
+    # surrogatepass: a lone surrogate (valid in JSON text, not in UTF-8) is simply not the
+    # hex digest, never an encoding error.
+    given_bytes = given.encode("utf-8", "surrogatepass")
+    ok = False
+    for make in (lambda: body, lambda: _legacy_body(doc)):
+        try:
+            candidate = make()
+        except ValueError:
+            candidate = None
+        expected = _mac(key, candidate).encode() if candidate is not None else b""
+        # compare_digest: the time taken must not tell how many leading digits matched; both
+        # forms are always compared, so neither does which form matched.
+        ok |= bool(expected) and hmac.compare_digest(given_bytes, expected)
+    return ok
 
 
 # --- parsing and verification -----------------------------------------------------------
@@ -211,7 +319,7 @@ def _number(value: Any) -> float | None:
 
 def verify_order(
     text: str | bytes,
-    secrets: Mapping[str, bytes],
+    secrets: Mapping[str, IssuerKey],
     *,
     now: datetime,
     site: str | None = None,
@@ -220,8 +328,9 @@ def verify_order(
 ) -> CurtailmentOrder:
     """Parse, authenticate and check an order; raise :class:`OrderError` naming every problem.
 
-    ``secrets`` maps issuer names to their shared HMAC keys. ``site``, when given, is the
-    receiving site: an order naming another site is refused.
+    ``secrets`` maps issuer names to their keys: a shared HMAC-SHA256 secret (``bytes``) or an
+    Ed25519 public key. ``site``, when given, is the receiving site: an order naming another
+    site is refused.
     """
     now = as_utc(now)
     doc = _load(text)
@@ -230,22 +339,14 @@ def verify_order(
     issuer = _text(doc, "issuer", reasons)
     signature = doc.get(SIGNATURE)
     if issuer is not None:
-        secret = secrets.get(issuer)
-        if not secret:  # an empty key would make every signature trivially forgeable
+        key = secrets.get(issuer)
+        # An empty HMAC key would make every signature trivially forgeable: no key at all.
+        if key is None or (isinstance(key, bytes) and not key):
             reasons.append(Reason.of(Code.ORDER_UNKNOWN_ISSUER, issuer=_show(issuer)))
         elif signature is None:
             reasons.append(Reason.of(Code.ORDER_MISSING_FIELD, field=SIGNATURE))
-        else:
-            try:
-                expected = _mac(secret, doc)
-            except ValueError:  # a value JSON cannot hold canonically (nothing we parsed)
-                expected = ""
-            given = signature.strip().lower() if isinstance(signature, str) else ""
-            # compare_digest: the time taken must not tell how many leading digits matched.
-            # surrogatepass: a lone surrogate (valid in JSON text, not in UTF-8) is simply
-            # not the hex digest, never an encoding error.
-            if not hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode()):
-                reasons.append(Reason.of(Code.ORDER_BAD_SIGNATURE, issuer=_show(issuer)))
+        elif not _signature_ok(key, doc, signature):
+            reasons.append(Reason.of(Code.ORDER_BAD_SIGNATURE, issuer=_show(issuer)))
 
     order_id = _text(doc, "id", reasons)
     target = doc.get("target_mw")
@@ -405,7 +506,7 @@ class OrderBook:
     def offer(
         self,
         text: str | bytes,
-        secrets: Mapping[str, bytes],
+        secrets: Mapping[str, IssuerKey],
         *,
         now: datetime,
         site: str | None = None,

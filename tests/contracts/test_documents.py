@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import pytest
 from jsonschema import Draft202012Validator
-from kuat.quota.orders import sign_order, verify_order
+from kuat.quota.orders import load_public_key, sign_order, verify_order
 from kuat.quota.schedule import BookOutcome, ScheduleBook, parse_csv, parse_json
 from kuat.uplink.mqtt import topic_base
 from kuat.uplink.quota_source import DEFAULT_QUOTA_PREFIX, quota_topics, split_documents
@@ -37,6 +37,8 @@ from tests.contracts.contract import (
 )
 
 KEY = b"kegoc-example-key-0123456789abcdef"
+# The Ed25519 issuer of the documents' examples: RFC 8032's published test key (the vectors').
+KOREM = load_public_key("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # 17:00 Astana
 ORDER = {
     "id": "KEGOC-2026-11-25-0042",
@@ -164,7 +166,7 @@ def accepted_by_kuat(media: str, value: Any) -> None:
     for text, fmt in split_documents(dumps(value), "json"):
         doc = json.loads(text)
         if "signature" in doc:
-            verify_order(text, {"kegoc": KEY}, now=NOW, site="ekibastuz-1")
+            verify_order(text, {"kegoc": KEY, "korem": KOREM}, now=NOW, site="ekibastuz-1")
         else:
             change = ScheduleBook().offer(text, fmt, site="ekibastuz-1")
             assert change.outcome is BookOutcome.ADDED, change.reasons
@@ -178,6 +180,7 @@ def test_the_documents_carry_examples() -> None:
     assert ("schedule.v1", "application/json") in kinds
     assert ("schedules.v1", "application/json") in kinds
     assert ("orders.v1", "application/json") in kinds
+    assert ("order.v1", "application/json") in kinds
     assert (None, "text/csv") in kinds
 
 
