@@ -791,15 +791,48 @@ def parse_config(text: str, source: str = "<config>") -> KuatConfig:
     except ValueError as exc:
         # An integer of over 4,300 digits: Python's int() limit, raised as a bare ValueError.
         raise ConfigError(source, [Problem("", f"not valid TOML: {exc}")]) from None
+    unset: list[Problem] = []
+    data = _substitute(data, (), unset, text)
     try:
         cfg = KuatConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        problems = list(unset)
         for err in exc.errors():
             loc = _loc_path(err["loc"])
             problems.append(Problem(_fmt_path(loc), _message(err), locate(text, loc)))
         raise ConfigError(source, problems) from None
+    if unset:
+        raise ConfigError(source, unset)
     return cfg
+
+
+# ${VAR} or ${VAR:-default} in a string value is taken from the environment (containers set
+# configuration that way); $${ writes a literal ${.
+_ENV_REF = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _substitute(value: Any, loc: tuple[str | int, ...], unset: list[Problem], text: str) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, (*loc, k), unset, text) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, (*loc, i), unset, text) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$${":
+            return "${"
+        name, default = m.group(1), m.group(2)
+        got = os.environ.get(name)
+        if got is None:
+            if default is not None:
+                return default
+            message = f"environment variable {name} is not set"
+            unset.append(Problem(_fmt_path(loc), message, locate(text, loc)))
+            return ""
+        return got
+
+    return _ENV_REF.sub(one, value)
 
 
 def load_config(path: Path) -> KuatConfig:

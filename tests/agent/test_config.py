@@ -145,3 +145,32 @@ def test_locate_follows_array_of_tables() -> None:
     assert locate(text, ("pdu", 1, "name")) == 5
     assert locate(text, ("pdu", 1, "v3", "user")) == 7
     assert locate(text, ("pdu", 1, "v3", "auth_key")) == 6  # missing key: its table
+
+
+def test_environment_references_in_string_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Containers configure through the environment: ${VAR}, ${VAR:-default}, $${ for a literal.
+    monkeypatch.setenv("KUAT_SITE", "astana-2")
+    monkeypatch.setenv("KUAT_INFLUX", "https://influx.example:8086")
+    monkeypatch.delenv("KUAT_UNSET", raising=False)
+    cfg = parse_config(
+        '[site]\nid = "${KUAT_SITE}"\nname = "price $${not a var}"\n'
+        '[agent]\nlanguage = "${KUAT_UNSET:-kk}"\n'
+        '[influx]\nurl = "${KUAT_INFLUX}"\n'
+    )
+    assert cfg.site.id == "astana-2"
+    assert cfg.site.name == "price ${not a var}"
+    assert cfg.agent.language == "kk"
+    assert cfg.influx is not None and cfg.influx.url == "https://influx.example:8086"
+
+
+def test_unset_environment_reference_is_named_with_the_other_problems(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KUAT_NOPE", raising=False)
+    with pytest.raises(ConfigError) as err:
+        parse_config(
+            '[site]\nid = "s1"\n\n[influx]\nurl = "${KUAT_NOPE}"\n\n[intervals]\nasic = 0\n'
+        )
+    got = {(p.path, p.message, p.line) for p in err.value.problems}
+    assert ("influx.url", "environment variable KUAT_NOPE is not set", 5) in got
+    assert any(p.path == "intervals.asic" for p in err.value.problems)
