@@ -125,7 +125,10 @@ def _http_url(v: str) -> str:
 class ClientCert(Strict):
     """A TLS client identity: the certificate and its key go together or not at all."""
 
+    # PEM client certificate for TLS client authentication; checked at start that it loads with
+    # client_key.
     client_cert: ExistingPath | None = None
+    # PEM private key of client_cert (root-only file).
     client_key: ExistingPath | None = None
 
     @model_validator(mode="after")
@@ -150,11 +153,17 @@ class ClientCert(Strict):
 class Broker(ClientCert):
     """An MQTT broker kuat talks to over TLS."""
 
+    # Broker host name or address.
     host: str
+    # Broker port (8883: MQTT over TLS).
     port: Annotated[int, Field(ge=1, le=65535)] = 8883
+    # TLS on (the default); off only for a lab broker on loopback.
     tls: bool = True
+    # PEM CA bundle to verify the broker with, instead of the system's; checked at start.
     ca_cert: CaFile | None = None
+    # User name, when the broker asks for one.
     username: str | None = None
+    # Password for username (a secret).
     password: SecretRef | None = None
     # Stable, so the broker keeps the persistent session (and queued QoS 1 messages) under it.
     client_id: str | None = None
@@ -166,14 +175,23 @@ class Broker(ClientCert):
 
 
 class SiteConfig(Strict):
+    # The site's id: an InfluxDB tag and an MQTT topic level (a-z, 0-9, '-', '_').
     id: str
+    # A name people read: reports and the dashboard.
     name: str = ""
+    # BIN (business identification number, 12 digits) of the licensed digital miner.
     owner_bin: str = "000000000000"
+    # The digital-mining licence number, for the register and reports.
     licence_number: str = ""
+    # Licence sub-type: I owns or holds the data centre, II places its hardware in another's.
     licence_subtype: Literal["I", "II"] = "I"
+    # The data centre's id in the register (needed when data_centre_registered).
     data_centre_id: str = ""
+    # Checklist item 7: the farm mines from a registered digital-mining data centre.
     data_centre_registered: bool = False
+    # The data centre's address, for the register and reports.
     address: str = ""
+    # KOREM trading zone of the connection: north-south or west.
     grid_zone: Literal["north-south", "west"] = "north-south"
 
     @field_validator("id")
@@ -199,25 +217,37 @@ class SiteConfig(Strict):
 
 
 class AgentSection(Strict):
+    # Where the spool, outbox, ledger and order book live (systemd StateDirectory=kuat).
     state_dir: Path = Path("/var/lib/kuat")
+    # Journal verbosity: debug, info, warning or error.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Operator messages (status, reports, alerts): kk, ru or en.
     language: Lang = "en"
 
 
 class Intervals(Strict):
     """Seconds between runs of each job."""
 
+    # Seconds between polls of every miner.
     asic: Annotated[float, Field(ge=1, le=3600)] = 60
+    # Seconds between polls of every PDU.
     pdu: Annotated[float, Field(ge=1, le=3600)] = 30
+    # Seconds between polls of the Modbus meters (a meter's own interval_s may differ).
     meter: Annotated[float, Field(ge=0.5, le=600)] = 5
+    # Seconds between quota evaluations when no site-meter reading triggers one.
     quota: Annotated[float, Field(ge=1, le=600)] = 10
+    # Seconds between register inventory snapshots and change events.
     inventory: Annotated[float, Field(ge=5, le=86400)] = 300
+    # Seconds between telemetry flushes from the spool to InfluxDB.
     flush: Annotated[float, Field(ge=1, le=600)] = 10
 
 
 class MinerLocation(Strict):
+    # Hall of the miners in the group (the register's location).
     hall: str = ""
+    # Rack of the miners in the group.
     rack: str = ""
+    # Slot, when a group is a single miner.
     slot: str = ""
 
 
@@ -228,8 +258,11 @@ class MinerGroup(Strict):
     addresses left out) or an inclusive range (``10.1.0.10-10.1.0.60``).
     """
 
+    # Miners: addresses, CIDR blocks (network and broadcast left out) or inclusive a-b ranges.
     hosts: Annotated[list[str], Field(min_length=1)]
+    # The miners' cgminer API port.
     port: Annotated[int, Field(ge=1, le=65535)] = 4028
+    # Where the group stands: hall, rack, slot.
     location: MinerLocation = MinerLocation()
 
     @field_validator("hosts")
@@ -244,24 +277,33 @@ class MinerGroup(Strict):
 
 
 class AsicSection(Strict):
+    # Per-miner deadline for one full poll: past it the miner is reported down.
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
     # "auto": sized from the cycle budget (see agent.sizing), or a fixed number of miners at once.
     concurrency: Annotated[int, Field(ge=1, le=10_000)] | Literal["auto"] = "auto"
+    # A miner that floods is cut off after this many bytes of one reply.
     max_reply_bytes: Annotated[int, Field(ge=4096, le=16 * 1024 * 1024)] = 65536
     # Stock Antminer firmware tells its serial and MAC only on its web UI (HTTP digest auth);
     # kuat asks once per identity_interval_s, in the background. web_port = 0 turns it off.
     web_port: Annotated[int, Field(ge=0, le=65535)] = 80
+    # User of the stock Antminer web UI (HTTP digest).
     web_username: str = "root"
+    # Password of the stock Antminer web UI (a secret; factory default root).
     web_password: SecretRef = SecretRef(value=SecretStr("root"))
+    # Seconds between identity fetches (serial, MAC) from a miner's web or REST API.
     identity_interval_s: Annotated[float, Field(ge=60)] = 3600.0
     # Write access per firmware, used only to curtail ([quota] enforce = true). The defaults are
     # what the firmwares ship with; a site that changed them says so here (secrets as above).
     whatsminer_password: SecretRef = SecretRef(value=SecretStr("admin"))
+    # Whatsminer API v3 account that signs write commands.
     whatsminer_v3_account: str = "super"
     braiins_password: SecretRef = SecretRef(value=SecretStr(""))  # REST API user root
+    # Port of the Braiins OS REST API (25.07+).
     braiins_web_port: Annotated[int, Field(ge=1, le=65535)] = 80
+    # ePIC UMC password for power targets and sleep (a secret; factory default letmein).
     epic_password: SecretRef = SecretRef(value=SecretStr("letmein"))
     vnish_password: SecretRef = SecretRef(value=SecretStr("admin"))  # on web_port
+    # The miners, as [[asic.groups]].
     groups: list[MinerGroup] = []
 
     _coerce = field_validator(
@@ -275,11 +317,17 @@ class AsicSection(Strict):
 
 
 class SnmpV3(Strict):
+    # SNMPv3 user (authPriv).
     user: str
+    # Authentication passphrase (a secret).
     auth_key: SecretRef
+    # Privacy (encryption) passphrase (a secret).
     priv_key: SecretRef
+    # Authentication protocol.
     auth_proto: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA"
+    # Privacy protocol.
     priv_proto: Literal["DES", "AES", "AES192", "AES256"] = "AES"
+    # SNMPv3 context name, when the PDU needs one.
     context: str = ""
 
     _coerce = field_validator("auth_key", "priv_key", mode="before")(_secret)
@@ -521,13 +569,22 @@ class QuotaSection(Strict):
 class GridSection(Strict):
     """Technical conditions of the grid connection (inspection checklist item 5)."""
 
+    # Number of the technical conditions for the connection (checklist item 5).
     tc_number: str = ""
+    # Date of the technical conditions.
     tc_date: date | None = None
+    # The energy transmitting organization that issued them.
     issuer: str = ""
+    # The transformer substation the farm is connected at.
     substation: str = ""
+    # Connection voltage in kV (item 5 asks for 35 kV or more).
     voltage_kv: Annotated[float, Field(gt=0)]
+    # Permitted capacity in MW (item 5 asks for 1 MW or more); measured demand is checked against
+    # it.
     permitted_mw: Annotated[float, Field(gt=0)]
+    # Date the farm was connected: before 2023-04-01 the 35 kV / 1 MW thresholds do not apply.
     connected_on: date
+    # Generation not connected to the unified power system: outside item 5.
     off_grid: bool = False
 
     def connection(self) -> GridConnection:
@@ -548,24 +605,36 @@ class BalanceSection(Strict):
 
     overhead_kw: Annotated[float, Field(ge=0)] = 0.0  # cooling, lighting, network
     overhead_fraction: Annotated[float, Field(ge=0, le=1)] = 0.03  # PSU and cable losses
+    # Unexplained load below this many kW is no alarm.
     tolerance_kw: Annotated[float, Field(ge=0)] = 5.0
+    # Nor below this fraction of the metered load.
     tolerance_fraction: Annotated[float, Field(ge=0, le=1)] = 0.03
     # Only when every outlet feeding the site is on a listed PDU is their sum comparable.
     pdus_cover_site: bool = False
 
 
 class ComplianceSection(Strict):
+    # Checklist item 7: host names of the accredited Kazakh pools the miners may mine through.
     accredited_pools: list[str] = []
 
 
 class InfluxSection(Strict):
+    # InfluxDB 2.x/3.x or VictoriaMetrics base URL (http:// or https://); credentials in it are
+    # never logged.
     url: str
+    # InfluxDB organization (InfluxDB 2.x).
     org: str = ""
+    # Bucket (InfluxDB 2.x), database (InfluxDB 3) or ignored (VictoriaMetrics).
     bucket: str = "kuat"
+    # API token (a secret).
     token: SecretRef | None = None
+    # Verify the server's certificate (keep on).
     verify_tls: bool = True
+    # PEM CA bundle to verify the server with; checked at start.
     ca_cert: CaFile | None = None
+    # Deadline of one write request.
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # Lines per write request.
     batch_lines: Annotated[int, Field(ge=1, le=100_000)] = 5000
 
     _coerce = field_validator("token", mode="before")(_secret)
@@ -575,6 +644,7 @@ class InfluxSection(Strict):
 class MqttSection(Broker):
     """The register's broker."""
 
+    # Topic prefix of the register messages (the site id follows).
     topic_prefix: str = "kz/hsc-register/v1"
     # How long the register history behind `kuat register export --since` keeps events: a
     # yearly filing needs a year and some slack.
@@ -582,6 +652,8 @@ class MqttSection(Broker):
 
 
 class SpoolSection(Strict):
+    # Telemetry lines kept while InfluxDB is unreachable; beyond it the oldest are dropped, counted
+    # and alerted.
     max_rows: Annotated[int, Field(ge=1000)] = 5_000_000
 
 
