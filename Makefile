@@ -37,12 +37,14 @@ install: $(BIN)/python
 demo: $(VENV)/.demo
 	$(BIN)/kuat demo $(if $(DURATION),--duration $(DURATION)) $(DEMO_ARGS)
 
-# The servers that integration tests start on loopback ports of their own.
+# The servers that integration tests start on loopback ports of their own, and promtool
+# (Debian package prometheus) for the alert rules' checks and unit tests (tests/alerts).
 servers:
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v victoria-metrics >/dev/null || missing="$$missing victoria-metrics"; \
 	command -v socat >/dev/null || missing="$$missing socat"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  [ "$$(id -u)" = 0 ] || { echo "missing:$$missing (run as root to install)"; exit 1; }; \
 	  apt-get update -q && $(APT) install $$missing; \
