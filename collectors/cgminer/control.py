@@ -52,7 +52,7 @@ from typing import Any
 
 import httpx
 from kuat.collectors.capabilities import ActionResult
-from kuat.collectors.cgminer import braiins_rest, epic, vnish_web
+from kuat.collectors.cgminer import braiins_rest, epic, fluxos, vnish_web
 from kuat.collectors.cgminer.btminer_auth import (
     AuthError,
     V2Token,
@@ -94,8 +94,6 @@ _NO_POWER_LIMIT = {
     "low power on some models) in its web UI",
     Firmware.AVALON: "Avalon firmware has work-mode levels (ascset worklevel), not a watt target",
     Firmware.CGMINER: "unknown cgminer firmware: no known power limit method",
-    Firmware.AURADINE: "FluxOS sets its power target over its HTTP API (token auth), which kuat "
-    "does not drive yet",
 }
 # A profile's watts as LuxOS reports them back may differ from the table by rounding.
 _WATTS_SLACK = 0.5
@@ -132,6 +130,9 @@ class MinerAccess:
     braiins_web_port: int = DEFAULT_WEB_PORT
     epic_password: str = field(default=epic.DEFAULT_PASSWORD, repr=False)
     vnish_password: str = field(default=vnish_web.DEFAULT_PASSWORD, repr=False)
+    auradine_web_port: int = fluxos.DEFAULT_WEB_PORT  # FluxOS's HTTP API (token auth)
+    auradine_username: str = fluxos.DEFAULT_USER
+    auradine_password: str = field(default=fluxos.DEFAULT_PASSWORD, repr=False)
 
 
 def _access(
@@ -252,7 +253,14 @@ async def set_power_limit(
     a = _access(access, DEFAULT_WEB_PORT, "root", "root", 5.0, admin_password, v3_account, v3_port)
     action = "set_power_limit"
     device = f"{host}:{port}"
-    supported = (Firmware.LUXOS, Firmware.BRAIINS, Firmware.VNISH, Firmware.EPIC, *BTMINER_FAMILIES)
+    supported = (
+        Firmware.LUXOS,
+        Firmware.BRAIINS,
+        Firmware.VNISH,
+        Firmware.EPIC,
+        Firmware.AURADINE,
+        *BTMINER_FAMILIES,
+    )
     if firmware_family not in supported:
         why = _NO_POWER_LIMIT.get(firmware_family, f"no power limit method for {firmware_family}")
         return ActionResult(device, action, "unsupported", why)
@@ -260,6 +268,8 @@ async def set_power_limit(
         return ActionResult(device, action, "unsupported", "a 0 W limit is a sleep: use sleep()")
     if firmware_family == Firmware.BRAIINS:
         return await _braiins_limit(host, port, watts, reason, timeout_s, confirm_s, a)
+    if firmware_family == Firmware.AURADINE:
+        return await _fluxos_act(host, port, reason, None, watts, timeout_s, confirm_s, a)
     if firmware_family == Firmware.EPIC:
         return await epic.set_power_limit(
             host,
@@ -477,6 +487,8 @@ async def _act(
     if family in BTMINER_FAMILIES:
         bt = _Btminer(a.whatsminer_password, a.whatsminer_v3_account, a.v3_port)
         return await _act_btminer(host, port, family, reason, to_sleep, timeout_s, confirm_s, bt)
+    if family == Firmware.AURADINE:
+        return await _fluxos_act(host, port, reason, to_sleep, None, timeout_s, confirm_s, a)
     if family == Firmware.EPIC:
         act = epic.sleep if to_sleep else epic.wake
         return await act(
@@ -567,6 +579,55 @@ async def _braiins_limit(
     if ok:
         return ActionResult(device, action, "done", f"confirmed target {got} W; reason: {reason}")
     return ActionResult(device, action, "failed", f"miner took target {got} W but reads {seen}")
+
+
+async def _fluxos_act(
+    host: str,
+    port: int,
+    reason: str,
+    to_sleep: bool | None,
+    watts: int | None,
+    timeout_s: float,
+    confirm_s: float,
+    a: MinerAccess,
+) -> ActionResult:
+    """Auradine: sleep/wake (``to_sleep``) or a power target (``watts``) over FluxOS's HTTP
+    API, confirmed by the ``mode`` reply on the cgminer-style API."""
+    device = f"{host}:{port}"
+    if watts is not None:
+        action, body = "set_power_limit", {"mode": "custom", "tune": "power", "power": watts}
+    else:
+        action = "sleep" if to_sleep else "wake"
+        body = {"sleep": "on" if to_sleep else "off"}
+    log.info("asic %s: %s requested over FluxOS (%s)", device, action, reason)
+    got = await fluxos.set_mode(
+        host,
+        body,
+        port=a.auradine_web_port,
+        user=a.auradine_username,
+        password=a.auradine_password,
+        timeout_s=a.web_timeout_s,
+    )
+    if got is not None:
+        if got.kind in ("auth", "rejected"):
+            return ActionResult(device, action, "refused", got.detail)
+        if got.kind in ("missing", "unreachable", "protocol"):
+            return ActionResult(device, action, "unsupported", got.detail)
+        return ActionResult(device, action, "failed", got.detail)
+    if watts is not None:
+
+        def applied(r: AsicReading) -> bool:
+            return r.power_limit_w is not None and abs(r.power_limit_w - watts) <= _WATTS_SLACK
+
+        ok, seen = await _confirm(host, port, applied, _describe_limit, timeout_s, confirm_s)
+        if ok:
+            return ActionResult(device, action, "done", f"confirmed {watts} W; reason: {reason}")
+        return ActionResult(device, action, "failed", f"miner took {watts} W but reads {seen}")
+    want = "sleeping" if to_sleep else "mining"
+    ok, state = await _confirm_state(host, port, want, timeout_s, confirm_s)
+    if ok:
+        return ActionResult(device, action, "done", f"confirmed {want}; reason: {reason}")
+    return ActionResult(device, action, "failed", f"miner accepted the mode but reads {state}")
 
 
 async def _act_web(

@@ -43,7 +43,7 @@ CAPABILITIES: dict[Firmware, frozenset[Capability]] = {
     Firmware.BRAIINS: _BOTH,  # REST power target (25.07+)
     Firmware.VNISH: _BOTH,  # presets at or below the target
     Firmware.EPIC: _BOTH,
-    Firmware.AURADINE: frozenset(),  # FluxOS's HTTP API is not driven yet
+    Firmware.AURADINE: _BOTH,  # FluxOS HTTP API: sleep on/off, custom power target
     Firmware.CGMINER: frozenset(),  # unknown derivative: nothing kuat can trust
 }
 

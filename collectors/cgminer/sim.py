@@ -13,7 +13,8 @@ numbers that move a little per request; fault personalities misbehave on purpose
 same request without it the old shape; its web UI and sleep are the stock Antminer's.
 
 ``auradine``: an Auradine Teraflux on FluxOS, its cgminer-style API (ipreport, psu, temperature,
-fan, mode beside summary/pools/version) as in the asic-rs captures; read-only.
+fan, mode beside summary/pools/version) as in the asic-rs captures; with ``web_port`` set, its
+HTTP API (``/token`` for admin + ``web_password``, then ``/mode`` sleep on/off or a power target).
 
 ``whatsminer_v3``: new btminer (M60S) that answers only Whatsminer API v3, length-framed JSON on
 ``v3_port`` (4433 by default), from the real ``get.device.info`` with this miner's serial, MAC
@@ -888,6 +889,37 @@ def _braiins_route(
     return 200, {"watt": watt}
 
 
+def _auradine_route(
+    m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
+) -> tuple[int, Any]:
+    """FluxOS's HTTP API as pyasic drives it: a token for user/password, then /mode writes."""
+    req = _json_body(body)
+    if method == "POST" and path == "/token":
+        if not isinstance(req, dict) or (req.get("user"), req.get("password")) != (
+            "admin",
+            m.web_password,
+        ):
+            return 200, {"STATUS": [{"STATUS": "E", "Msg": "Invalid user or password"}]}
+        token = secrets.token_urlsafe(12)
+        m.vnish_tokens.add(token)  # one token set per miner serves every web API here
+        return 200, {"STATUS": [{"STATUS": "S", "Msg": "Token"}], "Token": [{"Token": token}]}
+    if path != "/mode":
+        return 404, {"STATUS": [{"STATUS": "E", "Msg": "Not found"}]}
+    if headers.get("token", "") not in m.vnish_tokens:
+        return 401, {"STATUS": [{"STATUS": "E", "Msg": "Unauthorized"}]}
+    if method != "POST" or not isinstance(req, dict):
+        return 400, {"STATUS": [{"STATUS": "E", "Msg": "Bad request"}]}
+    if req.get("sleep") in ("on", "off"):
+        m.sleeping = req["sleep"] == "on"
+    elif req.get("tune") == "power" and isinstance(req.get("power"), int):
+        if not 0 < req["power"] <= m.factory_limit_w:
+            return 200, {"STATUS": [{"STATUS": "E", "Msg": "Power out of range"}]}
+        m.apply_power_limit(req["power"])
+    else:
+        return 200, {"STATUS": [{"STATUS": "E", "Msg": "Invalid mode"}]}
+    return 200, {"STATUS": [{"STATUS": "S", "Msg": "Mode set"}]}
+
+
 def _addresses(first_ip: str, count: int) -> list[str]:
     ip = ipaddress.IPv4Address(first_ip)
     if not ip.is_loopback:
@@ -977,9 +1009,12 @@ class AsicFarmSimulator:
             session_id=f"{r.getrandbits(48):012x}",
         )
         # the passwords these firmwares ship with (stock Antminer's web UI: root)
-        miner.web_password = {"epic": "letmein", "vnish": "admin", "braiins": ""}.get(
-            personality, "root"
-        )
+        miner.web_password = {
+            "epic": "letmein",
+            "vnish": "admin",
+            "braiins": "",
+            "auradine": "admin",
+        }.get(personality, "root")
         # both identity paths: known by serial (odd i) and by MAC alone (even i)
         miner.bos_rest_serial = i % 2 == 1
         miner.tick()
@@ -1017,6 +1052,8 @@ class AsicFarmSimulator:
                 self._servers.append(await _start_http(m, self.web_port, _vnish_route))
             if m.personality == "braiins" and self.web_port is not None:
                 self._servers.append(await _start_http(m, self.web_port, _braiins_route))
+            if m.personality == "auradine" and self.web_port is not None:
+                self._servers.append(await _start_http(m, self.web_port, _auradine_route))
             glue = m.personality == "antminer" and i % 5 == 0
             server = await loop.create_server(
                 lambda m=m, glue=glue: _MinerProtocol(m, glue),

@@ -6,8 +6,8 @@ the identity, re-read like a sticky reply), ``psu`` (wall watts as "58.94W" stri
 ``fan`` and ``mode`` (the operating mode, ``Sleep`` "on"/"off" and its ``Power`` target in W).
 Key names and value shapes are those of the asic-rs captures in tests/cases/asic/auradine/.
 
-Sleep, wake and power targets go through FluxOS's HTTP API with a token (user and password);
-kuat does not drive that API yet, so control reports "unsupported" for this firmware.
+Sleep, wake and power targets go through FluxOS's HTTP API with a token (user and password):
+collectors/cgminer/fluxos.py, confirmed by reading ``mode`` back here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Auradine (FluxOS) against the simulator: detected from its replies, read over the cgminer-style
-API without credentials, identity from ipreport; control is not driven yet and says so."""
+API without credentials, identity from ipreport; sleep, wake and a power target over FluxOS's HTTP
+API with a token, each confirmed by reading the miner back."""
 
 from __future__ import annotations
 
@@ -9,15 +10,20 @@ from contextlib import asynccontextmanager
 
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.control import MinerAccess
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.readings import AsicReading
 
 _ranges = itertools.count(1)
+WEB_PORT = 18094
+ACCESS = MinerAccess(auradine_web_port=WEB_PORT)
 
 
 @asynccontextmanager
 async def farm(count: int) -> AsyncIterator[AsicFarmSimulator]:
-    sim = AsicFarmSimulator(count, first_ip=f"127.87.{next(_ranges)}.1", personalities=["auradine"])
+    sim = AsicFarmSimulator(
+        count, first_ip=f"127.87.{next(_ranges)}.1", personalities=["auradine"], web_port=WEB_PORT
+    )
     await sim.start()
     try:
         yield sim
@@ -40,9 +46,29 @@ async def test_simulated_auradine_reads_like_the_real_one() -> None:
         await poller.aclose()
 
 
-async def test_auradine_control_is_unsupported_not_a_crash() -> None:
+async def test_auradine_sleeps_wakes_and_takes_a_power_target_over_fluxos() -> None:
     async with farm(1) as sim:
         host, port = sim.targets[0]
-        res = await control.sleep(host, port, "auradine", "quota")
-        assert res.outcome == "unsupported"
+        m = sim.miners[0]
+        res = await control.sleep(host, port, "auradine", "quota", access=ACCESS, confirm_s=3)
+        assert res.outcome == "done", res
+        assert m.sleeping
+        r = await AsicPoller(web_port=None).poll(host, port)
+        assert isinstance(r, AsicReading) and r.state == "sleeping"  # mode: Sleep "on"
+        res = await control.wake(host, port, "auradine", "quota", access=ACCESS, confirm_s=3)
+        assert res.outcome == "done" and not m.sleeping, res
+        res = await control.set_power_limit(
+            host, port, "auradine", 4000, "quota", access=ACCESS, confirm_s=3
+        )
+        assert res.outcome == "done", res
+        assert m.power_limit_w == 4000 and m.power_w < 4000
+
+
+async def test_auradine_wrong_password_is_refused_and_nothing_changes() -> None:
+    async with farm(1) as sim:
+        host, port = sim.targets[0]
+        bad = MinerAccess(auradine_web_port=WEB_PORT, auradine_password="guess")
+        res = await control.sleep(host, port, "auradine", "quota", access=bad, confirm_s=1)
+        assert res.outcome == "refused" and "token" in res.detail, res
+        assert "guess" not in res.detail  # secrets never in a message
         assert not sim.miners[0].sleeping
