@@ -115,6 +115,40 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(render_monthly(report, language))
 
+    @report_app.command("hourly")
+    def hourly(
+        config: ConfigOpt,
+        date_from: Annotated[
+            str, typer.Option("--from", metavar="DATE", help="First Astana date (YYYY-MM-DD).")
+        ],
+        date_to: Annotated[
+            str, typer.Option("--to", metavar="DATE", help="Last Astana date, included.")
+        ],
+        as_json: JsonOpt = False,
+        as_csv: Annotated[bool, typer.Option("--csv", help="One row per hour and source.")] = False,
+        lang: LangOpt = None,
+    ) -> None:
+        """Every Astana hour of the range: energy used per source, allocation, status and the
+        commercial meter's figure, for the month-end settlement."""
+        from kuat.agent.hourly_report import hourly_csv, hourly_report, parse_range, render_hourly
+
+        cfg = load_or_exit(config)
+        language = _lang(lang, cfg)
+        try:
+            first, last = parse_range(date_from, date_to)
+        except ValueError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        ledger = _ledger(cfg, required=True)
+        with ledger:
+            report = hourly_report(ledger, cfg, first, last, book=_schedules(cfg))
+        if as_json:
+            typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        elif as_csv:
+            typer.echo(hourly_csv(report), nl=False)
+        else:
+            typer.echo(render_hourly(report, language))
+
     @compliance_app.command("report")
     def compliance(
         config: ConfigOpt,
