@@ -17,6 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import example, given
+from hypothesis import strategies as st
 from kuat.agent.config import ConfigError, parse_config
 from kuat.agent.quota_job import QuotaJob
 from kuat.agent.state import SiteState
@@ -31,6 +33,7 @@ from kuat.quota.orders import (
 from kuat.quota.reasons import Code
 
 from tests.contracts.contract import validator
+from tests.fuzz.common import FUZZ, bounded, mutated_text
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = json.loads((ROOT / "tests/fixtures/orders/vectors.json").read_text("utf-8"))
@@ -166,3 +169,43 @@ def test_the_agent_obeys_an_ed25519_issuer_configured_by_public_key_only(tmp_pat
 def test_bad_public_key_config_names_the_issuer(tmp_path: Path, orders: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         parse_config(config(tmp_path, orders))
+
+
+# --- hostile input against an Ed25519 issuer: only OrderError, never a traceback ----------
+
+ED_SEED_ORDER = CASES[0]["order"]
+
+
+def _refused_or_verified(text: str | bytes) -> None:
+    try:
+        bounded(verify_order, text, KEYS, now=NOW, site=SITE)
+    except OrderError as exc:
+        assert exc.reasons
+
+
+@FUZZ
+@given(mutated_text([ED_SEED_ORDER, CASES[2]["order"], CASES[3]["order"]]))
+@example(ED_SEED_ORDER.replace('"signature": "', '"signature": "\\ud800'))
+@example(ED_SEED_ORDER.replace('"target_mw": 5.5', '"target_mw": 1' + "0" * 400))
+@example(ED_SEED_ORDER.replace('"target_mw": 5.5', '"target_mw": ' + "[" * 900 + "]" * 900))
+def test_hostile_orders_for_an_ed25519_issuer(text: str) -> None:
+    _refused_or_verified(text)
+
+
+@FUZZ
+@given(st.text(max_size=200), st.text(alphabet="0123456789abcdefABCDEF \n", max_size=140))
+def test_any_signature_text_is_a_refusal_not_a_crash(garbage: str, hexish: str) -> None:
+    doc = json.loads(ED_SEED_ORDER)
+    for sig in (garbage, hexish):
+        _refused_or_verified(json.dumps({**doc, "signature": sig}))
+
+
+@FUZZ
+@given(st.text(max_size=120))
+def test_load_public_key_raises_only_value_error(text: str) -> None:
+    try:
+        key = load_public_key(text)
+    except ValueError as exc:
+        assert str(exc)  # the config error quotes it: never an empty message
+    else:
+        assert len(key.public_bytes(Encoding.Raw, PublicFormat.Raw)) == 32
