@@ -10,9 +10,9 @@ of ``kuat.collectors.capabilities`` its firmware supports, and no others, so a c
     elif isinstance(h, Sleepable):
         await h.sleep("quota 80 %")
 
-The actions are control.py's (confirmed by reading the miner back); ``CAPABILITIES`` is the one
-table of which firmware offers which. ``control.sleep``/``wake``/``set_power_limit`` keep their
-signatures for existing callers.
+The actions are control.py's (confirmed by reading the miner back); ``CAPABILITIES`` says which
+firmware offers which, derived from the backends' ``Controls``. ``control.sleep``/``wake``/
+``set_power_limit`` keep their signatures for existing callers.
 """
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.control import MinerAccess
 from kuat.collectors.cgminer.firmware import Firmware
+from kuat.collectors.cgminer.firmware.controls import (
+    DEFAULT_CONFIRM_S,
+    Controls,
+    Verb,
+    controls_of,
+)
 
 
 class Capability(enum.StrEnum):
@@ -33,18 +39,21 @@ class Capability(enum.StrEnum):
 
 _SLEEP = frozenset({Capability.SLEEP})
 _BOTH = frozenset({Capability.SLEEP, Capability.POWER_LIMIT})
-# Which firmware offers what through kuat's control paths (control.py, the firmware docs).
+
+
+def _offers(c: Controls | None) -> frozenset[Capability]:
+    if c is None:
+        return frozenset()
+    caps = {Capability.SLEEP} if c.sleep_wake is not None else set()
+    if c.power_target is not None:
+        caps.add(Capability.POWER_LIMIT)
+    return frozenset(caps)
+
+
+# Which firmware offers what, from each backend's declared verbs (firmware/<name>.py CONTROLS);
+# a firmware without a declaration (an unknown cgminer derivative) offers nothing.
 CAPABILITIES: dict[Firmware, frozenset[Capability]] = {
-    Firmware.BITMAIN: _SLEEP,  # web UI sleep mode; work modes only, no watt target
-    Firmware.AVALON: _SLEEP,  # soft-off; work-mode levels, no watt target
-    Firmware.WHATSMINER: _BOTH,
-    Firmware.WHATSMINER_V3: _BOTH,
-    Firmware.LUXOS: _BOTH,  # profiles at or below the target
-    Firmware.BRAIINS: _BOTH,  # REST power target (25.07+)
-    Firmware.VNISH: _BOTH,  # presets at or below the target
-    Firmware.EPIC: _BOTH,
-    Firmware.AURADINE: _BOTH,  # FluxOS HTTP API: sleep on/off, custom power target
-    Firmware.CGMINER: frozenset(),  # unknown derivative: nothing kuat can trust
+    fw: _offers(controls_of(fw)) for fw in Firmware
 }
 
 
@@ -57,11 +66,18 @@ class MinerHandle:
     firmware: Firmware
     access: MinerAccess = field(default_factory=MinerAccess)
     timeout_s: float = 3.0
-    confirm_s: float = 10.0
+    # None: as long as the backend says a real box takes for that verb (Controls.confirm_s)
+    confirm_s: float | None = None
 
     @property
     def device(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def confirm_for(self, verb: Verb) -> float:
+        if self.confirm_s is not None:
+            return self.confirm_s
+        c = controls_of(self.firmware)
+        return c.confirm_for(verb) if c is not None else DEFAULT_CONFIRM_S
 
     @property
     def capabilities(self) -> frozenset[Capability]:
@@ -78,7 +94,7 @@ class _Sleep:
             self.firmware,
             reason,
             timeout_s=self.timeout_s,
-            confirm_s=self.confirm_s,
+            confirm_s=self.confirm_for("sleep"),
             access=self.access,
         )
 
@@ -89,7 +105,7 @@ class _Sleep:
             self.firmware,
             reason,
             timeout_s=self.timeout_s,
-            confirm_s=self.confirm_s,
+            confirm_s=self.confirm_for("wake"),
             access=self.access,
         )
 
@@ -107,13 +123,18 @@ class _PowerLimit:
             watts,
             reason,
             timeout_s=self.timeout_s,
-            confirm_s=self.confirm_s,
+            confirm_s=self.confirm_for("limit"),
             access=self.access,
         )
 
 
 @dataclass(frozen=True, slots=True)
 class SleepableMiner(_Sleep, MinerHandle):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PowerLimitableMiner(_PowerLimit, MinerHandle):
     pass
 
 
@@ -125,6 +146,7 @@ class CurtailableMiner(_Sleep, _PowerLimit, MinerHandle):
 _CLASSES: dict[frozenset[Capability], type[MinerHandle]] = {
     frozenset(): MinerHandle,
     _SLEEP: SleepableMiner,
+    frozenset({Capability.POWER_LIMIT}): PowerLimitableMiner,
     _BOTH: CurtailableMiner,
 }
 
@@ -136,7 +158,7 @@ def miner_handle(
     *,
     access: MinerAccess | None = None,
     timeout_s: float = 3.0,
-    confirm_s: float = 10.0,
+    confirm_s: float | None = None,
 ) -> MinerHandle:
     """The handle for a miner of ``firmware`` (a Firmware or its string, as readings carry it).
 

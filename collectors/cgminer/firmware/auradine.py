@@ -12,8 +12,11 @@ collectors/cgminer/fluxos.py, confirmed by reading ``mode`` back here.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer import fluxos
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
@@ -28,6 +31,9 @@ from kuat.collectors.cgminer.firmware.common import (
     pools,
     text,
 )
+from kuat.collectors.cgminer.firmware.controls import Act, Controls, http_result
+
+log = logging.getLogger(__name__)
 
 FAMILY = Firmware.AURADINE
 
@@ -119,4 +125,54 @@ SPEC = FirmwareSpec(
     vendor="Auradine",
     fields=FIELDS,
     sticky=frozenset({"ipreport"}),
+)
+
+
+# --- control: FluxOS's HTTP API (fluxos.py, token auth), confirmed by the API's ``mode`` ------
+
+
+async def _mode(act: Act, action: str, body: dict[str, Any]) -> ActionResult | None:
+    """One ``/mode`` write; the failure as a result, None when FluxOS took it."""
+    a = act.access
+    log.info("asic %s: %s requested over FluxOS (%s)", act.device, action, act.reason)
+    got = await fluxos.set_mode(
+        act.host,
+        body,
+        port=a.auradine_web_port,
+        user=a.auradine_username,
+        password=a.auradine_password,
+        timeout_s=a.web_timeout_s,
+    )
+    return None if got is None else http_result(act, action, got)
+
+
+async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
+    action = "sleep" if to_sleep else "wake"
+    failed = await _mode(act, action, {"sleep": "on" if to_sleep else "off"})
+    if failed is not None:
+        return failed
+    want = "sleeping" if to_sleep else "mining"
+    ok, state = await act.confirm_state(want)
+    if ok:
+        return act.result(action, "done", f"confirmed {want}; reason: {act.reason}")
+    return act.result(action, "failed", f"miner accepted the mode but reads {state}")
+
+
+async def _power_target(act: Act, watts: int) -> ActionResult:
+    action = "set_power_limit"
+    body = {"mode": "custom", "tune": "power", "power": watts}
+    failed = await _mode(act, action, body)
+    if failed is not None:
+        return failed
+    ok, seen = await act.confirm_limit(watts)
+    if ok:
+        return act.result(action, "done", f"confirmed {watts} W; reason: {act.reason}")
+    return act.result(action, "failed", f"miner took {watts} W but reads {seen}")
+
+
+CONTROLS = Controls(
+    firmware=FAMILY,
+    sleep_wake=_sleep_wake,
+    power_target=_power_target,
+    credentials=("auradine_web_port", "auradine_username", "auradine_password", "web_timeout_s"),
 )

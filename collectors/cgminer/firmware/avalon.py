@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
@@ -30,6 +31,7 @@ from kuat.collectors.cgminer.firmware.common import (
     positive,
     text,
 )
+from kuat.collectors.cgminer.firmware.controls import Act, Controls, api_sleep_wake
 
 _BRACKET = re.compile(r"(\w[\w ]*?)\[([^\]]*)\]")
 
@@ -140,8 +142,26 @@ SPEC = FirmwareSpec(
     family=Firmware.AVALON,
     vendor="Canaan",
     fields=FIELDS,
-    # the parameter gets ",1:<unix time>" appended when sent (control.py): the firmware acts at
+    # the parameter gets ",1:<unix time>" appended when sent (_sleep_wake): the firmware acts at
     # that time, so "now" means at once
     sleep_command=("ascset", "0,softoff"),
     wake_command=("ascset", "0,softon"),
+)
+
+
+# --- control: soft-off/soft-on; work-mode levels only, no watt target ------------------------
+
+
+async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
+    """``ascset 0,softoff,1:<unix time>`` / ``softon``: an Avalon Q may restart without
+    answering a softon, so a wake with no reply is judged by the re-read."""
+    cmd = SPEC.sleep_command if to_sleep else SPEC.wake_command
+    assert cmd is not None
+    return await api_sleep_wake(act, to_sleep, cmd, at_time=True, wake_may_not_answer=True)
+
+
+CONTROLS = Controls(
+    firmware=Firmware.AVALON,
+    sleep_wake=_sleep_wake,
+    no_power_target="Avalon firmware has work-mode levels (ascset worklevel), not a watt target",
 )

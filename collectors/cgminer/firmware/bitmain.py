@@ -29,8 +29,12 @@ must stay "error". Without that evidence the engine's own rule applies.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import httpx
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer import web
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
@@ -45,7 +49,9 @@ from kuat.collectors.cgminer.firmware.common import (
     positive,
     text,
 )
+from kuat.collectors.cgminer.firmware.controls import Act, Controls
 
+log = logging.getLogger(__name__)
 _HASH_KEYS = (("GHS 5s", 1e-3), ("GHS av", 1e-3), ("MHS 5s", 1e-6), ("MHS av", 1e-6))
 _RATE_UNIT = {"H": 1e-12, "KH": 1e-9, "MH": 1e-6, "GH": 1e-3, "TH": 1.0}
 # new_api: the current rate, then the average
@@ -365,3 +371,72 @@ SPEC = FirmwareSpec(
 )
 # Unknown cgminer derivatives read the same keys; the vendor stays unknown.
 GENERIC = FirmwareSpec(family=Firmware.CGMINER, vendor=None, fields=FIELDS)
+
+
+# --- control: sleep/wake through the web UI (bmminer's API has no sleep) ----------------------
+
+
+async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
+    """Read ``get_miner_conf.cgi``, post it back to ``set_miner_conf.cgi`` with ``miner-mode``
+    1/0 (HTTP digest), then confirm over the API: a sleeping stock miner hashes 0 with its fans
+    stopped (``_state``). 401 or the CGI saying no -> refused; no web UI (connection refused,
+    404) or a conf without a work mode (pre-S19 firmware) -> unsupported; else failed."""
+    a = act.access
+    action = "sleep" if to_sleep else "wake"
+    mode = web.WORK_MODE_SLEEP if to_sleep else web.WORK_MODE_NORMAL
+    log.info(
+        "asic %s: %s requested (%s) via web UI port %d", act.device, action, act.reason, a.web_port
+    )
+    auth = {"port": a.web_port, "username": a.web_username, "password": a.web_password}
+    # no proxy from the environment (a site's HTTP_PROXY must not carry LAN miner traffic), no
+    # pooled connections (one short exchange per action), lighttpd's self-signed TLS if any
+    async with httpx.AsyncClient(
+        trust_env=False, limits=httpx.Limits(max_keepalive_connections=0), verify=False
+    ) as client:
+        conf = await web.read_miner_conf(client, act.host, timeout_s=a.web_timeout_s, **auth)
+        if isinstance(conf, web.WebFailure):
+            return _web_result(act, action, conf)
+        current = web.work_mode(conf)
+        if current is None:
+            detail = "get_miner_conf shows no work mode: this firmware has no sleep mode"
+            return act.result(action, "unsupported", detail)
+        # already in that mode: writing again would only restart bmminer for nothing
+        if current != mode:
+            new = web.conf_with_work_mode(conf, mode)
+            failed = await web.write_miner_conf(
+                client, act.host, new, timeout_s=a.web_timeout_s, **auth
+            )
+            if failed is not None:
+                return _web_result(act, action, failed)
+    want = "sleeping" if to_sleep else "mining"
+    ok, got = await act.confirm_state(want)
+    if ok:
+        detail = f"confirmed {want} (web UI work mode {mode}); reason: {act.reason}"
+        return act.result(action, "done", detail)
+    return act.result(action, "failed", f"web UI took work mode {mode} but reads {got}")
+
+
+def _web_result(act: Act, action: str, f: web.WebFailure) -> ActionResult:
+    if f.kind in ("auth", "rejected"):
+        return act.result(action, "refused", f.detail)
+    if f.kind in ("unreachable", "missing"):
+        return act.result(
+            action, "unsupported", f"{f.detail}; stock firmware sleeps only through its web UI"
+        )
+    return act.result(action, "failed", f.detail)
+
+
+CONTROLS = Controls(
+    firmware=Firmware.BITMAIN,
+    sleep_wake=_sleep_wake,
+    credentials=("web_port", "web_username", "web_password", "web_timeout_s"),
+    # bmminer restarts into a work mode, and hashes again minutes after a wake
+    confirm_s={"sleep": 60.0, "wake": 180.0},
+    no_power_target="stock Antminer firmware has no watt limit, only work modes (normal/sleep, "
+    "low power on some models) in its web UI",
+)
+GENERIC_CONTROLS = Controls(
+    firmware=Firmware.CGMINER,
+    no_power_target="unknown cgminer firmware: no known power limit method",
+    no_sleep="unknown cgminer firmware: no known sleep method",
+)

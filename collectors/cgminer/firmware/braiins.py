@@ -11,8 +11,11 @@ balance than ``ApproximateChainPowerConsumption`` (chains only). Builds without 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer import braiins_rest
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
@@ -28,6 +31,10 @@ from kuat.collectors.cgminer.firmware.common import (
     status_description,
     text,
 )
+from kuat.collectors.cgminer.firmware.controls import Act, Controls, api_sleep_wake, http_result
+from kuat.collectors.cgminer.http_json import HttpFailure, http_client
+
+log = logging.getLogger(__name__)
 
 
 def _model(devdetails: Body | None) -> str | None:
@@ -125,3 +132,45 @@ def fields_from_rest_miner_stats(reply: Body) -> dict[str, float | None]:
         "hashrate_nominal_ths": ghs("miner_stats", "nominal_hashrate", "gigahash_per_second"),
         "power_w": watts,
     }
+
+
+# --- control: pause/resume on the API, the tuner's power target over REST (25.07+) -----------
+
+
+async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
+    cmd = SPEC.sleep_command if to_sleep else SPEC.wake_command
+    assert cmd is not None
+    return await api_sleep_wake(act, to_sleep, cmd)
+
+
+async def _power_target(act: Act, watts: int) -> ActionResult:
+    """``PUT /api/v1/performance/power-target`` (braiins_rest.py), confirmed by ``tunerstatus``."""
+    a = act.access
+    action = "set_power_limit"
+    log.info("asic %s: power target %d W requested (%s)", act.device, watts, act.reason)
+    async with http_client() as client:
+        got = await braiins_rest.set_power_target(
+            client,
+            act.host,
+            watts,
+            port=a.braiins_web_port,
+            username=a.braiins_username,
+            password=a.braiins_password,
+            timeout_s=a.web_timeout_s,
+        )
+    if isinstance(got, HttpFailure):
+        hint = "the power target needs Braiins OS 25.07 or later"
+        return http_result(act, action, got, unsupported_hint=hint)
+    ok, seen = await act.confirm_limit(got)
+    if ok:
+        return act.result(action, "done", f"confirmed target {got} W; reason: {act.reason}")
+    return act.result(action, "failed", f"miner took target {got} W but reads {seen}")
+
+
+CONTROLS = Controls(
+    firmware=Firmware.BRAIINS,
+    sleep_wake=_sleep_wake,
+    power_target=_power_target,
+    credentials=("braiins_web_port", "braiins_username", "braiins_password", "web_timeout_s"),
+    confirm_s={"limit": 60.0},
+)

@@ -12,8 +12,11 @@ polls and after a reboot), not one more command in every poll.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer.client import ApiError, CgminerClient, is_error_reply, status_of
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
@@ -30,6 +33,14 @@ from kuat.collectors.cgminer.firmware.common import (
     status_description,
     text,
 )
+from kuat.collectors.cgminer.firmware.controls import (
+    Act,
+    Controls,
+    api_sleep_wake,
+    session_send,
+)
+
+log = logging.getLogger(__name__)
 
 
 def _cfg(config: Body | None) -> dict[str, Any]:
@@ -120,4 +131,57 @@ SPEC = FirmwareSpec(
     sleep_command=("curtail", "sleep"),
     wake_command=("curtail", "wakeup"),
     sticky=frozenset({"profiles"}),
+)
+
+
+# --- control: one session per action (logon, <sid>,<parameter>, logoff) ----------------------
+
+
+async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
+    """``curtail <sid>,sleep|wakeup``; LuxOS allows one session at a time, so it is closed."""
+    cmd = SPEC.sleep_command if to_sleep else SPEC.wake_command
+    assert cmd is not None
+    return await api_sleep_wake(act, to_sleep, cmd, send=session_send)
+
+
+async def _power_target(act: Act, watts: int) -> ActionResult:
+    """The highest-power profile whose watts are <= ``watts`` (never above: the target is a
+    quota share); no profile that low -> unsupported, so the caller sleeps the miner instead.
+    Done when a poll shows that profile's watts as ``power_limit_w``."""
+    action = "set_power_limit"
+    log.info("asic %s: power limit %d W requested (%s)", act.device, watts, act.reason)
+    client = CgminerClient(timeout_s=act.timeout_s)
+    try:
+        listing = await client.command(act.host, act.port, "profiles")
+        if is_error_reply(listing):
+            return act.result(action, "refused", f"miner says: {status_of(listing)[1]}")
+        table = profile_table(listing)
+        if not table:
+            return act.result(action, "failed", "LuxOS listed no profiles with watts")
+        fits = [(w, name) for name, w in table.items() if w <= watts]
+        if not fits:
+            low_w, low = min((w, name) for name, w in table.items())
+            detail = f"lowest profile {low} draws {low_w:.0f} W, above {watts} W; sleep it instead"
+            return act.result(action, "unsupported", detail)
+        chosen_w, chosen = max(fits)
+        reply = await session_send(client, act.host, act.port, "profileset", chosen)
+    except ApiError as e:
+        return act.result(action, "failed", str(e))
+    if isinstance(reply, str):
+        return act.result(action, "refused", reply)
+    if is_error_reply(reply):
+        return act.result(action, "refused", f"miner says: {status_of(reply)[1]}")
+    ok, seen = await act.confirm_limit(chosen_w)
+    if ok:
+        detail = f"confirmed profile {chosen} ({chosen_w:.0f} W <= {watts} W); reason: {act.reason}"
+        return act.result(action, "done", detail)
+    detail = f"miner accepted profileset {chosen} ({chosen_w:.0f} W) but reads {seen}"
+    return act.result(action, "failed", detail)
+
+
+CONTROLS = Controls(
+    firmware=Firmware.LUXOS,
+    sleep_wake=_sleep_wake,
+    power_target=_power_target,
+    credentials=(),  # LuxOS's API hands a session to anyone on the LAN
 )

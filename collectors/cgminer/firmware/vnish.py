@@ -12,10 +12,14 @@ merges in.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer import vnish_web
 from kuat.collectors.cgminer.firmware import Firmware, bitmain
 from kuat.collectors.cgminer.firmware.common import Body, FirmwareSpec, Source, item, text
+from kuat.collectors.cgminer.firmware.controls import Act, Controls
 
 FAMILY = Firmware.VNISH
 _SUFFIX = re.compile(r"\s*\((vnish)\s*([^)]*)\)\s*$", re.IGNORECASE)
@@ -56,3 +60,44 @@ FIELDS: dict[str, Source] = {
 }
 
 SPEC = FirmwareSpec(family=FAMILY, vendor="Bitmain", fields=FIELDS)
+
+
+# --- control: Vnish's web API (vnish_web.py): mining stop/start, presets at or below a target --
+
+
+async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
+    a = act.access
+    verb = vnish_web.sleep if to_sleep else vnish_web.wake
+    got = await verb(
+        act.host,
+        act.reason,
+        web_port=a.web_port,
+        password=a.vnish_password,
+        timeout_s=a.web_timeout_s,
+        confirm_s=act.confirm_s,
+    )
+    # vnish_web names the web port; the caller knows the miner by its API target
+    return dataclasses.replace(got, device_id=act.device)
+
+
+async def _power_target(act: Act, watts: int) -> ActionResult:
+    a = act.access
+    got = await vnish_web.set_power_limit(
+        act.host,
+        watts,
+        act.reason,
+        web_port=a.web_port,
+        password=a.vnish_password,
+        timeout_s=a.web_timeout_s,
+        confirm_s=act.confirm_s,
+    )
+    return dataclasses.replace(got, device_id=act.device)
+
+
+CONTROLS = Controls(
+    firmware=FAMILY,
+    sleep_wake=_sleep_wake,
+    power_target=_power_target,
+    credentials=("web_port", "vnish_password", "web_timeout_s"),
+    confirm_s={"limit": 120.0, "wake": 120.0},
+)

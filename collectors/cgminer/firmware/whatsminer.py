@@ -6,8 +6,25 @@ the sleep state needs status, both of which btminer refuses inside "a+b".
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer.btminer_auth import (
+    AuthError,
+    V2Token,
+    v2_open_reply,
+    v2_request,
+    v2_session,
+)
+from kuat.collectors.cgminer.client import (
+    ApiError,
+    CgminerClient,
+    decode_reply,
+    exchange,
+    is_error_reply,
+    status_of,
+)
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
@@ -22,7 +39,11 @@ from kuat.collectors.cgminer.firmware.common import (
     positive,
     text,
 )
+from kuat.collectors.cgminer.firmware.controls import Act, Controls
+from kuat.collectors.cgminer.v3 import V3Client
 from kuat.collectors.readings import FaultSeverity, FirmwareFault
+
+log = logging.getLogger(__name__)
 
 
 def _s(summary: Body | None) -> dict[str, Any]:
@@ -151,7 +172,7 @@ SPEC = FirmwareSpec(
     fields=FIELDS,
     alone=frozenset({"get_miner_info", "status"}),
     sticky=frozenset({"get_miner_info"}),
-    # what btminer calls them; control.py sends them encrypted (btminer_auth.py), never plain
+    # what btminer calls them; _v2_write sends them encrypted (btminer_auth.py), never plain
     sleep_command=("power_off", "respbefore=true"),
     wake_command=("power_on", None),
 )
@@ -306,3 +327,146 @@ def fields_from_v3_device_info(reply: Body) -> dict[str, Any]:
         "mac": FIELDS_V3["mac"].extract(reply),
         "firmware": FIELDS_V3["firmware"].extract(reply),
     }
+
+
+# --- control ---------------------------------------------------------------------------------
+# v2 (4028): get_token, then power_off (respbefore), power_on or adjust_power_limit encrypted
+# with a key derived from the admin password (btminer_auth.py); a plain write is refused by real
+# firmware. v3 (4433): the salt from get.device.info, then a signed set.miner.service stop/start
+# or set.miner.power_limit as account "super". The miner saying no (a wrong password: "check
+# token error" on v2, "no permission" on v3, also what a miner whose write API is off says) ->
+# refused, with its words and a hint; no answer or an undecryptable reply -> failed. The admin
+# password never goes into a log line or a result.
+
+_V2_SLEEP = ("power_off", {"respbefore": "true"})  # answer first, then cut the hashboards
+_V2_WAKE = ("power_on", {})
+_V2_POWER_LIMIT = "adjust_power_limit"  # API v2.0.5 and later
+_V3_SERVICE = "set.miner.service"
+_V3_POWER_LIMIT = "set.miner.power_limit"
+_HINT = (
+    "check the admin password given to kuat and that the miner's write API is enabled "
+    "(WhatsMinerTool: change the default password, then switch the API on)"
+)
+_CREDENTIALS = ("whatsminer_password",)
+_CREDENTIALS_V3 = ("whatsminer_password", "whatsminer_v3_account", "v3_port")
+# btminer restarts mining to apply a limit, and after a wake
+_CONFIRM_S = {"limit": 120.0, "wake": 120.0}
+
+
+async def _v2_write(
+    host: str, port: int, timeout_s: float, password: str, cmd: str, **params: str
+) -> dict[str, Any]:
+    """One btminer API v2 write command: a fresh token, then the command encrypted with it.
+
+    Returns the decrypted reply, or the miner's plain error (a refused token, say) as it came.
+    """
+    client = CgminerClient(timeout_s=timeout_s)
+    deadline_at = client.deadline()
+    # a token per command: they expire in 30 min and a miner hands out 32 per client IP
+    got = await client.command(host, port, "get_token", deadline_at=deadline_at)
+    if is_error_reply(got):
+        return got
+    session = v2_session(password, V2Token.from_reply(got))
+    raw = await exchange(
+        host,
+        port,
+        v2_request(session, cmd, **params),
+        deadlines=client.deadlines,
+        deadline_at=deadline_at,
+        max_reply_bytes=client.max_reply_bytes,
+    )
+    return v2_open_reply(session, decode_reply(raw))
+
+
+def _refusal(cmd: str, reply: dict[str, Any]) -> str:
+    _, msg, _ = status_of(reply)
+    text = f"miner refused {cmd}: {msg or 'error without a message'}"
+    # v2 45 "can't access write cmd" / 135 "check token error", v3 -4 "no permission"
+    code = reply.get("Code", reply.get("code"))
+    auth = code in (45, 135, -4) or any(
+        w in msg.lower() for w in ("token", "permission", "write cmd")
+    )
+    return f"{text}; {_HINT}" if auth else text
+
+
+async def _write(act: Act, action: str, cmd: str, send: Any) -> ActionResult | None:
+    """Send one write; the refusal or failure as a result, None when the miner took it."""
+    try:
+        reply = await send
+    except (ApiError, AuthError) as e:
+        return act.result(action, "failed", str(e))
+    if is_error_reply(reply):
+        return act.result(action, "refused", _refusal(cmd, reply))
+    return None
+
+
+async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
+    a = act.access
+    action = "sleep" if to_sleep else "wake"
+    log.info("asic %s: %s requested (%s)", act.device, action, act.reason)
+    if act.firmware == Firmware.WHATSMINER:
+        cmd, params = _V2_SLEEP if to_sleep else _V2_WAKE
+        send = _v2_write(act.host, act.port, act.timeout_s, a.whatsminer_password, cmd, **params)
+    else:
+        cmd = _V3_SERVICE
+        send = V3Client(timeout_s=act.timeout_s).set_command(
+            act.host,
+            a.v3_port,
+            cmd,
+            "stop" if to_sleep else "start",
+            account=a.whatsminer_v3_account,
+            password=a.whatsminer_password,
+        )
+    failed = await _write(act, action, cmd, send)
+    if failed is not None:
+        return failed
+    want = "sleeping" if to_sleep else "mining"
+    ok, got = await act.confirm_state(want)
+    if ok:
+        return act.result(action, "done", f"confirmed {want}; reason: {act.reason}")
+    return act.result(action, "failed", f"miner accepted {cmd} but reads {got}")
+
+
+async def _power_target(act: Act, watts: int) -> ActionResult:
+    """``watts`` itself as btminer's power limit; the miner restarts mining to apply it."""
+    a = act.access
+    action = "set_power_limit"
+    log.info("asic %s: power limit %d W requested (%s)", act.device, watts, act.reason)
+    if act.firmware == Firmware.WHATSMINER:
+        cmd = _V2_POWER_LIMIT
+        send = _v2_write(
+            act.host, act.port, act.timeout_s, a.whatsminer_password, cmd, power_limit=str(watts)
+        )
+    else:
+        cmd = _V3_POWER_LIMIT
+        send = V3Client(timeout_s=act.timeout_s).set_command(
+            act.host,
+            a.v3_port,
+            cmd,
+            watts,
+            account=a.whatsminer_v3_account,
+            password=a.whatsminer_password,
+        )
+    failed = await _write(act, action, cmd, send)
+    if failed is not None:
+        return failed
+    ok, seen = await act.confirm_limit(watts)
+    if ok:
+        return act.result(action, "done", f"confirmed limit {watts} W; reason: {act.reason}")
+    return act.result(action, "failed", f"miner accepted {cmd} {watts} W but reads {seen}")
+
+
+CONTROLS = Controls(
+    firmware=Firmware.WHATSMINER,
+    sleep_wake=_sleep_wake,
+    power_target=_power_target,
+    credentials=_CREDENTIALS,
+    confirm_s=_CONFIRM_S,
+)
+CONTROLS_V3 = Controls(
+    firmware=Firmware.WHATSMINER_V3,
+    sleep_wake=_sleep_wake,
+    power_target=_power_target,
+    credentials=_CREDENTIALS_V3,
+    confirm_s=_CONFIRM_S,
+)

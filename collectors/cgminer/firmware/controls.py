@@ -1,0 +1,217 @@
+"""Control verbs as a backend declares them: what a firmware can do, how, and what it needs.
+
+Each firmware module (collectors/cgminer/firmware/<name>.py) exports a ``Controls`` for each
+firmware it serves: its sleep/wake verb and its power-target verb (small async functions, None
+when the firmware has no such write path, with the reason why), the ``MinerAccess`` fields the
+verbs read (the credentials and ports), and how long a real box takes to show each action.
+``controls_of`` finds every declaration by looking through the firmware package, so a new
+firmware adds its module and nothing else: control.py dispatches through this, handle.py derives
+its capabilities from it.
+
+A verb gets an ``Act``: the miner, its access, the caller's timeouts and the dispatcher's
+confirmation (a re-read through the poller), and returns an ``ActionResult``. An action is done
+only when the miner reads back in the new state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import logging
+import pkgutil
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from kuat.collectors.capabilities import ActionOutcome, ActionResult
+from kuat.collectors.cgminer.client import ApiError, CgminerClient, is_error_reply, status_of
+from kuat.collectors.cgminer.firmware import Firmware
+from kuat.collectors.cgminer.http_json import HttpFailure
+
+if TYPE_CHECKING:
+    from kuat.collectors.cgminer.control import MinerAccess
+    from kuat.collectors.readings import AsicReading
+
+log = logging.getLogger(__name__)
+
+Verb = Literal["sleep", "wake", "limit"]
+# A reported limit may differ from the requested watts by rounding (LuxOS profiles, REST echoes).
+WATTS_SLACK = 0.5
+# What a confirmation re-read gives back: (done?, what the last poll showed).
+Confirm = Callable[
+    [Callable[["AsicReading"], bool], Callable[["AsicReading"], str]],
+    Awaitable[tuple[bool, str]],
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Act:
+    """One requested action on one miner, as the dispatcher hands it to a backend's verb."""
+
+    host: str
+    port: int
+    firmware: str
+    reason: str
+    access: MinerAccess = field(repr=False)
+    timeout_s: float
+    confirm_s: float
+    confirm: Confirm = field(repr=False)
+
+    @property
+    def device(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def result(self, action: str, outcome: ActionOutcome, detail: str) -> ActionResult:
+        return ActionResult(self.device, action, outcome, detail)
+
+    async def confirm_state(self, want: str) -> tuple[bool, str]:
+        return await self.confirm(lambda r: r.state == want, lambda r: str(r.state))
+
+    async def confirm_limit(self, watts: float) -> tuple[bool, str]:
+        def applied(r: AsicReading) -> bool:
+            return r.power_limit_w is not None and abs(r.power_limit_w - watts) <= WATTS_SLACK
+
+        return await self.confirm(applied, describe_limit)
+
+
+SleepWake = Callable[[Act, bool], Awaitable[ActionResult]]  # (act, to_sleep)
+PowerTarget = Callable[[Act, int], Awaitable[ActionResult]]  # (act, watts > 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    """A firmware's control verbs as data: which exist, what they need, how long they take."""
+
+    firmware: Firmware
+    sleep_wake: SleepWake | None = None
+    power_target: PowerTarget | None = None
+    # the MinerAccess fields the verbs read (passwords, accounts, ports); tests check the names
+    credentials: tuple[str, ...] = ()
+    # seconds a real box takes to show the action ("sleep", "wake", "limit"); unlisted: default
+    confirm_s: Mapping[str, float] = field(default_factory=dict)
+    # why there is no power target (the quota engine then sleeps such miners instead)
+    no_power_target: str = ""
+    no_sleep: str = ""
+
+    def confirm_for(self, verb: Verb) -> float:
+        return self.confirm_s.get(verb, DEFAULT_CONFIRM_S)
+
+
+DEFAULT_CONFIRM_S = 10.0
+
+
+@functools.cache
+def _registry() -> dict[Firmware, Controls]:
+    """Every ``Controls`` declared by a module of the firmware package, by firmware."""
+    from kuat.collectors.cgminer import firmware as package
+
+    found: dict[Firmware, Controls] = {}
+    for mod in pkgutil.iter_modules(package.__path__):
+        m = importlib.import_module(f"{package.__name__}.{mod.name}")
+        for v in vars(m).values():
+            if isinstance(v, Controls):
+                found[v.firmware] = v
+    return found
+
+
+def controls_of(firmware: str) -> Controls | None:
+    """The declared controls of ``firmware`` (a Firmware or its string), None if it has none."""
+    try:
+        return _registry().get(Firmware(firmware))
+    except ValueError:
+        return None
+
+
+def all_controls() -> Mapping[Firmware, Controls]:
+    return _registry()
+
+
+# --- shared pieces the backends' verbs are built from ----------------------------------------
+
+
+def describe_limit(r: AsicReading) -> str:
+    limit = "no power limit" if r.power_limit_w is None else f"limit {r.power_limit_w:.0f} W"
+    return f"{limit}, {r.state}"
+
+
+def http_result(
+    act: Act, action: str, f: HttpFailure, *, unsupported_hint: str = ""
+) -> ActionResult:
+    """An HTTP write path's failure as an outcome: the box said no -> refused; no such API ->
+    unsupported (with the hint); anything else -> failed."""
+    if f.kind in ("auth", "rejected"):
+        return act.result(action, "refused", f.detail)
+    if f.kind in ("missing", "unreachable", "protocol"):
+        detail = f"{f.detail}; {unsupported_hint}" if unsupported_hint else f.detail
+        return act.result(action, "unsupported", detail)
+    return act.result(action, "failed", f.detail)
+
+
+# How an API verb is sent: the plain command, or through a session the firmware hands out.
+# Returns the reply, or a refusal text when the firmware gave no way in.
+Send = Callable[[CgminerClient, str, int, str, str | None], Awaitable["dict[str, Any] | str"]]
+
+
+async def plain_send(
+    client: CgminerClient, host: str, port: int, command: str, parameter: str | None
+) -> dict[str, Any] | str:
+    return await client.command(host, port, command, parameter)
+
+
+async def api_sleep_wake(
+    act: Act,
+    to_sleep: bool,
+    command: tuple[str, str | None],
+    *,
+    send: Send = plain_send,
+    at_time: bool = False,
+    wake_may_not_answer: bool = False,
+) -> ActionResult:
+    """Sleep or wake over the cgminer-style API, confirmed by the state a re-read shows.
+
+    ``at_time``: the firmware takes ``<parameter>,1:<unix time>`` and acts at that time (Avalon;
+    now means at once). ``wake_may_not_answer``: a box that restarts on wake without a reply is
+    judged by the re-read alone."""
+    action = "sleep" if to_sleep else "wake"
+    name, parameter = command
+    if at_time:
+        parameter = f"{parameter},1:{int(time.time())}"
+    log.info("asic %s: %s requested (%s)", act.device, action, act.reason)
+    client = CgminerClient(timeout_s=act.timeout_s)
+    reply: dict[str, Any] | str | None
+    try:
+        reply = await send(client, act.host, act.port, name, parameter)
+    except ApiError as e:
+        if to_sleep or not wake_may_not_answer:
+            return act.result(action, "failed", str(e))
+        reply = None
+    if isinstance(reply, str):
+        return act.result(action, "refused", reply)
+    if reply is not None and is_error_reply(reply):
+        return act.result(action, "refused", f"miner says: {status_of(reply)[1]}")
+    want = "sleeping" if to_sleep else "mining"
+    ok, got = await act.confirm_state(want)
+    if ok:
+        return act.result(action, "done", f"confirmed {want}; reason: {act.reason}")
+    return act.result(action, "failed", f"miner accepted {name} but reads {got}")
+
+
+async def session_send(
+    client: CgminerClient, host: str, port: int, command: str, parameter: str | None
+) -> dict[str, Any] | str:
+    """A LuxOS-style session command (``logon``, ``<sid>,<parameter>``, ``logoff``)."""
+    session = await client.command(host, port, "logon")
+    rows = session.get("SESSION")
+    sid = rows[0].get("SessionID") if isinstance(rows, list) and rows else None
+    if not isinstance(sid, str) or not sid:
+        return "LuxOS gave no session id"
+    try:
+        param = f"{sid},{parameter}" if parameter is not None else sid
+        return await client.command(host, port, command, param)
+    finally:
+        # LuxOS has one session at a time: leaving ours open would make the next action's
+        # logon fail for a minute. Best effort: the session expires on its own anyway.
+        with contextlib.suppress(ApiError):
+            await client.command(host, port, "logoff", sid)
