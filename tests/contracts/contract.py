@@ -16,6 +16,9 @@ from referencing import Registry, Resource
 SCHEMAS_DIR = Path(str(resources.files(schemas)))
 ASYNCAPI_META = Path(__file__).with_name("asyncapi-3.0.0.schema.json")
 JSON_SCHEMAS = sorted(p.stem for p in SCHEMAS_DIR.glob("*.json"))
+# The Ed25519 issuer "korem" of the documents' signed examples: RFC 8032's published TEST 1 key,
+# the key of tests/fixtures/orders/vectors.json (anyone can sign with it: tests only).
+KOREM_PUBLIC_HEX = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
 
 
 def load_yaml(name: str) -> dict[str, Any]:

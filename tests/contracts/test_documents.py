@@ -28,6 +28,7 @@ from openapi_spec_validator.readers import read_from_filename
 from tests.contracts.contract import (
     ASYNCAPI_META,
     JSON_SCHEMAS,
+    KOREM_PUBLIC_HEX,
     SCHEMAS_DIR,
     dumps,
     load_yaml,
@@ -38,7 +39,7 @@ from tests.contracts.contract import (
 
 KEY = b"kegoc-example-key-0123456789abcdef"
 # The Ed25519 issuer of the documents' examples: RFC 8032's published test key (the vectors').
-KOREM = load_public_key("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+KOREM = load_public_key(KOREM_PUBLIC_HEX)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)  # 17:00 Astana
 ORDER = {
     "id": "KEGOC-2026-11-25-0042",
