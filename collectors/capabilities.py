@@ -7,7 +7,8 @@ that implements exactly the protocols its firmware supports; PDUs switch outlets
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from kuat.collectors.readings import PollResult
@@ -40,6 +41,23 @@ class Sleepable(Protocol):
 @runtime_checkable
 class PowerLimitable(Protocol):
     async def set_power_limit(self, watts: int, reason: str) -> ActionResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolTarget:
+    """One pool to write to a miner, in priority order (the first is the one it mines on)."""
+
+    url: str
+    user: str
+    password: str = field(default="x", repr=False)  # most pools ignore it; some use it
+
+
+@runtime_checkable
+class PoolConfigurable(Protocol):
+    """The miner's pool list can be replaced through its firmware's own write path, confirmed
+    by reading the pools back (checklist item 7's fix)."""
+
+    async def set_pools(self, pools: Sequence[PoolTarget], reason: str) -> ActionResult: ...
 
 
 @runtime_checkable

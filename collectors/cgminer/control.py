@@ -16,10 +16,10 @@ Every password comes in through ``MinerAccess`` and never reaches a log line or 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer import epic, fluxos, vnish_web
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.firmware.controls import Act, controls_of
@@ -178,6 +178,42 @@ async def set_power_limit(
         return ActionResult(device, action, "unsupported", "a 0 W limit is a sleep: use sleep()")
     act = _make_act(host, port, firmware_family, reason, timeout_s, confirm_s, a)
     return await controls.power_target(act, watts)
+
+
+async def set_pools(
+    host: str,
+    port: int,
+    firmware_family: str,
+    pools: Sequence[PoolTarget],
+    reason: str,
+    *,
+    timeout_s: float = 3.0,
+    confirm_s: float = 10.0,
+    access: MinerAccess | None = None,
+) -> ActionResult:
+    """Replace the miner's pools with ``pools`` (priority order) through its firmware's own
+    write path, the PoolConfigurable capability's shape; done when a poll shows exactly these
+    pools (url and user, in order). A firmware keeps at most ``Controls.max_pools`` (3 on
+    today's firmware): the rest are not written, and the result says so. No pools at all is
+    refused here: writing none would leave the miner with nothing to mine on.
+    """
+    a = access or MinerAccess()
+    action = "set_pools"
+    device = f"{host}:{port}"
+    controls = controls_of(firmware_family)
+    if controls is None or controls.set_pools is None:
+        why = f"no pool write path kuat knows for {firmware_family}"
+        return ActionResult(device, action, "unsupported", why)
+    if not pools:
+        return ActionResult(device, action, "refused", "no pools given: the miner would stop")
+    kept = tuple(pools[: controls.max_pools])
+    act = _make_act(host, port, firmware_family, reason, timeout_s, confirm_s, a)
+    got = await controls.set_pools(act, kept)
+    if len(kept) < len(pools) and got.outcome == "done":
+        dropped = len(pools) - len(kept)
+        detail = f"{got.detail}; {dropped} more not written (the firmware keeps {len(kept)})"
+        return ActionResult(got.device_id, got.action, got.outcome, detail)
+    return got
 
 
 async def _act(

@@ -18,9 +18,10 @@ firmware offers which, derived from the backends' ``Controls``. ``control.sleep`
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.control import MinerAccess
 from kuat.collectors.cgminer.firmware import Firmware
@@ -35,10 +36,7 @@ from kuat.collectors.cgminer.firmware.controls import (
 class Capability(enum.StrEnum):
     SLEEP = "sleep"  # Sleepable: sleep/wake, confirmed
     POWER_LIMIT = "power_limit"  # PowerLimitable: a watt target, confirmed
-
-
-_SLEEP = frozenset({Capability.SLEEP})
-_BOTH = frozenset({Capability.SLEEP, Capability.POWER_LIMIT})
+    POOLS = "pools"  # PoolConfigurable: the pool list replaced, confirmed
 
 
 def _offers(c: Controls | None) -> frozenset[Capability]:
@@ -47,6 +45,8 @@ def _offers(c: Controls | None) -> frozenset[Capability]:
     caps = {Capability.SLEEP} if c.sleep_wake is not None else set()
     if c.power_target is not None:
         caps.add(Capability.POWER_LIMIT)
+    if c.set_pools is not None:
+        caps.add(Capability.POOLS)
     return frozenset(caps)
 
 
@@ -128,26 +128,43 @@ class _PowerLimit:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class SleepableMiner(_Sleep, MinerHandle):
-    pass
+class _Pools:
+    __slots__ = ()
+
+    async def set_pools(  # type: ignore[misc]
+        self: MinerHandle, pools: Sequence[PoolTarget], reason: str
+    ) -> ActionResult:
+        return await control.set_pools(
+            self.host,
+            self.port,
+            self.firmware,
+            pools,
+            reason,
+            timeout_s=self.timeout_s,
+            confirm_s=self.confirm_for("pools"),
+            access=self.access,
+        )
 
 
-@dataclass(frozen=True, slots=True)
-class PowerLimitableMiner(_PowerLimit, MinerHandle):
-    pass
+_MIXINS: dict[Capability, type] = {
+    Capability.SLEEP: _Sleep,
+    Capability.POWER_LIMIT: _PowerLimit,
+    Capability.POOLS: _Pools,
+}
 
 
-@dataclass(frozen=True, slots=True)
-class CurtailableMiner(_Sleep, _PowerLimit, MinerHandle):
-    pass
+def _handle_class(caps: frozenset[Capability]) -> type[MinerHandle]:
+    """A handle class with exactly the mixins of ``caps`` (isinstance on the protocols then
+    tells a caller what the miner offers)."""
+    if not caps:
+        return MinerHandle
+    bases = tuple(_MIXINS[c] for c in Capability if c in caps)
+    name = "".join(c.value.title().replace("_", "") for c in Capability if c in caps) + "Miner"
+    return dataclass(frozen=True, slots=True)(type(name, (*bases, MinerHandle), {}))
 
 
 _CLASSES: dict[frozenset[Capability], type[MinerHandle]] = {
-    frozenset(): MinerHandle,
-    _SLEEP: SleepableMiner,
-    frozenset({Capability.POWER_LIMIT}): PowerLimitableMiner,
-    _BOTH: CurtailableMiner,
+    caps: _handle_class(caps) for caps in set(CAPABILITIES.values())
 }
 
 
@@ -163,10 +180,10 @@ def miner_handle(
     """The handle for a miner of ``firmware`` (a Firmware or its string, as readings carry it).
 
     An unknown firmware string gives a plain handle: it can do nothing, and says so by not
-    being Sleepable or PowerLimitable."""
+    being Sleepable, PowerLimitable or PoolConfigurable."""
     try:
         fw = Firmware(firmware)
     except ValueError:
         fw = Firmware.CGMINER
-    cls = _CLASSES[CAPABILITIES.get(fw, frozenset())]
+    cls = _CLASSES.get(CAPABILITIES.get(fw, frozenset()), MinerHandle)
     return cls(host, port, fw, access or MinerAccess(), timeout_s, confirm_s)

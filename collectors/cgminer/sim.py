@@ -24,7 +24,8 @@ mix: existing farms are unchanged. ``set.*`` commands must carry the documented 
 ``set.miner.service`` stop/start/restart and ``set.miner.power_limit``; anything unsigned or
 wrongly signed gets "no permission".
 
-Whatsminer API v2 write commands (``power_off``/``power_on``/``adjust_power_limit``) work only
+Whatsminer API v2 write commands (``power_off``/``power_on``/``adjust_power_limit``/
+``update_pools``) work only
 encrypted after ``get_token``, as on real btminer (collectors/cgminer/btminer_auth.py); in plain
 text they get "can't access write cmd", with a wrong password "check token error". A power limit
 is reported back and the miner then draws under it.
@@ -331,6 +332,18 @@ class SimMiner:
             if not raw.isdigit() or not 0 < int(raw) <= self.factory_limit_w:
                 return R.wm_status(R.WM_CMD_ERROR, "command error", "E")
             self.apply_power_limit(int(raw))
+            return R.wm_status(R.WM_CMD_OK, "API command OK")
+        if command == "update_pools":
+            # API v2: pool1..3 with worker/passwd; an empty slot is no pool
+            self.pools = [
+                {
+                    "url": str(req.get(f"pool{i}", "")),
+                    "user": str(req.get(f"worker{i}", "")),
+                    "pass": str(req.get(f"passwd{i}", "")),
+                }
+                for i in range(1, 4)
+                if req.get(f"pool{i}")
+            ]
             return R.wm_status(R.WM_CMD_OK, "API command OK")
         if command == "restart_btminer":
             return R.wm_status(R.WM_CMD_OK, "API command OK")

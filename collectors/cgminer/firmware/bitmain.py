@@ -33,7 +33,7 @@ import logging
 from typing import Any
 
 import httpx
-from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer import web
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
@@ -426,12 +426,45 @@ def _web_result(act: Act, action: str, f: web.WebFailure) -> ActionResult:
     return act.result(action, "failed", f.detail)
 
 
+async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
+    """The pool list through the same web UI config: read it, post it back with the new pools
+    and the work mode it had (so a sleeping miner stays asleep), confirm the pools on the API.
+    Pre-S19 web UIs take a form, not this JSON document: unsupported there."""
+    a = act.access
+    action = "set_pools"
+    log.info("asic %s: pools requested (%s) via web UI port %d", act.device, act.reason, a.web_port)
+    auth = {"port": a.web_port, "username": a.web_username, "password": a.web_password}
+    async with httpx.AsyncClient(
+        trust_env=False, limits=httpx.Limits(max_keepalive_connections=0), verify=False
+    ) as client:
+        conf = await web.read_miner_conf(client, act.host, timeout_s=a.web_timeout_s, **auth)
+        if isinstance(conf, web.WebFailure):
+            return _web_result(act, action, conf)
+        mode = web.work_mode(conf)
+        if mode is None:
+            detail = "get_miner_conf shows no work mode: this web UI takes another config shape"
+            return act.result(action, "unsupported", detail)
+        doc = web.conf_with_work_mode(conf, mode)
+        doc["pools"] = [{"url": p.url, "user": p.user, "pass": p.password} for p in pools]
+        failed = await web.write_miner_conf(
+            client, act.host, doc, timeout_s=a.web_timeout_s, **auth
+        )
+        if failed is not None:
+            return _web_result(act, action, failed)
+    ok, seen = await act.confirm_pools(pools)
+    if ok:
+        return act.result(action, "done", f"confirmed {len(pools)} pools; reason: {act.reason}")
+    return act.result(action, "failed", f"web UI took the pools but the miner reads {seen}")
+
+
 CONTROLS = Controls(
     firmware=Firmware.BITMAIN,
     sleep_wake=_sleep_wake,
+    set_pools=_set_pools,
     credentials=("web_port", "web_username", "web_password", "web_timeout_s"),
     # bmminer restarts into a work mode, and hashes again minutes after a wake
-    confirm_s={"sleep": 60.0, "wake": 180.0},
+    # bmminer restarts to apply a saved config (a work mode or pools)
+    confirm_s={"sleep": 60.0, "wake": 180.0, "pools": 60.0},
     no_power_target="stock Antminer firmware has no watt limit, only work modes (normal/sleep, "
     "low power on some models) in its web UI",
 )

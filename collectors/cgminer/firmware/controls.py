@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from kuat.collectors.capabilities import ActionOutcome, ActionResult
+from kuat.collectors.capabilities import ActionOutcome, ActionResult, PoolTarget
 from kuat.collectors.cgminer.client import ApiError, CgminerClient, is_error_reply, status_of
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.http_json import HttpFailure
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Verb = Literal["sleep", "wake", "limit"]
+Verb = Literal["sleep", "wake", "limit", "pools"]
 # A reported limit may differ from the requested watts by rounding (LuxOS profiles, REST echoes).
 WATTS_SLACK = 0.5
 # What a confirmation re-read gives back: (done?, what the last poll showed).
@@ -75,9 +75,17 @@ class Act:
 
         return await self.confirm(applied, describe_limit)
 
+    async def confirm_pools(self, pools: tuple[PoolTarget, ...]) -> tuple[bool, str]:
+        """Done when the miner reports exactly these pools (url and user) in this order."""
+        want = [(p.url, p.user) for p in pools]
+        return await self.confirm(
+            lambda r: [(p.url, p.user) for p in r.pools] == want, describe_pools
+        )
+
 
 SleepWake = Callable[[Act, bool], Awaitable[ActionResult]]  # (act, to_sleep)
 PowerTarget = Callable[[Act, int], Awaitable[ActionResult]]  # (act, watts > 0)
+SetPools = Callable[[Act, tuple[PoolTarget, ...]], Awaitable[ActionResult]]  # 1..max_pools
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +95,9 @@ class Controls:
     firmware: Firmware
     sleep_wake: SleepWake | None = None
     power_target: PowerTarget | None = None
+    # replaces the pool list (the accredited pools, checklist item 7); at most max_pools
+    set_pools: SetPools | None = None
+    max_pools: int = 3
     # the MinerAccess fields the verbs read (passwords, accounts, ports); tests check the names
     credentials: tuple[str, ...] = ()
     # seconds a real box takes to show the action ("sleep", "wake", "limit"); unlisted: default
@@ -129,6 +140,10 @@ def all_controls() -> Mapping[Firmware, Controls]:
 
 
 # --- shared pieces the backends' verbs are built from ----------------------------------------
+
+
+def describe_pools(r: AsicReading) -> str:
+    return "pools " + (", ".join(f"{p.url} ({p.user})" for p in r.pools) or "none")
 
 
 def describe_limit(r: AsicReading) -> str:

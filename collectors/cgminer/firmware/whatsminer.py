@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer.btminer_auth import (
     AuthError,
     V2Token,
@@ -456,10 +456,33 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
     return act.result(action, "failed", f"miner accepted {cmd} {watts} W but reads {seen}")
 
 
+async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
+    """API v2 ``update_pools`` (pool1..3, worker1..3, passwd1..3; unused slots empty),
+    encrypted like every v2 write, confirmed by the pools the miner then reports."""
+    a = act.access
+    action, cmd = "set_pools", "update_pools"
+    log.info("asic %s: pools requested (%s)", act.device, act.reason)
+    params: dict[str, str] = {}
+    for i in range(1, 4):
+        p = pools[i - 1] if i <= len(pools) else None
+        params[f"pool{i}"] = p.url if p else ""
+        params[f"worker{i}"] = p.user if p else ""
+        params[f"passwd{i}"] = p.password if p else ""
+    send = _v2_write(act.host, act.port, act.timeout_s, a.whatsminer_password, cmd, **params)
+    failed = await _write(act, action, cmd, send)
+    if failed is not None:
+        return failed
+    ok, seen = await act.confirm_pools(pools)
+    if ok:
+        return act.result(action, "done", f"confirmed {len(pools)} pools; reason: {act.reason}")
+    return act.result(action, "failed", f"miner accepted {cmd} but reads {seen}")
+
+
 CONTROLS = Controls(
     firmware=Firmware.WHATSMINER,
     sleep_wake=_sleep_wake,
     power_target=_power_target,
+    set_pools=_set_pools,
     credentials=_CREDENTIALS,
     confirm_s=_CONFIRM_S,
 )

@@ -55,7 +55,7 @@ def test_handle_waits_as_long_as_the_backend_says_a_real_box_takes() -> None:
 
 async def test_braiins_pause_resume_through_its_backend() -> None:
     sim = AsicFarmSimulator(
-        1, first_ip=f"127.89.{next(_ranges)}.1", personalities=["braiins"], web_port=None
+        1, first_ip=f"127.74.{next(_ranges)}.1", personalities=["braiins"], web_port=None
     )
     await sim.start()
     try:

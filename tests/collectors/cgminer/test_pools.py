@@ -1,0 +1,111 @@
+"""PoolConfigurable (checklist item 7's fix): a miner's pools replaced through its firmware's own
+write path and confirmed by reading them back, against the simulator over real sockets on
+127.73.N.1 (stock Antminer web UI, Whatsminer API v2 update_pools)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from kuat.collectors.capabilities import PoolConfigurable, PoolTarget
+from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.control import MinerAccess
+from kuat.collectors.cgminer.handle import miner_handle
+from kuat.collectors.cgminer.sim import AsicFarmSimulator, SimMiner
+from kuat.collectors.readings import AsicReading
+
+WEB_PORT = 18097
+SECRET = "Kz7_pass"
+_ranges = itertools.count(1)
+ACCREDITED = (
+    PoolTarget("stratum+tcp://pool.kz.example:3333", "farm1.w1", "x"),
+    PoolTarget("stratum+tcp://backup.kz.example:443", "farm1.w1", "secret-pool-pass"),
+)
+
+
+@asynccontextmanager
+async def one_miner(personality: str) -> AsyncIterator[SimMiner]:
+    sim = AsicFarmSimulator(
+        1,
+        first_ip=f"127.73.{next(_ranges) % 250 + 1}.1",
+        personalities=[personality],
+        web_port=WEB_PORT,
+    )
+    sim.miners[0].admin_password = SECRET
+    await sim.start()
+    try:
+        yield sim.miners[0]
+    finally:
+        await sim.stop()
+
+
+async def pools_of(m: SimMiner) -> list[tuple[str, str | None]]:
+    r = await AsicPoller(web_port=None).poll(m.ip, m.port)
+    assert isinstance(r, AsicReading), r
+    return [(p.url, p.user) for p in r.pools]
+
+
+def _access() -> MinerAccess:
+    return MinerAccess(web_port=WEB_PORT, whatsminer_password=SECRET)
+
+
+async def test_stock_antminer_pools_written_through_the_web_ui_and_confirmed() -> None:
+    async with one_miner("antminer") as m:
+        m.set_work_mode(1)  # asleep for the quota: writing pools must not wake it
+        assert m.sleeping
+        h = miner_handle(m.ip, m.port, "bitmain", access=_access(), confirm_s=3.0)
+        assert isinstance(h, PoolConfigurable)
+        res = await h.set_pools(ACCREDITED, "item 7: pool not accredited")
+        assert res.outcome == "done", res
+        assert await pools_of(m) == [(p.url, p.user) for p in ACCREDITED]
+        assert m.conf_writes[-1]["pools"][1]["pass"] == "secret-pool-pass"
+        assert m.sleeping and m.conf_writes[-1]["miner-mode"] == 1
+        assert "secret-pool-pass" not in res.detail
+
+
+async def test_stock_antminer_wrong_web_password_is_refused() -> None:
+    async with one_miner("antminer") as m:
+        access = MinerAccess(web_port=WEB_PORT, web_password="not-it")
+        res = await control.set_pools(m.ip, m.port, "bitmain", ACCREDITED, "t", access=access)
+        assert res.outcome == "refused", res
+        assert "not-it" not in res.detail
+        assert m.conf_writes == []
+
+
+async def test_whatsminer_update_pools_encrypted_and_confirmed() -> None:
+    async with one_miner("whatsminer") as m:
+        before = await pools_of(m)
+        four = (
+            *ACCREDITED,
+            PoolTarget("stratum+tcp://c.kz:1", "u"),
+            PoolTarget("stratum+tcp://d.kz:1", "u"),
+        )
+        res = await control.set_pools(
+            m.ip, m.port, "whatsminer", four, "item 7", access=_access(), confirm_s=3.0
+        )
+        assert res.outcome == "done", res
+        # btminer keeps three pools: the fourth is not written, and the result says so
+        assert await pools_of(m) == [(p.url, p.user) for p in four[:3]] != before
+        assert "1 more not written" in res.detail
+        assert m.requests["update_pools"] == 1
+
+
+async def test_whatsminer_wrong_admin_password_is_refused_with_a_hint() -> None:
+    async with one_miner("whatsminer") as m:
+        before = await pools_of(m)
+        access = MinerAccess(whatsminer_password="wrong-one")
+        res = await control.set_pools(m.ip, m.port, "whatsminer", ACCREDITED, "t", access=access)
+        assert res.outcome == "refused" and "admin password" in res.detail, res
+        assert "wrong-one" not in res.detail
+        assert await pools_of(m) == before
+
+
+async def test_no_write_path_and_no_pools_are_said_plainly() -> None:
+    h = miner_handle("10.0.0.5", 4028, "avalon")
+    assert not isinstance(h, PoolConfigurable)
+    res = await control.set_pools("127.0.0.1", 9, "avalon", ACCREDITED, "t")
+    assert res.outcome == "unsupported" and "avalon" in res.detail
+    res = await control.set_pools("127.0.0.1", 9, "bitmain", (), "t")
+    assert res.outcome == "refused" and "no pools" in res.detail
