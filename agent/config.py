@@ -340,7 +340,9 @@ class PduConfig(Strict):
     profile: str = "auto"
     community: SecretRef | None = None
     v3: SnmpV3 | None = None
-    timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
+    # The deadline of one whole poll (every column walked): past it the PDU is reported down.
+    # A 650-varbind walk of a busy PDU takes seconds; the PDU job waits for this, not less.
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 10.0
     # Outlet index -> the miner it feeds, "ip" or "ip:port" (cgminer API port, 4028 if not
     # given): lets curtailment cut a miner that cannot sleep. Normalised to "ip:port".
     outlets: dict[int, str] = {}

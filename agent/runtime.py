@@ -57,6 +57,10 @@ class JobSpec:
     name: str
     interval_s: float
     run: Callable[[], Awaitable[None]]
+    # How long a run may take before it is cut (default: its interval, at least 5 s). A device
+    # job's is its devices' deadlines: they report a silent device down themselves, and
+    # cutting the job sooner would lose the results of the devices that did answer.
+    budget_s: float | None = None
 
 
 class Agent:
@@ -164,14 +168,17 @@ class Agent:
         if self._asic_targets:
             specs.append(JobSpec("asic", iv.asic, self.poll_asics))
         if self.cfg.pdu:
-            specs.append(JobSpec("pdu", iv.pdu, self.poll_pdus))
+            budget = max(p.timeout_s for p in self.cfg.pdu) + 2 * BACKSTOP_GRACE_S
+            specs.append(JobSpec("pdu", iv.pdu, self.poll_pdus, budget))
         if self._fast_meters():
-            specs.append(JobSpec("meter", iv.meter, self.poll_meters))
+            budget = max(self._meter_hold(m) for m in self._fast_meters()) + BACKSTOP_GRACE_S
+            specs.append(JobSpec("meter", iv.meter, self.poll_meters, budget))
         # a meter with its own interval_s (a tariff meter read slowly) is a job of its own, so
         # its slower sessions never hold back the fast site meter's cycle
         for m in self.cfg.meter:
             if m.interval_s is not None:
-                specs.append(JobSpec(f"meter:{m.name}", m.interval_s, self._meter_job(m)))
+                budget = self._meter_hold(m) + BACKSTOP_GRACE_S
+                specs.append(JobSpec(f"meter:{m.name}", m.interval_s, self._meter_job(m), budget))
         if self.reconciler is not None:
             # cheap when the hour is done; soon retried when the meter did not answer
             specs.append(JobSpec("settlement", 15.0, self.reconcile))
@@ -193,13 +200,6 @@ class Agent:
             self.state.asics[target] = result
         self.uplinks.record(results, self.clock())
 
-    @staticmethod
-    def device_deadline(configured_s: float, job_interval_s: float) -> float:
-        """A device's deadline: its configured ``timeout_s``, never more than most of the
-        time its job is given (``_guarded``: the interval, at least 5 s) — a poll still
-        running when the job is cut would lose every other device's result with it."""
-        return min(configured_s, max(0.5, max(job_interval_s, JOB_MIN_BUDGET_S) * 0.8))
-
     async def _bounded(
         self,
         poll: Awaitable[PollResult],
@@ -218,7 +218,7 @@ class Agent:
 
     async def poll_pdus(self) -> None:
         async def one(p: PduConfig) -> None:
-            deadline = self.device_deadline(p.timeout_s, self.cfg.intervals.pdu)
+            deadline = p.timeout_s
             poll = self._pdu.poll(
                 p.host, p.port, auth=_snmp_auth(p), profile=p.profile, deadline_s=deadline
             )
@@ -258,34 +258,33 @@ class Agent:
 
     def _meter_job(self, m: MeterConfig) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            await self._poll_meter(m, m.interval_s or self.cfg.intervals.meter, time.monotonic())
+            await self._poll_meter(m, time.monotonic())
 
         return run
 
+    def _meter_hold(self, m: MeterConfig) -> float:
+        """How long the runtime waits for a meter's poll: its deadline, and for a unit on a
+        shared Modbus line the deadlines of the units polled before it on that line."""
+        if m.protocol == "dlms":
+            return m.timeout_s
+        key = modbus_link(m).key
+        return sum(
+            o.timeout_s
+            for o in self.cfg.meter
+            if o.protocol == "modbus" and modbus_link(o).key == key and o.interval_s == m.interval_s
+        )
+
     async def poll_meters(self) -> None:
         polled_at = time.monotonic()
-        interval = self.cfg.intervals.meter
-        meters = self._fast_meters()
-        await asyncio.gather(*(self._poll_meter(m, interval, polled_at) for m in meters))
+        await asyncio.gather(*(self._poll_meter(m, polled_at) for m in self._fast_meters()))
 
-    async def _poll_meter(self, m: MeterConfig, job_interval_s: float, polled_at: float) -> None:
+    async def _poll_meter(self, m: MeterConfig, polled_at: float) -> None:
         poll: Awaitable[PollResult]
+        deadline = m.timeout_s
         if m.protocol == "dlms":
-            deadline = self.device_deadline(m.timeout_s, job_interval_s)
             poll = self._dlms.poll(dlms_meter(m, deadline))
-            backstop = deadline
         else:
             link = modbus_link(m)
-            # the units of one line are polled in turn: each gets its share of the job's time,
-            # and its wait for the line is part of the runtime's hold on it
-            sharing = sum(
-                1
-                for o in self.cfg.meter
-                if o.protocol == "modbus"
-                and modbus_link(o).key == link.key
-                and o.interval_s == m.interval_s
-            )
-            deadline = self.device_deadline(m.timeout_s, job_interval_s / sharing)
             poll = self._meter.poll(
                 m.host or link.device,
                 m.port,
@@ -294,9 +293,10 @@ class Agent:
                 timeout_s=deadline,
                 link=link,
             )
-            backstop = deadline * sharing
         host = m.host or m.serial_port or ""
-        result = await self._bounded(poll, backstop, DeviceKind.METER, host, m.port)
+        # the hold covers the wait for a shared line; the poll's own deadline starts once the
+        # line is its own
+        result = await self._bounded(poll, self._meter_hold(m), DeviceKind.METER, host, m.port)
         self.state.meters[m.name] = result  # type: ignore[assignment]
         if isinstance(result, MeterReading):
             self.ledger.record(m.name, result, self._energy_source)
@@ -528,11 +528,12 @@ class Agent:
         if task is not None:
             self._running.add(task)
         try:
-            await asyncio.wait_for(spec.run(), timeout=max(spec.interval_s, JOB_MIN_BUDGET_S))
+            budget = max(spec.interval_s, JOB_MIN_BUDGET_S, spec.budget_s or 0.0)
+            await asyncio.wait_for(spec.run(), timeout=budget)
         except asyncio.CancelledError:
             return  # shutting down
         except TimeoutError:
-            self._job_problem(spec.name, f"did not finish within {spec.interval_s:g} s")
+            self._job_problem(spec.name, f"did not finish within {budget:g} s")
         except Exception as exc:
             log.exception("job %s failed", spec.name)
             self._job_problem(spec.name, f"failed: {exc}")

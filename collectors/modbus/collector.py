@@ -95,6 +95,10 @@ class _UnitSilent(Exception):
     """On an RTU line, a unit that does not answer is that unit's failure, not the line's."""
 
 
+# A link down longer than this may come back with another meter behind it.
+RELEARN_AFTER_S = 60.0
+
+
 class _LinkError(Exception):
     """The TCP connection is unusable (refused, reset, silent)."""
 
@@ -176,8 +180,11 @@ class _Hub:
                 raise _LinkError(f"connect timed out after {self.timeout_s:g} s")
             raise _LinkError("connection refused or host unreachable")
         self._client = client
-        # a reconnect may mean a replaced meter or new firmware: learn its holes again
-        self._learned.clear()
+        # a reconnect after a long outage may mean a replaced meter or new firmware: learn its
+        # holes again; after a short one (a poll cut by its deadline) keep what was learned,
+        # or a meter probed on a slow line could never finish its first poll
+        if self._outage_since is None or time.monotonic() - self._outage_since > RELEARN_AFTER_S:
+            self._learned.clear()
         return client
 
     @property
@@ -242,6 +249,9 @@ class _Hub:
                     queue.extendleft(reversed(parts))
                 else:
                     learned.missing.add(block.spans[0])
+                # kept at once: a poll cut by its deadline mid-probe (a slow line, a loaded
+                # host) leaves what it learned to the next poll instead of starting over
+                self._learned[key] = _Learned([*good, *queue], learned.missing)
                 continue
             good.append(block)
             words.update(((block.fc, block.addr + i), w) for i, w in enumerate(regs))

@@ -460,8 +460,7 @@ class PduPoller:
     ) -> _T:
         """Open a session, settle the profile, run ``work``; failures raise PollFailed only.
 
-        ``deadline_s`` (default: the poller's) bounds the whole of it; each request then
-        waits at most its share, so its retry still fits inside the deadline."""
+        ``deadline_s`` (default: the poller's) bounds the whole of it, retries included."""
         problem = auth.problem()
         if problem:
             raise PollFailed(problem)
@@ -472,7 +471,9 @@ class PduPoller:
             except ProfileError as exc:
                 raise PollFailed(str(exc)) from exc
         deadline = self.deadline_s if deadline_s is None else deadline_s
-        request_timeout = min(self.timeout_s, deadline / (self.retries + 1))
+        # a request waits its full timeout before the retry: an agent that is merely slow
+        # (an embedded PDU, a loaded simulator) would only be hammered harder by early retries
+        request_timeout = min(self.timeout_s, deadline)
         engine = self.engine()
         try:
             async with asyncio.timeout(deadline):
