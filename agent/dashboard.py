@@ -57,7 +57,7 @@ _STATUS_CLASS = {
 }
 
 _templates = Environment(
-    loader=PackageLoader("agent", "templates"),
+    loader=PackageLoader("kuat.agent", "templates"),
     autoescape=select_autoescape(["html"]),
     trim_blocks=True,
     lstrip_blocks=True,

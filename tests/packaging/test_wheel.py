@@ -90,6 +90,11 @@ def test_installed_kuat_runs_version_check_config_and_a_probe(
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "127.0.0.1" in proc.stderr and "Traceback" not in proc.stderr
 
+    # The dashboard's page template ships and loads from the installed package (not the checkout).
+    code = "import kuat.agent.dashboard as d; print(d._templates.get_template('dashboard.html'))"
+    proc = _run([str(clean_venv / "bin" / "python"), "-c", code], cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and "dashboard.html" in proc.stdout, proc.stderr
+
     # No simulators in a production install: the demo says which extra it needs.
     proc = _run([str(clean_venv / "bin" / "python"), "-c", "import snmpsim"], cwd=tmp_path, env=env)
     assert proc.returncode != 0
