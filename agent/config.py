@@ -334,11 +334,17 @@ class SnmpV3(Strict):
 
 
 class PduConfig(Strict):
+    # The PDU's name: its device id in telemetry, the register and the dashboard.
     name: str
+    # The PDU's address.
     host: str
+    # SNMP port.
     port: Annotated[int, Field(ge=1, le=65535)] = 161
+    # MIB layout: auto (by sysObjectID), apc, raritan, sentry4, eaton, vertiv, or a profile file.
     profile: str = "auto"
+    # SNMPv2c community (a secret); or [pdu.v3] for SNMPv3 authPriv.
     community: SecretRef | None = None
+    # SNMPv3 authPriv credentials, instead of a community.
     v3: SnmpV3 | None = None
     # The deadline of one whole poll (every column walked): past it the PDU is reported down.
     # A 650-varbind walk of a busy PDU takes seconds; the PDU job waits for this, not less.
@@ -391,8 +397,10 @@ class MeterConfig(Strict):
     the fast operational meter of the whole site the quota paces on; ``feeder`` meters a part.
     """
 
+    # The meter's name: its device id in telemetry, the ledger and reports.
     name: str
     host: str = ""  # TCP address; a meter on a serial line gives serial_port instead
+    # modbus (TCP, RTU over TCP, RTU on a serial line) or dlms (DLMS/COSEM, IEC 62056).
     protocol: Literal["modbus", "dlms"] = "modbus"
     port: Annotated[int, Field(ge=1, le=65535)] = 502  # 4059 for dlms (IEC 62056-47)
     unit: Annotated[int, Field(ge=0, le=255)] = 1  # Modbus unit id
@@ -400,13 +408,20 @@ class MeterConfig(Strict):
     # through a transparent gateway (framing = "rtu"). Meters on one line share it: one hub
     # owns it and polls their units in turn.
     framing: Literal["socket", "rtu"] = "socket"
+    # The RS-485 line of a Modbus RTU meter, e.g. /dev/ttyUSB0 (instead of host).
     serial_port: str | None = None
+    # Serial line speed.
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    # Serial parity: N, E or O.
     parity: Literal["N", "E", "O"] = "N"
+    # Serial stop bits.
     stopbits: Literal[1, 2] = 1
+    # Serial data bits.
     bytesize: Literal[7, 8] = 8
     gap_s: Annotated[float, Field(ge=0, le=1)] = 0.0  # silence kept between two requests
     profile: str = "schneider-pm5560"  # "spodes" for dlms; or a profile file
+    # commercial (the settlement meter), site (the whole site, fast: the quota paces on it) or
+    # feeder (a part).
     role: Literal["commercial", "site", "feeder"] = "site"
     # The deadline of one poll of this meter: past it the meter is reported down.
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 2.0
@@ -416,12 +431,14 @@ class MeterConfig(Strict):
     # DLMS/COSEM: "tcp" wrapper, or "hdlc" through a TCP gateway in front of its port.
     transport: Literal["tcp", "hdlc"] = "tcp"
     client_address: Annotated[int, Field(ge=1, le=127)] = 16  # 16 public; SPODES LLS reader 32
+    # DLMS server (logical device) address.
     server_address: Annotated[int, Field(ge=0, le=16383)] = 1
     physical_address: Annotated[int, Field(ge=0, le=16383)] | None = None  # HDLC lower address
     password: SecretRef | None = None  # low-level security (LLS)
     # Reconciliation of a commercial meter's closed hour with kuat's ledger: an alarm beyond
     # max(tolerance_kwh, tolerance_fraction x the meter's figure).
     tolerance_kwh: Annotated[float, Field(ge=0)] = 1.0
+    # Reconciliation tolerance as a fraction of the meter's hourly figure (with tolerance_kwh).
     tolerance_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
 
     _coerce = field_validator("password", mode="before")(_secret)
