@@ -14,40 +14,21 @@ from datetime import datetime
 from typing import Any
 
 from kuat.collectors.cgminer.client import Replies, is_error_reply
-from kuat.collectors.cgminer.firmware import (
-    Firmware,
-    auradine,
-    avalon,
-    bitmain,
-    braiins,
-    luxos,
-    vnish,
-    whatsminer,
-)
-from kuat.collectors.cgminer.firmware.common import FirmwareSpec, item, shared, status_description
+from kuat.collectors.cgminer.firmware import Firmware, declarations
+from kuat.collectors.cgminer.firmware.common import FirmwareSpec, clues, shared
 from kuat.collectors.cgminer.models import lookup
 from kuat.collectors.readings import AsicReading, AsicTemps
 
-SPECS: dict[Firmware, FirmwareSpec] = {
-    s.family: s
-    for s in (
-        bitmain.SPEC,
-        bitmain.GENERIC,
-        whatsminer.SPEC,
-        whatsminer.SPEC_V3,
-        luxos.SPEC,
-        braiins.SPEC,
-        avalon.SPEC,
-        vnish.SPEC,
-        auradine.SPEC,
-    )
-}
+# Every backend's spec (firmware/<name>.py), found by looking through the firmware package.
+SPECS: dict[Firmware, FirmwareSpec] = {s.family: s for s in declarations(FirmwareSpec)}
+# detection order: each backend's rank, a derivative before the firmware it derives from
+_DETECTABLE = tuple(
+    sorted((s for s in SPECS.values() if s.detect is not None), key=lambda s: s.detect_rank)
+)
 
 # What the first poll of an unknown miner sends: enough to detect every family above.
 DISCOVERY_COMMANDS: tuple[str, ...] = ("summary", "stats", "pools", "version")
 
-# firmwares that write a Scrypt Antminer's MH/s into the "GHS" keys (models.toml ghs_key_unit)
-_GHS_KEY_FAMILIES = (Firmware.BITMAIN, Firmware.CGMINER, Firmware.VNISH)
 _READING_FIELDS = {f.name for f in dataclasses.fields(AsicReading)}
 # text every miner of a model repeats: one shared object each (firmware.common.shared)
 _SHARED_TEXT = ("model", "firmware")
@@ -60,36 +41,10 @@ def detect_family(bodies: Mapping[str, dict[str, Any]]) -> Firmware | None:
 
     Error replies count too: btminer refuses ``version`` but signs the refusal "btminer".
     """
-    descriptions = " ".join(status_description(b) for b in bodies.values()).lower()
-    version = item(bodies.get("version"), "VERSION") or {}
-    vkeys = {k.lower() for k in version}
-    if "btminer" in descriptions or "btminer" in str(version.get("Miner", "")).lower():
-        return Firmware.WHATSMINER
-    if "luxminer" in vkeys or "luxminer" in descriptions:
-        return Firmware.LUXOS
-    if vkeys & {"bosminer", "boser"} or "bosminer" in descriptions or "boser" in descriptions:
-        return Firmware.BRAIINS
-    # FluxOS signs its replies "GCMiner-<date>-<hash>" or "FluxOS-<date>-<hash>"
-    if "gcminer" in vkeys or "gcminer" in descriptions or "fluxos" in descriptions:
-        return Firmware.AURADINE
-    prod = str(version.get("PROD", "")).lower()
-    stats_rows = bodies.get("stats", {}).get("STATS")
-    # "MM ID0" on the A-series, "MM ID0:Summary" on the Avalon Q
-    has_mm = isinstance(stats_rows, list) and any(
-        isinstance(r, dict) and ("MM ID0" in r or "MM ID0:Summary" in r) for r in stats_rows
-    )
-    if prod.startswith("avalon") or has_mm:
-        return Firmware.AVALON
-    stats_head = item(bodies.get("stats"), "STATS") or {}
-    # S21-era new_api stats: the header is a top-level INFO with "type" (firmware/bitmain.py)
-    info = (bodies.get("stats") or {}).get("INFO")
-    info_type = info.get("type") if isinstance(info, dict) else None
-    kind = str(version.get("Type") or stats_head.get("Type") or info_type or "").lower()
-    # Vnish is bmminer with "(Vnish x.y.z)" in Type: before the stock rule, which it also fits
-    if "vnish" in kind or "vnish" in descriptions:
-        return Firmware.VNISH
-    if "bmminer" in vkeys or "bmminer" in {k.lower() for k in stats_head} or "antminer" in kind:
-        return Firmware.BITMAIN
+    c = clues(bodies)
+    for spec in _DETECTABLE:
+        if spec.detect(c):  # type: ignore[misc]
+            return spec.family
     if not bodies or all(is_error_reply(b) for b in bodies.values()):
         return None
     return Firmware.CGMINER
@@ -127,7 +82,7 @@ def build_reading(
     model = reading_fields.get("model")
     info = lookup(model)
     if info is not None:
-        if info.ghs_key_unit == "MH" and spec.family in _GHS_KEY_FAMILIES:
+        if info.ghs_key_unit == "MH" and spec.ghs_keys_may_be_mh:
             # Scrypt Antminers put MH/s in the "GHS" keys
             for key in ("hashrate_ths",):
                 if reading_fields.get(key) is not None:

@@ -10,6 +10,12 @@ telemetry tags, config files and callers that still pass plain strings keep work
 from __future__ import annotations
 
 import enum
+import functools
+import importlib
+import pkgutil
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class Firmware(enum.StrEnum):
@@ -25,3 +31,22 @@ class Firmware(enum.StrEnum):
     VNISH = "vnish"
     EPIC = "epic"  # ePIC UMC/PowerPlay: HTTP on 4028
     AURADINE = "auradine"  # FluxOS
+
+
+@functools.cache
+def _modules() -> tuple[Any, ...]:
+    # imported on first use, not here: the backends import Firmware from this module
+    return tuple(
+        importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)
+    )
+
+
+def declarations(kind: type[T]) -> list[T]:
+    """Every module-level ``kind`` instance the backends of this package declare (their
+    ``FirmwareSpec``s, their ``Controls``): a new firmware is found by adding its module."""
+    found: dict[int, T] = {}
+    for m in _modules():
+        for v in vars(m).values():
+            if isinstance(v, kind):
+                found.setdefault(id(v), v)
+    return list(found.values())

@@ -20,6 +20,7 @@ from kuat.collectors.cgminer import fluxos
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
+    Clues,
     FirmwareSpec,
     Source,
     first_num,
@@ -120,8 +121,16 @@ FIELDS: dict[str, Source] = {
     "state": Source(("mode",), _state),
 }
 
+
+def _detect(c: Clues) -> bool:
+    # FluxOS signs its replies "GCMiner-<date>-<hash>" or "FluxOS-<date>-<hash>"
+    return "gcminer" in c.vkeys or "gcminer" in c.descriptions or "fluxos" in c.descriptions
+
+
 SPEC = FirmwareSpec(
     family=FAMILY,
+    detect=_detect,
+    detect_rank=40,
     vendor="Auradine",
     fields=FIELDS,
     sticky=frozenset({"ipreport"}),

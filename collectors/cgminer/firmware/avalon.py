@@ -19,6 +19,7 @@ from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
+    Clues,
     FirmwareSpec,
     Source,
     first_num,
@@ -138,8 +139,23 @@ FIELDS: dict[str, Source] = {
     "state": Source(("stats",), _state),
 }
 
+
+def _detect(c: Clues) -> bool:
+    if str(c.version.get("PROD", "")).lower().startswith("avalon"):
+        return True
+    rows = (c.bodies.get("stats") or {}).get("STATS")
+    if isinstance(rows, list):
+        for r in rows:  # a loop, not any(): this runs on every poll of every miner
+            # "MM ID0" on the A-series, "MM ID0:Summary" on the Avalon Q
+            if isinstance(r, dict) and ("MM ID0" in r or "MM ID0:Summary" in r):
+                return True
+    return False
+
+
 SPEC = FirmwareSpec(
     family=Firmware.AVALON,
+    detect=_detect,
+    detect_rank=50,
     vendor="Canaan",
     fields=FIELDS,
     # the parameter gets ",1:<unix time>" appended when sent (_sleep_wake): the firmware acts at

@@ -38,6 +38,7 @@ from kuat.collectors.cgminer import web
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
+    Clues,
     FirmwareSpec,
     Source,
     first_num,
@@ -360,6 +361,15 @@ FIELDS: dict[str, Source] = {
     "uptime_s": Source(("summary", "stats"), _uptime),
 }
 
+
+def _detect(c: Clues) -> bool:
+    return (
+        "bmminer" in c.vkeys
+        or any(k.lower() == "bmminer" for k in c.stats_head)
+        or "antminer" in c.kind
+    )
+
+
 # The sleep rule is for stock Bitmain only: an unknown derivative's fans-at-0 proves nothing.
 SPEC = FirmwareSpec(
     family=Firmware.BITMAIN,
@@ -368,9 +378,12 @@ SPEC = FirmwareSpec(
     # S21-era stats (module doc); older firmware ignores the key
     request={"new_api": True},
     request_changes=("stats",),
+    detect=_detect,
+    detect_rank=70,
+    ghs_keys_may_be_mh=True,
 )
 # Unknown cgminer derivatives read the same keys; the vendor stays unknown.
-GENERIC = FirmwareSpec(family=Firmware.CGMINER, vendor=None, fields=FIELDS)
+GENERIC = FirmwareSpec(family=Firmware.CGMINER, vendor=None, fields=FIELDS, ghs_keys_may_be_mh=True)
 
 
 # --- control: sleep/wake through the web UI (bmminer's API has no sleep) ----------------------

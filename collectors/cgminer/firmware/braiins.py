@@ -19,6 +19,7 @@ from kuat.collectors.cgminer import braiins_rest
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
+    Clues,
     FirmwareSpec,
     Source,
     first_num,
@@ -100,7 +101,15 @@ FIELDS: dict[str, Source] = {
     "uptime_s": Source(("summary",), lambda s: integer((item(s, "SUMMARY") or {}).get("Elapsed"))),
 }
 
+
+def _detect(c: Clues) -> bool:
+    d = c.descriptions
+    return "bosminer" in c.vkeys or "boser" in c.vkeys or "bosminer" in d or "boser" in d
+
+
 SPEC = FirmwareSpec(
+    detect=_detect,
+    detect_rank=30,
     family=Firmware.BRAIINS,
     vendor="Bitmain",
     fields=FIELDS,

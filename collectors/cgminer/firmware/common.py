@@ -7,7 +7,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from kuat.collectors.cgminer.firmware import Firmware
 
@@ -21,6 +21,35 @@ Extractor = Callable[..., Any]
 class Source:
     commands: tuple[str, ...]
     extract: Extractor
+
+
+class Clues(NamedTuple):
+    """What detection looks at, worked out once from the discovery replies (version, summary,
+    stats, pools; error replies too: btminer refuses ``version`` but signs the refusal). A
+    NamedTuple: detection runs on every poll, and a tuple is the cheapest record to build."""
+
+    bodies: Mapping[str, Body]
+    descriptions: str  # every reply's STATUS Description, lower case
+    version: Body  # the VERSION row
+    vkeys: frozenset[str]  # its keys, lower case
+    stats_head: Body  # the first STATS row
+    kind: str  # the model's Type from version, stats or the new_api INFO header, lower case
+
+
+def clues(bodies: Mapping[str, Body]) -> Clues:
+    version = item(bodies.get("version"), "VERSION") or {}
+    stats_head = item(bodies.get("stats"), "STATS") or {}
+    # S21-era new_api stats: the header is a top-level INFO with "type" (firmware/bitmain.py)
+    info = (bodies.get("stats") or {}).get("INFO")
+    info_type = info.get("type") if isinstance(info, dict) else None
+    return Clues(
+        bodies,
+        " ".join([status_description(b) for b in bodies.values()]).lower(),
+        version,
+        frozenset([k.lower() for k in version]),
+        stats_head,
+        str(version.get("Type") or stats_head.get("Type") or info_type or "").lower(),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +72,12 @@ class FirmwareSpec:
     # those again with them
     request: Mapping[str, Any] | None = None
     request_changes: tuple[str, ...] = ()
+    # how the discovery replies show this firmware; tried in ``detect_rank`` order, lowest first
+    # (a derivative before the firmware it derives from); None: found another way (API v3)
+    detect: Callable[[Clues], bool] | None = None
+    detect_rank: int = 100
+    # Scrypt Antminers on this firmware write MH/s into the "GHS" keys (models.toml ghs_key_unit)
+    ghs_keys_may_be_mh: bool = False
     # the deduplicated command set, in first-use order; derived once, sent every poll
     commands: tuple[str, ...] = field(init=False)
 

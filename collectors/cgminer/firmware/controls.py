@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import logging
-import pkgutil
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from kuat.collectors.capabilities import ActionOutcome, ActionResult, PoolTarget
 from kuat.collectors.cgminer.client import ApiError, CgminerClient, is_error_reply, status_of
-from kuat.collectors.cgminer.firmware import Firmware
+from kuat.collectors.cgminer.firmware import Firmware, declarations
 from kuat.collectors.cgminer.http_json import HttpFailure
 
 if TYPE_CHECKING:
@@ -116,15 +114,7 @@ DEFAULT_CONFIRM_S = 10.0
 @functools.cache
 def _registry() -> dict[Firmware, Controls]:
     """Every ``Controls`` declared by a module of the firmware package, by firmware."""
-    from kuat.collectors.cgminer import firmware as package
-
-    found: dict[Firmware, Controls] = {}
-    for mod in pkgutil.iter_modules(package.__path__):
-        m = importlib.import_module(f"{package.__name__}.{mod.name}")
-        for v in vars(m).values():
-            if isinstance(v, Controls):
-                found[v.firmware] = v
-    return found
+    return {c.firmware: c for c in declarations(Controls)}
 
 
 def controls_of(firmware: str) -> Controls | None:

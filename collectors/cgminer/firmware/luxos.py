@@ -126,6 +126,8 @@ FIELDS: dict[str, Source] = {
 
 SPEC = FirmwareSpec(
     family=Firmware.LUXOS,
+    detect=lambda c: "luxminer" in c.vkeys or "luxminer" in c.descriptions,
+    detect_rank=20,
     vendor="Bitmain",
     fields=FIELDS,
     sleep_command=("curtail", "sleep"),

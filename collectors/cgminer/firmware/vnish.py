@@ -18,7 +18,7 @@ import re
 from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer import vnish_web
 from kuat.collectors.cgminer.firmware import Firmware, bitmain
-from kuat.collectors.cgminer.firmware.common import Body, FirmwareSpec, Source, item, text
+from kuat.collectors.cgminer.firmware.common import Body, Clues, FirmwareSpec, Source, item, text
 from kuat.collectors.cgminer.firmware.controls import Act, Controls
 
 FAMILY = Firmware.VNISH
@@ -59,7 +59,20 @@ FIELDS: dict[str, Source] = {
     "firmware": Source(("version", "stats"), _firmware),
 }
 
-SPEC = FirmwareSpec(family=FAMILY, vendor="Bitmain", fields=FIELDS)
+
+def _detect(c: Clues) -> bool:
+    return "vnish" in c.kind or "vnish" in c.descriptions
+
+
+SPEC = FirmwareSpec(
+    family=FAMILY,
+    vendor="Bitmain",
+    fields=FIELDS,
+    # bmminer with "(Vnish x.y.z)" in Type: tried before the stock rule, which it also fits
+    detect=_detect,
+    detect_rank=60,
+    ghs_keys_may_be_mh=True,
+)
 
 
 # --- control: Vnish's web API (vnish_web.py): mining stop/start, presets at or below a target --

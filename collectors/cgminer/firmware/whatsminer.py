@@ -28,6 +28,7 @@ from kuat.collectors.cgminer.client import (
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
+    Clues,
     FirmwareSpec,
     Source,
     first_num,
@@ -166,8 +167,15 @@ FIELDS: dict[str, Source] = {
     "faults": Source(("summary",), _faults),
 }
 
+
+def _detect(c: Clues) -> bool:
+    return "btminer" in c.descriptions or "btminer" in str(c.version.get("Miner", "")).lower()
+
+
 SPEC = FirmwareSpec(
     family=Firmware.WHATSMINER,
+    detect=_detect,
+    detect_rank=10,
     vendor="MicroBT",
     fields=FIELDS,
     alone=frozenset({"get_miner_info", "status"}),
