@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from kuat.agent.tomlpos import locate
+from kuat.collectors.errors import KuatError
 from kuat.quota.grid import GridConnection
 from kuat.quota.orders import IssuerKey, load_public_key
 from pydantic import (
@@ -837,7 +838,7 @@ class Problem:
         return f"{where}{self.path or '(top level)'}: {self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(KuatError):
     def __init__(self, source: str, problems: list[Problem]) -> None:
         self.source = source
         self.problems = problems

@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from kuat.collectors.errors import KuatError
 from kuat.quota.reasons import Code, Reason
 
 HOURS = 24
@@ -82,7 +83,7 @@ class EnergySource(enum.StrEnum):
     BILATERAL = "bilateral"
 
 
-class ScheduleError(ValueError):
+class ScheduleError(KuatError, ValueError):
     """A schedule refused, with every reason found (not just the first)."""
 
     def __init__(self, reasons: list[Reason]) -> None:

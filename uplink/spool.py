@@ -61,6 +61,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kuat.collectors.errors import KuatError
+
 __all__ = [
     "QUARANTINE_MARK",
     "SEQ_RESERVE",
@@ -109,7 +111,7 @@ _DAMAGE_CODES = frozenset(
 _FULL_CODE = getattr(sqlite3, "SQLITE_FULL", 13)
 
 
-class SpoolFull(sqlite3.OperationalError):
+class SpoolFull(KuatError, sqlite3.OperationalError):
     """A write found no space on the disk; the transaction was rolled back."""
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from kuat.collectors.errors import KuatError
 from passlib.hash import md5_crypt
 
 _BLOCK = 16
@@ -41,7 +42,7 @@ V3_ACCOUNTS = ("super", "user1", "user2", "user3")
 V3_TOKEN_CHARS = 8
 
 
-class AuthError(ValueError):
+class AuthError(KuatError, ValueError):
     """The miner's token or reply cannot be used (bad salt, undecryptable reply)."""
 
 

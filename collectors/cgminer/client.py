@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from kuat.collectors.errors import KuatError
 
 DEFAULT_PORT = 4028
 DEFAULT_MAX_REPLY_BYTES = 64 * 1024
@@ -28,7 +29,7 @@ MAX_DEPTH = 32
 STALL_S = 0.1
 
 
-class ApiError(Exception):
+class ApiError(KuatError):
     """A request that gave no usable reply; ``str(err)`` is the one-line cause."""
 
 

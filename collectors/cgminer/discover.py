@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.web import DEFAULT_WEB_PORT
+from kuat.collectors.errors import KuatError
 from kuat.collectors.readings import AsicReading
 
 DEFAULT_PORTS = (4028, 4433, DEFAULT_WEB_PORT)
@@ -61,7 +62,7 @@ class Found:
         return self.firmware_family is not None
 
 
-class ScanError(RuntimeError):
+class ScanError(KuatError, RuntimeError):
     """The scan could not go on for a local reason (out of file descriptors, say)."""
 
 

@@ -43,6 +43,7 @@ from kuat.collectors.dlms.profile import (
     scaled,
     unit_factor,
 )
+from kuat.collectors.errors import KuatError
 from kuat.collectors.readings import DeviceError, DeviceKind, MeterReading
 
 __all__ = ["DlmsMeter", "DlmsPoller", "Interval", "hour_energy"]
@@ -94,7 +95,7 @@ class Interval:
     kwh: float | None  # None: the meter marked the entry as not available
 
 
-class PollFailed(Exception):
+class PollFailed(KuatError):
     """One-line cause; becomes DeviceError.cause."""
 
 

@@ -21,6 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kuat.collectors.errors import KuatError
 from kuat.collectors.modbus.profile import _UNITS as UNITS
 from kuat.collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS
 
@@ -58,7 +59,7 @@ _EXTRA_UNITS: dict[str, tuple[str, float]] = {
 _CLASSES = {1: "data", 3: "register", 4: "extended register"}
 
 
-class ProfileError(ValueError):
+class ProfileError(KuatError, ValueError):
     """A profile that cannot be used; the message names the file and the key."""
 
 

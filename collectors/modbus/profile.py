@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from kuat.collectors.errors import KuatError
 from kuat.collectors.modbus.decode import RegType, WordOrder, width
 
 #: The unit each reading field is expressed in (the unit is also in the field's name).
@@ -74,7 +75,7 @@ DEFAULT_MAX_GAP = MAX_READ
 PROFILE_DIR = "profiles"
 
 
-class ProfileError(ValueError):
+class ProfileError(KuatError, ValueError):
     """A profile that cannot be used; the message names the file and the key."""
 
 

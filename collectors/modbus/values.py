@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from kuat.collectors.errors import KuatError
 from kuat.collectors.modbus.decode import RegType, decode, encode, raw_unsigned
 from kuat.collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS, MeterProfile, RegisterSpec
 
@@ -36,7 +37,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
 _SUNSSF_NA = -32768
 
 
-class BadValue(ValueError):
+class BadValue(KuatError, ValueError):
     """A register decoded to something that cannot be a measurement; message names it."""
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.errors import KuatError
 from kuat.collectors.readings import (
     DeviceError,
     DeviceKind,
@@ -165,7 +166,7 @@ def _new_engine() -> SnmpEngine:
     return engine
 
 
-class PollFailed(Exception):
+class PollFailed(KuatError):
     """One-line cause of a failed poll; becomes DeviceError.cause."""
 
 

@@ -32,6 +32,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from kuat.collectors.errors import KuatError
+
 SECTIONS: dict[str, tuple[str, ...]] = {
     "inlets": ("id", "phase", "volts", "amps", "watts", "kwh", "pf"),
     "phases": ("id", "volts", "amps", "watts"),
@@ -45,7 +47,7 @@ IDENTITY_FIELDS = ("model", "serial")
 BUILTIN_PACKAGE = "kuat.collectors.snmp.profiles"
 
 
-class ProfileError(ValueError):
+class ProfileError(KuatError, ValueError):
     """A profile file that cannot be used; the message names the file and the key."""
 
 

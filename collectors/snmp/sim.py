@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from kuat.collectors.errors import KuatError
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
 
@@ -26,7 +27,7 @@ RESPONDER = "snmpsim-command-responder"
 _SYS_OBJECT_ID = (1, 3, 6, 1, 2, 1, 1, 2, 0)
 
 
-class SimulatorError(RuntimeError):
+class SimulatorError(KuatError, RuntimeError):
     """snmpsim is missing, exited, or never answered."""
 
 
