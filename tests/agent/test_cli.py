@@ -33,7 +33,7 @@ def test_check_config_ok_on_example(tmp_path: Path) -> None:
     creds = write_credentials(tmp_path / "credentials")
     done = kuat("check-config", str(config), "--credentials-dir", str(creds))
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("OK: site ekibastuz-1, 336 miners, 2 PDUs, 3 meters")
+    assert done.stdout.startswith("OK: site ekibastuz-1, 337 miners, 2 PDUs, 3 meters")
 
 
 def test_check_config_names_every_file_the_run_would_miss(tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ def test_check_config_json(tmp_path: Path) -> None:
         "ok": True,
         "file": str(config),
         "site": "ekibastuz-1",
-        "miners": 336,
+        "miners": 337,
         "pdus": 2,
         "meters": 3,
     }

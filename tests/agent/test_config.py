@@ -34,8 +34,8 @@ def example(tmp_path: Path) -> Path:
 def test_example_config_loads(creds: Path, example: Path) -> None:
     cfg = load_config(example)
     assert cfg.site.id == "ekibastuz-1"
-    # 10.20.1.0/24 gives 254 hosts, 10.20.2.10-90 gives 81, plus one single address
-    assert len(cfg.asic_targets()) == 254 + 81 + 1
+    # 10.20.1.0/24 gives 254 hosts, 10.20.2.10-90 gives 81, plus two single addresses
+    assert len(cfg.asic_targets()) == 254 + 81 + 2
     assert cfg.site_meter is not None and cfg.site_meter.profile == "schneider-pm5560"
     assert cfg.influx is not None and cfg.influx.token is not None
     assert cfg.influx.token.get() == "secret-influx-token"
