@@ -56,7 +56,7 @@ import hmac
 import json
 import math
 import reprlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -97,8 +97,8 @@ _SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 80
 def _show(value: Any) -> str:
     if isinstance(value, str):
         # A lone surrogate (valid in JSON, not in UTF-8) would break the log line quoting it.
-        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return value if len(value) <= 80 else value[:77] + "..."
+        text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return text if len(text) <= 80 else text[:77] + "..."
     if isinstance(value, bool | float) or value is None:
         return str(value)
     return _SHOW.repr(value)
@@ -235,7 +235,8 @@ def _signature_ok(key: IssuerKey, doc: Mapping[str, Any], signature: Any) -> boo
     # hex digest, never an encoding error.
     given_bytes = given.encode("utf-8", "surrogatepass")
     ok = False
-    for make in (lambda: body, lambda: _legacy_body(doc)):
+    makers: tuple[Callable[[], bytes | None], ...] = (lambda: body, lambda: _legacy_body(doc))
+    for make in makers:
         try:
             candidate = make()
         except ValueError:

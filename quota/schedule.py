@@ -44,6 +44,7 @@ file sent in an MWh column.
 from __future__ import annotations
 
 import csv
+import datetime
 import enum
 import io
 import json
@@ -69,8 +70,8 @@ def _show(value: Any) -> str:
     """``value`` as a reason parameter: text as is (cut at 80), anything else a short repr."""
     if isinstance(value, str):
         # A lone surrogate (valid in JSON, not in UTF-8) would break the log line quoting it.
-        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return value if len(value) <= 80 else value[:77] + "..."
+        text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return text if len(text) <= 80 else text[:77] + "..."
     if isinstance(value, bool | float) or value is None:
         return str(value)
     return _SHOW.repr(value)
@@ -113,7 +114,7 @@ class HourlyAllocation:
         return math.fsum(self.mwh)
 
     @property
-    def key(self) -> tuple[str, date, EnergySource]:
+    def key(self) -> tuple[str, datetime.date, EnergySource]:  # `date` is the field here
         return (self.site, self.date, self.source)
 
 

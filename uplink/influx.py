@@ -168,7 +168,9 @@ class InfluxUplink:
             # because the client's debug log would print the Authorization header.
             self._client = InfluxDBClient(
                 url=url,
-                token=token,
+                # influxdb-client annotates token as str but takes None (no Authorization
+                # header, an InfluxDB that needs none)
+                token=token,  # type: ignore[arg-type]
                 org=org,
                 timeout=int(timeout_s * 1000),
                 verify_ssl=verify_ssl,

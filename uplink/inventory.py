@@ -250,7 +250,9 @@ def snapshot_from_payload(payload: Mapping[str, Any]) -> Snapshot:
     )
 
 
-def _event(kind: str, m: Miner, snap: Snapshot, new_id: Callable[[], str], **extra: Any) -> dict:
+def _event(
+    kind: str, m: Miner, snap: Snapshot, new_id: Callable[[], str], **extra: Any
+) -> dict[str, Any]:
     return {
         "schema": EVENT_SCHEMA,
         "id": new_id(),

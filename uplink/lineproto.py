@@ -32,6 +32,7 @@ import os
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
+from types import ModuleType
 
 from kuat.collectors.readings import (
     AsicReading,
@@ -42,6 +43,7 @@ from kuat.collectors.readings import (
     PoolInfo,
 )
 
+_lpaccel: ModuleType | None
 try:
     from kuat.uplink import _lpaccel
 except ImportError:  # no C compiler at install time: the pure-Python path, same output
@@ -223,12 +225,12 @@ def _encode_asic_pure(r: AsicReading, site: str) -> list[str]:
     if v is not None and _isfinite(v):
         add(f"power_limit_w={float(v)!r}")
     temps = r.temps_c
-    if temps.board and _isfinite(v := max(temps.board)):
-        add(f"temp_board_max_c={float(v)!r}")
-    if temps.chip and _isfinite(v := max(temps.chip)):
-        add(f"temp_chip_max_c={float(v)!r}")
-    if temps.inlet and _isfinite(v := max(temps.inlet)):
-        add(f"temp_inlet_max_c={float(v)!r}")
+    if temps.board and _isfinite(t := max(temps.board)):
+        add(f"temp_board_max_c={float(t)!r}")
+    if temps.chip and _isfinite(t := max(temps.chip)):
+        add(f"temp_chip_max_c={float(t)!r}")
+    if temps.inlet and _isfinite(t := max(temps.inlet)):
+        add(f"temp_inlet_max_c={float(t)!r}")
     if r.fans_rpm:
         add(f"fan_min_rpm={int(min(r.fans_rpm))}i")
     if r.uptime_s is not None:
@@ -309,7 +311,11 @@ def encode_pdu(r: PduReading, site: str) -> list[str]:
     ident = (("site", site), ("device", r.device_id), ("vendor", r.vendor), ("model", r.model))
     lines: list[str] = []
 
-    def add(measurement: str, extra: tuple[tuple[str, str | None], ...], fields: dict) -> None:
+    def add(
+        measurement: str,
+        extra: tuple[tuple[str, str | None], ...],
+        fields: dict[str, FieldValue | None],
+    ) -> None:
         body = _fields(fields)
         if body:
             lines.append(f"{_series(measurement, ident + extra)} {body} {ts}")

@@ -406,7 +406,8 @@ class RegisterPublisher:
 
     def start(self) -> None:
         """Connect in the background (retrying forever) and start sending. Returns at once."""
-        if self._client is None or self._sender is not None:
+        # a client exists only when a host was given; the host test says so to the type checker
+        if self._client is None or not self.host or self._sender is not None:
             return
         self._stopping.clear()
         with self._map_lock:  # a restart after stop() hands the whole outbox over again

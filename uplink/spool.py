@@ -60,6 +60,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from kuat.collectors.errors import KuatError
 
@@ -191,7 +192,7 @@ def open_checked(
     *,
     what: str,
     existed_before: bool = False,
-    setup: Callable[[sqlite3.Connection], None] | None = None,
+    setup: Callable[[sqlite3.Connection], object] | None = None,
 ) -> tuple[sqlite3.Connection, Quarantined | None]:
     """Open the SQLite file ``path`` (WAL, synchronous=FULL), quarantining it if damaged.
 
@@ -303,7 +304,7 @@ class Spool:
 
     # --- seq reservation (see the module docstring) ---------------------------------------
 
-    def _read_sidecar(self) -> dict | None:
+    def _read_sidecar(self) -> dict[str, Any] | None:
         try:
             data = json.loads(self._seq_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -334,7 +335,7 @@ class Spool:
         os.replace(tmp, self._seq_path)
         _fsync_dir(self._seq_path.parent)
 
-    def _adopt_counters(self, sidecar: dict | None) -> None:
+    def _adopt_counters(self, sidecar: dict[str, Any] | None) -> None:
         """Tie the reservations to this spool; continue the counters if the spool is new."""
         spool_id = self._meta("spool_id")
         counters = {
@@ -662,7 +663,7 @@ class Spool:
         self,
         seq_key: str,
         topic: str,
-        bodies: Sequence[dict],
+        bodies: Sequence[dict[str, Any]],
         *,
         qos: int = 1,
         retained: tuple[str, Callable[[int], bytes]] | None = None,
@@ -793,7 +794,7 @@ class SalvageReport:
     path: Path
     readable: bool  # SQLite could open it as a database at all
     problems: list[str]
-    rows: dict[str, list[tuple]]
+    rows: dict[str, list[tuple[Any, ...]]]
     unreadable: dict[str, int]  # table -> key ranges (or rows) that could not be read
 
     def counts(self) -> dict[str, int]:
@@ -871,7 +872,7 @@ def _read_copy(path: Path) -> SalvageReport:
 
 def _read_table(
     db: sqlite3.Connection, table: str, columns: tuple[str, ...]
-) -> tuple[list[tuple], int]:
+) -> tuple[list[tuple[Any, ...]], int]:
     cols = ", ".join(columns)
     try:
         return db.execute(f"SELECT {cols} FROM {table}").fetchall(), 0
@@ -891,7 +892,7 @@ def _read_table(
         if seq is None:
             return _partial_scan(db, table, cols), 1
         lo, hi = 1, int(seq[0])
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     bad = 0
     ranges = [(a, min(a + _CHUNK - 1, hi)) for a in range(lo, hi + 1, _CHUNK)]
     while ranges:
@@ -910,8 +911,8 @@ def _read_table(
     return rows, bad
 
 
-def _partial_scan(db: sqlite3.Connection, table: str, cols: str) -> list[tuple]:
-    rows: list[tuple] = []
+def _partial_scan(db: sqlite3.Connection, table: str, cols: str) -> list[tuple[Any, ...]]:
+    rows: list[tuple[Any, ...]] = []
     cur = db.execute(f"SELECT {cols} FROM {table}")
     while True:
         try:

@@ -13,4 +13,7 @@ __all__ = ["load"]
 @cache
 def load(name: str) -> dict[str, Any]:
     """A schema by file stem, e.g. ``load("inventory.v1")``."""
-    return json.loads(resources.files(__name__).joinpath(f"{name}.json").read_text("utf-8"))
+    schema: dict[str, Any] = json.loads(
+        resources.files(__name__).joinpath(f"{name}.json").read_text("utf-8")
+    )
+    return schema
