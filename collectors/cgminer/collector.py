@@ -367,7 +367,8 @@ class AsicPoller:
         self._http: httpx.AsyncClient | None = None
         # family -> its background identity fetcher; a family not here has its identity on the
         # API (or none anywhere)
-        self._idents: dict[Firmware, _IdentityFetcher] = {}
+        # keyed by the reading's firmware_family text (a Firmware is that text)
+        self._idents: dict[str, _IdentityFetcher] = {}
         if web_port is not None:
 
             async def bitmain(client: httpx.AsyncClient, host: str) -> BitmainIdentity | str:

@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import json
@@ -1049,7 +1050,7 @@ class AsicFarmSimulator:
         for i, m in enumerate(self._miners):
             if m.personality == "whatsminer_v3":
                 v3 = await loop.create_server(
-                    lambda m=m: _V3Protocol(m),
+                    functools.partial(_V3Protocol, m),
                     host=m.ip,
                     port=self.v3_port,
                     reuse_address=True,
@@ -1069,7 +1070,7 @@ class AsicFarmSimulator:
                 self._servers.append(await _start_http(m, self.web_port, _auradine_route))
             glue = m.personality == "antminer" and i % 5 == 0
             server = await loop.create_server(
-                lambda m=m, glue=glue: _MinerProtocol(m, glue),
+                functools.partial(_MinerProtocol, m, glue),
                 host=m.ip,
                 port=m.port,
                 reuse_address=True,
@@ -1078,7 +1079,7 @@ class AsicFarmSimulator:
             self._servers.append(server)
             if self.web_port is not None and m.serves_web:
                 web = await asyncio.start_server(
-                    lambda r, w, m=m: _serve_web(m, r, w),
+                    functools.partial(_serve_web, m),
                     host=m.ip,
                     port=self.web_port,
                     reuse_address=True,

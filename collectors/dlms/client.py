@@ -135,7 +135,7 @@ class _Session:
 
     def __init__(self, meter: DlmsMeter, deadline_s: float) -> None:
         self.meter = meter
-        self.io = _TcpIO(meter.host, meter.port, timeout=deadline_s)  # type: ignore[arg-type]
+        self.io = _TcpIO(meter.host, meter.port, timeout=deadline_s)
         if meter.transport == "hdlc":
             transport: Any = HdlcTransport(
                 client_logical_address=meter.client_address,

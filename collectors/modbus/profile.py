@@ -283,10 +283,10 @@ def _parse(text: str, path: str, _seen: tuple[str, ...]) -> MeterProfile:
         if not isinstance(row, dict):
             raise ctx.fail(where, "expected a table ([[registers]])")
         spec = _register(ctx, row, where, fc_default, wo_default, base)
-        key = (spec.field, spec.phase)
-        if key in own:
+        slot = (spec.field, spec.phase)
+        if slot in own:
             raise ctx.fail(where, f"{spec.label} is already fed by another register")
-        own[key] = spec
+        own[slot] = spec
     registers = {**inherited, **own}
 
     for i, row in enumerate(ctx.get(doc, "expect", "", list, [])):

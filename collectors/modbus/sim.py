@@ -13,7 +13,7 @@ import asyncio
 import math
 import struct
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from kuat.collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS, RegisterSpec, load_profile
 from kuat.collectors.modbus.values import choose_sunssf, encode_field
@@ -251,7 +251,7 @@ class MeterSimulator:
         server = ModbusTcpServer(device, address=(self._host, self._port), trace_pdu=self._trace)
         await server.serve_forever(background=True)
         self._server = server
-        self._port = server.transport.sockets[0].getsockname()[1]
+        self._port = _listening_port(server.transport)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -264,6 +264,14 @@ class MeterSimulator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _listening_port(transport: asyncio.BaseTransport) -> int:
+    """The port a TCP server listens on (port 0 asks the OS for a free one)."""
+    # pymodbus annotates its transport as BaseTransport; a TCP listener's is the asyncio.Server
+    listener = cast(asyncio.Server, transport)
+    port: int = listener.sockets[0].getsockname()[1]
+    return port
 
 
 def _number(name: str, value: Any) -> float | None:
@@ -330,7 +338,7 @@ class MeterBus:
         await server.serve_forever(background=True)
         self._server = server
         if self.serial_port is None:
-            self.port = server.transport.sockets[0].getsockname()[1]
+            self.port = _listening_port(server.transport)
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -326,9 +326,10 @@ def build_reading(
             )
         else:
             parts = [r.get("watts") for r in sections.get(t.sum_of or "", [])]
+            known = [p for p in parts if p is not None]
             # a sum with an unknown part is unknown, not an under-count
-            if parts and all(p is not None for p in parts):
-                total = round(sum(parts) * t.multiplier / t.divisor, 9)
+            if parts and len(known) == len(parts):
+                total = round(sum(known) * t.multiplier / t.divisor, 9)
     return PduReading(
         host=host,
         vendor=profile.vendor,

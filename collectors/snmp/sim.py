@@ -187,7 +187,7 @@ class SnmpSimulator:
             _copy_writable(self.data_dir, served, _control_columns())
         # a port picked by binding :0 can be taken again before snmpsim binds it: retry
         attempts = 1 if self._requested_port else 3
-        last_error = ""
+        last_error: list[str] = []  # the log's last line, if any
         for _ in range(attempts):
             port = self._requested_port or _free_udp_port(self.host)
             log_path = self._workdir / "responder.log"

@@ -30,7 +30,7 @@ must stay "error". Without that evidence the engine's own rule applies.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 from kuat.collectors.capabilities import ActionResult, PoolTarget
@@ -145,6 +145,14 @@ def _firmware(version: Body | None, stats: Body | None) -> str | None:
 
 def _is_hydro(model: str | None) -> bool:
     return model is not None and "hyd" in model.lower()
+
+
+class _WebAuth(TypedDict):
+    """The web UI's login, passed to kuat.collectors.cgminer.web's calls as keywords."""
+
+    port: int
+    username: str
+    password: str
 
 
 class _StatsView:
@@ -400,7 +408,7 @@ async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
     log.info(
         "asic %s: %s requested (%s) via web UI port %d", act.device, action, act.reason, a.web_port
     )
-    auth = {"port": a.web_port, "username": a.web_username, "password": a.web_password}
+    auth = _WebAuth(port=a.web_port, username=a.web_username, password=a.web_password)
     # no proxy from the environment (a site's HTTP_PROXY must not carry LAN miner traffic), no
     # pooled connections (one short exchange per action), lighttpd's self-signed TLS if any
     async with httpx.AsyncClient(
@@ -446,7 +454,7 @@ async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
     a = act.access
     action = "set_pools"
     log.info("asic %s: pools requested (%s) via web UI port %d", act.device, act.reason, a.web_port)
-    auth = {"port": a.web_port, "username": a.web_username, "password": a.web_password}
+    auth = _WebAuth(port=a.web_port, username=a.web_username, password=a.web_password)
     async with httpx.AsyncClient(
         trust_env=False, limits=httpx.Limits(max_keepalive_connections=0), verify=False
     ) as client:

@@ -7,7 +7,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from kuat.collectors.cgminer.firmware import Firmware
 
@@ -230,6 +230,10 @@ def pools(body: Body | None) -> tuple[Any, ...] | None:
     )
 
 
+@overload
+def shared(s: str) -> str: ...
+@overload
+def shared(s: str | None) -> str | None: ...
 def shared(s: str | None) -> str | None:
     """One string object for a value thousands of miners repeat (pool URLs, users, statuses,
     models, firmware builds): every reading of a 50,000-miner cycle is held at once, and a

@@ -347,7 +347,7 @@ def fields_from_v3_device_info(reply: Body) -> dict[str, Any]:
 # password never goes into a log line or a result.
 
 _V2_SLEEP = ("power_off", {"respbefore": "true"})  # answer first, then cut the hashboards
-_V2_WAKE = ("power_on", {})
+_V2_WAKE: tuple[str, dict[str, str]] = ("power_on", {})
 _V2_POWER_LIMIT = "adjust_power_limit"  # API v2.0.5 and later
 _V3_SERVICE = "set.miner.service"
 _V3_POWER_LIMIT = "set.miner.power_limit"
