@@ -8,11 +8,12 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from kuat.agent.config import ConfigError, KuatConfig, load_config
 from kuat.agent.exitcodes import Exit, for_findings
+from kuat.agent.i18n import LANGS
 
 app = typer.Typer(
     help="kuat — edge agent for digital-mining farms: miners, PDUs and meters, the electricity "
@@ -146,12 +147,16 @@ config_app = typer.Typer(help="The configuration as the agent sees it.", no_args
 app.add_typer(config_app, name="config")
 
 
-def _without_nulls(value: object) -> object:
+def _without_nulls(table: dict[str, Any]) -> dict[str, Any]:
     # TOML has no null: a key left unset is simply not written.
+    return {k: _value_without_nulls(v) for k, v in table.items() if v is not None}
+
+
+def _value_without_nulls(value: object) -> object:
     if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+        return _without_nulls(value)
     if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
+        return [_value_without_nulls(v) for v in value]
     return value
 
 
@@ -280,7 +285,7 @@ def demo(
     ] = False,
 ) -> None:
     """Start a simulated farm on loopback and run the real agent against it, with a live status."""
-    if lang not in ("kk", "ru", "en"):
+    if lang not in LANGS:
         typer.echo(f"--lang must be kk, ru or en, not {lang!r}", err=True)
         raise typer.Exit(2)
     _setup_logging("warning")

@@ -140,7 +140,7 @@ async def gather(agent: Agent) -> View:
 def choose_lang(query: str | None, accept: str | None, default: Lang) -> Lang:
     """?lang= first, then the browser's Accept-Language, then the config's language."""
     if query in LANGS:
-        return query  # type: ignore[return-value]
+        return query
     best: tuple[float, int, Lang] | None = None
     for order, part in enumerate((accept or "").split(",")):
         tag, _, params = part.strip().partition(";")
@@ -156,7 +156,7 @@ def choose_lang(query: str | None, accept: str | None, default: Lang) -> Lang:
                 except ValueError:
                     q = 0.0
         if q > 0 and (best is None or (q, -order) > (best[0], best[1])):
-            best = (q, -order, primary)  # type: ignore[assignment]
+            best = (q, -order, primary)
     return best[2] if best else default
 
 

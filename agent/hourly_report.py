@@ -121,10 +121,10 @@ def hourly_report(
             complete = bool(basis) and all(ledger.hour_kwh(m, h_start)[1] for m in basis)
             sources = {s for (t, s) in used if t == h_start}
             allocations: dict[str, float] = {}
-            for source in EnergySource:
-                alloc = book.get(cfg.site.id, day, source) if book is not None else None
+            for energy in EnergySource:
+                alloc = book.get(cfg.site.id, day, energy) if book is not None else None
                 if alloc is not None:
-                    allocations[source.value] = round(alloc.kwh(he), 3)
+                    allocations[energy.value] = round(alloc.kwh(he), 3)
             for source in sorted(sources | set(allocations)) or [EnergySource.GRID.value]:
                 kwh = used.get((h_start, source))
                 allocation = allocations.get(source)

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 from kuat.collectors.readings import MeterReading
 from kuat.quota.clock import ASTANA, HOUR, as_utc, hour_bounds, hour_of
@@ -84,8 +85,24 @@ _COLUMNS = (
 )
 
 
-def _piece(row: tuple) -> _Piece:
-    return _Piece(*row[:9], bool(row[9]), row[10], row[11])  # type: ignore[arg-type]
+def _piece(row: tuple[Any, ...]) -> _Piece:
+    # a row of _COLUMNS, in that order; SQLite keeps after_reset as 0/1
+    id_, meter, hour, source, first_at, first_kwh, last_at, last_kwh, samples = row[:9]
+    after_reset, peak_p_kw, peak_demand_kw = row[9:12]
+    return _Piece(
+        id_,
+        meter,
+        hour,
+        source,
+        first_at,
+        first_kwh,
+        last_at,
+        last_kwh,
+        samples,
+        bool(after_reset),
+        peak_p_kw,
+        peak_demand_kw,
+    )
 
 
 @dataclass(frozen=True, slots=True)
