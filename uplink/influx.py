@@ -161,7 +161,7 @@ class InfluxUplink:
         self._ack_pool: ThreadPoolExecutor | None = None
         self._acks: list[Future[int]] = []
         if url:
-            from influxdb_client import InfluxDBClient
+            from influxdb_client.client.influxdb_client import InfluxDBClient
             from influxdb_client.client.write_api import SYNCHRONOUS
 
             # retries=False: we own retrying (the batch stays spooled); debug stays off

@@ -55,6 +55,7 @@ from kuat.uplink.spool import Spool, SpoolFull
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 __all__ = ["InventoryReport", "RegisterPublisher", "topic_base"]
 
@@ -136,7 +137,7 @@ class RegisterPublisher:
 
         self._map_lock = threading.Lock()  # never held while calling into paho
         self._inflight: dict[int, int] = {}  # paho mid -> outbox row id
-        self._early: dict[int, mqtt.ReasonCode | None] = {}  # PUBACKs that beat the bookkeeping
+        self._early: dict[int, ReasonCode | None] = {}  # PUBACKs that beat the bookkeeping
         self._last_handed = 0  # highest outbox row id handed to paho in this process
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -233,7 +234,7 @@ class RegisterPublisher:
         client: mqtt.Client,
         userdata: Any,
         flags: Any,
-        reason_code: mqtt.ReasonCode,
+        reason_code: ReasonCode,
         properties: Any,
     ) -> None:
         if reason_code.is_failure:
@@ -262,7 +263,7 @@ class RegisterPublisher:
         client: mqtt.Client,
         userdata: Any,
         flags: Any,
-        reason_code: mqtt.ReasonCode,
+        reason_code: ReasonCode,
         properties: Any,
     ) -> None:
         self._connected.clear()
@@ -315,7 +316,7 @@ class RegisterPublisher:
         client: mqtt.Client,
         userdata: Any,
         mid: int,
-        reason_code: mqtt.ReasonCode,
+        reason_code: ReasonCode,
         properties: Any,
     ) -> None:
         # Runs on paho's network thread holding paho's message lock: no publishing here.
@@ -326,7 +327,7 @@ class RegisterPublisher:
                 return
         self._settle(row, reason_code)
 
-    def _settle(self, row: int, reason_code: mqtt.ReasonCode | None) -> None:
+    def _settle(self, row: int, reason_code: ReasonCode | None) -> None:
         if row != _UNTRACKED:
             try:
                 if reason_code is not None and reason_code.is_failure:

@@ -30,6 +30,7 @@ from kuat.uplink.http import DEFAULT_MAX_BYTES, get_with_retries, redact_url
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 __all__ = [
@@ -306,7 +307,7 @@ class MqttScheduleReceiver:
         client: mqtt.Client,
         userdata: Any,
         flags: mqtt.ConnectFlags,
-        reason: mqtt.ReasonCode,
+        reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
@@ -328,7 +329,7 @@ class MqttScheduleReceiver:
         client: mqtt.Client,
         userdata: Any,
         flags: mqtt.DisconnectFlags,
-        reason: mqtt.ReasonCode,
+        reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
         self._subscribed.clear()
@@ -350,7 +351,7 @@ class MqttScheduleReceiver:
         client: mqtt.Client,
         userdata: Any,
         mid: int,
-        reason_codes: list[mqtt.ReasonCode],
+        reason_codes: list[ReasonCode],
         properties: Properties | None,
     ) -> None:
         refused = [t for t, rc in zip(self.topics, reason_codes, strict=False) if rc.is_failure]
