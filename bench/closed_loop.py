@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import statistics
 import tempfile
@@ -57,6 +58,7 @@ from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.sim import SLEEP_POWER_W, AsicFarmSimulator, SimMiner
 from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.collectors.readings import AsicReading
 from kuat.quota.clock import hour_bounds, hour_of
 from kuat.quota.curtail import CurtailPolicy, MinerState, plan
 
@@ -218,6 +220,15 @@ def set_meter(meter: MeterSimulator, p_kw: float, import_kwh: float) -> None:
     )
 
 
+async def poll_asics(agent: Agent, clock: SteppedClock) -> None:
+    """The agent's miner job; its readings re-stamped on the fake clock (the poller stamps
+    real time, which would put every reading after every fake-clock confirmation)."""
+    await agent.poll_asics()
+    for key, r in list(agent.state.asics.items()):
+        if isinstance(r, AsicReading):
+            agent.state.asics[key] = dataclasses.replace(r, taken_at=clock.now)
+
+
 def pace_control(speed: float) -> None:
     """The control side's pause between confirmation polls, on the accelerated clock."""
     shim = types.SimpleNamespace(**{k: getattr(asyncio, k) for k in dir(asyncio)})
@@ -332,7 +343,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
             res.minimum = minimum
 
             counter_now = [counter]
-            await agent.poll_asics()
+            await poll_asics(agent, clock)
             last = {f"{m.ip}": _state(m) for m in farm.miners}
             steps = int((sc.lead_s + sc.after_s) / STEP_S)
             meter_every, asic_every, quota_every = (
@@ -404,7 +415,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
                     if i % quota_every == 0:
                         await agent.evaluate_quota()
                     if i % asic_every == 0 and i:
-                        await agent.poll_asics()
+                        await poll_asics(agent, clock)
                     await asyncio.sleep(STEP_S / speed)
                     for m in farm.miners:
                         s = _state(m)

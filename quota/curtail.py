@@ -453,10 +453,12 @@ def plan(
     if allowed_kw is None:
         return CurtailPlan(now, None, load, load, (), (), Reason.of(Code.CURTAIL_NO_LIMIT))
     pl = _Planner(now, policy, load, overhead_factor)
-    # A cut needs the load above allowed by more than a quarter of the hysteresis: a smaller
-    # excess is mostly allowed power drifting with the hour's books while actions land, and
-    # if it is real its energy makes allowed drop until it is larger.
-    if load > allowed_kw + policy.hysteresis_kw / 4:
+    # While cuts are still to act (``restore`` false), a further cut needs the load above
+    # allowed by more than a quarter of the hysteresis (at most 2 % of allowed): a smaller
+    # excess is allowed power drifting with the hour's books while the batch lands, and if it
+    # is real its energy makes allowed drop until it is larger.
+    deadband = 0.0 if restore else min(policy.hysteresis_kw / 4, 0.02 * max(allowed_kw, 0.0))
+    if load > allowed_kw + deadband:
         return _curtail(pl, miners, allowed_kw - policy.margin_kw, allowed_kw, load)
     if not restore:
         reason = Reason.of(

@@ -93,6 +93,7 @@ class Plant:
     learned_overhead: float | None = None
     pending: dict[str, Pending] | None = None
     apply_learned: dict[tuple[str, str], float] | None = None
+    last_effect: datetime | None = None  # the latest confirmation, kept after its pending goes
 
     def __post_init__(self) -> None:
         if self.overhead is not None and not (
@@ -120,6 +121,7 @@ class Plant:
             del self.pending[device_id]
             return
         self.pending[device_id] = replace(p, confirmed_at=at)
+        self.last_effect = at if self.last_effect is None else max(self.last_effect, at)
         if p.family is not None:
             key = (p.family, p.verb.value)
             seen = max((at - p.sent_at).total_seconds(), 0.0)
@@ -176,13 +178,8 @@ class Plant:
     def last_confirmed_at(self, within: timedelta, now: datetime) -> datetime | None:
         """The latest confirmation within ``within`` before ``now``: readings before it show
         a plant that is no longer there."""
-        assert self.pending is not None
-        times = [
-            p.confirmed_at
-            for p in self.pending.values()
-            if p.confirmed_at is not None and now - p.confirmed_at <= within
-        ]
-        return max(times) if times else None
+        last = self.last_effect
+        return last if last is not None and now - last <= within else None
 
     def in_flight_kw(self, reading_at: datetime | None) -> float:
         """What the actions a reading taken at ``reading_at`` does not contain will change

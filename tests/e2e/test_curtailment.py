@@ -130,3 +130,33 @@ async def test_enforcement_sleeps_stock_antminers_through_their_web_ui(tmp_path:
     assert all(m.sleeping for m in asics.miners)
     assert {r.outcome for r in agent.curtailer.results} == {"done"}
     assert all(r.serial for r in agent.state.asic_readings())  # identities from the web UI
+
+
+async def test_decisions_follow_each_reading_and_slow_miners_are_commanded_once(
+    tmp_path: Path,
+) -> None:
+    """Whatsminers that take 3 s to act on power_off: the agent decides on every meter
+    reading (not at the 10 s quota interval), keeps re-planning while they confirm, and sends
+    each miner exactly one sleep — the ones in flight count as asleep already."""
+    asics = AsicFarmSimulator(
+        6,
+        first_ip="127.42.2.1",
+        personalities=["whatsminer"],
+        apply_delay_s={"whatsminer": 3.0},
+    )
+    async with asics, MeterSimulator("schneider-pm5560") as meter:
+        follower = asyncio.create_task(follow_farm(asics, meter))
+        await asyncio.sleep(0.6)
+        text = config(tmp_path, asics, meter, enforce=True).replace("quota = 1", "quota = 10")
+        agent = Agent(parse_config(text))
+        try:
+            await run_for(agent, 9)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+    assert all(m.sleeping for m in asics.miners)
+    assert [m.requests["power_off"] for m in asics.miners] == [1] * 6
+    # a decision per meter reading (1 s), each within a fraction of a second of its poll
+    assert len(agent.decision_ages_s) >= 6
+    assert sorted(agent.decision_ages_s)[len(agent.decision_ages_s) // 2] < 0.2

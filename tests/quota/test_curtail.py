@@ -279,7 +279,7 @@ def test_timers_hold_outlets_and_limits() -> None:
     p = plan(0.5, [stock("s", 60, last_switched=T - timedelta(seconds=60))], T, POLICY)
     assert p.actions == () and p.held[0].params == {"device_id": "s", "wait_s": 540}
     assert p.held[0].code == Code.CURTAIL_HOLD_MIN_ON
-    p = plan(1.5, [lux("l", 100, can_sleep=False, last_limited=T)], T, POLICY)
+    p = plan(2.5, [lux("l", 100, can_sleep=False, last_limited=T)], T, POLICY)
     assert p.actions == () and p.held[0].code == Code.CURTAIL_HOLD_LIMIT
 
 
