@@ -8,6 +8,7 @@ as a whole is cut at its interval so a slow cycle can never pile up behind itsel
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import time
@@ -343,14 +344,13 @@ class Agent:
         # Every document of a body is judged alone and named by its place in the body.
         docs = await self.quota_source.fetch() or []
         for where, (text, fmt) in _named(self.quota_source.description, docs):
-            self._offer_alone(
-                where, lambda w=where, t=text, f=fmt: self.quota.offer_schedule(t, f, w)
-            )
+            self._offer_alone(where, functools.partial(self.quota.offer_schedule, text, fmt, where))
         if self.orders_source is not None:
             docs = await self.orders_source.fetch() or []
             now = self.clock()
             for where, (text, _) in _named(self.orders_source.description, docs):
-                self._offer_alone(where, lambda w=where, t=text: self.quota.offer_order(t, w, now))
+                offer = functools.partial(self.quota.offer_order, text, where, now)
+                self._offer_alone(where, offer)
 
     @staticmethod
     def _offer_alone(where: str, offer: Callable[[], None]) -> None:
