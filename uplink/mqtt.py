@@ -199,6 +199,7 @@ class RegisterPublisher:
         if username is not None:
             client.username_pw_set(username, password)
         client.max_inflight_messages_set(self.max_inflight)
+        # paho annotates the delays as int; it computes with them as float seconds
         client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect

@@ -259,6 +259,7 @@ class MqttScheduleReceiver:
             )
         if username is not None:
             self._client.username_pw_set(username, password)
+        # paho annotates the delays as int; it computes with them as float seconds
         self._client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
