@@ -163,7 +163,7 @@ def produced() -> list[Reason]:
         out += [p.reason, *p.held, *(a.reason for a in p.actions)]
     # a wake the hour's end and a tight next hour make not worth it
     asleep = replace(fleet[1], last_switched=None)
-    out += plan(100.0, [asleep], T, pol, hour_left_s=30, next_allowed_kw=1.0).held
+    out += plan(100.0, [asleep], T, pol, hour_left_s=300, next_allowed_kw=1.0).held
     out += produced_order_reasons()
     # settlement: the commercial meter's closed hour against kuat's ledger
     for meter_kwh, kuat_kwh, whole in (
