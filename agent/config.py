@@ -478,13 +478,19 @@ class MeterConfig(Strict):
 class QuotaHttpSection(ClientCert):
     """The energy company's schedule endpoint, polled with If-None-Match."""
 
+    # The schedules' URL (https://); fetched with If-None-Match, so an unchanged body is a 304.
     url: str
     # Signed curtailment orders from the same company (a JSON list of orders), optional.
     orders_url: str | None = None
+    # Bearer token the endpoint asks for (a secret).
     token: SecretRef | None = None
+    # Seconds between fetches (a Retry-After from the server is honoured).
     interval_s: Annotated[float, Field(ge=10, le=86400)] = 300.0
+    # Deadline of one request.
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    # Verify the server's certificate (keep on).
     verify_tls: bool = True
+    # PEM CA bundle to verify the server with, instead of the system's; checked at start.
     ca_cert: CaFile | None = None
 
     _coerce = field_validator("token", mode="before")(_secret)
@@ -494,6 +500,7 @@ class QuotaHttpSection(ClientCert):
 class QuotaMqttSection(Broker):
     """Push: schedules on {topic_prefix}/{site}/schedule, orders on .../orders."""
 
+    # Topic prefix: schedules on {topic_prefix}/{site}/schedule, orders on .../orders.
     topic_prefix: str = "kz/quota/v1"
 
 
@@ -509,7 +516,9 @@ class OrdersSection(Strict):
     # A directory of signed order files (JSON), reread when they change: the way an order
     # arrives when the dispatcher emails it or a script drops it on the host.
     directory: ExistingPath | None = None
+    # An order that starts further ahead than this many hours is refused.
     max_ahead_h: Annotated[float, Field(gt=0, le=168)] = 48.0
+    # Clock difference tolerated between the issuer and the farm when judging an order's times.
     max_skew_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
 
     @field_validator("issuers", mode="before")
@@ -559,28 +568,37 @@ class QuotaSection(Strict):
     # A file, or a directory of files (one per day and source), in the formats of
     # quota.schedule: the agent rereads a file when it changes.
     schedules: ExistingPath | None = None
+    # Warn when the hour's forecast passes this fraction of its allocation.
     warn_fraction: Annotated[float, Field(gt=0, le=1)] = 0.95
+    # kWh over the allocation that still counts as within it (the contract's tolerance).
     tolerance_kwh: Annotated[float, Field(ge=0)] = 0.0
     # Curtailment: the plan is always made and logged; commands go out only with enforce.
     enforce: bool = False
+    # A miner woken stays on at least this long before it may be put to sleep again.
     min_on_s: Annotated[float, Field(ge=0, le=86400)] = 600.0
+    # A miner put to sleep stays off at least this long before it may be woken.
     min_off_s: Annotated[float, Field(ge=0, le=86400)] = 600.0
+    # Miners are restored only while this much headroom below the allowed power remains.
     hysteresis_kw: Annotated[float, Field(ge=0)] = 20.0
+    # kW kept in reserve below the allowed power when planning a cut.
     margin_kw: Annotated[float, Field(ge=0)] = 0.0
-    # Power limits before sleep, on firmware with a power target (LuxOS today): steps of
-    # power_limit_step_pct of a miner's full power, down to power_limit_min_pct of it, and at
-    # least power_limit_hold_s between two limit changes of one miner.
+    # Power limits before sleep, on firmware with a power target (LuxOS, Whatsminer, Braiins,
+    # ePIC, Vnish, Auradine): off, only sleep (and outlets) are used.
     power_limit: bool = True
+    # A power-limit step, in percent of the miner's full power.
     power_limit_step_pct: Annotated[float, Field(gt=0, le=50)] = 10.0
+    # The lowest power limit, in percent of full power; below it the miner is put to sleep.
     power_limit_min_pct: Annotated[float, Field(ge=10, lt=100)] = 60.0
+    # At least this long between two power-limit changes of one miner.
     power_limit_hold_s: Annotated[float, Field(ge=0, le=86400)] = 120.0
-    # The controller (README, "Curtailment"): a restore less than wake_min_run_s before the
-    # hour's end must fit the next hour's allocation too; decisions use the median load of
-    # the last decision_window_s, letting a spike pass while its energy stays <= spike_kwh;
-    # overhead_factor = metered / sum of the miners (left out: learned from the meter).
+    # The horizon rule (README, "Curtailment"): a restore less than this many seconds before
+    # the hour's end must also fit the next hour's allocation, else it is held.
     wake_min_run_s: Annotated[float, Field(ge=0, le=3600)] = 600.0
+    # Decisions use the median metered load of this many seconds of readings (0: the last one).
     decision_window_s: Annotated[float, Field(ge=0, le=300)] = 10.0
+    # A spike is let pass only while its energy over the allowed power stays below this (kWh).
     spike_kwh: Annotated[float, Field(ge=0)] = 0.05
+    # Metered / sum of the miners' power (cooling, losses); left out: learned from the meter.
     overhead_factor: Annotated[float, Field(ge=1.0, le=1.5)] | None = None
     http: QuotaHttpSection | None = None
     mqtt: QuotaMqttSection | None = None
