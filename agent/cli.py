@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from kuat.agent.config import ConfigError, KuatConfig, load_config
 from kuat.agent.exitcodes import Exit, for_findings
 from kuat.agent.i18n import LANGS
@@ -61,6 +62,7 @@ def _root(
     ] = False,
 ) -> None:
     """kuat — edge agent for digital-mining farms."""
+
 
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Configuration file (TOML).", show_default=True)

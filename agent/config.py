@@ -18,10 +18,6 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from kuat.agent.tomlpos import locate
-from kuat.collectors.errors import KuatError
-from kuat.quota.grid import GridConnection
-from kuat.quota.orders import IssuerKey, load_public_key
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -34,6 +30,11 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
+
+from kuat.agent.tomlpos import locate
+from kuat.collectors.errors import KuatError
+from kuat.quota.grid import GridConnection
+from kuat.quota.orders import IssuerKey, load_public_key
 
 Lang = Literal["kk", "ru", "en"]
 

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import annotated_types
-from kuat.agent.config import KuatConfig, SecretRef
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
+
+from kuat.agent.config import KuatConfig, SecretRef
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
 from kuat.agent.i18n import CATALOG, LANGS, Lang, t
 from kuat.agent.state import StatusSnapshot, snapshot
 from kuat.collectors.readings import DeviceError
 from kuat.quota.clock import ASTANA
 from kuat.quota.messages import render as render_reason
 from kuat.uplink.spool import SpoolStats
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from kuat.agent.runtime import Agent

@@ -21,6 +21,9 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from rich.console import Console
+from rich.live import Live
+
 from kuat.agent.config import KuatConfig
 from kuat.agent.demo_quota import write_demo_schedule
 from kuat.agent.i18n import Lang
@@ -34,8 +37,6 @@ from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.readings import MeterReading
 from kuat.collectors.snmp.sim import SnmpSimulator
 from kuat.quota.messages import render
-from rich.console import Console
-from rich.live import Live
 
 # Stock Antminers' web UI, where their serial and MAC live (port 80 needs no root this way).
 DEMO_WEB_PORT = 8080

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
 from kuat.agent.config import KuatConfig, MeterConfig, PduConfig
 from kuat.agent.curtailment import Curtailer
 from kuat.agent.dashboard import Dashboard, start_dashboard

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from kuat.agent.i18n import Lang, t
-from kuat.agent.state import StatusSnapshot
 from rich.table import Table
 from rich.text import Text
+
+from kuat.agent.i18n import Lang, t
+from kuat.agent.state import StatusSnapshot
 
 _STYLE = {
     "OK": "green",

@@ -570,9 +570,9 @@ def bench_replay(total: int, workdir: Path) -> list[Row]:
     """
     from influxdb_client import InfluxDBClient
     from influxdb_client.client.write_api import SYNCHRONOUS
+
     from kuat.uplink.influx import InfluxUplink
     from kuat.uplink.spool import Spool
-
     from tests.servers import VictoriaMetrics
 
     cycles = math.ceil(total / 5000)

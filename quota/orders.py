@@ -65,6 +65,7 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
 from kuat.collectors.errors import KuatError
 from kuat.quota.clock import ASTANA, as_utc
 from kuat.quota.reasons import Code, Reason

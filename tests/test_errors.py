@@ -6,11 +6,12 @@ import importlib
 import inspect
 import pkgutil
 
+import pytest
+
 import kuat.agent
 import kuat.collectors
 import kuat.quota
 import kuat.uplink
-import pytest
 from kuat.agent.config import ConfigError, parse_config
 from kuat.collectors.errors import KuatError
 from kuat.quota.schedule import ScheduleError, parse_schedule

@@ -39,6 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
 from kuat.collectors.readings import AsicReading
 from kuat.uplink.inventory import (
     STATUS_SCHEMA,
@@ -52,10 +57,6 @@ from kuat.uplink.inventory import (
 )
 from kuat.uplink.register_history import DEFAULT_RETENTION, RegisterHistory
 from kuat.uplink.spool import Spool, SpoolFull
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 __all__ = ["InventoryReport", "RegisterPublisher", "topic_base"]
 

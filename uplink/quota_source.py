@@ -26,12 +26,13 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
-from kuat.uplink.http import DEFAULT_MAX_BYTES, get_with_retries, redact_url
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from kuat.uplink.http import DEFAULT_MAX_BYTES, get_with_retries, redact_url
 
 __all__ = [
     "DEFAULT_QUOTA_PREFIX",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from kuat.collectors.cgminer.discover import (
     DEFAULT_PORTS,
     Found,

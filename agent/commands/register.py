@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from kuat.agent.config import ConfigError, KuatConfig, load_config
 from kuat.quota.clock import ASTANA, hour_bounds
 from kuat.uplink.inventory import iso

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
 from kuat.agent.commands.register import load_or_exit, read_stored
 from kuat.agent.config import KuatConfig, Lang
 from kuat.agent.exitcodes import for_findings

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
 from kuat.agent.config import ConfigError, load_config
 from kuat.uplink.spool import QUARANTINE_MARK, Spool, quarantined_files, read_damaged, salvage_into
 

@@ -26,6 +26,7 @@ import dataclasses
 from typing import Any
 
 import httpx
+
 from kuat.collectors.cgminer.firmware.common import text
 from kuat.collectors.cgminer.http_json import HttpFailure, request_json
 from kuat.collectors.cgminer.web import BitmainIdentity, identity_mac, identity_serial

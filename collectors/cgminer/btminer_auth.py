@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from kuat.collectors.errors import KuatError
 from passlib.hash import md5_crypt
+
+from kuat.collectors.errors import KuatError
 
 _BLOCK = 16
 # md5-crypt salts: at most 8 characters of this alphabet (passlib refuses anything else)

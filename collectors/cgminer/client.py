@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
 from kuat.collectors.errors import KuatError
 
 DEFAULT_PORT = 4028

@@ -64,6 +64,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
 from kuat.collectors.cgminer import braiins_rest, epic, vnish_web
 from kuat.collectors.cgminer.client import DEFAULT_PORT, ApiError, CgminerClient, NoAnswer, Replies
 from kuat.collectors.cgminer.firmware import Firmware

@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+
 from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer.client import ApiError, HttpAnswer, NoAnswer, Replies
 from kuat.collectors.cgminer.firmware import Firmware

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
 from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer.firmware.common import integer, mac, num, text
 from kuat.collectors.cgminer.http_json import HttpFailure, http_client, request_json

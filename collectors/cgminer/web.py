@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+
 from kuat.collectors.cgminer.firmware.common import mac as norm_mac
 from kuat.collectors.cgminer.firmware.common import text
 from kuat.collectors.cgminer.http_json import connect_cause, read_capped

@@ -26,6 +26,7 @@ from dlms_cosem import time as dlms_time
 from dlms_cosem.cosem.selective_access import RangeDescriptor
 from dlms_cosem.protocol import acse, xdlms
 from dlms_cosem.protocol.wrappers import WrapperHeader
+
 from kuat.collectors.dlms.client import DEFAULT_TZ
 from kuat.collectors.dlms.profile import (
     DLMS_UNITS,

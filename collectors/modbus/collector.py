@@ -17,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+
 from kuat.collectors.modbus.plan import Block, Span, plan, split
 from kuat.collectors.modbus.profile import MeterProfile, ProfileError, list_profiles, load_profile
 from kuat.collectors.modbus.values import BadValue, Words, check_expects, reading_fields
 from kuat.collectors.readings import DeviceError, DeviceKind, MeterReading
-from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
 
 __all__ = ["MeterPoller", "ModbusLink", "list_profiles", "load_profile"]
 

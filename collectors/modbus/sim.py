@@ -15,14 +15,15 @@ import struct
 from collections.abc import Iterable
 from typing import Any, cast
 
-from kuat.collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS, RegisterSpec, load_profile
-from kuat.collectors.modbus.values import choose_sunssf, encode_field
 from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
+
+from kuat.collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS, RegisterSpec, load_profile
+from kuat.collectors.modbus.values import choose_sunssf, encode_field
 
 __all__ = ["DEFAULT_VALUES", "MeterBus", "MeterSimulator"]
 

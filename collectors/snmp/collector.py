@@ -16,6 +16,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from pysnmp.hlapi.v3arch.asyncio import (
+    CommunityData,
+    ContextData,
+    ObjectIdentity,
+    ObjectType,
+    SnmpEngine,
+    UdpTransportTarget,
+    UsmUserData,
+    bulk_walk_cmd,
+    get_cmd,
+    set_cmd,
+)
+from pysnmp.hlapi.v3arch.asyncio import auth as _auth
+from pysnmp.proto import rfc1902, rfc1905
+from pysnmp.smi import builder, view
+
 from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.errors import KuatError
 from kuat.collectors.readings import (
@@ -39,21 +55,6 @@ from kuat.collectors.snmp.profile import (
     list_profiles,
     resolve_profile,
 )
-from pysnmp.hlapi.v3arch.asyncio import (
-    CommunityData,
-    ContextData,
-    ObjectIdentity,
-    ObjectType,
-    SnmpEngine,
-    UdpTransportTarget,
-    UsmUserData,
-    bulk_walk_cmd,
-    get_cmd,
-    set_cmd,
-)
-from pysnmp.hlapi.v3arch.asyncio import auth as _auth
-from pysnmp.proto import rfc1902, rfc1905
-from pysnmp.smi import builder, view
 
 __all__ = [
     "AUTH_PROTOCOLS",

@@ -18,9 +18,10 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from kuat.collectors.errors import KuatError
 from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
+
+from kuat.collectors.errors import KuatError
 
 RECORDINGS_DIR = Path(__file__).with_name("recordings")
 RESPONDER = "snmpsim-command-responder"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.config import ConfigError, load_config, parse_config
 from kuat.agent.tomlpos import locate
-
 from tests.agent.example import deploy_example, write_credentials
 
 ROOT = Path(__file__).resolve().parents[2]

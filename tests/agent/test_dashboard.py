@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from kuat.agent.config import ConfigError, KuatConfig, parse_config
 from kuat.agent.dashboard import Dashboard, choose_lang
 from kuat.agent.runtime import Agent
@@ -28,7 +30,6 @@ from kuat.quota.grid import GridConnection, check_grid_connection
 from kuat.quota.pools import check_pools
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.schedule import EnergySource
-from prometheus_client.parser import text_string_to_metric_families
 
 # 09:03:12 UTC is 14:03:12 at the site (Astana, UTC+5).
 NOW = datetime(2026, 11, 25, 9, 3, 12, tzinfo=UTC)

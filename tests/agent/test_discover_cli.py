@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[2]

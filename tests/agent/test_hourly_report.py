@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.config import parse_config
 from kuat.agent.hourly_report import hourly_report, parse_range, render_hourly
 from kuat.agent.ledger import EnergyLedger
 from kuat.collectors.readings import MeterReading
-
 from tests.agent.test_reports import LANGS, kuat
 
 NOV1 = datetime(2026, 10, 31, 19, 0, tzinfo=UTC)  # 2026-11-01 00:00 Astana

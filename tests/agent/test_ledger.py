@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.ledger import EnergyLedger, month_bounds
 from kuat.collectors.readings import MeterReading
 

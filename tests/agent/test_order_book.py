@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.config import parse_config
 from kuat.agent.order_book import PersistentOrderBook
 from kuat.agent.quota_job import QuotaJob

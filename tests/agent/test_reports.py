@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.config import parse_config
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.reports import monthly_report, render_compliance, render_monthly
 from kuat.collectors.readings import AsicReading, MeterReading, PoolInfo
 from kuat.uplink.mqtt import RegisterPublisher
 from kuat.uplink.spool import Spool
-
 from tests.uplink.schema_check import validate
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.sdnotify import Notifier, watchdog_interval_s
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 
 import pytest
+
 from kuat.agent.sizing import asic_concurrency
 
 

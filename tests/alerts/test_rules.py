@@ -15,10 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from kuat.agent.dashboard import Dashboard
-from kuat.agent.runtime import Agent
 from prometheus_client.parser import text_string_to_metric_families
 
+from kuat.agent.dashboard import Dashboard
+from kuat.agent.runtime import Agent
 from tests.agent.test_dashboard import NOW, config, fill
 from tests.servers import find_binary
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
-from kuat.uplink import schemas
 from referencing import Registry, Resource
+
+from kuat.uplink import schemas
 
 SCHEMAS_DIR = Path(str(resources.files(schemas)))
 ASYNCAPI_META = Path(__file__).with_name("asyncapi-3.0.0.schema.json")

@@ -18,13 +18,13 @@ from typing import Any
 import jsonschema
 import pytest
 from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_openapi
+from openapi_spec_validator.readers import read_from_filename
+
 from kuat.quota.orders import load_public_key, sign_order, verify_order
 from kuat.quota.schedule import BookOutcome, ScheduleBook, parse_csv, parse_json
 from kuat.uplink.mqtt import topic_base
 from kuat.uplink.quota_source import DEFAULT_QUOTA_PREFIX, quota_topics, split_documents
-from openapi_spec_validator import validate as validate_openapi
-from openapi_spec_validator.readers import read_from_filename
-
 from tests.contracts.contract import (
     ASYNCAPI_META,
     JSON_SCHEMAS,

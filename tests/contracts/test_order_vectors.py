@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import example, given
 from hypothesis import strategies as st
+
 from kuat.agent.config import ConfigError, parse_config
 from kuat.agent.quota_job import QuotaJob
 from kuat.agent.state import SiteState
@@ -31,7 +32,6 @@ from kuat.quota.orders import (
     verify_order,
 )
 from kuat.quota.reasons import Code
-
 from tests.contracts.contract import validator
 from tests.fuzz.common import FUZZ, bounded, mutated_text
 

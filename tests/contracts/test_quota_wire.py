@@ -9,10 +9,10 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from kuat.quota.orders import load_public_key, verify_order
 from kuat.quota.schedule import BookOutcome, ScheduleBook
 from kuat.uplink.quota_source import MqttScheduleReceiver, quota_topics
-
 from tests.contracts.contract import KOREM_PUBLIC_HEX, load_yaml, resolve
 from tests.servers import Mosquitto
 from tests.uplink.test_http_source import Inbox, publish

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kuat.uplink.spool import Spool
 
+from kuat.uplink.spool import Spool
 from tests.contracts.contract import load_yaml, ref_stem, resolve, validator
 from tests.servers import Mosquitto
 from tests.uplink.test_mqtt import T0, Subscriber, fleet, publisher, wait_for

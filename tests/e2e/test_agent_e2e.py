@@ -20,6 +20,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+
 from kuat.agent.config import KuatConfig, parse_config
 from kuat.agent.demo_quota import write_demo_schedule
 from kuat.agent.runtime import Agent
@@ -27,7 +28,6 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.snmp.sim import SnmpSimulator
 from kuat.uplink.spool import Spool
-
 from tests.servers import Mosquitto, VictoriaMetrics
 
 pytestmark = pytest.mark.servers

@@ -36,14 +36,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from kuat.agent.config import parse_config
 from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.uplink.lineproto import to_ns
 from kuat.uplink.spool import Spool
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from tests.servers import Mosquitto, TlsFiles, VictoriaMetrics
 
 pytestmark = pytest.mark.servers

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.config import parse_config
 from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator

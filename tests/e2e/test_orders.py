@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.config import parse_config
 from kuat.agent.demo import follow_farm
 from kuat.agent.runtime import Agent

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from hypothesis import example, given
 from hypothesis import strategies as st
+
 from kuat.agent.config import ConfigError, parse_config
 from kuat.agent.tomlpos import locate
 from kuat.uplink.http import redact_url
 from kuat.uplink.influx import redact_userinfo
 from kuat.uplink.quota_source import _charset, fmt_from_content_type, split_documents
-
 from tests.fuzz.common import FUZZ, bounded, deep, mutated_text, nasty_text
 
 EXAMPLE = Path(__file__).parents[2] / "config" / "kuat.example.toml"

@@ -11,11 +11,11 @@ from typing import Any
 
 from hypothesis import example, given
 from hypothesis import strategies as st
+
 from kuat.collectors.cgminer.client import ApiError, Replies, decode_reply
 from kuat.collectors.cgminer.firmware.common import integer, num
 from kuat.collectors.cgminer.parsers import SPECS, build_reading, detect_family
 from kuat.collectors.readings import AsicReading, to_jsonable
-
 from tests.fuzz.common import FUZZ, bounded, json_values, mutated_text
 
 FIX = Path(__file__).parents[1] / "fixtures" / "asic"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kuat.collectors.modbus.decode import RegType, WordOrder, decode, width
 from kuat.collectors.modbus.profile import list_profiles, load_profile
 from kuat.collectors.modbus.values import BadValue, check_expects, reading_fields
-
 from tests.fuzz.common import FUZZ, bounded
 
 PROFILES = [load_profile(name) for name in list_profiles()]

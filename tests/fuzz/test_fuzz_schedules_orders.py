@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 from hypothesis import example, given
 from hypothesis import strategies as st
+
 from kuat.quota.orders import OrderBook, OrderError, sign_order, verify_order
 from kuat.quota.schedule import ScheduleBook, ScheduleError, parse_csv, parse_json
-
 from tests.fuzz.common import FUZZ, NASTY, bounded, deep, json_values, mutated_text
 
 CSV_SEED = "site,date,source,version,hour,mwh\n" + "".join(

@@ -2,6 +2,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from kuat.collectors.readings import AsicReading, MeterReading, PduInlet, PduReading, to_jsonable
 from kuat.quota.balance import BalancePolicy, BalanceState, balance_from_readings, check_balance
 from kuat.quota.reasons import Code

@@ -4,6 +4,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kuat.quota.clock import ASTANA, as_utc, hour_bounds, hour_of
 
 UTC5 = timezone(timedelta(hours=5))

@@ -36,6 +36,7 @@ from datetime import date, datetime, timedelta
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+
 from kuat.quota.clock import hour_bounds
 from kuat.quota.curtail import ActionKind, CurtailPolicy, MinerState, plan
 from kuat.quota.evaluate import MeterSample, QuotaPolicy, evaluate

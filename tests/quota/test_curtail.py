@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kuat.collectors.readings import to_jsonable
 from kuat.quota.curtail import ActionKind, CurtailPolicy, MinerState, plan
 from kuat.quota.reasons import Code

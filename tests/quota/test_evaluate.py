@@ -5,6 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kuat.collectors.readings import MeterReading, to_jsonable
 from kuat.quota.clock import hour_bounds
 from kuat.quota.demand import demand_now, interval_start, peak_demand_kw

@@ -3,6 +3,7 @@ from dataclasses import replace
 from datetime import date
 
 import pytest
+
 from kuat.collectors.readings import to_jsonable
 from kuat.quota.checks import CheckStatus
 from kuat.quota.grid import GridConnection, check_grid_connection

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.readings import AsicReading, PoolInfo
 from kuat.quota.balance import check_balance
 from kuat.quota.curtail import CurtailPolicy, MinerState, plan
@@ -18,7 +19,6 @@ from kuat.quota.pools import check_pools
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.schedule import HourlyAllocation, ScheduleBook, ScheduleError, parse_csv, parse_json
 from kuat.quota.settlement import judge
-
 from tests.quota.test_orders import produced_order_reasons
 
 T = datetime(2026, 11, 25, 4, tzinfo=UTC)

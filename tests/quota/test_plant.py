@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from kuat.quota.curtail import CurtailPolicy, MinerState, plan
 from kuat.quota.plant import DEFAULT_APPLY_S, FALLBACK_APPLY_S, Pending, Plant, Verb
 

@@ -2,6 +2,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+
 from kuat.collectors.readings import AsicReading, PoolInfo, to_jsonable
 from kuat.quota.checks import CheckStatus
 from kuat.quota.pools import check_pools, pool_host

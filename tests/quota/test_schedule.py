@@ -2,6 +2,7 @@ import json
 from datetime import date
 
 import pytest
+
 from kuat.collectors.readings import to_jsonable
 from kuat.quota.reasons import Code
 from kuat.quota.schedule import (

@@ -6,8 +6,9 @@ from functools import cache
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
-from kuat.uplink import schemas
 from referencing import Registry, Resource
+
+from kuat.uplink import schemas
 
 NAMES = ("miner.v1", "inventory.v1", "event.v1", "status.v1")
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.readings import (
     AsicReading,
     AsicTemps,
@@ -29,7 +30,6 @@ from kuat.collectors.readings import (
     PoolInfo,
 )
 from kuat.uplink.lineproto import encode, encode_point
-
 from tests.servers import VictoriaMetrics
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,6 +21,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
 from kuat.quota.orders import OrderBook, OrderOutcome, limit_kw, sign_order
 from kuat.quota.schedule import BookOutcome, ScheduleBook
 from kuat.uplink.http import get_with_retries, http_date, make_client, redact_url
@@ -30,10 +34,6 @@ from kuat.uplink.quota_source import (
     fmt_from_content_type,
     quota_topics,
 )
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from tests.servers import Mosquitto, TlsFiles, free_port
 
 SITE = "ekibastuz-1"

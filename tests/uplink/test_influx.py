@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.readings import AsicReading, MeterReading
 from kuat.uplink.influx import InfluxUplink
 from kuat.uplink.lineproto import encode
 from kuat.uplink.spool import Spool
-
 from tests.servers import VictoriaMetrics, free_port
 from tests.uplink.strict_influx import StrictInflux
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import jsonschema
 import pytest
+
 from kuat.collectors.readings import AsicReading, PoolInfo
 from kuat.uplink.inventory import (
     Location,
@@ -13,7 +14,6 @@ from kuat.uplink.inventory import (
     snapshot_from_payload,
     snapshot_payload,
 )
-
 from tests.uplink.schema_check import validate
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

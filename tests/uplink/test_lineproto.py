@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kuat.collectors.readings import (
     AsicReading,
     AsicTemps,
@@ -22,7 +23,6 @@ from kuat.collectors.readings import (
     PoolInfo,
 )
 from kuat.uplink.lineproto import encode, encode_point, escape_key, to_ns
-
 from tests.servers import VictoriaMetrics
 from tests.uplink.strict_influx import check_line
 

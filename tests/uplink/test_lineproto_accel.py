@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+
 from kuat.collectors.readings import AsicReading, AsicTemps, FirmwareFault, PoolInfo
 from kuat.uplink import lineproto
 from kuat.uplink.lineproto import (

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from kuat.collectors.readings import AsicReading
-from kuat.uplink.mqtt import RegisterPublisher
-from kuat.uplink.spool import Spool
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from kuat.collectors.readings import AsicReading
+from kuat.uplink.mqtt import RegisterPublisher
+from kuat.uplink.spool import Spool
 from tests.servers import Mosquitto, TlsFiles
 from tests.uplink.schema_check import validate
 

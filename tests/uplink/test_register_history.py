@@ -19,11 +19,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.readings import AsicReading
 from kuat.uplink.mqtt import RegisterPublisher
 from kuat.uplink.register_history import HistoryReader
 from kuat.uplink.spool import Spool
-
 from tests.servers import Mosquitto
 from tests.uplink.schema_check import validate
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from kuat.uplink.spool import Spool
 
 
@@ -284,9 +285,10 @@ def test_salvage_recovers_what_is_readable(tmp_path: Path) -> None:
 
 
 def test_spool_command_inspects_and_salvages(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
     from kuat.agent.cli import app
     from kuat.agent.commands import register_all
-    from typer.testing import CliRunner
 
     register_all(app)
     state = tmp_path / "state"

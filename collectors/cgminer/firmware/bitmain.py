@@ -33,6 +33,7 @@ import logging
 from typing import Any, TypedDict
 
 import httpx
+
 from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer import web
 from kuat.collectors.cgminer.firmware import Firmware

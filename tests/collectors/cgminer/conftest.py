@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import pytest
+
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 
 # started per process: two test runs at once on one machine (several people, or CI shards) then

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kuat.collectors.cgminer.braiins_rest import identity_from_miner_details
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.sim import AsicFarmSimulator

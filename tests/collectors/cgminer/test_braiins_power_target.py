@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.sim import AsicFarmSimulator

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from kuat.collectors.cgminer import sim_replies as R
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.parsers import parse_replies
 from kuat.collectors.readings import AsicReading
-
 from tests.collectors.cgminer.conftest import FarmFactory
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kuat.collectors.cgminer.client import decode_reply
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.parsers import SPECS, detect_family, parse_replies

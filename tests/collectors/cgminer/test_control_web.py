@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer import sim_replies as R
 from kuat.collectors.cgminer.client import decode_reply

@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 
 import pytest
+
 from kuat.collectors.capabilities import PowerLimitable, Sleepable
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.collector import AsicPoller

@@ -8,6 +8,7 @@ import itertools
 import time
 
 import pytest
+
 from kuat.agent.config import expand_hosts, parse_config
 from kuat.collectors.cgminer import discover as discover_mod
 from kuat.collectors.cgminer.discover import (

@@ -10,7 +10,6 @@ from pathlib import Path
 from kuat.collectors.cgminer import epic
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.readings import AsicReading, DeviceError
-
 from tests.collectors.cgminer.conftest import FarmFactory
 
 FIX = Path(__file__).parents[2] / "fixtures" / "asic"

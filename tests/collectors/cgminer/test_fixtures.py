@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.cgminer.client import ApiError, decode_reply
 from kuat.collectors.cgminer.firmware.braiins import fields_from_rest_miner_stats
 from kuat.collectors.cgminer.parsers import detect_family, parse_replies

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+
 from kuat.collectors.capabilities import PowerLimitable, Sleepable
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.firmware import Firmware

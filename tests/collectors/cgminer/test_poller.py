@@ -8,11 +8,11 @@ import json
 import time
 
 import pytest
+
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.client import CgminerClient, Deadlines, exchange
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.readings import AsicReading, DeviceError, to_jsonable
-
 from tests.collectors.cgminer.conftest import FarmFactory
 
 PROBE_FIELDS = [

@@ -10,6 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
+
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer import sim_replies as R
 from kuat.collectors.cgminer.collector import AsicPoller

@@ -12,6 +12,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from kuat.collectors.cgminer.client import ApiError, Replies, decode_reply
 from kuat.collectors.cgminer.parsers import SPECS, build_reading, detect_family
 from kuat.collectors.readings import AsicReading, to_jsonable

@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
+
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.cgminer.web import BitmainIdentity, fetch_bitmain_identity, parse_system_info

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+
 from kuat.collectors.cgminer import btminer_auth as A
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.client import CgminerClient, decode_reply, exchange

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kuat.collectors.cgminer import sim_replies as R
 from kuat.collectors.cgminer.client import ApiError, NoAnswer, Replies, frame
 from kuat.collectors.cgminer.collector import AsicPoller

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller, hour_energy
 from kuat.collectors.dlms.profile import ProfileError, list_profiles, load_profile, parse_profile
 from kuat.collectors.dlms.sim import DlmsMeterSimulator

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.reconcile import Reconciler
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller

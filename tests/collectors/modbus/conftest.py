@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.modbus import MeterPoller
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "meter"

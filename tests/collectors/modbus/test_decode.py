@@ -7,6 +7,7 @@ import math
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kuat.collectors.modbus.decode import RegType, WordOrder, decode, encode, raw_unsigned, width
 
 # (type, order, words as a device puts them on the wire, value)

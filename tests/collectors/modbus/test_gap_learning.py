@@ -8,6 +8,7 @@ fewest requests the 125-register limit allows) from the first poll; on one that 
 from __future__ import annotations
 
 import pytest
+
 from kuat.collectors.modbus.collector import MeterPoller
 from kuat.collectors.modbus.plan import plan
 from kuat.collectors.modbus.profile import list_profiles, load_profile

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kuat.collectors.modbus.plan import MAX_READ, Block, plan, split
 from kuat.collectors.modbus.profile import load_profile
 

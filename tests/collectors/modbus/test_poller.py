@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymodbus.client import AsyncModbusTcpClient
+
 from kuat.collectors.modbus import MeterPoller, load_profile
 from kuat.collectors.modbus.decode import RegType, WordOrder, decode
 from kuat.collectors.modbus.profile import TRIPLE_FIELDS
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.readings import DeviceError, DeviceKind, MeterReading, to_jsonable
-from pymodbus.client import AsyncModbusTcpClient
 
 from .conftest import FIXTURES
 

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.modbus import ProfileError, list_profiles, load_profile
 from kuat.collectors.modbus.profile import FIELD_UNITS
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from kuat.agent.config import ConfigError, parse_config
 from kuat.agent.runtime import modbus_link
 from kuat.collectors.modbus.collector import MeterPoller, ModbusLink

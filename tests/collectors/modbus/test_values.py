@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from kuat.collectors.modbus import list_profiles, load_profile
 from kuat.collectors.modbus.decode import RegType
 from kuat.collectors.modbus.profile import RegisterSpec

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.snmp.sim import SimulatorError, SnmpSimulator, find_responder
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "pdu"

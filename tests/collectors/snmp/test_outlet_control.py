@@ -6,6 +6,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
+
 from kuat.collectors.capabilities import OutletSwitchable, Pollable
 from kuat.collectors.readings import PduReading
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth, SnmpPdu

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.readings import DeviceError, PduReading, to_jsonable
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 from kuat.collectors.snmp.sim import SnmpSimulator

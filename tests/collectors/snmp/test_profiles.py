@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kuat.collectors.snmp import list_profiles
 from kuat.collectors.snmp.collector import PollFailed, SnmpAuth, build_reading
 from kuat.collectors.snmp.profile import (

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.snmp.sim import RECORDINGS_DIR, SimulatorError, SnmpSimulator, find_responder
 
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from kuat.collectors.readings import DeviceError, PduReading
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 from kuat.collectors.snmp.sim import SnmpSimulator
-
 from tests.collectors.snmp.conftest import _require_responder
 
 DATA = Path(__file__).resolve().parents[2] / "fixtures" / "pdu" / "vertiv"
