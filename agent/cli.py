@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -210,6 +211,9 @@ def run(
 
     With --once the exit code tells what the run found: 0 all well, 3 a check failed (item 5 or 7,
     or the quota over), 4 devices down; 2 a configuration error."""
+    # Caught before the seconds of imports and set-up, so a stop then is clean too (--once keeps
+    # the default: Ctrl-C interrupts it).
+    early = None if once else _EarlyStop()
     _use_credentials_dir(credentials_dir)
     if test and not once:
         typer.echo("--test goes with --once", err=True)
@@ -231,7 +235,25 @@ def run(
             statuses = (snap.quota_status, snap.grid_status, snap.pools_status)
             raise typer.Exit(for_findings(statuses, snap.devices_down))
         return
-    asyncio.run(agent.run())
+    asyncio.run(agent.run(stop_requested=early.requested if early else None))
+
+
+class _EarlyStop:
+    """SIGTERM or SIGINT while ``kuat run`` starts (imports, config, opening the spool take
+    seconds) is noted, not fatal: the agent starts, sees it and stops cleanly (exit 0), as
+    systemd expects of a unit stopped during start-up. The running agent installs its own
+    handlers over these."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._note)
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+
+    def requested(self) -> bool:
+        return self.signum is not None
 
 
 def _run_test(cfg: KuatConfig) -> None:

@@ -306,6 +306,8 @@ class AsicSection(Strict):
     # ePIC UMC password for power targets and sleep (a secret; factory default letmein).
     epic_password: SecretRef = SecretRef(value=SecretStr("letmein"))
     vnish_password: SecretRef = SecretRef(value=SecretStr("admin"))  # on web_port
+    # Auradine FluxOS HTTP API password, user admin (a secret; factory default admin).
+    auradine_password: SecretRef = SecretRef(value=SecretStr("admin"))
     # The miners, as [[asic.groups]].
     groups: list[MinerGroup] = []
 
@@ -315,6 +317,7 @@ class AsicSection(Strict):
         "braiins_password",
         "epic_password",
         "vnish_password",
+        "auradine_password",
         mode="before",
     )(_secret)
 

@@ -42,6 +42,7 @@ from kuat.agent.config import KuatConfig, PduConfig
 from kuat.agent.state import SiteState
 from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.firmware.controls import controls_of
 from kuat.collectors.cgminer.models import estimated_power_w
 from kuat.collectors.readings import AsicReading
 from kuat.collectors.snmp.collector import PduPoller
@@ -67,26 +68,19 @@ MAX_RESULTS = 1000
 RECENT_EFFECT = timedelta(minutes=5)
 # A sleep that failed (timeout, no confirmation) may work next time: try again after this long.
 SLEEP_RETRY_S = 3600.0
-# Firmware families with a power target the control side can set.
-POWER_LIMIT_FAMILIES = frozenset(
-    {"luxos", "whatsminer", "whatsminer_v3", "braiins", "epic", "vnish"}
-)
-# How long a control action may take to show on the miner, by family: btminer restarts mining to
-# apply a limit; stock bmminer restarts into a work mode, and hashes again minutes after a wake.
-CONFIRM_S: dict[tuple[str, str], float] = {
-    ("bitmain", "sleep"): 60.0,
-    ("bitmain", "wake"): 180.0,
-    ("whatsminer", "limit"): 120.0,
-    ("whatsminer_v3", "limit"): 120.0,
-    ("whatsminer", "wake"): 120.0,
-    ("whatsminer_v3", "wake"): 120.0,
-    ("epic", "wake"): 180.0,
-    ("epic", "limit"): 120.0,
-    ("vnish", "limit"): 120.0,
-    ("vnish", "wake"): 120.0,
-    ("braiins", "limit"): 60.0,
-}
+# What a miner can do and how long it takes to show are the firmware backend's declarations
+# (kuat.collectors.cgminer.firmware.controls): a new firmware needs nothing here.
 DEFAULT_CONFIRM_S = 10.0
+
+
+def _has_power_target(family: str) -> bool:
+    c = controls_of(family)
+    return c is not None and c.power_target is not None
+
+
+def _declared_confirm_s(family: str, verb: Verb) -> float:
+    c = controls_of(family)
+    return c.confirm_for(verb.value) if c is not None else DEFAULT_CONFIRM_S
 
 
 def _utcnow() -> datetime:
@@ -118,6 +112,7 @@ class Curtailer:
             braiins_web_port=c.braiins_web_port,
             epic_password=c.epic_password.get(),
             vnish_password=c.vnish_password.get(),
+            auradine_password=c.auradine_password.get(),
         )
         self.policy = CurtailPolicy(
             min_on_s=q.min_on_s,
@@ -175,11 +170,7 @@ class Curtailer:
             )
             steps: tuple[float, ...] = ()
             full: float | None = None
-            if (
-                q.power_limit
-                and r.firmware_family in POWER_LIMIT_FAMILIES
-                and did not in self._no_limit
-            ):
+            if q.power_limit and _has_power_target(r.firmware_family) and did not in self._no_limit:
                 if did not in self._limits and not asleep:
                     # what it runs at before we limit it: the profile's watts, else its draw
                     seen = r.power_limit_w or power_w
@@ -415,7 +406,7 @@ class Curtailer:
 
     def _confirm_s(self, family: str, verb: Verb) -> float:
         """The firmware's limit, or three times what kuat has seen it take if longer."""
-        limit = CONFIRM_S.get((family, verb.value), DEFAULT_CONFIRM_S)
+        limit = _declared_confirm_s(family, verb)
         return max(limit, 3 * self.plant.apply_s(family, verb))
 
     async def _switch_outlet(self, a: Action, why: str) -> ActionResult:

@@ -444,10 +444,20 @@ class Agent:
             await self.uplinks.stop()
             self.ledger.close()
 
-    async def run(self, *, stop_after_s: float | None = None) -> None:
+    async def run(
+        self,
+        *,
+        stop_after_s: float | None = None,
+        stop_requested: Callable[[], bool] | None = None,
+    ) -> None:
+        """Run until SIGTERM/SIGINT (or ``stop_after_s``). ``stop_requested`` tells whether a
+        stop signal already came while the process was starting (``kuat run`` catches them from
+        its first instant): the agent then stops as cleanly as if it came now."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        if stop_requested is not None and stop_requested():
+            self.request_stop()
         await self.uplinks.start()
         self._start_quota_push(loop)
         apply_gc_tuning()
