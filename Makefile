@@ -67,7 +67,7 @@ unit: $(VENV)/.test
 	$(BIN)/pytest -q -m "not servers"
 
 test: $(VENV)/.test servers lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 # The fuzz harness (tests/fuzz) run long: thousands of examples per parser of outside input.
 # `make test` runs the same tests with a bounded example count.
