@@ -73,8 +73,8 @@ SLEEP_RETRY_S = 3600.0
 DEFAULT_CONFIRM_S = 10.0
 
 
-def _has_power_target(family: str) -> bool:
-    c = controls_of(family)
+def _has_power_target(family: str | None) -> bool:
+    c = controls_of(family) if family else None
     return c is not None and c.power_target is not None
 
 

@@ -55,7 +55,6 @@ import hashlib
 import hmac
 import json
 import math
-import reprlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -69,6 +68,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from kuat.collectors.errors import KuatError
 from kuat.quota.clock import ASTANA, as_utc
 from kuat.quota.reasons import Code, Reason
+from kuat.quota.reasons import show_value as _show
 
 __all__ = [
     "CurtailmentOrder",
@@ -89,20 +89,6 @@ DEFAULT_MAX_AHEAD = timedelta(days=2)  # orders follow the day-ahead market; fur
 DEFAULT_MAX_SKEW = timedelta(minutes=5)  # issuer's clock vs ours
 SIGNATURE = "signature"
 _REQUIRED = ("id", "issuer", "target_mw", "start", "end", "issued_at")
-# A value quoted back in a reason: enough to recognise it, never a megabyte or a deep tree.
-_SHOW = reprlib.Repr()
-_SHOW.maxlevel = 2
-_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 80
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        # A lone surrogate (valid in JSON, not in UTF-8) would break the log line quoting it.
-        text = value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return text if len(text) <= 80 else text[:77] + "..."
-    if isinstance(value, bool | float) or value is None:
-        return str(value)
-    return _SHOW.repr(value)
 
 
 class OrderError(KuatError, ValueError):

@@ -9,6 +9,7 @@ Parameters are plain JSON values (str, int, float, bool, None, or lists of them)
 from __future__ import annotations
 
 import enum
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -140,3 +141,20 @@ class Reason:
     @classmethod
     def of(cls, code: Code, **params: Any) -> Reason:
         return cls(code, {k: _plain(v) for k, v in params.items()})
+
+
+# A value quoted back in a reason: enough to recognise it, never a megabyte or a deep tree.
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel = 2
+_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 80
+
+
+def show_value(value: Any) -> str:
+    """``value`` as a reason parameter: text as is (cut at 80), anything else a short repr."""
+    if isinstance(value, str):
+        # A lone surrogate (valid in JSON, not in UTF-8) would break the log line quoting it.
+        text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return text if len(text) <= 80 else text[:77] + "..."
+    if isinstance(value, bool | float) or value is None:
+        return str(value)
+    return _SHOW.repr(value)

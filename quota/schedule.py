@@ -49,7 +49,6 @@ import enum
 import io
 import json
 import math
-import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -57,24 +56,10 @@ from typing import Any
 
 from kuat.collectors.errors import KuatError
 from kuat.quota.reasons import Code, Reason
+from kuat.quota.reasons import show_value as _show
 
 HOURS = 24
 DEFAULT_MAX_MWH_PER_HOUR = 1000.0
-# A value quoted back in a reason: enough to recognise it, never a megabyte or a deep tree.
-_SHOW = reprlib.Repr()
-_SHOW.maxlevel = 2
-_SHOW.maxstring = _SHOW.maxother = _SHOW.maxlong = 80
-
-
-def _show(value: Any) -> str:
-    """``value`` as a reason parameter: text as is (cut at 80), anything else a short repr."""
-    if isinstance(value, str):
-        # A lone surrogate (valid in JSON, not in UTF-8) would break the log line quoting it.
-        text = value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return text if len(text) <= 80 else text[:77] + "..."
-    if isinstance(value, bool | float) or value is None:
-        return str(value)
-    return _SHOW.repr(value)
 
 
 class EnergySource(enum.StrEnum):
