@@ -313,9 +313,14 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+        as_json: Annotated[
+            bool, typer.Option("--json", help="The same as --format json (as other commands).")
+        ] = False,
         out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
     ) -> None:
         """Include/exclude list for the e-government register service."""
+        if as_json:
+            fmt = "json"
         if fmt not in ("csv", "json"):
             typer.echo(f"--format must be csv or json, not {fmt!r}", err=True)
             raise typer.Exit(2)

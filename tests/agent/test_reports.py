@@ -255,6 +255,10 @@ def test_register_export_includes_and_excludes(site: Path, tmp_path: Path) -> No
     assert (body["include"], body["exclude"]) == (2, 0)
     assert [m["serial"] for m in body["transient"]] == ["SN0001"]
     assert "2 include, 0 exclude" in done.stderr
+    # --json, as every other command spells it, is the same document
+    same = kuat("register", "export", "-c", str(site), "--json")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["include"] == body["include"]
 
 
 def test_register_export_without_inventory_fails_clearly(tmp_path: Path) -> None:
