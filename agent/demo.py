@@ -140,13 +140,17 @@ def demo_config(
 def seed_history(
     state_dir: Path, commercial: DlmsMeterSimulator, p_kw: float, now: datetime
 ) -> float:
-    """Two hours before ``now`` as both meters counted them at a steady ``p_kw``: kuat's
+    """Three hours before ``now`` as both meters counted them at a steady ``p_kw``: kuat's
     ledger (site meter, a reading a minute) and the DLMS meter's load profile. Returns the
-    site meter's counter at ``now``."""
-    start = now - timedelta(hours=2)
+    site meter's counter at ``now``.
+
+    Three, not two: the hour the reconciler checks first is the newest one closed a grace
+    period ago, which in an hour's first minutes starts more than two hours back; two hours
+    of history left it partly covered then (the profile's first capture opens no interval)."""
+    start = now - timedelta(hours=3)
     site_kwh = FIRST_IMPORT_KWH
     with EnergyLedger(state_dir / "ledger.db") as ledger:
-        for minute in range(121):
+        for minute in range(181):
             at = start + timedelta(minutes=minute)
             site_kwh = FIRST_IMPORT_KWH + p_kw * minute / 60
             ledger.record(
