@@ -245,6 +245,12 @@ async def test_database_outage_loses_and_duplicates_nothing(
     await asyncio.sleep(4.5)  # at least two asic cycles and several flushes fail
     await asyncio.to_thread(victoria_metrics.start)
     await asyncio.sleep(3)
+    # the running agent delivers the backlog itself once the database is back (its retry
+    # back-off may outlast a fixed wait; the final flush at stop is bounded and not the point)
+    for _ in range(60):  # 30 s at most
+        if agent.uplinks.pending()[0] == 0:
+            break
+        await asyncio.sleep(0.5)
     agent.request_stop()
     await asyncio.wait_for(task, 15)
 

@@ -348,6 +348,8 @@ async def test_broker_restart_keeps_inventory_current_and_events_gapless(
     task = asyncio.create_task(agent.run())
     try:
         await until(lambda: len(register.seqs()) == first, 20, f"{first} 'added' events")
+        # the snapshot is its own message: it may land a moment after the last event
+        await until(lambda: register.latest_inventory() is not None, 10, "the inventory")
         inv = register.latest_inventory()
         assert inv is not None and inv["count"] == first and inv["seq"] == first
 
