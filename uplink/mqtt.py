@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -39,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -55,6 +53,7 @@ from kuat.uplink.inventory import (
     snapshot_from_payload,
     snapshot_payload,
 )
+from kuat.uplink.paho_client import paho_client
 from kuat.uplink.register_history import DEFAULT_RETENTION, RegisterHistory
 from kuat.uplink.spool import Spool, SpoolFull
 
@@ -186,22 +185,18 @@ class RegisterPublisher:
         reconnect_min_s: float,
         reconnect_max_s: float,
     ) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5
+        client = paho_client(
+            self.client_id,
+            tls=tls,
+            ca_cert=ca_cert,
+            client_cert=client_cert,
+            client_key=client_key,
+            username=username,
+            password=password,
+            reconnect_min_s=reconnect_min_s,
+            reconnect_max_s=reconnect_max_s,
         )
-        if tls:
-            client.tls_set(
-                ca_certs=str(ca_cert) if ca_cert else None,
-                certfile=str(client_cert) if client_cert else None,
-                keyfile=str(client_key) if client_key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        if username is not None:
-            client.username_pw_set(username, password)
         client.max_inflight_messages_set(self.max_inflight)
-        # paho annotates the delays as int; it computes with them as float seconds
-        client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

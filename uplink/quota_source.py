@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import ssl
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,13 +25,13 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kuat.uplink.http import DEFAULT_MAX_BYTES, get_with_retries, redact_url
+from kuat.uplink.paho_client import paho_client
 
 __all__ = [
     "DEFAULT_QUOTA_PREFIX",
@@ -245,23 +244,17 @@ class MqttScheduleReceiver:
         self._subscribed = threading.Event()
         self._started = False
         self._down_reported = False  # once per outage, not once per retry
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
+        self._client = paho_client(
+            self.client_id,
+            tls=tls,
+            ca_cert=ca_cert,
+            client_cert=client_cert,
+            client_key=client_key,
+            username=username,
+            password=password,
+            reconnect_min_s=reconnect_min_s,
+            reconnect_max_s=reconnect_max_s,
         )
-        if tls:
-            self._client.tls_set(
-                ca_certs=str(ca_cert) if ca_cert else None,
-                certfile=str(client_cert) if client_cert else None,
-                keyfile=str(client_key) if client_key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        # paho annotates the delays as int; it computes with them as float seconds
-        self._client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail

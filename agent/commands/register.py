@@ -367,3 +367,58 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"{out}: {doc['include']} include, {doc['exclude']} exclude{extra}", err=True
             )
+
+    @register_app.command("receive")
+    def receive(
+        host: Annotated[str, typer.Option(help="Broker host.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Broker port.")] = 8883,
+        state: Annotated[
+            Path, typer.Option(help="Where the receiver keeps its view (JSON, kept across runs).")
+        ] = Path("register-view.json"),
+        prefix: Annotated[str, typer.Option(help="Topic prefix.")] = DEFAULT_PREFIX,
+        client_id: Annotated[
+            str, typer.Option(help="Client id of the persistent session.")
+        ] = "kuat-register-receiver",
+        tls: Annotated[bool, typer.Option("--tls/--no-tls", help="TLS to the broker.")] = True,
+        ca_cert: Annotated[Path | None, typer.Option(help="CA file for the broker.")] = None,
+        client_cert: Annotated[Path | None, typer.Option(help="Client certificate.")] = None,
+        client_key: Annotated[Path | None, typer.Option(help="Client key.")] = None,
+        username: Annotated[str | None, typer.Option(help="MQTT user name.")] = None,
+        password_file: Annotated[
+            Path | None, typer.Option(help="File holding the MQTT password.")
+        ] = None,
+        duration: Annotated[
+            float | None, typer.Option(help="Stop after this many seconds (default: run on).")
+        ] = None,
+    ) -> None:
+        """Reference register receiver: follow every site's register topics (README rules)."""
+        import threading
+
+        from kuat.uplink.register_receiver import Applied, RegisterReceiver
+
+        def show(a: Applied) -> None:
+            line = {"owner_bin": a.owner_bin, "site": a.site, "kind": a.kind, "outcome": a.outcome}
+            typer.echo(json.dumps(line))
+
+        password = password_file.read_text("utf-8").strip() if password_file else None
+        receiver = RegisterReceiver(
+            host=host,
+            port=port,
+            state=state,
+            prefix=prefix,
+            client_id=client_id,
+            tls=tls,
+            ca_cert=ca_cert,
+            client_cert=client_cert,
+            client_key=client_key,
+            username=username,
+            password=password,
+            on_applied=show,
+        )
+        receiver.start()
+        try:
+            threading.Event().wait(duration)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            receiver.stop()

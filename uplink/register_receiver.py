@@ -1,0 +1,379 @@
+"""A reference receiver for the register contract (README, "The register contract").
+
+What a register back-end does with the messages kuat publishes, small enough to port to any
+language. Two layers:
+
+* ``RegisterView`` / ``SiteView`` — pure: apply one message (topic + bytes) and say what
+  happened. Per site it keeps the last applied ``seq``, the ids of recent events, the miners
+  and the agent's status. The rules are the README's:
+
+  - an event whose ``id`` was seen is a QoS 1 duplicate: dropped;
+  - an event whose ``seq`` is at or below the last applied one is stale: dropped;
+  - the next ``seq`` is applied (each event carries the miner's state after the change);
+  - a ``seq`` that skips ahead means lost events: the site is marked *in a gap*, the event is
+    held, and the view waits for the retained ``inventory`` (whose ``seq`` is the last event it
+    reflects) — it adopts it, then applies the held events that follow it without a hole;
+  - an ``inventory`` at or after the last applied ``seq`` replaces the site's miners (it also
+    carries run state and last-seen times that are not events); an older one is ignored.
+
+* ``RegisterReceiver`` — paho-mqtt v5 with a persistent session (``clean_start=False`` and a
+  session expiry), subscribed to ``{prefix}/+/+/#``. The view is saved to a JSON file
+  (atomic rename, fsync) inside the message callback, before paho sends the PUBACK: a crash
+  after the save and before the PUBACK is a redelivery, which the ``id`` rule drops. On a gap it
+  subscribes to that site's ``inventory`` topic again, which makes the broker send the retained
+  copy at once instead of at the agent's next inventory run.
+
+Malformed messages (not JSON, wrong fields) raise ``ReceiverError`` from the pure layer; the
+client counts and logs them and goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from kuat.collectors.errors import KuatError
+from kuat.uplink.inventory import EVENT_SCHEMA, INVENTORY_SCHEMA, STATUS_SCHEMA
+from kuat.uplink.paho_client import paho_client
+
+__all__ = ["Applied", "Outcome", "ReceiverError", "RegisterReceiver", "RegisterView", "SiteView"]
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal[
+    "applied",  # the next event, applied
+    "duplicate",  # an event id already seen (QoS 1 redelivery)
+    "stale",  # an event at or below the last applied seq
+    "gap",  # an event past a hole: held until an inventory covers the hole
+    "held",  # an event before any inventory: held until one says where the site stands
+    "rebuilt",  # an inventory adopted (and held events after it applied)
+    "ignored",  # an inventory older than what the view already reflects
+    "status",  # the agent's online/offline status
+]
+_EVENT_TYPES = frozenset({"added", "removed", "moved", "changed"})
+RECENT_IDS = 10_000  # event ids remembered per site for deduplication
+
+
+class ReceiverError(KuatError, ValueError):
+    """A message the receiver cannot apply (not JSON, not the contract's shape)."""
+
+
+def _require(cond: bool, what: str) -> None:
+    if not cond:
+        raise ReceiverError(what)
+
+
+def _seq_of(body: Mapping[str, Any], what: str) -> int:
+    seq = body.get("seq")
+    if type(seq) is not int or seq < 0:  # bool is not a seq, though it is an int
+        raise ReceiverError(f"{what}: 'seq' must be a non-negative integer")
+    return seq
+
+
+@dataclass
+class SiteView:
+    """The register's picture of one site, built only from kuat's messages."""
+
+    owner_bin: str
+    site: str
+    seq: int | None = None  # last event applied (directly or through an inventory)
+    miners: dict[str, dict[str, Any]] = field(default_factory=dict)
+    in_gap: bool = False
+    held: dict[int, dict[str, Any]] = field(default_factory=dict)  # events past the hole
+    recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    status: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def _count(self, outcome: Outcome) -> Outcome:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        return outcome
+
+    def _remember(self, event_id: str) -> None:
+        self.recent_ids[event_id] = None
+        while len(self.recent_ids) > RECENT_IDS:
+            self.recent_ids.popitem(last=False)
+
+    def _apply(self, body: Mapping[str, Any]) -> None:
+        miner_id = body["miner_id"]
+        if body["type"] == "removed":
+            self.miners.pop(miner_id, None)
+        else:  # added, moved, changed: the event carries the miner after the change
+            self.miners[miner_id] = dict(body["miner"])
+        self.seq = body["seq"]
+
+    def on_event(self, body: Mapping[str, Any]) -> Outcome:
+        _require(body.get("schema") == EVENT_SCHEMA, f"event: schema is not {EVENT_SCHEMA}")
+        seq = _seq_of(body, "event")
+        event_id = body.get("id")
+        _require(isinstance(event_id, str) and bool(event_id), "event: 'id' missing")
+        _require(body.get("type") in _EVENT_TYPES, "event: unknown 'type'")
+        _require(isinstance(body.get("miner_id"), str), "event: 'miner_id' missing")
+        _require(isinstance(body.get("miner"), dict), "event: 'miner' missing")
+        assert isinstance(event_id, str)
+        if event_id in self.recent_ids:
+            return self._count("duplicate")
+        if self.seq is not None and seq <= self.seq:
+            self._remember(event_id)
+            return self._count("stale")
+        self._remember(event_id)
+        if self.seq is None and seq == 1:
+            self.seq = 0  # the site's very first event: nothing came before it
+        if self.seq is None or seq > self.seq + 1 or self.in_gap:
+            # No baseline yet, or a hole: hold it until an inventory says where we stand.
+            first = self.seq is None
+            self.in_gap = True
+            self.held[seq] = dict(body)
+            return self._count("held" if first else "gap")
+        self._apply(body)
+        return self._count("applied")
+
+    def on_inventory(self, body: Mapping[str, Any]) -> Outcome:
+        _require(
+            body.get("schema") == INVENTORY_SCHEMA, f"inventory: schema is not {INVENTORY_SCHEMA}"
+        )
+        seq = _seq_of(body, "inventory")
+        miners = body.get("miners")
+        _require(isinstance(miners, list), "inventory: 'miners' must be a list")
+        assert isinstance(miners, list)
+        for m in miners:
+            _require(isinstance(m, dict) and isinstance(m.get("id"), str), "inventory: miner id")
+        if self.seq is not None and seq < self.seq:
+            return self._count("ignored")
+        self.miners = {m["id"]: dict(m) for m in miners}
+        self.seq = seq
+        # Events held past a hole: those the inventory already reflects are dropped, the ones
+        # right after it are applied in order; a hole remaining keeps the site waiting.
+        for s in sorted(self.held):
+            if s <= seq:
+                del self.held[s]
+        while (self.seq + 1) in self.held:
+            self._apply(self.held.pop(self.seq + 1))
+        self.in_gap = bool(self.held)
+        return self._count("rebuilt")
+
+    def on_status(self, body: Mapping[str, Any]) -> Outcome:
+        _require(body.get("schema") == STATUS_SCHEMA, f"status: schema is not {STATUS_SCHEMA}")
+        state = body.get("state")
+        _require(state in ("online", "offline"), "status: 'state' must be online or offline")
+        self.status = str(state)
+        return self._count("status")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "owner_bin": self.owner_bin,
+            "site": self.site,
+            "seq": self.seq,
+            "in_gap": self.in_gap,
+            "status": self.status,
+            "miners": self.miners,
+            "held": {str(k): v for k, v in self.held.items()},
+            "recent_ids": list(self.recent_ids),
+            "counts": self.counts,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SiteView:
+        return cls(
+            owner_bin=d["owner_bin"],
+            site=d["site"],
+            seq=d.get("seq"),
+            miners=dict(d.get("miners", {})),
+            in_gap=bool(d.get("in_gap", False)),
+            held={int(k): v for k, v in d.get("held", {}).items()},
+            recent_ids=OrderedDict.fromkeys(d.get("recent_ids", [])),
+            status=d.get("status"),
+            counts=dict(d.get("counts", {})),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    owner_bin: str
+    site: str
+    kind: str  # inventory | events | status
+    outcome: Outcome
+
+
+class RegisterView:
+    """Every site under one topic prefix."""
+
+    def __init__(self, prefix: str = "kz/hsc-register/v1") -> None:
+        self.prefix = prefix.strip("/")
+        self.sites: dict[tuple[str, str], SiteView] = {}
+
+    def handle(self, topic: str, payload: bytes | bytearray) -> Applied:
+        """Apply one message; raises only ``ReceiverError``."""
+        parts = topic.split("/")
+        head = self.prefix.split("/")
+        _require(
+            len(parts) == len(head) + 3 and parts[: len(head)] == head,
+            f"topic {topic!r} is not {self.prefix}/{{owner_bin}}/{{site}}/{{kind}}",
+        )
+        owner_bin, site, kind = parts[len(head) :]
+        try:
+            body = json.loads(payload)
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+            raise ReceiverError(f"{topic}: not JSON ({type(exc).__name__})") from None
+        _require(isinstance(body, dict), f"{topic}: payload is not a JSON object")
+        view = self.sites.get((owner_bin, site))
+        if view is None:
+            view = self.sites[(owner_bin, site)] = SiteView(owner_bin, site)
+        try:
+            if kind == "events":
+                outcome = view.on_event(body)
+            elif kind == "inventory":
+                outcome = view.on_inventory(body)
+            elif kind == "status":
+                outcome = view.on_status(body)
+            else:
+                raise ReceiverError(f"{topic}: unknown topic kind {kind!r}")
+        except ReceiverError as exc:
+            raise ReceiverError(f"{topic}: {exc}") from None
+        return Applied(owner_bin, site, kind, outcome)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, "sites": [v.to_json() for v in self.sites.values()]}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> RegisterView:
+        view = cls(d.get("prefix", "kz/hsc-register/v1"))
+        for s in d.get("sites", []):
+            site = SiteView.from_json(s)
+            view.sites[(site.owner_bin, site.site)] = site
+        return view
+
+
+def _save_atomic(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RegisterReceiver:
+    """The MQTT side: a persistent session that feeds a ``RegisterView`` saved to ``state``."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        state: Path,
+        prefix: str = "kz/hsc-register/v1",
+        client_id: str = "kuat-register-receiver",
+        session_expiry_s: int = 7 * 86_400,
+        tls: bool = True,
+        ca_cert: Path | None = None,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        reconnect_min_s: float = 1.0,
+        reconnect_max_s: float = 60.0,
+        on_applied: Callable[[Applied], None] | None = None,
+    ) -> None:
+        self.state = state
+        self.on_applied = on_applied
+        self.view = self._load(state, prefix)
+        self.rejected = 0
+        self.connects = 0
+        self.lock = threading.Lock()  # the view is read by other threads (tests, a CLI)
+        self._session_expiry_s = session_expiry_s
+        self._asked: set[str] = set()  # per-site inventory topics subscribed after a gap
+        self.client = paho_client(
+            client_id,
+            tls=tls,
+            ca_cert=ca_cert,
+            client_cert=client_cert,
+            client_key=client_key,
+            username=username,
+            password=password,
+            reconnect_min_s=reconnect_min_s,
+            reconnect_max_s=reconnect_max_s,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self._host, self._port = host, port
+
+    def __repr__(self) -> str:  # never the password
+        return f"RegisterReceiver(host={self._host!r}, port={self._port}, state={self.state!s})"
+
+    @staticmethod
+    def _load(path: Path, prefix: str) -> RegisterView:
+        if not path.exists():
+            return RegisterView(prefix)
+        try:
+            return RegisterView.from_json(json.loads(path.read_text("utf-8")))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # A damaged state file is set aside, never a crash loop: the persistent session and
+            # the retained inventories rebuild the view.
+            aside = path.with_name(f"{path.name}.damaged")
+            os.replace(path, aside)
+            log.error("register state %s unreadable (%s); moved to %s", path, exc, aside)
+            return RegisterView(prefix)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
+    ) -> None:
+        if rc.is_failure:
+            return
+        self.connects += 1
+        # With a persistent session the broker still has the subscription; subscribing again is
+        # harmless and covers a session the broker dropped.
+        client.subscribe(f"{self.view.prefix}/+/+/#", options=SubscribeOptions(qos=1))
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self.lock:
+            try:
+                applied = self.view.handle(msg.topic, msg.payload)
+            except ReceiverError as exc:
+                self.rejected += 1
+                log.warning("register message refused: %s", exc)
+                return
+            _save_atomic(self.state, self.view.to_json())
+        if self.on_applied is not None:
+            self.on_applied(applied)
+        topic = f"{self.view.prefix}/{applied.owner_bin}/{applied.site}/inventory"
+        if applied.outcome == "gap" and topic not in self._asked:
+            # Ask for the retained inventory now: a new subscription delivers retained copies.
+            self._asked.add(topic)
+            client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=0))
+        elif applied.outcome == "rebuilt" and topic in self._asked:
+            # The wildcard subscription delivers later inventories; drop the extra one so
+            # they do not arrive twice.
+            self._asked.discard(topic)
+            client.unsubscribe(topic)
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._session_expiry_s
+        self.client.connect_async(self._host, self._port, clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def site(self, owner_bin: str, site: str) -> SiteView | None:
+        with self.lock:
+            view = self.view.sites.get((owner_bin, site))
+            return SiteView.from_json(view.to_json()) if view else None
