@@ -502,10 +502,16 @@ class QuotaHttpSection(ClientCert):
 
 
 class QuotaMqttSection(Broker):
-    """Push: schedules on {topic_prefix}/{site}/schedule, orders on .../orders."""
+    """The energy company's broker: schedules and orders pushed to the farm, quota results back."""
 
     # Topic prefix: schedules on {topic_prefix}/{site}/schedule, orders on .../orders.
     topic_prefix: str = "kz/quota/v1"
+    # Publish the quota results for the energy company on this broker: each closed hour once on
+    # {topic_prefix}/{site}/hours, the current hour on .../state (retained). The broker's ACL
+    # must let this client publish there.
+    publish_results: bool = True
+    # Seconds between two states of the current hour (closed hours go out once each).
+    results_interval_s: Annotated[float, Field(ge=5, le=3600)] = 60.0
 
 
 class OrdersSection(Strict):

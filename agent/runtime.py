@@ -25,6 +25,7 @@ from kuat.agent.curtailment import Curtailer
 from kuat.agent.dashboard import Dashboard, start_dashboard
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.quota_job import QuotaJob
+from kuat.agent.quota_results import QuotaResults
 from kuat.agent.reconcile import Reconciler
 from kuat.agent.sdnotify import Notifier, watchdog_interval_s
 from kuat.agent.sizing import asic_concurrency, raise_fd_limit
@@ -141,6 +142,12 @@ class Agent:
         self._meter = MeterPoller(clock=clock)
         self._dlms = DlmsPoller(clock=clock)
         self.reconciler = self._reconciler(cfg)
+        out = self.uplinks.quota_out
+        self.quota_results = (
+            QuotaResults(cfg, self.state, self.ledger, lambda: self.quota.book, out)
+            if out
+            else None
+        )
         self._scheduler: AsyncIOScheduler | None = None
         self._stopped = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -184,6 +191,9 @@ class Agent:
         if self.reconciler is not None:
             # cheap when the hour is done; soon retried when the meter did not answer
             specs.append(JobSpec("settlement", 15.0, self.reconcile))
+        if self.quota_results is not None and self.cfg.quota.mqtt is not None:
+            every = self.cfg.quota.mqtt.results_interval_s
+            specs.append(JobSpec("quota_results", every, self.publish_quota_results))
         specs += [
             JobSpec("quota", iv.quota, self.evaluate_quota),
             JobSpec("inventory", iv.inventory, self.publish_inventory),
@@ -248,6 +258,10 @@ class Agent:
             tolerance_fraction=m.tolerance_fraction,
             lang=cfg.agent.language,
         )
+
+    async def publish_quota_results(self) -> None:
+        assert self.quota_results is not None
+        await asyncio.to_thread(self.quota_results.run, self.clock())
 
     async def reconcile(self) -> None:
         assert self.reconciler is not None

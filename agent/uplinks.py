@@ -17,6 +17,7 @@ from kuat.uplink.influx import FlushReport, InfluxUplink
 from kuat.uplink.inventory import Location
 from kuat.uplink.lineproto import encode
 from kuat.uplink.mqtt import RegisterPublisher
+from kuat.uplink.quota_publisher import QuotaPublisher
 from kuat.uplink.spool import Spool, SpoolFull
 
 log = logging.getLogger("kuat.uplink")
@@ -69,6 +70,26 @@ class Uplinks:
                 "registered": cfg.site.data_centre_registered,
             },
         )
+        # Quota results for the energy company, on its broker, from a spool of their own so
+        # neither outbox waits behind the other's broker.
+        qm = cfg.quota.mqtt
+        self.quota_out: QuotaPublisher | None = None
+        if qm is not None and qm.publish_results:
+            self._quota_spool = Spool(state_dir / "quota-outbox.db")
+            self.quota_out = QuotaPublisher(
+                self._quota_spool,
+                site=cfg.site.id,
+                owner_bin=cfg.site.owner_bin,
+                host=qm.host,
+                port=qm.port,
+                topic_prefix=qm.topic_prefix,
+                tls=qm.tls,
+                ca_cert=qm.ca_cert,
+                client_cert=qm.client_cert,
+                client_key=qm.client_key,
+                username=qm.username,
+                password=qm.password.get() if qm.password else None,
+            )
         # Where each polled address is wired: the first group naming it wins, like its port.
         self.locations: dict[tuple[str, int], Location] = {}
         for group in cfg.asic.groups:
@@ -80,9 +101,14 @@ class Uplinks:
 
     async def start(self) -> None:
         self.register.start()
+        if self.quota_out is not None:
+            self.quota_out.start()
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.register.stop)
+        if self.quota_out is not None:
+            await asyncio.to_thread(self.quota_out.stop)
+            self._quota_spool.close()
         self.influx.close()
         self.spool.close()
 
