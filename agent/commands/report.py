@@ -1,4 +1,4 @@
-"""``kuat report monthly`` and ``kuat compliance report``.
+"""``kuat report monthly|hourly|quarterly`` and ``kuat compliance report``.
 
 Both read what the agent stored — the energy ledger (``ledger.db``) and the spool's retained
 inventory and outbox — so they are safe to run while the agent runs under systemd. ``kuat
@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -28,6 +29,7 @@ LangOpt = Annotated[
 ]
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Configuration file (TOML).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the report as JSON.")]
+T = TypeVar("T")
 
 
 def _lang(value: str | None, cfg: KuatConfig) -> Lang:
@@ -67,6 +69,31 @@ def _rates(values: list[str]) -> dict[str, float]:
     return out
 
 
+def _parse(parse: Callable[..., T], *args: str) -> T:
+    """A command-line value parsed, or its error on stderr and exit 2."""
+    try:
+        return parse(*args)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _emit(
+    report: dict[str, Any],
+    *,
+    as_json: bool,
+    as_csv: bool,
+    csv_text: Callable[[dict[str, Any]], str],
+    text: Callable[[], str],
+) -> None:
+    if as_json:
+        typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    elif as_csv:
+        typer.echo(csv_text(report), nl=False)
+    else:
+        typer.echo(text())
+
+
 def _schedules(cfg: KuatConfig):
     from kuat.agent.quota_job import QuotaJob
     from kuat.agent.state import SiteState
@@ -100,21 +127,18 @@ def register(app: typer.Typer) -> None:
 
         cfg = load_or_exit(config)
         language = _lang(lang, cfg)
-        try:
-            month_bounds(month)
-        except ValueError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from None
+        _parse(month_bounds, month)
         rates = _rates(rate or [])
         ledger = _ledger(cfg, required=True)
         with ledger:
             report = monthly_report(ledger, cfg, month, rates=rates)
-        if as_json:
-            typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
-        elif as_csv:
-            typer.echo(monthly_csv(report), nl=False)
-        else:
-            typer.echo(render_monthly(report, language))
+        _emit(
+            report,
+            as_json=as_json,
+            as_csv=as_csv,
+            csv_text=monthly_csv,
+            text=lambda: render_monthly(report, language),
+        )
 
     @report_app.command("hourly")
     def hourly(
@@ -135,20 +159,54 @@ def register(app: typer.Typer) -> None:
 
         cfg = load_or_exit(config)
         language = _lang(lang, cfg)
-        try:
-            first, last = parse_range(date_from, date_to)
-        except ValueError as exc:
-            typer.echo(str(exc), err=True)
-            raise typer.Exit(2) from None
+        first, last = _parse(parse_range, date_from, date_to)
         ledger = _ledger(cfg, required=True)
         with ledger:
             report = hourly_report(ledger, cfg, first, last, book=_schedules(cfg))
-        if as_json:
-            typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
-        elif as_csv:
-            typer.echo(hourly_csv(report), nl=False)
-        else:
-            typer.echo(render_hourly(report, language))
+        _emit(
+            report,
+            as_json=as_json,
+            as_csv=as_csv,
+            csv_text=hourly_csv,
+            text=lambda: render_hourly(report, language),
+        )
+
+    @report_app.command("quarterly")
+    def quarterly(
+        quarter: Annotated[str, typer.Argument(metavar="YYYY-QN", help="e.g. 2026-Q3.")],
+        config: ConfigOpt,
+        as_json: JsonOpt = False,
+        as_csv: Annotated[bool, typer.Option("--csv", help="One row per energy source.")] = False,
+        lang: LangOpt = None,
+        rate: Annotated[
+            list[str] | None,
+            typer.Option(help="Fee rate SOURCE=TENGE_PER_KWH (repeatable), e.g. grid=10."),
+        ] = None,
+        unmetered_rate: Annotated[
+            float,
+            typer.Option(help="Rate for energy not backed by a control (commercial) meter."),
+        ] = 25.0,
+    ) -> None:
+        """The digital-mining fee's quarter: kWh per meter and source, what the commercial
+        meter backs, the rate of each and the fee."""
+        from kuat.agent.fee_report import parse_quarter, quarterly_csv, quarterly_report, render
+
+        cfg = load_or_exit(config)
+        language = _lang(lang, cfg)
+        year, q = _parse(parse_quarter, quarter)
+        rates = _rates(rate or [])
+        ledger = _ledger(cfg, required=True)
+        with ledger:
+            report = quarterly_report(
+                ledger, cfg, year, q, rates=rates, unmetered_rate=unmetered_rate
+            )
+        _emit(
+            report,
+            as_json=as_json,
+            as_csv=as_csv,
+            csv_text=quarterly_csv,
+            text=lambda: render(report, language),
+        )
 
     @compliance_app.command("report")
     def compliance(
