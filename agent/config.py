@@ -690,6 +690,22 @@ class InfluxSection(Strict):
     _url = field_validator("url")(_http_url)
 
 
+class TelemetryTarget(InfluxSection):
+    """One more database the telemetry goes to (the energy company's, say), beside [influx].
+
+    Each target has a spool of its own (telemetry-NAME.db under the state directory): its own
+    position, back-off, size cap and dead letters, so one slow or unreachable target never holds
+    the other back. Lines are copied to each target's spool as they are recorded.
+    """
+
+    # A short name (a-z, 0-9, '-', '_'): the spool file, the logs and the metrics say it.
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")]
+    # Measurements this target receives (e.g. ["quota", "meter", "settlement"]); empty: all.
+    measurements: list[str] = []
+    # Lines kept while this target is unreachable; beyond it its oldest are dropped and counted.
+    max_rows: Annotated[int, Field(ge=1000)] = 1_000_000
+
+
 class MqttSection(Broker):
     """The register's broker."""
 
@@ -737,13 +753,19 @@ class KuatConfig(Strict):
     compliance: ComplianceSection = ComplianceSection()
     balance: BalanceSection = BalanceSection()
     influx: InfluxSection | None = None
+    # More telemetry databases beside [influx], each with its own spool and filter.
+    telemetry: list[TelemetryTarget] = []
     mqtt: MqttSection | None = None
     spool: SpoolSection = SpoolSection()
     dashboard: DashboardSection = DashboardSection()
 
     @model_validator(mode="after")
     def _unique_names(self) -> KuatConfig:
-        for kind, items in (("pdu", self.pdu), ("meter", self.meter)):
+        for kind, items in (
+            ("pdu", self.pdu),
+            ("meter", self.meter),
+            ("telemetry", self.telemetry),
+        ):
             names = [i.name for i in items]
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:

@@ -31,7 +31,7 @@ from kuat.agent.sdnotify import Notifier, watchdog_interval_s
 from kuat.agent.sizing import asic_concurrency, raise_fd_limit
 from kuat.agent.state import SiteState, StatusSnapshot, snapshot
 from kuat.agent.tuning import apply_gc_tuning
-from kuat.agent.uplinks import Uplinks
+from kuat.agent.uplinks import TelemetryCopy, Uplinks
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller
 from kuat.collectors.modbus.collector import MeterPoller, ModbusLink
@@ -198,6 +198,10 @@ class Agent:
             JobSpec("quota", iv.quota, self.evaluate_quota),
             JobSpec("inventory", iv.inventory, self.publish_inventory),
             JobSpec("flush", iv.flush, self.flush),
+            *(
+                JobSpec(f"flush:{t.name}", iv.flush, self._flush_target(t))
+                for t in self.uplinks.targets
+            ),
             *(
                 [JobSpec("quota_http", self.quota_source.interval_s, self.fetch_schedules)]
                 if self.quota_source
@@ -431,6 +435,12 @@ class Agent:
                 out.append(r)
         return out
 
+    def _flush_target(self, target: TelemetryCopy) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            await self.uplinks.flush_target(target)
+
+        return run
+
     async def flush(self) -> None:
         report = await self.uplinks.flush()
         self.telemetry_sent += report.sent
@@ -537,7 +547,7 @@ class Agent:
         # Everything recorded is already in the durable spool; one last bounded attempt to
         # deliver it, then the rest waits on disk for the next start.
         try:
-            await asyncio.wait_for(self.uplinks.flush(force=True), timeout=5)
+            await asyncio.wait_for(self.uplinks.flush_all(force=True), timeout=5)
         except (TimeoutError, Exception) as exc:
             log.warning("final flush incomplete (%s); data stays spooled", exc or "timeout")
         await self._meter.close()

@@ -8,14 +8,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from kuat.agent.config import KuatConfig
+from kuat.agent.config import InfluxSection, KuatConfig
 from kuat.collectors.readings import AsicReading, PollResult
 from kuat.uplink.influx import FlushReport, InfluxUplink
 from kuat.uplink.inventory import Location
-from kuat.uplink.lineproto import encode
+from kuat.uplink.lineproto import encode, measurement_of
 from kuat.uplink.mqtt import RegisterPublisher
 from kuat.uplink.quota_publisher import QuotaPublisher
 from kuat.uplink.spool import Spool, SpoolFull
@@ -26,22 +27,49 @@ log = logging.getLogger("kuat.uplink")
 DROP_REPORT_EVERY_S = 600.0
 
 
+def _influx(section: InfluxSection | None, spool: Spool) -> InfluxUplink:
+    return InfluxUplink(
+        section.url if section else None,
+        section.token.get() if section and section.token else None,
+        section.org if section else "",
+        section.bucket if section else "kuat",
+        spool,
+        timeout_s=section.timeout_s if section else 10.0,
+        verify_ssl=section.verify_tls if section else True,
+        ca_cert=section.ca_cert if section else None,
+        batch_lines=section.batch_lines if section else 5000,
+    )
+
+
+@dataclass
+class TelemetryCopy:
+    """One more telemetry database ([[telemetry]]) and the spool that feeds it alone."""
+
+    name: str
+    spool: Spool
+    influx: InfluxUplink
+    measurements: frozenset[str]  # empty: every measurement
+    problem: str | None = None  # the last delivery problem said, so it is said once
+    last_drop_report: float = -DROP_REPORT_EVERY_S
+
+    def wants(self, lines: Sequence[str]) -> Sequence[str]:
+        if not self.measurements:
+            return lines
+        return [ln for ln in lines if measurement_of(ln) in self.measurements]
+
+
 class Uplinks:
     def __init__(self, cfg: KuatConfig, state_dir: Path) -> None:
         self.site = cfg.site.id
         self.spool = Spool(state_dir / "spool.db", max_rows=cfg.spool.max_rows)
-        inf = cfg.influx
-        self.influx = InfluxUplink(
-            inf.url if inf else None,
-            inf.token.get() if inf and inf.token else None,
-            inf.org if inf else "",
-            inf.bucket if inf else "kuat",
-            self.spool,
-            timeout_s=inf.timeout_s if inf else 10.0,
-            verify_ssl=inf.verify_tls if inf else True,
-            ca_cert=inf.ca_cert if inf else None,
-            batch_lines=inf.batch_lines if inf else 5000,
-        )
+        self.influx = _influx(cfg.influx, self.spool)
+        # More databases (the energy company's): each its own spool, filter and back-off.
+        self.targets: list[TelemetryCopy] = []
+        for t in cfg.telemetry:
+            spool = Spool(state_dir / f"telemetry-{t.name}.db", max_rows=t.max_rows)
+            self.targets.append(
+                TelemetryCopy(t.name, spool, _influx(t, spool), frozenset(t.measurements))
+            )
         m = cfg.mqtt
         self.register = RegisterPublisher(
             self.spool,
@@ -97,7 +125,7 @@ class Uplinks:
             for target in group.targets():
                 self.locations.setdefault(target, where)
         self._last_flush_problem: str | None = None
-        self._last_drop_report = -DROP_REPORT_EVERY_S
+        self.last_drop_report = -DROP_REPORT_EVERY_S
 
     async def start(self) -> None:
         self.register.start()
@@ -105,6 +133,9 @@ class Uplinks:
             self.quota_out.start()
 
     async def stop(self) -> None:
+        for t in self.targets:
+            t.influx.close()
+            t.spool.close()
         await asyncio.to_thread(self.register.stop)
         if self.quota_out is not None:
             await asyncio.to_thread(self.quota_out.stop)
@@ -119,20 +150,31 @@ class Uplinks:
         if not lines:
             return
         dropped = self.spool.put_lines(lines)
+        self._drops("telemetry spool", "[spool] max_rows", self.spool, dropped, self)
+        for t in self.targets:
+            chosen = t.wants(lines)
+            if chosen:
+                dropped = t.spool.put_lines(chosen)
+                what = f"telemetry spool of {t.name}"
+                self._drops(what, f"[[telemetry]] {t.name} max_rows", t.spool, dropped, t)
+
+    @staticmethod
+    def _drops(
+        what: str, cap: str, spool: Spool, dropped: int, mark: Uplinks | TelemetryCopy
+    ) -> None:
         now = time.monotonic()
         # A full disk is reported by the spool itself, once when it starts and once when it ends.
-        if (
-            dropped
-            and not self.spool.disk_full
-            and now - self._last_drop_report >= DROP_REPORT_EVERY_S
-        ):
-            self._last_drop_report = now
-            log.error(
-                "telemetry spool full: dropped the %d oldest lines (%d dropped in all); "
-                "the database has been unreachable too long or [spool] max_rows is too small",
-                dropped,
-                self.spool.counts().dropped,
-            )
+        if not dropped or spool.disk_full or now - mark.last_drop_report < DROP_REPORT_EVERY_S:
+            return
+        mark.last_drop_report = now
+        log.error(
+            "%s full: dropped the %d oldest lines (%d dropped in all); the database has been "
+            "unreachable too long or %s is too small",
+            what,
+            dropped,
+            spool.counts().dropped,
+            cap,
+        )
 
     async def publish_inventory(self, readings: Iterable[AsicReading], now: datetime) -> None:
         try:
@@ -149,17 +191,33 @@ class Uplinks:
 
     async def flush(self, *, force: bool = False) -> FlushReport:
         report = await self.influx.flush(force=force)
+        self._last_flush_problem = self._say("telemetry", report, self._last_flush_problem)
+        return report
+
+    async def flush_target(self, target: TelemetryCopy, *, force: bool = False) -> FlushReport:
+        report = await target.influx.flush(force=force)
+        target.problem = self._say(f"telemetry to {target.name}", report, target.problem)
+        return report
+
+    async def flush_all(self, *, force: bool = False) -> None:
+        """Every target at once (the final flush at stop): none waits for another."""
+        await asyncio.gather(
+            self.flush(force=force), *(self.flush_target(t, force=force) for t in self.targets)
+        )
+
+    @staticmethod
+    def _say(what: str, report: FlushReport, said: str | None) -> str | None:
+        """Log a delivery problem when it changes (not every flush); returns the one said."""
         problem = report.error if report.outcome in ("backoff", "retry", "auth") else None
-        if problem != self._last_flush_problem:
+        if problem != said:
             if problem:
                 level = logging.ERROR if report.auth_alert else logging.WARNING
                 log.log(
-                    level, "telemetry not delivered (%s); %d lines kept", problem, report.pending
+                    level, "%s not delivered (%s); %d lines kept", what, problem, report.pending
                 )
             else:
-                log.info("telemetry delivery recovered; %d lines pending", report.pending)
-            self._last_flush_problem = problem
-        return report
+                log.info("%s delivery recovered; %d lines pending", what, report.pending)
+        return problem
 
     def pending(self) -> tuple[int, int]:
         c = self.spool.counts()

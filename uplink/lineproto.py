@@ -61,6 +61,7 @@ __all__ = [
     "encode_point",
     "escape_key",
     "escape_measurement",
+    "measurement_of",
     "to_ns",
 ]
 
@@ -88,6 +89,16 @@ def escape_key(text: str) -> str:
     if _KEY_SPECIAL.isdisjoint(text):
         return text
     return text.translate(_KEY_TABLE)
+
+
+def measurement_of(line: str) -> str:
+    """The measurement of a line kuat wrote (its names hold no escaped comma or space)."""
+    end = len(line)
+    for sep in (",", " "):
+        j = line.find(sep)
+        if j != -1 and j < end:
+            end = j
+    return line[:end]
 
 
 def escape_measurement(text: str) -> str:

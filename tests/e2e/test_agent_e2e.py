@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import re
+import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -315,3 +316,63 @@ async def test_run_once_test_prints_lines_and_writes_nothing(
     # the shared server holds what earlier tests wrote, and nothing more
     samples = await asyncio.to_thread(victoria_metrics.export, '{__name__=~"asic_.*"}')
     assert sorted(json.dumps(s, sort_keys=True) for s in samples) == stored
+
+
+async def test_a_second_database_down_holds_nothing_back_then_gets_its_share(
+    farm: Farm, tmp_path: Path, victoria_metrics: VictoriaMetrics, mosquitto: Mosquitto
+) -> None:
+    # The energy company's database beside the farm's own, receiving only the meter and the
+    # quota: when the agent starts, it accepts connections and never answers (the worst kind
+    # of slow). The farm's own database gets every cycle meanwhile; when the second comes up
+    # it receives its backlog, and nothing else.
+    victoria_metrics.delete_all()
+    silent = socket.create_server(("127.0.0.1", 0))
+    silent.settimeout(0.2)
+    held: list[socket.socket] = []
+
+    def hold() -> None:
+        while silent.fileno() != -1:
+            with contextlib.suppress(OSError):
+                held.append(silent.accept()[0])
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    energo = VictoriaMetrics(tmp_path / "energo-vm", silent.getsockname()[1])
+    text = config_text(farm, tmp_path, victoria_metrics, mosquitto) + (
+        f'[[telemetry]]\nname = "energo"\nurl = "{energo.url}"\ntimeout_s = 30\n'
+        'measurements = ["meter", "quota"]\n'
+    )
+    agent = Agent(parse_config(text))
+    sent = capture_asic_points(agent)
+    task = asyncio.create_task(agent.run())
+    try:
+        await asyncio.sleep(5)
+        # the farm's database is current while the other is unreachable
+        assert agent.uplinks.pending()[0] < 200
+        stored = series_by_device(victoria_metrics, "asic_hashrate_ths")
+        assert len(stored) == MINERS and all(len(s["timestamps"]) >= 2 for s in stored.values())
+        (energo_target,) = agent.uplinks.targets
+        assert energo_target.spool.counts().pending > 0  # kept for it, not lost
+        silent.close()
+        holder.join()
+        for conn in held:
+            conn.close()
+        await asyncio.to_thread(energo.start)
+        for _ in range(60):
+            if energo_target.spool.counts().pending == 0:
+                break
+            await asyncio.sleep(0.5)
+        agent.request_stop()
+        await asyncio.wait_for(task, 15)
+        ours = {tuple(s["timestamps"]) for s in victoria_metrics.export('{__name__="meter_p_kw"}')}
+        theirs = energo.export('{__name__="meter_p_kw"}')
+        # every meter point the farm stored, the energy company stored too: backlog included
+        assert {tuple(s["timestamps"]) for s in theirs} == ours
+        assert energo.export('{__name__="quota_status_code"}')
+        assert not energo.export('{__name__=~"asic_.*|pdu_.*"}')  # not theirs
+        assert sum(len(v) for v in sent.values()) >= 2 * MINERS
+    finally:
+        if not task.done():
+            agent.request_stop()
+            await asyncio.wait_for(task, 15)
+        energo.stop()

@@ -381,3 +381,11 @@ def test_a_measurement_always_has_its_whole_tag_set() -> None:
     )
     inlet = next(ln for ln in encode([pdu], "s") if ln.startswith("pdu_inlet,"))
     assert "phase=unknown" in inlet and "model=unknown" in inlet
+
+
+def test_measurement_of_a_line_with_and_without_tags() -> None:
+    from kuat.uplink.lineproto import encode_point, measurement_of
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    assert measurement_of(encode_point("quota", {"site": "a b"}, {"v": 1.0}, t)) == "quota"
+    assert measurement_of(encode_point("agent", {}, {"v": 1.0}, t)) == "agent"
