@@ -21,8 +21,9 @@ HTTP API (``/token`` for admin + ``web_password``, then ``/mode`` sleep on/off o
 and numbers; nothing listens on its 4028, so a poller must fall back to 4433. Not in the default
 mix: existing farms are unchanged. ``set.*`` commands must carry the documented signed token
 (account ``super``/``user1-3``, ``ts``, sha256 of command + ``admin_password`` + salt + ts):
-``set.miner.service`` stop/start/restart and ``set.miner.power_limit``; anything unsigned or
-wrongly signed gets "no permission".
+``set.miner.service`` stop/start/restart, ``set.miner.power_limit`` and ``set.miner.pools`` (its
+param encrypted under the token's digest); anything unsigned or wrongly signed gets "no
+permission".
 
 Whatsminer API v2 write commands (``power_off``/``power_on``/``adjust_power_limit``/
 ``update_pools``) work only
@@ -263,7 +264,9 @@ class SimMiner:
         """One Whatsminer API v3 request -> its reply (``code`` 0 or an error code)."""
         cmd = str(request.get("cmd", ""))
         param = request.get("param")
-        self.requests[f"{cmd}:{param}" if param is not None else cmd] += 1
+        # an encrypted param is counted by its command: its ciphertext differs every time
+        plain = param is not None and cmd not in auth.V3_ENCRYPTED
+        self.requests[f"{cmd}:{param}" if plain else cmd] += 1
         self.tick()
         if cmd == "get.device.info":
             return R.wm_v3_device_info(self, param)
@@ -367,7 +370,7 @@ class SimMiner:
             and isinstance(ts, int)
             and request.get("token") == auth.v3_token(cmd, self.admin_password, self.v3_salt, ts)
         )
-        if not signed:
+        if not signed or not isinstance(ts, int):
             return R.v3_reply(cmd, "no permission", R.V3_NO_PERMISSION)
         param = request.get("param")
         if cmd == "set.miner.service" and param in ("stop", "start", "restart"):
@@ -378,9 +381,38 @@ class SimMiner:
                 return R.v3_reply(cmd, "fail", R.V3_FAIL)
             self.apply_power_limit(param)
             return R.v3_reply(cmd, "ok")
-        if cmd in ("set.miner.service", "set.miner.power_limit"):
+        if cmd == "set.miner.pools" and isinstance(param, str):
+            pools = self._v3_pools_param(cmd, param, ts)
+            if pools is None:
+                return R.v3_reply(cmd, "invalid param", R.V3_INVALID_ITEM)
+            self.pools = pools
+            return R.v3_reply(cmd, "ok")
+        if cmd in ("set.miner.service", "set.miner.power_limit", "set.miner.pools"):
             return R.v3_reply(cmd, "invalid param", R.V3_INVALID_ITEM)
         return R.v3_reply(cmd, "invalid command", R.V3_INVALID_COMMAND)
+
+    def _v3_pools_param(self, cmd: str, param: str, ts: int) -> list[dict[str, str]] | None:
+        """set.miner.pools' encrypted list of {pool, worker, passwd}, as btminer keeps it (its
+        first three); None when it does not decrypt or is not that shape."""
+        key = auth.v3_digest(cmd, self.admin_password, self.v3_salt, ts)
+        try:
+            rows = auth.v3_decrypt_param(key, param)
+        except auth.AuthError:
+            return None
+        if not isinstance(rows, list) or not rows:
+            return None
+        out = []
+        for row in rows[:3]:
+            if not isinstance(row, dict) or not isinstance(row.get("pool"), str):
+                return None
+            out.append(
+                {
+                    "url": row["pool"],
+                    "user": str(row.get("worker", "")),
+                    "pass": str(row.get("passwd", "")),
+                }
+            )
+        return out
 
     @property
     def v3_salt(self) -> str:

@@ -351,6 +351,7 @@ _V2_WAKE: tuple[str, dict[str, str]] = ("power_on", {})
 _V2_POWER_LIMIT = "adjust_power_limit"  # API v2.0.5 and later
 _V3_SERVICE = "set.miner.service"
 _V3_POWER_LIMIT = "set.miner.power_limit"
+_V3_POOLS = "set.miner.pools"
 _HINT = (
     "check the admin password given to kuat and that the miner's write API is enabled "
     "(WhatsMinerTool: change the default password, then switch the API on)"
@@ -466,17 +467,31 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
 
 async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
     """API v2 ``update_pools`` (pool1..3, worker1..3, passwd1..3; unused slots empty),
-    encrypted like every v2 write, confirmed by the pools the miner then reports."""
+    encrypted like every v2 write; API v3 ``set.miner.pools`` (a list of pool/worker/passwd,
+    the param encrypted under the command's token digest, btminer_auth.V3_ENCRYPTED). Either
+    is confirmed by the pools the miner then reports."""
     a = act.access
-    action, cmd = "set_pools", "update_pools"
+    action = "set_pools"
     log.info("asic %s: pools requested (%s)", act.device, act.reason)
-    params: dict[str, str] = {}
-    for i in range(1, 4):
-        p = pools[i - 1] if i <= len(pools) else None
-        params[f"pool{i}"] = p.url if p else ""
-        params[f"worker{i}"] = p.user if p else ""
-        params[f"passwd{i}"] = p.password if p else ""
-    send = _v2_write(act.host, act.port, act.timeout_s, a.whatsminer_password, cmd, **params)
+    if act.firmware == Firmware.WHATSMINER:
+        cmd = "update_pools"
+        params: dict[str, str] = {}
+        for i in range(1, 4):
+            p = pools[i - 1] if i <= len(pools) else None
+            params[f"pool{i}"] = p.url if p else ""
+            params[f"worker{i}"] = p.user if p else ""
+            params[f"passwd{i}"] = p.password if p else ""
+        send = _v2_write(act.host, act.port, act.timeout_s, a.whatsminer_password, cmd, **params)
+    else:
+        cmd = _V3_POOLS
+        send = V3Client(timeout_s=act.timeout_s).set_command(
+            act.host,
+            a.v3_port,
+            cmd,
+            [{"pool": p.url, "worker": p.user, "passwd": p.password} for p in pools],
+            account=a.whatsminer_v3_account,
+            password=a.whatsminer_password,
+        )
     failed = await _write(act, action, cmd, send)
     if failed is not None:
         return failed
@@ -498,6 +513,7 @@ CONTROLS_V3 = Controls(
     firmware=Firmware.WHATSMINER_V3,
     sleep_wake=_sleep_wake,
     power_target=_power_target,
+    set_pools=_set_pools,
     credentials=_CREDENTIALS_V3,
     confirm_s=_CONFIRM_S,
 )
