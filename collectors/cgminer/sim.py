@@ -173,6 +173,8 @@ class SimMiner:
     vnish_tokens: set[str] = field(default_factory=set)
     http_garbage: bool = False
     vnish_api_stops: bool = False
+    # Vnish: pools saved through /settings, applied by the next mining restart
+    vnish_saved_pools: list[dict[str, str]] | None = None
     # Whatsminer write access (API v2 tokens and v3 signatures), the tokens handed out by
     # get_token (sign -> AES key; a miner keeps 32 per client), the highest limit it takes
     admin_password: str = "admin"
@@ -838,7 +840,7 @@ def _epic_route(
         return 200, gets[path](m)
     if method == "GET" and path == "/network":
         return 200, R.epic_network(m)
-    if method != "POST" or path not in ("/miner", "/perpetualtune/algo"):
+    if method != "POST" or path not in ("/miner", "/perpetualtune/algo", "/coin"):
         return 404, None
     req = _json_body(body)
     if not isinstance(req, dict) or "param" not in req:
@@ -846,6 +848,8 @@ def _epic_route(
     if req.get("password") != m.web_password:
         return 200, {"result": False, "error": "BadPassword"}
     param = req["param"]
+    if path == "/coin":
+        return 200, _epic_coin(m, param)
     if path == "/miner" and param in ("Stop", "Autostart"):
         m.sleeping = param == "Stop"
         return 200, {"result": True, "error": None}
@@ -858,6 +862,22 @@ def _epic_route(
             m.run_ths = m.nominal_ths * target / m.nominal_power_w
             return 200, {"result": True, "error": None}
     return 200, {"result": False, "error": "MissingParam"}
+
+
+def _epic_coin(m: SimMiner, param: Any) -> dict[str, Any]:
+    """``/coin``: up to three stratum_configs replace the pools (ePIC's OpenAPI document)."""
+    configs = param.get("stratum_configs") if isinstance(param, dict) else None
+    if (
+        not isinstance(configs, list)
+        or not 1 <= len(configs) <= 3
+        or not all(isinstance(c, dict) and isinstance(c.get("pool"), str) for c in configs)
+    ):
+        return {"result": False, "error": "InvalidStratumConfigs"}
+    m.pools = [
+        {"url": c["pool"], "user": str(c.get("login", "")), "pass": str(c.get("password", ""))}
+        for c in configs
+    ]
+    return {"result": True, "error": None}
 
 
 def _vnish_route(
@@ -876,7 +896,12 @@ def _vnish_route(
         token = secrets.token_urlsafe(24)
         m.vnish_tokens.add(token)
         return 200, {"token": token}
-    writes = ("/api/v1/mining/stop", "/api/v1/mining/start", "/api/v1/settings")
+    writes = (
+        "/api/v1/mining/stop",
+        "/api/v1/mining/start",
+        "/api/v1/settings",
+        "/api/v1/mining/restart",
+    )
     if path not in writes and path != "/api/v1/autotune/presets":
         return 404, None
     auth = headers.get("authorization", "")
@@ -887,8 +912,16 @@ def _vnish_route(
     if method == "POST" and path in writes[:2]:
         m.sleeping = path.endswith("/stop")
         return 200, None
+    if method == "POST" and path == "/api/v1/mining/restart":
+        # bmminer restarts with the saved settings: saved pools take effect now
+        if m.vnish_saved_pools is not None:
+            m.pools, m.vnish_saved_pools = m.vnish_saved_pools, None
+        return 200, None
     if method == "POST" and path == "/api/v1/settings":
         req = _json_body(body)
+        pools = ((req or {}).get("miner") or {}).get("pools")
+        if pools is not None:
+            return _vnish_pools(m, pools)
         preset = (((req or {}).get("miner") or {}).get("overclock") or {}).get("preset")
         if not isinstance(preset, str) or not (preset == "disabled" or preset.isdigit()):
             return 500, {"err": "invalid preset"}
@@ -898,6 +931,21 @@ def _vnish_route(
         m.run_ths = m.nominal_ths * watts / m.nominal_power_w
         return 200, {"restart_required": False, "reboot_required": False}
     return 404, None
+
+
+def _vnish_pools(m: SimMiner, pools: Any) -> tuple[int, Any]:
+    """Saved, applied at the next mining restart (the answer says one is needed), as Vnish
+    does with a new pool list; at most three url/user/pass entries (its OpenAPI schema)."""
+    if (
+        not isinstance(pools, list)
+        or not 1 <= len(pools) <= 3
+        or not all(isinstance(p, dict) and {"url", "user", "pass"} <= p.keys() for p in pools)
+    ):
+        return 500, {"err": "invalid pools"}
+    m.vnish_saved_pools = [
+        {"url": str(p["url"]), "user": str(p["user"]), "pass": str(p["pass"])} for p in pools
+    ]
+    return 200, {"restart_required": True, "reboot_required": False}
 
 
 def _braiins_route(

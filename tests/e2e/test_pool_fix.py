@@ -84,19 +84,19 @@ async def test_enforcing_writes_the_accredited_pools_through_each_firmware(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="kuat.pools")
-    async with farm("antminer", "whatsminer", "whatsminer_v3") as asics:
+    async with farm("antminer", "whatsminer", "whatsminer_v3", "epic", "vnish") as asics:
         asics.miners[0].set_work_mode(1)  # asleep for the quota: the fix must not wake it
         agent = Agent(parse_config(config(tmp_path, asics, enforce=True)))
         await run_for(agent, 6)
-        assert [on(m) for m in asics.miners] == [POOLS] * 3
+        assert [on(m) for m in asics.miners] == [POOLS] * 5
         assert asics.miners[0].sleeping
         assert {r.outcome for r in agent.pool_fixer.results} == {"done"}
         # each miner written once: once fixed, it is no offender any more
-        assert len(agent.pool_fixer.results) == 3
+        assert len(agent.pool_fixer.results) == 5
         # the agent's own last view shows them on the accredited pool
         assert agent.pool_fixer.offenders() == []
     done = [r.getMessage() for r in caplog.records if "item 7 fixed" in r.getMessage()]
-    assert len(done) == 3 and all("btc.f2pool.com" in m for m in done), done
+    assert len(done) == 5 and all("btc.f2pool.com" in m for m in done), done
 
 
 async def test_dry_run_logs_the_plan_once_in_the_operators_language_and_writes_nothing(
