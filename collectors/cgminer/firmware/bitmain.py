@@ -53,6 +53,7 @@ from kuat.collectors.cgminer.firmware.common import (
     text,
 )
 from kuat.collectors.cgminer.firmware.controls import Act, Controls
+from kuat.collectors.readings import FaultSeverity, FirmwareFault
 
 log = logging.getLogger(__name__)
 _HASH_KEYS = (("GHS 5s", 1e-3), ("GHS av", 1e-3), ("MHS 5s", 1e-6), ("MHS av", 1e-6))
@@ -357,6 +358,51 @@ def _state(summary: Body | None, stats: Body | None, version: Body | None) -> st
     return None  # no sleep evidence: mining/error is decided from hashrate by the engine
 
 
+# --- faults: what stock firmware itself flags --------------------------------------------------
+#
+# S21-era firmware (new_api; its web UI's summary.cgi has the same shape) keeps a ``status`` list
+# in SUMMARY: {"type": "rate"|"network"|"fans"|"temp", "status": "s"|"w"|"e", "code", "msg"},
+# "s" being fine, and new_api stats a ``psu`` {"status": "ok"…}. Older stats draws every chip of
+# a chain as a letter in ``chain_acsN``: "o" answers, "x" does not (a dead or dropped chip).
+_ACS_KEYS = tuple((n, f"chain_acs{n}") for n in range(1, 17))
+_STATUS_SEVERITY: dict[str, FaultSeverity] = {"e": "critical", "w": "warning"}
+
+
+def _faults(summary: Body | None, stats: Body | None) -> tuple[FirmwareFault, ...]:
+    out: list[FirmwareFault] = []
+    rows = (item(summary, "SUMMARY") or {}).get("status")
+    for row in rows[:16] if isinstance(rows, list) else ():
+        if not isinstance(row, dict):
+            continue
+        flag = str(row.get("status", "s")).strip().lower()
+        if flag == "s":
+            continue
+        kind = text(row.get("type")) or "status"
+        code = integer(row.get("code"))
+        msg = text(row.get("msg")) or f"{kind} problem"
+        out.append(
+            FirmwareFault(
+                f"{kind}:{code if code is not None else flag}",
+                msg,
+                _STATUS_SEVERITY.get(flag, "info"),
+            )
+        )
+    view = _stats(stats)
+    psu = view.modern.get("psu") if view.modern is not None else None
+    if isinstance(psu, dict):
+        state = text(psu.get("status"))
+        if state is not None and state.lower() != "ok":
+            out.append(FirmwareFault(f"psu:{state}", f"power supply reports {state}", "critical"))
+    flat = view.flat
+    for n, key in _ACS_KEYS:
+        acs = flat.get(key)
+        if isinstance(acs, str) and "x" in acs:
+            bad = acs.count("x")
+            text_ = f"hash board {n}: {bad} chip{'s' if bad != 1 else ''} not answering"
+            out.append(FirmwareFault(f"chain{n}:x{bad}", text_, "warning"))
+    return tuple(out)
+
+
 FIELDS: dict[str, Source] = {
     "model": Source(("version", "stats"), _model),
     "firmware": Source(("version", "stats"), _firmware),
@@ -384,7 +430,11 @@ def _detect(c: Clues) -> bool:
 SPEC = FirmwareSpec(
     family=Firmware.BITMAIN,
     vendor="Bitmain",
-    fields={**FIELDS, "state": Source(("summary", "stats", "version"), _state)},
+    fields={
+        **FIELDS,
+        "state": Source(("summary", "stats", "version"), _state),
+        "faults": Source(("summary", "stats"), _faults),
+    },
     # S21-era stats (module doc); older firmware ignores the key
     request={"new_api": True},
     request_changes=("stats",),

@@ -291,10 +291,13 @@ def _v3_faults(info: Body | None) -> tuple[FirmwareFault, ...]:
     rows = _section(info).get("error-code") if info else None
     out = []
     for row in rows[:64] if isinstance(rows, list) else []:
-        if not isinstance(row, dict):
+        if isinstance(row, int | str) and not isinstance(row, bool):
+            fault = microbt_fault(row)  # a bare code, as some builds list them
+        elif isinstance(row, dict):
+            codes = [k for k in row if k != "reason"]
+            fault = microbt_fault(codes[0], text(row.get("reason"))) if codes else None
+        else:
             continue
-        codes = [k for k in row if k != "reason"]
-        fault = microbt_fault(codes[0], text(row.get("reason"))) if codes else None
         if fault is not None:
             out.append(fault)
     return tuple(out)
