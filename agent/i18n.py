@@ -153,6 +153,20 @@ CATALOG: dict[str, dict[Lang, str]] = {
         "ru": "повторов не будет, пока не сменится прошивка",
         "en": "not tried again unless its firmware changes",
     },
+    # --- miner faults (agent.fault_alerts): {device} {model} {code} {text} {severity} ---------
+    "fault_raised": {
+        "kk": "{device} майнері ({model}) ақау туралы хабарлайды, {severity}: {code} — {text}",
+        "ru": "Майнер {device} ({model}) сообщает о неисправности, {severity}: {code} — {text}",
+        "en": "miner {device} ({model}) reports a fault, {severity}: {code} — {text}",
+    },
+    "fault_cleared": {
+        "kk": "{device} майнерінің ({model}) ақауы жойылды: {code} — {text}",
+        "ru": "Неисправность майнера {device} ({model}) устранена: {code} — {text}",
+        "en": "miner {device} ({model}) fault cleared: {code} — {text}",
+    },
+    "severity_critical": {"kk": "сыни", "ru": "критическая", "en": "critical"},
+    "severity_warning": {"kk": "ескерту", "ru": "предупреждение", "en": "warning"},
+    "severity_info": {"kk": "ақпарат", "ru": "информация", "en": "info"},
 }
 
 

@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from kuat.agent.config import KuatConfig, MeterConfig, PduConfig
 from kuat.agent.curtailment import Curtailer
 from kuat.agent.dashboard import Dashboard, start_dashboard
+from kuat.agent.fault_alerts import FaultWatch
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.pool_fix import POOL_FIX_BUDGET_S, PoolFixer
 from kuat.agent.quota_job import QuotaJob
@@ -90,6 +91,8 @@ class Agent:
         self.curtailer = Curtailer(cfg, self.state, clock=clock)
         # item 7's fix ([compliance] fix_pools): the curtailer's write access to the miners
         self.pool_fixer = PoolFixer(cfg, self.state, self.curtailer.access, clock=clock)
+        # the miners' own fault codes, logged once each and counted for /metrics
+        self.faults = FaultWatch(cfg.agent.language)
         # Curtailment decides on the freshest reading: each site-meter reading triggers the
         # quota evaluation and the plan at once (decision age: the seconds from the start of
         # that meter poll to the plan, kept for the benchmark and the status screens). The
@@ -215,6 +218,7 @@ class Agent:
         results = await self._asic.poll_many(self._asic_targets)
         for target, result in zip(self._asic_targets, results, strict=True):
             self.state.asics[target] = result
+        self.faults.observe(results)
         self.uplinks.record(results, self.clock())
 
     async def _bounded(

@@ -180,6 +180,9 @@ class SimMiner:
     admin_password: str = "admin"
     v2_tokens: dict[str, str] = field(default_factory=dict)
     factory_limit_w: int = 0
+    # btminer error codes the summary reports ("Error Code Count", "Error Code N"), for tests
+    # of the fault alerts
+    error_codes: list[int] = field(default_factory=list)
     # Braiins REST miner/details: a serial, or null as on many Antminers running Braiins OS
     bos_rest_serial: bool = False
 
