@@ -668,7 +668,8 @@ class PoolWrite(Strict):
 
     # Stratum URL of the pool; its host must be one of accredited_pools.
     url: Annotated[str, Field(min_length=1)]
-    # Worker (user) name the miner mines under at that pool.
+    # User the miner mines under at that pool; "{worker}" in it becomes the miner's own worker
+    # name (what follows the first "." of the user it mines under now, else its address).
     user: Annotated[str, Field(min_length=1)]
     # Pool password (most pools ignore it; a secret).
     password: SecretRef = SecretRef(value=SecretStr("x"))

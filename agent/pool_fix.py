@@ -138,7 +138,7 @@ class PoolFixer:
             self._hold(r, "unsupported", None, "pools_fix_no_path", pool=pool)
             return
         why = t("pools_fix_reason", self.lang).format(pool=pool)
-        res = await handle.set_pools(self.targets, why)
+        res = await handle.set_pools(self.pools_for(r), why)
         self.results.append(res)
         if res.outcome == "done":
             self._held.pop((r.ip, r.port), None)
@@ -164,8 +164,19 @@ class PoolFixer:
         )
         self._say(logging.ERROR, key, r, outcome=outcome, retry=retry, **kw)
 
+    def pools_for(self, r: AsicReading) -> tuple[PoolTarget, ...]:
+        """The configured pools with ``{worker}`` in a user replaced by this miner's worker
+        name: what follows the first "." of the user it mines under now (so "acct.rack3-07"
+        keeps "rack3-07" at the new pool), or its address with "-" for "." when it has none."""
+        pool = r.active_pool
+        current = (pool.user or "") if pool is not None else ""
+        worker = current.partition(".")[2] or r.ip.replace(".", "-").replace(":", "-")
+        return tuple(
+            PoolTarget(p.url, p.user.replace("{worker}", worker), p.password) for p in self.targets
+        )
+
     def _say(self, level: int, key: str, r: AsicReading, **kw: str) -> None:
-        pools = ", ".join(f"{p.url} ({p.user})" for p in self.targets)
+        pools = ", ".join(f"{p.url} ({p.user})" for p in self.pools_for(r))
         text = t(key, self.lang).format(
             device=r.device_id, firmware=r.firmware_family or "?", pools=pools, **kw
         )

@@ -17,9 +17,18 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator, SimMiner
 
 ACCREDITED = "pool.kz.example"
 POOLS = [
-    (f"stratum+tcp://{ACCREDITED}:3333", "kzfarm.w1"),
-    (f"stratum+tcp://backup.{ACCREDITED}:443", "kzfarm.w1"),
+    (f"stratum+tcp://{ACCREDITED}:3333", "kzfarm.{worker}"),
+    (f"stratum+tcp://backup.{ACCREDITED}:443", "kzfarm.backup"),
 ]
+
+
+def written(m: SimMiner) -> list[tuple[str, str]]:
+    """POOLS as a miner gets them: its own worker name (the simulator's users are
+    "kzfarm.kuat0000N") in place of {worker}."""
+    worker = m.pools[0]["user"].partition(".")[2]
+    return [(u, w.replace("{worker}", worker)) for u, w in POOLS]
+
+
 WEB_PORT = 18211
 _ranges = itertools.count(1)
 
@@ -86,9 +95,11 @@ async def test_enforcing_writes_the_accredited_pools_through_each_firmware(
     caplog.set_level(logging.INFO, logger="kuat.pools")
     async with farm("antminer", "whatsminer", "whatsminer_v3", "epic", "vnish") as asics:
         asics.miners[0].set_work_mode(1)  # asleep for the quota: the fix must not wake it
+        want = [written(m) for m in asics.miners]
+        assert want[1] == [(POOLS[0][0], "kzfarm.kuat00001"), POOLS[1]]
         agent = Agent(parse_config(config(tmp_path, asics, enforce=True)))
         await run_for(agent, 6)
-        assert [on(m) for m in asics.miners] == [POOLS] * 5
+        assert [on(m) for m in asics.miners] == want
         assert asics.miners[0].sleeping
         assert {r.outcome for r in agent.pool_fixer.results} == {"done"}
         # each miner written once: once fixed, it is no offender any more
