@@ -7,6 +7,7 @@ the sleep state needs status, both of which btminer refuses inside "a+b".
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
@@ -412,6 +413,19 @@ async def _write(act: Act, action: str, cmd: str, send: Any) -> ActionResult | N
     return None
 
 
+def _v3_write(act: Act, cmd: str, param: Any) -> Coroutine[Any, Any, dict[str, Any]]:
+    """One signed API v3 ``set.*`` command as the access says (account, admin password)."""
+    a = act.access
+    return V3Client(timeout_s=act.timeout_s).set_command(
+        act.host,
+        a.v3_port,
+        cmd,
+        param,
+        account=a.whatsminer_v3_account,
+        password=a.whatsminer_password,
+    )
+
+
 async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
     a = act.access
     action = "sleep" if to_sleep else "wake"
@@ -421,14 +435,7 @@ async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
         send = _v2_write(act.host, act.port, act.timeout_s, a.whatsminer_password, cmd, **params)
     else:
         cmd = _V3_SERVICE
-        send = V3Client(timeout_s=act.timeout_s).set_command(
-            act.host,
-            a.v3_port,
-            cmd,
-            "stop" if to_sleep else "start",
-            account=a.whatsminer_v3_account,
-            password=a.whatsminer_password,
-        )
+        send = _v3_write(act, cmd, "stop" if to_sleep else "start")
     failed = await _write(act, action, cmd, send)
     if failed is not None:
         return failed
@@ -451,14 +458,7 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
         )
     else:
         cmd = _V3_POWER_LIMIT
-        send = V3Client(timeout_s=act.timeout_s).set_command(
-            act.host,
-            a.v3_port,
-            cmd,
-            watts,
-            account=a.whatsminer_v3_account,
-            password=a.whatsminer_password,
-        )
+        send = _v3_write(act, cmd, watts)
     failed = await _write(act, action, cmd, send)
     if failed is not None:
         return failed
@@ -487,14 +487,8 @@ async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
         send = _v2_write(act.host, act.port, act.timeout_s, a.whatsminer_password, cmd, **params)
     else:
         cmd = _V3_POOLS
-        send = V3Client(timeout_s=act.timeout_s).set_command(
-            act.host,
-            a.v3_port,
-            cmd,
-            [{"pool": p.url, "worker": p.user, "passwd": p.password} for p in pools],
-            account=a.whatsminer_v3_account,
-            password=a.whatsminer_password,
-        )
+        rows = [{"pool": p.url, "worker": p.user, "passwd": p.password} for p in pools]
+        send = _v3_write(act, cmd, rows)
     failed = await _write(act, action, cmd, send)
     if failed is not None:
         return failed
