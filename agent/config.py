@@ -35,6 +35,7 @@ from kuat.agent.tomlpos import locate
 from kuat.collectors.errors import KuatError
 from kuat.quota.grid import GridConnection
 from kuat.quota.orders import IssuerKey, load_public_key
+from kuat.quota.pools import pool_host
 
 Lang = Literal["kk", "ru", "en"]
 
@@ -662,9 +663,43 @@ class BalanceSection(Strict):
     pdus_cover_site: bool = False
 
 
+class PoolWrite(Strict):
+    """One accredited pool that ``fix_pools`` writes to a miner found off the accredited pools."""
+
+    # Stratum URL of the pool; its host must be one of accredited_pools.
+    url: Annotated[str, Field(min_length=1)]
+    # User the miner mines under at that pool; "{worker}" in it becomes the miner's own worker
+    # name (what follows the first "." of the user it mines under now, else its address).
+    user: Annotated[str, Field(min_length=1)]
+    # Pool password (most pools ignore it; a secret).
+    password: SecretRef = SecretRef(value=SecretStr("x"))
+
+    _coerce = field_validator("password", mode="before")(_secret)
+
+
 class ComplianceSection(Strict):
     # Checklist item 7: host names of the accredited Kazakh pools the miners may mine through.
     accredited_pools: list[str] = []
+    # Checklist item 7's fix: a miner found mining on a pool that is not accredited gets `pools`
+    # written through its firmware's own write path and read back; only with [quota] enforce =
+    # true, otherwise the plan is logged.
+    fix_pools: bool = False
+    # The pools fix_pools writes, in priority order (most firmware keeps the first three).
+    pools: list[PoolWrite] = []
+
+    @model_validator(mode="after")
+    def _fix_pools_accredited(self) -> ComplianceSection:
+        if self.fix_pools and not self.pools:
+            raise ValueError("fix_pools = true needs at least one [[compliance.pools]] to write")
+        allowed = {h for h in (pool_host(a) for a in self.accredited_pools) if h}
+        for i, p in enumerate(self.pools):
+            host = pool_host(p.url)
+            if host is None or host not in allowed:
+                raise ValueError(
+                    f"pools[{i}].url {p.url!r}: its host is not in accredited_pools, so writing"
+                    " it would not fix item 7"
+                )
+        return self
 
 
 class InfluxSection(Strict):

@@ -378,6 +378,7 @@ class AgentCollector(Collector):
         yield GaugeMetricFamily(
             "kuat_devices_down", "Devices whose last poll failed", value=s.devices_down
         )
+        yield from self.agent.faults.metrics()
         yield from self._uplink(s)
         yield from self._jobs()
 

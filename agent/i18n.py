@@ -105,6 +105,68 @@ CATALOG: dict[str, dict[Lang, str]] = {
         "ru": "Только просмотр: управляющих действий нет. Страница обновляется каждые 10 с.",
         "en": "Read-only: no control actions. The page refreshes every 10 s.",
     },
+    # --- item 7's fix (agent.pool_fix): {device} {firmware} {pool} {pools} {detail} {retry} ---
+    "pools_fix_reason": {
+        "kk": "7-тармақ: {pool} пулы аккредиттелмеген",
+        "ru": "п. 7: пул {pool} не аккредитован",
+        "en": "item 7: pool {pool} is not accredited",
+    },
+    "pools_fix_plan": {
+        "kk": "7-тармақты түзету, сынақ режимі ([quota] enforce = false): {device} майнері"
+        " аккредиттелмеген {pool} пулында; оған мына пулдар жазылар еді: {pools}",
+        "ru": "Исправление п. 7, пробный режим ([quota] enforce = false): майнер {device}"
+        " работает на неаккредитованном пуле {pool}; ему были бы записаны пулы: {pools}",
+        "en": "item 7 fix, dry run ([quota] enforce = false): miner {device} mines on {pool},"
+        " which is not accredited; it would get the pools {pools}",
+    },
+    "pools_fix_done": {
+        "kk": "7-тармақ түзетілді: {device} майнері {pool} пулынан аккредиттелген пулдарға"
+        " ауыстырылды ({pools}), қайта оқу арқылы расталды",
+        "ru": "П. 7 исправлен: майнер {device} переведён с пула {pool} на аккредитованные"
+        " пулы ({pools}), подтверждено повторным чтением",
+        "en": "item 7 fixed: miner {device} moved from {pool} to the accredited pools"
+        " ({pools}), confirmed by reading back",
+    },
+    "pools_fix_not_done": {
+        "kk": "7-тармақ түзетілмеді: {device} майнері ({firmware}) аккредиттелген пулдарды"
+        " қабылдамады ({outcome}: {detail}); {retry}",
+        "ru": "П. 7 не исправлен: майнер {device} ({firmware}) не принял аккредитованные"
+        " пулы ({outcome}: {detail}); {retry}",
+        "en": "item 7 not fixed: miner {device} ({firmware}) did not take the accredited pools"
+        " ({outcome}: {detail}); {retry}",
+    },
+    "pools_fix_no_path": {
+        "kk": "7-тармақ түзетілмеді: {device} майнерінің ({firmware}) kuat білетін пул жазу"
+        " жолы жоқ; оны {pool} пулынан аккредиттелген пулға қолмен ауыстырыңыз; {retry}",
+        "ru": "П. 7 не исправлен: у майнера {device} ({firmware}) нет известного kuat способа"
+        " записать пулы; переведите его с пула {pool} на аккредитованный вручную; {retry}",
+        "en": "item 7 not fixed: miner {device} ({firmware}) has no pool write path kuat"
+        " knows; move it off {pool} to an accredited pool by hand; {retry}",
+    },
+    "pools_fix_retry": {
+        "kk": "келесі әрекет {at} кейін",
+        "ru": "следующая попытка не раньше {at}",
+        "en": "not tried again before {at}",
+    },
+    "pools_fix_never": {
+        "kk": "микробағдарлама өзгермейінше қайталанбайды",
+        "ru": "повторов не будет, пока не сменится прошивка",
+        "en": "not tried again unless its firmware changes",
+    },
+    # --- miner faults (agent.fault_alerts): {device} {model} {code} {text} {severity} ---------
+    "fault_raised": {
+        "kk": "{device} майнері ({model}) ақау туралы хабарлайды, {severity}: {code} — {text}",
+        "ru": "Майнер {device} ({model}) сообщает о неисправности, {severity}: {code} — {text}",
+        "en": "miner {device} ({model}) reports a fault, {severity}: {code} — {text}",
+    },
+    "fault_cleared": {
+        "kk": "{device} майнерінің ({model}) ақауы жойылды: {code} — {text}",
+        "ru": "Неисправность майнера {device} ({model}) устранена: {code} — {text}",
+        "en": "miner {device} ({model}) fault cleared: {code} — {text}",
+    },
+    "severity_critical": {"kk": "сыни", "ru": "критическая", "en": "critical"},
+    "severity_warning": {"kk": "ескерту", "ru": "предупреждение", "en": "warning"},
+    "severity_info": {"kk": "ақпарат", "ru": "информация", "en": "info"},
 }
 
 

@@ -23,7 +23,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from kuat.agent.config import KuatConfig, MeterConfig, PduConfig
 from kuat.agent.curtailment import Curtailer
 from kuat.agent.dashboard import Dashboard, start_dashboard
+from kuat.agent.fault_alerts import FaultWatch
 from kuat.agent.ledger import EnergyLedger
+from kuat.agent.pool_fix import POOL_FIX_BUDGET_S, PoolFixer
 from kuat.agent.quota_job import QuotaJob
 from kuat.agent.quota_results import QuotaResults
 from kuat.agent.reconcile import Reconciler
@@ -87,6 +89,10 @@ class Agent:
         self._energy_source = "own_offgrid" if cfg.grid and cfg.grid.off_grid else "grid"
         self.quota = QuotaJob(cfg, self.state, state_dir)
         self.curtailer = Curtailer(cfg, self.state, clock=clock)
+        # item 7's fix ([compliance] fix_pools): the curtailer's write access to the miners
+        self.pool_fixer = PoolFixer(cfg, self.state, self.curtailer.access, clock=clock)
+        # the miners' own fault codes, logged once each and counted for /metrics
+        self.faults = FaultWatch(cfg.agent.language)
         # Curtailment decides on the freshest reading: each site-meter reading triggers the
         # quota evaluation and the plan at once (decision age: the seconds from the start of
         # that meter poll to the plan, kept for the benchmark and the status screens). The
@@ -176,6 +182,8 @@ class Agent:
         specs = []
         if self._asic_targets:
             specs.append(JobSpec("asic", iv.asic, self.poll_asics))
+            if self.pool_fixer.enabled:
+                specs.append(JobSpec("pool_fix", iv.asic, self.pool_fixer.run, POOL_FIX_BUDGET_S))
         if self.cfg.pdu:
             budget = max(p.timeout_s for p in self.cfg.pdu) + 2 * BACKSTOP_GRACE_S
             specs.append(JobSpec("pdu", iv.pdu, self.poll_pdus, budget))
@@ -214,6 +222,7 @@ class Agent:
         results = await self._asic.poll_many(self._asic_targets)
         for target, result in zip(self._asic_targets, results, strict=True):
             self.state.asics[target] = result
+        self.faults.observe(results)
         self.uplinks.record(results, self.clock())
 
     async def _bounded(

@@ -456,6 +456,15 @@ async def _post(
     return HttpFailure("rejected", f"{_what(port)} refused {path}: {shown[:120]}")
 
 
+async def write(
+    host: str, port: int, path: str, param: Any, password: str, timeout_s: float
+) -> HttpFailure | None:
+    """One privileged POST on a client of its own (a control verb's single write); None when
+    the miner says ``"result": true``."""
+    async with http_client() as client:
+        return await _post(client, host, port, path, param, password, timeout_s)
+
+
 def _failure_result(device: str, action: str, f: HttpFailure) -> ActionResult:
     if f.kind in ("auth", "rejected"):
         return ActionResult(device, action, "refused", f.detail)

@@ -21,8 +21,9 @@ HTTP API (``/token`` for admin + ``web_password``, then ``/mode`` sleep on/off o
 and numbers; nothing listens on its 4028, so a poller must fall back to 4433. Not in the default
 mix: existing farms are unchanged. ``set.*`` commands must carry the documented signed token
 (account ``super``/``user1-3``, ``ts``, sha256 of command + ``admin_password`` + salt + ts):
-``set.miner.service`` stop/start/restart and ``set.miner.power_limit``; anything unsigned or
-wrongly signed gets "no permission".
+``set.miner.service`` stop/start/restart, ``set.miner.power_limit`` and ``set.miner.pools`` (its
+param encrypted under the token's digest); anything unsigned or wrongly signed gets "no
+permission".
 
 Whatsminer API v2 write commands (``power_off``/``power_on``/``adjust_power_limit``/
 ``update_pools``) work only
@@ -172,11 +173,16 @@ class SimMiner:
     vnish_tokens: set[str] = field(default_factory=set)
     http_garbage: bool = False
     vnish_api_stops: bool = False
+    # Vnish: pools saved through /settings, applied by the next mining restart
+    vnish_saved_pools: list[dict[str, str]] | None = None
     # Whatsminer write access (API v2 tokens and v3 signatures), the tokens handed out by
     # get_token (sign -> AES key; a miner keeps 32 per client), the highest limit it takes
     admin_password: str = "admin"
     v2_tokens: dict[str, str] = field(default_factory=dict)
     factory_limit_w: int = 0
+    # btminer error codes the summary reports ("Error Code Count", "Error Code N"), for tests
+    # of the fault alerts
+    error_codes: list[int] = field(default_factory=list)
     # Braiins REST miner/details: a serial, or null as on many Antminers running Braiins OS
     bos_rest_serial: bool = False
 
@@ -263,7 +269,9 @@ class SimMiner:
         """One Whatsminer API v3 request -> its reply (``code`` 0 or an error code)."""
         cmd = str(request.get("cmd", ""))
         param = request.get("param")
-        self.requests[f"{cmd}:{param}" if param is not None else cmd] += 1
+        # an encrypted param is counted by its command: its ciphertext differs every time
+        plain = param is not None and cmd not in auth.V3_ENCRYPTED
+        self.requests[f"{cmd}:{param}" if plain else cmd] += 1
         self.tick()
         if cmd == "get.device.info":
             return R.wm_v3_device_info(self, param)
@@ -367,7 +375,7 @@ class SimMiner:
             and isinstance(ts, int)
             and request.get("token") == auth.v3_token(cmd, self.admin_password, self.v3_salt, ts)
         )
-        if not signed:
+        if not signed or not isinstance(ts, int):
             return R.v3_reply(cmd, "no permission", R.V3_NO_PERMISSION)
         param = request.get("param")
         if cmd == "set.miner.service" and param in ("stop", "start", "restart"):
@@ -378,9 +386,38 @@ class SimMiner:
                 return R.v3_reply(cmd, "fail", R.V3_FAIL)
             self.apply_power_limit(param)
             return R.v3_reply(cmd, "ok")
-        if cmd in ("set.miner.service", "set.miner.power_limit"):
+        if cmd == "set.miner.pools" and isinstance(param, str):
+            pools = self._v3_pools_param(cmd, param, ts)
+            if pools is None:
+                return R.v3_reply(cmd, "invalid param", R.V3_INVALID_ITEM)
+            self.pools = pools
+            return R.v3_reply(cmd, "ok")
+        if cmd in ("set.miner.service", "set.miner.power_limit", "set.miner.pools"):
             return R.v3_reply(cmd, "invalid param", R.V3_INVALID_ITEM)
         return R.v3_reply(cmd, "invalid command", R.V3_INVALID_COMMAND)
+
+    def _v3_pools_param(self, cmd: str, param: str, ts: int) -> list[dict[str, str]] | None:
+        """set.miner.pools' encrypted list of {pool, worker, passwd}, as btminer keeps it (its
+        first three); None when it does not decrypt or is not that shape."""
+        key = auth.v3_digest(cmd, self.admin_password, self.v3_salt, ts)
+        try:
+            rows = auth.v3_decrypt_param(key, param)
+        except auth.AuthError:
+            return None
+        if not isinstance(rows, list) or not rows:
+            return None
+        out = []
+        for row in rows[:3]:
+            if not isinstance(row, dict) or not isinstance(row.get("pool"), str):
+                return None
+            out.append(
+                {
+                    "url": row["pool"],
+                    "user": str(row.get("worker", "")),
+                    "pass": str(row.get("passwd", "")),
+                }
+            )
+        return out
 
     @property
     def v3_salt(self) -> str:
@@ -806,7 +843,7 @@ def _epic_route(
         return 200, gets[path](m)
     if method == "GET" and path == "/network":
         return 200, R.epic_network(m)
-    if method != "POST" or path not in ("/miner", "/perpetualtune/algo"):
+    if method != "POST" or path not in ("/miner", "/perpetualtune/algo", "/coin"):
         return 404, None
     req = _json_body(body)
     if not isinstance(req, dict) or "param" not in req:
@@ -814,6 +851,8 @@ def _epic_route(
     if req.get("password") != m.web_password:
         return 200, {"result": False, "error": "BadPassword"}
     param = req["param"]
+    if path == "/coin":
+        return 200, _epic_coin(m, param)
     if path == "/miner" and param in ("Stop", "Autostart"):
         m.sleeping = param == "Stop"
         return 200, {"result": True, "error": None}
@@ -826,6 +865,22 @@ def _epic_route(
             m.run_ths = m.nominal_ths * target / m.nominal_power_w
             return 200, {"result": True, "error": None}
     return 200, {"result": False, "error": "MissingParam"}
+
+
+def _epic_coin(m: SimMiner, param: Any) -> dict[str, Any]:
+    """``/coin``: up to three stratum_configs replace the pools (ePIC's OpenAPI document)."""
+    configs = param.get("stratum_configs") if isinstance(param, dict) else None
+    if (
+        not isinstance(configs, list)
+        or not 1 <= len(configs) <= 3
+        or not all(isinstance(c, dict) and isinstance(c.get("pool"), str) for c in configs)
+    ):
+        return {"result": False, "error": "InvalidStratumConfigs"}
+    m.pools = [
+        {"url": c["pool"], "user": str(c.get("login", "")), "pass": str(c.get("password", ""))}
+        for c in configs
+    ]
+    return {"result": True, "error": None}
 
 
 def _vnish_route(
@@ -844,7 +899,12 @@ def _vnish_route(
         token = secrets.token_urlsafe(24)
         m.vnish_tokens.add(token)
         return 200, {"token": token}
-    writes = ("/api/v1/mining/stop", "/api/v1/mining/start", "/api/v1/settings")
+    writes = (
+        "/api/v1/mining/stop",
+        "/api/v1/mining/start",
+        "/api/v1/settings",
+        "/api/v1/mining/restart",
+    )
     if path not in writes and path != "/api/v1/autotune/presets":
         return 404, None
     auth = headers.get("authorization", "")
@@ -855,8 +915,16 @@ def _vnish_route(
     if method == "POST" and path in writes[:2]:
         m.sleeping = path.endswith("/stop")
         return 200, None
+    if method == "POST" and path == "/api/v1/mining/restart":
+        # bmminer restarts with the saved settings: saved pools take effect now
+        if m.vnish_saved_pools is not None:
+            m.pools, m.vnish_saved_pools = m.vnish_saved_pools, None
+        return 200, None
     if method == "POST" and path == "/api/v1/settings":
         req = _json_body(body)
+        pools = ((req or {}).get("miner") or {}).get("pools")
+        if pools is not None:
+            return _vnish_pools(m, pools)
         preset = (((req or {}).get("miner") or {}).get("overclock") or {}).get("preset")
         if not isinstance(preset, str) or not (preset == "disabled" or preset.isdigit()):
             return 500, {"err": "invalid preset"}
@@ -866,6 +934,21 @@ def _vnish_route(
         m.run_ths = m.nominal_ths * watts / m.nominal_power_w
         return 200, {"restart_required": False, "reboot_required": False}
     return 404, None
+
+
+def _vnish_pools(m: SimMiner, pools: Any) -> tuple[int, Any]:
+    """Saved, applied at the next mining restart (the answer says one is needed), as Vnish
+    does with a new pool list; at most three url/user/pass entries (its OpenAPI schema)."""
+    if (
+        not isinstance(pools, list)
+        or not 1 <= len(pools) <= 3
+        or not all(isinstance(p, dict) and {"url", "user", "pass"} <= p.keys() for p in pools)
+    ):
+        return 500, {"err": "invalid pools"}
+    m.vnish_saved_pools = [
+        {"url": str(p["url"]), "user": str(p["user"]), "pass": str(p["pass"])} for p in pools
+    ]
+    return 200, {"restart_required": True, "reboot_required": False}
 
 
 def _braiins_route(

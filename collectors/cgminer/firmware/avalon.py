@@ -120,6 +120,49 @@ def _state(stats: Body | None) -> str | None:
     return None
 
 
+# --- faults: what the MM controller string itself flags ----------------------------------------
+#
+# ECMM[n] is the controller (MM) board's error code, ECHU[a b c] one code per hash board
+# (ECHU[n] on one-board models). Canaan's log description for the A10-A12 generation says no
+# more than: ECMM 0 is normal, anything else a controller fault or a bad contact with the hash
+# boards; ECHU 0 or 512 is normal, any other value (513…) an abnormal hash board. So 512 (a
+# status bit, no fault) is masked, and the rest named by board with its raw value; bit 0, the
+# one bit Canaan's example shows abnormal (513 = 512 + 1), is the board's communication. PS's
+# first value is the PSU's error code (0: none), FanErr (Avalon Q, Nano) the fan module's.
+_ECHU_STATUS_BIT = 512
+
+
+def _avalon_faults(stats: Body | None) -> tuple[Any, ...]:
+    from kuat.collectors.readings import FaultSeverity, FirmwareFault
+
+    mm = _mm(stats)
+    out: list[FirmwareFault] = []
+    ecmm = integer(mm.get("ECMM"))
+    if ecmm:
+        text_ = (
+            f"controller (MM) board error {ecmm}: the MM board or its contact with the hash boards"
+        )
+        out.append(FirmwareFault(f"ECMM:{ecmm}", text_, "warning"))
+    for board, raw in enumerate(_list(mm.get("ECHU"))[:16], start=1):
+        code = int(raw) & ~_ECHU_STATUS_BIT if 0 <= raw < 2**32 else 0
+        if code:
+            # a board the controller cannot talk to hashes nothing; other codes degrade it
+            lost = bool(code & 1)
+            what = "communication failure" if lost else f"error {code}"
+            text_ = f"hash board {board}: {what} (ECHU {int(raw)})"
+            severity: FaultSeverity = "critical" if lost else "warning"
+            out.append(FirmwareFault(f"ECHU{board}:{int(raw)}", text_, severity))
+    ps = _list(mm.get("PS"))
+    if ps and ps[0] > 0:
+        out.append(
+            FirmwareFault(f"PS:{int(ps[0])}", f"power supply error {int(ps[0])}", "critical")
+        )
+    fan_err = integer(mm.get("FanErr"))
+    if fan_err:
+        out.append(FirmwareFault(f"FanErr:{fan_err}", f"fan error {fan_err}", "warning"))
+    return tuple(out)
+
+
 def _uptime(summary: Body | None, stats: Body | None) -> int | None:
     up = integer((item(summary, "SUMMARY") or {}).get("Elapsed"))
     return up if up is not None else integer(_mm(stats).get("Elapsed"))
@@ -137,6 +180,7 @@ FIELDS: dict[str, Source] = {
     "pools": Source(("pools",), pools),
     "uptime_s": Source(("summary", "stats"), _uptime),
     "state": Source(("stats",), _state),
+    "faults": Source(("stats",), _avalon_faults),
 }
 
 

@@ -30,6 +30,7 @@ must stay "error". Without that evidence the engine's own rule applies.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, TypedDict
 
 import httpx
@@ -52,6 +53,7 @@ from kuat.collectors.cgminer.firmware.common import (
     text,
 )
 from kuat.collectors.cgminer.firmware.controls import Act, Controls
+from kuat.collectors.readings import FaultSeverity, FirmwareFault
 
 log = logging.getLogger(__name__)
 _HASH_KEYS = (("GHS 5s", 1e-3), ("GHS av", 1e-3), ("MHS 5s", 1e-6), ("MHS av", 1e-6))
@@ -356,6 +358,51 @@ def _state(summary: Body | None, stats: Body | None, version: Body | None) -> st
     return None  # no sleep evidence: mining/error is decided from hashrate by the engine
 
 
+# --- faults: what stock firmware itself flags --------------------------------------------------
+#
+# S21-era firmware (new_api; its web UI's summary.cgi has the same shape) keeps a ``status`` list
+# in SUMMARY: {"type": "rate"|"network"|"fans"|"temp", "status": "s"|"w"|"e", "code", "msg"},
+# "s" being fine, and new_api stats a ``psu`` {"status": "ok"…}. Older stats draws every chip of
+# a chain as a letter in ``chain_acsN``: "o" answers, "x" does not (a dead or dropped chip).
+_ACS_KEYS = tuple((n, f"chain_acs{n}") for n in range(1, 17))
+_STATUS_SEVERITY: dict[str, FaultSeverity] = {"e": "critical", "w": "warning"}
+
+
+def _faults(summary: Body | None, stats: Body | None) -> tuple[FirmwareFault, ...]:
+    out: list[FirmwareFault] = []
+    rows = (item(summary, "SUMMARY") or {}).get("status")
+    for row in rows[:16] if isinstance(rows, list) else ():
+        if not isinstance(row, dict):
+            continue
+        flag = str(row.get("status", "s")).strip().lower()
+        if flag == "s":
+            continue
+        kind = text(row.get("type")) or "status"
+        code = integer(row.get("code"))
+        msg = text(row.get("msg")) or f"{kind} problem"
+        out.append(
+            FirmwareFault(
+                f"{kind}:{code if code is not None else flag}",
+                msg,
+                _STATUS_SEVERITY.get(flag, "info"),
+            )
+        )
+    view = _stats(stats)
+    psu = view.modern.get("psu") if view.modern is not None else None
+    if isinstance(psu, dict):
+        state = text(psu.get("status"))
+        if state is not None and state.lower() != "ok":
+            out.append(FirmwareFault(f"psu:{state}", f"power supply reports {state}", "critical"))
+    flat = view.flat
+    for n, key in _ACS_KEYS:
+        acs = flat.get(key)
+        if isinstance(acs, str) and "x" in acs:
+            bad = acs.count("x")
+            text_ = f"hash board {n}: {bad} chip{'s' if bad != 1 else ''} not answering"
+            out.append(FirmwareFault(f"chain{n}:x{bad}", text_, "warning"))
+    return tuple(out)
+
+
 FIELDS: dict[str, Source] = {
     "model": Source(("version", "stats"), _model),
     "firmware": Source(("version", "stats"), _firmware),
@@ -383,7 +430,11 @@ def _detect(c: Clues) -> bool:
 SPEC = FirmwareSpec(
     family=Firmware.BITMAIN,
     vendor="Bitmain",
-    fields={**FIELDS, "state": Source(("summary", "stats", "version"), _state)},
+    fields={
+        **FIELDS,
+        "state": Source(("summary", "stats", "version"), _state),
+        "faults": Source(("summary", "stats"), _faults),
+    },
     # S21-era stats (module doc); older firmware ignores the key
     request={"new_api": True},
     request_changes=("stats",),
@@ -398,17 +449,19 @@ GENERIC = FirmwareSpec(family=Firmware.CGMINER, vendor=None, fields=FIELDS, ghs_
 # --- control: sleep/wake through the web UI (bmminer's API has no sleep) ----------------------
 
 
-async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
-    """Read ``get_miner_conf.cgi``, post it back to ``set_miner_conf.cgi`` with ``miner-mode``
-    1/0 (HTTP digest), then confirm over the API: a sleeping stock miner hashes 0 with its fans
-    stopped (``_state``). 401 or the CGI saying no -> refused; no web UI (connection refused,
-    404) or a conf without a work mode (pre-S19 firmware) -> unsupported; else failed."""
+# What a config edit gives back: the document to post, or None when there is nothing to write.
+ConfEdit = Callable[[dict[str, Any], int], dict[str, Any] | None]
+
+
+async def _rewrite_miner_conf(
+    act: Act, action: str, edit: ConfEdit, *, no_mode: str
+) -> ActionResult | None:
+    """Read ``get_miner_conf.cgi``, let ``edit`` make the new document from it and its work
+    mode, post that to ``set_miner_conf.cgi`` (HTTP digest). None when written (or nothing to
+    write); else the outcome: 401 or the CGI saying no -> refused; no web UI (connection
+    refused, 404) or a conf without a work mode (``no_mode`` says why that matters) ->
+    unsupported; anything else -> failed. One client, one exchange, for every verb."""
     a = act.access
-    action = "sleep" if to_sleep else "wake"
-    mode = web.WORK_MODE_SLEEP if to_sleep else web.WORK_MODE_NORMAL
-    log.info(
-        "asic %s: %s requested (%s) via web UI port %d", act.device, action, act.reason, a.web_port
-    )
     auth = _WebAuth(port=a.web_port, username=a.web_username, password=a.web_password)
     # no proxy from the environment (a site's HTTP_PROXY must not carry LAN miner traffic), no
     # pooled connections (one short exchange per action), lighttpd's self-signed TLS if any
@@ -418,18 +471,40 @@ async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
         conf = await web.read_miner_conf(client, act.host, timeout_s=a.web_timeout_s, **auth)
         if isinstance(conf, web.WebFailure):
             return _web_result(act, action, conf)
-        current = web.work_mode(conf)
-        if current is None:
-            detail = "get_miner_conf shows no work mode: this firmware has no sleep mode"
-            return act.result(action, "unsupported", detail)
-        # already in that mode: writing again would only restart bmminer for nothing
-        if current != mode:
-            new = web.conf_with_work_mode(conf, mode)
-            failed = await web.write_miner_conf(
-                client, act.host, new, timeout_s=a.web_timeout_s, **auth
+        mode = web.work_mode(conf)
+        if mode is None:
+            return act.result(
+                action, "unsupported", f"get_miner_conf shows no work mode: {no_mode}"
             )
-            if failed is not None:
-                return _web_result(act, action, failed)
+        doc = edit(conf, mode)
+        if doc is None:
+            return None
+        failed = await web.write_miner_conf(
+            client, act.host, doc, timeout_s=a.web_timeout_s, **auth
+        )
+        return _web_result(act, action, failed) if failed is not None else None
+
+
+async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
+    """``miner-mode`` 1/0 through the web UI config, then confirm over the API: a sleeping
+    stock miner hashes 0 with its fans stopped (``_state``)."""
+    action = "sleep" if to_sleep else "wake"
+    mode = web.WORK_MODE_SLEEP if to_sleep else web.WORK_MODE_NORMAL
+    log.info(
+        "asic %s: %s requested (%s) via web UI port %d",
+        act.device,
+        action,
+        act.reason,
+        act.access.web_port,
+    )
+
+    def edit(conf: dict[str, Any], current: int) -> dict[str, Any] | None:
+        # already in that mode: writing again would only restart bmminer for nothing
+        return None if current == mode else web.conf_with_work_mode(conf, mode)
+
+    failed = await _rewrite_miner_conf(act, action, edit, no_mode="this firmware has no sleep mode")
+    if failed is not None:
+        return failed
     want = "sleeping" if to_sleep else "mining"
     ok, got = await act.confirm_state(want)
     if ok:
@@ -449,30 +524,27 @@ def _web_result(act: Act, action: str, f: web.WebFailure) -> ActionResult:
 
 
 async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
-    """The pool list through the same web UI config: read it, post it back with the new pools
-    and the work mode it had (so a sleeping miner stays asleep), confirm the pools on the API.
-    Pre-S19 web UIs take a form, not this JSON document: unsupported there."""
-    a = act.access
+    """The pool list through the same web UI config, posted back with the work mode it had (so
+    a sleeping miner stays asleep), confirmed by the pools the API then shows. Pre-S19 web UIs
+    take a form, not this JSON document: unsupported there."""
     action = "set_pools"
-    log.info("asic %s: pools requested (%s) via web UI port %d", act.device, act.reason, a.web_port)
-    auth = _WebAuth(port=a.web_port, username=a.web_username, password=a.web_password)
-    async with httpx.AsyncClient(
-        trust_env=False, limits=httpx.Limits(max_keepalive_connections=0), verify=False
-    ) as client:
-        conf = await web.read_miner_conf(client, act.host, timeout_s=a.web_timeout_s, **auth)
-        if isinstance(conf, web.WebFailure):
-            return _web_result(act, action, conf)
-        mode = web.work_mode(conf)
-        if mode is None:
-            detail = "get_miner_conf shows no work mode: this web UI takes another config shape"
-            return act.result(action, "unsupported", detail)
+    log.info(
+        "asic %s: pools requested (%s) via web UI port %d",
+        act.device,
+        act.reason,
+        act.access.web_port,
+    )
+
+    def edit(conf: dict[str, Any], mode: int) -> dict[str, Any]:
         doc = web.conf_with_work_mode(conf, mode)
         doc["pools"] = [{"url": p.url, "user": p.user, "pass": p.password} for p in pools]
-        failed = await web.write_miner_conf(
-            client, act.host, doc, timeout_s=a.web_timeout_s, **auth
-        )
-        if failed is not None:
-            return _web_result(act, action, failed)
+        return doc
+
+    failed = await _rewrite_miner_conf(
+        act, action, edit, no_mode="this web UI takes another config shape"
+    )
+    if failed is not None:
+        return failed
     ok, seen = await act.confirm_pools(pools)
     if ok:
         return act.result(action, "done", f"confirmed {len(pools)} pools; reason: {act.reason}")

@@ -4,10 +4,14 @@ may do with it and what that needs."""
 
 from __future__ import annotations
 
-from kuat.collectors.capabilities import ActionResult
+import logging
+
+from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer import epic
 from kuat.collectors.cgminer.firmware import Firmware
-from kuat.collectors.cgminer.firmware.controls import Act, Controls
+from kuat.collectors.cgminer.firmware.controls import Act, Controls, http_result
+
+log = logging.getLogger(__name__)
 
 
 async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
@@ -36,11 +40,36 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
     )
 
 
+async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
+    """``POST /coin`` with up to three ``stratum_configs`` (ePIC's OpenAPI document, PowerPlay
+    1.30.0, as asic-rs keeps it in meta/epic/1.30.0/powerplay.json), ``unique_id`` off so the
+    worker names stay as written; confirmed by the pools the summary's StratumConfigs show."""
+    action = "set_pools"
+    log.info("asic %s: pools requested (%s)", act.device, act.reason)
+    param = {
+        "coin": "BTC",
+        "stratum_configs": [
+            {"pool": p.url, "login": p.user, "password": p.password} for p in pools
+        ],
+        "unique_id": False,
+    }
+    a = act.access
+    refused = await epic.write(act.host, act.port, "/coin", param, a.epic_password, act.timeout_s)
+    if refused is not None:
+        return http_result(act, action, refused, unsupported_hint="is this an ePIC miner?")
+    ok, seen = await act.confirm_pools(pools)
+    if ok:
+        return act.result(action, "done", f"confirmed {len(pools)} pools; reason: {act.reason}")
+    return act.result(action, "failed", f"miner accepted /coin but reads {seen}")
+
+
 CONTROLS = Controls(
     firmware=Firmware.EPIC,
     sleep_wake=_sleep_wake,
     power_target=_power_target,
+    set_pools=_set_pools,
     credentials=("epic_password",),
     # a real box takes minutes to initialise its boards after a wake
-    confirm_s={"wake": 180.0, "limit": 120.0},
+    # the mining software restarts on a new coin/pool set, as on a wake
+    confirm_s={"wake": 180.0, "limit": 120.0, "pools": 180.0},
 )

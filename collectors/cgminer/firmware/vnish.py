@@ -12,14 +12,19 @@ merges in.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
 import re
 
-from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer import vnish_web
 from kuat.collectors.cgminer.firmware import Firmware, bitmain
 from kuat.collectors.cgminer.firmware.common import Body, Clues, FirmwareSpec, Source, item, text
-from kuat.collectors.cgminer.firmware.controls import Act, Controls
+from kuat.collectors.cgminer.firmware.controls import Act, Controls, http_result
+from kuat.collectors.cgminer.http_json import HttpFailure, http_client, request_json
+
+log = logging.getLogger(__name__)
 
 FAMILY = Firmware.VNISH
 _SUFFIX = re.compile(r"\s*\((vnish)\s*([^)]*)\)\s*$", re.IGNORECASE)
@@ -107,10 +112,71 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
     return dataclasses.replace(got, device_id=act.device)
 
 
+RESTART = "/api/v1/mining/restart"
+_HINT = "is this Vnish firmware?"
+
+
+async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
+    """``POST /api/v1/settings`` ``{"miner": {"pools": [{url, user, pass}, …]}}`` (at most three:
+    Vnish's OpenAPI document 1.2.7, MinerConfigRaw.pools, in asic-rs meta/vnish/), then
+    ``mining/restart`` when the answer says ``restart_required``; confirmed by the pools the
+    cgminer API then shows. A save that needs a reboot is not done: kuat reboots no miner."""
+    a, action = act.access, "set_pools"
+    port, what = a.web_port, f"Vnish web API on port {a.web_port}"
+    log.info("asic %s: pools requested (%s) via Vnish web port %d", act.device, act.reason, port)
+    loop = asyncio.get_running_loop()
+    async with http_client() as client:
+        token = await vnish_web.unlock(
+            client, act.host, port, a.vnish_password, loop.time() + a.web_timeout_s
+        )
+        if isinstance(token, HttpFailure):
+            return http_result(act, action, token, unsupported_hint=_HINT)
+        auth = {"Authorization": f"Bearer {token}"}
+        body = {
+            "miner": {"pools": [{"url": p.url, "user": p.user, "pass": p.password} for p in pools]}
+        }
+        saved = await request_json(
+            client,
+            "POST",
+            act.host,
+            port,
+            vnish_web.SETTINGS,
+            what=what,
+            deadline=loop.time() + a.web_timeout_s,
+            headers=auth,
+            body=body,
+        )
+        if isinstance(saved, HttpFailure):
+            return http_result(act, action, saved, unsupported_hint=_HINT)
+        if isinstance(saved, dict) and saved.get("reboot_required") is True:
+            detail = (
+                "Vnish saved the pools but applies them only after a reboot, which kuat never does"
+            )
+            return act.result(action, "failed", detail)
+        if isinstance(saved, dict) and saved.get("restart_required") is True:
+            restarted = await request_json(
+                client,
+                "POST",
+                act.host,
+                port,
+                RESTART,
+                what=what,
+                deadline=loop.time() + a.web_timeout_s,
+                headers=auth,
+            )
+            if isinstance(restarted, HttpFailure):
+                return http_result(act, action, restarted, unsupported_hint=_HINT)
+    ok, seen = await act.confirm_pools(pools)
+    if ok:
+        return act.result(action, "done", f"confirmed {len(pools)} pools; reason: {act.reason}")
+    return act.result(action, "failed", f"Vnish saved the pools but the miner reads {seen}")
+
+
 CONTROLS = Controls(
     firmware=FAMILY,
     sleep_wake=_sleep_wake,
     power_target=_power_target,
+    set_pools=_set_pools,
     credentials=("web_port", "vnish_password", "web_timeout_s"),
-    confirm_s={"limit": 120.0, "wake": 120.0},
+    confirm_s={"limit": 120.0, "wake": 120.0, "pools": 120.0},
 )

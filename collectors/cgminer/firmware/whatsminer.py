@@ -7,6 +7,7 @@ the sleep state needs status, both of which btminer refuses inside "a+b".
 from __future__ import annotations
 
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
@@ -291,10 +292,13 @@ def _v3_faults(info: Body | None) -> tuple[FirmwareFault, ...]:
     rows = _section(info).get("error-code") if info else None
     out = []
     for row in rows[:64] if isinstance(rows, list) else []:
-        if not isinstance(row, dict):
+        if isinstance(row, int | str) and not isinstance(row, bool):
+            fault = microbt_fault(row)  # a bare code, as some builds list them
+        elif isinstance(row, dict):
+            codes = [k for k in row if k != "reason"]
+            fault = microbt_fault(codes[0], text(row.get("reason"))) if codes else None
+        else:
             continue
-        codes = [k for k in row if k != "reason"]
-        fault = microbt_fault(codes[0], text(row.get("reason"))) if codes else None
         if fault is not None:
             out.append(fault)
     return tuple(out)
@@ -351,6 +355,7 @@ _V2_WAKE: tuple[str, dict[str, str]] = ("power_on", {})
 _V2_POWER_LIMIT = "adjust_power_limit"  # API v2.0.5 and later
 _V3_SERVICE = "set.miner.service"
 _V3_POWER_LIMIT = "set.miner.power_limit"
+_V3_POOLS = "set.miner.pools"
 _HINT = (
     "check the admin password given to kuat and that the miner's write API is enabled "
     "(WhatsMinerTool: change the default password, then switch the API on)"
@@ -408,6 +413,19 @@ async def _write(act: Act, action: str, cmd: str, send: Any) -> ActionResult | N
     return None
 
 
+def _v3_write(act: Act, cmd: str, param: Any) -> Coroutine[Any, Any, dict[str, Any]]:
+    """One signed API v3 ``set.*`` command as the access says (account, admin password)."""
+    a = act.access
+    return V3Client(timeout_s=act.timeout_s).set_command(
+        act.host,
+        a.v3_port,
+        cmd,
+        param,
+        account=a.whatsminer_v3_account,
+        password=a.whatsminer_password,
+    )
+
+
 async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
     a = act.access
     action = "sleep" if to_sleep else "wake"
@@ -417,14 +435,7 @@ async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
         send = _v2_write(act.host, act.port, act.timeout_s, a.whatsminer_password, cmd, **params)
     else:
         cmd = _V3_SERVICE
-        send = V3Client(timeout_s=act.timeout_s).set_command(
-            act.host,
-            a.v3_port,
-            cmd,
-            "stop" if to_sleep else "start",
-            account=a.whatsminer_v3_account,
-            password=a.whatsminer_password,
-        )
+        send = _v3_write(act, cmd, "stop" if to_sleep else "start")
     failed = await _write(act, action, cmd, send)
     if failed is not None:
         return failed
@@ -447,14 +458,7 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
         )
     else:
         cmd = _V3_POWER_LIMIT
-        send = V3Client(timeout_s=act.timeout_s).set_command(
-            act.host,
-            a.v3_port,
-            cmd,
-            watts,
-            account=a.whatsminer_v3_account,
-            password=a.whatsminer_password,
-        )
+        send = _v3_write(act, cmd, watts)
     failed = await _write(act, action, cmd, send)
     if failed is not None:
         return failed
@@ -466,17 +470,25 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
 
 async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
     """API v2 ``update_pools`` (pool1..3, worker1..3, passwd1..3; unused slots empty),
-    encrypted like every v2 write, confirmed by the pools the miner then reports."""
+    encrypted like every v2 write; API v3 ``set.miner.pools`` (a list of pool/worker/passwd,
+    the param encrypted under the command's token digest, btminer_auth.V3_ENCRYPTED). Either
+    is confirmed by the pools the miner then reports."""
     a = act.access
-    action, cmd = "set_pools", "update_pools"
+    action = "set_pools"
     log.info("asic %s: pools requested (%s)", act.device, act.reason)
-    params: dict[str, str] = {}
-    for i in range(1, 4):
-        p = pools[i - 1] if i <= len(pools) else None
-        params[f"pool{i}"] = p.url if p else ""
-        params[f"worker{i}"] = p.user if p else ""
-        params[f"passwd{i}"] = p.password if p else ""
-    send = _v2_write(act.host, act.port, act.timeout_s, a.whatsminer_password, cmd, **params)
+    if act.firmware == Firmware.WHATSMINER:
+        cmd = "update_pools"
+        params: dict[str, str] = {}
+        for i in range(1, 4):
+            p = pools[i - 1] if i <= len(pools) else None
+            params[f"pool{i}"] = p.url if p else ""
+            params[f"worker{i}"] = p.user if p else ""
+            params[f"passwd{i}"] = p.password if p else ""
+        send = _v2_write(act.host, act.port, act.timeout_s, a.whatsminer_password, cmd, **params)
+    else:
+        cmd = _V3_POOLS
+        rows = [{"pool": p.url, "worker": p.user, "passwd": p.password} for p in pools]
+        send = _v3_write(act, cmd, rows)
     failed = await _write(act, action, cmd, send)
     if failed is not None:
         return failed
@@ -498,6 +510,7 @@ CONTROLS_V3 = Controls(
     firmware=Firmware.WHATSMINER_V3,
     sleep_wake=_sleep_wake,
     power_target=_power_target,
+    set_pools=_set_pools,
     credentials=_CREDENTIALS_V3,
     confirm_s=_CONFIRM_S,
 )

@@ -1,15 +1,18 @@
 """PoolConfigurable (checklist item 7's fix): a miner's pools replaced through its firmware's own
 write path and confirmed by reading them back, against the simulator over real sockets on
-127.73.N.1 (stock Antminer web UI, Whatsminer API v2 update_pools)."""
+127.73.N.1 (stock Antminer web UI, Whatsminer API v2 update_pools and v3 set.miner.pools,
+ePIC /coin, Vnish /settings)."""
 
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from kuat.collectors.capabilities import PoolConfigurable, PoolTarget
 from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.btminer_auth import v3_decrypt_param, v3_digest, v3_set_request
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.control import MinerAccess
 from kuat.collectors.cgminer.handle import miner_handle
@@ -103,9 +106,75 @@ async def test_whatsminer_wrong_admin_password_is_refused_with_a_hint() -> None:
 
 
 async def test_no_write_path_and_no_pools_are_said_plainly() -> None:
-    h = miner_handle("10.0.0.5", 4028, "avalon")
+    h = miner_handle("10.0.0.5", 4028, "avalon")  # ascset pool writes are not documented
     assert not isinstance(h, PoolConfigurable)
     res = await control.set_pools("127.0.0.1", 9, "avalon", ACCREDITED, "t")
     assert res.outcome == "unsupported" and "avalon" in res.detail
     res = await control.set_pools("127.0.0.1", 9, "bitmain", (), "t")
     assert res.outcome == "refused" and "no pools" in res.detail
+
+
+async def test_whatsminer_v3_set_miner_pools_encrypted_and_confirmed() -> None:
+    async with one_miner("whatsminer_v3") as m:
+        h = miner_handle(m.ip, m.port, "whatsminer_v3", access=_access(), confirm_s=3.0)
+        assert isinstance(h, PoolConfigurable)
+        res = await h.set_pools(ACCREDITED, "item 7")
+        assert res.outcome == "done", res
+        assert [(p["url"], p["user"], p["pass"]) for p in m.pools] == [
+            (p.url, p.user, p.password) for p in ACCREDITED
+        ]
+        assert m.requests["set.miner.pools"] == 1
+
+
+async def test_whatsminer_v3_pool_passwords_never_go_in_clear() -> None:
+    # the param is encrypted under the command's own digest: the wire shows no pool password
+    req = v3_set_request(
+        "set.miner.pools",
+        [{"pool": "stratum+tcp://pool.kz:3333", "worker": "w", "passwd": "secret-pool-pass"}],
+        account="super",
+        password="pw",
+        salt="abcdefgh",
+        ts=1700000000,
+    )
+    assert isinstance(req["param"], str) and "secret" not in json.dumps(req)
+    key = v3_digest("set.miner.pools", "pw", "abcdefgh", 1700000000)
+    assert v3_decrypt_param(key, req["param"])[0]["passwd"] == "secret-pool-pass"
+
+
+async def test_whatsminer_v3_wrong_password_is_refused_and_nothing_changes() -> None:
+    async with one_miner("whatsminer_v3") as m:
+        before = list(m.pools)
+        access = MinerAccess(whatsminer_password="wrong-one")
+        res = await control.set_pools(m.ip, m.port, "whatsminer_v3", ACCREDITED, "t", access=access)
+        assert res.outcome == "refused" and "admin password" in res.detail, res
+        assert "wrong-one" not in res.detail
+        assert m.pools == before
+
+
+async def test_epic_coin_writes_the_stratum_configs_and_confirms_them() -> None:
+    async with one_miner("epic") as m:
+        h = miner_handle(m.ip, m.port, "epic", confirm_s=3.0)
+        assert isinstance(h, PoolConfigurable)
+        res = await h.set_pools(ACCREDITED, "item 7")
+        assert res.outcome == "done", res
+        assert await pools_of(m) == [(p.url, p.user) for p in ACCREDITED]
+        assert m.pools[1]["pass"] == "secret-pool-pass"
+        bad = MinerAccess(epic_password="not-it")
+        res = await control.set_pools(m.ip, m.port, "epic", ACCREDITED[:1], "t", access=bad)
+        assert res.outcome == "refused" and "BadPassword" in res.detail, res
+        assert await pools_of(m) == [(p.url, p.user) for p in ACCREDITED]
+
+
+async def test_vnish_settings_pools_then_the_restart_it_asks_for() -> None:
+    async with one_miner("vnish") as m:
+        access = MinerAccess(web_port=WEB_PORT)
+        h = miner_handle(m.ip, m.port, "vnish", access=access, confirm_s=3.0)
+        assert isinstance(h, PoolConfigurable)
+        res = await h.set_pools(ACCREDITED, "item 7")
+        # the simulator applies saved pools only on a mining restart: done proves it was sent
+        assert res.outcome == "done", res
+        assert await pools_of(m) == [(p.url, p.user) for p in ACCREDITED]
+        wrong = MinerAccess(web_port=WEB_PORT, vnish_password="not-it")
+        res = await control.set_pools(m.ip, m.port, "vnish", ACCREDITED[:1], "t", access=wrong)
+        assert res.outcome == "refused", res
+        assert len(await pools_of(m)) == 2

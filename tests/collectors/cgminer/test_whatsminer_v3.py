@@ -165,6 +165,20 @@ def test_stopped_miner_and_error_codes() -> None:
     assert r.faults == (FirmwareFault("531", "Slot1 not found.", "critical"),)
 
 
+def test_error_codes_given_as_bare_codes_are_faults_too() -> None:
+    # Some v3 builds list bare codes beside the {code: when, reason} rows (the shapes pyasic's
+    # test_v3_error_mapping feeds its BTMinerV3, Apache-2.0); junk entries are skipped.
+    info = fixture()
+    info["msg"]["error-code"] = ["2010", 541, {"5032": "2025-03-12 14:52:35"}, "not-a-code", None]
+    replies = Replies(bodies={"get.device.info": info, "get.miner.status": STATUS})
+    r = build_reading("h", 4433, datetime.now(UTC), SPECS["whatsminer_v3"], replies)
+    assert [(f.code, f.severity) for f in r.faults] == [
+        ("2010", "warning"),
+        ("541", "critical"),
+        ("5032", "critical"),
+    ]
+
+
 # --- client on real sockets ---------------------------------------------------------------
 
 

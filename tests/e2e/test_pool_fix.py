@@ -1,0 +1,167 @@
+"""Checklist item 7 fixed by the running agent ([compliance] fix_pools): miners found on a pool
+that is not accredited get the accredited pools through their own firmware's write path, read
+back; a dry run only says what it would do; a miner that refuses is not asked every cycle."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from pathlib import Path
+
+import pytest
+
+from kuat.agent.config import ConfigError, parse_config
+from kuat.agent.runtime import Agent
+from kuat.collectors.cgminer.sim import AsicFarmSimulator, SimMiner
+
+ACCREDITED = "pool.kz.example"
+POOLS = [
+    (f"stratum+tcp://{ACCREDITED}:3333", "kzfarm.{worker}"),
+    (f"stratum+tcp://backup.{ACCREDITED}:443", "kzfarm.backup"),
+]
+
+
+def written(m: SimMiner) -> list[tuple[str, str]]:
+    """POOLS as a miner gets them: its own worker name (the simulator's users are
+    "kzfarm.kuat0000N") in place of {worker}."""
+    worker = m.pools[0]["user"].partition(".")[2]
+    return [(u, w.replace("{worker}", worker)) for u, w in POOLS]
+
+
+WEB_PORT = 18211
+_ranges = itertools.count(1)
+
+
+def config(
+    tmp_path: Path,
+    asics: AsicFarmSimulator,
+    *,
+    enforce: bool,
+    language: str = "en",
+    whatsminer_password: str = "admin",
+) -> str:
+    hosts = ", ".join(f'"{ip}"' for ip, _ in asics.targets)
+    pools = "".join(
+        f'\n[[compliance.pools]]\nurl = "{u}"\nuser = "{w}"\npassword = "x"\n' for u, w in POOLS
+    )
+    return f"""
+[site]
+id = "pools"
+[agent]
+state_dir = "{tmp_path}"
+language = "{language}"
+[intervals]
+asic = 1
+[asic]
+timeout_s = 2
+web_port = {WEB_PORT}
+whatsminer_password = "{whatsminer_password}"
+[[asic.groups]]
+hosts = [{hosts}]
+[quota]
+enforce = {"true" if enforce else "false"}
+[compliance]
+accredited_pools = ["{ACCREDITED}", "backup.{ACCREDITED}"]
+fix_pools = true
+{pools}
+"""
+
+
+def farm(*personalities: str) -> AsicFarmSimulator:
+    # every simulated miner starts on f2pool/antpool: none of them accredited here
+    return AsicFarmSimulator(
+        len(personalities),
+        first_ip=f"127.74.{next(_ranges) % 250 + 1}.1",
+        personalities=list(personalities),
+        web_port=WEB_PORT,
+    )
+
+
+async def run_for(agent: Agent, seconds: float) -> None:
+    task = asyncio.create_task(agent.run())
+    await asyncio.sleep(seconds)
+    agent.request_stop()
+    await asyncio.wait_for(task, 30)
+
+
+def on(m: SimMiner) -> list[tuple[str, str]]:
+    return [(p["url"], p["user"]) for p in m.pools]
+
+
+async def test_enforcing_writes_the_accredited_pools_through_each_firmware(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kuat.pools")
+    async with farm("antminer", "whatsminer", "whatsminer_v3", "epic", "vnish") as asics:
+        asics.miners[0].set_work_mode(1)  # asleep for the quota: the fix must not wake it
+        want = [written(m) for m in asics.miners]
+        assert want[1] == [(POOLS[0][0], "kzfarm.kuat00001"), POOLS[1]]
+        agent = Agent(parse_config(config(tmp_path, asics, enforce=True)))
+        await run_for(agent, 6)
+        assert [on(m) for m in asics.miners] == want
+        assert asics.miners[0].sleeping
+        assert {r.outcome for r in agent.pool_fixer.results} == {"done"}
+        # each miner written once: once fixed, it is no offender any more
+        assert len(agent.pool_fixer.results) == 5
+        # the agent's own last view shows them on the accredited pool
+        assert agent.pool_fixer.offenders() == []
+    done = [r.getMessage() for r in caplog.records if "item 7 fixed" in r.getMessage()]
+    assert len(done) == 5 and all("btc.f2pool.com" in m for m in done), done
+
+
+async def test_dry_run_logs_the_plan_once_in_the_operators_language_and_writes_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="kuat.pools")
+    async with farm("antminer", "whatsminer") as asics:
+        before = [on(m) for m in asics.miners]
+        agent = Agent(parse_config(config(tmp_path, asics, enforce=False, language="kk")))
+        await run_for(agent, 4)
+        assert [on(m) for m in asics.miners] == before
+        assert asics.miners[0].conf_writes == []
+        assert asics.miners[1].requests["get_token"] == 0  # no write was even begun
+    plans = [r.getMessage() for r in caplog.records if r.name == "kuat.pools"]
+    # one line per miner over several cycles, in Kazakh, naming the pools it would get
+    assert len(plans) == 2, plans
+    assert all("сынақ режимі" in p and f"{ACCREDITED}:3333" in p for p in plans)
+
+
+async def test_a_miner_that_refuses_is_said_once_and_not_asked_every_cycle(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kuat.pools")
+    async with farm("whatsminer", "avalon") as asics:
+        before = [on(m) for m in asics.miners]
+        cfg = config(tmp_path, asics, enforce=True, language="ru", whatsminer_password="wrong")
+        agent = Agent(parse_config(cfg))
+        await run_for(agent, 5)
+        assert [on(m) for m in asics.miners] == before
+        # the refusing Whatsminer was asked once in five cycles
+        assert asics.miners[0].requests["get_token"] == 1
+    said = [r.getMessage() for r in caplog.records if r.name == "kuat.pools"]
+    assert len(said) == 2, said
+    refused = next(m for m in said if "whatsminer" in m)
+    assert "П. 7 не исправлен" in refused and "refused" in refused
+    assert "wrong" not in refused  # the password never reaches a log line
+    assert any("следующая попытка" in m for m in said)
+
+
+def test_fix_pools_refuses_pools_that_are_not_accredited(tmp_path: Path) -> None:
+    text = f"""
+[site]
+id = "x"
+[agent]
+state_dir = "{tmp_path}"
+[compliance]
+accredited_pools = ["{ACCREDITED}"]
+fix_pools = true
+[[compliance.pools]]
+url = "stratum+tcp://btc.f2pool.com:1314"
+user = "w"
+"""
+    with pytest.raises(ConfigError) as e:
+        parse_config(text)
+    assert "compliance" in str(e.value) and "not in accredited_pools" in str(e.value)
+    with pytest.raises(ConfigError, match="at least one"):
+        parse_config(text.split("[[compliance.pools]]")[0])
