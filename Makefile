@@ -37,14 +37,16 @@ install: $(BIN)/python
 demo: $(VENV)/.demo
 	$(BIN)/kuat demo $(if $(DURATION),--duration $(DURATION)) $(DEMO_ARGS)
 
-# The servers that integration tests start on loopback ports of their own, and promtool
-# (Debian package prometheus) for the alert rules' checks and unit tests (tests/alerts).
+# The servers that integration tests start on loopback ports of their own (InfluxDB 1.x answers
+# the InfluxQL Grafana dashboard's queries), and promtool (Debian package prometheus) for the
+# alert rules' checks and unit tests (tests/alerts).
 servers:
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v victoria-metrics >/dev/null || missing="$$missing victoria-metrics"; \
 	command -v socat >/dev/null || missing="$$missing socat"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v influxd >/dev/null || missing="$$missing influxdb"; \
 	if [ -n "$$missing" ]; then \
 	  [ "$$(id -u)" = 0 ] || { echo "missing:$$missing (run as root to install)"; exit 1; }; \
 	  apt-get update -q && $(APT) install $$missing; \

@@ -34,6 +34,7 @@ import pytest
 
 VM_BINARY = os.environ.get("KUAT_VM_BINARY", "victoria-metrics")
 MOSQUITTO_BINARY = os.environ.get("KUAT_MOSQUITTO_BINARY", "mosquitto")
+INFLUXD_BINARY = os.environ.get("KUAT_INFLUXD_BINARY", "influxd")  # Debian influxdb (1.x)
 _EXTRA_PATHS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 
 __all__ = [
@@ -434,6 +435,77 @@ class Mosquitto:
         self._proc = None
 
     def __enter__(self) -> Mosquitto:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- InfluxDB 1.x (InfluxQL) ---------------------------------------------------------------
+
+
+class InfluxDB1:
+    """Debian's InfluxDB 1.x: the InfluxQL endpoint the Grafana InfluxQL dashboards query
+    (InfluxDB 2.x serves the same language on its v1 compatibility API, InfluxDB 3 natively).
+    Database ``kuat``; lines are written with ``write`` (the v1 API, nanoseconds)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.binary = find_binary(INFLUXD_BINARY)
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.rpc_port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        d = self.data_dir
+        conf = d / "influxdb.conf"
+        conf.write_text(
+            "reporting-disabled = true\n"
+            f'bind-address = "127.0.0.1:{self.rpc_port}"\n'
+            f'[meta]\n  dir = "{d}/meta"\n'
+            f'[data]\n  dir = "{d}/data"\n  wal-dir = "{d}/wal"\n  query-log-enabled = false\n'
+            f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
+            "[monitor]\n  store-enabled = false\n"
+        )
+        log = (d / "influxd.log").open("ab")
+        self._proc = subprocess.Popen(
+            [self.binary, "-config", str(conf)], stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        _wait_port(self.port, self._proc, timeout_s, "influxd")
+        self.query("CREATE DATABASE kuat", method="POST")
+
+    def stop(self) -> None:
+        _terminate(self._proc)
+        self._proc = None
+
+    def write(self, lines: list[str]) -> None:
+        req = urllib.request.Request(
+            f"{self.url}/write?db=kuat&precision=ns", data="\n".join(lines).encode(), method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 204
+
+    def query(self, q: str, method: str = "GET") -> list[dict]:
+        """The ``series`` of the one statement ``q`` (an error in it raises)."""
+        params = urllib.parse.urlencode({"db": "kuat", "q": q, "epoch": "ms"})
+        if method == "POST":
+            req = urllib.request.Request(f"{self.url}/query", data=params.encode(), method="POST")
+        else:
+            req = urllib.request.Request(f"{self.url}/query?{params}")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            (result,) = json.loads(resp.read())["results"]
+        if "error" in result:
+            raise AssertionError(f"{q}: {result['error']}")
+        return list(result.get("series", []))
+
+    def __enter__(self) -> InfluxDB1:
         self.start()
         return self
 

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS = {
     "kuat-quota.json": "quota_status_code",
     "kuat-farm.json": "asic_state_code",
+    "kuat-sites.json": "quota_status_code",
 }
 
 # --- the schema, read from the documents a user reads -------------------------------------
@@ -218,6 +219,11 @@ def test_dashboard_structure(name: str) -> None:
     site = variables["site"]
     assert site["query"]["query"] == f"label_values({DASHBOARDS[name]}, site)"
     assert site["current"] == {}, "no site name may be baked into a shared dashboard"
+    # Astana time (UTC+5, no DST): an hour on the screen is the quota's hour, whatever the
+    # viewer's browser says
+    assert dash["timezone"] == "Asia/Almaty"
+    if name == "kuat-sites.json":  # every site at once by default
+        assert site["includeAll"] and site["multi"] and site["allValue"] == ".*"
 
     metrics, tags = documented_schema()
     var_metric, var_label = re.fullmatch(
