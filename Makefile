@@ -47,6 +47,7 @@ servers:
 	command -v socat >/dev/null || missing="$$missing socat"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v influxd >/dev/null || missing="$$missing influxdb"; \
+	command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
 	if [ -n "$$missing" ]; then \
 	  [ "$$(id -u)" = 0 ] || { echo "missing:$$missing (run as root to install)"; exit 1; }; \
 	  apt-get update -q && $(APT) install $$missing; \

@@ -171,8 +171,27 @@ class Broker(ClientCert):
     password: SecretRef | None = None
     # Stable, so the broker keeps the persistent session (and queued QoS 1 messages) under it.
     client_id: str | None = None
+    # MQTT version: "5", or "3.1.1" for a broker that speaks nothing newer (NATS's MQTT listener).
+    protocol: Literal["5", "3.1.1"] = "5"
+    # More nodes of the same broker cluster, "host:port", tried in turn when the one in use
+    # fails (same TLS settings and credentials).
+    failover: list[str] = []
 
     _coerce_password = field_validator("password", mode="before")(_secret)
+
+    @field_validator("failover")
+    @classmethod
+    def _failover(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"failover entry {entry!r} is not host:port")
+        return v
+
+    def failover_endpoints(self) -> list[tuple[str, int]]:
+        return [
+            (e.rpartition(":")[0].strip("[]"), int(e.rpartition(":")[2])) for e in self.failover
+        ]
 
 
 # --- sections ---------------------------------------------------------------------------

@@ -413,6 +413,8 @@ class Agent:
             password=qm.password.get() if qm.password else None,
             client_id=qm.client_id or f"kuat-quota-{self.cfg.site.id}",
             loop=loop,
+            protocol=qm.protocol,
+            failover=qm.failover_endpoints(),
         )
         self.quota_rx.start()
 

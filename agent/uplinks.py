@@ -86,6 +86,8 @@ class Uplinks:
             topic_prefix=m.topic_prefix if m else "kz/hsc-register/v1",
             history_retention=timedelta(days=m.history_retention_days if m else 400),
             client_id=m.client_id if m else None,
+            protocol=m.protocol if m else "5",
+            failover=m.failover_endpoints() if m else (),
             owner={
                 "bin": cfg.site.owner_bin,
                 "licence_number": cfg.site.licence_number,
@@ -117,6 +119,8 @@ class Uplinks:
                 client_key=qm.client_key,
                 username=qm.username,
                 password=qm.password.get() if qm.password else None,
+                protocol=qm.protocol,
+                failover=qm.failover_endpoints(),
             )
         # Where each polled address is wired: the first group naming it wins, like its port.
         self.locations: dict[tuple[str, int], Location] = {}

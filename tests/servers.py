@@ -35,6 +35,7 @@ import pytest
 VM_BINARY = os.environ.get("KUAT_VM_BINARY", "victoria-metrics")
 MOSQUITTO_BINARY = os.environ.get("KUAT_MOSQUITTO_BINARY", "mosquitto")
 INFLUXD_BINARY = os.environ.get("KUAT_INFLUXD_BINARY", "influxd")  # Debian influxdb (1.x)
+NATS_BINARY = os.environ.get("KUAT_NATS_BINARY", "nats-server")
 _EXTRA_PATHS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 
 __all__ = [
@@ -506,6 +507,48 @@ class InfluxDB1:
         return list(result.get("series", []))
 
     def __enter__(self) -> InfluxDB1:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- NATS (with its MQTT listener) ---------------------------------------------------------
+
+
+class Nats:
+    """A single nats-server with JetStream and its MQTT 3.1.1 listener (``mqtt_port``): the
+    broker a site can run its register traffic on beside NATS itself."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.binary = find_binary(NATS_BINARY)
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.mqtt_port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "nats.conf"
+        conf.write_text(
+            f'server_name: "kuat-test-{self.port}"\n'
+            f"listen: 127.0.0.1:{self.port}\n"
+            f'jetstream {{ store_dir: "{self.data_dir / "js"}" }}\n'
+            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}\n"
+        )
+        log = (self.data_dir / "nats.log").open("ab")
+        self._proc = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        _wait_port(self.mqtt_port, self._proc, timeout_s, "nats-server (mqtt)")
+
+    def stop(self) -> None:
+        _terminate(self._proc)
+        self._proc = None
+
+    def __enter__(self) -> Nats:
         self.start()
         return self
 

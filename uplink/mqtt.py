@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -48,6 +48,7 @@ from kuat.uplink.inventory import (
     snapshot_payload,
 )
 from kuat.uplink.outbox_sender import OutboxSender
+from kuat.uplink.paho_client import MqttProtocol
 from kuat.uplink.register_history import DEFAULT_RETENTION, RegisterHistory
 from kuat.uplink.spool import Spool
 
@@ -95,6 +96,8 @@ class RegisterPublisher(OutboxSender):
         max_inflight: int = 100,
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
+        protocol: MqttProtocol = "5",
+        failover: Sequence[tuple[str, int]] = (),
         forget_after: timedelta = timedelta(days=1),
         agent_version: str = "",
         owner: Mapping[str, Any] | None = None,
@@ -138,6 +141,8 @@ class RegisterPublisher(OutboxSender):
             max_inflight=max_inflight,
             reconnect_min_s=reconnect_min_s,
             reconnect_max_s=reconnect_max_s,
+            protocol=protocol,
+            failover=failover,
         )
 
     def __repr__(self) -> str:  # never the password or key paths' contents

@@ -19,16 +19,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from kuat.uplink.paho_client import paho_client
+from kuat.uplink.paho_client import MqttProtocol, Session, paho_client
 from kuat.uplink.spool import Spool, SpoolFull
 
 __all__ = ["UNTRACKED", "OutboxSender"]
@@ -62,6 +61,8 @@ class OutboxSender:
         max_inflight: int = 100,
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
+        protocol: MqttProtocol = "5",
+        failover: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.spool = spool
         self.host = host
@@ -83,6 +84,14 @@ class OutboxSender:
         self._down_reported = False
         self._sender: threading.Thread | None = None
         self._client: mqtt.Client | None = None
+        self.session = Session(
+            host or "",
+            port,
+            failover=failover,
+            protocol=protocol,
+            session_expiry_s=session_expiry_s,
+            keepalive_s=keepalive_s,
+        )
         if host:
             self._client = self._make_client(
                 tls,
@@ -91,8 +100,6 @@ class OutboxSender:
                 client_key,
                 username,
                 password,
-                keepalive_s,
-                session_expiry_s,
                 reconnect_min_s,
                 reconnect_max_s,
             )
@@ -120,8 +127,6 @@ class OutboxSender:
         client_key: Path | None,
         username: str | None,
         password: str | None,
-        keepalive_s: int,
-        session_expiry_s: int,
         reconnect_min_s: float,
         reconnect_max_s: float,
     ) -> mqtt.Client:
@@ -135,6 +140,7 @@ class OutboxSender:
             password=password,
             reconnect_min_s=reconnect_min_s,
             reconnect_max_s=reconnect_max_s,
+            protocol=self.session.protocol,
         )
         client.max_inflight_messages_set(self.max_inflight)
         client.on_pre_connect = self._on_pre_connect
@@ -142,10 +148,13 @@ class OutboxSender:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
-        self._keepalive_s = keepalive_s
-        self._connect_props = Properties(PacketTypes.CONNECT)
-        self._connect_props.SessionExpiryInterval = session_expiry_s
         return client
+
+    @property
+    def where(self) -> str:
+        """The broker address in use (failover moves it)."""
+        host, port = self.session.current
+        return f"{host}:{port}"
 
     def _on_pre_connect(self, client: mqtt.Client, userdata: Any) -> None:
         # The will is fixed per connection; refresh its time before each attempt.
@@ -164,18 +173,16 @@ class OutboxSender:
     ) -> None:
         if reason_code.is_failure:
             log.error(
-                "%s %s:%d refused the connection: %s",
+                "%s %s refused the connection: %s",
                 self.label,
-                self.host,
-                self.port,
+                self.where,
                 reason_code,
             )
             return
         log.info(
-            "connected to %s %s:%d (session present: %s)",
+            "connected to %s %s (session present: %s)",
             self.label,
-            self.host,
-            self.port,
+            self.where,
             flags.session_present,
         )
         self._connected_since = datetime.now(UTC)
@@ -196,11 +203,15 @@ class OutboxSender:
         self._connected.clear()
         if self._stopping.is_set():
             return
+        try:
+            self._say_disconnected(reason_code)
+        finally:
+            self.session.fail_over(client)
+
+    def _say_disconnected(self, reason_code: ReasonCode) -> None:
         # Once per outage: a broker that stays away must not fill the journal every retry.
         if self._down_reported:
-            log.debug(
-                "%s %s:%d still unreachable: %s", self.label, self.host, self.port, reason_code
-            )
+            log.debug("%s %s still unreachable: %s", self.label, self.where, reason_code)
             return
         self._down_reported = True
         hint = (
@@ -209,10 +220,9 @@ class OutboxSender:
             else " (never connected: check the address, the TLS CA and the client certificate)"
         )
         log.warning(
-            "%s %s:%d disconnected: %s; retrying, messages wait in the outbox%s",
+            "%s %s disconnected: %s; retrying, messages wait in the outbox%s",
             self.label,
-            self.host,
-            self.port,
+            self.where,
             reason_code,
             hint,
         )
@@ -222,8 +232,14 @@ class OutboxSender:
         # without it a broker down from the start left the journal silent.
         if self._stopping.is_set():
             return
+        try:
+            self._say_unreachable()
+        finally:
+            self.session.fail_over(client)
+
+    def _say_unreachable(self) -> None:
         if self._down_reported:
-            log.debug("%s %s:%d still unreachable", self.label, self.host, self.port)
+            log.debug("%s %s still unreachable", self.label, self.where)
             return
         self._down_reported = True
         hint = (
@@ -232,10 +248,9 @@ class OutboxSender:
             else " (never connected: check the address, the TLS CA and the client certificate)"
         )
         log.warning(
-            "%s %s:%d unreachable: cannot connect; retrying, messages wait in the outbox%s",
+            "%s %s unreachable: cannot connect; retrying, messages wait in the outbox%s",
             self.label,
-            self.host,
-            self.port,
+            self.where,
             hint,
         )
 
@@ -334,13 +349,7 @@ class OutboxSender:
             self._inflight.clear()
             self._early.clear()
         self._last_handed = 0
-        self._client.connect_async(
-            self.host,
-            self.port,
-            keepalive=self._keepalive_s,
-            clean_start=False,
-            properties=self._connect_props,
-        )
+        self.session.connect_async(self._client)
         self._client.loop_start()
         self._sender = threading.Thread(
             target=self._run_sender, name="kuat-mqtt-sender", daemon=True

@@ -1,16 +1,33 @@
-"""One way to build kuat's MQTT v5 clients (register publisher, schedule/order source, reference
-register receiver): TLS with server verification, optional client certificate and password,
-reconnect back-off. Callbacks stay with each user."""
+"""One way to build kuat's MQTT clients (register publisher, quota results publisher,
+schedule/order receiver, reference register receiver): TLS with server verification, optional
+client certificate and password, reconnect back-off, a persistent session, MQTT 5 or 3.1.1, and
+a list of brokers to fail over between. Callbacks stay with each user.
+
+MQTT 3.1.1 is there for brokers that speak nothing newer — NATS's MQTT listener, so the
+register traffic can run on a NATS cluster. Its persistent session is ``clean_session=False``
+(the broker decides how long it keeps it; MQTT 5's session expiry does not exist there) and a
+refused message cannot be told apart (no PUBACK reason codes).
+
+Failover: with more than one address, each failed connection attempt and each lost connection
+moves the client to the next address (round robin), so a client whose broker node died
+reconnects to another node of the cluster at its next retry.
+"""
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-__all__ = ["paho_client"]
+__all__ = ["MqttProtocol", "Session", "paho_client"]
+
+MqttProtocol = Literal["5", "3.1.1"]
 
 
 def paho_client(
@@ -24,8 +41,17 @@ def paho_client(
     password: str | None = None,
     reconnect_min_s: float = 1.0,
     reconnect_max_s: float = 60.0,
+    protocol: MqttProtocol = "5",
 ) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    if protocol == "5":
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    else:  # a persistent session in 3.1.1 terms
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+        )
     if tls:
         client.tls_set(
             ca_certs=str(ca_cert) if ca_cert else None,
@@ -39,3 +65,48 @@ def paho_client(
     # paho annotates the delays as int; it computes with them as float seconds
     client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]
     return client
+
+
+class Session:
+    """Where and how a client connects: its broker addresses in failover order, the protocol,
+    and the persistent session's expiry (MQTT 5)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        failover: Sequence[tuple[str, int]] = (),
+        protocol: MqttProtocol = "5",
+        session_expiry_s: int = 7 * 86_400,
+        keepalive_s: int = 30,
+    ) -> None:
+        self.endpoints = [(host, port), *failover]
+        self.protocol = protocol
+        self.session_expiry_s = session_expiry_s
+        self.keepalive_s = keepalive_s
+        self._i = 0
+
+    @property
+    def current(self) -> tuple[str, int]:
+        return self.endpoints[self._i]
+
+    def connect_async(self, client: mqtt.Client) -> None:
+        host, port = self.current
+        kwargs: dict[str, Any] = {}
+        if self.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry_s
+            kwargs = {"clean_start": False, "properties": props}
+        client.connect_async(host, port, keepalive=self.keepalive_s, **kwargs)
+
+    def fail_over(self, client: mqtt.Client) -> None:
+        """Point the client at the next address; paho's next retry goes there. Call it from
+        on_connect_fail and on_disconnect (the connection is closed then)."""
+        if len(self.endpoints) < 2:
+            return
+        self._i = (self._i + 1) % len(self.endpoints)
+        # paho's reconnect() reads _host/_port; its public setters refuse while a reconnect is
+        # pending, which is exactly when a failover must change them (paho-mqtt 2.x; the
+        # failover tests fail if a paho release moves them).
+        client._host, client._port = self.current

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from kuat.uplink.outbox_sender import OutboxSender
+from kuat.uplink.paho_client import MqttProtocol
 from kuat.uplink.spool import Spool
 
 __all__ = ["HOUR_SCHEMA", "STATE_SCHEMA", "QuotaPublisher"]
@@ -59,6 +60,8 @@ class QuotaPublisher(OutboxSender):
         password: str | None = None,
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
+        protocol: MqttProtocol = "5",
+        failover: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.site = site
         self.owner_bin = owner_bin
@@ -83,6 +86,8 @@ class QuotaPublisher(OutboxSender):
             password=password,
             reconnect_min_s=reconnect_min_s,
             reconnect_max_s=reconnect_max_s,
+            protocol=protocol,
+            failover=failover,
         )
 
     def __repr__(self) -> str:  # never the password

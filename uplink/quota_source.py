@@ -25,13 +25,12 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kuat.uplink.http import DEFAULT_MAX_BYTES, get_with_retries, redact_url
-from kuat.uplink.paho_client import paho_client
+from kuat.uplink.paho_client import MqttProtocol, Session, paho_client
 
 __all__ = [
     "DEFAULT_QUOTA_PREFIX",
@@ -226,6 +225,8 @@ class MqttScheduleReceiver:
         max_payload: int = MAX_MQTT_PAYLOAD,
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
+        protocol: MqttProtocol = "5",
+        failover: Sequence[tuple[str, int]] = (),
     ) -> None:
         if not topics:
             raise ValueError("at least one topic")
@@ -254,15 +255,26 @@ class MqttScheduleReceiver:
             password=password,
             reconnect_min_s=reconnect_min_s,
             reconnect_max_s=reconnect_max_s,
+            protocol=protocol,
+        )
+        # A persistent session: the broker queues QoS 1 messages for us while we are away.
+        self.session = Session(
+            host,
+            port,
+            failover=failover,
+            protocol=protocol,
+            session_expiry_s=session_expiry_s,
+            keepalive_s=keepalive_s,
         )
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
-        # A persistent session: the broker queues QoS 1 messages for us while we are away.
-        self._props = Properties(PacketTypes.CONNECT)
-        self._props.SessionExpiryInterval = session_expiry_s
+
+    def _where(self) -> str:
+        host, port = self.session.current
+        return f"{host}:{port}"
 
     def __repr__(self) -> str:
         return f"MqttScheduleReceiver(host={self.host!r}, port={self.port}, topics={self.topics!r})"
@@ -274,13 +286,7 @@ class MqttScheduleReceiver:
         if self._started:
             return
         self._started = True
-        self._client.connect_async(
-            self.host,
-            self.port,
-            keepalive=self.keepalive_s,
-            clean_start=False,
-            properties=self._props,
-        )
+        self.session.connect_async(self._client)
         self._client.loop_start()
 
     def stop(self) -> None:
@@ -305,19 +311,17 @@ class MqttScheduleReceiver:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        where = self._where()
         if reason.is_failure:
-            log.error("quota broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            log.error("quota broker %s refused the connection: %s", where, reason)
             return
-        log.info(
-            "connected to quota broker %s:%d (session present: %s)",
-            self.host,
-            self.port,
-            flags.session_present,
-        )
+        log.info("connected to quota broker %s (session present: %s)", where, flags.session_present)
         self._down_reported = False
         # Subscribing again on a present session is harmless and covers a broker that lost it.
-        opts = SubscribeOptions(qos=1)
-        client.subscribe([(t, opts) for t in self.topics])
+        if self.session.protocol == "5":
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
+        else:
+            client.subscribe([(t, 1) for t in self.topics])
 
     def _on_disconnect(
         self,
@@ -329,17 +333,18 @@ class MqttScheduleReceiver:
     ) -> None:
         self._subscribed.clear()
         if self._started:
-            log.warning(
-                "quota broker %s:%d disconnected: %s; retrying", self.host, self.port, reason
-            )
+            where = self._where()
+            log.warning("quota broker %s disconnected: %s; retrying", where, reason)
+            self.session.fail_over(client)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        if not self._started or self._down_reported:
+        if not self._started:
             return
-        self._down_reported = True
-        log.warning(
-            "quota broker %s:%d unreachable: cannot connect; retrying", self.host, self.port
-        )
+        if not self._down_reported:
+            self._down_reported = True
+            where = self._where()
+            log.warning("quota broker %s unreachable: cannot connect; retrying", where)
+        self.session.fail_over(client)
 
     def _on_subscribe(
         self,

@@ -35,19 +35,17 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kuat.collectors.errors import KuatError
 from kuat.uplink.inventory import EVENT_SCHEMA, INVENTORY_SCHEMA, STATUS_SCHEMA
-from kuat.uplink.paho_client import paho_client
+from kuat.uplink.paho_client import MqttProtocol, Session, paho_client
 
 __all__ = ["Applied", "Outcome", "ReceiverError", "RegisterReceiver", "RegisterView", "SiteView"]
 
@@ -290,6 +288,8 @@ class RegisterReceiver:
         reconnect_min_s: float = 1.0,
         reconnect_max_s: float = 60.0,
         on_applied: Callable[[Applied], None] | None = None,
+        protocol: MqttProtocol = "5",
+        failover: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.state = state
         self.on_applied = on_applied
@@ -309,8 +309,14 @@ class RegisterReceiver:
             password=password,
             reconnect_min_s=reconnect_min_s,
             reconnect_max_s=reconnect_max_s,
+            protocol=protocol,
+        )
+        self.session = Session(
+            host, port, failover=failover, protocol=protocol, session_expiry_s=session_expiry_s
         )
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda c, *_: self.session.fail_over(c)
+        self.client.on_connect_fail = lambda c, *_: self.session.fail_over(c)
         self.client.on_message = self._on_message
         self._host, self._port = host, port
 
@@ -339,7 +345,7 @@ class RegisterReceiver:
         self.connects += 1
         # With a persistent session the broker still has the subscription; subscribing again is
         # harmless and covers a session the broker dropped.
-        client.subscribe(f"{self.view.prefix}/+/+/#", options=SubscribeOptions(qos=1))
+        client.subscribe(f"{self.view.prefix}/+/+/#", **self._qos1())
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
@@ -356,17 +362,22 @@ class RegisterReceiver:
         if applied.outcome == "gap" and topic not in self._asked:
             # Ask for the retained inventory now: a new subscription delivers retained copies.
             self._asked.add(topic)
-            client.subscribe(topic, options=SubscribeOptions(qos=1, retainHandling=0))
+            client.subscribe(topic, **self._qos1())
         elif applied.outcome == "rebuilt" and topic in self._asked:
             # The wildcard subscription delivers later inventories; drop the extra one so
             # they do not arrive twice.
             self._asked.discard(topic)
             client.unsubscribe(topic)
 
+    def _qos1(self) -> dict[str, Any]:
+        # MQTT 5: retain handling 0 (the default) sends retained copies on every subscribe;
+        # MQTT 3.1.1 always does
+        if self.session.protocol == "5":
+            return {"options": SubscribeOptions(qos=1, retainHandling=0)}
+        return {"qos": 1}
+
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self._session_expiry_s
-        self.client.connect_async(self._host, self._port, clean_start=False, properties=props)
+        self.session.connect_async(self.client)
         self.client.loop_start()
 
     def stop(self) -> None:

@@ -390,6 +390,11 @@ def register(app: typer.Typer) -> None:
         duration: Annotated[
             float | None, typer.Option(help="Stop after this many seconds (default: run on).")
         ] = None,
+        protocol: Annotated[str, typer.Option(help='MQTT version: "5" or "3.1.1".')] = "5",
+        failover: Annotated[
+            list[str] | None,
+            typer.Option(help="Another broker node host:port, tried in turn (repeatable)."),
+        ] = None,
     ) -> None:
         """Reference register receiver: follow every site's register topics (README rules)."""
         import threading
@@ -400,6 +405,16 @@ def register(app: typer.Typer) -> None:
             line = {"owner_bin": a.owner_bin, "site": a.site, "kind": a.kind, "outcome": a.outcome}
             typer.echo(json.dumps(line))
 
+        if protocol not in ("5", "3.1.1"):
+            typer.echo(f'--protocol must be "5" or "3.1.1", not {protocol!r}', err=True)
+            raise typer.Exit(2)
+        nodes: list[tuple[str, int]] = []
+        for entry in failover or []:
+            node, _, port_text = entry.rpartition(":")
+            if not node or not port_text.isdigit():
+                typer.echo(f"--failover {entry!r} is not host:port", err=True)
+                raise typer.Exit(2)
+            nodes.append((node, int(port_text)))
         password = password_file.read_text("utf-8").strip() if password_file else None
         receiver = RegisterReceiver(
             host=host,
@@ -414,6 +429,8 @@ def register(app: typer.Typer) -> None:
             username=username,
             password=password,
             on_applied=show,
+            protocol="5" if protocol == "5" else "3.1.1",
+            failover=nodes,
         )
         receiver.start()
         try:
