@@ -55,7 +55,7 @@ NO_SUCH_OBJECT = 0x80
 NO_SUCH_INSTANCE = 0x81
 END_OF_MIB_VIEW = 0x82
 
-# tags whose value is bytes (pysnmp treats IpAddress and Opaque as OCTET STRINGs too)
+# tags whose value is bytes: IpAddress and Opaque are OCTET STRINGs underneath
 OCTET_TYPES = frozenset({OCTET_STRING, IP_ADDRESS, OPAQUE})
 # "no value here" markers: NULL and the three v2c exceptions (all decode to None)
 EXCEPTIONS = frozenset({NULL, NO_SUCH_OBJECT, NO_SUCH_INSTANCE, END_OF_MIB_VIEW})
@@ -128,12 +128,13 @@ def _int(n: int) -> bytes:
 def encode_oid(dotted: str) -> bytes:
     """'1.3.6.1.2.1.1.2.0' -> its BER content octets (no tag or length).
 
-    Raises ``BerError`` for text that is not an OID of at least two arcs."""
-    try:
-        arcs = [int(a) for a in dotted.strip(".").split(".")]
-    except ValueError:
-        raise BerError(f"not an OID: {dotted!r}") from None
-    if len(arcs) < 2 or arcs[0] > 2 or min(arcs) < 0 or (arcs[0] < 2 and arcs[1] >= 40):
+    Raises ``BerError`` for text that is not an SNMP OID of at least two arcs."""
+    parts = dotted.strip(".").split(".")
+    # SNMP's limits (RFC 2578 §3.5): at most 128 sub-identifiers, each below 2**32
+    if len(parts) > 128 or not all(p.isascii() and p.isdigit() and len(p) <= 10 for p in parts):
+        raise BerError(f"not an OID: {dotted!r}")
+    arcs = [int(p) for p in parts]
+    if len(arcs) < 2 or max(arcs) >= 2**32 or arcs[0] > 2 or (arcs[0] < 2 and arcs[1] >= 40):
         raise BerError(f"not an OID: {dotted!r}")
     out = bytearray()
     for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:

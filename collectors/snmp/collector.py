@@ -434,7 +434,8 @@ class _EngineSession(_Session):
 
 
 def _raw_v2c(value: ber.Value) -> Raw:
-    """A decoded v2c value -> Raw, as ``_raw`` turns the same value from pysnmp."""
+    """A decoded v2c value -> Raw, as ``_raw`` turns the same value from pysnmp (but for an
+    Opaque, whose trailing NULs pysnmp kept: here it is stripped like any OCTET STRING)."""
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace").strip().strip("\x00") or None
     return value
@@ -478,7 +479,10 @@ class _V2cSession(_Session):
         if response.error_status:
             status = ber.error_status_name(response.error_status)
             raise PollFailed(f"{purpose}: agent answered {status}")
-        return {ber.oid_text(oid): _raw_v2c(value) for oid, _tag, value in response.varbinds}
+        try:
+            return {ber.oid_text(oid): _raw_v2c(value) for oid, _tag, value in response.varbinds}
+        except ber.BerError as exc:
+            raise PollFailed(f"{purpose}: the agent answered an unreadable name: {exc}") from exc
 
     async def walk(self, column: str) -> dict[str, Raw]:
         """The column's instances by index, walked with GETBULK as pysnmp's bulk walk does:
@@ -497,14 +501,17 @@ class _V2cSession(_Session):
                 raise PollFailed(f"{doing}: agent answered {status}")
             if not response.varbinds:
                 return found
-            for oid, tag, value in response.varbinds:
-                if tag in ber.EXCEPTIONS or not oid.startswith(prefix):
-                    return found
-                if len(oid) > size:
-                    found[ber.oid_text(oid, size)] = _raw_v2c(value)
-            last = response.varbinds[-1][0]
-            # an agent that answers a name not after the one asked would loop us forever
-            if ber.oid_arcs(last) <= ber.oid_arcs(start):
+            try:
+                for oid, tag, value in response.varbinds:
+                    if tag in ber.EXCEPTIONS or not oid.startswith(prefix):
+                        return found
+                    if len(oid) > size:
+                        found[ber.oid_text(oid, size)] = _raw_v2c(value)
+                last = response.varbinds[-1][0]
+                increasing = ber.oid_arcs(last) > ber.oid_arcs(start)
+            except ber.BerError as exc:
+                raise PollFailed(f"{doing}: the agent answered an unreadable name: {exc}") from exc
+            if not increasing:  # an agent answering names not after the one asked loops us
                 raise PollFailed(
                     f"{doing}: the agent's names do not increase at {ber.oid_text(last)}"
                 )
