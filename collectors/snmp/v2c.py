@@ -12,6 +12,7 @@ address, or with another community, is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import itertools
 import logging
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 # pysnmp's words for a timeout, kept so causes read the same whichever stack asked
 NO_RESPONSE = "No SNMP response received before timeout"
+# Every PDU's answers land on one socket: a farm's polls in flight at once (4 walks x 500 PDUs,
+# ~1.4 kB each) would overflow a default receive buffer and turn into retries
+_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 class NoResponse(KuatError):
@@ -86,6 +90,9 @@ class V2cClient:
                 self._opening.exception()  # retrieved: a later request opens afresh
                 self._opening = None
                 raise
+            sock = transport.get_extra_info("socket")
+            with contextlib.suppress(OSError):  # the kernel caps it at net.core.rmem_max
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
             self._transport = transport
             self._opening.set_result(transport)
             return transport
