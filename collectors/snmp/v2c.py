@@ -69,7 +69,7 @@ class V2cClient:
 
     def __init__(self) -> None:
         self._transport: asyncio.DatagramTransport | None = None
-        self._opening: asyncio.Future[asyncio.DatagramTransport] | None = None
+        self._opening = asyncio.Lock()
         # request-id -> (address, community, waiter)
         self._pending: dict[int, tuple[Address, bytes, asyncio.Future[Response]]] = {}
         self._ids = itertools.count(random.randrange(1, 2**30))
@@ -78,32 +78,24 @@ class V2cClient:
     async def _socket(self) -> asyncio.DatagramTransport:
         if self._transport is not None:
             return self._transport
-        if self._opening is None:  # concurrent first requests share one socket
-            loop = asyncio.get_running_loop()
-            self._opening = loop.create_future()
-            try:
-                transport, _ = await loop.create_datagram_endpoint(
+        async with self._opening:  # concurrent first requests share one socket
+            if self._transport is None:
+                transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
                     lambda: _Protocol(self), family=socket.AF_INET
                 )
-            except BaseException as exc:
-                self._opening.set_exception(exc)
-                self._opening.exception()  # retrieved: a later request opens afresh
-                self._opening = None
-                raise
-            sock = transport.get_extra_info("socket")
-            with contextlib.suppress(OSError):  # the kernel caps it at net.core.rmem_max
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
-            self._transport = transport
-            self._opening.set_result(transport)
-            return transport
-        return await asyncio.shield(self._opening)
+                sock = transport.get_extra_info("socket")
+                with contextlib.suppress(OSError):  # the kernel caps it at net.core.rmem_max
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+                self._transport = transport
+            return self._transport
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
-        self._transport = self._opening = None
-        for *_, waiter in self._pending.values():
-            waiter.cancel()
+        self._transport = None
+        for *_, waiter in self._pending.values():  # their polls end as DeviceErrors
+            if not waiter.done():
+                waiter.set_exception(NoResponse("the poller was closed"))
         self._pending.clear()
 
     def _received(self, data: bytes, addr: Address) -> None:
