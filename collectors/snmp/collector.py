@@ -3,6 +3,9 @@
 One poll: GET sysObjectID and the profile's scalars, then bulk-walk each column the
 profile needs, all columns concurrently, under one deadline. Nothing here raises out of
 ``poll``: every failure becomes a ``DeviceError`` whose cause names what failed.
+
+SNMPv2c reads go through kuat's own client (v2c.py, ber.py: a tenth of pysnmp's CPU per
+varbind, bench/snmp_poll.py); SNMPv3 and every SET go through pysnmp's engine.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from kuat.collectors.readings import (
     PduPhase,
     PduReading,
 )
+from kuat.collectors.snmp import ber
 from kuat.collectors.snmp.profile import (
     KEY_FIELDS,
     TEXT_FIELDS,
@@ -55,6 +59,7 @@ from kuat.collectors.snmp.profile import (
     list_profiles,
     resolve_profile,
 )
+from kuat.collectors.snmp.v2c import Address, NoResponse, V2cClient, resolve
 
 __all__ = [
     "AUTH_PROTOCOLS",
@@ -348,12 +353,29 @@ def build_reading(
 # --- SNMP I/O -----------------------------------------------------------------------------
 
 
-@dataclass
 class _Session:
+    """One device's requests within one poll or switch: get, walk, set."""
+
+    what: str  # "SNMPv2c" / "SNMPv3 user 'x'", for causes
+
+    async def get(self, oids: Iterable[str], purpose: str) -> dict[str, Raw]:
+        raise NotImplementedError
+
+    async def walk(self, column: str) -> dict[str, Raw]:
+        raise NotImplementedError
+
+    async def set_int(self, oid: str, value: int) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class _EngineSession(_Session):
+    """Through pysnmp's engine: SNMPv3 for everything, and every SET."""
+
     engine: SnmpEngine
     auth: SnmpAuth
     target: UdpTransportTarget
-    what: str  # "SNMPv2c" / "SNMPv3 user 'x'", for causes
+    what: str
 
     async def get(self, oids: Iterable[str], purpose: str) -> dict[str, Raw]:
         var_binds = [ObjectType(ObjectIdentity(o)) for o in oids]
@@ -414,6 +436,94 @@ class _Session:
         return found
 
 
+def _raw_v2c(value: ber.Value) -> Raw:
+    """A decoded v2c value -> Raw, as ``_raw`` turns the same value from pysnmp (but for an
+    Opaque, whose trailing NULs pysnmp kept: here it is stripped like any OCTET STRING)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace").strip().strip("\x00") or None
+    return value
+
+
+@dataclass
+class _V2cSession(_Session):
+    """SNMPv2c reads on kuat's own client (v2c.py, ber.py): a walk costs a fraction of the
+    CPU pysnmp's engine spends. A SET goes through pysnmp (``setter``), as it is rare."""
+
+    client: V2cClient
+    addr: Address
+    community: bytes
+    timeout_s: float
+    retries: int
+    setter: Callable[[], Awaitable[_EngineSession]]
+    what: str = "SNMPv2c"
+
+    async def _request(
+        self, pdu: int, oids: list[bytes], doing: str, max_repetitions: int = 0
+    ) -> ber.Response:
+        try:
+            response = await self.client.request(
+                self.addr,
+                self.community,
+                pdu,
+                oids,
+                timeout_s=self.timeout_s,
+                retries=self.retries,
+                max_repetitions=max_repetitions,
+            )
+        except NoResponse as exc:
+            raise PollFailed(f"{doing}: {exc} ({self.what})") from exc
+        return response
+
+    async def get(self, oids: Iterable[str], purpose: str) -> dict[str, Raw]:
+        encoded = [ber.encode_oid(o) for o in oids]
+        if not encoded:
+            return {}
+        response = await self._request(ber.GET, encoded, purpose)
+        if response.error_status:
+            status = ber.error_status_name(response.error_status)
+            raise PollFailed(f"{purpose}: agent answered {status}")
+        try:
+            return {ber.oid_text(oid): _raw_v2c(value) for oid, _tag, value in response.varbinds}
+        except ber.BerError as exc:
+            raise PollFailed(f"{purpose}: the agent answered an unreadable name: {exc}") from exc
+
+    async def walk(self, column: str) -> dict[str, Raw]:
+        """The column's instances by index, walked with GETBULK as pysnmp's bulk walk does:
+        it ends at the first name outside the column or the first exception value."""
+        prefix = ber.encode_oid(column)
+        size = len(prefix)
+        found: dict[str, Raw] = {}
+        start = prefix
+        while True:
+            doing = f"walking {column}"
+            response = await self._request(ber.GETBULK, [start], doing, MAX_REPETITIONS)
+            if response.error_status == 2:  # noSuchName from a v1 proxy: pysnmp ends quietly
+                return found
+            if response.error_status:
+                status = ber.error_status_name(response.error_status)
+                raise PollFailed(f"{doing}: agent answered {status}")
+            if not response.varbinds:
+                return found
+            try:
+                for oid, tag, value in response.varbinds:
+                    if tag in ber.EXCEPTIONS or not oid.startswith(prefix):
+                        return found
+                    if len(oid) > size:
+                        found[ber.oid_text(oid, size)] = _raw_v2c(value)
+                last = response.varbinds[-1][0]
+                increasing = ber.oid_arcs(last) > ber.oid_arcs(start)
+            except ber.BerError as exc:
+                raise PollFailed(f"{doing}: the agent answered an unreadable name: {exc}") from exc
+            if not increasing:  # an agent answering names not after the one asked loops us
+                raise PollFailed(
+                    f"{doing}: the agent's names do not increase at {ber.oid_text(last)}"
+                )
+            start = last
+
+    async def set_int(self, oid: str, value: int) -> None:
+        await (await self.setter()).set_int(oid, value)
+
+
 class PduPoller:
     """Polls PDUs; one instance serves many devices and many concurrent polls."""
 
@@ -424,21 +534,28 @@ class PduPoller:
         retries: int = 1,
         deadline_s: float | None = None,
         max_inflight: int = 4,
+        v2c_via_pysnmp: bool = False,
     ) -> None:
         """``timeout_s``/``retries`` apply to each SNMP request; ``deadline_s`` bounds a whole
         poll (default: three requests' worth of timeouts and retries), so a slow walk
         cannot hold a collector cycle hostage. ``max_inflight`` caps concurrent requests to
         one device: the embedded agents of PDUs drop requests when flooded.
+        ``v2c_via_pysnmp`` reads v2c through pysnmp's engine as kuat did before its own
+        client: for the benchmark and the tests that show both give the same readings.
         """
         self.timeout_s = timeout_s
         self.retries = retries
         self.deadline_s = deadline_s if deadline_s is not None else timeout_s * (retries + 1) * 3
         self.max_inflight = max(1, max_inflight)
-        # One engine for every poll: building one costs ~47 ms of CPU (39 % of a Raritan
-        # poll), and a reply arriving after its poll was cut finds a live dispatcher to drop
-        # it on. Bound to the event loop that made it (a new loop gets a new engine).
+        self.v2c_via_pysnmp = v2c_via_pysnmp
+        # v2c reads go through one V2cClient (one socket); SNMPv3 and SET through one
+        # pysnmp engine, built on first need: building one costs ~47 ms of CPU, and a reply
+        # arriving after its poll was cut finds a live socket to be dropped on. Both are
+        # bound to the event loop that made them (a new loop gets new ones).
         self._engine: SnmpEngine | None = None
         self._engine_loop: asyncio.AbstractEventLoop | None = None
+        self._client: V2cClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def engine(self) -> SnmpEngine:
         loop = asyncio.get_running_loop()
@@ -446,11 +563,20 @@ class PduPoller:
             self._engine, self._engine_loop = _new_engine(), loop
         return self._engine
 
+    def client(self) -> V2cClient:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client, self._client_loop = V2cClient(), loop
+        return self._client
+
     def close(self) -> None:
-        """Close the engine's sockets (at shutdown; a later poll opens a new engine)."""
+        """Close the sockets (at shutdown; a later poll opens new ones)."""
         if self._engine is not None:
             self._engine.close_dispatcher()
             self._engine = self._engine_loop = None
+        if self._client is not None:
+            self._client.close()
+            self._client = self._client_loop = None
 
     async def _run(
         self,
@@ -477,10 +603,9 @@ class PduPoller:
         # a request waits its full timeout before the retry: an agent that is merely slow
         # (an embedded PDU, a loaded simulator) would only be hammered harder by early retries
         request_timeout = min(self.timeout_s, deadline)
-        engine = self.engine()
         try:
             async with asyncio.timeout(deadline):
-                session = await self._session(engine, host, port, auth, request_timeout)
+                session = await self._session(host, port, auth, request_timeout)
                 chosen, scalars = await self._settle_profile(session, chosen)
                 return await work(session, chosen, scalars)
         except PollFailed:
@@ -492,16 +617,32 @@ class PduPoller:
         except Exception as exc:  # a collector cycle must survive anything a device sends
             raise PollFailed(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
 
-    async def _session(
-        self, engine: SnmpEngine, host: str, port: int, auth: SnmpAuth, timeout_s: float
-    ) -> _Session:
+    async def _session(self, host: str, port: int, auth: SnmpAuth, timeout_s: float) -> _Session:
+        """A v2c session on kuat's own client, or a pysnmp one for SNMPv3."""
+
+        async def engine_session() -> _EngineSession:
+            try:
+                target = await UdpTransportTarget.create(
+                    (host, port), timeout=timeout_s, retries=self.retries
+                )
+            except Exception as exc:
+                raise PollFailed(f"cannot resolve {host}: {exc}") from exc
+            return _EngineSession(self.engine(), auth, target, auth.describe())
+
+        if auth.v3_user or self.v2c_via_pysnmp:
+            return await engine_session()
         try:
-            target = await UdpTransportTarget.create(
-                (host, port), timeout=timeout_s, retries=self.retries
-            )
-        except Exception as exc:
+            addr = await resolve(host, port)
+        except OSError as exc:
             raise PollFailed(f"cannot resolve {host}: {exc}") from exc
-        return _Session(engine, auth, target, auth.describe())
+        return _V2cSession(
+            self.client(),
+            addr,
+            (auth.community or "").encode(),
+            timeout_s,
+            self.retries,
+            engine_session,
+        )
 
     @staticmethod
     async def _settle_profile(
