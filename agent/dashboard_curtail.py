@@ -70,9 +70,13 @@ class CurtailmentView:
     records: Mapping[str, _Record]
     planned: Mapping[str, Action]
 
-    def miner(self, device_id: str, state: str) -> MinerCurtailment:
-        """The curtailment state of a miner whose reading says ``state``."""
+    def miner(self, device_id: str, state: str, address: str | None = None) -> MinerCurtailment:
+        """The curtailment state of a miner whose reading says ``state``. ``address``
+        ("ip:port"): a stock miner is known by its address until its web page gives its serial,
+        and what kuat did to it before then is remembered under the address."""
         rec = self.records.get(device_id)
+        if rec is None and address is not None:
+            rec = self.records.get(address)
         planned = self.planned.get(device_id)
         if rec is not None and rec.outlet_off:
             return MinerCurtailment("outlet_off", rec.switched_at, True, planned=planned)
@@ -118,7 +122,7 @@ def curtailment_json(
     limited: list[dict[str, Any]] = []
     outlets_off: list[dict[str, Any]] = []
     for r in readings:
-        m = v.miner(r.device_id, r.state)
+        m = v.miner(r.device_id, r.state, f"{r.ip}:{r.port}")
         if m.state == "asleep" and m.by_kuat:
             asleep.append({"device_id": r.device_id, "since": iso_utc(m.since)})
         elif m.state == "limited":

@@ -296,7 +296,7 @@ def build_rows(
                 pool_url,
                 r.errors,
                 len(r.errors) + len(r.faults),
-                curtail.miner(did, r.state),
+                curtail.miner(did, r.state, f"{ip}:{port}"),
                 " ".join(
                     x for x in (did, ip, r.model, r.firmware_family, r.firmware, pool_url) if x
                 ).lower(),
