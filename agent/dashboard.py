@@ -33,10 +33,10 @@ from kuat.agent.dashboard_format import iso_utc, num, site_time
 from kuat.agent.dashboard_guard import Guard
 from kuat.agent.dashboard_hour import HourView, history
 from kuat.agent.dashboard_miners import (
+    Fleet,
     MinerPage,
     MinerQuery,
     QueryError,
-    build_rows,
     outlet_watts,
     page_json,
     parse_query,
@@ -197,10 +197,9 @@ async def gather_detail(agent: Agent, v: View) -> Detail:
 
 
 def miner_page(agent: Agent, cv: CurtailmentView, q: MinerQuery) -> MinerPage:
-    """One page of the miners table: every miner's row built, filtered, sorted, cut."""
+    """One page of the miners table: every miner filtered and sorted, one page of rows."""
     state = agent.state
-    rows = build_rows(state.asics, outlet_watts(agent.cfg, state.pdus), cv)
-    return select(rows, q)
+    return select(Fleet(state.asics, outlet_watts(agent.cfg, state.pdus), cv), q)
 
 
 # --- language ---------------------------------------------------------------------------

@@ -39,6 +39,7 @@ class MinerCurtailment:
 
 
 RUNNING = MinerCurtailment("running", None, False)
+ASLEEP = MinerCurtailment("asleep", None, False)  # asleep, and not by kuat's doing
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,11 @@ class CurtailmentView:
     plan: CurtailPlan | None
     records: Mapping[str, _Record]
     planned: Mapping[str, Action]
+
+    def touched(self) -> set[str]:
+        """The ids (or addresses) of the miners kuat has switched or plans to: every other
+        miner is RUNNING, or ASLEEP when it sleeps."""
+        return set(self.records) | set(self.planned)
 
     def miner(self, device_id: str, state: str, address: str | None = None) -> MinerCurtailment:
         """The curtailment state of a miner whose reading says ``state``. ``address``

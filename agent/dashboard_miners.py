@@ -18,13 +18,19 @@ Query parameters (each refused by name when malformed, so a typo never passes si
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
 from kuat.agent.config import KuatConfig
-from kuat.agent.dashboard_curtail import CurtailmentView, MinerCurtailment, action_json
+from kuat.agent.dashboard_curtail import (
+    ASLEEP,
+    RUNNING,
+    CurtailmentView,
+    MinerCurtailment,
+    action_json,
+)
 from kuat.agent.dashboard_format import iso_utc
 from kuat.agent.i18n import Lang
 from kuat.collectors.cgminer.models import estimated_power_w
@@ -154,66 +160,43 @@ def parse_query(params: Mapping[str, str], *, strict: bool = True) -> MinerQuery
 
 # --- rows -------------------------------------------------------------------------------
 
+Key = tuple[str, int]  # (ip, port): how the site state keys its miners
+Reading = AsicReading | DeviceError
+
 
 @dataclass(slots=True)
 class MinerRow:
+    """A miner as one row of the table: built only for the rows of the page asked for."""
+
     id: str
     ip: str
     port: int
     state: str  # mining, sleeping, error; "down": its last poll failed
     taken_at: datetime
-    vendor: str | None = None
-    model: str | None = None
-    firmware_family: str | None = None
-    firmware: str | None = None
-    hashrate_ths: float | None = None
-    hashrate_nominal_ths: float | None = None
-    power_w: float | None = None
-    power_source: PowerSource | None = None
-    j_per_th: float | None = None
-    temp_max_c: float | None = None
-    reading: AsicReading | None = None
-    pool: str | None = None
-    errors: tuple[str, ...] = ()
-    fault_count: int = 0
-    curtail: MinerCurtailment | None = None
-    haystack: str = field(default="", repr=False)  # what ``q`` searches, lower case
+    reading: AsicReading | None
+    power_w: float | None
+    power_source: PowerSource | None
+    j_per_th: float | None
+    temp_max_c: float | None
+    pool: str | None
+    errors: tuple[str, ...]
+    fault_count: int
+    curtail: MinerCurtailment
 
-    def sort_value(self, key: str) -> Any:
-        match key:
-            case "id":
-                return self.id
-            case "ip":
-                return (self.ip, self.port)
-            case "state":
-                return self.state
-            case "model":
-                return self.model
-            case "firmware":
-                return self.firmware_family
-            case "hashrate":
-                return self.hashrate_ths
-            case "power":
-                return self.power_w
-            case "efficiency":
-                return self.j_per_th
-            case "temp":
-                return self.temp_max_c
-            case "pool":
-                return self.pool
-            case "faults":
-                return self.fault_count
-            case _:  # "curtailment"
-                return self.curtail.state if self.curtail else None
+    @property
+    def model(self) -> str | None:
+        return self.reading.model if self.reading else None
+
+    @property
+    def hashrate_ths(self) -> float | None:
+        return self.reading.hashrate_ths if self.reading else None
 
 
-def outlet_watts(
-    cfg: KuatConfig, pdus: Mapping[str, PduReading | DeviceError]
-) -> dict[tuple[str, int], float]:
+def outlet_watts(cfg: KuatConfig, pdus: Mapping[str, PduReading | DeviceError]) -> dict[Key, float]:
     """(miner ip, port) -> watts measured at the PDU outlet feeding it, where a PDU configured
     with ``outlets`` answered with that outlet's watts. The first PDU naming a miner wins, as
     in curtailment."""
-    out: dict[tuple[str, int], float] = {}
+    out: dict[Key, float] = {}
     for p in cfg.pdu:
         reading = pdus.get(p.name)
         targets = p.outlet_targets()
@@ -226,18 +209,6 @@ def outlet_watts(
     return out
 
 
-def _power(
-    r: AsicReading, outlets: Mapping[tuple[str, int], float]
-) -> tuple[float | None, PowerSource | None]:
-    measured = outlets.get((r.ip, r.port))
-    if measured is not None:
-        return measured, "outlet"
-    if r.power_w is not None:
-        return r.power_w, "miner"
-    rated = estimated_power_w(r.model, r.hashrate_ths) if r.state == "mining" else None
-    return (rated, "rated") if rated is not None else (None, None)
-
-
 def _max(*groups: Iterable[float]) -> float | None:
     best: float | None = None
     for g in groups:
@@ -247,80 +218,140 @@ def _max(*groups: Iterable[float]) -> float | None:
     return best
 
 
-def build_rows(
-    asics: Mapping[tuple[str, int], AsicReading | DeviceError],
-    outlets: Mapping[tuple[str, int], float],
-    curtail: CurtailmentView,
-) -> list[MinerRow]:
-    rows: list[MinerRow] = []
-    for (ip, port), r in asics.items():
+def _j_per_th(power: float | None, rate: float | None) -> float | None:
+    return round(power / rate, 1) if power is not None and rate and rate > 0 else None
+
+
+def _pool(r: AsicReading) -> str | None:
+    for p in r.pools:
+        if p.active:
+            return p.url
+    return r.pools[0].url if r.pools else None
+
+
+class Fleet:
+    """Every miner as one request sees it: the readings, the watts measured at the outlets and
+    what curtailment holds or plans. Filtering and sorting read the readings directly (no
+    object per miner: at 50,000 miners that allocation alone is most of a request's cost, and
+    wakes the garbage collector); rows are built for the page shown."""
+
+    def __init__(
+        self, asics: Mapping[Key, Reading], outlets: Mapping[Key, float], curtail: CurtailmentView
+    ) -> None:
+        self.asics = asics
+        self.outlets = outlets
+        self.curtail = curtail
+        self._touched = curtail.touched()
+
+    def power(self, key: Key, r: Reading) -> tuple[float | None, PowerSource | None]:
+        """Measured at the outlet, else the miner's own report, else rated (mining only)."""
         if isinstance(r, DeviceError):
-            did = f"{ip}:{port}"
-            rows.append(
-                MinerRow(
-                    did,
-                    ip,
-                    port,
-                    "down",
-                    r.taken_at,
-                    errors=(r.cause,),
-                    fault_count=1,
-                    curtail=curtail.miner(did, "down"),
-                    haystack=did.lower(),
-                )
-            )
-            continue
-        power, source = _power(r, outlets)
-        rate = r.hashrate_ths
-        pool = r.active_pool or (r.pools[0] if r.pools else None)
-        pool_url = pool.url if pool is not None else None
+            return None, None
+        measured = self.outlets.get(key)
+        if measured is not None:
+            return measured, "outlet"
+        if r.power_w is not None:
+            return r.power_w, "miner"
+        rated = estimated_power_w(r.model, r.hashrate_ths) if r.state == "mining" else None
+        return (rated, "rated") if rated is not None else (None, None)
+
+    def curtailment(self, key: Key, r: Reading) -> MinerCurtailment:
+        state = _state(r)
         did = r.device_id
-        rows.append(
-            MinerRow(
-                did,
-                ip,
-                port,
-                r.state,
-                r.taken_at,
-                r.vendor,
-                r.model,
-                r.firmware_family,
-                r.firmware,
-                rate,
-                r.hashrate_nominal_ths,
-                power,
-                source,
-                round(power / rate, 1) if power is not None and rate and rate > 0 else None,
-                _max(r.temps_c.board, r.temps_c.chip),
-                r,
-                pool_url,
-                r.errors,
-                len(r.errors) + len(r.faults),
-                curtail.miner(did, r.state, f"{ip}:{port}"),
-                " ".join(
-                    x for x in (did, ip, r.model, r.firmware_family, r.firmware, pool_url) if x
-                ).lower(),
-            )
+        address = f"{key[0]}:{key[1]}"
+        if did not in self._touched and address not in self._touched:
+            return ASLEEP if state == "sleeping" else RUNNING
+        return self.curtail.miner(did, state, address)
+
+    def row(self, key: Key, r: Reading) -> MinerRow:
+        ip, port = key
+        power, source = self.power(key, r)
+        curtail = self.curtailment(key, r)
+        if isinstance(r, DeviceError):
+            return MinerRow(
+                r.device_id, ip, port, "down", r.taken_at, None, None, None, None, None, None,
+                (r.cause,), 1, curtail,
+            )  # fmt: skip
+        return MinerRow(
+            r.device_id,
+            ip,
+            port,
+            r.state,
+            r.taken_at,
+            r,
+            power,
+            source,
+            _j_per_th(power, r.hashrate_ths),
+            _max(r.temps_c.board, r.temps_c.chip),
+            _pool(r),
+            r.errors,
+            len(r.errors) + len(r.faults),
+            curtail,
         )
-    return rows
 
 
-def _matches(row: MinerRow, q: MinerQuery) -> bool:
-    if q.states and row.state not in q.states:
+def _state(r: Reading) -> str:
+    return "down" if isinstance(r, DeviceError) else r.state
+
+
+def _asic(r: Reading) -> AsicReading | None:
+    return None if isinstance(r, DeviceError) else r
+
+
+def _faults(r: Reading) -> int:
+    return 1 if isinstance(r, DeviceError) else len(r.errors) + len(r.faults)
+
+
+def _text(key: Key, r: Reading) -> str:
+    """What ``q`` searches: id, address, model, firmware, pool; lower case."""
+    a = _asic(r)
+    parts = [r.device_id, f"{key[0]}:{key[1]}"]
+    if a is not None:
+        parts += [a.model or "", a.firmware_family or "", a.firmware or "", _pool(a) or ""]
+    return " ".join(parts).lower()
+
+
+Value = Callable[[Fleet, Key, Reading], Any]
+# What each sort orders by (None: unknown, listed last in either order).
+_SORT_KEY: dict[str, Value] = {
+    "id": lambda f, k, r: r.device_id,
+    "ip": lambda f, k, r: k,
+    "state": lambda f, k, r: _state(r),
+    "model": lambda f, k, r: None if isinstance(r, DeviceError) else r.model,
+    "firmware": lambda f, k, r: None if isinstance(r, DeviceError) else r.firmware_family,
+    "hashrate": lambda f, k, r: None if isinstance(r, DeviceError) else r.hashrate_ths,
+    "power": lambda f, k, r: f.power(k, r)[0],
+    "efficiency": lambda f, k, r: _j_per_th(f.power(k, r)[0], getattr(r, "hashrate_ths", None)),
+    "temp": lambda f, k, r: None if isinstance(r, DeviceError) else _max(*_temps(r)),
+    "pool": lambda f, k, r: None if isinstance(r, DeviceError) else _pool(r),
+    "faults": lambda f, k, r: _faults(r),
+    "curtailment": lambda f, k, r: f.curtailment(k, r).state,
+}
+
+
+def _temps(r: AsicReading) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return r.temps_c.board, r.temps_c.chip
+
+
+def _matches(f: Fleet, key: Key, r: Reading, q: MinerQuery) -> bool:
+    a = _asic(r)
+    if q.states and _state(r) not in q.states:
         return False
-    if q.model and q.model not in (row.model or "").lower():
+    if q.model and (a is None or q.model not in (a.model or "").lower()):
         return False
-    if q.firmware and q.firmware not in f"{row.firmware_family or ''} {row.firmware or ''}".lower():
+    if q.firmware and (
+        a is None or q.firmware not in f"{a.firmware_family or ''} {a.firmware or ''}".lower()
+    ):
         return False
-    if q.pool and q.pool not in (row.pool or "").lower():
+    if q.pool and (a is None or q.pool not in (_pool(a) or "").lower()):
         return False
-    if q.text and q.text not in row.haystack:
+    if q.text and q.text not in _text(key, r):
         return False
-    if q.sources and (row.power_source or "none") not in q.sources:
+    if q.sources and (f.power(key, r)[1] or "none") not in q.sources:
         return False
-    if q.curtailment and (row.curtail.state if row.curtail else "running") not in q.curtailment:
+    if q.curtailment and f.curtailment(key, r).state not in q.curtailment:
         return False
-    return not (q.faults_only and not row.fault_count)
+    return not (q.faults_only and not _faults(r))
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,18 +366,23 @@ class MinerPage:
         return max(1, math.ceil(self.matched / self.query.per_page))
 
 
-def select(rows: list[MinerRow], q: MinerQuery) -> MinerPage:
+def select(fleet: Fleet, q: MinerQuery) -> MinerPage:
     """Filter, sort (unknown values last in either order; ties by id) and cut one page."""
-    kept = [r for r in rows if _matches(r, q)] if _filters(q) else list(rows)
-    kept.sort(key=lambda r: r.id)
+    asics = fleet.asics
+    keys = list(asics)
+    if _filters(q):
+        keys = [k for k in keys if _matches(fleet, k, asics[k], q)]
+    keys.sort(key=lambda k: asics[k].device_id)
     if q.sort != "id" or q.descending:
-        keyed = [(r.sort_value(q.sort), r) for r in kept]
-        known = [pair for pair in keyed if pair[0] is not None]
+        fn = _SORT_KEY[q.sort]
+        values = {k: fn(fleet, k, asics[k]) for k in keys}
+        known = [k for k in keys if values[k] is not None]
         # stable in both orders: equal values stay in id order
-        known.sort(key=lambda pair: pair[0], reverse=q.descending)
-        kept = [r for _, r in known] + [r for v, r in keyed if v is None]
+        known.sort(key=values.__getitem__, reverse=q.descending)
+        keys = known + [k for k in keys if values[k] is None] if len(known) < len(keys) else known
     start = (q.page - 1) * q.per_page
-    return MinerPage(len(rows), len(kept), q, kept[start : start + q.per_page])
+    rows = [fleet.row(k, asics[k]) for k in keys[start : start + q.per_page]]
+    return MinerPage(len(asics), len(keys), q, rows)
 
 
 def _filters(q: MinerQuery) -> bool:
@@ -367,12 +403,12 @@ def row_json(row: MinerRow, lang: Lang) -> dict[str, Any]:
         "port": row.port,
         "state": row.state,
         "taken_at": iso_utc(row.taken_at),
-        "vendor": row.vendor,
-        "model": row.model,
-        "firmware_family": row.firmware_family,
-        "firmware": row.firmware,
-        "hashrate_ths": row.hashrate_ths,
-        "hashrate_nominal_ths": row.hashrate_nominal_ths,
+        "vendor": r.vendor if r else None,
+        "model": r.model if r else None,
+        "firmware_family": r.firmware_family if r else None,
+        "firmware": r.firmware if r else None,
+        "hashrate_ths": r.hashrate_ths if r else None,
+        "hashrate_nominal_ths": r.hashrate_nominal_ths if r else None,
         "power_w": None if row.power_w is None else round(row.power_w, 1),
         "power_source": row.power_source,
         "miner_power_w": r.power_w if r is not None else None,
@@ -390,9 +426,7 @@ def row_json(row: MinerRow, lang: Lang) -> dict[str, Any]:
         "faults": []
         if r is None
         else [{"code": f.code, "text": f.text, "severity": f.severity} for f in r.faults],
-        "curtailment": None
-        if c is None
-        else {
+        "curtailment": {
             "state": c.state,
             "by_kuat": c.by_kuat,
             "since": iso_utc(c.since),

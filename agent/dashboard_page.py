@@ -85,27 +85,27 @@ def miners_context(page: MinerPage, lang: Lang) -> dict[str, Any]:
 
 def _row(r: MinerRow, lang: Lang) -> dict[str, Any]:
     c = r.curtail
-    curtail = t(f"cs_{c.state}", lang) if c else NONE
-    if c is not None and c.state == "limited" and c.limit_w is not None:
+    curtail = t(f"cs_{c.state}", lang)
+    if c.state == "limited" and c.limit_w is not None:
         curtail += f" {num(c.limit_w, 'W', digits=0)}"
-    if c is not None and c.since is not None:
+    if c.since is not None:
         curtail += f" ({t('since', lang)} {site_hm(c.since)})"
     planned = None
-    if c is not None and c.planned is not None:
+    if c.planned is not None:
         planned = f"{t('planned', lang)}: {t('act_' + c.planned.kind.value, lang)}"
-    reading = r.reading
+    a = r.reading
     faults = list(r.errors)
-    if reading is not None:
-        faults += [f"{f.code}: {f.text}" for f in reading.faults]
+    if a is not None:
+        faults += [f"{f.code}: {f.text}" for f in a.faults]
     return {
         "id": r.id,
         "address": f"{r.ip}:{r.port}",
         "state": t(f"st_{r.state}", lang),
         "state_key": r.state,
         "state_cls": _STATE_CLASS.get(r.state, ""),
-        "model": r.model or NONE,
-        "firmware": " ".join(x for x in (r.firmware_family, r.firmware) if x) or NONE,
-        "hashrate": num(r.hashrate_ths, "TH/s"),
+        "model": (a.model if a else None) or NONE,
+        "firmware": " ".join(x for x in (a.firmware_family, a.firmware) if x) if a else NONE,
+        "hashrate": num(a.hashrate_ths if a else None, "TH/s"),
         "power": num(r.power_w, "W", digits=0),
         "source": t(f"src_{r.power_source or 'none'}", lang),
         "source_key": r.power_source or "none",
@@ -114,7 +114,7 @@ def _row(r: MinerRow, lang: Lang) -> dict[str, Any]:
         "pool": r.pool or NONE,
         "faults": faults,
         "curtail": curtail,
-        "curtail_key": c.state if c else "running",
+        "curtail_key": c.state,
         "planned": planned,
     }
 

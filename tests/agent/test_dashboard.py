@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kuat.agent.config import ConfigError, KuatConfig, parse_config
 from kuat.agent.dashboard import Dashboard, choose_lang
 from kuat.agent.dashboard_guard import Guard
+from kuat.agent.dashboard_miners import Fleet
 from kuat.agent.runtime import Agent
 from kuat.collectors.readings import (
     AsicReading,
@@ -795,3 +797,38 @@ def test_dashboard_hosts_refused(name: str) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(f'[site]\nid = "s1"\n[dashboard]\nhosts = ["{name}"]\n')
     assert "host name alone" in str(err.value)
+
+
+async def test_fifty_thousand_miners_cost_one_page_of_rows(
+    client: httpx.AsyncClient, agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At farm scale a request filters and sorts every miner from its reading but builds and
+    encodes only the page asked for (bench/dashboard.py times it against the status snapshot)."""
+    asics = agent.state.asics
+    asics.clear()
+    for i in range(50_000):
+        ip = f"10.{20 + i // 65025}.{(i // 255) % 255}.{i % 255 + 1}"
+        asics[(ip, 4028)] = AsicReading(
+            ip, 4028, NOW, model="Antminer S21", serial=f"SN{i:07d}", hashrate_ths=100.0,
+            power_w=3000.0 + (i * 7919) % 1000,
+        )  # fmt: skip
+    built = 0
+    row = Fleet.row
+
+    def counting(self: Fleet, key: tuple[str, int], r: AsicReading | DeviceError) -> Any:
+        nonlocal built
+        built += 1
+        return row(self, key, r)
+
+    monkeypatch.setattr(Fleet, "row", counting)
+    params = {"sort": "power", "order": "desc", "per_page": "50"}
+    two = (await client.get("/api/miners", params={**params, "page": "2"})).json()
+    three = (await client.get("/api/miners", params={**params, "page": "3"})).json()
+    assert built == 100  # two pages of 50, not 50,000 rows twice
+    assert (three["total"], three["matched"], three["pages"]) == (50_000, 50_000, 1000)
+    # 1,000 power figures, 50 miners each: page 1 is every 3,999 W, page 2 every 3,998 W …
+    assert [m["power_w"] for m in two["miners"] + three["miners"]] == [3998.0] * 50 + [3997.0] * 50
+    ids = [m["id"] for m in two["miners"]]
+    assert ids == sorted(ids)  # ties stay in id order
+    filtered = (await client.get("/api/miners", params={"q": "sn0049999"})).json()
+    assert [m["id"] for m in filtered["miners"]] == ["SN0049999"]
