@@ -28,7 +28,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from kuat.agent.dashboard_charts import day_chart, hour_chart, power_chart
-from kuat.agent.dashboard_curtail import CurtailmentView, curtailment_json, curtailment_view
+from kuat.agent.dashboard_curtail import (
+    CurtailmentView,
+    curtailment_json,
+    curtailment_view,
+    held_now,
+)
 from kuat.agent.dashboard_format import iso_utc, num, site_time
 from kuat.agent.dashboard_guard import Guard
 from kuat.agent.dashboard_hour import HourView, history
@@ -311,7 +316,7 @@ def render_page(
         }
         for o in v.offenders[:PAGE_ROWS]
     ]
-    held_now = curtailment_json(cv, agent.state.asic_readings(), lang)
+    holding = held_now(cv, agent.state.asic_readings())
     here = miners.query.params()
     return _templates.get_template("dashboard.html").render(
         lang=lang,
@@ -330,7 +335,7 @@ def render_page(
         day_svg=day_chart(detail.hour.bars, labels),
         power=power_context(detail.power, lang),
         power_svg=power_chart(detail.power, labels),
-        curtail=curtail_context(cv, held_now, lang),
+        curtail=curtail_context(cv, holding, lang),
         miners=miners_context(miners, lang),
         bad_query=bad_query,
     )
