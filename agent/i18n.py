@@ -210,10 +210,8 @@ CATALOG: dict[str, dict[Lang, str]] = {
         "ru": "розетка отключена",
         "en": "outlet switched off",
     },
-    "by_kuat": {"kk": "kuat", "ru": "kuat", "en": "by kuat"},
     "since": {"kk": "бастап", "ru": "с", "en": "since"},
     "planned": {"kk": "жоспарда", "ru": "в плане", "en": "planned"},
-    "filter": {"kk": "Сүзгі", "ru": "Фильтр", "en": "Filter"},
     "search": {"kk": "Іздеу", "ru": "Поиск", "en": "Search"},
     "any": {"kk": "кез келген", "ru": "любое", "en": "any"},
     "apply": {"kk": "Қолдану", "ru": "Применить", "en": "Apply"},
@@ -345,11 +343,6 @@ CATALOG: dict[str, dict[Lang, str]] = {
     },
     "act_outlet_off": {"kk": "розетканы өшіру", "ru": "отключить розетку", "en": "outlet off"},
     "act_outlet_on": {"kk": "розетканы қосу", "ru": "включить розетку", "en": "outlet on"},
-    "more_in_api": {
-        "kk": "толық тізім",
-        "ru": "полный список",
-        "en": "full list",
-    },
 }
 
 
