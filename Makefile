@@ -38,8 +38,9 @@ demo: $(VENV)/.demo
 	$(BIN)/kuat demo $(if $(DURATION),--duration $(DURATION)) $(DEMO_ARGS)
 
 # The servers that integration tests start on loopback ports of their own (InfluxDB 1.x answers
-# the InfluxQL Grafana dashboard's queries), and promtool (Debian package prometheus) for the
-# alert rules' checks and unit tests (tests/alerts).
+# the InfluxQL Grafana dashboard's queries), promtool (Debian package prometheus) for the
+# alert rules' checks and unit tests (tests/alerts), and chromium, the browser Playwright drives
+# in tests/e2e/test_browser.py.
 servers:
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
@@ -48,6 +49,7 @@ servers:
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v influxd >/dev/null || missing="$$missing influxdb"; \
 	command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing="$$missing nats-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  [ "$$(id -u)" = 0 ] || { echo "missing:$$missing (run as root to install)"; exit 1; }; \
 	  apt-get update -q && $(APT) install $$missing; \

@@ -777,19 +777,55 @@ class SpoolSection(Strict):
 
 
 class DashboardSection(Strict):
-    """The agent's own read-only web page, /api/status, /healthz and /metrics (agent.dashboard).
+    """The agent's own read-only web page, /api/status, /api/miners, /api/curtailment, /healthz
+    and /metrics (agent.dashboard).
 
     Loopback by default: the page shows the farm's layout and faults, so exposing it on the farm
     LAN is a decision the operator writes down ("0.0.0.0:9120"), never a default.
     """
 
     listen: str = "127.0.0.1:9120"  # host:port; "" turns the dashboard off
+    # The token a client must present (required when listen is not a loopback address): a file
+    # { file = "/etc/kuat/secrets/dashboard-token" } or a systemd credential
+    # { credential = "dashboard-token" }; at least 16 characters; never logged. A browser opens
+    # /?token=… once (kept as a cookie); scripts send "Authorization: Bearer …".
+    token: SecretRef | None = None
+    # Host names the dashboard answers to besides its listen address (e.g. ["kuat.farm.lan"]);
+    # a request naming any other Host is refused, so a web page cannot read it by DNS rebinding.
+    hosts: list[str] = []
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, v: str) -> str:
         listen_address(v)  # raises ValueError saying what is wrong
         return v
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        out = []
+        for name in v:
+            n = name.strip().lower().rstrip(".")
+            if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", n):
+                raise ValueError(f"{name!r}: give a host name alone (no scheme, port or wildcard)")
+            out.append(n)
+        return out
+
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> DashboardSection:
+        address = self.address()
+        if address is not None and not is_loopback(address[0]) and self.token is None:
+            raise ValueError(
+                f"listen = {self.listen!r} is beyond loopback: give token = "
+                '{ file = "..." } or { credential = "..." } so only those who hold it can read '
+                "the dashboard"
+            )
+        if self.token is not None and self.token.value is not None:
+            # the config file is read by more people than the secrets directory
+            raise ValueError("token: give it as { file = ... } or { credential = ... }, not inline")
+        if self.token is not None and len(self.token.get()) < MIN_TOKEN_CHARS:
+            raise ValueError(f"token: at least {MIN_TOKEN_CHARS} characters (it guards the farm)")
+        return self
 
     def address(self) -> tuple[str, int] | None:
         return listen_address(self.listen)
@@ -811,7 +847,8 @@ class KuatConfig(Strict):
     telemetry: list[TelemetryTarget] = []
     mqtt: MqttSection | None = None
     spool: SpoolSection = SpoolSection()
-    dashboard: DashboardSection = DashboardSection()
+    # a factory: the section checks its listen address with helpers defined further down
+    dashboard: DashboardSection = Field(default_factory=DashboardSection)
 
     @model_validator(mode="after")
     def _unique_names(self) -> KuatConfig:
@@ -874,6 +911,20 @@ def miner_address(text: str, default_port: int = 4028) -> tuple[str, int]:
         # readings are matched by IP address, so a name would silently never match
         raise ValueError(f"{text!r}: the miner must be given by its IP address") from None
     return host, port
+
+
+# A dashboard token shorter than this is guessable over a LAN.
+MIN_TOKEN_CHARS = 16
+
+
+def is_loopback(host: str) -> bool:
+    """A listen host only this machine can reach: localhost or a 127.0.0.0/8 or ::1 address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def listen_address(text: str) -> tuple[str, int] | None:

@@ -1,10 +1,13 @@
-"""The agent's own web server: a status page for the farm's operators, the same status as JSON,
-a health check for systemd/monitoring, and Prometheus metrics.
+"""The agent's own web server: a page for the farm's operators (status, the hour, power
+explained, the curtailment plan, every miner), the same as JSON (/api/status, /api/miners,
+/api/curtailment), a health check for systemd/monitoring, and Prometheus metrics.
 
-Read-only by design: no handler changes anything, so nothing here needs authentication beyond
-where it listens (loopback unless ``[dashboard] listen`` says otherwise). It runs on the agent's
-event loop and reads what the jobs already keep (``SiteState``, the spool's counters); a request
-never polls a device. Every device-supplied string reaches the page through Jinja2 autoescaping.
+Read-only by design: no handler changes anything. Who may read it is the guard's
+(agent.dashboard_guard): only the Host names it is reached by (against DNS rebinding), and a
+token whenever it listens beyond loopback. It runs on the agent's event loop and reads what the
+jobs already keep (``SiteState``, the curtailer's plan, the spool's counters, the ledger); a
+request never polls a device. Every device-supplied string reaches the page through Jinja2
+autoescaping. The page's sections live in the agent/dashboard_*.py modules.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -24,11 +27,40 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kuat.agent.dashboard_charts import day_chart, hour_chart, power_chart
+from kuat.agent.dashboard_curtail import (
+    CurtailmentView,
+    curtailment_json,
+    curtailment_view,
+    held_now,
+)
+from kuat.agent.dashboard_format import iso_utc, num, site_time
+from kuat.agent.dashboard_guard import Guard
+from kuat.agent.dashboard_hour import HourView, history
+from kuat.agent.dashboard_miners import (
+    Fleet,
+    MinerPage,
+    MinerQuery,
+    QueryError,
+    outlet_watts,
+    page_json,
+    parse_query,
+    select,
+)
+from kuat.agent.dashboard_page import (
+    curtail_context,
+    hour_context,
+    href,
+    miners_context,
+    power_context,
+)
+from kuat.agent.dashboard_power import PowerExplained, explain
 from kuat.agent.i18n import CATALOG, LANGS, Lang, t
 from kuat.agent.state import StatusSnapshot, snapshot
-from kuat.collectors.readings import DeviceError
+from kuat.collectors.readings import DeviceError, PduReading
 from kuat.quota.clock import ASTANA
 from kuat.quota.messages import render as render_reason
+from kuat.quota.schedule import EnergySource
 from kuat.uplink.spool import SpoolStats
 
 if TYPE_CHECKING:
@@ -135,6 +167,46 @@ async def gather(agent: Agent) -> View:
     return View(now, snap, counts, down, job_health(agent, now), offenders)
 
 
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """The hour and power explained: for the page and /api/status alike."""
+
+    hour: HourView
+    power: PowerExplained
+
+
+async def gather_detail(agent: Agent, v: View) -> Detail:
+    state = agent.state
+    meter = agent.cfg.site_meter
+    source = state.quota.source if state.quota is not None else EnergySource.GRID
+    # the ledger is SQLite behind a lock the meter job's writes take: off the event loop
+    bars = await asyncio.to_thread(
+        history,
+        agent.ledger,
+        meter.name if meter is not None else None,
+        agent.quota.book,
+        agent.cfg.site.id,
+        source,
+        v.now,
+    )
+    pdus = [p for p in state.pdus.values() if isinstance(p, PduReading)]
+    power = explain(
+        v.snap.metered_kw,
+        pdus,
+        state.asic_readings(),
+        agent.quota.balance_policy,
+        pdus_cover_site=agent.cfg.balance.pdus_cover_site,
+        result=state.balance,
+    )
+    return Detail(HourView.of(state.quota, bars, v.now), power)
+
+
+def miner_page(agent: Agent, cv: CurtailmentView, q: MinerQuery) -> MinerPage:
+    """One page of the miners table: every miner filtered and sorted, one page of rows."""
+    state = agent.state
+    return select(Fleet(state.asics, outlet_watts(agent.cfg, state.pdus), cv), q)
+
+
 # --- language ---------------------------------------------------------------------------
 
 
@@ -164,20 +236,6 @@ def choose_lang(query: str | None, accept: str | None, default: Lang) -> Lang:
 # --- formatting -------------------------------------------------------------------------
 
 
-def iso_utc(at: datetime | None) -> str | None:
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z") if at else None
-
-
-def site_time(at: datetime) -> str:
-    """Wall-clock time at the site (Astana, UTC+5), with its offset so no one has to guess."""
-    local = at.astimezone(ASTANA)
-    return f"{local:%Y-%m-%d %H:%M:%S} (UTC{local.isoformat()[-6:]})"
-
-
-def _num(v: float | None, unit: str, scale: float = 1.0) -> str:
-    return "—" if v is None else f"{v / scale:,.1f} {unit}"
-
-
 def _status(code: str | None, lang: Lang) -> dict[str, str]:
     if code is None:
         return {"text": t("no_data", lang), "cls": "none"}
@@ -199,14 +257,14 @@ def page_rows(v: View, lang: Lang) -> list[dict[str, Any]]:
     plain = [
         ("miners_up", f"{s.miners_up} / {s.miners_total}{sleeping}"),
         ("hashrate", f"{s.hashrate_ths:,.1f} TH/s"),
-        ("miners_power", _num(s.miners_power_w, "kW", 1000)),
-        ("pdu_power", _num(s.pdu_power_w, "kW", 1000)),
-        ("metered_power", _num(s.metered_kw, "kW")),
+        ("miners_power", num(s.miners_power_w, "kW", 1000)),
+        ("pdu_power", num(s.pdu_power_w, "kW", 1000)),
+        ("metered_power", num(s.metered_kw, "kW")),
         (
             "energy_hour",
-            f"{_num(s.energy_hour_kwh, 'kWh')} / {_num(s.allocation_kwh, 'kWh')}",
+            f"{num(s.energy_hour_kwh, 'kWh')} / {num(s.allocation_kwh, 'kWh')}",
         ),
-        ("forecast", _num(s.forecast_kwh, "kWh")),
+        ("forecast", num(s.forecast_kwh, "kWh")),
     ]
     rows: list[dict[str, Any]] = [{"label": t(k, lang), "text": val, "cls": ""} for k, val in plain]
     rows += [
@@ -230,7 +288,16 @@ def page_rows(v: View, lang: Lang) -> list[dict[str, Any]]:
     return rows
 
 
-def render_page(agent: Agent, v: View, lang: Lang) -> str:
+def render_page(
+    agent: Agent,
+    v: View,
+    lang: Lang,
+    detail: Detail,
+    miners: MinerPage,
+    cv: CurtailmentView,
+    *,
+    bad_query: str | None = None,
+) -> str:
     labels = {key: t(key, lang) for key in CATALOG}
     down = [
         {
@@ -249,9 +316,11 @@ def render_page(agent: Agent, v: View, lang: Lang) -> str:
         }
         for o in v.offenders[:PAGE_ROWS]
     ]
+    holding = held_now(cv, agent.state.asic_readings())
+    here = miners.query.params()
     return _templates.get_template("dashboard.html").render(
         lang=lang,
-        langs=[(code, LANG_NAMES[code]) for code in LANGS],
+        langs=[(code, LANG_NAMES[code], href(code, here)) for code in LANGS],
         t=labels,
         site=agent.cfg.site,
         updated=site_time(v.snap.at),
@@ -261,14 +330,23 @@ def render_page(agent: Agent, v: View, lang: Lang) -> str:
         down_more=max(0, len(v.down) - PAGE_ROWS),
         offenders=offenders,
         offenders_more=max(0, len(v.offenders) - PAGE_ROWS),
+        hour=hour_context(detail.hour, lang),
+        hour_svg=hour_chart(detail.hour, labels),
+        day_svg=day_chart(detail.hour.bars, labels),
+        power=power_context(detail.power, lang),
+        power_svg=power_chart(detail.power, labels),
+        curtail=curtail_context(cv, holding, lang),
+        miners=miners_context(miners, lang),
+        bad_query=bad_query,
     )
 
 
 # --- JSON -------------------------------------------------------------------------------
 
 
-def status_json(agent: Agent, v: View) -> dict[str, Any]:
-    """/api/status: the snapshot's fields under their own names, then the lists behind them."""
+def status_json(agent: Agent, v: View, detail: Detail | None = None) -> dict[str, Any]:
+    """/api/status: the snapshot's fields under their own names, then the lists behind them,
+    then the hour and power explained as the page shows them."""
     s = v.snap
     out: dict[str, Any] = {
         "site": agent.cfg.site.id,
@@ -299,6 +377,9 @@ def status_json(agent: Agent, v: View) -> dict[str, Any]:
         }
         for o in v.offenders
     ]
+    if detail is not None:
+        out["hour"] = detail.hour.json()
+        out["power_explained"] = detail.power.json()
     return out
 
 
@@ -461,14 +542,33 @@ def metrics_text(agent: Agent, v: View) -> bytes:
 # --- server -----------------------------------------------------------------------------
 
 
-def make_app(agent: Agent) -> web.Application:
+def make_app(agent: Agent, guard: Guard) -> web.Application:
     default_lang: Lang = agent.cfg.agent.language
 
-    async def page(request: web.Request) -> web.Response:
-        lang = choose_lang(
+    def lang_of(request: web.Request) -> Lang:
+        return choose_lang(
             request.query.get("lang"), request.headers.get("Accept-Language"), default_lang
         )
-        html = render_page(agent, await gather(agent), lang)
+
+    async def page(request: web.Request) -> web.Response:
+        lang = lang_of(request)
+        bad = None
+        try:
+            q = parse_query(request.query, strict=False)
+        except QueryError as exc:
+            # a hand-edited address still shows the page, with what was not understood
+            q, bad = MinerQuery(), str(exc)
+        v = await gather(agent)
+        cv = curtailment_view(agent.curtailer)
+        html = render_page(
+            agent,
+            v,
+            lang,
+            await gather_detail(agent, v),
+            miner_page(agent, cv, q),
+            cv,
+            bad_query=bad,
+        )
         return web.Response(
             text=html,
             content_type="text/html",
@@ -481,7 +581,24 @@ def make_app(agent: Agent) -> web.Application:
         )
 
     async def api_status(request: web.Request) -> web.Response:
-        return web.json_response(status_json(agent, await gather(agent)), dumps=_dumps)
+        v = await gather(agent)
+        return web.json_response(status_json(agent, v, await gather_detail(agent, v)), dumps=_dumps)
+
+    async def api_miners(request: web.Request) -> web.Response:
+        try:
+            q = parse_query(request.query)
+        except QueryError as exc:
+            return web.json_response(
+                {"error": str(exc), "param": exc.param}, status=400, dumps=_dumps
+            )
+        page = miner_page(agent, curtailment_view(agent.curtailer), q)
+        return web.json_response(page_json(page, lang_of(request)), dumps=_dumps)
+
+    async def api_curtailment(request: web.Request) -> web.Response:
+        body = curtailment_json(
+            curtailment_view(agent.curtailer), agent.state.asic_readings(), lang_of(request)
+        )
+        return web.json_response(body, dumps=_dumps)
 
     async def healthz(request: web.Request) -> web.Response:
         v = await gather(agent)
@@ -493,10 +610,13 @@ def make_app(agent: Agent) -> web.Application:
         body = metrics_text(agent, await gather(agent))
         return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
-    app = web.Application()
+    # The guard runs first: a request for a foreign Host or without the token sees nothing.
+    app = web.Application(middlewares=[guard.middleware(lang_of)])
     # GET only (aiohttp answers HEAD for GET routes): nothing here changes the agent.
     app.router.add_get("/", page)
     app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/miners", api_miners)
+    app.router.add_get("/api/curtailment", api_curtailment)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app
@@ -507,13 +627,17 @@ def _dumps(obj: Any) -> str:
 
 
 class Dashboard:
-    def __init__(self, agent: Agent, host: str, port: int) -> None:
+    def __init__(self, agent: Agent, host: str, port: int, *, guard: Guard | None = None) -> None:
+        """``guard``: who may read it; by default from ``[dashboard]`` for ``host`` (tests pass
+        their own to check the rules of an address they do not bind)."""
         self.agent = agent
         self.host = host
         self.port = port
-        # access_log=None: a page refreshing every 10 s and a scraper would flood the journal.
+        guard = guard if guard is not None else Guard.for_listen(host, agent.cfg.dashboard)
+        # access_log=None: a page refreshing every 10 s and a scraper would flood the journal
+        # (and a ?token= sign-in must never reach a log).
         # shutdown_timeout: a browser's keep-alive must not hold up the agent's stop.
-        self._runner = web.AppRunner(make_app(agent), access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(make_app(agent, guard), access_log=None, shutdown_timeout=1.0)
 
     @property
     def url(self) -> str:
