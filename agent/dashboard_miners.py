@@ -34,6 +34,7 @@ from kuat.agent.dashboard_curtail import (
 from kuat.agent.dashboard_format import iso_utc
 from kuat.agent.i18n import Lang
 from kuat.collectors.cgminer.models import estimated_power_w
+from kuat.collectors.errors import KuatError
 from kuat.collectors.readings import AsicReading, DeviceError, PduReading
 
 PowerSource = Literal["outlet", "miner", "rated"]
@@ -64,7 +65,7 @@ _PARAMS = frozenset(
 )
 
 
-class QueryError(ValueError):
+class QueryError(KuatError, ValueError):
     """A query parameter the table cannot use; ``param`` names it."""
 
     def __init__(self, param: str, message: str) -> None:
