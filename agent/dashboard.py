@@ -16,16 +16,12 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from kuat.agent.dashboard_charts import day_chart, hour_chart, power_chart
 from kuat.agent.dashboard_curtail import (
@@ -56,6 +52,7 @@ from kuat.agent.dashboard_page import (
 )
 from kuat.agent.dashboard_power import PowerExplained, explain
 from kuat.agent.i18n import CATALOG, LANGS, Lang, t
+from kuat.agent.metrics import metrics_text
 from kuat.agent.state import StatusSnapshot, snapshot
 from kuat.collectors.readings import DeviceError, PduReading
 from kuat.quota.clock import ASTANA
@@ -400,143 +397,6 @@ def health_json(v: View) -> dict[str, Any]:
             for j in v.jobs
         },
     }
-
-
-# --- Prometheus -------------------------------------------------------------------------
-
-
-class AgentCollector(Collector):
-    """The snapshot as gauges, and the uplink counters the agent keeps, for one scrape."""
-
-    def __init__(self, view: View, agent: Agent) -> None:
-        self.view = view
-        self.agent = agent
-
-    def collect(self) -> Iterator[Metric]:
-        s = self.view.snap
-        miners = GaugeMetricFamily("kuat_miners", "Miners by state", labels=["state"])
-        miners.add_metric(["up"], s.miners_up)
-        miners.add_metric(["sleeping"], s.miners_sleeping)
-        miners.add_metric(["total"], s.miners_total)
-        yield miners
-        yield GaugeMetricFamily(
-            "kuat_hashrate_ths", "Hashrate of the miners that are up, TH/s", value=s.hashrate_ths
-        )
-        # A source with no reading is left out rather than reported as 0 W.
-        yield _labelled(
-            "kuat_power_watts",
-            "Power by source: miners' own reports, PDUs, the site meter",
-            "source",
-            {
-                "miners": s.miners_power_w,
-                "pdus": s.pdu_power_w,
-                "meter": None if s.metered_kw is None else s.metered_kw * 1000,
-            },
-        )
-        yield _labelled(
-            "kuat_quota_energy_kwh",
-            "This Astana hour: energy used, allocation, forecast to the end of the hour",
-            "kind",
-            {"used": s.energy_hour_kwh, "allocation": s.allocation_kwh, "forecast": s.forecast_kwh},
-        )
-        checks = GaugeMetricFamily(
-            "kuat_check_status",
-            "Current status of each check (1 for the status it is in)",
-            labels=["check", "status"],
-        )
-        for check, status in (
-            ("quota", s.quota_status),
-            ("grid", s.grid_status),
-            ("pools", s.pools_status),
-            ("balance", s.balance_status),
-        ):
-            if status is not None:
-                checks.add_metric([check, status], 1)
-        yield checks
-        yield GaugeMetricFamily(
-            "kuat_pool_offenders", "Miners off an accredited pool", value=s.pools_offenders
-        )
-        yield GaugeMetricFamily(
-            "kuat_devices_down", "Devices whose last poll failed", value=s.devices_down
-        )
-        yield from self.agent.faults.metrics()
-        yield from self._uplink(s)
-        yield from self._jobs()
-
-    def _uplink(self, s: StatusSnapshot) -> Iterator[Metric]:
-        c = self.view.spool
-        yield GaugeMetricFamily(
-            "kuat_spool_pending_lines", "Telemetry lines waiting to be sent", value=s.spool_pending
-        )
-        yield GaugeMetricFamily(
-            "kuat_outbox_pending_messages",
-            "Register messages waiting for the broker's PUBACK",
-            value=s.outbox_pending,
-        )
-        yield CounterMetricFamily(
-            "kuat_telemetry_sent_lines",
-            "Telemetry lines the database accepted since the agent started",
-            value=self.agent.telemetry_sent,
-        )
-        yield CounterMetricFamily(
-            "kuat_telemetry_dead_lettered_lines",
-            "Telemetry lines the database refused (dead-lettered) since the agent started",
-            value=self.agent.telemetry_dead_lettered,
-        )
-        yield CounterMetricFamily(
-            "kuat_spool_dropped_lines",
-            "Telemetry lines dropped by the spool cap since the spool was created",
-            value=c.dropped,
-        )
-        yield GaugeMetricFamily(
-            "kuat_spool_dead_lines", "Dead-lettered telemetry lines kept for inspection", c.dead
-        )
-        yield GaugeMetricFamily(
-            "kuat_outbox_dead_messages", "Register messages the broker refused", c.outbox_dead
-        )
-        yield GaugeMetricFamily(
-            "kuat_spool_quarantined_files",
-            "Damaged spool files moved aside at start, waiting for `kuat spool salvage`",
-            value=c.quarantined,
-        )
-        yield GaugeMetricFamily(
-            "kuat_spool_disk_full",
-            "1 while the spool's disk is full and the oldest lines make room for new ones",
-            value=int(c.disk_full),
-        )
-
-    def _jobs(self) -> Iterator[Metric]:
-        last = GaugeMetricFamily(
-            "kuat_job_last_success_timestamp_seconds",
-            "When each job last completed without error (Unix time)",
-            labels=["job"],
-        )
-        cycles = CounterMetricFamily(
-            "kuat_job_cycles", "Runs of each job since start, failed ones included", labels=["job"]
-        )
-        for j in self.view.jobs:
-            if j.last_success is not None:
-                last.add_metric([j.name], j.last_success.timestamp())
-            cycles.add_metric([j.name], j.cycles)
-        yield last
-        yield cycles
-
-
-def _labelled(
-    name: str, doc: str, label: str, values: Mapping[str, float | None]
-) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(name, doc, labels=[label])
-    for key, value in values.items():
-        if value is not None:
-            family.add_metric([key], value)
-    return family
-
-
-def metrics_text(agent: Agent, v: View) -> bytes:
-    # A registry per scrape: the collector holds this scrape's view, nothing is shared.
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(AgentCollector(v, agent))
-    return generate_latest(registry)
 
 
 # --- server -----------------------------------------------------------------------------

@@ -162,6 +162,7 @@ class Agent:
         # error, and what the flush job delivered since start (the spool keeps no such count).
         self.started_at: datetime | None = None
         self.job_success_at: dict[str, datetime] = {}
+        self.job_failures: dict[str, int] = {}  # runs that failed or overran, for /metrics
         self.telemetry_sent = 0
         self.telemetry_dead_lettered = 0
         self.dashboard: Dashboard | None = None
@@ -593,6 +594,7 @@ class Agent:
         self.state.cycles[spec.name] = self.state.cycles.get(spec.name, 0) + 1
 
     def _job_problem(self, name: str, text: str) -> None:
+        self.job_failures[name] = self.job_failures.get(name, 0) + 1
         if self.state.last_errors.get(name) != text:
             log.error("job %s %s", name, text)
         self.state.last_errors[name] = text

@@ -22,7 +22,7 @@ from kuat.agent.config import ConfigError, KuatConfig, parse_config
 from kuat.agent.dashboard import Dashboard, choose_lang
 from kuat.agent.dashboard_guard import Guard
 from kuat.agent.dashboard_miners import Fleet
-from kuat.agent.runtime import Agent
+from kuat.agent.runtime import Agent, JobSpec
 from kuat.collectors.readings import (
     AsicReading,
     DeviceError,
@@ -340,13 +340,22 @@ async def test_metrics(client: httpx.AsyncClient, agent: Agent) -> None:
     assert samples[("kuat_miners", (("state", "up"),))] == 3
     assert samples[("kuat_miners", (("state", "sleeping"),))] == 1
     assert samples[("kuat_miners", (("state", "total"),))] == 5
-    assert samples[("kuat_hashrate_ths", ())] == pytest.approx(310.5)
-    assert samples[("kuat_power_watts", (("source", "meter"),))] == 612_500
-    assert samples[("kuat_power_watts", (("source", "pdus"),))] == 12_000
-    assert samples[("kuat_power_watts", (("source", "miners"),))] == 9990
-    assert samples[("kuat_quota_energy_kwh", (("kind", "used"),))] == 123.4
-    assert samples[("kuat_quota_energy_kwh", (("kind", "allocation"),))] == 600
-    assert samples[("kuat_quota_energy_kwh", (("kind", "forecast"),))] == 580.2
+    # base units, one quantity per name, the quota's energy source as a label
+    assert samples[("kuat_miners_hashrate_hashes_per_second", ())] == pytest.approx(310.5e12)
+    assert samples[("kuat_meter_power_watts", ())] == 612_500
+    assert samples[("kuat_pdus_power_watts", ())] == 12_000
+    assert samples[("kuat_miners_power_watts", ())] == 9990
+    grid = (("source", "grid"),)
+    assert samples[("kuat_quota_used_joules", grid)] == pytest.approx(123.4 * 3.6e6)
+    assert samples[("kuat_quota_allocation_joules", grid)] == pytest.approx(600 * 3.6e6)
+    assert samples[("kuat_quota_forecast_joules", grid)] == pytest.approx(580.2 * 3.6e6)
+    assert samples[("kuat_quota_status", (("source", "grid"), ("status", "warn")))] == 1
+    build = [k for k in samples if k[0] == "kuat_build_info"]
+    assert len(build) == 1 and dict(build[0][1])["version"]
+    assert samples[("process_resident_memory_bytes", ())] > 0  # the default process metrics
+    up = {dict(k[1])["device"]: v for k, v in samples.items() if k[0] == "kuat_device_up"}
+    assert sorted(up.values()).count(0) == 2  # the two devices down
+    assert samples[("kuat_job_failures_total", (("job", "quota"),))] == 0
     assert samples[("kuat_check_status", (("check", "quota"), ("status", "warn")))] == 1
     assert samples[("kuat_devices_down", ())] == 2
     assert samples[("kuat_spool_pending_lines", ())] == 1
@@ -357,13 +366,23 @@ async def test_metrics(client: httpx.AsyncClient, agent: Agent) -> None:
     assert last_quota == (NOW - timedelta(seconds=1)).timestamp()
 
 
+async def test_a_failing_job_is_counted(client: httpx.AsyncClient, agent: Agent) -> None:
+    async def boom() -> None:
+        raise RuntimeError("meter line cut")
+
+    await agent._guarded(JobSpec("quota", 1.0, boom))
+    await agent._guarded(JobSpec("quota", 1.0, boom))
+    text = (await client.get("/metrics")).text
+    assert 'kuat_job_failures_total{job="quota"} 2.0' in text
+
+
 async def test_metrics_leave_out_what_is_unknown(client: httpx.AsyncClient, agent: Agent) -> None:
     agent.state.meters.clear()
     agent.state.site_meter_history.clear()
     agent.state.quota = None
     text = (await client.get("/metrics")).text
-    assert 'kuat_power_watts{source="meter"}' not in text  # unknown is not 0 W
-    assert "kuat_quota_energy_kwh{" not in text
+    assert "kuat_meter_power_watts" not in text  # unknown is not 0 W
+    assert "kuat_quota_used_joules" not in text
 
 
 async def test_read_only(client: httpx.AsyncClient) -> None:
