@@ -36,6 +36,7 @@ from kuat.agent.tuning import apply_gc_tuning
 from kuat.agent.uplinks import TelemetryCopy, Uplinks
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller
+from kuat.collectors.dlms.profile import parse_obis
 from kuat.collectors.modbus.collector import MeterPoller, ModbusLink
 from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind, MeterReading, PollResult
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
@@ -621,16 +622,28 @@ def modbus_link(m: MeterConfig) -> ModbusLink:
 
 def dlms_meter(m: MeterConfig, timeout_s: float | None = None) -> DlmsMeter:
     """How to reach a configured DLMS meter (``timeout_s``: its deadline, default its own)."""
+    keys = m.hls_keys()
     return DlmsMeter(
         host=m.host,
         port=m.port,
-        transport=m.transport,
+        transport="hdlc" if m.serial_port else m.transport,
         client_address=m.client_address,
         server_address=m.server_address,
         physical_address=m.physical_address,
         password=m.password.get() if m.password else None,
         profile=m.profile,
         timeout_s=timeout_s if timeout_s is not None else m.timeout_s,
+        serial_port=m.serial_port,
+        baudrate=m.baudrate,
+        parity=m.parity,
+        stopbits=m.stopbits,
+        bytesize=m.bytesize,
+        encryption_key=keys[0] if keys else None,
+        authentication_key=keys[1] if keys else None,
+        system_title=bytes.fromhex(m.system_title),
+        invocation_counter_obis=(
+            parse_obis(m.invocation_counter_obis) if m.invocation_counter_obis else None
+        ),
     )
 
 
