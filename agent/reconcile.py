@@ -10,6 +10,9 @@ is an alarm that carries both figures. The last result is in ``SiteState.settlem
 quota, the dashboard and reports: ``meter_kwh`` is the settlement figure of the closed hour.
 
 ``kuat.quota.settlement.judge`` is the pure verdict; ``Reconciler`` does the I/O around it.
+Each hour the meter's profile covers is kept in the settlement book (``agent.settlement_book``)
+for the reports, which show the meter's figure as the authority; ``settlement_point`` is its
+telemetry point (``settlement`` in uplink/SCHEMA.md).
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from kuat.agent.ledger import EnergyLedger
+from kuat.agent.settlement_book import SettledHour, SettlementBook
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller, hour_energy
 from kuat.collectors.readings import DeviceError
 from kuat.quota.clock import ASTANA, hour_bounds, hour_of
 from kuat.quota.messages import Lang, render
 from kuat.quota.reasons import Code, Reason
-from kuat.quota.settlement import Status, judge
+from kuat.quota.settlement import STATUS_CODES, Status, judge
+from kuat.uplink.lineproto import encode_point
 
-__all__ = ["HourCheck", "Reconciler", "judge"]
+__all__ = ["HourCheck", "Reconciler", "judge", "settlement_point"]
 
 log = logging.getLogger("kuat.settlement")
 
@@ -51,6 +56,39 @@ class HourCheck:
     def label(self) -> str:
         return hour_label(self.start_utc)
 
+    def settled(self) -> SettledHour | None:
+        """The book's row for this hour; None when the meter's profile did not cover it."""
+        if self.meter_kwh is None:
+            return None
+        return SettledHour(
+            self.meter,
+            self.start_utc,
+            self.meter_kwh,
+            self.kuat_kwh,
+            self.difference_kwh,
+            self.tolerance_kwh,
+            self.status,
+            self.ledger_meter,
+        )
+
+
+def settlement_point(check: HourCheck, site: str) -> str | None:
+    """The hour's telemetry point, stamped with the hour's start: a re-check of the same hour
+    overwrites it rather than adding a second one."""
+    return encode_point(
+        "settlement",
+        {"site": site, "meter": check.meter},
+        {
+            "meter_kwh": check.meter_kwh,
+            "kuat_kwh": check.kuat_kwh,
+            "difference_kwh": check.difference_kwh,
+            "tolerance_kwh": float(check.tolerance_kwh),
+            "status_code": STATUS_CODES[check.status],
+            "hour_ending": check.hour_ending,
+        },
+        check.start_utc,
+    )
+
 
 def hour_label(start_utc: datetime) -> str:
     """ "2026-12-04 15:00–16:00": the hour in Astana time, as operators and KOREM name it."""
@@ -74,6 +112,7 @@ class Reconciler:
         tolerance_fraction: float,
         lang: Lang = "en",
         grace: timedelta = timedelta(minutes=2),
+        book: SettlementBook | None = None,
     ) -> None:
         self.name = name
         self.meter = meter
@@ -84,6 +123,7 @@ class Reconciler:
         self.tolerance_fraction = tolerance_fraction
         self.lang = lang
         self.grace = grace
+        self.book = book
         self.done: dict[datetime, HourCheck] = {}
         self._last_error: str | None = None
 
@@ -138,6 +178,9 @@ class Reconciler:
         if earlier is not None and earlier.status == check.status == "incomplete":
             return None  # still waiting for the meter: said once
         self.done[start] = check
+        settled = check.settled()
+        if self.book is not None and settled is not None:
+            self.book.record(settled, now)
         # a day of verdicts is plenty to keep in memory; the log and the meter keep the rest
         for old in [k for k in self.done if k < start - timedelta(days=1)]:
             del self.done[old]

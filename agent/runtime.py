@@ -28,8 +28,9 @@ from kuat.agent.ledger import EnergyLedger
 from kuat.agent.pool_fix import POOL_FIX_BUDGET_S, PoolFixer
 from kuat.agent.quota_job import QuotaJob
 from kuat.agent.quota_results import QuotaResults
-from kuat.agent.reconcile import Reconciler
+from kuat.agent.reconcile import Reconciler, settlement_point
 from kuat.agent.sdnotify import Notifier, watchdog_interval_s
+from kuat.agent.settlement_book import SettlementBook
 from kuat.agent.sizing import asic_concurrency, raise_fd_limit
 from kuat.agent.state import SiteState, StatusSnapshot, snapshot
 from kuat.agent.tuning import apply_gc_tuning
@@ -271,6 +272,7 @@ class Agent:
             tolerance_kwh=m.tolerance_kwh,
             tolerance_fraction=m.tolerance_fraction,
             lang=cfg.agent.language,
+            book=SettlementBook(Path(cfg.agent.state_dir) / "settlement.db"),
         )
 
     async def publish_quota_results(self) -> None:
@@ -282,6 +284,8 @@ class Agent:
         check = await self.reconciler.run(self.clock())
         if check is not None:
             self.state.settlement = check
+            line = settlement_point(check, self.cfg.site.id)
+            self.uplinks.record_lines([line] if line else [])
 
     def _fast_meters(self) -> list[MeterConfig]:
         return [m for m in self.cfg.meter if m.interval_s is None]
@@ -479,6 +483,7 @@ class Agent:
             await self._stop_quota_sources()
             await self.uplinks.stop()
             self.ledger.close()
+            self._close_book()
 
     async def run(
         self,
@@ -568,6 +573,11 @@ class Agent:
         await self._stop_quota_sources()
         await self.uplinks.stop()
         self.ledger.close()
+        self._close_book()
+
+    def _close_book(self) -> None:
+        if self.reconciler is not None and self.reconciler.book is not None:
+            self.reconciler.book.close()
 
     async def _guarded(self, spec: JobSpec) -> None:
         """A job that fails or overruns is logged once per change and never kills the agent."""
