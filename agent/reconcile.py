@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.settlement_book import SettledHour, SettlementBook
-from kuat.collectors.dlms import DlmsMeter, DlmsPoller, hour_energy
+from kuat.collectors.dlms import DlmsMeter, DlmsPoller, Interval, hour_energy
 from kuat.collectors.readings import DeviceError
 from kuat.quota.clock import ASTANA, hour_bounds, hour_of
 from kuat.quota.messages import Lang, render
@@ -133,13 +133,8 @@ class Reconciler:
         start, _ = hour_bounds(day, he)
         return start - timedelta(hours=1)
 
-    async def run(self, now: datetime) -> HourCheck | None:
-        """Reconcile the newest closed hour if not done yet; None when nothing new."""
-        start = self.closed_hour(now)
-        earlier = self.done.get(start)
-        if earlier is not None and earlier.reason.code != Code.SETTLEMENT_METER_INCOMPLETE:
-            return None
-        end = start + timedelta(hours=1)
+    async def _intervals(self, start: datetime, end: datetime) -> list[Interval] | None:
+        """The meter's profile entries ending in (start, end]; None (said once) when unread."""
         intervals = await self.poller.intervals(self.meter, start, end)
         if isinstance(intervals, DeviceError):
             if intervals.cause != self._last_error:
@@ -149,6 +144,9 @@ class Reconciler:
                 self._last_error = intervals.cause
             return None
         self._last_error = None
+        return intervals
+
+    def _check(self, start: datetime, intervals: list[Interval]) -> HourCheck:
         meter_kwh, entries = hour_energy(intervals, start)
         kuat_kwh, complete = self.ledger.hour_kwh(self.ledger_meter, start)
         day, he = hour_of(start)
@@ -162,7 +160,7 @@ class Reconciler:
             hour=hour_label(start),
             ledger_meter=self.ledger_meter,
         )
-        check = HourCheck(
+        return HourCheck(
             self.name,
             self.ledger_meter,
             day,
@@ -175,15 +173,60 @@ class Reconciler:
             status,
             reason,
         )
-        if earlier is not None and earlier.status == check.status == "incomplete":
-            return None  # still waiting for the meter: said once
-        self.done[start] = check
+
+    def _book(self, check: HourCheck, now: datetime) -> None:
         settled = check.settled()
         if self.book is not None and settled is not None:
             self.book.record(settled, now)
+
+    async def run(self, now: datetime) -> HourCheck | None:
+        """Reconcile the newest closed hour if not done yet; None when nothing new."""
+        start = self.closed_hour(now)
+        earlier = self.done.get(start)
+        if earlier is not None and earlier.reason.code != Code.SETTLEMENT_METER_INCOMPLETE:
+            return None
+        intervals = await self._intervals(start, start + timedelta(hours=1))
+        if intervals is None:
+            return None
+        check = self._check(start, intervals)
+        if earlier is not None and earlier.status == check.status == "incomplete":
+            return None  # still waiting for the meter: said once
+        self.done[start] = check
+        self._book(check, now)
         # a day of verdicts is plenty to keep in memory; the log and the meter keep the rest
         for old in [k for k in self.done if k < start - timedelta(days=1)]:
             del self.done[old]
-        text = render(reason, self.lang)
-        log.log(logging.WARNING if status == "mismatch" else logging.INFO, "settlement: %s", text)
+        text = render(check.reason, self.lang)
+        level = logging.WARNING if check.status == "mismatch" else logging.INFO
+        log.log(level, "settlement: %s", text)
         return check
+
+    async def backfill(self, now: datetime, hours: int = 24) -> list[HourCheck] | None:
+        """The ``hours`` closed hours before the newest that the book lacks (the agent was
+        down, or started since): read from the meter's profile in one range and booked, so the
+        reports have the meter's figure for them too. None when the meter could not be read
+        (try again later); an old hour's verdict is logged, an alarm only for the hour ``run``
+        checks."""
+        newest = self.closed_hour(now)
+        starts = [newest - timedelta(hours=k) for k in range(hours, 0, -1)]
+        known = self.book.hours(self.name, starts[0], newest) if self.book is not None else {}
+        missing = [t for t in starts if t not in known and t not in self.done]
+        if not missing:
+            return []
+        intervals = await self._intervals(missing[0], missing[-1] + timedelta(hours=1))
+        if intervals is None:
+            return None
+        checks = [
+            c for c in (self._check(t, intervals) for t in missing) if c.meter_kwh is not None
+        ]
+        for check in checks:
+            self._book(check, now)
+        if checks:
+            log.info(
+                "settlement: %d earlier hour(s) of %s booked from its load profile (%s .. %s)",
+                len(checks),
+                self.name,
+                checks[0].label,
+                checks[-1].label,
+            )
+        return checks

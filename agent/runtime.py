@@ -150,6 +150,7 @@ class Agent:
         self._meter = MeterPoller(clock=clock)
         self._dlms = DlmsPoller(clock=clock)
         self.reconciler = self._reconciler(cfg)
+        self._backfilled = False
         out = self.uplinks.quota_out
         self.quota_results = (
             QuotaResults(cfg, self.state, self.ledger, lambda: self.quota.book, out)
@@ -281,11 +282,20 @@ class Agent:
 
     async def reconcile(self) -> None:
         assert self.reconciler is not None
-        check = await self.reconciler.run(self.clock())
+        now = self.clock()
+        checks = []
+        if not self._backfilled:
+            # the hours missed while the agent was down, once; again later if the meter was not
+            # readable
+            earlier = await self.reconciler.backfill(now)
+            self._backfilled = earlier is not None
+            checks += earlier or []
+        check = await self.reconciler.run(now)
         if check is not None:
             self.state.settlement = check
-            line = settlement_point(check, self.cfg.site.id)
-            self.uplinks.record_lines([line] if line else [])
+            checks.append(check)
+        lines = [settlement_point(c, self.cfg.site.id) for c in checks]
+        self.uplinks.record_lines([line for line in lines if line])
 
     def _fast_meters(self) -> list[MeterConfig]:
         return [m for m in self.cfg.meter if m.interval_s is None]

@@ -128,7 +128,7 @@ async def test_a_reconciled_hour_is_booked_and_sent_as_a_settlement_point(
     tmp_path: Path,
 ) -> None:
     async with DlmsMeterSimulator("spodes") as sim:
-        for k in (1, 2):
+        for k in range(-5, 3):  # the hour, and three before it (the agent was not running)
             sim.add_entry(HOUR + timedelta(minutes=30 * k), 301.0)
         cfg = parse_config(
             f"""
@@ -155,6 +155,7 @@ timeout_s = 2
         try:
             ledger_hour(agent.ledger, 640.0, 10_000.0)  # kuat: 640 kWh, a mismatch
             await agent.reconcile()
+            await agent.reconcile()  # the next run: nothing new
             lines = [
                 line
                 for line in agent.uplinks.spool.take(1000).lines
@@ -164,7 +165,11 @@ timeout_s = 2
             await agent.uplinks.stop()
             agent.ledger.close()
             agent._close_book()
-    assert len(lines) == 1
+    assert len(lines) == 4, lines
+    earlier, lines = lines[:3], lines[3:]
+    # hours kuat did not meter: the meter's figure is booked, the verdict incomplete
+    assert all("meter_kwh=602" in e and "status_code=2i" in e for e in earlier)
+    assert all("kuat_kwh" not in e for e in earlier)
     _, tags, fields = _keys(lines[0])
     doc_tags, doc_fields = _doc_table()["settlement"]
     assert (tags, fields) == (doc_tags, doc_fields)  # SCHEMA.md says what is written
@@ -175,3 +180,6 @@ timeout_s = 2
     with SettlementBook(tmp_path / "state" / "settlement.db") as book:
         booked = book.hours("tariff", HOUR, HOUR + timedelta(hours=1))
     assert booked[HOUR].meter_kwh == 602.0 and booked[HOUR].status == "mismatch"
+    with SettlementBook(tmp_path / "state" / "settlement.db") as book:
+        day = book.hours("tariff", HOUR - timedelta(hours=3), HOUR + timedelta(hours=1))
+    assert len(day) == 4 and {h.meter_kwh for h in day.values()} == {602.0}
