@@ -284,16 +284,16 @@ class Agent:
         assert self.reconciler is not None
         now = self.clock()
         checks = []
-        if not self._backfilled:
-            # the hours missed while the agent was down, once; again later if the meter was not
-            # readable
-            earlier = await self.reconciler.backfill(now)
-            self._backfilled = earlier is not None
-            checks += earlier or []
         check = await self.reconciler.run(now)
         if check is not None:
             self.state.settlement = check
             checks.append(check)
+        if not self._backfilled:
+            # after the newest hour (the one that may alarm): the hours missed while the agent
+            # was down, once; again at the next run if the meter was not readable
+            earlier = await self.reconciler.backfill(now)
+            self._backfilled = earlier is not None
+            checks += earlier or []
         lines = [settlement_point(c, self.cfg.site.id) for c in checks]
         self.uplinks.record_lines([line for line in lines if line])
 

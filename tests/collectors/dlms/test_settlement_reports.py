@@ -166,6 +166,7 @@ timeout_s = 2
             agent.ledger.close()
             agent._close_book()
     assert len(lines) == 4, lines
+    lines.sort(key=lambda line: int(line.rsplit(" ", 1)[1]))
     earlier, lines = lines[:3], lines[3:]
     # hours kuat did not meter: the meter's figure is booked, the verdict incomplete
     assert all("meter_kwh=602" in e and "status_code=2i" in e for e in earlier)
