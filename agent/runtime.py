@@ -310,12 +310,22 @@ class Agent:
         """How long the runtime waits for a meter's poll: its deadline, and for a unit on a
         shared Modbus line the deadlines of the units polled before it on that line."""
         if m.protocol == "dlms":
-            return m.timeout_s
+            return m.timeout_s + self._dlms_wait(m)
         key = modbus_link(m).key
         return sum(
             o.timeout_s
             for o in self.cfg.meter
             if o.protocol == "modbus" and modbus_link(o).key == key and o.interval_s == m.interval_s
+        )
+
+    def _dlms_wait(self, m: MeterConfig) -> float:
+        """How long a DLMS meter may queue for its line: the deadlines of the other DLMS meters
+        on the same serial line or HDLC gateway (0 when it has the line to itself)."""
+        line = dlms_meter(m).line
+        return sum(
+            o.timeout_s
+            for o in self.cfg.meter
+            if o is not m and o.protocol == "dlms" and dlms_meter(o).line == line
         )
 
     async def poll_meters(self) -> None:
@@ -326,7 +336,7 @@ class Agent:
         poll: Awaitable[PollResult]
         deadline = m.timeout_s
         if m.protocol == "dlms":
-            poll = self._dlms.poll(dlms_meter(m, deadline))
+            poll = self._dlms.poll(dlms_meter(m, deadline), wait_s=self._dlms_wait(m) or None)
         else:
             link = modbus_link(m)
             poll = self._meter.poll(

@@ -126,6 +126,10 @@ class DlmsMeter:
         return (self.where, self.port, self.server_address, self.physical_address)
 
     @property
+    def line_name(self) -> str:
+        return self.serial_port or f"{self.host}:{self.port}"
+
+    @property
     def line(self) -> tuple[str, int, int]:
         """What one session holds: a serial line or HDLC gateway is one bus, whatever meter
         on it is addressed; a TCP-wrapper meter serves each logical device on its own."""
@@ -303,13 +307,25 @@ class DlmsPoller:
             lock = self._locks[key] = asyncio.Lock()
         return lock
 
-    async def _bounded(self, meter: DlmsMeter, work: Callable[[_Session], Any]) -> Any:
-        """Run a session in a thread under the meter's deadline (lock wait included)."""
+    async def _bounded(
+        self, meter: DlmsMeter, work: Callable[[_Session], Any], wait_s: float | None = None
+    ) -> Any:
+        """Run a session in a thread under the meter's deadline. The wait for its line counts
+        in that deadline, unless ``wait_s`` gives it a budget of its own (meters sharing a
+        serial line or gateway: the deadline then starts once the line is this session's)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + meter.timeout_s
+        started = loop.time()
         holder: dict[str, _Session] = {}
-        async with asyncio.timeout_at(deadline):
-            await self._lock(meter).acquire()
+        waited = meter.timeout_s if wait_s is None else wait_s
+        try:
+            async with asyncio.timeout(waited):
+                await self._lock(meter).acquire()
+        except TimeoutError:
+            raise PollFailed(
+                f"line busy: another session on {meter.line_name} (a load-profile read or "
+                f"another meter on it) held it for {waited:g} s"
+            ) from None
+        deadline = (loop.time() if wait_s is not None else started) + meter.timeout_s
         try:
             future = loop.run_in_executor(None, _run_session, meter, work, holder, self._counters)
             # a session still finishing when this poll is cancelled (shutdown) must not leave
@@ -338,8 +354,11 @@ class DlmsPoller:
 
     # --- readings ---------------------------------------------------------------------------
 
-    async def poll(self, meter: DlmsMeter) -> MeterReading | DeviceError:
-        """One reading, or a DeviceError saying why not. Never raises (except cancellation)."""
+    async def poll(
+        self, meter: DlmsMeter, *, wait_s: float | None = None
+    ) -> MeterReading | DeviceError:
+        """One reading, or a DeviceError saying why not. Never raises (except cancellation).
+        ``wait_s``: how long it may queue for a line shared with other meters (see _bounded)."""
         taken_at = self._clock()
 
         def error(cause: str) -> DeviceError:
@@ -350,7 +369,9 @@ class DlmsPoller:
         except ProfileError as exc:
             return error(str(exc))
         try:
-            values, missing = await self._bounded(meter, lambda s: self._read(s, meter, prof))
+            values, missing = await self._bounded(
+                meter, lambda s: self._read(s, meter, prof), wait_s
+            )
         except TimeoutError:
             return error(f"no answer within {meter.timeout_s:g} s")
         except PollFailed as exc:

@@ -13,12 +13,15 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from dlms_cosem.hdlc import state as hdlc_state
 
+from kuat.agent.config import parse_config
+from kuat.agent.runtime import Agent
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller, hour_energy
 from kuat.collectors.dlms.links import TcpIO, hdlc_transport
 from kuat.collectors.dlms.sim import DlmsMeterSimulator
@@ -176,3 +179,78 @@ def test_a_flag_byte_inside_a_frame_is_not_its_end() -> None:
     finally:
         client.close()
         meter.close()
+
+
+async def test_meters_sharing_a_gateway_queue_for_it_within_their_budgets() -> None:
+    """Two meters behind one HDLC gateway (physical addresses 17 and 18): one session holds the
+    line at a time. With a wait budget (the runtime gives the other meters' deadlines) both
+    read; a poll that may not wait says the line was busy, not that the meter is silent."""
+    async with loaded(DlmsMeterSimulator("spodes", transport="hdlc")) as s:
+        s.delay_s = 0.03  # every answer: a first poll takes over a second (about 40 answers)
+
+        def meter(physical: int) -> DlmsMeter:
+            return DlmsMeter(
+                s.host, s.port, transport="hdlc", physical_address=physical, timeout_s=2.0
+            )
+
+        # without a wait budget the second meter's deadline runs out in the queue
+        first = DlmsPoller()
+        alone = await asyncio.gather(first.poll(meter(17)), first.poll(meter(18)))
+        assert sum(isinstance(r, DeviceError) for r in alone) == 1, alone
+        poller = DlmsPoller()
+        both = await asyncio.gather(
+            poller.poll(meter(17), wait_s=2.0), poller.poll(meter(18), wait_s=2.0)
+        )
+        assert all(isinstance(r, MeterReading) for r in both), both
+        day = T0 - timedelta(hours=5)
+        s.delay_s = 0.1  # the profile read holds the line for a couple of seconds
+        reading = asyncio.create_task(
+            poller.intervals(replace(meter(17), timeout_s=10), day, day + timedelta(days=1))
+        )
+        await asyncio.sleep(0.2)  # the profile read has the line
+        started = time.monotonic()
+        busy = await poller.poll(replace(meter(18), timeout_s=0.5))
+        assert isinstance(busy, DeviceError), busy
+        assert f"line busy: another session on {s.host}:{s.port}" in busy.cause
+        assert time.monotonic() - started < 1.2
+        assert not isinstance(await reading, DeviceError)
+
+
+def test_the_runtime_gives_a_shared_line_the_other_meters_deadlines(tmp_path: Path) -> None:
+    cfg = parse_config(
+        f"""
+[site]
+id = "s"
+owner_bin = "123456789012"
+[agent]
+state_dir = "{tmp_path}"
+[[meter]]
+name = "a"
+role = "feeder"
+protocol = "dlms"
+serial_port = "/dev/ttyUSB1"
+physical_address = 17
+timeout_s = 3
+[[meter]]
+name = "b"
+role = "feeder"
+protocol = "dlms"
+serial_port = "/dev/ttyUSB1"
+physical_address = 18
+timeout_s = 4
+[[meter]]
+name = "c"
+role = "feeder"
+protocol = "dlms"
+host = "10.0.0.9"
+timeout_s = 5
+"""
+    )
+    agent = Agent(cfg)
+    try:
+        a, b, c = cfg.meter
+        assert agent._dlms_wait(a) == 4 and agent._meter_hold(a) == 7
+        assert agent._dlms_wait(b) == 3 and agent._meter_hold(b) == 7
+        assert agent._dlms_wait(c) == 0 and agent._meter_hold(c) == 5
+    finally:
+        agent.ledger.close()
