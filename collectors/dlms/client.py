@@ -241,7 +241,7 @@ class _Session:
         except exceptions.DlmsClientException as exc:
             text = str(exc)
             if "REJECTED" in text.upper() and self.meter.hls:
-                raise PollFailed(
+                raise _HlsRefused(
                     f"association refused with HLS-GMAC (client {self.meter.client_address}): "
                     "encryption_key or authentication_key not this meter's, or the meter "
                     "does not know system_title"
@@ -273,6 +273,10 @@ class _Session:
         except DataResultError as exc:
             raise _Refused(f"{obis_text(obis)} attribute {attribute}: {exc}") from None
         return utils.parse_as_dlms_data(raw)
+
+
+class _HlsRefused(PollFailed):
+    """The meter refused a ciphered (HLS-GMAC) association."""
 
 
 class _Refused(PollFailed):
@@ -530,16 +534,40 @@ def _run_session(
     """Blocking, in a worker thread: open a session, do ``work``, close; PollFailed only.
     The session is handed to the loop side through ``holder``, for ``abort``. ``counters``:
     the next client invocation counter per HLS meter, carried from session to session."""
-    if meter.hls and meter.ident not in counters:
+    if not meter.hls:
+        return _guarded(_held(meter, holder), work)
+    fresh = meter.ident not in counters
+    if fresh:
         counters[meter.ident] = _meter_counter(meter, holder) + 1
-    session = _Session(meter, meter.timeout_s, invocation_counter=counters.get(meter.ident, 1))
-    holder["session"] = session
     try:
-        return _guarded(session, lambda: work(session))
+        return _ciphered(meter, work, holder, counters)
+    except _HlsRefused:
+        if fresh or meter.invocation_counter_obis is None:
+            raise
+        # the counter kuat remembered is behind the meter's (another client with this system
+        # title used it, or the meter was reset): read the meter's record and try once more
+        counters[meter.ident] = _meter_counter(meter, holder) + 1
+        return _ciphered(meter, work, holder, counters)
+
+
+def _held(meter: DlmsMeter, holder: dict[str, _Session], counter: int = 1) -> _Session:
+    session = _Session(meter, meter.timeout_s, invocation_counter=counter)
+    holder["session"] = session
+    return session
+
+
+def _ciphered(
+    meter: DlmsMeter,
+    work: Callable[[_Session], Any],
+    holder: dict[str, _Session],
+    counters: dict[tuple[Any, ...], int],
+) -> Any:
+    session = _held(meter, holder, counters[meter.ident])
+    try:
+        return _guarded(session, work)
     finally:
-        if meter.hls:
-            # used or not, a counter is never offered twice (the meter refuses a replay)
-            counters[meter.ident] = session.client.client_invocation_counter
+        # used or not, a counter is never offered twice (the meter refuses a replay)
+        counters[meter.ident] = session.client.client_invocation_counter
 
 
 def _meter_counter(meter: DlmsMeter, holder: dict[str, _Session]) -> int:
@@ -563,16 +591,16 @@ def _meter_counter(meter: DlmsMeter, holder: dict[str, _Session]) -> int:
             )
             return 0
 
-    counter: int = _guarded(session, lambda: read(session))
+    counter: int = _guarded(session, read)
     return counter
 
 
-def _guarded(session: _Session, work: Callable[[], Any]) -> Any:
+def _guarded(session: _Session, work: Callable[[_Session], Any]) -> Any:
     """Open ``session``, do ``work``, close it; any failure as a PollFailed with its cause."""
     meter = session.meter
     try:
         session.open()
-        return work()
+        return work(session)
     except PollFailed:
         raise
     except (exceptions.CommunicationError, OSError) as exc:

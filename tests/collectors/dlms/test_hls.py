@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -47,6 +48,18 @@ async def test_hls_gmac_reads_a_meter_that_demands_it(transport: str) -> None:
         fresh = await DlmsPoller().poll(meter(s))
         assert isinstance(fresh, MeterReading), fresh
         assert s.hls.refusals == []
+        # a day's load profile: ciphered answers of several hundred bytes, in blocks (and in
+        # HDLC segments). The first poller's counter is behind the meter's now (the second
+        # one used the meter): refused once, it reads the meter's record and goes on
+        day = datetime(2026, 12, 4, 4, 0, tzinfo=UTC)
+        for k in range(1, 49):
+            s.add_entry(day + timedelta(minutes=30 * k), 300.0 + k)
+        got = await poller.intervals(meter(s), day, day + timedelta(days=1))
+        assert not isinstance(got, DeviceError), got
+        assert len(got) == 48 and got[-1].kwh == 348.0
+        assert len(s.hls.refusals) == 1 and s.hls.refusals[0].startswith("replayed")
+        assert isinstance(await poller.poll(meter(s)), MeterReading)
+        assert len(s.hls.refusals) == 1
 
 
 async def test_without_keys_an_hls_meter_refuses_and_says_why() -> None:
