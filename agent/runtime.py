@@ -674,6 +674,7 @@ def dlms_meter(m: MeterConfig, timeout_s: float | None = None) -> DlmsMeter:
         invocation_counter_obis=(
             parse_obis(m.invocation_counter_obis) if m.invocation_counter_obis else None
         ),
+        config_name=m.name,
     )
 
 

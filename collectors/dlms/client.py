@@ -103,6 +103,12 @@ class DlmsMeter:
     # before kuat's first ciphered session (a meter refuses a counter it has seen); None: not
     # read, start at 1.
     invocation_counter_obis: tuple[int, ...] | None = (0, 0, 43, 1, 0, 255)
+    # The [[meter]] entry's name, for errors that point at its configuration (its keys).
+    config_name: str | None = None
+
+    @property
+    def keys_of(self) -> str:
+        return f"of [[meter]] {self.config_name}" if self.config_name else "given"
 
     @property
     def hls(self) -> bool:
@@ -236,15 +242,16 @@ class _Session:
                     if isinstance(exc, exceptions.DecryptionError)
                     else "the meter refused kuat's proof or gave a wrong one"
                 )
-                + "; are encryption_key and authentication_key this meter's?"
+                + f"; are encryption_key and authentication_key {self.meter.keys_of} this "
+                "meter's?"
             ) from None
         except exceptions.DlmsClientException as exc:
             text = str(exc)
             if "REJECTED" in text.upper() and self.meter.hls:
                 raise _HlsRefused(
                     f"association refused with HLS-GMAC (client {self.meter.client_address}): "
-                    "encryption_key or authentication_key not this meter's, or the meter "
-                    "does not know system_title"
+                    f"encryption_key or authentication_key {self.meter.keys_of} is not this "
+                    "meter's, or the meter does not know system_title"
                 ) from None
             if "REJECTED" in text.upper():
                 raise PollFailed(

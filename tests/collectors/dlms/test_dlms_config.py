@@ -116,6 +116,7 @@ async def test_a_wrong_key_is_that_meters_error(
             got = agent.state.meters["tariff"]
             assert isinstance(got, DeviceError), got
             assert "association refused with HLS-GMAC" in got.cause
+            assert "authentication_key of [[meter]] tariff is not this meter's" in got.cause
             await agent.reconcile()
             assert "load profile of tariff not read: association refused with HLS-GMAC" in (
                 caplog.text
