@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from kuat.agent.tomlpos import locate
+from kuat.collectors.dlms.profile import parse_obis
 from kuat.collectors.errors import KuatError
 from kuat.quota.grid import GridConnection
 from kuat.quota.orders import IssuerKey, load_public_key
@@ -414,7 +415,17 @@ class PduConfig(Strict):
         return self
 
 
-_DLMS_KEYS = ("transport", "client_address", "server_address", "physical_address", "password")
+_DLMS_KEYS = (
+    "transport",
+    "client_address",
+    "server_address",
+    "physical_address",
+    "password",
+    "encryption_key",
+    "authentication_key",
+    "system_title",
+    "invocation_counter_obis",
+)
 
 
 class MeterConfig(Strict):
@@ -454,20 +465,33 @@ class MeterConfig(Strict):
     # Seconds between polls of this meter when slower than [intervals] meter (a tariff meter
     # serves one association at a time and is read by others too); dlms default 30.
     interval_s: Annotated[float, Field(ge=0.5, le=3600)] | None = None
-    # DLMS/COSEM: "tcp" wrapper, or "hdlc" through a TCP gateway in front of its port.
+    # DLMS/COSEM: "tcp" wrapper, or "hdlc" through a TCP gateway in front of its port; a dlms
+    # meter with serial_port speaks HDLC on that line (baudrate, parity... as above).
     transport: Literal["tcp", "hdlc"] = "tcp"
     client_address: Annotated[int, Field(ge=1, le=127)] = 16  # 16 public; SPODES LLS reader 32
     # DLMS server (logical device) address.
     server_address: Annotated[int, Field(ge=0, le=16383)] = 1
     physical_address: Annotated[int, Field(ge=0, le=16383)] | None = None  # HDLC lower address
     password: SecretRef | None = None  # low-level security (LLS)
+    # High-level security (HLS-GMAC, suite 0) with ciphering, where the meter demands it: the
+    # global unicast encryption (block cipher) key, 32 hex digits (a secret).
+    encryption_key: SecretRef | None = None
+    # HLS-GMAC: the authentication key, 32 hex digits (a secret); with encryption_key.
+    authentication_key: SecretRef | None = None
+    # HLS-GMAC: kuat's own system title, 16 hex digits (8 bytes), as the meter is set up to know.
+    system_title: Annotated[str, Field(pattern=r"^[0-9A-Fa-f]{16}$")] = "4B55410000000001"
+    # HLS-GMAC: the meter's record of the last client invocation counter, read by the public
+    # client before the first ciphered session so kuat continues above it ("" : not read).
+    invocation_counter_obis: str = "0.0.43.1.0.255"
     # Reconciliation of a commercial meter's closed hour with kuat's ledger: an alarm beyond
     # max(tolerance_kwh, tolerance_fraction x the meter's figure).
     tolerance_kwh: Annotated[float, Field(ge=0)] = 1.0
     # Reconciliation tolerance as a fraction of the meter's hourly figure (with tolerance_kwh).
     tolerance_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
 
-    _coerce = field_validator("password", mode="before")(_secret)
+    _coerce = field_validator("password", "encryption_key", "authentication_key", mode="before")(
+        _secret
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -490,13 +514,50 @@ class MeterConfig(Strict):
 
     @model_validator(mode="after")
     def _where(self) -> MeterConfig:
-        if self.protocol == "dlms" and (self.serial_port or not self.host):
-            raise ValueError("a dlms meter needs host (its TCP address or its gateway's)")
+        if self.protocol == "dlms":
+            if bool(self.host) == bool(self.serial_port):
+                raise ValueError(
+                    "a dlms meter needs host (its TCP address or its gateway's) or serial_port "
+                    "(HDLC on an RS-485 line), one of them"
+                )
+            self._hls_keys()  # refused at start, not at the first poll
+            if self.invocation_counter_obis:
+                try:
+                    parse_obis(self.invocation_counter_obis)
+                except ValueError as exc:
+                    raise ValueError(f"invocation_counter_obis: {exc}") from None
         if self.protocol == "modbus" and bool(self.host) == bool(self.serial_port):
             raise ValueError("give either host (Modbus/TCP) or serial_port (RS-485), not both")
-        if self.serial_port and self.framing != "socket":
+        if self.serial_port and self.framing != "socket" and self.protocol == "modbus":
             raise ValueError("framing is for TCP links; a serial_port is always RTU")
         return self
+
+    def hls_keys(self) -> tuple[bytes, bytes] | None:
+        """(encryption key, authentication key) for HLS-GMAC, or None. ValueError naming the
+        key (never its value) when one is missing or not 16 bytes of hex."""
+        return self._hls_keys()
+
+    def _hls_keys(self) -> tuple[bytes, bytes] | None:
+        given = [k for k in ("encryption_key", "authentication_key") if getattr(self, k)]
+        if not given:
+            return None
+        if len(given) == 1:
+            other = ({"encryption_key", "authentication_key"} - set(given)).pop()
+            raise ValueError(f"{given[0]} is given without {other}: HLS-GMAC needs both")
+        if self.password is not None:
+            raise ValueError("password (LLS) and HLS-GMAC keys exclude each other: give one")
+        keys = []
+        for name in ("encryption_key", "authentication_key"):
+            ref: SecretRef = getattr(self, name)
+            text = ref.get().replace(" ", "")
+            try:
+                key = bytes.fromhex(text)
+            except ValueError:
+                key = b""
+            if len(key) != 16:
+                raise ValueError(f"{name} must be 32 hex digits (16 bytes, security suite 0)")
+            keys.append(key)
+        return keys[0], keys[1]
 
 
 class QuotaHttpSection(ClientCert):

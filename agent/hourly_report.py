@@ -9,6 +9,12 @@ end, no counter reset inside), and the commercial (settlement) meter's figure fo
 the site has one. Every hour of the range is listed, an hour with no reading too: a missing hour
 is a finding, not a gap in the table. Pure over the ledger and the schedule book; nothing here
 polls a device or writes a file.
+
+Where the commercial meter's own load profile covers an hour (the settlement book, ``settled``),
+that figure is the authority — it is what the energy company settles on: ``billed_kwh`` is the
+meter's figure, split over the hour's on-grid sources in kuat's proportions
+(``quota.settlement.split_hour``), beside kuat's own ``used_kwh``, and ``authority`` says which
+one the hour's status and totals stand on (``commercial_meter`` or ``kuat``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from kuat.agent.ledger import EnergyLedger
 from kuat.agent.reports import label, source_name
 from kuat.quota.clock import hour_bounds
 from kuat.quota.schedule import EnergySource, ScheduleBook
+from kuat.quota.settlement import split_hour
 from kuat.uplink.inventory import iso
 
 MAX_DAYS = 366  # a settlement period is a month; a year at most keeps the output readable
@@ -64,6 +71,19 @@ LABELS: dict[str, dict[Lang, str]] = {
         "ru": "Часов, измеренных не полностью",
         "en": "Hours not metered whole",
     },
+    "billed": {"kk": "Есепке алынды", "ru": "К расчёту", "en": "Billed"},
+    "authority": {"kk": "Дереккөз", "ru": "Источник", "en": "Source of figure"},
+    "commercial_meter": {
+        "kk": "коммерциялық есептегіш профилі",
+        "ru": "профиль коммерческого счётчика",
+        "en": "commercial meter's profile",
+    },
+    "kuat": {"kk": "kuat өлшеуі", "ru": "измерение kuat", "en": "kuat's metering"},
+    "hours_by_authority": {
+        "kk": "Сағаттар: коммерциялық есептегіш бойынша {m}, kuat бойынша {k}",
+        "ru": "Часов по коммерческому счётчику: {m}, по измерению kuat: {k}",
+        "en": "Hours on the commercial meter's figure: {m}, on kuat's: {k}",
+    },
 }
 
 
@@ -93,9 +113,11 @@ def hourly_report(
     last: date,
     *,
     book: ScheduleBook | None = None,
+    settled: Mapping[datetime, float] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Every Astana hour from ``first`` 00:00 to ``last`` 24:00 with its figures (module doc)."""
+    """Every Astana hour from ``first`` 00:00 to ``last`` 24:00 with its figures (module doc).
+    ``settled``: the commercial meter's load-profile kWh by hour start (UTC)."""
     start = hour_bounds(first, 1)[0]
     end = hour_bounds(last, 24)[1]
     roles = {m.name: m.role for m in cfg.meter}
@@ -125,15 +147,25 @@ def hourly_report(
                 alloc = book.get(cfg.site.id, day, energy) if book is not None else None
                 if alloc is not None:
                     allocations[energy.value] = round(alloc.kwh(he), 3)
-            for source in sorted(sources | set(allocations)) or [EnergySource.GRID.value]:
+            meter_kwh = (settled or {}).get(h_start)
+            billed = (
+                split_hour(meter_kwh, {s: k for (t, s), k in used.items() if t == h_start})
+                if meter_kwh is not None
+                else {}
+            )
+            for source in sorted(sources | set(allocations) | set(billed)) or [
+                EnergySource.GRID.value
+            ]:
                 kwh = used.get((h_start, source))
+                authority = "commercial_meter" if source in billed else "kuat"
+                figure = billed.get(source, kwh)
                 allocation = allocations.get(source)
-                if kwh is None:
+                if figure is None:
                     status = "no_data"
                 elif allocation is None:
                     status = "no_allocation"
                 else:
-                    status = "over" if kwh > allocation else "ok"
+                    status = "over" if figure > allocation else "ok"
                 c = commercial_kwh.get(h_start)
                 hours.append(
                     {
@@ -146,14 +178,19 @@ def hourly_report(
                         "status": status,
                         "complete": complete,
                         "commercial_kwh": None if c is None else round(c, 3),
+                        "billed_kwh": None if figure is None else round(figure, 3),
+                        "authority": authority,
                     }
                 )
         day += timedelta(days=1)
 
     totals: dict[str, dict[str, float]] = {}
     for h in hours:
-        t = totals.setdefault(h["source"], {"used_kwh": 0.0, "allocation_kwh": 0.0})
+        t = totals.setdefault(
+            h["source"], {"used_kwh": 0.0, "billed_kwh": 0.0, "allocation_kwh": 0.0}
+        )
         t["used_kwh"] += h["used_kwh"] or 0.0
+        t["billed_kwh"] += h["billed_kwh"] or 0.0
         t["allocation_kwh"] += h["allocation_kwh"] or 0.0
     return {
         "report": "hourly-energy",
@@ -172,6 +209,10 @@ def hourly_report(
         "commercial_total_kwh": (
             round(math.fsum(commercial_kwh.values()), 3) if commercial is not None else None
         ),
+        "hours_by_authority": {
+            a: len({h["start_utc"] for h in hours if h["authority"] == a})
+            for a in ("commercial_meter", "kuat")
+        },
     }
 
 
@@ -185,6 +226,8 @@ CSV_COLUMNS = (
     "status",
     "complete",
     "commercial_kwh",
+    "billed_kwh",
+    "authority",
 )
 
 
@@ -221,7 +264,8 @@ def render_hourly(report: Mapping[str, Any], lang: Lang) -> str:
         "",
         f"{label('date', lang):<10}  {_label('hour', lang):>4}  {label('source', lang)}: "
         f"{_label('used', lang)} / {_label('allocation', lang)} ({kwh}), {_label('status', lang)}"
-        + (f"; {_label('commercial', lang)}" if report["commercial_meter"] else ""),
+        + (f"; {_label('commercial', lang)}" if report["commercial_meter"] else "")
+        + f"; {_label('billed', lang)} ({_label('authority', lang)})",
     ]
     for h in report["hours"]:
         line = (
@@ -232,16 +276,20 @@ def render_hourly(report: Mapping[str, Any], lang: Lang) -> str:
             line += f"; {num(h['commercial_kwh'])}"
         if not h["complete"] and h["status"] != "no_data":
             line += f" ({_label('incomplete', lang)})"
+        line += f"; {num(h['billed_kwh'])} ({_label(h['authority'], lang)})"
         lines.append(line)
     lines.append("")
     lines.append(f"{label('total', lang)}:")
     for source, t in report["totals"].items():
         lines.append(
             f"  {source_name(source, lang)}: {_label('used', lang)} {num(t['used_kwh'])} {kwh}, "
+            f"{_label('billed', lang)} {num(t['billed_kwh'])} {kwh}, "
             f"{_label('allocation', lang)} {num(t['allocation_kwh'])} {kwh}"
         )
     if report["commercial_total_kwh"] is not None:
         lines.append(f"  {_label('commercial', lang)}: {num(report['commercial_total_kwh'])} {kwh}")
+    by = report["hours_by_authority"]
+    lines.append(LABELS["hours_by_authority"][lang].format(m=by["commercial_meter"], k=by["kuat"]))
     lines.append(f"{_label('hours_over', lang)}: {report['hours_over']}")
     lines.append(f"{_label('hours_incomplete', lang)}: {report['hours_incomplete']}")
     return "\n".join(lines)

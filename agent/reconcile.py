@@ -10,6 +10,9 @@ is an alarm that carries both figures. The last result is in ``SiteState.settlem
 quota, the dashboard and reports: ``meter_kwh`` is the settlement figure of the closed hour.
 
 ``kuat.quota.settlement.judge`` is the pure verdict; ``Reconciler`` does the I/O around it.
+Each hour the meter's profile covers is kept in the settlement book (``agent.settlement_book``)
+for the reports, which show the meter's figure as the authority; ``settlement_point`` is its
+telemetry point (``settlement`` in uplink/SCHEMA.md).
 """
 
 from __future__ import annotations
@@ -19,14 +22,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from kuat.agent.ledger import EnergyLedger
-from kuat.collectors.dlms import DlmsMeter, DlmsPoller, hour_energy
+from kuat.agent.settlement_book import SettledHour, SettlementBook
+from kuat.collectors.dlms import DlmsMeter, DlmsPoller, Interval, hour_energy
 from kuat.collectors.readings import DeviceError
 from kuat.quota.clock import ASTANA, hour_bounds, hour_of
 from kuat.quota.messages import Lang, render
 from kuat.quota.reasons import Code, Reason
-from kuat.quota.settlement import Status, judge
+from kuat.quota.settlement import STATUS_CODES, Status, judge
+from kuat.uplink.lineproto import encode_point
 
-__all__ = ["HourCheck", "Reconciler", "judge"]
+__all__ = ["HourCheck", "Reconciler", "judge", "settlement_point"]
 
 log = logging.getLogger("kuat.settlement")
 
@@ -51,6 +56,39 @@ class HourCheck:
     def label(self) -> str:
         return hour_label(self.start_utc)
 
+    def settled(self) -> SettledHour | None:
+        """The book's row for this hour; None when the meter's profile did not cover it."""
+        if self.meter_kwh is None:
+            return None
+        return SettledHour(
+            self.meter,
+            self.start_utc,
+            self.meter_kwh,
+            self.kuat_kwh,
+            self.difference_kwh,
+            self.tolerance_kwh,
+            self.status,
+            self.ledger_meter,
+        )
+
+
+def settlement_point(check: HourCheck, site: str) -> str | None:
+    """The hour's telemetry point, stamped with the hour's start: a re-check of the same hour
+    overwrites it rather than adding a second one."""
+    return encode_point(
+        "settlement",
+        {"site": site, "meter": check.meter},
+        {
+            "meter_kwh": check.meter_kwh,
+            "kuat_kwh": check.kuat_kwh,
+            "difference_kwh": check.difference_kwh,
+            "tolerance_kwh": float(check.tolerance_kwh),
+            "status_code": STATUS_CODES[check.status],
+            "hour_ending": check.hour_ending,
+        },
+        check.start_utc,
+    )
+
 
 def hour_label(start_utc: datetime) -> str:
     """ "2026-12-04 15:00–16:00": the hour in Astana time, as operators and KOREM name it."""
@@ -74,6 +112,7 @@ class Reconciler:
         tolerance_fraction: float,
         lang: Lang = "en",
         grace: timedelta = timedelta(minutes=2),
+        book: SettlementBook | None = None,
     ) -> None:
         self.name = name
         self.meter = meter
@@ -84,6 +123,7 @@ class Reconciler:
         self.tolerance_fraction = tolerance_fraction
         self.lang = lang
         self.grace = grace
+        self.book = book
         self.done: dict[datetime, HourCheck] = {}
         self._last_error: str | None = None
 
@@ -93,13 +133,8 @@ class Reconciler:
         start, _ = hour_bounds(day, he)
         return start - timedelta(hours=1)
 
-    async def run(self, now: datetime) -> HourCheck | None:
-        """Reconcile the newest closed hour if not done yet; None when nothing new."""
-        start = self.closed_hour(now)
-        earlier = self.done.get(start)
-        if earlier is not None and earlier.reason.code != Code.SETTLEMENT_METER_INCOMPLETE:
-            return None
-        end = start + timedelta(hours=1)
+    async def _intervals(self, start: datetime, end: datetime) -> list[Interval] | None:
+        """The meter's profile entries ending in (start, end]; None (said once) when unread."""
         intervals = await self.poller.intervals(self.meter, start, end)
         if isinstance(intervals, DeviceError):
             if intervals.cause != self._last_error:
@@ -109,6 +144,9 @@ class Reconciler:
                 self._last_error = intervals.cause
             return None
         self._last_error = None
+        return intervals
+
+    def _check(self, start: datetime, intervals: list[Interval]) -> HourCheck:
         meter_kwh, entries = hour_energy(intervals, start)
         kuat_kwh, complete = self.ledger.hour_kwh(self.ledger_meter, start)
         day, he = hour_of(start)
@@ -122,7 +160,7 @@ class Reconciler:
             hour=hour_label(start),
             ledger_meter=self.ledger_meter,
         )
-        check = HourCheck(
+        return HourCheck(
             self.name,
             self.ledger_meter,
             day,
@@ -135,12 +173,60 @@ class Reconciler:
             status,
             reason,
         )
+
+    def _book(self, check: HourCheck, now: datetime) -> None:
+        settled = check.settled()
+        if self.book is not None and settled is not None:
+            self.book.record(settled, now)
+
+    async def run(self, now: datetime) -> HourCheck | None:
+        """Reconcile the newest closed hour if not done yet; None when nothing new."""
+        start = self.closed_hour(now)
+        earlier = self.done.get(start)
+        if earlier is not None and earlier.reason.code != Code.SETTLEMENT_METER_INCOMPLETE:
+            return None
+        intervals = await self._intervals(start, start + timedelta(hours=1))
+        if intervals is None:
+            return None
+        check = self._check(start, intervals)
         if earlier is not None and earlier.status == check.status == "incomplete":
             return None  # still waiting for the meter: said once
         self.done[start] = check
+        self._book(check, now)
         # a day of verdicts is plenty to keep in memory; the log and the meter keep the rest
         for old in [k for k in self.done if k < start - timedelta(days=1)]:
             del self.done[old]
-        text = render(reason, self.lang)
-        log.log(logging.WARNING if status == "mismatch" else logging.INFO, "settlement: %s", text)
+        text = render(check.reason, self.lang)
+        level = logging.WARNING if check.status == "mismatch" else logging.INFO
+        log.log(level, "settlement: %s", text)
         return check
+
+    async def backfill(self, now: datetime, hours: int = 24) -> list[HourCheck] | None:
+        """The ``hours`` closed hours before the newest that the book lacks (the agent was
+        down, or started since): read from the meter's profile in one range and booked, so the
+        reports have the meter's figure for them too. None when the meter could not be read
+        (try again later); an old hour's verdict is logged, an alarm only for the hour ``run``
+        checks."""
+        newest = self.closed_hour(now)
+        starts = [newest - timedelta(hours=k) for k in range(hours, 0, -1)]
+        known = self.book.hours(self.name, starts[0], newest) if self.book is not None else {}
+        missing = [t for t in starts if t not in known and t not in self.done]
+        if not missing:
+            return []
+        intervals = await self._intervals(missing[0], missing[-1] + timedelta(hours=1))
+        if intervals is None:
+            return None
+        checks = [
+            c for c in (self._check(t, intervals) for t in missing) if c.meter_kwh is not None
+        ]
+        for check in checks:
+            self._book(check, now)
+        if checks:
+            log.info(
+                "settlement: %d earlier hour(s) of %s booked from its load profile (%s .. %s)",
+                len(checks),
+                self.name,
+                checks[0].label,
+                checks[-1].label,
+            )
+        return checks

@@ -19,6 +19,7 @@ from typing import Any
 
 from kuat.agent.config import KuatConfig, Lang
 from kuat.agent.ledger import EnergyLedger, month_bounds
+from kuat.agent.settlement_report import render_settlement, settle_month
 from kuat.collectors.readings import AsicReading, PoolInfo
 from kuat.quota.checks import CheckStatus
 from kuat.quota.clock import as_utc, hour_bounds, hour_of
@@ -194,9 +195,13 @@ def monthly_report(
     month: str,
     *,
     rates: Mapping[str, float] | None = None,
+    settled: Mapping[datetime, float] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """kWh per day, meter and source for an Astana month, with totals and the fee basis.
+
+    ``settled`` (the commercial meter's load-profile kWh by hour, from the settlement book)
+    makes the meter's figure the fee basis for the hours it covers (``settlement_report``).
 
     The fee basis is the site meter (``role = "site"``): submeters sit behind it and adding
     them would count the same kWh twice. Without a site meter every meter is summed. ``rates``
@@ -233,6 +238,12 @@ def monthly_report(
     for meter in basis_meters:
         for source, kwh in by_meter[meter].items():
             basis[source] += kwh
+    settlement = None
+    if settled is not None and cfg.commercial_meter is not None:
+        settlement = settle_month(
+            ledger, basis_meters, start, end, settled, cfg.commercial_meter.name
+        )
+        basis = defaultdict(float, settlement["basis_kwh"])
     fee = None
     if rates:
         fee = {
@@ -261,6 +272,7 @@ def monthly_report(
         "fee": fee,
         "fee_total_tenge": round(sum(f["tenge"] for f in fee.values()), 2) if fee else None,
         "coverage": coverage,
+        "settlement": settlement,
     }
 
 
@@ -322,6 +334,7 @@ def render_monthly(report: Mapping[str, Any], lang: Lang) -> str:
             f"{label('hours_with_data', lang)}, {label('interpolated', lang)} "
             f"{_num(c['interpolated_kwh'], lang)} {kwh}, {label('resets', lang)}: {c['resets']}"
         )
+    lines += render_settlement(report.get("settlement"), lang, lambda v: _num(v, lang))
     return "\n".join(lines)
 
 

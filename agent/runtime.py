@@ -28,14 +28,16 @@ from kuat.agent.ledger import EnergyLedger
 from kuat.agent.pool_fix import POOL_FIX_BUDGET_S, PoolFixer
 from kuat.agent.quota_job import QuotaJob
 from kuat.agent.quota_results import QuotaResults
-from kuat.agent.reconcile import Reconciler
+from kuat.agent.reconcile import Reconciler, settlement_point
 from kuat.agent.sdnotify import Notifier, watchdog_interval_s
+from kuat.agent.settlement_book import SettlementBook
 from kuat.agent.sizing import asic_concurrency, raise_fd_limit
 from kuat.agent.state import SiteState, StatusSnapshot, snapshot
 from kuat.agent.tuning import apply_gc_tuning
 from kuat.agent.uplinks import TelemetryCopy, Uplinks
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller
+from kuat.collectors.dlms.profile import parse_obis
 from kuat.collectors.modbus.collector import MeterPoller, ModbusLink
 from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind, MeterReading, PollResult
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
@@ -148,6 +150,7 @@ class Agent:
         self._meter = MeterPoller(clock=clock)
         self._dlms = DlmsPoller(clock=clock)
         self.reconciler = self._reconciler(cfg)
+        self._backfilled = False
         out = self.uplinks.quota_out
         self.quota_results = (
             QuotaResults(cfg, self.state, self.ledger, lambda: self.quota.book, out)
@@ -271,6 +274,7 @@ class Agent:
             tolerance_kwh=m.tolerance_kwh,
             tolerance_fraction=m.tolerance_fraction,
             lang=cfg.agent.language,
+            book=SettlementBook(Path(cfg.agent.state_dir) / "settlement.db"),
         )
 
     async def publish_quota_results(self) -> None:
@@ -279,9 +283,20 @@ class Agent:
 
     async def reconcile(self) -> None:
         assert self.reconciler is not None
-        check = await self.reconciler.run(self.clock())
+        now = self.clock()
+        checks = []
+        check = await self.reconciler.run(now)
         if check is not None:
             self.state.settlement = check
+            checks.append(check)
+        if not self._backfilled:
+            # after the newest hour (the one that may alarm): the hours missed while the agent
+            # was down, once; again at the next run if the meter was not readable
+            earlier = await self.reconciler.backfill(now)
+            self._backfilled = earlier is not None
+            checks += earlier or []
+        lines = [settlement_point(c, self.cfg.site.id) for c in checks]
+        self.uplinks.record_lines([line for line in lines if line])
 
     def _fast_meters(self) -> list[MeterConfig]:
         return [m for m in self.cfg.meter if m.interval_s is None]
@@ -296,12 +311,22 @@ class Agent:
         """How long the runtime waits for a meter's poll: its deadline, and for a unit on a
         shared Modbus line the deadlines of the units polled before it on that line."""
         if m.protocol == "dlms":
-            return m.timeout_s
+            return m.timeout_s + self._dlms_wait(m)
         key = modbus_link(m).key
         return sum(
             o.timeout_s
             for o in self.cfg.meter
             if o.protocol == "modbus" and modbus_link(o).key == key and o.interval_s == m.interval_s
+        )
+
+    def _dlms_wait(self, m: MeterConfig) -> float:
+        """How long a DLMS meter may queue for its line: the deadlines of the other DLMS meters
+        on the same serial line or HDLC gateway (0 when it has the line to itself)."""
+        line = dlms_meter(m).line
+        return sum(
+            o.timeout_s
+            for o in self.cfg.meter
+            if o is not m and o.protocol == "dlms" and dlms_meter(o).line == line
         )
 
     async def poll_meters(self) -> None:
@@ -312,7 +337,7 @@ class Agent:
         poll: Awaitable[PollResult]
         deadline = m.timeout_s
         if m.protocol == "dlms":
-            poll = self._dlms.poll(dlms_meter(m, deadline))
+            poll = self._dlms.poll(dlms_meter(m, deadline), wait_s=self._dlms_wait(m) or None)
         else:
             link = modbus_link(m)
             poll = self._meter.poll(
@@ -479,6 +504,7 @@ class Agent:
             await self._stop_quota_sources()
             await self.uplinks.stop()
             self.ledger.close()
+            self._close_book()
 
     async def run(
         self,
@@ -568,6 +594,11 @@ class Agent:
         await self._stop_quota_sources()
         await self.uplinks.stop()
         self.ledger.close()
+        self._close_book()
+
+    def _close_book(self) -> None:
+        if self.reconciler is not None and self.reconciler.book is not None:
+            self.reconciler.book.close()
 
     async def _guarded(self, spec: JobSpec) -> None:
         """A job that fails or overruns is logged once per change and never kills the agent."""
@@ -623,16 +654,29 @@ def modbus_link(m: MeterConfig) -> ModbusLink:
 
 def dlms_meter(m: MeterConfig, timeout_s: float | None = None) -> DlmsMeter:
     """How to reach a configured DLMS meter (``timeout_s``: its deadline, default its own)."""
+    keys = m.hls_keys()
     return DlmsMeter(
         host=m.host,
         port=m.port,
-        transport=m.transport,
+        transport="hdlc" if m.serial_port else m.transport,
         client_address=m.client_address,
         server_address=m.server_address,
         physical_address=m.physical_address,
         password=m.password.get() if m.password else None,
         profile=m.profile,
         timeout_s=timeout_s if timeout_s is not None else m.timeout_s,
+        serial_port=m.serial_port,
+        baudrate=m.baudrate,
+        parity=m.parity,
+        stopbits=m.stopbits,
+        bytesize=m.bytesize,
+        encryption_key=keys[0] if keys else None,
+        authentication_key=keys[1] if keys else None,
+        system_title=bytes.fromhex(m.system_title),
+        invocation_counter_obis=(
+            parse_obis(m.invocation_counter_obis) if m.invocation_counter_obis else None
+        ),
+        config_name=m.name,
     )
 
 

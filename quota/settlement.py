@@ -7,13 +7,17 @@ mismatch; an hour either side did not measure whole is ``incomplete``, never an 
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Literal
 
 from kuat.quota.reasons import Code, Reason
 
-__all__ = ["Status", "judge"]
+__all__ = ["OFF_GRID", "STATUS_CODES", "Status", "judge", "split_hour"]
 
 Status = Literal["ok", "mismatch", "incomplete"]
+# the verdict as a number, for telemetry (the `settlement` point's status_code)
+STATUS_CODES: dict[str, int] = {"ok": 0, "mismatch": 1, "incomplete": 2}
 
 
 def judge(
@@ -59,3 +63,23 @@ def judge(
     if abs(diff) > tolerance:
         return "mismatch", diff, tolerance, Reason.of(Code.SETTLEMENT_MISMATCH, **params)
     return "ok", diff, tolerance, Reason.of(Code.SETTLEMENT_OK, **params)
+
+
+# Energy that does not pass the commercial meter at the grid connection.
+OFF_GRID = "own_offgrid"
+
+
+def split_hour(meter_kwh: float, kuat_by_source: Mapping[str, float]) -> dict[str, float]:
+    """Pure: the commercial meter's kWh for an hour, by energy source, as the reports bill it.
+
+    The meter at the grid connection sees every on-grid source at once (grid, bilateral,
+    own on-grid generation); when kuat's ledger booked the hour to more than one of them (the
+    source changed inside the hour), the meter's figure is split in kuat's proportions. Off-grid
+    energy does not pass that meter, so it is not in the result (kuat's own figure stands for
+    it). An hour kuat booked to no on-grid source is the grid's.
+    """
+    on_grid = {s: k for s, k in kuat_by_source.items() if s != OFF_GRID and k > 0}
+    total = math.fsum(on_grid.values())
+    if total <= 0:
+        return {"grid": meter_kwh}
+    return {s: meter_kwh * k / total for s, k in on_grid.items()}

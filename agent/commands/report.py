@@ -52,6 +52,19 @@ def _ledger(cfg: KuatConfig, *, required: bool):
     return EnergyLedger(path)
 
 
+def _settled(cfg: KuatConfig, start: datetime, end: datetime) -> dict[datetime, float] | None:
+    """The commercial meter's load-profile kWh by hour from the settlement book the agent
+    keeps (None: no commercial meter, or no book yet)."""
+    from kuat.agent.settlement_book import SettlementBook
+
+    m = cfg.commercial_meter
+    path = Path(cfg.agent.state_dir) / "settlement.db"
+    if m is None or not path.exists():
+        return None
+    with SettlementBook(path) as book:
+        return {t: h.meter_kwh for t, h in book.hours(m.name, start, end).items()}
+
+
 def _rates(values: list[str]) -> dict[str, float]:
     from kuat.quota.schedule import EnergySource
 
@@ -130,8 +143,9 @@ def register(app: typer.Typer) -> None:
         _parse(month_bounds, month)
         rates = _rates(rate or [])
         ledger = _ledger(cfg, required=True)
+        settled = _settled(cfg, *month_bounds(month))
         with ledger:
-            report = monthly_report(ledger, cfg, month, rates=rates)
+            report = monthly_report(ledger, cfg, month, rates=rates, settled=settled)
         _emit(
             report,
             as_json=as_json,
@@ -156,13 +170,15 @@ def register(app: typer.Typer) -> None:
         """Every Astana hour of the range: energy used per source, allocation, status and the
         commercial meter's figure, for the month-end settlement."""
         from kuat.agent.hourly_report import hourly_csv, hourly_report, parse_range, render_hourly
+        from kuat.quota.clock import hour_bounds
 
         cfg = load_or_exit(config)
         language = _lang(lang, cfg)
         first, last = _parse(parse_range, date_from, date_to)
         ledger = _ledger(cfg, required=True)
+        settled = _settled(cfg, hour_bounds(first, 1)[0], hour_bounds(last, 24)[1])
         with ledger:
-            report = hourly_report(ledger, cfg, first, last, book=_schedules(cfg))
+            report = hourly_report(ledger, cfg, first, last, book=_schedules(cfg), settled=settled)
         _emit(
             report,
             as_json=as_json,

@@ -1,11 +1,13 @@
-"""A DLMS/COSEM meter simulator on ``dlms-cosem``'s own codec (MIT): the TCP wrapper, AARQ/AARE
-with no or low-level (password) authentication, GET (normal, with block transfer) of register
-values, scaler_unit and a load profile read by time range, RLRQ/RLRE.
+"""A DLMS/COSEM meter simulator on ``dlms-cosem``'s own codec (MIT): AARQ/AARE with no,
+low-level (password) or high-level (HLS-GMAC, ciphered; ``sim_hls``) authentication, GET
+(normal, with block transfer) of register values, scaler_unit and a load profile read by time
+range, RLRQ/RLRE.
 
-It is the real protocol on a real socket — tests and ``kuat demo`` talk to it with the same
-client the agent uses on a field meter. It serves the objects of a profile file, so it answers
-exactly what that profile asks (and "object undefined" for anything else, or for the objects a
-test removes with ``omit``). ``set(import_kwh=…, p_kw=…)`` takes reading values in the
+Over the TCP wrapper (IEC 62056-47) or HDLC (IEC 62056-46, ``sim_hdlc``), on a TCP socket or
+a serial line. It is the real protocol on a real socket — tests and ``kuat demo`` talk to it
+with the same client the agent uses on a field meter. It serves the objects of a profile file,
+so it answers exactly what that profile asks (and "object undefined" for anything else, or for
+the objects a test removes with ``omit``). ``set(import_kwh=…, p_kw=…)`` takes reading values in the
 reading's units; the load profile is captured from the import counter at each period boundary,
 the way a meter closes its intervals, or given entry by entry with ``add_entry``.
 """
@@ -15,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal
 
+import serial
 from dlms_cosem import dlms_data as dd
 from dlms_cosem import enumerations
 from dlms_cosem import time as dlms_time
@@ -35,6 +38,8 @@ from kuat.collectors.dlms.profile import (
     load_profile,
     unit_factor,
 )
+from kuat.collectors.dlms.sim_hdlc import HdlcLink
+from kuat.collectors.dlms.sim_hls import HlsMeter, HlsSession
 from kuat.collectors.modbus.profile import FIELD_UNITS, TRIPLE_FIELDS
 
 __all__ = ["DlmsMeterSimulator"]
@@ -53,6 +58,57 @@ _STORE = {
 }
 _CLOCK = (0, 0, 1, 0, 0, 255)
 _BLOCK = 480  # bytes of data per GET block: small enough that a day's profile takes several
+
+
+PUBLIC_CLIENT = 16
+INVOCATION_COUNTER = (0, 0, 43, 1, 0, 255)  # the client invocation counter the meter last took
+
+
+@dataclass
+class _Conn:
+    """One client's association state on a connection (or on the serial line)."""
+
+    associated: bool = False
+    pending: bytes = b""  # the rest of a block transfer
+    hls: HlsSession | None = None  # a ciphered (HLS-GMAC) association
+
+
+def _stream_writer(writer: asyncio.StreamWriter) -> Callable[[bytes], Awaitable[None]]:
+    async def write(data: bytes) -> None:
+        writer.write(data)
+        await writer.drain()
+
+    return write
+
+
+class _SerialEnd:
+    """The meter's end of a serial line, read from the event loop (pyserial opens and sets
+    the line up; the loop watches its descriptor)."""
+
+    def __init__(self, port: str, baudrate: int) -> None:
+        self.serial = serial.Serial(port, baudrate=baudrate, timeout=0)
+        self.reader = asyncio.StreamReader()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self.serial.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data = self.serial.read(4096)
+        except (serial.SerialException, OSError):
+            data = b""
+        if data:
+            self.reader.feed_data(data)
+
+    async def read(self, n: int) -> bytes:
+        return await self.reader.readexactly(n)
+
+    async def write(self, data: bytes) -> None:
+        self.serial.write(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self.serial.fileno())
+        self.serial.close()
 
 
 class _Null:
@@ -83,16 +139,34 @@ class DlmsMeterSimulator:
         capture_period_s: int = 1800,
         clock_tz: timezone = DEFAULT_TZ,
         omit: Iterable[str] = (),
+        transport: Literal["tcp", "hdlc"] = "tcp",
+        physical_address: int | None = None,
+        serial_port: str | None = None,
+        baudrate: int = 9600,
+        hls_keys: tuple[bytes, bytes] | None = None,
+        system_title: bytes = b"SIM00001",
     ) -> None:
         """``port=0`` picks a free port (read ``.port`` after ``start()``). With ``password``
         an association must carry it (low-level security); without, anyone may read.
         ``omit`` names reading fields whose objects this meter lacks (answered "object
-        undefined")."""
+        undefined"). ``transport="hdlc"`` frames in HDLC on the TCP socket (a meter behind a
+        serial-to-TCP gateway); ``serial_port`` serves HDLC on that serial line instead (one
+        end of a pseudo-terminal pair). With ``physical_address`` only frames carrying it are
+        this meter's, as on a multi-drop line. ``hls_keys`` (encryption key, authentication
+        key) makes it demand HLS-GMAC with ciphering of every client but the public one (16),
+        which may read only the invocation counter (``sim_hls``)."""
         self.profile: ObisProfile = load_profile(profile)
         self.host = host
         self.port = port
         self.server_address = server_address
         self.password = password
+        self.hls = HlsMeter(*hls_keys, system_title) if hls_keys else None
+        self.transport = "hdlc" if serial_port else transport
+        self.physical_address = physical_address
+        self.serial_port = serial_port
+        self.baudrate = baudrate
+        self._serial: _SerialEnd | None = None
+        self._serial_task: asyncio.Task[None] | None = None
         self.capture_period_s = capture_period_s
         self.clock_tz = clock_tz
         omitted = set(omit)
@@ -244,12 +318,14 @@ class DlmsMeterSimulator:
 
     # --- protocol ---------------------------------------------------------------------------
 
-    def _aare(self, data: bytes) -> tuple[bytes, bool]:
-        aarq = acse.ApplicationAssociationRequest.from_bytes(data)
-        ok = self.password is None or (
-            aarq.authentication == enumerations.AuthenticationMechanism.LLS
-            and aarq.authentication_value == self.password.encode()
-        )
+    def _aare(self, aarq: acse.ApplicationAssociationRequest, client: int) -> tuple[bytes, bool]:
+        if self.hls is not None:  # the public client of an HLS meter: no authentication
+            ok = aarq.authentication in (None, enumerations.AuthenticationMechanism.NONE)
+        else:
+            ok = self.password is None or (
+                aarq.authentication == enumerations.AuthenticationMechanism.LLS
+                and aarq.authentication_value == self.password.encode()
+            )
         proposed = aarq.user_information.content.proposed_conformance
         aare = acse.ApplicationAssociationResponse(
             result=(
@@ -271,47 +347,71 @@ class DlmsMeterSimulator:
         )
         return aare.to_bytes(), ok
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.add(writer)
+    def _respond(self, conn: _Conn, apdu: bytes, client: int) -> bytes:
+        """The meter's answer to one APDU from ``client`` (the transport is the caller's)."""
+        tag = apdu[0]
+        if tag == 0x60:
+            self.requests.append(("aarq", client))
+            conn.hls = None
+            aarq = acse.ApplicationAssociationRequest.from_bytes(apdu)
+            if self.hls is not None and client != PUBLIC_CLIENT:
+                out, conn.hls = self.hls.associate(aarq)
+                conn.associated = False  # until the client answers the challenge
+                return out
+            out, conn.associated = self._aare(aarq, client)
+            return out
+        if tag == 0x62:
+            conn.associated, conn.hls = False, None
+            return acse.ReleaseResponse(reason=enumerations.ReleaseResponseReason.NORMAL).to_bytes()
+        if conn.hls is not None and self.hls is not None:
+            if tag != xdlms.GeneralGlobalCipher.TAG:
+                return bytes([0xD8, 1, 2])  # a plain request in a ciphered association
+            plain = self.hls.unwrap(apdu, conn.hls)
+            if plain is None:
+                return bytes([0xD8, 1, 2])
+            if not conn.hls.proven:
+                try:
+                    action = xdlms.ActionRequestFactory.from_bytes(plain)
+                except Exception:  # anything but reply_to_HLS before the proof: refused
+                    return bytes([0xD8, 1, 2])
+                answer = self.hls.reply_to_hls(action, conn.hls)
+                conn.associated = conn.hls.proven
+                return self.hls.wrap(answer)
+            return self.hls.wrap(self._plain(conn, plain))
+        return self._plain(conn, apdu)
+
+    def _plain(self, conn: _Conn, apdu: bytes) -> bytes:
+        if apdu[0] == 0xC0 and conn.associated:
+            try:
+                out, conn.pending = self._get(apdu, conn.pending, public=conn.hls is None)
+            except Exception:  # a request the codec cannot parse: refuse, stay up
+                out, conn.pending = bytes([0xD8, 1, 2]), b""
+            return out
+        return bytes([0xD8, 1, 2])  # anything else: an exception response, as a meter sends
+
+    async def _hold(self) -> bool:
+        """Wait ``delay_s`` before an answer; False: this meter is silent, drop the answer
+        (it hears the request and says nothing, as a meter that hung does)."""
+        if self.delay_s == math.inf:
+            return False
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        return True
+
+    def _track(self) -> asyncio.Task[Any] | None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
-        pending = b""  # the rest of a block transfer
-        associated = False
+        return task
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        task = self._track()
         try:
-            while True:
-                head = await reader.readexactly(8)
-                header = WrapperHeader.from_bytes(head)
-                apdu = await reader.readexactly(header.length)
-                if self.delay_s == math.inf:
-                    await asyncio.Event().wait()  # a meter that has gone silent
-                if self.delay_s:
-                    await asyncio.sleep(self.delay_s)
-                if header.destination_wport != self.server_address:
-                    continue  # not for this logical device: a meter stays silent
-                tag = apdu[0]
-                if tag == 0x60:
-                    self.requests.append(("aarq", header.source_wport))
-                    out, associated = self._aare(apdu)
-                elif tag == 0x62:
-                    out = acse.ReleaseResponse(
-                        reason=enumerations.ReleaseResponseReason.NORMAL
-                    ).to_bytes()
-                    associated = False
-                elif tag == 0xC0 and associated:
-                    try:
-                        out, pending = self._get(apdu, pending)
-                    except Exception:  # a request the codec cannot parse: refuse, stay up
-                        out, pending = bytes([0xD8, 1, 2]), b""
-                else:  # anything else: an exception response, as a meter would send
-                    out = bytes([0xD8, 1, 2])
-                reply = WrapperHeader(
-                    source_wport=header.destination_wport,
-                    destination_wport=header.source_wport,
-                    length=len(out),
-                ).to_bytes()
-                writer.write(reply + out)
-                await writer.drain()
+            if self.transport == "hdlc":
+                await self._serve_hdlc(reader.readexactly, _stream_writer(writer))
+            else:
+                await self._serve_wrapper(reader, writer)
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
@@ -320,7 +420,54 @@ class DlmsMeterSimulator:
             self._writers.discard(writer)
             writer.close()
 
-    def _get(self, apdu: bytes, pending: bytes) -> tuple[bytes, bytes]:
+    async def _serve_wrapper(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        conn = _Conn()
+        while True:
+            head = await reader.readexactly(8)
+            header = WrapperHeader.from_bytes(head)
+            apdu = await reader.readexactly(header.length)
+            if not await self._hold():
+                continue
+            if header.destination_wport != self.server_address:
+                continue  # not for this logical device: a meter stays silent
+            out = self._respond(conn, apdu, header.source_wport)
+            reply = WrapperHeader(
+                source_wport=header.destination_wport,
+                destination_wport=header.source_wport,
+                length=len(out),
+            ).to_bytes()
+            writer.write(reply + out)
+            await writer.drain()
+
+    async def _serve_hdlc(
+        self, read: Callable[[int], Awaitable[bytes]], write: Callable[[bytes], Awaitable[None]]
+    ) -> None:
+        conn = _Conn()
+
+        async def held_write(data: bytes) -> None:
+            if await self._hold():
+                await write(data)
+
+        def accepts(logical: int, physical: int | None) -> bool:
+            if logical != self.server_address:
+                return False
+            return self.physical_address is None or physical == self.physical_address
+
+        def disconnected() -> None:
+            conn.associated, conn.pending, conn.hls = False, b"", None
+
+        link = HdlcLink(
+            read,
+            held_write,
+            lambda apdu, client: self._respond(conn, apdu, client),
+            accepts,
+            disconnected,
+        )
+        await link.serve()
+
+    def _get(self, apdu: bytes, pending: bytes, *, public: bool = False) -> tuple[bytes, bytes]:
         request = xdlms.GetRequestFactory.from_bytes(apdu)
         invoke = request.invoke_id_and_priority
         if isinstance(request, xdlms.GetRequestNext):
@@ -336,7 +483,16 @@ class DlmsMeterSimulator:
             attr.instance.f,
         )
         self.requests.append(("get", ".".join(map(str, obis)), attr.attribute))
-        result = self._answer(int(attr.interface), obis, attr.attribute, request.access_selection)
+        result: Any
+        if self.hls is not None and obis == INVOCATION_COUNTER and attr.attribute == 2:
+            # what the public client may read of an HLS meter: the counter to continue from
+            result = dd.DoubleLongUnsignedData(max(self.hls.client_counter, 0))
+        elif self.hls is not None and public:
+            result = enumerations.DataAccessResult.READ_WRITE_DENIED
+        else:
+            result = self._answer(
+                int(attr.interface), obis, attr.attribute, request.access_selection
+            )
         if isinstance(result, enumerations.DataAccessResult):
             return xdlms.GetResponseNormalWithError(result, invoke).to_bytes(), b""
         data = result.to_bytes()
@@ -354,12 +510,35 @@ class DlmsMeterSimulator:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._server is not None:
+        if self._server is not None or self._serial is not None:
+            return
+        if self.serial_port is not None:
+            self._serial = _SerialEnd(self.serial_port, self.baudrate)
+            self._serial_task = asyncio.create_task(self._serve_serial(self._serial))
             return
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    async def _serve_serial(self, end: _SerialEnd) -> None:
+        """The meter on its serial line: one HDLC link for as long as it runs. A client that
+        gives up mid-exchange leaves the link state behind, as on a real line: its next SNRM
+        resets it."""
+        while True:
+            try:
+                await self._serve_hdlc(end.read, end.write)
+            except asyncio.CancelledError:
+                return
+            except (ConnectionError, asyncio.IncompleteReadError):
+                continue  # a broken exchange: the meter waits for the next SNRM
+
     async def stop(self) -> None:
+        if self._serial is not None:
+            if self._serial_task is not None:
+                self._serial_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._serial_task
+            self._serial.close()
+            self._serial = self._serial_task = None
         if self._server is None:
             return
         self._server.close()

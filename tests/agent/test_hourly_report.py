@@ -84,6 +84,8 @@ def test_every_hour_with_used_allocation_status_and_commercial_figure(site: Path
         "status": "over",
         "complete": True,
         "commercial_kwh": 495.0,
+        "billed_kwh": 500.0,  # no settlement book: kuat's own figure stands
+        "authority": "kuat",
     }
     assert noon["hour_ending"] == 13 and noon["status"] == "ok" and noon["allocation_kwh"] == 600
     assert last_of_day["hour_ending"] == 24 and last_of_day["complete"] is True
@@ -93,7 +95,9 @@ def test_every_hour_with_used_allocation_status_and_commercial_figure(site: Path
     off = hours[25:]
     assert {(h["status"], h["used_kwh"], h["complete"]) for h in off} == {("no_data", None, False)}
     assert report["hours_over"] == 12 and report["hours_incomplete"] == 24
-    assert report["totals"] == {"grid": {"used_kwh": 12_000.0, "allocation_kwh": 12_000.0}}
+    assert report["totals"] == {
+        "grid": {"used_kwh": 12_000.0, "billed_kwh": 12_000.0, "allocation_kwh": 12_000.0}
+    }
     assert report["commercial_total_kwh"] == 11_880.0
     assert report["basis_meters"] == ["site"] and report["commercial_meter"] == "tariff"
 
