@@ -12,7 +12,7 @@ sent, oldest first; the report covers the rest.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -62,10 +62,13 @@ def state_message(status: Any, at: datetime) -> dict[str, Any] | None:
 def closed_hour_message(
     report: dict[str, Any], start_utc: datetime, settlement: Any = None
 ) -> dict[str, Any]:
-    """One closed hour from ``hourly_report``'s rows of that hour (one row per source)."""
+    """One closed hour from ``hourly_report``'s rows of that hour (one row per source);
+    ``settlement``: the commercial meter's reconciled hour (``SettledHour`` or the reconciler's
+    ``HourCheck``), when there is one for this hour."""
     rows = [h for h in report["hours"] if h["start_utc"] == iso(start_utc)]
     status = min((h["status"] for h in rows), key=_WORST.index, default="no_data")
     used = [h["used_kwh"] for h in rows if h["used_kwh"] is not None]
+    billed = [h["billed_kwh"] for h in rows if h.get("billed_kwh") is not None]
     allocations = [h["allocation_kwh"] for h in rows if h["allocation_kwh"] is not None]
     body: dict[str, Any] = {
         "date": rows[0]["date"] if rows else hour_of(start_utc)[0].isoformat(),
@@ -74,9 +77,15 @@ def closed_hour_message(
         "status": status,
         "complete": all(h["complete"] for h in rows) if rows else False,
         "used_kwh": round(sum(used), 3) if used else None,
+        "billed_kwh": round(sum(billed), 3) if billed else None,
         "allocation_kwh": round(sum(allocations), 3) if allocations else None,
         "sources": [
-            {k: h[k] for k in ("source", "used_kwh", "allocation_kwh", "status")} for h in rows
+            {
+                **{k: h[k] for k in ("source", "used_kwh", "allocation_kwh", "status")},
+                "billed_kwh": h.get("billed_kwh"),
+                "authority": h.get("authority", "kuat"),
+            }
+            for h in rows
         ],
         "commercial_kwh": rows[0]["commercial_kwh"] if rows else None,
         "settlement": None,
@@ -102,8 +111,12 @@ class QuotaResults:
         ledger: EnergyLedger,
         book: Callable[[], ScheduleBook],
         publisher: QuotaPublisher,
+        settled: Callable[[datetime, datetime], Mapping[datetime, Any]] | None = None,
     ) -> None:
+        """``settled(start, end)``: the settlement book's hours (``SettledHour`` by UTC start)
+        of the commercial meter, when the site has one."""
         self.cfg = cfg
+        self.settled = settled
         self.state = state
         self.ledger = ledger
         self.book = book
@@ -130,11 +143,19 @@ class QuotaResults:
         queued = 0
         reports: dict[date, dict[str, Any]] = {}
         try:
-            for start in self.hours_to_send(now):
+            todo = self.hours_to_send(now)
+            book = self.settled(todo[0], todo[-1] + HOUR) if self.settled and todo else {}
+            for start in todo:
                 day = hour_of(start)[0]
                 if day not in reports:
-                    reports[day] = hourly_report(self.ledger, self.cfg, day, day, book=self.book())
-                msg = closed_hour_message(reports[day], start, self.state.settlement)
+                    kwh = {t: h.meter_kwh for t, h in book.items()}
+                    reports[day] = hourly_report(
+                        self.ledger, self.cfg, day, day, book=self.book(), settled=kwh
+                    )
+                check = book.get(start)
+                if check is None and self.state.settlement is not None:
+                    check = self.state.settlement
+                msg = closed_hour_message(reports[day], start, check)
                 self.publisher.publish_hour(msg)
                 queued += 1
             self.publisher.publish_state(state_message(self.state.quota, now))

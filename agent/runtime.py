@@ -13,10 +13,11 @@ import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -153,7 +154,9 @@ class Agent:
         self._backfilled = False
         out = self.uplinks.quota_out
         self.quota_results = (
-            QuotaResults(cfg, self.state, self.ledger, lambda: self.quota.book, out)
+            QuotaResults(
+                cfg, self.state, self.ledger, lambda: self.quota.book, out, self._settled_hours
+            )
             if out
             else None
         )
@@ -276,6 +279,13 @@ class Agent:
             lang=cfg.agent.language,
             book=SettlementBook(Path(cfg.agent.state_dir) / "settlement.db"),
         )
+
+    def _settled_hours(self, start: datetime, end: datetime) -> Mapping[datetime, Any]:
+        """The commercial meter's reconciled hours in [start, end) from the settlement book."""
+        r = self.reconciler
+        if r is None or r.book is None:
+            return {}
+        return r.book.hours(r.name, start, end)
 
     async def publish_quota_results(self) -> None:
         assert self.quota_results is not None
