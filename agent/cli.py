@@ -330,13 +330,15 @@ def demo(
     ] = "127.0.0.1:9120",
 ) -> None:
     """Start a simulated farm on loopback and run the real agent against it, with a live status."""
-    if lang not in LANGS:
-        typer.echo(f"--lang must be kk, ru or en, not {lang!r}", err=True)
-        raise typer.Exit(2)
-    language = next(x for x in LANGS if x == lang)  # the same text, typed as a Lang
     from kuat.agent.config import listen_address
     from kuat.agent.demo import DemoLayout, DemoLayoutError, DemoOptions, run_demo
     from kuat.agent.demo_text import say
+
+    if lang not in LANGS:  # which language to say it in is the question: all three
+        for each in LANGS:
+            typer.echo(say("bad_lang", each, value=lang), err=True)
+        raise typer.Exit(2)
+    language = next(x for x in LANGS if x == lang)  # the same text, typed as a Lang
 
     try:
         DemoLayout.of(base, miners)

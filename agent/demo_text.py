@@ -168,6 +168,11 @@ DEMO_TEXT: dict[str, dict[Lang, str]] = {
         "+ overhead {overhead} kW + unexplained {rest} kW",
     },
     # --- command-line input ---
+    "bad_lang": {
+        "kk": "--lang: kk, ru немесе en болуы керек, {value!r} емес",
+        "ru": "--lang: должно быть kk, ru или en, а не {value!r}",
+        "en": "--lang must be kk, ru or en, not {value!r}",
+    },
     "bad_base": {
         "kk": "--base: {value!r} 127.0.0.0/8 ішіндегі IPv4 адрес емес",
         "ru": "--base: {value!r} — не IPv4-адрес из 127.0.0.0/8",

@@ -225,6 +225,18 @@ def test_a_base_outside_loopback_is_refused() -> None:
     assert "--base: '10.0.0.1' is not an IPv4 address in 127.0.0.0/8" in done.stderr
 
 
+def test_an_unknown_language_is_refused_in_all_three() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "kuat.agent.cli", "demo", "--lang", "de"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [say("bad_lang", lang, value="de") for lang in LANGS]
+
+
 @pytest.mark.parametrize("key", sorted(DEMO_TEXT))
 def test_every_demo_text_in_kk_ru_en_with_the_same_placeholders(key: str) -> None:
     texts = DEMO_TEXT[key]
