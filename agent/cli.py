@@ -342,8 +342,8 @@ def demo(
 
     try:
         DemoLayout.of(base, miners)
-    except DemoLayoutError:
-        typer.echo(say("bad_base", language, value=base), err=True)
+    except DemoLayoutError as exc:
+        typer.echo(say(exc.key, language, value=base, miners=miners, devices=exc.devices), err=True)
         raise typer.Exit(2) from None
     try:
         listen_address(listen)

@@ -98,7 +98,12 @@ FOREIGN_POOL_MINERS = 3
 
 
 class DemoLayoutError(ValueError):
-    """--base is not a loopback address, or the farm would not fit below the devices."""
+    """--base is not a loopback address (``key`` "bad_base"), or the farm would not fit below
+    the devices ("base_full"); ``key`` names the demo text that says so."""
+
+    def __init__(self, key: str, base: str, devices: str = "") -> None:
+        super().__init__(f"{key}: {base}")
+        self.key, self.base, self.devices = key, base, devices
 
 
 @dataclass(frozen=True)
@@ -117,15 +122,15 @@ class DemoLayout:
         try:
             ip = ipaddress.IPv4Address(base)
         except ValueError:
-            raise DemoLayoutError(base) from None
+            raise DemoLayoutError("bad_base", base) from None
         if not ip.is_loopback:
-            raise DemoLayoutError(base)
+            raise DemoLayoutError("bad_base", base)
         net = int(ip) & 0xFFFF0000
         devices = [str(ipaddress.IPv4Address(net | DEVICES_OCTET << 8 | k)) for k in (1, 2, 3)]
         # the miners skip .0 and .255: 254 to a /24
         last_third = ((int(ip) >> 8) & 0xFF) + ((int(ip) & 0xFF) + miners) // 254
         if last_third >= DEVICES_OCTET:
-            raise DemoLayoutError(base)
+            raise DemoLayoutError("base_full", base, devices[0])
         return cls(str(ip), *devices)
 
 

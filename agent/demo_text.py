@@ -178,6 +178,14 @@ DEMO_TEXT: dict[str, dict[Lang, str]] = {
         "ru": "--base: {value!r} — не IPv4-адрес из 127.0.0.0/8",
         "en": "--base: {value!r} is not an IPv4 address in 127.0.0.0/8",
     },
+    "base_full": {
+        "kk": "--base: {value!r} адресінен бастап {miners} майнер PDU мен есептегіштер тұрған "
+        "{devices} адресіне жетеді; төменірек адрес не азырақ майнер таңдаңыз",
+        "ru": "--base: {miners} майнеров от {value!r} дойдут до {devices}, где PDU и счётчики; "
+        "выберите адрес ниже или меньше майнеров",
+        "en": "--base: {miners} miners from {value!r} would reach {devices}, where the PDUs and "
+        "meters are; pick a lower base or fewer miners",
+    },
     "bad_listen": {
         "kk": "--listen: {error}",
         "ru": "--listen: {error}",

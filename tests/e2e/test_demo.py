@@ -213,16 +213,27 @@ def test_times_are_astana_time(demos: dict[str, Demo]) -> None:
     assert int(hour.group(1)) in {now.hour, (now - timedelta(minutes=2)).hour}
 
 
-def test_a_base_outside_loopback_is_refused() -> None:
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--base", "10.0.0.1"], "--base: '10.0.0.1' is not an IPv4 address in 127.0.0.0/8"),
+        (
+            ["--base", "127.30.249.1", "--miners", "300"],
+            "--base: 300 miners from '127.30.249.1' would reach 127.30.250.1, where the PDUs",
+        ),
+        (["--listen", "9120"], "--listen: '9120': give host:port"),
+    ],
+)
+def test_a_base_or_listen_that_cannot_work_is_refused(args: list[str], says: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "kuat.agent.cli", "demo", "--base", "10.0.0.1"],
+        [sys.executable, "-m", "kuat.agent.cli", "demo", *args],
         capture_output=True,
         text=True,
         timeout=30,
         cwd=ROOT,
     )
     assert done.returncode == 2
-    assert "--base: '10.0.0.1' is not an IPv4 address in 127.0.0.0/8" in done.stderr
+    assert says in done.stderr
 
 
 def test_an_unknown_language_is_refused_in_all_three() -> None:
