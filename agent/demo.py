@@ -157,6 +157,7 @@ def demo_config(
     listen: str = DEFAULT_LISTEN,
     racks_kw: float = 0.0,
     margin_kw: float = 0.0,
+    lang: Lang = "en",
 ) -> KuatConfig:
     return KuatConfig.model_validate(
         {
@@ -168,7 +169,8 @@ def demo_config(
                 "data_centre_id": "DC-DEMO-1",
                 "data_centre_registered": True,
             },
-            "agent": {"state_dir": str(state_dir)},
+            # the agent's own log lines and reasons in the demo's language
+            "agent": {"state_dir": str(state_dir), "language": lang},
             "dashboard": {"listen": listen},
             "intervals": DEMO_INTERVALS,
             "asic": {
@@ -400,6 +402,7 @@ async def run_demo(opts: DemoOptions) -> int:
         listen=opts.listen,
         racks_kw=racks_kw,
         margin_kw=round(full_kw * PLAN_MARGIN, 1),
+        lang=lang,
     )
     console.print(say("state_dir", lang, path=state_dir), markup=False)
     console.print(
