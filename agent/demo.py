@@ -445,6 +445,9 @@ async def run_demo(opts: DemoOptions) -> int:
         if cycle == 1:  # the dashboard is up (or has failed) by the first cycle: say which
             say_line(_dashboard_line(agent, lang))
         story.note(agent.curtailer.last_plan)
+        closed = story.hour_closed(agent.state.quota, lang)
+        if closed is not None:
+            say_line(closed)
         settled = agent.state.settlement
         if settled is not None and settled is not shown.get("settlement"):
             # the commercial meter's closed hour and its reconciliation, once per verdict

@@ -21,6 +21,7 @@ from kuat.collectors.readings import PduReading
 from kuat.quota.balance import BalanceState, pdu_power_kw
 from kuat.quota.clock import ASTANA
 from kuat.quota.curtail import ActionKind, CurtailPlan
+from kuat.quota.evaluate import QuotaStatus
 from kuat.quota.messages import render
 from kuat.quota.reasons import Code
 
@@ -38,6 +39,28 @@ class Story:
     overhead_fraction: float
     decided: CurtailPlan | None = None
     planned_once: bool = False
+    last_hour: QuotaStatus | None = None
+
+    def hour_closed(self, q: QuotaStatus | None, lang: Lang) -> str | None:
+        """Once, when a new Astana hour shows: how the one before closed against its
+        allocation (its last forecast, made seconds before its end)."""
+        if q is None:
+            return None
+        prev, self.last_hour = self.last_hour, q
+        if prev is None or prev.hour_start == q.hour_start:
+            return None
+        if prev.forecast_kwh is None or prev.allocation_kwh is None:
+            return None
+        over = prev.margin_kwh is not None and prev.margin_kwh < 0
+        return say(
+            "hour_closed_over" if over else "hour_closed_inside",
+            lang,
+            start=astana(prev.hour_start, "%H:%M"),
+            end=astana(prev.hour_end, "%H:%M"),
+            used=prev.forecast_kwh,
+            allocation=prev.allocation_kwh,
+            excess=-(prev.margin_kwh or 0.0),
+        )
 
     def note(self, plan: CurtailPlan | None) -> None:
         if plan is None:

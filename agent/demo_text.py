@@ -158,6 +158,22 @@ DEMO_TEXT: dict[str, dict[Lang, str]] = {
         "превышение {excess} кВт·ч",
         "en": "closes at {forecast} kWh of {allocation} kWh — {excess} kWh over",
     },
+    "hour_closed_inside": {
+        "kk": "Сағат {start}–{end} (Астана) жабылды: {used} кВт·сағ, квота {allocation} кВт·сағ "
+        "— квота ішінде",
+        "ru": "Час {start}–{end} (Астана) закрыт: {used} кВт·ч при квоте {allocation} кВт·ч — "
+        "в пределах",
+        "en": "Hour {start}–{end} (Astana) closed: {used} kWh of {allocation} kWh — inside its "
+        "allocation",
+    },
+    "hour_closed_over": {
+        "kk": "Сағат {start}–{end} (Астана) жабылды: {used} кВт·сағ, квота {allocation} кВт·сағ "
+        "— {excess} кВт·сағ асып кетті",
+        "ru": "Час {start}–{end} (Астана) закрыт: {used} кВт·ч при квоте {allocation} кВт·ч — "
+        "превышение {excess} кВт·ч",
+        "en": "Hour {start}–{end} (Astana) closed: {used} kWh of {allocation} kWh — {excess} kWh "
+        "over",
+    },
     "row_power": {"kk": "Қуат теңгерімі", "ru": "Баланс мощности", "en": "Power adds up"},
     "power_sum": {
         "kk": "есептегіш {meter} кВт = майнерлер {miners} кВт + PDU {pdus} кВт "

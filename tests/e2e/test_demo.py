@@ -17,14 +17,18 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from kuat.agent.demo_status import Story
 from kuat.agent.demo_text import DEMO_TEXT, say
 from kuat.agent.i18n import LANGS
 from kuat.quota.clock import ASTANA
+from kuat.quota.energy import MeterSample
+from kuat.quota.evaluate import QuotaStatus, evaluate
+from kuat.quota.schedule import HourlyAllocation
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,3 +267,33 @@ def test_figures_read_right_in_each_language() -> None:
     assert say("hidden_on", "en", kw=2072.5).startswith("Hidden load: 2,072.5 kW")
     assert "2\u202f072,5 кВт" in say("hidden_on", "ru", kw=2072.5)
     assert "2\u202f072,5 кВт" in say("hidden_on", "kk", kw=2072.5)
+
+
+def _quota_at(at: datetime, kw: float) -> QuotaStatus:
+    """The quota engine's status at ``at`` for a farm drawing ``kw`` steadily, 100 kWh an hour
+    allowed."""
+    start = at - timedelta(hours=2)
+    samples = [
+        MeterSample(start + timedelta(seconds=s), kw, 5000 + kw * s / 3600)
+        for s in range(0, 7201, 10)
+    ]
+    allocation = HourlyAllocation("s", at.astimezone(ASTANA).date(), (0.1,) * 24)
+    return evaluate(allocation, samples, at, site="s")
+
+
+@pytest.mark.parametrize(
+    ("kw", "says"),
+    [
+        (95.0, "95.0 kWh of 100.0 kWh — inside its allocation"),
+        (120.0, "120.0 kWh of 100.0 kWh — 20.0 kWh over"),
+    ],
+)
+def test_a_demo_left_running_says_how_its_hour_closed(kw: float, says: str) -> None:
+    story = Story(enforce=True, overhead_fraction=0.06)
+    end = datetime(2026, 12, 5, 5, 0, tzinfo=ASTANA).astimezone(UTC)
+    assert story.hour_closed(_quota_at(end - timedelta(seconds=10), kw), "en") is None
+    assert story.hour_closed(_quota_at(end - timedelta(seconds=5), kw), "en") is None
+    line = story.hour_closed(_quota_at(end + timedelta(seconds=5), kw), "en")
+    assert line is not None and line.startswith("Hour 04:00–05:00 (Astana) closed: "), line
+    assert line.endswith(says), line
+    assert story.hour_closed(_quota_at(end + timedelta(seconds=10), kw), "en") is None
