@@ -66,6 +66,7 @@ DEMO_INTERVALS = {"asic": 5, "pdu": 5, "meter": 1, "quota": 2, "inventory": 10, 
 # with the whole simulated farm and the agent (and, in the tests, with another demo); a site's
 # own devices keep the defaults.
 DEVICE_TIMEOUT_S = 8.0
+ASIC_TIMEOUT_S = 4.0
 # The curtailment controller (agent.curtailment) as configured for a one-minute story: its
 # timers shortened so a decision shows within seconds, the rest as a site would set it.
 DEMO_CURTAILMENT = {
@@ -174,7 +175,8 @@ def demo_config(
             "dashboard": {"listen": listen},
             "intervals": DEMO_INTERVALS,
             "asic": {
-                "timeout_s": 2.0,
+                # generous, as the other devices' (DEVICE_TIMEOUT_S), within the 5 s poll cycle
+                "timeout_s": ASIC_TIMEOUT_S,
                 "web_port": DEMO_WEB_PORT,
                 # Braiins OS serves its REST API (identity, power target) on the same web port
                 # here; the default 80 would be refused and warned about for every Braiins miner
