@@ -296,7 +296,7 @@ def demo(
         float | None, typer.Option(help="Stop by itself after this many seconds.")
     ] = None,
     miners: Annotated[
-        int, typer.Option(help="Simulated miners (each on its own 127.x.y.z).")
+        int, typer.Option(min=1, help="Simulated miners (each on its own 127.x.y.z).")
     ] = 240,
     state_dir: Annotated[
         Path | None,
@@ -307,18 +307,62 @@ def demo(
         bool,
         typer.Option("--plain", help="Print one status line per cycle instead of a live table."),
     ] = False,
+    enforce: Annotated[
+        bool,
+        typer.Option(
+            "--enforce",
+            help="Let the planner act on the simulated miners (default: dry run, plan shown).",
+        ),
+    ] = False,
+    hidden_load: Annotated[
+        bool,
+        typer.Option(
+            "--hidden-load",
+            help="Add load no registered device explains to the meter: the balance alarms.",
+        ),
+    ] = False,
+    base: Annotated[
+        str,
+        typer.Option(help="First miner's address in 127.0.0.0/8; meters and PDUs on x.y.250.1-3."),
+    ] = "127.10.0.1",
+    listen: Annotated[
+        str, typer.Option(help='The dashboard\'s host:port ("" turns it off).')
+    ] = "127.0.0.1:9120",
 ) -> None:
     """Start a simulated farm on loopback and run the real agent against it, with a live status."""
-    if lang not in LANGS:
-        typer.echo(f"--lang must be kk, ru or en, not {lang!r}", err=True)
-        raise typer.Exit(2)
-    _setup_logging("warning")
-    from kuat.agent.demo import run_demo
+    from kuat.agent.config import listen_address
+    from kuat.agent.demo import DemoLayout, DemoLayoutError, DemoOptions, run_demo
+    from kuat.agent.demo_text import say
 
-    code = asyncio.run(
-        run_demo(miners=miners, duration_s=duration, state_dir=state_dir, lang=lang, plain=plain)
+    if lang not in LANGS:  # which language to say it in is the question: all three
+        for each in LANGS:
+            typer.echo(say("bad_lang", each, value=lang), err=True)
+        raise typer.Exit(2)
+    language = next(x for x in LANGS if x == lang)  # the same text, typed as a Lang
+
+    try:
+        DemoLayout.of(base, miners)
+    except DemoLayoutError as exc:
+        typer.echo(say(exc.key, language, value=base, miners=miners, devices=exc.devices), err=True)
+        raise typer.Exit(2) from None
+    try:
+        listen_address(listen)
+    except ValueError as exc:
+        typer.echo(say("bad_listen", language, error=exc), err=True)
+        raise typer.Exit(2) from None
+    _setup_logging("warning")
+    opts = DemoOptions(
+        miners=miners,
+        duration_s=duration,
+        state_dir=state_dir,
+        lang=language,
+        plain=plain,
+        enforce=enforce,
+        hidden_load=hidden_load,
+        base=base,
+        listen=listen,
     )
-    raise typer.Exit(code)
+    raise typer.Exit(asyncio.run(run_demo(opts)))
 
 
 # --- probe ------------------------------------------------------------------------------
