@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -27,6 +29,12 @@ def test_demo_shows_the_settlement_figure_and_reconciliation(tmp_path: Path) -> 
             "ru",
             "--state-dir",
             str(tmp_path),
+            # addresses and a dashboard port of its own: a person's demo, or another test's,
+            # may be running on the defaults
+            "--base",
+            "127.47.0.1",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
         ],
         capture_output=True,
         text=True,
