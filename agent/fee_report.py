@@ -12,7 +12,9 @@ What the report gives, from the energy ledger:
 
 * kWh per meter and per source over the quarter (every meter, so an auditor sees them all);
 * the fee basis per source: the site meter (``role = "site"``), else every meter, as in the
-  monthly report — submeters sit behind the site meter;
+  monthly report — submeters sit behind the site meter; where the commercial meter's load
+  profile covers an hour (the settlement book), that figure replaces kuat's, as the monthly
+  report bills (``settled_hours``, ``settled_kwh``);
 * which of that energy is **backed by the commercial (control) meter**: an hour counts as
   backed when the commercial meter's counter spans it whole (``EnergyLedger.hour_kwh``: kuat
   read it at or before the hour's start and at or after its end, with no counter reset). A gap
@@ -40,6 +42,7 @@ from kuat.agent.config import KuatConfig, Lang
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.reports import _num, label, source_name
 from kuat.quota.clock import HOUR, hour_bounds
+from kuat.quota.settlement import split_hour
 from kuat.uplink.inventory import iso
 
 __all__ = ["UNMETERED_RATE", "parse_quarter", "quarterly_csv", "quarterly_report", "render"]
@@ -120,8 +123,12 @@ def quarterly_report(
     *,
     rates: Mapping[str, float] | None = None,
     unmetered_rate: float = UNMETERED_RATE,
+    settled: Mapping[datetime, float] | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
+    """``settled``: the commercial meter's load-profile kWh by hour start (the settlement book);
+    where it covers an hour the fee is on that figure (split between on-grid sources in kuat's
+    proportions, as the monthly report bills), not on kuat's own."""
     rates = dict(rates or {})
     first, last = quarter_days(year, q)
     start, end = hour_bounds(first, 1)[0], hour_bounds(last, 24)[1]
@@ -146,9 +153,21 @@ def quarterly_report(
                 backed_hours.add(t)
             t += HOUR
 
+    # What each hour is billed on: the commercial meter's own figure where the book has it.
+    billed_hours: dict[tuple[datetime, str], float] = dict(basis_hours)
+    settled_kwh = 0.0
+    for t, meter_kwh in (settled or {}).items():
+        if not start <= t < end:
+            continue
+        ours = {s: k for (h, s), k in basis_hours.items() if h == t}
+        for source, kwh in split_hour(meter_kwh, ours).items():
+            billed_hours[(t, source)] = kwh
+        settled_kwh += meter_kwh
+        backed_hours.add(t)
+
     sources: dict[str, dict[str, Any]] = {}
     unbacked_hours: set[datetime] = set()
-    for (t, source), kwh in sorted(basis_hours.items()):
+    for (t, source), kwh in sorted(billed_hours.items()):
         s = sources.setdefault(source, {"kwh": 0.0, "backed_kwh": 0.0, "unbacked_kwh": 0.0})
         s["kwh"] += kwh
         if t in backed_hours:
@@ -196,6 +215,8 @@ def quarterly_report(
         "total_kwh": round(total_kwh, 3),
         "unbacked_kwh": round(unbacked_kwh, 3),
         "unbacked_hours": len(unbacked_hours),
+        "settled_hours": sum(1 for t in (settled or {}) if start <= t < end),
+        "settled_kwh": round(settled_kwh, 3),
         "unmetered_rate": unmetered_rate,
         "missing_rates": missing,
         "fee_total_tenge": (

@@ -205,16 +205,25 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The digital-mining fee's quarter: kWh per meter and source, what the commercial
         meter backs, the rate of each and the fee."""
-        from kuat.agent.fee_report import parse_quarter, quarterly_csv, quarterly_report, render
+        from kuat.agent.fee_report import (
+            parse_quarter,
+            quarter_days,
+            quarterly_csv,
+            quarterly_report,
+            render,
+        )
+        from kuat.quota.clock import hour_bounds
 
         cfg = load_or_exit(config)
         language = _lang(lang, cfg)
         year, q = _parse(parse_quarter, quarter)
         rates = _rates(rate or [])
+        first, last = quarter_days(year, q)
+        settled = _settled(cfg, hour_bounds(first, 1)[0], hour_bounds(last, 24)[1])
         ledger = _ledger(cfg, required=True)
         with ledger:
             report = quarterly_report(
-                ledger, cfg, year, q, rates=rates, unmetered_rate=unmetered_rate
+                ledger, cfg, year, q, rates=rates, unmetered_rate=unmetered_rate, settled=settled
             )
         _emit(
             report,

@@ -117,3 +117,18 @@ def test_csv_and_a_bad_quarter(tmp_path: Path) -> None:
     assert row.startswith("grid,12000.0,9000.0,3000.0,10.0,25.0,")
     bad = kuat("report", "quarterly", "2026-Q9", "-c", str(cfg))
     assert bad.returncode == 2 and "2026-Q3" in bad.stderr
+
+
+def test_hours_the_commercial_meter_settled_are_billed_on_its_figure(tmp_path: Path) -> None:
+    from kuat.agent.config import load_config
+    from kuat.agent.fee_report import quarterly_report
+
+    cfg = load_config(write_site(tmp_path, commercial=True))
+    noon = OCT1 + timedelta(days=1, hours=11)  # 11:00-12:00 Astana, 2 Oct: kuat has 500 kWh
+    with EnergyLedger(tmp_path / "state" / "ledger.db") as led:
+        r = quarterly_report(led, cfg, 2026, 4, rates={"grid": 10.0}, settled={noon: 510.0})
+    grid = r["sources"]["grid"]
+    assert (r["settled_hours"], r["settled_kwh"]) == (1, 510.0)
+    assert grid["kwh"] == pytest.approx(12_010.0)  # the meter's 510 in place of kuat's 500
+    assert grid["backed_kwh"] == pytest.approx(9_010.0)
+    assert grid["tenge"] == pytest.approx(9_010 * 10 + 3_000 * 25)
