@@ -741,6 +741,9 @@ class BalanceSection(Strict):
     tolerance_fraction: Annotated[float, Field(ge=0, le=1)] = 0.03
     # Only when every outlet feeding the site is on a listed PDU is their sum comparable.
     pdus_cover_site: bool = False
+    # Unexplained load is an alarm once it has lasted this many seconds: while miners switch,
+    # the meter's and the miners' readings are seconds apart and differ for a moment.
+    alarm_after_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
 
 
 class PoolWrite(Strict):

@@ -17,7 +17,12 @@ from kuat.agent.config import KuatConfig
 from kuat.agent.order_book import PersistentOrderBook
 from kuat.agent.state import SiteState
 from kuat.collectors.readings import PduReading
-from kuat.quota.balance import BalancePolicy, BalanceState, balance_from_readings
+from kuat.quota.balance import (
+    AlarmFilter,
+    BalancePolicy,
+    BalanceState,
+    balance_from_readings,
+)
 from kuat.quota.checks import CheckStatus
 from kuat.quota.clock import hour_of
 from kuat.quota.energy import MeterSample
@@ -77,6 +82,7 @@ class QuotaJob:
             tolerance_kw=b.tolerance_kw,
             tolerance_fraction=b.tolerance_fraction,
         )
+        self.balance_alarm = AlarmFilter(b.alarm_after_s)
         self._seen: dict[Path, float] = {}
         # On disk: a withdrawn order replayed after a restart must stay withdrawn.
         self.orders = PersistentOrderBook(state_dir / "orders.db")
@@ -210,11 +216,14 @@ class QuotaJob:
         )
         meter = self.state.site_meter_history[-1] if self.state.site_meter_history else None
         pdus = [p for p in self.state.pdus.values() if isinstance(p, PduReading)]
-        self.state.balance = balance_from_readings(
-            meter,
-            pdus if self.cfg.balance.pdus_cover_site else [],
-            self.state.asic_readings(),
-            self.balance_policy,
+        self.state.balance = self.balance_alarm(
+            balance_from_readings(
+                meter,
+                pdus if self.cfg.balance.pdus_cover_site else [],
+                self.state.asic_readings(),
+                self.balance_policy,
+            ),
+            now,
         )
         self._log_changes(status)
         return self._points(status, now)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from kuat.collectors.readings import AsicReading, MeterReading, PduReading
 from kuat.quota.reasons import Code, Reason
@@ -165,3 +166,34 @@ def balance_from_readings(
         miners_unreported=unreported,
         miners_mining=mining,
     )
+
+
+class AlarmFilter:
+    """An unregistered-load alarm only once the excess has lasted ``after_s``.
+
+    The meter and the miners are read at different moments: right after curtailment puts
+    miners to sleep (or wakes them), the miners' new readings and the meter's can be seconds
+    apart, and the difference looks like load no device explains. A real unregistered load
+    stays; such a transient does not. Until an excess has lasted ``after_s`` the filter gives
+    the last result that was not an alarm (an alarm right after start, or after a time without
+    data, passes as it is: there was no comparison to hold). Anything else — OK, CHECK, UNKNOWN — passes at once and ends a
+    pending alarm. Pure: ``now`` is the evaluation's time.
+    """
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+        self._since: datetime | None = None
+        self._quiet: BalanceResult | None = None
+
+    def __call__(self, result: BalanceResult, now: datetime) -> BalanceResult:
+        if result.status is not BalanceState.ALARM:
+            self._since = None
+            # only a comparison that was made can be held: after UNKNOWN (no data, e.g. at
+            # start) an alarm passes at once
+            self._quiet = None if result.status is BalanceState.UNKNOWN else result
+            return result
+        if self._since is None:
+            self._since = now
+        if self._quiet is None or (now - self._since).total_seconds() >= self.after_s:
+            return result
+        return self._quiet

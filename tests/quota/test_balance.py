@@ -92,3 +92,34 @@ def test_from_readings_and_unreported_miners() -> None:
     blind = [*miners, AsicReading("10.0.0.8", 4028, T, serial="U")]
     r = balance_from_readings(meter, [pdu], blind, P)
     assert r.miners_unreported == 1 and r.reasons[-1].params == {"missing": ["miners"]}
+
+
+def test_a_brief_excess_while_miners_switch_is_no_alarm_a_lasting_one_is() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from kuat.quota.balance import AlarmFilter
+
+    t0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    ok = check_balance(595.0, None, 580.0, BalancePolicy())
+    excess = check_balance(700.0, None, 580.0, BalancePolicy())  # 120 kW nobody explains
+    assert (ok.status, excess.status) == (BalanceState.OK, BalanceState.ALARM)
+    f = AlarmFilter(60.0)
+    assert f(ok, t0).status is BalanceState.OK
+    # miners just slept: their readings and the meter's are seconds apart for a moment
+    assert f(excess, t0 + timedelta(seconds=2)) is ok
+    assert f(excess, t0 + timedelta(seconds=30)) is ok
+    assert f(ok, t0 + timedelta(seconds=40)).status is BalanceState.OK  # gone: no alarm ever
+    # a load that stays is alarmed once it has lasted the minute, and at once thereafter
+    assert f(excess, t0 + timedelta(seconds=50)) is ok
+    assert f(excess, t0 + timedelta(seconds=109)) is ok
+    assert f(excess, t0 + timedelta(seconds=110)).status is BalanceState.ALARM
+    assert f(excess, t0 + timedelta(seconds=115)).status is BalanceState.ALARM
+
+
+def test_an_alarm_from_the_first_evaluation_is_not_held_back() -> None:
+    from datetime import UTC, datetime
+
+    from kuat.quota.balance import AlarmFilter
+
+    excess = check_balance(700.0, None, 580.0, BalancePolicy())
+    assert AlarmFilter(60.0)(excess, datetime(2026, 12, 4, tzinfo=UTC)) is excess
