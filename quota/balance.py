@@ -176,8 +176,8 @@ class AlarmFilter:
     apart, and the difference looks like load no device explains. A real unregistered load
     stays; such a transient does not. Until an excess has lasted ``after_s`` the filter gives
     the last result that was not an alarm (an alarm right after start, or after a time without
-    data, passes as it is: there was no comparison to hold). Anything else — OK, CHECK, UNKNOWN — passes at once and ends a
-    pending alarm. Pure: ``now`` is the evaluation's time.
+    data, passes as it is: there was no comparison to hold). Anything else — OK, CHECK,
+    UNKNOWN — passes at once and ends a pending alarm. Pure: ``now`` is the evaluation's time.
     """
 
     def __init__(self, after_s: float) -> None:
