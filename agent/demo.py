@@ -42,6 +42,7 @@ from kuat.agent.runtime import Agent
 from kuat.agent.state import StatusSnapshot
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.dlms.sim import DlmsMeterSimulator
+from kuat.collectors.errors import KuatError
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.readings import MeterReading, PduReading
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
@@ -98,7 +99,7 @@ ACCREDITED_POOLS = ["pool.kz-mining.example", "stratum.kazpool.example"]
 FOREIGN_POOL_MINERS = 3
 
 
-class DemoLayoutError(ValueError):
+class DemoLayoutError(KuatError, ValueError):
     """--base is not a loopback address (``key`` "bad_base"), or the farm would not fit below
     the devices ("base_full"); ``key`` names the demo text that says so."""
 
@@ -231,7 +232,13 @@ def demo_config(
             },
             # the meter counts the miners and 6 % more (cooling, losses), and the racks on
             # the PDUs: the site's known fixed load
-            "balance": {"overhead_fraction": OVERHEAD, "overhead_kw": round(racks_kw, 1)},
+            # the demo's minute stands for an hour: its alarm waits a few of its seconds for
+            # the readings to settle after a switch, not the production minute
+            "balance": {
+                "overhead_fraction": OVERHEAD,
+                "overhead_kw": round(racks_kw, 1),
+                "alarm_after_s": 6,
+            },
             "grid": {
                 "tc_number": "TC-35-2024/117",
                 "issuer": "Demo REC",
