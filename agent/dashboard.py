@@ -51,12 +51,13 @@ from kuat.agent.dashboard_page import (
     power_context,
 )
 from kuat.agent.dashboard_power import PowerExplained, explain
-from kuat.agent.i18n import CATALOG, LANGS, Lang, t
+from kuat.agent.i18n import LANGS, Lang, t
+from kuat.agent.i18n import labels as ui_labels
+from kuat.agent.i18n import render as render_reason
 from kuat.agent.metrics import metrics_text
 from kuat.agent.state import StatusSnapshot, snapshot
 from kuat.collectors.readings import DeviceError, PduReading
 from kuat.quota.clock import ASTANA
-from kuat.quota.messages import render as render_reason
 from kuat.quota.schedule import EnergySource
 from kuat.uplink.spool import SpoolStats
 
@@ -295,7 +296,7 @@ def render_page(
     *,
     bad_query: str | None = None,
 ) -> str:
-    labels = {key: t(key, lang) for key in CATALOG}
+    labels = ui_labels(lang)
     down = [
         {
             "kind": str(e.kind),

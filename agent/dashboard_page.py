@@ -21,8 +21,7 @@ from kuat.agent.dashboard_miners import (
     MinerRow,
 )
 from kuat.agent.dashboard_power import PowerExplained
-from kuat.agent.i18n import Lang, t
-from kuat.quota.messages import render
+from kuat.agent.i18n import Lang, render, t
 
 # Rows of the plan's actions and of the curtailed miners on the page; /api/curtailment has all.
 PLAN_ROWS = 200

@@ -172,6 +172,7 @@ class Agent:
         self.telemetry_sent = 0
         self.telemetry_dead_lettered = 0
         self.dashboard: Dashboard | None = None
+        self._inventory_waits_for_miners = False
 
     @staticmethod
     def _asic_concurrency(cfg: KuatConfig) -> int:
@@ -231,6 +232,11 @@ class Agent:
             self.state.asics[target] = result
         self.faults.observe(results)
         self.uplinks.record(results, self.clock())
+        if self._inventory_waits_for_miners:
+            # The inventory job's first run came before any miner answered; publish now, not an
+            # inventory interval later: the register and `kuat compliance report` (which reads
+            # the stored inventory) would show item 7 unknown while the agent has judged it.
+            await self.publish_inventory()
 
     async def _bounded(
         self,
@@ -463,7 +469,8 @@ class Agent:
     async def publish_inventory(self) -> None:
         # Before the first miner poll completes the inventory would be empty, and the register
         # would read that as every miner removed.
-        if self._asic_targets and not self.state.asics:
+        self._inventory_waits_for_miners = bool(self._asic_targets and not self.state.asics)
+        if self._inventory_waits_for_miners:
             return
         await self.uplinks.publish_inventory(self._identified_miners(), self.clock())
 

@@ -107,13 +107,18 @@ def _emit(
         typer.echo(text())
 
 
-def _schedules(cfg: KuatConfig):
+def _quota_job(cfg: KuatConfig):
+    """The allocation files read as the agent reads them: the book, and what was refused."""
     from kuat.agent.quota_job import QuotaJob
     from kuat.agent.state import SiteState
 
     job = QuotaJob(cfg, SiteState(), Path(cfg.agent.state_dir))
     job.reload_schedules()
-    return job.book
+    return job
+
+
+def _schedules(cfg: KuatConfig):
+    return _quota_job(cfg).book
 
 
 def register(app: typer.Typer) -> None:
@@ -267,6 +272,7 @@ def register(app: typer.Typer) -> None:
             fresh = {"fresh_pools": agent.state.pools, "fresh_quota": agent.state.quota}
         stored = read_stored(cfg)
         ledger = _ledger(cfg, required=False)
+        quota = _quota_job(cfg)
         try:
             report = compliance_report(
                 cfg,
@@ -276,7 +282,8 @@ def register(app: typer.Typer) -> None:
                 inventory=stored.inventory,
                 outbox_pending=stored.outbox_pending,
                 outbox_dead=stored.outbox_dead,
-                schedules=_schedules(cfg),
+                schedules=quota.book,
+                refused_allocations=quota.refused,
                 **fresh,
             )
         finally:

@@ -183,7 +183,7 @@ def test_report_monthly_json_csv_and_languages(site: Path) -> None:
     assert {"date": "2026-11-01", "meter": "site", "source": "grid", "kwh": "12000.000"} in rows
 
     words = {"kk": "Айлық электр энергиясы есебі", "ru": "Ежемесячный отчёт", "en": "Monthly"}
-    numbers = {"kk": "13\u202f200,000", "ru": "13\u202f200,000", "en": "13,200.000"}
+    numbers = {"kk": "13\u00a0200,000", "ru": "13\u00a0200,000", "en": "13,200.000"}
     for lang in LANGS:
         done = kuat("report", "monthly", "2026-11", "-c", str(site), "--lang", lang)
         assert done.returncode == 0, done.stderr
