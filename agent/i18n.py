@@ -51,6 +51,27 @@ _PLAIN_INTS = frozenset(
 )
 DECIMALS = 3  # most decimals a float is shown with, unless needed to tell two values apart
 _MAX_DECIMALS = 6
+# The precision a person acts on, by the parameter's unit (its name's suffix): MW and MWh to the
+# kilowatt(-hour), since an allocation of 0.25 MWh is 250 kWh and not 0.2 MWh; kW, kWh, kV,
+# seconds and hours to a tenth; watts and percentages whole. Fewer decimals are shown when the
+# value has fewer (35.0 kV reads 35), more when two figures of one message would read the same.
+_DECIMALS_BY_SUFFIX: tuple[tuple[str, int], ...] = (
+    ("_mwh", 3),
+    ("_mw", 3),
+    ("_kwh", 1),
+    ("_kw", 1),
+    ("_kv", 1),
+    ("_s", 1),
+    ("_h", 1),
+    ("_per_th", 1),
+    ("_ths", 1),
+    ("_w", 0),
+    ("percent", 0),
+)
+
+
+def _decimals(name: str) -> int:
+    return next((d for suffix, d in _DECIMALS_BY_SUFFIX if name.endswith(suffix)), DECIMALS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +131,7 @@ def number(value: float, lang: Lang, decimals: int | None = None) -> str:
 def _float_text(value: float, lang: Lang, decimals: int) -> str:
     if not math.isfinite(value):
         return str(value)
-    return format_decimal(value, format="#,##0." + "#" * decimals, locale=lang)
+    return format_decimal(value, format=("#,##0." + "#" * decimals).rstrip("."), locale=lang)
 
 
 def quantity(value: float | None, unit_key: str, lang: Lang, decimals: int | None = None) -> str:
@@ -143,7 +164,7 @@ def _param(name: str, value: Any, lang: Lang) -> str:
     if isinstance(value, int):
         return str(value) if name in _PLAIN_INTS else number(value, lang)
     if isinstance(value, float):
-        return _float_text(value, lang, DECIMALS)
+        return _float_text(value, lang, _decimals(name))
     if isinstance(value, str):
         term = f"term.{name}.{value}"
         if has(term, lang):
@@ -155,11 +176,18 @@ def _params(params: Mapping[str, Any], lang: Lang) -> _Params:
     out = _Params({k: _param(k, v, lang) for k, v in params.items()})
     # Two figures that differ must not read the same ("0.5004 MWh, cap 0.5 MWh"): give such a
     # pair the decimals that tell them apart.
-    floats = {k: v for k, v in params.items() if isinstance(v, float) and math.isfinite(v)}
+    floats = {
+        k: float(v)
+        for k, v in params.items()
+        if isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and k not in _PLAIN_INTS
+        and math.isfinite(v)
+    }
     for a, va in floats.items():
         for b, vb in floats.items():
             if a < b and va != vb and out[a] == out[b]:
-                for d in range(DECIMALS + 1, _MAX_DECIMALS + 1):
+                for d in range(min(_decimals(a), _decimals(b)) + 1, _MAX_DECIMALS + 1):
                     ta, tb = _float_text(va, lang, d), _float_text(vb, lang, d)
                     if ta != tb or d == _MAX_DECIMALS:
                         out[a], out[b] = ta, tb

@@ -360,8 +360,8 @@ def _quota_from_ledger(
                 Reason.of(
                     Code.QUOTA_EXCEEDED,
                     hour_ending=he,
-                    used_kwh=round(u or 0.0, 1),
-                    allocation_kwh=round(a or 0.0, 1),
+                    used_kwh=round(u or 0.0, 3),
+                    allocation_kwh=round(a or 0.0, 3),
                 )
             )
     if over:

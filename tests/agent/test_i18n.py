@@ -167,3 +167,45 @@ def test_fault_causes_device_kinds_and_jobs_are_translated() -> None:
 def test_every_reason_code_is_in_the_catalog() -> None:
     missing = [c.value for c in Code if not i18n.has(c.value)]
     assert not missing
+
+
+def test_an_excess_just_over_its_tolerance_reads_as_over() -> None:
+    from kuat.quota.balance import BalancePolicy, check_balance
+
+    policy = BalancePolicy(tolerance_kw=5.0, tolerance_fraction=0.0)
+    result = check_balance(105.04, 100.0, None, policy)
+    (alarm,) = [r for r in result.reasons if r.code is Code.BALANCE_UNREGISTERED_LOAD]
+    assert "5.04 kW unaccounted (tolerance 5 kW)" in render(alarm, "en")
+
+
+def test_an_hour_just_over_its_allocation_reads_as_over() -> None:
+    from datetime import UTC, date, datetime, timedelta
+
+    from kuat.quota.evaluate import MeterSample, QuotaState, evaluate
+    from kuat.quota.schedule import HourlyAllocation
+
+    start = datetime(2026, 11, 25, 4, tzinfo=UTC)  # 09:00 Astana: hour ending 10
+    alloc = HourlyAllocation("s1", date(2026, 11, 25), (0.5,) * 24)  # 500 kWh
+    samples = [MeterSample(start + timedelta(minutes=m), 600.0, 1000.0 + 10.0 * m) for m in (0, 50)]
+    samples.append(MeterSample(start + timedelta(minutes=51), 600.0, 1500.04))
+    status = evaluate(alloc, samples, start + timedelta(minutes=51))
+    assert status.status is QuotaState.OVER
+    assert "500.04 kWh used of 500 kWh" in render(status.reason, "en")
+
+
+def test_each_unit_keeps_the_precision_a_person_acts_on() -> None:
+    r = Reason.of(
+        Code.GRID_OK,
+        tc_number="1",
+        substation="S",
+        voltage_kv=35.0,
+        permitted_mw=1.25,
+        peak_kw=812.46,
+    )
+    en = render(r, "en")
+    assert "35 kV" in en and "1.25 MW" in en and "812.5 kW" in en
+    sleep = Reason.of(Code.CURTAIL_SLEEP, device_id="m1", power_w=3250.4, j_per_th=17.56)
+    assert (
+        render(sleep, "ru")
+        == f"m1 переводится в сон: 3{NBSP}250 Вт, 17,6 Дж/ТХ (наименее эффективный)"
+    )
