@@ -21,8 +21,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from kuat.agent.commands.register import load_or_exit, read_stored
-from kuat.agent.config import KuatConfig, Lang
+from kuat.agent.config import KuatConfig
 from kuat.agent.exitcodes import for_findings
+from kuat.agent.i18n import LANGS, Lang
 
 LangOpt = Annotated[
     str | None, typer.Option("--lang", help="kk, ru or en (default: [agent] language).")
@@ -34,10 +35,10 @@ T = TypeVar("T")
 
 def _lang(value: str | None, cfg: KuatConfig) -> Lang:
     lang = value or cfg.agent.language
-    if lang not in ("kk", "ru", "en"):
+    if lang not in LANGS:
         typer.echo(f"--lang must be kk, ru or en, not {lang!r}", err=True)
         raise typer.Exit(2)
-    return lang  # type: ignore[return-value]
+    return lang
 
 
 def _ledger(cfg: KuatConfig, *, required: bool):

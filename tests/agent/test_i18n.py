@@ -209,3 +209,39 @@ def test_each_unit_keeps_the_precision_a_person_acts_on() -> None:
         render(sleep, "ru")
         == f"m1 переводится в сон: 3{NBSP}250 Вт, 17,6 Дж/ТХ (наименее эффективный)"
     )
+
+
+def test_the_status_table_writes_numbers_and_counts_the_readers_way() -> None:
+    from datetime import UTC, datetime
+
+    from kuat.agent.state import StatusSnapshot
+    from kuat.agent.status import render_text
+
+    snap = StatusSnapshot(
+        at=datetime(2026, 11, 25, 9, tzinfo=UTC),
+        miners_total=2100,
+        miners_up=2072,
+        miners_sleeping=3,
+        hashrate_ths=207_200.5,
+        miners_power_w=None,
+        pdu_power_w=7_400.0,
+        metered_kw=2_072.0,
+        energy_hour_kwh=1_036.0,
+        allocation_kwh=2_100.0,
+        forecast_kwh=2_072.5,
+        quota_status="ok",
+        grid_status="pass",
+        pools_status="fail",
+        pools_offenders=3,
+        balance_status=None,
+        spool_pending=12_345,
+        outbox_pending=0,
+        devices_down=28,
+    )
+    ru = render_text(snap, "ru")
+    assert f"Мощность по счётчику: 2{NBSP}072,0 кВт" in ru  # not "2,072.0 kW"
+    assert "3 майнера на неаккредитованном пуле" in ru  # not «3 майнеров»
+    assert f"телеметрия 12{NBSP}345" in ru
+    assert f"207{NBSP}200,5 ТХ/с" in ru
+    en = render_text(snap, "en")
+    assert "Metered power: 2,072.0 kW" in en and "(3 miners on a pool that is not accredited)" in en

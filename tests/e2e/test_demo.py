@@ -141,7 +141,7 @@ def test_two_demos_share_one_machine(demos: dict[str, Demo]) -> None:
 
 
 def _asleep(d: Demo) -> int:
-    m = re.search(r"\(\+(\d+) zz\)", d.field("Miners up"))
+    m = re.search(r"\(\+(\d+) ", d.field("Miners up"))  # "(+14 sleeping)"
     return int(m.group(1)) if m else 0
 
 
