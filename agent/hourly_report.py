@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from kuat.agent.config import KuatConfig
-from kuat.agent.i18n import Lang, has, message
+from kuat.agent.i18n import Lang, has, message, number
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.reports import label, source_name
 from kuat.quota.clock import hour_bounds
@@ -207,7 +207,8 @@ def render_hourly(report: Mapping[str, Any], lang: Lang) -> str:
     kwh = label("kwh", lang)
 
     def num(v: float | None) -> str:
-        return "—" if v is None else f"{v:.3f}"
+        # 1 234,500 in kk and ru, 1,234.500 in en (the CSV and JSON keep 1234.500)
+        return "—" if v is None else number(v, lang, 3)
 
     lines = [
         f"{_label('title', lang)} — {report['from']} .. {report['to']}",
