@@ -245,3 +245,28 @@ def test_the_status_table_writes_numbers_and_counts_the_readers_way() -> None:
     assert f"207{NBSP}200,5 ТХ/с" in ru
     en = render_text(snap, "en")
     assert "Metered power: 2,072.0 kW" in en and "(3 miners on a pool that is not accredited)" in en
+
+
+@pytest.mark.parametrize(
+    ("reason", "en"),
+    [
+        # an order's quarter megawatt is 250 kW, not 200
+        (
+            Reason.of(
+                Code.ORDER_LIMIT,
+                id="o1",
+                issuer="KEGOC",
+                end="2026-11-25T10:00:00Z",
+                target_mw=0.25,
+            ),
+            "at most 0.25 MW until",
+        ),
+        # 0.95 MW permitted is under the 1 MW minimum: it must not read "1 MW — at least 1 MW"
+        (
+            Reason.of(Code.GRID_CAPACITY_LOW, permitted_mw=0.95, min_mw=1.0),
+            "0.95 MW — at least 1 MW",
+        ),
+    ],
+)
+def test_megawatts_keep_the_kilowatts(reason: Reason, en: str) -> None:
+    assert en in render(reason, "en")
