@@ -882,3 +882,13 @@ async def test_fifty_thousand_miners_cost_one_page_of_rows(
     assert ids == sorted(ids)  # ties stay in id order
     filtered = (await client.get("/api/miners", params={"q": "sn0049999"})).json()
     assert [m["id"] for m in filtered["miners"]] == ["SN0049999"]
+
+
+async def test_every_figure_on_the_russian_page_is_written_the_russian_way(
+    client: httpx.AsyncClient,
+) -> None:
+    # the hour, power explained, miners table and charts too, not only the status rows
+    text = re.sub(r"<[^>]+>", " ", (await client.get("/", params={"lang": "ru"})).text)
+    assert not re.search(r"\d,\d{3}\b", text)  # "2,072" reads as 2.072 in Russian
+    assert not re.search(r"\d (kW|kWh|W|TH/s|J/TH)\b", text), re.findall(r".{20}\d kWh?.{5}", text)
+    assert "кВт" in text and "ТХ/с" in text
