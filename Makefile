@@ -9,7 +9,7 @@ APT := DEBIAN_FRONTEND=noninteractive apt-get -y -q
 DURATION ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test install lint typecheck unit servers bench fuzz clean
+.PHONY: demo test install lint typecheck unit servers bench fuzz clean messages messages-import
 
 # A fresh Debian lacks ensurepip (python3-venv); install it when we are root and it is missing.
 $(BIN)/python:
@@ -54,6 +54,15 @@ servers:
 	  [ "$$(id -u)" = 0 ] || { echo "missing:$$missing (run as root to install)"; exit 1; }; \
 	  apt-get update -q && $(APT) install $$missing; \
 	fi
+
+# The message catalog: every agent/locale/<lang>/LC_MESSAGES/kuat.po compiled to the kuat.mo
+# beside it (committed; tests fail when one is stale). messages-import moves texts still added
+# the old way (CATALOG/LABELS dicts) into the .po files. README: "Adding a message".
+messages: $(VENV)/.test
+	$(BIN)/python -m kuat.agent.i18n_tool compile
+
+messages-import: $(VENV)/.test
+	$(BIN)/python -m kuat.agent.i18n_tool import-legacy
 
 lint: $(VENV)/.test
 	$(BIN)/ruff check .

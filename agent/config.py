@@ -31,14 +31,13 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from kuat.agent.i18n import Lang
 from kuat.agent.tomlpos import locate
 from kuat.collectors.dlms.profile import parse_obis
 from kuat.collectors.errors import KuatError
 from kuat.quota.grid import GridConnection
 from kuat.quota.orders import IssuerKey, load_public_key
 from kuat.quota.pools import pool_host
-
-Lang = Literal["kk", "ru", "en"]
 
 
 class Strict(BaseModel):

@@ -39,6 +39,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from kuat.agent.config import KuatConfig, PduConfig
+from kuat.agent.i18n import render
 from kuat.agent.state import SiteState
 from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer import control
@@ -48,7 +49,6 @@ from kuat.collectors.readings import AsicReading
 from kuat.collectors.snmp.collector import PduPoller
 from kuat.quota.curtail import Action, ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
 from kuat.quota.evaluate import QuotaStatus
-from kuat.quota.messages import render
 from kuat.quota.orders import CurtailmentOrder, OrderBook, limit_kw, limit_reason, tighter
 from kuat.quota.plant import Pending, Plant, Verb
 from kuat.uplink.lineproto import encode_point

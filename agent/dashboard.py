@@ -16,6 +16,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from kuat.agent.dashboard_curtail import (
     curtailment_view,
     held_now,
 )
-from kuat.agent.dashboard_format import iso_utc, num, site_time
+from kuat.agent.dashboard_format import iso_utc, site_time
 from kuat.agent.dashboard_guard import Guard
 from kuat.agent.dashboard_hour import HourView, history
 from kuat.agent.dashboard_miners import (
@@ -51,12 +52,24 @@ from kuat.agent.dashboard_page import (
     power_context,
 )
 from kuat.agent.dashboard_power import PowerExplained, explain
-from kuat.agent.i18n import CATALOG, LANGS, Lang, t
+from kuat.agent.i18n import (
+    LANGS,
+    Lang,
+    device_kind,
+    fault_cause,
+    job_name,
+    message,
+    number,
+    quantity,
+    t,
+)
+from kuat.agent.i18n import labels as ui_labels
+from kuat.agent.i18n import render as render_reason
 from kuat.agent.metrics import metrics_text
 from kuat.agent.state import StatusSnapshot, snapshot
 from kuat.collectors.readings import DeviceError, PduReading
 from kuat.quota.clock import ASTANA
-from kuat.quota.messages import render as render_reason
+from kuat.quota.reasons import Reason
 from kuat.quota.schedule import EnergySource
 from kuat.uplink.spool import SpoolStats
 
@@ -120,6 +133,8 @@ class View:
     down: list[DeviceError]
     jobs: list[JobHealth]
     offenders: tuple[Any, ...]  # quota.pools.PoolOffender
+    # allocation documents refused, by source, with their reasons (QuotaJob.refused)
+    refused: Mapping[str, tuple[Reason, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def health(self) -> str:
@@ -161,7 +176,8 @@ async def gather(agent: Agent) -> View:
     snap = snapshot(state, now, spool_pending=counts.pending, outbox_pending=counts.outbox)
     down = sorted(state.down_devices(), key=lambda e: (str(e.kind), e.device_id))
     offenders = tuple(getattr(state.pools, "offenders", ()))
-    return View(now, snap, counts, down, job_health(agent, now), offenders)
+    refused = dict(agent.quota.refused)
+    return View(now, snap, counts, down, job_health(agent, now), offenders, refused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,13 +255,23 @@ def _status(code: str | None, lang: Lang) -> dict[str, str]:
     return {"text": t(code, lang), "cls": _STATUS_CLASS.get(code, "")}
 
 
+def _num(v: float | None, unit: str, lang: Lang, scale: float = 1.0) -> str:
+    # grouped the reader's way: "2,072" reads as 2.072 in Russian
+    return quantity(None if v is None else v / scale, unit, lang, 1)
+
+
 def page_rows(v: View, lang: Lang) -> list[dict[str, Any]]:
     s = v.snap
-    sleeping = f" (+{s.miners_sleeping} {t('sleeping', lang)})" if s.miners_sleeping else ""
+    sleeping = (
+        f" (+{message('ui.sleeping_count', lang, count=s.miners_sleeping)})"
+        if s.miners_sleeping
+        else ""
+    )
     pools = _status(s.pools_status, lang)
     if s.pools_offenders:
-        pools = {**pools, "text": f"{pools['text']} ({s.pools_offenders} {t('offenders', lang)})"}
-    stale = [j.name for j in v.jobs if j.state == "stale"]
+        count = message("ui.offenders_count", lang, count=s.pools_offenders)
+        pools = {**pools, "text": f"{pools['text']} ({count})"}
+    stale = [job_name(j.name, lang) for j in v.jobs if j.state == "stale"]
     jobs = {
         "ok": {"text": t("ok", lang), "cls": "good"},
         "starting": {"text": t("starting", lang), "cls": "warn"},
@@ -253,15 +279,15 @@ def page_rows(v: View, lang: Lang) -> list[dict[str, Any]]:
     }[v.health]
     plain = [
         ("miners_up", f"{s.miners_up} / {s.miners_total}{sleeping}"),
-        ("hashrate", f"{s.hashrate_ths:,.1f} TH/s"),
-        ("miners_power", num(s.miners_power_w, "kW", 1000)),
-        ("pdu_power", num(s.pdu_power_w, "kW", 1000)),
-        ("metered_power", num(s.metered_kw, "kW")),
+        ("hashrate", _num(s.hashrate_ths, "ths", lang)),
+        ("miners_power", _num(s.miners_power_w, "kw", lang, 1000)),
+        ("pdu_power", _num(s.pdu_power_w, "kw", lang, 1000)),
+        ("metered_power", _num(s.metered_kw, "kw", lang)),
         (
             "energy_hour",
-            f"{num(s.energy_hour_kwh, 'kWh')} / {num(s.allocation_kwh, 'kWh')}",
+            f"{_num(s.energy_hour_kwh, 'kwh', lang)} / {_num(s.allocation_kwh, 'kwh', lang)}",
         ),
-        ("forecast", num(s.forecast_kwh, "kWh")),
+        ("forecast", _num(s.forecast_kwh, "kwh", lang)),
     ]
     rows: list[dict[str, Any]] = [{"label": t(k, lang), "text": val, "cls": ""} for k, val in plain]
     rows += [
@@ -276,12 +302,18 @@ def page_rows(v: View, lang: Lang) -> list[dict[str, Any]]:
         },
         {
             "label": t("uplink", lang),
-            "text": f"{t('telemetry', lang)} {s.spool_pending:,} · "
-            f"{t('register', lang)} {s.outbox_pending:,}",
+            "text": f"{t('telemetry', lang)} {number(s.spool_pending, lang)} · "
+            f"{t('register', lang)} {number(s.outbox_pending, lang)}",
             "cls": "",
         },
         {"label": t("jobs", lang), **jobs},
     ]
+    # an allocation file refused shows here with its reasons, not only in the journal
+    for source, reasons in sorted(v.refused.items()):
+        text = "; ".join(render_reason(r, lang) for r in reasons)
+        rows.append(
+            {"label": t("allocation_refused", lang), "text": f"{source}: {text}", "cls": "bad"}
+        )
     return rows
 
 
@@ -295,12 +327,12 @@ def render_page(
     *,
     bad_query: str | None = None,
 ) -> str:
-    labels = {key: t(key, lang) for key in CATALOG}
+    labels = ui_labels(lang)
     down = [
         {
-            "kind": str(e.kind),
+            "kind": device_kind(str(e.kind), lang),
             "device": e.device_id,
-            "cause": e.cause,
+            "cause": fault_cause(e.cause, lang),
             "at": site_time(e.taken_at),
         }
         for e in v.down[:PAGE_ROWS]
@@ -327,11 +359,12 @@ def render_page(
         down_more=max(0, len(v.down) - PAGE_ROWS),
         offenders=offenders,
         offenders_more=max(0, len(v.offenders) - PAGE_ROWS),
+        offenders_count=message("ui.offenders_count", lang, count=len(v.offenders)),
         hour=hour_context(detail.hour, lang),
-        hour_svg=hour_chart(detail.hour, labels),
-        day_svg=day_chart(detail.hour.bars, labels),
+        hour_svg=hour_chart(detail.hour, labels, lang),
+        day_svg=day_chart(detail.hour.bars, labels, lang),
         power=power_context(detail.power, lang),
-        power_svg=power_chart(detail.power, labels),
+        power_svg=power_chart(detail.power, labels, lang),
         curtail=curtail_context(cv, holding, lang),
         miners=miners_context(miners, lang),
         bad_query=bad_query,
@@ -364,6 +397,13 @@ def status_json(agent: Agent, v: View, detail: Detail | None = None) -> dict[str
             "at": iso_utc(e.taken_at),
         }
         for e in v.down
+    ]
+    out["allocations_refused"] = [
+        {
+            "source": source,
+            "reasons": [{"code": str(r.code), "params": dict(r.params)} for r in reasons],
+        }
+        for source, reasons in sorted(v.refused.items())
     ]
     out["pool_offenders"] = [
         {

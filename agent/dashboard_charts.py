@@ -15,6 +15,8 @@ from markupsafe import Markup, escape
 from kuat.agent.dashboard_format import num
 from kuat.agent.dashboard_hour import HourBar, HourView
 from kuat.agent.dashboard_power import PowerExplained
+from kuat.agent.i18n import Lang, number
+from kuat.agent.i18n import unit as i18n_unit
 from kuat.quota.clock import ASTANA
 
 
@@ -42,7 +44,7 @@ def _svg(w: int, h: int, label: str, body: Sequence[str], ident: str) -> Markup:
     )
 
 
-def hour_chart(v: HourView, t: Mapping[str, str]) -> Markup:
+def hour_chart(v: HourView, t: Mapping[str, str], lang: Lang = "en") -> Markup:
     """This hour: energy used so far as a bar, the forecast to the hour's end as its lighter
     continuation, the allocation as a line across."""
     w, h, x0, bar_h = 640, 64, 8, 24
@@ -58,21 +60,29 @@ def hour_chart(v: HourView, t: Mapping[str, str]) -> Markup:
                 (fc - used) * scale,
                 bar_h,
                 "c-forecast",
-                f"{t['forecast']}: {num(fc, 'kWh')}",
+                f"{t['forecast']}: {num(fc, 'kWh', lang=lang)}",
             )
         )
     if used is not None:
-        body.append(_rect(x0, 8, used * scale, bar_h, "c-used", f"{t['used']}: {num(used, 'kWh')}"))
+        body.append(
+            _rect(
+                x0, 8, used * scale, bar_h, "c-used", f"{t['used']}: {num(used, 'kWh', lang=lang)}"
+            )
+        )
     if alloc is not None:
         x = x0 + alloc * scale
         body.append(
             f'<line x1="{_f(x)}" y1="2" x2="{_f(x)}" y2="{8 + bar_h + 6}" class="c-limit"/>'
         )
-        body.append(_text(x, h - 6, f"{t['allocation']} {num(alloc, 'kWh')}", "c-label", "middle"))
+        body.append(
+            _text(
+                x, h - 6, f"{t['allocation']} {num(alloc, 'kWh', lang=lang)}", "c-label", "middle"
+            )
+        )
     return _svg(w, h, t["chart_hour"], body, "chart-hour")
 
 
-def day_chart(bars: Sequence[HourBar], t: Mapping[str, str]) -> Markup:
+def day_chart(bars: Sequence[HourBar], t: Mapping[str, str], lang: Lang = "en") -> Markup:
     """The last 24 Astana hours: metered kWh per hour as bars (the hour under way lighter) and
     each hour's allocation as a step line. An hour's kWh is its mean power in kW."""
     w, h, left, right, top, bottom = 720, 220, 56, 8, 10, 28
@@ -94,8 +104,8 @@ def day_chart(bars: Sequence[HourBar], t: Mapping[str, str]) -> Markup:
         body.append(
             f'<line x1="{left}" y1="{_f(y(v))}" x2="{w - right}" y2="{_f(y(v))}" class="c-grid"/>'
         )
-        body.append(_text(left - 4, y(v) + 4, f"{v:,.0f}", "c-label", "end"))
-    body.append(_text(4, top + 8, "kWh", "c-label"))
+        body.append(_text(left - 4, y(v) + 4, number(v, lang, 0), "c-label", "end"))
+    body.append(_text(4, top + 8, i18n_unit("kwh", lang), "c-label"))
     step: list[str] = []
     for i, b in enumerate(bars):
         x = left + i * slot
@@ -103,8 +113,8 @@ def day_chart(bars: Sequence[HourBar], t: Mapping[str, str]) -> Markup:
         if b.kwh is not None:
             cls = "c-used c-now" if b.current else "c-used"
             tip = (
-                f"{local:%H:%M}: {num(b.kwh, 'kWh')} / {t['allocation']} "
-                f"{num(b.allocation_kwh, 'kWh')}"
+                f"{local:%H:%M}: {num(b.kwh, 'kWh', lang=lang)} / {t['allocation']} "
+                f"{num(b.allocation_kwh, 'kWh', lang=lang)}"
             )
             body.append(_rect(x + slot * 0.15, y(b.kwh), slot * 0.7, y(0) - y(b.kwh), cls, tip))
         if b.allocation_kwh is not None:
@@ -118,7 +128,7 @@ def day_chart(bars: Sequence[HourBar], t: Mapping[str, str]) -> Markup:
     return _svg(w, h, t["chart_day"], body, "chart-day")
 
 
-def power_chart(p: PowerExplained, t: Mapping[str, str]) -> Markup:
+def power_chart(p: PowerExplained, t: Mapping[str, str], lang: Lang = "en") -> Markup:
     """The meter as one bar; under it Σ PDUs and Σ miners, each with the overhead on top and
     the remainder (what the meter sees that they do not explain) after it."""
     w, left, row_h, gap = 640, 120, 22, 10
@@ -130,14 +140,16 @@ def power_chart(p: PowerExplained, t: Mapping[str, str]) -> Markup:
     y = 6.0
     body.append(_text(left - 6, y + 15, t["meter"], "c-label", "end"))
     if p.meter_kw is not None:
-        body.append(_rect(left, y, p.meter_kw * scale, row_h, "c-meter", num(p.meter_kw, "kW")))
+        body.append(
+            _rect(left, y, p.meter_kw * scale, row_h, "c-meter", num(p.meter_kw, "kW", lang=lang))
+        )
     for lv in p.levels:
         y += row_h + gap
         body.append(_text(left - 6, y + 15, t[f"sum_{lv.name}"], "c-label", "end"))
         if lv.kw is None or lv.overhead_kw is None:
             continue
         x = float(left)
-        body.append(_rect(x, y, lv.kw * scale, row_h, "c-devices", num(lv.kw, "kW")))
+        body.append(_rect(x, y, lv.kw * scale, row_h, "c-devices", num(lv.kw, "kW", lang=lang)))
         x += lv.kw * scale
         body.append(
             _rect(
@@ -146,7 +158,7 @@ def power_chart(p: PowerExplained, t: Mapping[str, str]) -> Markup:
                 lv.overhead_kw * scale,
                 row_h,
                 "c-overhead",
-                f"{t['overhead']}: {num(lv.overhead_kw, 'kW')}",
+                f"{t['overhead']}: {num(lv.overhead_kw, 'kW', lang=lang)}",
             )
         )
         x += lv.overhead_kw * scale
@@ -158,7 +170,7 @@ def power_chart(p: PowerExplained, t: Mapping[str, str]) -> Markup:
                     lv.remainder_kw * scale,
                     row_h,
                     "c-remainder",
-                    f"{t['remainder']}: {num(lv.remainder_kw, 'kW')}",
+                    f"{t['remainder']}: {num(lv.remainder_kw, 'kW', lang=lang)}",
                 )
             )
     return _svg(w, h, t["chart_power"], body, "chart-power")

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from kuat.agent.dashboard_format import iso_utc
+from kuat.agent.i18n import render
 from kuat.collectors.readings import AsicReading
 from kuat.quota.curtail import Action, CurtailPlan
-from kuat.quota.messages import render
 from kuat.quota.reasons import Reason
 
 if TYPE_CHECKING:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from kuat.agent.i18n import Lang, number
+from kuat.agent.i18n import unit as i18n_unit
 from kuat.quota.clock import ASTANA
 
 NONE = "—"  # a figure nobody knows: never shown as 0
@@ -25,5 +27,16 @@ def site_hm(at: datetime | None) -> str:
     return NONE if at is None else f"{at.astimezone(ASTANA):%Y-%m-%d %H:%M}"
 
 
-def num(v: float | None, unit: str, scale: float = 1.0, digits: int = 1) -> str:
-    return NONE if v is None else f"{v / scale:,.{digits}f} {unit}"
+# the units the dashboard writes, by their catalog key (kuat.agent.i18n unit.*)
+_UNITS = {"W": "w", "kW": "kw", "kWh": "kwh", "TH/s": "ths", "J/TH": "j_th", "°C": "celsius"}
+
+
+def num(
+    v: float | None, unit: str, scale: float = 1.0, digits: int = 1, *, lang: Lang = "en"
+) -> str:
+    """A figure with its unit as a reader of ``lang`` writes them: "2,072.5 kW" in English,
+    "2 072,5 кВт" in Russian ("2,072" would read as 2.072 there)."""
+    if v is None:
+        return NONE
+    shown = i18n_unit(_UNITS[unit], lang) if unit in _UNITS else unit
+    return f"{number(v / scale, lang, digits)} {shown}"

@@ -21,8 +21,7 @@ from kuat.agent.dashboard_miners import (
     MinerRow,
 )
 from kuat.agent.dashboard_power import PowerExplained
-from kuat.agent.i18n import Lang, t
-from kuat.quota.messages import render
+from kuat.agent.i18n import Lang, render, t
 
 # Rows of the plan's actions and of the curtailed miners on the page; /api/curtailment has all.
 PLAN_ROWS = 200
@@ -87,7 +86,7 @@ def _row(r: MinerRow, lang: Lang) -> dict[str, Any]:
     c = r.curtail
     curtail = t(f"cs_{c.state}", lang)
     if c.state == "limited" and c.limit_w is not None:
-        curtail += f" {num(c.limit_w, 'W', digits=0)}"
+        curtail += f" {num(c.limit_w, 'W', digits=0, lang=lang)}"
     if c.since is not None:
         curtail += f" ({t('since', lang)} {site_hm(c.since)})"
     planned = None
@@ -105,12 +104,12 @@ def _row(r: MinerRow, lang: Lang) -> dict[str, Any]:
         "state_cls": _STATE_CLASS.get(r.state, ""),
         "model": (a.model if a else None) or NONE,
         "firmware": " ".join(x for x in (a.firmware_family, a.firmware) if x) if a else NONE,
-        "hashrate": num(a.hashrate_ths if a else None, "TH/s"),
-        "power": num(r.power_w, "W", digits=0),
+        "hashrate": num(a.hashrate_ths if a else None, "TH/s", lang=lang),
+        "power": num(r.power_w, "W", digits=0, lang=lang),
         "source": t(f"src_{r.power_source or 'none'}", lang),
         "source_key": r.power_source or "none",
-        "efficiency": num(r.j_per_th, "J/TH"),
-        "temp": num(r.temp_max_c, "°C", digits=0),
+        "efficiency": num(r.j_per_th, "J/TH", lang=lang),
+        "temp": num(r.temp_max_c, "°C", digits=0, lang=lang),
         "pool": r.pool or NONE,
         "faults": faults,
         "curtail": curtail,
@@ -124,11 +123,11 @@ def hour_context(h: HourView, lang: Lang) -> dict[str, Any]:
         "status": t(h.status, lang) if h.status else t("no_data", lang),
         "status_cls": {"ok": "good", "warn": "warn", "over": "bad"}.get(h.status or "", "none"),
         "hour_ending": h.hour_ending,
-        "used": num(h.used_kwh, "kWh"),
-        "allocation": num(h.allocation_kwh, "kWh"),
-        "forecast": num(h.forecast_kwh, "kWh"),
-        "remaining": num(h.remaining_kwh, "kWh"),
-        "allowed": num(h.allowed_kw, "kW"),
+        "used": num(h.used_kwh, "kWh", lang=lang),
+        "allocation": num(h.allocation_kwh, "kWh", lang=lang),
+        "forecast": num(h.forecast_kwh, "kWh", lang=lang),
+        "remaining": num(h.remaining_kwh, "kWh", lang=lang),
+        "allowed": num(h.allowed_kw, "kW", lang=lang),
         "minutes_left": NONE if h.minutes_left is None else f"{h.minutes_left:.0f}",
     }
 
@@ -141,16 +140,18 @@ def power_context(p: PowerExplained, lang: Lang) -> dict[str, Any]:
             {
                 "name": t(f"sum_{lv.name}", lang),
                 "key": lv.name,
-                "kw": num(lv.kw, "kW"),
-                "overhead": num(lv.overhead_kw, "kW"),
-                "accounted": num(lv.accounted_kw, "kW"),
-                "remainder": NONE if remainder is None else f"{remainder:+,.1f} kW",
+                "kw": num(lv.kw, "kW", lang=lang),
+                "overhead": num(lv.overhead_kw, "kW", lang=lang),
+                "accounted": num(lv.accounted_kw, "kW", lang=lang),
+                "remainder": NONE
+                if remainder is None
+                else ("+" if remainder >= 0 else "") + num(remainder, "kW", lang=lang),
                 "compared": lv.compared,
             }
         )
     reasons = [render(r, lang) for r in p.result.reasons] if p.result is not None else []
     return {
-        "meter": num(p.meter_kw, "kW"),
+        "meter": num(p.meter_kw, "kW", lang=lang),
         "levels": levels,
         "unreported": p.miners_unreported,
         "status": t(p.status, lang) if p.status else t("no_data", lang),
@@ -171,7 +172,7 @@ def curtail_context(
                 {
                     "device": a.device_id,
                     "action": t(f"act_{a.kind.value}", lang),
-                    "kw": num(a.power_w, "kW", 1000),
+                    "kw": num(a.power_w, "kW", 1000, lang=lang),
                     "reason": render(a.reason, lang),
                 }
             )
@@ -180,7 +181,7 @@ def curtail_context(
         for m in held_now[key]:
             text = t(f"cs_{state}", lang)
             if m.get("limit_w") is not None:
-                text += f" {num(m['limit_w'], 'W', digits=0)}"
+                text += f" {num(m['limit_w'], 'W', digits=0, lang=lang)}"
             since = m["since"]
             at = site_hm(datetime.fromisoformat(since)) if since else NONE
             now.append({"device": m["device_id"], "state": text, "since": at})
@@ -191,9 +192,9 @@ def curtail_context(
         "plan": None
         if p is None
         else {
-            "allowed": num(p.allowed_kw, "kW"),
-            "load": num(p.load_kw, "kW"),
-            "planned_load": num(p.planned_load_kw, "kW"),
+            "allowed": num(p.allowed_kw, "kW", lang=lang),
+            "load": num(p.load_kw, "kW", lang=lang),
+            "planned_load": num(p.planned_load_kw, "kW", lang=lang),
             "reason": render(p.reason, lang),
             "held": [render(r, lang) for r in p.held],
         },

@@ -36,7 +36,7 @@ from kuat.agent.config import KuatConfig
 from kuat.agent.demo_quota import TIGHT_SHARE, write_demo_schedule
 from kuat.agent.demo_status import Story, render_line, render_table
 from kuat.agent.demo_text import say
-from kuat.agent.i18n import Lang
+from kuat.agent.i18n import Lang, render
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.runtime import Agent
 from kuat.agent.state import StatusSnapshot
@@ -49,7 +49,6 @@ from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 from kuat.collectors.snmp.sim import SnmpSimulator
 from kuat.quota.balance import pdu_power_kw
 from kuat.quota.clock import ASTANA, current_hour_bounds
-from kuat.quota.messages import render
 
 # Stock Antminers' web UI, where their serial and MAC live (port 80 needs no root this way).
 DEMO_WEB_PORT = 8080

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kuat.agent.demo_text import say
-from kuat.agent.i18n import Lang, t
+from kuat.agent.i18n import Lang, render, t
 from kuat.agent.state import SiteState, StatusSnapshot
 from kuat.agent.status import rows
 from kuat.collectors.readings import PduReading
@@ -22,7 +22,6 @@ from kuat.quota.balance import BalanceState, pdu_power_kw
 from kuat.quota.clock import ASTANA
 from kuat.quota.curtail import ActionKind, CurtailPlan
 from kuat.quota.evaluate import QuotaStatus
-from kuat.quota.messages import render
 from kuat.quota.reasons import Code
 
 

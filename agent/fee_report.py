@@ -38,7 +38,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from kuat.agent.config import KuatConfig, Lang
+from kuat.agent.config import KuatConfig
+from kuat.agent.i18n import Lang, has, message
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.reports import _num, label, source_name
 from kuat.quota.clock import HOUR, hour_bounds
@@ -49,52 +50,10 @@ __all__ = ["UNMETERED_RATE", "parse_quarter", "quarterly_csv", "quarterly_report
 
 UNMETERED_RATE = 25.0  # ₸/kWh without control metering devices (Tax Code, from 2023)
 
-LABELS: dict[str, dict[Lang, str]] = {
-    "title": {
-        "kk": "Цифрлық майнинг үшін төлем — тоқсан",
-        "ru": "Плата за цифровой майнинг — квартал",
-        "en": "Digital-mining fee — quarter",
-    },
-    "pay_by": {"kk": "Төлеу мерзімі", "ru": "Срок уплаты", "en": "Pay by"},
-    "meters": {
-        "kk": "Есептегіштер бойынша, кВт·сағ",
-        "ru": "По счётчикам, кВт·ч",
-        "en": "By meter, kWh",
-    },
-    "basis": {
-        "kk": "Төлем базасы (сайт есептегіші)",
-        "ru": "База платы (счётчик площадки)",
-        "en": "Fee basis (site meter)",
-    },
-    "backed": {
-        "kk": "коммерциялық есептегішпен расталған",
-        "ru": "подтверждено коммерческим счётчиком",
-        "en": "backed by the commercial meter",
-    },
-    "unbacked": {
-        "kk": "бақылау есептегішімен расталмаған",
-        "ru": "без прибора контроля учёта",
-        "en": "not backed by a control meter",
-    },
-    "hours": {"kk": "сағат", "ru": "ч", "en": "h"},
-    "no_commercial": {
-        "kk": "Коммерциялық (бақылау) есептегіш бапталмаған: бүкіл энергия ең жоғары "
-        "мөлшерлемемен есептеледі.",
-        "ru": "Коммерческий (контрольный) счётчик не настроен: вся энергия считается по "
-        "наивысшей ставке.",
-        "en": "No commercial (control) meter is configured: all energy is charged at the "
-        "highest rate.",
-    },
-    "missing_rates": {
-        "kk": "Мөлшерлеме берілмеген көздер (--rate КӨЗ=ТЕҢГЕ): төлем есептелмеді",
-        "ru": "Не заданы ставки для источников (--rate ИСТОЧНИК=ТЕНГЕ): плата не рассчитана",
-        "en": "No rate given for these sources (--rate SOURCE=TENGE): fee not computed",
-    },
-}
-
 
 def _label(key: str, lang: Lang) -> str:
-    return LABELS[key][lang] if key in LABELS else label(key, lang)
+    # the fee report's own words are fee.* in the catalog (kuat.agent.i18n), the rest shared
+    return message(f"fee.{key}", lang) if has(f"fee.{key}", lang) else label(key, lang)
 
 
 _QUARTER = re.compile(r"^(\d{4})-?Q([1-4])$", re.IGNORECASE)

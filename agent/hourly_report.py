@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from kuat.agent.config import KuatConfig, Lang
+from kuat.agent.config import KuatConfig
+from kuat.agent.i18n import Lang, has, message, number
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.reports import label, source_name
 from kuat.quota.clock import hour_bounds
@@ -36,59 +37,10 @@ from kuat.uplink.inventory import iso
 
 MAX_DAYS = 366  # a settlement period is a month; a year at most keeps the output readable
 
-LABELS: dict[str, dict[Lang, str]] = {
-    "title": {
-        "kk": "Сағаттық электр энергиясы есебі",
-        "ru": "Почасовой отчёт об электрической энергии",
-        "en": "Hourly electricity report",
-    },
-    "period": {"kk": "Кезең", "ru": "Период", "en": "Period"},
-    "hour": {"kk": "Сағат", "ru": "Час", "en": "Hour"},
-    "used": {"kk": "Тұтынылды", "ru": "Потреблено", "en": "Used"},
-    "allocation": {"kk": "Бөлінген көлем", "ru": "Выделено", "en": "Allocation"},
-    "status": {"kk": "Күйі", "ru": "Статус", "en": "Status"},
-    "commercial": {
-        "kk": "Коммерциялық есептегіш",
-        "ru": "Коммерческий счётчик",
-        "en": "Commercial meter",
-    },
-    "incomplete": {
-        "kk": "сағат толық өлшенбеген",
-        "ru": "час измерен не полностью",
-        "en": "hour not metered whole",
-    },
-    "ok": {"kk": "қалыпты", "ru": "в норме", "en": "ok"},
-    "over": {"kk": "асып кетті", "ru": "превышение", "en": "over"},
-    "no_allocation": {"kk": "бөлінген көлем жоқ", "ru": "нет выделения", "en": "no allocation"},
-    "no_data": {"kk": "дерек жоқ", "ru": "нет данных", "en": "no data"},
-    "hours_over": {
-        "kk": "Бөлінген көлемнен асқан сағаттар",
-        "ru": "Часов с превышением",
-        "en": "Hours over the allocation",
-    },
-    "hours_incomplete": {
-        "kk": "Толық өлшенбеген сағаттар",
-        "ru": "Часов, измеренных не полностью",
-        "en": "Hours not metered whole",
-    },
-    "billed": {"kk": "Есепке алынды", "ru": "К расчёту", "en": "Billed"},
-    "authority": {"kk": "Дереккөз", "ru": "Источник", "en": "Source of figure"},
-    "commercial_meter": {
-        "kk": "коммерциялық есептегіш профилі",
-        "ru": "профиль коммерческого счётчика",
-        "en": "commercial meter's profile",
-    },
-    "kuat": {"kk": "kuat өлшеуі", "ru": "измерение kuat", "en": "kuat's metering"},
-    "hours_by_authority": {
-        "kk": "Сағаттар: коммерциялық есептегіш бойынша {m}, kuat бойынша {k}",
-        "ru": "Часов по коммерческому счётчику: {m}, по измерению kuat: {k}",
-        "en": "Hours on the commercial meter's figure: {m}, on kuat's: {k}",
-    },
-}
-
 
 def _label(key: str, lang: Lang) -> str:
-    return LABELS[key][lang] if key in LABELS else label(key, lang)
+    # the hourly report's own words are hourly.* in the catalog, the rest shared with reports
+    return message(f"hourly.{key}", lang) if has(f"hourly.{key}", lang) else label(key, lang)
 
 
 def parse_range(start: str, end: str) -> tuple[date, date]:
@@ -255,7 +207,8 @@ def render_hourly(report: Mapping[str, Any], lang: Lang) -> str:
     kwh = label("kwh", lang)
 
     def num(v: float | None) -> str:
-        return "—" if v is None else f"{v:.3f}"
+        # 1 234,500 in kk and ru, 1,234.500 in en (the CSV and JSON keep 1234.500)
+        return "—" if v is None else number(v, lang, 3)
 
     lines = [
         f"{_label('title', lang)} — {report['from']} .. {report['to']}",
@@ -289,7 +242,7 @@ def render_hourly(report: Mapping[str, Any], lang: Lang) -> str:
     if report["commercial_total_kwh"] is not None:
         lines.append(f"  {_label('commercial', lang)}: {num(report['commercial_total_kwh'])} {kwh}")
     by = report["hours_by_authority"]
-    lines.append(LABELS["hours_by_authority"][lang].format(m=by["commercial_meter"], k=by["kuat"]))
+    lines.append(_label("hours_by_authority", lang).format(m=by["commercial_meter"], k=by["kuat"]))
     lines.append(f"{_label('hours_over', lang)}: {report['hours_over']}")
     lines.append(f"{_label('hours_incomplete', lang)}: {report['hours_incomplete']}")
     return "\n".join(lines)

@@ -1,352 +1,320 @@
-"""Operator-facing labels of the agent itself, in Kazakh, Russian and English.
+"""Every text a person reads, in Kazakh, Russian and English: one gettext catalog, read here.
 
-Reason texts of quota and compliance decisions live beside their codes in ``kuat.quota.messages``;
-this catalogue holds what the agent's own screens and logs say.
+The catalog is ``agent/locale/<lang>/LC_MESSAGES/kuat.po`` (the source, edited by hand) compiled
+to ``kuat.mo`` beside it (``make messages``; committed, so a fresh clone and the wheel carry it).
+Message ids are stable codes, not English sentences: a reason's code (``quota_ok``), ``ui.*``
+for the agent's screens, ``report.*`` for reports, ``unit.*``, ``kind.*``, ``job.*``,
+``cause.*``, ``term.<param>.<value>`` for parameter values that are words. Texts use
+``str.format`` fields named after the parameters; a plural message's ``msgid_plural`` names the
+field that chooses the form (``"{miners}"``), and the locale's plural rule (three forms in
+Russian) picks it.
+
+``kuat.quota`` stays pure: it produces a :class:`~kuat.quota.reasons.Reason` (code + plain
+parameters) and the agent renders it here, with numbers written the locale's way (``2 072,5`` in
+kk and ru, ``2,072.5`` in en) and never rounded past what tells two values apart.
+
+Compatible call path (for texts added the old way while branches merge): ``t(key, lang)``
+still reads the ``CATALOG`` dict below when the gettext catalog has no ``ui.<key>``, and
+:func:`render` reads ``kuat.quota.messages.CATALOG`` for a reason code the catalog lacks.
+``python -m kuat.agent.i18n_tool import-legacy`` moves such entries into the .po files.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+import gettext
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+from babel.messages.mofile import read_mo
+from babel.numbers import get_decimal_symbol, get_group_symbol, get_minus_sign_symbol
+
+from kuat.quota import messages as legacy_reasons
+from kuat.quota.reasons import Reason
 
 Lang = Literal["kk", "ru", "en"]
 LANGS: tuple[Lang, ...] = ("kk", "ru", "en")
+DOMAIN = "kuat"
 
-CATALOG: dict[str, dict[Lang, str]] = {
-    "title": {
-        "kk": "kuat — цифрлық майнинг фермасы",
-        "ru": "kuat — ферма цифрового майнинга",
-        "en": "kuat — digital mining farm",
-    },
-    "cycle": {"kk": "Цикл", "ru": "Цикл", "en": "Cycle"},
-    "miners_up": {
-        "kk": "Жұмыс істеп тұрған майнерлер",
-        "ru": "Майнеры в работе",
-        "en": "Miners up",
-    },
-    "hashrate": {"kk": "Жалпы хешрейт", "ru": "Общий хешрейт", "en": "Total hashrate"},
-    "metered_power": {
-        "kk": "Есептегіш бойынша қуат",
-        "ru": "Мощность по счётчику",
-        "en": "Metered power",
-    },
-    "pdu_power": {"kk": "PDU қуаты", "ru": "Мощность PDU", "en": "PDU power"},
-    "energy_hour": {
-        "kk": "Осы сағаттағы энергия / квота",
-        "ru": "Энергия за час / квота",
-        "en": "Energy this hour / allocation",
-    },
-    "forecast": {
-        "kk": "Сағат соңына болжам",
-        "ru": "Прогноз на конец часа",
-        "en": "Forecast to end of hour",
-    },
-    "quota_status": {"kk": "Квота күйі", "ru": "Статус квоты", "en": "Quota status"},
-    "grid_status": {
-        "kk": "Желіге қосылу (5-тармақ)",
-        "ru": "Подключение к сети (п. 5)",
-        "en": "Grid connection (item 5)",
-    },
-    "pool_status": {
-        "kk": "Пул арқылы майнинг (7-тармақ)",
-        "ru": "Майнинг через пул (п. 7)",
-        "en": "Mining through a pool (item 7)",
-    },
-    "uplink": {"kk": "Жіберу кезегі", "ru": "Очередь отправки", "en": "Uplink queue"},
-    "devices_down": {
-        "kk": "Жауап бермеген құрылғылар",
-        "ru": "Не ответившие устройства",
-        "en": "Devices not answering",
-    },
-    "offenders": {
-        "kk": "майнер аккредиттелмеген пулда",
-        "ru": "майнеров на неаккредитованном пуле",
-        "en": "miners on a pool that is not accredited",
-    },
-    "balance": {
-        "kk": "Энергия балансы (тіркелмеген жүктеме)",
-        "ru": "Баланс энергии (неучтённая нагрузка)",
-        "en": "Energy balance (unregistered load)",
-    },
-    "alarm": {"kk": "ДАБЫЛ", "ru": "ТРЕВОГА", "en": "ALARM"},
-    "check": {"kk": "тексеру керек", "ru": "проверить данные", "en": "check data"},
-    "telemetry": {"kk": "телеметрия", "ru": "телеметрия", "en": "telemetry"},
-    "register": {"kk": "тізілім", "ru": "реестр", "en": "register"},
-    "no_data": {"kk": "деректер жоқ", "ru": "нет данных", "en": "no data"},
-    "stopping": {"kk": "Тоқтатылуда…", "ru": "Остановка…", "en": "Stopping…"},
-    "ok": {"kk": "ҚАЛЫПТЫ", "ru": "НОРМА", "en": "OK"},
-    "warn": {"kk": "ЕСКЕРТУ", "ru": "ВНИМАНИЕ", "en": "WARN"},
-    "over": {"kk": "АСЫП КЕТТІ", "ru": "ПРЕВЫШЕНИЕ", "en": "OVER"},
-    "no_allocation": {"kk": "КВОТА ЖОҚ", "ru": "НЕТ КВОТЫ", "en": "NO ALLOCATION"},
-    "pass": {"kk": "сәйкес", "ru": "соответствует", "en": "pass"},
-    "fail": {"kk": "сәйкес емес", "ru": "не соответствует", "en": "fail"},
-    "exempt": {"kk": "босатылған", "ru": "освобождён", "en": "exempt"},
-    "unknown": {"kk": "белгісіз", "ru": "неизвестно", "en": "unknown"},
-    # --- the local dashboard (agent.dashboard) ---
-    "miners_power": {"kk": "Майнерлер қуаты", "ru": "Мощность майнеров", "en": "Miners' power"},
-    "sleeping": {"kk": "ұйқы режимінде", "ru": "в спящем режиме", "en": "sleeping"},
-    "site": {"kk": "Алаң", "ru": "Площадка", "en": "Site"},
-    "updated": {"kk": "Жаңартылған уақыты", "ru": "Обновлено", "en": "Updated"},
-    "kind": {"kk": "Түрі", "ru": "Тип", "en": "Kind"},
-    "device": {"kk": "Құрылғы", "ru": "Устройство", "en": "Device"},
-    "cause": {"kk": "Себебі", "ru": "Причина", "en": "Cause"},
-    "polled_at": {"kk": "Сұрау уақыты", "ru": "Время опроса", "en": "Polled at"},
-    "pool": {"kk": "Пул", "ru": "Пул", "en": "Pool"},
-    "all_answer": {
-        "kk": "Барлық құрылғылар жауап береді",
-        "ru": "Все устройства отвечают",
-        "en": "Every device answers",
-    },
-    "more": {"kk": "тағы", "ru": "ещё", "en": "more"},
-    "jobs": {"kk": "Агент тапсырмалары", "ru": "Задачи агента", "en": "Agent jobs"},
-    "starting": {"kk": "іске қосылуда", "ru": "запуск", "en": "starting"},
-    "stale": {"kk": "кешігуде", "ru": "не выполняются вовремя", "en": "stale"},
-    "read_only": {
-        "kk": "Тек оқу үшін: басқару әрекеттері жоқ. Бет әр 10 секунд сайын жаңарады.",
-        "ru": "Только просмотр: управляющих действий нет. Страница обновляется каждые 10 с.",
-        "en": "Read-only: no control actions. The page refreshes every 10 s.",
-    },
-    # --- item 7's fix (agent.pool_fix): {device} {firmware} {pool} {pools} {detail} {retry} ---
-    "pools_fix_reason": {
-        "kk": "7-тармақ: {pool} пулы аккредиттелмеген",
-        "ru": "п. 7: пул {pool} не аккредитован",
-        "en": "item 7: pool {pool} is not accredited",
-    },
-    "pools_fix_plan": {
-        "kk": "7-тармақты түзету, сынақ режимі ([quota] enforce = false): {device} майнері"
-        " аккредиттелмеген {pool} пулында; оған мына пулдар жазылар еді: {pools}",
-        "ru": "Исправление п. 7, пробный режим ([quota] enforce = false): майнер {device}"
-        " работает на неаккредитованном пуле {pool}; ему были бы записаны пулы: {pools}",
-        "en": "item 7 fix, dry run ([quota] enforce = false): miner {device} mines on {pool},"
-        " which is not accredited; it would get the pools {pools}",
-    },
-    "pools_fix_done": {
-        "kk": "7-тармақ түзетілді: {device} майнері {pool} пулынан аккредиттелген пулдарға"
-        " ауыстырылды ({pools}), қайта оқу арқылы расталды",
-        "ru": "П. 7 исправлен: майнер {device} переведён с пула {pool} на аккредитованные"
-        " пулы ({pools}), подтверждено повторным чтением",
-        "en": "item 7 fixed: miner {device} moved from {pool} to the accredited pools"
-        " ({pools}), confirmed by reading back",
-    },
-    "pools_fix_not_done": {
-        "kk": "7-тармақ түзетілмеді: {device} майнері ({firmware}) аккредиттелген пулдарды"
-        " қабылдамады ({outcome}: {detail}); {retry}",
-        "ru": "П. 7 не исправлен: майнер {device} ({firmware}) не принял аккредитованные"
-        " пулы ({outcome}: {detail}); {retry}",
-        "en": "item 7 not fixed: miner {device} ({firmware}) did not take the accredited pools"
-        " ({outcome}: {detail}); {retry}",
-    },
-    "pools_fix_no_path": {
-        "kk": "7-тармақ түзетілмеді: {device} майнерінің ({firmware}) kuat білетін пул жазу"
-        " жолы жоқ; оны {pool} пулынан аккредиттелген пулға қолмен ауыстырыңыз; {retry}",
-        "ru": "П. 7 не исправлен: у майнера {device} ({firmware}) нет известного kuat способа"
-        " записать пулы; переведите его с пула {pool} на аккредитованный вручную; {retry}",
-        "en": "item 7 not fixed: miner {device} ({firmware}) has no pool write path kuat"
-        " knows; move it off {pool} to an accredited pool by hand; {retry}",
-    },
-    "pools_fix_retry": {
-        "kk": "келесі әрекет {at} кейін",
-        "ru": "следующая попытка не раньше {at}",
-        "en": "not tried again before {at}",
-    },
-    "pools_fix_never": {
-        "kk": "микробағдарлама өзгермейінше қайталанбайды",
-        "ru": "повторов не будет, пока не сменится прошивка",
-        "en": "not tried again unless its firmware changes",
-    },
-    # --- miner faults (agent.fault_alerts): {device} {model} {code} {text} {severity} ---------
-    "fault_raised": {
-        "kk": "{device} майнері ({model}) ақау туралы хабарлайды, {severity}: {code} — {text}",
-        "ru": "Майнер {device} ({model}) сообщает о неисправности, {severity}: {code} — {text}",
-        "en": "miner {device} ({model}) reports a fault, {severity}: {code} — {text}",
-    },
-    "fault_cleared": {
-        "kk": "{device} майнерінің ({model}) ақауы жойылды: {code} — {text}",
-        "ru": "Неисправность майнера {device} ({model}) устранена: {code} — {text}",
-        "en": "miner {device} ({model}) fault cleared: {code} — {text}",
-    },
-    "severity_critical": {"kk": "сыни", "ru": "критическая", "en": "critical"},
-    "severity_warning": {"kk": "ескерту", "ru": "предупреждение", "en": "warning"},
-    "severity_info": {"kk": "ақпарат", "ru": "информация", "en": "info"},
-    # --- the dashboard's miners table, hour, curtailment and power explained; its guard ---
-    "host_refused": {
-        "kk": "Бұл хост атауына жауап берілмейді. Басқа атауды [dashboard] hosts кілтіне қосыңыз.",
-        "ru": "На это имя хоста ответа нет. Другое имя добавьте в [dashboard] hosts.",
-        "en": "This host name is not answered. Add other names to [dashboard] hosts.",
-    },
-    "token_needed": {
-        "kk": "Бақылау тақтасына токен керек: бір рет /?token=… ашыңыз немесе "
-        "«Authorization: Bearer …» жіберіңіз.",
-        "ru": "Для панели нужен токен: откройте один раз /?token=… или передайте "
-        "«Authorization: Bearer …».",
-        "en": "The dashboard needs its token: open /?token=… once, or send "
-        '"Authorization: Bearer …".',
-    },
-    "token_wrong": {"kk": "Токен дұрыс емес.", "ru": "Неверный токен.", "en": "Wrong token."},
-    "miners": {"kk": "Майнерлер", "ru": "Майнеры", "en": "Miners"},
-    "miner": {"kk": "Майнер", "ru": "Майнер", "en": "Miner"},
-    "address": {"kk": "Мекенжай", "ru": "Адрес", "en": "Address"},
-    "state": {"kk": "Күйі", "ru": "Состояние", "en": "State"},
-    "model": {"kk": "Моделі", "ru": "Модель", "en": "Model"},
-    "firmware": {"kk": "Микробағдарлама", "ru": "Прошивка", "en": "Firmware"},
-    "col_hashrate": {"kk": "Хешрейт", "ru": "Хешрейт", "en": "Hashrate"},
-    "power": {"kk": "Қуат", "ru": "Мощность", "en": "Power"},
-    "efficiency": {"kk": "Тиімділік", "ru": "Эффективность", "en": "Efficiency"},
-    "temp": {"kk": "Температура", "ru": "Температура", "en": "Temperature"},
-    "faults": {"kk": "Қателер", "ru": "Ошибки", "en": "Errors"},
-    "curtailment": {"kk": "Шектеу", "ru": "Ограничение", "en": "Curtailment"},
-    "st_mining": {"kk": "майнинг", "ru": "майнинг", "en": "mining"},
-    "st_sleeping": {"kk": "ұйқыда", "ru": "спит", "en": "sleeping"},
-    "st_error": {"kk": "ақаулы", "ru": "неисправен", "en": "error"},
-    "st_down": {"kk": "жауап жоқ", "ru": "не отвечает", "en": "not answering"},
-    "src_outlet": {"kk": "PDU розеткасы", "ru": "розетка PDU", "en": "PDU outlet"},
-    "src_miner": {"kk": "майнер хабарлаған", "ru": "по данным майнера", "en": "miner's report"},
-    "src_rated": {"kk": "номиналды", "ru": "номинальная", "en": "rated"},
-    "src_none": {"kk": "белгісіз", "ru": "неизвестно", "en": "unknown"},
-    "cs_running": {"kk": "шектеусіз", "ru": "без ограничений", "en": "not curtailed"},
-    "cs_asleep": {"kk": "ұйқыда", "ru": "спит", "en": "asleep"},
-    "cs_limited": {"kk": "қуаты шектелген", "ru": "мощность ограничена", "en": "power-limited"},
-    "cs_outlet_off": {
-        "kk": "розеткасы өшірілген",
-        "ru": "розетка отключена",
-        "en": "outlet switched off",
-    },
-    "since": {"kk": "бастап", "ru": "с", "en": "since"},
-    "planned": {"kk": "жоспарда", "ru": "в плане", "en": "planned"},
-    "search": {"kk": "Іздеу", "ru": "Поиск", "en": "Search"},
-    "any": {"kk": "кез келген", "ru": "любое", "en": "any"},
-    "apply": {"kk": "Қолдану", "ru": "Применить", "en": "Apply"},
-    "reset": {"kk": "Тазалау", "ru": "Сбросить", "en": "Reset"},
-    "only_faults": {
-        "kk": "тек қателері барлар",
-        "ru": "только с ошибками",
-        "en": "only with errors",
-    },
-    "page": {"kk": "Бет", "ru": "Страница", "en": "Page"},
-    "prev": {"kk": "Алдыңғы", "ru": "Назад", "en": "Previous"},
-    "next": {"kk": "Келесі", "ru": "Далее", "en": "Next"},
-    "matching": {"kk": "сәйкес майнер", "ru": "майнеров по фильтру", "en": "miners match"},
-    "of_total": {"kk": "барлығы", "ru": "всего", "en": "of"},
-    "no_miners": {
-        "kk": "Сүзгіге сәйкес майнер жоқ",
-        "ru": "Нет майнеров по фильтру",
-        "en": "No miner matches",
-    },
-    "bad_query": {
-        "kk": "Сүзгі түсініксіз, толық тізім көрсетілді",
-        "ru": "Фильтр не распознан, показан полный список",
-        "en": "Filter not understood, the full list is shown",
-    },
-    "hour": {"kk": "Сағат", "ru": "Час", "en": "The hour"},
-    "used": {"kk": "Жұмсалды", "ru": "Израсходовано", "en": "Used"},
-    "allocation": {"kk": "Квота", "ru": "Квота", "en": "Allocation"},
-    "remaining": {"kk": "Қалды", "ru": "Осталось", "en": "Remaining"},
-    "allowed_power": {
-        "kk": "Сағат соңына дейін рұқсат етілген қуат",
-        "ru": "Разрешённая мощность до конца часа",
-        "en": "Power allowed for the rest of the hour",
-    },
-    "minutes_left": {"kk": "мин қалды", "ru": "мин осталось", "en": "min left"},
-    "hour_ending": {"kk": "сағат", "ru": "час", "en": "hour ending"},
-    "chart_hour": {
-        "kk": "Осы сағат: жұмсалған энергия, болжам және квота",
-        "ru": "Этот час: израсходовано, прогноз и квота",
-        "en": "This hour: energy used, forecast and allocation",
-    },
-    "chart_day": {
-        "kk": "Соңғы 24 сағат: есептегіш бойынша сағаттық энергия (кВт·сағ = орташа кВт) "
-        "және квота",
-        "ru": "Последние 24 часа: энергия по счётчику за час (кВт·ч = средние кВт) и квота",
-        "en": "Last 24 hours: metered energy per hour (kWh = mean kW) against the allocation",
-    },
-    "chart_power": {
-        "kk": "Қуат құрамы: есептегіш, PDU сомасы, майнерлер сомасы",
-        "ru": "Состав мощности: счётчик, сумма PDU, сумма майнеров",
-        "en": "Power explained: meter, Σ PDUs, Σ miners",
-    },
-    "power_explained": {"kk": "Қуат құрамы", "ru": "Состав мощности", "en": "Power explained"},
-    "meter": {"kk": "Есептегіш", "ru": "Счётчик", "en": "Meter"},
-    "sum_pdus": {"kk": "Σ PDU", "ru": "Σ PDU", "en": "Σ PDUs"},
-    "sum_miners": {"kk": "Σ майнерлер", "ru": "Σ майнеров", "en": "Σ miners"},
-    "devices": {"kk": "Құрылғылар", "ru": "Устройства", "en": "Devices"},
-    "overhead": {
-        "kk": "Қосымша жүктеме (салқындату, шығындар)",
-        "ru": "Собственные нужды (охлаждение, потери)",
-        "en": "Overhead (cooling, losses)",
-    },
-    "remainder": {
-        "kk": "Түсіндірілмеген қалдық",
-        "ru": "Необъяснённый остаток",
-        "en": "Unexplained remainder",
-    },
-    "not_compared": {
-        "kk": "салыстырылмайды: PDU бүкіл алаңды қамтымайды ([balance] pdus_cover_site)",
-        "ru": "не сравнивается: PDU не охватывают всю площадку ([balance] pdus_cover_site)",
-        "en": "not compared: the PDUs do not cover the whole site ([balance] pdus_cover_site)",
-    },
-    "unreported": {
-        "kk": "майнер қуатын хабарламайды",
-        "ru": "майнеров не сообщают мощность",
-        "en": "mining miners report no power",
-    },
-    "mode": {"kk": "Режим", "ru": "Режим", "en": "Mode"},
-    "mode_enforce": {
-        "kk": "орындау: kuat жоспарды орындайды",
-        "ru": "исполнение: kuat выполняет план",
-        "en": "enforce: kuat carries the plan out",
-    },
-    "mode_dry_run": {
-        "kk": "сынақ: жоспар көрсетіледі, ештеңе орындалмайды ([quota] enforce = false)",
-        "ru": "пробный режим: план показан, ничего не выполняется ([quota] enforce = false)",
-        "en": "dry run: the plan is shown, nothing is done ([quota] enforce = false)",
-    },
-    "decision": {"kk": "Шешім", "ru": "Решение", "en": "Decision"},
-    "load": {"kk": "Жүктеме", "ru": "Нагрузка", "en": "Load"},
-    "planned_load": {
-        "kk": "Жоспардан кейінгі жүктеме",
-        "ru": "Нагрузка после плана",
-        "en": "Load after the plan",
-    },
-    "allowed": {"kk": "Рұқсат етілген", "ru": "Разрешено", "en": "Allowed"},
-    "action": {"kk": "Әрекет", "ru": "Действие", "en": "Action"},
-    "no_plan": {
-        "kk": "Жоспар әлі жоқ",
-        "ru": "Плана пока нет",
-        "en": "No plan yet",
-    },
-    "no_actions": {
-        "kk": "Әрекет қажет емес",
-        "ru": "Действий не требуется",
-        "en": "No action needed",
-    },
-    "held": {
-        "kk": "Таймерлер ұстап тұр",
-        "ru": "Удержано таймерами",
-        "en": "Held by the timers",
-    },
-    "curtailed_now": {
-        "kk": "kuat қазір шектеп отыр",
-        "ru": "Сейчас ограничено kuat",
-        "en": "Curtailed by kuat now",
-    },
-    "nothing_curtailed": {
-        "kk": "kuat ешбір майнерді шектемейді",
-        "ru": "kuat не ограничивает ни одного майнера",
-        "en": "kuat curtails no miner",
-    },
-    "act_sleep": {"kk": "ұйықтату", "ru": "усыпить", "en": "sleep"},
-    "act_restore": {"kk": "ояту", "ru": "разбудить", "en": "wake"},
-    "act_limit_power": {"kk": "қуатты шектеу", "ru": "ограничить мощность", "en": "limit power"},
-    "act_restore_power": {
-        "kk": "қуатты қайтару",
-        "ru": "вернуть мощность",
-        "en": "restore power",
-    },
-    "act_outlet_off": {"kk": "розетканы өшіру", "ru": "отключить розетку", "en": "outlet off"},
-    "act_outlet_on": {"kk": "розетканы қосу", "ru": "включить розетку", "en": "outlet on"},
-}
+# Legacy: labels added as a dict, the way the code did it before the gettext catalog. Read by
+# t() when the catalog lacks "ui.<key>"; moved into the .po files by `make messages-import`.
+CATALOG: dict[str, dict[Lang, str]] = {}
+
+# Integer parameters that name something (an hour, a line, a port) rather than count it: shown
+# as written, never grouped ("port 4 028" would be wrong).
+_PLAIN_INTS = frozenset(
+    {"hour", "hour_ending", "line", "version", "previous", "held", "port", "outlet", "item"}
+)
+DECIMALS = 3  # most decimals a float is shown with, unless needed to tell two values apart
+_MAX_DECIMALS = 6
+# The precision a person acts on, by the parameter's unit (its name's suffix): MW and MWh to the
+# kilowatt(-hour), since an allocation of 0.25 MWh is 250 kWh and not 0.2 MWh; kW, kWh, kV,
+# seconds and hours to a tenth; watts and percentages whole. Fewer decimals are shown when the
+# value has fewer (35.0 kV reads 35), more when two figures of one message would read the same.
+_DECIMALS_BY_SUFFIX: tuple[tuple[str, int], ...] = (
+    ("_mwh", 3),
+    ("_mw", 3),
+    ("_kwh", 1),
+    ("_kw", 1),
+    ("_kv", 1),
+    ("_s", 1),
+    ("_h", 1),
+    ("_per_th", 1),
+    ("_ths", 1),
+    ("_w", 0),
+    ("percent", 0),
+)
+
+
+@functools.cache
+def _decimals(name: str) -> int:
+    return next((d for suffix, d in _DECIMALS_BY_SUFFIX if name.endswith(suffix)), DECIMALS)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    forms: tuple[str, ...]  # one text, or one per plural form of the language
+    count: str | None  # the parameter that chooses the plural form
+
+
+@dataclass(frozen=True, slots=True)
+class Messages:
+    lang: Lang
+    entries: Mapping[str, Entry]
+    plural: Callable[[int], int]
+
+
+def _catalog_file(lang: Lang) -> Any:
+    return resources.files("kuat.agent").joinpath("locale", lang, "LC_MESSAGES", f"{DOMAIN}.mo")
+
+
+@functools.cache
+def catalog(lang: Lang) -> Messages:
+    """The compiled catalog of ``lang`` (read once per process)."""
+    if lang not in LANGS:
+        raise ValueError(f"language must be one of {', '.join(LANGS)}, got {lang!r}")
+    with _catalog_file(lang).open("rb") as f:
+        cat = read_mo(f)
+    entries: dict[str, Entry] = {}
+    for m in cat:
+        if not m.id:
+            continue  # the header
+        if isinstance(m.id, tuple | list):
+            count = m.id[1].strip("{}") or None
+            forms = m.string if isinstance(m.string, tuple | list) else (m.string or "",)
+            entries[m.id[0]] = Entry(tuple(forms), count)
+        else:
+            entries[m.id] = Entry((str(m.string),), None)
+    return Messages(lang, entries, gettext.c2py(cat.plural_expr))
+
+
+def has(msgid: str, lang: Lang = "en") -> bool:
+    return msgid in catalog(lang).entries
+
+
+# --- numbers ------------------------------------------------------------------------------
+
+
+@functools.cache
+def _symbols(lang: Lang) -> tuple[str, str, str]:
+    """The locale's decimal sign, group separator and minus sign (CLDR, through Babel)."""
+    return get_decimal_symbol(lang), get_group_symbol(lang), get_minus_sign_symbol(lang)
+
+
+def _format(value: float, lang: Lang, most: int, least: int = 0) -> str:
+    # Python formats, the locale's symbols are swapped in: Babel's own format_decimal costs
+    # ~0.3 ms a figure, and the curtailment planner renders a reason per miner.
+    if not math.isfinite(value):
+        return str(value)
+    text = f"{abs(value):,.{most}f}"
+    if most > least:
+        whole, _, frac = text.partition(".")
+        frac = frac.rstrip("0").ljust(least, "0")
+        text = f"{whole}.{frac}" if frac else whole
+    decimal, group, minus = _symbols(lang)
+    text = text.replace(",", "\0").replace(".", decimal).replace("\0", group)
+    return minus + text if round(value, most) < 0 else text
+
+
+def number(value: float, lang: Lang, decimals: int | None = None) -> str:
+    """``value`` the locale's way: ``1 234,5`` (kk, ru: no-break space, decimal comma) or
+    ``1,234.5`` (en). ``decimals``: exactly that many; None: as many as the value has, up to
+    :data:`DECIMALS` (0.25 stays 0.25, 35.0 reads 35)."""
+    if decimals is not None:
+        return _format(value, lang, decimals, decimals)
+    return _format(value, lang, 0 if isinstance(value, int) else DECIMALS)
+
+
+def _float_text(value: float, lang: Lang, decimals: int) -> str:
+    return _format(value, lang, decimals)
+
+
+def quantity(value: float | None, unit_key: str, lang: Lang, decimals: int | None = None) -> str:
+    """A number with its unit (``unit.kw`` …), or a dash when there is no value."""
+    if value is None:
+        return "—"
+    return f"{number(value, lang, decimals)} {unit(unit_key, lang)}"
+
+
+def unit(key: str, lang: Lang) -> str:
+    return message(f"unit.{key}", lang)
+
+
+# --- parameters ---------------------------------------------------------------------------
+
+
+class _Params(dict[str, str]):
+    # a field the reason did not supply shows as itself: a screen must never crash on text
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _param(name: str, value: Any, lang: Lang) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return message("word.yes" if value else "word.no", lang)
+    if isinstance(value, list | tuple):
+        return ", ".join(_param(name, v, lang) for v in value)
+    if isinstance(value, int):
+        return str(value) if name in _PLAIN_INTS else number(value, lang)
+    if isinstance(value, float):
+        return _float_text(value, lang, _decimals(name))
+    if isinstance(value, str):
+        term = f"term.{name}.{value}"
+        if has(term, lang):
+            return message(term, lang)
+    return str(value)
+
+
+def _params(params: Mapping[str, Any], lang: Lang) -> _Params:
+    out = _Params({k: _param(k, v, lang) for k, v in params.items()})
+    # Two figures that differ must not read the same ("0.5004 MWh, cap 0.5 MWh"): give such a
+    # pair the decimals that tell them apart.
+    floats = {
+        k: float(v)
+        for k, v in params.items()
+        if isinstance(v, int | float)
+        and not isinstance(v, bool)
+        and k not in _PLAIN_INTS
+        and math.isfinite(v)
+    }
+    for a, va in floats.items():
+        for b, vb in floats.items():
+            if a < b and va != vb and out[a] == out[b]:
+                for d in range(min(_decimals(a), _decimals(b)) + 1, _MAX_DECIMALS + 1):
+                    ta, tb = _float_text(va, lang, d), _float_text(vb, lang, d)
+                    if ta != tb or d == _MAX_DECIMALS:
+                        out[a], out[b] = ta, tb
+                        break
+    return out
+
+
+def _form(entry: Entry, messages: Messages, params: Mapping[str, Any]) -> str:
+    if entry.count is None or len(entry.forms) == 1:
+        return entry.forms[0]
+    n = params.get(entry.count)
+    if isinstance(n, bool) or not isinstance(n, int | float):
+        n = 2  # unknown count: the general plural form
+    if isinstance(n, float) and not n.is_integer():
+        n = 2  # a fraction takes the form of 2 in kk, ru and en ("1.5 hours", «1,5 часа»)
+    return entry.forms[messages.plural(abs(int(n)))]
+
+
+def message(msgid: str, lang: Lang, /, **params: Any) -> str:
+    """The text of ``msgid`` in ``lang`` with ``params`` filled in; an unknown id shows as
+    itself rather than crash a screen (the catalog test keeps that from shipping)."""
+    messages = catalog(lang)
+    entry = messages.entries.get(msgid)
+    if entry is None:
+        return msgid
+    return _form(entry, messages, params).format_map(_params(params, lang))
+
+
+def render(reason: Reason, lang: Lang = "en") -> str:
+    """A reason (code + parameters from ``kuat.quota``) as one line for an operator."""
+    code = str(reason.code)
+    if has(code, lang):
+        return message(code, lang, **reason.params)
+    legacy = legacy_reasons.CATALOG.get(reason.code)
+    if legacy is not None and lang in legacy:
+        return legacy[lang].format_map(_params(reason.params, lang))
+    return code  # a code without text is a bug (the catalog test); show the code, not nothing
 
 
 def t(key: str, lang: Lang) -> str:
-    """Label ``key`` in ``lang``; an unknown key shows as itself rather than crash a screen."""
+    """Label ``ui.<key>`` in ``lang``; the old call, kept for the dashboard and status table."""
+    if has(f"ui.{key}", lang):
+        return message(f"ui.{key}", lang)
     entry = CATALOG.get(key)
     return entry[lang] if entry else key
+
+
+def labels(lang: Lang) -> dict[str, str]:
+    """Every ``ui.<key>`` label by key (a template's ``t.key``), old-style CATALOG ones too."""
+    out = {key: texts[lang] for key, texts in CATALOG.items()}
+    for msgid, entry in catalog(lang).entries.items():
+        if msgid.startswith("ui.") and entry.count is None:
+            out[msgid[3:]] = entry.forms[0]
+    return out
+
+
+# --- device kinds, agent jobs, fault causes -----------------------------------------------
+
+
+def device_kind(kind: str, lang: Lang) -> str:
+    key = f"kind.{kind}"
+    return message(key, lang) if has(key, lang) else kind
+
+
+def job_name(name: str, lang: Lang) -> str:
+    """An agent job's name (``quota``, ``meter:site``) in words."""
+    base, _, which = name.partition(":")
+    key = f"job.{base}"
+    if not has(key, lang):
+        return name
+    words = message(key, lang)
+    return message("job.named", lang, job=words, name=which) if which else words
+
+
+_SECONDS = r"([0-9]+(?:\.[0-9]+)?) s"
+# Causes the collectors write (in English, in their error texts), by pattern: the parameters
+# are lifted out and the cause is said in the reader's language. A cause not listed shows as
+# written: it is technical detail (a library's message) that is better untouched than guessed.
+_CAUSES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(p), key)
+    for p, key in (
+        (
+            r"connection refused on port (?P<port>\d+)(?: \(is the miner API enabled\?\))?$",
+            "cause.refused_port",
+        ),
+        (r"connection refused or host unreachable$", "cause.refused_or_unreachable"),
+        (r"connection refused$", "cause.refused"),
+        (rf"timed out after {_SECONDS} connecting$", "cause.connect_timeout"),
+        (rf"connect timed out after {_SECONDS}$", "cause.connect_timeout"),
+        (rf"no reading within {_SECONDS}$", "cause.no_reading"),
+        (rf"(?:no answer|timed out) (?:within|after) {_SECONDS}$", "cause.timeout"),
+        (r"cannot connect: (?P<detail>.+)$", "cause.cannot_connect"),
+        (r"internal error: (?P<detail>.+)$", "cause.internal"),
+        (r"connection closed by the (?:meter|device|miner)$", "cause.closed"),
+        (r"(?P<detail>reply .+)$", "cause.bad_reply"),
+    )
+)
+
+
+def fault_cause(text: str, lang: Lang) -> str:
+    """Why a device did not answer, in ``lang`` when the cause is one kuat knows."""
+    for pattern, key in _CAUSES:
+        m = pattern.match(text.strip())
+        if m is None:
+            continue
+        groups = m.groupdict()
+        unnamed = [g for i, g in enumerate(m.groups(), 1) if i not in pattern.groupindex.values()]
+        if unnamed:
+            groups["seconds"] = float(unnamed[0])
+        return message(key, lang, **groups)
+    return text

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from kuat.agent.config import KuatConfig
+from kuat.agent.i18n import render
 from kuat.agent.order_book import PersistentOrderBook
 from kuat.agent.state import SiteState
 from kuat.collectors.readings import PduReading
@@ -28,9 +29,9 @@ from kuat.quota.clock import hour_of
 from kuat.quota.energy import MeterSample
 from kuat.quota.evaluate import QuotaPolicy, QuotaState, QuotaStatus, evaluate
 from kuat.quota.grid import check_grid_connection
-from kuat.quota.messages import render
 from kuat.quota.orders import OrderOutcome
 from kuat.quota.pools import check_pools
+from kuat.quota.reasons import Reason
 from kuat.quota.schedule import BookOutcome, ScheduleBook
 from kuat.uplink.lineproto import encode_point
 
@@ -94,6 +95,9 @@ class QuotaJob:
         }
         self._last_status: dict[str, str] = {}
         self._peak_demand_kw: float | None = None
+        # Allocation documents refused, by source, with every reason: until the source sends
+        # one that is accepted, the report and the dashboard show it (not only the journal).
+        self.refused: dict[str, tuple[Reason, ...]] = {}
 
     # --- schedules ----------------------------------------------------------------------
 
@@ -151,9 +155,12 @@ class QuotaJob:
         change = self.book.offer(text, fmt, **kwargs)
         reasons = "; ".join(render(r, self.lang) for r in change.reasons)
         if change.outcome == BookOutcome.REFUSED:
+            self.refused[source] = tuple(change.reasons)
             log.error("allocation %s refused, previous kept: %s", source, reasons)
-        elif change.outcome != BookOutcome.UNCHANGED:
-            log.info("allocation %s: %s", source, reasons)
+        else:
+            self.refused.pop(source, None)
+            if change.outcome != BookOutcome.UNCHANGED:
+                log.info("allocation %s: %s", source, reasons)
 
     def offer_order(self, text: str, source: str, now: datetime) -> None:
         """A curtailment order text; verified (HMAC) before it can limit anything."""

@@ -21,12 +21,12 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from kuat.agent.i18n import Lang, render
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.settlement_book import SettledHour, SettlementBook
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller, Interval, hour_energy
 from kuat.collectors.readings import DeviceError
 from kuat.quota.clock import ASTANA, hour_bounds, hour_of
-from kuat.quota.messages import Lang, render
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.settlement import STATUS_CODES, Status, judge
 from kuat.uplink.lineproto import encode_point

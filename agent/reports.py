@@ -17,14 +17,14 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from kuat.agent.config import KuatConfig, Lang
+from kuat.agent.config import KuatConfig
+from kuat.agent.i18n import Lang, has, message, number, render, unit
 from kuat.agent.ledger import EnergyLedger, month_bounds
 from kuat.agent.settlement_report import render_settlement, settle_month
 from kuat.collectors.readings import AsicReading, PoolInfo
 from kuat.quota.checks import CheckStatus
 from kuat.quota.clock import as_utc, hour_bounds, hour_of
 from kuat.quota.grid import check_grid_connection
-from kuat.quota.messages import render
 from kuat.quota.pools import check_pools
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.schedule import EnergySource, ScheduleBook
@@ -32,153 +32,30 @@ from kuat.uplink.inventory import iso
 
 PEAK_WINDOW = timedelta(days=30)  # how far back item 5's measured peak demand looks
 
-# --- labels -----------------------------------------------------------------------------
+# --- labels ---------------------------------------------------------------------------
+# The texts are in the gettext catalog (kuat.agent.i18n) under report.* and source.*. These two
+# dicts stay, empty, for labels added the old way while branches merge (`make messages-import`
+# moves them into the catalog).
 
-LABELS: dict[str, dict[Lang, str]] = {
-    "monthly_title": {
-        "kk": "Айлық электр энергиясы есебі",
-        "ru": "Ежемесячный отчёт об электрической энергии",
-        "en": "Monthly electricity report",
-    },
-    "site": {"kk": "Алаң", "ru": "Площадка", "en": "Site"},
-    "owner_bin": {
-        "kk": "Бизнес-сәйкестендіру нөмірі (БСН)",
-        "ru": "БИН",
-        "en": "Business identification number (BIN)",
-    },
-    "month": {"kk": "Ай", "ru": "Месяц", "en": "Month"},
-    "due_by": {"kk": "Тапсыру мерзімі", "ru": "Срок сдачи", "en": "Due by"},
-    "date": {"kk": "Күні", "ru": "Дата", "en": "Date"},
-    "meter": {"kk": "Есептегіш", "ru": "Счётчик", "en": "Meter"},
-    "source": {"kk": "Энергия көзі", "ru": "Источник энергии", "en": "Energy source"},
-    "kwh": {"kk": "кВт·сағ", "ru": "кВт·ч", "en": "kWh"},
-    "total": {"kk": "Барлығы", "ru": "Итого", "en": "Total"},
-    "fee_basis": {
-        "kk": "Цифрлық майнинг үшін төлем базасы (алаң есептегіші)",
-        "ru": "База платы за цифровой майнинг (счётчик площадки)",
-        "en": "Digital-mining fee basis (site meter)",
-    },
-    "fee": {"kk": "Төлем", "ru": "Плата", "en": "Fee"},
-    "rate": {"kk": "теңге/кВт·сағ", "ru": "тенге/кВт·ч", "en": "tenge/kWh"},
-    "tenge": {"kk": "теңге", "ru": "тенге", "en": "tenge"},
-    "coverage": {
-        "kk": "Деректер толықтығы",
-        "ru": "Полнота данных",
-        "en": "Data coverage",
-    },
-    "hours_with_data": {
-        "kk": "деректері бар сағаттар",
-        "ru": "часов с данными",
-        "en": "hours with data",
-    },
-    "interpolated": {"kk": "интерполяцияланған", "ru": "интерполировано", "en": "interpolated"},
-    "resets": {"kk": "санауыш нөлденген", "ru": "сбросов счётчика", "en": "counter resets"},
-    "no_data": {"kk": "Деректер жоқ", "ru": "Нет данных", "en": "No data"},
-    "compliance_title": {
-        "kk": "Сәйкестік есебі",
-        "ru": "Отчёт о соответствии требованиям",
-        "en": "Compliance report",
-    },
-    "generated_at": {"kk": "Жасалған уақыты", "ru": "Сформирован", "en": "Generated at"},
-    "evidence": {"kk": "Дерек көзі", "ru": "Источник данных", "en": "Evidence"},
-    "evidence_stored": {
-        "kk": "агенттің соңғы сақталған деректері",
-        "ru": "последние сохранённые данные агента",
-        "en": "the agent's last stored data",
-    },
-    "evidence_poll": {
-        "kk": "алаңды бір рет сұрау",
-        "ru": "однократный опрос площадки",
-        "en": "one fresh poll of the site",
-    },
-    "item5": {
-        "kk": "5-тармақ: техникалық шарттар",
-        "ru": "Пункт 5: технические условия",
-        "en": "Item 5: technical conditions",
-    },
-    "item7": {
-        "kk": "7-тармақ: цифрлық майнингтік пул және деректерді өңдеу орталығы",
-        "ru": "Пункт 7: цифровой майнинговый пул и центр обработки данных",
-        "en": "Item 7: digital mining pool and data processing centre",
-    },
-    "quota": {
-        "kk": "Электр энергиясына квота",
-        "ru": "Квота на электрическую энергию",
-        "en": "Electricity quota",
-    },
-    "register": {
-        "kk": "Аппараттық-бағдарламалық кешендер тізілімі",
-        "ru": "Реестр аппаратно-программных комплексов",
-        "en": "Register of hardware-software complexes",
-    },
-    "status": {"kk": "Күйі", "ru": "Статус", "en": "Status"},
-    "peak_demand": {
-        "kk": "Өлшенген ең жоғары жүктеме",
-        "ru": "Измеренная пиковая нагрузка",
-        "en": "Measured peak demand",
-    },
-    "grid_not_configured": {
-        "kk": "Қосылу туралы жазба ([grid]) бапталмаған",
-        "ru": "Запись о подключении ([grid]) не задана",
-        "en": "No grid connection record ([grid]) configured",
-    },
-    "miners_in_inventory": {
-        "kk": "Соңғы тізімдегі майнерлер",
-        "ru": "Майнеров в последней описи",
-        "en": "Miners in the last inventory",
-    },
-    "online": {"kk": "желіде", "ru": "на связи", "en": "online"},
-    "inventory_at": {"kk": "тізім уақыты", "ru": "время описи", "en": "inventory time"},
-    "outbox_pending": {
-        "kk": "Жіберуді күтетін хабарлар",
-        "ru": "Сообщений ждут отправки",
-        "en": "Messages waiting to be sent",
-    },
-    "no_inventory": {
-        "kk": "Тізім әлі жасалмаған",
-        "ru": "Опись ещё не составлена",
-        "en": "No inventory built yet",
-    },
-    "pass": {"kk": "сәйкес", "ru": "соответствует", "en": "pass"},
-    "fail": {"kk": "сәйкес емес", "ru": "не соответствует", "en": "fail"},
-    "exempt": {"kk": "босатылған", "ru": "не применяется", "en": "exempt"},
-    "unknown": {"kk": "белгісіз", "ru": "неизвестно", "en": "unknown"},
-    "ok": {"kk": "қалыпты", "ru": "в норме", "en": "ok"},
-    "warn": {"kk": "ескерту", "ru": "предупреждение", "en": "warning"},
-    "over": {"kk": "асып кетті", "ru": "превышение", "en": "over"},
-    "no_allocation": {"kk": "квота жоқ", "ru": "нет квоты", "en": "no allocation"},
-}
-
-SOURCE_NAMES: dict[str, dict[Lang, str]] = {
-    "grid": {"kk": "желі (КОРЭМ)", "ru": "сеть (КОРЭМ)", "en": "grid (KOREM)"},
-    "own_ongrid": {
-        "kk": "өз генерациясы, желіге қосылған",
-        "ru": "собственная генерация, в сети",
-        "en": "own generation, on-grid",
-    },
-    "own_offgrid": {
-        "kk": "өз генерациясы, желіге қосылмаған",
-        "ru": "собственная генерация, вне сети",
-        "en": "own generation, off-grid",
-    },
-    "bilateral": {"kk": "екіжақты шарт", "ru": "двусторонний договор", "en": "bilateral contract"},
-}
+LABELS: dict[str, dict[Lang, str]] = {}
+SOURCE_NAMES: dict[str, dict[Lang, str]] = {}
 
 
-def label(key: str, lang: Lang) -> str:
-    return LABELS[key][lang]
+def label(key: str, lang: Lang, **params: Any) -> str:
+    if not has(f"report.{key}", lang) and key in LABELS:
+        return LABELS[key][lang]
+    return message(f"report.{key}", lang, **params)
 
 
 def source_name(source: str, lang: Lang) -> str:
+    if has(f"source.{source}", lang):
+        return message(f"source.{source}", lang)
     return SOURCE_NAMES.get(source, {}).get(lang, source)
 
 
 def _num(value: float | None, lang: Lang, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    text = f"{value:,.{digits}f}"
-    # Kazakh and Russian write 1 234,5: a narrow space for thousands, a comma for decimals.
-    return text.replace(",", "\u202f").replace(".", ",") if lang != "en" else text
+    # kk and ru write 1 234,5 (no-break space, decimal comma): "2,072" reads as 2.072 there
+    return "—" if value is None else number(value, lang, digits)
 
 
 # --- monthly energy report --------------------------------------------------------------
@@ -483,8 +360,8 @@ def _quota_from_ledger(
                 Reason.of(
                     Code.QUOTA_EXCEEDED,
                     hour_ending=he,
-                    used_kwh=round(u or 0.0, 1),
-                    allocation_kwh=round(a or 0.0, 1),
+                    used_kwh=round(u or 0.0, 3),
+                    allocation_kwh=round(a or 0.0, 3),
                 )
             )
     if over:
@@ -511,6 +388,7 @@ def _quota_section(
     fresh: Any,
     now: datetime,
     lang: Lang,
+    refused: Mapping[str, Iterable[Reason]],
 ) -> dict[str, Any]:
     status, reasons, hours = _quota_from_ledger(cfg, ledger, book, now)
     if fresh is not None:  # the agent's own evaluation, forecast included, wins for now
@@ -525,6 +403,11 @@ def _quota_section(
         "hours_over_today": sum(1 for h in hours if h["over"]),
         "reasons": out,
         "text": [r["text"] for r in out],
+        # allocation files (or pushed documents) refused: the previous schedule stays in force
+        "refused_allocations": [
+            {"source": source, "reasons": _reason_json(reasons, lang)}
+            for source, reasons in sorted(refused.items())
+        ],
     }
 
 
@@ -565,10 +448,12 @@ def compliance_report(
     schedules: ScheduleBook | None = None,
     fresh_pools: Any = None,
     fresh_quota: Any = None,
+    refused_allocations: Mapping[str, Iterable[Reason]] | None = None,
 ) -> dict[str, Any]:
     """Items 5 and 7, the quota and the register, from stored evidence (ledger, inventory,
     outbox) or, for items 7 and quota, a fresh poll's results when given. Item 5's peak demand
-    always comes from the ledger: one poll cannot measure a demand interval."""
+    always comes from the ledger: one poll cannot measure a demand interval.
+    ``refused_allocations``: allocation documents refused, by source, with every reason."""
     now = as_utc(now)
     return {
         "report": "compliance",
@@ -582,13 +467,20 @@ def compliance_report(
         "lang": lang,
         "item5": _grid_section(cfg, ledger, now, lang),
         "item7": _pools_section(cfg, inventory, fresh_pools, lang),
-        "quota": _quota_section(cfg, ledger, schedules, fresh_quota, now, lang),
+        "quota": _quota_section(
+            cfg, ledger, schedules, fresh_quota, now, lang, refused_allocations or {}
+        ),
         "register": _register_section(inventory, outbox_pending, outbox_dead),
     }
 
 
 def _status_word(status: str, lang: Lang) -> str:
-    return LABELS[status][lang] if status in LABELS else status
+    return label(status, lang) if has(f"report.{status}", lang) or status in LABELS else status
+
+
+def _offender_line(offender: Mapping[str, Any], lang: Lang) -> str:
+    key = "offender_pool" if offender.get("pool") else "offender_no_pool"
+    return label(key, lang, **offender)
 
 
 def render_compliance(report: Mapping[str, Any], lang: Lang) -> str:
@@ -601,15 +493,21 @@ def render_compliance(report: Mapping[str, Any], lang: Lang) -> str:
     ]
     i5 = report["item5"]
     lines.append(f"{label('item5', lang)}: {_status_word(i5['status'], lang)}")
-    kw = "kW" if lang == "en" else "кВт"
-    lines.append(f"  {label('peak_demand', lang)}: {_num(i5['peak_demand_kw'], lang, 1)} {kw}")
+    peak = _num(i5["peak_demand_kw"], lang, 1)
+    lines.append(f"  {label('peak_demand', lang)}: {peak} {unit('kw', lang)}")
     lines += [f"  - {t}" for t in i5["text"]]
     i7 = report["item7"]
     lines.append(f"{label('item7', lang)}: {_status_word(i7['status'], lang)}")
     lines += [f"  - {t}" for t in i7["text"]]
+    if i7["offenders"]:  # every miner, so an inspector can walk to it
+        lines.append(f"  {label('offenders', lang)}:")
+        lines += [f"    {_offender_line(o, lang)}" for o in i7["offenders"]]
     q = report["quota"]
     lines.append(f"{label('quota', lang)}: {_status_word(q['status'], lang)}")
     lines += [f"  - {t}" for t in q["text"]]
+    for refused in q.get("refused_allocations", []):
+        lines.append(f"  - {label('refused_from', lang, source=refused['source'])}")
+        lines += [f"    {r['text']}" for r in refused["reasons"]]
     reg = report["register"]
     lines.append(f"{label('register', lang)}:")
     if reg["miners"] is None:

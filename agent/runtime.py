@@ -172,6 +172,8 @@ class Agent:
         self.telemetry_sent = 0
         self.telemetry_dead_lettered = 0
         self.dashboard: Dashboard | None = None
+        # the last inventory left out miners not yet answering or identified (publish_inventory)
+        self._inventory_incomplete = False
 
     @staticmethod
     def _asic_concurrency(cfg: KuatConfig) -> int:
@@ -231,6 +233,12 @@ class Agent:
             self.state.asics[target] = result
         self.faults.observe(results)
         self.uplinks.record(results, self.clock())
+        if self._inventory_incomplete:
+            # The last inventory left miners out (none had answered yet, or their identity was
+            # still being fetched): publish again now, not an inventory interval later. The
+            # register and `kuat compliance report` (which reads the stored inventory) would
+            # otherwise show item 7 unknown for minutes while the agent has judged it.
+            await self.publish_inventory()
 
     async def _bounded(
         self,
@@ -464,8 +472,11 @@ class Agent:
         # Before the first miner poll completes the inventory would be empty, and the register
         # would read that as every miner removed.
         if self._asic_targets and not self.state.asics:
+            self._inventory_incomplete = True
             return
-        await self.uplinks.publish_inventory(self._identified_miners(), self.clock())
+        miners = self._identified_miners()
+        self._inventory_incomplete = len(miners) < len(self.state.asic_readings())
+        await self.uplinks.publish_inventory(miners, self.clock())
 
     def _identified_miners(self) -> list[AsicReading]:
         """Miners whose identity is settled. A stock Antminer (or Braiins OS miner) whose

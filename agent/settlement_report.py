@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from kuat.agent.config import Lang
+from kuat.agent.i18n import Lang, message
 from kuat.agent.ledger import EnergyLedger
 from kuat.quota.clock import hour_of
 from kuat.quota.settlement import OFF_GRID, split_hour
@@ -24,29 +24,6 @@ from kuat.uplink.inventory import iso
 __all__ = ["render_settlement", "settle_month"]
 
 HOUR = timedelta(hours=1)
-
-LABELS: dict[str, dict[Lang, str]] = {
-    "title": {
-        "kk": "Есеп айырысу: коммерциялық есептегіш ({meter}) — негізгі дереккөз",
-        "ru": "Расчёт: коммерческий счётчик ({meter}) — основной источник",
-        "en": "Settlement: the commercial meter ({meter}) is the authority",
-    },
-    "hours": {
-        "kk": "Сағаттар: есептегіш профилі бойынша {m}, kuat өлшеуі бойынша {k}",
-        "ru": "Часов: по профилю счётчика {m}, по измерению kuat {k}",
-        "en": "Hours: {m} on the meter's profile, {k} on kuat's metering",
-    },
-    "totals": {
-        "kk": "Есепке алынды {a} кВт·сағ; сол сағаттарда есептегіш {m}, kuat {q} кВт·сағ",
-        "ru": "К расчёту {a} кВт·ч; в эти часы счётчик {m}, kuat {q} кВт·ч",
-        "en": "Billed {a} kWh; in those hours the meter {m}, kuat {q} kWh",
-    },
-    "day": {
-        "kk": "{date}: {a} кВт·сағ (есептегіш {m} сағ, kuat {k} сағ)",
-        "ru": "{date}: {a} кВт·ч (счётчик {m} ч, kuat {k} ч)",
-        "en": "{date}: {a} kWh (meter {m} h, kuat {k} h)",
-    },
-}
 
 
 def settle_month(
@@ -122,13 +99,15 @@ def render_settlement(
         return []
     lines = [
         "",
-        LABELS["title"][lang].format(meter=section["meter"]),
+        message("settlement.title", lang, meter=section["meter"]),
         "  "
-        + LABELS["hours"][lang].format(
-            m=section["hours_commercial_meter"], k=section["hours_kuat"]
+        + message(
+            "settlement.hours", lang, m=section["hours_commercial_meter"], k=section["hours_kuat"]
         ),
         "  "
-        + LABELS["totals"][lang].format(
+        + message(
+            "settlement.totals",
+            lang,
             a=num(section["billed_total_kwh"]),
             m=num(section["meter_kwh"]),
             q=num(section["kuat_kwh_same_hours"]),
@@ -137,7 +116,9 @@ def render_settlement(
     for d in section["days"]:
         lines.append(
             "  "
-            + LABELS["day"][lang].format(
+            + message(
+                "settlement.day",
+                lang,
                 date=d["date"],
                 a=num(d["billed_kwh"]),
                 m=d["hours_commercial_meter"],

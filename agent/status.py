@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from kuat.agent.i18n import Lang, t
+from kuat.agent.i18n import Lang, message, number, quantity, t
 from kuat.agent.state import StatusSnapshot
 
 _STYLE = {
@@ -19,8 +19,8 @@ _STYLE = {
 }
 
 
-def _kwh(v: float | None) -> str:
-    return "—" if v is None else f"{v:,.1f} kWh"
+def _kwh(v: float | None, lang: Lang) -> str:
+    return quantity(v, "kwh", lang, 1)
 
 
 def _status(code: str | None, lang: Lang) -> Text:
@@ -32,22 +32,26 @@ def _status(code: str | None, lang: Lang) -> Text:
 def _pools(s: StatusSnapshot, lang: Lang) -> Text:
     text = _status(s.pools_status, lang)
     if s.pools_offenders:
-        text.append(f" ({s.pools_offenders} {t('offenders', lang)})")
+        text.append(f" ({message('ui.offenders_count', lang, count=s.pools_offenders)})")
     return text
 
 
 def rows(s: StatusSnapshot, lang: Lang) -> list[tuple[str, str | Text]]:
-    metered = "—" if s.metered_kw is None else f"{s.metered_kw:,.1f} kW"
-    pdu = "—" if s.pdu_power_w is None else f"{s.pdu_power_w / 1000:,.1f} kW"
-    alloc = "—" if s.allocation_kwh is None else _kwh(s.allocation_kwh)
-    sleeping = f" (+{s.miners_sleeping} zz)" if s.miners_sleeping else ""
+    metered = quantity(s.metered_kw, "kw", lang, 1)
+    pdu = quantity(None if s.pdu_power_w is None else s.pdu_power_w / 1000, "kw", lang, 1)
+    alloc = _kwh(s.allocation_kwh, lang)
+    sleeping = (
+        f" (+{message('ui.sleeping_count', lang, count=s.miners_sleeping)})"
+        if s.miners_sleeping
+        else ""
+    )
     return [
         (t("miners_up", lang), f"{s.miners_up} / {s.miners_total}{sleeping}"),
-        (t("hashrate", lang), f"{s.hashrate_ths:,.1f} TH/s"),
+        (t("hashrate", lang), quantity(s.hashrate_ths, "ths", lang, 1)),
         (t("metered_power", lang), metered),
         (t("pdu_power", lang), pdu),
-        (t("energy_hour", lang), f"{_kwh(s.energy_hour_kwh)} / {alloc}"),
-        (t("forecast", lang), _kwh(s.forecast_kwh)),
+        (t("energy_hour", lang), f"{_kwh(s.energy_hour_kwh, lang)} / {alloc}"),
+        (t("forecast", lang), _kwh(s.forecast_kwh, lang)),
         (t("quota_status", lang), _status(s.quota_status, lang)),
         (t("grid_status", lang), _status(s.grid_status, lang)),
         (t("pool_status", lang), _pools(s, lang)),
@@ -55,8 +59,8 @@ def rows(s: StatusSnapshot, lang: Lang) -> list[tuple[str, str | Text]]:
         (t("devices_down", lang), str(s.devices_down)),
         (
             t("uplink", lang),
-            f"{t('telemetry', lang)} {s.spool_pending:,} · {t('register', lang)} "
-            f"{s.outbox_pending:,}",
+            f"{t('telemetry', lang)} {number(s.spool_pending, lang)} · {t('register', lang)} "
+            f"{number(s.outbox_pending, lang)}",
         ),
     ]
 

@@ -117,9 +117,11 @@ def check_balance(
         diff = meter_kw - accounted
         if first_accounted is None:
             first_accounted = accounted
+        # to the watt, not to what is shown: an excess of 5.04 kW over a 5 kW tolerance must not
+        # read "5 kW (tolerance 5 kW)"; the renderer picks the decimals
         figures = {
-            "meter_kw": round(meter_kw, 1),
-            "accounted_kw": round(accounted, 1),
+            "meter_kw": round(meter_kw, 3),
+            "accounted_kw": round(accounted, 3),
             "level": level,
         }
         if diff > tolerance:
@@ -128,22 +130,22 @@ def check_balance(
                 Reason.of(
                     Code.BALANCE_UNREGISTERED_LOAD,
                     **figures,
-                    excess_kw=round(diff, 1),
-                    tolerance_kw=round(tolerance, 1),
+                    excess_kw=round(diff, 3),
+                    tolerance_kw=round(tolerance, 3),
                 )
             )
         elif -diff > tolerance:
             if status is BalanceState.OK:
                 status = BalanceState.CHECK
             reasons.append(
-                Reason.of(Code.BALANCE_METER_BELOW_LOAD, **figures, deficit_kw=round(-diff, 1))
+                Reason.of(Code.BALANCE_METER_BELOW_LOAD, **figures, deficit_kw=round(-diff, 3))
             )
     if status is BalanceState.OK:
         reasons.append(
             Reason.of(
                 Code.BALANCE_OK,
-                meter_kw=round(meter_kw, 1),
-                accounted_kw=None if first_accounted is None else round(first_accounted, 1),
+                meter_kw=round(meter_kw, 3),
+                accounted_kw=None if first_accounted is None else round(first_accounted, 3),
             )
         )
     if missing:

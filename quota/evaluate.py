@@ -207,12 +207,14 @@ def evaluate(
         slack = policy.tolerance_kwh / 2 if left_s - act_s < EDGE_S else 0.0
         allowed = max(remaining + slack - committed, 0.0) * 3600.0 / (left_s - act_s)
         margin = alloc_kwh + policy.tolerance_kwh - forecast
+        # Rounded to the watt(-hour), not to what is shown: the renderer shows a tenth and more
+        # decimals where two figures would read the same (500.04 kWh used of 500 kWh is over).
         figures = {
-            "used_kwh": round(used, 1),
-            "forecast_kwh": round(forecast, 1),
-            "allocation_kwh": round(alloc_kwh, 1),
-            "allowed_kw": round(allowed, 1),
-            "p_kw": None if p_kw is None else round(p_kw, 1),
+            "used_kwh": round(used, 3),
+            "forecast_kwh": round(forecast, 3),
+            "allocation_kwh": round(alloc_kwh, 3),
+            "allowed_kw": round(allowed, 3),
+            "p_kw": None if p_kw is None else round(p_kw, 3),
         }
         if used > alloc_kwh + policy.tolerance_kwh:
             state, reason = QuotaState.OVER, Reason.of(Code.QUOTA_EXCEEDED, **figures, **common)
@@ -231,8 +233,8 @@ def evaluate(
             notes.append(
                 Reason.of(
                     Code.QUOTA_UNDER_USE,
-                    forecast_kwh=round(forecast, 1),
-                    allocation_kwh=round(alloc_kwh, 1),
+                    forecast_kwh=round(forecast, 3),
+                    allocation_kwh=round(alloc_kwh, 3),
                     percent=round(100 * forecast / alloc_kwh),
                 )
             )

@@ -1,11 +1,17 @@
-"""Inspection checklist item 5: technical conditions of the grid connection.
+"""Inspection checklist item 5: availability of technical conditions for the grid connection.
 
-The miner must hold technical conditions for a connection at a transformer substation of 35 kV
-or more with a permitted capacity of at least 1 MW. Off-grid generation (not connected to the
-unified power system) is exempt. Connections made before 1 April 2023 are covered by the rule
-"in its own form": the 35 kV / 1 MW minimums are not applied, and the result says so with its own
-wording rather than passing silently. Whatever the form, drawing more than the permitted capacity
-breaks the conditions, so measured peak demand is checked for every grid connection.
+The checklist words the item for two kinds of miner (regulation.md):
+
+(a) a miner holding technical conditions from an energy transmitting organization for a
+    connection at a transformer substation of 35 kV or more with a permitted capacity of at
+    least 1 MW;
+(b) a miner connected to the grid before 1 April 2023.
+
+Read closely, (b) is not an exemption: such a connection must still hold technical conditions;
+only the 35 kV / 1 MW thresholds do not apply to it, and the result says so in its own words.
+Only generation not connected to the unified power system falls outside the item. Whatever the
+kind, drawing more than the permitted capacity breaks the conditions, so measured peak demand is
+checked for every grid connection.
 """
 
 from __future__ import annotations
@@ -46,14 +52,14 @@ def check_grid_connection(conn: GridConnection, peak_demand_kw: float | None) ->
 
     failures: list[Reason] = []
     notes: list[Reason] = []
+    if not conn.tc_number.strip():  # kind (a) or (b): technical conditions are required
+        failures.append(Reason.of(Code.GRID_TC_MISSING))
     pre_rule = conn.connected_on < RULE_START
-    if pre_rule:
+    if pre_rule:  # kind (b): said, and the thresholds left out
         notes.append(
             Reason.of(Code.GRID_PRE_2023, connected_on=conn.connected_on, rule_start=RULE_START)
         )
     else:
-        if not conn.tc_number.strip():
-            failures.append(Reason.of(Code.GRID_TC_MISSING))
         if conn.voltage_kv < MIN_VOLTAGE_KV:
             failures.append(
                 Reason.of(Code.GRID_VOLTAGE_LOW, voltage_kv=conn.voltage_kv, min_kv=MIN_VOLTAGE_KV)
@@ -71,14 +77,13 @@ def check_grid_connection(conn: GridConnection, peak_demand_kw: float | None) ->
         failures.append(
             Reason.of(
                 Code.GRID_PEAK_OVER_PERMITTED,
-                peak_kw=round(peak_demand_kw, 1),
-                permitted_kw=round(permitted_kw, 1),
+                # unrounded: the renderer shows the decimals that tell the two apart
+                peak_kw=peak_demand_kw,
+                permitted_kw=permitted_kw,
             )
         )
     if failures:
         return CheckResult("5", CheckStatus.FAIL, (*failures, *notes))
-    if pre_rule:
-        return CheckResult("5", CheckStatus.EXEMPT, tuple(notes))
     ok = Reason.of(
         Code.GRID_OK,
         tc_number=conn.tc_number,

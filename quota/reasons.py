@@ -1,7 +1,8 @@
 """Reason codes: why a decision came out the way it did, as a code plus plain parameters.
 
-A reason is data, not prose: the operator's language is chosen when it is shown
-(:func:`kuat.quota.messages.render`), and logs, MQTT and InfluxDB carry the code itself.
+A reason is data, not prose: the operator's language is chosen when it is shown (the agent
+renders it from the gettext catalog, :func:`kuat.agent.i18n.render`), and logs, MQTT and InfluxDB
+carry the code itself.
 Parameters are plain JSON values (str, int, float, bool, None, or lists of them) so that
 ``kuat.collectors.readings.to_jsonable`` of any result containing reasons is JSON as is.
 """

@@ -21,8 +21,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from kuat.agent.commands.register import load_or_exit, read_stored
-from kuat.agent.config import KuatConfig, Lang
+from kuat.agent.config import KuatConfig
 from kuat.agent.exitcodes import for_findings
+from kuat.agent.i18n import LANGS, Lang
 
 LangOpt = Annotated[
     str | None, typer.Option("--lang", help="kk, ru or en (default: [agent] language).")
@@ -34,10 +35,10 @@ T = TypeVar("T")
 
 def _lang(value: str | None, cfg: KuatConfig) -> Lang:
     lang = value or cfg.agent.language
-    if lang not in ("kk", "ru", "en"):
+    if lang not in LANGS:
         typer.echo(f"--lang must be kk, ru or en, not {lang!r}", err=True)
         raise typer.Exit(2)
-    return lang  # type: ignore[return-value]
+    return lang
 
 
 def _ledger(cfg: KuatConfig, *, required: bool):
@@ -107,13 +108,18 @@ def _emit(
         typer.echo(text())
 
 
-def _schedules(cfg: KuatConfig):
+def _quota_job(cfg: KuatConfig):
+    """The allocation files read as the agent reads them: the book, and what was refused."""
     from kuat.agent.quota_job import QuotaJob
     from kuat.agent.state import SiteState
 
     job = QuotaJob(cfg, SiteState(), Path(cfg.agent.state_dir))
     job.reload_schedules()
-    return job.book
+    return job
+
+
+def _schedules(cfg: KuatConfig):
+    return _quota_job(cfg).book
 
 
 def register(app: typer.Typer) -> None:
@@ -267,6 +273,7 @@ def register(app: typer.Typer) -> None:
             fresh = {"fresh_pools": agent.state.pools, "fresh_quota": agent.state.quota}
         stored = read_stored(cfg)
         ledger = _ledger(cfg, required=False)
+        quota = _quota_job(cfg)
         try:
             report = compliance_report(
                 cfg,
@@ -276,7 +283,8 @@ def register(app: typer.Typer) -> None:
                 inventory=stored.inventory,
                 outbox_pending=stored.outbox_pending,
                 outbox_dead=stored.outbox_dead,
-                schedules=_schedules(cfg),
+                schedules=quota.book,
+                refused_allocations=quota.refused,
                 **fresh,
             )
         finally:

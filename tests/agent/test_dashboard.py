@@ -208,7 +208,7 @@ async def test_page_shows_the_snapshot(client: httpx.AsyncClient) -> None:
     assert "580.2 kWh" in page
     assert "WARN" in page  # quota status
     assert "pass" in page  # item 5
-    assert "fail (1 miners on a pool that is not accredited)" in page  # item 7
+    assert "fail (1 miner on a pool that is not accredited)" in page  # item 7, not "1 miners"
     assert "SN0003" in page and "stratum+tcp://evil.example:3333" in page
     assert "telemetry 0 · register 0" in page
     # the snapshot's time in the site's zone, not UTC
@@ -219,6 +219,37 @@ async def test_page_shows_the_snapshot(client: httpx.AsyncClient) -> None:
     assert '<meta http-equiv="refresh" content="10">' in page
     # nothing fetched from elsewhere: the farm LAN may have no internet
     assert "src=" not in page and "<link" not in page and "https://" not in page
+
+
+async def test_page_in_russian_and_kazakh_reads_as_written_there(client: httpx.AsyncClient) -> None:
+    ru = (await client.get("/", params={"lang": "ru"})).text
+    nbsp = "\u00a0"
+    assert f"10{nbsp}000,0" not in ru and "612,5 кВт" in ru  # decimal comma, Russian unit
+    assert "310,5 ТХ/с" in ru
+    assert "не соответствует (1 майнер на неаккредитованном пуле)" in ru  # not «1 майнеров»
+    assert "нет ответа за 3 с" in ru  # the cause, not "timed out after 3 s"
+    assert "<td>счётчик</td>" not in ru and "<td>майнер</td>" in ru  # device kinds
+    kk = (await client.get("/", params={"lang": "kk"})).text
+    assert "3 с ішінде жауап болмады" in kk and "<td>майнер</td>" in kk
+
+
+async def test_a_refused_allocation_file_shows_with_its_reason(
+    client: httpx.AsyncClient, agent: Agent
+) -> None:
+    site = agent.cfg.site.id
+    rows = "".join(
+        f"{site},2026-11-26,grid,1,{h},{-0.25 if h == 5 else 0.5}\n" for h in range(1, 25)
+    )
+    text = "site,date,source,version,hour,mwh\n" + rows
+    agent.quota.offer_schedule(text, "csv", "/etc/kuat/q.csv")
+    page = (await client.get("/", params={"lang": "en"})).text
+    assert "Allocation file refused" in page
+    assert "/etc/kuat/q.csv: Quota schedule refused (1 reason)" in page
+    assert "Hour 5 is negative: -0.25 MWh" in page
+    api = (await client.get("/api/status")).json()
+    (refused,) = api["allocations_refused"]
+    assert refused["source"] == "/etc/kuat/q.csv"
+    assert refused["reasons"][0]["code"] == "schedule_refused"
 
 
 async def test_device_text_is_escaped(client: httpx.AsyncClient) -> None:
@@ -311,7 +342,7 @@ async def test_healthz_names_a_stale_job(client: httpx.AsyncClient, agent: Agent
     body = r.json()
     assert body["status"] == "stale" and body["stale"] == ["flush"]
     assert body["jobs"]["flush"]["last_error"] == "did not finish within 1 s"
-    assert "stale: flush" in (await client.get("/")).text
+    assert "stale: sending data" in (await client.get("/")).text
 
 
 async def test_healthz_starting_before_the_first_cycle(
@@ -851,3 +882,13 @@ async def test_fifty_thousand_miners_cost_one_page_of_rows(
     assert ids == sorted(ids)  # ties stay in id order
     filtered = (await client.get("/api/miners", params={"q": "sn0049999"})).json()
     assert [m["id"] for m in filtered["miners"]] == ["SN0049999"]
+
+
+async def test_every_figure_on_the_russian_page_is_written_the_russian_way(
+    client: httpx.AsyncClient,
+) -> None:
+    # the hour, power explained, miners table and charts too, not only the status rows
+    text = re.sub(r"<[^>]+>", " ", (await client.get("/", params={"lang": "ru"})).text)
+    assert not re.search(r"\d,\d{3}\b", text)  # "2,072" reads as 2.072 in Russian
+    assert not re.search(r"\d (kW|kWh|W|TH/s|J/TH)\b", text), re.findall(r".{20}\d kWh?.{5}", text)
+    assert "кВт" in text and "ТХ/с" in text

@@ -106,7 +106,7 @@ def test_missing_rate_is_said_not_guessed_in_every_language(tmp_path: Path) -> N
         texts[lang] = done.stdout
         assert "--rate" in done.stdout and "2027-01-20" in done.stdout
     assert len(set(texts.values())) == 3
-    assert "12\u202f000,000" in texts["ru"] and "12,000.000" in texts["en"]
+    assert "12\u00a0000,000" in texts["ru"] and "12,000.000" in texts["en"]
 
 
 def test_csv_and_a_bad_quarter(tmp_path: Path) -> None:

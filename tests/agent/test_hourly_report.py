@@ -133,6 +133,9 @@ def test_text_in_every_language(site: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert words[lang] in done.stdout and over[lang] in done.stdout
         assert "{" not in done.stdout
+        # figures the reader's way: 500 kWh an hour, thousands grouped in the totals
+        assert ("500.000" if lang == "en" else "500,000") in done.stdout
+        assert ("12,000.000" if lang == "en" else "12\u00a0000,000") in done.stdout
 
 
 @pytest.mark.parametrize(

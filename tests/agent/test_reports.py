@@ -183,7 +183,7 @@ def test_report_monthly_json_csv_and_languages(site: Path) -> None:
     assert {"date": "2026-11-01", "meter": "site", "source": "grid", "kwh": "12000.000"} in rows
 
     words = {"kk": "Айлық электр энергиясы есебі", "ru": "Ежемесячный отчёт", "en": "Monthly"}
-    numbers = {"kk": "13\u202f200,000", "ru": "13\u202f200,000", "en": "13,200.000"}
+    numbers = {"kk": "13\u00a0200,000", "ru": "13\u00a0200,000", "en": "13,200.000"}
     for lang in LANGS:
         done = kuat("report", "monthly", "2026-11", "-c", str(site), "--lang", lang)
         assert done.returncode == 0, done.stderr
@@ -268,3 +268,64 @@ def test_register_export_without_inventory_fails_clearly(tmp_path: Path) -> None
     assert done.returncode == 1
     assert "no inventory" in done.stderr
     assert not (tmp_path / "nothing" / "spool.db").exists()
+
+
+# --- what an inspector acts on (issue 13) ---------------------------------------------------
+
+
+def test_compliance_text_names_every_miner_that_fails_item_7(site: Path) -> None:
+    # id, address and pool, as the JSON and the dashboard have them: an inspector can walk to it
+    expected = {
+        "en": "    SN0002 (10.1.0.12): pool evil.example is not accredited",
+        "ru": "    SN0002 (10.1.0.12): пул evil.example не аккредитован",
+        "kk": "    SN0002 (10.1.0.12): evil.example пулы аккредиттелмеген",
+    }
+    for lang in LANGS:
+        done = kuat("compliance", "report", "-c", str(site), "--lang", lang, "--exit-zero")
+        assert done.returncode == 0, done.stderr
+        assert expected[lang] in done.stdout.splitlines(), done.stdout
+
+
+def test_a_refused_allocation_file_shows_in_the_compliance_report(
+    site: Path, tmp_path: Path
+) -> None:
+    quota = tmp_path / "quota.d"
+    quota.mkdir()
+    rows = "".join(
+        f"ekibastuz-1,2026-11-25,grid,1,{h},{-0.25 if h == 5 else 0.5}\n" for h in range(1, 25)
+    )
+    (quota / "2026-11-25.csv").write_text("site,date,source,version,hour,mwh\n" + rows)
+    site.write_text(site.read_text() + f'\n[quota]\nschedules = "{quota}"\n')
+    done = kuat("compliance", "report", "-c", str(site), "--json", "--exit-zero")
+    assert done.returncode == 0, done.stderr
+    (refused,) = json.loads(done.stdout)["quota"]["refused_allocations"]
+    assert refused["source"] == str(quota / "2026-11-25.csv")
+    assert [r["code"] for r in refused["reasons"]] == [
+        "schedule_refused",
+        "schedule_value_negative",
+    ]
+    text = kuat("compliance", "report", "-c", str(site), "--lang", "en", "--exit-zero").stdout
+    assert f"{quota / '2026-11-25.csv'}: refused" in text
+    assert "Hour 5 is negative: -0.25 MWh" in text  # not "-0.2"
+    ru = kuat("compliance", "report", "-c", str(site), "--lang", "ru", "--exit-zero").stdout
+    assert "График квоты отклонён (1 причина)" in ru and "-0,25 МВт·ч" in ru
+
+
+def test_a_pre_2023_connection_without_technical_conditions_is_not_exempt(site: Path) -> None:
+    text = site.read_text()
+    text = text.replace('tc_number = "TU-2024-15"', 'tc_number = ""').replace(
+        "connected_on = 2024-05-01", "connected_on = 2021-03-01"
+    )
+    site.write_text(text)
+    report = json.loads(kuat("compliance", "report", "-c", str(site), "--json").stdout)
+    assert report["item5"]["status"] == "fail"
+    assert [r["code"] for r in report["item5"]["reasons"]][:2] == [
+        "grid_tc_missing",
+        "grid_pre_2023",
+    ]
+    en = kuat("compliance", "report", "-c", str(site), "--lang", "en").stdout
+    assert "Item 5: availability of technical conditions: fail" in en
+    assert "technical conditions are still required" in en
+    assert "only the 35 kV / 1 MW thresholds do not apply" in en
+    kk = kuat("compliance", "report", "-c", str(site), "--lang", "kk").stdout
+    assert "5-тармақ: техникалық шарттардың болуы: сәйкес емес" in kk

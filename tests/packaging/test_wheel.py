@@ -42,6 +42,8 @@ def test_wheel_holds_only_the_kuat_package(wheel: Path) -> None:
     assert "kuat/uplink/schemas/register-export.v1.json" in names  # data files ship
     assert any(n.startswith("kuat/collectors/modbus/profiles/") for n in names)
     assert any(n.startswith("kuat/agent/templates/") for n in names)
+    for lang in ("kk", "ru", "en"):  # the compiled message catalog
+        assert f"kuat/agent/locale/{lang}/LC_MESSAGES/kuat.mo" in names
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +96,19 @@ def test_installed_kuat_runs_version_check_config_and_a_probe(
     code = "import kuat.agent.dashboard as d; print(d._templates.get_template('dashboard.html'))"
     proc = _run([str(clean_venv / "bin" / "python"), "-c", code], cwd=tmp_path, env=env)
     assert proc.returncode == 0 and "dashboard.html" in proc.stdout, proc.stderr
+
+    # Translated text from the installed catalog: a Russian plural and a Kazakh reason.
+    code = (
+        "from kuat.agent.i18n import render; from kuat.quota.reasons import Code, Reason;"
+        "print(render(Reason.of(Code.POOLS_NONE_ACTIVE, miners=2), 'ru'));"
+        "print(render(Reason.of(Code.GRID_PEAK_UNKNOWN), 'kk'))"
+    )
+    proc = _run([str(clean_venv / "bin" / "python"), "-c", code], cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "У 2 майнеров нет активного пула",
+        "Ең жоғары жүктеме әлі өлшенбеген",
+    ], proc.stdout
 
     # No simulators in a production install: the demo says which extra it needs.
     proc = _run([str(clean_venv / "bin" / "python"), "-c", "import snmpsim"], cwd=tmp_path, env=env)

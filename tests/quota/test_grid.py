@@ -59,12 +59,21 @@ TABLE = [
         CheckStatus.EXEMPT,
         [Code.GRID_OFF_GRID_EXEMPT],
     ),
+    # kind (b) of the checklist: not an exemption. Technical conditions are required, only
+    # the 35 kV / 1 MW thresholds are not applied, and the result says so.
     (
-        "pre 2023",
-        {"connected_on": date(2023, 3, 31), "voltage_kv": 10.0},
+        "pre 2023 with technical conditions below 35 kV / 1 MW",
+        {"connected_on": date(2023, 3, 31), "voltage_kv": 10.0, "permitted_mw": 0.5},
         100.0,
-        CheckStatus.EXEMPT,
-        [Code.GRID_PRE_2023],
+        CheckStatus.PASS,
+        [Code.GRID_OK, Code.GRID_PRE_2023],
+    ),
+    (
+        "pre 2023 without technical conditions fails",
+        {"connected_on": date(2019, 1, 1), "tc_number": ""},
+        100.0,
+        CheckStatus.FAIL,
+        [Code.GRID_TC_MISSING, Code.GRID_PRE_2023],
     ),
     (
         "on 2023-04-01 the rule applies",
@@ -103,4 +112,14 @@ def test_item_5(
 
 def test_pre_2023_wording_params() -> None:
     r = check_grid_connection(replace(GOOD, connected_on=date(2022, 5, 5)), 100.0)
-    assert r.reasons[0].params == {"connected_on": "2022-05-05", "rule_start": "2023-04-01"}
+    (note,) = [x for x in r.reasons if x.code is Code.GRID_PRE_2023]
+    assert note.params == {"connected_on": "2022-05-05", "rule_start": "2023-04-01"}
+
+
+def test_only_off_grid_generation_is_outside_item_5() -> None:
+    statuses = {
+        check_grid_connection(replace(GOOD, **changes), peak).status  # type: ignore[arg-type]
+        for _, changes, peak, _, _ in TABLE
+        if not changes.get("off_grid")
+    }
+    assert CheckStatus.EXEMPT not in statuses

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kuat.quota.messages import LANGS, render
+from kuat.agent.i18n import LANGS, render
 from kuat.quota.orders import (
     CurtailmentOrder,
     OrderBook,

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from kuat.agent.i18n import render
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.reconcile import Reconciler
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller
 from kuat.collectors.dlms.sim import DlmsMeterSimulator
 from kuat.collectors.readings import MeterReading
-from kuat.quota.messages import render
 from kuat.quota.reasons import Code
 from kuat.quota.settlement import judge
 
