@@ -40,6 +40,8 @@ _EXTRA_PATHS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 
 __all__ = [
     "Mosquitto",
+    "Nats",
+    "NatsCluster",
     "TlsFiles",
     "VictoriaMetrics",
     "find_binary",
@@ -549,6 +551,101 @@ class Nats:
         self._proc = None
 
     def __enter__(self) -> Nats:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class NatsCluster:
+    """Three nats-servers routed into one cluster, JetStream on each (so a stream or key-value
+    bucket can have 3 replicas) and each with its MQTT listener: the site's shared broker.
+
+    ``stop_node(i)``/``start_node(i)`` take one node down and bring it back on the same ports
+    and store (the failover tests); ``urls`` is the client's servers list."""
+
+    size = 3
+
+    def __init__(self, data_dir: Path) -> None:
+        self.binary = find_binary(NATS_BINARY)
+        self.data_dir = data_dir
+        self.ports = [free_port() for _ in range(self.size)]
+        self.cluster_ports = [free_port() for _ in range(self.size)]
+        self.mqtt_ports = [free_port() for _ in range(self.size)]
+        self.http_ports = [free_port() for _ in range(self.size)]  # monitoring (/jsz)
+        self._procs: list[subprocess.Popen[bytes] | None] = [None] * self.size
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{p}" for p in self.ports]
+
+    def _config(self, i: int) -> str:
+        routes = ", ".join(
+            f"nats-route://127.0.0.1:{p}" for j, p in enumerate(self.cluster_ports) if j != i
+        )
+        store = self.data_dir / f"n{i}" / "js"
+        return (
+            f'server_name: "kuat-n{i}-{self.ports[i]}"\n'
+            f"listen: 127.0.0.1:{self.ports[i]}\n"
+            f"http: 127.0.0.1:{self.http_ports[i]}\n"
+            f'jetstream {{ store_dir: "{store}" }}\n'
+            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_ports[i]} }}\n"
+            f'cluster {{ name: "kuat-test", listen: 127.0.0.1:{self.cluster_ports[i]},'
+            f" routes: [{routes}] }}\n"
+        )
+
+    def start_node(self, i: int, timeout_s: float = 20.0) -> None:
+        node_dir = self.data_dir / f"n{i}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        conf = node_dir / "nats.conf"
+        conf.write_text(self._config(i))
+        _wait_port_free(self.ports[i])
+        log = (node_dir / "nats.log").open("ab")
+        proc = subprocess.Popen(
+            [self.binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        self._procs[i] = proc
+        _wait_port(self.ports[i], proc, timeout_s, f"nats-server node {i}")
+
+    def stop_node(self, i: int) -> None:
+        _terminate(self._procs[i])
+        self._procs[i] = None
+
+    def kill_node(self, i: int) -> None:
+        """SIGKILL: a machine that dies, not one that shuts down."""
+        proc = self._procs[i]
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        self._procs[i] = None
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        for i in range(self.size):
+            self.start_node(i, timeout_s)
+        self.wait_jetstream(timeout_s)
+
+    def wait_jetstream(self, timeout_s: float = 30.0) -> None:
+        """Until the cluster has elected its JetStream meta leader (streams can be made)."""
+        deadline = time.monotonic() + timeout_s
+        up = [p for p, proc in zip(self.http_ports, self._procs, strict=True) if proc]
+        while time.monotonic() < deadline:
+            for port in up:
+                with (
+                    contextlib.suppress(OSError, ValueError),
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz", timeout=1) as r,
+                ):
+                    if json.loads(r.read()).get("meta_cluster", {}).get("leader"):
+                        return
+            time.sleep(0.1)
+        raise RuntimeError(f"the NATS cluster elected no JetStream leader in {timeout_s} s")
+
+    def stop(self) -> None:
+        for i in range(self.size):
+            self.stop_node(i)
+
+    def __enter__(self) -> NatsCluster:
         self.start()
         return self
 

@@ -1,0 +1,138 @@
+"""The quota controller's lease in a NATS JetStream key-value bucket (the I/O side).
+
+The decisions are in ``kuat.quota.lease``; this module only talks to the bucket:
+
+- the bucket's max age is the lease TTL, so the server itself forgets a lease nobody renews,
+  with ``replicas`` copies (3 on a three-node cluster) so one node's death loses nothing;
+- taking the lease is a create (the server refuses it while the key exists), renewing it is an
+  update that names the revision we wrote last (a compare-and-set: it fails once anyone else
+  wrote the key), and a clean shutdown deletes the key on our revision, so another agent takes
+  it at its next attempt instead of waiting for the TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import nats.errors
+import nats.js.errors
+from nats.js.client import JetStreamContext
+from nats.js.kv import KeyValue
+
+from kuat.quota.lease import (
+    LeaseError,
+    LeasePolicy,
+    LeaseState,
+    Step,
+    holder_of,
+    lease_value,
+    next_step,
+    on_conflict,
+    on_error,
+    on_released,
+    on_written,
+)
+
+log = logging.getLogger("kuat.uplink.nats_lease")
+
+LEASE_KEY = "controller"
+
+# a server that does not answer, a node going away, a reconnect in progress
+_UNREACHABLE = (nats.errors.Error, TimeoutError, OSError)
+_NO_HOLDER = (*_UNREACHABLE, LeaseError)
+
+
+async def open_bucket(js: JetStreamContext, bucket: str, ttl_s: float, replicas: int) -> KeyValue:
+    """The lease bucket, made on first use (the same settings by every agent, so a second
+    create is a no-op on the server)."""
+    return await js.create_key_value(bucket=bucket, ttl=ttl_s, history=1, replicas=replicas)
+
+
+class NatsLease:
+    """One contender for the site's controller lease. ``step()`` once per ``policy.renew_s``
+    (``run()`` does it); ``is_controller()`` says whether this agent may plan the site now."""
+
+    def __init__(
+        self,
+        kv: KeyValue,
+        policy: LeasePolicy,
+        *,
+        key: str = LEASE_KEY,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.kv = kv
+        self.policy = policy
+        self.key = key
+        self.clock = clock
+        self.wall = wall
+        self.state = LeaseState()
+
+    def is_controller(self) -> bool:
+        return self.state.is_controller(self.clock())
+
+    @property
+    def revision(self) -> int | None:
+        """Our last revision while we hold the lease: a fencing token that grows with every
+        renewal, carried by the caps we publish so a shard can drop a deposed controller's."""
+        return self.state.revision if self.is_controller() else None
+
+    async def step(self) -> LeaseState:
+        was = self.state.holder == self.policy.agent_id and self.is_controller()
+        value = lease_value(self.policy.agent_id, self.wall(), self.policy.ttl_s)
+        sent = self.clock()
+        step = next_step(self.state, sent)
+        try:
+            async with asyncio.timeout(self.policy.renew_s):
+                if step is Step.CREATE:
+                    revision = await self.kv.create(self.key, value)
+                else:
+                    revision = await self.kv.update(self.key, value, last=self.state.revision)
+            self.state = on_written(self.policy, revision, sent)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            self.state = on_conflict(await self._holder())
+        except _UNREACHABLE as exc:
+            log.debug("lease %s: %s", step.value, exc)
+            self.state = on_error(self.state, self.clock())
+        now_controller = self.is_controller()
+        if now_controller != was:
+            log.warning(
+                "quota controller lease %s by %s",
+                "taken" if now_controller else "lost",
+                self.policy.agent_id,
+            )
+        return self.state
+
+    async def _holder(self) -> str | None:
+        try:
+            async with asyncio.timeout(self.policy.renew_s):
+                entry = await self.kv.get(self.key)
+            return holder_of(entry.value) if entry.value else None
+        except _NO_HOLDER:
+            return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Step every ``renew_s`` until ``stop`` is set, then give the lease back."""
+        while not stop.is_set():
+            await self.step()
+            try:
+                async with asyncio.timeout(self.policy.renew_s):
+                    await stop.wait()
+            except TimeoutError:
+                pass
+        await self.release()
+
+    async def release(self) -> None:
+        """Delete the key on our revision (only ours: the delete is a compare-and-set too)."""
+        revision = self.revision
+        self.state = on_released()
+        if revision is None:
+            return
+        try:
+            async with asyncio.timeout(self.policy.renew_s):
+                await self.kv.delete(self.key, last=revision)
+        except _UNREACHABLE as exc:
+            log.debug("lease release: %s (it expires on its own)", exc)
