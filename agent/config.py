@@ -894,6 +894,73 @@ class DashboardSection(Strict):
         return listen_address(self.listen)
 
 
+class ClusterSection(ClientCert):
+    """This agent's share of a site split across several agents, coordinated through NATS: one
+    of them (the controller, elected through a lease) gives each its power cap."""
+
+    # This agent's id, unique on the site: the lease holder's name, the shard a cap is for, and
+    # the `agent` tag on every telemetry line.
+    agent_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    # The NATS cluster's nodes, "nats://host:port" (tls://host:port with TLS); the client
+    # reconnects to another one when the node in use fails.
+    servers: Annotated[list[str], Field(min_length=1)]
+    # TLS on (the default); off only for a lab cluster on loopback.
+    tls: bool = True
+    # PEM CA bundle to verify the NATS servers with, instead of the system's; checked at start.
+    ca_cert: CaFile | None = None
+    # User name, when the NATS servers ask for one.
+    username: str | None = None
+    # Password for username (a secret).
+    password: SecretRef | None = None
+    # JetStream key-value bucket of the controller lease (one per site).
+    bucket: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "kuat_lease"
+    # Copies of the lease bucket: 3 on a three-node cluster, 1 on a single server.
+    replicas: Annotated[int, Field(ge=1, le=5)] = 3
+    # Seconds a lease lives unless renewed (renewed every third of it): a dead controller is
+    # replaced within lease_ttl_s + lease_ttl_s / 3.
+    lease_ttl_s: Annotated[float, Field(ge=2, le=600)] = 15.0
+    # Seconds a shard keeps planning inside its last cap once the controller goes quiet.
+    cap_hold_s: Annotated[float, Field(ge=0, le=86400)] = 120.0
+    # The cap (kW) a shard plans inside when it has heard no controller for cap_hold_s: what
+    # this shard may draw without anyone watching the site's hour.
+    safe_default_kw: Annotated[float, Field(ge=0)] = 0.0
+    # This agent's halls: the [[asic.groups]] whose location.hall is listed (none: every hall).
+    halls: list[str] = []
+    # This agent's miners by address: addresses, CIDR blocks or a-b ranges, as in
+    # [[asic.groups]] hosts (none: no filter by address).
+    hosts: list[str] = []
+
+    _coerce_password = field_validator("password", mode="before")(_secret)
+
+    @field_validator("servers")
+    @classmethod
+    def _servers(cls, v: list[str]) -> list[str]:
+        for url in v:
+            scheme, sep, rest = url.partition("://")
+            if not sep or scheme not in ("nats", "tls") or not rest:
+                raise ValueError(
+                    f"servers entry {url!r} is not nats://host:port or tls://host:port"
+                )
+        return v
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_parse(cls, v: list[str]) -> list[str]:
+        for h in v:
+            expand_hosts(h)
+        return v
+
+    def owns(self, group: MinerGroup) -> list[tuple[str, int]]:
+        """The targets of ``group`` in this agent's share."""
+        if self.halls and group.location.hall not in self.halls:
+            return []
+        targets = group.targets()
+        if self.hosts:
+            mine = {ip for h in self.hosts for ip in expand_hosts(h)}
+            targets = [t for t in targets if t[0] in mine]
+        return targets
+
+
 class KuatConfig(Strict):
     site: SiteConfig
     agent: AgentSection = AgentSection()
@@ -912,6 +979,8 @@ class KuatConfig(Strict):
     spool: SpoolSection = SpoolSection()
     # a factory: the section checks its listen address with helpers defined further down
     dashboard: DashboardSection = Field(default_factory=DashboardSection)
+    # A site split across several agents (absent: this agent runs the whole site alone).
+    cluster: ClusterSection | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> KuatConfig:
@@ -935,7 +1004,7 @@ class KuatConfig(Strict):
     def asic_targets(self) -> list[tuple[str, int]]:
         seen: dict[tuple[str, int], None] = {}
         for g in self.asic.groups:
-            for t in g.targets():
+            for t in g.targets() if self.cluster is None else self.cluster.owns(g):
                 seen.setdefault(t, None)
         return list(seen)
 

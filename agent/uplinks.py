@@ -16,7 +16,7 @@ from kuat.agent.config import InfluxSection, KuatConfig
 from kuat.collectors.readings import AsicReading, PollResult
 from kuat.uplink.influx import FlushReport, InfluxUplink
 from kuat.uplink.inventory import Location
-from kuat.uplink.lineproto import encode, measurement_of
+from kuat.uplink.lineproto import encode, measurement_of, with_tag
 from kuat.uplink.mqtt import RegisterPublisher
 from kuat.uplink.quota_publisher import QuotaPublisher
 from kuat.uplink.spool import Spool, SpoolFull
@@ -61,6 +61,7 @@ class TelemetryCopy:
 class Uplinks:
     def __init__(self, cfg: KuatConfig, state_dir: Path) -> None:
         self.site = cfg.site.id
+        self.agent_id = cfg.cluster.agent_id if cfg.cluster else None
         self.spool = Spool(state_dir / "spool.db", max_rows=cfg.spool.max_rows)
         self.influx = _influx(cfg.influx, self.spool)
         # More databases (the energy company's): each its own spool, filter and back-off.
@@ -153,6 +154,8 @@ class Uplinks:
     def record_lines(self, lines: Sequence[str]) -> None:
         if not lines:
             return
+        if self.agent_id:  # a site shared by several agents: whose line it is
+            lines = [with_tag(line, "agent", self.agent_id) for line in lines]
         dropped = self.spool.put_lines(lines)
         self._drops("telemetry spool", "[spool] max_rows", self.spool, dropped, self)
         for t in self.targets:

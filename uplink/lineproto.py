@@ -63,6 +63,7 @@ __all__ = [
     "escape_measurement",
     "measurement_of",
     "to_ns",
+    "with_tag",
 ]
 
 FieldValue = float | int | bool | str
@@ -99,6 +100,22 @@ def measurement_of(line: str) -> str:
         if j != -1 and j < end:
             end = j
     return line[:end]
+
+
+def with_tag(line: str, key: str, value: str) -> str:
+    """``line`` with one more tag at the end of its series (the agent id of a shared site).
+    The series ends at the first space that is not escaped (an odd run of backslashes)."""
+    i = line.find(" ")
+    while i > 0:
+        j = i
+        while j > 0 and line[j - 1] == "\\":
+            j -= 1
+        if (i - j) % 2 == 0:
+            break
+        i = line.find(" ", i + 1)
+    if i < 0:
+        return line
+    return f"{line[:i]},{escape_key(key)}={escape_key(value)}{line[i:]}"
 
 
 def escape_measurement(text: str) -> str:
