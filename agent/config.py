@@ -1001,6 +1001,21 @@ class KuatConfig(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _cap_outlives_failover(self) -> KuatConfig:
+        # A shard must hold its cap across a controller failover (the lease's bound, then one
+        # quota interval until the new controller publishes), or it drops to the safe default
+        # every time a controller machine dies.
+        c = self.cluster
+        if c is not None:
+            gap = c.lease_ttl_s * 4 / 3 + self.intervals.quota
+            if c.cap_hold_s < gap:
+                raise ValueError(
+                    f"[cluster] cap_hold_s = {c.cap_hold_s} is shorter than a controller failover"
+                    f" (lease_ttl_s * 4/3 + [intervals] quota = {gap:g} s)"
+                )
+        return self
+
     def asic_targets(self) -> list[tuple[str, int]]:
         seen: dict[tuple[str, int], None] = {}
         for g in self.asic.groups:

@@ -69,11 +69,6 @@ CATALOG: dict[str, dict[Lang, str]] = {
         "ru": "нет контроллера: безопасный лимит по умолчанию {kw} кВт",
         "en": "no controller: the safe default cap of {kw} kW",
     },
-    "cluster_unreachable": {
-        "kk": "NATS кластеріне қосылу мүмкін емес ({agent}): қуат шегі ұсталады",
-        "ru": "нет связи с кластером NATS ({agent}): лимит мощности удерживается",
-        "en": "the NATS cluster is unreachable ({agent}): the power cap is held",
-    },
 }
 
 # Integer parameters that name something (an hour, a line, a port) rather than count it: shown

@@ -12,6 +12,9 @@ firm: cooling, exempt machines):
 - a cut beyond all curtailable load (``A < sum L - sum C``): every curtailable kW goes and the
   firm loads are scaled down together (the shards will report a shortfall).
 
+``A`` is the site's allowed power less what the site meter shows beyond the reported loads
+(``shareable_kw``): a silent shard's miners still draw power nobody's cap governs.
+
 In every case the caps add up to ``A`` and none is negative (tests/quota/test_shard_caps.py).
 
 Holding (``CapHolder``): a shard plans inside the last cap it received for ``hold_s`` after
@@ -70,17 +73,20 @@ def split_caps(allowed_kw: float, shards: Sequence[ShardLoad]) -> dict[str, floa
     return {s.shard: c for s, c in zip(shards, caps, strict=True)}
 
 
-def silent_reserve(
-    given: dict[str, tuple[float, float]], heard: set[str], now: float, policy: CapPolicy
+def shareable_kw(
+    allowed_kw: float, site_kw: float | None, reported: Sequence[ShardLoad], silent_kw: float
 ) -> float:
-    """Power the controller keeps back for shards it gave a cap but no longer hears from
-    (``given``: shard -> (cap kW, monotonic time given)): such a shard still plans inside that
-    cap for ``hold_s``, then inside its safe default, so the split must leave that much out."""
-    total = 0.0
-    for shard, (kw, at) in given.items():
-        if shard not in heard:
-            total += kw if now - at <= policy.hold_s else policy.safe_default_kw
-    return total
+    """The part of the site's allowed power the reporting shards may share.
+
+    What the site meter shows beyond the loads the shards reported (a silent shard, a dead
+    agent's miners that keep running, cooling and losses) is kept back, since no cap will
+    move it. Without a site reading, the silent shards' last reported loads (``silent_kw``) are
+    kept back instead."""
+    if site_kw is None:
+        unreported = silent_kw
+    else:
+        unreported = max(0.0, site_kw - sum(max(0.0, ld.load_kw) for ld in reported))
+    return max(0.0, allowed_kw - unreported)
 
 
 # --- messages ----------------------------------------------------------------------------

@@ -94,8 +94,12 @@ class LoadBoard:
         return await nc.subscribe(f"kuat.{token(site)}.load.*", cb=on_load)
 
     def fresh(self, max_age_s: float) -> list[ShardLoad]:
-        """Shards heard from within ``max_age_s``: a silent shard gets no cap from the split
-        (it runs on its own held cap or safe default) rather than a share of power it may not
-        be drawing."""
+        """Shards heard from within ``max_age_s``: the ones the split gives a cap to (a silent
+        shard runs on its held cap or safe default, or is dead)."""
         now = self.clock()
         return [ld for ld, seen in self.loads.values() if now - seen <= max_age_s]
+
+    def silent(self, max_age_s: float) -> list[ShardLoad]:
+        """Shards heard from once but not within ``max_age_s``, with their last load."""
+        now = self.clock()
+        return [ld for ld, seen in self.loads.values() if now - seen > max_age_s]

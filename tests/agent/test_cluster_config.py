@@ -36,6 +36,7 @@ def test_an_agent_polls_its_halls_and_ranges_only() -> None:
     [
         ('hosts = ["10.0.1.x"]\n', "hosts"),
         ("lease_ttl_s = 0.5\n", "lease_ttl_s"),
+        ("lease_ttl_s = 30\ncap_hold_s = 45\n", "cap_hold_s = 45.0 is shorter than a controller"),
     ],
 )
 def test_bad_cluster_keys_are_named(extra: str, named: str) -> None:

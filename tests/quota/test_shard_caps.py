@@ -19,7 +19,7 @@ from kuat.quota.shard_caps import (
     load_message,
     parse_cap,
     parse_load,
-    silent_reserve,
+    shareable_kw,
     split_caps,
 )
 
@@ -124,8 +124,10 @@ def test_bad_caps_are_refused_naming_the_field(raw: bytes) -> None:
         parse_cap(raw)
 
 
-def test_the_controller_keeps_back_what_silent_shards_may_still_draw() -> None:
-    policy = CapPolicy(hold_s=60, safe_default_kw=250)
-    given = {"a": (900.0, 100.0), "b": (700.0, 100.0), "c": (400.0, 10.0)}
-    # a is heard; b is silent but within its hold (700); c is past it (its safe default)
-    assert silent_reserve(given, {"a"}, now=120.0, policy=policy) == 700 + 250
+def test_the_controller_keeps_back_what_the_meter_shows_beyond_the_reported_loads() -> None:
+    reported = [ShardLoad("a", 400, 400), ShardLoad("b", 300, 300)]
+    # the site draws 1000: 300 kW (a dead agent's hall, cooling) no cap will move
+    assert shareable_kw(1200, 1000, reported, silent_kw=0) == 900
+    # no site reading: the silent shards' last reported loads are kept back instead
+    assert shareable_kw(1200, None, reported, silent_kw=250) == 950
+    assert shareable_kw(100, 1000, reported, silent_kw=0) == 0  # never negative
