@@ -98,9 +98,28 @@ def on_written(policy: LeasePolicy, revision: int, sent: float) -> LeaseState:
     )
 
 
-def on_conflict(holder: str | None) -> LeaseState:
-    """The compare-and-set failed: another agent holds the lease (``holder`` when we could read
-    it). We stop acting as controller at once."""
+def on_conflict(
+    policy: LeasePolicy,
+    state: LeaseState,
+    now: float,
+    holder: str | None,
+    revision: int | None = None,
+) -> LeaseState:
+    """The compare-and-set failed. Normally another agent holds the lease (``holder`` and its
+    ``revision`` when we could read them) and we stop acting as controller at once.
+
+    One exception: the key holds *our* value at a newer revision. That is our own renewal whose
+    reply was lost (a node died between the write and its answer). We adopt that revision and
+    keep our deadline, which the lost write, sent later than the one it is based on, can only
+    outlast; the next renewal then succeeds instead of the lease lapsing for a whole TTL."""
+    if (
+        holder == policy.agent_id
+        and revision is not None
+        and state.revision is not None
+        and revision > state.revision
+        and state.is_controller(now)
+    ):
+        return replace(state, revision=revision)
     return LeaseState(holder=holder)
 
 

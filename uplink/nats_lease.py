@@ -93,7 +93,8 @@ class NatsLease:
                     revision = await self.kv.update(self.key, value, last=self.state.revision)
             self.state = on_written(self.policy, revision, sent)
         except nats.js.errors.KeyWrongLastSequenceError:
-            self.state = on_conflict(await self._holder())
+            holder, seen = await self._holder()
+            self.state = on_conflict(self.policy, self.state, self.clock(), holder, seen)
         except _UNREACHABLE as exc:
             log.debug("lease %s: %s", step.value, exc)
             self.state = on_error(self.state, self.clock())
@@ -106,13 +107,14 @@ class NatsLease:
             )
         return self.state
 
-    async def _holder(self) -> str | None:
+    async def _holder(self) -> tuple[str | None, int | None]:
+        """Who holds the key now, at which revision (None, None when it cannot be read)."""
         try:
             async with asyncio.timeout(self.policy.renew_s):
                 entry = await self.kv.get(self.key)
-            return holder_of(entry.value) if entry.value else None
+            return (holder_of(entry.value) if entry.value else None), entry.revision
         except _NO_HOLDER:
-            return None
+            return None, None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Step every ``renew_s`` until ``stop`` is set, then give the lease back."""

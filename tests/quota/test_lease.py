@@ -47,9 +47,22 @@ def test_the_holder_stops_before_the_server_can_expire_its_write() -> None:
 
 
 def test_a_failed_compare_and_set_deposes_at_once() -> None:
-    lost = on_conflict("hall-b")
-    assert not lost.is_controller(0.0) and lost.holder == "hall-b"
-    assert next_step(lost, 0.0) is Step.CREATE
+    held = on_written(P, revision=7, sent=100.0)
+    lost = on_conflict(P, held, 101.0, "hall-b", 9)
+    assert not lost.is_controller(101.0) and lost.holder == "hall-b"
+    assert next_step(lost, 101.0) is Step.CREATE
+
+
+def test_our_own_renewal_whose_reply_was_lost_is_adopted_without_extending() -> None:
+    held = on_written(P, revision=7, sent=100.0)
+    # the renewal sent at 103 reached the server (revision 8) but its answer was lost; the
+    # next renewal names 7 and fails: the key shows our own value at 8
+    again = on_conflict(P, held, 106.0, "hall-a", 8)
+    assert again.revision == 8 and again.held_until == held.held_until
+    assert next_step(again, 106.0) is Step.RENEW
+    # not past our own deadline, and never a revision that is not newer
+    assert on_conflict(P, held, 108.0, "hall-a", 8).revision is None
+    assert on_conflict(P, held, 106.0, "hall-a", 7).revision is None
 
 
 def test_an_unreachable_server_keeps_the_holder_until_its_own_deadline() -> None:
