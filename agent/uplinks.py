@@ -89,6 +89,7 @@ class Uplinks:
             client_id=m.client_id if m else None,
             protocol=m.protocol if m else "5",
             failover=m.failover_endpoints() if m else (),
+            agent_id=self.agent_id,
             owner={
                 "bin": cfg.site.owner_bin,
                 "licence_number": cfg.site.licence_number,

@@ -103,8 +103,12 @@ class RegisterPublisher(OutboxSender):
         owner: Mapping[str, Any] | None = None,
         data_centre: Mapping[str, Any] | None = None,
         history_retention: timedelta = DEFAULT_RETENTION,
+        agent_id: str | None = None,
     ) -> None:
         self.owner_bin = owner_bin
+        # the publishing agent, when a site is split across agents ([cluster]): every message
+        # says which one sent it
+        self.agent_id = agent_id
         self.site = site
         base = topic_base(topic_prefix, owner_bin, site)
         self.inventory_topic = f"{base}/inventory"
@@ -162,6 +166,8 @@ class RegisterPublisher(OutboxSender):
         }
         if self.agent_version:
             body["agent_version"] = self.agent_version
+        if self.agent_id:
+            body["agent_id"] = self.agent_id
         return _json(body)
 
     def _on_new_connection(self) -> None:
@@ -206,13 +212,19 @@ class RegisterPublisher(OutboxSender):
                 data_centre=self.data_centre,
             )
             events = diff(previous, snap)
+            if self.agent_id:
+                for e in events:
+                    e["agent_id"] = self.agent_id
 
             def snapshot_and_history(last: int) -> bytes:
                 # outbox_put_sequenced calls this inside its transaction, after numbering the
                 # events: the history rows commit (or roll back) with the outbox rows.
                 seqs = range(last - len(events) + 1, last + 1)
                 self.history.record_in_transaction(events, seqs, now)
-                return _json(snapshot_payload(snap, seq=last))
+                payload = snapshot_payload(snap, seq=last)
+                if self.agent_id:
+                    payload["agent_id"] = self.agent_id
+                return _json(payload)
 
             seqs = self.spool.outbox_put_sequenced(
                 self._seq_key,

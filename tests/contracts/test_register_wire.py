@@ -50,12 +50,13 @@ def spool(tmp_path: Path) -> Iterator[Spool]:
         yield sp
 
 
+@pytest.mark.parametrize("agent_id", [None, "hall-a"])  # one agent per site, or a site shared
 def test_every_published_message_fits_the_asyncapi_document(
-    mosquitto: Mosquitto, spool: Spool
+    mosquitto: Mosquitto, spool: Spool, agent_id: str | None
 ) -> None:
-    site = "ekibastuz-1"
-    live = Subscriber(mosquitto.port, "#")
-    pub = publisher(spool, mosquitto.port, site, agent_version="0.1.0")
+    site = f"ekibastuz-{agent_id or 1}"
+    live = Subscriber(mosquitto.port, f"kz/hsc-register/v1/+/{site}/#")  # this run's site
+    pub = publisher(spool, mosquitto.port, site, agent_version="0.1.0", agent_id=agent_id)
     pub.start()
     try:
         first = fleet(4, T0)
@@ -82,6 +83,8 @@ def test_every_published_message_fits_the_asyncapi_document(
     for msg in live.messages:
         name, schema, _ = channel_of(msg.topic)
         validator(schema).validate(msg.payload)
+        # [cluster]: every register message says which agent sent it
+        assert msg.payload.get("agent_id") == agent_id, (name, msg.payload)
         seen[name] = seen.get(name, 0) + 1
         if name == "events":
             types.add(msg.payload["type"])
