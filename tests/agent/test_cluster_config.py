@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kuat.agent.config import ConfigError, parse_config
+from kuat.agent.uplinks import Uplinks
 from kuat.uplink.lineproto import with_tag
 
 SITE = """
@@ -60,3 +63,14 @@ def test_a_bad_server_url_is_named() -> None:
 )
 def test_every_line_carries_the_agent_id(line: str, tagged: str) -> None:
     assert with_tag(line, "agent", "hall-b") == tagged
+
+
+def test_the_agent_tags_what_it_spools(tmp_path: Path) -> None:
+    cfg = parse_config(cluster("") + f'[agent]\nstate_dir = "{tmp_path}"\n')
+    up = Uplinks(cfg, tmp_path)
+    try:
+        up.record_lines(["asic,site=s1,device=SN1 power_w=3000 5"])
+        assert up.spool.take(10).lines == ("asic,site=s1,device=SN1,agent=hall-b power_w=3000 5",)
+        assert up.register.agent_id == "hall-b"
+    finally:
+        up.spool.close()
