@@ -1,0 +1,197 @@
+"""One simulated site shared by three kuat agents (one hall each) through a three-node NATS
+cluster, writing to one VictoriaMetrics: one controller curtails the site through the shards'
+caps; its agent dies and another takes the lease and the curtailment goes on under its caps.
+
+Not covered here: the register (its contract still has one publisher per site, README "Several
+agents on one site") and killing a NATS node (tests/uplink/test_nats_lease.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kuat.agent.config import parse_config
+from kuat.agent.demo import follow_farm
+from kuat.agent.runtime import Agent
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.quota.clock import hour_of
+from tests.servers import NatsCluster, VictoriaMetrics
+
+pytestmark = pytest.mark.servers
+
+HALLS = ("A", "B", "C")
+PER_HALL = 2
+
+
+@pytest.fixture
+async def farm() -> AsyncIterator[tuple[AsicFarmSimulator, MeterSimulator]]:
+    asics = AsicFarmSimulator(
+        len(HALLS) * PER_HALL, first_ip="127.43.0.1", personalities=["whatsminer", "luxos"]
+    )
+    meter = MeterSimulator("schneider-pm5560")
+    await asics.start()
+    await meter.start()
+    follower = asyncio.create_task(follow_farm(asics, meter))
+    await asyncio.sleep(0.6)
+    try:
+        yield asics, meter
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
+        await asics.stop()
+        await meter.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path / "nats") as c:
+        yield c
+
+
+def config(
+    i: int,
+    tmp_path: Path,
+    asics: AsicFarmSimulator,
+    meter: MeterSimulator,
+    cluster: NatsCluster,
+    vm: VictoriaMetrics,
+) -> str:
+    day, _ = hour_of(datetime.now(UTC))
+    schedules = tmp_path / "quota.d"
+    schedules.mkdir(exist_ok=True)
+    # 1 kWh an hour against tens of kW: the site must curtail everything it can
+    rows = "\n".join(f"{day.isoformat()},{h},0.001" for h in range(1, 25))
+    (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")
+    ips = [ip for ip, _ in asics.targets]
+    groups = "".join(
+        f"[[asic.groups]]\nhosts = [{', '.join(f'{chr(34)}{ip}{chr(34)}' for ip in chunk)}]\n"
+        f'location.hall = "{hall}"\n'
+        for hall, chunk in zip(
+            HALLS, [ips[k : k + PER_HALL] for k in range(0, len(ips), PER_HALL)], strict=True
+        )
+    )
+    servers = ", ".join(f'"{u}"' for u in cluster.urls[i:] + cluster.urls[:i])
+    return f"""
+[site]
+id = "shared"
+[agent]
+state_dir = "{tmp_path / f"agent-{i}"}"
+[intervals]
+asic = 1
+meter = 1
+quota = 1
+[asic]
+timeout_s = 2
+{groups}
+[[meter]]
+name = "main"
+host = "{meter.host}"
+port = {meter.port}
+role = "site"
+[quota]
+schedules = "{schedules}"
+enforce = true
+min_on_s = 0
+min_off_s = 0
+[influx]
+url = "{vm.url}"
+org = "kuat"
+bucket = "kuat"
+[dashboard]
+listen = ""
+[cluster]
+agent_id = "hall-{HALLS[i].lower()}"
+servers = [{servers}]
+tls = false
+lease_ttl_s = 3
+cap_hold_s = 30
+# without a controller a shard would run everything: only the controller's caps curtail
+safe_default_kw = 100000
+halls = ["{HALLS[i]}"]
+"""
+
+
+async def until(cond: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"not reached in {timeout_s} s: {what}")
+
+
+async def test_three_agents_one_site_controller_dies_curtailment_goes_on(
+    farm: tuple[AsicFarmSimulator, MeterSimulator],
+    cluster: NatsCluster,
+    victoria_metrics: VictoriaMetrics,
+    tmp_path: Path,
+) -> None:
+    asics, meter = farm
+    victoria_metrics.delete_all()
+    agents = [
+        Agent(parse_config(config(i, tmp_path, asics, meter, cluster, victoria_metrics)))
+        for i in range(len(HALLS))
+    ]
+    tasks = [asyncio.create_task(a.run()) for a in agents]
+    try:
+        for a in agents:
+            assert a.cluster is not None
+            # each agent polls its own hall only
+            assert len(a._asic_targets) == PER_HALL
+
+        def controllers() -> list[Agent]:
+            return [a for a in agents if a.cluster and a.cluster.is_controller()]
+
+        await until(lambda: len(controllers()) == 1, 20, "one controller")
+        await until(lambda: all(m.sleeping for m in asics.miners), 30, "the whole site curtailed")
+        dead = controllers()[0]
+        assert dead.cluster is not None and dead.cluster.lease is not None
+
+        # the controller's machine dies: no lease release, no goodbye
+        assert dead.cluster._lease_task is not None and dead.cluster.nc is not None
+        dead.cluster._lease_task.cancel()
+        await dead.cluster.nc.close()
+        died = time.monotonic()
+        alive = [a for a in agents if a is not dead]
+        bound = dead.cluster.policy.failover_bound_s
+        await until(
+            lambda: any(a.cluster and a.cluster.is_controller() for a in alive),
+            bound + 3,
+            "another agent took the lease",
+        )
+        took = time.monotonic() - died
+        new = next(a for a in alive if a.cluster and a.cluster.is_controller())
+        assert new.cluster is not None
+        new_id = new.cluster.c.agent_id
+
+        # every live shard plans inside the new controller's caps, and its miners stay asleep
+        def under_new() -> bool:
+            return all(
+                a.cluster is not None
+                and a.cluster.caps.last is not None
+                and a.cluster.caps.last.controller == new_id
+                for a in alive
+            )
+
+        await until(under_new, 10, "caps from the new controller")
+        assert all(m.sleeping for m in asics.miners)
+        assert took <= bound + 2
+    finally:
+        for a in agents:
+            a.request_stop()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # one VictoriaMetrics sees the three agents: their miners and their cluster points
+    victoria_metrics.force_flush()
+    power = victoria_metrics.export('{__name__="asic_power_w"}')
+    assert {s["metric"].get("agent") for s in power} == {"hall-a", "hall-b", "hall-c"}
+    points = victoria_metrics.export('{__name__="cluster_controller"}')
+    assert {s["metric"]["agent"] for s in points} == {"hall-a", "hall-b", "hall-c"}
