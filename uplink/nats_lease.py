@@ -81,7 +81,7 @@ class NatsLease:
         return self.state.revision if self.is_controller() else None
 
     async def step(self) -> LeaseState:
-        was = self.state.holder == self.policy.agent_id and self.is_controller()
+        was = self.is_controller()
         value = lease_value(self.policy.agent_id, self.wall(), self.policy.ttl_s)
         sent = self.clock()
         step = next_step(self.state, sent)
@@ -98,13 +98,8 @@ class NatsLease:
         except _UNREACHABLE as exc:
             log.debug("lease %s: %s", step.value, exc)
             self.state = on_error(self.state, self.clock())
-        now_controller = self.is_controller()
-        if now_controller != was:
-            log.warning(
-                "quota controller lease %s by %s",
-                "taken" if now_controller else "lost",
-                self.policy.agent_id,
-            )
+        if self.is_controller() != was:  # the agent says it to people (agent.cluster, kk/ru/en)
+            log.debug("lease %s: controller %s", self.policy.agent_id, self.is_controller())
         return self.state
 
     async def _holder(self) -> tuple[str | None, int | None]:
@@ -119,7 +114,11 @@ class NatsLease:
     async def run(self, stop: asyncio.Event) -> None:
         """Step every ``renew_s`` until ``stop`` is set, then give the lease back."""
         while not stop.is_set():
-            await self.step()
+            try:
+                await self.step()
+            except Exception:  # a surprise must not end the contention for good
+                log.exception("lease step failed; retrying at the next renewal")
+                self.state = on_error(self.state, self.clock())
             try:
                 async with asyncio.timeout(self.policy.renew_s):
                     await stop.wait()
