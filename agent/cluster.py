@@ -15,11 +15,13 @@ Every agent of the site runs this job once per quota interval:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+import nats.errors
 from nats.aio.client import Client
 
 from kuat.agent.config import KuatConfig
@@ -44,14 +46,23 @@ log = logging.getLogger("kuat.agent.cluster")
 
 # a load or a cap counts as fresh for this many quota intervals (one is published every one)
 FRESH_INTERVALS = 3
+# seconds between attempts to reach the NATS cluster when none of its nodes answers at start
+CONNECT_RETRY_S = 5.0
+
+_UNREACHABLE = (nats.errors.Error, OSError, TimeoutError)
 
 
 class ClusterJob:
     def __init__(
-        self, cfg: KuatConfig, state: SiteState, clock: Callable[[], float] = time.monotonic
+        self,
+        cfg: KuatConfig,
+        state: SiteState,
+        record: Callable[[Sequence[str]], None] = lambda lines: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         assert cfg.cluster is not None
         self.cfg = cfg
+        self.record = record  # where the `cluster` points go (the agent's telemetry spool)
         self.c = cfg.cluster
         self.state = state
         self.clock = clock
@@ -69,6 +80,7 @@ class ClusterJob:
         self.lease: NatsLease | None = None
         self._stop = asyncio.Event()
         self._lease_task: asyncio.Task[None] | None = None
+        self._connecting: asyncio.Task[None] | None = None
         self._said: tuple[CapSource, bool] | None = None
 
     def settings(self) -> NatsSettings:
@@ -85,6 +97,42 @@ class ClusterJob:
         )
 
     async def start(self) -> None:
+        """Reach the NATS cluster in the background: the agent runs its shard meanwhile (on its
+        safe default cap) instead of failing to start when no node answers."""
+        self._connecting = asyncio.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        said = False
+
+        def unreachable(detail: object) -> None:
+            nonlocal said
+            if not said:
+                text = t("cluster_unreachable", self.lang).format(agent=self.c.agent_id)
+                log.warning("%s: %s", text, detail)
+                said = True
+
+        while not self._stop.is_set():
+            # nats-py keeps going round the servers list on its own; say so once it takes long
+            opening = asyncio.ensure_future(self._open())
+            done, _ = await asyncio.wait({opening}, timeout=CONNECT_RETRY_S)
+            if not done:
+                unreachable(", ".join(self.c.servers))
+                await asyncio.wait({opening})
+            try:
+                opening.result()
+            except _UNREACHABLE as exc:
+                unreachable(exc or type(exc).__name__)
+                if self.nc is not None:
+                    await self.nc.close()
+                    self.nc = None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), CONNECT_RETRY_S)
+                continue
+            if said:
+                log.warning("%s", t("cluster_reached", self.lang).format(agent=self.c.agent_id))
+            return
+
+    async def _open(self) -> None:
         self.nc = await connect(self.settings())
         await self.board.follow(self.nc, self.site)
         await follow_caps(self.nc, self.site, self.caps, self.clock)
@@ -97,6 +145,9 @@ class ClusterJob:
     async def stop(self) -> None:
         """Give the lease back (another agent takes it within one renewal) and disconnect."""
         self._stop.set()
+        if self._connecting is not None:
+            self._connecting.cancel()
+            await asyncio.gather(self._connecting, return_exceptions=True)
         if self._lease_task is not None:
             await asyncio.gather(self._lease_task, return_exceptions=True)
         if self.nc is not None:
@@ -109,10 +160,28 @@ class ClusterJob:
         kw = sum((r.power_w or 0.0) for r in self.state.asic_readings()) / 1000.0
         return ShardLoad(self.c.agent_id, kw, kw)
 
+    async def run(self) -> None:
+        """The agent's `cluster` job."""
+        self.record(await self.tick())
+
     async def tick(self) -> list[str]:
         """One interval: report the load, plan the site when controller; the `cluster` point."""
-        if self.nc is None:
-            return []
+        try:
+            await self._exchange()
+        except _UNREACHABLE as exc:  # a node going away: the client reconnects, we hold the cap
+            log.debug("cluster: %s", exc)
+        controller = self.is_controller()
+        kw, source = self.caps.cap_kw(self.clock())
+        self._log(source, kw, controller)
+        return [
+            f"cluster,site={escape_key(self.site)},agent={escape_key(self.c.agent_id)}"
+            f' controller={int(controller)}i,cap_kw={kw},cap_source="{source.value}"'
+            f" {time.time_ns()}"
+        ]
+
+    async def _exchange(self) -> None:
+        if self.nc is None or self.nc.is_closed:
+            return
         await publish_load(self.nc, self.site, self.my_load(), time.time())
         controller = self.is_controller()
         revision = self.lease.revision if self.lease is not None else None
@@ -124,13 +193,6 @@ class ClusterJob:
             share = shareable_kw(status.allowed_kw, site_kw, loads, silent_kw)
             caps = split_caps(share, loads)
             await publish_caps(self.nc, self.site, caps, self.c.agent_id, revision, time.time())
-        kw, source = self.caps.cap_kw(self.clock())
-        self._log(source, kw, controller)
-        return [
-            f"cluster,site={escape_key(self.site)},agent={escape_key(self.c.agent_id)}"
-            f' controller={int(controller)}i,cap_kw={kw},cap_source="{source.value}"'
-            f" {time.time_ns()}"
-        ]
 
     def shard_view(self, status: QuotaStatus) -> QuotaStatus:
         """The quota status as this shard's curtailer must see it: its cap as the allowed
@@ -153,3 +215,8 @@ class ClusterJob:
             text = text.format(kw=round(kw, 1), hold=int(self.c.cap_hold_s))
             (log.info if source is CapSource.CONTROLLER else log.warning)("%s", text)
         self._said = said
+
+
+def shard_status(job: ClusterJob | None, status: QuotaStatus) -> QuotaStatus:
+    """What the curtailer plans on: the shard's view on a shared site, else the site's status."""
+    return job.shard_view(status) if job is not None else status

@@ -64,6 +64,19 @@ CATALOG: dict[str, dict[Lang, str]] = {
         "ru": "контроллер молчит: держим последний лимит {kw} кВт (не дольше {hold} с)",
         "en": "the controller is quiet: holding the last cap of {kw} kW (for up to {hold} s)",
     },
+    "cluster_unreachable": {
+        "kk": "NATS кластеріне қосылу мүмкін емес ({agent}): үлес өз қуат шегімен жұмыс істейді,"
+        " қайта әрекет жасалады",
+        "ru": "нет связи с кластером NATS ({agent}): доля работает в своём лимите мощности,"
+        " повторяем попытки",
+        "en": "the NATS cluster is unreachable ({agent}): the shard runs inside its own cap,"
+        " retrying",
+    },
+    "cluster_reached": {
+        "kk": "NATS кластеріне қосылды ({agent})",
+        "ru": "связь с кластером NATS установлена ({agent})",
+        "en": "the NATS cluster is reached ({agent})",
+    },
     "cluster_cap_default": {
         "kk": "контроллер жоқ: қауіпсіз әдепкі шек {kw} кВт",
         "ru": "нет контроллера: безопасный лимит по умолчанию {kw} кВт",

@@ -21,7 +21,7 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from kuat.agent.cluster import ClusterJob
+from kuat.agent.cluster import ClusterJob, shard_status
 from kuat.agent.config import KuatConfig, MeterConfig, PduConfig
 from kuat.agent.curtailment import Curtailer
 from kuat.agent.dashboard import Dashboard, start_dashboard
@@ -43,7 +43,6 @@ from kuat.collectors.dlms.profile import parse_obis
 from kuat.collectors.modbus.collector import MeterPoller, ModbusLink
 from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind, MeterReading, PollResult
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
-from kuat.quota.evaluate import QuotaStatus
 from kuat.uplink.http import make_client
 from kuat.uplink.quota_source import HttpScheduleSource, MqttScheduleReceiver, quota_topics
 
@@ -94,7 +93,9 @@ class Agent:
         self._energy_source = "own_offgrid" if cfg.grid and cfg.grid.off_grid else "grid"
         self.quota = QuotaJob(cfg, self.state, state_dir)
         # a site shared by several agents: the lease, loads and caps through NATS
-        self.cluster = ClusterJob(cfg, self.state) if cfg.cluster else None
+        self.cluster = (
+            ClusterJob(cfg, self.state, self.uplinks.record_lines) if cfg.cluster else None
+        )
         self.curtailer = Curtailer(cfg, self.state, clock=clock)
         # item 7's fix ([compliance] fix_pools): the curtailer's write access to the miners
         self.pool_fixer = PoolFixer(cfg, self.state, self.curtailer.access, clock=clock)
@@ -216,7 +217,7 @@ class Agent:
             every = self.cfg.quota.mqtt.results_interval_s
             specs.append(JobSpec("quota_results", every, self.publish_quota_results))
         if self.cluster is not None:
-            specs.append(JobSpec("cluster", iv.quota, self.cluster_tick))
+            specs.append(JobSpec("cluster", iv.quota, self.cluster.run))
         specs += [
             JobSpec("quota", iv.quota, self.evaluate_quota),
             JobSpec("inventory", iv.inventory, self.publish_inventory),
@@ -393,7 +394,7 @@ class Agent:
         status = self.quota.evaluate_now(
             now, apply_s=c.apply_s(), decision_since=c.decision_since(now)
         )
-        self.uplinks.record_lines(c.run(self._shard(status), now, self.quota.orders))
+        self.uplinks.record_lines(c.run(shard_status(self.cluster, status), now, self.quota.orders))
         self._decided_at = time.monotonic()
         if polled_at is not None:
             self.decision_ages_s.append(self._decided_at - polled_at)
@@ -408,20 +409,13 @@ class Agent:
         if self.state.quota is not None and not fresh:
             # no site-meter reading has driven a decision lately (no site meter, or it is
             # down): decide here, on what there is
-            lines += c.run(self._shard(self.state.quota), now, self.quota.orders)
+            lines += c.run(shard_status(self.cluster, self.state.quota), now, self.quota.orders)
         self.uplinks.record_lines(lines)
         snap = self.status(now)
         self.last_status = snap
         if self.on_cycle is not None:
             self.on_cycle(snap)
         self.notifier.status(_one_line(snap))
-
-    def _shard(self, status: QuotaStatus) -> QuotaStatus:
-        return self.cluster.shard_view(status) if self.cluster else status
-
-    async def cluster_tick(self) -> None:
-        assert self.cluster is not None
-        self.uplinks.record_lines(await self.cluster.tick())
 
     async def fetch_schedules(self) -> None:
         assert self.quota_source is not None

@@ -6,6 +6,7 @@ its safe default meanwhile, and the new caps keep back what the dead agent's min
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,8 @@ from kuat.collectors.readings import AsicReading
 from kuat.quota.evaluate import QuotaState, QuotaStatus
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.schedule import EnergySource
-from tests.servers import NatsCluster
+from kuat.quota.shard_caps import CapSource
+from tests.servers import Nats, NatsCluster
 
 pytestmark = pytest.mark.servers
 
@@ -100,15 +102,12 @@ def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
 async def agents(cluster: NatsCluster, tmp_path: Path) -> AsyncIterator[list[ClusterJob]]:
     jobs = [agent(i, cluster, tmp_path) for i in range(3)]
     for j in jobs:
-        for _ in range(50):  # the lease bucket's stream is being placed right after start
-            try:
-                await j.start()
-                break
-            except Exception:
-                if j.nc is not None:
-                    await j.nc.close()
-                await asyncio.sleep(0.2)
-        assert j.nc is not None and j.lease is not None
+        await j.start()  # connects in the background (retrying while the cluster settles)
+    for _ in range(150):
+        if all(j.lease is not None for j in jobs):
+            break
+        await asyncio.sleep(0.2)
+    assert all(j.nc is not None and j.lease is not None for j in jobs)
     try:
         yield jobs
     finally:
@@ -188,3 +187,45 @@ async def test_caps_from_one_controller_and_a_takeover_when_it_dies(
         ) == pytest.approx(ALLOWED_KW - LOADS_KW[ctl.c.agent_id])
 
     await tick_until(alive, lambda: rebalanced() and no_default(), 10)
+
+
+async def test_an_agent_starts_with_the_cluster_down_and_joins_when_it_comes_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("kuat.agent.cluster.CONNECT_RETRY_S", 0.3)
+    caplog.set_level(logging.WARNING, logger="kuat.agent.cluster")
+    server = Nats(tmp_path / "nats")  # its port is chosen, nothing listens yet
+    text = f"""
+[site]
+id = "site-1"
+[[meter]]
+name = "site"
+host = "127.0.0.1"
+role = "site"
+[cluster]
+agent_id = "hall-0"
+servers = ["nats://127.0.0.1:{server.port}"]
+tls = false
+replicas = 1
+lease_ttl_s = 2
+safe_default_kw = 50
+"""
+    job = ClusterJob(parse_config(text), SiteState())
+    await job.start()  # does not fail: the shard runs on its safe default meanwhile
+    try:
+        (line,) = await job.tick()
+        assert 'cap_source="default"' in line and "cap_kw=50" in line
+        assert job.caps.cap_kw(job.clock()) == (50, CapSource.DEFAULT)
+        await asyncio.sleep(0.5)
+        said = [r.getMessage() for r in caplog.records]
+        assert any("NATS cluster is unreachable (hall-0)" in m for m in said), said
+        with server:
+            for _ in range(100):  # retried every CONNECT_RETRY_S
+                if job.is_controller():
+                    break
+                await asyncio.sleep(0.1)
+            assert job.is_controller(), "joined the cluster and took the free lease"
+            assert any("NATS cluster is reached" in r.getMessage() for r in caplog.records)
+            await job.stop()
+    finally:
+        await job.stop()
