@@ -74,6 +74,7 @@ class ClusterJob:
             self.c.agent_id, CapPolicy(self.c.cap_hold_s, self.c.safe_default_kw, self.fresh_s)
         )
         self.board = LoadBoard(clock)
+        self._mining_w: dict[str, float] = {}  # each miner's draw when last seen mining
         # only an agent that reads the site meter can plan the site: the others never contend
         self.contends = cfg.site_meter is not None
         self.nc: Client | None = None
@@ -157,8 +158,16 @@ class ClusterJob:
         return self.lease is not None and self.lease.is_controller()
 
     def my_load(self) -> ShardLoad:
-        kw = sum((r.power_w or 0.0) for r in self.state.asic_readings()) / 1000.0
-        return ShardLoad(self.c.agent_id, kw, kw)
+        """This shard's draw (all of it curtailable) and what it would draw with every miner
+        mining at the power it was last seen mining at (a sleeping miner's share of headroom)."""
+        load_w = capacity_w = 0.0
+        for r in self.state.asic_readings():
+            now_w = r.power_w or 0.0
+            if r.state == "mining" and now_w > 0:
+                self._mining_w[r.device_id] = now_w
+            load_w += now_w
+            capacity_w += max(now_w, self._mining_w.get(r.device_id, 0.0))
+        return ShardLoad(self.c.agent_id, load_w / 1000, load_w / 1000, capacity_w / 1000)
 
     async def run(self) -> None:
         """The agent's `cluster` job."""

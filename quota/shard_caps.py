@@ -6,7 +6,9 @@ which ``C_i`` can be curtailed (miners kuat may sleep or limit; the rest, ``L_i 
 firm: cooling, exempt machines):
 
 - headroom (``A >= sum L``): each shard keeps its load and gets a share of the headroom in
-  proportion to its load (equal shares when nothing runs), so a busy hall may wake more miners;
+  proportion to the power it could add (``capacity_kw - load_kw``: its sleeping and limited
+  miners at full power), so a hall that was curtailed can wake again; when no shard can add
+  anything, in proportion to load (equal shares when nothing runs);
 - a cut that curtailment can cover (``sum L - sum C <= A < sum L``): the cut is shared in
   proportion to each shard's curtailable load, so nobody is asked to shed what it cannot;
 - a cut beyond all curtailable load (``A < sum L - sum C``): every curtailable kW goes and the
@@ -43,6 +45,8 @@ class ShardLoad:
     shard: str  # the agent id
     load_kw: float
     curtailable_kw: float  # part of load_kw (clamped to it)
+    # what the shard draws with every miner awake at full power (None: its load)
+    capacity_kw: float | None = None
 
 
 def split_caps(allowed_kw: float, shards: Sequence[ShardLoad]) -> dict[str, float]:
@@ -58,7 +62,11 @@ def split_caps(allowed_kw: float, shards: Sequence[ShardLoad]) -> dict[str, floa
     total_f = sum(firm)
     if a >= total:
         head = a - total
-        weights = loads if total > 0 else [1.0] * len(shards)
+        room = [
+            max(0.0, (s.capacity_kw if s.capacity_kw is not None else ld) - ld)
+            for s, ld in zip(shards, loads, strict=True)
+        ]
+        weights = room if sum(room) > 0 else loads if total > 0 else [1.0] * len(shards)
         caps = [ld + head * w / sum(weights) for ld, w in zip(loads, weights, strict=True)]
     elif total_c > 0 and total - total_c <= a:
         cut = total - a
@@ -119,6 +127,7 @@ def load_message(load: ShardLoad, at_unix: float) -> bytes:
             "shard": load.shard,
             "load_kw": round(load.load_kw, 3),
             "curtailable_kw": round(load.curtailable_kw, 3),
+            "capacity_kw": None if load.capacity_kw is None else round(load.capacity_kw, 3),
             "at": round(at_unix, 3),
         }
     ).encode()
@@ -168,6 +177,8 @@ def parse_load(raw: bytes) -> tuple[ShardLoad, float]:
         shard=_str(d, "shard", "load"),
         load_kw=_num(d, "load_kw", "load"),
         curtailable_kw=_num(d, "curtailable_kw", "load"),
+        # absent from an older agent's message: its load is all it is known to draw
+        capacity_kw=_num(d, "capacity_kw", "load") if d.get("capacity_kw") is not None else None,
     )
     return load, _num(d, "at", "load")
 

@@ -25,17 +25,19 @@ from kuat.quota.shard_caps import (
 
 kw = st.floats(0, 200_000, allow_nan=False)
 shards = st.lists(
-    st.tuples(kw, st.floats(0, 1)).map(lambda t: (t[0], t[0] * t[1])), min_size=1, max_size=8
+    st.tuples(kw, st.floats(0, 1), kw).map(lambda t: (t[0], t[0] * t[1], t[0] + t[2])),
+    min_size=1,
+    max_size=8,
 )
 
 
-def loads(pairs: list[tuple[float, float]]) -> list[ShardLoad]:
-    return [ShardLoad(f"s{i}", ld, c) for i, (ld, c) in enumerate(pairs)]
+def loads(pairs: list[tuple[float, float, float]]) -> list[ShardLoad]:
+    return [ShardLoad(f"s{i}", ld, c, cap) for i, (ld, c, cap) in enumerate(pairs)]
 
 
 @given(allowed=kw, pairs=shards)
 def test_caps_sum_to_the_allowed_power_and_none_is_negative(
-    allowed: float, pairs: list[tuple[float, float]]
+    allowed: float, pairs: list[tuple[float, float, float]]
 ) -> None:
     caps = split_caps(allowed, loads(pairs))
     assert set(caps) == {f"s{i}" for i in range(len(pairs))}
@@ -45,12 +47,12 @@ def test_caps_sum_to_the_allowed_power_and_none_is_negative(
 
 @given(allowed=kw, pairs=shards)
 def test_nobody_is_cut_below_its_firm_load_while_curtailment_can_cover_the_cut(
-    allowed: float, pairs: list[tuple[float, float]]
+    allowed: float, pairs: list[tuple[float, float, float]]
 ) -> None:
     caps = split_caps(allowed, loads(pairs))
-    total = sum(ld for ld, _ in pairs)
-    firm = sum(ld - c for ld, c in pairs)
-    for i, (ld, c) in enumerate(pairs):
+    total = sum(ld for ld, _, _ in pairs)
+    firm = sum(ld - c for ld, c, _ in pairs)
+    for i, (ld, c, _) in enumerate(pairs):
         if allowed >= total:
             assert caps[f"s{i}"] >= ld - 1e-6 * max(1.0, ld)
         elif allowed >= firm:
@@ -63,7 +65,11 @@ def test_a_cut_falls_on_the_shards_that_can_curtail() -> None:
     assert caps == {"a": pytest.approx(500), "b": pytest.approx(1000)}
 
 
-def test_headroom_goes_with_the_load() -> None:
+def test_headroom_goes_where_it_can_be_used() -> None:
+    # hall a runs 1500 of 1500; hall b was curtailed to nothing but has 1000 kW asleep
+    caps = split_caps(3000, [ShardLoad("a", 1500, 1500, 1500), ShardLoad("b", 0, 0, 1000)])
+    assert caps == {"a": pytest.approx(1500), "b": pytest.approx(1500)}
+    # nobody can add anything (or nobody says): with the load, else in equal shares
     caps = split_caps(3000, [ShardLoad("a", 1500, 1500), ShardLoad("b", 500, 500)])
     assert caps == {"a": pytest.approx(2250), "b": pytest.approx(750)}
     assert split_caps(100, [ShardLoad("a", 0, 0), ShardLoad("b", 0, 0)]) == {"a": 50, "b": 50}
@@ -96,8 +102,8 @@ def test_a_deposed_controllers_cap_and_another_shards_cap_are_ignored() -> None:
 def test_messages_round_trip() -> None:
     c = cap(812.5)
     assert parse_cap(cap_message(c)) == c
-    load = ShardLoad("hall-c", 950.0, 700.0)
-    assert parse_load(load_message(load, 1.7e9)) == (load, 1.7e9)
+    for load in (ShardLoad("hall-c", 950.0, 700.0, 1200.0), ShardLoad("hall-c", 950.0, 700.0)):
+        assert parse_load(load_message(load, 1.7e9)) == (load, 1.7e9)
 
 
 @given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
