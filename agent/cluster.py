@@ -25,7 +25,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from kuat.agent.config import KuatConfig
-from kuat.agent.i18n import t
+from kuat.agent.i18n import message
 from kuat.agent.state import SiteState
 from kuat.quota.evaluate import QuotaStatus
 from kuat.quota.lease import LeasePolicy
@@ -108,7 +108,7 @@ class ClusterJob:
         def unreachable(detail: object) -> None:
             nonlocal said
             if not said:
-                text = t("cluster_unreachable", self.lang).format(agent=self.c.agent_id)
+                text = message("ui.cluster_unreachable", self.lang, agent=self.c.agent_id)
                 log.warning("%s: %s", text, detail)
                 said = True
 
@@ -130,7 +130,8 @@ class ClusterJob:
                     await asyncio.wait_for(self._stop.wait(), CONNECT_RETRY_S)
                 continue
             if said:
-                log.warning("%s", t("cluster_reached", self.lang).format(agent=self.c.agent_id))
+                text = message("ui.cluster_reached", self.lang, agent=self.c.agent_id)
+                log.warning("%s", text)
             return
 
     async def _open(self) -> None:
@@ -217,11 +218,15 @@ class ClusterJob:
             return
         was = self._said[1] if self._said is not None else False
         if controller != was:
-            key = "cluster_lease_taken" if controller else "cluster_lease_lost"
-            log.warning("%s", t(key, self.lang).format(agent=self.c.agent_id))
+            key = "ui.cluster_lease_taken" if controller else "ui.cluster_lease_lost"
+            log.warning("%s", message(key, self.lang, agent=self.c.agent_id))
         if self._said is None or self._said[0] is not source:
-            text = t(f"cluster_cap_{source.value}", self.lang)
-            text = text.format(kw=round(kw, 1), hold=int(self.c.cap_hold_s))
+            text = message(
+                f"ui.cluster_cap_{source.value}",
+                self.lang,
+                cap_kw=kw,
+                hold_s=self.c.cap_hold_s,
+            )
             (log.info if source is CapSource.CONTROLLER else log.warning)("%s", text)
         self._said = said
 

@@ -42,47 +42,7 @@ DOMAIN = "kuat"
 
 # Legacy: labels added as a dict, the way the code did it before the gettext catalog. Read by
 # t() when the catalog lacks "ui.<key>"; moved into the .po files by `make messages-import`.
-CATALOG: dict[str, dict[Lang, str]] = {
-    # --- a site across agents (agent.cluster): {agent} {kw} {hold} ---
-    "cluster_lease_taken": {
-        "kk": "{agent} агенті алаңның квота контроллері болды",
-        "ru": "агент {agent} стал контроллером квоты площадки",
-        "en": "agent {agent} is now the site's quota controller",
-    },
-    "cluster_lease_lost": {
-        "kk": "{agent} агенті енді квота контроллері емес",
-        "ru": "агент {agent} больше не контроллер квоты",
-        "en": "agent {agent} is no longer the quota controller",
-    },
-    "cluster_cap_controller": {
-        "kk": "контроллер берген қуат шегі: {kw} кВт",
-        "ru": "лимит мощности от контроллера: {kw} кВт",
-        "en": "power cap from the controller: {kw} kW",
-    },
-    "cluster_cap_held": {
-        "kk": "контроллер үнсіз: соңғы шек {kw} кВт ұсталады (ең көбі {hold} с)",
-        "ru": "контроллер молчит: держим последний лимит {kw} кВт (не дольше {hold} с)",
-        "en": "the controller is quiet: holding the last cap of {kw} kW (for up to {hold} s)",
-    },
-    "cluster_unreachable": {
-        "kk": "NATS кластеріне қосылу мүмкін емес ({agent}): үлес өз қуат шегімен жұмыс істейді,"
-        " қайта әрекет жасалады",
-        "ru": "нет связи с кластером NATS ({agent}): доля работает в своём лимите мощности,"
-        " повторяем попытки",
-        "en": "the NATS cluster is unreachable ({agent}): the shard runs inside its own cap,"
-        " retrying",
-    },
-    "cluster_reached": {
-        "kk": "NATS кластеріне қосылды ({agent})",
-        "ru": "связь с кластером NATS установлена ({agent})",
-        "en": "the NATS cluster is reached ({agent})",
-    },
-    "cluster_cap_default": {
-        "kk": "контроллер жоқ: қауіпсіз әдепкі шек {kw} кВт",
-        "ru": "нет контроллера: безопасный лимит по умолчанию {kw} кВт",
-        "en": "no controller: the safe default cap of {kw} kW",
-    },
-}
+CATALOG: dict[str, dict[Lang, str]] = {}
 
 # Integer parameters that name something (an hour, a line, a port) rather than count it: shown
 # as written, never grouped ("port 4 028" would be wrong).
