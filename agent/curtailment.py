@@ -5,14 +5,19 @@ them, remembers when each miner was switched (so minimum on/off times hold acros
 only with ``[quota] enforce = true`` — sends the sleep/wake commands through the collectors'
 control side. Without enforcement the plan is logged and written to telemetry, nothing more.
 
-Capabilities the planner is told about, per miner:
+The curtailer keeps one record per miner (:class:`MinerRecord`): its handle (what its
+firmware offers, kuat.collectors.cgminer.handle), when kuat last switched or limited it, the
+limit kuat set, what it learned from the miner's answers. Capabilities the planner is told
+about, per miner, come from asking that handle where the decision is made:
 
-- power limit: firmware with a power target (LuxOS today) and ``[quota] power_limit``; steps
+- power limit: a ``PowerLimitable`` handle (firmware with a power target) and ``[quota]
+  power_limit``; steps
   of ``power_limit_step_pct`` of its full power (its draw, or profile watts, before our first
   limit) down to ``power_limit_min_pct``. A limit the firmware cannot run at ("unsupported",
   "refused") turns limits off for that miner, so it is slept instead.
-- sleep: assumed until a sleep answers "unsupported" (remembered for good) or "failed"
-  (remembered for ``SLEEP_RETRY_S``: a timeout may be passing).
+- sleep: a ``Sleepable`` handle, until a sleep answers "unsupported" (remembered for good:
+  a stock Antminer without its web UI, say) or "failed" (remembered for ``SLEEP_RETRY_S``: a
+  timeout may be passing).
 - outlet: from ``[[pdu]] outlets``; only a miner that cannot sleep is ever cut there. A miner
   whose outlet we switched off is planned as down (whatever a stale reading says) until we
   switch it on again.
@@ -36,24 +41,27 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from kuat.agent.config import KuatConfig, PduConfig
 from kuat.agent.i18n import render
 from kuat.agent.state import SiteState
-from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.capabilities import ActionResult, PowerLimitable, Sleepable
 from kuat.collectors.cgminer import control
-from kuat.collectors.cgminer.firmware.controls import controls_of
+from kuat.collectors.cgminer.handle import MinerHandle, miner_handle
 from kuat.collectors.cgminer.models import estimated_power_w
 from kuat.collectors.readings import AsicReading
 from kuat.collectors.snmp.collector import PduPoller
-from kuat.quota.curtail import Action, ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
+from kuat.quota.curtail import Action, ActionKind, CurtailPlan, CurtailPolicy, MinerState
 from kuat.quota.evaluate import QuotaStatus
 from kuat.quota.orders import CurtailmentOrder, OrderBook, limit_kw, limit_reason, tighter
 from kuat.quota.plant import Pending, Plant, Verb
 from kuat.uplink.lineproto import encode_point
 
 log = logging.getLogger("kuat.curtail")
+H = TypeVar("H", bound=MinerHandle)
 
 # Commands being sent at once: a burst of hundreds of TCP sessions is pointless on a farm LAN.
 MAX_PARALLEL_ACTIONS = 32
@@ -68,23 +76,40 @@ MAX_RESULTS = 1000
 RECENT_EFFECT = timedelta(minutes=5)
 # A sleep that failed (timeout, no confirmation) may work next time: try again after this long.
 SLEEP_RETRY_S = 3600.0
-# What a miner can do and how long it takes to show are the firmware backend's declarations
-# (kuat.collectors.cgminer.firmware.controls): a new firmware needs nothing here.
-DEFAULT_CONFIRM_S = 10.0
-
-
-def _has_power_target(family: str | None) -> bool:
-    c = controls_of(family) if family else None
-    return c is not None and c.power_target is not None
-
-
-def _declared_confirm_s(family: str, verb: Verb) -> float:
-    c = controls_of(family)
-    return c.confirm_for(verb.value) if c is not None else DEFAULT_CONFIRM_S
+# A sleep answered "unsupported" is never tried again (no web UI, say): retry at the end of time.
+NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(eq=False)
+class MinerRecord:
+    """What the curtailer knows about one miner between plans."""
+
+    device_id: str
+    reading: AsicReading  # its latest (for a miner cut at its outlet: its last before the cut)
+    handle: MinerHandle | None = None  # None: firmware not known yet, nothing to command
+    # what it draws and makes when mining: waking it adds that, not its sleep figures
+    mining_w: float | None = None
+    mining_ths: float | None = None
+    switched_at: datetime | None = None  # our last sleep, wake or outlet switch (timers)
+    limited_at: datetime | None = None  # our last power-limit change (its hold)
+    limit_w: float | None = None  # the limit we set and saw confirmed
+    full_w: float | None = None  # a limitable miner's power before our first limit
+    limit_refused: bool = False  # its firmware would not run at a limit of ours
+    sleep_retry_at: datetime | None = None  # a sleep failed: not tried before then
+    outlet: tuple[PduConfig, int] | None = None  # the PDU outlet feeding it
+    outlet_off: bool = False  # we switched that outlet off
+
+    def can_limit(self) -> bool:
+        return isinstance(self.handle, PowerLimitable) and not self.limit_refused
+
+    def can_sleep(self, now: datetime) -> bool:
+        if not isinstance(self.handle, Sleepable) or self.outlet_off:
+            return False
+        return self.sleep_retry_at is None or self.sleep_retry_at <= now
 
 
 class Curtailer:
@@ -123,22 +148,13 @@ class Curtailer:
             wake_min_run_s=q.wake_min_run_s,
         )
         self.plant = Plant(overhead=q.overhead_factor)
-        self.switched: dict[str, datetime] = {}
-        self.limited_at: dict[str, datetime] = {}
-        self._limits: dict[str, float] = {}  # limits we set and saw confirmed
-        self._full: dict[str, float] = {}  # a limitable miner's power before our first limit
-        self._no_limit: set[str] = set()
-        self._no_sleep: dict[str, datetime | None] = {}  # None: for good; else retry after
-        self._outlet_off: dict[str, AsicReading] = {}  # its last reading before the cut
-        self._outlet_of: dict[str, tuple[PduConfig, int]] = {}
+        self.miners: dict[str, MinerRecord] = {}
         self._outlets = {
             target: (p, index)
             for p in reversed(cfg.pdu)
             for target, index in p.outlet_targets().items()
         }  # reversed: the first PDU naming a miner wins
         self._pdu = PduPoller()
-        # What a miner draws and makes when mining: waking it adds that, not its sleep figures.
-        self._mining: dict[str, tuple[float | None, float | None]] = {}
         self._tasks: set[asyncio.Task[ActionResult]] = set()
         self._gate: asyncio.Semaphore | None = None
         self._last_logged: tuple[frozenset[str], int, float] | None = None
@@ -147,66 +163,75 @@ class Curtailer:
         self.results: deque[ActionResult] = deque(maxlen=MAX_RESULTS)
         self.last_plan: CurtailPlan | None = None
         self._binding_order: tuple[str, str] | None = None
-        self._families: set[str | None] = set()
+        self._present: list[MinerRecord] = []  # the miners of the latest plan
 
-    def _miners(self, now: datetime) -> tuple[list[MinerState], dict[str, AsicReading]]:
+    def _record(self, r: AsicReading) -> MinerRecord:
+        """The miner's record, brought up to date with its latest reading."""
+        rec = self.miners.get(r.device_id)
+        if rec is None:
+            rec = self.miners[r.device_id] = MinerRecord(r.device_id, r)
+        if rec.outlet_off:
+            return rec  # down, whatever a reading from before the cut still says
+        rec.reading = r
+        h = rec.handle
+        if r.firmware_family is None:
+            rec.handle = None
+        elif h is None or (h.host, h.port, h.firmware.value) != (r.ip, r.port, r.firmware_family):
+            rec.handle = miner_handle(r.ip, r.port, r.firmware_family, access=self.access)
+        rec.outlet = self._outlets.get((r.ip, r.port))
+        return rec
+
+    def _miners(self, now: datetime) -> list[MinerState]:
         out: list[MinerState] = []
-        by_id: dict[str, AsicReading] = {}
         q = self.cfg.quota
-        readings = {r.device_id: r for r in self.state.asic_readings()}
-        # a miner we cut is down, whatever a reading from before the cut still says
-        readings.update(self._outlet_off)
-        self._families = {r.firmware_family for r in readings.values()}
-        for did, r in readings.items():
-            by_id[did] = r
+        # a miner not read lately (offline, say) is not planned; one we cut at its outlet is
+        self._present = [self._record(r) for r in self.state.asic_readings()]
+        read = {rec.device_id for rec in self._present}
+        self._present += [
+            rec for rec in self.miners.values() if rec.outlet_off and rec.device_id not in read
+        ]
+        for rec in self._present:
+            r = rec.reading
             # Stock Antminers report no power: plan with the spec-sheet figure scaled by hashrate.
             power_w = r.power_w or estimated_power_w(r.model, r.hashrate_ths)
-            off = did in self._outlet_off
-            if r.state == "mining" and power_w and not off:
-                self._mining[did] = (power_w, r.hashrate_ths)
-            asleep = off or r.state == "sleeping"
+            if r.state == "mining" and power_w and not rec.outlet_off:
+                rec.mining_w, rec.mining_ths = power_w, r.hashrate_ths
+            asleep = rec.outlet_off or r.state == "sleeping"
             power, hashrate = (
-                self._mining.get(did, (None, None)) if asleep else (power_w, r.hashrate_ths)
+                (rec.mining_w, rec.mining_ths) if asleep else (power_w, r.hashrate_ths)
             )
             steps: tuple[float, ...] = ()
-            full: float | None = None
-            if q.power_limit and _has_power_target(r.firmware_family) and did not in self._no_limit:
-                if did not in self._limits and not asleep:
+            if q.power_limit and rec.can_limit():
+                if rec.limit_w is None and not asleep:
                     # what it runs at before we limit it: the profile's watts, else its draw
-                    seen = r.power_limit_w or power_w
-                    if seen:
-                        self._full[did] = seen
-                full = self._full.get(did)
-                if full:
-                    steps = _steps(full, q.power_limit_step_pct, q.power_limit_min_pct)
-            retry = self._no_sleep.get(did, now)
-            can_sleep = did not in self._no_sleep or (retry is not None and retry <= now)
-            if can_sleep:
-                self._no_sleep.pop(did, None)
-            feed = self._outlets.get((r.ip, r.port))
-            if feed is not None:
-                self._outlet_of[did] = feed
+                    rec.full_w = r.power_limit_w or power_w or rec.full_w
+                if rec.full_w:
+                    steps = _steps(rec.full_w, q.power_limit_step_pct, q.power_limit_min_pct)
+            feed = rec.outlet
             out.append(
                 MinerState(
-                    did,
+                    rec.device_id,
                     power,
                     hashrate,
                     asleep,
-                    self.switched.get(did),
+                    rec.switched_at,
                     power_steps_w=steps,
-                    full_power_w=full,
-                    power_limit_w=self._limits.get(did),
-                    last_limited=self.limited_at.get(did),
-                    can_sleep=can_sleep and not off,
+                    full_power_w=rec.full_w if steps else None,
+                    power_limit_w=rec.limit_w,
+                    last_limited=rec.limited_at,
+                    can_sleep=rec.can_sleep(now),
                     outlet=f"{feed[0].name}/{feed[1]}" if feed is not None else None,
-                    outlet_off=off,
+                    outlet_off=rec.outlet_off,
                 )
             )
-        return out, by_id
+        return out
+
+    def _families(self) -> set[str | None]:
+        return {rec.reading.firmware_family for rec in self._present}
 
     def apply_s(self) -> float:
         """How long the firmware present takes to act on a cut, as learned (plant)."""
-        return self.plant.slowest_apply_s(self._families)
+        return self.plant.slowest_apply_s(self._families())
 
     def decision_since(self, now: datetime) -> datetime | None:
         """The last time our own actions changed what the meter reads."""
@@ -215,13 +240,7 @@ class Curtailer:
     def run(self, status: QuotaStatus, now: datetime, orders: OrderBook | None = None) -> list[str]:
         """Plan (and with enforcement, start carrying out) one decision; return telemetry
         lines (a ``curtail`` point when the plan changed, else once per quota interval)."""
-        miners, by_id = self._miners(now)
-        # a reading newer than a confirmation shows the miner as it is: the plant lets go
-        self.plant.readings_seen({did: r.taken_at for did, r in by_id.items()})
-        load = status.decision_kw if status.decision_kw is not None else status.p_kw
-        awake_w = sum((m.power_w or 0.0) for m in miners if not m.asleep)
-        self.plant.observe_overhead(load, awake_w / 1000.0)
-        planned = self.plant.adjust(miners)
+        miners = self._miners(now)
         order_kw, order = limit_kw(orders, now) if orders is not None else (None, None)
         allowed = tighter(status.allowed_kw, order_kw)
         self._log_order(order if order_kw is not None and order_kw == allowed else None)
@@ -229,25 +248,24 @@ class Curtailer:
         next_kw = status.next_allocation_kwh
         if orders is not None:
             next_kw = tighter(next_kw, limit_kw(orders, status.hour_end)[0])
-        expected = None if load is None else load + self.plant.in_flight_kw(status.used_until)
-        p = plan(
-            allowed,
-            planned,
+        p = self.plant.decide(
+            status,
+            miners,
             now,
             self.policy,
-            load_kw=expected,
-            overhead_factor=self.plant.overhead_factor,
-            hour_left_s=(status.hour_end - now).total_seconds(),
+            # a reading newer than a confirmation shows the miner as it is: the plant lets go
+            read_at={rec.device_id: rec.reading.taken_at for rec in self._present},
+            families=self._families(),
+            meter_s=self.cfg.intervals.meter,
+            allowed_kw=allowed,
             next_allowed_kw=next_kw,
-            restore=self.plant.unconfirmed(Verb.SLEEP, Verb.LIMIT) == 0,
-            actuation_s=self.cfg.intervals.meter + self.apply_s(),
         )
         self.last_plan = p
         self._log_plan(p)
         if self.enforce and p.actions:
-            states = {m.device_id: m for m in planned}
+            planned = {m.device_id: m for m in self.plant.adjust(miners)}
             for a in p.actions:
-                self._dispatch(a, by_id.get(a.device_id), states.get(a.device_id), now)
+                self._dispatch(a, self.miners[a.device_id], planned[a.device_id], now)
         count = {k: sum(1 for a in p.actions if a.kind == k) for k in ActionKind}
         key = tuple(count.values())
         due = self._last_point is None or (now - self._last_point).total_seconds() >= (
@@ -319,40 +337,36 @@ class Curtailer:
             render(p.reason, self.lang),
         )
 
-    def _dispatch(
-        self, a: Action, r: AsicReading | None, m: MinerState | None, now: datetime
-    ) -> None:
+    def _dispatch(self, a: Action, rec: MinerRecord, m: MinerState, now: datetime) -> None:
         """Note the action as in flight and start sending it."""
-        did = a.device_id
-        before = (self.switched.get(did), self.limited_at.get(did))
+        before = (rec.switched_at, rec.limited_at)
         limit = a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER)
         if limit:
-            self.limited_at[did] = now
+            rec.limited_at = now
         else:
-            self.switched[did] = now
-        power = (m.power_w if m is not None else None) or 0.0
-        family = r.firmware_family if r is not None else None
+            rec.switched_at = now
+        power = m.power_w or 0.0
         outlet = a.kind in (ActionKind.OUTLET_OFF, ActionKind.OUTLET_ON)
+        # an outlet acts at once whatever the firmware: no firmware latency to learn from it
+        family = None if outlet else rec.reading.firmware_family
         if a.kind in (ActionKind.SLEEP, ActionKind.OUTLET_OFF):
-            pending = Pending(did, Verb.SLEEP, family, now, a.power_w, 0.0, outlet=outlet)
+            pending = Pending(rec.device_id, Verb.SLEEP, family, now, a.power_w, 0.0, outlet=outlet)
         elif a.kind in (ActionKind.RESTORE, ActionKind.OUTLET_ON):
-            pending = Pending(did, Verb.WAKE, family, now, 0.0, a.power_w, outlet=outlet)
+            pending = Pending(rec.device_id, Verb.WAKE, family, now, 0.0, a.power_w, outlet=outlet)
         else:
             after = power - a.power_w if a.kind is ActionKind.LIMIT_POWER else power + a.power_w
-            pending = Pending(did, Verb.LIMIT, family, now, power, after, target_w=a.target_w)
-        if outlet:
             pending = Pending(
-                did, pending.verb, None, now, pending.before_w, pending.after_w, outlet=True
+                rec.device_id, Verb.LIMIT, family, now, power, after, target_w=a.target_w
             )
         self.plant.sent(pending)
-        task = asyncio.get_running_loop().create_task(self._one(a, r, now, before))
+        task = asyncio.get_running_loop().create_task(self._one(a, rec, now, before))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _one(
         self,
         a: Action,
-        r: AsicReading | None,
+        rec: MinerRecord,
         sent_at: datetime,
         before: tuple[datetime | None, datetime | None],
     ) -> ActionResult:
@@ -360,7 +374,7 @@ class Curtailer:
             self._gate = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         why = render(a.reason, self.lang)
         async with self._gate:
-            command = asyncio.ensure_future(self._command(a, r, why))
+            command = asyncio.ensure_future(self._command(a, rec, why))
             try:
                 await asyncio.wait({command}, timeout=SEND_S)
             except asyncio.CancelledError:
@@ -372,7 +386,7 @@ class Curtailer:
             command.cancel()
             raise
         self.plant.settled(a.device_id, res.outcome == "done", self.clock())
-        self._learn(a, res, r, sent_at, before)
+        self._learn(a, res, rec, sent_at, before)
         level = logging.INFO if res.outcome == "done" else logging.ERROR
         log.log(
             level, "%s %s: %s (%s) — %s", a.kind.value, a.device_id, res.outcome, res.detail, why
@@ -380,40 +394,32 @@ class Curtailer:
         self.results.append(res)
         return res
 
-    async def _command(self, a: Action, r: AsicReading | None, why: str) -> ActionResult:
+    async def _command(self, a: Action, rec: MinerRecord, why: str) -> ActionResult:
+        """Through the miner's handle: only what its firmware offers can be asked."""
         if a.kind in (ActionKind.OUTLET_OFF, ActionKind.OUTLET_ON):
-            return await self._switch_outlet(a, why)
-        if r is None or r.firmware_family is None:
-            return ActionResult(a.device_id, a.kind.value, "unsupported", "firmware not known")
-        family = r.firmware_family
+            return await self._switch_outlet(a, rec, why)
+        h = rec.handle
         if a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER):
-            assert a.target_w is not None
-            return await control.set_power_limit(
-                r.ip,
-                r.port,
-                family,
-                int(a.target_w),
-                why,
-                access=self.access,
-                confirm_s=self._confirm_s(family, Verb.LIMIT),
-            )
-        to_sleep = a.kind == ActionKind.SLEEP
-        act = control.sleep if to_sleep else control.wake
-        verb = Verb.SLEEP if to_sleep else Verb.WAKE
-        return await act(
-            r.ip, r.port, family, why, access=self.access, confirm_s=self._confirm_s(family, verb)
-        )
+            if not isinstance(h, PowerLimitable) or a.target_w is None:
+                return ActionResult(a.device_id, a.kind.value, "unsupported", _none_of(h))
+            h = self._confirming(h, Verb.LIMIT)
+            return await h.set_power_limit(int(a.target_w), why)
+        if not isinstance(h, Sleepable):
+            return ActionResult(a.device_id, a.kind.value, "unsupported", _none_of(h))
+        if a.kind == ActionKind.SLEEP:
+            return await self._confirming(h, Verb.SLEEP).sleep(why)
+        return await self._confirming(h, Verb.WAKE).wake(why)
 
-    def _confirm_s(self, family: str, verb: Verb) -> float:
-        """The firmware's limit, or three times what kuat has seen it take if longer."""
-        limit = _declared_confirm_s(family, verb)
-        return max(limit, 3 * self.plant.apply_s(family, verb))
+    def _confirming(self, h: H, verb: Verb) -> H:
+        """The handle, waiting for a confirmation as long as the firmware declares, or three
+        times what kuat has seen it take if longer."""
+        limit = h.confirm_for(verb.value)
+        return replace(h, confirm_s=max(limit, 3 * self.plant.apply_s(h.firmware.value, verb)))
 
-    async def _switch_outlet(self, a: Action, why: str) -> ActionResult:
-        feed = self._outlet_of.get(a.device_id)
-        if feed is None:
+    async def _switch_outlet(self, a: Action, rec: MinerRecord, why: str) -> ActionResult:
+        if rec.outlet is None:
             return ActionResult(a.device_id, a.kind.value, "unsupported", "no outlet known")
-        pdu, index = feed
+        pdu, index = rec.outlet
         from kuat.agent.runtime import _snmp_auth  # runtime imports this module: import late
 
         return await self._pdu.switch_outlet(
@@ -430,37 +436,39 @@ class Curtailer:
         self,
         a: Action,
         res: ActionResult,
-        reading: AsicReading | None,
+        rec: MinerRecord,
         now: datetime,
-        before: tuple[datetime | None, datetime | None] | None,
+        before: tuple[datetime | None, datetime | None],
     ) -> None:
         """Remember what a result tells about the miner, for the next plans."""
-        did, done = a.device_id, res.outcome == "done"
+        done = res.outcome == "done"
         limit = a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER)
-        if not done and before is not None and res.outcome in ("unsupported", "refused"):
+        if not done and res.outcome in ("unsupported", "refused"):
             # nothing was switched: the timers must not hold the miner for it
-            stamps = (self.limited_at, before[1]) if limit else (self.switched, before[0])
-            if stamps[1] is None:
-                stamps[0].pop(did, None)
+            if limit:
+                rec.limited_at = before[1]
             else:
-                stamps[0][did] = stamps[1]
+                rec.switched_at = before[0]
         if limit:
             if done and a.target_w is not None:
-                if a.kind == ActionKind.RESTORE_POWER and a.target_w >= self._full.get(did, 0.0):
-                    self._limits.pop(did, None)  # back at full power: no limit of ours
-                else:
-                    self._limits[did] = a.target_w
+                full = rec.full_w or 0.0
+                # back at full power: no limit of ours
+                rec.limit_w = (
+                    None
+                    if a.kind == ActionKind.RESTORE_POWER and a.target_w >= full
+                    else a.target_w
+                )
             elif res.outcome in ("unsupported", "refused"):
-                self._no_limit.add(did)
+                rec.limit_refused = True
         elif a.kind == ActionKind.SLEEP and res.outcome in ("unsupported", "failed"):
             # "refused" (a wrong web password, say) is a setting to fix, not a reason to cut
             # the miner's power: it keeps being asked to sleep, and the error keeps showing
-            retry = now + timedelta(seconds=SLEEP_RETRY_S) if res.outcome == "failed" else None
-            self._no_sleep[did] = retry
-        elif a.kind == ActionKind.OUTLET_OFF and done and reading is not None:
-            self._outlet_off[did] = reading
+            failed = res.outcome == "failed"
+            rec.sleep_retry_at = now + timedelta(seconds=SLEEP_RETRY_S) if failed else NEVER
+        elif a.kind == ActionKind.OUTLET_OFF and done:
+            rec.outlet_off = True
         elif a.kind == ActionKind.OUTLET_ON and done:
-            self._outlet_off.pop(did, None)
+            rec.outlet_off = False
 
     async def wait(self) -> None:
         """Until every action sent so far is settled (confirmed or failed)."""
@@ -471,6 +479,10 @@ class Curtailer:
         for task in list(self._tasks):
             task.cancel()
         await self.wait()
+
+
+def _none_of(h: MinerHandle | None) -> str:
+    return "firmware not known" if h is None else f"not offered by {h.firmware.value} firmware"
 
 
 def _steps(full_w: float, step_pct: float, min_pct: float) -> tuple[float, ...]:

@@ -14,6 +14,9 @@ plant remembers every action in flight and answers three questions for the plann
   overhead. An action is in a reading taken at or after its confirmation (kuat confirms by
   polling the miner about once a second, so at most one reading is ever counted twice, and
   that errs towards cutting less, never towards an extra cut).
+- **What to do now** (:meth:`Plant.decide`): one decision of the controller — the quota
+  status, the miners as last read, the actions in flight — turned into a plan. The agent's
+  curtailer and the closed-loop tests (tests/quota/test_closed_loop.py) run this same step.
 - **How long a command takes** (:meth:`Plant.apply_s`): learned per firmware family and verb
   from what kuat observed (send → confirmed), with defaults until then. It sets how far ahead
   the quota engine budgets energy (``QuotaPolicy.actuation_s``) and how long the agent waits
@@ -29,11 +32,12 @@ Pure: no I/O and no clock; every instant is an argument.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from kuat.quota.curtail import MinerState
+from kuat.quota.curtail import CurtailPlan, CurtailPolicy, MinerState, plan
+from kuat.quota.evaluate import QuotaStatus
 
 # Seconds from send to the new state showing, per firmware family and verb, until kuat has
 # seen its own: stock bmminer restarts into the new work mode (~15 s on an S19), btminer
@@ -228,3 +232,45 @@ class Plant:
                     )
                 )
         return out
+
+    # --- one decision ---------------------------------------------------------------------
+
+    def decide(
+        self,
+        status: QuotaStatus,
+        miners: Sequence[MinerState],
+        now: datetime,
+        policy: CurtailPolicy,
+        *,
+        read_at: Mapping[str, datetime],
+        families: Iterable[str | None],
+        meter_s: float,
+        allowed_kw: float | None,
+        next_allowed_kw: float | None,
+    ) -> CurtailPlan:
+        """Plan on the freshest status with every action in flight counted.
+
+        ``read_at``: when each miner was last read (a read after a confirmation lets the
+        action go); ``families``: the firmware present (the slowest sets how long a decision
+        takes to act: one ``meter_s`` plus its apply time); ``allowed_kw`` and
+        ``next_allowed_kw``: this hour's allowed power and the next hour's allocation as mean
+        kW, each already under any order in force (the caller's business). No restore is
+        planned while a cut or limit is still to act."""
+        self.readings_seen(dict(read_at))
+        load = status.decision_kw if status.decision_kw is not None else status.p_kw
+        awake_w = sum((m.power_w or 0.0) for m in miners if not m.asleep)
+        self.observe_overhead(load, awake_w / 1000.0)
+        planned = self.adjust(miners)
+        expected = None if load is None else load + self.in_flight_kw(status.used_until)
+        return plan(
+            allowed_kw,
+            planned,
+            now,
+            policy,
+            load_kw=expected,
+            overhead_factor=self.overhead_factor,
+            hour_left_s=(status.hour_end - now).total_seconds(),
+            next_allowed_kw=next_allowed_kw,
+            restore=self.unconfirmed(Verb.SLEEP, Verb.LIMIT) == 0,
+            actuation_s=meter_s + self.slowest_apply_s(families),
+        )
