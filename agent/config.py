@@ -686,7 +686,10 @@ class QuotaSection(Strict):
     wake_min_run_s: Annotated[float, Field(ge=0, le=3600)] = 600.0
     # Decisions use the median metered load of this many seconds of readings (0: the last one).
     decision_window_s: Annotated[float, Field(ge=0, le=300)] = 10.0
-    # A spike is let pass only while its energy over the allowed power stays below this (kWh).
+    # An excursion from that median is believed once it has lasted this long (seconds: a
+    # shorter spike is ignored, a step acts after it) ...
+    spike_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+    # ... or at once when its energy away from the median exceeds this (kWh).
     spike_kwh: Annotated[float, Field(ge=0)] = 0.05
     # Metered / sum of the miners' power (cooling, losses); left out: learned from the meter.
     overhead_factor: Annotated[float, Field(ge=1.0, le=1.5)] | None = None

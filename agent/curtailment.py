@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -54,10 +53,17 @@ from kuat.collectors.cgminer.handle import MinerHandle, miner_handle
 from kuat.collectors.cgminer.models import estimated_power_w
 from kuat.collectors.readings import AsicReading
 from kuat.collectors.snmp.collector import PduPoller
-from kuat.quota.curtail import Action, ActionKind, CurtailPlan, CurtailPolicy, MinerState
+from kuat.quota.curtail import (
+    Action,
+    ActionKind,
+    CurtailPlan,
+    CurtailPolicy,
+    MinerState,
+    PlanSummary,
+)
 from kuat.quota.evaluate import QuotaStatus
 from kuat.quota.orders import CurtailmentOrder, OrderBook, limit_kw, limit_reason, tighter
-from kuat.quota.plant import Pending, Plant, Verb
+from kuat.quota.plant import Plant, Verb, pending_for
 from kuat.uplink.lineproto import encode_point
 
 log = logging.getLogger("kuat.curtail")
@@ -157,7 +163,7 @@ class Curtailer:
         self._pdu = PduPoller()
         self._tasks: set[asyncio.Task[ActionResult]] = set()
         self._gate: asyncio.Semaphore | None = None
-        self._last_logged: tuple[frozenset[str], int, float] | None = None
+        self._last_logged: PlanSummary | None = None
         self._last_point: datetime | None = None
         self._point_key: tuple[int, ...] | None = None
         self.results: deque[ActionResult] = deque(maxlen=MAX_RESULTS)
@@ -309,29 +315,24 @@ class Curtailer:
     def _log_plan(self, p: CurtailPlan) -> None:
         """Enforcing, every plan with actions is logged (each is a batch of commands). A dry
         run repeats its plan at every reading (nothing acts), so it is logged only when it
-        changes materially: other kinds of action, or the number of miners or the kW they
-        move changing by more than 10 % (and more than one miner, or the hysteresis)."""
+        changes materially (PlanSummary.differs_from)."""
         if not p.actions:
             if self.enforce:
                 self._last_logged = None
             return
-        kw = sum(a.power_w for a in p.actions) / 1000
-        key = (frozenset(a.kind.value for a in p.actions), len(p.actions), kw)
-        last = self._last_logged
-        if not self.enforce and last is not None and last[0] == key[0]:
-            n_same = abs(key[1] - last[1]) <= max(1, math.floor(0.1 * last[1]))
-            kw_same = abs(key[2] - last[2]) <= max(self.policy.hysteresis_kw, 0.1 * last[2])
-            if n_same and kw_same:
-                return
-        self._last_logged = key
+        summary = PlanSummary.of(p)
+        if not self.enforce and not summary.differs_from(
+            self._last_logged, self.policy.hysteresis_kw
+        ):
+            return
+        self._last_logged = summary
         mode = "enforcing" if self.enforce else "dry run ([quota] enforce = false)"
-        kinds = key[0]
         log.warning(
             "curtailment plan, %s: %s %d miners (%.1f kW); load %.1f kW, allowed %.1f kW — %s",
             mode,
-            "/".join(sorted(kinds)),
-            len(p.actions),
-            kw,
+            "/".join(sorted(summary.kinds)),
+            summary.miners,
+            summary.kw,
             p.load_kw,
             p.allowed_kw or 0.0,
             render(p.reason, self.lang),
@@ -345,20 +346,8 @@ class Curtailer:
             rec.limited_at = now
         else:
             rec.switched_at = now
-        power = m.power_w or 0.0
-        outlet = a.kind in (ActionKind.OUTLET_OFF, ActionKind.OUTLET_ON)
-        # an outlet acts at once whatever the firmware: no firmware latency to learn from it
-        family = None if outlet else rec.reading.firmware_family
-        if a.kind in (ActionKind.SLEEP, ActionKind.OUTLET_OFF):
-            pending = Pending(rec.device_id, Verb.SLEEP, family, now, a.power_w, 0.0, outlet=outlet)
-        elif a.kind in (ActionKind.RESTORE, ActionKind.OUTLET_ON):
-            pending = Pending(rec.device_id, Verb.WAKE, family, now, 0.0, a.power_w, outlet=outlet)
-        else:
-            after = power - a.power_w if a.kind is ActionKind.LIMIT_POWER else power + a.power_w
-            pending = Pending(
-                rec.device_id, Verb.LIMIT, family, now, power, after, target_w=a.target_w
-            )
-        self.plant.sent(pending)
+        family = rec.reading.firmware_family
+        self.plant.sent(pending_for(a, family, now, m.power_w or 0.0))
         task = asyncio.get_running_loop().create_task(self._one(a, rec, now, before))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -9,6 +9,7 @@ runs the checklist checks, logs status changes in the operator's language and re
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -74,6 +75,7 @@ class QuotaJob:
             actuation_s=cfg.intervals.meter,
             decision_window_s=cfg.quota.decision_window_s,
             spike_kwh=cfg.quota.spike_kwh,
+            spike_s=cfg.quota.spike_s,
         )
         self.grid = cfg.grid.connection() if cfg.grid else None
         b = cfg.balance
@@ -181,10 +183,12 @@ class QuotaJob:
         *,
         apply_s: float = 0.0,
         decision_since: datetime | None = None,
+        landing: Sequence[tuple[float, float]] = (),
     ) -> QuotaStatus:
         """The quota against the freshest meter history: what a curtailment decision needs,
         run as each site-meter reading lands. ``apply_s``: how long the firmware present
-        takes to act; ``decision_since``: when kuat's own actions last changed the plant."""
+        takes to act; ``decision_since``: when kuat's own actions last changed the plant;
+        ``landing``: the commands in flight (kuat.quota.evaluate)."""
         samples = [MeterSample.from_reading(r) for r in self.state.site_meter_history]
         policy = replace(self.policy, actuation_s=self.policy.actuation_s + apply_s)
         status = evaluate(
@@ -194,6 +198,7 @@ class QuotaJob:
             policy,
             site=self.cfg.site.id,
             decision_since=decision_since,
+            landing=landing,
         )
         self.state.quota = status
         self._note("quota", status.status.value, render(status.reason, self.lang))

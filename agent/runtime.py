@@ -391,8 +391,12 @@ class Agent:
         """The quota against the freshest reading, then the curtailment plan."""
         now = self.clock()
         c = self.curtailer
+        history = self.state.site_meter_history
         status = self.quota.evaluate_now(
-            now, apply_s=c.apply_s(), decision_since=c.decision_since(now)
+            now,
+            apply_s=c.apply_s(),
+            decision_since=c.decision_since(now),
+            landing=c.plant.landing(now, history[-1].taken_at if history else None),
         )
         self.uplinks.record_lines(c.run(shard_status(self.cluster, status), now, self.quota.orders))
         self._decided_at = time.monotonic()

@@ -7,7 +7,8 @@ When over the limit, soft actions come before hard ones:
 
 1. Power limits, where the firmware has a power target (LuxOS profiles): the least efficient
    (highest J/TH) first, each down to the step that just reaches the target, else its lowest.
-   Used only when limits *alone* reach the target: a limited miner still hashes, but if the
+   Used only when limits *alone* reach the target, with a quarter of the hysteresis to spare
+   (at most 2 % of the allowed power): a limited miner still hashes, but if the
    site needs more than limits can give, sleeping the least efficient saves far more per
    command, and limiting miners that must then be slept anyway is wasted churn.
 2. Sleep, the least efficient first: the hashrate lost per kW saved is smallest. A mining miner
@@ -37,6 +38,9 @@ is made only if the load with it also fits the next hour (``next_allowed_kw``, t
 hour's allocation as mean power, less the hysteresis); otherwise it is held and said so. With
 ``wake_min_run_s`` at least ``min_on_s``, every miner woken in an hour is free to sleep again
 at its end, so the boundary never has to sleep efficient miners while inefficient ones are held.
+In the same last ``wake_min_run_s``, a power limit that the next hour lets run at full power
+is raised all the way or not at all: raised part way, it would be raised again as that hour
+starts, two changes where one does (``curtail_hold_partial``).
 
 Past the hour's end: a decision made less than ``actuation_s`` (a meter interval plus the
 firmware's apply time) before the hour ends acts only in the next hour, so it is planned
@@ -45,6 +49,10 @@ remaining energy over its last seconds, swings wildly there.)
 
 In the minute before that (``EDGE_S``) nothing is restored: the headroom there is the
 hour's last few kWh over a few seconds and swings with every reading.
+
+A cut is planned only when the load is over the allowed power by more than a quarter of the
+hysteresis (at most 2 % of the allowed power): a smaller excess is meter noise, and if real, its
+energy lowers the allowed power until the excess is larger.
 
 A restore plan that would bring back less than half the hysteresis is not made, unless it
 restores everything: headroom that grows a little at a time (an hour closing under its
@@ -103,6 +111,9 @@ class MinerState:
     can_sleep: bool = True
     outlet: str | None = None
     outlet_off: bool = False
+    # a command of ours to it is not confirmed yet: no other is sent until it is (it counts
+    # as done in the load; kuat.quota.plant)
+    busy: bool = False
 
     @property
     def j_per_th(self) -> float:
@@ -163,6 +174,31 @@ class CurtailPlan:
     actions: tuple[Action, ...]
     held: tuple[Reason, ...]  # switches the timers forbade
     reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """What a plan does, as an operator reads it: which kinds of action, how many miners,
+    how many kW they move."""
+
+    kinds: frozenset[str]
+    miners: int
+    kw: float
+
+    @classmethod
+    def of(cls, p: CurtailPlan) -> PlanSummary:
+        kw = sum(a.power_w for a in p.actions) / 1000
+        return cls(frozenset(a.kind.value for a in p.actions), len(p.actions), kw)
+
+    def differs_from(self, last: PlanSummary | None, hysteresis_kw: float) -> bool:
+        """Materially: other kinds of action, or the number of miners or the kW changing by
+        more than 10 % (and more than one miner, or the hysteresis). A dry run repeats its
+        plan at every reading, and small noise reorders the miners: only this is news."""
+        if last is None or last.kinds != self.kinds:
+            return True
+        n_same = abs(self.miners - last.miners) <= max(1, math.floor(0.1 * last.miners))
+        kw_same = abs(self.kw - last.kw) <= max(hysteresis_kw, 0.1 * last.kw)
+        return not (n_same and kw_same)
 
 
 def _jth(m: MinerState) -> float | None:
@@ -243,7 +279,11 @@ def _curtail(
     free_to_limit = [m for m in limitable if pl.since(m.last_limited) >= policy.limit_hold_s]
     reachable = pl.k * sum((m.power_w or 0.0) - _steps_below(m)[-1] for m in free_to_limit) / 1000
 
-    if limitable and pl.planned - reachable <= target:
+    # Limits alone only with room to spare (the deadband, a quarter of the hysteresis): a plan
+    # that needs every limitable miner at its lowest step to just make it is one reading's
+    # noise from a shortfall, and many limits where a few sleeps do.
+    spare = min(policy.hysteresis_kw / 4, 0.02 * max(allowed_kw, 0.0))
+    if limitable and pl.planned - reachable <= target - spare:
         # 1. power limits alone reach the target
         for m in limitable:
             if pl.planned <= target:
@@ -344,6 +384,20 @@ def _restore(
             )
         return True
 
+    def part_way_too_late(m: MinerState, full_kw: float) -> bool:
+        """Near the hour's end, a limit the next hour lets run at full power is raised all
+        the way or not yet: part way, it would be raised again as that hour starts."""
+        if left_s is None or left_s >= policy.wake_min_run_s or next_kw is None:
+            return False
+        if pl.planned + full_kw > next_kw - policy.hysteresis_kw:
+            return False
+        if len(pl.held) < MAX_HELD:
+            reason = Reason.of(
+                Code.CURTAIL_HOLD_PARTIAL, device_id=m.device_id, left_s=math.floor(left_s)
+            )
+            pl.held.append(reason)
+        return True
+
     def most_efficient_first(ms: list[MinerState]) -> list[MinerState]:
         return sorted(ms, key=lambda m: (m.j_per_th, m.power_w, m.device_id))
 
@@ -382,6 +436,9 @@ def _restore(
         if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, policy.limit_hold_s, m.last_limited):
             continue
         added = max(fits[0] - power, 0.0)
+        to_full_kw = pl.k * max(_full(m) - power, 0.0) / 1000
+        if fits[0] < _full(m) and part_way_too_late(m, to_full_kw):
+            continue
         if too_late(m, pl.k * added / 1000):
             continue
         reason = Reason.of(
@@ -433,6 +490,7 @@ def plan(
     next_allowed_kw: float | None = None,
     restore: bool = True,
     actuation_s: float = 0.0,
+    settling_kw: float = 0.0,
 ) -> CurtailPlan:
     """``load_kw`` is the site's present draw (the meter's, with actions in flight counted:
     kuat.quota.plant); without it, Σ awake miners × ``overhead_factor`` + ``overhead_kw``.
@@ -440,7 +498,9 @@ def plan(
     ``next_allowed_kw`` (the next hour's allocation as mean kW, None: unknown) feed the
     horizon rule; None for ``hour_left_s`` turns it off. ``restore`` false: no restore is
     planned (the agent's choice while cuts it sent are still to act). ``actuation_s``: how long
-    a decision takes to act (module docstring, "Past the hour's end")."""
+    a decision takes to act (module docstring, "Past the hour's end"). ``settling_kw``: restores
+    the load counts that the meter may already show (kuat.quota.plant): a cut needs the load
+    over allowed by this much more."""
     now = as_utc(now)
     if hour_left_s is not None and hour_left_s <= actuation_s and next_allowed_kw is not None:
         allowed_kw, hour_left_s = next_allowed_kw, None
@@ -453,12 +513,14 @@ def plan(
     if allowed_kw is None:
         return CurtailPlan(now, None, load, load, (), (), Reason.of(Code.CURTAIL_NO_LIMIT))
     pl = _Planner(now, policy, load, overhead_factor)
-    # While cuts are still to act (``restore`` false), a further cut needs the load above
-    # allowed by more than a quarter of the hysteresis (at most 2 % of allowed): a smaller
-    # excess is allowed power drifting with the hour's books while the batch lands, and if it
-    # is real its energy makes allowed drop until it is larger.
-    deadband = 0.0 if restore else min(policy.hysteresis_kw / 4, 0.02 * max(allowed_kw, 0.0))
-    if load > allowed_kw + deadband:
+    miners = [m for m in miners if not m.busy]
+    # A cut needs the load above allowed by more than a quarter of the hysteresis (at most
+    # 2 % of allowed): a smaller excess is meter noise, or allowed power drifting with the
+    # hour's books while a batch lands. If it is real, its energy makes allowed drop until
+    # the excess is larger; cutting on noise would cut one miner too many, and the hour
+    # closing under would bring restores (twice the switches).
+    deadband = min(policy.hysteresis_kw / 4, 0.02 * max(allowed_kw, 0.0))
+    if load > allowed_kw + deadband + settling_kw:
         return _curtail(pl, miners, allowed_kw - policy.margin_kw, allowed_kw, load)
     if not restore:
         reason = Reason.of(

@@ -48,8 +48,7 @@ def demand_in(samples: Sequence[MeterSample], start: datetime, interval_min: int
 
 @dataclass(frozen=True, slots=True)
 class ShortDemand:
-    """The load a curtailment decision uses: the median of the last few seconds' samples,
-    unless they moved away from it by more than the spike bound (then the newest sample)."""
+    """The load a curtailment decision uses (:func:`short_demand`)."""
 
     kw: float | None
     latest_kw: float | None
@@ -64,16 +63,27 @@ def short_demand(
     window_s: float,
     spike_kwh: float,
     *,
+    spike_s: float = 0.0,
     since: datetime | None = None,
 ) -> ShortDemand:
     """Decision load over ``(max(now - window_s, since), now]``, from *clean* samples.
 
-    A spike shorter than half the window never moves a median, whatever its size; the bound is
-    on energy: once the samples' deviation from the median (above and below, each sample
-    weighted by the step to the next one) exceeds ``spike_kwh``, the change is real enough
-    and the newest sample is used. ``since`` restarts the window, e.g. at the last moment
-    kuat's own actions changed the plant: samples before it show a load no longer there.
-    Filtering hides no energy: the hour's books (``used_kwh``) count every sample.
+    A step and a spike look the same in their first readings; only how long and how large
+    they are tells them apart. The rule:
+
+    - the baseline is the window's median (a spike shorter than half the window never moves
+      it, whatever its size);
+    - **duration**: an excursion every reading of the last ``spike_s`` seconds shows (those
+      readings and the last one at or before ``now - spike_s``, so at least two) is sustained:
+      the decision is the one of those readings nearest the baseline. A shorter spike is
+      ignored; a step is believed once it has lasted ``spike_s``;
+    - **size**: once the samples' deviation from the median (above and below, each sample
+      weighted by the step to the next one) exceeds ``spike_kwh``, the newest sample is used
+      at once, however short the excursion (a spike that large is not waited out).
+
+    ``since`` restarts the window, e.g. at the last moment kuat's own actions changed the
+    plant: samples before it show a load no longer there. Filtering hides no energy: the
+    hour's books (``used_kwh``) count every sample.
     """
     now = as_utc(now)
     start = now - timedelta(seconds=window_s)
@@ -91,7 +101,14 @@ def short_demand(
     deviation = sum(abs(v - med) * dt for v, dt in zip(values, steps, strict=True)) / 3600.0
     if deviation > spike_kwh:
         return ShortDemand(latest, latest, len(window), deviation, False)
-    return ShortDemand(med, latest, len(window), deviation, latest != med)
+    kw = med
+    if spike_s > 0:
+        edge = now - timedelta(seconds=spike_s)
+        first = max((i for i, s in enumerate(window) if s.taken_at <= edge), default=None)
+        if first is not None:
+            recent = values[min(first, len(values) - 2) :]
+            kw = min(max(med, min(recent)), max(recent))  # the baseline clamped into them
+    return ShortDemand(kw, latest, len(window), deviation, latest != kw)
 
 
 def demand_now(

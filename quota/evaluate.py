@@ -39,13 +39,15 @@ class QuotaPolicy:
     actuation_s: float = 0.0
     # The load curtailment decides on (``decision_kw``): the median of the last
     # ``decision_window_s`` of samples, a spike let pass while its energy stays within
-    # ``spike_kwh`` (kuat.quota.demand.short_demand). 0 s: the newest sample.
+    # ``spike_kwh``, or until it has lasted ``spike_s`` (kuat.quota.demand.short_demand).
+    # A window of 0 s: the newest sample.
     decision_window_s: float = 10.0
     spike_kwh: float = 0.05
+    spike_s: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.decision_window_s < 0 or self.spike_kwh < 0:
-            raise ValueError("decision_window_s and spike_kwh must be >= 0")
+        if min(self.decision_window_s, self.spike_kwh, self.spike_s) < 0:
+            raise ValueError("decision_window_s, spike_kwh and spike_s must be >= 0")
         if not 0 < self.warn_fraction <= 1:
             raise ValueError("warn_fraction must be in (0, 1]")
         if self.tolerance_kwh < 0:
@@ -126,9 +128,13 @@ def evaluate(
     site: str | None = None,
     source: EnergySource = EnergySource.GRID,
     decision_since: datetime | None = None,
+    landing: Sequence[tuple[float, float]] = (),
 ) -> QuotaStatus:
     """``decision_since``: samples before it are left out of ``decision_kw`` (the agent
-    passes the last time its own actions changed the plant)."""
+    passes the last time its own actions changed the plant). ``landing``: commands already
+    sent, as (seconds until each acts, its change in kW at the meter): the energy budgeted
+    for the actuation delay counts the load changing as they act (kuat.quota.plant), not
+    the present load all through it."""
     now = as_utc(now)
     day, hour_ending = hour_of(now)
     start, end = hour_bounds(day, hour_ending)
@@ -171,6 +177,7 @@ def evaluate(
         now,
         policy.decision_window_s,
         policy.spike_kwh,
+        spike_s=policy.spike_s,
         since=decision_since,
     )
     decision_kw = short.kw if short.kw is not None else p_kw
@@ -201,6 +208,7 @@ def evaluate(
         act_s = min(policy.actuation_s, left_s - 1.0) if left_s > 1.0 else 0.0
         # a spike the filter let pass does not go on through the actuation delay
         committed = (decision_kw or 0.0) * act_s / 3600.0
+        committed += sum(kw * max(act_s - due, 0.0) for due, kw in landing) / 3600.0
         # The hour's last minute: the remaining energy over the few seconds a decision still
         # acts on swings hard with every reading, and a cut there saves next to nothing; half
         # the tolerance is let in as slack so rounding-sized differences do not switch miners.

@@ -36,7 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from kuat.quota.curtail import CurtailPlan, CurtailPolicy, MinerState, plan
+from kuat.quota.curtail import Action, ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
 from kuat.quota.evaluate import QuotaStatus
 
 # Seconds from send to the new state showing, per firmware family and verb, until kuat has
@@ -87,6 +87,21 @@ class Pending:
     @property
     def delta_w(self) -> float:
         return self.after_w - self.before_w
+
+
+def pending_for(a: Action, family: str | None, at: datetime, power_w: float) -> Pending:
+    """The action ``a`` as sent at ``at`` to a miner of ``family`` drawing ``power_w`` as
+    planned. An outlet acts at once whatever the firmware: it teaches no firmware latency."""
+    did = a.device_id
+    outlet = a.kind in (ActionKind.OUTLET_OFF, ActionKind.OUTLET_ON)
+    fam = None if outlet else family
+    if a.kind in (ActionKind.SLEEP, ActionKind.OUTLET_OFF):
+        return Pending(did, Verb.SLEEP, fam, at, a.power_w, 0.0, outlet=outlet)
+    if a.kind in (ActionKind.RESTORE, ActionKind.OUTLET_ON):
+        return Pending(did, Verb.WAKE, fam, at, 0.0, a.power_w, outlet=outlet)
+    lower = a.kind is ActionKind.LIMIT_POWER
+    after = power_w - a.power_w if lower else power_w + a.power_w
+    return Pending(did, Verb.LIMIT, fam, at, power_w, after, target_w=a.target_w)
 
 
 @dataclass
@@ -175,9 +190,27 @@ class Plant:
         fams = set(families) or {None}
         return max(self.apply_s(f, v) for f in fams for v in (Verb.SLEEP, Verb.LIMIT))
 
-    def unconfirmed(self, *verbs: Verb) -> int:
+    def settling(self, reading_at: datetime | None, meter_s: float) -> tuple[bool, float]:
+        """Actions a reading taken at ``reading_at`` may show or not: unconfirmed ones (a fast
+        firmware acts before kuat's re-read confirms it) and ones confirmed less than a meter
+        interval before it (a meter averages over its interval). Counted as in flight, they
+        may be counted twice. Returns: is a cut among them, and the kW at the meter of the
+        restores among them."""
         assert self.pending is not None
-        return sum(1 for p in self.pending.values() if p.confirmed_at is None and p.verb in verbs)
+        cut, restore_w = False, 0.0
+        for p in self.pending.values():
+            settled = (
+                p.confirmed_at is not None
+                and reading_at is not None
+                and (reading_at - p.confirmed_at).total_seconds() > meter_s
+            )
+            if settled:
+                continue
+            if p.delta_w < 0:
+                cut = True
+            else:
+                restore_w += p.delta_w
+        return cut, self.overhead_factor * restore_w / 1000.0
 
     def last_confirmed_at(self, within: timedelta, now: datetime) -> datetime | None:
         """The latest confirmation within ``within`` before ``now``: readings before it show
@@ -202,14 +235,17 @@ class Plant:
         return k * total / 1000.0
 
     def adjust(self, miners: Sequence[MinerState]) -> list[MinerState]:
-        """The miners as they will be once every pending action has acted."""
+        """The miners as they will be once every pending action has acted; one whose
+        action is not confirmed yet is busy (no second command crosses it)."""
         assert self.pending is not None
         out: list[MinerState] = []
         for m in miners:
             p = self.pending.get(m.device_id)
             if p is None:
                 out.append(m)
-            elif p.verb is Verb.LIMIT:
+                continue
+            busy = p.confirmed_at is None
+            if p.verb is Verb.LIMIT:
                 out.append(
                     replace(
                         m,
@@ -217,6 +253,7 @@ class Plant:
                         power_w=p.after_w,
                         power_limit_w=p.target_w,
                         last_limited=p.sent_at,
+                        busy=busy,
                     )
                 )
             else:
@@ -229,8 +266,23 @@ class Plant:
                         power_w=power,
                         last_switched=p.sent_at,
                         outlet_off=asleep and p.outlet,
+                        busy=busy,
                     )
                 )
+        return out
+
+    def landing(self, now: datetime, reading_at: datetime | None) -> list[tuple[float, float]]:
+        """The actions a reading at ``reading_at`` does not show yet, as (seconds from
+        ``now`` until each is expected to act, its change at the meter in kW): what the
+        quota's energy budget for the next moments needs (``evaluate``'s ``landing``)."""
+        assert self.pending is not None
+        out = []
+        for p in self.pending.values():
+            confirmed = p.confirmed_at
+            if confirmed is not None and reading_at is not None and reading_at > confirmed:
+                continue  # the reading shows it
+            due = (p.sent_at - now).total_seconds() + self.apply_s(p.family, p.verb)
+            out.append((max(due, 0.0), self.overhead_factor * p.delta_w / 1000.0))
         return out
 
     # --- one decision ---------------------------------------------------------------------
@@ -255,13 +307,18 @@ class Plant:
         takes to act: one ``meter_s`` plus its apply time); ``allowed_kw`` and
         ``next_allowed_kw``: this hour's allowed power and the next hour's allocation as mean
         kW, each already under any order in force (the caller's business). No restore is
-        planned while a cut or limit is still to act."""
+        planned while a cut may still be on its way into the readings, and no cut for an
+        excess a restore on its way may explain (:meth:`settling`)."""
         self.readings_seen(dict(read_at))
         load = status.decision_kw if status.decision_kw is not None else status.p_kw
         awake_w = sum((m.power_w or 0.0) for m in miners if not m.asleep)
         self.observe_overhead(load, awake_w / 1000.0)
         planned = self.adjust(miners)
         expected = None if load is None else load + self.in_flight_kw(status.used_until)
+        # A cut counted twice makes the load look low (a restore it would undo at once), a
+        # restore counted twice makes it look high (a cut): while either may be, the
+        # decision it would skew waits (no restore; a cut only beyond those restores).
+        cutting, restoring_kw = self.settling(status.used_until, meter_s)
         return plan(
             allowed_kw,
             planned,
@@ -271,6 +328,7 @@ class Plant:
             overhead_factor=self.overhead_factor,
             hour_left_s=(status.hour_end - now).total_seconds(),
             next_allowed_kw=next_allowed_kw,
-            restore=self.unconfirmed(Verb.SLEEP, Verb.LIMIT) == 0,
+            restore=not cutting,
+            settling_kw=restoring_kw,
             actuation_s=meter_s + self.slowest_apply_s(families),
         )

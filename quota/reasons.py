@@ -99,6 +99,8 @@ class Code(enum.StrEnum):
     CURTAIL_OUTLET_OFF = "curtail_outlet_off"
     CURTAIL_OUTLET_ON = "curtail_outlet_on"
     CURTAIL_HOLD_HORIZON = "curtail_hold_horizon"
+    # a power limit not raised part way near the hour's end: it would be raised again at it
+    CURTAIL_HOLD_PARTIAL = "curtail_hold_partial"
     # external curtailment orders (energy company / System Operator), quota.orders
     ORDER_NOT_JSON = "order_not_json"
     ORDER_BAD_SHAPE = "order_bad_shape"

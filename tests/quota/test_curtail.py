@@ -361,3 +361,50 @@ def test_no_miner_outlet_or_limit_changes_faster_than_its_timers(
     for times in changes.values():
         for t0, t1 in itertools.pairwise(times):
             assert (t1 - t0).total_seconds() >= hold
+
+
+LUX = MinerState(
+    "lux",
+    2000,
+    70,
+    False,
+    power_steps_w=(2700.0, 2400.0, 2100.0, 1800.0),
+    full_power_w=3000,
+    power_limit_w=2000.0,
+)
+
+
+def test_near_the_hours_end_a_limit_goes_all_the_way_up_or_waits() -> None:
+    """With 5 minutes left and an ample next hour, headroom for part of a limit's raise
+    would raise it now and again at the boundary: it waits and says why. With the whole
+    raise in the headroom, or 20 minutes left, it is raised."""
+    pol = CurtailPolicy(hysteresis_kw=5, limit_hold_s=0, wake_min_run_s=600)
+    part = 2.0 + 0.7 + 5.05  # the 2700 W step fits, full power does not
+    p = plan(part, [LUX], T, pol, hour_left_s=300, next_allowed_kw=100.0)
+    assert p.actions == ()
+    assert [r.code for r in p.held] == [Code.CURTAIL_HOLD_PARTIAL]
+    p = plan(part, [LUX], T, pol, hour_left_s=1200, next_allowed_kw=100.0)
+    assert [(a.kind, a.target_w) for a in p.actions] == [(ActionKind.RESTORE_POWER, 2700.0)]
+    p = plan(2.0 + 1.0 + 5.05, [LUX], T, pol, hour_left_s=300, next_allowed_kw=100.0)
+    assert [(a.kind, a.target_w) for a in p.actions] == [(ActionKind.RESTORE_POWER, 3000.0)]
+    # a tight next hour: full power would not fit it, so part way is where it stays
+    p = plan(part, [LUX], T, pol, hour_left_s=300, next_allowed_kw=2.0 + 0.7 + 5.05)
+    assert [(a.kind, a.target_w) for a in p.actions] == [(ActionKind.RESTORE_POWER, 2700.0)]
+
+
+def test_a_wake_that_the_next_hour_would_undo_is_held() -> None:
+    pol = CurtailPolicy(hysteresis_kw=5, min_off_s=0, wake_min_run_s=600)
+    asleep = MinerState("s21", 3500, 200, True)
+    p = plan(100.0, [asleep], T, pol, hour_left_s=300, next_allowed_kw=4.0)
+    assert p.actions == () and [r.code for r in p.held] == [Code.CURTAIL_HOLD_HORIZON]
+    p = plan(100.0, [asleep], T, pol, hour_left_s=300, next_allowed_kw=100.0)
+    assert [a.kind for a in p.actions] == [ActionKind.RESTORE]
+
+
+def test_an_excess_within_a_quarter_of_the_hysteresis_cuts_nothing() -> None:
+    """Meter noise: 1 kW over 100 kW allowed, with a 5 kW hysteresis, is left to the hour's
+    books (if it lasts, allowed falls until the excess is larger); 1.5 kW is cut."""
+    fleet = [m("a", 3000, 100), m("b", 3000, 100)]
+    assert plan(100.0, fleet, T, POLICY, load_kw=101.0).actions == ()
+    cut = plan(99.5, fleet, T, POLICY, load_kw=101.0)
+    assert [a.kind for a in cut.actions] == [ActionKind.SLEEP]

@@ -166,6 +166,9 @@ def produced() -> list[Reason]:
     # a wake the hour's end and a tight next hour make not worth it
     asleep = replace(fleet[1], last_switched=None)
     out += plan(100.0, [asleep], T, pol, hour_left_s=300, next_allowed_kw=1.0).held
+    # a limit the hour's end lets up only part way, with an ample next hour
+    limited = replace(lux, power_w=2000, power_limit_w=2000)
+    out += plan(7.7, [limited], T, pol, hour_left_s=300, next_allowed_kw=100.0).held
     out += produced_order_reasons()
     # settlement: the commercial meter's closed hour against kuat's ledger
     for meter_kwh, kuat_kwh, whole in (

@@ -89,7 +89,11 @@ def test_planning_with_actions_in_flight_cuts_only_what_is_left() -> None:
     # the agent plans no restore while cuts are still to act, though the load will be low
     low = plan(25.0, plant.adjust(fleet), T + 5 * S, policy, load_kw=load, restore=False)
     assert low.actions == ()
-    assert plan(25.0, plant.adjust(fleet), T + 5 * S, policy, load_kw=load).actions
+    # ... and no second command crosses an unconfirmed one: those miners are busy
+    assert plan(25.0, plant.adjust(fleet), T + 5 * S, policy, load_kw=load).actions == ()
+    for a in first.actions:
+        plant.settled(a.device_id, True, T + 15 * S)
+    assert plan(25.0, plant.adjust(fleet), T + 16 * S, policy, load_kw=load).actions
 
 
 def test_overhead_counts_in_the_plan() -> None:
@@ -99,3 +103,37 @@ def test_overhead_counts_in_the_plan() -> None:
     policy = CurtailPolicy(min_on_s=0, min_off_s=0)
     assert len(plan(25.6, fleet, T, policy, load_kw=31.8, overhead_factor=1.06).actions) == 2
     assert len(plan(25.6, fleet, T, policy, load_kw=31.8).actions) == 3
+
+
+def test_an_action_may_be_in_a_reading_until_one_meter_interval_after_its_confirmation() -> None:
+    """A fast firmware acts before kuat's re-read confirms it, and a meter averages over its
+    interval: until a reading comes more than an interval after the confirmation, the
+    action may be counted twice. A cut there would look like headroom (no restore may use
+    it); a restore like an excess (a cut must be larger than it)."""
+    plant = Plant(overhead=1.0)
+    plant.sent(sleep("a"))
+    plant.sent(Pending("b", Verb.WAKE, "luxos", T, before_w=0.0, after_w=2000.0))
+    assert plant.settling(T + 5 * S, 1.0) == (True, 2.0)
+    plant.settled("a", True, T + 15 * S)
+    plant.settled("b", True, T + 15 * S)
+    assert plant.settling(T + 15 * S, 1.0) == (True, 2.0)
+    assert plant.settling(T + 16 * S, 1.0) == (True, 2.0)
+    assert plant.settling(T + 17 * S, 1.0) == (False, 0.0)
+
+
+def test_a_cut_needs_an_excess_beyond_restores_that_may_be_counted_twice() -> None:
+    fleet = [MinerState("a", 3000.0, 100.0, False), MinerState("b", 3000.0, 100.0, False)]
+    policy = CurtailPolicy(hysteresis_kw=0.0)
+    assert plan(4.0, fleet, T, policy, load_kw=6.0, settling_kw=3.0).actions == ()
+    assert len(plan(4.0, fleet, T, policy, load_kw=6.0, settling_kw=1.0).actions) == 1
+
+
+def test_the_energy_budget_counts_commands_landing_within_it() -> None:
+    """A sleep of 3 kW sent 5 s ago to a firmware that acts in 15 s lands 10 s from now:
+    of a 16 s actuation budget, the present load runs 10 s and 3 kW less the other 6."""
+    plant = Plant(overhead=1.0)
+    plant.sent(sleep("a", at=T))
+    assert plant.landing(T + 5 * S, T + 5 * S) == [(10.0, -3.0)]
+    plant.settled("a", True, T + 15 * S)
+    assert plant.landing(T + 15 * S, T + 15 * S) == [(0.0, -3.0)]
+    assert plant.landing(T + 16 * S, T + 16 * S) == []  # the reading shows it
