@@ -6,7 +6,8 @@ substation meter, on an accelerated clock (not a test: it prints a table, assert
 What runs is the agent of ``kuat run``: its meter job (pymodbus against the meter simulator),
 its miner job (cgminer API, web UI, btminer crypto against the farm simulator), the quota
 evaluation that a site-meter reading triggers, the curtailer and its real sleep / wake / limit
-commands over TCP. Only time is fake, as in tests/e2e/test_hour_simulation.py: a stepped clock
+commands over TCP. Only time is fake, as in tests/e2e/test_hour_simulation.py (the clock, the
+meter following the farm and the agent's config come from tests/e2e/fake_site.py): a stepped clock
 (0.5 s a step) stamps the readings, drives the simulator's apply delays and the hour; each step
 is followed by 0.5 s / ``speed`` of real time so commands in flight progress. The control side
 re-reads a miner once a second to confirm a command; that pause is scaled by the same ``speed``
@@ -30,7 +31,8 @@ change a minute later and runs to the hour's end (the tight-next-hour one into t
 Reported: decision age (real seconds from the start of the meter poll whose reading triggered
 the plan to the plan: the target is ≤ 0.2 s), from the change to the first plan acting on it /
 to the first miner switched / to the first meter reading at or below the allowed power (target:
-one meter interval plus the firmware's apply time), energy at the hour's end against the
+one meter interval plus the firmware's apply time; for the load step ``spike_s`` more, until
+which a step cannot be told from a spike), energy at the hour's end against the
 allocation (+ under, − over; the tolerance is 1 kWh), switches (every change of a miner's
 sleep state or power limit) against the minimum — the actions one plan made with the true
 plant (true powers and overhead) would take — and unneeded actions: a miner switched back
@@ -42,7 +44,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import statistics
 import tempfile
@@ -50,7 +51,7 @@ import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kuat.agent.config import parse_config
@@ -58,9 +59,15 @@ from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.sim import SLEEP_POWER_W, AsicFarmSimulator, SimMiner
 from kuat.collectors.modbus.sim import MeterSimulator
-from kuat.collectors.readings import AsicReading
 from kuat.quota.clock import hour_bounds, hour_of
 from kuat.quota.curtail import CurtailPolicy, MinerState, plan
+from tests.e2e.fake_site import (
+    FollowedMeter,
+    SteppedClock,
+    agent_toml,
+    poll_asics_on,
+    schedule_csv,
+)
 
 VERBOSE = False
 STEP_S = 0.5
@@ -72,23 +79,8 @@ TOLERANCE_KWH = 1.0
 LEAD_S = 600.0  # the agent starts this long before the hour's end
 EVENT_S = 60.0  # the change comes this long after the agent starts
 COUNTER_KWH = 1_284_000.0
+SPIKE_S = 2.0  # [quota] spike_s, its default
 MIX = ["antminer", "whatsminer", "luxos", "braiins"]
-
-
-class SteppedClock:
-    """The fake clock of tests/e2e/test_hour_simulation.py: moves only when told."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, step: timedelta) -> None:
-        self.now += step
-
-    def seconds(self) -> float:
-        return self.now.timestamp()
 
 
 @dataclass
@@ -164,69 +156,24 @@ def _steps(m: SimMiner) -> tuple[float, ...]:
     return tuple(float(round(m.nominal_power_w * p / 100)) for p in (90, 80, 70, 60))
 
 
-def schedule_csv(site: str, day: date, kwh_by_hour: dict[int, float], version: int) -> str:
-    rows = [
-        f"{site},{day.isoformat()},grid,{version},{h},{kwh_by_hour.get(h, 0.0) / 1000:.6f}"
-        for h in range(1, 25)
-    ]
-    return "site,date,source,version,hour,mwh\n" + "\n".join(rows) + "\n"
-
-
 def config(tmp: Path, farm: AsicFarmSimulator, meter: MeterSimulator, sc: Scenario) -> str:
-    hosts = ", ".join(f'"{ip}"' for ip, _ in farm.targets)
-    return f"""
-[site]
-id = "bench"
-[agent]
-state_dir = "{tmp}"
-language = "en"
-[intervals]
-asic = {ASIC_S}
-meter = {METER_S}
-quota = {QUOTA_S}
-[asic]
-timeout_s = 3
-web_port = {farm.web_port}
-braiins_web_port = {farm.web_port}
-[[asic.groups]]
-hosts = [{hosts}]
-[[meter]]
-name = "substation"
-host = "{meter.host}"
-port = {meter.port}
-role = "site"
-[quota]
-tolerance_kwh = {TOLERANCE_KWH}
-enforce = {"true" if sc.enforce else "false"}
-min_on_s = 300
-min_off_s = 300
-hysteresis_kw = 5
-power_limit_hold_s = 60
-[dashboard]
-listen = ""
-"""
-
-
-def set_meter(meter: MeterSimulator, p_kw: float, import_kwh: float) -> None:
-    per = p_kw / 3
-    meter.set(
-        p_kw=p_kw,
-        p_kw_phases=(per, per, per),
-        s_kva=p_kw / 0.99,
-        i_a=(per * 1000 / 230,) * 3,
-        pf=0.99,
-        import_kwh=import_kwh,
-        demand_kw=p_kw,
+    quota = {
+        "tolerance_kwh": TOLERANCE_KWH,
+        "enforce": sc.enforce,
+        "min_on_s": 300,
+        "min_off_s": 300,
+        "hysteresis_kw": 5,
+        "power_limit_hold_s": 60,
+    }
+    return agent_toml(
+        site="bench",
+        state_dir=tmp,
+        farm=farm,
+        meter=meter,
+        quota=quota,
+        intervals={"asic": ASIC_S, "meter": METER_S, "quota": QUOTA_S},
+        asic={"timeout_s": 3, "web_port": farm.web_port, "braiins_web_port": farm.web_port},
     )
-
-
-async def poll_asics(agent: Agent, clock: SteppedClock) -> None:
-    """The agent's miner job; its readings re-stamped on the fake clock (the poller stamps
-    real time, which would put every reading after every fake-clock confirmation)."""
-    await agent.poll_asics()
-    for key, r in list(agent.state.asics.items()):
-        if isinstance(r, AsicReading):
-            agent.state.asics[key] = dataclasses.replace(r, taken_at=clock.now)
 
 
 def pace_control(speed: float) -> None:
@@ -277,11 +224,14 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
         clock=clock.seconds,
     )
     meter = MeterSimulator("schneider-pm5560", host=f"127.78.{index}.1")
-    counter = COUNTER_KWH
+    site = FollowedMeter(meter, 0.0, COUNTER_KWH)
     full_kw = true_kw(farm) * OVERHEAD
     used_at_start = full_kw * (start - h0).total_seconds() / 3600
-    counter_h0 = counter - used_at_start
+    counter_h0 = site.import_kwh - used_at_start
     res.target_s = METER_S + max(sc.apply_delay_s.values(), default=0.0)
+    if sc.name == "load_step":
+        # a change in the load is told from a spike once it has lasted spike_s
+        res.target_s += SPIKE_S
     counter_log = _Count()
     curtail_log = logging.getLogger("kuat.curtail")
     curtail_log.addHandler(counter_log)
@@ -308,9 +258,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
                 offer(used_at_start + 1.5 * full_kw * left_h, 1)
 
                 def cut(share: float = share, version: int = 2) -> None:
-                    at_used = (
-                        counter_now[0] - counter_h0
-                    )  # the energy the meter counted so far this hour
+                    at_used = site.import_kwh - counter_h0  # metered so far this hour
                     left = (h1 - clock.now).total_seconds() / 3600
                     offer(at_used + share * full_kw * left, version)
 
@@ -342,8 +290,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
                     minimum = 0
             res.minimum = minimum
 
-            counter_now = [counter]
-            await poll_asics(agent, clock)
+            await poll_asics_on(agent, clock)
             last = {f"{m.ip}": _state(m) for m in farm.miners}
             steps = int((sc.lead_s + sc.after_s) / STEP_S)
             meter_every, asic_every, quota_every = (
@@ -351,7 +298,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
                 int(ASIC_S / STEP_S),
                 int(QUOTA_S / STEP_S),
             )
-            p_kw = full_kw
+            site.p_kw = full_kw
             event_at: float | None = (
                 events[0][0] if events else (EVENT_S if sc.name in ("load_step", "spike") else 0.0)
             )
@@ -362,13 +309,13 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
                     t = i * STEP_S
                     if i:
                         clock.advance(timedelta(seconds=STEP_S))
-                        counter_now[0] += p_kw * STEP_S / 3600
+                        site.advance(timedelta(seconds=STEP_S))
                     if hour_kwh is None and clock.now >= h1:
-                        hour_kwh = counter_now[0] - counter_h0
+                        hour_kwh = site.import_kwh - counter_h0
                     while pending_events and pending_events[0][0] <= t:
                         pending_events.pop(0)[1]()
                     if i % meter_every == 0:
-                        set_meter(meter, p_kw, counter_now[0])
+                        site.publish()
                         await agent.poll_meters()
                         p = agent.curtailer.last_plan
                         q = agent.state.quota
@@ -380,7 +327,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
                             pend = agent.curtailer.plant.pending or {}
                             conf = sum(1 for x in pend.values() if x.confirmed_at is not None)
                             print(
-                                f"  t={t:6.1f} set {p_kw:7.1f} read {q.p_kw:7.1f} "
+                                f"  t={t:6.1f} set {site.p_kw:7.1f} read {q.p_kw:7.1f} "
                                 f"decision {q.decision_kw:7.1f} since "
                                 f"{agent.curtailer.decision_since(clock.now)} pending "
                                 f"{len(pend)} confirmed {conf} in-flight "
@@ -391,7 +338,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
                             print(
                                 f"  t={t:6.1f} load {p.load_kw:7.1f} planned "
                                 f"{p.planned_load_kw:7.1f} allowed {p.allowed_kw or 0:7.1f} "
-                                f"metered {p_kw:7.1f}: {len(p.actions)} {kinds}"
+                                f"metered {site.p_kw:7.1f}: {len(p.actions)} {kinds}"
                             )
                         if (
                             event_at is not None
@@ -407,7 +354,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
                             and res.to_allowed_s is None
                             and p is not None
                             and p.allowed_kw is not None
-                            and p_kw <= p.allowed_kw
+                            and site.p_kw <= p.allowed_kw
                             and sc.enforce
                             and t > event_at
                         ):
@@ -415,7 +362,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
                     if i % quota_every == 0:
                         await agent.evaluate_quota()
                     if i % asic_every == 0 and i:
-                        await poll_asics(agent, clock)
+                        await poll_asics_on(agent, clock)
                     await asyncio.sleep(STEP_S / speed)
                     for m in farm.miners:
                         s = _state(m)
@@ -424,7 +371,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
                             if event_at is not None and res.to_switch_s is None:
                                 res.to_switch_s = t - event_at
                             last[m.ip] = s
-                    p_kw = true_kw(farm) * OVERHEAD + extra(t)
+                    site.p_kw = true_kw(farm) * OVERHEAD + extra(t)
             finally:
                 await agent.curtailer.cancel()
                 await agent._shutdown(asyncio.get_running_loop())
@@ -432,7 +379,7 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
             res.ages_s = list(agent.decision_ages_s)
             final = agent.quota.book.get("bench", day, _grid())
             res.allocation_kwh = final.kwh(he) if final is not None else 0.0
-            res.hour_kwh = hour_kwh if hour_kwh is not None else counter_now[0] - counter_h0
+            res.hour_kwh = hour_kwh if hour_kwh is not None else site.import_kwh - counter_h0
     res.unneeded = max(0, res.switches - res.minimum)
     res.plan_logs = counter_log.plans
     return res

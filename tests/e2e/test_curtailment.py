@@ -18,6 +18,7 @@ from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.quota.clock import hour_of
+from tests.e2e.fake_site import agent_toml, schedule_csv
 
 MINERS = 9
 
@@ -47,33 +48,17 @@ def config(tmp_path: Path, asics: AsicFarmSimulator, meter: MeterSimulator, enfo
     schedules = tmp_path / "quota.d"
     schedules.mkdir()
     # 1 kWh an hour against a load of tens of kW: the allocation is gone at once
-    rows = "\n".join(f"{day.isoformat()},{h},0.001" for h in range(1, 25))
-    (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")
-    hosts = ", ".join(f'"{ip}"' for ip, _ in asics.targets)
-    return f"""
-[site]
-id = "curtail"
-[agent]
-state_dir = "{tmp_path}"
-[intervals]
-asic = 1
-meter = 1
-quota = 1
-[asic]
-timeout_s = 2
-[[asic.groups]]
-hosts = [{hosts}]
-[[meter]]
-name = "main"
-host = "{meter.host}"
-port = {meter.port}
-role = "site"
-[quota]
-schedules = "{schedules}"
-enforce = {"true" if enforce else "false"}
-min_on_s = 0
-min_off_s = 0
-"""
+    text = schedule_csv("curtail", day, dict.fromkeys(range(1, 25), 1.0))
+    (schedules / "today.csv").write_text(text)
+    quota = {"schedules": schedules, "enforce": enforce, "min_on_s": 0, "min_off_s": 0}
+    return agent_toml(
+        site="curtail",
+        state_dir=tmp_path,
+        farm=asics,
+        meter=meter,
+        quota=quota,
+        intervals={"asic": 1, "meter": 1, "quota": 1},
+    )
 
 
 async def run_for(agent: Agent, seconds: float) -> None:

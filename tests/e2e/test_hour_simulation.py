@@ -23,6 +23,7 @@ from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.quota.clock import hour_bounds, hour_of
+from tests.e2e.fake_site import FollowedMeter, SteppedClock, agent_toml, schedule_csv
 
 MINERS = 24
 STEP = timedelta(seconds=60)
@@ -32,17 +33,6 @@ TIGHT_SHARE = 0.70  # of the farm's full load over the hour
 AMPLE_SHARE = 2.0
 TOLERANCE_KWH = 0.5
 COUNTER_AT_START_KWH = 48_000.0
-
-
-class FakeClock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, step: timedelta) -> None:
-        self.now += step
 
 
 @pytest.fixture
@@ -66,52 +56,21 @@ def write_allocations(directory: Path, site: str, tight: tuple[date, int], kw: f
     directory.mkdir()
     day = tight[0]
     for d in (day, day + timedelta(days=1)):
-        rows = [
-            f"{site},{d.isoformat()},grid,1,{h},"
-            f"{kw * (TIGHT_SHARE if (d, h) == tight else AMPLE_SHARE) / 1000:.6f}"
-            for h in range(1, 25)
-        ]
-        text = "site,date,source,version,hour,mwh\n" + "\n".join(rows) + "\n"
-        (directory / f"{d.isoformat()}-grid.csv").write_text(text)
+        kwh = {h: kw * (TIGHT_SHARE if (d, h) == tight else AMPLE_SHARE) for h in range(1, 25)}
+        (directory / f"{d.isoformat()}-grid.csv").write_text(schedule_csv(site, d, kwh))
 
 
 def config(tmp_path: Path, asics: AsicFarmSimulator, meter: MeterSimulator) -> str:
-    hosts = ", ".join(f'"{ip}"' for ip, _ in asics.targets)
-    return f"""
-[site]
-id = "hour-sim"
-[agent]
-state_dir = "{tmp_path / "state"}"
-language = "en"
-[asic]
-timeout_s = 2
-[[asic.groups]]
-hosts = [{hosts}]
-[[meter]]
-name = "substation"
-host = "{meter.host}"
-port = {meter.port}
-role = "site"
-[quota]
-schedules = "{tmp_path / "quota.d"}"
-tolerance_kwh = {TOLERANCE_KWH}
-enforce = true
-min_on_s = 120
-min_off_s = 120
-hysteresis_kw = 5
-"""
-
-
-def set_meter(meter: MeterSimulator, p_kw: float, import_kwh: float) -> None:
-    per_phase = p_kw / 3
-    meter.set(
-        p_kw=p_kw,
-        p_kw_phases=(per_phase, per_phase, per_phase),
-        s_kva=p_kw / 0.99,
-        i_a=(per_phase * 1000 / 230,) * 3,
-        pf=0.99,
-        import_kwh=import_kwh,
-        demand_kw=p_kw,
+    quota = {
+        "schedules": tmp_path / "quota.d",
+        "tolerance_kwh": TOLERANCE_KWH,
+        "enforce": True,
+        "min_on_s": 120,
+        "min_off_s": 120,
+        "hysteresis_kw": 5,
+    }
+    return agent_toml(
+        site="hour-sim", state_dir=tmp_path / "state", farm=asics, meter=meter, quota=quota
     )
 
 
@@ -131,23 +90,22 @@ async def test_agent_keeps_a_simulated_farm_inside_its_hour(
     write_allocations(tmp_path / "quota.d", "hour-sim", tight, full_kw)
     allocation_kwh = full_kw * TIGHT_SHARE
 
-    clock = FakeClock(hour_start)
+    clock = SteppedClock(hour_start)
     agent = Agent(parse_config(config(tmp_path, asics, meter)), clock=clock)
-    counter = COUNTER_AT_START_KWH
-    p_kw = full_kw  # the farm's draw since the last step
+    site = FollowedMeter(meter, full_kw, COUNTER_AT_START_KWH)  # drawing full load so far
     statuses: list[str] = []
     asleep_by_step: list[int] = []
     try:
         for step in range(HOUR_STEPS + AFTER_STEPS + 1):
             if step:
                 clock.advance(STEP)
-                counter += p_kw * STEP.total_seconds() / 3600
-            set_meter(meter, p_kw, counter)
+                site.advance(STEP)
+            site.publish()
             await agent.poll_asics()
             await agent.poll_meters()
             await agent.evaluate_quota()
             await agent.curtailer.wait()
-            p_kw = asics.total_power_w() / 1000  # what the farm draws until the next step
+            site.p_kw = asics.total_power_w() / 1000  # what the farm draws until the next step
             q = agent.state.quota
             statuses.append(f"{q.status.value}" if q is not None else "-")
             asleep_by_step.append(sum(m.sleeping for m in asics.miners))
