@@ -129,7 +129,7 @@ def _state(m: SimMiner) -> tuple[bool, int]:
 def fewest_switches(farm: AsicFarmSimulator, levels: list[float], next_kw: float | None) -> int:
     """One plan on the true plant (true powers and overhead) per allowance in turn (each change
     is a decision of its own), then at an ample next hour (``next_kw`` None) every miner
-    changed back with one action; else one more plan to ``next_kw``."""
+    changed back: a wake, a limit raised, or both; else one more plan to ``next_kw``."""
     miners = [
         MinerState(
             f"{m.ip}:{m.port}",
@@ -155,8 +155,8 @@ def fewest_switches(farm: AsicFarmSimulator, levels: list[float], next_kw: float
         done = {a.device_id: a for a in p.actions}
         miners = [_after(m, done.get(m.device_id)) for m in miners]
         total += len(p.actions)
-    if next_kw is None:
-        total += sum(1 for m in miners if m.asleep or m.power_limit_w is not None)
+    if next_kw is None:  # a wake and a limit raised are two commands for one miner
+        total += sum(m.asleep + (m.power_limit_w is not None) for m in miners)
     return total
 
 

@@ -351,7 +351,8 @@ def effective_allowed_kw(run: Run, share: float, cut_at: int, full_until: int) -
 def minimum_switches(run: Run, levels: list[float], extra_kw: float = 0.0) -> tuple[int, int]:
     """The fewest (cuts, switches) possible: one plan on the true plant per allowed level in turn
     (each change of the allowance is a decision of its own: the controller cannot know the
-    next one), then at an ample next hour each miner changed brought back with one action;
+    next one), then at an ample next hour each miner changed brought back (a wake, a limit
+    raised, or both);
     with a tight next hour, one more plan to its allowance instead."""
     fresh = [SimMiner(m.device_id, m.family, m.full_w, m.ths, m.apply) for m in run.miners]
     if run.next_share < 1:
@@ -359,7 +360,8 @@ def minimum_switches(run: Run, levels: list[float], extra_kw: float = 0.0) -> tu
     cuts = sum(_apply_ideal(fresh, allowed, extra_kw) for allowed in levels)
     restores = 0
     if run.next_share >= 1:
-        restores = sum(1 for m in fresh if m.asleep or m.limit_w is not None)
+        # a wake and a limit raised are two commands for one miner
+        restores = sum(m.asleep + (m.limit_w is not None) for m in fresh)
     return cuts, cuts + restores
 
 
