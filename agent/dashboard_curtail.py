@@ -2,9 +2,7 @@
 reason, and per miner whether kuat holds it asleep, limited or cut at its outlet, and since when.
 
 Everything the dashboard reads from the :class:`~kuat.agent.curtailment.Curtailer` goes through
-:func:`_records` (its per-miner memory) and :func:`curtailment_view` (its plan and mode): the
-curtailer's internals are being regrouped into one record per miner, and only these two
-functions need to follow.
+:func:`_records` (its per-miner records) and :func:`curtailment_view` (its plan and mode).
 """
 
 from __future__ import annotations
@@ -44,7 +42,7 @@ ASLEEP = MinerCurtailment("asleep", None, False)  # asleep, and not by kuat's do
 
 @dataclass(frozen=True, slots=True)
 class _Record:
-    """kuat's memory of one miner: the shape the curtailer is moving to."""
+    """kuat's memory of one miner, as the dashboard shows it."""
 
     switched_at: datetime | None
     limited_at: datetime | None
@@ -53,14 +51,12 @@ class _Record:
 
 
 def _records(c: Curtailer) -> dict[str, _Record]:
-    """The curtailer's per-miner memory, one record per miner it has touched. The one place that
-    reads its internals: adapt here when they become one record per miner."""
-    ids = set(c.switched) | set(c.limited_at) | set(c._limits) | set(c._outlet_off)
+    """The curtailer's per-miner memory (its MinerRecord), one record per miner it has
+    touched."""
     return {
-        did: _Record(
-            c.switched.get(did), c.limited_at.get(did), c._limits.get(did), did in c._outlet_off
-        )
-        for did in ids
+        did: _Record(rec.switched_at, rec.limited_at, rec.limit_w, rec.outlet_off)
+        for did, rec in c.miners.items()
+        if rec.switched_at or rec.limited_at or rec.limit_w is not None or rec.outlet_off
     }
 
 

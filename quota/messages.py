@@ -14,13 +14,4 @@ from __future__ import annotations
 
 from kuat.quota.reasons import Code
 
-CATALOG: dict[Code, dict[str, str]] = {
-    Code.CURTAIL_HOLD_PARTIAL: {
-        "kk": "{device_id} қуат шегі жартылай көтерілмейді: сағат аяқталуына {left_s} с қалды,"
-        " ал келесі сағаттың басында ол толық қуатқа қайта көтеріледі",
-        "ru": "лимит мощности {device_id} не поднимается частично: до конца часа {left_s} с,"
-        " а в начале следующего часа его всё равно поднимут до полной мощности",
-        "en": "{device_id}'s power limit not raised part way: {left_s} s left in the hour, and"
-        " the next hour's start raises it to full power anyway",
-    },
-}
+CATALOG: dict[Code, dict[str, str]] = {}
