@@ -15,9 +15,9 @@ about, per miner, come from asking that handle where the decision is made:
   of ``power_limit_step_pct`` of its full power (its draw, or profile watts, before our first
   limit) down to ``power_limit_min_pct``. A limit the firmware cannot run at ("unsupported",
   "refused") turns limits off for that miner, so it is slept instead.
-- sleep: a ``Sleepable`` handle, until a sleep answers "unsupported" (remembered for good:
-  a stock Antminer without its web UI, say) or "failed" (remembered for ``SLEEP_RETRY_S``: a
-  timeout may be passing).
+- sleep: a ``Sleepable`` handle (firmware not identified yet: assumed), until a sleep answers
+  "unsupported" (remembered until its firmware changes: a stock Antminer without its web UI,
+  say) or "failed" (remembered for ``SLEEP_RETRY_S``: a timeout may be passing).
 - outlet: from ``[[pdu]] outlets``; only a miner that cannot sleep is ever cut there. A miner
   whose outlet we switched off is planned as down (whatever a stale reading says) until we
   switch it on again.
@@ -113,7 +113,9 @@ class MinerRecord:
         return isinstance(self.handle, PowerLimitable) and not self.limit_refused
 
     def can_sleep(self, now: datetime) -> bool:
-        if not isinstance(self.handle, Sleepable) or self.outlet_off:
+        # firmware not known yet: assumed (its outlet is cut only for a miner known not to)
+        known_not = self.handle is not None and not isinstance(self.handle, Sleepable)
+        if known_not or self.outlet_off:
             return False
         return self.sleep_retry_at is None or self.sleep_retry_at <= now
 
@@ -184,6 +186,7 @@ class Curtailer:
             rec.handle = None
         elif h is None or (h.host, h.port, h.firmware.value) != (r.ip, r.port, r.firmware_family):
             rec.handle = miner_handle(r.ip, r.port, r.firmware_family, access=self.access)
+            rec.sleep_retry_at = None  # a new firmware: what it can do is asked again
         rec.outlet = self._outlets.get((r.ip, r.port))
         return rec
 
