@@ -194,6 +194,10 @@ def _str_or_none(v: Any) -> str | None:
 
 
 def is_error_reply(body: dict[str, Any]) -> bool:
+    st = body.get("STATUS")
+    if st.__class__ is list and st and st[0].__class__ is dict:
+        # the cgminer shape, nearly every reply: asked on every reply of every poll
+        return st[0].get("STATUS") in ("E", "F")
     letter, _, _ = status_of(body)
     return letter in ("E", "F")
 
@@ -568,10 +572,26 @@ class CgminerClient:
         """Run one joined request and the singles concurrently; return commands to retry singly."""
         requests = ["+".join(joined)] if joined else []
         requests += singles
-        results = await asyncio.gather(
-            *(self.command(host, port, c, deadline_at=deadline_at, extra=extra) for c in requests),
-            return_exceptions=True,
-        )
+        results: list[Any]
+        if len(requests) == 1:
+            # one request (every steady-state poll of a firmware that joins its commands): no
+            # task and no gather for it, a cost paid on every poll of every miner
+            try:
+                results = [
+                    await self.command(
+                        host, port, requests[0], deadline_at=deadline_at, extra=extra
+                    )
+                ]
+            except ApiError as e:
+                results = [e]
+        else:
+            results = await asyncio.gather(
+                *(
+                    self.command(host, port, c, deadline_at=deadline_at, extra=extra)
+                    for c in requests
+                ),
+                return_exceptions=True,
+            )
         fallback: list[str] = []
         for i, (req, res) in enumerate(zip(requests, results, strict=True)):
             is_joined = bool(joined) and i == 0

@@ -59,15 +59,19 @@ def build_reading(
 ) -> AsicReading:
     values: dict[str, Any] = {}
     notes: list[str] = [f"{cmd}: {msg}" for cmd, msg in replies.errors.items()]
-    ok = {c: replies.ok(c) for c in spec.commands}
-    for name, src in spec.fields.items():
-        bodies = [ok[c] for c in src.commands]
-        if all(b is None for b in bodies):
+    bodies = replies.bodies
+    ok: dict[str, Any] = {}
+    for c in spec.commands:
+        b = bodies.get(c)
+        ok[c] = None if b is None or is_error_reply(b) else b
+    for name, commands, extract in spec.plan:
+        args = [ok[c] for c in commands]
+        if args.count(None) == len(args):
             continue
         try:
-            value = src.extract(*bodies)
+            value = extract(*args)
         except Exception as e:  # one odd field must not cost the whole reading
-            notes.append(f"{name}: unreadable {'/'.join(src.commands)} reply ({type(e).__name__})")
+            notes.append(f"{name}: unreadable {'/'.join(commands)} reply ({type(e).__name__})")
             continue
         if value is not None:
             values[name] = value

@@ -159,13 +159,13 @@ class _WebAuth(TypedDict):
 
 
 class _StatsView:
-    """bmminer's STATS merged into one dict, with ``name<N>`` keys bucketed by name.
+    """bmminer's STATS merged into one dict, read once per reply by every extractor.
 
-    Five extractors read the same stats reply; building this once per reply keeps a poll of
-    ~150 keys at one pass instead of one pass per field.
+    Five extractors read the same stats reply; building this once per reply (and the fans, which
+    two of them need) keeps a poll at one pass over the reply instead of one per field.
     """
 
-    __slots__ = ("coolant", "flat", "indexed", "modern")
+    __slots__ = ("coolant", "fans", "fans_read", "flat", "modern")
 
     def __init__(self, stats: Body | None) -> None:
         self.flat = merged(stats, "STATS")
@@ -175,19 +175,30 @@ class _StatsView:
             self.flat if isinstance(chains, list) or "rate_5s" in self.flat else None
         )
         self.coolant: tuple[float | None, float | None] | None = None  # _coolant's memo
-        self.indexed: dict[str, list[tuple[int, Any]]] = {}
-        for k, v in self.flat.items():
-            # only temp*/fan* keys are read by index; skip the chain_acs strings and the rest
-            if k[:1] not in ("t", "f"):
-                continue
-            stem = k.rstrip("0123456789")
-            if stem != k and stem:
-                self.indexed.setdefault(stem, []).append((int(k[len(stem) :]), v))
+        self.fans: tuple[int, ...] | None = None  # _fans' memo, once fans_read
+        self.fans_read = False
 
     def numbered(self, prefix: str, count: int | None) -> list[tuple[int, Any]]:
-        """``prefix1``, ``prefix2``… in index order, limited to ``count`` when the firmware says."""
-        rows = self.indexed.get(prefix, ())
-        return sorted((n, v) for n, v in rows if count is None or 1 <= n <= count)
+        """``prefix1``, ``prefix2``… in index order, limited to ``count`` when the firmware says.
+
+        Looked up by name rather than found by scanning every key: a stats reply has ~70 keys
+        and a handful of these, and this runs on every poll of every stock Antminer."""
+        keys = _NUMBERED.get(prefix) or _numbered_keys(prefix)
+        if count is not None:
+            keys = keys[1 : max(0, min(count, MAX_INDEX)) + 1]
+        flat = self.flat
+        return [(n, flat[k]) for n, k in keys if k in flat]
+
+
+# Highest ``name<N>`` index read (chains and fans number 1..16 on every Antminer seen; S9
+# builds skip to 6-8).
+MAX_INDEX = 32
+_NUMBERED: dict[str, tuple[tuple[int, str], ...]] = {}
+
+
+def _numbered_keys(prefix: str) -> tuple[tuple[int, str], ...]:
+    keys = _NUMBERED[prefix] = tuple((n, f"{prefix}{n}") for n in range(MAX_INDEX + 1))
+    return keys
 
 
 # One-entry memo: build_reading runs all extractors of one poll synchronously, back to back.
@@ -207,7 +218,7 @@ def _sensor_max(v: Any) -> float | None:
     """'73-45-64-65' -> 73: the hottest sensor of a chain, like the firmware's own tempN."""
     if isinstance(v, str) and "-" in v.strip("-"):
         try:
-            best = max(int(x) for x in v.split("-"))  # the usual all-integer case, fast
+            best = max(map(int, v.split("-")))  # the usual all-integer case, fast
             return float(best) if best > 0 else None
         except ValueError:
             vals = positive(v.split("-"))
@@ -324,6 +335,12 @@ def _coolant(version: Body | None, stats: Body | None) -> tuple[float | None, fl
 
 def _fans(stats: Body | None) -> tuple[int, ...] | None:
     view = _stats(stats)
+    if not view.fans_read:
+        view.fans, view.fans_read = _read_fans(view), True
+    return view.fans
+
+
+def _read_fans(view: _StatsView) -> tuple[int, ...] | None:
     if not view.flat:
         return None
     if view.modern is not None and isinstance(view.modern.get("fan"), list):

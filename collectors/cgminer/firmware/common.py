@@ -80,6 +80,8 @@ class FirmwareSpec:
     ghs_keys_may_be_mh: bool = False
     # the deduplicated command set, in first-use order; derived once, sent every poll
     commands: tuple[str, ...] = field(init=False)
+    # (field, its commands, its extractor) for every field: what the engine runs per poll
+    plan: tuple[tuple[str, tuple[str, ...], Extractor], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         seen: dict[str, None] = {}
@@ -89,6 +91,8 @@ class FirmwareSpec:
         for c in self.extra_commands:
             seen.setdefault(c, None)
         object.__setattr__(self, "commands", tuple(seen))
+        plan = tuple((name, src.commands, src.extract) for name, src in self.fields.items())
+        object.__setattr__(self, "plan", plan)
 
 
 # --- value helpers ---------------------------------------------------------------------------
@@ -96,9 +100,12 @@ class FirmwareSpec:
 
 def num(v: Any) -> float | None:
     """A finite number from a number or numeric string; anything else is 'not reported'."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int | float):
+    cls = v.__class__
+    # exact-type checks first: every field of every poll comes through here, and a decoder
+    # gives plain float/int/str (bool is an int subclass, never a number here)
+    if cls is float:
+        return v if math.isfinite(v) else None
+    if cls is int or (isinstance(v, int | float) and not isinstance(v, bool)):
         try:
             f = float(v)
         except OverflowError:  # an integer beyond float range (10**400) is no reading
@@ -120,9 +127,19 @@ def integer(v: Any) -> int | None:
 
 def text(v: Any) -> str | None:
     if isinstance(v, str):
+        if (
+            v
+            and v[0] not in _QUOTES
+            and v[-1] not in _QUOTES
+            and not (v[0].isspace() or v[-1].isspace())
+        ):
+            return v  # the usual, already clean: no new string
         s = v.strip().strip("'\"").strip()
         return s or None
     return None
+
+
+_QUOTES = "'\""
 
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
@@ -195,38 +212,42 @@ def status_description(body: Body | None) -> str:
         return ""
     st = body.get("STATUS")
     if isinstance(st, list) and st and isinstance(st[0], dict):
-        return str(st[0].get("Description", ""))
-    return str(body.get("Description", ""))
+        d = st[0].get("Description", "")
+    else:
+        d = body.get("Description", "")
+    return d if d.__class__ is str else str(d)
 
 
 def pools(body: Body | None) -> tuple[Any, ...] | None:
     """POOLS -> PoolInfo; the active pool is the one stratum says, else the best-priority alive."""
     from kuat.collectors.readings import PoolInfo  # local: keep this module free of reading types
 
-    rows = [p for p in items(body, "POOLS") if text(p.get("URL"))]
     if body is None or "POOLS" not in body:
         return None
+    rows: list[tuple[str, dict[str, Any]]] = []
     active_idx: int | None = None
-    for i, p in enumerate(rows):
-        if p.get("Stratum Active") is True:
-            active_idx = i
-            break
+    for p in items(body, "POOLS"):
+        url = text(p.get("URL"))
+        if url:
+            if active_idx is None and p.get("Stratum Active") is True:
+                active_idx = len(rows)
+            rows.append((url, p))
     if active_idx is None:
         alive = [
             (integer(p.get("Priority")) or 0, i)
-            for i, p in enumerate(rows)
+            for i, (_, p) in enumerate(rows)
             if str(p.get("Status", "")).lower() == "alive"
         ]
         if alive:
             active_idx = min(alive)[1]
     return tuple(
         PoolInfo(
-            url=shared(str(text(p.get("URL")))),
+            url=shared(url),
             user=shared(text(p.get("User"))),
             status=shared(text(p.get("Status"))),
             active=i == active_idx,
         )
-        for i, p in enumerate(rows)
+        for i, (url, p) in enumerate(rows)
     )
 
 
