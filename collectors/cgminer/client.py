@@ -38,6 +38,11 @@ class HttpAnswer(ApiError):
     """An HTTP server answered on the API port (ePIC firmware's 4028, or a web UI)."""
 
 
+class WrongFirmware(ApiError):
+    """The miner answers, but not as the firmware it was last seen as (re-flashed, or another
+    box on the address): the poller forgets what it knew and detects it afresh."""
+
+
 class NoAnswer(ApiError):
     """Nothing came back at all: refused, reset, closed silently, or no byte in time.
 

@@ -29,6 +29,7 @@ must stay "error". Without that evidence the engine's own rule applies.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, TypedDict
@@ -41,8 +42,10 @@ from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     Clues,
+    Credential,
     FirmwareSpec,
     Source,
+    WebApi,
     first_num,
     integer,
     item,
@@ -443,6 +446,34 @@ def _detect(c: Clues) -> bool:
     )
 
 
+# The web UI: serial and MAC (the API has neither), and the sleep/wake write path.
+WEB_PORT = Credential("web_port", web.DEFAULT_WEB_PORT)
+WEB_USERNAME = Credential("web_username", "root")
+WEB_PASSWORD = Credential("web_password", "root", secret=True)
+WEB_TIMEOUT = Credential("web_timeout_s", 5.0)
+SYSTEM_INFO = web.SYSTEM_INFO_PATH
+
+
+async def _read_web_identity(
+    client: httpx.AsyncClient,
+    host: str,
+    port: int,
+    access: Any,
+    paths: tuple[str, ...],
+    deadline: float,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    left = max(0.0, deadline - asyncio.get_running_loop().time())
+    got = await web.fetch_bitmain_identity(
+        client,
+        host,
+        port=port,
+        username=access.web_username,
+        password=access.web_password,
+        timeout_s=left,
+    )
+    return ({}, {SYSTEM_INFO: got}) if isinstance(got, str) else ({SYSTEM_INFO: got}, {})
+
+
 # The sleep rule is for stock Bitmain only: an unknown derivative's fans-at-0 proves nothing.
 SPEC = FirmwareSpec(
     family=Firmware.BITMAIN,
@@ -451,7 +482,11 @@ SPEC = FirmwareSpec(
         **FIELDS,
         "state": Source(("summary", "stats", "version"), _state),
         "faults": Source(("summary", "stats"), _faults),
+        # the web UI's identity (a web.BitmainIdentity), read in the background
+        "serial": Source((SYSTEM_INFO,), lambda i: i.serial),
+        "mac": Source((SYSTEM_INFO,), lambda i: i.mac),
     },
+    web=WebApi("the web UI", WEB_PORT.name, _read_web_identity, background=True),
     # S21-era stats (module doc); older firmware ignores the key
     request={"new_api": True},
     request_changes=("stats",),

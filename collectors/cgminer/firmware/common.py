@@ -1,15 +1,27 @@
-"""Shared shapes of the cgminer-family API and the spec type the firmware modules fill in."""
+"""Shared shapes of the cgminer-family API and the spec type the firmware modules fill in.
+
+A backend's ``FirmwareSpec`` says, as data, where each reading field comes from: a ``Source``
+names the replies its pure extractor reads. A name is an API command ("stats", "get.device.info")
+or, when it starts with "/", an endpoint of the backend's HTTP API (``WebApi``: Vnish's web API,
+the stock web UI, Braiins OS's REST API). The poller (collector.py) sends each transport's
+deduplicated set once per poll and knows no firmware by name.
+"""
 
 from __future__ import annotations
 
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from kuat.collectors.cgminer.firmware import Firmware
+
+if TYPE_CHECKING:
+    import httpx
+
+    from kuat.collectors.cgminer.access import MinerAccess
 
 Body = dict[str, Any]
 # An extractor gets one reply body (or None) per command of its Source, in order, and returns
@@ -21,6 +33,54 @@ Extractor = Callable[..., Any]
 class Source:
     commands: tuple[str, ...]
     extract: Extractor
+
+
+def is_web(name: str) -> bool:
+    """True for an HTTP endpoint of the backend's ``WebApi``, False for an API command."""
+    return name[:1] == "/"
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A port, account or password a backend reads from ``MinerAccess`` (access.py), with its
+    factory default. Declared at module level in the backend that needs it; two backends may
+    declare the same name (the stock web UI's and Vnish's ``web_port``) with the same default."""
+
+    name: str
+    default: Any
+    secret: bool = False
+
+
+# What a backend's HTTP reads are: (client, host, port, access, endpoints, deadline) ->
+# (bodies by endpoint, one-line causes by endpoint). A body is whatever the extractors of the
+# endpoint read (a decoded document, or a smaller record made of it). Never raises for the
+# device's sake, except a transport-kind WebApi (ePIC), which raises ApiError as a client does.
+WebFetch = Callable[
+    ["httpx.AsyncClient", str, int, "MinerAccess", tuple[str, ...], float],
+    Awaitable[tuple[dict[str, Any], dict[str, str]]],
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WebApi:
+    """How a backend reads its HTTP endpoints, and when."""
+
+    # in notes and log lines: "the web UI", "the Vnish web API"
+    name: str
+    # the MinerAccess field with its port; None: the miner's API port itself (ePIC)
+    port: str | None
+    fetch: WebFetch
+    # identity read off the hot path by background workers, at most once per identity
+    # interval (a slow CGI, a login per read); else read within the poll, after the API answered
+    background: bool = False
+    # what the web API alone makes of a miner whose API gave no answer: the reading's base
+    # values, or None when it cannot stand for the API (Vnish: only while mining is stopped)
+    alone: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] | None = None
+
+
+# How the API commands of a firmware travel: the cgminer JSON API on the target's port, its
+# length-framed cousin (Whatsminer API v3) on its own port, or none (HTTP only: ePIC).
+Transport = Literal["cgminer", "v3", "http"]
 
 
 class Clues(NamedTuple):
@@ -78,8 +138,21 @@ class FirmwareSpec:
     detect_rank: int = 100
     # Scrypt Antminers on this firmware write MH/s into the "GHS" keys (models.toml ghs_key_unit)
     ghs_keys_may_be_mh: bool = False
+    # the endpoints ("/...") the fields name, and how they are read
+    web: WebApi | None = None
+    transport: Transport = "cgminer"
+    # a transport on a port of its own (v3): the MinerAccess field with it. A target on that
+    # port, or on the default one when it gives no answer and was last seen as one of
+    # ``fallback_from`` (or never seen), is polled this way (collector.py)
+    api_port: str | None = None
+    fallback_from: frozenset[Firmware] = frozenset()
+    # a firmware whose model names its maker (ePIC runs on other makers' machines): the vendor
+    vendor_of: Callable[[str | None], str | None] | None = None
     # the deduplicated command set, in first-use order; derived once, sent every poll
     commands: tuple[str, ...] = field(init=False)
+    # of those, the API commands and the HTTP endpoints
+    api_commands: tuple[str, ...] = field(init=False, repr=False)
+    web_paths: tuple[str, ...] = field(init=False, repr=False)
     # (field, its commands, its extractor) for every field: what the engine runs per poll
     plan: tuple[tuple[str, tuple[str, ...], Extractor], ...] = field(init=False, repr=False)
 
@@ -91,6 +164,13 @@ class FirmwareSpec:
         for c in self.extra_commands:
             seen.setdefault(c, None)
         object.__setattr__(self, "commands", tuple(seen))
+        # what the WebApi fetches: every reply of an HTTP-only firmware, else the endpoints
+        http_only = self.transport == "http"
+        web = tuple(c for c in seen if http_only or is_web(c))
+        object.__setattr__(self, "web_paths", web)
+        object.__setattr__(self, "api_commands", tuple(c for c in seen if c not in web))
+        if web and self.web is None:
+            raise ValueError(f"{self.family}: fields read {web} but the spec declares no WebApi")
         plan = tuple((name, src.commands, src.extract) for name, src in self.fields.items())
         object.__setattr__(self, "plan", plan)
 
