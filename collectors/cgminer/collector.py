@@ -13,7 +13,7 @@ host:port, so later polls send exactly its deduplicated command set, once, per t
 poll re-checks the firmware on the replies it already has, so a re-flashed miner is picked up
 without a restart.
 
-Identity replies a backend marks ``sticky`` (btminer's get_miner_info, Vnish's /api/v1/info,
+Identity replies a backend marks ``sticky`` (btminer's get_miner_info, a web API's info page,
 ePIC's capabilities) are reused for up to STICKY_POLLS polls, and re-read at once when the live
 MAC differs or the uptime went backwards: an IP that now answers for another box must never keep
 the old box's serial.
@@ -819,6 +819,11 @@ class AsicPoller:
         if n:
             await asyncio.gather(*(worker() for _ in range(n)))
         return [r for r in results if r is not None]
+
+
+def web_api_ports() -> list[str]:
+    """The MinerAccess fields naming a web API port some backend reads (``WebApi.port``)."""
+    return sorted({s.web.port for s in SPECS.values() if s.web is not None and s.web.port})
 
 
 def _field(spec: FirmwareSpec, name: str, replies: Replies) -> Any:

@@ -2,9 +2,9 @@
 
 A backend's ``FirmwareSpec`` says, as data, where each reading field comes from: a ``Source``
 names the replies its pure extractor reads. A name is an API command ("stats", "get.device.info")
-or, when it starts with "/", an endpoint of the backend's HTTP API (``WebApi``: Vnish's web API,
-the stock web UI, Braiins OS's REST API). The poller (collector.py) sends each transport's
-deduplicated set once per poll and knows no firmware by name.
+or, when it starts with "/", an endpoint of the backend's HTTP API (``WebApi``: a derivative
+firmware's web API, the stock web UI, Braiins OS's REST API). The poller (collector.py) sends
+each transport's deduplicated set once per poll and knows no firmware by name.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def is_web(name: str) -> bool:
 class Credential:
     """A port, account or password a backend reads from ``MinerAccess`` (access.py), with its
     factory default. Declared at module level in the backend that needs it; two backends may
-    declare the same name (the stock web UI's and Vnish's ``web_port``) with the same default."""
+    declare the same name (``web_port``, where several firmwares serve their web API) with the same
+    default."""
 
     name: str
     default: Any
@@ -65,7 +66,7 @@ WebFetch = Callable[
 class WebApi:
     """How a backend reads its HTTP endpoints, and when."""
 
-    # in notes and log lines: "the web UI", "the Vnish web API"
+    # in notes and log lines: "the web UI", "the Braiins OS REST API"
     name: str
     # the MinerAccess field with its port; None: the miner's API port itself (ePIC)
     port: str | None
@@ -74,7 +75,7 @@ class WebApi:
     # interval (a slow CGI, a login per read); else read within the poll, after the API answered
     background: bool = False
     # what the web API alone makes of a miner whose API gave no answer: the reading's base
-    # values, or None when it cannot stand for the API (Vnish: only while mining is stopped)
+    # values, or None when it cannot stand for the API (e.g. only while mining is stopped)
     alone: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] | None = None
 
 
