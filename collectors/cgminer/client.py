@@ -10,6 +10,7 @@ it into a ``DeviceError``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import socket
@@ -481,6 +482,22 @@ class Replies:
 def _payload(
     command: str, parameter: str | None = None, extra: Mapping[str, Any] | None = None
 ) -> bytes:
+    if parameter is None:
+        # a poll's request is one of a few per firmware: encode each once, not on every poll
+        key = tuple(extra.items()) if extra else ()
+        try:
+            return _poll_payload(command, key)
+        except TypeError:  # an unhashable extra value: encode it as it is
+            pass
+    return _encode(command, parameter, extra)
+
+
+@functools.lru_cache(maxsize=256)
+def _poll_payload(command: str, extra: tuple[tuple[str, Any], ...]) -> bytes:
+    return _encode(command, None, dict(extra))
+
+
+def _encode(command: str, parameter: str | None, extra: Mapping[str, Any] | None) -> bytes:
     req: dict[str, Any] = {"command": command}
     if parameter is not None:
         req["parameter"] = parameter

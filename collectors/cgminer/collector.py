@@ -720,19 +720,26 @@ class AsicPoller:
         errors = {c: m for c, m in replies.errors.items() if c in wanted and c not in spec.optional}
         # a web API's failure is a note (one per cause), never a lost reading
         errors.update(causes)
-        fetcher = self._idents.get(spec.family)
-        if fetcher is not None:
-            key = (host, port)
-            # what the API says about the box decides whether its cached identity still holds
-            model = _field(spec, "model", replies)
-            fetcher.observe(key, model, _field(spec, "uptime_s", replies))
-            if wait_identity:
-                await fetcher.wait(key, deadline)
-            docs = fetcher.documents(key)
-            if docs:
-                web = {**web, **docs}
         relevant = Replies(bodies=replies.bodies, errors=errors)
-        return build_reading(host, port, taken_at, spec, relevant, web, base)
+        fetcher = self._idents.get(spec.family)
+        if fetcher is None:
+            return build_reading(host, port, taken_at, spec, relevant, web, base)
+        key = (host, port)
+        docs = fetcher.documents(key)
+        reading = build_reading(
+            host, port, taken_at, spec, relevant, {**web, **docs} if docs else web, base
+        )
+        # what the API says about the box (background documents never feed these: see
+        # FirmwareSpec) decides whether the cached identity still holds
+        fetcher.observe(key, reading.model, reading.uptime_s)
+        if wait_identity:
+            await fetcher.wait(key, deadline)
+        now = fetcher.documents(key)
+        if now is not docs:  # dropped (another box, a reboot) or just read: build again
+            reading = build_reading(
+                host, port, taken_at, spec, relevant, {**web, **now} if now else web, base
+            )
+        return reading
 
     async def _poll_web_alone(
         self, spec: FirmwareSpec, host: str, port: int, taken_at: datetime, deadline: float
@@ -824,17 +831,3 @@ class AsicPoller:
 def web_api_ports() -> list[str]:
     """The MinerAccess fields naming a web API port some backend reads (``WebApi.port``)."""
     return sorted({s.web.port for s in SPECS.values() if s.web is not None and s.web.port})
-
-
-def _field(spec: FirmwareSpec, name: str, replies: Replies) -> Any:
-    """One field's value from the API replies alone, or None (never raises)."""
-    src = spec.fields.get(name)
-    if src is None:
-        return None
-    args = [replies.ok(c) if not c.startswith("/") else None for c in src.commands]
-    if all(a is None for a in args):
-        return None
-    try:
-        return src.extract(*args)
-    except Exception:
-        return None

@@ -195,7 +195,7 @@ class _StatsView:
 
 # Highest ``name<N>`` index read (chains and fans number 1..16 on every Antminer seen; S9
 # builds skip to 6-8).
-MAX_INDEX = 32
+MAX_INDEX = 16
 _NUMBERED: dict[str, tuple[tuple[int, str], ...]] = {}
 
 
@@ -219,6 +219,12 @@ def _stats(stats: Body | None) -> _StatsView:
 
 def _sensor_max(v: Any) -> float | None:
     """'73-45-64-65' -> 73: the hottest sensor of a chain, like the firmware's own tempN."""
+    if v.__class__ is str and v[:1] != "-" and v[-1:] != "-" and "-" in v:
+        try:  # the usual shape, on every chain of every poll: no strip, one split
+            best = max(map(int, v.split("-")))
+            return float(best) if best > 0 else None
+        except ValueError:
+            pass
     if isinstance(v, str) and "-" in v.strip("-"):
         try:
             best = max(map(int, v.split("-")))  # the usual all-integer case, fast

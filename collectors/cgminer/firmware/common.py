@@ -172,6 +172,13 @@ class FirmwareSpec:
         object.__setattr__(self, "api_commands", tuple(c for c in seen if c not in web))
         if web and self.web is None:
             raise ValueError(f"{self.family}: fields read {web} but the spec declares no WebApi")
+        if self.web is not None and self.web.background:
+            # the poller tells a reboot or another box from the API's model and uptime: a
+            # background document feeding them would hide that
+            for name in ("model", "uptime_s"):
+                feeds = self.fields.get(name)
+                if feeds is not None and any(c in web for c in feeds.commands):
+                    raise ValueError(f"{self.family}: {name} must come from the API")
         plan = tuple((name, src.commands, src.extract) for name, src in self.fields.items())
         object.__setattr__(self, "plan", plan)
 
