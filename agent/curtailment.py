@@ -43,6 +43,7 @@ from kuat.agent.i18n import render
 from kuat.agent.state import SiteState
 from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.firmware.controls import controls_of
 from kuat.collectors.cgminer.models import estimated_power_w
 from kuat.collectors.readings import AsicReading
@@ -99,6 +100,9 @@ class Curtailer:
         self.cfg = cfg
         self.state = state
         self.clock = clock
+        # the agent's own poller (runtime.py sets it): an action's confirmation re-reads the
+        # miner through it, inside its concurrency limit; None: each action uses its own
+        self.poller: AsicPoller | None = None
         self.enforce = q.enforce
         self.lang = cfg.agent.language
         c = cfg.asic
@@ -395,13 +399,20 @@ class Curtailer:
                 int(a.target_w),
                 why,
                 access=self.access,
+                poller=self.poller,
                 confirm_s=self._confirm_s(family, Verb.LIMIT),
             )
         to_sleep = a.kind == ActionKind.SLEEP
         act = control.sleep if to_sleep else control.wake
         verb = Verb.SLEEP if to_sleep else Verb.WAKE
         return await act(
-            r.ip, r.port, family, why, access=self.access, confirm_s=self._confirm_s(family, verb)
+            r.ip,
+            r.port,
+            family,
+            why,
+            access=self.access,
+            poller=self.poller,
+            confirm_s=self._confirm_s(family, verb),
         )
 
     def _confirm_s(self, family: str, verb: Verb) -> float:

@@ -151,6 +151,8 @@ class Agent:
             braiins_web_port=cfg.asic.braiins_web_port,
             braiins_password=cfg.asic.braiins_password.get(),
         )
+        # confirmations of curtailment actions re-read through this poller, within its limit
+        self.curtailer.poller = self._asic
         self._asic_targets = cfg.asic_targets()
         self._pdu = PduPoller()
         self._meter = MeterPoller(clock=clock)
