@@ -73,9 +73,8 @@ def _firmware(version: Body | None, stats: Body | None) -> str | None:
 
 
 INFO, SUMMARY, PERF = vnish_web.INFO, vnish_web.SUMMARY, vnish_web.PERF
-# the web API's port for reads (the controls use web_port, where Vnish's web API also is)
+# the web API's port, for reads and writes alike (a site's one web port setting)
 WEB_PORT = Credential("web_port", vnish_web.DEFAULT_WEB_PORT)
-READ_PORT = Credential("vnish_web_port", vnish_web.DEFAULT_WEB_PORT)
 PASSWORD = Credential("vnish_password", vnish_web.DEFAULT_PASSWORD, secret=True)
 WEB_TIMEOUT = Credential("web_timeout_s", 5.0)
 
@@ -142,7 +141,7 @@ SPEC = FirmwareSpec(
     detect=_detect,
     detect_rank=60,
     ghs_keys_may_be_mh=True,
-    web=WebApi("the Vnish web API", READ_PORT.name, vnish_web.fetch, alone=_alone),
+    web=WebApi("the Vnish web API", WEB_PORT.name, vnish_web.fetch, alone=_alone),
     sticky=frozenset({INFO}),
 )
 
