@@ -154,8 +154,9 @@ class _WebState:
     __slots__ = ("api_model", "cause", "done", "due_at", "gen", "identity", "queued", "seen")
 
     def __init__(self) -> None:
-        # the backend's documents by endpoint (small records: web.BitmainIdentity), or None
-        self.identity: dict[str, Any] | None = None
+        # the backend's documents in its endpoints' order (small records: web.BitmainIdentity),
+        # or None; a tuple, not a dict: one per stock miner, 50,000 of them (bench --scale)
+        self.identity: tuple[Any, ...] | None = None
         self.due_at = 0.0  # loop time when the next fetch may start
         self.queued = False  # waiting for a worker or being fetched
         self.done: asyncio.Event | None = None  # set when the queued fetch ends
@@ -189,10 +190,19 @@ class _IdentityFetcher:
     task outlives the work.
     """
 
-    def __init__(self, fetch: IdentityFetch, *, source: str, interval_s: float) -> None:
-        """``source`` names where the identity comes from, in log lines ("the web UI")."""
+    def __init__(
+        self,
+        fetch: IdentityFetch,
+        *,
+        source: str,
+        interval_s: float,
+        paths: tuple[str, ...] = (),
+    ) -> None:
+        """``source`` names where the identity comes from, in log lines ("the web UI");
+        ``paths`` the endpoints ``fetch`` returns documents of."""
         self.fetch = fetch
         self.source = source
+        self.paths = paths
         self.interval_s = interval_s
         self._state: dict[tuple[str, int], _WebState] = {}
         self._queue: deque[tuple[str, int]] = deque()
@@ -215,7 +225,9 @@ class _IdentityFetcher:
             self._queue.append(key)
             self._kick()
 
-    def documents(self, key: tuple[str, int]) -> dict[str, Any] | None:
+    def documents(self, key: tuple[str, int]) -> tuple[Any, ...] | None:
+        """The documents read for this miner, in ``paths`` order (the same object until the
+        next read or drop), or None."""
         st = self._state.get(key)
         return st.identity if st else None
 
@@ -232,7 +244,7 @@ class _IdentityFetcher:
         """The identity record read (the first document), or None."""
         st = self._state.get(key)
         docs = st.identity if st else None
-        return next(iter(docs.values()), None) if docs else None
+        return next((d for d in docs if d is not None), None) if docs else None
 
     def error(self, key: tuple[str, int]) -> str | None:
         st = self._state.get(key)
@@ -275,7 +287,7 @@ class _IdentityFetcher:
             if isinstance(result, str):
                 self._failed(key, st, result)
             else:
-                st.identity, st.cause = result, None
+                st.identity, st.cause = tuple(result.get(p) for p in self.paths), None
         if st.done is not None:
             st.done.set()  # after the identity is stored: a waiting probe reads it next
             # waiters hold the event already; dropping it saves ~0.8 KB per stock miner
@@ -355,6 +367,7 @@ class AsicPoller:
                 functools.partial(self._read_identity, spec),
                 source=spec.web.name,
                 interval_s=identity_interval_s,
+                paths=spec.web_paths,
             )
             for spec in SPECS.values()
             if background_identity
@@ -727,7 +740,7 @@ class AsicPoller:
         key = (host, port)
         docs = fetcher.documents(key)
         reading = build_reading(
-            host, port, taken_at, spec, relevant, {**web, **docs} if docs else web, base
+            host, port, taken_at, spec, relevant, _with(web, spec.web_paths, docs), base
         )
         # what the API says about the box (background documents never feed these: see
         # FirmwareSpec) decides whether the cached identity still holds
@@ -737,7 +750,7 @@ class AsicPoller:
         now = fetcher.documents(key)
         if now is not docs:  # dropped (another box, a reboot) or just read: build again
             reading = build_reading(
-                host, port, taken_at, spec, relevant, {**web, **now} if now else web, base
+                host, port, taken_at, spec, relevant, _with(web, spec.web_paths, now), base
             )
         return reading
 
@@ -826,6 +839,15 @@ class AsicPoller:
         if n:
             await asyncio.gather(*(worker() for _ in range(n)))
         return [r for r in results if r is not None]
+
+
+def _with(
+    web: dict[str, Any], paths: tuple[str, ...], docs: tuple[Any, ...] | None
+) -> dict[str, Any]:
+    """``web`` with a background fetcher's documents (in ``paths`` order) added."""
+    if not docs:
+        return web
+    return {**web, **{p: d for p, d in zip(paths, docs, strict=False) if d is not None}}
 
 
 def web_api_ports() -> list[str]:
