@@ -38,7 +38,7 @@ from typing import Any
 import httpx
 
 from kuat.collectors.capabilities import ActionResult
-from kuat.collectors.cgminer.client import ApiError, HttpAnswer, NoAnswer, Replies, WrongFirmware
+from kuat.collectors.cgminer.client import ApiError, NoAnswer, Replies, WrongFirmware
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
@@ -65,11 +65,6 @@ STICKY = (CAPABILITIES, NETWORK)
 # "Operating State" -> reading state; a state not listed leaves it to the hashrate rule.
 _STATES = {"mining": "mining", "idling": "sleeping", "stopping": "sleeping"}
 _VENDORS = {"antminer": "Bitmain", "whatsminer": "MicroBT", "volcminer": "VolcMiner"}
-
-
-def answered_http(e: ApiError) -> bool:
-    """True if a cgminer request's failure shows that an HTTP server answered instead."""
-    return isinstance(e, HttpAnswer)
 
 
 # --- parsing (pure) --------------------------------------------------------------------------
