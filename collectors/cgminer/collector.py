@@ -57,6 +57,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -81,6 +82,7 @@ from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind
 log = logging.getLogger(__name__)
 
 AsicResult = AsicReading | DeviceError
+_NO_STICKY: Mapping[str, bytes] = MappingProxyType({})
 
 # Identity replies (FirmwareSpec.sticky) are re-read at least this often, in polls.
 STICKY_POLLS = 30
@@ -108,7 +110,7 @@ class _Memo:
         self.family = family
         # Identity replies are kept as compact JSON: a decoded LuxOS ``profiles`` reply costs
         # ~4 KB per miner as dicts, a third of that as bytes (bench/asic_poll.py --scale).
-        self.sticky: dict[str, bytes] = {}
+        self.sticky: Mapping[str, bytes] = _NO_STICKY
         self.age = 0
         self.mac: str | None = None
         self.uptime_s: int | None = None
@@ -141,7 +143,8 @@ class _Memo:
                 b = web.get(c) if c in web else replies.ok(c)
                 if b is not None:
                     kept[c] = json.dumps(b, separators=(",", ":")).encode()
-            self.sticky = kept
+            # most firmwares keep none: one shared empty mapping, not a dict per miner
+            self.sticky = kept or _NO_STICKY
             self.age = 0
         else:
             self.age += 1

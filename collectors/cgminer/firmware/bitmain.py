@@ -53,6 +53,7 @@ from kuat.collectors.cgminer.firmware.common import (
     num,
     pools,
     positive,
+    shared_int,
     text,
 )
 from kuat.collectors.cgminer.firmware.controls import Act, Controls
@@ -217,18 +218,29 @@ def _stats(stats: Body | None) -> _StatsView:
     return view
 
 
+# Whole degrees as shared float objects: every stock Antminer reports its chains as integers,
+# and 50,000 readings held at once would otherwise carry a new float per sensor (bench --scale).
+_DEGREES = tuple(float(d) for d in range(256))
+
+
+def _degrees(best: int) -> float | None:
+    if best <= 0:
+        return None
+    return _DEGREES[best] if best < 256 else float(best)
+
+
 def _sensor_max(v: Any) -> float | None:
     """'73-45-64-65' -> 73: the hottest sensor of a chain, like the firmware's own tempN."""
     if v.__class__ is str and v[:1] != "-" and v[-1:] != "-" and "-" in v:
         try:  # the usual shape, on every chain of every poll: no strip, one split
-            best = max(map(int, v.split("-")))
-            return float(best) if best > 0 else None
+            return _degrees(max(map(int, v.split("-"))))
         except ValueError:
             pass
+    if v.__class__ is int:
+        return _degrees(v)
     if isinstance(v, str) and "-" in v.strip("-"):
         try:
-            best = max(map(int, v.split("-")))  # the usual all-integer case, fast
-            return float(best) if best > 0 else None
+            return _degrees(max(map(int, v.split("-"))))  # the usual all-integer case, fast
         except ValueError:
             vals = positive(v.split("-"))
             return max(vals) if vals else None
@@ -360,7 +372,7 @@ def _read_fans(view: _StatsView) -> tuple[int, ...] | None:
     if count is None:
         # without fan_num, a 0 is an empty header on the board, not a stopped fan
         rows = [(n, v) for n, v in rows if (num(v) or 0) > 0]
-    return tuple(int(f) for _, v in rows if (f := num(v)) is not None and f >= 0)
+    return tuple(shared_int(int(f)) for _, v in rows if (f := num(v)) is not None and f >= 0)
 
 
 def _uptime(summary: Body | None, stats: Body | None) -> int | None:

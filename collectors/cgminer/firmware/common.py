@@ -348,3 +348,19 @@ def shared(s: str | None) -> str | None:
     models, firmware builds): every reading of a 50,000-miner cycle is held at once, and a
     decoder makes a new object per reply (bench/asic_poll.py --scale measures the saving)."""
     return sys.intern(s) if s is not None else None
+
+
+_INTS: dict[int, int] = {}
+_INTS_MAX = 4096
+
+
+def shared_int(i: int) -> int:
+    """One int object for a value many miners repeat (fan rpm): ints above 256 are a new object
+    each, and every reading of a 50,000-miner cycle is held at once. Bounded: past _INTS_MAX
+    distinct values the rest are returned as they are."""
+    got = _INTS.get(i)
+    if got is not None:
+        return got
+    if len(_INTS) < _INTS_MAX:
+        _INTS[i] = i
+    return i
