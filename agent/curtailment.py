@@ -49,6 +49,7 @@ from kuat.agent.i18n import render
 from kuat.agent.state import SiteState
 from kuat.collectors.capabilities import ActionResult, PowerLimitable, Sleepable
 from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.handle import MinerHandle, miner_handle
 from kuat.collectors.cgminer.models import estimated_power_w
 from kuat.collectors.readings import AsicReading
@@ -132,6 +133,9 @@ class Curtailer:
         self.cfg = cfg
         self.state = state
         self.clock = clock
+        # the agent's own poller (runtime.py sets it): an action's confirmation re-reads the
+        # miner through it, inside its concurrency limit; None: each action uses its own
+        self.poller: AsicPoller | None = None
         self.enforce = q.enforce
         self.lang = cfg.agent.language
         c = cfg.asic
@@ -185,7 +189,9 @@ class Curtailer:
         if r.firmware_family is None:
             rec.handle = None
         elif h is None or (h.host, h.port, h.firmware.value) != (r.ip, r.port, r.firmware_family):
-            rec.handle = miner_handle(r.ip, r.port, r.firmware_family, access=self.access)
+            rec.handle = miner_handle(
+                r.ip, r.port, r.firmware_family, access=self.access, poller=self.poller
+            )
             rec.sleep_retry_at = None  # a new firmware: what it can do is asked again
         rec.outlet = self._outlets.get((r.ip, r.port))
         return rec

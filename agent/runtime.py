@@ -147,10 +147,11 @@ class Agent:
             web_username=cfg.asic.web_username,
             web_password=cfg.asic.web_password.get(),
             identity_interval_s=cfg.asic.identity_interval_s,
-            vnish_web_port=cfg.asic.web_port or None,
             braiins_web_port=cfg.asic.braiins_web_port,
             braiins_password=cfg.asic.braiins_password.get(),
         )
+        # confirmations of curtailment actions re-read through this poller, within its limit
+        self.curtailer.poller = self._asic
         self._asic_targets = cfg.asic_targets()
         self._pdu = PduPoller()
         self._meter = MeterPoller(clock=clock)

@@ -10,6 +10,7 @@ it into a ``DeviceError``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import socket
@@ -36,6 +37,11 @@ class ApiError(KuatError):
 
 class HttpAnswer(ApiError):
     """An HTTP server answered on the API port (ePIC firmware's 4028, or a web UI)."""
+
+
+class WrongFirmware(ApiError):
+    """The miner answers, but not as the firmware it was last seen as (re-flashed, or another
+    box on the address): the poller forgets what it knew and detects it afresh."""
 
 
 class NoAnswer(ApiError):
@@ -194,6 +200,10 @@ def _str_or_none(v: Any) -> str | None:
 
 
 def is_error_reply(body: dict[str, Any]) -> bool:
+    st = body.get("STATUS")
+    if st.__class__ is list and st and st[0].__class__ is dict:
+        # the cgminer shape, nearly every reply: asked on every reply of every poll
+        return st[0].get("STATUS") in ("E", "F")
     letter, _, _ = status_of(body)
     return letter in ("E", "F")
 
@@ -472,6 +482,22 @@ class Replies:
 def _payload(
     command: str, parameter: str | None = None, extra: Mapping[str, Any] | None = None
 ) -> bytes:
+    if parameter is None:
+        # a poll's request is one of a few per firmware: encode each once, not on every poll
+        key = tuple(extra.items()) if extra else ()
+        try:
+            return _poll_payload(command, key)
+        except TypeError:  # an unhashable extra value: encode it as it is
+            pass
+    return _encode(command, parameter, extra)
+
+
+@functools.lru_cache(maxsize=256)
+def _poll_payload(command: str, extra: tuple[tuple[str, Any], ...]) -> bytes:
+    return _encode(command, None, dict(extra))
+
+
+def _encode(command: str, parameter: str | None, extra: Mapping[str, Any] | None) -> bytes:
     req: dict[str, Any] = {"command": command}
     if parameter is not None:
         req["parameter"] = parameter
@@ -568,10 +594,26 @@ class CgminerClient:
         """Run one joined request and the singles concurrently; return commands to retry singly."""
         requests = ["+".join(joined)] if joined else []
         requests += singles
-        results = await asyncio.gather(
-            *(self.command(host, port, c, deadline_at=deadline_at, extra=extra) for c in requests),
-            return_exceptions=True,
-        )
+        results: list[Any]
+        if len(requests) == 1:
+            # one request (every steady-state poll of a firmware that joins its commands): no
+            # task and no gather for it, a cost paid on every poll of every miner
+            try:
+                results = [
+                    await self.command(
+                        host, port, requests[0], deadline_at=deadline_at, extra=extra
+                    )
+                ]
+            except ApiError as e:
+                results = [e]
+        else:
+            results = await asyncio.gather(
+                *(
+                    self.command(host, port, c, deadline_at=deadline_at, extra=extra)
+                    for c in requests
+                ),
+                return_exceptions=True,
+            )
         fallback: list[str] = []
         for i, (req, res) in enumerate(zip(requests, results, strict=True)):
             is_joined = bool(joined) and i == 0

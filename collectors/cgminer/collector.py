@@ -1,82 +1,88 @@
 """The ASIC poller: one poll per miner -> AsicReading or DeviceError, never an exception.
 
+A generic engine over the firmware backends (collectors/cgminer/firmware/<name>.py): each
+backend's ``FirmwareSpec`` says where every field comes from (an API command, or an endpoint of
+its ``WebApi``), how it is detected, which replies are identity (``sticky``), which transport
+carries its commands and which credentials it needs (``MinerAccess``, access.py). Nothing here
+names a firmware.
+
 The first poll of a miner sends the discovery set (summary+stats+pools+version), detects the
-firmware and, if that firmware needs more (LuxOS ``config``/``power``, btminer ``get_miner_info``),
-fetches the rest within the same deadline. The family is cached per host:port, so later polls
-send exactly the firmware's deduplicated command set; each poll re-checks the family on the replies
-it already has, so a re-flashed miner is picked up without a restart.
+firmware and, if that firmware needs more (LuxOS ``config``/``power``, btminer
+``get_miner_info``), fetches the rest within the same deadline. The firmware is cached per
+host:port, so later polls send exactly its deduplicated command set, once, per transport; each
+poll re-checks the firmware on the replies it already has, so a re-flashed miner is picked up
+without a restart.
 
-Identity-only replies a firmware marks ``sticky`` (btminer's get_miner_info: a whole extra
-connection for a serial that never changes) are reused for up to STICKY_POLLS polls, and re-read
-at once when the live MAC differs or the uptime went backwards: an IP that now answers for another
-box must never keep the old box's serial.
+Identity replies a backend marks ``sticky`` (btminer's get_miner_info, a web API's info page,
+ePIC's capabilities) are reused for up to STICKY_POLLS polls, and re-read at once when the live
+MAC differs or the uptime went backwards: an IP that now answers for another box must never keep
+the old box's serial.
 
-Whatsminer API v3 (btminer 2024+, M6x/M7x; collectors/cgminer/v3.py). A target on port 4433 is
-polled over API v3. A target on 4028 (the config default) falls back to v3 by this rule:
+Endpoints of a backend's web API are read within the poll, after the API answered (a failing
+web API is a note in the reading, never a lost reading), unless the backend marks them
+``background``: identity behind a slow CGI or a login (the stock web UI, Braiins OS's REST
+API), fetched off the hot path. A poll only notes that a fetch is due and reads whatever is
+cached; background workers (at most WEB_CONCURRENCY per backend) fetch at most once per
+``identity_interval_s`` per miner, and at once when the API shows a reboot or another box behind
+the address. On firmware without such an API the fetch fails in the background, the cause is
+remembered, and the miner stays known by ip:port. A backend whose web API can stand for its
+API (``WebApi.alone``) is read from it alone when the API gives no answer.
 
-- trigger: the 4028 poll got no answer at all (refused, reset, closed without a byte, or timed
+Transports of their own (``FirmwareSpec.transport``):
+
+- "v3" (Whatsminer API v3, v3.py) on its own port (``api_port``, 4433). A target on that port
+  is polled that way. A target on 4028 (the config default) falls back to it by this rule:
+  trigger: the 4028 poll got no answer at all (refused, reset, closed without a byte, or timed
   out connecting / waiting for the first byte: client.NoAnswer), and the miner is not known as
-  another firmware (unknown so far, or last seen as v2 btminer). A bad, slow or flooding reply
-  is an answer: no fallback. A known Antminer/LuxOS/Braiins that goes down costs nothing extra.
-- the 4433 attempt uses what is left of the same deadline, so a poll never takes longer. When
-  4028 used the whole deadline (accepted and stayed silent), the next poll tries 4433 first.
-- 4433 answering with ``get.device.info`` or ``get.miner.status`` is remembered per host:port:
-  later polls go straight to 4433 (family ``whatsminer_v3``). The reading keeps the target's
-  port (4028), so inventory and locations, keyed by the configured target, do not see a move.
-- forgotten when 4433 stops answering (NoAnswer): the same poll then tries 4028 again, so a
-  miner re-flashed to v2-only firmware, or another box on the address, is picked up at once.
-
-Stock Bitmain firmware has no serial or MAC on the API at all; those come from the miner's web UI
-(collectors.cgminer.web), fetched off the hot path: a poll only notes that a fetch is due and
-merges whatever identity is already cached. Background workers (at most WEB_CONCURRENCY per
-firmware) fetch at most once per ``identity_interval_s`` per miner, and at once when the API shows
-a reboot or another box behind the address. Braiins OS is the same story (no serial or MAC on its
-4028 API) and gets the same treatment from its REST API on ``braiins_web_port``
-(collectors.cgminer.braiins_rest; Braiins OS 25.07+): on older releases the fetch fails in the
-background, the cause is remembered, and the miner stays known by ip:port as before.
-
-ePIC (UMC/PowerPlay) firmware answers HTTP on 4028 and has no cgminer API (collectors/cgminer/
-epic.py). An unknown miner whose 4028 answers our cgminer request with an HTTP status line is
-polled over ePIC's HTTP API at once, within the same deadline, and remembered as ``epic``: later
-polls GET ``/summary`` only (``/capabilities`` and ``/network``, the identity, are re-read every
-STICKY_POLLS polls or after a reboot). When the port stops speaking HTTP, the memo is dropped and
-the same poll asks the cgminer API.
-
-Vnish is read on its cgminer API like stock bmminer; serial, MAC, watts, the power preset and
-whether mining was stopped on purpose come from its web API (collectors/cgminer/vnish_web.py),
-read within the poll, after the API answered: watts and state are live numbers a quota engine
-plans on, and one small GET (two with the preset) to a miner already answering costs far less
-than a background queue. Its ``/info`` (identity) is re-read like a sticky reply. A failing web
-API is a note in the reading, never a lost reading. If a Vnish box stops its cgminer API while
-mining is stopped, the web API alone gives the reading.
+  another firmware (unknown so far, or last seen as one of ``fallback_from``). A bad, slow or
+  flooding reply is an answer: no fallback. The attempt uses what is left of the same
+  deadline, so a poll never takes longer; when 4028 used the whole deadline, the next poll
+  tries the other port first. An answer is remembered per host:port: later polls go straight
+  there (the reading keeps the target's port, so inventory and locations, keyed by the
+  configured target, do not see a move); forgotten when it stops answering (NoAnswer), and the
+  same poll tries 4028 again.
+- "http" (ePIC, epic.py): HTTP on the API port, no cgminer API. An unknown miner whose API
+  port answers our request with an HTTP status line is polled that way at once, within the same
+  deadline, and remembered; when the port stops speaking HTTP (WrongFirmware), the memo is
+  dropped and the same poll asks the cgminer API.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
+import functools
 import json
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import httpx
 
-from kuat.collectors.cgminer import braiins_rest, epic, vnish_web
-from kuat.collectors.cgminer.client import DEFAULT_PORT, ApiError, CgminerClient, NoAnswer, Replies
+from kuat.collectors.cgminer.access import MinerAccess
+from kuat.collectors.cgminer.client import (
+    DEFAULT_PORT,
+    ApiError,
+    CgminerClient,
+    HttpAnswer,
+    NoAnswer,
+    Replies,
+    WrongFirmware,
+)
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import FirmwareSpec
+from kuat.collectors.cgminer.http_json import http_client
 from kuat.collectors.cgminer.parsers import DISCOVERY_COMMANDS, SPECS, build_reading, detect_family
-from kuat.collectors.cgminer.v3 import V3_PORT, V3Client
-from kuat.collectors.cgminer.web import DEFAULT_WEB_PORT, BitmainIdentity, fetch_bitmain_identity
+from kuat.collectors.cgminer.v3 import V3Client
 from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind
 
 log = logging.getLogger(__name__)
 
 AsicResult = AsicReading | DeviceError
+_NO_STICKY: Mapping[str, bytes] = MappingProxyType({})
 
 # Identity replies (FirmwareSpec.sticky) are re-read at least this often, in polls.
 STICKY_POLLS = 30
@@ -86,9 +92,13 @@ IDENTITY_WARNINGS = 20
 WEB_CONCURRENCY = 16
 # Uptime may run ahead of our clock by this much before we call it another box on the address.
 UPTIME_SLACK_S = 120.0
-# Less time than this left after 4028 gave no answer: not worth a connect to 4433 now.
-V3_FALLBACK_MIN_S = 0.05
-V3_FAMILY = Firmware.WHATSMINER_V3
+# Less time than this left after 4028 gave no answer: not worth a connect to another port now.
+FALLBACK_MIN_S = 0.05
+# Backends on a port of their own (v3), and those whose API is HTTP on the API port (ePIC).
+_OWN_PORT = tuple(s for s in SPECS.values() if s.api_port is not None)
+_HTTP = tuple(s for s in SPECS.values() if s.transport == "http")
+# How the engine names a transport in a cause a person reads.
+_TRANSPORT = {"v3": "API v3", "http": "HTTP API", "cgminer": "API"}
 
 
 class _Memo:
@@ -100,7 +110,7 @@ class _Memo:
         self.family = family
         # Identity replies are kept as compact JSON: a decoded LuxOS ``profiles`` reply costs
         # ~4 KB per miner as dicts, a third of that as bytes (bench/asic_poll.py --scale).
-        self.sticky: dict[str, bytes] = {}
+        self.sticky: Mapping[str, bytes] = _NO_STICKY
         self.age = 0
         self.mac: str | None = None
         self.uptime_s: int | None = None
@@ -119,46 +129,25 @@ class _Memo:
         )
 
     def after(
-        self, r: AsicReading, spec: FirmwareSpec, replies: Replies, *, fetched_sticky: bool
+        self,
+        r: AsicReading,
+        spec: FirmwareSpec,
+        replies: Replies,
+        web: Mapping[str, Any],
+        *,
+        fetched_sticky: bool,
     ) -> None:
         if fetched_sticky:
-            self.sticky = {
-                c: json.dumps(b, separators=(",", ":")).encode()
-                for c in spec.sticky
-                if (b := replies.ok(c)) is not None
-            }
+            kept = {}
+            for c in spec.sticky:
+                b = web.get(c) if c in web else replies.ok(c)
+                if b is not None:
+                    kept[c] = json.dumps(b, separators=(",", ":")).encode()
+            # most firmwares keep none: one shared empty mapping, not a dict per miner
+            self.sticky = kept or _NO_STICKY
             self.age = 0
         else:
             self.age += 1
-        self.mac, self.uptime_s = r.mac, r.uptime_s
-
-
-def vnish_web_family() -> Firmware:
-    return Firmware.VNISH
-
-
-class _VnishMemo:
-    """Vnish's web identity for one host:port, re-read like a sticky reply."""
-
-    __slots__ = ("age", "ident", "mac", "uptime_s")
-
-    def __init__(self) -> None:
-        self.ident: vnish_web.VnishIdentity | None = None
-        self.age = 0
-        self.mac: str | None = None
-        self.uptime_s: int | None = None
-
-    def due(self, r: AsicReading) -> bool:
-        if self.ident is None or self.age >= STICKY_POLLS:
-            return True
-        rebooted = (
-            self.uptime_s is not None and r.uptime_s is not None and r.uptime_s < self.uptime_s
-        )
-        return rebooted or (self.mac is not None and r.mac is not None and r.mac != self.mac)
-
-    def seen(self, r: AsicReading, ident: vnish_web.VnishIdentity | None, *, fetched: bool) -> None:
-        self.ident = ident
-        self.age = 0 if fetched else self.age + 1
         self.mac, self.uptime_s = r.mac, r.uptime_s
 
 
@@ -168,7 +157,9 @@ class _WebState:
     __slots__ = ("api_model", "cause", "done", "due_at", "gen", "identity", "queued", "seen")
 
     def __init__(self) -> None:
-        self.identity: BitmainIdentity | None = None
+        # the backend's documents in its endpoints' order (small records: web.BitmainIdentity),
+        # or None; a tuple, not a dict: one per stock miner, 50,000 of them (bench --scale)
+        self.identity: tuple[Any, ...] | None = None
         self.due_at = 0.0  # loop time when the next fetch may start
         self.queued = False  # waiting for a worker or being fetched
         self.done: asyncio.Event | None = None  # set when the queued fetch ends
@@ -177,35 +168,44 @@ class _WebState:
         self.seen: tuple[float, int] | None = None  # (loop time, uptime_s) at the last poll
         self.api_model: str | None = None
 
-    def moved(self, r: AsicReading, now: float) -> bool:
+    def moved(self, model: str | None, uptime_s: int | None, now: float) -> bool:
         """True if the API says the box rebooted or another box now answers here."""
-        if self.api_model is not None and r.model is not None and r.model != self.api_model:
+        if self.api_model is not None and model is not None and model != self.api_model:
             return True
-        if self.seen is None or r.uptime_s is None:
+        if self.seen is None or uptime_s is None:
             return False
         then, uptime = self.seen
-        went_back = r.uptime_s < uptime
-        ran_ahead = r.uptime_s - uptime > (now - then) + UPTIME_SLACK_S
+        went_back = uptime_s < uptime
+        ran_ahead = uptime_s - uptime > (now - then) + UPTIME_SLACK_S
         return went_back or ran_ahead
 
 
-# One identity read of one host: (client, host) -> identity, or a one-line cause.
-IdentityFetch = Callable[[httpx.AsyncClient, str], Awaitable[BitmainIdentity | str]]
+# One identity read of one host: (client, host) -> documents by endpoint, or a one-line cause.
+IdentityFetch = Callable[[httpx.AsyncClient, str], Awaitable[Any]]
 
 
 class _IdentityFetcher:
-    """Identity the 4028 API lacks (stock Bitmain's web UI, Braiins OS's REST API), cached per
-    host:port, fetched in the background: one fetcher per firmware family.
+    """Identity a backend's API lacks, read from its web API in the background (``WebApi.
+    background``), cached per host:port: one fetcher per backend.
 
     A deque of due miners and at most WEB_CONCURRENCY workers that exit when it is empty, rather
     than a task per miner: at 50,000 miners a waiting task each is memory for nothing, and no
     task outlives the work.
     """
 
-    def __init__(self, fetch: IdentityFetch, *, source: str, interval_s: float) -> None:
-        """``source`` names where the identity comes from, in log lines ("the web UI")."""
+    def __init__(
+        self,
+        fetch: IdentityFetch,
+        *,
+        source: str,
+        interval_s: float,
+        paths: tuple[str, ...] = (),
+    ) -> None:
+        """``source`` names where the identity comes from, in log lines ("the web UI");
+        ``paths`` the endpoints ``fetch`` returns documents of."""
         self.fetch = fetch
         self.source = source
+        self.paths = paths
         self.interval_s = interval_s
         self._state: dict[tuple[str, int], _WebState] = {}
         self._queue: deque[tuple[str, int]] = deque()
@@ -213,27 +213,26 @@ class _IdentityFetcher:
         self._closed = False
         self._warned = 0
 
-    def observe(self, r: AsicReading) -> None:
-        """Note one poll of a stock miner; queue a fetch if one is due. Never waits."""
-        key = (r.ip, r.port)
+    def observe(self, key: tuple[str, int], model: str | None, uptime_s: int | None) -> None:
+        """Note one poll of a miner (its API's model and uptime); queue a fetch if one is due.
+        Never waits."""
         now = asyncio.get_running_loop().time()
         st = self._state.setdefault(key, _WebState())
-        if st.moved(r, now):
+        if st.moved(model, uptime_s, now):
             # the cached serial may be another box's: drop it, read afresh now
             st.identity, st.due_at, st.gen = None, now, st.gen + 1
-        st.seen = (now, r.uptime_s) if r.uptime_s is not None else None
-        st.api_model = r.model
+        st.seen = (now, uptime_s) if uptime_s is not None else None
+        st.api_model = model
         if not st.queued and now >= st.due_at and not self._closed:
             st.queued, st.due_at, st.done = True, now + self.interval_s, asyncio.Event()
             self._queue.append(key)
             self._kick()
 
-    def apply(self, r: AsicReading) -> AsicReading:
-        st = self._state.get((r.ip, r.port))
-        ident = st.identity if st else None
-        if ident is None:
-            return r
-        return dataclasses.replace(r, serial=r.serial or ident.serial, mac=r.mac or ident.mac)
+    def documents(self, key: tuple[str, int]) -> tuple[Any, ...] | None:
+        """The documents read for this miner, in ``paths`` order (the same object until the
+        next read or drop), or None."""
+        st = self._state.get(key)
+        return st.identity if st else None
 
     async def wait(self, key: tuple[str, int], until: float) -> None:
         """Wait for this miner's queued fetch, but not past loop time ``until``."""
@@ -244,9 +243,11 @@ class _IdentityFetcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(st.done.wait(), max(0.0, left))
 
-    def identity(self, key: tuple[str, int]) -> BitmainIdentity | None:
+    def identity(self, key: tuple[str, int]) -> Any:
+        """The identity record read (the first document), or None."""
         st = self._state.get(key)
-        return st.identity if st else None
+        docs = st.identity if st else None
+        return next((d for d in docs if d is not None), None) if docs else None
 
     def error(self, key: tuple[str, int]) -> str | None:
         st = self._state.get(key)
@@ -289,13 +290,13 @@ class _IdentityFetcher:
             if isinstance(result, str):
                 self._failed(key, st, result)
             else:
-                st.identity, st.cause = result, None
+                st.identity, st.cause = tuple(result.get(p) for p in self.paths), None
         if st.done is not None:
             st.done.set()  # after the identity is stored: a waiting probe reads it next
             # waiters hold the event already; dropping it saves ~0.8 KB per stock miner
             st.done = None
 
-    async def _fetch(self, client: httpx.AsyncClient, host: str) -> BitmainIdentity | str:
+    async def _fetch(self, client: httpx.AsyncClient, host: str) -> Any:
         try:
             return await self.fetch(client, host)
         except Exception as e:  # a bug here must cost one miner's identity, not the worker
@@ -336,100 +337,85 @@ class AsicPoller:
         max_reply_bytes: int = 65536,
         concurrency: int = 256,
         identity_interval_s: float = 3600.0,
-        web_username: str = "root",
-        web_password: str = "root",
-        web_port: int | None = DEFAULT_WEB_PORT,
-        web_timeout_s: float = 5.0,
-        v3_port: int | None = V3_PORT,
-        vnish_web_port: int | None = vnish_web.DEFAULT_WEB_PORT,
-        braiins_web_port: int | None = braiins_rest.DEFAULT_WEB_PORT,
-        braiins_username: str = "root",
-        braiins_password: str = "",
+        access: MinerAccess | None = None,
+        background_identity: bool = True,
+        **settings: Any,
     ) -> None:
-        """``web_port=None`` turns the stock-Bitmain web identity fetch off; ``v3_port=None``
-        turns the Whatsminer API v3 fallback off (targets on 4433 are still polled over v3);
-        ``vnish_web_port=None`` turns reading Vnish's web API off (API fields only);
-        ``braiins_web_port=None`` turns the Braiins OS REST identity fetch off. ``web_timeout_s``
-        bounds one background identity fetch of either kind."""
+        """``settings``: MinerAccess fields over ``access`` (``web_password="…"``,
+        ``braiins_web_port=8080``). A port set to None turns off what a backend reads there:
+        ``web_port=None`` the stock web UI's identity, ``v3_port=None`` the fallback to
+        Whatsminer API v3 (targets on its port are still polled over it), and so on.
+        ``web_timeout_s`` bounds one background identity fetch; ``background_identity=False``
+        reads none (a control action's confirmation)."""
         self.timeout_s = timeout_s
         self.concurrency = max(1, concurrency)
+        given = {k: v for k, v in settings.items() if v is not None}
+        self.access = access.replace(**given) if access is not None else MinerAccess(**given)
+        # the settings turned off (None): a WebApi or a transport on that port is not used
+        self._off = frozenset(k for k, v in settings.items() if v is None)
         self.client = CgminerClient(timeout_s=timeout_s, max_reply_bytes=max_reply_bytes)
         self.v3 = V3Client(timeout_s=timeout_s, max_reply_bytes=max_reply_bytes)
-        self.v3_port = v3_port
         self._memo: dict[tuple[str, int], _Memo] = {}
-        # 4028 targets whose last poll timed out with no time left to try 4433: try it first
-        self._v3_probe: set[tuple[str, int]] = set()
-        # shared by every poll_many call, so overlapping cycles (a slow ASIC cycle and a
-        # control confirmation, say) still keep at most `concurrency` miners in flight
+        # default-port targets whose last poll timed out with no time left to try the other
+        # transport's port: try it first
+        self._probe_other: set[tuple[str, int]] = set()
+        # shared by every poll_many call and every confirmation re-read (guarded_poll), so
+        # overlapping cycles still keep at most `concurrency` miners in flight
         self._sem = asyncio.Semaphore(self.concurrency)
-        self.vnish_web_port = vnish_web_port
-        self._vnish: dict[tuple[str, int], _VnishMemo] = {}
-        # one HTTP client for ePIC and Vnish polls, made in the loop that first needs it
+        # one HTTP client for the web reads within polls, made in the loop that first needs it
         self._http: httpx.AsyncClient | None = None
-        # family -> its background identity fetcher; a family not here has its identity on the
-        # API (or none anywhere)
-        # keyed by the reading's firmware_family text (a Firmware is that text)
-        self._idents: dict[str, _IdentityFetcher] = {}
-        if web_port is not None:
-
-            async def bitmain(client: httpx.AsyncClient, host: str) -> BitmainIdentity | str:
-                return await fetch_bitmain_identity(
-                    client,
-                    host,
-                    port=web_port,
-                    username=web_username,
-                    password=web_password,
-                    timeout_s=web_timeout_s,
-                )
-
-            self._idents[Firmware.BITMAIN] = _IdentityFetcher(
-                bitmain, source="the web UI", interval_s=identity_interval_s
+        # backend -> its background identity fetcher (WebApi.background)
+        self._idents: dict[Firmware, _IdentityFetcher] = {
+            spec.family: _IdentityFetcher(
+                functools.partial(self._read_identity, spec),
+                source=spec.web.name,
+                interval_s=identity_interval_s,
+                paths=spec.web_paths,
             )
-        if braiins_web_port is not None:
+            for spec in SPECS.values()
+            if background_identity
+            and spec.web is not None
+            and spec.web.background
+            and self._web_on(spec)
+        }
 
-            async def braiins(client: httpx.AsyncClient, host: str) -> BitmainIdentity | str:
-                return await braiins_rest.fetch_braiins_identity(
-                    client,
-                    host,
-                    port=braiins_web_port,
-                    username=braiins_username,
-                    password=braiins_password,
-                    timeout_s=web_timeout_s,
-                )
+    def _web_on(self, spec: FirmwareSpec) -> bool:
+        web = spec.web
+        return web is not None and (web.port is None or web.port not in self._off)
 
-            self._idents[Firmware.BRAIINS] = _IdentityFetcher(
-                braiins, source="the Braiins OS REST API", interval_s=identity_interval_s
-            )
+    def _port(self, field: str) -> int:
+        return int(getattr(self.access, field))
 
     def family_of(self, host: str, port: int = DEFAULT_PORT) -> Firmware | None:
-        """The firmware family detected at host:port on an earlier poll, if any."""
+        """The firmware detected at host:port on an earlier poll, if any."""
         memo = self._memo.get((host, port))
         return memo.family if memo else None
 
     def _ident_fetcher(self, host: str, port: int) -> _IdentityFetcher | None:
-        # by the family seen last: a box re-flashed from stock to Braiins (a common upgrade)
+        # by the firmware seen last: a box re-flashed from stock to Braiins (a common upgrade)
         # must not be judged by what the stock web UI said before
         family = self.family_of(host, port)
         return self._idents.get(family) if family else None
 
-    def identity_of(self, host: str, port: int = DEFAULT_PORT) -> BitmainIdentity | None:
-        """The identity fetched off the API for a stock Bitmain (web UI) or Braiins OS (REST
-        API) miner, if one was fetched."""
+    def identity_of(self, host: str, port: int = DEFAULT_PORT) -> Any:
+        """The identity record a background fetch read for this miner (web.BitmainIdentity for
+        the stock web UI and Braiins OS's REST API), if one was read."""
         f = self._ident_fetcher(host, port)
         return f.identity((host, port)) if f else None
 
     def identity_error(self, host: str, port: int = DEFAULT_PORT) -> str | None:
-        """Why the last identity fetch (web UI or Braiins REST API) failed, or None if it did
-        not (or never ran)."""
+        """Why the last background identity fetch failed, or None if it did not (or never
+        ran)."""
         f = self._ident_fetcher(host, port)
         return f.error((host, port)) if f else None
 
     def fetches_identity(self, family: str | None) -> bool:
-        """True if this family's serial/MAC come from a background fetch, not from the poll."""
+        """True if this firmware's serial/MAC come from a background fetch, not from the poll."""
         return family in self._idents
 
     async def aclose(self) -> None:
-        """Stop the background identity fetches (polls keep working, without new fetches)."""
+        """Stop the background identity fetches and close the HTTP client (polls keep working;
+        a later web read opens a new client)."""
         for f in self._idents.values():
             await f.aclose()
         if self._http is not None:
@@ -438,22 +424,32 @@ class AsicPoller:
 
     def _http_client(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = epic.http_client()
+            self._http = http_client()
         return self._http
+
+    async def _read_identity(
+        self, spec: FirmwareSpec, client: httpx.AsyncClient, host: str
+    ) -> dict[str, Any] | str:
+        """One background read of a backend's web API: its documents, or a one-line cause."""
+        assert spec.web is not None and spec.web.port is not None
+        timeout = float(self.access.get("web_timeout_s") or self.timeout_s)
+        deadline = asyncio.get_running_loop().time() + timeout
+        docs, causes = await spec.web.fetch(
+            client, host, self._port(spec.web.port), self.access, spec.web_paths, deadline
+        )
+        if not docs:
+            return "; ".join(dict.fromkeys(causes.values())) or f"{spec.web.name}: no reply"
+        return docs
 
     async def poll(
         self, host: str, port: int = DEFAULT_PORT, *, wait_identity: bool = False
     ) -> AsicResult:
-        """One poll. ``wait_identity``: a stock Bitmain's (or Braiins') identity fetch, if one is
-        under way, may use what is left of this poll's deadline, so a one-off probe shows the
-        serial."""
+        """One poll. ``wait_identity``: a background identity fetch, if one is under way, may
+        use what is left of this poll's deadline, so a one-off probe shows the serial."""
         taken_at = datetime.now(UTC)
         try:
             deadline = self.client.deadline()
-            reading = await self._poll_routed(host, port, taken_at, deadline)
-            if reading.firmware_family == vnish_web_family():
-                reading = await self._with_vnish_web(reading, deadline)
-            return await self._with_identity(reading, deadline if wait_identity else None)
+            return await self._poll_routed(host, port, taken_at, deadline, wait_identity)
         except ApiError as e:
             return DeviceError(DeviceKind.ASIC, host, port, taken_at, str(e))
         except Exception as e:  # a parser bug must cost one miner, not the cycle
@@ -461,185 +457,133 @@ class AsicPoller:
                 DeviceKind.ASIC, host, port, taken_at, f"internal error: {type(e).__name__}: {e}"
             )
 
-    async def _with_identity(self, r: AsicReading, wait_until: float | None) -> AsicReading:
-        fetcher = self._idents.get(r.firmware_family or "")
-        if fetcher is None:
-            return r
-        fetcher.observe(r)
-        if wait_until is not None:
-            await fetcher.wait((r.ip, r.port), wait_until)
-        return fetcher.apply(r)
+    async def guarded_poll(self, host: str, port: int = DEFAULT_PORT) -> AsicResult:
+        """One poll inside the poller's concurrency limit (a control action's confirmation)."""
+        async with self._sem:
+            return await self.poll(host, port)
 
     def uses_v3(self, host: str, port: int = DEFAULT_PORT) -> bool:
-        """True if this target is polled over Whatsminer API v3 (its own port or the fallback)."""
-        return port in (V3_PORT, self.v3_port) or self.family_of(host, port) == V3_FAMILY
+        """True if this target is polled over a transport on its own port (Whatsminer API v3),
+        its port's or by the fallback."""
+        own = self._own_port_spec(port)
+        if own is not None:
+            return True
+        fam = self.family_of(host, port)
+        return any(s.family == fam for s in _OWN_PORT)
+
+    def _own_port_spec(self, port: int) -> FirmwareSpec | None:
+        """The backend whose own transport is on this port (its default or the configured)."""
+        for s in _OWN_PORT:
+            assert s.api_port is not None
+            default = MinerAccess.default(s.api_port)
+            if port == default or (s.api_port not in self._off and port == self._port(s.api_port)):
+                return s
+        return None
+
+    def _fallbacks(self, key: tuple[str, int], memo: _Memo | None) -> list[FirmwareSpec]:
+        """Own-port transports this default-port target may have moved to (module doc)."""
+        if key[1] != DEFAULT_PORT:
+            return []
+        return [
+            s
+            for s in _OWN_PORT
+            if s.api_port not in self._off
+            and (memo is None or memo.family == s.family or memo.family in s.fallback_from)
+        ]
 
     async def _poll_routed(
-        self, host: str, port: int, taken_at: datetime, deadline: float
+        self, host: str, port: int, taken_at: datetime, deadline: float, wait_identity: bool
     ) -> AsicReading:
-        """API v3 or the cgminer-family API, by port and by the fallback rule (module doc)."""
-        if port in (V3_PORT, self.v3_port):
-            return await self._poll_v3(host, port, port, taken_at, deadline)
+        """By port and by what answered before (module doc)."""
+        own = self._own_port_spec(port)
+        if own is not None:
+            return await self._poll_spec(own, host, port, port, taken_at, deadline, wait_identity)
         key = (host, port)
         memo = self._memo.get(key)
-        if memo is not None and memo.family == epic.FAMILY:
+        known = SPECS.get(memo.family) if memo is not None else None
+        if known is not None and known.transport == "http":
             try:
-                return await self._poll_epic(host, port, taken_at, deadline)
-            except epic.NotEpic:
+                return await self._poll_spec(
+                    known, host, port, port, taken_at, deadline, wait_identity
+                )
+            except WrongFirmware:
                 # re-flashed, or another box here: forget it and ask the cgminer API now
                 del self._memo[key]
-                memo = None
-        v3_cause: str | None = None
-        if self.v3_port is not None and (
-            key in self._v3_probe or (memo is not None and memo.family == V3_FAMILY)
-        ):
-            self._v3_probe.discard(key)
-            try:
-                return await self._poll_v3(host, self.v3_port, port, taken_at, deadline)
-            except NoAnswer as e:
-                # v3 went away: re-flashed, or another box here. Forget it and ask 4028 now.
-                if memo is not None and memo.family == V3_FAMILY:
-                    del self._memo[key]
-                v3_cause = str(e)
+                memo = known = None
+        other_cause: str | None = None
+        other: FirmwareSpec | None = None
+        for s in self._fallbacks(key, memo):
+            if key in self._probe_other or known is s:
+                self._probe_other.discard(key)
+                api_port = self._port(s.api_port or "")
+                try:
+                    return await self._poll_spec(
+                        s, host, api_port, port, taken_at, deadline, wait_identity
+                    )
+                except NoAnswer as e:
+                    # gone: re-flashed, or another box here. Forget it and ask 4028 now.
+                    if known is s:
+                        del self._memo[key]
+                        memo = known = None
+                    other, other_cause = s, str(e)
+                break
         try:
-            return await self._poll(host, port, taken_at, deadline)
+            return await self._poll_api(host, port, taken_at, deadline, wait_identity)
         except NoAnswer as e:
-            if memo is not None and memo.family == vnish_web_family() and self.vnish_web_port:
-                web_only = await self._poll_vnish_web_only(host, port, taken_at, deadline)
-                if web_only is not None:
-                    return web_only
-            cause = f"{e}; API v3 on port {self.v3_port}: {v3_cause}" if v3_cause else str(e)
-            if v3_cause is not None or not self._may_be_v3(key):
-                raise NoAnswer(cause) from None
-            assert self.v3_port is not None
-            if deadline - asyncio.get_running_loop().time() < V3_FALLBACK_MIN_S:
-                self._v3_probe.add(key)  # 4028 took the whole deadline: 4433 first next time
+            if known is not None and known.web is not None and known.web.alone is not None:
+                alone = await self._poll_web_alone(known, host, port, taken_at, deadline)
+                if alone is not None:
+                    return alone
+            if other is not None:
+                raise NoAnswer(f"{e}; {self._where(other)}: {other_cause}") from None
+            candidates = self._fallbacks(key, memo)
+            if not candidates:
                 raise
+            if deadline - asyncio.get_running_loop().time() < FALLBACK_MIN_S:
+                self._probe_other.add(key)  # 4028 took the whole deadline: the other first
+                raise
+            s = candidates[0]
             try:
-                reading = await self._poll_v3(host, self.v3_port, port, taken_at, deadline)
+                reading = await self._poll_spec(
+                    s, host, self._port(s.api_port or ""), port, taken_at, deadline, wait_identity
+                )
             except ApiError as e3:
-                raise type(e)(f"{e}; API v3 on port {self.v3_port}: {e3}") from None
+                raise type(e)(f"{e}; {self._where(s)}: {e3}") from None
             log.info(
-                "asic %s:%s: no answer on %s, Whatsminer API v3 answers on %s; using v3",
+                "asic %s:%s: no answer on %s, %s answers; using it",
                 host,
                 port,
                 port,
-                self.v3_port,
+                self._where(s),
             )
             return reading
-        except ApiError as e:
-            if memo is not None or not epic.answered_http(e):
+        except HttpAnswer:
+            if memo is not None or not _HTTP:
                 raise
-            reading = await self._poll_epic(host, port, taken_at, deadline)
-            log.info("asic %s:%s: HTTP answers on the API port: ePIC firmware", host, port)
+            reading = await self._poll_spec(
+                _HTTP[0], host, port, port, taken_at, deadline, wait_identity
+            )
+            log.info("asic %s:%s: HTTP answers on the API port: %s", host, port, _HTTP[0].family)
             return reading
 
-    async def _poll_epic(
-        self, host: str, port: int, taken_at: datetime, deadline: float
+    def _where(self, spec: FirmwareSpec) -> str:
+        name = _TRANSPORT[spec.transport]
+        return f"{name} on port {self._port(spec.api_port)}" if spec.api_port else name
+
+    async def _poll_api(
+        self, host: str, port: int, taken_at: datetime, deadline: float, wait_identity: bool
     ) -> AsicReading:
-        """One ePIC poll: the summary, plus the identity replies when due (module doc)."""
-        key = (host, port)
-        memo = self._memo.get(key)
-        known = memo is not None and memo.family == epic.FAMILY
-        reuse = memo.reusable() if memo is not None and known else {}
-        due = not reuse or any(c not in reuse for c in epic.STICKY)
-        paths = (epic.SUMMARY, *epic.STICKY) if due else (epic.SUMMARY,)
-        client = self._http_client()
-        bodies, errors, failures = await epic.fetch(client, host, port, paths, deadline)
-        epic.raise_for_summary(errors, failures, port, epic.SUMMARY in bodies)
-        if memo is None or not known:
-            memo = self._memo[key] = _Memo(epic.FAMILY)
-        if not due:
-            reading = epic.build_epic_reading(host, port, taken_at, {**reuse, **bodies}, errors)
-            if memo.same_box(reading):
-                memo.age += 1
-                memo.mac, memo.uptime_s = reading.mac, reading.uptime_s
-                return reading
-            # a reboot or another box: the cached identity may not be this box's
-            more, more_errors, _ = await epic.fetch(client, host, port, epic.STICKY, deadline)
-            bodies.update(more)
-            errors.update(more_errors)
-        reading = epic.build_epic_reading(host, port, taken_at, bodies, errors)
-        memo.sticky = {
-            c: json.dumps(bodies[c], separators=(",", ":")).encode()
-            for c in epic.STICKY
-            if c in bodies
-        }
-        memo.age = 0
-        memo.mac, memo.uptime_s = reading.mac, reading.uptime_s
-        return reading
-
-    async def _with_vnish_web(self, r: AsicReading, deadline: float) -> AsicReading:
-        """Merge Vnish's web API (watts, preset, state, identity) into an API reading."""
-        if self.vnish_web_port is None:
-            return r
-        st = self._vnish.setdefault((r.ip, r.port), _VnishMemo())
-        with_info = st.due(r)
-        ident, live, causes = await vnish_web.fetch(
-            self._http_client(), r.ip, self.vnish_web_port, with_info=with_info, deadline=deadline
-        )
-        st.seen(r, ident if with_info else st.ident, fetched=with_info)
-        merged = vnish_web.merge(r, st.ident, live)
-        if causes:
-            merged = dataclasses.replace(merged, errors=(*merged.errors, *causes))
-        return merged
-
-    async def _poll_vnish_web_only(
-        self, host: str, port: int, taken_at: datetime, deadline: float
-    ) -> AsicReading | None:
-        """A Vnish box whose cgminer API is down: a reading if the web API says it is stopped."""
-        assert self.vnish_web_port is not None
-        st = self._vnish.get((host, port))
-        ident, live, _ = await vnish_web.fetch(
-            self._http_client(), host, self.vnish_web_port, with_info=True, deadline=deadline
-        )
-        if live is None or live.miner_state not in ("stopped", "shutting-down"):
-            return None
-        ident = ident or (st.ident if st else None)
-        base = AsicReading(
-            ip=host,
-            port=port,
-            taken_at=taken_at,
-            vendor="Bitmain",
-            firmware_family=vnish_web_family(),
-            hashrate_ths=0.0,
-            state="sleeping",
-            errors=("cgminer API down while mining is stopped; read from the web API",),
-        )
-        return vnish_web.merge(base, ident, live)
-
-    def _may_be_v3(self, key: tuple[str, int]) -> bool:
-        if self.v3_port is None or key[1] != DEFAULT_PORT:
-            return False
-        memo = self._memo.get(key)
-        return memo is None or memo.family in (Firmware.WHATSMINER, V3_FAMILY)
-
-    async def _poll_v3(
-        self, host: str, api_port: int, port: int, taken_at: datetime, deadline: float
-    ) -> AsicReading:
-        """One API v3 poll at ``api_port``; the reading carries ``port`` (the target's)."""
-        replies = await self.v3.query(host, api_port, deadline_at=deadline)
-        spec = SPECS[V3_FAMILY]
-        if all(replies.ok(c) is None for c in spec.commands):
-            first = next(iter(replies.errors.values()), "no usable reply")
-            raise ApiError(f"miner answered every API v3 command with an error ({first})")
-        key = (host, port)
-        memo = self._memo.get(key)
-        if memo is None or memo.family != V3_FAMILY:
-            memo = self._memo[key] = _Memo(V3_FAMILY)
-        reading = build_reading(host, port, taken_at, spec, replies)
-        memo.mac, memo.uptime_s = reading.mac, reading.uptime_s
-        return reading
-
-    async def _poll(self, host: str, port: int, taken_at: datetime, deadline: float) -> AsicReading:
+        """The cgminer-family API: discovery for an unknown miner, else its backend's set."""
         key = (host, port)
         memo = self._memo.get(key)
         spec = SPECS.get(memo.family) if memo else None
-        reuse = memo.reusable() if memo else {}
+        if spec is not None and spec.transport != "cgminer":
+            spec = None
+        reuse = memo.reusable() if memo is not None and spec is not None else {}
         if spec is None:
             commands: Sequence[str] = DISCOVERY_COMMANDS
         else:
-            commands = [c for c in spec.commands if c not in reuse]
+            commands = [c for c in spec.api_commands if c not in reuse]
         replies = await self.client.query(
             host,
             port,
@@ -660,20 +604,177 @@ class AsicPoller:
                 # discovery asked without this firmware's request keys (S21-era new_api stats):
                 # ask again with them, so even a first poll (a probe) reads the watts
                 await self._requery(host, port, spec, replies, deadline)
-        replies.bodies.update(reuse)
-        await self._fetch_missing(host, port, spec, replies, deadline)
+        return await self._finish(
+            spec, memo, host, port, port, taken_at, deadline, replies, reuse, wait_identity
+        )
+
+    async def _poll_spec(
+        self,
+        spec: FirmwareSpec,
+        host: str,
+        api_port: int,
+        port: int,
+        taken_at: datetime,
+        deadline: float,
+        wait_identity: bool,
+    ) -> AsicReading:
+        """A poll over a backend's own transport (v3, http) at ``api_port``; the reading
+        carries ``port`` (the target's)."""
+        key = (host, port)
+        memo = self._memo.get(key)
+        known = memo is not None and memo.family == spec.family
+        reuse = memo.reusable() if memo is not None and known else {}
+        if spec.transport == "v3":
+            replies = await self.v3.query(host, api_port, deadline_at=deadline)
+            if all(replies.ok(c) is None for c in spec.commands):
+                first = next(iter(replies.errors.values()), "no usable reply")
+                raise ApiError(
+                    f"miner answered every {_TRANSPORT[spec.transport]} command with an error "
+                    f"({first})"
+                )
+        else:
+            replies = Replies()
+            await self._fetch_main_web(spec, host, api_port, replies, reuse, deadline)
+        if memo is None or not known:
+            memo = self._memo[key] = _Memo(spec.family)
+        return await self._finish(
+            spec, memo, host, api_port, port, taken_at, deadline, replies, reuse, wait_identity
+        )
+
+    async def _fetch_main_web(
+        self,
+        spec: FirmwareSpec,
+        host: str,
+        api_port: int,
+        replies: Replies,
+        reuse: Mapping[str, Any],
+        deadline: float,
+    ) -> None:
+        """An HTTP-only backend's replies (into ``replies``); raises as a client does."""
+        assert spec.web is not None
+        paths = tuple(p for p in spec.web_paths if p not in reuse and p not in replies.bodies)
+        if not paths:
+            return
+        bodies, errors = await spec.web.fetch(
+            self._http_client(), host, api_port, self.access, paths, deadline
+        )
+        replies.bodies.update(bodies)
+        replies.errors.update(errors)
+
+    async def _finish(
+        self,
+        spec: FirmwareSpec,
+        memo: _Memo,
+        host: str,
+        api_port: int,
+        port: int,
+        taken_at: datetime,
+        deadline: float,
+        replies: Replies,
+        reuse: dict[str, Any],
+        wait_identity: bool,
+    ) -> AsicReading:
+        """The rest of a poll once the API answered: missing commands, the web API, identity,
+        the reading; sticky replies reused unless the reading shows another box."""
+        web_reuse = {
+            c: b for c, b in reuse.items() if c in spec.web_paths and spec.transport != "http"
+        }
+        for c, b in reuse.items():
+            if c not in web_reuse:
+                replies.bodies[c] = b
+        await self._fetch_missing(host, api_port, spec, replies, deadline)
+        web, causes = await self._web(spec, host, web_reuse, deadline)
+        reading = await self._reading(
+            host, port, taken_at, spec, replies, web, causes, wait_identity, deadline
+        )
         if reuse:
-            reading = self._reading(host, port, taken_at, spec, replies)
             if memo.same_box(reading):
-                memo.after(reading, spec, replies, fetched_sticky=False)
+                memo.after(reading, spec, replies, web, fetched_sticky=False)
                 return reading
             # another box behind this address (or a reboot): identity must be read afresh
             for c in reuse:
-                del replies.bodies[c]
-            await self._fetch_missing(host, port, spec, replies, deadline)
-        reading = self._reading(host, port, taken_at, spec, replies)
-        memo.after(reading, spec, replies, fetched_sticky=True)
+                replies.bodies.pop(c, None)
+            await self._fetch_missing(host, api_port, spec, replies, deadline)
+            web, causes = await self._web(spec, host, {}, deadline)
+            reading = await self._reading(
+                host, port, taken_at, spec, replies, web, causes, False, deadline
+            )
+        memo.after(reading, spec, replies, web, fetched_sticky=True)
         return reading
+
+    async def _web(
+        self, spec: FirmwareSpec, host: str, reuse: Mapping[str, Any], deadline: float
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """A backend's web endpoints read within the poll (those not reused); (docs, causes)."""
+        web = spec.web
+        if web is None or web.background or spec.transport == "http" or not self._web_on(spec):
+            return dict(reuse), {}
+        assert web.port is not None
+        paths = tuple(p for p in spec.web_paths if p not in reuse)
+        if not paths:
+            return dict(reuse), {}
+        docs, causes = await web.fetch(
+            self._http_client(), host, self._port(web.port), self.access, paths, deadline
+        )
+        return {**reuse, **docs}, causes
+
+    async def _reading(
+        self,
+        host: str,
+        port: int,
+        taken_at: datetime,
+        spec: FirmwareSpec,
+        replies: Replies,
+        web: dict[str, Any],
+        causes: Mapping[str, str],
+        wait_identity: bool,
+        deadline: float,
+        base: Mapping[str, Any] | None = None,
+    ) -> AsicReading:
+        wanted = spec.commands
+        # discovery commands this firmware does not have are not the miner's fault
+        errors = {c: m for c, m in replies.errors.items() if c in wanted and c not in spec.optional}
+        # a web API's failure is a note (one per cause), never a lost reading
+        errors.update(causes)
+        relevant = Replies(bodies=replies.bodies, errors=errors)
+        fetcher = self._idents.get(spec.family)
+        if fetcher is None:
+            return build_reading(host, port, taken_at, spec, relevant, web, base)
+        key = (host, port)
+        docs = fetcher.documents(key)
+        reading = build_reading(
+            host, port, taken_at, spec, relevant, _with(web, spec.web_paths, docs), base
+        )
+        # what the API says about the box (background documents never feed these: see
+        # FirmwareSpec) decides whether the cached identity still holds
+        fetcher.observe(key, reading.model, reading.uptime_s)
+        if wait_identity:
+            await fetcher.wait(key, deadline)
+        now = fetcher.documents(key)
+        if now is not docs:  # dropped (another box, a reboot) or just read: build again
+            reading = build_reading(
+                host, port, taken_at, spec, relevant, _with(web, spec.web_paths, now), base
+            )
+        return reading
+
+    async def _poll_web_alone(
+        self, spec: FirmwareSpec, host: str, port: int, taken_at: datetime, deadline: float
+    ) -> AsicReading | None:
+        """A miner whose API gave no answer, read from its web API alone if the backend says
+        it can stand for the API now (``WebApi.alone``); else None."""
+        web = spec.web
+        if web is None or web.alone is None or web.port is None or not self._web_on(spec):
+            return None
+        docs, _ = await web.fetch(
+            self._http_client(), host, self._port(web.port), self.access, spec.web_paths, deadline
+        )
+        base = web.alone(docs)
+        if base is None:
+            return None
+        memo = self._memo.get((host, port))
+        kept = memo.reusable() if memo is not None else {}
+        docs = {**{c: b for c, b in kept.items() if c in spec.web_paths}, **docs}
+        return build_reading(host, port, taken_at, spec, Replies(), docs, base)
 
     async def _requery(
         self, host: str, port: int, spec: FirmwareSpec, replies: Replies, deadline: float
@@ -700,7 +801,12 @@ class AsicPoller:
     async def _fetch_missing(
         self, host: str, port: int, spec: FirmwareSpec, replies: Replies, deadline: float
     ) -> None:
-        missing = [c for c in spec.commands if c not in replies.bodies]
+        if spec.transport == "http":
+            await self._fetch_main_web(spec, host, port, replies, {}, deadline)
+            return
+        if spec.transport != "cgminer":
+            return  # the v3 client asks its whole set every time
+        missing = [c for c in spec.api_commands if c not in replies.bodies]
         if not missing:
             return
         try:
@@ -716,20 +822,6 @@ class AsicPoller:
         except ApiError as e:
             for c in missing:
                 replies.errors.setdefault(c, str(e))
-
-    @staticmethod
-    def _reading(
-        host: str, port: int, taken_at: datetime, spec: FirmwareSpec, replies: Replies
-    ) -> AsicReading:
-        wanted = set(spec.commands)
-        # discovery commands this firmware does not have are not the miner's fault
-        relevant = Replies(
-            bodies=replies.bodies,
-            errors={
-                c: m for c, m in replies.errors.items() if c in wanted and c not in spec.optional
-            },
-        )
-        return build_reading(host, port, taken_at, spec, relevant)
 
     async def poll_many(self, targets: Sequence[tuple[str, int]]) -> list[AsicResult]:
         """Poll all targets, at most ``concurrency`` at a time; results in target order.
@@ -750,3 +842,17 @@ class AsicPoller:
         if n:
             await asyncio.gather(*(worker() for _ in range(n)))
         return [r for r in results if r is not None]
+
+
+def _with(
+    web: dict[str, Any], paths: tuple[str, ...], docs: tuple[Any, ...] | None
+) -> dict[str, Any]:
+    """``web`` with a background fetcher's documents (in ``paths`` order) added."""
+    if not docs:
+        return web
+    return {**web, **{p: d for p, d in zip(paths, docs, strict=False) if d is not None}}
+
+
+def web_api_ports() -> list[str]:
+    """The MinerAccess fields naming a web API port some backend reads (``WebApi.port``)."""
+    return sorted({s.web.port for s in SPECS.values() if s.web is not None and s.web.port})

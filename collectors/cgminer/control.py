@@ -10,47 +10,29 @@ the checks every firmware shares, and the confirmation re-read through the polle
 done (confirmed), refused (the miner said no), unsupported (no such write path: the caller
 sleeps the miner instead of limiting it, or leaves it), failed (no answer, or no confirmation).
 
-Every password comes in through ``MinerAccess`` and never reaches a log line or a result.
+Every password comes in through ``MinerAccess`` (access.py: the credentials the backends
+declare) and never reaches a log line or a result.
+
+``poller``: the agent's own AsicPoller. A confirmation re-reads through it, inside its shared
+concurrency limit (a curtailment burst cannot put more miners in flight than the poll cycle
+may), with its memo of each miner's firmware. Without one, the action makes a poller of its own
+for its confirmation and closes it when done.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
-from kuat.collectors.cgminer import epic, fluxos, vnish_web
+from kuat.collectors.cgminer.access import MinerAccess
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.firmware.controls import Act, controls_of
 from kuat.collectors.cgminer.v3 import V3_PORT
 from kuat.collectors.cgminer.web import DEFAULT_WEB_PORT
 from kuat.collectors.readings import AsicReading
 
-
-@dataclass(frozen=True, slots=True)
-class MinerAccess:
-    """How kuat may act on each firmware's miners; the passwords stay out of every repr.
-
-    Factory defaults throughout, so a site overrides only what it changed (``[asic]`` in the
-    config). Used only when enforcement is on.
-    """
-
-    web_port: int = DEFAULT_WEB_PORT  # stock Antminer web UI (sleep mode), Vnish web API
-    web_username: str = "root"
-    web_password: str = field(default="root", repr=False)
-    web_timeout_s: float = 5.0
-    whatsminer_password: str = field(default="admin", repr=False)
-    whatsminer_v3_account: str = "super"
-    v3_port: int = V3_PORT
-    braiins_username: str = "root"
-    braiins_password: str = field(default="", repr=False)
-    braiins_web_port: int = DEFAULT_WEB_PORT
-    epic_password: str = field(default=epic.DEFAULT_PASSWORD, repr=False)
-    vnish_password: str = field(default=vnish_web.DEFAULT_PASSWORD, repr=False)
-    auradine_web_port: int = fluxos.DEFAULT_WEB_PORT  # FluxOS's HTTP API (token auth)
-    auradine_username: str = fluxos.DEFAULT_USER
-    auradine_password: str = field(default=fluxos.DEFAULT_PASSWORD, repr=False)
+__all__ = ["MinerAccess", "set_pools", "set_power_limit", "sleep", "wake"]
 
 
 def _access(
@@ -86,6 +68,7 @@ async def sleep(
     timeout_s: float = 3.0,
     confirm_s: float = 10.0,
     access: MinerAccess | None = None,
+    poller: AsicPoller | None = None,
     web_port: int = DEFAULT_WEB_PORT,
     web_username: str = "root",
     web_password: str = "root",
@@ -109,7 +92,7 @@ async def sleep(
         v3_account,
         v3_port,
     )
-    return await _act(host, port, firmware_family, reason, True, timeout_s, confirm_s, a)
+    return await _act(host, port, firmware_family, reason, True, timeout_s, confirm_s, a, poller)
 
 
 async def wake(
@@ -121,6 +104,7 @@ async def wake(
     timeout_s: float = 3.0,
     confirm_s: float = 10.0,
     access: MinerAccess | None = None,
+    poller: AsicPoller | None = None,
     web_port: int = DEFAULT_WEB_PORT,
     web_username: str = "root",
     web_password: str = "root",
@@ -140,7 +124,7 @@ async def wake(
         v3_account,
         v3_port,
     )
-    return await _act(host, port, firmware_family, reason, False, timeout_s, confirm_s, a)
+    return await _act(host, port, firmware_family, reason, False, timeout_s, confirm_s, a, poller)
 
 
 async def set_power_limit(
@@ -153,6 +137,7 @@ async def set_power_limit(
     timeout_s: float = 3.0,
     confirm_s: float = 10.0,
     access: MinerAccess | None = None,
+    poller: AsicPoller | None = None,
     admin_password: str = "admin",
     v3_account: str = "super",
     v3_port: int = V3_PORT,
@@ -176,7 +161,7 @@ async def set_power_limit(
         return ActionResult(device, action, "unsupported", why)
     if watts <= 0:
         return ActionResult(device, action, "unsupported", "a 0 W limit is a sleep: use sleep()")
-    act = _make_act(host, port, firmware_family, reason, timeout_s, confirm_s, a)
+    act = _make_act(host, port, firmware_family, reason, timeout_s, confirm_s, a, poller)
     return await controls.power_target(act, watts)
 
 
@@ -190,6 +175,7 @@ async def set_pools(
     timeout_s: float = 3.0,
     confirm_s: float = 10.0,
     access: MinerAccess | None = None,
+    poller: AsicPoller | None = None,
 ) -> ActionResult:
     """Replace the miner's pools with ``pools`` (priority order) through its firmware's own
     write path, the PoolConfigurable capability's shape; done when a poll shows exactly these
@@ -207,7 +193,7 @@ async def set_pools(
     if not pools:
         return ActionResult(device, action, "refused", "no pools given: the miner would stop")
     kept = tuple(pools[: controls.max_pools])
-    act = _make_act(host, port, firmware_family, reason, timeout_s, confirm_s, a)
+    act = _make_act(host, port, firmware_family, reason, timeout_s, confirm_s, a, poller)
     got = await controls.set_pools(act, kept)
     if len(kept) < len(pools) and got.outcome == "done":
         dropped = len(pools) - len(kept)
@@ -225,13 +211,14 @@ async def _act(
     timeout_s: float,
     confirm_s: float,
     a: MinerAccess,
+    poller: AsicPoller | None,
 ) -> ActionResult:
     controls = controls_of(family)
     if controls is None or controls.sleep_wake is None:
         action = "sleep" if to_sleep else "wake"
         detail = f"no {action} over the API for {family}"
         return ActionResult(f"{host}:{port}", action, "unsupported", detail)
-    act = _make_act(host, port, family, reason, timeout_s, confirm_s, a)
+    act = _make_act(host, port, family, reason, timeout_s, confirm_s, a, poller)
     return await controls.sleep_wake(act, to_sleep)
 
 
@@ -243,32 +230,37 @@ def _make_act(
     timeout_s: float,
     confirm_s: float,
     a: MinerAccess,
+    poller: AsicPoller | None,
 ) -> Act:
     async def confirm(
         done: Callable[[AsicReading], bool], describe: Callable[[AsicReading], str]
     ) -> tuple[bool, str]:
-        return await _confirm(host, port, done, describe, timeout_s, confirm_s, v3_port=a.v3_port)
+        if poller is not None:
+            return await _confirm(poller, host, port, done, describe, confirm_s)
+        # no poller of the caller's: one for this confirmation, without background identity
+        # reads (of no use to it), closed when it is done so no HTTP client outlives it
+        own = AsicPoller(timeout_s=timeout_s, access=a, background_identity=False)
+        try:
+            return await _confirm(own, host, port, done, describe, confirm_s)
+        finally:
+            await own.aclose()
 
     return Act(host, port, family, reason, a, timeout_s, confirm_s, confirm)
 
 
 async def _confirm(
+    poller: AsicPoller,
     host: str,
     port: int,
     done: Callable[[AsicReading], bool],
     describe: Callable[[AsicReading], str],
-    timeout_s: float,
     confirm_s: float,
-    *,
-    v3_port: int = V3_PORT,
 ) -> tuple[bool, str]:
     """Poll until ``done`` or ``confirm_s`` runs out; (done?, what the last poll showed)."""
-    # no identity fetches (stock web UI, Braiins REST): of no use to a confirmation
-    poller = AsicPoller(timeout_s=timeout_s, web_port=None, braiins_web_port=None, v3_port=v3_port)
     loop = asyncio.get_running_loop()
     until = loop.time() + confirm_s
     while True:
-        r = await poller.poll(host, port)
+        r = await poller.guarded_poll(host, port)
         if isinstance(r, AsicReading):
             if done(r):
                 return True, describe(r)

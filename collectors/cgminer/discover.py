@@ -21,7 +21,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.collector import AsicPoller, web_api_ports
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.web import DEFAULT_WEB_PORT
 from kuat.collectors.errors import KuatError
@@ -217,17 +217,16 @@ async def discover(
         raise ValueError("concurrency must be at least 1")
     total = sum(len(s) for s in spans)
     identify_s = max(timeout_s, MIN_IDENTIFY_TIMEOUT_S)
-    # the web identity of stock Antminers (and Vnish's web API, Braiins OS's REST API) only when
-    # the web port is in the scan: an operator who left it out does not want that port touched
+    # every backend's web API (the stock web UI's identity, a REST API…) on the web port, and
+    # only when that port is in the scan: an operator who left it out does not want it touched
+    on = web_port if web_port in ports else None
     poller = AsicPoller(
         timeout_s=identify_s,
         concurrency=concurrency,
-        web_port=web_port if web_port in ports else None,
         web_username=web_username,
         web_password=web_password,
         web_timeout_s=identify_s,
-        vnish_web_port=web_port if web_port in ports else None,
-        braiins_web_port=web_port if web_port in ports else None,
+        **dict.fromkeys(web_api_ports(), on),
     )
     found: list[Found] = []
     # ports left to probe per address; an address is done (for progress) when it reaches zero.

@@ -28,7 +28,6 @@ every exchange by the poll's deadline and the reply size, and never raises for a
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import re
@@ -39,11 +38,10 @@ from typing import Any
 import httpx
 
 from kuat.collectors.capabilities import ActionResult
-from kuat.collectors.cgminer.client import ApiError, HttpAnswer, NoAnswer, Replies
+from kuat.collectors.cgminer.client import ApiError, NoAnswer, Replies, WrongFirmware
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
-    FirmwareSpec,
     Source,
     integer,
     mac,
@@ -67,11 +65,6 @@ STICKY = (CAPABILITIES, NETWORK)
 # "Operating State" -> reading state; a state not listed leaves it to the hashrate rule.
 _STATES = {"mining": "mining", "idling": "sleeping", "stopping": "sleeping"}
 _VENDORS = {"antminer": "Bitmain", "whatsminer": "MicroBT", "volcminer": "VolcMiner"}
-
-
-def answered_http(e: ApiError) -> bool:
-    """True if a cgminer request's failure shows that an HTTP server answered instead."""
-    return isinstance(e, HttpAnswer)
 
 
 # --- parsing (pure) --------------------------------------------------------------------------
@@ -226,8 +219,6 @@ FIELDS: dict[str, Source] = {
     "errors": Source((SUMMARY,), _errors),
 }
 
-SPEC = FirmwareSpec(family=FAMILY, vendor=None, fields=FIELDS)
-
 
 def vendor_of(model: str | None) -> str | None:
     """ePIC runs on other makers' machines: the vendor is the hardware's, from the model."""
@@ -239,11 +230,13 @@ def build_epic_reading(
     host: str, port: int, taken_at: datetime, bodies: Mapping[str, Body], errors: Mapping[str, str]
 ) -> AsicReading:
     """Replies by endpoint name (summary, capabilities, network) -> reading. Pure."""
-    from kuat.collectors.cgminer.parsers import build_reading  # parsers imports firmware modules
+    from kuat.collectors.cgminer.parsers import (
+        SPECS,
+        build_reading,  # parsers imports firmware modules
+    )
 
     replies = Replies(bodies=dict(bodies), errors=dict(errors))
-    r = build_reading(host, port, taken_at, SPEC, replies)
-    return dataclasses.replace(r, vendor=vendor_of(r.model))
+    return build_reading(host, port, taken_at, SPECS[FAMILY], replies)
 
 
 def capability_range(caps: Body | None, algo: str) -> tuple[float, float] | None:
@@ -288,8 +281,24 @@ async def fetch(
     return bodies, errors, failures
 
 
-class NotEpic(ApiError):
+class NotEpic(WrongFirmware):
     """What answers on the port is not HTTP: the box was re-flashed, or another box is here."""
+
+
+async def read(
+    client: httpx.AsyncClient,
+    host: str,
+    port: int,
+    access: Any,
+    paths: tuple[str, ...],
+    deadline: float,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The transport of the ePIC backend (firmware/epic.py): the endpoints at once, raising as a
+    cgminer client does when the summary, without which there is no reading, did not come."""
+    bodies, errors, failures = await fetch(client, host, port, paths, deadline)
+    if SUMMARY in paths:
+        raise_for_summary(errors, failures, port, SUMMARY in bodies)
+    return dict(bodies), errors
 
 
 def raise_for_summary(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer import control
@@ -31,6 +32,9 @@ from kuat.collectors.cgminer.firmware.controls import (
     Verb,
     controls_of,
 )
+
+if TYPE_CHECKING:
+    from kuat.collectors.cgminer.collector import AsicPoller
 
 
 class Capability(enum.StrEnum):
@@ -68,6 +72,9 @@ class MinerHandle:
     timeout_s: float = 3.0
     # None: as long as the backend says a real box takes for that verb (Controls.confirm_s)
     confirm_s: float | None = None
+    # The agent's own poller: a confirmation re-reads through it, inside its shared limit on
+    # concurrent polls (None: the action polls with a short-lived poller of its own).
+    poller: AsicPoller | None = None
 
     @property
     def device(self) -> str:
@@ -96,6 +103,7 @@ class _Sleep:
             timeout_s=self.timeout_s,
             confirm_s=self.confirm_for("sleep"),
             access=self.access,
+            poller=self.poller,
         )
 
     async def wake(self: MinerHandle, reason: str) -> ActionResult:  # type: ignore[misc]
@@ -107,6 +115,7 @@ class _Sleep:
             timeout_s=self.timeout_s,
             confirm_s=self.confirm_for("wake"),
             access=self.access,
+            poller=self.poller,
         )
 
 
@@ -125,6 +134,7 @@ class _PowerLimit:
             timeout_s=self.timeout_s,
             confirm_s=self.confirm_for("limit"),
             access=self.access,
+            poller=self.poller,
         )
 
 
@@ -143,6 +153,7 @@ class _Pools:
             timeout_s=self.timeout_s,
             confirm_s=self.confirm_for("pools"),
             access=self.access,
+            poller=self.poller,
         )
 
 
@@ -176,6 +187,7 @@ def miner_handle(
     access: MinerAccess | None = None,
     timeout_s: float = 3.0,
     confirm_s: float | None = None,
+    poller: AsicPoller | None = None,
 ) -> MinerHandle:
     """The handle for a miner of ``firmware`` (a Firmware or its string, as readings carry it).
 
@@ -186,4 +198,4 @@ def miner_handle(
     except ValueError:
         fw = Firmware.CGMINER
     cls = _CLASSES.get(CAPABILITIES.get(fw, frozenset()), MinerHandle)
-    return cls(host, port, fw, access or MinerAccess(), timeout_s, confirm_s)
+    return cls(host, port, fw, access or MinerAccess(), timeout_s, confirm_s, poller)

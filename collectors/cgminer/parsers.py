@@ -15,7 +15,7 @@ from typing import Any
 
 from kuat.collectors.cgminer.client import Replies, is_error_reply
 from kuat.collectors.cgminer.firmware import Firmware, declarations
-from kuat.collectors.cgminer.firmware.common import FirmwareSpec, clues, shared
+from kuat.collectors.cgminer.firmware.common import FirmwareSpec, clues, is_web, shared
 from kuat.collectors.cgminer.models import lookup
 from kuat.collectors.readings import AsicReading, AsicTemps
 
@@ -56,18 +56,30 @@ def build_reading(
     taken_at: datetime,
     spec: FirmwareSpec,
     replies: Replies,
+    web: Mapping[str, Any] | None = None,
+    base: Mapping[str, Any] | None = None,
 ) -> AsicReading:
-    values: dict[str, Any] = {}
+    """Every field of ``spec`` from the API replies and the web API's documents (``web``, by
+    endpoint), over ``base`` (values that stand when no field gives one)."""
+    values: dict[str, Any] = dict(base) if base else {}
     notes: list[str] = [f"{cmd}: {msg}" for cmd, msg in replies.errors.items()]
-    ok = {c: replies.ok(c) for c in spec.commands}
-    for name, src in spec.fields.items():
-        bodies = [ok[c] for c in src.commands]
-        if all(b is None for b in bodies):
+    notes.extend(values.pop("errors", ()))
+    bodies = replies.bodies
+    ok: dict[str, Any] = {}
+    for c in spec.commands:
+        if is_web(c):
+            ok[c] = web.get(c) if web else None
+            continue
+        b = bodies.get(c)
+        ok[c] = None if b is None or is_error_reply(b) else b
+    for name, commands, extract in spec.plan:
+        args = [ok[c] for c in commands]
+        if args.count(None) == len(args):
             continue
         try:
-            value = src.extract(*bodies)
+            value = extract(*args)
         except Exception as e:  # one odd field must not cost the whole reading
-            notes.append(f"{name}: unreadable {'/'.join(src.commands)} reply ({type(e).__name__})")
+            notes.append(f"{name}: unreadable {'/'.join(commands)} reply ({type(e).__name__})")
             continue
         if value is not None:
             values[name] = value
@@ -109,7 +121,7 @@ def build_reading(
         ip=ip,
         port=port,
         taken_at=taken_at,
-        vendor=spec.vendor,
+        vendor=spec.vendor_of(reading_fields.get("model")) if spec.vendor_of else spec.vendor,
         firmware_family=spec.family,
         state=state,
         errors=tuple(dict.fromkeys(notes)),

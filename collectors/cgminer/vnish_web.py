@@ -24,7 +24,6 @@ what a power quota needs; pause only holds work. Nothing here raises for a devic
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,6 @@ import httpx
 from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.cgminer.firmware.common import integer, mac, num, text
 from kuat.collectors.cgminer.http_json import HttpFailure, http_client, request_json
-from kuat.collectors.readings import AsicReading
 
 log = logging.getLogger(__name__)
 
@@ -126,27 +124,10 @@ def preset_watts(perf: Any) -> float | None:
     return float(w) if w else None
 
 
-def merge(r: AsicReading, ident: VnishIdentity | None, live: VnishLive | None) -> AsicReading:
-    """The API reading with what only the web API knows; the API's own values win."""
-    changes: dict[str, Any] = {}
-    if ident is not None:
-        changes["serial"] = r.serial or ident.serial
-        changes["mac"] = r.mac or ident.mac
-        changes["firmware"] = r.firmware or ident.firmware
-    if live is not None:
-        if r.power_w is None and live.power_w is not None and live.power_w > 0:
-            changes["power_w"] = live.power_w
-        if r.power_limit_w is None and live.power_limit_w is not None:
-            changes["power_limit_w"] = live.power_limit_w
-        state = _STATES.get(live.miner_state or "")
-        if state is not None and state != r.state:
-            changes["state"] = state
-            if state in ("mining", "sleeping"):
-                # the web API says why hashrate is 0: stopped on purpose is not a fault
-                changes["errors"] = tuple(e for e in r.errors if e != "hashrate is 0")
-        if live.failure:
-            changes["errors"] = (*changes.get("errors", r.errors), f"vnish: {live.failure}")
-    return dataclasses.replace(r, **changes) if changes else r
+def state_of(summary: Any) -> str | None:
+    """The reading's state by what the web API says the miner is doing; None on its way."""
+    live = parse_live(summary, None)
+    return _STATES.get(live.miner_state or "")
 
 
 # --- reading (I/O) ---------------------------------------------------------------------------
@@ -157,24 +138,31 @@ def _what(port: int) -> str:
 
 
 async def fetch(
-    client: httpx.AsyncClient, host: str, port: int, *, with_info: bool, deadline: float
-) -> tuple[VnishIdentity | None, VnishLive | None, list[str]]:
-    """Summary and perf-summary (and info when asked), at once; (identity, live, causes)."""
-    paths = (SUMMARY, PERF, INFO) if with_info else (SUMMARY, PERF)
+    client: httpx.AsyncClient,
+    host: str,
+    port: int,
+    access: Any,
+    paths: tuple[str, ...],
+    deadline: float,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """GET the endpoints at once (no auth: info, summary and perf-summary are open);
+    (documents by path, causes by path). An info page naming no serial or MAC is a cause."""
     got = await asyncio.gather(
         *(
             request_json(client, "GET", host, port, p, what=_what(port), deadline=deadline)
             for p in paths
         )
     )
-    docs = dict(zip(paths, got, strict=True))
-    causes = [d.detail for d in got if isinstance(d, HttpFailure)]
-    ok = {p: d for p, d in docs.items() if not isinstance(d, HttpFailure)}
-    ident = parse_info(ok.get(INFO)) if with_info else None
-    if with_info and ident is None and INFO in ok:
-        causes.append(f"{_what(port)}: {INFO} names no serial or MAC")
-    live = parse_live(ok.get(SUMMARY), ok.get(PERF)) if (SUMMARY in ok or PERF in ok) else None
-    return ident, live, causes
+    bodies: dict[str, Any] = {}
+    causes: dict[str, str] = {}
+    for p, d in zip(paths, got, strict=True):
+        if isinstance(d, HttpFailure):
+            causes[p] = d.detail
+        elif p == INFO and parse_info(d) is None:
+            causes[p] = f"{_what(port)}: {INFO} names no serial or MAC"
+        else:
+            bodies[p] = d
+    return bodies, causes
 
 
 # --- control ---------------------------------------------------------------------------------

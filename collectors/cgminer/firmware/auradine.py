@@ -21,6 +21,7 @@ from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     Clues,
+    Credential,
     FirmwareSpec,
     Source,
     first_num,
@@ -126,6 +127,11 @@ def _detect(c: Clues) -> bool:
     # FluxOS signs its replies "GCMiner-<date>-<hash>" or "FluxOS-<date>-<hash>"
     return "gcminer" in c.vkeys or "gcminer" in c.descriptions or "fluxos" in c.descriptions
 
+
+WEB_PORT = Credential("auradine_web_port", fluxos.DEFAULT_WEB_PORT)  # FluxOS's HTTP API
+USERNAME = Credential("auradine_username", fluxos.DEFAULT_USER)
+PASSWORD = Credential("auradine_password", fluxos.DEFAULT_PASSWORD, secret=True)
+WEB_TIMEOUT = Credential("web_timeout_s", 5.0)
 
 SPEC = FirmwareSpec(
     family=FAMILY,

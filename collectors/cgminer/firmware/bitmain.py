@@ -29,6 +29,7 @@ must stay "error". Without that evidence the engine's own rule applies.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, TypedDict
@@ -41,8 +42,10 @@ from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     Clues,
+    Credential,
     FirmwareSpec,
     Source,
+    WebApi,
     first_num,
     integer,
     item,
@@ -50,6 +53,7 @@ from kuat.collectors.cgminer.firmware.common import (
     num,
     pools,
     positive,
+    shared_int,
     text,
 )
 from kuat.collectors.cgminer.firmware.controls import Act, Controls
@@ -159,13 +163,13 @@ class _WebAuth(TypedDict):
 
 
 class _StatsView:
-    """bmminer's STATS merged into one dict, with ``name<N>`` keys bucketed by name.
+    """bmminer's STATS merged into one dict, read once per reply by every extractor.
 
-    Five extractors read the same stats reply; building this once per reply keeps a poll of
-    ~150 keys at one pass instead of one pass per field.
+    Five extractors read the same stats reply; building this once per reply (and the fans, which
+    two of them need) keeps a poll at one pass over the reply instead of one per field.
     """
 
-    __slots__ = ("coolant", "flat", "indexed", "modern")
+    __slots__ = ("coolant", "fans", "fans_read", "flat", "modern")
 
     def __init__(self, stats: Body | None) -> None:
         self.flat = merged(stats, "STATS")
@@ -175,19 +179,30 @@ class _StatsView:
             self.flat if isinstance(chains, list) or "rate_5s" in self.flat else None
         )
         self.coolant: tuple[float | None, float | None] | None = None  # _coolant's memo
-        self.indexed: dict[str, list[tuple[int, Any]]] = {}
-        for k, v in self.flat.items():
-            # only temp*/fan* keys are read by index; skip the chain_acs strings and the rest
-            if k[:1] not in ("t", "f"):
-                continue
-            stem = k.rstrip("0123456789")
-            if stem != k and stem:
-                self.indexed.setdefault(stem, []).append((int(k[len(stem) :]), v))
+        self.fans: tuple[int, ...] | None = None  # _fans' memo, once fans_read
+        self.fans_read = False
 
     def numbered(self, prefix: str, count: int | None) -> list[tuple[int, Any]]:
-        """``prefix1``, ``prefix2``… in index order, limited to ``count`` when the firmware says."""
-        rows = self.indexed.get(prefix, ())
-        return sorted((n, v) for n, v in rows if count is None or 1 <= n <= count)
+        """``prefix1``, ``prefix2``… in index order, limited to ``count`` when the firmware says.
+
+        Looked up by name rather than found by scanning every key: a stats reply has ~70 keys
+        and a handful of these, and this runs on every poll of every stock Antminer."""
+        keys = _NUMBERED.get(prefix) or _numbered_keys(prefix)
+        if count is not None:
+            keys = keys[1 : max(0, min(count, MAX_INDEX)) + 1]
+        flat = self.flat
+        return [(n, flat[k]) for n, k in keys if k in flat]
+
+
+# Highest ``name<N>`` index read (chains and fans number 1..16 on every Antminer seen; S9
+# builds skip to 6-8).
+MAX_INDEX = 16
+_NUMBERED: dict[str, tuple[tuple[int, str], ...]] = {}
+
+
+def _numbered_keys(prefix: str) -> tuple[tuple[int, str], ...]:
+    keys = _NUMBERED[prefix] = tuple((n, f"{prefix}{n}") for n in range(MAX_INDEX + 1))
+    return keys
 
 
 # One-entry memo: build_reading runs all extractors of one poll synchronously, back to back.
@@ -203,12 +218,29 @@ def _stats(stats: Body | None) -> _StatsView:
     return view
 
 
+# Whole degrees as shared float objects: every stock Antminer reports its chains as integers,
+# and 50,000 readings held at once would otherwise carry a new float per sensor (bench --scale).
+_DEGREES = tuple(float(d) for d in range(256))
+
+
+def _degrees(best: int) -> float | None:
+    if best <= 0:
+        return None
+    return _DEGREES[best] if best < 256 else float(best)
+
+
 def _sensor_max(v: Any) -> float | None:
     """'73-45-64-65' -> 73: the hottest sensor of a chain, like the firmware's own tempN."""
+    if v.__class__ is str and v[:1] != "-" and v[-1:] != "-" and "-" in v:
+        try:  # the usual shape, on every chain of every poll: no strip, one split
+            return _degrees(max(map(int, v.split("-"))))
+        except ValueError:
+            pass
+    if v.__class__ is int:
+        return _degrees(v)
     if isinstance(v, str) and "-" in v.strip("-"):
         try:
-            best = max(int(x) for x in v.split("-"))  # the usual all-integer case, fast
-            return float(best) if best > 0 else None
+            return _degrees(max(map(int, v.split("-"))))  # the usual all-integer case, fast
         except ValueError:
             vals = positive(v.split("-"))
             return max(vals) if vals else None
@@ -324,6 +356,12 @@ def _coolant(version: Body | None, stats: Body | None) -> tuple[float | None, fl
 
 def _fans(stats: Body | None) -> tuple[int, ...] | None:
     view = _stats(stats)
+    if not view.fans_read:
+        view.fans, view.fans_read = _read_fans(view), True
+    return view.fans
+
+
+def _read_fans(view: _StatsView) -> tuple[int, ...] | None:
     if not view.flat:
         return None
     if view.modern is not None and isinstance(view.modern.get("fan"), list):
@@ -334,7 +372,7 @@ def _fans(stats: Body | None) -> tuple[int, ...] | None:
     if count is None:
         # without fan_num, a 0 is an empty header on the board, not a stopped fan
         rows = [(n, v) for n, v in rows if (num(v) or 0) > 0]
-    return tuple(int(f) for _, v in rows if (f := num(v)) is not None and f >= 0)
+    return tuple(shared_int(int(f)) for _, v in rows if (f := num(v)) is not None and f >= 0)
 
 
 def _uptime(summary: Body | None, stats: Body | None) -> int | None:
@@ -426,6 +464,34 @@ def _detect(c: Clues) -> bool:
     )
 
 
+# The web UI: serial and MAC (the API has neither), and the sleep/wake write path.
+WEB_PORT = Credential("web_port", web.DEFAULT_WEB_PORT)
+WEB_USERNAME = Credential("web_username", "root")
+WEB_PASSWORD = Credential("web_password", "root", secret=True)
+WEB_TIMEOUT = Credential("web_timeout_s", 5.0)
+SYSTEM_INFO = web.SYSTEM_INFO_PATH
+
+
+async def _read_web_identity(
+    client: httpx.AsyncClient,
+    host: str,
+    port: int,
+    access: Any,
+    paths: tuple[str, ...],
+    deadline: float,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    left = max(0.0, deadline - asyncio.get_running_loop().time())
+    got = await web.fetch_bitmain_identity(
+        client,
+        host,
+        port=port,
+        username=access.web_username,
+        password=access.web_password,
+        timeout_s=left,
+    )
+    return ({}, {SYSTEM_INFO: got}) if isinstance(got, str) else ({SYSTEM_INFO: got}, {})
+
+
 # The sleep rule is for stock Bitmain only: an unknown derivative's fans-at-0 proves nothing.
 SPEC = FirmwareSpec(
     family=Firmware.BITMAIN,
@@ -434,7 +500,11 @@ SPEC = FirmwareSpec(
         **FIELDS,
         "state": Source(("summary", "stats", "version"), _state),
         "faults": Source(("summary", "stats"), _faults),
+        # the web UI's identity (a web.BitmainIdentity), read in the background
+        "serial": Source((SYSTEM_INFO,), lambda i: i.serial),
+        "mac": Source((SYSTEM_INFO,), lambda i: i.mac),
     },
+    web=WebApi("the web UI", WEB_PORT.name, _read_web_identity, background=True),
     # S21-era stats (module doc); older firmware ignores the key
     request={"new_api": True},
     request_changes=("stats",),

@@ -11,6 +11,7 @@ balance than ``ApproximateChainPowerConsumption`` (chains only). Builds without 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -20,8 +21,10 @@ from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     Clues,
+    Credential,
     FirmwareSpec,
     Source,
+    WebApi,
     first_num,
     integer,
     item,
@@ -107,12 +110,41 @@ def _detect(c: Clues) -> bool:
     return "bosminer" in c.vkeys or "boser" in c.vkeys or "bosminer" in d or "boser" in d
 
 
+# The REST API (25.07+): serial and MAC (the 4028 API has neither), and the power target.
+WEB_PORT = Credential("braiins_web_port", braiins_rest.DEFAULT_WEB_PORT)
+USERNAME = Credential("braiins_username", "root")
+PASSWORD = Credential("braiins_password", "", secret=True)
+WEB_TIMEOUT = Credential("web_timeout_s", 5.0)
+DETAILS = braiins_rest.MINER_DETAILS_PATH
+
+
+async def _read_rest_identity(
+    client: Any, host: str, port: int, access: Any, paths: tuple[str, ...], deadline: float
+) -> tuple[dict[str, Any], dict[str, str]]:
+    left = max(0.0, deadline - asyncio.get_running_loop().time())
+    got = await braiins_rest.fetch_braiins_identity(
+        client,
+        host,
+        port=port,
+        username=access.braiins_username,
+        password=access.braiins_password,
+        timeout_s=left,
+    )
+    return ({}, {DETAILS: got}) if isinstance(got, str) else ({DETAILS: got}, {})
+
+
 SPEC = FirmwareSpec(
     detect=_detect,
     detect_rank=30,
     family=Firmware.BRAIINS,
     vendor="Bitmain",
-    fields=FIELDS,
+    fields={
+        **FIELDS,
+        # the REST API's identity (a web.BitmainIdentity), read in the background
+        "serial": Source((DETAILS,), lambda i: i.serial),
+        "mac": Source((DETAILS,), lambda i: i.mac),
+    },
+    web=WebApi("the Braiins OS REST API", WEB_PORT.name, _read_rest_identity, background=True),
     sleep_command=("pause", None),
     wake_command=("resume", None),
     optional=frozenset({"tunerstatus"}),

@@ -1,15 +1,27 @@
-"""Shared shapes of the cgminer-family API and the spec type the firmware modules fill in."""
+"""Shared shapes of the cgminer-family API and the spec type the firmware modules fill in.
+
+A backend's ``FirmwareSpec`` says, as data, where each reading field comes from: a ``Source``
+names the replies its pure extractor reads. A name is an API command ("stats", "get.device.info")
+or, when it starts with "/", an endpoint of the backend's HTTP API (``WebApi``: a derivative
+firmware's web API, the stock web UI, Braiins OS's REST API). The poller (collector.py) sends
+each transport's deduplicated set once per poll and knows no firmware by name.
+"""
 
 from __future__ import annotations
 
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from kuat.collectors.cgminer.firmware import Firmware
+
+if TYPE_CHECKING:
+    import httpx
+
+    from kuat.collectors.cgminer.access import MinerAccess
 
 Body = dict[str, Any]
 # An extractor gets one reply body (or None) per command of its Source, in order, and returns
@@ -21,6 +33,55 @@ Extractor = Callable[..., Any]
 class Source:
     commands: tuple[str, ...]
     extract: Extractor
+
+
+def is_web(name: str) -> bool:
+    """True for an HTTP endpoint of the backend's ``WebApi``, False for an API command."""
+    return name[:1] == "/"
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A port, account or password a backend reads from ``MinerAccess`` (access.py), with its
+    factory default. Declared at module level in the backend that needs it; two backends may
+    declare the same name (``web_port``, where several firmwares serve their web API) with the same
+    default."""
+
+    name: str
+    default: Any
+    secret: bool = False
+
+
+# What a backend's HTTP reads are: (client, host, port, access, endpoints, deadline) ->
+# (bodies by endpoint, one-line causes by endpoint). A body is whatever the extractors of the
+# endpoint read (a decoded document, or a smaller record made of it). Never raises for the
+# device's sake, except a transport-kind WebApi (ePIC), which raises ApiError as a client does.
+WebFetch = Callable[
+    ["httpx.AsyncClient", str, int, "MinerAccess", tuple[str, ...], float],
+    Awaitable[tuple[dict[str, Any], dict[str, str]]],
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WebApi:
+    """How a backend reads its HTTP endpoints, and when."""
+
+    # in notes and log lines: "the web UI", "the Braiins OS REST API"
+    name: str
+    # the MinerAccess field with its port; None: the miner's API port itself (ePIC)
+    port: str | None
+    fetch: WebFetch
+    # identity read off the hot path by background workers, at most once per identity
+    # interval (a slow CGI, a login per read); else read within the poll, after the API answered
+    background: bool = False
+    # what the web API alone makes of a miner whose API gave no answer: the reading's base
+    # values, or None when it cannot stand for the API (e.g. only while mining is stopped)
+    alone: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] | None = None
+
+
+# How the API commands of a firmware travel: the cgminer JSON API on the target's port, its
+# length-framed cousin (Whatsminer API v3) on its own port, or none (HTTP only: ePIC).
+Transport = Literal["cgminer", "v3", "http"]
 
 
 class Clues(NamedTuple):
@@ -78,8 +139,23 @@ class FirmwareSpec:
     detect_rank: int = 100
     # Scrypt Antminers on this firmware write MH/s into the "GHS" keys (models.toml ghs_key_unit)
     ghs_keys_may_be_mh: bool = False
+    # the endpoints ("/...") the fields name, and how they are read
+    web: WebApi | None = None
+    transport: Transport = "cgminer"
+    # a transport on a port of its own (v3): the MinerAccess field with it. A target on that
+    # port, or on the default one when it gives no answer and was last seen as one of
+    # ``fallback_from`` (or never seen), is polled this way (collector.py)
+    api_port: str | None = None
+    fallback_from: frozenset[Firmware] = frozenset()
+    # a firmware whose model names its maker (ePIC runs on other makers' machines): the vendor
+    vendor_of: Callable[[str | None], str | None] | None = None
     # the deduplicated command set, in first-use order; derived once, sent every poll
     commands: tuple[str, ...] = field(init=False)
+    # of those, the API commands and the HTTP endpoints
+    api_commands: tuple[str, ...] = field(init=False, repr=False)
+    web_paths: tuple[str, ...] = field(init=False, repr=False)
+    # (field, its commands, its extractor) for every field: what the engine runs per poll
+    plan: tuple[tuple[str, tuple[str, ...], Extractor], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         seen: dict[str, None] = {}
@@ -89,6 +165,22 @@ class FirmwareSpec:
         for c in self.extra_commands:
             seen.setdefault(c, None)
         object.__setattr__(self, "commands", tuple(seen))
+        # what the WebApi fetches: every reply of an HTTP-only firmware, else the endpoints
+        http_only = self.transport == "http"
+        web = tuple(c for c in seen if http_only or is_web(c))
+        object.__setattr__(self, "web_paths", web)
+        object.__setattr__(self, "api_commands", tuple(c for c in seen if c not in web))
+        if web and self.web is None:
+            raise ValueError(f"{self.family}: fields read {web} but the spec declares no WebApi")
+        if self.web is not None and self.web.background:
+            # the poller tells a reboot or another box from the API's model and uptime: a
+            # background document feeding them would hide that
+            for name in ("model", "uptime_s"):
+                feeds = self.fields.get(name)
+                if feeds is not None and any(c in web for c in feeds.commands):
+                    raise ValueError(f"{self.family}: {name} must come from the API")
+        plan = tuple((name, src.commands, src.extract) for name, src in self.fields.items())
+        object.__setattr__(self, "plan", plan)
 
 
 # --- value helpers ---------------------------------------------------------------------------
@@ -96,9 +188,12 @@ class FirmwareSpec:
 
 def num(v: Any) -> float | None:
     """A finite number from a number or numeric string; anything else is 'not reported'."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int | float):
+    cls = v.__class__
+    # exact-type checks first: every field of every poll comes through here, and a decoder
+    # gives plain float/int/str (bool is an int subclass, never a number here)
+    if cls is float:
+        return v if math.isfinite(v) else None
+    if cls is int or (isinstance(v, int | float) and not isinstance(v, bool)):
         try:
             f = float(v)
         except OverflowError:  # an integer beyond float range (10**400) is no reading
@@ -120,9 +215,19 @@ def integer(v: Any) -> int | None:
 
 def text(v: Any) -> str | None:
     if isinstance(v, str):
+        if (
+            v
+            and v[0] not in _QUOTES
+            and v[-1] not in _QUOTES
+            and not (v[0].isspace() or v[-1].isspace())
+        ):
+            return v  # the usual, already clean: no new string
         s = v.strip().strip("'\"").strip()
         return s or None
     return None
+
+
+_QUOTES = "'\""
 
 
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$")
@@ -195,38 +300,42 @@ def status_description(body: Body | None) -> str:
         return ""
     st = body.get("STATUS")
     if isinstance(st, list) and st and isinstance(st[0], dict):
-        return str(st[0].get("Description", ""))
-    return str(body.get("Description", ""))
+        d = st[0].get("Description", "")
+    else:
+        d = body.get("Description", "")
+    return d if d.__class__ is str else str(d)
 
 
 def pools(body: Body | None) -> tuple[Any, ...] | None:
     """POOLS -> PoolInfo; the active pool is the one stratum says, else the best-priority alive."""
     from kuat.collectors.readings import PoolInfo  # local: keep this module free of reading types
 
-    rows = [p for p in items(body, "POOLS") if text(p.get("URL"))]
     if body is None or "POOLS" not in body:
         return None
+    rows: list[tuple[str, dict[str, Any]]] = []
     active_idx: int | None = None
-    for i, p in enumerate(rows):
-        if p.get("Stratum Active") is True:
-            active_idx = i
-            break
+    for p in items(body, "POOLS"):
+        url = text(p.get("URL"))
+        if url:
+            if active_idx is None and p.get("Stratum Active") is True:
+                active_idx = len(rows)
+            rows.append((url, p))
     if active_idx is None:
         alive = [
             (integer(p.get("Priority")) or 0, i)
-            for i, p in enumerate(rows)
+            for i, (_, p) in enumerate(rows)
             if str(p.get("Status", "")).lower() == "alive"
         ]
         if alive:
             active_idx = min(alive)[1]
     return tuple(
         PoolInfo(
-            url=shared(str(text(p.get("URL")))),
+            url=shared(url),
             user=shared(text(p.get("User"))),
             status=shared(text(p.get("Status"))),
             active=i == active_idx,
         )
-        for i, p in enumerate(rows)
+        for i, (url, p) in enumerate(rows)
     )
 
 
@@ -239,3 +348,19 @@ def shared(s: str | None) -> str | None:
     models, firmware builds): every reading of a 50,000-miner cycle is held at once, and a
     decoder makes a new object per reply (bench/asic_poll.py --scale measures the saving)."""
     return sys.intern(s) if s is not None else None
+
+
+_INTS: dict[int, int] = {}
+_INTS_MAX = 4096
+
+
+def shared_int(i: int) -> int:
+    """One int object for a value many miners repeat (fan rpm): ints above 256 are a new object
+    each, and every reading of a 50,000-miner cycle is held at once. Bounded: past _INTS_MAX
+    distinct values the rest are returned as they are."""
+    got = _INTS.get(i)
+    if got is not None:
+        return got
+    if len(_INTS) < _INTS_MAX:
+        _INTS[i] = i
+    return i

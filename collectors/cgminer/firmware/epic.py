@@ -1,6 +1,6 @@
-"""ePIC UMC/PowerPlay: the control declaration. Its reading (an HTTP API on the API port, not
-cgminer's) and its write paths live in collectors/cgminer/epic.py; this module says what kuat
-may do with it and what that needs."""
+"""ePIC UMC/PowerPlay: what kuat reads and may do. Its API is HTTP on the API port, not
+cgminer's (collectors/cgminer/epic.py has the field parsers, the HTTP and the write paths); this
+module declares them: the reading over that transport, the controls and what they need."""
 
 from __future__ import annotations
 
@@ -9,9 +9,25 @@ import logging
 from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer import epic
 from kuat.collectors.cgminer.firmware import Firmware
+from kuat.collectors.cgminer.firmware.common import Credential, FirmwareSpec, WebApi
 from kuat.collectors.cgminer.firmware.controls import Act, Controls, http_result
 
 log = logging.getLogger(__name__)
+
+PASSWORD = Credential("epic_password", epic.DEFAULT_PASSWORD, secret=True)
+
+# An unknown miner whose API port answers the cgminer request with an HTTP status line is
+# tried this way at once, within the same deadline (collector.py); the summary every poll, the
+# identity (capabilities, network) like any sticky reply.
+SPEC = FirmwareSpec(
+    family=Firmware.EPIC,
+    vendor=None,
+    fields=epic.FIELDS,
+    transport="http",
+    web=WebApi("the ePIC API", None, epic.read),
+    sticky=frozenset(epic.STICKY),
+    vendor_of=epic.vendor_of,
+)
 
 
 async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:

@@ -6,8 +6,12 @@ Everything the API reports is read as on stock firmware (firmware/bitmain.py); t
 the suffix so models.toml finds it, and the firmware is the Vnish version.
 
 What the API lacks (serial, MAC, watts, the power preset, and whether mining was stopped on
-purpose) comes from Vnish's own web API (collectors/cgminer/vnish_web.py), which the poller
-merges in.
+purpose) comes from Vnish's own web API (collectors/cgminer/vnish_web.py): those fields name its
+endpoints, read within the poll after the API answered (watts and state are live numbers a quota
+engine plans on; a small GET to a miner already answering costs far less than a background
+queue). ``/api/v1/info`` (identity) is re-read like any sticky reply. The API's own values win.
+A failing web API is a note in the reading, never a lost reading. If a Vnish box stops its
+cgminer API while mining is stopped, the web API alone gives the reading (``WebApi.alone``).
 """
 
 from __future__ import annotations
@@ -16,11 +20,21 @@ import asyncio
 import dataclasses
 import logging
 import re
+from typing import Any
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer import vnish_web
 from kuat.collectors.cgminer.firmware import Firmware, bitmain
-from kuat.collectors.cgminer.firmware.common import Body, Clues, FirmwareSpec, Source, item, text
+from kuat.collectors.cgminer.firmware.common import (
+    Body,
+    Clues,
+    Credential,
+    FirmwareSpec,
+    Source,
+    WebApi,
+    item,
+    text,
+)
 from kuat.collectors.cgminer.firmware.controls import Act, Controls, http_result
 from kuat.collectors.cgminer.http_json import HttpFailure, http_client, request_json
 
@@ -58,10 +72,60 @@ def _firmware(version: Body | None, stats: Body | None) -> str | None:
     return f"Vnish {v}" if v else None
 
 
+INFO, SUMMARY, PERF = vnish_web.INFO, vnish_web.SUMMARY, vnish_web.PERF
+# the web API's port, for reads and writes alike (a site's one web port setting)
+WEB_PORT = Credential("web_port", vnish_web.DEFAULT_WEB_PORT)
+PASSWORD = Credential("vnish_password", vnish_web.DEFAULT_PASSWORD, secret=True)
+WEB_TIMEOUT = Credential("web_timeout_s", 5.0)
+
+
+def _ident(info: Body | None) -> vnish_web.VnishIdentity | None:
+    return vnish_web.parse_info(info) if info is not None else None
+
+
+def _power(stats: Body | None, summary: Body | None) -> float | None:
+    w = bitmain.FIELDS["power_w"].extract(stats) if stats is not None else None
+    if w is None and summary is not None:
+        live = vnish_web.parse_live(summary, None).power_w
+        w = live if live is not None and live > 0 else None
+    return w
+
+
+def _state(summary: Body | None) -> str | None:
+    # stopped on purpose is "sleeping", not a fault; None: the engine decides from the hashrate
+    return vnish_web.state_of(summary)
+
+
+def _notes(summary: Body | None) -> tuple[str, ...] | None:
+    failure = vnish_web.parse_live(summary, None).failure
+    return (f"vnish: {failure}",) if failure else None
+
+
+def _alone(docs: Any) -> dict[str, Any] | None:
+    """The cgminer API is down: only a miner stopped on purpose reads from the web API alone."""
+    live = vnish_web.parse_live(docs.get(SUMMARY), None)
+    if live.miner_state not in ("stopped", "shutting-down"):
+        return None
+    return {
+        "hashrate_ths": 0.0,
+        "state": "sleeping",
+        "errors": ("cgminer API down while mining is stopped; read from the web API",),
+    }
+
+
 FIELDS: dict[str, Source] = {
     **bitmain.FIELDS,
     "model": Source(("version", "stats"), _model),
-    "firmware": Source(("version", "stats"), _firmware),
+    "firmware": Source(
+        ("version", "stats", INFO),
+        lambda v, s, i: _firmware(v, s) or ((x := _ident(i)) and x.firmware),
+    ),
+    "serial": Source((INFO,), lambda i: (x := _ident(i)) and x.serial),
+    "mac": Source((INFO,), lambda i: (x := _ident(i)) and x.mac),
+    "power_w": Source(("stats", SUMMARY), _power),
+    "power_limit_w": Source((PERF,), vnish_web.preset_watts),
+    "state": Source((SUMMARY,), _state),
+    "errors": Source((SUMMARY,), _notes),
 }
 
 
@@ -77,6 +141,8 @@ SPEC = FirmwareSpec(
     detect=_detect,
     detect_rank=60,
     ghs_keys_may_be_mh=True,
+    web=WebApi("the Vnish web API", WEB_PORT.name, vnish_web.fetch, alone=_alone),
+    sticky=frozenset({INFO}),
 )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
+from kuat.collectors.cgminer import v3
 from kuat.collectors.cgminer.btminer_auth import (
     AuthError,
     V2Token,
@@ -30,6 +31,7 @@ from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     Clues,
+    Credential,
     FirmwareSpec,
     Source,
     first_num,
@@ -327,7 +329,19 @@ FIELDS_V3: dict[str, Source] = {
 
 # No sleep/wake commands here: API v3 stops btminer only through a signed set.miner.service
 # (admin password + the salt of get.device.info), which control.py sends itself.
-SPEC_V3 = FirmwareSpec(family=Firmware.WHATSMINER_V3, vendor="MicroBT", fields=FIELDS_V3)
+PASSWORD = Credential("whatsminer_password", "admin", secret=True)
+V3_ACCOUNT = Credential("whatsminer_v3_account", "super")
+V3_PORT = Credential("v3_port", v3.V3_PORT)
+SPEC_V3 = FirmwareSpec(
+    family=Firmware.WHATSMINER_V3,
+    vendor="MicroBT",
+    fields=FIELDS_V3,
+    # length-framed JSON on its own port; tried when 4028 gives no answer on a box not known
+    # as another firmware, or last seen as btminer v2 (collector.py)
+    transport="v3",
+    api_port=V3_PORT.name,
+    fallback_from=frozenset({Firmware.WHATSMINER}),
+)
 
 
 def fields_from_v3_device_info(reply: Body) -> dict[str, Any]:

@@ -243,8 +243,6 @@ braiins_web_port = {web_port}
 async def test_a_farm_without_the_api_logs_a_few_warnings_not_one_per_miner(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from datetime import UTC, datetime
-
     from kuat.collectors.cgminer import collector as C
 
     async def no_api(client: object, host: str) -> str:
@@ -252,11 +250,10 @@ async def test_a_farm_without_the_api_logs_a_few_warnings_not_one_per_miner(
 
     fetcher = C._IdentityFetcher(no_api, source="the REST API", interval_s=3600)
     caplog.set_level(logging.DEBUG, logger="kuat.collectors.cgminer.collector")
-    now = datetime.now(UTC)
     for i in range(1, 61):
-        r = AsicReading(ip=f"127.84.250.{i}", port=4028, taken_at=now, firmware_family="braiins")
-        fetcher.observe(r)
-        await fetcher.wait((r.ip, r.port), asyncio.get_running_loop().time() + 2)
+        key = (f"127.84.250.{i}", 4028)
+        fetcher.observe(key, model=None, uptime_s=None)
+        await fetcher.wait(key, asyncio.get_running_loop().time() + 2)
     await fetcher.aclose()
     warnings = [rec for rec in caplog.records if rec.levelno == logging.WARNING]
     assert len(warnings) == C.IDENTITY_WARNINGS + 1  # 20 miners, then one line saying so

@@ -3,7 +3,6 @@ control.py only dispatches: what a firmware declares is what a caller gets."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import pytest
@@ -19,7 +18,7 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.readings import AsicReading
 
 _ranges = itertools.count(1)
-_ACCESS_FIELDS = {f.name for f in dataclasses.fields(MinerAccess)}
+_ACCESS_FIELDS = MinerAccess.names()
 
 
 @pytest.mark.parametrize("firmware", [f for f in Firmware if f is not Firmware.CGMINER])

@@ -42,7 +42,7 @@ async def test_poller_reads_vnish_and_controls_it() -> None:
     )
     async with sim:
         m = sim.miners[0]
-        poller = AsicPoller(web_port=None, vnish_web_port=WEB_PORT)
+        poller = AsicPoller(web_port=WEB_PORT)
         r, stock = await poller.poll_many(sim.targets)
         assert isinstance(r, AsicReading) and r.firmware_family == "vnish", r
         assert isinstance(stock, AsicReading) and stock.firmware_family == "bitmain"
