@@ -45,7 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from kuat.agent.config import KuatConfig, PduConfig
-from kuat.agent.i18n import render
+from kuat.agent.i18n import message, render
 from kuat.agent.state import SiteState
 from kuat.collectors.capabilities import ActionResult, PowerLimitable, Sleepable
 from kuat.collectors.cgminer import control
@@ -335,17 +335,19 @@ class Curtailer:
         ):
             return
         self._last_logged = summary
-        mode = "enforcing" if self.enforce else "dry run ([quota] enforce = false)"
-        log.warning(
-            "curtailment plan, %s: %s %d miners (%.1f kW); load %.1f kW, allowed %.1f kW — %s",
-            mode,
-            "/".join(sorted(summary.kinds)),
-            summary.miners,
-            summary.kw,
-            p.load_kw,
-            p.allowed_kw or 0.0,
-            render(p.reason, self.lang),
+        lang = self.lang
+        line = message(
+            "log.curtail_plan",
+            lang,
+            mode=message("log.mode.enforce" if self.enforce else "log.mode.dry_run", lang),
+            actions="/".join(message(f"ui.act_{k}", lang) for k in sorted(summary.kinds)),
+            miners=summary.miners,
+            saved_kw=float(summary.kw),
+            load_kw=float(p.load_kw),
+            allowed_kw=float(p.allowed_kw or 0.0),
+            reason=render(p.reason, lang),
         )
+        log.warning("%s", line)
 
     def _dispatch(self, a: Action, rec: MinerRecord, m: MinerState, now: datetime) -> None:
         """Note the action as in flight and start sending it."""
