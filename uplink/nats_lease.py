@@ -91,7 +91,16 @@ class NatsLease:
                     revision = await self.kv.create(self.key, value)
                 else:
                     revision = await self.kv.update(self.key, value, last=self.state.revision)
-            self.state = on_written(self.policy, revision, sent)
+                last = await self._last_revision()
+            if last is not None and last != revision:
+                # Two compare-and-sets on the same revision can both be accepted by a clustered
+                # nats-server 2.9 (its check runs before an earlier proposal is applied; seen as
+                # two controllers at once in tests/uplink/test_nats_lease.py). Read back through
+                # the stream leader: only the write that stands holds the lease.
+                holder, seen = await self._holder()
+                self.state = on_conflict(self.policy, self.state, self.clock(), holder, seen)
+            else:
+                self.state = on_written(self.policy, revision, sent)
         except nats.js.errors.KeyWrongLastSequenceError:
             holder, seen = await self._holder()
             self.state = on_conflict(self.policy, self.state, self.clock(), holder, seen)
@@ -101,6 +110,12 @@ class NatsLease:
         if self.is_controller() != was:  # the agent says it to people (agent.cluster, kk/ru/en)
             log.debug("lease %s: controller %s", self.policy.agent_id, self.is_controller())
         return self.state
+
+    async def _last_revision(self) -> int | None:
+        """The key's last revision as the stream leader has it (not a replica's direct get)."""
+        js = self.kv._js  # nats-py keeps the context and stream there; no public accessor
+        msg = await js.get_last_msg(self.kv._stream, f"{self.kv._pre}{self.key}", direct=False)
+        return msg.seq
 
     async def _holder(self) -> tuple[str | None, int | None]:
         """Who holds the key now, at which revision (None, None when it cannot be read)."""
