@@ -40,7 +40,7 @@ from kuat.quota.shard_caps import (
 from kuat.uplink.lineproto import escape_key
 from kuat.uplink.nats_caps import LoadBoard, follow_caps, publish_caps, publish_load
 from kuat.uplink.nats_conn import NatsSettings, connect
-from kuat.uplink.nats_lease import NatsLease, open_bucket
+from kuat.uplink.nats_lease import NatsLease, open_bucket, raise_if_cancelled
 
 log = logging.getLogger("kuat.agent.cluster")
 
@@ -122,6 +122,7 @@ class ClusterJob:
             try:
                 opening.result()
             except _UNREACHABLE as exc:
+                raise_if_cancelled()
                 unreachable(exc or type(exc).__name__)
                 if self.nc is not None:
                     await self.nc.close()
@@ -179,6 +180,7 @@ class ClusterJob:
         try:
             await self._exchange()
         except _UNREACHABLE as exc:  # a node going away: the client reconnects, we hold the cap
+            raise_if_cancelled()
             log.debug("cluster: %s", exc)
         controller = self.is_controller()
         kw, source = self.caps.cap_kw(self.clock())

@@ -51,6 +51,17 @@ async def open_bucket(js: JetStreamContext, bucket: str, ttl_s: float, replicas:
     return await js.create_key_value(bucket=bucket, ttl=ttl_s, history=1, replicas=replicas)
 
 
+def raise_if_cancelled() -> None:
+    """Python 3.11's ``asyncio.timeout`` can turn a cancellation that lands as it expires into
+    a TimeoutError; a loop that catches TimeoutError would then run on after its task was
+    cancelled (the agent's stop, a test's crash), and whoever awaits it would wait for ever.
+    Call it in every ``except TimeoutError`` of a long-running loop: a pending cancellation
+    goes on being one."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class NatsLease:
     """One contender for the site's controller lease. ``step()`` once per ``policy.renew_s``
     (``run()`` does it); ``is_controller()`` says whether this agent may plan the site now."""
@@ -105,6 +116,7 @@ class NatsLease:
             holder, seen = await self._holder()
             self.state = on_conflict(self.policy, self.state, self.clock(), holder, seen)
         except _UNREACHABLE as exc:
+            raise_if_cancelled()
             log.debug("lease %s: %s", step.value, exc)
             self.state = on_error(self.state, self.clock())
         if self.is_controller() != was:  # the agent says it to people (agent.cluster, kk/ru/en)
@@ -124,6 +136,7 @@ class NatsLease:
                 entry = await self.kv.get(self.key)
             return (holder_of(entry.value) if entry.value else None), entry.revision
         except _NO_HOLDER:
+            raise_if_cancelled()
             return None, None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -138,7 +151,7 @@ class NatsLease:
                 async with asyncio.timeout(self.policy.renew_s):
                     await stop.wait()
             except TimeoutError:
-                pass
+                raise_if_cancelled()
         await self.release()
 
     async def release(self) -> None:
