@@ -164,10 +164,14 @@ def test_enforce_acts_and_the_hour_closes_inside(demos: dict[str, Demo]) -> None
     # its latest decision (sleep first, then limits and wakes trim the load to the allocation)
     plan = d.field("Planner")
     assert re.match(r"\d\d:\d\d:\d\d: (sleep|limit|wake|give) \d+ miners", plan), d.last
-    assert _asleep(d) > 0, d.last
+    # it acted on the simulated miners: asleep, or (a small cut, as near an hour's end, where
+    # limits reach the target with room to spare) power-limited
+    acted = re.search(r"curtailment plan, enforcing: (sleep|limit power)", d.stderr)
+    assert acted, d.stderr[-2000:]
+    if acted.group(1) == "sleep":
+        assert _asleep(d) > 0, d.last
     # the simulated meter followed the miners: the forecast is inside the allocation
     assert "— inside its allocation" in d.last, d.last
-    assert "curtailment plan, enforcing: sleep" in d.stderr
 
 
 def test_power_adds_up_and_hidden_load_alarms(demos: dict[str, Demo]) -> None:
