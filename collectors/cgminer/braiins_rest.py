@@ -1,4 +1,4 @@
-"""Braiins OS power target through its public REST API (Braiins OS+ 25.07 and later).
+"""Braiins OS power target and pools through its public REST API (Braiins OS+ 25.07 and later).
 
 The cgminer-compatible API on 4028 reads the tuner (``tunerstatus``) but cannot change it; the
 REST API on the web port can (OpenAPI in Braiins' bos-plus-api; the same calls as the gRPC
@@ -7,7 +7,11 @@ REST API on the web port can (OpenAPI in Braiins' bos-plus-api; the same calls a
 - ``POST /api/v1/auth/login`` ``{"username", "password"}`` -> ``{"token", "timeout_s"}``; the token
   goes back verbatim in ``Authorization`` (no scheme word);
 - ``PUT /api/v1/performance/power-target`` ``{"watt": N}`` -> ``{"watt": N}`` as applied; a
-  target the tuner cannot take is a 4xx with ``{"message": …}``.
+  target the tuner cannot take is a 4xx with ``{"message": …}``;
+- ``PUT /api/v1/pools/batch`` with a list of pool groups (``name``, ``pools`` of ``url``/``user``/
+  ``password``/``enabled``, ``load_balance_strategy``) replaces every pool group and applies them,
+  which restarts bosminer (the REST twin of gRPC ``PoolService.SetPoolGroups``; OpenAPI document
+  of 25.07 in asic-rs meta/braiins/25.07/openapi.json, ``setBatchPools``) -> the groups as set.
 
 The same API has the box's identity, which the 4028 API lacks (no serial, no MAC there):
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -33,6 +38,9 @@ from kuat.collectors.cgminer.web import BitmainIdentity, identity_mac, identity_
 
 LOGIN_PATH = "/api/v1/auth/login"
 POWER_TARGET_PATH = "/api/v1/performance/power-target"
+POOLS_BATCH_PATH = "/api/v1/pools/batch"
+# the one pool group kuat writes: every pool in it, tried in order (quota 1 = all work from it)
+POOL_GROUP_NAME = "kuat"
 MINER_DETAILS_PATH = "/api/v1/miner/details"
 NETWORK_PATH = "/api/v1/network/"
 DEFAULT_WEB_PORT = 80
@@ -71,6 +79,51 @@ async def set_power_target(
     if not isinstance(applied, int) or isinstance(applied, bool):
         return HttpFailure("reply", f"{what}: power-target reply has no watt")
     return applied
+
+
+async def set_pool_group(
+    client: httpx.AsyncClient,
+    host: str,
+    pools: Sequence[tuple[str, str, str]],
+    *,
+    port: int = DEFAULT_WEB_PORT,
+    username: str = "root",
+    password: str = "",
+    timeout_s: float = 5.0,
+) -> int | HttpFailure:
+    """Log in and replace every pool group with one holding ``pools`` ((url, user, password), in
+    priority order); how many pools the miner says it set."""
+    what = _what(port)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    token = await _login(client, host, port, username, password, deadline)
+    if isinstance(token, HttpFailure):
+        return token
+    group = {
+        "name": POOL_GROUP_NAME,
+        "pools": [
+            {"url": url, "user": user, "password": pw, "enabled": True} for url, user, pw in pools
+        ],
+        "load_balance_strategy": {"quota": {"value": 1}},
+    }
+    got = await request_json(
+        client,
+        "PUT",
+        host,
+        port,
+        POOLS_BATCH_PATH,
+        what=what,
+        deadline=deadline,
+        body=[group],
+        headers={"Authorization": token},
+    )
+    if isinstance(got, HttpFailure):
+        return got
+    groups = got if isinstance(got, list) else None
+    first = groups[0] if groups and isinstance(groups[0], dict) else None
+    written = first.get("pools") if first is not None else None
+    if not isinstance(written, list):
+        return HttpFailure("reply", f"{what}: pools/batch reply has no pool group")
+    return len(written)
 
 
 def identity_from_miner_details(doc: Any) -> BitmainIdentity | str:

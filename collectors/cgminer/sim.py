@@ -45,6 +45,12 @@ restarts into the new mode). A sleeping stock miner hashes 0 with its fans stopp
 LuxOS power profiles: ``profiles`` and ``logon`` + ``profileset`` ``<sid>,<name>``; the miner
 then runs at that profile's watts and hashrate.
 
+Pool writes: LuxOS ``addpool``/``switchpool``/``removepool`` without a session (replies with
+cgminer api.c's codes and texts, which LuxOS's documentation does not print), Braiins REST
+``PUT /api/v1/pools/batch`` (the OpenAPI document's shape; bosminer's restart is at once here),
+Avalon ``setpool`` applied by ``ascset 0,reboot`` (sim_avalon.py; from Canaan's cgminer source,
+no capture). ``pools`` marks the pool ``pool_active`` names as the one mining.
+
     python -m kuat.collectors.cgminer.sim --count 500 --first-ip 127.20.0.1
 """
 
@@ -143,6 +149,9 @@ class SimMiner:
     clock: Callable[[], float] = time.monotonic
     due: tuple[float, bool] | None = None
     pools: list[dict[str, str]] = field(default_factory=list)
+    pool_active: int = 0  # which of ``pools`` it mines on (LuxOS switchpool moves it)
+    # Avalon: the three pool slots setpool saved, applied by the next reboot
+    avalon_saved_pools: list[dict[str, str]] | None = None
     started: float = field(default_factory=time.monotonic)
     accepted: int = 0
     session_id: str = ""
@@ -471,12 +480,45 @@ class SimMiner:
             }
         if fw == "luxos" and command == "logoff":
             return R.ok(desc, "Session closed")
+        if fw == "luxos" and command in ("addpool", "switchpool", "removepool"):
+            return self._lux_pools(command, parameter, desc)
         if fw == "avalon" and command == "ascset":
             return sim_avalon.ascset(self, parameter)
+        if fw == "avalon" and command == "setpool":
+            return sim_avalon.setpool(self, parameter)
         if fw == "braiins" and command in ("pause", "resume"):
             self.sleeping = command == "pause"
             return R.ok(desc, "Paused" if self.sleeping else "Resumed")
         return None
+
+    def _lux_pools(self, command: str, parameter: str, desc: str) -> dict[str, Any]:
+        """cgminer's pool commands as LuxOS answers them, without a session (the codes and
+        texts are cgminer api.c's: 55 added, 27 switching, 68 removed; 26 bad id, 67 active)."""
+
+        def err(code: int, msg: str) -> dict[str, Any]:
+            return {"STATUS": R._status(code, msg, desc, "E"), "id": 1}
+
+        if command == "addpool":
+            parts = parameter.split(",")
+            if len(parts) < 2 or not parts[0] or not parts[1]:
+                return err(53, f"Invalid addpool details '{parameter}'")
+            self.pools.append({"url": parts[0], "user": parts[1], "pass": ",".join(parts[2:3])})
+            n = len(self.pools) - 1
+            return {"STATUS": R._status(55, f"Added pool {n}: '{parts[0]}'", desc), "id": 1}
+        n = int(parameter) if parameter.isdigit() else -1
+        if not 0 <= n < len(self.pools):
+            return err(26, f"Invalid pool id {n} - range is 0 - {len(self.pools) - 1}")
+        url = self.pools[n]["url"]
+        if command == "switchpool":
+            self.pool_active = n
+            return {"STATUS": R._status(27, f"Switching to pool {n}:'{url}'", desc), "id": 1}
+        active = self.pool_active if self.pool_active < len(self.pools) else 0
+        if n == active:
+            return err(67, f"Cannot remove active pool {n}:'{url}'")
+        del self.pools[n]
+        if n < active:
+            self.pool_active = active - 1
+        return {"STATUS": R._status(68, f"Removed pool {n}:'{url}'", desc), "id": 1}
 
 
 def encode(miner: SimMiner, body: dict[str, Any], glue_stats: bool) -> bytes:
@@ -967,13 +1009,16 @@ def _braiins_route(
         m.vnish_tokens.add(token)  # one token set per miner serves every web API here
         return 200, {"token": token, "timeout_s": 3600}
     reads = {"/api/v1/miner/details": R.bos_miner_details, "/api/v1/network/": R.bos_network}
-    if path != "/api/v1/performance/power-target" and path not in reads:
+    writes = ("/api/v1/performance/power-target", "/api/v1/pools/batch")
+    if path not in writes and path not in reads:
         return 404, {"message": "Not Found"}
     if headers.get("authorization", "") not in m.vnish_tokens:
         return 401, {"message": "Unauthorized"}
     if path in reads:
         return (200, reads[path](m)) if method == "GET" else (405, {"message": "Not Allowed"})
     req = _json_body(body)
+    if path == "/api/v1/pools/batch":
+        return _bos_pool_groups(m, method, req)
     watt = req.get("watt") if isinstance(req, dict) else None
     if method != "PUT" or not isinstance(watt, int):
         return 400, {"message": "Invalid request body"}
@@ -984,6 +1029,39 @@ def _braiins_route(
     m.run_w = float(min(watt, m.nominal_power_w * 1.2))
     m.run_ths = m.nominal_ths * m.run_w / m.nominal_power_w
     return 200, {"watt": watt}
+
+
+def _bos_pool_groups(m: SimMiner, method: str, groups: Any) -> tuple[int, Any]:
+    """``PUT /api/v1/pools/batch`` (OpenAPI 25.07 ``setBatchPools``): the groups replace every
+    group; the miner mines on the first group's pools, in order (bosminer restarts into them,
+    at once here). The reply echoes the groups with the uids it gave them."""
+    if method != "PUT":
+        return 405, {"message": "Not Allowed"}
+    if (
+        not isinstance(groups, list)
+        or not groups
+        or not all(isinstance(g, dict) and isinstance(g.get("pools"), list) for g in groups)
+        or not all(
+            isinstance(p, dict) and isinstance(p.get("url"), str) and isinstance(p.get("user"), str)
+            for g in groups
+            for p in g["pools"]
+        )
+    ):
+        return 400, {"message": "Invalid request body"}
+    out = [
+        {
+            **g,
+            "uid": f"group{gi}",
+            "pools": [{**p, "uid": str(n)} for n, p in enumerate(g["pools"])],
+        }
+        for gi, g in enumerate(groups)
+    ]
+    m.pools = [
+        {"url": p["url"], "user": p["user"], "pass": str(p.get("password") or "")}
+        for p in groups[0]["pools"]
+    ]
+    m.pool_active = 0
+    return 200, out
 
 
 def _auradine_route(
@@ -1111,6 +1189,7 @@ class AsicFarmSimulator:
             "vnish": "admin",
             "braiins": "",
             "auradine": "admin",
+            "avalon": "admin",
         }.get(personality, "root")
         # both identity paths: known by serial (odd i) and by MAC alone (even i)
         miner.bos_rest_serial = i % 2 == 1

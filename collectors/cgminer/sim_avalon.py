@@ -4,10 +4,18 @@ tests/cases/asic/avalon/ (cgminer 4.11.1 with the Avalon driver).
 The miner's live numbers go into the ``MM ID0`` bracket string the way the 1246 capture has
 them; soft-off (``ascset 0,softoff,1:<time>``) switches it to what the soft-off Avalon Q capture
 shows: ``SoftOFF[n]``, ``SYSTEMSTATU[Work: In Idle…]``, 0 hashrate, fans stopped, PSU ~0 W.
+
+Pools as Canaan's cgminer fork for the Nano 3/Q writes them (its api.c ``setpool``, no captured
+reply: these follow that source): ``setpool <user>,<password>,<slot>,<url>,<user>[,<pass>]``
+checks the web login (``SimMiner.web_password``, user admin), saves the slot and answers code
+133 "Pool set info: … Please reboot miner to make config work."; a wrong login is code 132
+"Pool set error: userpass err". The saved slots take effect at ``ascset 0,reboot,<delay>``
+(at once here, the box back at once).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -122,6 +130,13 @@ def ascset(m: SimMiner, parameter: str) -> Body:
     if len(parts) < 2 or parts[0].strip() != "0":
         return {"STATUS": _status(119, f"Missing ASC argument {parameter!r}", "E"), "id": 1}
     option = parts[1].strip()
+    if option == "reboot":
+        # the firmware starts again and cgminer loads the saved pool slots
+        if m.avalon_saved_pools is not None:
+            m.pools = [p for p in m.avalon_saved_pools if p["url"]]
+            m.avalon_saved_pools = None
+            m.pool_active = 0
+        return {"STATUS": _status(118, "ASC 0 set info: reboot", "I"), "id": 1}
     if option not in SOFT_COMMANDS:
         return {"STATUS": _status(14, f"ASC 0 set failed: unknown option {option}", "E"), "id": 1}
     when = parts[2].partition(":")[2] if len(parts) > 2 else ""
@@ -129,3 +144,38 @@ def ascset(m: SimMiner, parameter: str) -> Body:
         return {"STATUS": _status(14, f"ASC 0 set failed: {option} needs 1:<time>", "E"), "id": 1}
     m.sleeping = option == "softoff"
     return {"STATUS": _status(118, f"ASC 0 set info: success {option}:{when}", "I"), "id": 1}
+
+
+WEB_USER = "admin"
+
+
+def setpool(m: SimMiner, parameter: str) -> Body:
+    """Save one of the three pool slots, for the next start (module docstring)."""
+    parts = parameter.split(",")
+    if len(parts) not in (5, 6) or not parts[2].strip().lstrip("-").isdigit():
+        n = len(parts)
+        return _pool_set_error(f"we need 5 | 6 arguments, your input is {n} arguments.")
+    user, password, slot, url, worker = parts[:5]
+    if user != WEB_USER:
+        return _pool_set_error("username err")
+    # the firmware keeps the password's sha256 and compares digests
+    given = hashlib.sha256(password.encode()).hexdigest()
+    if given != hashlib.sha256(m.web_password.encode()).hexdigest():
+        return _pool_set_error("userpass err")
+    n = int(slot)
+    if not 0 <= n <= 2:
+        return _pool_set_error(f"pool num must between 0 and 2 , your input is {n}")
+    if m.avalon_saved_pools is None:
+        saved = [dict(p) for p in m.pools[:3]]
+        m.avalon_saved_pools = saved + [{"url": "", "user": "", "pass": ""}] * (3 - len(saved))
+    pw = parts[5] if len(parts) == 6 else ""
+    m.avalon_saved_pools[n] = {"url": url, "user": worker, "pass": pw}
+    msg = (
+        f"Pool set info: \npool {n} success set to {url}\nworker is {worker}\n"
+        f"workerpassword is {pw}\nPlease reboot miner to make config work.\n"
+    )
+    return {"STATUS": _status(133, msg), "id": 1}
+
+
+def _pool_set_error(why: str) -> Body:
+    return {"STATUS": _status(132, f"Pool set error: {why}", "E"), "id": 1}

@@ -33,6 +33,8 @@ def invalid(desc: str) -> Body:
 
 def _pools(m: SimMiner, desc: str) -> Body:
     rows = []
+    # the pool it mines on: the first, unless a switchpool (LuxOS) chose another
+    active = m.pool_active if m.pool_active < len(m.pools) else 0
     for i, p in enumerate(m.pools):
         rows.append(
             {
@@ -61,7 +63,7 @@ def _pools(m: SimMiner, desc: str) -> Body:
                 "Last Share Difficulty": 65536.0,
                 "Work Difficulty": 65536.0,
                 "Has Stratum": True,
-                "Stratum Active": i == 0,
+                "Stratum Active": i == active,
                 "Stratum URL": p["url"].split("//")[-1].split(":")[0],
                 "Stratum Difficulty": 65536.0,
                 "Has Vmask": True,

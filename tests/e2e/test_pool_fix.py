@@ -56,6 +56,7 @@ asic = 1
 [asic]
 timeout_s = 2
 web_port = {WEB_PORT}
+braiins_web_port = {WEB_PORT}
 whatsminer_password = "{whatsminer_password}"
 [[asic.groups]]
 hosts = [{hosts}]
@@ -93,37 +94,43 @@ async def test_enforcing_writes_the_accredited_pools_through_each_firmware(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="kuat.pools")
-    async with farm("antminer", "whatsminer", "whatsminer_v3", "epic", "vnish") as asics:
+    firmwares = ("antminer", "whatsminer", "whatsminer_v3", "epic", "vnish", "luxos", "braiins")
+    async with farm(*firmwares, "avalon") as asics:
         asics.miners[0].set_work_mode(1)  # asleep for the quota: the fix must not wake it
         want = [written(m) for m in asics.miners]
+        # an Avalon has three slots and cannot empty one: the last pool fills the third
+        want[-1].append(want[-1][-1])
         assert want[1] == [(POOLS[0][0], "kzfarm.kuat00001"), POOLS[1]]
         agent = Agent(parse_config(config(tmp_path, asics, enforce=True)))
         await run_for(agent, 6)
         assert [on(m) for m in asics.miners] == want
         assert asics.miners[0].sleeping
-        assert {r.outcome for r in agent.pool_fixer.results} == {"done"}
+        assert {r.outcome for r in agent.pool_fixer.results} == {"done"}, agent.pool_fixer.results
         # each miner written once: once fixed, it is no offender any more
-        assert len(agent.pool_fixer.results) == 5
+        assert len(agent.pool_fixer.results) == 8
         # the agent's own last view shows them on the accredited pool
         assert agent.pool_fixer.offenders() == []
     done = [r.getMessage() for r in caplog.records if "item 7 fixed" in r.getMessage()]
-    assert len(done) == 5 and all("btc.f2pool.com" in m for m in done), done
+    assert len(done) == 8 and all("btc.f2pool.com" in m for m in done), done
 
 
 async def test_dry_run_logs_the_plan_once_in_the_operators_language_and_writes_nothing(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="kuat.pools")
-    async with farm("antminer", "whatsminer") as asics:
+    async with farm("antminer", "whatsminer", "luxos", "avalon") as asics:
         before = [on(m) for m in asics.miners]
         agent = Agent(parse_config(config(tmp_path, asics, enforce=False, language="kk")))
         await run_for(agent, 4)
         assert [on(m) for m in asics.miners] == before
         assert asics.miners[0].conf_writes == []
-        assert asics.miners[1].requests["get_token"] == 0  # no write was even begun
+        # no write was even begun
+        assert asics.miners[1].requests["get_token"] == 0
+        assert asics.miners[2].requests["addpool"] == 0
+        assert asics.miners[3].requests["setpool"] == 0
     plans = [r.getMessage() for r in caplog.records if r.name == "kuat.pools"]
     # one line per miner over several cycles, in Kazakh, naming the pools it would get
-    assert len(plans) == 2, plans
+    assert len(plans) == 4, plans
     assert all("сынақ режимі" in p and f"{ACCREDITED}:3333" in p for p in plans)
 
 
@@ -131,7 +138,7 @@ async def test_a_miner_that_refuses_is_said_once_and_not_asked_every_cycle(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="kuat.pools")
-    async with farm("whatsminer", "avalon") as asics:
+    async with farm("whatsminer", "auradine") as asics:
         before = [on(m) for m in asics.miners]
         cfg = config(tmp_path, asics, enforce=True, language="ru", whatsminer_password="wrong")
         agent = Agent(parse_config(cfg))

@@ -5,6 +5,14 @@
 ``'STATS':{…}`` and moves the per-chip arrays to ``HBinfo``). Real replies of both are case
 folders in tests/cases/asic/avalon/.
 
+Pools: ``setpool <web user>,<web password>,<slot 0-2>,<url>,<user>,<pass>`` saves one of the
+three slots, checked against the web UI's login, and the firmware applies them at its next start
+(its reply ends "Please reboot miner to make config work"); ``ascset 0,reboot,0`` is that start.
+Source: Canaan's cgminer fork for the Avalon Nano 3/Q (api.c ``setpool``: 5 or 6 comma-separated
+fields, ``Pool set error: username err|userpass err`` with code 132, ``Pool set info`` with 133),
+AvalonPS7's Set-AvalonMinerPoolConfig.ps1 and AvalonMinerTools' API document (``setpool``,
+``ascset 0,reboot,<delay>``). No capture of these replies: the simulator follows that source.
+
 Sleep is "soft off": ``ascset 0,softoff,1:<unix time>`` (``softon`` to wake), which the firmware
 acknowledges with ``ASC 0 set info: success softoff:<time>``. A soft-off miner shows
 ``SoftOFF[n]`` with n > 0 and ``SYSTEMSTATU[Work: In Idle…]``, fans stopped, 0 hashrate.
@@ -12,14 +20,17 @@ acknowledges with ``ASC 0 set info: success softoff:<time>``. A soft-off miner s
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
-from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.capabilities import ActionResult, PoolTarget
+from kuat.collectors.cgminer.client import ApiError, CgminerClient, is_error_reply, status_of
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     Clues,
+    Credential,
     FirmwareSpec,
     Source,
     first_num,
@@ -32,7 +43,15 @@ from kuat.collectors.cgminer.firmware.common import (
     positive,
     text,
 )
-from kuat.collectors.cgminer.firmware.controls import Act, Controls, api_sleep_wake
+from kuat.collectors.cgminer.firmware.controls import (
+    Act,
+    Controls,
+    api_sleep_wake,
+    asleep_for_a_restart,
+    comma_in,
+)
+
+log = logging.getLogger(__name__)
 
 _BRACKET = re.compile(r"(\w[\w ]*?)\[([^\]]*)\]")
 
@@ -220,8 +239,65 @@ async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
     return await api_sleep_wake(act, to_sleep, cmd, at_time=True, wake_may_not_answer=True)
 
 
+# --- pools: setpool per slot, then the restart that applies them ----------------------------
+
+# the web UI's login, which setpool checks (the firmware's factory account is admin)
+USERNAME = Credential("avalon_username", "admin")
+PASSWORD = Credential("avalon_password", "admin", secret=True)
+SLOTS = 3  # setpool takes slots 0-2 and cannot empty one
+REBOOT = ("ascset", "0,reboot,0")
+
+
+async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
+    """``setpool`` into all three slots (the last pool repeated into slots left over: a slot
+    cannot be emptied, and a foreign pool must not stay behind as a failover), then
+    ``ascset 0,reboot,0``, the restart the firmware applies them at; confirmed by the pools
+    the API lists once it is back. A miner asleep for the quota is left alone (the restart
+    would wake it)."""
+    a, action = act.access, "set_pools"
+    log.info("asic %s: pools requested (%s)", act.device, act.reason)
+    bad = comma_in(pools)
+    if bad is not None:
+        return act.result(action, "refused", bad)
+    held = await asleep_for_a_restart(act, "rebooting")
+    if held is not None:
+        return held
+    slots = tuple(pools[min(i, len(pools) - 1)] for i in range(SLOTS))
+    client = CgminerClient(timeout_s=act.timeout_s)
+    try:
+        for i, p in enumerate(slots):
+            param = f"{a.avalon_username},{a.avalon_password},{i},{p.url},{p.user},{p.password}"
+            reply = await client.command(act.host, act.port, "setpool", param)
+            if is_error_reply(reply):
+                said = status_of(reply)[1]
+                if "invalid command" in said.lower():
+                    detail = "this Avalon firmware has no setpool command (Nano 3/Q-era has)"
+                    return act.result(action, "unsupported", detail)
+                return act.result(action, "refused", f"setpool slot {i}: miner says: {said}")
+    except ApiError as e:
+        return act.result(action, "failed", str(e))
+    try:
+        reply = await client.command(act.host, act.port, *REBOOT)
+        if is_error_reply(reply):
+            said = status_of(reply)[1]
+            detail = f"pools saved, but the reboot that applies them was refused: {said}"
+            return act.result(action, "refused", detail)
+    except ApiError:
+        pass  # a box going down may close the connection before it answers
+    ok, seen = await act.confirm_pools(slots)
+    if ok:
+        extra = f" (slot {len(pools) + 1}+ repeats the last)" if len(pools) < SLOTS else ""
+        detail = f"confirmed {len(pools)} pools{extra} after a reboot; reason: {act.reason}"
+        return act.result(action, "done", detail)
+    return act.result(action, "failed", f"Avalon saved the pools and rebooted but reads {seen}")
+
+
 CONTROLS = Controls(
     firmware=Firmware.AVALON,
     sleep_wake=_sleep_wake,
+    set_pools=_set_pools,
+    credentials=("avalon_username", "avalon_password"),
+    # a reboot: the controller boots, cgminer starts and reconnects within a few minutes
+    confirm_s={"pools": 240.0},
     no_power_target="Avalon firmware has work-mode levels (ascset worklevel), not a watt target",
 )

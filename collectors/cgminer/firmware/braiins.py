@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer import braiins_rest
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
@@ -35,10 +36,17 @@ from kuat.collectors.cgminer.firmware.common import (
     status_description,
     text,
 )
-from kuat.collectors.cgminer.firmware.controls import Act, Controls, api_sleep_wake, http_result
+from kuat.collectors.cgminer.firmware.controls import (
+    Act,
+    Controls,
+    api_sleep_wake,
+    asleep_for_a_restart,
+    http_result,
+)
 from kuat.collectors.cgminer.http_json import HttpFailure, http_client
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _model(devdetails: Body | None) -> str | None:
@@ -184,21 +192,26 @@ async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
     return await api_sleep_wake(act, to_sleep, cmd)
 
 
-async def _power_target(act: Act, watts: int) -> ActionResult:
-    """``PUT /api/v1/performance/power-target`` (braiins_rest.py), confirmed by ``tunerstatus``."""
+async def _rest_write(act: Act, write: Callable[..., Awaitable[T]], value: Any) -> T:
+    """One REST write (braiins_rest.py) to this miner, with its login and port."""
     a = act.access
-    action = "set_power_limit"
-    log.info("asic %s: power target %d W requested (%s)", act.device, watts, act.reason)
     async with http_client() as client:
-        got = await braiins_rest.set_power_target(
+        return await write(
             client,
             act.host,
-            watts,
+            value,
             port=a.braiins_web_port,
             username=a.braiins_username,
             password=a.braiins_password,
             timeout_s=a.web_timeout_s,
         )
+
+
+async def _power_target(act: Act, watts: int) -> ActionResult:
+    """``PUT /api/v1/performance/power-target`` (braiins_rest.py), confirmed by ``tunerstatus``."""
+    action = "set_power_limit"
+    log.info("asic %s: power target %d W requested (%s)", act.device, watts, act.reason)
+    got = await _rest_write(act, braiins_rest.set_power_target, watts)
     if isinstance(got, HttpFailure):
         hint = "the power target needs Braiins OS 25.07 or later"
         return http_result(act, action, got, unsupported_hint=hint)
@@ -208,10 +221,34 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
     return act.result(action, "failed", f"miner took target {got} W but reads {seen}")
 
 
+async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
+    """``PUT /api/v1/pools/batch`` (braiins_rest.py): one pool group holding exactly these pools
+    replaces every group, and bosminer restarts to apply it; confirmed by the pools the 4028
+    API then shows. A miner asleep for the quota is left alone (a restart would wake it)."""
+    action = "set_pools"
+    log.info("asic %s: pools requested (%s) via the Braiins OS REST API", act.device, act.reason)
+    held = await asleep_for_a_restart(act, "restarting bosminer")
+    if held is not None:
+        return held
+    got = await _rest_write(
+        act, braiins_rest.set_pool_group, [(p.url, p.user, p.password) for p in pools]
+    )
+    if isinstance(got, HttpFailure):
+        hint = "pool groups over REST need Braiins OS 25.07 or later"
+        return http_result(act, action, got, unsupported_hint=hint)
+    ok, seen = await act.confirm_pools(pools)
+    if ok:
+        return act.result(action, "done", f"confirmed {len(pools)} pools; reason: {act.reason}")
+    detail = f"Braiins OS took the pool group but the miner reads {seen}"
+    return act.result(action, "failed", detail)
+
+
 CONTROLS = Controls(
     firmware=Firmware.BRAIINS,
     sleep_wake=_sleep_wake,
     power_target=_power_target,
+    set_pools=_set_pools,
     credentials=("braiins_web_port", "braiins_username", "braiins_password", "web_timeout_s"),
-    confirm_s={"limit": 60.0},
+    # bosminer restarts to apply pools: a minute for it to come back and connect
+    confirm_s={"limit": 60.0, "pools": 90.0},
 )

@@ -73,6 +73,11 @@ class Act:
 
         return await self.confirm(applied, describe_limit)
 
+    async def state_now(self) -> str:
+        """The state one fresh read shows ("mining", "sleeping", …; "unreadable (…)")."""
+        _, seen = await self.confirm(lambda r: True, lambda r: str(r.state))
+        return seen
+
     async def confirm_pools(self, pools: tuple[PoolTarget, ...]) -> tuple[bool, str]:
         """Done when the miner reports exactly these pools (url and user) in this order."""
         want = [(p.url, p.user) for p in pools]
@@ -134,6 +139,32 @@ def all_controls() -> Mapping[Firmware, Controls]:
 
 def describe_pools(r: AsicReading) -> str:
     return "pools " + (", ".join(f"{p.url} ({p.user})" for p in r.pools) or "none")
+
+
+async def asleep_for_a_restart(act: Act, applied_by: str) -> ActionResult | None:
+    """For firmware that applies new pools only by restarting (``applied_by``: "restarting
+    bosminer"): a miner a fresh read shows asleep for the quota gets no pools now, since the
+    restart would set it mining again; the result says so. None: go ahead."""
+    if await act.state_now() != "sleeping":
+        return None
+    return act.result(
+        "set_pools",
+        "failed",
+        f"not written while the miner is asleep for the quota: the firmware applies pools by "
+        f"{applied_by}, which would wake it; tried again later",
+    )
+
+
+def comma_in(pools: tuple[PoolTarget, ...]) -> str | None:
+    """Why these pools cannot travel as one comma-separated API parameter (LuxOS ``addpool``,
+    Avalon ``setpool``), or None: a comma inside a URL, user or password would split it."""
+    for p in pools:
+        if any("," in v for v in (p.url, p.user, p.password)):
+            return (
+                f"pool {p.url.split(',')[0]} has a comma in its URL, user or password, which "
+                "the miner's API would read as the next parameter"
+            )
+    return None
 
 
 def describe_limit(r: AsicReading) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer.client import ApiError, CgminerClient, is_error_reply, status_of
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import (
@@ -37,6 +37,7 @@ from kuat.collectors.cgminer.firmware.controls import (
     Act,
     Controls,
     api_sleep_wake,
+    comma_in,
     session_send,
 )
 
@@ -181,9 +182,67 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
     return act.result(action, "failed", detail)
 
 
+# --- pools: addpool, switchpool, removepool (no session: LuxOS's api.json, logon_required false)
+
+
+def _pool_ids(listing: Body | None) -> list[int]:
+    """The ``POOL`` numbers of a ``pools`` reply, in its order."""
+    return [i for row in items(listing, "POOLS") if (i := integer(row.get("POOL"))) is not None]
+
+
+async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
+    """``addpool <url>,<user>,<pass>`` for each pool, ``switchpool`` to the first of them, then
+    ``removepool`` every pool that was there before (highest number first, so the numbers still
+    to remove stay put). LuxOS applies each at once, without a restart, and a sleeping miner
+    stays asleep. Confirmed by the pools the API then lists: exactly these, in this order."""
+    action = "set_pools"
+    log.info("asic %s: pools requested (%s)", act.device, act.reason)
+    bad = comma_in(pools)
+    if bad is not None:
+        return act.result(action, "refused", bad)
+    client = CgminerClient(timeout_s=act.timeout_s)
+
+    async def send(command: str, parameter: str | None = None) -> Body | str:
+        reply = await client.command(act.host, act.port, command, parameter)
+        return f"miner says: {status_of(reply)[1]}" if is_error_reply(reply) else reply
+
+    try:
+        before = await send("pools")
+        if isinstance(before, str):
+            return act.result(action, "refused", before)
+        for p in pools:
+            added = await send("addpool", f"{p.url},{p.user},{p.password}")
+            if isinstance(added, str):
+                return act.result(action, "refused", f"addpool {p.url}: {added}")
+        after = await send("pools")
+        if isinstance(after, str):
+            return act.result(action, "refused", after)
+        old = _pool_ids(before)
+        new = [i for i in _pool_ids(after) if i not in old]
+        if len(new) != len(pools):
+            detail = f"LuxOS lists {len(new)} new pools after adding {len(pools)}"
+            return act.result(action, "failed", detail)
+        switched = await send("switchpool", str(new[0]))
+        if isinstance(switched, str):
+            return act.result(action, "refused", f"switchpool {new[0]}: {switched}")
+        for i in sorted(old, reverse=True):
+            removed = await send("removepool", str(i))
+            if isinstance(removed, str):
+                return act.result(action, "refused", f"removepool {i}: {removed}")
+    except ApiError as e:
+        return act.result(action, "failed", str(e))
+    ok, seen = await act.confirm_pools(pools)
+    if ok:
+        return act.result(action, "done", f"confirmed {len(pools)} pools; reason: {act.reason}")
+    return act.result(action, "failed", f"LuxOS took the pools but the miner reads {seen}")
+
+
 CONTROLS = Controls(
     firmware=Firmware.LUXOS,
     sleep_wake=_sleep_wake,
     power_target=_power_target,
+    set_pools=_set_pools,
     credentials=(),  # LuxOS's API hands a session to anyone on the LAN
+    # LuxOS applies pool changes without a restart; the switch shows within a poll or two
+    confirm_s={"pools": 30.0},
 )

@@ -1,7 +1,8 @@
 """PoolConfigurable (checklist item 7's fix): a miner's pools replaced through its firmware's own
 write path and confirmed by reading them back, against the simulator over real sockets on
 127.73.N.1 (stock Antminer web UI, Whatsminer API v2 update_pools and v3 set.miner.pools,
-ePIC /coin, Vnish /settings)."""
+ePIC /coin, Vnish /settings, LuxOS addpool/switchpool/removepool, Braiins OS REST pools/batch,
+Avalon setpool and the reboot that applies it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from kuat.collectors.capabilities import PoolConfigurable, PoolTarget
+from kuat.collectors.capabilities import ActionResult, PoolConfigurable, PoolTarget
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.btminer_auth import v3_decrypt_param, v3_digest, v3_set_request
 from kuat.collectors.cgminer.collector import AsicPoller
@@ -48,6 +49,17 @@ async def pools_of(m: SimMiner) -> list[tuple[str, str | None]]:
     r = await AsicPoller(web_port=None).poll(m.ip, m.port)
     assert isinstance(r, AsicReading), r
     return [(p.url, p.user) for p in r.pools]
+
+
+async def write_accredited(
+    m: SimMiner, firmware: str, access: MinerAccess | None = None
+) -> ActionResult:
+    """ACCREDITED through the miner's PoolConfigurable handle; the write must be done."""
+    h = miner_handle(m.ip, m.port, firmware, access=access, confirm_s=3.0)
+    assert isinstance(h, PoolConfigurable)
+    res = await h.set_pools(ACCREDITED, "item 7")
+    assert res.outcome == "done", res
+    return res
 
 
 def _access() -> MinerAccess:
@@ -106,10 +118,10 @@ async def test_whatsminer_wrong_admin_password_is_refused_with_a_hint() -> None:
 
 
 async def test_no_write_path_and_no_pools_are_said_plainly() -> None:
-    h = miner_handle("10.0.0.5", 4028, "avalon")  # ascset pool writes are not documented
+    h = miner_handle("10.0.0.5", 4028, "auradine")  # FluxOS documents no pool write
     assert not isinstance(h, PoolConfigurable)
-    res = await control.set_pools("127.0.0.1", 9, "avalon", ACCREDITED, "t")
-    assert res.outcome == "unsupported" and "avalon" in res.detail
+    res = await control.set_pools("127.0.0.1", 9, "auradine", ACCREDITED, "t")
+    assert res.outcome == "unsupported" and "auradine" in res.detail
     res = await control.set_pools("127.0.0.1", 9, "bitmain", (), "t")
     assert res.outcome == "refused" and "no pools" in res.detail
 
@@ -178,3 +190,69 @@ async def test_vnish_settings_pools_then_the_restart_it_asks_for() -> None:
         res = await control.set_pools(m.ip, m.port, "vnish", ACCREDITED[:1], "t", access=wrong)
         assert res.outcome == "refused", res
         assert len(await pools_of(m)) == 2
+
+
+async def test_luxos_adds_switches_and_removes_until_only_the_accredited_pools_are_left() -> None:
+    async with one_miner("luxos") as m:
+        m.sleeping = True  # asleep for the quota: LuxOS changes pools live, it stays asleep
+        await write_accredited(m, "luxos")
+        assert await pools_of(m) == [(p.url, p.user) for p in ACCREDITED]
+        assert m.pools[1]["pass"] == "secret-pool-pass" and m.sleeping
+        # no session: LuxOS documents its pool commands as logon_required false
+        assert m.requests["addpool"] == 2 and m.requests["removepool"] == 3
+        assert m.requests["logon"] == 0
+
+
+async def test_luxos_pool_with_a_comma_is_refused_before_anything_is_sent() -> None:
+    async with one_miner("luxos") as m:
+        before = await pools_of(m)
+        bad = (PoolTarget("stratum+tcp://pool.kz.example:3333", "farm1,w1", "x"),)
+        res = await control.set_pools(m.ip, m.port, "luxos", bad, "t")
+        assert res.outcome == "refused" and "comma" in res.detail, res
+        assert m.requests["addpool"] == 0 and await pools_of(m) == before
+
+
+async def test_braiins_rest_pool_group_replaces_the_pools_and_is_confirmed() -> None:
+    async with one_miner("braiins") as m:
+        res = await write_accredited(m, "braiins", MinerAccess(braiins_web_port=WEB_PORT))
+        assert await pools_of(m) == [(p.url, p.user) for p in ACCREDITED]
+        assert m.pools[1]["pass"] == "secret-pool-pass"
+        assert "secret-pool-pass" not in res.detail
+
+
+async def test_braiins_wrong_password_is_refused_and_a_sleeping_one_is_not_restarted() -> None:
+    async with one_miner("braiins") as m:
+        before = await pools_of(m)
+        wrong = MinerAccess(braiins_web_port=WEB_PORT, braiins_password="not-it")
+        res = await control.set_pools(m.ip, m.port, "braiins", ACCREDITED, "t", access=wrong)
+        assert res.outcome == "refused" and "not-it" not in res.detail, res
+        m.sleeping = True  # paused for the quota: bosminer's restart would set it mining
+        access = MinerAccess(braiins_web_port=WEB_PORT)
+        res = await control.set_pools(m.ip, m.port, "braiins", ACCREDITED, "t", access=access)
+        assert res.outcome == "failed" and "asleep" in res.detail, res
+        assert await pools_of(m) == before and m.sleeping
+
+
+async def test_avalon_setpool_into_every_slot_then_the_reboot_that_applies_them() -> None:
+    async with one_miner("avalon") as m:
+        res = await write_accredited(m, "avalon")
+        # three slots and none can be emptied: the last pool fills the third, no foreign
+        # pool stays behind as a failover
+        want = [(p.url, p.user) for p in (*ACCREDITED, ACCREDITED[-1])]
+        assert await pools_of(m) == want
+        assert m.requests["setpool"] == 3 and m.requests["ascset"] == 1
+        assert "admin" not in res.detail and "secret-pool-pass" not in res.detail
+
+
+async def test_avalon_wrong_login_is_refused_with_the_firmwares_words() -> None:
+    async with one_miner("avalon") as m:
+        before = await pools_of(m)
+        wrong = MinerAccess(avalon_password="not-it")
+        res = await control.set_pools(m.ip, m.port, "avalon", ACCREDITED, "t", access=wrong)
+        assert res.outcome == "refused" and "userpass err" in res.detail, res
+        assert "not-it" not in res.detail
+        assert m.requests["ascset"] == 0 and await pools_of(m) == before
+        m.sleeping = True  # soft-off for the quota: the reboot would set it mining
+        res = await control.set_pools(m.ip, m.port, "avalon", ACCREDITED, "t")
+        assert res.outcome == "failed" and "asleep" in res.detail, res
+        assert m.requests["setpool"] == 1 and m.sleeping
