@@ -12,7 +12,9 @@ polls and after a reboot), not one more command in every poll.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
@@ -191,10 +193,12 @@ def _pool_ids(listing: Body | None) -> list[int]:
 
 
 async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
-    """``addpool <url>,<user>,<pass>`` for each pool, ``switchpool`` to the first of them, then
+    """``addpool <url>,<user>,<pass>`` for the first pool and ``switchpool`` to it, then
     ``removepool`` every pool that was there before (highest number first, so the numbers still
-    to remove stay put). LuxOS applies each at once, without a restart, and a sleeping miner
-    stays asleep. Confirmed by the pools the API then lists: exactly these, in this order."""
+    to remove stay put), then ``addpool`` the rest: the list never holds more than one pool
+    beyond what it had, should the firmware cap it. LuxOS applies each at once, without a
+    restart, so a sleeping miner stays asleep. Confirmed by the pools the API then lists:
+    exactly these, in this order."""
     action = "set_pools"
     log.info("asic %s: pools requested (%s)", act.device, act.reason)
     bad = comma_in(pools)
@@ -203,38 +207,61 @@ async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
     client = CgminerClient(timeout_s=act.timeout_s)
 
     async def send(command: str, parameter: str | None = None) -> Body | str:
+        """The reply, or what the miner said when it refused."""
         reply = await client.command(act.host, act.port, command, parameter)
-        return f"miner says: {status_of(reply)[1]}" if is_error_reply(reply) else reply
+        if not is_error_reply(reply):
+            return reply
+        asked = f"{command} {parameter}" if parameter is not None else command
+        return _no_password(f"{asked}: miner says: {status_of(reply)[1]}", pools)
+
+    def add(p: PoolTarget) -> Awaitable[Body | str]:
+        return send("addpool", f"{p.url},{p.user},{p.password}")
 
     try:
         before = await send("pools")
         if isinstance(before, str):
             return act.result(action, "refused", before)
-        for p in pools:
-            added = await send("addpool", f"{p.url},{p.user},{p.password}")
-            if isinstance(added, str):
-                return act.result(action, "refused", f"addpool {p.url}: {added}")
+        first = await add(pools[0])
+        if isinstance(first, str):
+            return act.result(action, "refused", first)
         after = await send("pools")
         if isinstance(after, str):
             return act.result(action, "refused", after)
         old = _pool_ids(before)
         new = [i for i in _pool_ids(after) if i not in old]
-        if len(new) != len(pools):
-            detail = f"LuxOS lists {len(new)} new pools after adding {len(pools)}"
-            return act.result(action, "failed", detail)
-        switched = await send("switchpool", str(new[0]))
-        if isinstance(switched, str):
-            return act.result(action, "refused", f"switchpool {new[0]}: {switched}")
-        for i in sorted(old, reverse=True):
-            removed = await send("removepool", str(i))
-            if isinstance(removed, str):
-                return act.result(action, "refused", f"removepool {i}: {removed}")
+        if len(new) != 1:
+            return act.result(action, "failed", f"LuxOS lists {len(new)} new pools after addpool")
+        steps = [("switchpool", str(new[0]))] + [("removepool", str(i)) for i in sorted(old)[::-1]]
+        for command, parameter in steps:
+            done = await send(command, parameter)
+            if isinstance(done, str) and command == "removepool" and "active" in done.lower():
+                await asyncio.sleep(ACTIVE_RETRY_S)  # the switch not yet taken: once more
+                done = await send(command, parameter)
+            if isinstance(done, str):
+                return act.result(action, "refused", done)
+        for p in pools[1:]:
+            added = await add(p)
+            if isinstance(added, str):
+                return act.result(action, "refused", added)
     except ApiError as e:
         return act.result(action, "failed", str(e))
     ok, seen = await act.confirm_pools(pools)
     if ok:
         return act.result(action, "done", f"confirmed {len(pools)} pools; reason: {act.reason}")
     return act.result(action, "failed", f"LuxOS took the pools but the miner reads {seen}")
+
+
+# a removepool refused as "active" right after a switchpool is asked once more after this
+ACTIVE_RETRY_S = 1.0
+
+
+def _no_password(said: str, pools: tuple[PoolTarget, ...]) -> str:
+    """A refusal as a result may say it: the pool passwords it echoes (an ``addpool``
+    parameter, cgminer's "Invalid addpool details '…'") masked."""
+    for p in pools:
+        if p.password:
+            said = said.replace(p.password, "***")
+    return said
 
 
 CONTROLS = Controls(

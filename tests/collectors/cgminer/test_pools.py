@@ -256,3 +256,13 @@ async def test_avalon_wrong_login_is_refused_with_the_firmwares_words() -> None:
         res = await control.set_pools(m.ip, m.port, "avalon", ACCREDITED, "t")
         assert res.outcome == "failed" and "asleep" in res.detail, res
         assert m.requests["setpool"] == 1 and m.sleeping
+
+
+async def test_luxos_refused_addpool_says_why_hides_the_password_and_removes_nothing() -> None:
+    async with one_miner("luxos") as m:
+        before = await pools_of(m)
+        bad = (PoolTarget("stratum+tcp://pool.kz.example:3333", "", "secret-pool-pass"),)
+        res = await control.set_pools(m.ip, m.port, "luxos", bad, "t")
+        assert res.outcome == "refused" and "Invalid addpool details" in res.detail, res
+        assert "secret-pool-pass" not in res.detail
+        assert m.requests["removepool"] == 0 and await pools_of(m) == before
