@@ -154,6 +154,29 @@ async def test_a_miner_that_refuses_is_said_once_and_not_asked_every_cycle(
     assert any("следующая попытка" in m for m in said)
 
 
+async def test_an_avalon_that_refuses_is_said_once_in_the_operators_language_and_others_are_fixed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kuat.pools")
+    async with farm("avalon", "luxos") as asics:
+        avalon, luxos = asics.miners
+        avalon.web_password = "changed-on-site"  # kuat still has the factory admin/admin
+        before = on(avalon)
+        want = written(luxos)
+        agent = Agent(parse_config(config(tmp_path, asics, enforce=True, language="kk")))
+        await run_for(agent, 5)
+        assert on(avalon) == before and on(luxos) == want
+        # asked once in five cycles, and never rebooted with pools it did not take
+        assert avalon.requests["setpool"] == 1 and avalon.requests["ascset"] == 0
+        outcomes = sorted(r.outcome for r in agent.pool_fixer.results)
+        assert outcomes == ["done", "refused"], agent.pool_fixer.results
+    said = [r.getMessage() for r in caplog.records if r.name == "kuat.pools"]
+    refused = [m for m in said if "avalon" in m]
+    assert len(refused) == 1 and "userpass err" in refused[0], said
+    assert "changed-on-site" not in refused[0]
+    assert "түзетілмеді" in refused[0]  # in Kazakh, the operator's language
+
+
 def test_fix_pools_refuses_pools_that_are_not_accredited(tmp_path: Path) -> None:
     text = f"""
 [site]
