@@ -150,8 +150,11 @@ class SimMiner:
     due: tuple[float, bool] | None = None
     pools: list[dict[str, str]] = field(default_factory=list)
     pool_active: int = 0  # which of ``pools`` it mines on (LuxOS switchpool moves it)
-    # Avalon: the three pool slots setpool saved, applied by the next reboot
+    # Avalon: the three pool slots setpool saved, applied by the next reboot; how long a
+    # reboot keeps its API away (0: back at once), and until when (on ``clock``)
     avalon_saved_pools: list[dict[str, str]] | None = None
+    reboot_s: float = 0.0
+    down_until: float = 0.0
     started: float = field(default_factory=time.monotonic)
     accepted: int = 0
     session_id: str = ""
@@ -542,6 +545,8 @@ class _MinerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.miner.clock() < self.miner.down_until:
+            transport.abort()  # rebooting: nothing answers yet
 
     def data_received(self, data: bytes) -> None:
         self.buf += data

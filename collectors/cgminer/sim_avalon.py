@@ -10,7 +10,7 @@ reply: these follow that source): ``setpool <user>,<password>,<slot>,<url>,<user
 checks the web login (``SimMiner.web_password``, user admin), saves the slot and answers code
 133 "Pool set info: … Please reboot miner to make config work."; a wrong login is code 132
 "Pool set error: userpass err". The saved slots take effect at ``ascset 0,reboot,<delay>``
-(at once here, the box back at once).
+(at once here); the API is away for ``SimMiner.reboot_s`` after it, as while the box boots.
 """
 
 from __future__ import annotations
@@ -136,6 +136,7 @@ def ascset(m: SimMiner, parameter: str) -> Body:
             m.pools = [p for p in m.avalon_saved_pools if p["url"]]
             m.avalon_saved_pools = None
             m.pool_active = 0
+        m.down_until = m.clock() + m.reboot_s
         return {"STATUS": _status(118, "ASC 0 set info: reboot", "I"), "id": 1}
     if option not in SOFT_COMMANDS:
         return {"STATUS": _status(14, f"ASC 0 set failed: unknown option {option}", "E"), "id": 1}

@@ -235,6 +235,7 @@ async def test_braiins_wrong_password_is_refused_and_a_sleeping_one_is_not_resta
 
 async def test_avalon_setpool_into_every_slot_then_the_reboot_that_applies_them() -> None:
     async with one_miner("avalon") as m:
+        m.reboot_s = 1.0  # its API is away while it boots: the confirmation waits it out
         res = await write_accredited(m, "avalon")
         # three slots and none can be emptied: the last pool fills the third, no foreign
         # pool stays behind as a failover
