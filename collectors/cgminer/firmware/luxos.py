@@ -206,19 +206,22 @@ async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
         return act.result(action, "refused", bad)
     client = CgminerClient(timeout_s=act.timeout_s)
 
-    async def send(command: str, parameter: str | None = None) -> Body | str:
-        """The reply, or what the miner said when it refused."""
+    async def send(command: str, parameter: str | None = None, shown: str = "") -> Body | str:
+        """The reply, or what the miner said when it refused (``shown`` names the request)."""
         reply = await client.command(act.host, act.port, command, parameter)
         if not is_error_reply(reply):
             return reply
-        asked = f"{command} {parameter}" if parameter is not None else command
+        asked = shown or (f"{command} {parameter}" if parameter is not None else command)
         return _no_password(f"{asked}: miner says: {status_of(reply)[1]}", pools)
 
     def add(p: PoolTarget) -> Awaitable[Body | str]:
-        return send("addpool", f"{p.url},{p.user},{p.password}")
+        # the password travels in the parameter: a refusal names the URL only
+        return send("addpool", f"{p.url},{p.user},{p.password}", f"addpool {p.url}")
 
     try:
         before = await send("pools")
+        if isinstance(before, str) and "no pools" in before.lower():
+            before = {}  # cgminer's "No pools" is an error reply: nothing to remove
         if isinstance(before, str):
             return act.result(action, "refused", before)
         first = await add(pools[0])
@@ -256,11 +259,11 @@ ACTIVE_RETRY_S = 1.0
 
 
 def _no_password(said: str, pools: tuple[PoolTarget, ...]) -> str:
-    """A refusal as a result may say it: the pool passwords it echoes (an ``addpool``
-    parameter, cgminer's "Invalid addpool details '…'") masked."""
+    """A refusal as a result may say it: a pool password it echoes masked (cgminer's "Invalid
+    addpool details '<url>,<user>,<pass>'" repeats the whole parameter)."""
     for p in pools:
         if p.password:
-            said = said.replace(p.password, "***")
+            said = said.replace(f"{p.user},{p.password}", f"{p.user},***")
     return said
 
 
