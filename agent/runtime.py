@@ -454,23 +454,14 @@ class Agent:
 
     def _start_quota_push(self, loop: asyncio.AbstractEventLoop) -> None:
         qm = self.cfg.quota.mqtt
-        if qm is None:
+        broker = self.uplinks.quota_broker
+        if qm is None or broker is None:
             return
         self.quota_rx = MqttScheduleReceiver(
-            qm.host,
-            qm.port,
+            broker,
             quota_topics(self.cfg.site.id, qm.topic_prefix),
             on_document=self._on_quota_document,
-            tls=qm.tls,
-            ca_cert=qm.ca_cert,
-            client_cert=qm.client_cert,
-            client_key=qm.client_key,
-            username=qm.username,
-            password=qm.password.get() if qm.password else None,
-            client_id=qm.client_id or f"kuat-quota-{self.cfg.site.id}",
             loop=loop,
-            protocol=qm.protocol,
-            failover=qm.failover_endpoints(),
         )
         self.quota_rx.start()
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from kuat.agent.config import InfluxSection, KuatConfig
+from kuat.agent.config import Broker, InfluxSection, KuatConfig
 from kuat.collectors.readings import AsicReading, PollResult
+from kuat.uplink.broker import BrokerEndpoint
 from kuat.uplink.influx import FlushReport, InfluxUplink
 from kuat.uplink.inventory import Location
 from kuat.uplink.lineproto import encode, measurement_of, with_tag
@@ -38,6 +39,24 @@ def _influx(section: InfluxSection | None, spool: Spool) -> InfluxUplink:
         verify_ssl=section.verify_tls if section else True,
         ca_cert=section.ca_cert if section else None,
         batch_lines=section.batch_lines if section else 5000,
+    )
+
+
+def broker_endpoint(section: Broker, *, default_client_id: str | None = None) -> BrokerEndpoint:
+    """The one place a broker section of the config becomes what the MQTT clients take (the
+    password is read from its secret here)."""
+    return BrokerEndpoint(
+        host=section.host,
+        port=section.port,
+        failover=tuple(section.failover_endpoints()),
+        tls=section.tls,
+        ca_cert=section.ca_cert,
+        client_cert=section.client_cert,
+        client_key=section.client_key,
+        username=section.username,
+        password=section.password.get() if section.password else None,
+        protocol=section.protocol,
+        client_id=section.client_id or default_client_id,
     )
 
 
@@ -72,23 +91,21 @@ class Uplinks:
                 TelemetryCopy(t.name, spool, _influx(t, spool), frozenset(t.measurements))
             )
         m = cfg.mqtt
+        # Each broker's endpoint is built once here; the quota broker's serves both the results
+        # publisher and the runtime's schedule/order receiver.
+        self.register_broker = broker_endpoint(m) if m else None
+        qm = cfg.quota.mqtt
+        self.quota_broker = (
+            # the configured client_id names the receiver's session (the publisher has its own)
+            broker_endpoint(qm, default_client_id=f"kuat-quota-{cfg.site.id}") if qm else None
+        )
         self.register = RegisterPublisher(
             self.spool,
             owner_bin=cfg.site.owner_bin,
             site=cfg.site.id,
-            host=m.host if m else None,
-            port=m.port if m else 8883,
-            tls=m.tls if m else True,
-            ca_cert=m.ca_cert if m else None,
-            client_cert=m.client_cert if m else None,
-            client_key=m.client_key if m else None,
-            username=m.username if m else None,
-            password=m.password.get() if m and m.password else None,
+            broker=self.register_broker,
             topic_prefix=m.topic_prefix if m else "kz/hsc-register/v1",
             history_retention=timedelta(days=m.history_retention_days if m else 400),
-            client_id=m.client_id if m else None,
-            protocol=m.protocol if m else "5",
-            failover=m.failover_endpoints() if m else (),
             agent_id=self.agent_id,
             owner={
                 "bin": cfg.site.owner_bin,
@@ -104,7 +121,6 @@ class Uplinks:
         )
         # Quota results for the energy company, on its broker, from a spool of their own so
         # neither outbox waits behind the other's broker.
-        qm = cfg.quota.mqtt
         self.quota_out: QuotaPublisher | None = None
         if qm is not None and qm.publish_results:
             self._quota_spool = Spool(state_dir / "quota-outbox.db")
@@ -112,17 +128,8 @@ class Uplinks:
                 self._quota_spool,
                 site=cfg.site.id,
                 owner_bin=cfg.site.owner_bin,
-                host=qm.host,
-                port=qm.port,
+                broker=self.quota_broker,
                 topic_prefix=qm.topic_prefix,
-                tls=qm.tls,
-                ca_cert=qm.ca_cert,
-                client_cert=qm.client_cert,
-                client_key=qm.client_key,
-                username=qm.username,
-                password=qm.password.get() if qm.password else None,
-                protocol=qm.protocol,
-                failover=qm.failover_endpoints(),
             )
         # Where each polled address is wired: the first group naming it wins, like its port.
         self.locations: dict[tuple[str, int], Location] = {}

@@ -21,7 +21,7 @@ clean_start=False + session expiry).
 Threading: paho runs its network thread (``loop_start``); one sender thread owned by this
 class makes every ``publish`` call, so outbox order is publish order. Public methods are
 thread-safe and quick except ``publish_inventory``, which serialises the snapshot (large
-sites: run it via ``asyncio.to_thread``). With no ``host`` configured nothing connects and
+sites: run it via ``asyncio.to_thread``). With no ``broker`` configured nothing connects and
 messages stay in the outbox.
 """
 
@@ -30,13 +30,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from kuat.collectors.readings import AsicReading
+from kuat.uplink.broker import BrokerEndpoint
 from kuat.uplink.inventory import (
     STATUS_SCHEMA,
     Location,
@@ -48,7 +48,6 @@ from kuat.uplink.inventory import (
     snapshot_payload,
 )
 from kuat.uplink.outbox_sender import OutboxSender
-from kuat.uplink.paho_client import MqttProtocol
 from kuat.uplink.register_history import DEFAULT_RETENTION, RegisterHistory
 from kuat.uplink.spool import Spool
 
@@ -81,23 +80,9 @@ class RegisterPublisher(OutboxSender):
         *,
         owner_bin: str,
         site: str,
-        host: str | None,
-        port: int = 8883,
-        tls: bool = True,
-        ca_cert: Path | None = None,
-        client_cert: Path | None = None,
-        client_key: Path | None = None,
-        username: str | None = None,
-        password: str | None = None,
+        broker: BrokerEndpoint | None,
         topic_prefix: str = "kz/hsc-register/v1",
-        client_id: str | None = None,
-        keepalive_s: int = 30,
-        session_expiry_s: int = 7 * 86_400,
         max_inflight: int = 100,
-        reconnect_min_s: float = 1.0,
-        reconnect_max_s: float = 60.0,
-        protocol: MqttProtocol = "5",
-        failover: Sequence[tuple[str, int]] = (),
         forget_after: timedelta = timedelta(days=1),
         agent_version: str = "",
         owner: Mapping[str, Any] | None = None,
@@ -130,23 +115,10 @@ class RegisterPublisher(OutboxSender):
         )
         super().__init__(
             spool,
-            host=host,
-            port=port,
-            client_id=client_id or f"kuat-{owner_bin}-{site}",
+            broker=broker,
+            client_id=(broker.client_id if broker else None) or f"kuat-{owner_bin}-{site}",
             label="register broker",
-            tls=tls,
-            ca_cert=ca_cert,
-            client_cert=client_cert,
-            client_key=client_key,
-            username=username,
-            password=password,
-            keepalive_s=keepalive_s,
-            session_expiry_s=session_expiry_s,
             max_inflight=max_inflight,
-            reconnect_min_s=reconnect_min_s,
-            reconnect_max_s=reconnect_max_s,
-            protocol=protocol,
-            failover=failover,
         )
 
     def __repr__(self) -> str:  # never the password or key paths' contents

@@ -8,7 +8,7 @@ order. Within one process paho resends unacknowledged messages after a reconnect
 persistent: clean_start=False + session expiry).
 
 Threading: paho runs its network thread (``loop_start``); one sender thread owned by this class
-makes every ``publish`` call, so outbox order is publish order. With no ``host`` nothing
+makes every ``publish`` call, so outbox order is publish order. With no ``broker`` nothing
 connects and messages stay in the outbox. A subclass may name a ``status_topic``: then
 ``online`` is published on every connect and ``offline`` is the last will and the clean-stop
 message (``_status`` builds them).
@@ -19,15 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from kuat.uplink.paho_client import MqttProtocol, Session, paho_client
+from kuat.uplink.broker import BrokerEndpoint
+from kuat.uplink.paho_client import Session, paho_client
 from kuat.uplink.spool import Spool, SpoolFull
 
 __all__ = ["UNTRACKED", "OutboxSender"]
@@ -46,27 +45,14 @@ class OutboxSender:
         self,
         spool: Spool,
         *,
-        host: str | None,
-        port: int,
+        broker: BrokerEndpoint | None,
         client_id: str,
         label: str,
-        tls: bool = True,
-        ca_cert: Path | None = None,
-        client_cert: Path | None = None,
-        client_key: Path | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        keepalive_s: int = 30,
-        session_expiry_s: int = 7 * 86_400,
         max_inflight: int = 100,
-        reconnect_min_s: float = 1.0,
-        reconnect_max_s: float = 60.0,
-        protocol: MqttProtocol = "5",
-        failover: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.spool = spool
-        self.host = host
-        self.port = port
+        # no broker (or no host): nothing connects and messages stay in the outbox
+        self.broker = broker if broker is not None and broker.host else None
         self.client_id = client_id
         self.label = label  # how the logs name the broker ("register broker")
         self.max_inflight = max_inflight
@@ -84,25 +70,9 @@ class OutboxSender:
         self._down_reported = False
         self._sender: threading.Thread | None = None
         self._client: mqtt.Client | None = None
-        self.session = Session(
-            host or "",
-            port,
-            failover=failover,
-            protocol=protocol,
-            session_expiry_s=session_expiry_s,
-            keepalive_s=keepalive_s,
-        )
-        if host:
-            self._client = self._make_client(
-                tls,
-                ca_cert,
-                client_cert,
-                client_key,
-                username,
-                password,
-                reconnect_min_s,
-                reconnect_max_s,
-            )
+        self.session = Session(broker or BrokerEndpoint(host=""))
+        if self.broker is not None:
+            self._client = self._make_client(self.broker)
 
     def _status(self, state: str, since: datetime) -> bytes:
         raise NotImplementedError  # only called when a subclass names a status_topic
@@ -119,29 +89,8 @@ class OutboxSender:
 
     # --- paho setup ---------------------------------------------------------------------
 
-    def _make_client(
-        self,
-        tls: bool,
-        ca_cert: Path | None,
-        client_cert: Path | None,
-        client_key: Path | None,
-        username: str | None,
-        password: str | None,
-        reconnect_min_s: float,
-        reconnect_max_s: float,
-    ) -> mqtt.Client:
-        client = paho_client(
-            self.client_id,
-            tls=tls,
-            ca_cert=ca_cert,
-            client_cert=client_cert,
-            client_key=client_key,
-            username=username,
-            password=password,
-            reconnect_min_s=reconnect_min_s,
-            reconnect_max_s=reconnect_max_s,
-            protocol=self.session.protocol,
-        )
+    def _make_client(self, broker: BrokerEndpoint) -> mqtt.Client:
+        client = paho_client(broker, self.client_id)
         client.max_inflight_messages_set(self.max_inflight)
         client.on_pre_connect = self._on_pre_connect
         client.on_connect = self._on_connect
@@ -149,6 +98,15 @@ class OutboxSender:
         client.on_connect_fail = self._on_connect_fail
         client.on_publish = self._on_publish
         return client
+
+    @property
+    def host(self) -> str | None:
+        """The first broker node, ``None`` when nothing connects."""
+        return self.broker.host if self.broker is not None else None
+
+    @property
+    def port(self) -> int:
+        return self.session.endpoints[0][1]
 
     @property
     def where(self) -> str:
@@ -341,8 +299,7 @@ class OutboxSender:
 
     def start(self) -> None:
         """Connect in the background (retrying forever) and start sending. Returns at once."""
-        # a client exists only when a host was given; the host test says so to the type checker
-        if self._client is None or not self.host or self._sender is not None:
+        if self._client is None or self._sender is not None:
             return
         self._stopping.clear()
         with self._map_lock:  # a restart after stop() hands the whole outbox over again

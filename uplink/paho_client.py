@@ -16,34 +16,22 @@ reconnects to another node of the cluster at its next retry.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from kuat.uplink.broker import BrokerEndpoint, MqttProtocol
+
 __all__ = ["MqttProtocol", "Session", "paho_client"]
 
-MqttProtocol = Literal["5", "3.1.1"]
 
-
-def paho_client(
-    client_id: str,
-    *,
-    tls: bool,
-    ca_cert: Path | None = None,
-    client_cert: Path | None = None,
-    client_key: Path | None = None,
-    username: str | None = None,
-    password: str | None = None,
-    reconnect_min_s: float = 1.0,
-    reconnect_max_s: float = 60.0,
-    protocol: MqttProtocol = "5",
-) -> mqtt.Client:
-    if protocol == "5":
+def paho_client(broker: BrokerEndpoint, client_id: str) -> mqtt.Client:
+    """A paho client for ``broker`` under ``client_id`` (each user picks its id: the endpoint's
+    configured one or its own default). Not connected: ``Session.connect_async`` does that."""
+    if broker.protocol == "5":
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     else:  # a persistent session in 3.1.1 terms
         client = mqtt.Client(
@@ -52,39 +40,30 @@ def paho_client(
             protocol=mqtt.MQTTv311,
             clean_session=False,
         )
-    if tls:
+    if broker.tls:
         client.tls_set(
-            ca_certs=str(ca_cert) if ca_cert else None,
-            certfile=str(client_cert) if client_cert else None,
-            keyfile=str(client_key) if client_key else None,
+            ca_certs=str(broker.ca_cert) if broker.ca_cert else None,
+            certfile=str(broker.client_cert) if broker.client_cert else None,
+            keyfile=str(broker.client_key) if broker.client_key else None,
             cert_reqs=ssl.CERT_REQUIRED,
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
-    if username is not None:
-        client.username_pw_set(username, password)
+    if broker.username is not None:
+        client.username_pw_set(broker.username, broker.password)
     # paho annotates the delays as int; it computes with them as float seconds
-    client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]
+    client.reconnect_delay_set(broker.reconnect_min_s, broker.reconnect_max_s)  # type: ignore[arg-type]
     return client
 
 
 class Session:
-    """Where and how a client connects: its broker addresses in failover order, the protocol,
-    and the persistent session's expiry (MQTT 5)."""
+    """Where a client is connecting now: the broker's addresses in failover order, the
+    protocol, and the persistent session's expiry (MQTT 5)."""
 
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        failover: Sequence[tuple[str, int]] = (),
-        protocol: MqttProtocol = "5",
-        session_expiry_s: int = 7 * 86_400,
-        keepalive_s: int = 30,
-    ) -> None:
-        self.endpoints = [(host, port), *failover]
-        self.protocol = protocol
-        self.session_expiry_s = session_expiry_s
-        self.keepalive_s = keepalive_s
+    def __init__(self, broker: BrokerEndpoint) -> None:
+        self.endpoints = broker.addresses
+        self.protocol: MqttProtocol = broker.protocol
+        self.session_expiry_s = broker.session_expiry_s
+        self.keepalive_s = broker.keepalive_s
         self._i = 0
 
     @property

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
+from kuat.uplink.broker import BrokerEndpoint
 from kuat.uplink.outbox_sender import OutboxSender
-from kuat.uplink.paho_client import MqttProtocol
 from kuat.uplink.spool import Spool
 
 __all__ = ["HOUR_SCHEMA", "STATE_SCHEMA", "QuotaPublisher"]
@@ -48,20 +47,9 @@ class QuotaPublisher(OutboxSender):
         *,
         site: str,
         owner_bin: str,
-        host: str | None,
-        port: int = 8883,
+        broker: BrokerEndpoint | None,
         topic_prefix: str = "kz/quota/v1",
         client_id: str | None = None,
-        tls: bool = True,
-        ca_cert: Path | None = None,
-        client_cert: Path | None = None,
-        client_key: Path | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        reconnect_min_s: float = 1.0,
-        reconnect_max_s: float = 60.0,
-        protocol: MqttProtocol = "5",
-        failover: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.site = site
         self.owner_bin = owner_bin
@@ -73,21 +61,11 @@ class QuotaPublisher(OutboxSender):
         self._current: dict[str, Any] | None = None
         super().__init__(
             spool,
-            host=host,
-            port=port,
-            # not the schedule receiver's id: two sessions under one id would evict each other
+            broker=broker,
+            # Not the endpoint's configured id, which belongs to the schedule receiver on the
+            # same broker: two sessions under one id would evict each other.
             client_id=client_id or f"kuat-quota-out-{site}",
             label="quota broker",
-            tls=tls,
-            ca_cert=ca_cert,
-            client_cert=client_cert,
-            client_key=client_key,
-            username=username,
-            password=password,
-            reconnect_min_s=reconnect_min_s,
-            reconnect_max_s=reconnect_max_s,
-            protocol=protocol,
-            failover=failover,
         )
 
     def __repr__(self) -> str:  # never the password

@@ -20,7 +20,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,8 +28,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from kuat.uplink.broker import BrokerEndpoint
 from kuat.uplink.http import DEFAULT_MAX_BYTES, get_with_retries, redact_url
-from kuat.uplink.paho_client import MqttProtocol, Session, paho_client
+from kuat.uplink.paho_client import Session, paho_client
 
 __all__ = [
     "DEFAULT_QUOTA_PREFIX",
@@ -207,65 +207,31 @@ class MqttScheduleReceiver:
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        broker: BrokerEndpoint,
         topics: Sequence[str],
         *,
         on_document: OnDocument,
-        tls: bool = True,
-        ca_cert: Path | None = None,
-        client_cert: Path | None = None,
-        client_key: Path | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        client_id: str | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
-        keepalive_s: int = 30,
-        session_expiry_s: int = 7 * 86_400,
         max_payload: int = MAX_MQTT_PAYLOAD,
-        reconnect_min_s: float = 1.0,
-        reconnect_max_s: float = 60.0,
-        protocol: MqttProtocol = "5",
-        failover: Sequence[tuple[str, int]] = (),
     ) -> None:
         if not topics:
             raise ValueError("at least one topic")
-        self.host = host
-        self.port = port
+        self.broker = broker
         self.topics = list(topics)
         self.on_document = on_document
         self.loop = loop
-        self.keepalive_s = keepalive_s
         self.max_payload = max_payload
         # A stable id: the persistent session (and its queued messages) is keyed by it.
         digest = hashlib.sha256("|".join(self.topics).encode()).hexdigest()[:12]
-        self.client_id = client_id or f"kuat-quota-{digest}"
+        self.client_id = broker.client_id or f"kuat-quota-{digest}"
         self.received = 0
         self.dropped = 0
         self._subscribed = threading.Event()
         self._started = False
         self._down_reported = False  # once per outage, not once per retry
-        self._client = paho_client(
-            self.client_id,
-            tls=tls,
-            ca_cert=ca_cert,
-            client_cert=client_cert,
-            client_key=client_key,
-            username=username,
-            password=password,
-            reconnect_min_s=reconnect_min_s,
-            reconnect_max_s=reconnect_max_s,
-            protocol=protocol,
-        )
+        self._client = paho_client(broker, self.client_id)
         # A persistent session: the broker queues QoS 1 messages for us while we are away.
-        self.session = Session(
-            host,
-            port,
-            failover=failover,
-            protocol=protocol,
-            session_expiry_s=session_expiry_s,
-            keepalive_s=keepalive_s,
-        )
+        self.session = Session(broker)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_connect_fail = self._on_connect_fail
@@ -277,7 +243,8 @@ class MqttScheduleReceiver:
         return f"{host}:{port}"
 
     def __repr__(self) -> str:
-        return f"MqttScheduleReceiver(host={self.host!r}, port={self.port}, topics={self.topics!r})"
+        b = self.broker
+        return f"MqttScheduleReceiver(host={b.host!r}, port={b.port}, topics={self.topics!r})"
 
     # --- lifecycle ----------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -44,8 +44,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kuat.collectors.errors import KuatError
+from kuat.uplink.broker import BrokerEndpoint
 from kuat.uplink.inventory import EVENT_SCHEMA, INVENTORY_SCHEMA, STATUS_SCHEMA
-from kuat.uplink.paho_client import MqttProtocol, Session, paho_client
+from kuat.uplink.paho_client import Session, paho_client
 
 __all__ = ["Applied", "Outcome", "ReceiverError", "RegisterReceiver", "RegisterView", "SiteView"]
 
@@ -273,23 +274,10 @@ class RegisterReceiver:
     def __init__(
         self,
         *,
-        host: str,
-        port: int,
+        broker: BrokerEndpoint,
         state: Path,
         prefix: str = "kz/hsc-register/v1",
-        client_id: str = "kuat-register-receiver",
-        session_expiry_s: int = 7 * 86_400,
-        tls: bool = True,
-        ca_cert: Path | None = None,
-        client_cert: Path | None = None,
-        client_key: Path | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        reconnect_min_s: float = 1.0,
-        reconnect_max_s: float = 60.0,
         on_applied: Callable[[Applied], None] | None = None,
-        protocol: MqttProtocol = "5",
-        failover: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.state = state
         self.on_applied = on_applied
@@ -297,31 +285,18 @@ class RegisterReceiver:
         self.rejected = 0
         self.connects = 0
         self.lock = threading.Lock()  # the view is read by other threads (tests, a CLI)
-        self._session_expiry_s = session_expiry_s
         self._asked: set[str] = set()  # per-site inventory topics subscribed after a gap
-        self.client = paho_client(
-            client_id,
-            tls=tls,
-            ca_cert=ca_cert,
-            client_cert=client_cert,
-            client_key=client_key,
-            username=username,
-            password=password,
-            reconnect_min_s=reconnect_min_s,
-            reconnect_max_s=reconnect_max_s,
-            protocol=protocol,
-        )
-        self.session = Session(
-            host, port, failover=failover, protocol=protocol, session_expiry_s=session_expiry_s
-        )
+        self.client = paho_client(broker, broker.client_id or "kuat-register-receiver")
+        self.session = Session(broker)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda c, *_: self.session.fail_over(c)
         self.client.on_connect_fail = lambda c, *_: self.session.fail_over(c)
         self.client.on_message = self._on_message
-        self._host, self._port = host, port
+        self.broker = broker
 
     def __repr__(self) -> str:  # never the password
-        return f"RegisterReceiver(host={self._host!r}, port={self._port}, state={self.state!s})"
+        b = self.broker
+        return f"RegisterReceiver(host={b.host!r}, port={b.port}, state={self.state!s})"
 
     @staticmethod
     def _load(path: Path, prefix: str) -> RegisterView:

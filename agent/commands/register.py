@@ -399,6 +399,7 @@ def register(app: typer.Typer) -> None:
         """Reference register receiver: follow every site's register topics (README rules)."""
         import threading
 
+        from kuat.uplink.broker import BrokerEndpoint
         from kuat.uplink.register_receiver import Applied, RegisterReceiver
 
         def show(a: Applied) -> None:
@@ -416,22 +417,20 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(2)
             nodes.append((node, int(port_text)))
         password = password_file.read_text("utf-8").strip() if password_file else None
-        receiver = RegisterReceiver(
+        broker = BrokerEndpoint(
             host=host,
             port=port,
-            state=state,
-            prefix=prefix,
-            client_id=client_id,
+            failover=tuple(nodes),
             tls=tls,
             ca_cert=ca_cert,
             client_cert=client_cert,
             client_key=client_key,
             username=username,
             password=password,
-            on_applied=show,
             protocol="5" if protocol == "5" else "3.1.1",
-            failover=nodes,
+            client_id=client_id,
         )
+        receiver = RegisterReceiver(broker=broker, state=state, prefix=prefix, on_applied=show)
         receiver.start()
         try:
             threading.Event().wait(duration)

@@ -109,7 +109,7 @@ def fill_spool(path: Path) -> None:
             spool,
             owner_bin="123456789012",
             site="ekibastuz-1",
-            host=None,
+            broker=None,
             forget_after=timedelta(hours=1),
         )
         pub.publish_inventory([miner(0), miner(1)], NOV1)

@@ -87,7 +87,7 @@ def test_each_closed_hour_once_with_the_report_figures_across_a_restart(
     ledger = EnergyLedger(tmp_path / "state" / "ledger.db")
 
     def results() -> QuotaResults:
-        pub = QuotaPublisher(spool, site=SITE, owner_bin="123456789012", host=None)
+        pub = QuotaPublisher(spool, site=SITE, owner_bin="123456789012", broker=None)
         return QuotaResults(cfg, SiteState(), ledger, lambda: book, pub)
 
     job = results()

@@ -12,6 +12,7 @@ import pytest
 
 from kuat.quota.orders import load_public_key, verify_order
 from kuat.quota.schedule import BookOutcome, ScheduleBook
+from kuat.uplink.broker import BrokerEndpoint
 from kuat.uplink.quota_source import MqttScheduleReceiver, quota_topics
 from tests.contracts.contract import KOREM_PUBLIC_HEX, load_yaml, resolve
 from tests.servers import Mosquitto
@@ -48,7 +49,9 @@ def test_every_received_example_reaches_kuat_and_is_taken(mosquitto: Mosquitto) 
     assert {ctype for _, ctype, _ in examples} == {"application/json", "text/csv"}
     inbox = Inbox()
     rx = MqttScheduleReceiver(
-        "127.0.0.1", mosquitto.port, quota_topics(SITE), on_document=inbox, tls=False
+        BrokerEndpoint("127.0.0.1", mosquitto.port, tls=False),
+        quota_topics(SITE),
+        on_document=inbox,
     )
     rx.start()
     try:

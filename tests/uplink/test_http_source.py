@@ -35,6 +35,7 @@ from kuat.uplink.quota_source import (
     quota_topics,
 )
 from tests.servers import Mosquitto, TlsFiles, free_port
+from tests.uplink.test_mqtt import lab_broker
 
 SITE = "ekibastuz-1"
 TOKEN = "tok-3f9a1c0e5b7d4e2a"
@@ -473,16 +474,9 @@ def receiver_factory() -> Iterator[Callable[..., MqttScheduleReceiver]]:
     made: list[MqttScheduleReceiver] = []
 
     def make(port: int, inbox: Inbox, **kw: object) -> MqttScheduleReceiver:
-        r = MqttScheduleReceiver(
-            "127.0.0.1",
-            port,
-            quota_topics(SITE),
-            on_document=inbox,
-            tls=bool(kw.pop("tls", False)),
-            reconnect_min_s=0.1,
-            reconnect_max_s=0.5,
-            **kw,  # type: ignore[arg-type]
-        )
+        loop = kw.pop("loop", None)
+        broker = lab_broker(port, reconnect_max_s=0.5, **kw)
+        r = MqttScheduleReceiver(broker, quota_topics(SITE), on_document=inbox, loop=loop)  # type: ignore[arg-type]
         made.append(r)
         r.start()
         assert r.wait_subscribed(10), "SUBACK"
@@ -590,9 +584,9 @@ def test_mqtt_over_tls_with_client_certificate(
 
 
 def test_repr_hides_credentials(tmp_path: Path) -> None:
-    rx = MqttScheduleReceiver(
-        "127.0.0.1", 1, ["t"], on_document=Inbox(), tls=False, password="hunter2-secret"
-    )
+    broker = lab_broker(1, username="kuat", password="hunter2-secret")
+    rx = MqttScheduleReceiver(broker, ["t"], on_document=Inbox())
+    assert "hunter2" not in repr(broker)
     assert "hunter2" not in repr(rx)
 
 
@@ -630,13 +624,7 @@ def test_quota_broker_unreachable_from_the_start_is_said_once(
 ) -> None:
     port = free_port()
     rx = MqttScheduleReceiver(
-        "127.0.0.1",
-        port,
-        quota_topics(SITE),
-        on_document=lambda *_: None,
-        tls=False,
-        reconnect_min_s=0.1,
-        reconnect_max_s=0.2,
+        lab_broker(port, reconnect_max_s=0.2), quota_topics(SITE), on_document=lambda *_: None
     )
     with caplog.at_level(logging.DEBUG, logger="kuat.quota.source"):
         rx.start()

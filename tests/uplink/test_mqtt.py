@@ -10,7 +10,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kuat.collectors.readings import AsicReading
+from kuat.uplink.broker import BrokerEndpoint
 from kuat.uplink.mqtt import RegisterPublisher
 from kuat.uplink.spool import Spool
 from tests.servers import Mosquitto, TlsFiles
@@ -115,16 +116,23 @@ def fleet(n: int, t: datetime, ip_base: int = 1, firmware: str = "2025.01") -> l
     ]
 
 
+_BROKER_FIELDS = {f.name for f in fields(BrokerEndpoint)}
+
+
+def lab_broker(port: int, **kw: object) -> BrokerEndpoint:
+    """A broker on loopback, no TLS unless asked, retrying fast."""
+    given: dict[str, object] = {"tls": False, "reconnect_min_s": 0.1, "reconnect_max_s": 0.3}
+    return BrokerEndpoint("127.0.0.1", port, **{**given, **kw})  # type: ignore[arg-type]
+
+
 def publisher(spool: Spool, port: int | None, site: str, **kw: object) -> RegisterPublisher:
+    """A publisher to a lab broker (none without a port); broker settings go in ``kw`` too."""
+    broker_kw = {k: kw.pop(k) for k in list(kw) if k in _BROKER_FIELDS}
     return RegisterPublisher(
         spool,
         owner_bin=OWNER,
         site=site,
-        host="127.0.0.1" if port else None,
-        port=port or 1883,
-        tls=bool(kw.pop("tls", False)),
-        reconnect_min_s=0.1,
-        reconnect_max_s=0.3,
+        broker=lab_broker(port, **broker_kw) if port else None,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -238,11 +246,12 @@ _KILLED_PUBLISHER = textwrap.dedent(
     from datetime import datetime, UTC
     from pathlib import Path
     from kuat.collectors.readings import AsicReading
+    from kuat.uplink.broker import BrokerEndpoint
     from kuat.uplink.mqtt import RegisterPublisher
     from kuat.uplink.spool import Spool
     sp = Spool(Path(sys.argv[1]))
-    pub = RegisterPublisher(sp, owner_bin="230140000001", site="site-d", host="127.0.0.1",
-                            port=int(sys.argv[2]), tls=False, keepalive_s=2)
+    broker = BrokerEndpoint("127.0.0.1", int(sys.argv[2]), tls=False, keepalive_s=2)
+    pub = RegisterPublisher(sp, owner_bin="230140000001", site="site-d", broker=broker)
     pub.start()
     while not pub.connected:
         time.sleep(0.01)

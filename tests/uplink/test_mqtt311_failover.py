@@ -14,7 +14,7 @@ import pytest
 from kuat.uplink.register_receiver import RegisterReceiver
 from kuat.uplink.spool import Spool
 from tests.servers import Mosquitto, Nats, free_port
-from tests.uplink.test_mqtt import OWNER, T0, fleet, publisher, wait_for
+from tests.uplink.test_mqtt import OWNER, T0, fleet, lab_broker, publisher, wait_for
 
 pytestmark = pytest.mark.servers
 SITE = "nats-site"
@@ -33,14 +33,8 @@ def test_register_over_nats_mqtt_with_a_dead_first_address(tmp_path: Path, spool
             spool, dead, SITE, protocol="3.1.1", failover=[("127.0.0.1", nats.mqtt_port)]
         )
         rx = RegisterReceiver(
-            host="127.0.0.1",
-            port=nats.mqtt_port,
+            broker=lab_broker(nats.mqtt_port, protocol="3.1.1", client_id="register-backend"),
             state=tmp_path / "view.json",
-            tls=False,
-            protocol="3.1.1",
-            client_id="register-backend",
-            reconnect_min_s=0.1,
-            reconnect_max_s=0.3,
         )
         pub.start()
         rx.start()
@@ -77,14 +71,7 @@ def test_publisher_fails_over_when_its_broker_dies(tmp_path: Path, spool: Spool)
     a.start()
     b.start()
     pub = publisher(spool, a.port, SITE, protocol="3.1.1", failover=[("127.0.0.1", b.port)])
-    watcher = RegisterReceiver(
-        host="127.0.0.1",
-        port=b.port,
-        state=tmp_path / "b-view.json",
-        tls=False,
-        reconnect_min_s=0.1,
-        reconnect_max_s=0.3,
-    )
+    watcher = RegisterReceiver(broker=lab_broker(b.port), state=tmp_path / "b-view.json")
     try:
         pub.start()
         watcher.start()

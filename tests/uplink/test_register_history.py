@@ -26,6 +26,7 @@ from kuat.uplink.register_history import HistoryReader
 from kuat.uplink.spool import Spool
 from tests.servers import Mosquitto
 from tests.uplink.schema_check import validate
+from tests.uplink.test_mqtt import lab_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNER = "230140000001"
@@ -59,11 +60,7 @@ def publisher(spool: Spool, port: int | None = None, **kw: object) -> RegisterPu
         spool,
         owner_bin=OWNER,
         site=SITE,
-        host="127.0.0.1" if port else None,
-        port=port or 1883,
-        tls=False,
-        reconnect_min_s=0.1,
-        reconnect_max_s=0.3,
+        broker=lab_broker(port) if port else None,
         forget_after=timedelta(hours=1),  # a miner missing for an hour is removed
         **kw,  # type: ignore[arg-type]
     )

@@ -21,7 +21,7 @@ from kuat.uplink.mqtt import RegisterPublisher
 from kuat.uplink.register_receiver import ReceiverError, RegisterReceiver, RegisterView
 from kuat.uplink.spool import Spool
 from tests.servers import Mosquitto
-from tests.uplink.test_mqtt import OWNER, T0, fleet, publisher, wait_for
+from tests.uplink.test_mqtt import OWNER, T0, fleet, lab_broker, publisher, wait_for
 
 PREFIX = "kz/hsc-register/v1"
 SITE = "ekibastuz-1"
@@ -126,15 +126,7 @@ def spool(tmp_path: Path) -> Iterator[Spool]:
 
 
 def _receiver(port: int, state: Path) -> RegisterReceiver:
-    return RegisterReceiver(
-        host="127.0.0.1",
-        port=port,
-        state=state,
-        tls=False,
-        client_id="register-backend",
-        reconnect_min_s=0.1,
-        reconnect_max_s=0.3,
-    )
+    return RegisterReceiver(broker=lab_broker(port, client_id="register-backend"), state=state)
 
 
 def _agrees(rx: RegisterReceiver, pub: RegisterPublisher) -> bool:
