@@ -15,7 +15,7 @@ import typer
 
 from kuat.agent.config import ConfigError, KuatConfig, load_config
 from kuat.agent.exitcodes import Exit, for_findings
-from kuat.agent.i18n import LANGS
+from kuat.agent.i18n import LANGS, message
 
 app = typer.Typer(
     help="kuat — edge agent for digital-mining farms: miners, PDUs and meters, the electricity "
@@ -98,10 +98,18 @@ def _setup_logging(level: str = "info") -> None:
 
 def _load_or_exit(path: Path):
     try:
-        return load_config(path)
+        cfg = load_config(path)
     except ConfigError as exc:
         typer.echo(exc.render(), err=True)
         raise typer.Exit(2) from None
+    _warn_renamed(cfg)
+    return cfg
+
+
+def _warn_renamed(cfg: KuatConfig) -> None:
+    """Each deprecated key the config still uses, once, on stderr (the journal under systemd)."""
+    for old, new in cfg.asic.renamed_keys():
+        typer.echo(message("config.renamed_key", cfg.agent.language, old=old, new=new), err=True)
 
 
 @app.command("check-config")
@@ -129,6 +137,7 @@ def check_config(
             ]
             typer.echo(json.dumps({"ok": False, "file": str(path), "problems": problems}))
             raise typer.Exit(Exit.CONFIG) from None
+        _warn_renamed(cfg)
         summary = {
             "ok": True,
             "file": str(path),
@@ -397,28 +406,27 @@ TimeoutOpt = Annotated[float, typer.Option(help="Seconds before giving up on the
 def probe_asic(
     target: Annotated[str, typer.Argument(metavar="HOST[:PORT]", help="Miner API address.")],
     web_port: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Stock Antminer web UI / Braiins OS REST API port for serial/MAC (0: do not ask)."
+            help="Port of the miner's web UI or HTTP API, for serial/MAC (0: do not ask; "
+            "default: its firmware's usual port)."
         ),
-    ] = 80,
+    ] = None,
     timeout: TimeoutOpt = 5.0,
     as_json: JsonOpt = False,
 ) -> None:
     """One poll of a miner's cgminer-family API (port 4028 unless given)."""
+    from kuat.collectors.cgminer.access import web_ports
     from kuat.collectors.cgminer.collector import AsicPoller
 
     host, port = _split_hostport(target, 4028)
 
     async def once():
-        poller = AsicPoller(
-            timeout_s=timeout,
-            web_port=web_port or None,
-            braiins_web_port=web_port or None,
-            web_timeout_s=timeout,
-        )
+        # a port given is where every firmware's web API is looked for; 0 (None) turns them off
+        ports = {} if web_port is None else dict.fromkeys(web_ports(), web_port or None)
+        poller = AsicPoller(timeout_s=timeout, web_timeout_s=timeout, **ports)
         try:
-            # A probe is one look: wait for a stock Antminer's (or Braiins') identity within the
+            # A probe is one look: wait for an identity read in the background within the
             # deadline.
             return await poller.poll(host, port, wait_identity=True)
         finally:

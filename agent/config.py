@@ -13,10 +13,11 @@ import os
 import re
 import ssl
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -26,6 +27,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -33,6 +35,10 @@ from pydantic_core import ErrorDetails
 
 from kuat.agent.i18n import Lang
 from kuat.agent.tomlpos import locate
+from kuat.collectors.cgminer.access import MinerAccess
+from kuat.collectors.cgminer.access import by_firmware as credential_tables
+from kuat.collectors.cgminer.firmware import Firmware
+from kuat.collectors.cgminer.firmware.common import Credential
 from kuat.collectors.dlms.profile import parse_obis
 from kuat.collectors.errors import KuatError
 from kuat.quota.grid import GridConnection
@@ -299,6 +305,109 @@ class MinerGroup(Strict):
         return [(ip, self.port) for h in self.hosts for ip in expand_hosts(h)]
 
 
+# --- miner credentials: the tables the firmware backends declare -----------------------------
+#
+# Each backend (collectors/cgminer/firmware/<name>.py) declares the credentials it needs as
+# ``Credential``s: name, default, which firmware table and key. The tables below are built from
+# those declarations, so a new firmware brings its own keys and nothing here changes.
+
+
+def _credential_field(c: Credential) -> tuple[Any, Any]:
+    if c.secret:
+        return SecretRef, Field(SecretRef(value=SecretStr(str(c.default))), description=c.doc)
+    if c.port is not None:
+        return Annotated[int, Field(ge=1, le=65535)], Field(c.default, description=c.doc)
+    return type(c.default), Field(c.default, description=c.doc)
+
+
+def _firmware_table(firmware: Firmware, declared: Mapping[str, Credential]) -> type[Strict]:
+    secrets = [k for k, c in declared.items() if c.secret]
+    validators = {"_coerce": field_validator(*secrets, mode="before")(_secret)} if secrets else {}
+    fields: dict[str, Any] = {k: _credential_field(c) for k, c in declared.items()}
+    model: type[Strict] = create_model(
+        f"{firmware.name.title().replace('_', '')}Credentials",
+        __base__=Strict,
+        __doc__=f"What kuat needs to reach {firmware.value} miners beyond their API, as the "
+        f"{firmware.value} backend declares it; unset keys keep the firmware's factory default.",
+        __validators__=validators,
+        **fields,
+    )
+    return model
+
+
+def _credentials_model() -> type[Strict]:
+    tables = {f: _firmware_table(f, d) for f, d in credential_tables().items()}
+    fields: dict[str, Any] = {f.value: (m, Field(default_factory=m)) for f, m in tables.items()}
+    model: type[Strict] = create_model(
+        "AsicCredentials",
+        __base__=Strict,
+        __doc__="Passwords, accounts and ports per firmware, one table each "
+        "([asic.credentials.<firmware>]), used to read what a miner's API lacks and to curtail "
+        "([quota] enforce = true). Leave out what still has its factory default; secrets as "
+        "everywhere ({ file = ... } or { credential = ... }). The old flat [asic] keys "
+        "(web_password and the like) still work, with a warning.",
+        **fields,
+    )
+    return model
+
+
+if TYPE_CHECKING:
+    AsicCredentials = Strict
+else:
+    AsicCredentials = _credentials_model()
+
+
+def web_ports_at(port: int) -> dict[str, dict[str, int]]:
+    """[asic.credentials] tables that put every firmware's own web API port at ``port`` (a
+    simulated farm serves them all on one)."""
+    out: dict[str, dict[str, int]] = {}
+    for f, declared in credential_tables().items():
+        for key, c in declared.items():
+            if c.port == "web":
+                out.setdefault(f.value, {})[key] = port
+    return out
+
+
+def _old_key_names() -> dict[str, tuple[str, str]]:
+    """Old [asic] key (a credential's MinerAccess name) -> (firmware, key) it now goes by."""
+    return {c.name: (f.value, key) for f, d in credential_tables().items() for key, c in d.items()}
+
+
+def _move_old_keys(data: dict[str, Any]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    old = _old_key_names()
+    found = [k for k in data if k in old]
+    if not found:
+        return data, []
+    data = dict(data)
+    creds = data.get("credentials", {})
+    if not isinstance(creds, dict):
+        return data, []  # the table itself is wrong: validation says so
+    creds = dict(creds)
+    renamed: list[tuple[str, str]] = []
+    for name in found:
+        firmware, key = old[name]
+        table = creds.get(firmware, {})
+        if not isinstance(table, dict):
+            continue
+        new = f"asic.credentials.{firmware}.{key}"
+        if key in table:
+            raise ValueError(f"asic.{name} and {new} are the same setting: keep only {new}")
+        creds[firmware] = {**table, key: data.pop(name)}
+        renamed.append((f"asic.{name}", new))
+    data["credentials"] = creds
+    return data, renamed
+
+
+def _old_loc(loc: tuple[str | int, ...], given: Any) -> tuple[str | int, ...]:
+    """An error in a credential the config wrote under its old [asic] key names that key."""
+    if len(loc) < 4 or loc[:2] != ("asic", "credentials") or not isinstance(given, dict):
+        return loc
+    for name, (firmware, key) in _old_key_names().items():
+        if loc[2:4] == (firmware, key) and name in given:
+            return ("asic", name, *loc[4:])
+    return loc
+
+
 class AsicSection(Strict):
     # Per-miner deadline for one full poll: past it the miner is reported down.
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
@@ -306,40 +415,49 @@ class AsicSection(Strict):
     concurrency: Annotated[int, Field(ge=1, le=10_000)] | Literal["auto"] = "auto"
     # A miner that floods is cut off after this many bytes of one reply.
     max_reply_bytes: Annotated[int, Field(ge=4096, le=16 * 1024 * 1024)] = 65536
-    # Stock Antminer firmware tells its serial and MAC only on its web UI (HTTP digest auth);
-    # kuat asks once per identity_interval_s, in the background. web_port = 0 turns it off.
+    # The miners' web port, where firmware without its own port setting serves its web UI or
+    # API (stock Antminers tell serial and MAC only there: kuat asks once per
+    # identity_interval_s, in the background). web_port = 0 turns the stock web UI's off.
     web_port: Annotated[int, Field(ge=0, le=65535)] = 80
-    # User of the stock Antminer web UI (HTTP digest).
-    web_username: str = "root"
-    # Password of the stock Antminer web UI (a secret; factory default root).
-    web_password: SecretRef = SecretRef(value=SecretStr("root"))
     # Seconds between identity fetches (serial, MAC) from a miner's web or REST API.
     identity_interval_s: Annotated[float, Field(ge=60)] = 3600.0
-    # Write access per firmware, used only to curtail ([quota] enforce = true). The defaults are
-    # what the firmwares ship with; a site that changed them says so here (secrets as above).
-    whatsminer_password: SecretRef = SecretRef(value=SecretStr("admin"))
-    # Whatsminer API v3 account that signs write commands.
-    whatsminer_v3_account: str = "super"
-    braiins_password: SecretRef = SecretRef(value=SecretStr(""))  # REST API user root
-    # Port of the Braiins OS REST API (25.07+).
-    braiins_web_port: Annotated[int, Field(ge=1, le=65535)] = 80
-    # ePIC UMC password for power targets and sleep (a secret; factory default letmein).
-    epic_password: SecretRef = SecretRef(value=SecretStr("letmein"))
-    vnish_password: SecretRef = SecretRef(value=SecretStr("admin"))  # on web_port
-    # Auradine FluxOS HTTP API password, user admin (a secret; factory default admin).
-    auradine_password: SecretRef = SecretRef(value=SecretStr("admin"))
+    # Passwords, accounts and ports per firmware, as [asic.credentials.<firmware>].
+    credentials: AsicCredentials = Field(default_factory=AsicCredentials)
     # The miners, as [[asic.groups]].
     groups: list[MinerGroup] = []
 
-    _coerce = field_validator(
-        "web_password",
-        "whatsminer_password",
-        "braiins_password",
-        "epic_password",
-        "vnish_password",
-        "auradine_password",
-        mode="before",
-    )(_secret)
+    # the old [asic] keys a run was given, each with the key it now goes by
+    _renamed: tuple[tuple[str, str], ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _old_credential_keys(cls, data: Any, handler: Any) -> AsicSection:
+        """A credential written the old way, as an [asic] key named after its MinerAccess field
+        (``vnish_password``), is read into its firmware's table and remembered as renamed."""
+        renamed: list[tuple[str, str]] = []
+        if isinstance(data, dict):
+            data, renamed = _move_old_keys(data)
+        section = handler(data)
+        assert isinstance(section, AsicSection)
+        section._renamed = tuple(renamed)
+        return section
+
+    def renamed_keys(self) -> tuple[tuple[str, str], ...]:
+        """(old key, new key) for every deprecated credential key the config used."""
+        return self._renamed
+
+    def miner_access(self) -> MinerAccess:
+        """How kuat reaches each firmware's miners: every credential set here, the rest at the
+        defaults their backends declare."""
+        given: dict[str, Any] = {}
+        for firmware, declared in credential_tables().items():
+            table = getattr(self.credentials, firmware.value)
+            for key, c in declared.items():
+                value = getattr(table, key)
+                given[c.name] = value.get() if isinstance(value, SecretRef) else value
+        # web_port = 0 turns off reading the stock web UI, not the web port writes go to
+        given["web_port"] = self.web_port or MinerAccess.default("web_port")
+        return MinerAccess(**given)
 
 
 class SnmpV3(Strict):
@@ -1167,14 +1285,26 @@ def _fmt_path(loc: tuple[str | int, ...]) -> str:
     return out
 
 
-def _message(err: ErrorDetails) -> str:
+def _message(err: ErrorDetails, loc: tuple[str | int, ...] = ()) -> str:
     kind = err["type"]
+    if kind == "extra_forbidden" and loc[:2] == ("asic", "credentials") and len(loc) in (3, 4):
+        return _unknown_credential(loc)
     if kind == "extra_forbidden":
         return "unknown key (a typo?)"
     if kind == "missing":
         return "required key is missing"
     msg = str(err["msg"])
     return msg.removeprefix("Value error, ")
+
+
+def _unknown_credential(loc: tuple[str | int, ...]) -> str:
+    tables = {f.value: d for f, d in credential_tables().items()}
+    name = str(loc[2])
+    if len(loc) == 3:
+        if name in {f.value for f in Firmware}:
+            return f"{name} firmware needs no credentials: no table for it"
+        return f"no firmware named {name!r}: tables are {', '.join(tables)}"
+    return f"unknown key (a typo?): {name} takes {', '.join(tables[name])}"
 
 
 def parse_config(text: str, source: str = "<config>") -> KuatConfig:
@@ -1196,8 +1326,8 @@ def parse_config(text: str, source: str = "<config>") -> KuatConfig:
     except ValidationError as exc:
         problems = list(unset)
         for err in exc.errors():
-            loc = _loc_path(err["loc"])
-            problems.append(Problem(_fmt_path(loc), _message(err), locate(text, loc)))
+            loc = _old_loc(_loc_path(err["loc"]), data.get("asic"))
+            problems.append(Problem(_fmt_path(loc), _message(err, loc), locate(text, loc)))
         raise ConfigError(source, problems) from None
     if unset:
         raise ConfigError(source, unset)

@@ -48,8 +48,8 @@ from kuat.agent.config import KuatConfig, PduConfig
 from kuat.agent.i18n import message, render
 from kuat.agent.state import SiteState
 from kuat.collectors.capabilities import ActionResult, PowerLimitable, Sleepable
-from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.controls import apply_times
 from kuat.collectors.cgminer.handle import MinerHandle, miner_handle
 from kuat.collectors.cgminer.models import estimated_power_w
 from kuat.collectors.readings import AsicReading
@@ -138,19 +138,7 @@ class Curtailer:
         self.poller: AsicPoller | None = None
         self.enforce = q.enforce
         self.lang = cfg.agent.language
-        c = cfg.asic
-        self.access = control.MinerAccess(
-            web_port=c.web_port or 80,
-            web_username=c.web_username,
-            web_password=c.web_password.get(),
-            whatsminer_password=c.whatsminer_password.get(),
-            whatsminer_v3_account=c.whatsminer_v3_account,
-            braiins_password=c.braiins_password.get(),
-            braiins_web_port=c.braiins_web_port,
-            epic_password=c.epic_password.get(),
-            vnish_password=c.vnish_password.get(),
-            auradine_password=c.auradine_password.get(),
-        )
+        self.access = cfg.asic.miner_access()
         self.policy = CurtailPolicy(
             min_on_s=q.min_on_s,
             min_off_s=q.min_off_s,
@@ -159,7 +147,8 @@ class Curtailer:
             limit_hold_s=q.power_limit_hold_s,
             wake_min_run_s=q.wake_min_run_s,
         )
-        self.plant = Plant(overhead=q.overhead_factor)
+        # how long each firmware takes to act, as its backend declares: quota knows no firmware
+        self.plant = Plant(overhead=q.overhead_factor, default_apply_s=apply_times())
         self.miners: dict[str, MinerRecord] = {}
         self._outlets = {
             target: (p, index)

@@ -32,7 +32,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
-from kuat.agent.config import KuatConfig
+from kuat.agent.config import KuatConfig, web_ports_at
 from kuat.agent.demo_quota import TIGHT_SHARE, write_demo_schedule
 from kuat.agent.demo_status import Story, render_line, render_table
 from kuat.agent.demo_text import say
@@ -178,9 +178,10 @@ def demo_config(
                 # generous, as the other devices' (DEVICE_TIMEOUT_S), within the 5 s poll cycle
                 "timeout_s": ASIC_TIMEOUT_S,
                 "web_port": DEMO_WEB_PORT,
-                # Braiins OS serves its REST API (identity, power target) on the same web port
-                # here; the default 80 would be refused and warned about for every Braiins miner
-                "braiins_web_port": DEMO_WEB_PORT,
+                # firmware with a web port of its own (a REST API: identity, power target) serves
+                # it on the same port here; the default 80 would be refused and warned about for
+                # every such miner
+                "credentials": web_ports_at(DEMO_WEB_PORT),
                 "groups": [{"hosts": [ip for ip, _ in miners], "port": miners[0][1]}],
             },
             "pdu": [

@@ -143,12 +143,10 @@ class Agent:
             timeout_s=cfg.asic.timeout_s,
             max_reply_bytes=cfg.asic.max_reply_bytes,
             concurrency=self._asic_concurrency(cfg),
-            web_port=cfg.asic.web_port or None,
-            web_username=cfg.asic.web_username,
-            web_password=cfg.asic.web_password.get(),
             identity_interval_s=cfg.asic.identity_interval_s,
-            braiins_web_port=cfg.asic.braiins_web_port,
-            braiins_password=cfg.asic.braiins_password.get(),
+            access=self.curtailer.access,
+            # web_port = 0: the stock web UI is not asked for identity
+            web_port=cfg.asic.web_port or None,
         )
         # confirmations of curtailment actions re-read through this poller, within its limit
         self.curtailer.poller = self._asic

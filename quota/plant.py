@@ -1,8 +1,8 @@
 """The plant: what the site will draw once the commands already sent have acted.
 
-The meter shows the past. A command takes from a fraction of a second (LuxOS, Braiins) to a
-quarter of a minute or more (a stock Antminer restarts bmminer into its new work mode; btminer
-restarts mining under a new limit) to change what a miner draws, and a plan made in between
+The meter shows the past. A command takes from a fraction of a second to a quarter of a minute
+or more (firmware that restarts its mining process into a new work mode or under a new limit)
+to change what a miner draws, and a plan made in between
 from the meter alone sees the old load: it would cut again what is already being cut. The
 plant remembers every action in flight and answers three questions for the planner:
 
@@ -33,25 +33,15 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from kuat.quota.curtail import Action, ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
 from kuat.quota.evaluate import QuotaStatus
 
-# Seconds from send to the new state showing, per firmware family and verb, until kuat has
-# seen its own: stock bmminer restarts into the new work mode (~15 s on an S19), btminer
-# restarts mining to apply a limit, the rest act within a poll.
-DEFAULT_APPLY_S: dict[tuple[str, str], float] = {
-    ("bitmain", "sleep"): 15.0,
-    ("bitmain", "wake"): 15.0,
-    ("whatsminer", "limit"): 20.0,
-    ("whatsminer_v3", "limit"): 20.0,
-    ("whatsminer", "wake"): 10.0,
-    ("whatsminer_v3", "wake"): 10.0,
-    ("epic", "limit"): 20.0,
-    ("vnish", "limit"): 10.0,
-}
+# Seconds from send to the new state showing, until kuat has seen its own, for a firmware whose
+# backend declares none (``Plant.default_apply_s`` holds what the backends declare: the agent
+# passes it in, so this module knows no firmware): most act within a poll.
 FALLBACK_APPLY_S = 2.0
 # Weight of a new observation in the running estimates (exponentially weighted means): a
 # latency is seen once per command; the overhead once per meter reading, and slowly, because
@@ -106,9 +96,12 @@ def pending_for(a: Action, family: str | None, at: datetime, power_w: float) -> 
 
 @dataclass
 class Plant:
-    """``overhead``: a configured factor (None: learn it). Mutable memory, pure functions."""
+    """``overhead``: a configured factor (None: learn it). ``default_apply_s``: seconds from
+    send to the new state showing, by (firmware family, verb), as the firmware backends declare
+    them, assumed until kuat has seen its own. Mutable memory, pure functions."""
 
     overhead: float | None = None
+    default_apply_s: Mapping[tuple[str, str], float] = field(default_factory=dict)
     learned_overhead: float | None = None
     pending: dict[str, Pending] | None = None
     apply_learned: dict[tuple[str, str], float] | None = None
@@ -183,7 +176,7 @@ class Plant:
         learned = self.apply_learned.get(key)
         if learned is not None:
             return learned
-        return DEFAULT_APPLY_S.get(key, FALLBACK_APPLY_S)
+        return self.default_apply_s.get(key, FALLBACK_APPLY_S)
 
     def slowest_apply_s(self, families: Iterable[str | None]) -> float:
         """The longest any present firmware takes to act on a curtailment (sleep or limit)."""

@@ -17,7 +17,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from kuat.collectors.cgminer.firmware import declarations
+from kuat.collectors.cgminer.firmware import Firmware, declarations
 from kuat.collectors.cgminer.firmware.common import Credential
 
 
@@ -27,10 +27,30 @@ def declared() -> Mapping[str, Credential]:
     found: dict[str, Credential] = {}
     for c in declarations(Credential):
         seen = found.setdefault(c.name, c)
-        if seen.default != c.default or seen.secret != c.secret:
+        if seen != c:
             # one name, one meaning: a site sets it once for every backend that reads it
             raise ValueError(f"credential {c.name!r} is declared twice, differently")
     return found
+
+
+@functools.cache
+def by_firmware() -> Mapping[Firmware, Mapping[str, Credential]]:
+    """The credentials a site sets per firmware (``[asic.credentials.<firmware>]``): by firmware,
+    then by their key there. Shared settings (no ``firmware``) are left out."""
+    out: dict[Firmware, dict[str, Credential]] = {}
+    for c in declared().values():
+        if c.firmware is None:
+            continue
+        table = out.setdefault(c.firmware, {})
+        if c.key in table or not c.key:
+            raise ValueError(f"credential {c.name!r}: key {c.key!r} is empty or taken")
+        table[c.key] = c
+    return {f: out[f] for f in Firmware if f in out}
+
+
+def web_ports() -> frozenset[str]:
+    """The MinerAccess names of every HTTP API port (a probe's --web-port sets them all)."""
+    return frozenset(c.name for c in declared().values() if c.port == "web")
 
 
 class MinerAccess:

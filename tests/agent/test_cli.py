@@ -121,17 +121,19 @@ def test_config_show_prints_effective_config_with_secrets_masked(tmp_path: Path)
 
     config = deploy_example(tmp_path)
     creds = write_credentials(tmp_path / "credentials", "credential-secret-{name}")
-    # an inline secret as well as credentials: neither value may be printed
+    # an inline secret as well as credentials: neither value may be printed (the inline one
+    # under its old, deprecated key: it still works, with a warning)
     text = config.read_text().replace(
-        'web_username = "root"', 'web_username = "root"\nvnish_password = "inline-secret-value"'
+        "web_port = 80\n", 'web_port = 80\nvnish_password = "inline-secret-value"\n', 1
     )
     config.write_text(text)
     done = kuat("config", "show", str(config), "--credentials-dir", str(creds))
     assert done.returncode == 0, done.stderr
     assert "secret" not in done.stdout.replace("secrets/", "")
+    assert "asic.vnish_password" in done.stderr and "asic.credentials.vnish.password" in done.stderr
     shown = tomllib.loads(done.stdout)
-    assert shown["asic"]["web_password"] == {"credential": "antminer-web"}
-    assert shown["asic"]["vnish_password"] == {"value": "**********"}
+    assert shown["asic"]["credentials"]["bitmain"]["password"] == {"credential": "antminer-web"}
+    assert shown["asic"]["credentials"]["vnish"]["password"] == {"value": "**********"}
     assert shown["quota"]["warn_fraction"] == 0.95  # a default the file never wrote
     as_json = kuat("config", "show", str(config), "--json", "--credentials-dir", str(creds))
     assert json.loads(as_json.stdout)["site"]["id"] == "ekibastuz-1"

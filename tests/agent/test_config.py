@@ -40,8 +40,10 @@ def test_example_config_loads(creds: Path, example: Path) -> None:
     assert cfg.influx is not None and cfg.influx.token is not None
     assert cfg.influx.token.get() == "secret-influx-token"
     assert cfg.pdu[1].v3 is not None and cfg.pdu[1].v3.priv_key.get() == "secret-snmp-priv-key"
-    assert cfg.asic.whatsminer_password.get() == "secret-whatsminer-admin"
-    assert cfg.asic.epic_password.get() == "letmein"  # left out: the factory default
+    creds = cfg.asic.credentials
+    assert creds.whatsminer.password.get() == "secret-whatsminer-admin"
+    assert creds.epic.password.get() == "letmein"  # left out: the factory default
+    assert cfg.asic.renamed_keys() == ()
 
 
 def test_secret_never_in_repr(creds: Path, example: Path) -> None:
@@ -64,8 +66,8 @@ def test_example_without_credentials_names_each_missing_one(
         "quota.http.token",
         "quota.orders.issuers.kegoc",
         "influx.token",
-        "asic.web_password",
-        "asic.whatsminer_password",
+        "asic.credentials.bitmain.password",
+        "asic.credentials.whatsminer.password",
         "meter[1].password",
     }
     assert all("CREDENTIALS_DIRECTORY" in p.message for p in err.value.problems)

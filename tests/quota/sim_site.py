@@ -23,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
+from kuat.collectors.cgminer.firmware.controls import apply_times
 from kuat.quota.clock import hour_bounds, hour_of
 from kuat.quota.curtail import ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
 from kuat.quota.evaluate import MeterSample, QuotaPolicy, QuotaStatus, evaluate
-from kuat.quota.plant import DEFAULT_APPLY_S, Plant, pending_for
+from kuat.quota.plant import Plant, pending_for
 from kuat.quota.schedule import HourlyAllocation, ScheduleBook
 
 SITE = "sim"
@@ -36,6 +37,8 @@ COUNTER_KWH = 1_284_000.0
 # Firmware with a power target (their handles are PowerLimitable); the rest can only sleep.
 LIMITABLE = frozenset({"luxos", "braiins", "whatsminer"})
 MIX = ("bitmain", "whatsminer", "luxos", "braiins")
+# How long each firmware takes to act, as its backend declares (the agent hands the plant this)
+DECLARED_APPLY_S = apply_times()
 # The agent's default power-limit steps: 10 % of full power down to 60 %.
 STEP_PCT = (90, 80, 70, 60)
 RECENT_S = 20  # the filter's window is 10 s
@@ -95,7 +98,7 @@ def farm(
     n: int, families: tuple[str, ...] = MIX, slow: dict[str, float] | None = None
 ) -> list[SimMiner]:
     """``n`` miners of 3.0–3.6 kW at 20–38 J/TH, the families in turn. Each acts after the
-    time kuat assumes for its firmware until it learns better (DEFAULT_APPLY_S: a stock
+    time kuat assumes for its firmware until it learns better (its backend's apply_s: a stock
     Antminer's sleep 15 s, a Whatsminer's limit 20 s), the rest at once; ``slow``: every verb
     of a family takes that long instead."""
     out = []
@@ -106,7 +109,7 @@ def farm(
         if slow is not None and fam in slow:
             apply = dict.fromkeys(("sleep", "wake", "limit"), slow[fam])
         else:
-            apply = {v: s for (f, v), s in DEFAULT_APPLY_S.items() if f == fam}
+            apply = {v: s for (f, v), s in DECLARED_APPLY_S.items() if f == fam}
         out.append(SimMiner(f"m{i:03d}", fam, w, w / jth, apply))
     return out
 
@@ -185,7 +188,7 @@ def simulate(run: Run) -> Trace:
 
     book = book_for(run.share, used0, run.lead_s, 1)
     cuts = list(run.cuts)
-    plant = Plant()
+    plant = Plant(default_apply_s=DECLARED_APPLY_S)  # as the agent's curtailer builds it
     if run.learned:
         assert plant.apply_learned is not None
         for m in run.miners:

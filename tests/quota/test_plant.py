@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kuat.quota.curtail import CurtailPolicy, MinerState, plan
-from kuat.quota.plant import DEFAULT_APPLY_S, FALLBACK_APPLY_S, Pending, Plant, Verb
+from kuat.quota.plant import FALLBACK_APPLY_S, Pending, Plant, Verb
 
 T = datetime(2026, 11, 25, 8, 30, tzinfo=UTC)
 S = timedelta(seconds=1)
@@ -34,16 +34,25 @@ def test_a_sleep_in_flight_counts_until_a_reading_after_its_confirmation() -> No
     assert plant.adjust([miner]) == [miner]
 
 
+# what the agent passes in from the firmware backends' declarations (the plant knows none)
+DECLARED = {("bitmain", "sleep"): 15.0, ("bitmain", "wake"): 15.0}
+
+
 def test_a_failed_action_is_forgotten_and_teaches_nothing() -> None:
-    plant = Plant()
+    plant = Plant(default_apply_s=DECLARED)
     plant.sent(sleep("a"))
     plant.settled("a", False, T + 60 * S)
     assert plant.in_flight_kw(T) == 0.0
-    assert plant.apply_s("bitmain", Verb.SLEEP) == DEFAULT_APPLY_S[("bitmain", "sleep")]
+    assert plant.apply_s("bitmain", Verb.SLEEP) == 15.0
+
+
+def test_a_firmware_nobody_declared_a_time_for_acts_within_a_poll() -> None:
+    assert Plant().apply_s("bitmain", Verb.SLEEP) == FALLBACK_APPLY_S
+    assert Plant(default_apply_s=DECLARED).slowest_apply_s(["x"]) == FALLBACK_APPLY_S
 
 
 def test_latency_is_learned_per_family_and_verb() -> None:
-    plant = Plant()
+    plant = Plant(default_apply_s=DECLARED)
     assert plant.apply_s("luxos", Verb.SLEEP) == FALLBACK_APPLY_S
     plant.sent(sleep("a", family="luxos"))
     plant.settled("a", True, T + 4 * S)
@@ -131,7 +140,7 @@ def test_a_cut_needs_an_excess_beyond_restores_that_may_be_counted_twice() -> No
 def test_the_energy_budget_counts_commands_landing_within_it() -> None:
     """A sleep of 3 kW sent 5 s ago to a firmware that acts in 15 s lands 10 s from now:
     of a 16 s actuation budget, the present load runs 10 s and 3 kW less the other 6."""
-    plant = Plant(overhead=1.0)
+    plant = Plant(overhead=1.0, default_apply_s=DECLARED)
     plant.sent(sleep("a", at=T))
     assert plant.landing(T + 5 * S, T + 5 * S) == [(10.0, -3.0)]
     plant.settled("a", True, T + 15 * S)

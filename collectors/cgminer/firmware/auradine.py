@@ -128,9 +128,29 @@ def _detect(c: Clues) -> bool:
     return "gcminer" in c.vkeys or "gcminer" in c.descriptions or "fluxos" in c.descriptions
 
 
-WEB_PORT = Credential("auradine_web_port", fluxos.DEFAULT_WEB_PORT)  # FluxOS's HTTP API
-USERNAME = Credential("auradine_username", fluxos.DEFAULT_USER)
-PASSWORD = Credential("auradine_password", fluxos.DEFAULT_PASSWORD, secret=True)
+WEB_PORT = Credential(
+    "auradine_web_port",
+    fluxos.DEFAULT_WEB_PORT,
+    firmware=FAMILY,
+    key="web_port",
+    doc="Port of the Auradine FluxOS HTTP API.",
+    port="web",
+)
+USERNAME = Credential(
+    "auradine_username",
+    fluxos.DEFAULT_USER,
+    firmware=FAMILY,
+    key="username",
+    doc="User of the Auradine FluxOS HTTP API.",
+)
+PASSWORD = Credential(
+    "auradine_password",
+    fluxos.DEFAULT_PASSWORD,
+    secret=True,
+    firmware=FAMILY,
+    key="password",
+    doc="Password of the Auradine FluxOS HTTP API user (a secret; factory default admin).",
+)
 WEB_TIMEOUT = Credential("web_timeout_s", 5.0)
 
 SPEC = FirmwareSpec(

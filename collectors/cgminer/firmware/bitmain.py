@@ -465,9 +465,22 @@ def _detect(c: Clues) -> bool:
 
 
 # The web UI: serial and MAC (the API has neither), and the sleep/wake write path.
-WEB_PORT = Credential("web_port", web.DEFAULT_WEB_PORT)
-WEB_USERNAME = Credential("web_username", "root")
-WEB_PASSWORD = Credential("web_password", "root", secret=True)
+WEB_PORT = Credential("web_port", web.DEFAULT_WEB_PORT, port="web")  # [asic] web_port
+WEB_USERNAME = Credential(
+    "web_username",
+    "root",
+    firmware=Firmware.BITMAIN,
+    key="username",
+    doc="User of the stock Antminer web UI (HTTP digest): serial, MAC and sleep.",
+)
+WEB_PASSWORD = Credential(
+    "web_password",
+    "root",
+    secret=True,
+    firmware=Firmware.BITMAIN,
+    key="password",
+    doc="Password of the stock Antminer web UI (a secret; factory default root).",
+)
 WEB_TIMEOUT = Credential("web_timeout_s", 5.0)
 SYSTEM_INFO = web.SYSTEM_INFO_PATH
 
@@ -629,6 +642,8 @@ CONTROLS = Controls(
     # bmminer restarts into a work mode, and hashes again minutes after a wake
     # bmminer restarts to apply a saved config (a work mode or pools)
     confirm_s={"sleep": 60.0, "wake": 180.0, "pools": 60.0},
+    # bmminer restarts into the new work mode (~15 s on an S19)
+    apply_s={"sleep": 15.0, "wake": 15.0},
     no_power_target="stock Antminer firmware has no watt limit, only work modes (normal/sleep, "
     "low power on some models) in its web UI",
 )

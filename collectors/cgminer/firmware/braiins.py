@@ -119,9 +119,29 @@ def _detect(c: Clues) -> bool:
 
 
 # The REST API (25.07+): serial and MAC (the 4028 API has neither), and the power target.
-WEB_PORT = Credential("braiins_web_port", braiins_rest.DEFAULT_WEB_PORT)
-USERNAME = Credential("braiins_username", "root")
-PASSWORD = Credential("braiins_password", "", secret=True)
+WEB_PORT = Credential(
+    "braiins_web_port",
+    braiins_rest.DEFAULT_WEB_PORT,
+    firmware=Firmware.BRAIINS,
+    key="web_port",
+    doc="Port of the Braiins OS REST API (25.07+).",
+    port="web",
+)
+USERNAME = Credential(
+    "braiins_username",
+    "root",
+    firmware=Firmware.BRAIINS,
+    key="username",
+    doc="User of the Braiins OS REST API.",
+)
+PASSWORD = Credential(
+    "braiins_password",
+    "",
+    secret=True,
+    firmware=Firmware.BRAIINS,
+    key="password",
+    doc="Password of the Braiins OS REST API user (a secret; none out of the box).",
+)
 WEB_TIMEOUT = Credential("web_timeout_s", 5.0)
 DETAILS = braiins_rest.MINER_DETAILS_PATH
 

@@ -45,11 +45,21 @@ class Credential:
     """A port, account or password a backend reads from ``MinerAccess`` (access.py), with its
     factory default. Declared at module level in the backend that needs it; two backends may
     declare the same name (``web_port``, where several firmwares serve their web API) with the same
-    default."""
+    default.
+
+    ``firmware`` and ``key`` say where a site sets it: key ``key`` of the agent's
+    ``[asic.credentials.<firmware>]`` table (agent/config.py builds that table from these
+    declarations, ``doc`` is its meaning in config/REFERENCE.md). A credential without a
+    firmware is a setting the backends share (``web_port``), not set per firmware. ``port``: an
+    HTTP API port ("web": a probe's --web-port sets it) or another API transport's ("api")."""
 
     name: str
     default: Any
     secret: bool = False
+    firmware: Firmware | None = None
+    key: str = ""
+    doc: str = ""
+    port: Literal["web", "api"] | None = None
 
 
 # What a backend's HTTP reads are: (client, host, port, access, endpoints, deadline) ->

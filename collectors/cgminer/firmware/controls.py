@@ -103,8 +103,11 @@ class Controls:
     max_pools: int = 3
     # the MinerAccess fields the verbs read (passwords, accounts, ports); tests check the names
     credentials: tuple[str, ...] = ()
-    # seconds a real box takes to show the action ("sleep", "wake", "limit"); unlisted: default
+    # seconds a confirmation may take ("sleep", "wake", "limit", "pools"); unlisted: default
     confirm_s: Mapping[str, float] = field(default_factory=dict)
+    # seconds from send until a real box shows the action ("sleep", "wake", "limit"), what the
+    # curtailment plant assumes until it has seen its own (kuat.quota.plant); unlisted: a poll
+    apply_s: Mapping[str, float] = field(default_factory=dict)
     # why there is no power target (the quota engine then sleeps such miners instead)
     no_power_target: str = ""
     no_sleep: str = ""
@@ -132,6 +135,12 @@ def controls_of(firmware: str) -> Controls | None:
 
 def all_controls() -> Mapping[Firmware, Controls]:
     return _registry()
+
+
+def apply_times() -> dict[tuple[str, str], float]:
+    """Every backend's declared apply times, as (firmware, verb) -> seconds: the table the
+    agent hands the curtailment plant (kuat.quota.plant knows no firmware)."""
+    return {(str(f), verb): s for f, c in _registry().items() for verb, s in c.apply_s.items()}
 
 
 # --- shared pieces the backends' verbs are built from ----------------------------------------

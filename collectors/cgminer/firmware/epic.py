@@ -14,7 +14,14 @@ from kuat.collectors.cgminer.firmware.controls import Act, Controls, http_result
 
 log = logging.getLogger(__name__)
 
-PASSWORD = Credential("epic_password", epic.DEFAULT_PASSWORD, secret=True)
+PASSWORD = Credential(
+    "epic_password",
+    epic.DEFAULT_PASSWORD,
+    secret=True,
+    firmware=Firmware.EPIC,
+    key="password",
+    doc="ePIC UMC password for power targets and sleep (a secret; factory default letmein).",
+)
 
 # An unknown miner whose API port answers the cgminer request with an HTTP status line is
 # tried this way at once, within the same deadline (collector.py); the summary every poll, the
@@ -88,4 +95,5 @@ CONTROLS = Controls(
     # a real box takes minutes to initialise its boards after a wake
     # the mining software restarts on a new coin/pool set, as on a wake
     confirm_s={"wake": 180.0, "limit": 120.0, "pools": 180.0},
+    apply_s={"limit": 20.0},  # the tuner walks to a new power target
 )

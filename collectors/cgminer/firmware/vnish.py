@@ -74,8 +74,15 @@ def _firmware(version: Body | None, stats: Body | None) -> str | None:
 
 INFO, SUMMARY, PERF = vnish_web.INFO, vnish_web.SUMMARY, vnish_web.PERF
 # the web API's port, for reads and writes alike (a site's one web port setting)
-WEB_PORT = Credential("web_port", vnish_web.DEFAULT_WEB_PORT)
-PASSWORD = Credential("vnish_password", vnish_web.DEFAULT_PASSWORD, secret=True)
+WEB_PORT = Credential("web_port", vnish_web.DEFAULT_WEB_PORT, port="web")  # [asic] web_port
+PASSWORD = Credential(
+    "vnish_password",
+    vnish_web.DEFAULT_PASSWORD,
+    secret=True,
+    firmware=FAMILY,
+    key="password",
+    doc="Password of the Vnish web API, on [asic] web_port (a secret; factory default admin).",
+)
 WEB_TIMEOUT = Credential("web_timeout_s", 5.0)
 
 
@@ -245,4 +252,5 @@ CONTROLS = Controls(
     set_pools=_set_pools,
     credentials=("web_port", "vnish_password", "web_timeout_s"),
     confirm_s={"limit": 120.0, "wake": 120.0, "pools": 120.0},
+    apply_s={"limit": 10.0},  # a preset change re-clocks the boards
 )

@@ -329,9 +329,30 @@ FIELDS_V3: dict[str, Source] = {
 
 # No sleep/wake commands here: API v3 stops btminer only through a signed set.miner.service
 # (admin password + the salt of get.device.info), which control.py sends itself.
-PASSWORD = Credential("whatsminer_password", "admin", secret=True)
-V3_ACCOUNT = Credential("whatsminer_v3_account", "super")
-V3_PORT = Credential("v3_port", v3.V3_PORT)
+PASSWORD = Credential(
+    "whatsminer_password",
+    "admin",
+    secret=True,
+    firmware=Firmware.WHATSMINER,
+    key="password",
+    doc="Admin password of the Whatsminer write API (API v2 token, API v3 signatures; a secret;"
+    " factory default admin).",
+)
+V3_ACCOUNT = Credential(
+    "whatsminer_v3_account",
+    "super",
+    firmware=Firmware.WHATSMINER,
+    key="v3_account",
+    doc="Whatsminer API v3 account that signs write commands.",
+)
+V3_PORT = Credential(
+    "v3_port",
+    v3.V3_PORT,
+    firmware=Firmware.WHATSMINER,
+    key="v3_port",
+    doc="Port of Whatsminer API v3 (M6x, M7x).",
+    port="api",
+)
 SPEC_V3 = FirmwareSpec(
     family=Firmware.WHATSMINER_V3,
     vendor="MicroBT",
@@ -378,6 +399,8 @@ _CREDENTIALS = ("whatsminer_password",)
 _CREDENTIALS_V3 = ("whatsminer_password", "whatsminer_v3_account", "v3_port")
 # btminer restarts mining to apply a limit, and after a wake
 _CONFIRM_S = {"limit": 120.0, "wake": 120.0}
+# btminer restarts mining to apply a limit, and takes a while to start again on wake
+_APPLY_S = {"limit": 20.0, "wake": 10.0}
 
 
 async def _v2_write(
@@ -519,6 +542,7 @@ CONTROLS = Controls(
     set_pools=_set_pools,
     credentials=_CREDENTIALS,
     confirm_s=_CONFIRM_S,
+    apply_s=_APPLY_S,
 )
 CONTROLS_V3 = Controls(
     firmware=Firmware.WHATSMINER_V3,
@@ -527,4 +551,5 @@ CONTROLS_V3 = Controls(
     set_pools=_set_pools,
     credentials=_CREDENTIALS_V3,
     confirm_s=_CONFIRM_S,
+    apply_s=_APPLY_S,
 )
