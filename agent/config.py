@@ -433,7 +433,7 @@ class AsicSection(Strict):
     @classmethod
     def _old_credential_keys(cls, data: Any, handler: Any) -> AsicSection:
         """A credential written the old way, as an [asic] key named after its MinerAccess field
-        (``vnish_password``), is read into its firmware's table and remembered as renamed."""
+        (``web_password``), is read into its firmware's table and remembered as renamed."""
         renamed: list[tuple[str, str]] = []
         if isinstance(data, dict):
             data, renamed = _move_old_keys(data)
@@ -790,8 +790,8 @@ class QuotaSection(Strict):
     hysteresis_kw: Annotated[float, Field(ge=0)] = 20.0
     # kW kept in reserve below the allowed power when planning a cut.
     margin_kw: Annotated[float, Field(ge=0)] = 0.0
-    # Power limits before sleep, on firmware with a power target (LuxOS, Whatsminer, Braiins,
-    # ePIC, Vnish, Auradine): off, only sleep (and outlets) are used.
+    # Power limits before sleep, on firmware with a power target (README: the firmware table):
+    # off, only sleep (and outlets) are used.
     power_limit: bool = True
     # A power-limit step, in percent of the miner's full power.
     power_limit_step_pct: Annotated[float, Field(gt=0, le=50)] = 10.0

@@ -43,8 +43,9 @@ Address = tuple[str, int]
 RETRY_S = 6 * 3600.0
 # Pool writes in flight at once: each holds a web or API session and a confirmation re-read.
 MAX_PARALLEL = 8
-# How long one run may take: a stock Antminer restarts bmminer to apply pools and is confirmed
-# within a minute (firmware/bitmain.py CONTROLS), and a run may queue MAX_PARALLEL deep.
+# How long one run may take: a write is confirmed within its backend's confirm_s["pools"] (a
+# minute or more where the firmware restarts its mining process to apply pools), and a run may
+# queue MAX_PARALLEL deep.
 POOL_FIX_BUDGET_S = 300.0
 
 

@@ -480,9 +480,9 @@ class Agent:
         await self.uplinks.publish_inventory(miners, self.clock())
 
     def _identified_miners(self) -> list[AsicReading]:
-        """Miners whose identity is settled. A stock Antminer (or Braiins OS miner) whose
-        identity is still being fetched off the API would enter the register as ip:port and then
-        reappear under its serial."""
+        """Miners whose identity is settled. A miner whose firmware tells its identity only off
+        the API (a background web read) and is still being fetched would enter the register as
+        ip:port and then reappear under its serial."""
         out = []
         for r in self.state.asic_readings():
             provisional = (

@@ -5,7 +5,7 @@ control side.
 
 When over the limit, soft actions come before hard ones:
 
-1. Power limits, where the firmware has a power target (LuxOS profiles): the least efficient
+1. Power limits, where the firmware has a power target (or profiles of watts): the least efficient
    (highest J/TH) first, each down to the step that just reaches the target, else its lowest.
    Used only when limits *alone* reach the target, with a quarter of the hysteresis to spare
    (at most 2 % of the allowed power): a limited miner still hashes, but if the
