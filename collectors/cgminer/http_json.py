@@ -1,5 +1,6 @@
-"""JSON over HTTP to LAN miners (ePIC, Vnish, Braiins OS REST): one request, bounded in time
-and size, and a one-line cause instead of an exception when there is no usable answer.
+"""JSON over HTTP to LAN miners (the web and REST APIs firmware backends read and write): one
+request, bounded in time and size, and a one-line cause instead of an exception when there is
+no usable answer.
 
 Nothing here raises on a device's account. ``HttpFailure.kind`` lets a caller map a failure to
 an action outcome: ``auth``/``rejected`` the miner said no; ``missing``/``unreachable``/

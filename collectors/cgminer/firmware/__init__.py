@@ -1,7 +1,8 @@
 """Per-firmware field maps: which API command feeds which reading field, as data.
 
-Each module exports ``SPEC``; the engine (collectors.cgminer.parsers) sends the union of a spec's
-commands once per poll and runs every field's extractor on the replies it names.
+Each module (or subpackage, where a backend brings its own HTTP client) exports ``SPEC``; the
+engine (collectors.cgminer.parsers) sends the union of a spec's commands once per poll and runs
+every field's extractor on the replies it names.
 
 ``Firmware`` names them. It is a ``StrEnum``: a member *is* its string ("vnish"), so readings,
 telemetry tags, config files and callers that still pass plain strings keep working unchanged.

@@ -6,7 +6,7 @@ Everything the API reports is read as on stock firmware (firmware/bitmain.py); t
 the suffix so models.toml finds it, and the firmware is the Vnish version.
 
 What the API lacks (serial, MAC, watts, the power preset, and whether mining was stopped on
-purpose) comes from Vnish's own web API (collectors/cgminer/vnish_web.py): those fields name its
+purpose) comes from Vnish's own web API (web.py beside this module): those fields name its
 endpoints, read within the poll after the API answered (watts and state are live numbers a quota
 engine plans on; a small GET to a miner already answering costs far less than a background
 queue). ``/api/v1/info`` (identity) is re-read like any sticky reply. The API's own values win.
@@ -23,7 +23,6 @@ import re
 from typing import Any
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
-from kuat.collectors.cgminer import vnish_web
 from kuat.collectors.cgminer.firmware import Firmware, bitmain
 from kuat.collectors.cgminer.firmware.common import (
     Body,
@@ -36,6 +35,7 @@ from kuat.collectors.cgminer.firmware.common import (
     text,
 )
 from kuat.collectors.cgminer.firmware.controls import Act, Controls, http_result
+from kuat.collectors.cgminer.firmware.vnish import web as vnish_web
 from kuat.collectors.cgminer.http_json import HttpFailure, http_client, request_json
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ SPEC = FirmwareSpec(
 )
 
 
-# --- control: Vnish's web API (vnish_web.py): mining stop/start, presets at or below a target --
+# --- control: Vnish's web API (web.py): mining stop/start, presets at or below a target --
 
 
 async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
