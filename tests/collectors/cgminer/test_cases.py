@@ -67,7 +67,15 @@ def _empty(v: Any) -> bool:
 
 def test_there_are_cases_for_the_firmwares() -> None:
     firmwares = {p.parent.name for p in case_dirs()}
-    assert firmwares >= {"bitmain", "whatsminer", "whatsminer_v3", "luxos", "avalon", "auradine"}
+    assert firmwares >= {
+        "bitmain",
+        "whatsminer",
+        "whatsminer_v3",
+        "luxos",
+        "avalon",
+        "auradine",
+        "vnish",
+    }
     assert firmwares <= set(SPECS), firmwares - set(SPECS)  # a folder is named by its firmware
     # one backend spec per Firmware member, whatever its transport
     assert set(SPECS) == set(Firmware)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.firmware.vnish import web as vnish_web
-from kuat.collectors.cgminer.parsers import detect_family, parse_replies
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.readings import AsicReading
 
@@ -19,11 +17,7 @@ WEB_PORT = 18093
 _ranges = itertools.count(1)
 
 
-def test_version_fixture_is_vnish_with_model_and_firmware() -> None:
-    version = json.loads((FIX / "vnish-s9-version.json").read_text())
-    assert detect_family({"version": version}) == "vnish"
-    r = parse_replies("127.0.0.1", 4028, datetime.now(UTC), {"version": version})
-    assert r is not None and r.model == "Antminer S9" and r.firmware == "Vnish 3.8.6"
+# the 'version' capture of a Vnish S9 is a case folder: tests/cases/asic/vnish/s9-version/
 
 
 def test_info_fixture_identity() -> None:
