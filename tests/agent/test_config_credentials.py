@@ -6,7 +6,7 @@ import pytest
 
 from kuat.agent.config import ConfigError, parse_config
 from kuat.agent.i18n import message
-from kuat.collectors.cgminer.access import MinerAccess, by_firmware
+from kuat.collectors.cgminer.access import MinerAccess, by_firmware, declared
 
 SITE = '[site]\nid = "s1"\n'
 
@@ -95,6 +95,11 @@ def test_a_bad_old_key_is_named_as_written() -> None:
 def test_a_wrong_table_or_key_is_named(text: str, expected: str) -> None:
     (p,) = problems(text)
     assert p.startswith(expected), p
+
+
+def test_a_site_can_set_every_password_a_backend_declares() -> None:
+    unsettable = [c.name for c in declared().values() if c.secret and c.firmware is None]
+    assert not unsettable, "give these a firmware and key: their table is then in the config"
 
 
 def test_every_declared_credential_has_a_table_key_and_a_meaning() -> None:

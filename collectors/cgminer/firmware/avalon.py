@@ -242,8 +242,21 @@ async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
 # --- pools: setpool per slot, then the restart that applies them ----------------------------
 
 # the web UI's login, which setpool checks (the firmware's factory account is admin)
-USERNAME = Credential("avalon_username", "admin")
-PASSWORD = Credential("avalon_password", "admin", secret=True)
+USERNAME = Credential(
+    "avalon_username",
+    "admin",
+    firmware=Firmware.AVALON,
+    key="username",
+    doc="User of the Avalon web UI, which its setpool command checks (factory default admin).",
+)
+PASSWORD = Credential(
+    "avalon_password",
+    "admin",
+    secret=True,
+    firmware=Firmware.AVALON,
+    key="password",
+    doc="Password of the Avalon web UI, for setpool (a secret; factory default admin).",
+)
 SLOTS = 3  # setpool takes slots 0-2 and cannot empty one
 REBOOT = ("ascset", "0,reboot,0")
 
