@@ -434,9 +434,9 @@ class AsicSection(Strict):
     def _old_credential_keys(cls, data: Any, handler: Any) -> AsicSection:
         """A credential written the old way, as an [asic] key named after its MinerAccess field
         (``web_password``), is read into its firmware's table and remembered as renamed."""
-        renamed: list[tuple[str, str]] = []
-        if isinstance(data, dict):
-            data, renamed = _move_old_keys(data)
+        if not isinstance(data, dict):
+            return handler(data)  # a section already made keeps what it was told
+        data, renamed = _move_old_keys(data)
         section = handler(data)
         assert isinstance(section, AsicSection)
         section._renamed = tuple(renamed)
