@@ -62,6 +62,24 @@ async def test_probe_asic_prints_the_design_fields(miners: AsicFarmSimulator) ->
     assert data["taken_at"].endswith("Z") and data["state"] == "mining"
 
 
+async def test_probe_asic_web_port_reaches_each_firmwares_web_api() -> None:
+    """--web-port puts every firmware's own web API on that port: the stock web UI's and the
+    Braiins OS REST API's identity (serial, MAC), and Vnish's web API (MAC, watts); 0 asks none."""
+    web = 18117
+    personalities = ["antminer", "braiins", "vnish"]
+    farm = AsicFarmSimulator(3, first_ip="127.41.1.1", personalities=personalities, web_port=web)
+    async with farm:
+        for sim in farm.miners:
+            target = f"{sim.ip}:{sim.port}"
+            code, out, err = await kuat("probe", "asic", target, "--web-port", str(web), "--json")
+            assert code == 0, err
+            data = json.loads(out)
+            assert data["mac"] == sim.mac.lower(), (sim.personality, data)
+            code, out, err = await kuat("probe", "asic", target, "--web-port", "0", "--json")
+            assert code == 0, err
+            assert json.loads(out)["mac"] is None, sim.personality
+
+
 async def test_probe_meter_reads_what_the_meter_holds() -> None:
     async with MeterSimulator("eastron-sdm630") as meter:
         meter.set(p_kw=41.5, import_kwh=1234.5, f_hz=50.01)
