@@ -134,7 +134,13 @@ async def test_run_stops_cleanly_on_signal(
         sys.executable, "-m", "kuat.agent.cli", "run", "--config", str(cfg), cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    await asyncio.sleep(3.5)
+    # Signal once every miner has served a third poll (so two have been recorded), not after
+    # a fixed sleep: on a loaded machine the agent's start-up alone can take several seconds.
+    deadline = time.monotonic() + 60
+    while min(m.requests["summary"] for m in miners.miners) < 3:
+        assert time.monotonic() < deadline, "the agent did not poll every miner three times"
+        assert proc.returncode is None, "the agent exited before it was signalled"
+        await asyncio.sleep(0.1)
     sent = time.monotonic()
     proc.send_signal(sig)
     _, err = await asyncio.wait_for(proc.communicate(), 15)
