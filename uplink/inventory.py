@@ -24,6 +24,7 @@ from kuat.collectors.readings import AsicReading, normal_mac
 
 __all__ = [
     "EVENT_SCHEMA",
+    "HARDWARE_FIELDS",
     "INVENTORY_SCHEMA",
     "STATUS_SCHEMA",
     "Location",
@@ -44,7 +45,8 @@ STATUS_SCHEMA = "kz.hsc-register.status.v1"
 
 MinerState = Literal["mining", "sleeping", "error", "offline"]
 IdSource = Literal["serial", "mac", "endpoint"]
-_HARDWARE_FIELDS = (
+# the facts a "changed" event covers (run state is not one)
+HARDWARE_FIELDS = (
     "manufacturer",
     "model",
     "serial",
@@ -203,7 +205,7 @@ def miner_to_json(m: Miner) -> dict[str, Any]:
 
 def miner_from_json(d: Mapping[str, Any]) -> Miner:
     return Miner(
-        **{k: d.get(k) for k in _HARDWARE_FIELDS},
+        **{k: d.get(k) for k in HARDWARE_FIELDS},
         id=d["id"],
         id_source=d["id_source"],
         ip=d["ip"],
@@ -294,7 +296,7 @@ def diff(
         a, b = before[ident], after[ident]
         changes = {
             f: {"from": getattr(a, f), "to": getattr(b, f)}
-            for f in _HARDWARE_FIELDS
+            for f in HARDWARE_FIELDS
             if getattr(a, f) != getattr(b, f)
         }
         if changes:

@@ -9,6 +9,12 @@ Delivery contract (documented for the register team in README / uplink/SCHEMA.md
 * ``{prefix}/{owner_bin}/{site}/status`` — ``online`` on connect, ``offline`` as the last will
   and on clean shutdown; QoS 1, retained.
 
+An agent of a site split across agents (``agent_id``, from ``[cluster]``) publishes the same
+three topics under ``{prefix}/{owner_bin}/{site}/agent/{agent_id}/``: its own retained
+inventory (its shard's miners), its own ``seq`` and its own status and last will, so the agents
+never overwrite each other; every payload carries ``agent_id``, and a register merges the
+streams into one site (``kuat.uplink.register_merge``).
+
 Durability: every inventory/event message is written to the spool's outbox (fsync) before it
 is handed to paho, and deleted only when its PUBACK arrives; a message the broker refuses
 (PUBACK reason code ≥ 0x80) moves to ``outbox_dead``. After a restart the whole outbox is
@@ -56,8 +62,12 @@ __all__ = ["InventoryReport", "RegisterPublisher", "topic_base"]
 log = logging.getLogger(__name__)
 
 
-def topic_base(prefix: str, owner_bin: str, site: str) -> str:
-    return f"{prefix.strip('/')}/{owner_bin}/{site}"
+def topic_base(prefix: str, owner_bin: str, site: str, agent_id: str | None = None) -> str:
+    """Where a site's register topics live; an agent of a split site has its own stream under
+    ``…/{site}/agent/{agent_id}`` (its own retained inventory, ``seq`` and status), which a
+    register merges into one site (``kuat.uplink.register_merge``)."""
+    base = f"{prefix.strip('/')}/{owner_bin}/{site}"
+    return f"{base}/agent/{agent_id}" if agent_id else base
 
 
 def _json(obj: Any) -> bytes:
@@ -95,7 +105,7 @@ class RegisterPublisher(OutboxSender):
         # says which one sent it
         self.agent_id = agent_id
         self.site = site
-        base = topic_base(topic_prefix, owner_bin, site)
+        base = topic_base(topic_prefix, owner_bin, site, agent_id)
         self.inventory_topic = f"{base}/inventory"
         self.events_topic = f"{base}/events"
         self.status_topic = f"{base}/status"
@@ -116,7 +126,9 @@ class RegisterPublisher(OutboxSender):
         super().__init__(
             spool,
             broker=broker,
-            client_id=(broker.client_id if broker else None) or f"kuat-{owner_bin}-{site}",
+            # agents of one site must not share a client id: the broker would drop one of them
+            client_id=(broker.client_id if broker else None)
+            or (f"kuat-{owner_bin}-{site}-{agent_id}" if agent_id else f"kuat-{owner_bin}-{site}"),
             label="register broker",
             max_inflight=max_inflight,
         )

@@ -16,6 +16,12 @@ language. Two layers:
   - an ``inventory`` at or after the last applied ``seq`` replaces the site's miners (it also
     carries run state and last-seen times that are not events); an older one is ignored.
 
+* a site split across agents publishes one stream per agent (``{site}/agent/{agent_id}/…``),
+  each followed by its own ``SiteView`` with the rules above; ``SiteMerge``
+  (``uplink/register_merge.py``) merges a site's streams into one site view, where a miner
+  that moved from one agent's shard to another's is one miner with one ``moved`` change.
+  Every applied message reports the site-level changes it made (``Applied.changes``).
+
 * ``RegisterReceiver`` — paho-mqtt v5 with a persistent session (``clean_start=False`` and a
   session expiry), subscribed to ``{prefix}/+/+/#``. The view is saved to a JSON file
   (atomic rename, fsync) inside the message callback, before paho sends the PUBACK: a crash
@@ -32,6 +38,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections import OrderedDict
@@ -47,6 +54,7 @@ from kuat.collectors.errors import KuatError
 from kuat.uplink.broker import BrokerEndpoint
 from kuat.uplink.inventory import EVENT_SCHEMA, INVENTORY_SCHEMA, STATUS_SCHEMA
 from kuat.uplink.paho_client import Session, paho_client
+from kuat.uplink.register_merge import SiteMerge
 
 __all__ = ["Applied", "Outcome", "ReceiverError", "RegisterReceiver", "RegisterView", "SiteView"]
 
@@ -88,6 +96,7 @@ class SiteView:
 
     owner_bin: str
     site: str
+    agent_id: str | None = None  # the publishing agent of a split site; None: the site's stream
     seq: int | None = None  # last event applied (directly or through an inventory)
     miners: dict[str, dict[str, Any]] = field(default_factory=dict)
     in_gap: bool = False
@@ -174,6 +183,7 @@ class SiteView:
         return {
             "owner_bin": self.owner_bin,
             "site": self.site,
+            "agent_id": self.agent_id,
             "seq": self.seq,
             "in_gap": self.in_gap,
             "status": self.status,
@@ -188,6 +198,7 @@ class SiteView:
         return cls(
             owner_bin=d["owner_bin"],
             site=d["site"],
+            agent_id=d.get("agent_id"),
             seq=d.get("seq"),
             miners=dict(d.get("miners", {})),
             in_gap=bool(d.get("in_gap", False)),
@@ -204,54 +215,116 @@ class Applied:
     site: str
     kind: str  # inventory | events | status
     outcome: Outcome
+    agent_id: str | None = None  # the stream's agent on a split site
+    # site-level changes this message made to the merged site view (register_merge)
+    changes: tuple[dict[str, Any], ...] = ()
+
+
+_AGENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class RegisterView:
-    """Every site under one topic prefix."""
+    """Every site under one topic prefix: per site its own stream (``sites``, a single-agent
+    site) and one stream per agent of a split site (``shards``), merged into one site view."""
 
     def __init__(self, prefix: str = "kz/hsc-register/v1") -> None:
         self.prefix = prefix.strip("/")
         self.sites: dict[tuple[str, str], SiteView] = {}
+        self.shards: dict[tuple[str, str, str], SiteView] = {}
+        self.merges: dict[tuple[str, str], SiteMerge] = {}
+
+    def _parse(self, topic: str) -> tuple[str, str, str | None, str]:
+        parts = topic.split("/")
+        head = self.prefix.split("/")
+        rest = parts[len(head) :] if parts[: len(head)] == head else []
+        if len(rest) == 3:
+            return rest[0], rest[1], None, rest[2]
+        if len(rest) == 5 and rest[2] == "agent" and _AGENT_ID.match(rest[3]):
+            return rest[0], rest[1], rest[3], rest[4]
+        raise ReceiverError(
+            f"topic {topic!r} is not {self.prefix}/{{owner_bin}}/{{site}}/{{kind}} "
+            "or …/{site}/agent/{agent_id}/{kind}"
+        )
+
+    def stream(self, owner_bin: str, site: str, agent_id: str | None) -> SiteView:
+        """The view of one publisher's stream, made on first use."""
+        if agent_id is None:
+            view = self.sites.get((owner_bin, site))
+            if view is None:
+                view = self.sites[(owner_bin, site)] = SiteView(owner_bin, site)
+            return view
+        view = self.shards.get((owner_bin, site, agent_id))
+        if view is None:
+            view = self.shards[(owner_bin, site, agent_id)] = SiteView(owner_bin, site, agent_id)
+        return view
+
+    def _streams(self, owner_bin: str, site: str) -> dict[str, dict[str, dict[str, Any]]]:
+        """Stream key ("" for the site's own stream, else the agent id) -> its miners."""
+        out = {}
+        if (single := self.sites.get((owner_bin, site))) is not None:
+            out[""] = single.miners
+        for (o, s, agent), view in self.shards.items():
+            if (o, s) == (owner_bin, site):
+                out[agent] = view.miners
+        return out
+
+    def merged(self, owner_bin: str, site: str) -> dict[str, dict[str, Any]]:
+        """The one site view: every miner of the site once, from the agent that saw it last,
+        with that agent as ``agent_id`` (null for a single-agent site)."""
+        merge = self.merges.get((owner_bin, site))
+        return merge.miners() if merge else {}
 
     def handle(self, topic: str, payload: bytes | bytearray) -> Applied:
         """Apply one message; raises only ``ReceiverError``."""
-        parts = topic.split("/")
-        head = self.prefix.split("/")
-        _require(
-            len(parts) == len(head) + 3 and parts[: len(head)] == head,
-            f"topic {topic!r} is not {self.prefix}/{{owner_bin}}/{{site}}/{{kind}}",
-        )
-        owner_bin, site, kind = parts[len(head) :]
+        owner_bin, site, agent_id, kind = self._parse(topic)
         try:
             body = json.loads(payload)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
             raise ReceiverError(f"{topic}: not JSON ({type(exc).__name__})") from None
         _require(isinstance(body, dict), f"{topic}: payload is not a JSON object")
-        view = self.sites.get((owner_bin, site))
-        if view is None:
-            view = self.sites[(owner_bin, site)] = SiteView(owner_bin, site)
+        view = self.stream(owner_bin, site, agent_id)
+        before: set[str] = set()
         try:
             if kind == "events":
                 outcome = view.on_event(body)
+                touched = {body["miner_id"]} if outcome == "applied" else set()
             elif kind == "inventory":
+                before = set(view.miners)
                 outcome = view.on_inventory(body)
+                touched = before | set(view.miners) if outcome == "rebuilt" else set()
             elif kind == "status":
                 outcome = view.on_status(body)
+                touched = set()
             else:
                 raise ReceiverError(f"{topic}: unknown topic kind {kind!r}")
         except ReceiverError as exc:
             raise ReceiverError(f"{topic}: {exc}") from None
-        return Applied(owner_bin, site, kind, outcome)
+        changes: list[dict[str, Any]] = []
+        if touched:
+            merge = self.merges.setdefault((owner_bin, site), SiteMerge())
+            changes = merge.update(self._streams(owner_bin, site), touched)
+        return Applied(owner_bin, site, kind, outcome, agent_id, tuple(changes))
 
     def to_json(self) -> dict[str, Any]:
-        return {"prefix": self.prefix, "sites": [v.to_json() for v in self.sites.values()]}
+        streams = [*self.sites.values(), *self.shards.values()]
+        return {"prefix": self.prefix, "sites": [v.to_json() for v in streams]}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> RegisterView:
         view = cls(d.get("prefix", "kz/hsc-register/v1"))
         for s in d.get("sites", []):
             site = SiteView.from_json(s)
-            view.sites[(site.owner_bin, site.site)] = site
+            if site.agent_id is None:
+                view.sites[(site.owner_bin, site.site)] = site
+            else:
+                view.shards[(site.owner_bin, site.site, site.agent_id)] = site
+        # The merge is a function of the streams (owners re-decided the same way).
+        for owner_bin, site_id in {(v.owner_bin, v.site) for v in view.sites.values()} | {
+            (v.owner_bin, v.site) for v in view.shards.values()
+        }:
+            streams = view._streams(owner_bin, site_id)
+            merge = view.merges[(owner_bin, site_id)] = SiteMerge()
+            merge.update(streams, {i for miners in streams.values() for i in miners})
         return view
 
 
@@ -333,7 +406,10 @@ class RegisterReceiver:
             _save_atomic(self.state, self.view.to_json())
         if self.on_applied is not None:
             self.on_applied(applied)
-        topic = f"{self.view.prefix}/{applied.owner_bin}/{applied.site}/inventory"
+        base = f"{self.view.prefix}/{applied.owner_bin}/{applied.site}"
+        if applied.agent_id is not None:
+            base = f"{base}/agent/{applied.agent_id}"
+        topic = f"{base}/inventory"
         if applied.outcome == "gap" and topic not in self._asked:
             # Ask for the retained inventory now: a new subscription delivers retained copies.
             self._asked.add(topic)
@@ -360,6 +436,21 @@ class RegisterReceiver:
         self.client.loop_stop()
 
     def site(self, owner_bin: str, site: str) -> SiteView | None:
+        """A copy of a single-agent site's stream view."""
         with self.lock:
             view = self.view.sites.get((owner_bin, site))
             return SiteView.from_json(view.to_json()) if view else None
+
+    def shard(self, owner_bin: str, site: str, agent_id: str) -> SiteView | None:
+        """A copy of one agent's stream view of a split site."""
+        with self.lock:
+            view = self.view.shards.get((owner_bin, site, agent_id))
+            return SiteView.from_json(view.to_json()) if view else None
+
+    def merged(self, owner_bin: str, site: str) -> dict[str, dict[str, Any]]:
+        """A copy of the one site view (``RegisterView.merged``)."""
+        with self.lock:
+            copy: dict[str, dict[str, Any]] = json.loads(
+                json.dumps(self.view.merged(owner_bin, site))
+            )
+            return copy

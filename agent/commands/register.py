@@ -97,7 +97,9 @@ def read_stored(cfg: KuatConfig) -> Stored:
     if not path.exists():  # do not create a spool just to read it
         return Stored(None, [], None, None)
     prefix = cfg.mqtt.topic_prefix if cfg.mqtt else DEFAULT_PREFIX
-    base = topic_base(prefix, cfg.site.owner_bin, cfg.site.id)
+    # an agent of a split site keeps its own shard's stream
+    agent_id = cfg.cluster.agent_id if cfg.cluster else None
+    base = topic_base(prefix, cfg.site.owner_bin, cfg.site.id, agent_id)
     with Spool(path) as spool:
         raw = spool.retained().get(f"{base}/inventory")
         removed: list[dict[str, Any]] = []
@@ -403,8 +405,19 @@ def register(app: typer.Typer) -> None:
         from kuat.uplink.register_receiver import Applied, RegisterReceiver
 
         def show(a: Applied) -> None:
-            line = {"owner_bin": a.owner_bin, "site": a.site, "kind": a.kind, "outcome": a.outcome}
-            typer.echo(json.dumps(line))
+            line: dict[str, object] = {
+                "owner_bin": a.owner_bin,
+                "site": a.site,
+                "kind": a.kind,
+                "outcome": a.outcome,
+            }
+            if a.agent_id is not None:  # one agent's stream of a split site
+                line["agent_id"] = a.agent_id
+            # what changed in the one site view: added/removed/moved/changed, no miner bodies
+            changes = [{k: v for k, v in c.items() if k != "miner"} for c in a.changes]
+            if changes:
+                line["changes"] = changes
+            typer.echo(json.dumps(line, ensure_ascii=False))
 
         if protocol not in ("5", "3.1.1"):
             typer.echo(f'--protocol must be "5" or "3.1.1", not {protocol!r}', err=True)

@@ -102,7 +102,7 @@ def miner(n: int, pool: str = "stratum+tcp://pool.kz:3333") -> AsicReading:
     )
 
 
-def fill_spool(path: Path) -> None:
+def fill_spool(path: Path, agent_id: str | None = None) -> None:
     """Inventory on 1 Nov: miners 0,1; on 5 Nov: miner 2 added, miner 1 gone for good."""
     with Spool(path) as spool:
         pub = RegisterPublisher(
@@ -111,6 +111,7 @@ def fill_spool(path: Path) -> None:
             site="ekibastuz-1",
             broker=None,
             forget_after=timedelta(hours=1),
+            agent_id=agent_id,
         )
         pub.publish_inventory([miner(0), miner(1)], NOV1)
         later = NOV1 + timedelta(days=4)
@@ -259,6 +260,25 @@ def test_register_export_includes_and_excludes(site: Path, tmp_path: Path) -> No
     same = kuat("register", "export", "-c", str(site), "--json")
     assert same.returncode == 0, same.stderr
     assert json.loads(same.stdout)["include"] == body["include"]
+
+
+def test_register_export_of_an_agent_of_a_split_site_lists_its_shard(tmp_path: Path) -> None:
+    """[cluster]: the agent publishes its own stream (…/agent/{id}/), and its export reads it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    fill_spool(state / "spool.db", agent_id="hall-a")
+    cfg = tmp_path / "kuat.toml"
+    cfg.write_text(
+        config_text(state)
+        + '\n[cluster]\nagent_id = "hall-a"\nservers = ["nats://127.0.0.1:4222"]\ntls = false\n'
+    )
+    done = kuat("register", "export", "--config", str(cfg), "--since", "2026-11-03")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [(r["action"], r["serial"]) for r in rows] == [
+        ("include", "SN0002"),
+        ("exclude", "SN0001"),
+    ]
 
 
 def test_register_export_without_inventory_fails_clearly(tmp_path: Path) -> None:

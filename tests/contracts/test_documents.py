@@ -112,6 +112,11 @@ def test_asyncapi_addresses_are_the_topics_kuat_uses() -> None:
     fill = {"owner_bin": bin_, "site": site}
     for name in ("inventory", "events", "status"):
         assert a[name].format(**fill) == f"{base}/{name}"
+    # one agent's stream of a split site
+    shard = topic_base("kz/hsc-register/v1", bin_, site, "hall-a")
+    for name in ("inventory", "events", "status"):
+        channel = f"shard{name.capitalize()}"
+        assert a[channel].format(**fill, agent_id="hall-a") == f"{shard}/{name}"
     schedule_topic, orders_topic = quota_topics(site, DEFAULT_QUOTA_PREFIX)
     assert a["schedule"].format(**fill) == schedule_topic
     assert a["orders"].format(**fill) == orders_topic
@@ -127,7 +132,11 @@ def test_every_operation_names_a_channel_and_every_channel_has_an_operation() ->
         if op["action"] == "send"
     }
     # kuat publishes to the register, and the quota results to the energy company
-    assert sends == {"inventory", "events", "status", "hours", "state"}
+    assert sends == {
+        "inventory", "events", "status",
+        "shardInventory", "shardEvents", "shardStatus",
+        "hours", "state",
+    }  # fmt: skip
 
 
 # --- examples: valid against the schema, accepted by kuat ------------------------------
