@@ -523,22 +523,35 @@ class Nats:
     """A single nats-server with JetStream and its MQTT 3.1.1 listener (``mqtt_port``): the
     broker a site can run its register traffic on beside NATS itself."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, extra_config: str = "") -> None:
         self.binary = find_binary(NATS_BINARY)
         self.data_dir = data_dir
         self.port = free_port()
         self.mqtt_port = free_port()
+        self.extra_config = extra_config  # e.g. an authorization block
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout_s: float = 20.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def _write_config(self) -> Path:
         conf = self.data_dir / "nats.conf"
         conf.write_text(
             f'server_name: "kuat-test-{self.port}"\n'
             f"listen: 127.0.0.1:{self.port}\n"
             f'jetstream {{ store_dir: "{self.data_dir / "js"}" }}\n'
             f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port} }}\n"
+            f"{self.extra_config}\n"
         )
+        return conf
+
+    def reload(self, extra_config: str) -> None:
+        """New ``extra_config`` read on SIGHUP (connections stay open)."""
+        assert self._proc is not None
+        self.extra_config = extra_config
+        self._write_config()
+        self._proc.send_signal(signal.SIGHUP)
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self._write_config()
         log = (self.data_dir / "nats.log").open("ab")
         self._proc = subprocess.Popen(
             [self.binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT

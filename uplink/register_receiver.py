@@ -42,7 +42,7 @@ import re
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -366,6 +366,17 @@ class RegisterReceiver:
         self.client.on_connect_fail = lambda c, *_: self.session.fail_over(c)
         self.client.on_message = self._on_message
         self.broker = broker
+        # A subscription the broker refuses (SUBACK 0x80: NATS while its JetStream cluster
+        # elects leaders after a node died) is asked again with a back-off; without that the
+        # session stays connected and receives nothing, for good.
+        self.client.on_subscribe = self._on_subscribe
+        self.refused_subscriptions = 0
+        self._subscribing: dict[int, str] = {}  # SUBSCRIBE mid -> topic
+        self._sub_lock = threading.Lock()
+        low = max(broker.reconnect_min_s, 0.05)
+        self._retry_s = (low, max(broker.reconnect_max_s, low))
+        self._retry_delay: dict[str, float] = {}
+        self._stopping = threading.Event()
 
     def __repr__(self) -> str:  # never the password
         b = self.broker
@@ -393,7 +404,49 @@ class RegisterReceiver:
         self.connects += 1
         # With a persistent session the broker still has the subscription; subscribing again is
         # harmless and covers a session the broker dropped.
-        client.subscribe(f"{self.view.prefix}/+/+/#", **self._qos1())
+        self._subscribe(client, self._wildcard)
+
+    @property
+    def _wildcard(self) -> str:
+        return f"{self.view.prefix}/+/+/#"
+
+    def _subscribe(self, client: mqtt.Client, topic: str) -> None:
+        # Held across the call so that the SUBACK (on paho's thread) finds its topic; paho
+        # takes none of its own locks around our on_subscribe that subscribe() would need.
+        with self._sub_lock:
+            result, mid = client.subscribe(topic, **self._qos1())
+            if result == mqtt.MQTT_ERR_SUCCESS and mid is not None:
+                self._subscribing[mid] = topic
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: Sequence[Any], props: Any
+    ) -> None:
+        with self._sub_lock:
+            topic = self._subscribing.pop(mid, None)
+        if topic is None:
+            return
+        if not any(code.is_failure for code in codes):
+            self._retry_delay.pop(topic, None)
+            return
+        self.refused_subscriptions += 1
+        low, high = self._retry_s
+        delay = self._retry_delay.get(topic, low)
+        self._retry_delay[topic] = min(delay * 2, high)
+        log.warning(
+            "broker refused the subscription %s (%s); asking again in %.1f s",
+            topic,
+            codes[0],
+            delay,
+        )
+        timer = threading.Timer(delay, self._resubscribe, (client, topic))
+        timer.daemon = True
+        timer.start()
+
+    def _resubscribe(self, client: mqtt.Client, topic: str) -> None:
+        # Only what is still wanted, and only on a live connection (a reconnect subscribes anew).
+        wanted = topic == self._wildcard or topic in self._asked
+        if wanted and not self._stopping.is_set() and client.is_connected():
+            self._subscribe(client, topic)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
@@ -413,7 +466,7 @@ class RegisterReceiver:
         if applied.outcome == "gap" and topic not in self._asked:
             # Ask for the retained inventory now: a new subscription delivers retained copies.
             self._asked.add(topic)
-            client.subscribe(topic, **self._qos1())
+            self._subscribe(client, topic)
         elif applied.outcome == "rebuilt" and topic in self._asked:
             # The wildcard subscription delivers later inventories; drop the extra one so
             # they do not arrive twice.
@@ -432,6 +485,7 @@ class RegisterReceiver:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self._stopping.set()
         self.client.disconnect()
         self.client.loop_stop()
 

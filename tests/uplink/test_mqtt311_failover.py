@@ -92,3 +92,46 @@ def test_publisher_fails_over_when_its_broker_dies(tmp_path: Path, spool: Spool)
         pub.stop()
         a.stop()
         b.stop()
+
+
+def _users(subscribe: str) -> str:
+    return (
+        'authorization { users = [ { user: "register", password: "pw", '
+        f"permissions: {{ subscribe: {subscribe} }} }} ] }}"
+    )
+
+
+def test_a_refused_subscription_is_asked_again(tmp_path: Path, spool: Spool) -> None:
+    """NATS refuses a SUBSCRIBE (SUBACK 0x80) while its JetStream cluster elects leaders after a
+    node died; here a permission refuses it, then a reload grants it. The receiver asks again
+    until it is granted instead of staying connected and deaf."""
+    with Nats(tmp_path / "nats", extra_config=_users('{ deny: ["kz.>"] }')) as nats:
+        rx = RegisterReceiver(
+            broker=lab_broker(
+                nats.mqtt_port,
+                protocol="3.1.1",
+                client_id="register-refused",
+                username="register",
+                password="pw",
+            ),
+            state=tmp_path / "view.json",
+        )
+        rx.start()
+        pub = publisher(
+            spool, nats.mqtt_port, SITE, protocol="3.1.1", username="register", password="pw"
+        )
+        try:
+            wait_for(lambda: rx.refused_subscriptions > 0, 20, "the subscription refused")
+            nats.reload(_users('{ allow: [">"] }'))
+            pub.start()
+            pub.publish_inventory(fleet(3, T0), T0)
+            assert pub.wait_idle(20)
+            wait_for(
+                lambda: (s := rx.site(OWNER, SITE)) is not None and len(s.miners) == 3,
+                20,
+                "the register's view after the grant",
+            )
+            assert rx.connects == 1  # the same connection: asked again, not reconnected
+        finally:
+            pub.stop()
+            rx.stop()
