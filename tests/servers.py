@@ -603,7 +603,13 @@ class NatsCluster:
             f"listen: 127.0.0.1:{self.ports[i]}\n"
             f"http: 127.0.0.1:{self.http_ports[i]}\n"
             f'jetstream {{ store_dir: "{store}" }}\n'
-            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_ports[i]} }}\n"
+            # stream_replicas: the MQTT sessions, retained messages and QoS 1 queues in 3 copies.
+            # Left unset, nats-server sizes them by the nodes it sees at the first MQTT connect
+            # (2 when one route is still coming up), and then one dead node stalls them all.
+            # ack_wait: a QoS 1 message a subscriber did not acknowledge (its node died on the
+            # way) goes again after 2 s instead of the default 30 s.
+            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_ports[i]}, stream_replicas: {self.size},"
+            ' ack_wait: "2s" }\n'
             f'cluster {{ name: "kuat-test", listen: 127.0.0.1:{self.cluster_ports[i]},'
             f" routes: [{routes}] }}\n"
         )
