@@ -69,6 +69,7 @@ Outcome = Literal[
     "rebuilt",  # an inventory adopted (and held events after it applied)
     "ignored",  # an inventory older than what the view already reflects
     "status",  # the agent's online/offline status
+    "cleared",  # an empty retained inventory: the stream is gone (its miners leave the site)
 ]
 _EVENT_TYPES = frozenset({"added", "removed", "moved", "changed"})
 RECENT_IDS = 10_000  # event ids remembered per site for deduplication
@@ -277,6 +278,8 @@ class RegisterView:
     def handle(self, topic: str, payload: bytes | bytearray) -> Applied:
         """Apply one message; raises only ``ReceiverError``."""
         owner_bin, site, agent_id, kind = self._parse(topic)
+        if not payload and kind == "inventory":
+            return self._clear(owner_bin, site, agent_id)
         try:
             body = json.loads(payload)
         except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
@@ -304,6 +307,20 @@ class RegisterView:
             merge = self.merges.setdefault((owner_bin, site), SiteMerge())
             changes = merge.update(self._streams(owner_bin, site), touched)
         return Applied(owner_bin, site, kind, outcome, agent_id, tuple(changes))
+
+    def _clear(self, owner_bin: str, site: str, agent_id: str | None) -> Applied:
+        """An empty retained inventory (``mosquitto_pub -r -n``) deletes the stream: the way to
+        retire a single-agent site's topics when it is split across agents, or an agent that
+        no longer runs. Its miners leave the site unless another stream has them."""
+        if agent_id is None:
+            view = self.sites.pop((owner_bin, site), None)
+        else:
+            view = self.shards.pop((owner_bin, site, agent_id), None)
+        changes: list[dict[str, Any]] = []
+        if view is not None and view.miners:
+            merge = self.merges.setdefault((owner_bin, site), SiteMerge())
+            changes = merge.update(self._streams(owner_bin, site), set(view.miners))
+        return Applied(owner_bin, site, "inventory", "cleared", agent_id, tuple(changes))
 
     def to_json(self) -> dict[str, Any]:
         streams = [*self.sites.values(), *self.shards.values()]

@@ -145,6 +145,24 @@ def test_a_saved_view_merges_the_same_after_a_restart() -> None:
     assert _feed(again, a.run(_at(HALL_A[:2], T1), T1)) == []
 
 
+def test_clearing_a_retired_stream_removes_only_the_miners_no_agent_has() -> None:
+    """A site split across agents: its old single-agent inventory is cleared (an empty retained
+    message); the miners an agent now reports stay, the ones nobody polls any more go."""
+    view = RegisterView(PREFIX)
+    old = build_snapshot(HALL_A, site=SITE, owner_bin=OWNER, now=T0)  # SN0001-3, one agent
+    legacy = f"{PREFIX}/{OWNER}/{SITE}/inventory"
+    view.handle(legacy, json.dumps(snapshot_payload(old, seq=3)).encode())
+    a = Shard("hall-a")
+    moved = _feed(view, a.run(_at(HALL_A[:2], T1), T1))  # hall-a's agent polls SN0001-2 now
+    assert [(c["type"], c["to"]["agent_id"]) for c in moved] == [("moved", "hall-a")] * 2
+    applied = view.handle(legacy, b"")
+    assert applied.outcome == "cleared" and (OWNER, SITE) not in view.sites
+    assert [(c["type"], c["miner_id"]) for c in applied.changes] == [("removed", "SN0003")]
+    assert set(view.merged(OWNER, SITE)) == {"SN0001", "SN0002"}
+    # clearing a stream never seen changes nothing
+    assert view.handle(f"{PREFIX}/{OWNER}/{SITE}/agent/gone/inventory", b"").changes == ()
+
+
 @pytest.mark.parametrize(
     "topic",
     [
