@@ -236,6 +236,12 @@ def test_register_receive_command_prints_what_it_applied(
     lines = [json.loads(x) for x in out.stdout.splitlines()]
     mine = [x for x in lines if x["site"] == "cli-site"]
     assert any(x["kind"] == "inventory" and x["outcome"] == "rebuilt" for x in mine), lines
+    # what the message changed in the site, without the miners' bodies
+    (rebuilt,) = [x for x in mine if x["outcome"] == "rebuilt"]
+    assert [(c["type"], c["miner_id"]) for c in rebuilt["changes"]] == [
+        ("added", "SN0001"), ("added", "SN0002"), ("added", "SN0003")
+    ]  # fmt: skip
+    assert "miner" not in rebuilt["changes"][0] and "agent_id" not in rebuilt
     saved = json.loads(state.read_text())
     (site,) = [s for s in saved["sites"] if s["site"] == "cli-site"]
     assert sorted(site["miners"]) == ["SN0001", "SN0002", "SN0003"]
