@@ -548,8 +548,11 @@ class Agent:
         self._start_quota_push(loop)
         apply_gc_tuning()
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
-        now = self.clock()
-        self.started_at = now
+        self.started_at = self.clock()
+        # The scheduler runs on real time whatever clock stamps the readings: given a stamp of a
+        # replayed or simulated clock in the past, apscheduler walks every interval missed since
+        # then before running anything (a month of 5 s runs held the loop ~20 s).
+        first_run = datetime.now(UTC)
         for spec in self.jobs():
             scheduler.add_job(
                 self._guarded,
@@ -557,7 +560,7 @@ class Agent:
                 args=[spec],
                 seconds=spec.interval_s,
                 id=spec.name,
-                next_run_time=now,
+                next_run_time=first_run,
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=max(1, int(spec.interval_s)),
