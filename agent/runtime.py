@@ -194,7 +194,7 @@ class Agent:
         iv = self.cfg.intervals
         specs = []
         if self._asic_targets:
-            specs.append(JobSpec("asic", iv.asic, self.poll_asics))
+            specs.append(JobSpec("asic", iv.asic, self._spread_poll_asics))
             if self.pool_fixer.enabled:
                 specs.append(JobSpec("pool_fix", iv.asic, self.pool_fixer.run, POOL_FIX_BUDGET_S))
         if self.cfg.pdu:
@@ -233,8 +233,24 @@ class Agent:
         ]
         return specs
 
-    async def poll_asics(self) -> None:
-        results = await self._asic.poll_many(self._asic_targets)
+    @property
+    def asic_spread_s(self) -> float:
+        """Seconds the scheduled miner job spreads a cycle's polls over: ``[asic] spread`` of
+        the interval, less whatever would leave the last poll without its whole deadline
+        (``timeout_s`` and the runtime's grace) before the next cycle."""
+        iv, asic = self.cfg.intervals.asic, self.cfg.asic
+        room = iv - asic.timeout_s - 2 * BACKSTOP_GRACE_S
+        return max(0.0, min(asic.spread * iv, room))
+
+    async def _spread_poll_asics(self) -> None:
+        # The first cycle reads the whole farm at once: firmware detection, the inventory and
+        # the curtailer's view of the plant should not wait most of an interval after a start.
+        await self.poll_asics(spread_s=self.asic_spread_s if self.state.asics else 0.0)
+
+    async def poll_asics(self, *, spread_s: float = 0.0) -> None:
+        """Poll every miner once. ``spread_s``: start the polls evenly over that many seconds
+        (the scheduled job does, see asic_spread_s); a direct call polls them all at once."""
+        results = await self._asic.poll_many(self._asic_targets, spread_s=spread_s)
         for target, result in zip(self._asic_targets, results, strict=True):
             self.state.asics[target] = result
         self.faults.observe(results)
