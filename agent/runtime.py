@@ -37,7 +37,7 @@ from kuat.agent.sizing import asic_concurrency, raise_fd_limit
 from kuat.agent.state import SiteState, StatusSnapshot, snapshot
 from kuat.agent.tuning import apply_gc_tuning
 from kuat.agent.uplinks import TelemetryCopy, Uplinks
-from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.collector import AsicPoller, AsicResult
 from kuat.collectors.dlms import DlmsMeter, DlmsPoller
 from kuat.collectors.dlms.profile import parse_obis
 from kuat.collectors.modbus.collector import MeterPoller, ModbusLink
@@ -250,9 +250,14 @@ class Agent:
     async def poll_asics(self, *, spread_s: float = 0.0) -> None:
         """Poll every miner once. ``spread_s``: start the polls evenly over that many seconds
         (the scheduled job does, see asic_spread_s); a direct call polls them all at once."""
-        results = await self._asic.poll_many(self._asic_targets, spread_s=spread_s)
-        for target, result in zip(self._asic_targets, results, strict=True):
-            self.state.asics[target] = result
+        targets = self._asic_targets
+
+        def arrived(i: int, result: AsicResult) -> None:
+            # each reading is the site's view as soon as it is taken, not at the cycle's end
+            # (with the polls spread, the first miners' would otherwise wait most of a cycle)
+            self.state.asics[targets[i]] = result
+
+        results = await self._asic.poll_many(targets, spread_s=spread_s, on_result=arrived)
         self.faults.observe(results)
         self.uplinks.record(results, self.clock())
         if self._inventory_incomplete:

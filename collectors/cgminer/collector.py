@@ -830,6 +830,7 @@ class AsicPoller:
         spread_s: float = 0.0,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        on_result: Callable[[int, AsicResult], object] | None = None,
     ) -> list[AsicResult]:
         """Poll all targets, at most ``concurrency`` at a time; results in target order.
 
@@ -841,6 +842,8 @@ class AsicPoller:
         after the call, so a cycle's polls (and their CPU, sockets and readings) are spread over
         that time instead of all leaving at once; 0 starts each as soon as a slot is free.
         ``clock`` (default: the loop's) and ``sleep`` pace it; tests give a fake clock.
+        ``on_result(i, result)`` is called as each poll ends, so a spread cycle's early readings
+        are not held back until its last poll.
         """
         results: list[AsicResult | None] = [None] * len(targets)
         it = iter(enumerate(targets))
@@ -855,7 +858,9 @@ class AsicPoller:
                     if wait > 0:
                         await sleep(wait)
                 async with self._sem:
-                    results[i] = await self.poll(host, port)
+                    results[i] = result = await self.poll(host, port)
+                if on_result is not None:
+                    on_result(i, result)
 
         n = min(self.concurrency, len(targets))
         if n:
