@@ -84,9 +84,9 @@ def scale_plan(n: int, hard: int, web_share: float, concurrency: int) -> dict[st
     return {"n": n_run, "counts": counts, "per_sim": per_sim, "limited": n_run < n}
 
 
-def sim_ranges(counts: list[int]) -> list[tuple[str, int]]:
-    """(first address, miners) of each simulator process."""
-    return [(f"127.{SCALE_NET + i}.0.1", c) for i, c in enumerate(counts)]
+def sim_ranges(counts: list[int], net: int = SCALE_NET) -> list[tuple[str, int]]:
+    """(first address, miners) of each simulator process: 127.(net+i).0.1 onwards."""
+    return [(f"127.{net + i}.0.1", c) for i, c in enumerate(counts)]
 
 
 def host_entries(first_ip: str, count: int) -> list[str]:

@@ -116,7 +116,8 @@ class Meter:
         while True:
             t0 = clock()
             await asyncio.sleep(SAMPLE_S)
-            self.lags.append(max(0.0, clock() - t0 - SAMPLE_S))
+            if self.cycle:  # from the first cycle on: the agent's start-up is not its loop lag
+                self.lags.append(max(0.0, clock() - t0 - SAMPLE_S))
 
 
 async def run(config: Path) -> None:
@@ -173,6 +174,7 @@ def main() -> None:
     ap.add_argument("config", type=Path, nargs="?")
     ap.add_argument("--idle", type=float, default=0.0, help="only the sampler: the baseline")
     ap.add_argument("--uvloop", action="store_true", help="run the agent on uvloop's event loop")
+    ap.add_argument("--slow-ms", type=float, default=0.0, help="log loop holds longer than this")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     factory = None
@@ -182,7 +184,10 @@ def main() -> None:
         except ImportError:
             sys.exit("--uvloop: uvloop is not installed (pip install 'kuat[uvloop]')")
         factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
+    with asyncio.Runner(loop_factory=factory, debug=args.slow_ms > 0 or None) as runner:
+        if args.slow_ms:
+            # asyncio's debug mode logs every callback or task step that held the loop longer
+            runner.get_loop().slow_callback_duration = args.slow_ms / 1000
         runner.run(idle(args.idle) if args.idle else run(args.config))
 
 

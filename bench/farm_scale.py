@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             vm.start()
             vm_url = vm.url
         t0 = time.monotonic()
-        ranges = farm.sim_ranges(plan["counts"])
+        ranges = farm.sim_ranges(plan["counts"], args.net)
         for line in farm.start_miner_sims(ranges, WEB_PORT, procs):
             print(line, file=sys.stderr)
         serve = ["--serve-meters", str(args.meters), "--site-kw", str(site_kw)]
@@ -217,6 +217,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "bench.farm_agent", str(cfg_path)]
         if args.uvloop:
             cmd.append("--uvloop")
+        if args.slow_ms:
+            cmd += ["--slow-ms", str(args.slow_ms)]
         with log_path.open("w") as log:
             agent = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=farm.die_with_parent
@@ -403,6 +405,18 @@ def main() -> None:
     ap.add_argument("--no-vm", action="store_true", help="no VictoriaMetrics: spool only")
     ap.add_argument("--json", action="store_true", help="also print the raw report as JSON")
     ap.add_argument("--keep-log", type=Path, help="copy the agent's log (stderr) here")
+    ap.add_argument(
+        "--net",
+        type=int,
+        default=farm.SCALE_NET,
+        help="simulator i on 127.(NET+i).0.0/16 (another than asic_poll --scale's, to run both)",
+    )
+    ap.add_argument(
+        "--slow-ms",
+        type=float,
+        default=0.0,
+        help="diagnosis: the agent logs each step holding its loop longer (asyncio debug mode)",
+    )
     ap.add_argument("--serve-meters", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--site-kw", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
