@@ -413,6 +413,11 @@ class AsicSection(Strict):
     timeout_s: Annotated[float, Field(gt=0, le=60)] = 3.0
     # "auto": sized from the cycle budget (see agent.sizing), or a fixed number of miners at once.
     concurrency: Annotated[int, Field(ge=1, le=10_000)] | Literal["auto"] = "auto"
+    # Share of [intervals] asic over which a cycle's polls are spread (miner i of N starts at
+    # i/N of it), so a large farm is read at an even pace instead of in one burst at the cycle's
+    # start; 0 polls them all at once. The last polls still leave timeout_s before the next cycle,
+    # and the first cycle after a start polls every miner at once (discovery, the inventory).
+    spread: Annotated[float, Field(ge=0, le=0.95)] = 0.8
     # A miner that floods is cut off after this many bytes of one reply.
     max_reply_bytes: Annotated[int, Field(ge=4096, le=16 * 1024 * 1024)] = 65536
     # The miners' web port, where firmware without its own port setting serves its web UI or

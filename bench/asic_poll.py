@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import resource
@@ -28,6 +27,20 @@ import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+
+from bench.farm import (
+    FD_MARGIN,
+    SCALE_MAX_SIMS,
+    SCALE_TARGET,
+    die_with_parent,
+    raise_nofile,
+    scale_plan,
+    sim_ranges,
+    start_miner_sims,
+    status_mb,
+    stop_all,
+    web_share,
+)
 
 FIELDS = (
     "vendor",
@@ -295,18 +308,13 @@ def _report(
 
 # --- --scale N: the agent's memory at farm size ----------------------------------------------
 #
-# The simulators (SCALE_PER_SIM miners each, simulator i on 127.(SCALE_NET+i).0.0/16) and the
+# The simulators (bench/farm.py: SCALE_PER_SIM miners each, on 127.(SCALE_NET+i).0.0/16) and the
 # client are separate processes. The client is started first, while this process is still small:
 # over fork/vfork + exec Linux carries the parent's peak RSS into the child's ru_maxrss, so a
 # client started late could report the parent's peak as its own. VmHWM (this exec's own peak)
 # is reported next to ru_maxrss as a check.
 
-SCALE_TARGET = 50_000
 RSS_TARGET_MB = 300.0
-SCALE_PER_SIM = 10_000
-SCALE_MAX_SIMS = 12  # more simulator processes than this on a small box only measures the scheduler
-SCALE_NET = 100
-FD_MARGIN = 256  # stdio, the loop's self-pipe, pyc files, logging: what is not a miner's socket
 _ATTR = {"temps": "temps_c", "fans": "fans_rpm"}
 # why a firmware cannot fill a field, where kuat has no source for it at all
 _WHY = {
@@ -318,45 +326,6 @@ _FETCHED_IDENTITY = {
     "bitmain": "the stock API: read from the web UI",
     "braiins": "Braiins OS's cgminer-compatible API: read from its REST API (25.07+)",
 }
-
-
-def _status_mb() -> dict[str, float]:
-    """VmRSS and VmHWM (peak) of this process, MB."""
-    out: dict[str, float] = {}
-    with open("/proc/self/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = round(int(value.split()[0]) / 1024, 1)
-    return out
-
-
-def _raise_nofile() -> tuple[int, int]:
-    """Soft RLIMIT_NOFILE up to the hard limit; (soft, hard) after. Children inherit it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = hard
-    if hard == resource.RLIM_INFINITY:
-        try:
-            with open("/proc/sys/fs/nr_open") as f:
-                want = int(f.read())
-        except OSError:
-            want = 1 << 20
-    if soft != resource.RLIM_INFINITY and soft < want:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return soft, (want if hard == resource.RLIM_INFINITY else hard)
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: a simulator or client must not outlive the benchmark, even on SIGKILL."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 def _deep_size(root: object) -> int:
@@ -444,15 +413,15 @@ async def _scale_cycles(
                 "wall_s": round(wall, 1),
                 "miners_per_s": round(len(results) / wall, 1),
                 "cpu_s_per_1000_polls": round(cpu / max(len(results), 1) * 1000, 3),
-                "rss_mb": _status_mb()["VmRSS"],
+                "rss_mb": status_mb()["VmRSS"],
                 "web_identities": idents,
                 "braiins_identities": bos_idents,
             }
         )
         print(f"cycle {n}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
     # the peak is read before any accounting below allocates (the deep-size walk's own set)
-    peak = {"ru_maxrss_mb": round(_peak_rss_mb(), 1), "vmhwm_mb": _status_mb()["VmHWM"]}
-    held = _status_mb()["VmRSS"]
+    peak = {"ru_maxrss_mb": round(_peak_rss_mb(), 1), "vmhwm_mb": status_mb()["VmHWM"]}
+    held = status_mb()["VmRSS"]
     fams = _fields_by_family(results)
     errors = sorted({r.cause for r in results if not isinstance(r, AsicReading)})[:3]
     # identities not fetched yet are the one part of the state that still grows (in the agent
@@ -484,15 +453,15 @@ async def _scale_cycles(
 
 def scale_client() -> None:
     """The --scale client: report its baseline, read the plan on stdin, poll, print JSON."""
-    rss = {"interpreter_mb": _status_mb()["VmRSS"]}
-    soft, hard = _raise_nofile()
+    rss = {"interpreter_mb": status_mb()["VmRSS"]}
+    soft, hard = raise_nofile()
     import gc
 
     import kuat.agent.runtime
     import kuat.collectors.cgminer.collector  # noqa: F401
 
     gc.collect()
-    rss["kuat_imported_mb"] = _status_mb()["VmRSS"]
+    rss["kuat_imported_mb"] = status_mb()["VmRSS"]
     print(json.dumps({"rss": rss, "nofile": [soft, hard]}), flush=True)
     line = sys.stdin.readline()
     if not line:
@@ -500,36 +469,22 @@ def scale_client() -> None:
     plan = json.loads(line)
     tg = [t for first, count in plan["ranges"] for t in targets(first, count)]
     gc.collect()
-    rss["targets_built_mb"] = _status_mb()["VmRSS"]
+    rss["targets_built_mb"] = status_mb()["VmRSS"]
     out = asyncio.run(_scale_cycles(tg, plan["cycles"], plan["concurrency"], plan["web_port"]))
     print(json.dumps(out | {"rss": rss, "nofile": [soft, hard]}), flush=True)
-
-
-def _scale_plan(n: int, hard: int, web_share: float, concurrency: int) -> dict[str, Any]:
-    """How many simulator processes of how many miners; fewer miners if the fd limit says so."""
-    fds_per_miner = 1 + web_share  # the 4028 listener, and the web UI's for a stock Antminer
-    # every in-flight poll (and web fetch) may land on one simulator: an accepted socket each
-    free = hard - FD_MARGIN - concurrency - 16
-    per_sim = min(SCALE_PER_SIM, int(free / fds_per_miner), 60_000)
-    if per_sim < 1:
-        return {"n": 0, "counts": [], "per_sim": 0, "limited": True}
-    n_run = min(n, per_sim * SCALE_MAX_SIMS)
-    sims = -(-n_run // per_sim)
-    counts = [n_run // sims + (i < n_run % sims) for i in range(sims)]
-    return {"n": n_run, "counts": counts, "per_sim": per_sim, "limited": n_run < n}
 
 
 def run_scale(args: argparse.Namespace) -> None:
     import signal
 
     # first, while this process is small (see the note above SCALE_TARGET)
-    parent_rss = _status_mb()["VmRSS"]
+    parent_rss = status_mb()["VmRSS"]
     client = subprocess.Popen(
         [sys.executable, "-m", "bench.asic_poll", "--scale-client"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     procs: list[subprocess.Popen[str]] = [client]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -539,15 +494,7 @@ def run_scale(args: argparse.Namespace) -> None:
         print("interrupted; stopping the simulators and the client", file=sys.stderr)
         sys.exit(130)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_all(procs)
 
 
 def _run_scale(
@@ -556,17 +503,15 @@ def _run_scale(
     procs: list[subprocess.Popen[str]],
     parent_rss: float,
 ) -> None:
-    from kuat.collectors.cgminer.sim import _MIX, WEB_PERSONALITIES
-
     assert client.stdin is not None and client.stdout is not None
-    soft, hard = _raise_nofile()
+    soft, hard = raise_nofile()
     hello = client.stdout.readline()
     if not hello:
         sys.exit("the scale client died before it was ready")
     ready = json.loads(hello)
     web = args.scale_web_port
     # stock Antminers' web UI and Braiins' REST API: one more listening socket each
-    web_share = sum(p in (*WEB_PERSONALITIES, "braiins") for p in _MIX) / len(_MIX) if web else 0.0
+    share = web_share(web)
     notes = []
     concurrency = args.concurrency
     client_hard = ready["nofile"][1]
@@ -574,41 +519,22 @@ def _run_scale(
     if concurrency + 32 + FD_MARGIN > client_hard:
         concurrency = max(1, client_hard - 32 - FD_MARGIN)
         notes.append(f"client RLIMIT_NOFILE {client_hard}: concurrency cut to {concurrency}")
-    plan = _scale_plan(args.scale, hard, web_share, concurrency)
+    plan = scale_plan(args.scale, hard, share, concurrency)
     if plan["limited"]:
         notes.append(
             f"RLIMIT_NOFILE hard limit {hard} allows at most {plan['per_sim']} simulated miners "
-            f"per simulator process ({1 + web_share:.1f} listening sockets each), and at most "
+            f"per simulator process ({1 + share:.1f} listening sockets each), and at most "
             f"{SCALE_MAX_SIMS} processes: {args.scale} miners are impossible here, "
             f"measuring {plan['n']} and extrapolating"
         )
         if plan["n"] == 0:
             sys.exit(notes[-1])
-    ranges = [(f"127.{SCALE_NET + i}.0.1", c) for i, c in enumerate(plan["counts"])]
+    ranges = sim_ranges(plan["counts"])
     t0 = time.perf_counter()
-    sims = []
-    for i, (first, count) in enumerate(ranges):
-        cmd = [sys.executable, "-m", "kuat.collectors.cgminer.sim", "--count", str(count)]
-        cmd += ["--first-ip", first, "--seed", str(i + 1)]
-        if web:
-            cmd += ["--web-port", str(web)]
-        sim = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
-            preexec_fn=_die_with_parent,
-        )
-        procs.append(sim)
-        sims.append(sim)
-    for sim in sims:
-        assert sim.stdout is not None
-        line = sim.stdout.readline().strip()
-        if not line.startswith("ready"):
-            sys.exit(f"a simulator failed to start (exit {sim.wait()}); see its error above")
+    for line in start_miner_sims(ranges, web, procs):
         print(line, file=sys.stderr)
     startup = time.perf_counter() - t0
-    print(f"{plan['n']} miners up in {len(sims)} processes, {startup:.1f} s", file=sys.stderr)
+    print(f"{plan['n']} miners up in {len(ranges)} processes, {startup:.1f} s", file=sys.stderr)
     order = {"ranges": ranges, "cycles": args.scale_cycles, "concurrency": concurrency}
     client.stdin.write(json.dumps(order | {"web_port": web}) + "\n")
     client.stdin.flush()

@@ -823,20 +823,44 @@ class AsicPoller:
             for c in missing:
                 replies.errors.setdefault(c, str(e))
 
-    async def poll_many(self, targets: Sequence[tuple[str, int]]) -> list[AsicResult]:
+    async def poll_many(
+        self,
+        targets: Sequence[tuple[str, int]],
+        *,
+        spread_s: float = 0.0,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        on_result: Callable[[int, AsicResult], object] | None = None,
+    ) -> list[AsicResult]:
         """Poll all targets, at most ``concurrency`` at a time; results in target order.
 
         A fixed pool of workers under the poller's semaphore rather than one task per miner: at
         50,000 miners a task each is memory for nothing. A miner's deadline starts when its own
         poll does, not when the cycle does.
+
+        ``spread_s``: the i-th of N polls starts no sooner than ``i * spread_s / N`` seconds
+        after the call, so a cycle's polls (and their CPU, sockets and readings) are spread over
+        that time instead of all leaving at once; 0 starts each as soon as a slot is free.
+        ``clock`` (default: the loop's) and ``sleep`` pace it; tests give a fake clock.
+        ``on_result(i, result)`` is called as each poll ends, so a spread cycle's early readings
+        are not held back until its last poll.
         """
         results: list[AsicResult | None] = [None] * len(targets)
         it = iter(enumerate(targets))
+        now = clock or asyncio.get_running_loop().time
+        t0 = now()
+        step = spread_s / len(targets) if targets and spread_s > 0 else 0.0
 
         async def worker() -> None:
             for i, (host, port) in it:
+                if step:
+                    wait = t0 + i * step - now()
+                    if wait > 0:
+                        await sleep(wait)
                 async with self._sem:
-                    results[i] = await self.poll(host, port)
+                    results[i] = result = await self.poll(host, port)
+                if on_result is not None:
+                    on_result(i, result)
 
         n = min(self.concurrency, len(targets))
         if n:

@@ -71,7 +71,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from kuat.collectors.cgminer import btminer_auth as auth
 from kuat.collectors.cgminer import sim_avalon
@@ -543,10 +543,10 @@ class _MinerProtocol(asyncio.Protocol):
         self.flooding = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport is no asyncio.Transport subclass (client.py says the same)
+        self.transport = cast(asyncio.Transport, transport)
         if self.miner.clock() < self.miner.down_until:
-            transport.abort()  # rebooting: nothing answers yet
+            self.transport.abort()  # rebooting: nothing answers yet
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -632,8 +632,8 @@ class _V3Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport is no asyncio.Transport subclass (client.py says the same)
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data

@@ -12,9 +12,10 @@ they cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
@@ -22,6 +23,18 @@ from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.readings import AsicReading
 
 PF = 0.99
+
+
+class Endpoint(Protocol):
+    """Where a simulator listens (a MeterSimulator, or one in another process)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
 VOLTS = 230.0
 
 
@@ -94,20 +107,23 @@ def agent_toml(
     *,
     site: str,
     state_dir: Path,
-    farm: AsicFarmSimulator,
-    meter: MeterSimulator,
+    farm: AsicFarmSimulator | None = None,
+    meter: Endpoint,
     quota: Mapping[str, object],
     intervals: Mapping[str, float] | None = None,
     asic: Mapping[str, object] | None = None,
     language: str = "en",
+    hosts: Sequence[str] = (),
 ) -> str:
-    """The agent's config: the farm's miners in one group, the meter as the site meter, the
-    given ``[quota]``, ``[intervals]`` and extra ``[asic]`` keys, no dashboard."""
+    """The agent's config: the farm's miners (or ``hosts`` entries: addresses, a-b ranges) in
+    one group, the meter as the site meter, the given ``[quota]``, ``[intervals]`` and extra
+    ``[asic]`` keys, no dashboard."""
 
     def keys(values: Mapping[str, object]) -> str:
         return "".join(f"{k} = {_toml(v)}\n" for k, v in values.items())
 
-    hosts = ", ".join(f'"{ip}"' for ip, _ in farm.targets)
+    entries = [*(ip for ip, _ in (farm.targets if farm else [])), *hosts]
+    hosts_list = ", ".join(f'"{h}"' for h in entries)
     return f"""
 [site]
 id = "{site}"
@@ -117,7 +133,7 @@ language = "{language}"
 [intervals]
 {keys(intervals or {})}[asic]
 {keys({"timeout_s": 2, **(asic or {})})}[[asic.groups]]
-hosts = [{hosts}]
+hosts = [{hosts_list}]
 [[meter]]
 name = "substation"
 host = "{meter.host}"

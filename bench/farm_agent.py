@@ -1,0 +1,195 @@
+"""The agent's process in bench/farm_scale.py: the real ``kuat.agent.runtime.Agent`` (APScheduler
+jobs, collectors, spool, uplink) run from a config file, as ``kuat run`` runs it, plus two
+measuring pieces that live in this process so its CPU, RSS and event loop are the ones measured:
+
+- a sampler task: sleep 10 ms, note how much later than that it woke (the event-loop lag);
+- a wrapper around the miner job noting each cycle's start and end.
+
+One JSON line per miner cycle on stdout, written when the next cycle starts (the window from one
+cycle's start to the next), and one for the last window and the peak when SIGTERM stops it.
+
+    python -m bench.farm_agent CONFIG [--uvloop]
+    python -m bench.farm_agent --idle WINDOW_S [--uvloop]    # the sampler alone: the baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from array import array
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from bench.farm import status_mb
+
+SAMPLE_S = 0.010
+
+
+def _quantile(sorted_xs: array[float], q: float) -> float:
+    if not sorted_xs:
+        return 0.0
+    return sorted_xs[min(len(sorted_xs) - 1, int(q * len(sorted_xs)))]
+
+
+class Meter:
+    """Counts one window (miner cycle start to the next) of the agent's process."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.t_start = time.monotonic()
+        self.cycle = 0
+        self.lags: array[float] = array("d")  # seconds late, this window's samples
+        self.window_at = time.monotonic()
+        self.cpu_at = time.process_time()
+        self.sent_at = 0
+        self.pending_at = 0
+        self.dropped_at = 0
+        self.durations: dict[int, float] = {}
+        self.cut: set[int] = set()
+
+    def emit(self, final: bool = False) -> None:
+        if self.cycle == 0:
+            return
+        now, cpu = time.monotonic(), time.process_time()
+        lags = array("d", sorted(self.lags))
+        counts = self.agent.uplinks.spool.counts()
+        sent = self.agent.telemetry_sent
+        wall = max(now - self.window_at, 1e-9)
+        recorded = (counts.pending - self.pending_at) + (sent - self.sent_at)
+        recorded += counts.dropped - self.dropped_at
+        ok = sum(1 for r in self.agent.state.asics.values() if type(r).__name__ == "AsicReading")
+        mem = status_mb()
+        # 1-ms buckets, so the bench can take quantiles over the whole run without this process
+        # keeping every sample
+        hist = Counter(min(int(x * 1000), 5000) for x in lags)
+        row = {
+            "cycle": self.cycle,
+            "at_s": round(self.window_at - self.t_start, 1),
+            "window_s": round(wall, 1),
+            "duration_s": round(self.durations.get(self.cycle, wall), 1),
+            "cut": self.cycle in self.cut,
+            "finished": self.cycle in self.durations,
+            "miners_ok": ok,
+            "cpu_s": round(cpu - self.cpu_at, 2),
+            "rss_mb": mem["VmRSS"],
+            "hwm_mb": mem["VmHWM"],
+            "lag_ms": {
+                "p50": round(_quantile(lags, 0.50) * 1000, 1),
+                "p99": round(_quantile(lags, 0.99) * 1000, 1),
+                "max": round((lags[-1] if lags else 0.0) * 1000, 1),
+                "n": len(lags),
+            },
+            "lag_hist": {str(k): v for k, v in sorted(hist.items())},
+            "spool_pending": counts.pending,
+            "spool_dropped": counts.dropped,
+            "uplink_pts_s": round((sent - self.sent_at) / wall, 1),
+            "recorded_pts_s": round(recorded / wall, 1),
+            "job_failures": dict(self.agent.job_failures),
+            "final": final,
+        }
+        print(json.dumps(row), flush=True)
+        self.lags = array("d")
+        self.window_at, self.cpu_at = now, cpu
+        self.sent_at, self.pending_at, self.dropped_at = sent, counts.pending, counts.dropped
+
+    def wrap(self, poll: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., Any]:
+        async def timed(**kw: Any) -> None:
+            self.emit()
+            self.cycle += 1
+            n, t0 = self.cycle, time.monotonic()
+            try:
+                await poll(**kw)
+                self.durations[n] = time.monotonic() - t0
+            except asyncio.CancelledError:
+                self.cut.add(n)  # the job was cut at its budget (or the agent is stopping)
+                raise
+
+        return timed
+
+    async def sample(self) -> None:
+        clock = time.perf_counter
+        while True:
+            t0 = clock()
+            await asyncio.sleep(SAMPLE_S)
+            if self.cycle:  # from the first cycle on: the agent's start-up is not its loop lag
+                self.lags.append(max(0.0, clock() - t0 - SAMPLE_S))
+
+
+async def run(config: Path) -> None:
+    from kuat.agent.config import load_config
+    from kuat.agent.runtime import Agent
+
+    agent = Agent(load_config(config))
+    meter = Meter(agent)
+    # instance attributes shadow the methods: the scheduled job's spread poll calls the first,
+    # the SIGTERM handler the second (the last window is counted before the spool closes)
+    agent.poll_asics = meter.wrap(agent.poll_asics)  # type: ignore[method-assign]
+    stop = agent.request_stop
+
+    def request_stop() -> None:
+        meter.emit(final=True)
+        stop()
+
+    agent.request_stop = request_stop  # type: ignore[method-assign]
+    sampler = asyncio.create_task(meter.sample())
+    try:
+        await agent.run()
+    finally:
+        sampler.cancel()
+
+
+async def idle(window_s: float) -> None:
+    """The baseline: the same sampler in a process doing nothing else, on the same machine.
+    Its lag is the operating system's scheduling delay, which the agent's includes too."""
+    lags: array[float] = array("d")
+    stopped = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(15, stopped.set)
+    clock = time.perf_counter
+
+    def emit() -> None:
+        hist = Counter(min(int(x * 1000), 5000) for x in lags)
+        print(json.dumps({"lag_hist": {str(k): v for k, v in hist.items()}}), flush=True)
+        del lags[:]
+
+    next_at = clock() + window_s
+    while not stopped.is_set():
+        t0 = clock()
+        await asyncio.sleep(SAMPLE_S)
+        lags.append(max(0.0, clock() - t0 - SAMPLE_S))
+        if clock() >= next_at:
+            emit()
+            next_at += window_s
+    emit()
+
+
+def main() -> None:
+    import logging
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("config", type=Path, nargs="?")
+    ap.add_argument("--idle", type=float, default=0.0, help="only the sampler: the baseline")
+    ap.add_argument("--uvloop", action="store_true", help="run the agent on uvloop's event loop")
+    ap.add_argument("--slow-ms", type=float, default=0.0, help="log loop holds longer than this")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    factory = None
+    if args.uvloop:
+        try:
+            import uvloop
+        except ImportError:
+            sys.exit("--uvloop: uvloop is not installed (pip install 'kuat[uvloop]')")
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory, debug=args.slow_ms > 0 or None) as runner:
+        if args.slow_ms:
+            # asyncio's debug mode logs every callback or task step that held the loop longer
+            runner.get_loop().slow_callback_duration = args.slow_ms / 1000
+        runner.run(idle(args.idle) if args.idle else run(args.config))
+
+
+if __name__ == "__main__":
+    main()
