@@ -130,6 +130,11 @@ class Uplinks:
                 owner_bin=cfg.site.owner_bin,
                 broker=self.quota_broker,
                 topic_prefix=qm.topic_prefix,
+                # Agents of a split site each hold a session on the energy company's broker:
+                # under one client id they would evict each other in turn.
+                client_id=(
+                    f"kuat-quota-out-{cfg.site.id}-{self.agent_id}" if self.agent_id else None
+                ),
             )
         # Where each polled address is wired: the first group naming it wins, like its port.
         self.locations: dict[tuple[str, int], Location] = {}

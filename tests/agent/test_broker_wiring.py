@@ -53,3 +53,20 @@ def test_each_client_gets_its_brokers_settings_and_its_own_session(tmp_path: Pat
     finally:
         uplinks.spool.close()
         uplinks._quota_spool.close()
+
+
+def test_agents_of_a_split_site_publish_quota_results_under_ids_of_their_own(
+    tmp_path: Path,
+) -> None:
+    ids = []
+    for agent in ("hall-a", "hall-b"):
+        cfg = CONFIG + f'[cluster]\nagent_id = "{agent}"\nservers = ["nats://127.0.0.1:4222"]\n'
+        uplinks = Uplinks(parse_config(cfg), tmp_path / agent)
+        try:
+            assert uplinks.quota_out is not None
+            ids.append(uplinks.quota_out.client_id)
+        finally:
+            uplinks.spool.close()
+            uplinks._quota_spool.close()
+    # one id would make the broker evict each agent's session when the other connects
+    assert ids == ["kuat-quota-out-s1-hall-a", "kuat-quota-out-s1-hall-b"]
