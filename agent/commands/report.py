@@ -10,20 +10,21 @@ the ledger: one poll cannot measure a demand interval.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from kuat.agent.commands.register import load_or_exit, read_stored
-from kuat.agent.config import KuatConfig
 from kuat.agent.exitcodes import for_findings
-from kuat.agent.i18n import LANGS, Lang
+
+if TYPE_CHECKING:  # imported where used: `kuat --help` loads every command module
+    from kuat.agent.config import KuatConfig
+    from kuat.agent.i18n import Lang
 
 LangOpt = Annotated[
     str | None, typer.Option("--lang", help="kk, ru or en (default: [agent] language).")
@@ -34,6 +35,8 @@ T = TypeVar("T")
 
 
 def _lang(value: str | None, cfg: KuatConfig) -> Lang:
+    from kuat.agent.i18n import LANGS
+
     lang = value or cfg.agent.language
     if lang not in LANGS:
         typer.echo(f"--lang must be kk, ru or en, not {lang!r}", err=True)
@@ -266,6 +269,8 @@ def register(app: typer.Typer) -> None:
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         fresh: dict[str, Any] = {}
         if poll:
+            import asyncio
+
             from kuat.agent.runtime import Agent
 
             agent = Agent(cfg)
