@@ -201,3 +201,26 @@ def test_check_config_json(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["problems"] == [
         {"path": "site.nmae", "line": 3, "message": "unknown key (a typo?)"}
     ]
+
+
+_AGENT_LOADS = """
+import json, sys
+from kuat.agent.config import parse_config
+from kuat.agent.runtime import Agent
+Agent(parse_config(f'[site]\\nid = "s1"\\n[agent]\\nstate_dir = "{sys.argv[1]}"\\n'))
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_an_agent_without_snmpv3_or_dlms_loads_neither_library(tmp_path: Path) -> None:
+    # pysnmp (with pysmi, requests, jinja2, lark) and dlms-cosem cost ~0.5-1 s of CPU at every
+    # start of `kuat run`; a site without an SNMPv3 PDU or a DLMS meter never needs them.
+    done = subprocess.run(
+        [sys.executable, "-c", _AGENT_LOADS, str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert sorted(loaded & {"pysnmp", "pysmi", "dlms_cosem"}) == []
