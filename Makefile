@@ -92,6 +92,7 @@ bench: $(VENV)/.test
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench.asic_poll
 	$(BIN)/python -m bench.uplink
+	$(BIN)/python -m bench.dashboard
 	@command -v snmpbulkwalk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -q && $(APT) install snmp; }
 	$(BIN)/python -m bench.snmp_poll
 

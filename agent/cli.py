@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from kuat.agent.config import ConfigError, KuatConfig, load_config
 from kuat.agent.exitcodes import Exit, for_findings
-from kuat.agent.i18n import LANGS, message
+
+# Only typer and the standard library at import: `kuat --version` and `kuat --help` must not
+# pay for the config models (pydantic), the collectors, paho or babel; each command imports
+# what it needs when it runs.
+if TYPE_CHECKING:
+    from kuat.agent.config import KuatConfig
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="kuat — edge agent for digital-mining farms: miners, PDUs and meters, the electricity "
@@ -78,6 +84,12 @@ CredentialsOpt = Annotated[
 ]
 
 
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # not at import: it brings ssl, and `kuat --help` needs neither
+
+    return asyncio.run(coro)
+
+
 def _use_credentials_dir(path: Path | None) -> None:
     # Set before the config is read: secrets are resolved while it is validated.
     if path is not None:
@@ -96,7 +108,9 @@ def _setup_logging(level: str = "info") -> None:
     logging.getLogger("apscheduler").setLevel(logging.ERROR)
 
 
-def _load_or_exit(path: Path):
+def _load_or_exit(path: Path) -> KuatConfig:
+    from kuat.agent.config import ConfigError, load_config
+
     try:
         cfg = load_config(path)
     except ConfigError as exc:
@@ -108,6 +122,8 @@ def _load_or_exit(path: Path):
 
 def _warn_renamed(cfg: KuatConfig) -> None:
     """Each deprecated key the config still uses, once, on stderr (the journal under systemd)."""
+    from kuat.agent.i18n import message
+
     for old, new in cfg.asic.renamed_keys():
         typer.echo(message("config.renamed_key", cfg.agent.language, old=old, new=new), err=True)
 
@@ -127,6 +143,8 @@ def check_config(
 ) -> None:
     """Validate a configuration file and what the run will open (secrets, certificate, key and CA
     files, schedule and order directories): print OK, or every problem with its key and line."""
+    from kuat.agent.config import ConfigError, load_config
+
     _use_credentials_dir(credentials_dir)
     if as_json:
         try:
@@ -236,7 +254,7 @@ def run(
         return
     agent = Agent(cfg)
     if once:
-        snap = asyncio.run(agent.run_once())
+        snap = _run_async(agent.run_once())
         from kuat.agent.status import render_text
 
         typer.echo(render_text(snap, cfg.agent.language))
@@ -244,7 +262,7 @@ def run(
             statuses = (snap.quota_status, snap.grid_status, snap.pools_status)
             raise typer.Exit(for_findings(statuses, snap.devices_down))
         return
-    asyncio.run(agent.run(stop_requested=early.requested if early else None))
+    _run_async(agent.run(stop_requested=early.requested if early else None))
 
 
 class _EarlyStop:
@@ -284,7 +302,7 @@ def _run_test(cfg: KuatConfig) -> None:
             }
         )
         agent = Agent(dry)
-        snap = asyncio.run(agent.run_once())
+        snap = _run_async(agent.run_once())
         from kuat.uplink.spool import Spool
 
         spool = Spool(Path(tmp) / "spool.db")
@@ -342,6 +360,7 @@ def demo(
     from kuat.agent.config import listen_address
     from kuat.agent.demo import DemoLayout, DemoLayoutError, DemoOptions, run_demo
     from kuat.agent.demo_text import say
+    from kuat.agent.i18n import LANGS
 
     if lang not in LANGS:  # which language to say it in is the question: all three
         for each in LANGS:
@@ -371,7 +390,7 @@ def demo(
         base=base,
         listen=listen,
     )
-    raise typer.Exit(asyncio.run(run_demo(opts)))
+    raise typer.Exit(_run_async(run_demo(opts)))
 
 
 # --- probe ------------------------------------------------------------------------------
@@ -432,7 +451,7 @@ def probe_asic(
         finally:
             await poller.aclose()
 
-    _emit(asyncio.run(once()), as_json)
+    _emit(_run_async(once()), as_json)
 
 
 @probe_app.command("pdu")
@@ -478,7 +497,7 @@ def probe_pdu(
         finally:
             poller.close()
 
-    _emit(asyncio.run(once()), as_json)
+    _emit(_run_async(once()), as_json)
 
 
 @probe_app.command("meter")
@@ -531,7 +550,7 @@ def probe_meter(
             typer.echo("give HOST[:PORT]; --transport is tcp or hdlc", err=True)
             raise typer.Exit(2)
         _emit(
-            asyncio.run(
+            _run_async(
                 _probe_dlms(
                     target, profile or "spodes", client, server, password, transport, timeout
                 )
@@ -551,7 +570,7 @@ def probe_meter(
         finally:
             await poller.close()
 
-    _emit(asyncio.run(once()), as_json)
+    _emit(_run_async(once()), as_json)
 
 
 async def _probe_dlms(

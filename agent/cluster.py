@@ -95,6 +95,8 @@ class ClusterJob:
             client_key=c.client_key,
             username=c.username,
             password=c.password.get() if c.password else None,
+            credentials=c.credentials.get() if c.credentials else None,
+            nkey_seed=c.nkey_seed.get() if c.nkey_seed else None,
         )
 
     async def start(self) -> None:

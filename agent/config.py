@@ -1020,6 +1020,16 @@ class DashboardSection(Strict):
         return listen_address(self.listen)
 
 
+def _is_user_seed(seed: str) -> bool:
+    import nkeys  # nats-py's own NKey library, only when a seed is configured
+
+    try:
+        pair = nkeys.from_seed(bytearray(seed.strip().encode()))
+    except (nkeys.NkeysError, ValueError, TypeError):
+        return False
+    return bool(pair.public_key.startswith(b"U"))
+
+
 class ClusterSection(ClientCert):
     """This agent's share of a site split across several agents, coordinated through NATS: one
     of them (the controller, elected through a lease) gives each its power cap."""
@@ -1038,6 +1048,13 @@ class ClusterSection(ClientCert):
     username: str | None = None
     # Password for username (a secret).
     password: SecretRef | None = None
+    # A NATS credentials file (.creds: the user JWT and its NKey seed, as `nsc` writes it) for
+    # servers in operator/JWT mode; a secret: { credential = "nats-creds" } under systemd, or
+    # { file = "/etc/kuat/secrets/kuat.creds" }. Instead of username/password or nkey_seed.
+    credentials: SecretRef | None = None
+    # The NKey seed ("SU...") of a user the servers list by its public key
+    # (authorization { users = [{ nkey: "U..." }] }); a secret. Instead of username/password.
+    nkey_seed: SecretRef | None = None
     # JetStream key-value bucket of the controller lease (one per site).
     bucket: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = "kuat_lease"
     # Copies of the lease bucket: 3 on a three-node cluster, 1 on a single server.
@@ -1056,7 +1073,33 @@ class ClusterSection(ClientCert):
     # [[asic.groups]] hosts (none: no filter by address).
     hosts: list[str] = []
 
-    _coerce_password = field_validator("password", mode="before")(_secret)
+    _coerce_password = field_validator("password", "credentials", "nkey_seed", mode="before")(
+        _secret
+    )
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> ClusterSection:
+        ways = [
+            name
+            for name, given in (
+                ("username", self.username is not None or self.password is not None),
+                ("credentials", self.credentials is not None),
+                ("nkey_seed", self.nkey_seed is not None),
+            )
+            if given
+        ]
+        if len(ways) > 1:
+            raise ValueError(f"give one of username/password, credentials or nkey_seed, not {ways}")
+        # Checked now so a wrong file is named at start, never its contents (a secret).
+        if self.nkey_seed is not None and not _is_user_seed(self.nkey_seed.get()):
+            raise ValueError("nkey_seed is not a NATS user NKey seed (one line starting SU)")
+        if self.credentials is not None:
+            text = self.credentials.get()
+            if "BEGIN NATS USER JWT" not in text or "BEGIN USER NKEY SEED" not in text:
+                raise ValueError(
+                    "credentials is not a NATS .creds file (a user JWT and an NKey seed block)"
+                )
+        return self
 
     @field_validator("servers")
     @classmethod

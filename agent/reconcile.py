@@ -20,16 +20,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from kuat.agent.i18n import Lang, render
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.settlement_book import SettledHour, SettlementBook
-from kuat.collectors.dlms import DlmsMeter, DlmsPoller, Interval, hour_energy
 from kuat.collectors.readings import DeviceError
 from kuat.quota.clock import ASTANA, hour_bounds, hour_of
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.settlement import STATUS_CODES, Status, judge
 from kuat.uplink.lineproto import encode_point
+
+if TYPE_CHECKING:  # dlms-cosem is imported only where a DLMS meter is read
+    from kuat.collectors.dlms import DlmsMeter, DlmsPoller, Interval
 
 __all__ = ["HourCheck", "Reconciler", "judge", "settlement_point"]
 
@@ -147,6 +150,8 @@ class Reconciler:
         return intervals
 
     def _check(self, start: datetime, intervals: list[Interval]) -> HourCheck:
+        from kuat.collectors.dlms import hour_energy
+
         meter_kwh, entries = hour_energy(intervals, start)
         kuat_kwh, complete = self.ledger.hour_kwh(self.ledger_meter, start)
         day, he = hour_of(start)

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -38,13 +38,15 @@ from kuat.agent.state import SiteState, StatusSnapshot, snapshot
 from kuat.agent.tuning import apply_gc_tuning
 from kuat.agent.uplinks import TelemetryCopy, Uplinks
 from kuat.collectors.cgminer.collector import AsicPoller, AsicResult
-from kuat.collectors.dlms import DlmsMeter, DlmsPoller
 from kuat.collectors.dlms.profile import parse_obis
 from kuat.collectors.modbus.collector import MeterPoller, ModbusLink
 from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind, MeterReading, PollResult
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 from kuat.uplink.http import make_client
 from kuat.uplink.quota_source import HttpScheduleSource, MqttScheduleReceiver, quota_topics
+
+if TYPE_CHECKING:
+    from kuat.collectors.dlms import DlmsMeter, DlmsPoller
 
 log = logging.getLogger("kuat.agent")
 
@@ -157,7 +159,7 @@ class Agent:
         self._asic_targets = cfg.asic_targets()
         self._pdu = PduPoller()
         self._meter = MeterPoller(clock=clock)
-        self._dlms = DlmsPoller(clock=clock)
+        self._dlms_poller: DlmsPoller | None = None  # on first use: see _dlms
         self.reconciler = self._reconciler(cfg)
         self._backfilled = False
         out = self.uplinks.quota_out
@@ -309,6 +311,16 @@ class Agent:
             self.uplinks.record([result], self.clock())
 
         await asyncio.gather(*(one(p) for p in self.cfg.pdu))
+
+    @property
+    def _dlms(self) -> DlmsPoller:
+        # dlms-cosem (and structlog, attrs, asn1crypto behind it) costs ~0.2-0.5 s of CPU to
+        # import: loaded only by a site that has a DLMS meter
+        if self._dlms_poller is None:
+            from kuat.collectors.dlms import DlmsPoller
+
+            self._dlms_poller = DlmsPoller(clock=self.clock)
+        return self._dlms_poller
 
     def _reconciler(self, cfg: KuatConfig) -> Reconciler | None:
         """The commercial DLMS meter's closed hours against the ledger of the site meter (or,
@@ -718,6 +730,8 @@ def modbus_link(m: MeterConfig) -> ModbusLink:
 
 def dlms_meter(m: MeterConfig, timeout_s: float | None = None) -> DlmsMeter:
     """How to reach a configured DLMS meter (``timeout_s``: its deadline, default its own)."""
+    from kuat.collectors.dlms import DlmsMeter
+
     keys = m.hls_keys()
     return DlmsMeter(
         host=m.host,

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
-from nats.aio.client import Client
+from nats.aio.client import Client, RawCredentials
 
 log = logging.getLogger("kuat.uplink.nats")
 
@@ -28,7 +28,12 @@ class NatsSettings:
     client_cert: Path | None = None
     client_key: Path | None = None
     username: str | None = None
-    password: str | None = None
+    # The secrets, never in a repr or a log line.
+    password: str | None = field(default=None, repr=False)
+    # the text of a .creds file (user JWT + NKey seed): servers in operator/JWT mode
+    credentials: str | None = field(default=None, repr=False)
+    # a user NKey seed ("SU..."): servers that list the user by its public NKey
+    nkey_seed: str | None = field(default=None, repr=False)
     # how long to wait between rounds over the servers list when all of them are down
     reconnect_wait_s: float = 0.5
     connect_timeout_s: float = 2.0
@@ -61,6 +66,10 @@ async def connect(s: NatsSettings) -> Client:
         tls=tls_context(s),
         user=s.username,
         password=s.password,
+        # nats-py reads the JWT and signs the server's nonce from these strings at each
+        # (re)connect; no file of ours holds a secret
+        user_credentials=RawCredentials(s.credentials) if s.credentials else None,
+        nkeys_seed_str=s.nkey_seed,
         allow_reconnect=True,
         dont_randomize=not s.randomize,
         max_reconnect_attempts=-1,  # never give up: the site's nodes come back

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -12,20 +11,15 @@ from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from kuat.collectors.cgminer.discover import (
-    DEFAULT_PORTS,
-    Found,
-    ScanError,
-    config_fragment,
-    discover,
-    merge_spans,
-    product_line,
-)
-from kuat.collectors.cgminer.web import DEFAULT_WEB_PORT
+from kuat.collectors.cgminer.ports import DEFAULT_PORTS, DEFAULT_WEB_PORT
+
+# The scanner is imported where used: `kuat --help` loads every command module.
+if TYPE_CHECKING:
+    from kuat.collectors.cgminer.discover import Found
 
 # File descriptors one worker may hold at once: its probe or poll connection, plus a share of
 # the poller's background web fetches; and a margin for everything else the process has open.
@@ -74,6 +68,8 @@ def _ensure_fd_room(concurrency: int) -> None:
 
 
 def _summary(found: list[Found], addresses: int, elapsed_s: float) -> str:
+    from kuat.collectors.cgminer.discover import product_line
+
     lines: Counter[str] = Counter()
     seen: set[str] = set()
     for f in found:
@@ -132,6 +128,10 @@ def _run_scan(
     web_port: int,
     show_progress: bool,
 ) -> list[Found]:
+    import asyncio
+
+    from kuat.collectors.cgminer.discover import discover
+
     if not show_progress:
         return asyncio.run(
             discover(targets, ports, timeout_s=timeout, concurrency=concurrency, web_port=web_port)
@@ -201,6 +201,8 @@ def discover_cmd(
 ) -> None:
     """Find miners: a TCP probe of every address and port, then one API poll of each open
     cgminer API port (vendor, model, firmware, serial, MAC, hashrate)."""
+    from kuat.collectors.cgminer.discover import ScanError, config_fragment, merge_spans
+
     # every check before the first packet: a typo must not cost a /16 scan
     try:
         spans = merge_spans(targets)

@@ -39,16 +39,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kuat.agent.config import ConfigError, KuatConfig, load_config
-from kuat.quota.clock import ASTANA, hour_bounds
-from kuat.uplink.inventory import iso
-from kuat.uplink.mqtt import topic_base
-from kuat.uplink.register_history import HistoryReader
-from kuat.uplink.spool import Spool
+# Imported where used: `kuat --help` loads every command module (kuat.agent.cli).
+if TYPE_CHECKING:
+    from kuat.agent.config import KuatConfig
+    from kuat.uplink.register_history import HistoryReader
 
 DEFAULT_PREFIX = "kz/hsc-register/v1"
 EXPORT_SCHEMA = "kuat.register-export.v1"  # uplink/schemas/register-export.v1.json
@@ -83,6 +81,8 @@ class Stored:
 
 
 def load_or_exit(path: Path) -> KuatConfig:
+    from kuat.agent.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -93,6 +93,9 @@ def load_or_exit(path: Path) -> KuatConfig:
 def read_stored(cfg: KuatConfig) -> Stored:
     """The retained inventory, pending ``removed`` events and outbox counts; all None/empty
     when the agent has never run with this state directory."""
+    from kuat.uplink.mqtt import topic_base
+    from kuat.uplink.spool import Spool
+
     path = Path(cfg.agent.state_dir) / "spool.db"
     if not path.exists():  # do not create a spool just to read it
         return Stored(None, [], None, None)
@@ -168,6 +171,8 @@ def _who(m: Mapping[str, Any]) -> dict[str, Any]:
 
 def since_start(since: date | None) -> datetime | None:
     """00:00 Astana of ``since`` in UTC (None: no lower bound)."""
+    from kuat.quota.clock import hour_bounds
+
     return hour_bounds(since, 1)[0] if since else None
 
 
@@ -182,6 +187,8 @@ def build_export(
     by_ip: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The export document (``register-export.v1``); see the module docstring for the rules."""
+    from kuat.uplink.inventory import iso
+
     by_ip = by_ip or {}
     start = since_start(since)
     current = {m["id"]: m for m in inventory.get("miners", [])}
@@ -323,6 +330,9 @@ def register(app: typer.Typer) -> None:
         """Include/exclude list for the e-government register service."""
         if as_json:
             fmt = "json"
+        from kuat.quota.clock import ASTANA
+        from kuat.uplink.register_history import HistoryReader
+
         if fmt not in ("csv", "json"):
             typer.echo(f"--format must be csv or json, not {fmt!r}", err=True)
             raise typer.Exit(2)

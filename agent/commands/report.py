@@ -10,20 +10,24 @@ the ledger: one poll cannot measure a demand interval.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from kuat.agent.commands.register import load_or_exit, read_stored
-from kuat.agent.config import KuatConfig
 from kuat.agent.exitcodes import for_findings
-from kuat.agent.i18n import LANGS, Lang
+
+if TYPE_CHECKING:  # imported where used: `kuat --help` loads every command module
+    from kuat.agent.config import KuatConfig
+    from kuat.agent.i18n import Lang
+    from kuat.agent.ledger import EnergyLedger
+
+Settled = dict[datetime, float] | None
 
 LangOpt = Annotated[
     str | None, typer.Option("--lang", help="kk, ru or en (default: [agent] language).")
@@ -34,11 +38,32 @@ T = TypeVar("T")
 
 
 def _lang(value: str | None, cfg: KuatConfig) -> Lang:
+    from kuat.agent.i18n import LANGS
+
     lang = value or cfg.agent.language
     if lang not in LANGS:
         typer.echo(f"--lang must be kk, ru or en, not {lang!r}", err=True)
         raise typer.Exit(2)
     return lang
+
+
+def _open(config: Path, lang: str | None) -> tuple[KuatConfig, Lang]:
+    """Every report's start: the config (exit 2 with its problems) and the language."""
+    cfg = load_or_exit(config)
+    return cfg, _lang(lang, cfg)
+
+
+def _ledger_report(
+    cfg: KuatConfig,
+    span: tuple[datetime, datetime],
+    build: Callable[[EnergyLedger, Settled], dict[str, Any]],
+) -> dict[str, Any]:
+    """The ledger reports' common part: the energy ledger (exit 1 when there is none), the
+    commercial meter's settled kWh over ``span``, and ``build`` with both."""
+    ledger = _ledger(cfg, required=True)
+    settled = _settled(cfg, *span)
+    with ledger:
+        return build(ledger, settled)
 
 
 def _ledger(cfg: KuatConfig, *, required: bool):
@@ -144,14 +169,16 @@ def register(app: typer.Typer) -> None:
         from kuat.agent.ledger import month_bounds
         from kuat.agent.reports import monthly_csv, monthly_report, render_monthly
 
-        cfg = load_or_exit(config)
-        language = _lang(lang, cfg)
-        _parse(month_bounds, month)
+        cfg, language = _open(config, lang)
+        span = _parse(month_bounds, month)
         rates = _rates(rate or [])
-        ledger = _ledger(cfg, required=True)
-        settled = _settled(cfg, *month_bounds(month))
-        with ledger:
-            report = monthly_report(ledger, cfg, month, rates=rates, settled=settled)
+        report = _ledger_report(
+            cfg,
+            span,
+            lambda ledger, settled: monthly_report(
+                ledger, cfg, month, rates=rates, settled=settled
+            ),
+        )
         _emit(
             report,
             as_json=as_json,
@@ -178,13 +205,15 @@ def register(app: typer.Typer) -> None:
         from kuat.agent.hourly_report import hourly_csv, hourly_report, parse_range, render_hourly
         from kuat.quota.clock import hour_bounds
 
-        cfg = load_or_exit(config)
-        language = _lang(lang, cfg)
+        cfg, language = _open(config, lang)
         first, last = _parse(parse_range, date_from, date_to)
-        ledger = _ledger(cfg, required=True)
-        settled = _settled(cfg, hour_bounds(first, 1)[0], hour_bounds(last, 24)[1])
-        with ledger:
-            report = hourly_report(ledger, cfg, first, last, book=_schedules(cfg), settled=settled)
+        report = _ledger_report(
+            cfg,
+            (hour_bounds(first, 1)[0], hour_bounds(last, 24)[1]),
+            lambda ledger, settled: hourly_report(
+                ledger, cfg, first, last, book=_schedules(cfg), settled=settled
+            ),
+        )
         _emit(
             report,
             as_json=as_json,
@@ -220,17 +249,17 @@ def register(app: typer.Typer) -> None:
         )
         from kuat.quota.clock import hour_bounds
 
-        cfg = load_or_exit(config)
-        language = _lang(lang, cfg)
+        cfg, language = _open(config, lang)
         year, q = _parse(parse_quarter, quarter)
         rates = _rates(rate or [])
         first, last = quarter_days(year, q)
-        settled = _settled(cfg, hour_bounds(first, 1)[0], hour_bounds(last, 24)[1])
-        ledger = _ledger(cfg, required=True)
-        with ledger:
-            report = quarterly_report(
+        report = _ledger_report(
+            cfg,
+            (hour_bounds(first, 1)[0], hour_bounds(last, 24)[1]),
+            lambda ledger, settled: quarterly_report(
                 ledger, cfg, year, q, rates=rates, unmetered_rate=unmetered_rate, settled=settled
-            )
+            ),
+        )
         _emit(
             report,
             as_json=as_json,
@@ -260,12 +289,13 @@ def register(app: typer.Typer) -> None:
         Exit code: 0 when nothing fails, 3 when item 5 or 7 fails or the quota is over."""
         from kuat.agent.reports import compliance_report, render_compliance
 
-        cfg = load_or_exit(config)
-        language = _lang(lang, cfg)
+        cfg, language = _open(config, lang)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
         logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
         fresh: dict[str, Any] = {}
         if poll:
+            import asyncio
+
             from kuat.agent.runtime import Agent
 
             agent = Agent(cfg)

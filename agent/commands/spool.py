@@ -18,14 +18,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from kuat.agent.config import ConfigError, load_config
-from kuat.uplink.spool import QUARANTINE_MARK, Spool, quarantined_files, read_damaged, salvage_into
+# kuat.uplink.spool and the config are imported where used: `kuat --help` loads every command
+# module (kuat.agent.cli).
 
 SALVAGED_MARK = ".salvaged-"
 DEFAULT_STATE_DIR = "/var/lib/kuat"  # agent.config.AgentSection.state_dir
@@ -38,6 +37,10 @@ def _spool_path(config: Path) -> Path:
     credentials, a root-only file) still names its spool; a file that is not TOML at all is
     refused as ``check-config`` would.
     """
+    import tomllib
+
+    from kuat.agent.config import ConfigError, load_config
+
     try:
         return Path(load_config(config).agent.state_dir) / "spool.db"
     except ConfigError as exc:
@@ -68,6 +71,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """Counts of the live spool and the damaged files waiting beside it."""
+        from kuat.uplink.spool import Spool, quarantined_files
+
         path = _spool_path(config)
         damaged = quarantined_files(path)
         counts = None
@@ -101,6 +106,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """What can still be read from a damaged spool file, table by table."""
+        from kuat.uplink.spool import read_damaged
+
         if not file.is_file():
             typer.echo(f"{file}: no such file", err=True)
             raise typer.Exit(2)
@@ -145,6 +152,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Put what is readable back into the live spool (stop the agent first)."""
+        from kuat.uplink.spool import QUARANTINE_MARK, Spool, read_damaged, salvage_into
+
         if not file.is_file():
             typer.echo(f"{file}: no such file", err=True)
             raise typer.Exit(2)

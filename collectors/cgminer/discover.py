@@ -23,12 +23,10 @@ from dataclasses import dataclass
 
 from kuat.collectors.cgminer.collector import AsicPoller, web_api_ports
 from kuat.collectors.cgminer.firmware import Firmware
-from kuat.collectors.cgminer.web import DEFAULT_WEB_PORT
+from kuat.collectors.cgminer.ports import DEFAULT_PORTS, DEFAULT_WEB_PORT, WHATSMINER_V3_PORT
 from kuat.collectors.errors import KuatError
 from kuat.collectors.readings import AsicReading
 
-DEFAULT_PORTS = (4028, 4433, DEFAULT_WEB_PORT)
-WHATSMINER_V3_PORT = 4433
 # Same cap as agent.config.expand_hosts, so an entry discover accepts is one a config accepts.
 MAX_HOSTS_PER_ENTRY = 65536
 # An open API port is a miner that is there: give its poll (and a stock Antminer's slow web CGI)

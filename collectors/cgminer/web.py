@@ -34,6 +34,7 @@ import httpx
 from kuat.collectors.cgminer.firmware.common import mac as norm_mac
 from kuat.collectors.cgminer.firmware.common import text
 from kuat.collectors.cgminer.http_json import connect_cause, read_capped
+from kuat.collectors.cgminer.ports import DEFAULT_WEB_PORT
 
 SYSTEM_INFO_PATH = "/cgi-bin/get_system_info.cgi"
 MINER_CONF_PATH = "/cgi-bin/get_miner_conf.cgi"
@@ -44,7 +45,6 @@ READ_MODE_KEY = "bitmain-work-mode"
 WRITE_MODE_KEY = "miner-mode"
 WORK_MODE_NORMAL = 0
 WORK_MODE_SLEEP = 1
-DEFAULT_WEB_PORT = 80
 # The real page is ~600 bytes; anything near this cap is not the page we asked for.
 MAX_BODY_BYTES = 64 * 1024
 # Placeholders some firmware builds put in serinum instead of leaving it out.

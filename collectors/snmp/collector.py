@@ -5,35 +5,19 @@ profile needs, all columns concurrently, under one deadline. Nothing here raises
 ``poll``: every failure becomes a ``DeviceError`` whose cause names what failed.
 
 SNMPv2c reads go through kuat's own client (v2c.py, ber.py: a tenth of pysnmp's CPU per
-varbind, bench/snmp_poll.py); SNMPv3 and every SET go through pysnmp's engine.
+varbind, bench/snmp_poll.py); SNMPv3 and every SET go through pysnmp's engine (engine.py,
+imported on first use: a farm without SNMPv3 never loads pysnmp).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-
-from pysnmp.hlapi.v3arch.asyncio import (
-    CommunityData,
-    ContextData,
-    ObjectIdentity,
-    ObjectType,
-    SnmpEngine,
-    UdpTransportTarget,
-    UsmUserData,
-    bulk_walk_cmd,
-    get_cmd,
-    set_cmd,
-)
-from pysnmp.hlapi.v3arch.asyncio import auth as _auth
-from pysnmp.proto import rfc1902, rfc1905
-from pysnmp.smi import builder, view
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from kuat.collectors.capabilities import ActionResult
 from kuat.collectors.errors import KuatError
@@ -61,6 +45,11 @@ from kuat.collectors.snmp.profile import (
 )
 from kuat.collectors.snmp.v2c import Address, NoResponse, V2cClient, resolve
 
+if TYPE_CHECKING:
+    from pysnmp.hlapi.v3arch.asyncio import SnmpEngine
+
+    from kuat.collectors.snmp.engine import EngineSession
+
 __all__ = [
     "AUTH_PROTOCOLS",
     "PRIV_PROTOCOLS",
@@ -76,25 +65,13 @@ _T = TypeVar("_T")
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
 MAX_REPETITIONS = 40  # ~40 varbinds of a PDU table fit one UDP datagram comfortably
 
-AUTH_PROTOCOLS: dict[str, Any] = {
-    "MD5": _auth.USM_AUTH_HMAC96_MD5,
-    "SHA": _auth.USM_AUTH_HMAC96_SHA,
-    "SHA224": _auth.USM_AUTH_HMAC128_SHA224,
-    "SHA256": _auth.USM_AUTH_HMAC192_SHA256,
-    "SHA384": _auth.USM_AUTH_HMAC256_SHA384,
-    "SHA512": _auth.USM_AUTH_HMAC384_SHA512,
-}
+# The SNMPv3 protocols by name (pysnmp's objects for them: kuat.collectors.snmp.engine, which
+# alone imports pysnmp: ~0.1 s and more of every start, spent only where SNMPv3 or a SET is used).
+AUTH_PROTOCOLS = frozenset({"MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"})
 # names as net-snmp and snmpsim spell them; *BLMT are the draft-blumenthal key extensions
-PRIV_PROTOCOLS: dict[str, Any] = {
-    "DES": _auth.USM_PRIV_CBC56_DES,
-    "3DES": _auth.USM_PRIV_CBC168_3DES,
-    "AES": _auth.USM_PRIV_CFB128_AES,
-    "AES128": _auth.USM_PRIV_CFB128_AES,
-    "AES192": _auth.USM_PRIV_CFB192_AES,
-    "AES256": _auth.USM_PRIV_CFB256_AES,
-    "AES192BLMT": _auth.USM_PRIV_CFB192_AES_BLUMENTHAL,
-    "AES256BLMT": _auth.USM_PRIV_CFB256_AES_BLUMENTHAL,
-}
+PRIV_PROTOCOLS = frozenset(
+    {"DES", "3DES", "AES", "AES128", "AES192", "AES256", "AES192BLMT", "AES256BLMT"}
+)
 
 
 @dataclass(frozen=True)
@@ -131,46 +108,6 @@ class SnmpAuth:
     def describe(self) -> str:
         return f"SNMPv3 user {self.v3_user!r}" if self.v3_user else "SNMPv2c"
 
-    def auth_data(self) -> CommunityData | UsmUserData:
-        if self.v3_user:
-            return UsmUserData(
-                self.v3_user,
-                authKey=self.v3_auth_key,
-                privKey=self.v3_priv_key,
-                authProtocol=AUTH_PROTOCOLS[self.v3_auth_proto.upper()],
-                privProtocol=PRIV_PROTOCOLS[self.v3_priv_proto.upper()],
-            )
-        return CommunityData(self.community, mpModel=1)
-
-    def context(self) -> ContextData:
-        return ContextData(contextName=self.v3_context) if self.v3_user else ContextData()
-
-
-class _NoMibCompiler:
-    """Stands in for pysmi: numeric OIDs never need a MIB compiled.
-
-    Left to itself, pysnmp builds pysmi's MIB parser for every new engine on the first
-    request (0.1-0.7 s of CPU), even with ``lookupMib=False``.
-    """
-
-    def compile(self, *names: str, **options: Any) -> dict[str, str]:
-        return {}
-
-
-@functools.cache
-def _mib_view() -> view.MibViewController:
-    """One MIB view for all engines: it is plain data, built once per process."""
-    mib_builder = builder.MibBuilder()
-    mibs_dir = str(next(iter(mib_builder.get_mib_sources())).full_path())
-    mib_builder.set_mib_compiler(_NoMibCompiler(), mibs_dir)
-    return view.MibViewController(mib_builder)
-
-
-def _new_engine() -> SnmpEngine:
-    engine = SnmpEngine()
-    engine.cache["mibViewController"] = _mib_view()  # the key pysnmp's hlapi looks up
-    return engine
-
 
 class PollFailed(KuatError):
     """One-line cause of a failed poll; becomes DeviceError.cause."""
@@ -183,20 +120,6 @@ class _Refused(PollFailed):
 # --- value conversion ---------------------------------------------------------------------
 
 Raw = int | str | None
-
-
-def _raw(value: Any) -> Raw:
-    """pysnmp value -> int, text or None (for noSuchObject / noSuchInstance / endOfMib)."""
-    if isinstance(value, rfc1905.NoSuchObject | rfc1905.NoSuchInstance | rfc1905.EndOfMibView):
-        return None
-    if isinstance(value, rfc1902.OctetString):
-        return bytes(value).decode("utf-8", "replace").strip().strip("\x00") or None
-    if isinstance(value, rfc1902.ObjectIdentifier):
-        return str(value)
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return str(value) or None
 
 
 def _scaled(raw: Raw, col: Column, decimals: Raw) -> float | None:
@@ -368,74 +291,6 @@ class _Session:
         raise NotImplementedError
 
 
-@dataclass
-class _EngineSession(_Session):
-    """Through pysnmp's engine: SNMPv3 for everything, and every SET."""
-
-    engine: SnmpEngine
-    auth: SnmpAuth
-    target: UdpTransportTarget
-    what: str
-
-    async def get(self, oids: Iterable[str], purpose: str) -> dict[str, Raw]:
-        var_binds = [ObjectType(ObjectIdentity(o)) for o in oids]
-        if not var_binds:
-            return {}
-        err_ind, err_stat, _err_idx, answer = await get_cmd(
-            self.engine,
-            self.auth.auth_data(),
-            self.target,
-            self.auth.context(),
-            *var_binds,
-            lookupMib=False,
-        )
-        if err_ind:
-            raise PollFailed(f"{purpose}: {err_ind} ({self.what})")
-        if err_stat:
-            raise PollFailed(f"{purpose}: agent answered {err_stat.prettyPrint()}")
-        return {str(name): _raw(value) for name, value in answer}
-
-    async def set_int(self, oid: str, value: int) -> None:
-        err_ind, err_stat, _err_idx, _ = await set_cmd(
-            self.engine,
-            self.auth.auth_data(),
-            self.target,
-            self.auth.context(),
-            ObjectType(ObjectIdentity(oid), rfc1902.Integer32(value)),
-            lookupMib=False,
-        )
-        if err_ind:
-            raise PollFailed(f"setting {oid}: {err_ind} ({self.what})")
-        if err_stat:
-            raise _Refused(f"setting {oid} = {value}: agent answered {err_stat.prettyPrint()}")
-
-    async def walk(self, column: str) -> dict[str, Raw]:
-        prefix = column + "."
-        found: dict[str, Raw] = {}
-        async for err_ind, err_stat, _idx, var_binds in bulk_walk_cmd(
-            self.engine,
-            self.auth.auth_data(),
-            self.target,
-            self.auth.context(),
-            0,
-            MAX_REPETITIONS,
-            ObjectType(ObjectIdentity(column)),
-            lookupMib=False,
-            lexicographicMode=False,
-        ):
-            if err_ind:
-                raise PollFailed(f"walking {column}: {err_ind} ({self.what})")
-            if err_stat:
-                raise PollFailed(f"walking {column}: agent answered {err_stat.prettyPrint()}")
-            for name, value in var_binds:
-                oid = str(name)
-                if oid.startswith(prefix):
-                    raw = _raw(value)
-                    if raw is not None or isinstance(value, rfc1902.OctetString):
-                        found[oid[len(prefix) :]] = raw
-        return found
-
-
 def _raw_v2c(value: ber.Value) -> Raw:
     """A decoded v2c value -> Raw, as ``_raw`` turns the same value from pysnmp (but for an
     Opaque, whose trailing NULs pysnmp kept: here it is stripped like any OCTET STRING)."""
@@ -454,7 +309,7 @@ class _V2cSession(_Session):
     community: bytes
     timeout_s: float
     retries: int
-    setter: Callable[[], Awaitable[_EngineSession]]
+    setter: Callable[[], Awaitable[EngineSession]]
     what: str = "SNMPv2c"
 
     async def _request(
@@ -558,9 +413,11 @@ class PduPoller:
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
     def engine(self) -> SnmpEngine:
+        from kuat.collectors.snmp.engine import new_engine
+
         loop = asyncio.get_running_loop()
         if self._engine is None or self._engine_loop is not loop:
-            self._engine, self._engine_loop = _new_engine(), loop
+            self._engine, self._engine_loop = new_engine(), loop
         return self._engine
 
     def client(self) -> V2cClient:
@@ -620,14 +477,14 @@ class PduPoller:
     async def _session(self, host: str, port: int, auth: SnmpAuth, timeout_s: float) -> _Session:
         """A v2c session on kuat's own client, or a pysnmp one for SNMPv3."""
 
-        async def engine_session() -> _EngineSession:
+        async def engine_session() -> EngineSession:
+            from kuat.collectors.snmp.engine import EngineSession, udp_target
+
             try:
-                target = await UdpTransportTarget.create(
-                    (host, port), timeout=timeout_s, retries=self.retries
-                )
+                target = await udp_target(host, port, timeout_s, self.retries)
             except Exception as exc:
                 raise PollFailed(f"cannot resolve {host}: {exc}") from exc
-            return _EngineSession(self.engine(), auth, target, auth.describe())
+            return EngineSession(self.engine(), auth, target, auth.describe())
 
         if auth.v3_user or self.v2c_via_pysnmp:
             return await engine_session()

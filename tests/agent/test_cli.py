@@ -88,6 +88,48 @@ def test_version_names_the_installed_release() -> None:
     assert done.stdout.strip() == f"kuat {version('kuat')}"
 
 
+# What `kuat --help` and `kuat --version` must not load: each costs tens to hundreds of ms of
+# every such call, the config models (kuat.agent.config) ~0.4 s; the commands import them when
+# they run. (typer itself loads pydantic to show a command's options.)
+_HEAVY = {
+    "kuat.agent.config",
+    "pymodbus",
+    "paho",
+    "httpx",
+    "pysnmp",
+    "dlms_cosem",
+    "babel",
+    "aiohttp",
+    "apscheduler",
+    "influxdb_client",
+    "jinja2",
+    "nats",
+    "orjson",
+    "cryptography",
+    "asyncio",
+}
+_LOADED_AFTER = """
+import json, sys
+from kuat.agent.cli import main
+sys.argv = ["kuat", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ("report", "--help")])
+def test_help_and_version_load_no_heavy_library(args: tuple[str, ...]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED_AFTER, *args], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout  # the help or the version was printed
+    loaded = set(json.loads(done.stderr.strip().splitlines()[-1]))
+    assert sorted(_HEAVY & (loaded | {m.split(".")[0] for m in loaded})) == []
+
+
 def test_help_shows_config_keys_in_brackets_and_flags_without_types() -> None:
     # Rich markup used to eat "[agent] language" and "[[asic.groups]]"; flags showed "<bool>".
     report = kuat("compliance", "report", "--help", env={"COLUMNS": "200"})
@@ -159,3 +201,26 @@ def test_check_config_json(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["problems"] == [
         {"path": "site.nmae", "line": 3, "message": "unknown key (a typo?)"}
     ]
+
+
+_AGENT_LOADS = """
+import json, sys
+from kuat.agent.config import parse_config
+from kuat.agent.runtime import Agent
+Agent(parse_config(f'[site]\\nid = "s1"\\n[agent]\\nstate_dir = "{sys.argv[1]}"\\n'))
+print(json.dumps(sorted({m.split(".")[0] for m in sys.modules})))
+"""
+
+
+def test_an_agent_without_snmpv3_or_dlms_loads_neither_library(tmp_path: Path) -> None:
+    # pysnmp (with pysmi, requests, jinja2, lark) and dlms-cosem cost ~0.5-1 s of CPU at every
+    # start of `kuat run`; a site without an SNMPv3 PDU or a DLMS meter never needs them.
+    done = subprocess.run(
+        [sys.executable, "-c", _AGENT_LOADS, str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert sorted(loaded & {"pysnmp", "pysmi", "dlms_cosem"}) == []

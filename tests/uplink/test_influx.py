@@ -74,6 +74,39 @@ async def test_points_reach_victoria_metrics(
     up.close()
 
 
+class _BehindPrefix(VictoriaMetrics):
+    """A VictoriaMetrics that serves only under ``/insert/0`` (``-http.pathPrefix``): a write
+    that lost its URL's path gets a 404 here."""
+
+    PREFIX = "/insert/0"
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir, None, f"-http.pathPrefix={self.PREFIX}")
+
+    @property
+    def url(self) -> str:
+        return super().url + self.PREFIX
+
+
+@pytest.mark.servers
+async def test_a_url_with_a_path_keeps_it(tmp_path: Path, spool: Spool) -> None:
+    # A VictoriaMetrics cluster takes InfluxDB writes at http://vminsert:8480/insert/<tenant>/
+    # influx/api/v2/write: [influx] url = "http://vminsert:8480/insert/0/influx" must keep its
+    # path (docs/deployment.md).
+    server = _BehindPrefix(tmp_path / "vm")
+    server.start()
+    try:
+        spool.put_lines(encode(readings("VM-P", 3), "vm-p"))
+        up = uplink(server.url + "/influx", spool)
+        report = await up.flush()
+        assert report.outcome == "ok" and report.sent == 6, report
+        (hr,) = server.export('{__name__="asic_hashrate_ths", site="vm-p"}')
+        assert hr["values"] == [200.0, 201.0, 202.0]
+        up.close()
+    finally:
+        server.stop()
+
+
 @pytest.mark.servers
 def test_outage_then_every_point_exactly_once(
     victoria_metrics: VictoriaMetrics, spool: Spool

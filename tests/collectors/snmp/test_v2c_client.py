@@ -4,6 +4,8 @@ to agents that answer garbage, with the wrong community, or with names that neve
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -131,3 +133,27 @@ async def test_a_reply_to_another_request_is_not_taken(wrong: str) -> None:
     with fake_agent(_raritan_identity) as port:  # the same agent, answering right
         result = await _poll(port, timeout_s=0.3, retries=1)
     assert isinstance(result, DeviceError) and "no inlets rows" in result.cause
+
+
+_V2C_POLL_ONLY = """
+import asyncio, sys
+from kuat.collectors.readings import PduReading
+from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
+r = asyncio.run(PduPoller(timeout_s=2.0).poll(sys.argv[1], int(sys.argv[2]),
+                auth=SnmpAuth(community="apc_apdu9959eu3")))
+assert isinstance(r, PduReading), r
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("pysnmp", "pysmi")))
+"""
+
+
+def test_a_v2c_farm_never_loads_pysnmp(sim: SnmpSimulator) -> None:
+    # pysnmp (with pysmi, requests, jinja2 and lark behind it) costs a few hundred ms of CPU
+    # at every start of kuat; only SNMPv3 and SET need it.
+    done = subprocess.run(
+        [sys.executable, "-c", _V2C_POLL_ONLY, sim.host, str(sim.port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
