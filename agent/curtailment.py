@@ -13,8 +13,11 @@ about, per miner, come from asking that handle where the decision is made:
 - power limit: a ``PowerLimitable`` handle (firmware with a power target) and ``[quota]
   power_limit``; steps
   of ``power_limit_step_pct`` of its full power (its draw, or profile watts, before our first
-  limit) down to ``power_limit_min_pct``. A limit the firmware cannot run at ("unsupported",
-  "refused") turns limits off for that miner, so it is slept instead.
+  limit: never a reading that shows a limit of ours) down to ``power_limit_min_pct``. A limit
+  the firmware refuses (below its minimum: Braiins OS takes a power target only within its
+  tuner's range) is remembered: no step at or below it is planned again for that miner, and
+  one refused at every step is slept instead. No power limit at all ("unsupported": Braiins
+  OS before its REST API) turns limits off for that miner.
 - sleep: a ``Sleepable`` handle (firmware not identified yet: assumed), until a sleep answers
   "unsupported" (remembered until its firmware changes: a stock Antminer without its web UI,
   say) or "failed" (remembered for ``SLEEP_RETRY_S``: a timeout may be passing).
@@ -105,7 +108,10 @@ class MinerRecord:
     limited_at: datetime | None = None  # our last power-limit change (its hold)
     limit_w: float | None = None  # the limit we set and saw confirmed
     full_w: float | None = None  # a limitable miner's power before our first limit
-    limit_refused: bool = False  # its firmware would not run at a limit of ours
+    sent_limit_w: float | None = None  # the target of the last limit we sent
+    limit_refused: bool = False  # its firmware has no limit we can set
+    # the firmware refused a limit below this (its minimum is higher): no step under it
+    limit_floor_w: float | None = None
     sleep_retry_at: datetime | None = None  # a sleep failed: not tried before then
     outlet: tuple[PduConfig, int] | None = None  # the PDU outlet feeding it
     outlet_off: bool = False  # we switched that outlet off
@@ -206,11 +212,13 @@ class Curtailer:
             )
             steps: tuple[float, ...] = ()
             if q.power_limit and rec.can_limit():
-                if rec.limit_w is None and not asleep:
+                if rec.limit_w is None and not asleep and not self._ours(rec, r):
                     # what it runs at before we limit it: the profile's watts, else its draw
                     rec.full_w = r.power_limit_w or power_w or rec.full_w
                 if rec.full_w:
                     steps = _steps(rec.full_w, q.power_limit_step_pct, q.power_limit_min_pct)
+                    floor = rec.limit_floor_w
+                    steps = tuple(s for s in steps if floor is None or s >= floor)
             feed = rec.outlet
             out.append(
                 MinerState(
@@ -229,6 +237,17 @@ class Curtailer:
                 )
             )
         return out
+
+    def _ours(self, rec: MinerRecord, r: AsicReading) -> bool:
+        """The reading shows a limit of ours (in flight, or sent and not confirmed), not the
+        miner's own full power: a fast firmware reports a new target before kuat confirms it,
+        and taken as full power it would shrink every later step (a Braiins miner limited to
+        60 % of 60 %, under its firmware's minimum)."""
+        p = (self.plant.pending or {}).get(rec.device_id)
+        if p is not None and p.verb is Verb.LIMIT:
+            return True
+        sent, seen = rec.sent_limit_w, r.power_limit_w
+        return sent is not None and seen is not None and abs(seen - sent) <= 1.0
 
     def _families(self) -> set[str | None]:
         return {rec.reading.firmware_family for rec in self._present}
@@ -344,6 +363,7 @@ class Curtailer:
         limit = a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER)
         if limit:
             rec.limited_at = now
+            rec.sent_limit_w = a.target_w
         else:
             rec.switched_at = now
         family = rec.reading.firmware_family
@@ -447,6 +467,10 @@ class Curtailer:
                     if a.kind == ActionKind.RESTORE_POWER and a.target_w >= full
                     else a.target_w
                 )
+            elif res.outcome == "refused" and a.kind == ActionKind.LIMIT_POWER and a.target_w:
+                # below the firmware's minimum (Braiins OS: its tuner's power-target range):
+                # only steps above it from now on; refused at every step, none is left
+                rec.limit_floor_w = max(rec.limit_floor_w or 0.0, a.target_w + 1.0)
             elif res.outcome in ("unsupported", "refused"):
                 rec.limit_refused = True
         elif a.kind == ActionKind.SLEEP and res.outcome in ("unsupported", "failed"):
