@@ -12,8 +12,9 @@ about, per miner, come from asking that handle where the decision is made:
 
 - power limit: a ``PowerLimitable`` handle (firmware with a power target) and ``[quota]
   power_limit``; steps
-  of ``power_limit_step_pct`` of its full power (its draw, or profile watts, before our first
-  limit: never a reading that shows a limit of ours) down to ``power_limit_min_pct``. A limit
+  of ``power_limit_step_pct`` of its full power (what it draws before our first limit, or
+  its profile's watts if lower: never a reading that shows a limit of ours) down to
+  ``power_limit_min_pct``; a restore sets its limit back to what it was (profile watts). A limit
   the firmware refuses (below its minimum: Braiins OS takes a power target only within its
   tuner's range) is remembered: no step at or below it is planned again for that miner, and
   one refused at every step is slept instead. No power limit at all ("unsupported": Braiins
@@ -108,6 +109,9 @@ class MinerRecord:
     limited_at: datetime | None = None  # our last power-limit change (its hold)
     limit_w: float | None = None  # the limit we set and saw confirmed
     full_w: float | None = None  # a limitable miner's power before our first limit
+    # what it drew then: the limit steps are shares of it (a Whatsminer's limit, its PSU's
+    # 3600 W, is well above the 3220 W it draws; 90 % of that limit would save nothing)
+    full_draw_w: float | None = None
     sent_limit_w: float | None = None  # the target of the last limit we sent
     limit_refused: bool = False  # its firmware has no limit we can set
     # the firmware refused a limit below this (its minimum is higher): no step under it
@@ -215,8 +219,10 @@ class Curtailer:
                 if rec.limit_w is None and not asleep and not self._ours(rec, r):
                     # what it runs at before we limit it: the profile's watts, else its draw
                     rec.full_w = r.power_limit_w or power_w or rec.full_w
+                    rec.full_draw_w = power_w or rec.full_draw_w
                 if rec.full_w:
-                    steps = _steps(rec.full_w, q.power_limit_step_pct, q.power_limit_min_pct)
+                    base = min(rec.full_w, rec.full_draw_w or rec.full_w)
+                    steps = _steps(base, q.power_limit_step_pct, q.power_limit_min_pct)
                     floor = rec.limit_floor_w
                     steps = tuple(s for s in steps if floor is None or s >= floor)
             feed = rec.outlet
