@@ -80,6 +80,8 @@ MAX_PARALLEL_ACTIONS = 32
 # call, so "sent" is taken as: the call returned, or this long passed (a command's exchange on
 # a LAN takes milliseconds; past this, only confirmation or a dead miner's deadline is left).
 SEND_S = 1.0
+# A miner's draw at full power is taken as changed (for its limit steps) beyond this share.
+DRAW_BAND = 0.05
 # Results kept for the status screens and tests.
 MAX_RESULTS = 1000
 # Actions confirmed this recently still shape the meter's readings (kuat.quota.evaluate's
@@ -178,7 +180,7 @@ class Curtailer:
 
     def _record(self, r: AsicReading) -> MinerRecord:
         """The miner's record, brought up to date with its latest reading."""
-        rec = self.miners.get(r.device_id)
+        rec = self.miners.get(r.device_id) or self._renamed(r)
         if rec is None:
             rec = self.miners[r.device_id] = MinerRecord(r.device_id, r)
         if rec.outlet_off:
@@ -193,6 +195,20 @@ class Curtailer:
             )
             rec.sleep_retry_at = None  # a new firmware: what it can do is asked again
         rec.outlet = self._outlets.get((r.ip, r.port))
+        return rec
+
+    def _renamed(self, r: AsicReading) -> MinerRecord | None:
+        """A miner first known by its address, now by its serial or MAC (a firmware whose
+        identity comes from a background read: Braiins OS's REST API): the same miner, and
+        what kuat did to it goes along — else the limit kuat set would be read as its full
+        power, and its timers forgotten."""
+        old_id = f"{r.ip}:{r.port}"
+        rec = self.miners.pop(old_id, None) if old_id != r.device_id else None
+        if rec is None:
+            return None
+        rec.device_id = r.device_id
+        self.miners[r.device_id] = rec
+        self.plant.rename(old_id, r.device_id)
         return rec
 
     def _miners(self, now: datetime) -> list[MinerState]:
@@ -219,7 +235,7 @@ class Curtailer:
                 if rec.limit_w is None and not asleep and not self._ours(rec, r):
                     # what it runs at before we limit it: the profile's watts, else its draw
                     rec.full_w = r.power_limit_w or power_w or rec.full_w
-                    rec.full_draw_w = power_w or rec.full_draw_w
+                    rec.full_draw_w = _steady(rec.full_draw_w, power_w)
                 if rec.full_w:
                     base = min(rec.full_w, rec.full_draw_w or rec.full_w)
                     steps = _steps(base, q.power_limit_step_pct, q.power_limit_min_pct)
@@ -400,7 +416,8 @@ class Curtailer:
         except asyncio.CancelledError:
             command.cancel()
             raise
-        self.plant.settled(a.device_id, res.outcome == "done", self.clock())
+        # the record's id, not the action's: the miner may have been renamed meanwhile
+        self.plant.settled(rec.device_id, res.outcome == "done", self.clock())
         self._learn(a, res, rec, sent_at, before)
         level = logging.INFO if res.outcome == "done" else logging.ERROR
         log.log(
@@ -502,6 +519,14 @@ class Curtailer:
 
 def _none_of(h: MinerHandle | None) -> str:
     return "firmware not known" if h is None else f"not offered by {h.firmware.value} firmware"
+
+
+def _steady(known: float | None, seen: float | None) -> float | None:
+    """A miner's full draw, kept while readings stay within a few percent of it: its steps
+    (and a floor learned from a refused one) do not move with every reading's noise."""
+    if seen is None or (known is not None and abs(seen - known) <= DRAW_BAND * known):
+        return known
+    return seen
 
 
 def _steps(full_w: float, step_pct: float, min_pct: float) -> tuple[float, ...]:
