@@ -12,9 +12,13 @@ about, per miner, come from asking that handle where the decision is made:
 
 - power limit: a ``PowerLimitable`` handle (firmware with a power target) and ``[quota]
   power_limit``; steps
-  of ``power_limit_step_pct`` of its full power (its draw, or profile watts, before our first
-  limit) down to ``power_limit_min_pct``. A limit the firmware cannot run at ("unsupported",
-  "refused") turns limits off for that miner, so it is slept instead.
+  of ``power_limit_step_pct`` of its full power (what it draws before our first limit, or
+  its profile's watts if lower: never a reading that shows a limit of ours) down to
+  ``power_limit_min_pct``; a restore sets its limit back to what it was (profile watts). A limit
+  the firmware refuses (below its minimum: Braiins OS takes a power target only within its
+  tuner's range) is remembered: no step at or below it is planned again for that miner, and
+  one refused at every step is slept instead. No power limit at all ("unsupported": Braiins
+  OS before its REST API) turns limits off for that miner.
 - sleep: a ``Sleepable`` handle (firmware not identified yet: assumed), until a sleep answers
   "unsupported" (remembered until its firmware changes: a stock Antminer without its web UI,
   say) or "failed" (remembered for ``SLEEP_RETRY_S``: a timeout may be passing).
@@ -76,6 +80,8 @@ MAX_PARALLEL_ACTIONS = 32
 # call, so "sent" is taken as: the call returned, or this long passed (a command's exchange on
 # a LAN takes milliseconds; past this, only confirmation or a dead miner's deadline is left).
 SEND_S = 1.0
+# A miner's draw at full power is taken as changed (for its limit steps) beyond this share.
+DRAW_BAND = 0.05
 # Results kept for the status screens and tests.
 MAX_RESULTS = 1000
 # Actions confirmed this recently still shape the meter's readings (kuat.quota.evaluate's
@@ -105,7 +111,13 @@ class MinerRecord:
     limited_at: datetime | None = None  # our last power-limit change (its hold)
     limit_w: float | None = None  # the limit we set and saw confirmed
     full_w: float | None = None  # a limitable miner's power before our first limit
-    limit_refused: bool = False  # its firmware would not run at a limit of ours
+    # what it drew then: the limit steps are shares of it (a Whatsminer's limit, its PSU's
+    # 3600 W, is well above the 3220 W it draws; 90 % of that limit would save nothing)
+    full_draw_w: float | None = None
+    sent_limit_w: float | None = None  # the target of the last limit we sent
+    limit_refused: bool = False  # its firmware has no limit we can set
+    # the firmware refused a limit below this (its minimum is higher): no step under it
+    limit_floor_w: float | None = None
     sleep_retry_at: datetime | None = None  # a sleep failed: not tried before then
     outlet: tuple[PduConfig, int] | None = None  # the PDU outlet feeding it
     outlet_off: bool = False  # we switched that outlet off
@@ -168,7 +180,7 @@ class Curtailer:
 
     def _record(self, r: AsicReading) -> MinerRecord:
         """The miner's record, brought up to date with its latest reading."""
-        rec = self.miners.get(r.device_id)
+        rec = self.miners.get(r.device_id) or self._renamed(r)
         if rec is None:
             rec = self.miners[r.device_id] = MinerRecord(r.device_id, r)
         if rec.outlet_off:
@@ -183,6 +195,20 @@ class Curtailer:
             )
             rec.sleep_retry_at = None  # a new firmware: what it can do is asked again
         rec.outlet = self._outlets.get((r.ip, r.port))
+        return rec
+
+    def _renamed(self, r: AsicReading) -> MinerRecord | None:
+        """A miner first known by its address, now by its serial or MAC (a firmware whose
+        identity comes from a background read: Braiins OS's REST API): the same miner, and
+        what kuat did to it goes along — else the limit kuat set would be read as its full
+        power, and its timers forgotten."""
+        old_id = f"{r.ip}:{r.port}"
+        rec = self.miners.pop(old_id, None) if old_id != r.device_id else None
+        if rec is None:
+            return None
+        rec.device_id = r.device_id
+        self.miners[r.device_id] = rec
+        self.plant.rename(old_id, r.device_id)
         return rec
 
     def _miners(self, now: datetime) -> list[MinerState]:
@@ -206,11 +232,15 @@ class Curtailer:
             )
             steps: tuple[float, ...] = ()
             if q.power_limit and rec.can_limit():
-                if rec.limit_w is None and not asleep:
+                if rec.limit_w is None and not asleep and not self._ours(rec, r):
                     # what it runs at before we limit it: the profile's watts, else its draw
                     rec.full_w = r.power_limit_w or power_w or rec.full_w
+                    rec.full_draw_w = _steady(rec.full_draw_w, power_w)
                 if rec.full_w:
-                    steps = _steps(rec.full_w, q.power_limit_step_pct, q.power_limit_min_pct)
+                    base = min(rec.full_w, rec.full_draw_w or rec.full_w)
+                    steps = _steps(base, q.power_limit_step_pct, q.power_limit_min_pct)
+                    floor = rec.limit_floor_w
+                    steps = tuple(s for s in steps if floor is None or s >= floor)
             feed = rec.outlet
             out.append(
                 MinerState(
@@ -229,6 +259,17 @@ class Curtailer:
                 )
             )
         return out
+
+    def _ours(self, rec: MinerRecord, r: AsicReading) -> bool:
+        """The reading shows a limit of ours (in flight, or sent and not confirmed), not the
+        miner's own full power: a fast firmware reports a new target before kuat confirms it,
+        and taken as full power it would shrink every later step (a Braiins miner limited to
+        60 % of 60 %, under its firmware's minimum)."""
+        p = (self.plant.pending or {}).get(rec.device_id)
+        if p is not None and p.verb is Verb.LIMIT:
+            return True
+        sent, seen = rec.sent_limit_w, r.power_limit_w
+        return sent is not None and seen is not None and abs(seen - sent) <= 1.0
 
     def _families(self) -> set[str | None]:
         return {rec.reading.firmware_family for rec in self._present}
@@ -344,6 +385,7 @@ class Curtailer:
         limit = a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER)
         if limit:
             rec.limited_at = now
+            rec.sent_limit_w = a.target_w
         else:
             rec.switched_at = now
         family = rec.reading.firmware_family
@@ -374,7 +416,8 @@ class Curtailer:
         except asyncio.CancelledError:
             command.cancel()
             raise
-        self.plant.settled(a.device_id, res.outcome == "done", self.clock())
+        # the record's id, not the action's: the miner may have been renamed meanwhile
+        self.plant.settled(rec.device_id, res.outcome == "done", self.clock())
         self._learn(a, res, rec, sent_at, before)
         level = logging.INFO if res.outcome == "done" else logging.ERROR
         log.log(
@@ -447,6 +490,10 @@ class Curtailer:
                     if a.kind == ActionKind.RESTORE_POWER and a.target_w >= full
                     else a.target_w
                 )
+            elif res.outcome == "refused" and a.kind == ActionKind.LIMIT_POWER and a.target_w:
+                # below the firmware's minimum (Braiins OS: its tuner's power-target range):
+                # only steps above it from now on; refused at every step, none is left
+                rec.limit_floor_w = max(rec.limit_floor_w or 0.0, a.target_w + 1.0)
             elif res.outcome in ("unsupported", "refused"):
                 rec.limit_refused = True
         elif a.kind == ActionKind.SLEEP and res.outcome in ("unsupported", "failed"):
@@ -472,6 +519,14 @@ class Curtailer:
 
 def _none_of(h: MinerHandle | None) -> str:
     return "firmware not known" if h is None else f"not offered by {h.firmware.value} firmware"
+
+
+def _steady(known: float | None, seen: float | None) -> float | None:
+    """A miner's full draw, kept while readings stay within a few percent of it: its steps
+    (and a floor learned from a refused one) do not move with every reading's noise."""
+    if seen is None or (known is not None and abs(seen - known) <= DRAW_BAND * known):
+        return known
+    return seen
 
 
 def _steps(full_w: float, step_pct: float, min_pct: float) -> tuple[float, ...]:

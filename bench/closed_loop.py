@@ -15,6 +15,11 @@ re-reads a miner once a second to confirm a command; that pause is scaled by the
 follow the farm: Σ miners' true draw × 1.06 (the site's overhead, which kuat learns) plus any
 other site load the scenario adds, integrated into its import counter.
 
+The simulated miners act on a command after the time the real firmware takes (the simulator's
+``REAL_APPLY_S``, per firmware and verb, with its sources: a stock Antminer's sleep or wake
+15 s, a Whatsminer's power limit 20 s as btminer restarts under it, LuxOS and Braiins 1 s);
+the slow-miner scenarios make every verb of one firmware that slow.
+
 Each scenario starts the agent ten minutes before the end of an Astana hour (the farm at full
 load since the hour started, which the agent extrapolates from its first reading), makes its
 change a minute later and runs to the hour's end (the tight-next-hour one into the next hour):
@@ -59,7 +64,13 @@ from pathlib import Path
 from kuat.agent.config import parse_config
 from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer import control
-from kuat.collectors.cgminer.sim import SLEEP_POWER_W, AsicFarmSimulator, SimMiner
+from kuat.collectors.cgminer.sim import (
+    REAL_APPLY_S,
+    SLEEP_POWER_W,
+    VERBS,
+    AsicFarmSimulator,
+    SimMiner,
+)
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.quota.clock import hour_bounds, hour_of
 from kuat.quota.curtail import Action, ActionKind, CurtailPolicy, MinerState, plan
@@ -89,7 +100,9 @@ MIX = ["antminer", "whatsminer", "luxos", "braiins"]
 class Scenario:
     name: str
     personalities: list[str]
-    apply_delay_s: dict[str, float] = field(default_factory=dict)
+    # every verb of these firmwares takes this long; the rest as the real firmware does
+    # (the simulator's REAL_APPLY_S, per firmware and verb)
+    slow_s: dict[str, float] = field(default_factory=dict)
     enforce: bool = True
     lead_s: float = LEAD_S
     after_s: float = 5.0  # run on this long past the hour's end
@@ -195,14 +208,33 @@ def config(tmp: Path, farm: AsicFarmSimulator, meter: MeterSimulator, sc: Scenar
     )
 
 
+# the running scenario's clock: the control side's confirmation deadlines run on it
+CLOCK: list[SteppedClock] = []
+
+
+class _FakeTimeLoop:
+    """The running loop as the control side sees it: its time is the fake clock's."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def time(self) -> float:
+        return CLOCK[-1].seconds() if CLOCK else self._loop.time()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._loop, name)
+
+
 def pace_control(speed: float) -> None:
-    """The control side's pause between confirmation polls, on the accelerated clock."""
+    """The control side on the accelerated clock: its pause between confirmation polls, and
+    how long it waits for a confirmation (``confirm_s``, fake seconds as the miners' delays)."""
     shim = types.SimpleNamespace(**{k: getattr(asyncio, k) for k in dir(asyncio)})
 
     async def sleep(delay: float, result: object = None) -> object:
         return await asyncio.sleep(delay / speed, result)
 
     shim.sleep = sleep
+    shim.get_running_loop = lambda: _FakeTimeLoop(asyncio.get_running_loop())
     control.asyncio = shim  # type: ignore[attr-defined]
 
 
@@ -230,16 +262,21 @@ SCENARIOS = [
 
 async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
     res = Result(sc.name)
+    delays: dict[str, dict[str, float]] = {
+        p: dict.fromkeys(VERBS, sc.slow_s[p]) if p in sc.slow_s else REAL_APPLY_S.get(p, {})
+        for p in sc.personalities
+    }
     day, he = hour_of(datetime.now(UTC))
     h0, h1 = hour_bounds(day, he)
     start = h1 - timedelta(seconds=sc.lead_s)
     clock = SteppedClock(start)
+    CLOCK[:] = [clock]
     farm = AsicFarmSimulator(
         miners,
         first_ip=f"127.77.{index}.1",
         personalities=sc.personalities,
         web_port=8080,
-        apply_delay_s=sc.apply_delay_s,
+        apply_delay_s=delays,
         clock=clock.seconds,
     )
     meter = MeterSimulator("schneider-pm5560", host=f"127.78.{index}.1")
@@ -247,7 +284,10 @@ async def run(sc: Scenario, miners: int, speed: float, index: int) -> Result:
     full_kw = true_kw(farm) * OVERHEAD
     used_at_start = full_kw * (start - h0).total_seconds() / 3600
     counter_h0 = site.import_kwh - used_at_start
-    res.target_s = METER_S + max(sc.apply_delay_s.values(), default=0.0)
+    # the slowest way the firmware present cuts (a sleep or a limit) acts
+    res.target_s = METER_S + max(
+        (d.get(v, 0.0) for d in delays.values() for v in ("sleep", "limit")), default=0.0
+    )
     if sc.name == "load_step":
         # a change in the load is told from a spike once it has lasted spike_s
         res.target_s += SPIKE_S

@@ -140,6 +140,13 @@ class Plant:
             old = self.apply_learned.get(key)
             self.apply_learned[key] = seen if old is None else old + LEARN_WEIGHT * (seen - old)
 
+    def rename(self, old_id: str, new_id: str) -> None:
+        """A miner known by another id now (its serial came in): its action goes along."""
+        assert self.pending is not None
+        p = self.pending.pop(old_id, None)
+        if p is not None:
+            self.pending[new_id] = replace(p, device_id=new_id)
+
     def readings_seen(self, taken_at: dict[str, datetime]) -> None:
         """Drop confirmed actions whose miner has been read since: the reading tells it now."""
         assert self.pending is not None

@@ -128,6 +128,36 @@ _MODELS: dict[str, tuple[tuple[str, float, float, int], ...]] = {
 }
 SLEEP_POWER_W = 10.0
 
+VERBS = ("sleep", "wake", "limit")
+# Seconds from a command to the new state showing (reported and drawn), per firmware and
+# verb, as the real boxes take; pass it as ``AsicFarmSimulator(apply_delay_s=...)`` (the
+# closed-loop benchmark does). Where each figure comes from:
+# - stock Antminer: the web UI's work-mode write (set_miner_conf.cgi) restarts bmminer into
+#   the new mode, sleep or normal; ~15 s on an S19 is kuat's working figure (issue 16, its
+#   plant default), not a measurement on record here.
+# - Whatsminer: set.miner.power_limit / adjust_power_limit — "the device will restart to
+#   apply the new setting" (Whatsminer API v3 documentation, apidoc.whatsminer.com,
+#   btminer_set_power_limit); power_on restarts mining too. The restart's length (20 s a
+#   limit, 10 s a wake) is an assumption, the same as kuat's plant default; power_off stops
+#   mining within a couple of seconds (an assumption).
+# - LuxOS (curtail, profileset), Braiins OS (pause/resume, the tuner's power target): act
+#   within a second or two, without restarting the miner (an assumption; Braiins OS can
+#   ramp slower in curtailments, its quick_ramping_time_up_s/_down_s in bos-plus-api
+#   performance.proto, configurable per box).
+# - ePIC (perpetualtune), Vnish (presets): retune the chips, assumed 20 s and 10 s as kuat's
+#   plant defaults.
+REAL_APPLY_S: dict[str, dict[str, float]] = {
+    "antminer": {"sleep": 15.0, "wake": 15.0},
+    "antminer_s21": {"sleep": 15.0, "wake": 15.0},
+    "reject_multi": {"sleep": 15.0, "wake": 15.0},
+    "whatsminer": {"sleep": 2.0, "wake": 10.0, "limit": 20.0},
+    "whatsminer_v3": {"sleep": 2.0, "wake": 10.0, "limit": 20.0},
+    "luxos": dict.fromkeys(VERBS, 1.0),
+    "braiins": dict.fromkeys(VERBS, 1.0),
+    "epic": {"sleep": 1.0, "wake": 1.0, "limit": 20.0},
+    "vnish": {"sleep": 1.0, "wake": 1.0, "limit": 10.0},
+}
+
 
 @dataclass(slots=True)
 class SimMiner:
@@ -141,13 +171,16 @@ class SimMiner:
     nominal_power_w: float
     power_limit_w: int
     rng: random.Random
-    # Sleep and wake act ``apply_delay_s`` after the command (0: at once), on ``clock`` (in
-    # seconds; a benchmark on an accelerated clock passes its own): a stock S19 restarts
-    # bmminer into the new mode. ``sleeping`` reads and sets it (a property below).
+    # A sleep, a wake and a power limit act ``apply_delay_s[verb]`` after the command (absent:
+    # at once), on ``clock`` (in seconds; a benchmark on an accelerated clock passes its own):
+    # a stock S19 restarts bmminer into the new mode, btminer restarts mining under a new
+    # limit (REAL_APPLY_S). ``sleeping`` reads and sets the state (a property below) and lets
+    # anything due act.
     asleep: bool = False
-    apply_delay_s: float = 0.0
+    apply_delay_s: dict[str, float] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
     due: tuple[float, bool] | None = None
+    limit_due: tuple[float, Callable[[], None]] | None = None
     pools: list[dict[str, str]] = field(default_factory=list)
     pool_active: int = 0  # which of ``pools`` it mines on (LuxOS switchpool moves it)
     # Avalon: the three pool slots setpool saved, applied by the next reboot; how long a
@@ -205,16 +238,31 @@ class SimMiner:
 
     @property
     def sleeping(self) -> bool:
-        if self.due is not None and self.clock() >= self.due[0]:
+        now = self.clock() if self.due is not None or self.limit_due is not None else 0.0
+        if self.due is not None and now >= self.due[0]:
             self.asleep, self.due = self.due[1], None
+        if self.limit_due is not None and now >= self.limit_due[0]:
+            apply, self.limit_due = self.limit_due[1], None
+            apply()
         return self.asleep
 
     @sleeping.setter
     def sleeping(self, value: bool) -> None:
-        if self.apply_delay_s > 0 and value != self.sleeping:
-            self.due = (self.clock() + self.apply_delay_s, value)
+        delay = self.apply_delay_s.get("sleep" if value else "wake", 0.0)
+        if delay > 0 and value != self.sleeping:
+            self.due = (self.clock() + delay, value)
         else:  # at once; a command back to the present state cancels one still to act
             self.asleep, self.due = value, None
+
+    def limit_later(self, apply: Callable[[], None]) -> None:
+        """A new power target: ``apply`` (what the firmware then runs at) acts after the
+        firmware's limit delay; a later target replaces one still to act."""
+        delay = self.apply_delay_s.get("limit", 0.0)
+        if delay > 0:
+            self.limit_due = (self.clock() + delay, apply)
+        else:
+            self.limit_due = None
+            apply()
 
     @property
     def serves_web(self) -> bool:
@@ -371,7 +419,11 @@ class SimMiner:
         return R.wm_status(14, "invalid cmd", "E")
 
     def apply_power_limit(self, watts: int) -> None:
-        """btminer restarted under a new limit: it reports it and its draw stays below it."""
+        """btminer restarts under a new limit (after the limit delay): it then reports it and
+        its draw stays below it."""
+        self.limit_later(functools.partial(self._run_under_limit, watts))
+
+    def _run_under_limit(self, watts: int) -> None:
         self.power_limit_w = watts
         cap = watts * 0.98  # its regulation keeps a margin, and tick() adds ±1.5 %
         if cap >= self.nominal_power_w:
@@ -472,10 +524,13 @@ class SimMiner:
             table = R.lux_profiles(self)
             if name not in table:
                 return {"STATUS": R._status(322, f"Invalid profile {name}", desc, "E"), "id": 1}
-            self.profile = name
-            self.run_ths, watts = table[name]
-            self.run_w = float(watts)
-            self.power_limit_w = watts
+            ths, watts = table[name]
+
+            def apply() -> None:
+                self.profile, self.run_ths = name, ths
+                self.run_w, self.power_limit_w = float(watts), watts
+
+            self.limit_later(apply)
             return {
                 "PROFILE": [{"Board": 0, "FrequencyStep": 5, "Profile": name, "VoltageStep": 0.05}],
                 "STATUS": R._status(321, "Profile Set", desc),
@@ -907,9 +962,13 @@ def _epic_route(
     if path == "/perpetualtune/algo" and isinstance(param, dict) and param.get("algo") == "Power":
         target = param.get("target")
         if isinstance(target, int) and lo <= target <= hi:
-            m.epic_power_target = m.power_limit_w = target
-            m.run_w = float(target)
-            m.run_ths = m.nominal_ths * target / m.nominal_power_w
+
+            def apply() -> None:
+                m.epic_power_target = m.power_limit_w = target
+                m.run_w = float(target)
+                m.run_ths = m.nominal_ths * target / m.nominal_power_w
+
+            m.limit_later(apply)
             return 200, {"result": True, "error": None}
     return 200, {"result": False, "error": "MissingParam"}
 
@@ -975,10 +1034,14 @@ def _vnish_route(
         preset = (((req or {}).get("miner") or {}).get("overclock") or {}).get("preset")
         if not isinstance(preset, str) or not (preset == "disabled" or preset.isdigit()):
             return 500, {"err": "invalid preset"}
-        m.vnish_preset = preset
         watts = int(preset) if preset.isdigit() else int(m.nominal_power_w)
-        m.run_w, m.power_limit_w = float(watts), watts
-        m.run_ths = m.nominal_ths * watts / m.nominal_power_w
+
+        def apply() -> None:
+            m.vnish_preset = preset
+            m.run_w, m.power_limit_w = float(watts), watts
+            m.run_ths = m.nominal_ths * watts / m.nominal_power_w
+
+        m.limit_later(apply)
         return 200, {"restart_required": False, "reboot_required": False}
     return 404, None
 
@@ -1030,9 +1093,13 @@ def _braiins_route(
     low, high = int(m.nominal_power_w * 0.4), int(m.factory_limit_w * 1.2)
     if not low <= watt <= high:
         return 400, {"message": f"Power target {watt} W out of range {low}-{high} W"}
-    m.power_limit_w = watt
-    m.run_w = float(min(watt, m.nominal_power_w * 1.2))
-    m.run_ths = m.nominal_ths * m.run_w / m.nominal_power_w
+
+    def apply() -> None:
+        m.power_limit_w = watt
+        m.run_w = float(min(watt, m.nominal_power_w * 1.2))
+        m.run_ths = m.nominal_ths * m.run_w / m.nominal_power_w
+
+    m.limit_later(apply)
     return 200, {"watt": watt}
 
 
@@ -1126,13 +1193,15 @@ class AsicFarmSimulator:
         personalities: Sequence[str] | None = None,
         web_port: int | None = None,
         v3_port: int = 4433,
-        apply_delay_s: Mapping[str, float] | None = None,
+        apply_delay_s: Mapping[str, float | Mapping[str, float]] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
         """``personalities``: one per miner, cycled if shorter; default the site mix.
 
-        ``apply_delay_s``: per personality, seconds from a sleep/wake command to its effect;
-        ``clock``: the seconds those delays run on (default: monotonic real time).
+        ``apply_delay_s``: per personality, seconds from a command to its effect: one figure
+        for every verb, or one per verb (``sleep``, ``wake``, ``limit``; REAL_APPLY_S has the
+        real firmware's); absent: at once. ``clock``: the seconds those delays run on
+        (default: monotonic real time).
 
         ``web_port``: where stock Antminers serve their web UI; None serves none.
         ``v3_port``: where ``whatsminer_v3`` miners serve API v3 (their ``port`` stays closed).
@@ -1148,7 +1217,10 @@ class AsicFarmSimulator:
         for i, ip in enumerate(_addresses(first_ip, count)):
             personality = mix[i % len(mix)]
             miner = self._make(i, ip, port, personality)
-            miner.apply_delay_s = (apply_delay_s or {}).get(personality, 0.0)
+            delay = (apply_delay_s or {}).get(personality, {})
+            miner.apply_delay_s = dict(
+                delay if isinstance(delay, Mapping) else dict.fromkeys(VERBS, delay)
+            )
             if clock is not None:
                 miner.clock = clock
             self._miners.append(miner)

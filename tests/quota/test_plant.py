@@ -146,3 +146,20 @@ def test_the_energy_budget_counts_commands_landing_within_it() -> None:
     plant.settled("a", True, T + 15 * S)
     assert plant.landing(T + 15 * S, T + 15 * S) == [(0.0, -3.0)]
     assert plant.landing(T + 16 * S, T + 16 * S) == []  # the reading shows it
+
+
+def test_a_firmware_faster_than_the_default_is_budgeted_at_its_own_time_once_seen() -> None:
+    """kuat assumes 20 s for a Whatsminer's limit; this one takes 5 s. After its first limit
+    is confirmed, every later decision budgets 5 s (how far ahead the quota engine counts
+    energy, when a pending limit is expected to land), not 20 s."""
+    plant = Plant(default_apply_s={("whatsminer", "limit"): 20.0})  # what btminer declares
+    assert plant.slowest_apply_s(["whatsminer"]) == 20.0
+    first = Pending("a", Verb.LIMIT, "whatsminer", T, 3600.0, 2160.0, target_w=2160.0)
+    plant.sent(first)
+    assert plant.landing(T, None) == [(20.0, pytest.approx(-1.44))]
+    plant.settled("a", True, T + 5 * S)  # the control side's re-read saw it 5 s after send
+    assert plant.apply_s("whatsminer", Verb.LIMIT) == 5.0
+    assert plant.slowest_apply_s(["whatsminer"]) == 5.0
+    plant.sent(Pending("b", Verb.LIMIT, "whatsminer", T + 10 * S, 3600.0, 2160.0, 2160.0))
+    due = dict((round(kw, 2), s) for s, kw in plant.landing(T + 10 * S, T + 9 * S))
+    assert due[-1.44] == 5.0  # b lands 5 s after it was sent

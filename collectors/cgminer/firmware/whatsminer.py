@@ -397,8 +397,10 @@ _HINT = (
 )
 _CREDENTIALS = ("whatsminer_password",)
 _CREDENTIALS_V3 = ("whatsminer_password", "whatsminer_v3_account", "v3_port")
-# btminer restarts mining to apply a limit, and after a wake
-_CONFIRM_S = {"limit": 120.0, "wake": 120.0}
+# btminer restarts mining to apply a limit, and after a wake; a power_off is quicker, but a
+# sleep given up on too soon is marked failed (not retried for an hour) while the miner goes
+# to sleep anyway, and the plan no longer counts it: as long as a stock Antminer's
+_CONFIRM_S = {"sleep": 60.0, "limit": 120.0, "wake": 120.0}
 # btminer restarts mining to apply a limit, and takes a while to start again on wake
 _APPLY_S = {"limit": 20.0, "wake": 10.0}
 

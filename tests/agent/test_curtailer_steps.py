@@ -1,0 +1,96 @@
+"""The power-limit steps the curtailer offers the planner, from what the miners report.
+
+A Whatsminer reports its power limit (the PSU's, 3600 W on an M31S) well above what it draws
+(3220 W): the steps are shares of the draw, so a small cut limits the fewest miners (as shares
+of 3600 W, 90 % saved nothing and every step less than it should: the bench's 5 % cut limited
+9 miners where 8 do, here 4 where 3 do), and a restore sets the limit back to 3600 W."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kuat.agent.config import parse_config
+from kuat.agent.curtailment import Curtailer
+from kuat.agent.state import SiteState
+from kuat.collectors.readings import AsicReading
+from kuat.quota.curtail import ActionKind
+from kuat.quota.evaluate import QuotaState, QuotaStatus
+from kuat.quota.reasons import Code, Reason
+from kuat.quota.schedule import EnergySource
+
+NOW = datetime(2026, 11, 25, 8, 50, tzinfo=UTC)
+DRAW_W = 3220.0
+LIMIT_W = 3600.0
+MINERS = 20
+
+
+def status(load_kw: float, allowed_kw: float) -> QuotaStatus:
+    return QuotaStatus(
+        site="steps",
+        source=EnergySource.GRID,
+        at=NOW,
+        operating_date="2026-11-25",
+        hour_ending=14,
+        hour_start=NOW - timedelta(minutes=50),
+        hour_end=NOW + timedelta(minutes=10),
+        status=QuotaState.OVER,
+        reason=Reason.of(Code.CURTAIL_NO_LIMIT),
+        allocation_kwh=None,
+        allocation_version=1,
+        used_kwh=None,
+        used_until=NOW,
+        p_kw=load_kw,
+        forecast_kwh=None,
+        remaining_kwh=None,
+        allowed_kw=allowed_kw,
+        margin_kwh=None,
+        under_use=False,
+        demand_kw=None,
+        demand_interval_start=NOW,
+        last_demand_kw=None,
+        next_allocation_kwh=1000.0,
+    )
+
+
+def test_steps_are_shares_of_what_a_whatsminer_draws_and_a_restore_goes_back_to_its_limit(
+    tmp_path: Path,
+) -> None:
+    cfg = parse_config(
+        f'[site]\nid = "steps"\n[agent]\nstate_dir = "{tmp_path}"\n'
+        "[quota]\nenforce = false\nhysteresis_kw = 2\n"
+    )
+    state = SiteState()
+    for i in range(MINERS):
+        r = AsicReading(
+            f"127.95.0.{i + 1}",
+            4028,
+            NOW,
+            vendor="MicroBT",
+            firmware_family="whatsminer",
+            model="Whatsminer M31S",
+            serial=f"HTM3{i:013d}",
+            hashrate_ths=76.0 + i,  # the least efficient first, one by one
+            power_w=DRAW_W,
+            power_limit_w=LIMIT_W,
+        )
+        state.asics[(r.ip, r.port)] = r
+    c = Curtailer(cfg, state, clock=lambda: NOW)
+    load = MINERS * DRAW_W / 1000
+    c.run(status(load, 0.95 * load), NOW)  # a 5 % cut: 3.2 kW
+    p = c.last_plan
+    assert p is not None and {a.kind for a in p.actions} == {ActionKind.LIMIT_POWER}
+    # 1288 W saved by each at its lowest step (60 % of 3220 W): three miners; as shares of
+    # 3600 W (down to 2160 W) each saved 1060 W, and it took four
+    assert len(p.actions) == 3
+    assert all(a.target_w in (2898.0, 2576.0, 2254.0, 1932.0) for a in p.actions), p.actions
+    # the limit back: the one the miner had, not its draw
+    limited = {a.device_id: a.target_w for a in p.actions}
+    for rec in c.miners.values():
+        if rec.device_id in limited:
+            rec.limit_w, rec.limited_at = limited[rec.device_id], NOW - timedelta(hours=1)
+    c.run(status(load - 3.5, 2 * load), NOW + timedelta(minutes=1))
+    back = c.last_plan
+    assert back is not None and len(back.actions) == 3
+    assert {a.kind for a in back.actions} == {ActionKind.RESTORE_POWER}
+    assert {a.target_w for a in back.actions} == {LIMIT_W}

@@ -1,0 +1,146 @@
+"""Power limits through the real agent on Braiins OS miners, whose tuner takes a power target
+only inside its range (the simulator's: 40 % of nominal and up, as Braiins OS's
+``/api/v1/configuration/constraints`` gives per model; anything lower is an HTTP 400).
+
+- Every step kuat plans is a share of the miner's own full power — never a share of a limit of
+  kuat's own that a reading showed before its confirmation came back, or once the miner's
+  serial came in and it was known by another id (it was: a second cut then asked for 60 % of
+  60 %, under the firmware's minimum, was refused, and the miners were slept instead).
+- A limit the firmware refuses is remembered as below its minimum: that miner is not asked
+  for it or anything lower again, and can still be limited at a step it takes (it was: one
+  refusal turned limits off for that miner, and it could only be slept)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from kuat.agent.config import parse_config
+from kuat.agent.runtime import Agent
+from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.quota.clock import hour_bounds, hour_of
+from tests.e2e.fake_site import (
+    FollowedMeter,
+    SteppedClock,
+    agent_toml,
+    poll_asics_on,
+    schedule_csv,
+)
+
+pytestmark = pytest.mark.servers
+
+MINERS = 4
+STEP_S = 0.5
+FULL_W = 3031.0  # the simulated Braiins S19 XP; its tuner's floor is 1212 W
+FLOOR_W = 1212
+
+
+@dataclass
+class Outcome:
+    limits: list[ActionResult]
+    lowest_w: int  # the lowest power target any mining miner ran at
+    sleeping: int
+
+
+async def run(
+    tmp_path: Path,
+    net: int,
+    quota: Mapping[str, object],
+    cuts: Mapping[float, float],
+    identified: bool = True,
+) -> Outcome:
+    """Four Braiins miners whose target shows 2 s after the PUT, read every 2 s (so a reading
+    lands before a confirmation), two fake minutes from ten before an hour's end; ``cuts``:
+    at t seconds, the rest of the hour's allocation as a share of full load; ``identified``
+    false: the first plan comes before the miners' serials and MACs (a background read of
+    Braiins OS's REST API), known until then by their address."""
+    day, he = hour_of(datetime.now(UTC))
+    h0, h1 = hour_bounds(day, he)
+    start = h1 - timedelta(seconds=600)
+    clock = SteppedClock(start)
+    farm = AsicFarmSimulator(
+        MINERS,
+        first_ip=f"127.44.{net}.1",
+        personalities=["braiins"],
+        web_port=8080,
+        apply_delay_s={"braiins": {"limit": 2.0}},
+        clock=clock.seconds,
+    )
+    meter = MeterSimulator("schneider-pm5560", host=f"127.44.{net + 100}.1")
+    full_kw = MINERS * FULL_W / 1000
+    site = FollowedMeter(meter, full_kw, 48_000.0)
+    counter_h0 = site.import_kwh - full_kw * (start - h0).total_seconds() / 3600
+    lowest: list[int] = []
+    async with farm, meter:
+        base = {"enforce": True, "min_on_s": 0, "min_off_s": 0, "hysteresis_kw": 0.2}
+        text = agent_toml(
+            site="floor",
+            state_dir=tmp_path,
+            farm=farm,
+            meter=meter,
+            quota={**base, "power_limit_hold_s": 0, "tolerance_kwh": 0.1, **quota},
+            intervals={"asic": 30, "meter": 1, "quota": 5},
+            asic={"web_port": 8080, "braiins_web_port": 8080},
+        )
+        agent = Agent(parse_config(text), clock=clock)
+        await poll_asics_on(agent, clock)
+        if identified:
+            await asyncio.sleep(0.5)  # the miners' identities (REST miner/details) come in
+            await poll_asics_on(agent, clock)
+        by_address = any(r.device_id.startswith("127.") for r in agent.state.asic_readings())
+        assert by_address is not identified
+        try:
+            for i in range(240):
+                t = i * STEP_S
+                if t in cuts:
+                    used = site.import_kwh - counter_h0
+                    left_h = (h1 - clock.now).total_seconds() / 3600
+                    kwh = used + cuts[t] * full_kw * left_h
+                    csv = schedule_csv("floor", day, {he: kwh}, int(t) + 1)
+                    agent.quota.offer_schedule(csv, "csv", f"at {t}")
+                clock.advance(timedelta(seconds=STEP_S))
+                site.advance(timedelta(seconds=STEP_S))
+                if i % 2 == 0:
+                    site.publish()
+                    await agent.poll_meters()
+                if i % 4 == 1:
+                    await poll_asics_on(agent, clock)
+                await asyncio.sleep(0.05)
+                site.p_kw = farm.total_power_w() / 1000
+                lowest.append(min(m.power_limit_w for m in farm.miners if not m.sleeping))
+        finally:
+            await agent.curtailer.cancel()
+            await agent._shutdown(asyncio.get_running_loop())
+    limits = [r for r in agent.curtailer.results if r.action == "set_power_limit"]
+    return Outcome(limits, min(lowest), sum(m.sleeping for m in farm.miners))
+
+
+@pytest.mark.parametrize("identified", [True, False])
+async def test_a_limit_read_back_before_its_confirmation_is_not_taken_as_full_power(
+    tmp_path: Path, identified: bool
+) -> None:
+    # 62 %: every miner to its lowest step (60 %); then 45 %: limits give no more, sleeps
+    out = await run(tmp_path, 0 if identified else 1, {}, {0.0: 0.62, 60.0: 0.45}, identified)
+    assert out.limits and all(r.outcome == "done" for r in out.limits), out.limits
+    assert out.lowest_w >= 0.6 * 0.985 * FULL_W  # 60 % of its draw (±1.5 % per reading)
+    assert out.sleeping
+
+
+async def test_a_refused_limit_is_never_asked_again_and_the_miner_is_still_limited(
+    tmp_path: Path,
+) -> None:
+    # steps down to 30 % (909 W), under the firmware's floor; a cut to 55 % asks for it
+    out = await run(tmp_path, 2, {"power_limit_min_pct": 30}, {0.0: 0.55})
+    refused = Counter(r.device_id for r in out.limits if r.outcome == "refused")
+    assert refused and max(refused.values()) == 1, out.limits  # each learned its floor once
+    later = {r.device_id for r in out.limits if r.outcome == "done"} & refused.keys()
+    assert later, out.limits  # limited again at a step its firmware takes, not given up on
+    assert out.lowest_w >= FLOOR_W
