@@ -204,7 +204,11 @@ def config(tmp: Path, farm: AsicFarmSimulator, meter: MeterSimulator, sc: Scenar
         meter=meter,
         quota=quota,
         intervals={"asic": ASIC_S, "meter": METER_S, "quota": QUOTA_S},
-        asic={"timeout_s": 3, "web_port": farm.web_port, "braiins_web_port": farm.web_port},
+        asic={
+            "timeout_s": 3,
+            "web_port": farm.web_port,
+            "credentials": {"braiins": {"web_port": farm.web_port}},
+        },
     )
 
 

@@ -112,7 +112,11 @@ def config_text(
 
     schedules = state_dir / "schedules"
     write_schedules(schedules, "farm", site_kw * 2)
-    asic: dict[str, object] = {"timeout_s": 3, "web_port": WEB_PORT, "braiins_web_port": WEB_PORT}
+    asic: dict[str, object] = {
+        "timeout_s": 3,
+        "web_port": WEB_PORT,
+        "credentials": {"braiins": {"web_port": WEB_PORT}},
+    }
     if args.spread is not None:
         asic["spread"] = args.spread
     text = agent_toml(

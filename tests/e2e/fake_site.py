@@ -150,4 +150,6 @@ def _toml(v: object) -> str:
         return "true" if v else "false"
     if isinstance(v, str | Path):
         return f'"{v}"'
+    if isinstance(v, Mapping):  # an inline table, e.g. [asic] credentials
+        return "{ " + ", ".join(f"{k} = {_toml(x)}" for k, x in v.items()) + " }"
     return str(v)

@@ -88,7 +88,7 @@ async def run(
             meter=meter,
             quota={**base, "power_limit_hold_s": 0, "tolerance_kwh": 0.1, **quota},
             intervals={"asic": 30, "meter": 1, "quota": 5},
-            asic={"web_port": 8080, "braiins_web_port": 8080},
+            asic={"web_port": 8080, "credentials": {"braiins": {"web_port": 8080}}},
         )
         agent = Agent(parse_config(text), clock=clock)
         await poll_asics_on(agent, clock)

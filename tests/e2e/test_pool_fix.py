@@ -56,8 +56,8 @@ asic = 1
 [asic]
 timeout_s = 2
 web_port = {WEB_PORT}
-braiins_web_port = {WEB_PORT}
-whatsminer_password = "{whatsminer_password}"
+credentials.braiins.web_port = {WEB_PORT}
+credentials.whatsminer.password = "{whatsminer_password}"
 [[asic.groups]]
 hosts = [{hosts}]
 [quota]
