@@ -359,6 +359,8 @@ class AsicPoller:
         # default-port targets whose last poll timed out with no time left to try the other
         # transport's port: try it first
         self._probe_other: set[tuple[str, int]] = set()
+        # port -> the backend whose own transport is there, or None (_own_port_spec)
+        self._own_port: dict[int, FirmwareSpec | None] = {}
         # shared by every poll_many call and every confirmation re-read (guarded_poll), so
         # overlapping cycles still keep at most `concurrency` miners in flight
         self._sem = asyncio.Semaphore(self.concurrency)
@@ -473,6 +475,15 @@ class AsicPoller:
 
     def _own_port_spec(self, port: int) -> FirmwareSpec | None:
         """The backend whose own transport is on this port (its default or the configured)."""
+        # asked on every poll; the answer depends only on the port and the poller's settings
+        try:
+            return self._own_port[port]
+        except KeyError:
+            pass
+        own = self._own_port[port] = self._find_own_port_spec(port)
+        return own
+
+    def _find_own_port_spec(self, port: int) -> FirmwareSpec | None:
         for s in _OWN_PORT:
             assert s.api_port is not None
             default = MinerAccess.default(s.api_port)

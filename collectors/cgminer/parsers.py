@@ -9,13 +9,14 @@ half-broken miner still yields the fields it did report.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from kuat.collectors.cgminer.client import Replies, is_error_reply
 from kuat.collectors.cgminer.firmware import Firmware, declarations
-from kuat.collectors.cgminer.firmware.common import FirmwareSpec, clues, is_web, shared
+from kuat.collectors.cgminer.firmware.common import FirmwareSpec, clues, shared
 from kuat.collectors.cgminer.models import lookup
 from kuat.collectors.readings import AsicReading, AsicTemps
 
@@ -62,53 +63,71 @@ def build_reading(
     """Every field of ``spec`` from the API replies and the web API's documents (``web``, by
     endpoint), over ``base`` (values that stand when no field gives one)."""
     values: dict[str, Any] = dict(base) if base else {}
-    notes: list[str] = [f"{cmd}: {msg}" for cmd, msg in replies.errors.items()]
-    notes.extend(values.pop("errors", ()))
+    errors = replies.errors
+    notes: list[str] = [f"{cmd}: {msg}" for cmd, msg in errors.items()] if errors else []
+    if "errors" in values:
+        notes.extend(values.pop("errors"))
     bodies = replies.bodies
     ok: dict[str, Any] = {}
     for c in spec.commands:
-        if is_web(c):
+        if c[:1] == "/":  # is_web(c), inline: this runs per command of every poll
             ok[c] = web.get(c) if web else None
             continue
         b = bodies.get(c)
         ok[c] = None if b is None or is_error_reply(b) else b
     for name, commands, extract in spec.plan:
-        args = [ok[c] for c in commands]
-        if args.count(None) == len(args):
-            continue
+        # one or two replies per field, nearly always: no argument list built for those
         try:
-            value = extract(*args)
+            if len(commands) == 1:
+                a = ok[commands[0]]
+                if a is None:
+                    continue
+                value = extract(a)
+            elif len(commands) == 2:
+                a, b = ok[commands[0]], ok[commands[1]]
+                if a is None and b is None:
+                    continue
+                value = extract(a, b)
+            else:
+                args = [ok[c] for c in commands]
+                if args.count(None) == len(args):
+                    continue
+                value = extract(*args)
         except Exception as e:  # one odd field must not cost the whole reading
             notes.append(f"{name}: unreadable {'/'.join(commands)} reply ({type(e).__name__})")
             continue
         if value is not None:
             values[name] = value
-    notes.extend(values.pop("errors", ()))
+    if "errors" in values:
+        notes.extend(values.pop("errors"))
     state = values.pop("state", None)
-    reading_fields = {k: v for k, v in values.items() if k in _READING_FIELDS}
+    # the reading's own fields with a value (a base may carry None or keys of its own)
+    fields = {k: v for k, v in values.items() if v is not None and k in _READING_FIELDS}
     for key in _SHARED_TEXT:
-        v = reading_fields.get(key)
-        if isinstance(v, str):
-            reading_fields[key] = shared(v)
+        v = fields.get(key)
+        if v.__class__ is str:
+            fields[key] = shared(v)
 
-    model = reading_fields.get("model")
+    model = fields.get("model")
     info = lookup(model)
     if info is not None:
         if info.ghs_key_unit == "MH" and spec.ghs_keys_may_be_mh:
             # Scrypt Antminers put MH/s in the "GHS" keys
-            for key in ("hashrate_ths",):
-                if reading_fields.get(key) is not None:
-                    reading_fields[key] = reading_fields[key] / 1e3
-        if reading_fields.get("hashrate_nominal_ths") is None:
-            reading_fields["hashrate_nominal_ths"] = info.nominal_ths
+            rate = fields.get("hashrate_ths")
+            if rate is not None:
+                fields["hashrate_ths"] = rate / 1e3
+        if "hashrate_nominal_ths" not in fields and info.nominal_ths is not None:
+            fields["hashrate_nominal_ths"] = info.nominal_ths
 
-    for key in ("hashrate_ths", "hashrate_nominal_ths"):
-        if reading_fields.get(key) is not None:
-            # 6 significant digits: float noise from unit division is not information
-            reading_fields[key] = float(f"{reading_fields[key]:.6g}")
-    hashrate = reading_fields.get("hashrate_ths")
-    power = reading_fields.get("power_w")
+    hashrate = fields.get("hashrate_ths")
+    if hashrate is not None:
+        # 6 significant digits: float noise from unit division is not information
+        fields["hashrate_ths"] = hashrate = _six_digits(hashrate)
+    nominal = fields.get("hashrate_nominal_ths")
+    if nominal is not None:
+        fields["hashrate_nominal_ths"] = _six_digits_nominal(nominal)
     if state is None:
+        power = fields.get("power_w")
         if hashrate is not None and hashrate > 0:
             state = "mining"
         elif hashrate == 0 and power is not None and power < 150:
@@ -121,12 +140,21 @@ def build_reading(
         ip=ip,
         port=port,
         taken_at=taken_at,
-        vendor=spec.vendor_of(reading_fields.get("model")) if spec.vendor_of else spec.vendor,
+        vendor=spec.vendor_of(fields.get("model")) if spec.vendor_of else spec.vendor,
         firmware_family=spec.family,
         state=state,
-        errors=tuple(dict.fromkeys(notes)),
-        **{k: v for k, v in reading_fields.items() if v is not None},
+        errors=tuple(dict.fromkeys(notes)) if notes else (),
+        **fields,
     )
+
+
+def _six_digits(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+# A nominal rate is one of a few per farm (the model's, or the firmware's ideal rate): its
+# rounding is looked up, not formatted, on every poll
+_six_digits_nominal = functools.lru_cache(maxsize=1024)(_six_digits)
 
 
 def parse_replies(

@@ -87,6 +87,16 @@ def _modern_rate(d: dict[str, Any], keys: tuple[str, ...]) -> float | None:
 
 def _hashrate(summary: Body | None, stats: Body | None) -> float | None:
     view = _stats(stats)
+    # the field and the sleep rule (_state) both ask, with the same summary
+    memo = view.hashrate
+    if memo is not None and memo[0] is summary:
+        return memo[1]
+    rate = _read_hashrate(summary, view)
+    view.hashrate = (summary, rate)
+    return rate
+
+
+def _read_hashrate(summary: Body | None, view: _StatsView) -> float | None:
     for d in (item(summary, "SUMMARY"), view.flat):
         if d:
             for key, scale in _HASH_KEYS:
@@ -169,10 +179,11 @@ class _StatsView:
     two of them need) keeps a poll at one pass over the reply instead of one per field.
     """
 
-    __slots__ = ("coolant", "fans", "fans_read", "flat", "modern")
+    __slots__ = ("coolant", "fans", "fans_read", "flat", "hashrate", "modern")
 
     def __init__(self, stats: Body | None) -> None:
         self.flat = merged(stats, "STATS")
+        self.hashrate: tuple[Body | None, float | None] | None = None  # (summary, _hashrate's)
         # new_api's one aggregate row (its boards in a "chain" list), or None for the old shape
         chains = self.flat.get("chain")
         self.modern: dict[str, Any] | None = (
@@ -263,7 +274,21 @@ def _chain_temps(view: _StatsView, string_key: str, flat_key: str) -> tuple[floa
                     both.append(max(vals))
             return tuple(both)
         rows = view.numbered(flat_key, integer(view.flat.get("temp_num")))
-    return tuple(t for _, v in rows if (t := _sensor_max(v)) is not None)
+    out: list[float] = []
+    for _, v in rows:
+        # _sensor_max's usual case inline ("66-38-57-58", eight per poll of every stock miner)
+        if v.__class__ is str and v[:1] != "-" and v[-1:] != "-" and "-" in v:
+            try:
+                best = max(map(int, v.split("-")))
+            except ValueError:
+                t = _sensor_max(v)
+            else:
+                t = _DEGREES[best] if 0 < best < 256 else _degrees(best)
+        else:
+            t = _sensor_max(v)
+        if t is not None:
+            out.append(t)
+    return tuple(out)
 
 
 def _sensors(v: Any) -> list[float | None]:

@@ -280,8 +280,11 @@ def items(body: Body | None, key: str) -> Iterator[dict[str, Any]]:
 def merged(body: Body | None, key: str) -> dict[str, Any]:
     """All dicts of ``body[key]`` merged: bmminer splits STATS into a header and a data part."""
     out: dict[str, Any] = {}
-    for x in items(body, key):
-        out.update(x)
+    lst = body.get(key) if body is not None else None
+    if isinstance(lst, list):
+        for x in lst:
+            if isinstance(x, dict):
+                out.update(x)
     return out
 
 
@@ -338,15 +341,20 @@ def pools(body: Body | None) -> tuple[Any, ...] | None:
         ]
         if alive:
             active_idx = min(alive)[1]
-    return tuple(
-        PoolInfo(
-            url=shared(url),
-            user=shared(text(p.get("User"))),
-            status=shared(text(p.get("Status"))),
-            active=i == active_idx,
+    intern = sys.intern
+    out = []
+    for i, (url, p) in enumerate(rows):
+        user, status = text(p.get("User")), text(p.get("Status"))
+        # shared() inline and the fields by position: three pools per poll of every miner
+        out.append(
+            PoolInfo(
+                intern(url),
+                intern(user) if user is not None else None,
+                intern(status) if status is not None else None,
+                i == active_idx,
+            )
         )
-        for i, (url, p) in enumerate(rows)
-    )
+    return tuple(out)
 
 
 @overload
