@@ -15,10 +15,10 @@ about, per miner, come from asking that handle where the decision is made:
   of ``power_limit_step_pct`` of its full power (what it draws before our first limit, or
   its profile's watts if lower: never a reading that shows a limit of ours) down to
   ``power_limit_min_pct``; a restore sets its limit back to what it was (profile watts). A limit
-  the firmware refuses (below its minimum: Braiins OS takes a power target only within its
+  the firmware refuses (below its minimum: some firmware takes a power target only within its
   tuner's range) is remembered: no step at or below it is planned again for that miner, and
-  one refused at every step is slept instead. No power limit at all ("unsupported": Braiins
-  OS before its REST API) turns limits off for that miner.
+  one refused at every step is slept instead. No power limit at all ("unsupported": a
+  firmware version without the verb) turns limits off for that miner.
 - sleep: a ``Sleepable`` handle (firmware not identified yet: assumed), until a sleep answers
   "unsupported" (remembered until its firmware changes: a stock Antminer without its web UI,
   say) or "failed" (remembered for ``SLEEP_RETRY_S``: a timeout may be passing).
@@ -111,8 +111,8 @@ class MinerRecord:
     limited_at: datetime | None = None  # our last power-limit change (its hold)
     limit_w: float | None = None  # the limit we set and saw confirmed
     full_w: float | None = None  # a limitable miner's power before our first limit
-    # what it drew then: the limit steps are shares of it (a Whatsminer's limit, its PSU's
-    # 3600 W, is well above the 3220 W it draws; 90 % of that limit would save nothing)
+    # what it drew then: the limit steps are shares of it (a reported limit may be its
+    # PSU's 3600 W, well above the 3220 W it draws; 90 % of that limit would save nothing)
     full_draw_w: float | None = None
     sent_limit_w: float | None = None  # the target of the last limit we sent
     limit_refused: bool = False  # its firmware has no limit we can set
@@ -199,7 +199,7 @@ class Curtailer:
 
     def _renamed(self, r: AsicReading) -> MinerRecord | None:
         """A miner first known by its address, now by its serial or MAC (a firmware whose
-        identity comes from a background read: Braiins OS's REST API): the same miner, and
+        identity comes from a background read of its web API): the same miner, and
         what kuat did to it goes along — else the limit kuat set would be read as its full
         power, and its timers forgotten."""
         old_id = f"{r.ip}:{r.port}"
@@ -263,7 +263,7 @@ class Curtailer:
     def _ours(self, rec: MinerRecord, r: AsicReading) -> bool:
         """The reading shows a limit of ours (in flight, or sent and not confirmed), not the
         miner's own full power: a fast firmware reports a new target before kuat confirms it,
-        and taken as full power it would shrink every later step (a Braiins miner limited to
+        and taken as full power it would shrink every later step (a miner limited to
         60 % of 60 %, under its firmware's minimum)."""
         p = (self.plant.pending or {}).get(rec.device_id)
         if p is not None and p.verb is Verb.LIMIT:
@@ -491,7 +491,7 @@ class Curtailer:
                     else a.target_w
                 )
             elif res.outcome == "refused" and a.kind == ActionKind.LIMIT_POWER and a.target_w:
-                # below the firmware's minimum (Braiins OS: its tuner's power-target range):
+                # below the firmware's minimum (e.g. its tuner's power-target range):
                 # only steps above it from now on; refused at every step, none is left
                 rec.limit_floor_w = max(rec.limit_floor_w or 0.0, a.target_w + 1.0)
             elif res.outcome in ("unsupported", "refused"):
