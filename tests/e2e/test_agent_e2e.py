@@ -159,17 +159,25 @@ def retained(broker: Mosquitto, topic: str, timeout_s: float = 10.0) -> dict:
     return json.loads(got["payload"])
 
 
+def asic_points(lines: Sequence[str]) -> list[tuple[str, int]]:
+    """(device, timestamp in ms) of each asic line."""
+    points = []
+    for line in lines:
+        if line.startswith("asic,"):
+            device = re.search(r",device=((?:[^,\\ ]|\\.)+)", line)
+            assert device is not None
+            points.append((device.group(1), int(line.rsplit(" ", 1)[1]) // 10**6))
+    return points
+
+
 def capture_asic_points(agent: Agent) -> dict[str, set[int]]:
     """Every asic point the agent hands to its spool: device -> timestamps (ms)."""
     sent: dict[str, set[int]] = {}
     record_lines = agent.uplinks.record_lines
 
     def spy(lines: Sequence[str]) -> None:
-        for line in lines:
-            if line.startswith("asic,"):
-                device = re.search(r",device=((?:[^,\\ ]|\\.)+)", line)
-                assert device is not None
-                sent.setdefault(device.group(1), set()).add(int(line.rsplit(" ", 1)[1]) // 10**6)
+        for device, ms in asic_points(lines):
+            sent.setdefault(device, set()).add(ms)
         record_lines(lines)
 
     agent.uplinks.record_lines = spy  # type: ignore[method-assign]
@@ -256,14 +264,23 @@ async def test_database_outage_loses_and_duplicates_nothing(
     await asyncio.wait_for(task, 15)
 
     assert agent.state.cycles["asic"] >= 4
+    # The final flush at stop is one bounded attempt: a cycle recorded just before it may
+    # still wait on disk for the next start, which is not a loss.
+    with contextlib.closing(Spool(tmp_path / "spool.db")) as spool:
+        waiting: dict[str, list[int]] = {}
+        for device, ms in asic_points(spool.take(1_000_000).lines):
+            waiting.setdefault(device, []).append(ms)
     hashrate = series_by_device(victoria_metrics, "asic_hashrate_ths")
     assert len(hashrate) == MINERS
     for device, series in hashrate.items():
-        # points from before, during and after the outage: all stored, none twice
-        assert sorted(series["timestamps"]) == sorted(sent[device]), device
+        # points from before, during and after the outage: each stored once or still spooled
+        stored = series["timestamps"]
+        assert len(stored) == len(set(stored)), device
+        assert sorted([*stored, *waiting.get(device, [])]) == sorted(sent[device]), device
         assert len(sent[device]) >= 4, device
-    with contextlib.closing(Spool(tmp_path / "spool.db")) as spool:
-        assert spool.counts().pending == 0
+    # the outage's backlog itself was delivered by the running agent: at most the last cycle
+    # recorded waits
+    assert all(len(points) <= 1 for points in waiting.values()), waiting
 
 
 async def test_kuat_run_once_from_the_command_line(
