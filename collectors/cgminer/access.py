@@ -1,7 +1,7 @@
 """How kuat may reach each firmware's miners: ports, accounts and passwords, as the backends
 declare them.
 
-Every backend module (collectors/cgminer/firmware/<name>.py) declares the ``Credential``s it
+Every backend module (collectors/cgminer/firmware/<name>/) declares the ``Credential``s it
 reads, with their factory defaults; ``MinerAccess`` takes exactly those names, so a new firmware
 adds its own by declaring them, and nothing here changes. A site overrides only what it changed
 (``[asic]`` in the config). Passwords stay out of every repr.

@@ -74,9 +74,9 @@ from kuat.collectors.cgminer.client import (
 )
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import FirmwareSpec
+from kuat.collectors.cgminer.firmware.whatsminer.v3 import V3Client
 from kuat.collectors.cgminer.http_json import http_client
 from kuat.collectors.cgminer.parsers import DISCOVERY_COMMANDS, SPECS, build_reading, detect_family
-from kuat.collectors.cgminer.v3 import V3Client
 from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ permission".
 
 Whatsminer API v2 write commands (``power_off``/``power_on``/``adjust_power_limit``/
 ``update_pools``) work only
-encrypted after ``get_token``, as on real btminer (collectors/cgminer/btminer_auth.py); in plain
+encrypted after ``get_token``, as on real btminer (firmware/whatsminer/btminer_auth.py); in plain
 text they get "can't access write cmd", with a wrong password "check token error". A power limit
 is reported back and the miner then draws under it.
 
@@ -48,7 +48,7 @@ then runs at that profile's watts and hashrate.
 Pool writes: LuxOS ``addpool``/``switchpool``/``removepool`` without a session (replies with
 cgminer api.c's codes and texts, which LuxOS's documentation does not print), Braiins REST
 ``PUT /api/v1/pools/batch`` (the OpenAPI document's shape; bosminer's restart is at once here),
-Avalon ``setpool`` applied by ``ascset 0,reboot`` (sim_avalon.py; from Canaan's cgminer source,
+Avalon ``setpool`` applied by ``ascset 0,reboot`` (firmware/avalon/sim.py; Canaan's cgminer source,
 no capture). ``pools`` marks the pool ``pool_active`` names as the one mining.
 
     python -m kuat.collectors.cgminer.sim --count 500 --first-ip 127.20.0.1
@@ -73,9 +73,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from kuat.collectors.cgminer import btminer_auth as auth
-from kuat.collectors.cgminer import sim_avalon
 from kuat.collectors.cgminer import sim_replies as R
+from kuat.collectors.cgminer.firmware.avalon import sim as sim_avalon
+from kuat.collectors.cgminer.firmware.whatsminer import btminer_auth as auth
 
 HEALTHY = (
     "antminer",

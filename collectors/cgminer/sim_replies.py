@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from kuat.collectors.cgminer import sim_avalon as _avalon
+from kuat.collectors.cgminer.firmware.avalon import sim as _avalon
 
 if TYPE_CHECKING:
     from kuat.collectors.cgminer.sim import SimMiner

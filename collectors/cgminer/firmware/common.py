@@ -110,7 +110,7 @@ class Clues(NamedTuple):
 def clues(bodies: Mapping[str, Body]) -> Clues:
     version = item(bodies.get("version"), "VERSION") or {}
     stats_head = item(bodies.get("stats"), "STATS") or {}
-    # S21-era new_api stats: the header is a top-level INFO with "type" (firmware/bitmain.py)
+    # S21-era new_api stats: the header is a top-level INFO with "type" (firmware/bitmain/)
     info = (bodies.get("stats") or {}).get("INFO")
     info_type = info.get("type") if isinstance(info, dict) else None
     return Clues(

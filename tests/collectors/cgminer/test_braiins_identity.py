@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from kuat.collectors.cgminer.braiins_rest import identity_from_miner_details
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.bitmain.web import BitmainIdentity
+from kuat.collectors.cgminer.firmware.braiins.rest import identity_from_miner_details
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
-from kuat.collectors.cgminer.web import BitmainIdentity
 from kuat.collectors.readings import AsicReading
 
 FIX = Path(__file__).parents[2] / "fixtures" / "asic"

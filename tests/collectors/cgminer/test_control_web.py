@@ -18,9 +18,9 @@ from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer import sim_replies as R
 from kuat.collectors.cgminer.client import decode_reply
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.bitmain.web import conf_with_work_mode, work_mode
 from kuat.collectors.cgminer.parsers import parse_replies
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
-from kuat.collectors.cgminer.web import conf_with_work_mode, work_mode
 from kuat.collectors.readings import AsicReading
 
 WEB_PORT = 18091

@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kuat.collectors.cgminer import epic
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.epic import api as epic
 from kuat.collectors.readings import AsicReading, DeviceError
 from tests.collectors.cgminer.conftest import FarmFactory
 

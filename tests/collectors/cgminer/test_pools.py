@@ -13,9 +13,13 @@ from contextlib import asynccontextmanager
 
 from kuat.collectors.capabilities import ActionResult, PoolConfigurable, PoolTarget
 from kuat.collectors.cgminer import control
-from kuat.collectors.cgminer.btminer_auth import v3_decrypt_param, v3_digest, v3_set_request
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.control import MinerAccess
+from kuat.collectors.cgminer.firmware.whatsminer.btminer_auth import (
+    v3_decrypt_param,
+    v3_digest,
+    v3_set_request,
+)
 from kuat.collectors.cgminer.handle import miner_handle
 from kuat.collectors.cgminer.sim import AsicFarmSimulator, SimMiner
 from kuat.collectors.readings import AsicReading

@@ -16,8 +16,12 @@ import httpx
 import pytest
 
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.bitmain.web import (
+    BitmainIdentity,
+    fetch_bitmain_identity,
+    parse_system_info,
+)
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
-from kuat.collectors.cgminer.web import BitmainIdentity, fetch_bitmain_identity, parse_system_info
 from kuat.collectors.readings import AsicReading
 
 WEB_PORT = 18080

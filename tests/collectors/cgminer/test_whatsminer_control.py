@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from kuat.collectors.cgminer import btminer_auth as A
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.client import CgminerClient, decode_reply, exchange
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.whatsminer import btminer_auth as A
+from kuat.collectors.cgminer.firmware.whatsminer.v3 import V3Client
 from kuat.collectors.cgminer.sim import AsicFarmSimulator, SimMiner
-from kuat.collectors.cgminer.v3 import V3Client
 from kuat.collectors.readings import AsicReading
 
 _ranges = itertools.count(1)

@@ -21,9 +21,9 @@ import pytest
 from kuat.collectors.cgminer import sim_replies as R
 from kuat.collectors.cgminer.client import ApiError, NoAnswer, Replies, frame
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.whatsminer.v3 import V3Client
 from kuat.collectors.cgminer.parsers import SPECS, build_reading
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
-from kuat.collectors.cgminer.v3 import V3Client
 from kuat.collectors.readings import AsicReading, DeviceError, FirmwareFault
 
 FIXTURE = (

@@ -2,7 +2,7 @@
 
 ``version``/``stats`` answer like stock bmminer, except that ``Type`` carries the firmware:
 ``"Antminer S19 (Vnish 1.2.6)"``, ``"Antminer S9 (vnish 3.8.6)"`` (the case varies by release).
-Everything the API reports is read as on stock firmware (firmware/bitmain.py); the model drops
+Everything the API reports is read as on stock firmware (firmware/bitmain/); the model drops
 the suffix so models.toml finds it, and the firmware is the Vnish version.
 
 What the API lacks (serial, MAC, watts, the power preset, and whether mining was stopped on

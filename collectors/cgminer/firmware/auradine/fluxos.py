@@ -7,7 +7,7 @@
 The shapes are those pyasic's Auradine backend sends (UpstreamData/pyasic, pyasic/web/auradine.py,
 Apache-2.0); Auradine's own API document was not at hand, and no real box has been driven here.
 Every action is confirmed by reading the miner back over its cgminer-style API (``mode``: Sleep
-and Power, firmware/auradine.py), as every other firmware's action is.
+and Power, firmware/auradine/__init__.py), as every other firmware's action is.
 """
 
 from __future__ import annotations

@@ -32,9 +32,13 @@ from typing import Any
 
 import httpx
 
+from kuat.collectors.cgminer.firmware.bitmain.web import (
+    BitmainIdentity,
+    identity_mac,
+    identity_serial,
+)
 from kuat.collectors.cgminer.firmware.common import text
 from kuat.collectors.cgminer.http_json import HttpFailure, request_json
-from kuat.collectors.cgminer.web import BitmainIdentity, identity_mac, identity_serial
 
 LOGIN_PATH = "/api/v1/auth/login"
 POWER_TARGET_PATH = "/api/v1/performance/power-target"

@@ -37,8 +37,8 @@ from typing import Any, TypedDict
 import httpx
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
-from kuat.collectors.cgminer import web
 from kuat.collectors.cgminer.firmware import Firmware
+from kuat.collectors.cgminer.firmware.bitmain import web
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     Clues,
@@ -165,7 +165,7 @@ def _is_hydro(model: str | None) -> bool:
 
 
 class _WebAuth(TypedDict):
-    """The web UI's login, passed to kuat.collectors.cgminer.web's calls as keywords."""
+    """The web UI's login, passed to web.py's calls (this folder) as keywords."""
 
     port: int
     username: str

@@ -16,8 +16,8 @@ import logging
 from typing import Any
 
 from kuat.collectors.capabilities import ActionResult
-from kuat.collectors.cgminer import fluxos
 from kuat.collectors.cgminer.firmware import Firmware
+from kuat.collectors.cgminer.firmware.auradine import fluxos
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     Clues,

@@ -11,14 +11,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
-from kuat.collectors.cgminer import v3
-from kuat.collectors.cgminer.btminer_auth import (
-    AuthError,
-    V2Token,
-    v2_open_reply,
-    v2_request,
-    v2_session,
-)
 from kuat.collectors.cgminer.client import (
     ApiError,
     CgminerClient,
@@ -44,7 +36,15 @@ from kuat.collectors.cgminer.firmware.common import (
     text,
 )
 from kuat.collectors.cgminer.firmware.controls import Act, Controls
-from kuat.collectors.cgminer.v3 import V3Client
+from kuat.collectors.cgminer.firmware.whatsminer import v3
+from kuat.collectors.cgminer.firmware.whatsminer.btminer_auth import (
+    AuthError,
+    V2Token,
+    v2_open_reply,
+    v2_request,
+    v2_session,
+)
+from kuat.collectors.cgminer.firmware.whatsminer.v3 import V3Client
 from kuat.collectors.readings import FaultSeverity, FirmwareFault
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ SPEC = FirmwareSpec(
 )
 
 
-# --- API v3 (port 4433, length-framed; collectors/cgminer/v3.py) ------------------------------
+# --- API v3 (port 4433, length-framed; v3.py in this folder) -----------------------------
 #
 # Two reply bodies: ``get.device.info`` (msg.miner/network/system/power, identity) and
 # ``get.miner.status`` (msg.summary/msg.pools, the live numbers; hashrates in TH/s, watts in W).

@@ -1,7 +1,7 @@
 """Braiins OS (BOSminer / BOSer) through its cgminer-compatible API on 4028.
 
 No serial or MAC on this API (the poller reads them from the REST API in the background:
-collectors/cgminer/braiins_rest.py). Watts and the power limit come from ``tunerstatus``
+rest.py in this folder). Watts and the power limit come from ``tunerstatus``
 (Braiins OS+ autotuner; shape as in the Braiins OS docs' example and pyasic's BOSminer parser):
 ``TUNERSTATUS[0].PowerLimit`` is the tuner's power target, ``ApproximateMinerPowerConsumption`` its
 estimate for the whole miner (chains + control board + fans), the better figure for the site
@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
-from kuat.collectors.cgminer import braiins_rest
 from kuat.collectors.cgminer.firmware import Firmware
+from kuat.collectors.cgminer.firmware.braiins import rest as braiins_rest
 from kuat.collectors.cgminer.firmware.common import (
     Body,
     Clues,
@@ -213,7 +213,7 @@ async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
 
 
 async def _rest_write(act: Act, write: Callable[..., Awaitable[T]], value: Any) -> T:
-    """One REST write (braiins_rest.py) to this miner, with its login and port."""
+    """One REST write (rest.py) to this miner, with its login and port."""
     a = act.access
     async with http_client() as client:
         return await write(
@@ -228,7 +228,7 @@ async def _rest_write(act: Act, write: Callable[..., Awaitable[T]], value: Any) 
 
 
 async def _power_target(act: Act, watts: int) -> ActionResult:
-    """``PUT /api/v1/performance/power-target`` (braiins_rest.py), confirmed by ``tunerstatus``."""
+    """``PUT /api/v1/performance/power-target`` (rest.py), confirmed by ``tunerstatus``."""
     action = "set_power_limit"
     log.info("asic %s: power target %d W requested (%s)", act.device, watts, act.reason)
     got = await _rest_write(act, braiins_rest.set_power_target, watts)
@@ -242,7 +242,7 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
 
 
 async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
-    """``PUT /api/v1/pools/batch`` (braiins_rest.py): one pool group holding exactly these pools
+    """``PUT /api/v1/pools/batch`` (rest.py): one pool group holding exactly these pools
     replaces every group, and bosminer restarts to apply it; confirmed by the pools the 4028
     API then shows. A miner asleep for the quota is left alone (a restart would wake it)."""
     action = "set_pools"

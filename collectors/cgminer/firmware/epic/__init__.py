@@ -1,5 +1,5 @@
 """ePIC UMC/PowerPlay: what kuat reads and may do. Its API is HTTP on the API port, not
-cgminer's (collectors/cgminer/epic.py has the field parsers, the HTTP and the write paths); this
+cgminer's (api.py in this folder has the field parsers, the HTTP and the write paths); this
 module declares them: the reading over that transport, the controls and what they need."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 
 from kuat.collectors.capabilities import ActionResult, PoolTarget
-from kuat.collectors.cgminer import epic
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.common import Credential, FirmwareSpec, WebApi
 from kuat.collectors.cgminer.firmware.controls import Act, Controls, http_result
+from kuat.collectors.cgminer.firmware.epic import api as epic
 
 log = logging.getLogger(__name__)
 

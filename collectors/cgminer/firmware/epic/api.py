@@ -293,7 +293,7 @@ async def read(
     paths: tuple[str, ...],
     deadline: float,
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The transport of the ePIC backend (firmware/epic.py): the endpoints at once, raising as a
+    """The transport of the ePIC backend (__init__.py here): the endpoints at once, raising as a
     cgminer client does when the summary, without which there is no reading, did not come."""
     bodies, errors, failures = await fetch(client, host, port, paths, deadline)
     if SUMMARY in paths:

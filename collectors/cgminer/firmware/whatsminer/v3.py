@@ -24,7 +24,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from kuat.collectors.cgminer.btminer_auth import v3_set_request
 from kuat.collectors.cgminer.client import (
     DEFAULT_MAX_REPLY_BYTES,
     ApiError,
@@ -36,6 +35,7 @@ from kuat.collectors.cgminer.client import (
     is_error_reply,
     status_of,
 )
+from kuat.collectors.cgminer.firmware.whatsminer.btminer_auth import v3_set_request
 
 V3_PORT = 4433
 DEVICE_INFO = "get.device.info"
