@@ -1,55 +1,20 @@
-"""A farm of simulated cgminer-API miners, each on its own 127.x.y.z address.
+"""A farm of simulated miners, each on its own 127.x.y.z address.
 
 Used by the tests, ``kuat demo`` and the benchmarks. Healthy personalities answer like the real
-firmware in tests/fixtures/asic (stock Antminer, Whatsminer btminer, LuxOS, Braiins OS) with
-numbers that move a little per request; fault personalities misbehave on purpose:
+firmware in tests/cases/asic and tests/fixtures/asic with numbers that move a little per request;
+each firmware's personality (its replies, write paths, web or REST API, models and how long its
+commands take to act) is declared beside its backend, in collectors/cgminer/firmware/<name>/
+sim.py, and found there: this module names none. Fault personalities misbehave on purpose:
 
 - ``hang``: accepts, never answers;   - ``trickle``: a valid reply, 1 byte every 0.5 s;
 - ``flood``: bytes without end;        - ``garbage``: an HTML error page, not JSON;
-- ``reject_multi``: stock Antminer that answers "Invalid command" to ``a+b``.
 
-``antminer_s21``: S21-era stock firmware (S21, S21 XP, T21, S21+ Hyd.): ``stats`` sent with
-``"new_api": true`` gets the new shape with watts (and the Hydro's coolant in/out, no fans), the
-same request without it the old shape; its web UI and sleep are the stock Antminer's.
+and answer as a stock Antminer would; a firmware may declare faults of its own (the stock
+Antminer's ``reject_multi`` answers "Invalid command" to ``a+b``).
 
-``auradine``: an Auradine Teraflux on FluxOS, its cgminer-style API (ipreport, psu, temperature,
-fan, mode beside summary/pools/version) as in the asic-rs captures; with ``web_port`` set, its
-HTTP API (``/token`` for admin + ``web_password``, then ``/mode`` sleep on/off or a power target).
-
-``whatsminer_v3``: new btminer (M60S) that answers only Whatsminer API v3, length-framed JSON on
-``v3_port`` (4433 by default), from the real ``get.device.info`` with this miner's serial, MAC
-and numbers; nothing listens on its 4028, so a poller must fall back to 4433. Not in the default
-mix: existing farms are unchanged. ``set.*`` commands must carry the documented signed token
-(account ``super``/``user1-3``, ``ts``, sha256 of command + ``admin_password`` + salt + ts):
-``set.miner.service`` stop/start/restart, ``set.miner.power_limit`` and ``set.miner.pools`` (its
-param encrypted under the token's digest); anything unsigned or wrongly signed gets "no
-permission".
-
-Whatsminer API v2 write commands (``power_off``/``power_on``/``adjust_power_limit``/
-``update_pools``) work only
-encrypted after ``get_token``, as on real btminer (firmware/whatsminer/btminer_auth.py); in plain
-text they get "can't access write cmd", with a wrong password "check token error". A power limit
-is reported back and the miner then draws under it.
-
-With ``web_port`` set, stock Antminers (``antminer``, ``reject_multi``) also serve their web UI's
-``/cgi-bin/get_system_info.cgi`` (serial, MAC, model), ``get_miner_conf.cgi`` and
-``set_miner_conf.cgi`` behind HTTP digest auth, as lighttpd on the real box does;
-``SimMiner.web_password`` and ``web_hang`` let tests break it. Braiins miners serve their REST
-API there (login, ``miner/details`` with the MAC and, for every other miner, a serial, as real
-Braiins OS on an Antminer often has ``serial_number`` null; ``network/``; the power target).
-
-Sleep/wake as the firmware does it: LuxOS ``logon`` + ``curtail`` ``<sid>,sleep|wakeup``,
-Whatsminer encrypted ``power_off``/``power_on``, Braiins ``pause``/``resume``, stock Antminer a
-``set_miner_conf.cgi`` with ``miner-mode`` 1/0 (applied after ``web_apply_delay_s``, as bmminer
-restarts into the new mode). A sleeping stock miner hashes 0 with its fans stopped, at ~10 W.
-LuxOS power profiles: ``profiles`` and ``logon`` + ``profileset`` ``<sid>,<name>``; the miner
-then runs at that profile's watts and hashrate.
-
-Pool writes: LuxOS ``addpool``/``switchpool``/``removepool`` without a session (replies with
-cgminer api.c's codes and texts, which LuxOS's documentation does not print), Braiins REST
-``PUT /api/v1/pools/batch`` (the OpenAPI document's shape; bosminer's restart is at once here),
-Avalon ``setpool`` applied by ``ascset 0,reboot`` (firmware/avalon/sim.py; Canaan's cgminer source,
-no capture). ``pools`` marks the pool ``pool_active`` names as the one mining.
+With ``web_port`` set, the firmwares that have a web UI or a web/REST API serve it there
+(``Personality.web``); ``v3_port`` is where Whatsminer API v3 miners listen. Not in the default
+mix: existing farms are unchanged by a new personality.
 
     python -m kuat.collectors.cgminer.sim --count 500 --first-ip 127.20.0.1
 """
@@ -59,12 +24,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import functools
-import hashlib
+import importlib
+import importlib.util
 import ipaddress
 import json
+import pkgutil
 import random
-import secrets
 import signal
 import sys
 import time
@@ -73,89 +40,58 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from kuat.collectors.cgminer import firmware
 from kuat.collectors.cgminer import sim_replies as R
-from kuat.collectors.cgminer.firmware.avalon import sim as sim_avalon
-from kuat.collectors.cgminer.firmware.whatsminer import btminer_auth as auth
 
-HEALTHY = (
-    "antminer",
-    "antminer_s21",
-    "whatsminer",
-    "luxos",
-    "braiins",
-    "whatsminer_v3",
-    "epic",
-    "vnish",
-    "avalon",
-    "auradine",
-)
-FAULTS = ("hang", "trickle", "flood", "garbage", "reject_multi")
+
+def _declared() -> dict[str, R.Personality]:
+    """Every personality the backend folders declare in their sim.py, by name."""
+    found: dict[str, R.Personality] = {}
+    for info in pkgutil.iter_modules(firmware.__path__):
+        name = f"{firmware.__name__}.{info.name}.sim"
+        if not info.ispkg or importlib.util.find_spec(name) is None:
+            continue
+        for v in vars(importlib.import_module(name)).values():
+            if isinstance(v, R.Personality) and found.setdefault(v.name, v) is not v:
+                raise ValueError(f"two simulator personalities are named {v.name!r}")
+    return found
+
+
+_DECLARED = _declared()
+# misbehaving on the wire; what they say when they answer is a stock Antminer's
+_WIRE_FAULTS = ("hang", "trickle", "flood", "garbage")
+_SPECS: dict[str, R.Personality] = {
+    **_DECLARED,
+    **{
+        f: dataclasses.replace(
+            _DECLARED["antminer"],
+            name=f,
+            web=None,
+            web_ui=False,
+            glued_stats=False,
+            apply_s={},
+            fault=True,
+        )
+        for f in _WIRE_FAULTS
+    },
+}
+HEALTHY = tuple(n for n, p in _DECLARED.items() if not p.fault)
+FAULTS = _WIRE_FAULTS + tuple(n for n, p in _DECLARED.items() if p.fault)
 PERSONALITIES = HEALTHY + FAULTS
-# stock Antminers have the digest-auth web UI (Braiins and Vnish serve JSON APIs on web_port)
-WEB_PERSONALITIES = ("antminer", "antminer_s21", "reject_multi")
+# the stock Antminers' digest-auth web UI (other firmwares serve JSON APIs on web_port)
+WEB_PERSONALITIES = tuple(n for n, p in _SPECS.items() if p.web_ui)
 # Default mix, roughly a Kazakh hosting site: mostly stock S19s, then Whatsminers, some LuxOS
 # and Braiins; weights per 20 miners.
 _MIX = ("antminer",) * 10 + ("whatsminer",) * 5 + ("luxos",) * 3 + ("braiins",) * 2
 
-# model, nominal TH/s, nominal W, power limit W
-_MODELS: dict[str, tuple[tuple[str, float, float, int], ...]] = {
-    "antminer": (
-        ("Antminer S19 Pro", 110.0, 3250.0, 3250),
-        ("Antminer S19j Pro", 100.0, 3050.0, 3050),
-        ("Antminer S19 XP", 140.0, 3010.0, 3010),
-    ),
-    # S21-era stock firmware: stats with new_api (watts, coolant on the Hydro)
-    "antminer_s21": (
-        ("Antminer S21", 200.0, 3500.0, 3500),
-        ("Antminer S21 XP", 270.0, 3645.0, 3645),
-        ("Antminer T21", 190.0, 3610.0, 3610),
-        ("Antminer S21+ Hyd.", 319.0, 4785.0, 4785),
-    ),
-    # as the reading names them; the API itself says "M31S" (sim_replies strips the maker)
-    "whatsminer": (
-        ("Whatsminer M31S", 76.0, 3220.0, 3600),
-        ("Whatsminer M30S++", 112.0, 3472.0, 3600),
-    ),
-    # nominal: the fixture's three boards' detect-hash-rate, 61.4+53.9+65.7 TH/s
-    "whatsminer_v3": (("Whatsminer M60S_VK40", 181.0, 3344.0, 3600),),
-    "luxos": (("Antminer S19k Pro", 121.8, 2760.0, 2760),),
-    "braiins": (("Antminer S19 XP", 140.0, 3031.0, 3031),),
-    "epic": (("Antminer S19 XP", 140.0, 3010.0, 3010),),
-    "vnish": (("Antminer S19j Pro", 100.0, 3050.0, 3050),),
-    "avalon": (("AvalonMiner 1246", 90.0, 3420.0, 3200),),
-    "auradine": (("Auradine AT2880", 260.0, 4680.0, 4680),),
-    "reject_multi": (("Antminer S19 Pro", 110.0, 3250.0, 3250),),
-}
 SLEEP_POWER_W = 10.0
 
 VERBS = ("sleep", "wake", "limit")
 # Seconds from a command to the new state showing (reported and drawn), per firmware and
 # verb, as the real boxes take; pass it as ``AsicFarmSimulator(apply_delay_s=...)`` (the
-# closed-loop benchmark does). Where each figure comes from:
-# - stock Antminer: the web UI's work-mode write (set_miner_conf.cgi) restarts bmminer into
-#   the new mode, sleep or normal; ~15 s on an S19 is kuat's working figure (issue 16, its
-#   plant default), not a measurement on record here.
-# - Whatsminer: set.miner.power_limit / adjust_power_limit — "the device will restart to
-#   apply the new setting" (Whatsminer API v3 documentation, apidoc.whatsminer.com,
-#   btminer_set_power_limit); power_on restarts mining too. The restart's length (20 s a
-#   limit, 10 s a wake) is an assumption, the same as kuat's plant default; power_off stops
-#   mining within a couple of seconds (an assumption).
-# - LuxOS (curtail, profileset), Braiins OS (pause/resume, the tuner's power target): act
-#   within a second or two, without restarting the miner (an assumption; Braiins OS can
-#   ramp slower in curtailments, its quick_ramping_time_up_s/_down_s in bos-plus-api
-#   performance.proto, configurable per box).
-# - ePIC (perpetualtune), Vnish (presets): retune the chips, assumed 20 s and 10 s as kuat's
-#   plant defaults.
+# closed-loop benchmark does). Each firmware's sim.py says where its figures come from.
 REAL_APPLY_S: dict[str, dict[str, float]] = {
-    "antminer": {"sleep": 15.0, "wake": 15.0},
-    "antminer_s21": {"sleep": 15.0, "wake": 15.0},
-    "reject_multi": {"sleep": 15.0, "wake": 15.0},
-    "whatsminer": {"sleep": 2.0, "wake": 10.0, "limit": 20.0},
-    "whatsminer_v3": {"sleep": 2.0, "wake": 10.0, "limit": 20.0},
-    "luxos": dict.fromkeys(VERBS, 1.0),
-    "braiins": dict.fromkeys(VERBS, 1.0),
-    "epic": {"sleep": 1.0, "wake": 1.0, "limit": 20.0},
-    "vnish": {"sleep": 1.0, "wake": 1.0, "limit": 10.0},
+    n: dict(p.apply_s) for n, p in _SPECS.items() if p.apply_s
 }
 
 
@@ -208,15 +144,16 @@ class SimMiner:
     conf_writes: list[dict[str, Any]] = field(default_factory=list)
     web_apply_delay_s: float = 0.0
     # LuxOS: the profile in use and what it makes the miner run at (0 = nameplate)
-    profile: str = R.LUX_DEFAULT_PROFILE
+    profile: str = ""
     run_ths: float = 0.0
     run_w: float = 0.0
-    # ePIC / Vnish: the power target / preset in use; a garbage HTTP answer; Vnish's cgminer
-    # API going quiet while mining is stopped (some builds stop it with the miner)
+    # the login tokens a web/REST API handed out; a garbage HTTP answer
+    web_tokens: set[str] = field(default_factory=set)
+    http_garbage: bool = False
+    # ePIC / Vnish: the power target / preset in use; Vnish's cgminer API going quiet while
+    # mining is stopped (some builds stop it with the miner)
     epic_power_target: int = 0
     vnish_preset: str = "disabled"
-    vnish_tokens: set[str] = field(default_factory=set)
-    http_garbage: bool = False
     vnish_api_stops: bool = False
     # Vnish: pools saved through /settings, applied by the next mining restart
     vnish_saved_pools: list[dict[str, str]] | None = None
@@ -230,6 +167,11 @@ class SimMiner:
     error_codes: list[int] = field(default_factory=list)
     # Braiins REST miner/details: a serial, or null as on many Antminers running Braiins OS
     bos_rest_serial: bool = False
+
+    @property
+    def spec(self) -> R.Personality:
+        """What this miner's firmware is, as its backend folder's sim.py declares it."""
+        return _SPECS[self.personality]
 
     @property
     def firmware_personality(self) -> str:
@@ -283,9 +225,7 @@ class SimMiner:
             return
         self.hashrate_ths = (self.run_ths or self.nominal_ths) * r.uniform(0.97, 1.03)
         self.power_w = (self.run_w or self.nominal_power_w) * r.uniform(0.985, 1.015)
-        n_fans = 2 if self.firmware_personality.startswith("whatsminer") else 4
-        if R.is_hydro(self):
-            n_fans = 0  # water-cooled: no fans at all
+        n_fans = self.spec.fans(self)
         self.fans_rpm = tuple(int(r.uniform(5000, 6000)) for _ in range(n_fans))
         self._temps = tuple((int(r.uniform(58, 74)), int(r.uniform(66, 82))) for _ in range(3))
         self.accepted += r.randint(1, 6)
@@ -301,23 +241,24 @@ class SimMiner:
     # --- the API ---------------------------------------------------------------------------
 
     def answer(self, request: dict[str, Any]) -> dict[str, Any]:
-        if self.firmware_personality == "whatsminer":
-            written = self._btminer_v2(request)
+        spec = self.spec
+        if spec.intercept is not None:
+            written = spec.intercept(self, request)
             if written is not None:
                 return written
         command = str(request.get("command", ""))
         parameter = request.get("parameter")
         self.requests.update(command.split("+"))
-        table, desc = R.FIRMWARE_REPLIES[self.firmware_personality]
-        if request.get("new_api") is True:
-            table = R.NEW_API_REPLIES.get(self.firmware_personality, table)
+        table, desc = spec.replies, spec.desc
+        if request.get("new_api") is True and spec.new_api is not None:
+            table = spec.new_api
         self.tick()
         if "+" in command:
-            if self.personality == "reject_multi":
+            if not spec.joins:
                 return R.invalid(desc)
             out: dict[str, Any] = {}
             for part in dict.fromkeys(command.split("+")):
-                if self.personality == "whatsminer" and part in R.WHATSMINER_ALONE:
+                if part in spec.alone:
                     out[part] = [R.invalid(desc)]
                 else:
                     out[part] = [self._single(part, parameter, table, desc)]
@@ -325,98 +266,12 @@ class SimMiner:
             return out
         return self._single(command, parameter, table, desc)
 
-    def answer_v3(self, request: dict[str, Any]) -> dict[str, Any]:
-        """One Whatsminer API v3 request -> its reply (``code`` 0 or an error code)."""
-        cmd = str(request.get("cmd", ""))
-        param = request.get("param")
-        # an encrypted param is counted by its command: its ciphertext differs every time
-        plain = param is not None and cmd not in auth.V3_ENCRYPTED
-        self.requests[f"{cmd}:{param}" if plain else cmd] += 1
-        self.tick()
-        if cmd == "get.device.info":
-            return R.wm_v3_device_info(self, param)
-        if cmd == "get.miner.status":
-            return R.wm_v3_miner_status(self, param)
-        if cmd.startswith("set."):
-            return self._v3_set(cmd, request)
-        return R.v3_reply(cmd, "invalid command", R.V3_INVALID_COMMAND)
-
-    # --- Whatsminer write access ---------------------------------------------------------------
+    # --- what the firmwares' writes do ----------------------------------------------------------
 
     @property
     def v2_salt(self) -> str:
         """The salt of the admin password's md5-crypt hash: fixed per miner, as in its shadow."""
         return self.session_id[-8:]
-
-    def _btminer_v2(self, request: dict[str, Any]) -> dict[str, Any] | None:
-        """get_token and the write commands of btminer API v2; None for everything else."""
-        if "enc" in request:
-            self.requests["enc"] += 1
-            return self._btminer_encrypted(request)
-        command = str(request.get("command", request.get("cmd", "")))
-        if command == "get_token":
-            self.requests[command] += 1
-            return self._btminer_token()
-        if command in R.WM_WRITE_COMMANDS:
-            self.requests[command] += 1
-            return R.wm_status(R.WM_DENIED, "can't access write cmd", "E")
-        return None
-
-    def _btminer_token(self) -> dict[str, Any]:
-        token = auth.V2Token(
-            time=f"{int(time.time()) % 10000:04d}",
-            salt=self.v2_salt,
-            newsalt="".join(secrets.choice("0123456789abcdefghjkmnpqrstuvwxyz") for _ in range(8)),
-        )
-        session = auth.v2_session(self.admin_password, token)
-        self.v2_tokens[session.sign] = session.key
-        while len(self.v2_tokens) > 32:
-            del self.v2_tokens[next(iter(self.v2_tokens))]
-        msg = {"time": token.time, "salt": token.salt, "newsalt": token.newsalt}
-        return R.wm_status(R.WM_TOKEN_OK, msg)
-
-    def _btminer_encrypted(self, request: dict[str, Any]) -> dict[str, Any]:
-        # the miner knows its password: its key is what a client with the right one derives
-        key = auth.md5_crypt_body(self.admin_password, self.v2_salt)
-        data = request.get("data")
-        try:
-            plain = json.loads(auth.v2_decrypt(key, data if isinstance(data, str) else ""))
-        except (ValueError, UnicodeDecodeError):
-            plain = None
-        sign = plain.get("token") if isinstance(plain, dict) else None
-        if not isinstance(plain, dict) or self.v2_tokens.get(str(sign)) != key:
-            return R.wm_status(R.WM_BAD_TOKEN, "check token error", "E")
-        command = str(plain.get("cmd", plain.get("command", "")))
-        self.requests[command] += 1
-        reply = self._btminer_write(command, plain)
-        body = json.dumps(reply, separators=(",", ":")).encode()
-        return {"enc": auth.v2_encrypt(key, body)}
-
-    def _btminer_write(self, command: str, req: dict[str, Any]) -> dict[str, Any]:
-        if command in ("power_off", "power_on"):
-            self.sleeping = command == "power_off"
-            return R.wm_status(R.WM_CMD_OK, "API command OK")
-        if command == "adjust_power_limit":
-            raw = str(req.get("power_limit", ""))
-            if not raw.isdigit() or not 0 < int(raw) <= self.factory_limit_w:
-                return R.wm_status(R.WM_CMD_ERROR, "command error", "E")
-            self.apply_power_limit(int(raw))
-            return R.wm_status(R.WM_CMD_OK, "API command OK")
-        if command == "update_pools":
-            # API v2: pool1..3 with worker/passwd; an empty slot is no pool
-            self.pools = [
-                {
-                    "url": str(req.get(f"pool{i}", "")),
-                    "user": str(req.get(f"worker{i}", "")),
-                    "pass": str(req.get(f"passwd{i}", "")),
-                }
-                for i in range(1, 4)
-                if req.get(f"pool{i}")
-            ]
-            return R.wm_status(R.WM_CMD_OK, "API command OK")
-        if command == "restart_btminer":
-            return R.wm_status(R.WM_CMD_OK, "API command OK")
-        return R.wm_status(14, "invalid cmd", "E")
 
     def apply_power_limit(self, watts: int) -> None:
         """btminer restarts under a new limit (after the limit delay): it then reports it and
@@ -432,67 +287,18 @@ class SimMiner:
             self.run_w = cap
             self.run_ths = self.nominal_ths * cap / self.nominal_power_w
 
-    def _v3_set(self, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
-        ts = request.get("ts")
-        signed = (
-            request.get("account") in auth.V3_ACCOUNTS
-            and isinstance(ts, int)
-            and request.get("token") == auth.v3_token(cmd, self.admin_password, self.v3_salt, ts)
-        )
-        if not signed or not isinstance(ts, int):
-            return R.v3_reply(cmd, "no permission", R.V3_NO_PERMISSION)
-        param = request.get("param")
-        if cmd == "set.miner.service" and param in ("stop", "start", "restart"):
-            self.sleeping = param == "stop"
-            return R.v3_reply(cmd, "ok")
-        if cmd == "set.miner.power_limit" and isinstance(param, int):
-            if not 0 < param <= self.factory_limit_w:
-                return R.v3_reply(cmd, "fail", R.V3_FAIL)
-            self.apply_power_limit(param)
-            return R.v3_reply(cmd, "ok")
-        if cmd == "set.miner.pools" and isinstance(param, str):
-            pools = self._v3_pools_param(cmd, param, ts)
-            if pools is None:
-                return R.v3_reply(cmd, "invalid param", R.V3_INVALID_ITEM)
-            self.pools = pools
-            return R.v3_reply(cmd, "ok")
-        if cmd in ("set.miner.service", "set.miner.power_limit", "set.miner.pools"):
-            return R.v3_reply(cmd, "invalid param", R.V3_INVALID_ITEM)
-        return R.v3_reply(cmd, "invalid command", R.V3_INVALID_COMMAND)
-
-    def _v3_pools_param(self, cmd: str, param: str, ts: int) -> list[dict[str, str]] | None:
-        """set.miner.pools' encrypted list of {pool, worker, passwd}, as btminer keeps it (its
-        first three); None when it does not decrypt or is not that shape."""
-        key = auth.v3_digest(cmd, self.admin_password, self.v3_salt, ts)
-        try:
-            rows = auth.v3_decrypt_param(key, param)
-        except auth.AuthError:
-            return None
-        if not isinstance(rows, list) or not rows:
-            return None
-        out = []
-        for row in rows[:3]:
-            if not isinstance(row, dict) or not isinstance(row.get("pool"), str):
-                return None
-            out.append(
-                {
-                    "url": row["pool"],
-                    "user": str(row.get("worker", "")),
-                    "pass": str(row.get("passwd", "")),
-                }
-            )
-        return out
-
     @property
     def v3_salt(self) -> str:
         return self.session_id[:8]
 
     def _single(
-        self, command: str, parameter: Any, table: dict[str, Any], desc: str
+        self, command: str, parameter: Any, table: Mapping[str, Any], desc: str
     ) -> dict[str, Any]:
-        control = self._control(command, str(parameter) if parameter is not None else "", desc)
-        if control is not None:
-            return control
+        if self.spec.control is not None:
+            arg = str(parameter) if parameter is not None else ""
+            control = self.spec.control(self, command, arg, desc)
+            if control is not None:
+                return control
         fn = table.get(command)
         return fn(self) if fn is not None else R.invalid(desc)
 
@@ -508,75 +314,6 @@ class SimMiner:
             asyncio.get_running_loop().call_later(self.web_apply_delay_s, apply)
         else:
             apply()
-
-    def _control(self, command: str, parameter: str, desc: str) -> dict[str, Any] | None:
-        fw = self.firmware_personality
-        if fw == "luxos" and command == "curtail":
-            sid, _, action = parameter.partition(",")
-            if sid != self.session_id or action not in ("sleep", "wakeup"):
-                return {"STATUS": R._status(45, "Access denied", desc, "E"), "id": 1}
-            self.sleeping = action == "sleep"
-            return R.ok(desc, f"Curtail {action}")
-        if fw == "luxos" and command == "profileset":
-            sid, _, name = parameter.partition(",")
-            if sid != self.session_id:
-                return {"STATUS": R._status(45, "Access denied", desc, "E"), "id": 1}
-            table = R.lux_profiles(self)
-            if name not in table:
-                return {"STATUS": R._status(322, f"Invalid profile {name}", desc, "E"), "id": 1}
-            ths, watts = table[name]
-
-            def apply() -> None:
-                self.profile, self.run_ths = name, ths
-                self.run_w, self.power_limit_w = float(watts), watts
-
-            self.limit_later(apply)
-            return {
-                "PROFILE": [{"Board": 0, "FrequencyStep": 5, "Profile": name, "VoltageStep": 0.05}],
-                "STATUS": R._status(321, "Profile Set", desc),
-                "id": 1,
-            }
-        if fw == "luxos" and command == "logoff":
-            return R.ok(desc, "Session closed")
-        if fw == "luxos" and command in ("addpool", "switchpool", "removepool"):
-            return self._lux_pools(command, parameter, desc)
-        if fw == "avalon" and command == "ascset":
-            return sim_avalon.ascset(self, parameter)
-        if fw == "avalon" and command == "setpool":
-            return sim_avalon.setpool(self, parameter)
-        if fw == "braiins" and command in ("pause", "resume"):
-            self.sleeping = command == "pause"
-            return R.ok(desc, "Paused" if self.sleeping else "Resumed")
-        return None
-
-    def _lux_pools(self, command: str, parameter: str, desc: str) -> dict[str, Any]:
-        """cgminer's pool commands as LuxOS answers them, without a session (the codes and
-        texts are cgminer api.c's: 55 added, 27 switching, 68 removed; 26 bad id, 67 active)."""
-
-        def err(code: int, msg: str) -> dict[str, Any]:
-            return {"STATUS": R._status(code, msg, desc, "E"), "id": 1}
-
-        if command == "addpool":
-            parts = parameter.split(",")
-            if len(parts) < 2 or not parts[0] or not parts[1]:
-                return err(53, f"Invalid addpool details '{parameter}'")
-            self.pools.append({"url": parts[0], "user": parts[1], "pass": ",".join(parts[2:3])})
-            n = len(self.pools) - 1
-            return {"STATUS": R._status(55, f"Added pool {n}: '{parts[0]}'", desc), "id": 1}
-        n = int(parameter) if parameter.isdigit() else -1
-        if not 0 <= n < len(self.pools):
-            return err(26, f"Invalid pool id {n} - range is 0 - {len(self.pools) - 1}")
-        url = self.pools[n]["url"]
-        if command == "switchpool":
-            self.pool_active = n
-            return {"STATUS": R._status(27, f"Switching to pool {n}:'{url}'", desc), "id": 1}
-        active = self.pool_active if self.pool_active < len(self.pools) else 0
-        if n == active:
-            return err(67, f"Cannot remove active pool {n}:'{url}'")
-        del self.pools[n]
-        if n < active:
-            self.pool_active = active - 1
-        return {"STATUS": R._status(68, f"Removed pool {n}:'{url}'", desc), "id": 1}
 
 
 def encode(miner: SimMiner, body: dict[str, Any], glue_stats: bool) -> bytes:
@@ -619,7 +356,7 @@ class _MinerProtocol(asyncio.Protocol):
         assert self.transport is not None
         if p == "hang":
             return
-        if p == "vnish" and self.miner.sleeping and self.miner.vnish_api_stops:
+        if self.miner.vnish_api_stops and self.miner.sleeping:
             self._close()
             return
         if p == "garbage":
@@ -669,502 +406,6 @@ class _MinerProtocol(asyncio.Protocol):
         for h in self.handles:
             h.cancel()
         self.transport = None
-
-
-class _V3Protocol(asyncio.Protocol):
-    """Whatsminer API v3 framing: 4-byte little-endian length, then JSON, both ways.
-
-    Like the real firmware the connection stays open for more requests (the client closes it);
-    zero-length frames are heartbeats and get no reply; a frame longer than 64 KiB is not a
-    request and closes the connection.
-    """
-
-    _MAX_REQUEST = 64 * 1024
-
-    def __init__(self, miner: SimMiner) -> None:
-        self.miner = miner
-        self.buf = bytearray()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's TCPTransport is no asyncio.Transport subclass (client.py says the same)
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while len(self.buf) >= 4 and self.transport is not None:
-            n = int.from_bytes(self.buf[:4], "little")
-            if n > self._MAX_REQUEST:
-                self.transport.close()
-                return
-            if len(self.buf) < 4 + n:
-                return
-            raw = bytes(self.buf[4 : 4 + n])
-            del self.buf[: 4 + n]
-            if n == 0:
-                continue  # heartbeat
-            try:
-                request = json.loads(raw)
-            except ValueError:
-                request = None
-            if isinstance(request, dict):
-                reply = self.miner.answer_v3(request)
-            else:
-                reply = R.v3_reply("", "invalid json", R.V3_INVALID_ITEM)
-            body = json.dumps(reply, separators=(",", ":")).encode()
-            self.transport.write(len(body).to_bytes(4, "little") + body)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-
-
-# --- the stock web UI -----------------------------------------------------------------------
-
-WEB_USER = "root"
-_MAX_HEAD = 8192
-_MAX_POST = 64 * 1024
-
-
-async def _serve_web(
-    miner: SimMiner, reader: asyncio.StreamReader, w: asyncio.StreamWriter
-) -> None:
-    """One request per connection (``Connection: close``): enough for httpx's digest handshake."""
-    try:
-        head = await _read_head(reader)
-        if head is None:
-            return
-        length = head[2].get("content-length", "0")
-        if not length.isdigit() or int(length) > _MAX_POST:
-            return
-        # read the body even when the answer is a 401: closing with unread bytes sends an RST,
-        # and the client would lose the challenge it needs for the digest handshake
-        body = await reader.readexactly(int(length))
-        if miner.web_hang:
-            # a wedged CGI: the request is read, nothing comes back until the client gives up
-            while await reader.read(1024):
-                pass
-            return
-        w.write(_web_response(miner, *head, body))
-        await w.drain()
-    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        pass
-    finally:
-        w.close()
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]] | None:
-    """(method, path, lower-cased headers) of one request, or None if it is not HTTP."""
-    raw = await reader.readuntil(b"\r\n\r\n")
-    if len(raw) > _MAX_HEAD:
-        return None
-    lines = raw.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ")
-    if len(parts) != 3:
-        return None
-    headers = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return parts[0], parts[1], headers
-
-
-def _web_response(
-    miner: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes = b""
-) -> bytes:
-    if not _digest_ok(miner, method, headers.get("authorization", "")):
-        nonce = secrets.token_hex(16)
-        miner.web_nonces.append(nonce)
-        challenge = f'Digest realm="{R.BM_WEB_REALM}", nonce="{nonce}", qop="auth"'
-        return _http(
-            miner, 401, b"401 - Unauthorized", "text/html", {"WWW-Authenticate": challenge}
-        )
-    route = (method, path.split("?")[0])
-    if route == ("GET", "/cgi-bin/get_system_info.cgi"):
-        doc: dict[str, Any] = R.bm_system_info(miner)
-    elif route == ("GET", "/cgi-bin/get_miner_conf.cgi"):
-        doc = R.bm_miner_conf(miner)
-    elif route == ("POST", "/cgi-bin/set_miner_conf.cgi"):
-        doc = R.bm_set_result(_set_miner_conf(miner, body))
-    else:
-        return _http(miner, 404, b"404 - Not Found", "text/html", {})
-    return _http(miner, 200, json.dumps(doc).encode(), "application/json", {})
-
-
-def _set_miner_conf(miner: SimMiner, body: bytes) -> bool:
-    """Apply a posted config as the firmware does: the whole config is replaced, pools included,
-    so a client that forgot to send the pools leaves the miner with none."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return False
-    if not isinstance(doc, dict):
-        return False
-    raw = doc.get("miner-mode", doc.get("bitmain-work-mode"))
-    mode = raw if isinstance(raw, int) and not isinstance(raw, bool) else None
-    if isinstance(raw, str) and raw.strip().isdigit():
-        mode = int(raw)
-    if mode not in (0, 1, 2, 3):
-        return False
-    miner.conf_writes.append(doc)
-    pools = doc.get("pools")
-    miner.pools = [
-        {"url": str(p["url"]), "user": str(p.get("user", "")), "pass": str(p.get("pass", ""))}
-        for p in (pools if isinstance(pools, list) else [])
-        if isinstance(p, dict) and p.get("url")
-    ]
-    miner.set_work_mode(mode)
-    return True
-
-
-def _http(miner: SimMiner, status: int, body: bytes, ctype: str, extra: dict[str, str]) -> bytes:
-    miner.web_requests[status] += 1
-    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found"}[status]
-    head = [f"HTTP/1.1 {status} {reason}", f"Content-Type: {ctype}"]
-    head += [f"Content-Length: {len(body)}", "Connection: close", "Server: lighttpd/1.4.48"]
-    head += [f"{k}: {v}" for k, v in extra.items()]
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-
-
-def _digest_params(header: str) -> dict[str, str]:
-    """``Digest k="v", k2=v2`` -> dict; values never contain commas in what httpx sends."""
-    scheme, _, rest = header.partition(" ")
-    if scheme.lower() != "digest":
-        return {}
-    out = {}
-    for part in rest.split(","):
-        k, sep, v = part.strip().partition("=")
-        if sep:
-            out[k.strip().lower()] = v.strip().strip('"')
-    return out
-
-
-def _md5(s: str) -> str:
-    return hashlib.md5(s.encode(), usedforsecurity=False).hexdigest()
-
-
-def _digest_ok(miner: SimMiner, method: str, header: str) -> bool:
-    """RFC 2617 digest, MD5, qop=auth, as lighttpd's mod_auth checks it."""
-    p = _digest_params(header)
-    needed = ("username", "realm", "nonce", "uri", "response", "nc", "cnonce", "qop")
-    if any(k not in p for k in needed) or p["qop"] != "auth":
-        return False
-    if (
-        p["username"] != WEB_USER
-        or p["realm"] != R.BM_WEB_REALM
-        or p["nonce"] not in miner.web_nonces
-    ):
-        return False
-    ha1 = _md5(f"{WEB_USER}:{R.BM_WEB_REALM}:{miner.web_password}")
-    ha2 = _md5(f"{method}:{p['uri']}")
-    expect = _md5(f"{ha1}:{p['nonce']}:{p['nc']}:{p['cnonce']}:auth:{ha2}")
-    return secrets.compare_digest(expect, p["response"])
-
-
-# --- ePIC and Vnish HTTP JSON APIs ------------------------------------------------------------
-
-Route = Any  # (miner, method, path, headers, body) -> (status, JSON document or None)
-
-
-async def _start_http(m: SimMiner, port: int, route: Route) -> asyncio.Server:
-    return await asyncio.start_server(
-        lambda r, w: _serve_http(m, r, w, route),
-        host=m.ip,
-        port=port,
-        reuse_address=True,
-        backlog=64,
-        limit=_MAX_HEAD,
-    )
-
-
-async def _serve_http(
-    m: SimMiner, reader: asyncio.StreamReader, w: asyncio.StreamWriter, route: Route
-) -> None:
-    """One request per connection. A cgminer-style request (``{"command": ...}``) gets the
-    400 an HTTP server sends to anything that is not HTTP, as ePIC's 4028 does."""
-    try:
-        first = await reader.readexactly(1)
-        if first in (b"{", b"["):
-            w.write(_json_http(m, 400, None, reason="Bad Request"))
-            await w.drain()
-            return
-        raw = first + await reader.readuntil(b"\r\n\r\n")
-        lines = raw.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3:
-            return
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        length = headers.get("content-length", "0")
-        if not length.isdigit() or int(length) > _MAX_POST:
-            return
-        body = await reader.readexactly(int(length))
-        if m.web_hang:
-            while await reader.read(1024):
-                pass
-            return
-        if m.http_garbage:
-            page = b"<html><body>502 Bad Gateway</body></html>"
-            head = f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(page)}"
-            w.write(f"{head}\r\nConnection: close\r\n\r\n".encode() + page)
-            await w.drain()
-            return
-        m.tick()
-        status, doc = route(m, parts[0], parts[1].split("?")[0], headers, body)
-        w.write(_json_http(m, status, doc))
-        await w.drain()
-    except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        pass
-    finally:
-        w.close()
-
-
-def _json_http(m: SimMiner, status: int, doc: Any, reason: str = "") -> bytes:
-    m.web_requests[status] += 1
-    body = b"" if doc is None else json.dumps(doc).encode()
-    head = [f"HTTP/1.1 {status} {reason or 'OK'}", "Content-Type: application/json"]
-    head += [f"Content-Length: {len(body)}", "Connection: close"]
-    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-
-
-def _json_body(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
-def _epic_route(
-    m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
-) -> tuple[int, Any]:
-    gets = {"/summary": R.epic_summary, "/capabilities": R.epic_capabilities}
-    if method == "GET" and path in gets:
-        return 200, gets[path](m)
-    if method == "GET" and path == "/network":
-        return 200, R.epic_network(m)
-    if method != "POST" or path not in ("/miner", "/perpetualtune/algo", "/coin"):
-        return 404, None
-    req = _json_body(body)
-    if not isinstance(req, dict) or "param" not in req:
-        return 200, {"result": False, "error": "MissingParam"}
-    if req.get("password") != m.web_password:
-        return 200, {"result": False, "error": "BadPassword"}
-    param = req["param"]
-    if path == "/coin":
-        return 200, _epic_coin(m, param)
-    if path == "/miner" and param in ("Stop", "Autostart"):
-        m.sleeping = param == "Stop"
-        return 200, {"result": True, "error": None}
-    lo, hi = R.EPIC_POWER_RANGE
-    if path == "/perpetualtune/algo" and isinstance(param, dict) and param.get("algo") == "Power":
-        target = param.get("target")
-        if isinstance(target, int) and lo <= target <= hi:
-
-            def apply() -> None:
-                m.epic_power_target = m.power_limit_w = target
-                m.run_w = float(target)
-                m.run_ths = m.nominal_ths * target / m.nominal_power_w
-
-            m.limit_later(apply)
-            return 200, {"result": True, "error": None}
-    return 200, {"result": False, "error": "MissingParam"}
-
-
-def _epic_coin(m: SimMiner, param: Any) -> dict[str, Any]:
-    """``/coin``: up to three stratum_configs replace the pools (ePIC's OpenAPI document)."""
-    configs = param.get("stratum_configs") if isinstance(param, dict) else None
-    if (
-        not isinstance(configs, list)
-        or not 1 <= len(configs) <= 3
-        or not all(isinstance(c, dict) and isinstance(c.get("pool"), str) for c in configs)
-    ):
-        return {"result": False, "error": "InvalidStratumConfigs"}
-    m.pools = [
-        {"url": c["pool"], "user": str(c.get("login", "")), "pass": str(c.get("password", ""))}
-        for c in configs
-    ]
-    return {"result": True, "error": None}
-
-
-def _vnish_route(
-    m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
-) -> tuple[int, Any]:
-    if method == "GET" and path == "/api/v1/info":
-        return 200, R.vnish_info(m)
-    if method == "GET" and path == "/api/v1/summary":
-        return 200, R.vnish_summary(m)
-    if method == "GET" and path == "/api/v1/perf-summary":
-        return 200, R.vnish_perf_summary(m)
-    if method == "POST" and path == "/api/v1/unlock":
-        req = _json_body(body)
-        if not isinstance(req, dict) or req.get("pw") != m.web_password:
-            return 403, {"unlock_timeout": None}
-        token = secrets.token_urlsafe(24)
-        m.vnish_tokens.add(token)
-        return 200, {"token": token}
-    writes = (
-        "/api/v1/mining/stop",
-        "/api/v1/mining/start",
-        "/api/v1/settings",
-        "/api/v1/mining/restart",
-    )
-    if path not in writes and path != "/api/v1/autotune/presets":
-        return 404, None
-    auth = headers.get("authorization", "")
-    if not auth.startswith("Bearer ") or auth[7:] not in m.vnish_tokens:
-        return 401, None
-    if method == "GET" and path == "/api/v1/autotune/presets":
-        return 200, R.vnish_presets()
-    if method == "POST" and path in writes[:2]:
-        m.sleeping = path.endswith("/stop")
-        return 200, None
-    if method == "POST" and path == "/api/v1/mining/restart":
-        # bmminer restarts with the saved settings: saved pools take effect now
-        if m.vnish_saved_pools is not None:
-            m.pools, m.vnish_saved_pools = m.vnish_saved_pools, None
-        return 200, None
-    if method == "POST" and path == "/api/v1/settings":
-        req = _json_body(body)
-        pools = ((req or {}).get("miner") or {}).get("pools")
-        if pools is not None:
-            return _vnish_pools(m, pools)
-        preset = (((req or {}).get("miner") or {}).get("overclock") or {}).get("preset")
-        if not isinstance(preset, str) or not (preset == "disabled" or preset.isdigit()):
-            return 500, {"err": "invalid preset"}
-        watts = int(preset) if preset.isdigit() else int(m.nominal_power_w)
-
-        def apply() -> None:
-            m.vnish_preset = preset
-            m.run_w, m.power_limit_w = float(watts), watts
-            m.run_ths = m.nominal_ths * watts / m.nominal_power_w
-
-        m.limit_later(apply)
-        return 200, {"restart_required": False, "reboot_required": False}
-    return 404, None
-
-
-def _vnish_pools(m: SimMiner, pools: Any) -> tuple[int, Any]:
-    """Saved, applied at the next mining restart (the answer says one is needed), as Vnish
-    does with a new pool list; at most three url/user/pass entries (its OpenAPI schema)."""
-    if (
-        not isinstance(pools, list)
-        or not 1 <= len(pools) <= 3
-        or not all(isinstance(p, dict) and {"url", "user", "pass"} <= p.keys() for p in pools)
-    ):
-        return 500, {"err": "invalid pools"}
-    m.vnish_saved_pools = [
-        {"url": str(p["url"]), "user": str(p["user"]), "pass": str(p["pass"])} for p in pools
-    ]
-    return 200, {"restart_required": True, "reboot_required": False}
-
-
-def _braiins_route(
-    m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
-) -> tuple[int, Any]:
-    """Braiins OS 25.07+ public REST API: login, identity reads and the tuner's power target."""
-    if method == "POST" and path == "/api/v1/auth/login":
-        req = _json_body(body)
-        if (
-            not isinstance(req, dict)
-            or req.get("username") != "root"
-            or req.get("password") != m.web_password
-        ):
-            return 401, {"message": "Invalid username or password"}
-        token = secrets.token_urlsafe(12)
-        m.vnish_tokens.add(token)  # one token set per miner serves every web API here
-        return 200, {"token": token, "timeout_s": 3600}
-    reads = {"/api/v1/miner/details": R.bos_miner_details, "/api/v1/network/": R.bos_network}
-    writes = ("/api/v1/performance/power-target", "/api/v1/pools/batch")
-    if path not in writes and path not in reads:
-        return 404, {"message": "Not Found"}
-    if headers.get("authorization", "") not in m.vnish_tokens:
-        return 401, {"message": "Unauthorized"}
-    if path in reads:
-        return (200, reads[path](m)) if method == "GET" else (405, {"message": "Not Allowed"})
-    req = _json_body(body)
-    if path == "/api/v1/pools/batch":
-        return _bos_pool_groups(m, method, req)
-    watt = req.get("watt") if isinstance(req, dict) else None
-    if method != "PUT" or not isinstance(watt, int):
-        return 400, {"message": "Invalid request body"}
-    low, high = int(m.nominal_power_w * 0.4), int(m.factory_limit_w * 1.2)
-    if not low <= watt <= high:
-        return 400, {"message": f"Power target {watt} W out of range {low}-{high} W"}
-
-    def apply() -> None:
-        m.power_limit_w = watt
-        m.run_w = float(min(watt, m.nominal_power_w * 1.2))
-        m.run_ths = m.nominal_ths * m.run_w / m.nominal_power_w
-
-    m.limit_later(apply)
-    return 200, {"watt": watt}
-
-
-def _bos_pool_groups(m: SimMiner, method: str, groups: Any) -> tuple[int, Any]:
-    """``PUT /api/v1/pools/batch`` (OpenAPI 25.07 ``setBatchPools``): the groups replace every
-    group; the miner mines on the first group's pools, in order (bosminer restarts into them,
-    at once here). The reply echoes the groups with the uids it gave them."""
-    if method != "PUT":
-        return 405, {"message": "Not Allowed"}
-    if (
-        not isinstance(groups, list)
-        or not groups
-        or not all(isinstance(g, dict) and isinstance(g.get("pools"), list) for g in groups)
-        or not all(
-            isinstance(p, dict) and isinstance(p.get("url"), str) and isinstance(p.get("user"), str)
-            for g in groups
-            for p in g["pools"]
-        )
-    ):
-        return 400, {"message": "Invalid request body"}
-    out = [
-        {
-            **g,
-            "uid": f"group{gi}",
-            "pools": [{**p, "uid": str(n)} for n, p in enumerate(g["pools"])],
-        }
-        for gi, g in enumerate(groups)
-    ]
-    m.pools = [
-        {"url": p["url"], "user": p["user"], "pass": str(p.get("password") or "")}
-        for p in groups[0]["pools"]
-    ]
-    m.pool_active = 0
-    return 200, out
-
-
-def _auradine_route(
-    m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
-) -> tuple[int, Any]:
-    """FluxOS's HTTP API as pyasic drives it: a token for user/password, then /mode writes."""
-    req = _json_body(body)
-    if method == "POST" and path == "/token":
-        if not isinstance(req, dict) or (req.get("user"), req.get("password")) != (
-            "admin",
-            m.web_password,
-        ):
-            return 200, {"STATUS": [{"STATUS": "E", "Msg": "Invalid user or password"}]}
-        token = secrets.token_urlsafe(12)
-        m.vnish_tokens.add(token)  # one token set per miner serves every web API here
-        return 200, {"STATUS": [{"STATUS": "S", "Msg": "Token"}], "Token": [{"Token": token}]}
-    if path != "/mode":
-        return 404, {"STATUS": [{"STATUS": "E", "Msg": "Not found"}]}
-    if headers.get("token", "") not in m.vnish_tokens:
-        return 401, {"STATUS": [{"STATUS": "E", "Msg": "Unauthorized"}]}
-    if method != "POST" or not isinstance(req, dict):
-        return 400, {"STATUS": [{"STATUS": "E", "Msg": "Bad request"}]}
-    if req.get("sleep") in ("on", "off"):
-        m.sleeping = req["sleep"] == "on"
-    elif req.get("tune") == "power" and isinstance(req.get("power"), int):
-        if not 0 < req["power"] <= m.factory_limit_w:
-            return 200, {"STATUS": [{"STATUS": "E", "Msg": "Power out of range"}]}
-        m.apply_power_limit(req["power"])
-    else:
-        return 200, {"STATUS": [{"STATUS": "E", "Msg": "Invalid mode"}]}
-    return 200, {"STATUS": [{"STATUS": "S", "Msg": "Mode set"}]}
 
 
 def _addresses(first_ip: str, count: int) -> list[str]:
@@ -1228,17 +469,10 @@ class AsicFarmSimulator:
 
     def _make(self, i: int, ip: str, port: int, personality: str) -> SimMiner:
         r = random.Random(self._rng.random())
-        models = _MODELS.get(personality, _MODELS["antminer"])
-        model, ths, watts, limit = models[i % len(models)]
-        prefix = {
-            "whatsminer": "HTM3",
-            "whatsminer_v3": "BTM3CS40HD240831",  # the fixture's 33-character shape
-            "luxos": "JYZZ",
-            "braiins": "YNAH",
-            "auradine": "AU",
-        }.get(personality, "JYZZ")
-        n = 33 - len(prefix) if personality == "whatsminer_v3" else 13
-        serial = prefix + "".join(r.choice("0123456789ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(n))
+        spec = _SPECS[personality]
+        model, ths, watts, limit = spec.models[i % len(spec.models)]
+        pick = "0123456789ABCDEFGHJKLMNPRSTUVWXYZ"
+        serial = spec.serial_prefix + "".join(r.choice(pick) for _ in range(spec.serial_len))
         mac = "02:" + ":".join(f"{r.randrange(256):02X}" for _ in range(5))
         worker = f"kuat{i:05d}"
         miner = SimMiner(
@@ -1260,16 +494,11 @@ class AsicFarmSimulator:
             ],
             session_id=f"{r.getrandbits(48):012x}",
         )
-        # the passwords these firmwares ship with (stock Antminer's web UI: root)
-        miner.web_password = {
-            "epic": "letmein",
-            "vnish": "admin",
-            "braiins": "",
-            "auradine": "admin",
-            "avalon": "admin",
-        }.get(personality, "root")
+        miner.web_password = spec.web_password  # what the firmware ships with
         # both identity paths: known by serial (odd i) and by MAC alone (even i)
         miner.bos_rest_serial = i % 2 == 1
+        if spec.setup is not None:
+            spec.setup(miner)
         miner.tick()
         return miner
 
@@ -1287,45 +516,20 @@ class AsicFarmSimulator:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for i, m in enumerate(self._miners):
-            if m.personality == "whatsminer_v3":
-                v3 = await loop.create_server(
-                    functools.partial(_V3Protocol, m),
-                    host=m.ip,
-                    port=self.v3_port,
-                    reuse_address=True,
-                    backlog=64,
-                )
-                self._servers.append(v3)
+            spec = m.spec
+            if spec.listen is not None:  # not the cgminer API on the API port
+                self._servers += await spec.listen(m, R.Ports(m.port, self.web_port, self.v3_port))
                 continue
-            if m.personality == "epic":
-                # ePIC has no cgminer API: its HTTP API is on the API port
-                self._servers.append(await _start_http(m, m.port, _epic_route))
-                continue
-            if m.personality == "vnish" and self.web_port is not None:
-                self._servers.append(await _start_http(m, self.web_port, _vnish_route))
-            if m.personality == "braiins" and self.web_port is not None:
-                self._servers.append(await _start_http(m, self.web_port, _braiins_route))
-            if m.personality == "auradine" and self.web_port is not None:
-                self._servers.append(await _start_http(m, self.web_port, _auradine_route))
-            glue = m.personality == "antminer" and i % 5 == 0
             server = await loop.create_server(
-                functools.partial(_MinerProtocol, m, glue),
+                functools.partial(_MinerProtocol, m, spec.glued_stats and i % 5 == 0),
                 host=m.ip,
                 port=m.port,
                 reuse_address=True,
                 backlog=64,
             )
             self._servers.append(server)
-            if self.web_port is not None and m.serves_web:
-                web = await asyncio.start_server(
-                    functools.partial(_serve_web, m),
-                    host=m.ip,
-                    port=self.web_port,
-                    reuse_address=True,
-                    backlog=64,
-                    limit=_MAX_HEAD,
-                )
-                self._servers.append(web)
+            if self.web_port is not None and spec.web is not None:
+                self._servers.append(await spec.web(m, self.web_port))
 
     async def stop(self) -> None:
         for s in self._servers:

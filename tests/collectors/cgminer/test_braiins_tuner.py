@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from kuat.collectors.cgminer import sim_replies as R
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.braiins import sim as R
 from kuat.collectors.cgminer.parsers import parse_replies
+from kuat.collectors.cgminer.sim_replies import invalid
 from kuat.collectors.readings import AsicReading
 from tests.collectors.cgminer.conftest import FarmFactory
 
@@ -33,7 +34,7 @@ async def test_build_without_the_tuner_is_no_error(
     farm: FarmFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Braiins OS (not OS+) has no autotuner and refuses the command
-    monkeypatch.setitem(R.BRAIINS, "tunerstatus", lambda m: R.invalid(R._BOS_DESC))
+    monkeypatch.setitem(R.BRAIINS, "tunerstatus", lambda m: invalid(R.BRAIINS_SIM.desc))
     async with farm(1, ["braiins"]) as sim:
         r = await AsicPoller(timeout_s=2.0, web_port=None).poll(*sim.targets[0])
     assert isinstance(r, AsicReading), r

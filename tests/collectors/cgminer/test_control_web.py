@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from kuat.collectors.cgminer import control
-from kuat.collectors.cgminer import sim_replies as R
 from kuat.collectors.cgminer.client import decode_reply
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.bitmain import sim as R
 from kuat.collectors.cgminer.firmware.bitmain.web import conf_with_work_mode, work_mode
 from kuat.collectors.cgminer.parsers import parse_replies
 from kuat.collectors.cgminer.sim import AsicFarmSimulator

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from kuat.collectors.cgminer import control
-from kuat.collectors.cgminer import sim_replies as R
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.firmware.luxos import profile_table
+from kuat.collectors.cgminer.firmware.luxos import sim as R
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
+from kuat.collectors.cgminer.sim_replies import status
 from kuat.collectors.readings import AsicReading
 
 _ranges = itertools.count(100)
@@ -103,7 +104,7 @@ async def test_luxos_without_a_session_is_refused(
     farm: Farm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def busy(m: Any) -> dict[str, Any]:  # another tool holds the only session
-        return {"STATUS": R._status(313, "Another session is active", "LUXminer"), "id": 1}
+        return {"STATUS": status(313, "Another session is active", "LUXminer"), "id": 1}
 
     monkeypatch.setitem(R.LUXOS, "logon", busy)
     async with farm(["luxos"]) as sim:

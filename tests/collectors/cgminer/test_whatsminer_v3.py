@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from kuat.collectors.cgminer import sim_replies as R
 from kuat.collectors.cgminer.client import ApiError, NoAnswer, Replies, frame
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.whatsminer import sim as R
 from kuat.collectors.cgminer.firmware.whatsminer.v3 import V3Client
 from kuat.collectors.cgminer.parsers import SPECS, build_reading
 from kuat.collectors.cgminer.sim import AsicFarmSimulator

@@ -19,6 +19,8 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from kuat.collectors.cgminer.sim_replies import Personality, Reply, pools_body
+
 if TYPE_CHECKING:
     from kuat.collectors.cgminer.sim import SimMiner
 
@@ -180,3 +182,30 @@ def setpool(m: SimMiner, parameter: str) -> Body:
 
 def _pool_set_error(why: str) -> Body:
     return {"STATUS": _status(132, f"Pool set error: {why}", "E"), "id": 1}
+
+
+AVALON: dict[str, Reply] = {
+    "version": version,
+    "summary": summary,
+    "stats": stats,
+    "estats": stats,
+    "pools": lambda m: pools_body(m, DESC),
+}
+
+
+def _control(m: SimMiner, command: str, parameter: str, desc: str) -> Body | None:
+    if command == "ascset":
+        return ascset(m, parameter)
+    if command == "setpool":
+        return setpool(m, parameter)
+    return None
+
+
+AVALON_SIM = Personality(
+    name="avalon",
+    models=(("AvalonMiner 1246", 90.0, 3420.0, 3200),),
+    desc=DESC,
+    replies=AVALON,
+    control=_control,
+    web_password="admin",
+)
