@@ -119,9 +119,9 @@ class SimMiner:
     limit_due: tuple[float, Callable[[], None]] | None = None
     pools: list[dict[str, str]] = field(default_factory=list)
     pool_active: int = 0  # which of ``pools`` it mines on (LuxOS switchpool moves it)
-    # Avalon: the three pool slots setpool saved, applied by the next reboot; how long a
-    # reboot keeps its API away (0: back at once), and until when (on ``clock``)
-    avalon_saved_pools: list[dict[str, str]] | None = None
+    # pools a firmware saved to apply at its next mining restart or reboot; how long a reboot
+    # keeps its API away (0: back at once), and until when (on ``clock``)
+    saved_pools: list[dict[str, str]] | None = None
     reboot_s: float = 0.0
     down_until: float = 0.0
     started: float = field(default_factory=time.monotonic)
@@ -143,20 +143,18 @@ class SimMiner:
     work_mode: int = 0
     conf_writes: list[dict[str, Any]] = field(default_factory=list)
     web_apply_delay_s: float = 0.0
-    # LuxOS: the profile in use and what it makes the miner run at (0 = nameplate)
+    # the tuning profile or preset in use, or the tuner's power target (0: none), and what it
+    # makes the miner run at (0 = nameplate)
     profile: str = ""
+    preset: str = "disabled"
+    power_target: int = 0
     run_ths: float = 0.0
     run_w: float = 0.0
     # the login tokens a web/REST API handed out; a garbage HTTP answer
     web_tokens: set[str] = field(default_factory=set)
     http_garbage: bool = False
-    # ePIC / Vnish: the power target / preset in use; Vnish's cgminer API going quiet while
-    # mining is stopped (some builds stop it with the miner)
-    epic_power_target: int = 0
-    vnish_preset: str = "disabled"
-    vnish_api_stops: bool = False
-    # Vnish: pools saved through /settings, applied by the next mining restart
-    vnish_saved_pools: list[dict[str, str]] | None = None
+    # the cgminer API goes quiet while mining is stopped (some builds stop it with the miner)
+    api_stops_asleep: bool = False
     # Whatsminer write access (API v2 tokens and v3 signatures), the tokens handed out by
     # get_token (sign -> AES key; a miner keeps 32 per client), the highest limit it takes
     admin_password: str = "admin"
@@ -356,7 +354,7 @@ class _MinerProtocol(asyncio.Protocol):
         assert self.transport is not None
         if p == "hang":
             return
-        if self.miner.vnish_api_stops and self.miner.sleeping:
+        if self.miner.api_stops_asleep and self.miner.sleeping:
             self._close()
             return
         if p == "garbage":

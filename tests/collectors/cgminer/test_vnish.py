@@ -51,16 +51,16 @@ async def test_poller_reads_vnish_and_controls_it() -> None:
         asleep = await poller.poll(m.ip, m.port)
         assert isinstance(asleep, AsicReading) and asleep.state == "sleeping", asleep
         # a build that stops its cgminer API with the miner: the web API still gives a reading
-        m.vnish_api_stops = True
+        m.api_stops_asleep = True
         quiet = await poller.poll(m.ip, m.port)
         assert isinstance(quiet, AsicReading) and quiet.state == "sleeping", quiet
-        m.vnish_api_stops = False
+        m.api_stops_asleep = False
         woke = await vnish_web.wake(m.ip, "quota", web_port=WEB_PORT, confirm_s=3)
         assert woke.outcome == "done" and not m.sleeping, woke
         limited = await vnish_web.set_power_limit(
             m.ip, 3000, "quota", web_port=WEB_PORT, confirm_s=3
         )
-        assert limited.outcome == "done" and m.vnish_preset == "2950", limited
+        assert limited.outcome == "done" and m.preset == "2950", limited
         after = await poller.poll(m.ip, m.port)
         assert isinstance(after, AsicReading) and after.power_limit_w == 2950
         await poller.aclose()

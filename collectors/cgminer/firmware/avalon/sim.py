@@ -134,9 +134,9 @@ def ascset(m: SimMiner, parameter: str) -> Body:
     option = parts[1].strip()
     if option == "reboot":
         # the firmware starts again and cgminer loads the saved pool slots
-        if m.avalon_saved_pools is not None:
-            m.pools = [p for p in m.avalon_saved_pools if p["url"]]
-            m.avalon_saved_pools = None
+        if m.saved_pools is not None:
+            m.pools = [p for p in m.saved_pools if p["url"]]
+            m.saved_pools = None
             m.pool_active = 0
         m.down_until = m.clock() + m.reboot_s
         return {"STATUS": _status(118, "ASC 0 set info: reboot", "I"), "id": 1}
@@ -168,11 +168,11 @@ def setpool(m: SimMiner, parameter: str) -> Body:
     n = int(slot)
     if not 0 <= n <= 2:
         return _pool_set_error(f"pool num must between 0 and 2 , your input is {n}")
-    if m.avalon_saved_pools is None:
+    if m.saved_pools is None:
         saved = [dict(p) for p in m.pools[:3]]
-        m.avalon_saved_pools = saved + [{"url": "", "user": "", "pass": ""}] * (3 - len(saved))
+        m.saved_pools = saved + [{"url": "", "user": "", "pass": ""}] * (3 - len(saved))
     pw = parts[5] if len(parts) == 6 else ""
-    m.avalon_saved_pools[n] = {"url": url, "user": worker, "pass": pw}
+    m.saved_pools[n] = {"url": url, "user": worker, "pass": pw}
     msg = (
         f"Pool set info: \npool {n} success set to {url}\nworker is {worker}\n"
         f"workerpassword is {pw}\nPlease reboot miner to make config work.\n"

@@ -48,8 +48,8 @@ def epic_summary(m: SimMiner) -> Body:
     algo: Body = {
         "VoltageOptimizer": {"Optimized": True, "Target": 140, "Unit": "TH/s"},
     }
-    if m.epic_power_target:
-        algo = {"Power": {"Optimized": True, "Target": m.epic_power_target, "Unit": "W"}}
+    if m.power_target:
+        algo = {"Power": {"Optimized": True, "Target": m.power_target, "Unit": "W"}}
     return {
         "Fans Rpm": fans,
         "HBStatus": [{"Detected": True, "Enabled": not m.sleeping, "Index": i} for i in range(3)],
@@ -146,7 +146,7 @@ def _epic_route(
         if isinstance(target, int) and lo <= target <= hi:
 
             def apply() -> None:
-                m.epic_power_target = m.power_limit_w = target
+                m.power_target = m.power_limit_w = target
                 m.run_w = float(target)
                 m.run_ths = m.nominal_ths * target / m.nominal_power_w
 

@@ -1,7 +1,7 @@
 """Simulated Vnish on an Antminer: bmminer's cgminer API with the firmware named in ``Type``,
 and on the farm's web port its web API (unlock with the password, ``info``, ``summary``,
 ``perf-summary``, ``autotune/presets``, ``mining/stop|start|restart``, ``settings`` for a preset
-or pools, which apply at the next mining restart). ``SimMiner.vnish_api_stops``: the cgminer
+or pools, which apply at the next mining restart). ``SimMiner.api_stops_asleep``: the cgminer
 API goes quiet while mining is stopped, as some builds do.
 """
 
@@ -140,7 +140,7 @@ def vnish_summary(m: SimMiner) -> Body:
 
 
 def vnish_perf_summary(m: SimMiner) -> Body:
-    name = m.vnish_preset
+    name = m.preset
     pretty = "Disabled" if name == "disabled" else f"{name} watt"
     return {
         "current_preset": {"name": name, "pretty": pretty, "status": "tuned"},
@@ -148,7 +148,7 @@ def vnish_perf_summary(m: SimMiner) -> Body:
     }
 
 
-def vnish_presets() -> list[Body]:
+def presets() -> list[Body]:
     rows: list[Body] = [{"name": "disabled", "pretty": "Disabled", "status": "untuned"}]
     for w in VNISH_PRESETS:
         rows.append({"name": str(w), "pretty": f"{w} watt", "status": "tuned"})
@@ -188,14 +188,14 @@ def _vnish_route(
     if not auth.startswith("Bearer ") or auth[7:] not in m.web_tokens:
         return 401, None
     if method == "GET" and path == "/api/v1/autotune/presets":
-        return 200, vnish_presets()
+        return 200, presets()
     if method == "POST" and path in writes[:2]:
         m.sleeping = path.endswith("/stop")
         return 200, None
     if method == "POST" and path == "/api/v1/mining/restart":
         # bmminer restarts with the saved settings: saved pools take effect now
-        if m.vnish_saved_pools is not None:
-            m.pools, m.vnish_saved_pools = m.vnish_saved_pools, None
+        if m.saved_pools is not None:
+            m.pools, m.saved_pools = m.saved_pools, None
         return 200, None
     if method == "POST" and path == "/api/v1/settings":
         req = json_body(body)
@@ -208,7 +208,7 @@ def _vnish_route(
         watts = int(preset) if preset.isdigit() else int(m.nominal_power_w)
 
         def apply() -> None:
-            m.vnish_preset = preset
+            m.preset = preset
             m.run_w, m.power_limit_w = float(watts), watts
             m.run_ths = m.nominal_ths * watts / m.nominal_power_w
 
@@ -226,7 +226,7 @@ def _vnish_pools(m: SimMiner, pools: Any) -> tuple[int, Any]:
         or not all(isinstance(p, dict) and {"url", "user", "pass"} <= p.keys() for p in pools)
     ):
         return 500, {"err": "invalid pools"}
-    m.vnish_saved_pools = [
+    m.saved_pools = [
         {"url": str(p["url"]), "user": str(p["user"]), "pass": str(p["pass"])} for p in pools
     ]
     return 200, {"restart_required": True, "reboot_required": False}
