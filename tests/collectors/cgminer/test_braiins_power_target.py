@@ -13,6 +13,8 @@ import pytest
 
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.firmware.braiins import sim as braiins_sim
+from kuat.collectors.cgminer.firmware.braiins.rest import power_target_range
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.readings import AsicReading
 
@@ -72,12 +74,69 @@ async def test_wrong_password_is_refused_and_nothing_changes() -> None:
         assert await limit_of(host, port) == 3031.0
 
 
-async def test_target_out_of_range_is_refused_with_the_miners_words() -> None:
+PUT_TARGET = "REST PUT /api/v1/performance/power-target"
+
+
+async def test_target_below_the_miners_minimum_is_not_sent() -> None:
+    async with braiins() as (sim, web_port):
+        host, port = sim.targets[0]
+        access = control.MinerAccess(braiins_web_port=web_port)
+        res = await control.set_power_limit(host, port, "braiins", 400, "q", access=access)
+        # configuration/constraints: min 1212 W (40 % of the nameplate 3031 W)
+        assert res.outcome == "unsupported", res
+        assert "1212 W" in res.detail and "sleep it instead" in res.detail
+        assert sim.miners[0].requests["REST GET /api/v1/configuration/constraints"] == 1
+        assert sim.miners[0].requests[PUT_TARGET] == 0
+        assert await limit_of(host, port) == 3031.0
+
+
+async def test_target_above_the_miners_maximum_is_clamped_to_it() -> None:
+    async with braiins() as (sim, web_port):
+        host, port = sim.targets[0]
+        access = control.MinerAccess(braiins_web_port=web_port)
+        res = await control.set_power_limit(
+            host, port, "braiins", 5000, "q", access=access, confirm_s=3.0
+        )
+        assert res.outcome == "done", res
+        assert "3637 W" in res.detail  # the max, 120 % of the factory limit
+        assert await limit_of(host, port) == 3637.0
+
+
+async def test_build_without_constraints_gets_the_miners_own_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(braiins_sim, "bos_constraints", lambda m: None)  # HTTP 404
     async with braiins() as (sim, web_port):
         host, port = sim.targets[0]
         access = control.MinerAccess(braiins_web_port=web_port)
         res = await control.set_power_limit(host, port, "braiins", 400, "q", access=access)
         assert res.outcome == "refused" and "out of range" in res.detail
+        assert sim.miners[0].requests[PUT_TARGET] == 1
+
+
+def test_constraints_document_gives_the_power_target_range() -> None:
+    doc = {
+        "tuner_constraints": {
+            "power_target": {
+                "min": {"watt": 1200},
+                "default": {"watt": 3010},
+                "max": {"watt": 3600},
+            }
+        },
+        "cooling_constraints": None,
+    }
+    assert power_target_range(doc) == (1200, 3600)
+    for bad in (
+        None,
+        {},
+        {"tuner_constraints": None},
+        {"tuner_constraints": {"power_target": {"min": {"watt": 1200}}}},
+        {"tuner_constraints": {"power_target": {"min": {"watt": True}, "max": {"watt": 9}}}},
+        {"tuner_constraints": {"power_target": {"min": {"watt": 9e999}, "max": {"watt": 9}}}},
+        {"tuner_constraints": {"power_target": {"min": {"watt": 3600}, "max": {"watt": 1200}}}},
+        {"tuner_constraints": {"power_target": {"min": {"watt": "1200"}, "max": {"watt": 9}}}},
+    ):
+        assert power_target_range(bad) is None, bad
 
 
 async def test_firmware_without_the_rest_api_is_unsupported() -> None:

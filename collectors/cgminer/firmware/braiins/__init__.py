@@ -228,16 +228,22 @@ async def _rest_write(act: Act, write: Callable[..., Awaitable[T]], value: Any) 
 
 
 async def _power_target(act: Act, watts: int) -> ActionResult:
-    """``PUT /api/v1/performance/power-target`` (rest.py), confirmed by ``tunerstatus``."""
+    """``PUT /api/v1/performance/power-target`` (rest.py) within the range the miner's
+    ``configuration/constraints`` gives (clamped to its max; below its min: unsupported, so the
+    caller sleeps the miner instead), confirmed by ``tunerstatus``."""
     action = "set_power_limit"
     log.info("asic %s: power target %d W requested (%s)", act.device, watts, act.reason)
     got = await _rest_write(act, braiins_rest.set_power_target, watts)
+    if isinstance(got, braiins_rest.OutOfRange):
+        detail = f"lowest power target is {got.low} W, above {watts} W; sleep it instead"
+        return act.result(action, "unsupported", detail)
     if isinstance(got, HttpFailure):
         hint = "the power target needs Braiins OS 25.07 or later"
         return http_result(act, action, got, unsupported_hint=hint)
     ok, seen = await act.confirm_limit(got)
     if ok:
-        return act.result(action, "done", f"confirmed target {got} W; reason: {act.reason}")
+        detail = f"confirmed target {got} W (<= {watts} W); reason: {act.reason}"
+        return act.result(action, "done", detail)
     return act.result(action, "failed", f"miner took target {got} W but reads {seen}")
 
 

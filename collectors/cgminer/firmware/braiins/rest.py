@@ -6,6 +6,13 @@ REST API on the web port can (OpenAPI in Braiins' bos-plus-api; the same calls a
 
 - ``POST /api/v1/auth/login`` ``{"username", "password"}`` -> ``{"token", "timeout_s"}``; the token
   goes back verbatim in ``Authorization`` (no scheme word);
+- ``GET /api/v1/configuration/constraints`` -> ``tuner_constraints.power_target`` with
+  ``min``/``default``/``max`` each ``{"watt": N}`` (``GetConstraintsResponse`` of the OpenAPI
+  document, the gRPC ``ConfigurationService.GetConstraints``; the shape as two independent public
+  clients of the API read it, no capture from a real box here), read before every power target:
+  a target above the max is sent as the max (still under the quota share), one below the min is
+  not sent at all (``OutOfRange``: the caller sleeps the miner instead). A build without the
+  endpoint (HTTP 404) gets the target unchecked, as before;
 - ``PUT /api/v1/performance/power-target`` ``{"watt": N}`` -> ``{"watt": N}`` as applied; a
   target the tuner cannot take is a 4xx with ``{"message": …}``;
 - ``PUT /api/v1/pools/batch`` with a list of pool groups (``name``, ``pools`` of ``url``/``user``/
@@ -45,9 +52,38 @@ POWER_TARGET_PATH = "/api/v1/performance/power-target"
 POOLS_BATCH_PATH = "/api/v1/pools/batch"
 # the one pool group kuat writes: every pool in it, tried in order (quota 1 = all work from it)
 POOL_GROUP_NAME = "kuat"
+CONSTRAINTS_PATH = "/api/v1/configuration/constraints"
 MINER_DETAILS_PATH = "/api/v1/miner/details"
 NETWORK_PATH = "/api/v1/network/"
 DEFAULT_WEB_PORT = 80
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutOfRange:
+    """A power target below the lowest the miner's tuner takes (``configuration/constraints``);
+    nothing was sent."""
+
+    watts: int
+    low: int
+    high: int
+
+
+def power_target_range(doc: Any) -> tuple[int, int] | None:
+    """(min, max) W of the tuner's power target from a ``configuration/constraints`` document,
+    or None when it has no usable range."""
+    tuner = doc.get("tuner_constraints") if isinstance(doc, dict) else None
+    target = tuner.get("power_target") if isinstance(tuner, dict) else None
+    if not isinstance(target, dict):
+        return None
+    edges = []
+    for name in ("min", "max"):
+        edge = target.get(name)
+        watt = edge.get("watt") if isinstance(edge, dict) else None
+        if isinstance(watt, bool) or not isinstance(watt, int | float) or not 0 < watt < 1e6:
+            return None
+        edges.append(int(watt))
+    low, high = edges
+    return (low, high) if low <= high else None
 
 
 async def set_power_target(
@@ -59,13 +95,31 @@ async def set_power_target(
     username: str = "root",
     password: str = "",
     timeout_s: float = 5.0,
-) -> int | HttpFailure:
-    """Log in and set the tuner's power target; the watts the miner says it applied."""
+) -> int | HttpFailure | OutOfRange:
+    """Log in, read the tuner's range and set its power target within it (above the max: the
+    max; below the min: ``OutOfRange``, nothing sent); the watts the miner says it applied."""
     what = _what(port)
     deadline = asyncio.get_running_loop().time() + timeout_s
     token = await _login(client, host, port, username, password, deadline)
     if isinstance(token, HttpFailure):
         return token
+    constraints = await request_json(
+        client,
+        "GET",
+        host,
+        port,
+        CONSTRAINTS_PATH,
+        what=what,
+        deadline=deadline,
+        headers={"Authorization": token},
+    )
+    # no range (a build without the endpoint, an unreadable reply): the miner itself checks
+    span = None if isinstance(constraints, HttpFailure) else power_target_range(constraints)
+    if span is not None:
+        low, high = span
+        if watts < low:
+            return OutOfRange(int(watts), low, high)
+        watts = min(int(watts), high)
     got = await request_json(
         client,
         "PUT",

@@ -155,13 +155,46 @@ def bos_network(m: SimMiner) -> Body:
     }
 
 
+def bos_power_range(m: SimMiner) -> tuple[int, int]:
+    """The lowest and highest power target this miner's tuner takes, W."""
+    return int(m.nominal_power_w * 0.4), int(m.factory_limit_w * 1.2)
+
+
+def bos_constraints(m: SimMiner) -> Body | None:
+    """REST ``/api/v1/configuration/constraints``: the tuner's ranges as the OpenAPI document's
+    ``GetConstraintsResponse`` has them (``{min, default, max}`` of ``{"watt"}`` and
+    ``{"terahash_per_second"}``); from the documentation, not a capture."""
+    low, high = bos_power_range(m)
+    ths = m.nominal_ths
+    return {
+        "tuner_constraints": {
+            "enabled": {"default": True},
+            "power_target": {
+                "min": {"watt": low},
+                "default": {"watt": int(m.nominal_power_w)},
+                "max": {"watt": high},
+            },
+            "hashrate_target": {
+                "min": {"terahash_per_second": round(ths * 0.4, 1)},
+                "default": {"terahash_per_second": ths},
+                "max": {"terahash_per_second": round(ths * 1.2, 1)},
+            },
+        },
+        "cooling_constraints": None,
+        "dps_constraints": None,
+        "hashboards_constraints": None,
+    }
+
+
 # --- the REST API -------------------------------------------------------------------------
 
 
 def _braiins_route(
     m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
 ) -> tuple[int, Any]:
-    """Braiins OS 25.07+ public REST API: login, identity reads and the tuner's power target."""
+    """Braiins OS 25.07+ public REST API: login, identity reads, the tuner's range and its power
+    target. Every request is counted in ``m.requests`` as ``REST <method> <path>``."""
+    m.requests[f"REST {method} {path}"] += 1
     if method == "POST" and path == "/api/v1/auth/login":
         req = json_body(body)
         if (
@@ -173,21 +206,28 @@ def _braiins_route(
         token = secrets.token_urlsafe(12)
         m.web_tokens.add(token)  # one token set per miner serves every web API here
         return 200, {"token": token, "timeout_s": 3600}
-    reads = {"/api/v1/miner/details": bos_miner_details, "/api/v1/network/": bos_network}
+    reads = {
+        "/api/v1/miner/details": bos_miner_details,
+        "/api/v1/network/": bos_network,
+        "/api/v1/configuration/constraints": bos_constraints,
+    }
     writes = ("/api/v1/performance/power-target", "/api/v1/pools/batch")
     if path not in writes and path not in reads:
         return 404, {"message": "Not Found"}
     if headers.get("authorization", "") not in m.web_tokens:
         return 401, {"message": "Unauthorized"}
     if path in reads:
-        return (200, reads[path](m)) if method == "GET" else (405, {"message": "Not Allowed"})
+        doc = reads[path](m)
+        if doc is None:  # a build without this endpoint
+            return 404, {"message": "Not Found"}
+        return (200, doc) if method == "GET" else (405, {"message": "Not Allowed"})
     req = json_body(body)
     if path == "/api/v1/pools/batch":
         return _bos_pool_groups(m, method, req)
     watt = req.get("watt") if isinstance(req, dict) else None
     if method != "PUT" or not isinstance(watt, int):
         return 400, {"message": "Invalid request body"}
-    low, high = int(m.nominal_power_w * 0.4), int(m.factory_limit_w * 1.2)
+    low, high = bos_power_range(m)
     if not low <= watt <= high:
         return 400, {"message": f"Power target {watt} W out of range {low}-{high} W"}
 
