@@ -57,6 +57,7 @@ asic = 1
 timeout_s = 2
 web_port = {WEB_PORT}
 credentials.braiins.web_port = {WEB_PORT}
+credentials.auradine.web_port = {WEB_PORT}
 credentials.whatsminer.password = "{whatsminer_password}"
 [[asic.groups]]
 hosts = [{hosts}]
@@ -94,7 +95,16 @@ async def test_enforcing_writes_the_accredited_pools_through_each_firmware(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="kuat.pools")
-    firmwares = ("antminer", "whatsminer", "whatsminer_v3", "epic", "vnish", "luxos", "braiins")
+    firmwares = (
+        "antminer",
+        "whatsminer",
+        "whatsminer_v3",
+        "epic",
+        "vnish",
+        "luxos",
+        "braiins",
+        "auradine",
+    )
     async with farm(*firmwares, "avalon") as asics:
         asics.miners[0].set_work_mode(1)  # asleep for the quota: the fix must not wake it
         want = [written(m) for m in asics.miners]
@@ -107,11 +117,11 @@ async def test_enforcing_writes_the_accredited_pools_through_each_firmware(
         assert asics.miners[0].sleeping
         assert {r.outcome for r in agent.pool_fixer.results} == {"done"}, agent.pool_fixer.results
         # each miner written once: once fixed, it is no offender any more
-        assert len(agent.pool_fixer.results) == 8
+        assert len(agent.pool_fixer.results) == 9
         # the agent's own last view shows them on the accredited pool
         assert agent.pool_fixer.offenders() == []
     done = [r.getMessage() for r in caplog.records if "item 7 fixed" in r.getMessage()]
-    assert len(done) == 8 and all("btc.f2pool.com" in m for m in done), done
+    assert len(done) == 9 and all("btc.f2pool.com" in m for m in done), done
 
 
 async def test_dry_run_logs_the_plan_once_in_the_operators_language_and_writes_nothing(
@@ -139,13 +149,16 @@ async def test_a_miner_that_refuses_is_said_once_and_not_asked_every_cycle(
 ) -> None:
     caplog.set_level(logging.INFO, logger="kuat.pools")
     async with farm("whatsminer", "auradine") as asics:
+        asics.miners[1].web_password = "changed-on-site"  # kuat has the factory admin/admin
         before = [on(m) for m in asics.miners]
         cfg = config(tmp_path, asics, enforce=True, language="ru", whatsminer_password="wrong")
         agent = Agent(parse_config(cfg))
         await run_for(agent, 5)
         assert [on(m) for m in asics.miners] == before
-        # the refusing Whatsminer was asked once in five cycles
+        # each refusing miner was asked once in five cycles
         assert asics.miners[0].requests["get_token"] == 1
+        assert asics.miners[1].requests["token"] == 1
+        assert asics.miners[1].requests["updatepools"] == 0  # its login failed first
     said = [r.getMessage() for r in caplog.records if r.name == "kuat.pools"]
     assert len(said) == 2, said
     refused = next(m for m in said if "whatsminer" in m)

@@ -1,6 +1,6 @@
 """Auradine (FluxOS) against the simulator: detected from its replies, read over the cgminer-style
-API without credentials, identity from ipreport; sleep, wake and a power target over FluxOS's HTTP
-API with a token, each confirmed by reading the miner back."""
+API without credentials, identity from ipreport; sleep, wake, a power target and pools over
+FluxOS's HTTP API with a token, each confirmed by reading the miner back."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from kuat.collectors.capabilities import PoolConfigurable, PoolTarget
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.control import MinerAccess
+from kuat.collectors.cgminer.handle import miner_handle
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.readings import AsicReading
 
@@ -72,3 +74,35 @@ async def test_auradine_wrong_password_is_refused_and_nothing_changes() -> None:
         assert res.outcome == "refused" and "token" in res.detail, res
         assert "guess" not in res.detail  # secrets never in a message
         assert not sim.miners[0].sleeping
+
+
+ACCREDITED = (
+    PoolTarget("stratum+tcp://pool.kz.example:3333", "kzfarm.w1", "x"),
+    PoolTarget("stratum+tcp://backup.pool.kz.example:443", "kzfarm.w1", "x"),
+)
+
+
+async def test_auradine_pools_are_written_over_fluxos_and_read_back() -> None:
+    async with farm(1) as sim:
+        host, port = sim.targets[0]
+        m = sim.miners[0]
+        h = miner_handle(host, port, "auradine", access=ACCESS, confirm_s=3.0)
+        assert isinstance(h, PoolConfigurable)
+        res = await h.set_pools(ACCREDITED, "item 7")
+        assert res.outcome == "done", res
+        assert m.requests["updatepools"] == 1
+        assert [(p["url"], p["user"]) for p in m.pools] == [(p.url, p.user) for p in ACCREDITED]
+        r = await AsicPoller(web_port=None).poll(host, port)
+        assert isinstance(r, AsicReading)
+        assert [p.url for p in r.pools] == [p.url for p in ACCREDITED]
+
+
+async def test_auradine_pools_with_a_wrong_password_are_refused_and_kept() -> None:
+    async with farm(1) as sim:
+        host, port = sim.targets[0]
+        before = list(sim.miners[0].pools)
+        bad = MinerAccess(auradine_web_port=WEB_PORT, auradine_password="guess")
+        res = await control.set_pools(host, port, "auradine", ACCREDITED, "t", access=bad)
+        assert res.outcome == "refused" and "guess" not in res.detail, res
+        assert sim.miners[0].pools == before
+        assert sim.miners[0].requests["updatepools"] == 0

@@ -122,10 +122,10 @@ async def test_whatsminer_wrong_admin_password_is_refused_with_a_hint() -> None:
 
 
 async def test_no_write_path_and_no_pools_are_said_plainly() -> None:
-    h = miner_handle("10.0.0.5", 4028, "auradine")  # FluxOS documents no pool write
+    h = miner_handle("10.0.0.5", 4028, "cgminer")  # an unknown cgminer derivative
     assert not isinstance(h, PoolConfigurable)
-    res = await control.set_pools("127.0.0.1", 9, "auradine", ACCREDITED, "t")
-    assert res.outcome == "unsupported" and "auradine" in res.detail
+    res = await control.set_pools("127.0.0.1", 9, "cgminer", ACCREDITED, "t")
+    assert res.outcome == "unsupported" and "cgminer" in res.detail
     res = await control.set_pools("127.0.0.1", 9, "bitmain", (), "t")
     assert res.outcome == "refused" and "no pools" in res.detail
 

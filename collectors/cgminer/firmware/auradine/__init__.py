@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer.firmware import Firmware
 from kuat.collectors.cgminer.firmware.auradine import fluxos
 from kuat.collectors.cgminer.firmware.common import (
@@ -205,9 +205,32 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
     return act.result(action, "failed", f"miner took {watts} W but reads {seen}")
 
 
+async def _set_pools(act: Act, pools: tuple[PoolTarget, ...]) -> ActionResult:
+    """``/updatepools`` (fluxos.py; at most three pools, as control.set_pools keeps them),
+    confirmed by the pools the cgminer-style API then shows."""
+    action = "set_pools"
+    a = act.access
+    log.info("asic %s: pools requested over FluxOS (%s)", act.device, act.reason)
+    got = await fluxos.update_pools(
+        act.host,
+        [(p.url, p.user, p.password) for p in pools],
+        port=a.auradine_web_port,
+        user=a.auradine_username,
+        password=a.auradine_password,
+        timeout_s=a.web_timeout_s,
+    )
+    if got is not None:
+        return http_result(act, action, got)
+    ok, seen = await act.confirm_pools(pools)
+    if ok:
+        return act.result(action, "done", f"confirmed {len(pools)} pools; reason: {act.reason}")
+    return act.result(action, "failed", f"FluxOS took the pools but the miner reads {seen}")
+
+
 CONTROLS = Controls(
     firmware=FAMILY,
     sleep_wake=_sleep_wake,
     power_target=_power_target,
+    set_pools=_set_pools,
     credentials=("auradine_web_port", "auradine_username", "auradine_password", "web_timeout_s"),
 )

@@ -1,11 +1,15 @@
-"""Auradine FluxOS's HTTP API (port 8080, token auth): sleep, wake and the power target.
+"""Auradine FluxOS's HTTP API (port 8080, token auth): sleep, wake, the power target, pools.
 
     POST /token {"command": "token", "user": U, "password": P} -> {"Token": [{"Token": "…"}]}
     POST /mode  (header ``Token``) {"sleep": "on" | "off"}
     POST /mode  (header ``Token``) {"mode": "custom", "tune": "power", "power": W}
+    POST /updatepools (header ``Token``) {"command": "updatepools",
+                                          "pools": [{"url", "user", "pass"}, …at most 3]}
 
 The shapes are those pyasic's Auradine backend sends (UpstreamData/pyasic, pyasic/web/auradine.py,
-Apache-2.0); Auradine's own API document was not at hand, and no real box has been driven here.
+Apache-2.0; ``update_pools`` for the pools), and asic-rs's sends the same ``updatepools`` (its
+asic-rs-firmwares/auradine backend: url/user/pass, the first three pools); Auradine's own API
+document was not found in any public source searched, and no real box has been driven here.
 Every action is confirmed by reading the miner back over its cgminer-style API (``mode``: Sleep
 and Power, firmware/auradine/__init__.py), as every other firmware's action is.
 """
@@ -62,6 +66,36 @@ async def set_mode(
     timeout_s: float = 5.0,
 ) -> HttpFailure | None:
     """One ``/mode`` write with a fresh token; None when the miner accepted it."""
+    return await _write(host, "/mode", body, port, user, password, timeout_s)
+
+
+async def update_pools(
+    host: str,
+    pools: list[tuple[str, str, str]],
+    *,
+    port: int = DEFAULT_WEB_PORT,
+    user: str = DEFAULT_USER,
+    password: str = DEFAULT_PASSWORD,
+    timeout_s: float = 5.0,
+) -> HttpFailure | None:
+    """``/updatepools`` with ``pools`` ((url, user, password), in priority order; the clients
+    above send at most three) and a fresh token; None when the miner accepted it."""
+    body = {
+        "command": "updatepools",
+        "pools": [{"url": u, "user": w, "pass": p} for u, w, p in pools],
+    }
+    return await _write(host, "/updatepools", body, port, user, password, timeout_s)
+
+
+async def _write(
+    host: str,
+    path: str,
+    body: dict[str, Any],
+    port: int,
+    user: str,
+    password: str,
+    timeout_s: float,
+) -> HttpFailure | None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     async with http_client() as client:
         token = await _token(client, host, port, user, password, deadline)
@@ -72,7 +106,7 @@ async def set_mode(
             "POST",
             host,
             port,
-            "/mode",
+            path,
             what=f"FluxOS API on port {port}",
             deadline=deadline,
             body=body,
@@ -83,5 +117,5 @@ async def set_mode(
     status = (doc.get("STATUS") if isinstance(doc, dict) else None) or [{}]
     first = status[0] if isinstance(status, list) and status and isinstance(status[0], dict) else {}
     if str(first.get("STATUS", "S")).upper() in ("E", "F"):
-        return HttpFailure("rejected", f"FluxOS refused /mode: {str(first.get('Msg', ''))[:120]}")
+        return HttpFailure("rejected", f"FluxOS refused {path}: {str(first.get('Msg', ''))[:120]}")
     return None

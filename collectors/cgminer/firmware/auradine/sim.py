@@ -1,6 +1,8 @@
 """Simulated Auradine Teraflux on FluxOS: its cgminer-style API (ipreport, psu, temperature, fan,
 mode beside summary/pools/version) as in the asic-rs captures; on the farm's web port its HTTP
-API (``/token`` for admin + ``web_password``, then ``/mode`` sleep on/off or a power target).
+API (``/token`` for admin + ``web_password``, then ``/mode`` sleep on/off or a power target, and
+``/updatepools`` with one to three url/user/pass pools, which the miner then mines on; its reply
+text is not known from any source, only its STATUS shape).
 """
 
 from __future__ import annotations
@@ -105,9 +107,11 @@ AURADINE: dict[str, Reply] = {
 def _auradine_route(
     m: SimMiner, method: str, path: str, headers: dict[str, str], body: bytes
 ) -> tuple[int, Any]:
-    """FluxOS's HTTP API as pyasic drives it: a token for user/password, then /mode writes."""
+    """FluxOS's HTTP API as pyasic drives it: a token for user/password, then /mode and
+    /updatepools writes (each, and every token asked for, counted in ``m.requests`` by name)."""
     req = json_body(body)
     if method == "POST" and path == "/token":
+        m.requests["token"] += 1
         if not isinstance(req, dict) or (req.get("user"), req.get("password")) != (
             "admin",
             m.web_password,
@@ -116,12 +120,15 @@ def _auradine_route(
         token = secrets.token_urlsafe(12)
         m.web_tokens.add(token)  # one token set per miner serves every web API here
         return 200, {"STATUS": [{"STATUS": "S", "Msg": "Token"}], "Token": [{"Token": token}]}
-    if path != "/mode":
+    if path not in ("/mode", "/updatepools"):
         return 404, {"STATUS": [{"STATUS": "E", "Msg": "Not found"}]}
     if headers.get("token", "") not in m.web_tokens:
         return 401, {"STATUS": [{"STATUS": "E", "Msg": "Unauthorized"}]}
     if method != "POST" or not isinstance(req, dict):
         return 400, {"STATUS": [{"STATUS": "E", "Msg": "Bad request"}]}
+    m.requests[path.lstrip("/")] += 1
+    if path == "/updatepools":
+        return 200, _update_pools(m, req.get("pools"))
     if req.get("sleep") in ("on", "off"):
         m.sleeping = req["sleep"] == "on"
     elif req.get("tune") == "power" and isinstance(req.get("power"), int):
@@ -131,6 +138,22 @@ def _auradine_route(
     else:
         return 200, {"STATUS": [{"STATUS": "E", "Msg": "Invalid mode"}]}
     return 200, {"STATUS": [{"STATUS": "S", "Msg": "Mode set"}]}
+
+
+def _update_pools(m: SimMiner, pools: Any) -> Body:
+    """One to three url/user/pass pools replace the miner's, which mines on the first."""
+    if (
+        not isinstance(pools, list)
+        or not 1 <= len(pools) <= 3
+        or not all(isinstance(p, dict) and isinstance(p.get("url"), str) for p in pools)
+    ):
+        return {"STATUS": [{"STATUS": "E", "Msg": "Invalid pools"}]}
+    m.pools = [
+        {"url": p["url"], "user": str(p.get("user", "")), "pass": str(p.get("pass", ""))}
+        for p in pools
+    ]
+    m.pool_active = 0
+    return {"STATUS": [{"STATUS": "S", "Msg": "Pools updated"}]}
 
 
 AURADINE_SIM = Personality(
