@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -24,6 +25,7 @@ from kuat.collectors.cgminer.firmware.bitmain.web import (
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.readings import AsicReading
 
+FIX = Path(__file__).parents[2] / "fixtures" / "asic"
 WEB_PORT = 18080
 _ranges = itertools.count(1)
 
@@ -282,3 +284,13 @@ async def test_web_identity_can_be_turned_off(web_farm: WebFarm) -> None:
         await asyncio.sleep(0.05)
     assert isinstance(r, AsicReading) and r.serial is None
     assert not m.web_requests and poller.identity_of(m.ip, m.port) is None
+
+
+def test_s21_era_system_info_is_known_by_serial_when_its_mac_is_no_mac() -> None:
+    # a stock S21 (FR-1.12, Oct 2025) as asic-rs keeps it, its MAC anonymised to non-hex upstream
+    body = (FIX / "bitmain-s21-get_system_info.json").read_bytes()
+    ident = parse_system_info(body)
+    assert isinstance(ident, BitmainIdentity), ident
+    assert (ident.serial, ident.model) == ("THQING0BDJAB024NF", "Antminer S21")
+    assert ident.firmware == "FR-1.12(251009-S21)"
+    assert ident.mac is None  # "02:55:97:22:3M:72" is no MAC: never an identity
