@@ -1,6 +1,7 @@
 """Power limits through the real agent on Braiins OS miners, whose tuner takes a power target
 only inside its range (the simulator's: 40 % of nominal and up, as Braiins OS's
-``/api/v1/configuration/constraints`` gives per model; anything lower is an HTTP 400).
+``/api/v1/configuration/constraints`` gives per model; kuat reads it and refuses anything
+lower without sending it, as the tuner's HTTP 400 would).
 
 - Every step kuat plans is a share of the miner's own full power — never a share of a limit of
   kuat's own that a reading showed before its confirmation came back, or once the miner's

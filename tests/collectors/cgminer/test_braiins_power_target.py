@@ -82,9 +82,10 @@ async def test_target_below_the_miners_minimum_is_not_sent() -> None:
         host, port = sim.targets[0]
         access = control.MinerAccess(braiins_web_port=web_port)
         res = await control.set_power_limit(host, port, "braiins", 400, "q", access=access)
-        # configuration/constraints: min 1212 W (40 % of the nameplate 3031 W)
-        assert res.outcome == "unsupported", res
-        assert "1212 W" in res.detail and "sleep it instead" in res.detail
+        # configuration/constraints: min 1212 W (40 % of the nameplate 3031 W); refused, as the
+        # tuner would, so the curtailer learns the floor (unsupported would turn limits off)
+        assert res.outcome == "refused", res
+        assert "1212 W" in res.detail and "not sent" in res.detail
         assert sim.miners[0].requests["REST GET /api/v1/configuration/constraints"] == 1
         assert sim.miners[0].requests[PUT_TARGET] == 0
         assert await limit_of(host, port) == 3031.0

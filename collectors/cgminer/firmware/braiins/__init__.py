@@ -229,14 +229,15 @@ async def _rest_write(act: Act, write: Callable[..., Awaitable[T]], value: Any) 
 
 async def _power_target(act: Act, watts: int) -> ActionResult:
     """``PUT /api/v1/performance/power-target`` (rest.py) within the range the miner's
-    ``configuration/constraints`` gives (clamped to its max; below its min: unsupported, so the
-    caller sleeps the miner instead), confirmed by ``tunerstatus``."""
+    ``configuration/constraints`` gives (clamped to its max; below its min: refused without
+    sending, as the tuner would refuse it), confirmed by ``tunerstatus``."""
     action = "set_power_limit"
     log.info("asic %s: power target %d W requested (%s)", act.device, watts, act.reason)
     got = await _rest_write(act, braiins_rest.set_power_target, watts)
     if isinstance(got, braiins_rest.OutOfRange):
-        detail = f"lowest power target is {got.low} W, above {watts} W; sleep it instead"
-        return act.result(action, "unsupported", detail)
+        # refused, as the tuner itself would: the curtailer learns this miner's floor from it
+        detail = f"lowest power target is {got.low} W (configuration/constraints), above {watts} W"
+        return act.result(action, "refused", f"{detail}; not sent")
     if isinstance(got, HttpFailure):
         hint = "the power target needs Braiins OS 25.07 or later"
         return http_result(act, action, got, unsupported_hint=hint)

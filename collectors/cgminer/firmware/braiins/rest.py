@@ -11,8 +11,8 @@ REST API on the web port can (OpenAPI in Braiins' bos-plus-api; the same calls a
   document, the gRPC ``ConfigurationService.GetConstraints``; the shape as two independent public
   clients of the API read it, no capture from a real box here), read before every power target:
   a target above the max is sent as the max (still under the quota share), one below the min is
-  not sent at all (``OutOfRange``: the caller sleeps the miner instead). A build without the
-  endpoint (HTTP 404) gets the target unchecked, as before;
+  not sent at all (``OutOfRange``: refused, as the tuner would, so the caller learns the floor).
+  A build without the endpoint (HTTP 404) gets the target unchecked, as before;
 - ``PUT /api/v1/performance/power-target`` ``{"watt": N}`` -> ``{"watt": N}`` as applied; a
   target the tuner cannot take is a 4xx with ``{"message": …}``;
 - ``PUT /api/v1/pools/batch`` with a list of pool groups (``name``, ``pools`` of ``url``/``user``/
