@@ -241,13 +241,6 @@ def vm_values(vm: VictoriaMetrics, metric: str) -> list[float]:
     return [v for s in vm.export(f'{{__name__="{metric}"}}') for v in s["values"]]
 
 
-# Open defect, found 2026-12-05 after session 5's merges: in about half the runs one miner's
-# point, handed to the spool and acked as delivered, is missing from VictoriaMetrics. Not
-# strict, so the run shows XPASS/XFAIL each time until the cause is found and this mark goes.
-@pytest.mark.xfail(
-    reason="intermittent: one recorded point missing after the outage (under investigation)",
-    strict=False,
-)
 async def test_database_outage_loses_and_duplicates_nothing(
     farm: Farm, tmp_path: Path, victoria_metrics: VictoriaMetrics, mosquitto: Mosquitto
 ) -> None:
