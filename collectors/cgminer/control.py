@@ -146,9 +146,11 @@ async def set_power_limit(
 
     The firmware's backend sets its own kind of target (a profile or preset at or below
     ``watts``, or ``watts`` itself) and is done when a poll shows the new limit; a firmware with
-    no watt target, or a target it cannot reach that low, is unsupported, so the caller sleeps
-    the miner instead. Some firmware restarts mining to apply a limit: on real hardware give
-    ``confirm_s`` what the backend's ``Controls.confirm_s`` says.
+    no watt target is unsupported, so the caller sleeps the miner instead; a target below the
+    lowest the firmware takes (its lowest profile or preset, its tuner's minimum) is refused,
+    not sent where the range is known beforehand, so the caller learns the miner's floor and
+    keeps limiting it above it. Some firmware restarts mining to apply a limit: on real
+    hardware give ``confirm_s`` what the backend's ``Controls.confirm_s`` says.
     """
     a = _access(access, DEFAULT_WEB_PORT, "root", "root", 5.0, admin_password, v3_account, v3_port)
     action = "set_power_limit"

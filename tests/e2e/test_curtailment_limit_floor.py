@@ -1,7 +1,8 @@
 """Power limits through the real agent on Braiins OS miners, whose tuner takes a power target
 only inside its range (the simulator's: 40 % of nominal and up, as Braiins OS's
 ``/api/v1/configuration/constraints`` gives per model; kuat reads it and refuses anything
-lower without sending it, as the tuner's HTTP 400 would).
+lower without sending it, as the tuner's HTTP 400 would); the floor case on the other firmware
+with a lowest limit too (LuxOS's lowest profile, ePIC's Power range, Vnish's lowest preset).
 
 - Every step kuat plans is a share of the miner's own full power — never a share of a limit of
   kuat's own that a reading showed before its confirmation came back, or once the miner's
@@ -9,12 +10,13 @@ lower without sending it, as the tuner's HTTP 400 would).
   60 %, under the firmware's minimum, was refused, and the miners were slept instead).
 - A limit the firmware refuses is remembered as below its minimum: that miner is not asked
   for it or anything lower again, and can still be limited at a step it takes (it was: one
-  refusal turned limits off for that miner, and it could only be slept)."""
+  refusal turned limits off for that miner, and it could only be slept; on LuxOS, ePIC and
+  Vnish a target below the range came back "unsupported", which did the same)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +27,8 @@ import pytest
 from kuat.agent.config import parse_config
 from kuat.agent.runtime import Agent
 from kuat.collectors.capabilities import ActionResult
+from kuat.collectors.cgminer.firmware.epic.sim import EPIC_POWER_RANGE
+from kuat.collectors.cgminer.firmware.vnish.sim import VNISH_PRESETS
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.quota.clock import hour_bounds, hour_of
@@ -40,8 +44,27 @@ pytestmark = pytest.mark.servers
 
 MINERS = 4
 STEP_S = 0.5
-FULL_W = 3031.0  # the simulated Braiins S19 XP; its tuner's floor is 1212 W
-FLOOR_W = 1212
+
+
+@dataclass(frozen=True)
+class Firmware:
+    personality: str
+    full_w: float  # the simulated model's nameplate
+    floor_w: int  # the lowest limit its firmware takes
+    asic: Mapping[str, object]  # the agent's extra [asic] keys
+
+
+WEB = {"web_port": 8080}
+# the simulated S19 XP: its tuner's floor is 40 % of it
+BRAIINS = Firmware("braiins", 3031.0, 1212, {**WEB, "credentials": {"braiins": WEB}})
+FIRMWARE = {
+    "braiins": BRAIINS,
+    # an S19k Pro: its lowest profile, 190MHz, draws 1593 W (luxos/sim.py)
+    "luxos": Firmware("luxos", 2760.0, 1593, {}),
+    "epic": Firmware("epic", 3010.0, EPIC_POWER_RANGE[0], {}),
+    "vnish": Firmware("vnish", 3050.0, min(VNISH_PRESETS), WEB),
+}
+FULL_W = BRAIINS.full_w
 
 
 @dataclass
@@ -57,8 +80,9 @@ async def run(
     quota: Mapping[str, object],
     cuts: Mapping[float, float],
     identified: bool = True,
+    fw: Firmware = BRAIINS,
 ) -> Outcome:
-    """Four Braiins miners whose target shows 2 s after the PUT, read every 2 s (so a reading
+    """Four miners of ``fw`` whose limit shows 2 s after it is sent, read every 2 s (so a reading
     lands before a confirmation), two fake minutes from ten before an hour's end; ``cuts``:
     at t seconds, the rest of the hour's allocation as a share of full load; ``identified``
     false: the first plan comes before the miners' serials and MACs (a background read of
@@ -70,13 +94,13 @@ async def run(
     farm = AsicFarmSimulator(
         MINERS,
         first_ip=f"127.44.{net}.1",
-        personalities=["braiins"],
+        personalities=[fw.personality],
         web_port=8080,
-        apply_delay_s={"braiins": {"limit": 2.0}},
+        apply_delay_s={fw.personality: {"limit": 2.0}},
         clock=clock.seconds,
     )
     meter = MeterSimulator("schneider-pm5560", host=f"127.44.{net + 100}.1")
-    full_kw = MINERS * FULL_W / 1000
+    full_kw = MINERS * fw.full_w / 1000
     site = FollowedMeter(meter, full_kw, 48_000.0)
     counter_h0 = site.import_kwh - full_kw * (start - h0).total_seconds() / 3600
     lowest: list[int] = []
@@ -89,7 +113,7 @@ async def run(
             meter=meter,
             quota={**base, "power_limit_hold_s": 0, "tolerance_kwh": 0.1, **quota},
             intervals={"asic": 30, "meter": 1, "quota": 5},
-            asic={"web_port": 8080, "credentials": {"braiins": {"web_port": 8080}}},
+            asic=fw.asic,
         )
         agent = Agent(parse_config(text), clock=clock)
         await poll_asics_on(agent, clock)
@@ -135,13 +159,25 @@ async def test_a_limit_read_back_before_its_confirmation_is_not_taken_as_full_po
     assert out.sleeping
 
 
+@pytest.mark.parametrize("firmware", list(FIRMWARE))
 async def test_a_refused_limit_is_never_asked_again_and_the_miner_is_still_limited(
-    tmp_path: Path,
+    tmp_path: Path, firmware: str
 ) -> None:
-    # steps down to 30 % (909 W), under the firmware's floor; a cut to 55 % asks for it
-    out = await run(tmp_path, 2, {"power_limit_min_pct": 30}, {0.0: 0.55})
-    refused = Counter(r.device_id for r in out.limits if r.outcome == "refused")
-    assert refused and max(refused.values()) == 1, out.limits  # each learned its floor once
+    # steps down to 30 % of full power, under every firmware's floor; a cut to 55 % asks for it
+    fw = FIRMWARE[firmware]
+    net = 2 + list(FIRMWARE).index(firmware)
+    out = await run(tmp_path, net, {"power_limit_min_pct": 30}, {0.0: 0.55}, fw=fw)
+    refused: dict[str, list[int]] = {}  # the targets each miner refused, in order
+    for r in out.limits:
+        if r.outcome == "refused":
+            asked = re.search(r"above (\d+) W", r.detail)
+            assert asked, r  # every backend names the target it would not take
+            refused.setdefault(r.device_id, []).append(int(asked[1]))
+    assert refused, out.limits
+    for targets in refused.values():
+        # never asked again at or below a refused target; refused only below its floor (one
+        # step under it on Braiins here; a floor higher up is learned one step at a time)
+        assert targets == sorted(set(targets)) and targets[-1] < fw.floor_w, out.limits
     later = {r.device_id for r in out.limits if r.outcome == "done"} & refused.keys()
     assert later, out.limits  # limited again at a step its firmware takes, not given up on
-    assert out.lowest_w >= FLOOR_W
+    assert out.lowest_w >= fw.floor_w

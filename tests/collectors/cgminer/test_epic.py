@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.firmware.epic import api as epic
+from kuat.collectors.cgminer.firmware.epic.sim import EPIC_POWER_RANGE
 from kuat.collectors.readings import AsicReading, DeviceError
 from tests.collectors.cgminer.conftest import FarmFactory
 
@@ -66,9 +67,25 @@ async def test_poller_detects_epic_and_controls_it(farm: FarmFactory) -> None:
         assert limited.outcome == "done", limited
         after = await poller.poll(m.ip, m.port)
         assert isinstance(after, AsicReading) and after.power_limit_w == 2500
-        too_low = await epic.set_power_limit(m.ip, 900, "quota", confirm_s=1)
-        assert too_low.outcome == "unsupported"
         await poller.aclose()
+
+
+async def test_a_target_below_the_tuners_range_is_refused_unsent_and_the_miner_still_limited(
+    farm: FarmFactory,
+) -> None:
+    # refused, not unsupported: the curtailer learns the floor from a refusal and keeps
+    # limiting the miner above it; "unsupported" turned its limits off for good (sleep only)
+    lo, _ = EPIC_POWER_RANGE
+    async with farm(1, ["epic"]) as sim:
+        m = sim.miners[0]
+        too_low = await epic.set_power_limit(m.ip, lo - 600, "quota", confirm_s=1)
+        assert too_low.outcome == "refused", too_low
+        assert f"lowest power target is {lo} W" in too_low.detail, too_low
+        assert "not sent" in too_low.detail
+        assert m.requests["HTTP POST /perpetualtune/algo"] == 0
+        at_floor = await epic.set_power_limit(m.ip, lo, "quota", confirm_s=3)
+        assert at_floor.outcome == "done", at_floor
+        assert m.power_limit_w == lo
 
 
 async def test_garbage_or_hung_http_is_a_device_error_naming_the_miner(

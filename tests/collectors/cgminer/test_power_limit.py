@@ -89,15 +89,22 @@ async def test_luxos_exact_target_and_raise_back(farm: Farm) -> None:
         assert (await poll(host, port)).power_limit_w == table["340MHz"][1]
 
 
-async def test_luxos_target_below_every_profile_is_unsupported(farm: Farm) -> None:
+async def test_luxos_target_below_every_profile_is_refused_and_not_sent(farm: Farm) -> None:
+    # refused, not unsupported: the curtailer learns the floor from a refusal and keeps
+    # limiting the miner above it; "unsupported" turned its limits off for good (sleep only)
     async with farm(["luxos"]) as sim:
         host, port = sim.targets[0]
         m = sim.miners[0]
+        low_w = R.lux_profiles(m)["190MHz"][1]
         res = await control.set_power_limit(host, port, "luxos", 900, "deep cut")
-        assert res.outcome == "unsupported", res
-        assert "190MHz" in res.detail and "sleep" in res.detail
+        assert res.outcome == "refused", res
+        assert f"190MHz draws {low_w} W" in res.detail and "not sent" in res.detail
         assert m.profile == R.LUX_DEFAULT_PROFILE
-        assert m.requests["profileset"] == 0
+        assert m.requests["profileset"] == m.requests["logon"] == 0
+        # the same miner still takes a limit at its lowest profile
+        res = await control.set_power_limit(host, port, "luxos", low_w, "cut above its floor")
+        assert res.outcome == "done", res
+        assert m.profile == "190MHz"
 
 
 async def test_luxos_without_a_session_is_refused(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.firmware.vnish import web as vnish_web
+from kuat.collectors.cgminer.firmware.vnish.sim import VNISH_PRESETS
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.readings import AsicReading
 
@@ -64,3 +65,23 @@ async def test_poller_reads_vnish_and_controls_it() -> None:
         after = await poller.poll(m.ip, m.port)
         assert isinstance(after, AsicReading) and after.power_limit_w == 2950
         await poller.aclose()
+
+
+async def test_a_target_below_every_preset_is_refused_unsent_and_the_miner_still_limited() -> None:
+    # refused, not unsupported: the curtailer learns the floor from a refusal and keeps
+    # limiting the miner above it; "unsupported" turned its limits off for good (sleep only)
+    low = min(VNISH_PRESETS)
+    sim = AsicFarmSimulator(
+        1, first_ip=f"127.81.{next(_ranges)}.1", personalities=["vnish"], web_port=WEB_PORT
+    )
+    async with sim:
+        m = sim.miners[0]
+        too_low = await vnish_web.set_power_limit(m.ip, low - 500, "quota", web_port=WEB_PORT)
+        assert too_low.outcome == "refused", too_low
+        assert f"lowest preset draws {low} W" in too_low.detail, too_low
+        assert "not sent" in too_low.detail
+        assert m.requests["HTTP POST /api/v1/settings"] == 0
+        at_floor = await vnish_web.set_power_limit(
+            m.ip, low, "quota", web_port=WEB_PORT, confirm_s=3
+        )
+        assert at_floor.outcome == "done" and m.preset == str(low), at_floor

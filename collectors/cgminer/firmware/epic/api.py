@@ -359,8 +359,9 @@ async def set_power_limit(
     """Run the perpetual tuner's "Power" algorithm at no more than ``watts``.
 
     Only boxes whose capabilities list the Power algorithm can; a target above its max is
-    clamped to the max (still under the quota share), one below its min is unsupported so the
-    caller sleeps the miner instead. Done when the summary shows the tuner at that target.
+    clamped to the max (still under the quota share), one below its min is refused without
+    sending it (the curtailer learns the miner's floor from it; "unsupported" would turn limits
+    off for the miner). Done when the summary shows the tuner at that target.
     """
     action, device = "set_power_limit", f"{host}:{port}"
     if watts <= 0:
@@ -384,8 +385,8 @@ async def set_power_limit(
             return ActionResult(device, action, "unsupported", why)
         lo, hi = span
         if watts < lo:
-            detail = f"lowest power target is {lo:.0f} W, above {watts} W; sleep it instead"
-            return ActionResult(device, action, "unsupported", detail)
+            detail = f"lowest power target is {lo:.0f} W (capabilities), above {watts} W; not sent"
+            return ActionResult(device, action, "refused", detail)
         target = int(min(watts, hi))
         log.info("asic %s: ePIC power target %d W requested (%s)", device, target, reason)
         param = {"algo": "Power", "target": target}

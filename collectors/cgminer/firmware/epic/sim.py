@@ -129,6 +129,7 @@ def _epic_route(
         return 200, epic_network(m)
     if method != "POST" or path not in ("/miner", "/perpetualtune/algo", "/coin"):
         return 404, None
+    m.requests[f"HTTP POST {path}"] += 1  # what was written, for tests: nothing below the range
     req = json_body(body)
     if not isinstance(req, dict) or "param" not in req:
         return 200, {"result": False, "error": "MissingParam"}

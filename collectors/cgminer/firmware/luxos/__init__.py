@@ -151,8 +151,10 @@ async def _sleep_wake(act: Act, to_sleep: bool) -> ActionResult:
 
 async def _power_target(act: Act, watts: int) -> ActionResult:
     """The highest-power profile whose watts are <= ``watts`` (never above: the target is a
-    quota share); no profile that low -> unsupported, so the caller sleeps the miner instead.
-    Done when a poll shows that profile's watts as ``power_limit_w``."""
+    quota share); no profile that low -> refused without sending anything (its lowest profile
+    is the miner's floor: the curtailer learns it and plans only steps above it, where
+    "unsupported" would turn limits off for the miner). Done when a poll shows that profile's
+    watts as ``power_limit_w``."""
     action = "set_power_limit"
     log.info("asic %s: power limit %d W requested (%s)", act.device, watts, act.reason)
     client = CgminerClient(timeout_s=act.timeout_s)
@@ -166,8 +168,8 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
         fits = [(w, name) for name, w in table.items() if w <= watts]
         if not fits:
             low_w, low = min((w, name) for name, w in table.items())
-            detail = f"lowest profile {low} draws {low_w:.0f} W, above {watts} W; sleep it instead"
-            return act.result(action, "unsupported", detail)
+            detail = f"lowest profile {low} draws {low_w:.0f} W, above {watts} W; not sent"
+            return act.result(action, "refused", detail)
         chosen_w, chosen = max(fits)
         reply = await session_send(client, act.host, act.port, "profileset", chosen)
     except ApiError as e:

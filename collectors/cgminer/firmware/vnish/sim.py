@@ -184,6 +184,8 @@ def _vnish_route(
     )
     if path not in writes and path != "/api/v1/autotune/presets":
         return 404, None
+    if method == "POST":
+        m.requests[f"HTTP POST {path}"] += 1  # what was written, for tests
     auth = headers.get("authorization", "")
     if not auth.startswith("Bearer ") or auth[7:] not in m.web_tokens:
         return 401, None

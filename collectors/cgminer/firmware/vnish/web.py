@@ -230,9 +230,10 @@ async def set_power_limit(
     confirm_s: float = 10.0,
 ) -> ActionResult:
     """The highest autotune preset at or below ``watts`` (never above: the target is a quota
-    share). No preset that low -> unsupported, so the caller sleeps the miner instead. Done when
-    perf-summary shows that preset in use. An untuned preset is allowed: Vnish tunes it first,
-    at or below its watts, which the detail says."""
+    share). No preset that low -> refused without writing anything (the lowest preset is the
+    miner's floor: the curtailer learns it; "unsupported" would turn limits off for the miner).
+    Done when perf-summary shows that preset in use. An untuned preset is allowed: Vnish tunes
+    it first, at or below its watts, which the detail says."""
     action, device = "set_power_limit", f"{host}:{web_port}"
     if watts <= 0:
         return ActionResult(device, action, "unsupported", "a 0 W limit is a sleep: use sleep()")
@@ -260,8 +261,8 @@ async def set_power_limit(
         fits = [(w, name) for name, (w, _) in table.items() if w <= watts]
         if not fits:
             low = min(w for w, _ in table.values())
-            detail = f"lowest preset draws {low:.0f} W, above {watts} W; sleep it instead"
-            return ActionResult(device, action, "unsupported", detail)
+            detail = f"lowest preset draws {low:.0f} W, above {watts} W; not sent"
+            return ActionResult(device, action, "refused", detail)
         chosen_w, chosen = max(fits)
         log.info("asic %s: Vnish preset %s requested (%s)", device, chosen, reason)
         body = {"miner": {"overclock": {"preset": chosen}}}
