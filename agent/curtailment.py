@@ -260,6 +260,11 @@ class Curtailer:
             )
         return out
 
+    def planned_miners(self, now: datetime) -> list[tuple[AsicReading, MinerState]]:
+        """The miners as the planner sees them now, each with the reading it comes from."""
+        states = self._miners(now)
+        return [(rec.reading, m) for rec, m in zip(self._present, states, strict=True)]
+
     def _ours(self, rec: MinerRecord, r: AsicReading) -> bool:
         """The reading shows a limit of ours (in flight, or sent and not confirmed), not the
         miner's own full power: a fast firmware reports a new target before kuat confirms it,
