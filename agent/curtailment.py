@@ -309,6 +309,7 @@ class Curtailer:
             meter_s=self.cfg.intervals.meter,
             allowed_kw=allowed,
             next_allowed_kw=next_kw,
+            family_of={rec.device_id: rec.reading.firmware_family for rec in self._present},
         )
         self.last_plan = p
         self._log_plan(p)

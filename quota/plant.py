@@ -271,6 +271,14 @@ class Plant:
                 )
         return out
 
+    def _acts_in(self, m: MinerState, family: str | None, meter_s: float) -> MinerState:
+        """``m`` with the seconds until its sleep and its limit would show at the meter."""
+        acts = (
+            meter_s + self.apply_s(family, Verb.SLEEP),
+            meter_s + self.apply_s(family, Verb.LIMIT),
+        )
+        return replace(m, acts_in_s=acts)
+
     def landing(self, now: datetime, reading_at: datetime | None) -> list[tuple[float, float]]:
         """The actions a reading at ``reading_at`` does not show yet, as (seconds from
         ``now`` until each is expected to act, its change at the meter in kW): what the
@@ -299,12 +307,16 @@ class Plant:
         meter_s: float,
         allowed_kw: float | None,
         next_allowed_kw: float | None,
+        family_of: Mapping[str, str | None] | None = None,
     ) -> CurtailPlan:
         """Plan on the freshest status with every action in flight counted.
 
         ``read_at``: when each miner was last read (a read after a confirmation lets the
         action go); ``families``: the firmware present (the slowest sets how long a decision
-        takes to act: one ``meter_s`` plus its apply time); ``allowed_kw`` and
+        takes to act: one ``meter_s`` plus its apply time); ``family_of``: each miner's
+        firmware (by device id): a cut by a firmware faster than the slowest counts the
+        energy it saves by acting sooner (kuat.quota.curtail, "A cut that acts sooner");
+        None: every cut as the slowest. ``allowed_kw`` and
         ``next_allowed_kw``: this hour's allowed power and the next hour's allocation as mean
         kW, each already under any order in force (the caller's business). No restore is
         planned while a cut may still be on its way into the readings, and no cut for an
@@ -314,6 +326,8 @@ class Plant:
         awake_w = sum((m.power_w or 0.0) for m in miners if not m.asleep)
         self.observe_overhead(load, awake_w / 1000.0)
         planned = self.adjust(miners)
+        if family_of is not None:
+            planned = [self._acts_in(m, family_of.get(m.device_id), meter_s) for m in planned]
         expected = None if load is None else load + self.in_flight_kw(status.used_until)
         # A cut counted twice makes the load look low (a restore it would undo at once), a
         # restore counted twice makes it look high (a cut): while either may be, the

@@ -202,6 +202,7 @@ def simulate(run: Run) -> Trace:
     recent: deque[MeterSample] = deque()
     trace = Trace()
     by_id = {m.device_id: m for m in run.miners}
+    family_of = {m.device_id: m.family for m in run.miners}
     seen: dict[str, MinerState] = {}  # the last miner readings
     read_at: dict[str, datetime] = {}
     switched: dict[str, datetime] = {}
@@ -266,6 +267,7 @@ def simulate(run: Run) -> Trace:
                 meter_s=run.meter_s,
                 allowed_kw=status.allowed_kw,
                 next_allowed_kw=status.next_allocation_kwh,
+                family_of=family_of,
             )
             trace.plans.append(p)
             trace.readings.append((t, shown, status.allowed_kw))
