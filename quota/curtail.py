@@ -63,7 +63,7 @@ miner's watts count ``overhead_factor`` times in the planned load (kuat.quota.pl
 
 A cut that acts sooner than budgeted: the allowed power budgets the present load to go on for
 ``actuation_s`` (a meter interval plus the slowest firmware present's apply time), and a cut
-that acts after ``d`` seconds (``MinerState.acts_in_s``, its own firmware's) saves that energy
+that acts after ``d`` seconds (``plan``'s ``acts_in_s``, its own firmware's) saves that energy
 too. With ``L`` seconds left in the hour and ``A`` = ``actuation_s``, each kW it cuts counts
 ``(L − d) / (L − A)`` kW against the allowed power (at least 1, and 1 within ``EDGE_S`` of the
 budget's end, where allowed power swings). Counted at 1, a mixed fleet's first cut by fast
@@ -79,7 +79,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -124,9 +124,6 @@ class MinerState:
     # a command of ours to it is not confirmed yet: no other is sent until it is (it counts
     # as done in the load; kuat.quota.plant)
     busy: bool = False
-    # seconds until a sleep and a power limit sent now show at the meter (a meter interval
-    # plus its firmware's apply time; kuat.quota.plant); None: the plan's ``actuation_s``
-    acts_in_s: tuple[float, float] | None = None
 
     @property
     def j_per_th(self) -> float:
@@ -226,7 +223,7 @@ def _level(m: MinerState) -> float:
     return m.full_power_w if m.full_power_w is not None else (m.power_w or 0.0)
 
 
-# indexes into MinerState.acts_in_s
+# indexes into plan's acts_in_s
 _SLEEP, _LIMIT = 0, 1
 
 
@@ -238,6 +235,7 @@ class _Planner:
         planned: float,
         overhead: float = 1.0,
         budget: tuple[float | None, float] = (None, 0.0),
+        acts_in_s: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.now = now
         self.policy = policy
@@ -245,6 +243,7 @@ class _Planner:
         self.k = overhead  # kW at the meter per kW at the miners
         # (seconds left in the hour, seconds the allowed power budgets the present load for)
         self.left_s, self.budget_s = budget
+        self.acts_in_s = acts_in_s or {}
         # kW the cuts so far count beyond their own: the energy of acting sooner than budgeted
         self.early = 0.0
         self.actions: list[Action] = []
@@ -257,12 +256,13 @@ class _Planner:
 
     def gain(self, m: MinerState, verb: int) -> float:
         """kW a cut of 1 kW at miner ``m`` counts for against the allowed power."""
-        if m.acts_in_s is None or self.left_s is None:
+        acts = self.acts_in_s.get(m.device_id)
+        if acts is None or self.left_s is None:
             return self.k
         room = self.left_s - self.budget_s
         if room < EDGE_S:
             return self.k
-        return self.k * max(1.0, (self.left_s - m.acts_in_s[verb]) / room)
+        return self.k * max(1.0, (self.left_s - acts[verb]) / room)
 
     def since(self, t: datetime | None) -> float:
         return math.inf if t is None else (self.now - as_utc(t)).total_seconds()
@@ -542,6 +542,7 @@ def plan(
     restore: bool = True,
     actuation_s: float = 0.0,
     settling_kw: float = 0.0,
+    acts_in_s: Mapping[str, tuple[float, float]] | None = None,
 ) -> CurtailPlan:
     """``load_kw`` is the site's present draw (the meter's, with actions in flight counted:
     kuat.quota.plant); without it, Σ awake miners × ``overhead_factor`` + ``overhead_kw``.
@@ -551,7 +552,9 @@ def plan(
     planned (the agent's choice while cuts it sent are still to act). ``actuation_s``: how long
     a decision takes to act (module docstring, "Past the hour's end"). ``settling_kw``: restores
     the load counts that the meter may already show (kuat.quota.plant): a cut needs the load
-    over allowed by this much more."""
+    over allowed by this much more. ``acts_in_s``: by device id, the seconds until a sleep
+    and a power limit sent now show at the meter (module docstring, "A cut that acts sooner";
+    a miner not in it: ``actuation_s``)."""
     now = as_utc(now)
     if hour_left_s is not None and hour_left_s <= actuation_s and next_allowed_kw is not None:
         allowed_kw, hour_left_s = next_allowed_kw, None
@@ -563,7 +566,7 @@ def plan(
     load = load_kw if load_kw is not None else awake_kw * overhead_factor + overhead_kw
     if allowed_kw is None:
         return CurtailPlan(now, None, load, load, (), (), Reason.of(Code.CURTAIL_NO_LIMIT))
-    pl = _Planner(now, policy, load, overhead_factor, (hour_left_s, actuation_s))
+    pl = _Planner(now, policy, load, overhead_factor, (hour_left_s, actuation_s), acts_in_s)
     miners = [m for m in miners if not m.busy]
     # A cut needs the load above allowed by more than a quarter of the hysteresis (at most
     # 2 % of allowed): a smaller excess is meter noise, or allowed power drifting with the

@@ -271,14 +271,6 @@ class Plant:
                 )
         return out
 
-    def _acts_in(self, m: MinerState, family: str | None, meter_s: float) -> MinerState:
-        """``m`` with the seconds until its sleep and its limit would show at the meter."""
-        acts = (
-            meter_s + self.apply_s(family, Verb.SLEEP),
-            meter_s + self.apply_s(family, Verb.LIMIT),
-        )
-        return replace(m, acts_in_s=acts)
-
     def landing(self, now: datetime, reading_at: datetime | None) -> list[tuple[float, float]]:
         """The actions a reading at ``reading_at`` does not show yet, as (seconds from
         ``now`` until each is expected to act, its change at the meter in kW): what the
@@ -326,8 +318,15 @@ class Plant:
         awake_w = sum((m.power_w or 0.0) for m in miners if not m.asleep)
         self.observe_overhead(load, awake_w / 1000.0)
         planned = self.adjust(miners)
+        acts_in = None
         if family_of is not None:
-            planned = [self._acts_in(m, family_of.get(m.device_id), meter_s) for m in planned]
+            # a meter interval plus the firmware's apply time, per family (not per miner: this
+            # runs at every meter reading)
+            per = {
+                f: (meter_s + self.apply_s(f, Verb.SLEEP), meter_s + self.apply_s(f, Verb.LIMIT))
+                for f in set(family_of.values())
+            }
+            acts_in = {did: per[f] for did, f in family_of.items()}
         expected = None if load is None else load + self.in_flight_kw(status.used_until)
         # A cut counted twice makes the load look low (a restore it would undo at once), a
         # restore counted twice makes it look high (a cut): while either may be, the
@@ -345,4 +344,5 @@ class Plant:
             restore=not cutting,
             settling_kw=restoring_kw,
             actuation_s=meter_s + self.slowest_apply_s(families),
+            acts_in_s=acts_in,
         )
