@@ -79,6 +79,7 @@ from pathlib import Path
 from kuat.agent.config import parse_config
 from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer import control
+from kuat.collectors.cgminer.firmware.luxos.sim import lux_profiles
 from kuat.collectors.cgminer.sim import (
     REAL_APPLY_S,
     SLEEP_POWER_W,
@@ -86,7 +87,6 @@ from kuat.collectors.cgminer.sim import (
     AsicFarmSimulator,
     SimMiner,
 )
-from kuat.collectors.cgminer.sim_replies import lux_profiles
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.quota.clock import hour_bounds, hour_of
 from kuat.quota.curtail import Action, ActionKind, CurtailPolicy, MinerState, plan
