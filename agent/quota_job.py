@@ -9,7 +9,7 @@ runs the checklist checks, logs status changes in the operator's language and re
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,7 @@ from kuat.agent.config import KuatConfig
 from kuat.agent.i18n import render
 from kuat.agent.order_book import PersistentOrderBook
 from kuat.agent.state import SiteState
-from kuat.collectors.readings import PduReading
+from kuat.collectors.readings import MeterReading, PduReading
 from kuat.quota.balance import (
     AlarmFilter,
     BalancePolicy,
@@ -28,7 +28,7 @@ from kuat.quota.balance import (
 from kuat.quota.checks import CheckStatus
 from kuat.quota.clock import hour_of
 from kuat.quota.energy import MeterSample
-from kuat.quota.evaluate import QuotaPolicy, QuotaState, QuotaStatus, evaluate
+from kuat.quota.evaluate import QuotaPolicy, QuotaState, QuotaStatus, evaluate, reads_since
 from kuat.quota.grid import check_grid_connection
 from kuat.quota.orders import OrderOutcome
 from kuat.quota.pools import check_pools
@@ -58,6 +58,20 @@ _CHECK_CODE = {
     CheckStatus.FAIL: 2,
     CheckStatus.UNKNOWN: 3,
 }
+
+
+def readings_from(history: Iterable[MeterReading], since: datetime) -> list[MeterReading]:
+    """The readings taken at or after ``since`` and the last one before it (a step that
+    straddles it), in the history's order; a reading without a time zone is kept (evaluate
+    drops it, as it would from the whole history)."""
+    before: MeterReading | None = None
+    out: list[MeterReading] = []
+    for r in history:
+        if r.taken_at.utcoffset() is None or r.taken_at >= since:
+            out.append(r)
+        elif before is None or r.taken_at >= before.taken_at:
+            before = r
+    return out if before is None else [before, *out]
 
 
 class QuotaJob:
@@ -189,7 +203,12 @@ class QuotaJob:
         run as each site-meter reading lands. ``apply_s``: how long the firmware present
         takes to act; ``decision_since``: when kuat's own actions last changed the plant;
         ``landing``: the commands in flight (kuat.quota.evaluate)."""
-        samples = [MeterSample.from_reading(r) for r in self.state.site_meter_history]
+        # as each reading lands: only what this evaluation reads (reads_since), not the whole
+        # two hours of history, rebuilt every second
+        since = reads_since(now, self.policy)
+        samples = [
+            MeterSample.from_reading(r) for r in readings_from(self.state.site_meter_history, since)
+        ]
         policy = replace(self.policy, actuation_s=self.policy.actuation_s + apply_s)
         status = evaluate(
             self.book,

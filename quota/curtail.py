@@ -61,6 +61,16 @@ allocation) would otherwise bring miners back one small step per cycle.
 Site overhead: the meter sees the miners times the site's overhead (losses, fans, lights), so a
 miner's watts count ``overhead_factor`` times in the planned load (kuat.quota.plant learns it).
 
+A cut that acts sooner than budgeted: the allowed power budgets the present load to go on for
+``actuation_s`` (a meter interval plus the slowest firmware present's apply time), and a cut
+that acts after ``d`` seconds (``plan``'s ``acts_in_s``, its own firmware's) saves that energy
+too. With ``L`` seconds left in the hour and ``A`` = ``actuation_s``, each kW it cuts counts
+``(L − d) / (L − A)`` kW against the allowed power (at least 1, and 1 within ``EDGE_S`` of the
+budget's end, where allowed power swings). Counted at 1, a mixed fleet's first cut by fast
+firmware went deeper than the hour needed and was given back a few readings later, once the
+actions in flight were counted as landing when they do. ``planned_load_kw`` stays what the
+meter will show. Restores count at 1: a wake that acts early only makes them more cautious.
+
 With no capabilities given (no power steps, ``can_sleep`` true, no outlet) the plan is exactly
 the sleep/wake plan of earlier versions.
 """
@@ -69,7 +79,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -213,16 +223,46 @@ def _level(m: MinerState) -> float:
     return m.full_power_w if m.full_power_w is not None else (m.power_w or 0.0)
 
 
+# indexes into plan's acts_in_s
+_SLEEP, _LIMIT = 0, 1
+
+
 class _Planner:
     def __init__(
-        self, now: datetime, policy: CurtailPolicy, planned: float, overhead: float = 1.0
+        self,
+        now: datetime,
+        policy: CurtailPolicy,
+        planned: float,
+        overhead: float = 1.0,
+        budget: tuple[float | None, float] = (None, 0.0),
+        acts_in_s: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         self.now = now
         self.policy = policy
-        self.planned = planned
+        self.planned = planned  # what the meter will show, kW
         self.k = overhead  # kW at the meter per kW at the miners
+        # (seconds left in the hour, seconds the allowed power budgets the present load for)
+        self.left_s, self.budget_s = budget
+        self.acts_in_s = acts_in_s or {}
+        # kW the cuts so far count beyond their own: the energy of acting sooner than budgeted
+        self.early = 0.0
         self.actions: list[Action] = []
         self.held: list[Reason] = []
+
+    @property
+    def effective(self) -> float:
+        """The planned load as the allowed power's budget sees it (module docstring)."""
+        return self.planned - self.early
+
+    def gain(self, m: MinerState, verb: int) -> float:
+        """kW a cut of 1 kW at miner ``m`` counts for against the allowed power."""
+        acts = self.acts_in_s.get(m.device_id)
+        if acts is None or self.left_s is None:
+            return self.k
+        room = self.left_s - self.budget_s
+        if room < EDGE_S:
+            return self.k
+        return self.k * max(1.0, (self.left_s - acts[verb]) / room)
 
     def since(self, t: datetime | None) -> float:
         return math.inf if t is None else (self.now - as_utc(t)).total_seconds()
@@ -239,10 +279,19 @@ class _Planner:
             return True
         return False
 
-    def add(self, action: Action, delta_kw: float) -> None:
-        """``delta_kw`` at the miners; the meter sees it times the overhead."""
+    def add(self, action: Action, delta_kw: float, gain: float | None = None) -> None:
+        """``delta_kw`` at the miners; the meter sees it times the overhead, the budget
+        ``gain`` times (a cut: :meth:`gain`)."""
         self.planned += delta_kw * self.k
+        if gain is not None:
+            self.early -= delta_kw * (gain - self.k)
         self.actions.append(action)
+
+    def drop(self, action: Action, gain: float) -> None:
+        """Take back a cut planned above (``gain`` as it was added with)."""
+        self.actions.remove(action)
+        self.planned += self.k * action.power_w / 1000
+        self.early -= (gain - self.k) * action.power_w / 1000
 
     def limit(self, m: MinerState, target_w: float) -> None:
         power = m.power_w or 0.0
@@ -255,9 +304,8 @@ class _Planner:
             saved_w=round(saved),
             j_per_th=_jth(m),
         )
-        self.add(
-            Action(m.device_id, ActionKind.LIMIT_POWER, saved, reason, target_w), -saved / 1000
-        )
+        action = Action(m.device_id, ActionKind.LIMIT_POWER, saved, reason, target_w)
+        self.add(action, -saved / 1000, self.gain(m, _LIMIT))
 
 
 def _steps_below(m: MinerState) -> list[float]:
@@ -277,28 +325,31 @@ def _curtail(
     awake = _least_efficient_first([m for m in miners if not m.asleep and (m.power_w or 0) > 0])
     limitable = [m for m in awake if _steps_below(m)]
     free_to_limit = [m for m in limitable if pl.since(m.last_limited) >= policy.limit_hold_s]
-    reachable = pl.k * sum((m.power_w or 0.0) - _steps_below(m)[-1] for m in free_to_limit) / 1000
+    reachable = (
+        sum(pl.gain(m, _LIMIT) * ((m.power_w or 0.0) - _steps_below(m)[-1]) for m in free_to_limit)
+        / 1000
+    )
 
     # Limits alone only with room to spare (the deadband, a quarter of the hysteresis): a plan
     # that needs every limitable miner at its lowest step to just make it is one reading's
     # noise from a shortfall, and many limits where a few sleeps do.
     spare = min(policy.hysteresis_kw / 4, 0.02 * max(allowed_kw, 0.0))
-    if limitable and pl.planned - reachable <= target - spare:
+    if limitable and pl.effective - reachable <= target - spare:
         # 1. power limits alone reach the target
         for m in limitable:
-            if pl.planned <= target:
+            if pl.effective <= target:
                 break
             if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, policy.limit_hold_s, m.last_limited):
                 continue
             steps = _steps_below(m)
-            need_w = (pl.planned - target) * 1000 / pl.k
+            need_w = (pl.effective - target) * 1000 / pl.gain(m, _LIMIT)
             enough = [s for s in steps if (m.power_w or 0.0) - s >= need_w]
             pl.limit(m, enough[0] if enough else steps[-1])
     else:
         # 2. sleep, least efficient first
         acted: set[str] = set()
         for m in awake:
-            if pl.planned <= target:
+            if pl.effective <= target:
                 break
             if not m.can_sleep:
                 continue
@@ -308,12 +359,13 @@ def _curtail(
             reason = Reason.of(
                 Code.CURTAIL_SLEEP, device_id=m.device_id, power_w=round(power), j_per_th=_jth(m)
             )
-            pl.add(Action(m.device_id, ActionKind.SLEEP, power, reason), -power / 1000)
+            action = Action(m.device_id, ActionKind.SLEEP, power, reason)
+            pl.add(action, -power / 1000, pl.gain(m, _SLEEP))
             acted.add(m.device_id)
         # 3. what could not sleep goes to its lowest power step: soft, and not a power cycle
         limited: dict[str, Action] = {}
         for m in limitable:
-            if pl.planned <= target:
+            if pl.effective <= target:
                 break
             if m.device_id in acted:
                 continue
@@ -323,7 +375,7 @@ def _curtail(
             limited[m.device_id] = pl.actions[-1]
         # 4. last resort: cut the outlet of a miner no sleep command can stop
         for m in awake:
-            if pl.planned <= target:
+            if pl.effective <= target:
                 break
             if m.can_sleep or m.outlet is None or m.device_id in acted:
                 continue
@@ -331,8 +383,7 @@ def _curtail(
                 continue
             if (dropped := limited.pop(m.device_id, None)) is not None:
                 # the outlet supersedes the limit planned just above for the same miner
-                pl.actions.remove(dropped)
-                pl.planned += pl.k * dropped.power_w / 1000
+                pl.drop(dropped, pl.gain(m, _LIMIT))
             power = m.power_w or 0.0
             reason = Reason.of(
                 Code.CURTAIL_OUTLET_OFF,
@@ -343,8 +394,8 @@ def _curtail(
             )
             action = Action(m.device_id, ActionKind.OUTLET_OFF, power, reason, outlet=m.outlet)
             pl.add(action, -power / 1000)
-    if pl.planned > allowed_kw:
-        reason = Reason.of(Code.CURTAIL_SHORTFALL, excess_kw=round(pl.planned - allowed_kw, 1))
+    if pl.effective > allowed_kw:
+        reason = Reason.of(Code.CURTAIL_SHORTFALL, excess_kw=round(pl.effective - allowed_kw, 1))
     elif pl.actions:
         reason = pl.actions[0].reason
     else:
@@ -491,6 +542,7 @@ def plan(
     restore: bool = True,
     actuation_s: float = 0.0,
     settling_kw: float = 0.0,
+    acts_in_s: Mapping[str, tuple[float, float]] | None = None,
 ) -> CurtailPlan:
     """``load_kw`` is the site's present draw (the meter's, with actions in flight counted:
     kuat.quota.plant); without it, Σ awake miners × ``overhead_factor`` + ``overhead_kw``.
@@ -500,7 +552,9 @@ def plan(
     planned (the agent's choice while cuts it sent are still to act). ``actuation_s``: how long
     a decision takes to act (module docstring, "Past the hour's end"). ``settling_kw``: restores
     the load counts that the meter may already show (kuat.quota.plant): a cut needs the load
-    over allowed by this much more."""
+    over allowed by this much more. ``acts_in_s``: by device id, the seconds until a sleep
+    and a power limit sent now show at the meter (module docstring, "A cut that acts sooner";
+    a miner not in it: ``actuation_s``)."""
     now = as_utc(now)
     if hour_left_s is not None and hour_left_s <= actuation_s and next_allowed_kw is not None:
         allowed_kw, hour_left_s = next_allowed_kw, None
@@ -512,7 +566,7 @@ def plan(
     load = load_kw if load_kw is not None else awake_kw * overhead_factor + overhead_kw
     if allowed_kw is None:
         return CurtailPlan(now, None, load, load, (), (), Reason.of(Code.CURTAIL_NO_LIMIT))
-    pl = _Planner(now, policy, load, overhead_factor)
+    pl = _Planner(now, policy, load, overhead_factor, (hour_left_s, actuation_s), acts_in_s)
     miners = [m for m in miners if not m.busy]
     # A cut needs the load above allowed by more than a quarter of the hysteresis (at most
     # 2 % of allowed): a smaller excess is meter noise, or allowed power drifting with the

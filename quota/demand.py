@@ -112,10 +112,11 @@ def short_demand(
 
 
 def demand_now(
-    samples: Sequence[MeterSample], now: datetime, interval_min: int = 15
+    samples: Sequence[MeterSample], now: datetime, interval_min: int = 15, *, cleaned: bool = False
 ) -> tuple[Demand, Demand]:
-    """The running interval (average so far) and the last complete one before it."""
-    pts = clean(samples, as_utc(now))
+    """The running interval (average so far) and the last complete one before it.
+    ``cleaned``: ``samples`` are already :func:`clean` (as ``evaluate`` has them)."""
+    pts = list(samples) if cleaned else clean(samples, as_utc(now))
     start = interval_start(now, interval_min)
     previous = start - timedelta(minutes=interval_min)
     return demand_in(pts, start, interval_min), demand_in(pts, previous, interval_min)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from kuat.quota.clock import as_utc, hour_bounds, hour_of
-from kuat.quota.demand import demand_now, short_demand
+from kuat.quota.demand import demand_now, interval_start, short_demand
 from kuat.quota.energy import MeterSample, clean, energy_between, present_power
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.schedule import EnergySource, HourlyAllocation, ScheduleBook
@@ -22,7 +22,7 @@ from kuat.quota.schedule import EnergySource, HourlyAllocation, ScheduleBook
 # The last seconds of an hour before which a decision still acts (see ``allowed_kw``).
 EDGE_S = 60.0
 
-__all__ = ["MeterSample", "QuotaPolicy", "QuotaState", "QuotaStatus", "evaluate"]
+__all__ = ["MeterSample", "QuotaPolicy", "QuotaState", "QuotaStatus", "evaluate", "reads_since"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +119,20 @@ def _allocation(
     return None, site
 
 
+def reads_since(now: datetime, policy: QuotaPolicy = QuotaPolicy()) -> datetime:
+    """The earliest instant ``evaluate`` at ``now`` reads: the hour's start or the previous
+    demand interval's, whichever is earlier. Samples before it change nothing but the last of
+    them (a step straddling it): a caller holding a longer history passes that one and what
+    follows, and gets the same status for a fraction of the work (a meter read every second
+    keeps two hours, 7,200 samples; the hour needs at most 3,600 + one demand interval)."""
+    now = as_utc(now)
+    start, _ = hour_bounds(*hour_of(now))
+    previous = interval_start(now, policy.demand_interval_min) - timedelta(
+        minutes=policy.demand_interval_min
+    )
+    return min(start, previous)
+
+
 def evaluate(
     schedule: ScheduleBook | HourlyAllocation | None,
     samples: Sequence[MeterSample],
@@ -190,7 +204,7 @@ def evaluate(
         left_h = (end - used_until).total_seconds() / 3600.0
         forecast = used + (p_kw or 0.0) * left_h
 
-    running, last = demand_now(pts, now, policy.demand_interval_min)
+    running, last = demand_now(pts, now, policy.demand_interval_min, cleaned=True)
     alloc_kwh = alloc.kwh(hour_ending) if alloc else None
     remaining = allowed = margin = None
     under_use = False

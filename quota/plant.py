@@ -299,12 +299,16 @@ class Plant:
         meter_s: float,
         allowed_kw: float | None,
         next_allowed_kw: float | None,
+        family_of: Mapping[str, str | None] | None = None,
     ) -> CurtailPlan:
         """Plan on the freshest status with every action in flight counted.
 
         ``read_at``: when each miner was last read (a read after a confirmation lets the
         action go); ``families``: the firmware present (the slowest sets how long a decision
-        takes to act: one ``meter_s`` plus its apply time); ``allowed_kw`` and
+        takes to act: one ``meter_s`` plus its apply time); ``family_of``: each miner's
+        firmware (by device id): a cut by a firmware faster than the slowest counts the
+        energy it saves by acting sooner (kuat.quota.curtail, "A cut that acts sooner");
+        None: every cut as the slowest. ``allowed_kw`` and
         ``next_allowed_kw``: this hour's allowed power and the next hour's allocation as mean
         kW, each already under any order in force (the caller's business). No restore is
         planned while a cut may still be on its way into the readings, and no cut for an
@@ -314,6 +318,15 @@ class Plant:
         awake_w = sum((m.power_w or 0.0) for m in miners if not m.asleep)
         self.observe_overhead(load, awake_w / 1000.0)
         planned = self.adjust(miners)
+        acts_in = None
+        if family_of is not None:
+            # a meter interval plus the firmware's apply time, per family (not per miner: this
+            # runs at every meter reading)
+            per = {
+                f: (meter_s + self.apply_s(f, Verb.SLEEP), meter_s + self.apply_s(f, Verb.LIMIT))
+                for f in set(family_of.values())
+            }
+            acts_in = {did: per[f] for did, f in family_of.items()}
         expected = None if load is None else load + self.in_flight_kw(status.used_until)
         # A cut counted twice makes the load look low (a restore it would undo at once), a
         # restore counted twice makes it look high (a cut): while either may be, the
@@ -331,4 +344,5 @@ class Plant:
             restore=not cutting,
             settling_kw=restoring_kw,
             actuation_s=meter_s + self.slowest_apply_s(families),
+            acts_in_s=acts_in,
         )

@@ -202,6 +202,7 @@ def simulate(run: Run) -> Trace:
     recent: deque[MeterSample] = deque()
     trace = Trace()
     by_id = {m.device_id: m for m in run.miners}
+    family_of = {m.device_id: m.family for m in run.miners}
     seen: dict[str, MinerState] = {}  # the last miner readings
     read_at: dict[str, datetime] = {}
     switched: dict[str, datetime] = {}
@@ -266,6 +267,7 @@ def simulate(run: Run) -> Trace:
                 meter_s=run.meter_s,
                 allowed_kw=status.allowed_kw,
                 next_allowed_kw=status.next_allocation_kwh,
+                family_of=family_of,
             )
             trace.plans.append(p)
             trace.readings.append((t, shown, status.allowed_kw))
@@ -352,7 +354,8 @@ def effective_allowed_kw(run: Run, share: float, cut_at: int, full_until: int) -
 
 
 def minimum_switches(run: Run, levels: list[float], extra_kw: float = 0.0) -> tuple[int, int]:
-    """The fewest (cuts, switches) possible: one plan on the true plant per allowed level in turn
+    """The fewest (cuts, switches) possible under the agent's constraints (``run.policy``):
+    one plan on the true plant per allowed level in turn
     (each change of the allowance is a decision of its own: the controller cannot know the
     next one), then at an ample next hour each miner changed brought back (a wake, a limit
     raised, or both);
@@ -360,7 +363,7 @@ def minimum_switches(run: Run, levels: list[float], extra_kw: float = 0.0) -> tu
     fresh = [SimMiner(m.device_id, m.family, m.full_w, m.ths, m.apply) for m in run.miners]
     if run.next_share < 1:
         levels = [*levels, run.next_share * run.full_kw]
-    cuts = sum(_apply_ideal(fresh, allowed, extra_kw) for allowed in levels)
+    cuts = sum(_apply_ideal(fresh, allowed, extra_kw, run.policy) for allowed in levels)
     restores = 0
     if run.next_share >= 1:
         # a wake and a limit raised are two commands for one miner
@@ -368,7 +371,9 @@ def minimum_switches(run: Run, levels: list[float], extra_kw: float = 0.0) -> tu
     return cuts, cuts + restores
 
 
-def _apply_ideal(miners: list[SimMiner], allowed_kw: float, extra_kw: float) -> int:
+def _apply_ideal(
+    miners: list[SimMiner], allowed_kw: float, extra_kw: float, policy: CurtailPolicy
+) -> int:
     states = [
         MinerState(
             m.device_id,
@@ -382,7 +387,8 @@ def _apply_ideal(miners: list[SimMiner], allowed_kw: float, extra_kw: float) -> 
         for m in miners
     ]
     load = sum(m.draw_w for m in miners) / 1000 * OVERHEAD + extra_kw
-    p = plan(allowed_kw, states, HOUR_END, CurtailPolicy(), load_kw=load, overhead_factor=OVERHEAD)
+    # the agent's own policy (its hysteresis decides when limits alone will do)
+    p = plan(allowed_kw, states, HOUR_END, policy, load_kw=load, overhead_factor=OVERHEAD)
     by_id = {m.device_id: m for m in miners}
     for a in p.actions:
         m = by_id[a.device_id]

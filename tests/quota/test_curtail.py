@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kuat.collectors.readings import to_jsonable
-from kuat.quota.curtail import ActionKind, CurtailPolicy, MinerState, plan
+from kuat.quota.curtail import ActionKind, CurtailPlan, CurtailPolicy, MinerState, plan
 from kuat.quota.reasons import Code
 
 T = datetime(2026, 11, 25, 4, tzinfo=UTC)
@@ -408,3 +408,33 @@ def test_an_excess_within_a_quarter_of_the_hysteresis_cuts_nothing() -> None:
     assert plan(100.0, fleet, T, POLICY, load_kw=101.0).actions == ()
     cut = plan(99.5, fleet, T, POLICY, load_kw=101.0)
     assert [a.kind for a in cut.actions] == [ActionKind.SLEEP]
+
+
+def test_a_cut_that_acts_sooner_than_budgeted_counts_the_energy_it_saves() -> None:
+    """Allowed power budgets the present load for ``actuation_s`` (the slowest firmware
+    present: 21 s); a sleep that acts in 2 s also saves those 19 s of energy, 540 s before
+    the hour's end each kW counts 538 / 519 kW. Two fast sleeps do for a 2.05 kW excess,
+    where three would leave the hour under its allocation (and be given back); slow miners
+    still need three. What the meter will show is unchanged."""
+    fleet = [MinerState(f"m{i:02d}", 1000.0, 40.0 - i, False) for i in range(20)]
+    fast = {x.device_id: (2.0, 2.0) for x in fleet}
+    slow = {x.device_id: (21.0, 21.0) for x in fleet}
+
+    def cut(acts: dict[str, tuple[float, float]], left_s: float = 540.0) -> CurtailPlan:
+        return plan(
+            17.95,
+            fleet,
+            T,
+            POLICY,
+            load_kw=20.0,
+            hour_left_s=left_s,
+            actuation_s=21.0,
+            acts_in_s=acts,
+        )
+
+    p = cut(fast)
+    assert [a.device_id for a in p.actions] == ["m19", "m18"]  # least efficient
+    assert p.planned_load_kw == pytest.approx(18.0)
+    assert len(cut(slow).actions) == 3
+    # a minute from the budget's end allowed power swings: no credit there
+    assert len(cut(fast, left_s=75.0).actions) == 3

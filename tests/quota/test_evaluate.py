@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from kuat.collectors.readings import MeterReading, to_jsonable
 from kuat.quota.clock import hour_bounds
 from kuat.quota.demand import demand_now, interval_start, peak_demand_kw
-from kuat.quota.evaluate import MeterSample, QuotaPolicy, QuotaState, evaluate
+from kuat.quota.evaluate import MeterSample, QuotaPolicy, QuotaState, evaluate, reads_since
 from kuat.quota.reasons import Code
 from kuat.quota.schedule import EnergySource, HourlyAllocation, ScheduleBook
 
@@ -276,3 +276,38 @@ def test_evaluate_never_raises_and_never_negative(
     else:
         assert q.status is QuotaState.NO_DATA
     json.dumps(to_jsonable(q))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(1, 400),  # seconds since the previous sample
+            st.one_of(st.none(), st.floats(-5, 500)),  # power
+            st.one_of(st.none(), st.floats(-2, 5)),  # counter step (negative: a reset)
+        ),
+        min_size=1,
+        max_size=80,
+    ),
+    first_s=st.integers(-7200, 1800),  # the first sample, from the hour's start
+    now_s=st.integers(-900, 3600),
+    interval=st.sampled_from([5, 15, 30]),
+)
+def test_the_samples_before_reads_since_change_nothing(
+    steps: list[tuple[int, float | None, float | None]], first_s: int, now_s: int, interval: int
+) -> None:
+    """A history of any length gives the status its samples from ``reads_since`` on (and the
+    last before it) give: the agent evaluates only those at each reading."""
+    samples, t, kwh = [], START + timedelta(seconds=first_s), 5000.0
+    for gap, p_kw, dk in steps:
+        t += timedelta(seconds=gap)
+        kwh += dk or 0.0
+        samples.append(MeterSample(t, p_kw, None if dk is None else kwh))
+    now = START + timedelta(seconds=now_s)
+    policy = QuotaPolicy(demand_interval_min=interval, actuation_s=21.0, tolerance_kwh=0.5)
+    since = reads_since(now, policy)
+    before = [s for s in samples if s.taken_at < since][-1:]
+    kept = before + [s for s in samples if s.taken_at >= since]
+    book = alloc(0.3)
+    full = evaluate(book, samples, now, policy, landing=((5.0, -3.0),))
+    assert evaluate(book, kept, now, policy, landing=((5.0, -3.0),)) == full
