@@ -440,10 +440,21 @@ class Curtailer:
         # the record's id, not the action's: the miner may have been renamed meanwhile
         self.plant.settled(rec.device_id, res.outcome == "done", self.clock())
         self._learn(a, res, rec, sent_at, before)
-        level = logging.INFO if res.outcome == "done" else logging.ERROR
-        log.log(
-            level, "%s %s: %s (%s) — %s", a.kind.value, a.device_id, res.outcome, res.detail, why
-        )
+        if res.floor_w is not None and res.outcome == "refused":
+            # expected, not an error: the firmware's range is learned and used from now on
+            text = message("log.limit_floor", self.lang, device=a.device_id, floor_w=res.floor_w)
+            log.info("%s (%s)", text, res.detail)
+        else:
+            level = logging.INFO if res.outcome == "done" else logging.ERROR
+            log.log(
+                level,
+                "%s %s: %s (%s) — %s",
+                a.kind.value,
+                a.device_id,
+                res.outcome,
+                res.detail,
+                why,
+            )
         self.results.append(res)
         return res
 
@@ -512,9 +523,11 @@ class Curtailer:
                     else a.target_w
                 )
             elif res.outcome == "refused" and a.kind == ActionKind.LIMIT_POWER and a.target_w:
-                # below the firmware's minimum (e.g. its tuner's power-target range):
-                # only steps above it from now on; refused at every step, none is left
-                rec.limit_floor_w = max(rec.limit_floor_w or 0.0, a.target_w + 1.0)
+                # below the firmware's minimum (e.g. its tuner's power-target range): only
+                # steps at or above the lowest it takes from now on (just above the refused
+                # target when the firmware does not say); refused at every step, none is left
+                floor = res.floor_w if res.floor_w is not None else a.target_w + 1.0
+                rec.limit_floor_w = max(rec.limit_floor_w or 0.0, floor)
             elif res.outcome in ("unsupported", "refused"):
                 rec.limit_refused = True
         elif a.kind == ActionKind.SLEEP and res.outcome in ("unsupported", "failed"):

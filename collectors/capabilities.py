@@ -22,6 +22,10 @@ class ActionResult:
     action: str
     outcome: ActionOutcome
     detail: str = ""
+    #: a power limit refused as below the firmware's range: the lowest it takes, when known
+    #: (its lowest profile or preset, its tuner's minimum), so the caller learns the miner's
+    #: floor from one refusal rather than one per step under it
+    floor_w: float | None = None
 
 
 @runtime_checkable

@@ -61,8 +61,10 @@ class Act:
     def device(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def result(self, action: str, outcome: ActionOutcome, detail: str) -> ActionResult:
-        return ActionResult(self.device, action, outcome, detail)
+    def result(
+        self, action: str, outcome: ActionOutcome, detail: str, *, floor_w: float | None = None
+    ) -> ActionResult:
+        return ActionResult(self.device, action, outcome, detail, floor_w)
 
     async def confirm_state(self, want: str) -> tuple[bool, str]:
         return await self.confirm(lambda r: r.state == want, lambda r: str(r.state))

@@ -237,7 +237,7 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
     if isinstance(got, braiins_rest.OutOfRange):
         # refused, as the tuner itself would: the curtailer learns this miner's floor from it
         detail = f"lowest power target is {got.low} W (configuration/constraints), above {watts} W"
-        return act.result(action, "refused", f"{detail}; not sent")
+        return act.result(action, "refused", f"{detail}; not sent", floor_w=float(got.low))
     if isinstance(got, HttpFailure):
         hint = "the power target needs Braiins OS 25.07 or later"
         return http_result(act, action, got, unsupported_hint=hint)

@@ -386,7 +386,7 @@ async def set_power_limit(
         lo, hi = span
         if watts < lo:
             detail = f"lowest power target is {lo:.0f} W (capabilities), above {watts} W; not sent"
-            return ActionResult(device, action, "refused", detail)
+            return ActionResult(device, action, "refused", detail, floor_w=float(lo))
         target = int(min(watts, hi))
         log.info("asic %s: ePIC power target %d W requested (%s)", device, target, reason)
         param = {"algo": "Power", "target": target}

@@ -169,7 +169,7 @@ async def _power_target(act: Act, watts: int) -> ActionResult:
         if not fits:
             low_w, low = min((w, name) for name, w in table.items())
             detail = f"lowest profile {low} draws {low_w:.0f} W, above {watts} W; not sent"
-            return act.result(action, "refused", detail)
+            return act.result(action, "refused", detail, floor_w=low_w)
         chosen_w, chosen = max(fits)
         reply = await session_send(client, act.host, act.port, "profileset", chosen)
     except ApiError as e:

@@ -262,7 +262,7 @@ async def set_power_limit(
         if not fits:
             low = min(w for w, _ in table.values())
             detail = f"lowest preset draws {low:.0f} W, above {watts} W; not sent"
-            return ActionResult(device, action, "refused", detail)
+            return ActionResult(device, action, "refused", detail, floor_w=float(low))
         chosen_w, chosen = max(fits)
         log.info("asic %s: Vnish preset %s requested (%s)", device, chosen, reason)
         body = {"miner": {"overclock": {"preset": chosen}}}
