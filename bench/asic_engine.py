@@ -48,8 +48,10 @@ def recorder(farm: AsicFarmSimulator) -> tuple[Any, dict[tuple[str, bytes], byte
 
 
 async def run_kuat(count: int, cycles: int) -> float:
+    from kuat.agent.tuning import apply_gc_tuning
     from kuat.collectors.cgminer.collector import AsicPoller
 
+    apply_gc_tuning()  # as `kuat run` and bench/asic_poll.py's kuat client have it
     farm = AsicFarmSimulator(count, first_ip="127.90.0.1", personalities=("antminer",))
     exchange, _ = recorder(farm)
     client_mod.exchange = exchange  # CgminerClient.command looks it up in the module

@@ -278,13 +278,21 @@ def items(body: Body | None, key: str) -> Iterator[dict[str, Any]]:
 
 
 def merged(body: Body | None, key: str) -> dict[str, Any]:
-    """All dicts of ``body[key]`` merged: bmminer splits STATS into a header and a data part."""
-    out: dict[str, Any] = {}
+    """All dicts of ``body[key]`` merged, a later one's value winning a key both have: bmminer
+    splits STATS into a header and a data part. The order of the keys is not kept."""
     lst = body.get(key) if body is not None else None
-    if isinstance(lst, list):
-        for x in lst:
-            if isinstance(x, dict):
-                out.update(x)
+    if not isinstance(lst, list):
+        return {}
+    parts = [x for x in lst if isinstance(x, dict)]
+    if not parts:
+        return {}
+    # a copy of the last part (its ~80 keys cloned at once, not inserted one by one), then the
+    # keys only earlier parts have, the later part first
+    out = dict(parts[-1])
+    for x in reversed(parts[:-1]):
+        for k, v in x.items():
+            if k not in out:
+                out[k] = v
     return out
 
 
