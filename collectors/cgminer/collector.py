@@ -707,12 +707,9 @@ class AsicPoller:
             web, causes = await self._web(spec, host, web_reuse, deadline)
         else:
             web, causes = dict(web_reuse), _NO_CAUSES
+        reading = self._build(host, port, taken_at, spec, replies, web, causes)
         if wait_identity:
-            reading = await self._reading(
-                host, port, taken_at, spec, replies, web, causes, wait_identity, deadline
-            )
-        else:
-            reading = self._build(host, port, taken_at, spec, replies, web, causes)
+            reading = await self._wait_identity(reading, spec, replies, web, causes, deadline)
         if reuse:
             if memo.same_box(reading):
                 memo.after(reading, spec, replies, web, fetched_sticky=False)
@@ -722,9 +719,7 @@ class AsicPoller:
                 replies.bodies.pop(c, None)
             await self._fetch_missing(host, api_port, spec, replies, deadline)
             web, causes = await self._web(spec, host, {}, deadline)
-            reading = await self._reading(
-                host, port, taken_at, spec, replies, web, causes, False, deadline
-            )
+            reading = self._build(host, port, taken_at, spec, replies, web, causes)
         memo.after(reading, spec, replies, web, fetched_sticky=True)
         return reading
 
@@ -770,18 +765,17 @@ class AsicPoller:
         replies: Replies,
         web: dict[str, Any],
         causes: Mapping[str, str],
-        base: Mapping[str, Any] | None = None,
     ) -> AsicReading:
         """The reading, with the background identity read so far (no await: a poll that does
         not wait for an identity fetch builds its reading without a coroutine)."""
         relevant = _relevant(spec, replies, causes)
         fetcher = self._idents.get(spec.family)
         if fetcher is None:
-            return build_reading(host, port, taken_at, spec, relevant, web, base)
+            return build_reading(host, port, taken_at, spec, relevant, web)
         key = (host, port)
         docs = fetcher.documents(key)
         reading = build_reading(
-            host, port, taken_at, spec, relevant, _with(web, spec.web_paths, docs), base
+            host, port, taken_at, spec, relevant, _with(web, spec.web_paths, docs)
         )
         # what the API says about the box (background documents never feed these: see
         # FirmwareSpec) decides whether the cached identity still holds
@@ -789,37 +783,37 @@ class AsicPoller:
         now = fetcher.documents(key)
         if now is not docs:  # dropped (another box, a reboot) or just read: build again
             reading = build_reading(
-                host, port, taken_at, spec, relevant, _with(web, spec.web_paths, now), base
+                host, port, taken_at, spec, relevant, _with(web, spec.web_paths, now)
             )
         return reading
 
-    async def _reading(
+    async def _wait_identity(
         self,
-        host: str,
-        port: int,
-        taken_at: datetime,
+        reading: AsicReading,
         spec: FirmwareSpec,
         replies: Replies,
         web: dict[str, Any],
         causes: Mapping[str, str],
-        wait_identity: bool,
         deadline: float,
-        base: Mapping[str, Any] | None = None,
     ) -> AsicReading:
-        """``_build``; with ``wait_identity``, a background fetch under way (queued by this
-        very poll, for a miner not seen before) may finish first, within the deadline."""
-        reading = self._build(host, port, taken_at, spec, replies, web, causes, base)
+        """``reading`` (``_build``'s) once a background fetch under way (queued by this very
+        poll, for a miner not seen before) has finished, within the deadline."""
         fetcher = self._idents.get(spec.family)
-        if not wait_identity or fetcher is None:
+        if fetcher is None:
             return reading
-        key = (host, port)
+        key = (reading.ip, reading.port)
         used = fetcher.documents(key)  # the reading's: _build read them last, no await since
         await fetcher.wait(key, deadline)
         now = fetcher.documents(key)
         if now is not used:
             relevant = _relevant(spec, replies, causes)
             reading = build_reading(
-                host, port, taken_at, spec, relevant, _with(web, spec.web_paths, now), base
+                reading.ip,
+                reading.port,
+                reading.taken_at,
+                spec,
+                relevant,
+                _with(web, spec.web_paths, now),
             )
         return reading
 
