@@ -327,15 +327,26 @@ def status_description(body: Body | None) -> str:
     return d if d.__class__ is str else str(d)
 
 
+_POOL_INFO: Any = None  # readings.PoolInfo, once pools() has run
+
+
 def pools(body: Body | None) -> tuple[Any, ...] | None:
     """POOLS -> PoolInfo; the active pool is the one stratum says, else the best-priority alive."""
-    from kuat.collectors.readings import PoolInfo  # local: keep this module free of reading types
+    global _POOL_INFO
+    pool_info = _POOL_INFO
+    if pool_info is None:
+        # imported here, once: keep this module free of reading types at import time
+        from kuat.collectors.readings import PoolInfo
 
+        pool_info = _POOL_INFO = PoolInfo
     if body is None or "POOLS" not in body:
         return None
     rows: list[tuple[str, dict[str, Any]]] = []
     active_idx: int | None = None
-    for p in items(body, "POOLS"):
+    lst = body["POOLS"]
+    for p in lst if isinstance(lst, list) else ():
+        if not isinstance(p, dict):
+            continue
         url = text(p.get("URL"))
         if url:
             if active_idx is None and p.get("Stratum Active") is True:
@@ -355,7 +366,7 @@ def pools(body: Body | None) -> tuple[Any, ...] | None:
         user, status = text(p.get("User")), text(p.get("Status"))
         # shared() inline and the fields by position: three pools per poll of every miner
         out.append(
-            PoolInfo(
+            pool_info(
                 intern(url),
                 intern(user) if user is not None else None,
                 intern(status) if status is not None else None,

@@ -57,7 +57,7 @@ from kuat.collectors.cgminer.firmware.common import (
     text,
 )
 from kuat.collectors.cgminer.firmware.controls import Act, Controls
-from kuat.collectors.readings import FaultSeverity, FirmwareFault
+from kuat.collectors.readings import AsicTemps, FaultSeverity, FirmwareFault
 
 log = logging.getLogger(__name__)
 _HASH_KEYS = (("GHS 5s", 1e-3), ("GHS av", 1e-3), ("MHS 5s", 1e-6), ("MHS av", 1e-6))
@@ -351,8 +351,6 @@ def _board_split(
 
 
 def _temps(version: Body | None, stats: Body | None) -> Any:
-    from kuat.collectors.readings import AsicTemps
-
     view = _stats(stats)
     if not view.flat:
         return None
