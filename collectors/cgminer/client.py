@@ -402,39 +402,44 @@ async def exchange(
         loop, host, port, payload, deadlines, deadline_at, max_reply_bytes, framed
     )
 
-    def first_byte_timeout(when: float, graced: bool) -> None:
-        if proto.buf:
-            return
-        if not graced and loop.time() - when > STALL_S:
-            # We fired late because the event loop was blocked, not because the miner was slow;
-            # its reply may be sitting unread in the socket. One more look before failing.
-            loop.call_later(STALL_S, first_byte_timeout, loop.time() + STALL_S, True)
-            return
-        proto.fail(
-            f"timed out after {loop.time() - start:.1f} s waiting for the first byte", NoAnswer
-        )
-
-    def total_timeout(when: float, graced: bool) -> None:
-        if not graced and loop.time() - when > STALL_S:
-            loop.call_later(STALL_S, total_timeout, loop.time() + STALL_S, True)
-            return
-        if proto.buf:
-            proto.fail(
-                f"timed out after {loop.time() - start:.1f} s with the reply incomplete "
-                f"({len(proto.buf)} bytes received; the miner sends too slowly)"
-            )
-        else:
-            first_byte_timeout(when, True)
-
+    # module-level callbacks with their state as arguments, not closures that name themselves
+    # to reschedule: such a closure is a reference cycle holding the protocol, its socket and
+    # its reply buffer until a full garbage collection, on every poll
     first_by = min(loop.time() + deadlines.first_byte_s, deadline_at)
-    t1 = loop.call_at(first_by, first_byte_timeout, first_by, False)
-    t2 = loop.call_at(deadline_at, total_timeout, deadline_at, False)
+    t1 = loop.call_at(first_by, _first_byte_timeout, proto, start, first_by, False)
+    t2 = loop.call_at(deadline_at, _total_timeout, proto, start, deadline_at, False)
     try:
         return await proto.done
     finally:
         t1.cancel()
         t2.cancel()
         proto.abandon()
+
+
+def _first_byte_timeout(proto: _Exchange, start: float, when: float, graced: bool) -> None:
+    if proto.buf:
+        return
+    loop = proto.loop
+    if not graced and loop.time() - when > STALL_S:
+        # We fired late because the event loop was blocked, not because the miner was slow;
+        # its reply may be sitting unread in the socket. One more look before failing.
+        loop.call_later(STALL_S, _first_byte_timeout, proto, start, loop.time() + STALL_S, True)
+        return
+    proto.fail(f"timed out after {loop.time() - start:.1f} s waiting for the first byte", NoAnswer)
+
+
+def _total_timeout(proto: _Exchange, start: float, when: float, graced: bool) -> None:
+    loop = proto.loop
+    if not graced and loop.time() - when > STALL_S:
+        loop.call_later(STALL_S, _total_timeout, proto, start, loop.time() + STALL_S, True)
+        return
+    if proto.buf:
+        proto.fail(
+            f"timed out after {loop.time() - start:.1f} s with the reply incomplete "
+            f"({len(proto.buf)} bytes received; the miner sends too slowly)"
+        )
+    else:
+        _first_byte_timeout(proto, start, when, True)
 
 
 async def _connect_within(
