@@ -25,8 +25,8 @@ import time
 from typing import Any
 
 from kuat.collectors.cgminer import client as client_mod
+from kuat.collectors.cgminer.firmware.bitmain.web import SYSTEM_INFO_PATH, BitmainIdentity
 from kuat.collectors.cgminer.sim import AsicFarmSimulator, encode
-from kuat.collectors.cgminer.web import SYSTEM_INFO_PATH, BitmainIdentity
 
 
 def recorder(farm: AsicFarmSimulator) -> tuple[Any, dict[tuple[str, bytes], bytes]]:
