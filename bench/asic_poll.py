@@ -4,7 +4,7 @@ simulated farm (not a test).
 The farm runs in its own process (python -m kuat.collectors.cgminer.sim); each client runs in its
 own child process too, so CPU seconds and peak RSS are that client's alone.
 
-    .venv/bin/python -m bench.asic_poll --count 2000 --rounds 3 --pyasic-count 300
+    .venv/bin/python -m bench.asic_poll --count 2000 --pyasic-count 300 --asicrs-count 500
 
 Reported per client: miners/s, client CPU-s per 1000 full polls, peak RSS, success rate and the
 share of probe fields filled. The simulated stock Antminers serve their web UI (port 80 by
@@ -13,6 +13,11 @@ default, where pyasic looks), so both clients read serial and MAC there. kuat's 
 apart from the steady state (in service a miner's identity is re-read once an hour); pyasic has
 no such cache, so every one of its polls is a first poll, web pages included. The CPU target is
 a ratio to pyasic in the same run (the issue's 0.35 where pyasic takes ~10).
+
+kuat and the raw asyncio+orjson floor (issue 10: kuat <= 1.3x its CPU per poll) run side by side,
+each in a process of its own set up once, and take turns a round at a time (the order swapped
+every round): the verdict is the median of the rounds' ratios, each ratio of two rounds run under
+the same load, since this box is shared. asic-rs and pyasic run after them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -92,57 +98,78 @@ def _filled(r: Any) -> dict[str, bool]:
     }
 
 
+class KuatClient:
+    """kuat's AsicPoller: the first cycle (firmware detection) and the web-identity burst after
+    it in ``setup``, then one steady-state cycle per ``round``."""
+
+    name = "kuat"
+
+    def __init__(self, tg: list[tuple[str, int]], concurrency: int, web_port: int) -> None:
+        self.tg, self.concurrency, self.web_port = tg, concurrency, web_port
+        self.filled = dict.fromkeys(FIELDS, 0)
+        self.errors: set[str] = set()
+        self.extra: dict[str, Any] = {}
+
+    async def setup(self) -> None:
+        from kuat.agent.tuning import apply_gc_tuning
+        from kuat.collectors.cgminer.collector import AsicPoller
+
+        apply_gc_tuning()  # the agent's own process setting (agent/tuning.py), as `kuat run` has it
+        web_port, tg = self.web_port, self.tg
+        self.poller = poller = AsicPoller(
+            timeout_s=5.0,
+            concurrency=self.concurrency,
+            web_port=web_port or None,
+            braiins_web_port=web_port or None,
+        )
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        first = await poller.poll_many(tg)
+        first_cpu, first_wall = time.process_time() - cpu0, time.perf_counter() - t0
+        # Stock Antminers' serial and MAC come from the web UI in the background, once per
+        # identity interval (an hour): in service that is 1 fetch per 60 polls. The burst after
+        # the first cycle is measured apart, so the steady state is the minute-by-minute cost.
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        idents = 0
+        while web_port and time.perf_counter() - t0 < 120:
+            idents = sum(poller.identity_of(ip, port) is not None for ip, port in tg)
+            if idents == len(tg):
+                break
+            await asyncio.sleep(0.25)
+        ident_cpu, ident_wall = time.process_time() - cpu0, time.perf_counter() - t0
+        self.extra = {
+            "first_cycle": {
+                "polls": len(first),
+                "miners_per_s": round(len(first) / first_wall, 1),
+                "cpu_s_per_1000": round(first_cpu / len(first) * 1000, 3),
+            },
+            "web_identity_burst": {
+                "identities": idents,
+                "wall_s": round(ident_wall, 1),
+                "cpu_s_per_1000_miners": round(ident_cpu / max(idents, 1) * 1000, 3),
+            },
+        }
+
+    async def round(self) -> tuple[int, int]:
+        """One steady-state cycle: (polls, readings)."""
+        from kuat.collectors.readings import AsicReading
+
+        results = await self.poller.poll_many(self.tg)
+        ok = 0
+        for r in results:
+            if isinstance(r, AsicReading):
+                ok += 1
+                for k, v in _filled(r).items():
+                    self.filled[k] += v
+            else:
+                self.errors.add(r.cause)
+        return len(results), ok
+
+
 async def run_kuat(
     tg: list[tuple[str, int]], rounds: int, concurrency: int, web_port: int
 ) -> dict[str, Any]:
-    from kuat.agent.tuning import apply_gc_tuning
-    from kuat.collectors.cgminer.collector import AsicPoller
-    from kuat.collectors.readings import AsicReading
-
-    apply_gc_tuning()  # the agent's own process setting (agent/tuning.py), as `kuat run` has it
-    poller = AsicPoller(
-        timeout_s=5.0,
-        concurrency=concurrency,
-        web_port=web_port or None,
-        braiins_web_port=web_port or None,
-    )
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    first = await poller.poll_many(tg)
-    first_cpu, first_wall = time.process_time() - cpu0, time.perf_counter() - t0
-    # Stock Antminers' serial and MAC come from the web UI in the background, once per identity
-    # interval (an hour): in service that is 1 fetch per 60 polls. The burst after the first
-    # cycle is measured apart, so the steady state is the minute-by-minute cost it will be.
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    idents = 0
-    while web_port and time.perf_counter() - t0 < 120:
-        idents = sum(poller.identity_of(ip, port) is not None for ip, port in tg)
-        if idents == len(tg):
-            break
-        await asyncio.sleep(0.25)
-    ident_cpu, ident_wall = time.process_time() - cpu0, time.perf_counter() - t0
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    results: list[Any] = []
-    for _ in range(rounds):
-        results += await poller.poll_many(tg)
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
-    ok = [r for r in results if isinstance(r, AsicReading)]
-    filled = dict.fromkeys(FIELDS, 0)
-    for r in ok:
-        for k, v in _filled(r).items():
-            filled[k] += v
-    errors = sorted({r.cause for r in results if not isinstance(r, AsicReading)})[:3]
-    return _report("kuat", len(results), len(ok), cpu, wall, filled, errors) | {
-        "first_cycle": {
-            "polls": len(first),
-            "miners_per_s": round(len(first) / first_wall, 1),
-            "cpu_s_per_1000": round(first_cpu / len(first) * 1000, 3),
-        },
-        "web_identity_burst": {
-            "identities": idents,
-            "wall_s": round(ident_wall, 1),
-            "cpu_s_per_1000_miners": round(ident_cpu / max(idents, 1) * 1000, 3),
-        },
-    }
+    """kuat alone, ``rounds`` steady-state cycles (the interleaved run is ``interleaved``)."""
+    return await _run_alone(KuatClient(tg, concurrency, web_port), rounds)
 
 
 async def run_pyasic(tg: list[tuple[str, int]], concurrency: int) -> dict[str, Any]:
@@ -198,13 +225,21 @@ RAW_TARGET_RATIO = 1.3
 _RAW_REQUEST = b'{"command":"summary+stats+pools+version"}'
 
 
-async def run_raw(tg: list[tuple[str, int]], rounds: int, concurrency: int) -> dict[str, Any]:
-    import orjson
+class RawClient:
+    """The raw asyncio+orjson floor: a warm-up cycle in ``setup``, one cycle per ``round``."""
 
-    sem = asyncio.Semaphore(concurrency)
+    name = "raw asyncio+orjson floor"
 
-    async def one(host: str, port: int) -> bool:
-        async with sem:
+    def __init__(self, tg: list[tuple[str, int]], concurrency: int) -> None:
+        self.tg, self.concurrency = tg, concurrency
+        self.filled: dict[str, int] = {}
+        self.errors: set[str] = set()
+        self.extra: dict[str, Any] = {}
+
+    async def _one(self, host: str, port: int) -> bool:
+        import orjson
+
+        async with self.sem:
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 3)
                 writer.write(_RAW_REQUEST)
@@ -215,15 +250,105 @@ async def run_raw(tg: list[tuple[str, int]], rounds: int, concurrency: int) -> d
             except Exception:
                 return False
 
-    await asyncio.gather(*(one(h, p) for h, p in tg))  # warm-up, like kuat's first cycle
+    async def setup(self) -> None:
+        self.sem = asyncio.Semaphore(self.concurrency)
+        await self.round()  # warm-up, like kuat's first cycle
+
+    async def round(self) -> tuple[int, int]:
+        ok = sum(await asyncio.gather(*(self._one(h, p) for h, p in self.tg)))
+        return len(self.tg), ok
+
+
+async def run_raw(tg: list[tuple[str, int]], rounds: int, concurrency: int) -> dict[str, Any]:
+    return await _run_alone(RawClient(tg, concurrency), rounds)
+
+
+Client = KuatClient | RawClient
+
+
+async def _run_alone(c: Client, rounds: int) -> dict[str, Any]:
+    await c.setup()
     cpu0, t0 = time.process_time(), time.perf_counter()
-    ok = 0
+    polls = ok = 0
     for _ in range(rounds):
-        ok += sum(await asyncio.gather(*(one(h, p) for h, p in tg)))
+        n, k = await c.round()
+        polls, ok = polls + n, ok + k
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
-    rep = _report("raw asyncio+orjson floor", rounds * len(tg), ok, cpu, wall, {}, [])
-    rep["fields_filled"] = None  # it builds no reading
+    return _client_report(c, polls, ok, cpu, wall)
+
+
+def _client_report(c: Client, polls: int, ok: int, cpu: float, wall: float) -> dict[str, Any]:
+    rep = _report(c.name, polls, ok, cpu, wall, c.filled, sorted(c.errors)[:3]) | c.extra
+    if not c.filled:
+        rep["fields_filled"] = None  # the floor builds no reading
     return rep
+
+
+def serve_rounds(c: Client) -> None:
+    """A client process of the interleaved run: set up, say so, then one round per line read on
+    stdin ("round"), each answered with its CPU and wall seconds; at "end", the report."""
+
+    async def main() -> None:
+        await c.setup()
+        print(json.dumps({"ready": True}), flush=True)
+        polls = ok = 0
+        cpu_all = wall_all = 0.0
+        while sys.stdin.readline().strip() == "round":
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            n, k = await c.round()
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+            polls, ok, cpu_all, wall_all = polls + n, ok + k, cpu_all + cpu, wall_all + wall
+            print(json.dumps({"polls": n, "ok": k, "cpu": cpu, "wall": wall}), flush=True)
+        print(json.dumps(_client_report(c, polls, ok, cpu_all, wall_all)), flush=True)
+
+    asyncio.run(main())
+
+
+def interleaved(base: list[str], rounds: int) -> tuple[list[dict[str, Any]], list[float]]:
+    """kuat and the floor, each in a process of its own, round by round in turn (the order
+    swapped every round), so both see the same load: the box is shared and its noise moves
+    slower than a round. Returns both reports and kuat's CPU per poll over the floor's for
+    each round."""
+    procs = {
+        only: subprocess.Popen(
+            [*base, "--only", only, "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=die_with_parent,
+        )
+        for only in ("kuat", "raw")
+    }
+    try:
+
+        def ask(only: str, what: str) -> dict[str, Any]:
+            p = procs[only]
+            assert p.stdin is not None and p.stdout is not None
+            if what:
+                p.stdin.write(what + "\n")
+                p.stdin.flush()
+            line = p.stdout.readline()
+            if not line:
+                sys.exit(f"the {only} client died (exit {p.wait()})")
+            return dict(json.loads(line))
+
+        for only in procs:
+            ask(only, "")  # ready: kuat's first cycle and identity burst are behind it
+        ratios = []
+        for i in range(rounds):
+            got = {only: ask(only, "round") for only in (("kuat", "raw")[:: 1 if i % 2 else -1])}
+            per = {k: v["cpu"] / max(v["polls"], 1) for k, v in got.items()}
+            ratios.append(per["kuat"] / per["raw"] if per["raw"] else float("inf"))
+            print(
+                f"round {i + 1}: kuat {per['kuat'] * 1e6:.0f} µs, floor {per['raw'] * 1e6:.0f} "
+                f"µs CPU per poll: {ratios[-1]:.2f}x",
+                file=sys.stderr,
+                flush=True,
+            )
+        reports = [ask(only, "end") for only in procs]
+    finally:
+        stop_all(list(procs.values()))
+    return reports, ratios
 
 
 async def run_asicrs(tg: list[tuple[str, int]], rounds: int, concurrency: int) -> dict[str, Any]:
@@ -668,6 +793,14 @@ def _print_scale(rep: dict[str, Any], asked: int) -> None:
 
 def child(args: argparse.Namespace) -> None:
     tg = targets(args.first_ip, args.count)
+    if args.serve:
+        c: Client = (
+            KuatClient(tg, args.concurrency, args.web_port)
+            if args.only == "kuat"
+            else RawClient(tg, args.concurrency)
+        )
+        serve_rounds(c)
+        return
     if args.only == "kuat":
         out = asyncio.run(run_kuat(tg, args.rounds, args.concurrency, args.web_port))
     elif args.only == "raw":
@@ -685,7 +818,12 @@ def child(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--count", type=int, default=2000, help="simulated miners")
-    ap.add_argument("--rounds", type=int, default=3, help="steady-state kuat cycles")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=9,
+        help="steady-state cycles of kuat and the floor, in turn (asic-rs: its get_data rounds)",
+    )
     ap.add_argument("--pyasic-count", type=int, default=300, help="miners polled by pyasic")
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--first-ip", default="127.20.0.1")
@@ -718,6 +856,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="miners polled by asic-rs (pip install pyasic-rs); 0 = skip",
     )
     ap.add_argument("--only", choices=("kuat", "raw", "asicrs", "pyasic"), help=argparse.SUPPRESS)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--scale-client", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.scale_client:
@@ -742,8 +881,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         assert sim.stdout is not None
         print(sim.stdout.readline().strip(), file=sys.stderr)
         base = [sys.executable, "-m", "bench.asic_poll", *(argv or sys.argv[1:])]
-        reports = []
-        for only in ("kuat", "raw", "asicrs", "pyasic"):
+        reports, ratios = interleaved(base, args.rounds)
+        for only in ("asicrs", "pyasic"):
             if only == "pyasic" and args.pyasic_count <= 0:
                 continue
             if only == "asicrs" and args.asicrs_count <= 0:
@@ -759,24 +898,27 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(json.dumps(r, indent=2))
         k = next((r for r in reports if r["client"] == "kuat"), None)
         raw = next((r for r in reports if r["client"].startswith("raw")), None)
-        base = next((r for r in reports if r["client"].startswith("pyasic")), None)
+        pa = next((r for r in reports if r["client"].startswith("pyasic")), None)
         if k is not None:
             cpu = k["cpu_s_per_1000_polls"]
             line = f"kuat: {cpu} client CPU-s per 1000 full polls on {os.cpu_count()} CPUs"
-            if raw is not None and raw["cpu_s_per_1000_polls"]:
-                ratio = cpu / raw["cpu_s_per_1000_polls"]
+            if raw is not None and ratios:
+                # the median of the rounds' ratios: a round of each, in turn, under one load
+                ratio = statistics.median(ratios)
                 verdict = "meets" if ratio <= RAW_TARGET_RATIO else "misses"
                 line += (
-                    f"; {ratio:.2f}x the raw asyncio floor's {raw['cpu_s_per_1000_polls']}: "
-                    f"{verdict} the target (<= {RAW_TARGET_RATIO}x)"
+                    f"; {ratio:.2f}x the raw asyncio floor (median of {len(ratios)} interleaved "
+                    f"rounds, {min(ratios):.2f}-{max(ratios):.2f}x; over all rounds "
+                    f"{cpu} / {raw['cpu_s_per_1000_polls']}): {verdict} the target "
+                    f"(<= {RAW_TARGET_RATIO}x)"
                 )
-            if base is not None:
+            if pa is not None:
                 # The issue's target, 0.35 where pyasic measures ~10, as a ratio to the baseline
                 # measured in this run: absolute seconds travel badly between machines.
-                share = cpu / base["cpu_s_per_1000_polls"]
+                share = cpu / pa["cpu_s_per_1000_polls"]
                 verdict = "meets" if share <= TARGET_SHARE else "misses"
                 line += (
-                    f"; {share:.1%} of pyasic's {base['cpu_s_per_1000_polls']} in the same run: "
+                    f"; {share:.1%} of pyasic's {pa['cpu_s_per_1000_polls']} in the same run: "
                     f"{verdict} the target (≤ {TARGET_SHARE:.1%}, i.e. 0.35 where pyasic takes 10)"
                 )
             print(line, file=sys.stderr)

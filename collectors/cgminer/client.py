@@ -93,9 +93,9 @@ def decode_reply(raw: bytes) -> dict[str, Any]:
     if raw.startswith(b"HTTP/"):
         status = raw.split(b"\r\n", 1)[0][:60].decode("latin-1")
         raise HttpAnswer(f"an HTTP server answered ({status!r}), not a cgminer-family API")
-    if _GLUED_STATS in raw:
+    if _glued_stats(raw):
         # bmminer's '}{' (a fifth of stock Antminers, every poll): mended before the first
-        # parse, not after a failed one; a substring search costs a hundredth of a parse
+        # parse, not after a failed one
         obj = _decode_glued_stats(raw)
         if obj is None:
             obj = _decode_tolerant(raw)
@@ -137,6 +137,19 @@ def _too_deep(obj: Any) -> bool:
 
 
 _GLUED_STATS = b'}{"STATS":'
+_STATS_LIST = b'"STATS":['
+
+
+def _glued_stats(raw: bytes) -> bool:
+    """True if bmminer's '}{' follows the STATS header: looked for where bmminer puts it (the
+    end of the first STATS object, which holds no object of its own), not searched for through
+    the whole reply, which cost as much as a fifth of the parse on every stock Antminer poll. A
+    defect elsewhere is still mended, by the general repair when the strict parse fails."""
+    i = raw.find(_STATS_LIST)
+    if i < 0:
+        return False
+    end = raw.find(b"}", i)
+    return end >= 0 and raw.startswith(_GLUED_STATS, end)
 
 
 def _decode_glued_stats(raw: bytes) -> Any:
@@ -389,39 +402,44 @@ async def exchange(
         loop, host, port, payload, deadlines, deadline_at, max_reply_bytes, framed
     )
 
-    def first_byte_timeout(when: float, graced: bool) -> None:
-        if proto.buf:
-            return
-        if not graced and loop.time() - when > STALL_S:
-            # We fired late because the event loop was blocked, not because the miner was slow;
-            # its reply may be sitting unread in the socket. One more look before failing.
-            loop.call_later(STALL_S, first_byte_timeout, loop.time() + STALL_S, True)
-            return
-        proto.fail(
-            f"timed out after {loop.time() - start:.1f} s waiting for the first byte", NoAnswer
-        )
-
-    def total_timeout(when: float, graced: bool) -> None:
-        if not graced and loop.time() - when > STALL_S:
-            loop.call_later(STALL_S, total_timeout, loop.time() + STALL_S, True)
-            return
-        if proto.buf:
-            proto.fail(
-                f"timed out after {loop.time() - start:.1f} s with the reply incomplete "
-                f"({len(proto.buf)} bytes received; the miner sends too slowly)"
-            )
-        else:
-            first_byte_timeout(when, True)
-
+    # module-level callbacks with their state as arguments, not closures that name themselves
+    # to reschedule: such a closure is a reference cycle holding the protocol, its socket and
+    # its reply buffer until a full garbage collection, on every poll
     first_by = min(loop.time() + deadlines.first_byte_s, deadline_at)
-    t1 = loop.call_at(first_by, first_byte_timeout, first_by, False)
-    t2 = loop.call_at(deadline_at, total_timeout, deadline_at, False)
+    t1 = loop.call_at(first_by, _first_byte_timeout, proto, start, first_by, False)
+    t2 = loop.call_at(deadline_at, _total_timeout, proto, start, deadline_at, False)
     try:
         return await proto.done
     finally:
         t1.cancel()
         t2.cancel()
         proto.abandon()
+
+
+def _first_byte_timeout(proto: _Exchange, start: float, when: float, graced: bool) -> None:
+    if proto.buf:
+        return
+    loop = proto.loop
+    if not graced and loop.time() - when > STALL_S:
+        # We fired late because the event loop was blocked, not because the miner was slow;
+        # its reply may be sitting unread in the socket. One more look before failing.
+        loop.call_later(STALL_S, _first_byte_timeout, proto, start, loop.time() + STALL_S, True)
+        return
+    proto.fail(f"timed out after {loop.time() - start:.1f} s waiting for the first byte", NoAnswer)
+
+
+def _total_timeout(proto: _Exchange, start: float, when: float, graced: bool) -> None:
+    loop = proto.loop
+    if not graced and loop.time() - when > STALL_S:
+        loop.call_later(STALL_S, _total_timeout, proto, start, loop.time() + STALL_S, True)
+        return
+    if proto.buf:
+        proto.fail(
+            f"timed out after {loop.time() - start:.1f} s with the reply incomplete "
+            f"({len(proto.buf)} bytes received; the miner sends too slowly)"
+        )
+    else:
+        _first_byte_timeout(proto, start, when, True)
 
 
 async def _connect_within(
@@ -570,9 +588,12 @@ class CgminerClient:
         """
         out = into if into is not None else Replies()
         deadline_at = deadline_at if deadline_at is not None else self.deadline()
-        alone_set = set(alone)
-        joined = [c for c in commands if c not in alone_set]
-        singles = [c for c in commands if c in alone_set]
+        if alone:
+            alone_set = set(alone)
+            joined = [c for c in commands if c not in alone_set]
+            singles = [c for c in commands if c in alone_set]
+        else:  # most firmwares join every command: no set, no second pass
+            joined, singles = list(commands), []
         if len(joined) == 1 or (joined and (host, port) in self._no_multi):
             singles = joined + singles
             joined = []

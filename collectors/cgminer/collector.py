@@ -83,6 +83,7 @@ log = logging.getLogger(__name__)
 
 AsicResult = AsicReading | DeviceError
 _NO_STICKY: Mapping[str, bytes] = MappingProxyType({})
+_NO_CAUSES: Mapping[str, str] = MappingProxyType({})
 
 # Identity replies (FirmwareSpec.sticky) are re-read at least this often, in polls.
 STICKY_POLLS = 30
@@ -594,7 +595,9 @@ class AsicPoller:
         if spec is None:
             commands: Sequence[str] = DISCOVERY_COMMANDS
         else:
-            commands = [c for c in spec.api_commands if c not in reuse]
+            commands = (
+                [c for c in spec.api_commands if c not in reuse] if reuse else spec.api_commands
+            )
         replies = await self.client.query(
             host,
             port,
@@ -687,17 +690,26 @@ class AsicPoller:
     ) -> AsicReading:
         """The rest of a poll once the API answered: missing commands, the web API, identity,
         the reading; sticky replies reused unless the reading shows another box."""
-        web_reuse = {
-            c: b for c, b in reuse.items() if c in spec.web_paths and spec.transport != "http"
-        }
-        for c, b in reuse.items():
-            if c not in web_reuse:
-                replies.bodies[c] = b
-        await self._fetch_missing(host, api_port, spec, replies, deadline)
-        web, causes = await self._web(spec, host, web_reuse, deadline)
-        reading = await self._reading(
-            host, port, taken_at, spec, replies, web, causes, wait_identity, deadline
-        )
+        web_reuse: dict[str, Any] = {}
+        if reuse:
+            web_reuse = {
+                c: b for c, b in reuse.items() if c in spec.web_paths and spec.transport != "http"
+            }
+            for c, b in reuse.items():
+                if c not in web_reuse:
+                    replies.bodies[c] = b
+        # the steady state of most firmwares has every reply and no web read within the poll:
+        # no coroutine for what would do nothing (checked here, a cost on every poll)
+        if self._missing(spec, replies):
+            await self._fetch_missing(host, api_port, spec, replies, deadline)
+        causes: Mapping[str, str]
+        if self._web_within(spec):
+            web, causes = await self._web(spec, host, web_reuse, deadline)
+        else:
+            web, causes = dict(web_reuse), _NO_CAUSES
+        reading = self._build(host, port, taken_at, spec, replies, web, causes)
+        if wait_identity:
+            reading = await self._wait_identity(reading, spec, replies, web, causes, deadline)
         if reuse:
             if memo.same_box(reading):
                 memo.after(reading, spec, replies, web, fetched_sticky=False)
@@ -707,9 +719,7 @@ class AsicPoller:
                 replies.bodies.pop(c, None)
             await self._fetch_missing(host, api_port, spec, replies, deadline)
             web, causes = await self._web(spec, host, {}, deadline)
-            reading = await self._reading(
-                host, port, taken_at, spec, replies, web, causes, False, deadline
-            )
+            reading = self._build(host, port, taken_at, spec, replies, web, causes)
         memo.after(reading, spec, replies, web, fetched_sticky=True)
         return reading
 
@@ -718,7 +728,7 @@ class AsicPoller:
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """A backend's web endpoints read within the poll (those not reused); (docs, causes)."""
         web = spec.web
-        if web is None or web.background or spec.transport == "http" or not self._web_on(spec):
+        if web is None or not self._web_within(spec):
             return dict(reuse), {}
         assert web.port is not None
         paths = tuple(p for p in spec.web_paths if p not in reuse)
@@ -729,7 +739,24 @@ class AsicPoller:
         )
         return {**reuse, **docs}, causes
 
-    async def _reading(
+    def _web_within(self, spec: FirmwareSpec) -> bool:
+        """True if this backend's web endpoints are read within the poll (``_web``)."""
+        web = spec.web
+        return not (
+            web is None or web.background or spec.transport == "http" or not self._web_on(spec)
+        )
+
+    @staticmethod
+    def _missing(spec: FirmwareSpec, replies: Replies) -> bool:
+        """True if ``_fetch_missing`` has something to ask."""
+        if spec.transport == "http":
+            return True
+        if spec.transport != "cgminer":
+            return False
+        bodies = replies.bodies
+        return any(c not in bodies for c in spec.api_commands)
+
+    def _build(
         self,
         host: str,
         port: int,
@@ -738,33 +765,55 @@ class AsicPoller:
         replies: Replies,
         web: dict[str, Any],
         causes: Mapping[str, str],
-        wait_identity: bool,
-        deadline: float,
-        base: Mapping[str, Any] | None = None,
     ) -> AsicReading:
-        wanted = spec.commands
-        # discovery commands this firmware does not have are not the miner's fault
-        errors = {c: m for c, m in replies.errors.items() if c in wanted and c not in spec.optional}
-        # a web API's failure is a note (one per cause), never a lost reading
-        errors.update(causes)
-        relevant = Replies(bodies=replies.bodies, errors=errors)
+        """The reading, with the background identity read so far (no await: a poll that does
+        not wait for an identity fetch builds its reading without a coroutine)."""
+        relevant = _relevant(spec, replies, causes)
         fetcher = self._idents.get(spec.family)
         if fetcher is None:
-            return build_reading(host, port, taken_at, spec, relevant, web, base)
+            return build_reading(host, port, taken_at, spec, relevant, web)
         key = (host, port)
         docs = fetcher.documents(key)
         reading = build_reading(
-            host, port, taken_at, spec, relevant, _with(web, spec.web_paths, docs), base
+            host, port, taken_at, spec, relevant, _with(web, spec.web_paths, docs)
         )
         # what the API says about the box (background documents never feed these: see
         # FirmwareSpec) decides whether the cached identity still holds
         fetcher.observe(key, reading.model, reading.uptime_s)
-        if wait_identity:
-            await fetcher.wait(key, deadline)
         now = fetcher.documents(key)
         if now is not docs:  # dropped (another box, a reboot) or just read: build again
             reading = build_reading(
-                host, port, taken_at, spec, relevant, _with(web, spec.web_paths, now), base
+                host, port, taken_at, spec, relevant, _with(web, spec.web_paths, now)
+            )
+        return reading
+
+    async def _wait_identity(
+        self,
+        reading: AsicReading,
+        spec: FirmwareSpec,
+        replies: Replies,
+        web: dict[str, Any],
+        causes: Mapping[str, str],
+        deadline: float,
+    ) -> AsicReading:
+        """``reading`` (``_build``'s) once a background fetch under way (queued by this very
+        poll, for a miner not seen before) has finished, within the deadline."""
+        fetcher = self._idents.get(spec.family)
+        if fetcher is None:
+            return reading
+        key = (reading.ip, reading.port)
+        used = fetcher.documents(key)  # the reading's: _build read them last, no await since
+        await fetcher.wait(key, deadline)
+        now = fetcher.documents(key)
+        if now is not used:
+            relevant = _relevant(spec, replies, causes)
+            reading = build_reading(
+                reading.ip,
+                reading.port,
+                reading.taken_at,
+                spec,
+                relevant,
+                _with(web, spec.web_paths, now),
             )
         return reading
 
@@ -877,6 +926,19 @@ class AsicPoller:
         if n:
             await asyncio.gather(*(worker() for _ in range(n)))
         return [r for r in results if r is not None]
+
+
+def _relevant(spec: FirmwareSpec, replies: Replies, causes: Mapping[str, str]) -> Replies:
+    """The replies with the errors a reading notes: discovery commands this firmware does not
+    have are not the miner's fault; a web API's failure is a note (one per cause), never a
+    lost reading."""
+    errors = replies.errors
+    if not errors and not causes:
+        return replies  # the usual poll: nothing to filter, no copy
+    wanted, optional = spec.commands, spec.optional
+    kept = {c: m for c, m in errors.items() if c in wanted and c not in optional}
+    kept.update(causes)
+    return Replies(bodies=replies.bodies, errors=kept)
 
 
 def _with(

@@ -101,8 +101,12 @@ def build_reading(
     if "errors" in values:
         notes.extend(values.pop("errors"))
     state = values.pop("state", None)
-    # the reading's own fields with a value (a base may carry None or keys of its own)
-    fields = {k: v for k, v in values.items() if v is not None and k in _READING_FIELDS}
+    if base is None and _plain(spec):
+        # every value came from a field of the plan, not None, each a reading field: no copy
+        fields = values
+    else:
+        # the reading's own fields with a value (a base may carry None or keys of its own)
+        fields = {k: v for k, v in values.items() if v is not None and k in _READING_FIELDS}
     for key in _SHARED_TEXT:
         v = fields.get(key)
         if v.__class__ is str:
@@ -146,6 +150,23 @@ def build_reading(
         errors=tuple(dict.fromkeys(notes)) if notes else (),
         **fields,
     )
+
+
+# spec -> whether _plain; by id, the spec kept with its answer (a FirmwareSpec holds dicts: no
+# hash), so an id is never another spec's
+_PLAIN: dict[int, tuple[FirmwareSpec, bool]] = {}
+
+
+def _plain(spec: FirmwareSpec) -> bool:
+    """True if every field of ``spec``'s plan, but state and errors (taken out before), is a
+    reading field."""
+    got = _PLAIN.get(id(spec))
+    if got is not None and got[0] is spec:
+        return got[1]
+    names = {name for name, _, _ in spec.plan} - {"state", "errors"}
+    plain = names <= _READING_FIELDS
+    _PLAIN[id(spec)] = (spec, plain)
+    return plain
 
 
 def _six_digits(x: float) -> float:

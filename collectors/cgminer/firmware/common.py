@@ -278,13 +278,21 @@ def items(body: Body | None, key: str) -> Iterator[dict[str, Any]]:
 
 
 def merged(body: Body | None, key: str) -> dict[str, Any]:
-    """All dicts of ``body[key]`` merged: bmminer splits STATS into a header and a data part."""
-    out: dict[str, Any] = {}
+    """All dicts of ``body[key]`` merged, a later one's value winning a key both have: bmminer
+    splits STATS into a header and a data part. The order of the keys is not kept."""
     lst = body.get(key) if body is not None else None
-    if isinstance(lst, list):
-        for x in lst:
-            if isinstance(x, dict):
-                out.update(x)
+    if not isinstance(lst, list):
+        return {}
+    parts = [x for x in lst if isinstance(x, dict)]
+    if not parts:
+        return {}
+    # a copy of the last part (its ~80 keys cloned at once, not inserted one by one), then the
+    # keys only earlier parts have, the later part first
+    out = dict(parts[-1])
+    for x in reversed(parts[:-1]):
+        for k, v in x.items():
+            if k not in out:
+                out[k] = v
     return out
 
 
@@ -319,15 +327,26 @@ def status_description(body: Body | None) -> str:
     return d if d.__class__ is str else str(d)
 
 
+_POOL_INFO: Any = None  # readings.PoolInfo, once pools() has run
+
+
 def pools(body: Body | None) -> tuple[Any, ...] | None:
     """POOLS -> PoolInfo; the active pool is the one stratum says, else the best-priority alive."""
-    from kuat.collectors.readings import PoolInfo  # local: keep this module free of reading types
+    global _POOL_INFO
+    pool_info = _POOL_INFO
+    if pool_info is None:
+        # imported here, once: keep this module free of reading types at import time
+        from kuat.collectors.readings import PoolInfo
 
+        pool_info = _POOL_INFO = PoolInfo
     if body is None or "POOLS" not in body:
         return None
     rows: list[tuple[str, dict[str, Any]]] = []
     active_idx: int | None = None
-    for p in items(body, "POOLS"):
+    lst = body["POOLS"]
+    for p in lst if isinstance(lst, list) else ():
+        if not isinstance(p, dict):
+            continue
         url = text(p.get("URL"))
         if url:
             if active_idx is None and p.get("Stratum Active") is True:
@@ -347,7 +366,7 @@ def pools(body: Body | None) -> tuple[Any, ...] | None:
         user, status = text(p.get("User")), text(p.get("Status"))
         # shared() inline and the fields by position: three pools per poll of every miner
         out.append(
-            PoolInfo(
+            pool_info(
                 intern(url),
                 intern(user) if user is not None else None,
                 intern(status) if status is not None else None,

@@ -96,3 +96,28 @@ def test_glued_stats_fast_repair_reads_as_the_general_one() -> None:
     raw = (CASES / "bitmain" / "l3plus-glued-stats" / "stats.json").read_bytes()
     assert b'}{"STATS":' in raw
     assert decode_reply(raw) == _decode_tolerant(raw.rstrip(b"\x00").strip())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # where bmminer puts it: after the STATS header, in a multi-command reply
+        b'{"stats":[{"STATS":[{"Type":"Antminer S19"}{"STATS":0,"GHS 5s":1.5}]}],"id":1}',
+        # a header holding a "}" of its own, and the glue between later parts: the general
+        # repair mends what the look after the header does not see
+        b'{"STATS":[{"Type":"x}y"}{"STATS":0,"a":1}]}',
+        b'{"STATS":[{"Type":"S9"},{"STATS":0,"a":1}{"STATS":1,"b":2}]}',
+    ],
+)
+def test_glued_stats_anywhere_reads_as_the_general_repair(raw: bytes) -> None:
+    from kuat.collectors.cgminer.client import _decode_tolerant
+
+    assert decode_reply(raw) == _decode_tolerant(raw)
+
+
+def test_merged_stats_parts_keep_every_key_the_later_winning() -> None:
+    from kuat.collectors.cgminer.firmware.common import merged
+
+    body = {"STATS": [{"a": 1, "b": 1}, "junk", {"b": 2, "c": 2}, {"c": 3, "d": 3}]}
+    assert merged(body, "STATS") == {"a": 1, "b": 2, "c": 3, "d": 3}
+    assert merged({"STATS": "x"}, "STATS") == {} == merged(None, "STATS")

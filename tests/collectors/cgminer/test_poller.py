@@ -292,3 +292,45 @@ async def test_identity_reply_is_reused_until_the_box_changes(farm: FarmFactory)
         rebooted = await poller.poll(host, port)
         assert isinstance(rebooted, AsicReading) and rebooted.serial == m.serial
         assert m.requests["get_miner_info"] == 3
+
+
+async def test_a_finished_exchange_is_freed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every poll's connection, protocol and reply buffer must go when the poll ends, by
+    # reference counting: a reference cycle per exchange kept them (sockets, ~5 KB buffers)
+    # until a rare full garbage collection, and the client's memory grew cycle after cycle.
+    import gc
+    import weakref
+
+    from kuat.collectors.cgminer import client
+
+    made: list[weakref.ref[client._Exchange]] = []
+
+    class Watched(client._Exchange):
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)  # type: ignore[arg-type]
+            made.append(weakref.ref(self))
+
+    monkeypatch.setattr(client, "_Exchange", Watched)
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b'{"STATUS":[{"STATUS":"S"}],"id":1}\x00')
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.77.250.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    gc.disable()
+    try:
+        loop = asyncio.get_running_loop()
+        d = Deadlines.from_timeout(2.0)
+        raw = await exchange("127.77.250.1", port, b"{}", deadlines=d, deadline_at=loop.time() + 2)
+        assert raw.startswith(b'{"STATUS"')
+        for _ in range(5):  # the transport's close callbacks
+            await asyncio.sleep(0)
+        assert len(made) == 1
+        assert made[0]() is None, gc.get_referrers(made[0]())
+    finally:
+        gc.enable()
+        server.close()
+        await server.wait_closed()

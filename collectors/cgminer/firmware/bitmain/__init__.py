@@ -57,7 +57,7 @@ from kuat.collectors.cgminer.firmware.common import (
     text,
 )
 from kuat.collectors.cgminer.firmware.controls import Act, Controls
-from kuat.collectors.readings import FaultSeverity, FirmwareFault
+from kuat.collectors.readings import AsicTemps, FaultSeverity, FirmwareFault
 
 log = logging.getLogger(__name__)
 _HASH_KEYS = (("GHS 5s", 1e-3), ("GHS av", 1e-3), ("MHS 5s", 1e-6), ("MHS av", 1e-6))
@@ -134,7 +134,10 @@ def _power(stats: Body | None) -> float | None:
     for d in (view.modern, view.flat):
         if d:
             for key in _WATT_KEYS:
-                w = _watts(d.get(key))
+                v = d.get(key)
+                if v is None:
+                    continue  # old-shape stats has none of them: no call per key
+                w = _watts(v)
                 if w is not None:
                     return w
     return None
@@ -260,25 +263,18 @@ def _sensor_max(v: Any) -> float | None:
 
 
 def _chain_temps(view: _StatsView, string_key: str, flat_key: str) -> tuple[float, ...]:
-    rows = view.numbered(string_key, None)
-    if not rows:
-        # S21-era old shape: an inlet- and an outlet-side sensor string per chain
-        side = string_key.replace("temp_", "")
-        ins = dict(view.numbered(f"temp_in_{side}_", None))
-        outs = dict(view.numbered(f"temp_out_{side}_", None))
-        if ins or outs:
-            both = []
-            for n in sorted(ins.keys() | outs.keys()):
-                vals = [t for v in (ins.get(n), outs.get(n)) if (t := _sensor_max(v)) is not None]
-                if vals:
-                    both.append(max(vals))
-            return tuple(both)
-        rows = view.numbered(flat_key, integer(view.flat.get("temp_num")))
     out: list[float] = []
-    for _, v in rows:
-        # _sensor_max's usual case inline ("66-38-57-58", eight per poll of every stock miner)
-        if v.__class__ is str and v[:1] != "-" and v[-1:] != "-" and "-" in v:
-            try:
+    flat = view.flat
+    found = False
+    # ``string_key``1..16 read straight off the merged stats: on every poll of every stock
+    # Antminer, eight such strings ("66-38-57-58") and no list of them built first
+    for _, key in _NUMBERED.get(string_key) or _numbered_keys(string_key):
+        v = flat.get(key, _ABSENT)
+        if v is _ABSENT:
+            continue
+        found = True
+        if v.__class__ is str and "-" in v:
+            try:  # the usual shape: one split, no strip (an odd one is _sensor_max's)
                 best = max(map(int, v.split("-")))
             except ValueError:
                 t = _sensor_max(v)
@@ -288,7 +284,27 @@ def _chain_temps(view: _StatsView, string_key: str, flat_key: str) -> tuple[floa
             t = _sensor_max(v)
         if t is not None:
             out.append(t)
+    if found:
+        return tuple(out)
+    # S21-era old shape: an inlet- and an outlet-side sensor string per chain
+    side = string_key.replace("temp_", "")
+    ins = dict(view.numbered(f"temp_in_{side}_", None))
+    outs = dict(view.numbered(f"temp_out_{side}_", None))
+    if ins or outs:
+        both = []
+        for n in sorted(ins.keys() | outs.keys()):
+            vals = [t for v in (ins.get(n), outs.get(n)) if (t := _sensor_max(v)) is not None]
+            if vals:
+                both.append(max(vals))
+        return tuple(both)
+    for _, v in view.numbered(flat_key, integer(flat.get("temp_num"))):
+        t = _sensor_max(v)
+        if t is not None:
+            out.append(t)
     return tuple(out)
+
+
+_ABSENT = object()
 
 
 def _sensors(v: Any) -> list[float | None]:
@@ -335,8 +351,6 @@ def _board_split(
 
 
 def _temps(version: Body | None, stats: Body | None) -> Any:
-    from kuat.collectors.readings import AsicTemps
-
     view = _stats(stats)
     if not view.flat:
         return None
