@@ -7,10 +7,10 @@ When over the limit, soft actions come before hard ones:
 
 1. Power limits, where the firmware has a power target (or profiles of watts): the least efficient
    (highest J/TH) first, each down to the step that just reaches the target, else its lowest.
-   Used only when limits *alone* reach the target, with a quarter of the hysteresis to spare
-   (at most 2 % of the allowed power): a limited miner still hashes, but if the
-   site needs more than limits can give, sleeping the least efficient saves far more per
-   command, and limiting miners that must then be slept anyway is wasted churn.
+   Used only when limits *alone* reach the target with room to spare ("Limits or sleeps"
+   below): a limited miner still hashes, but if the site needs more than limits can give,
+   sleeping the least efficient saves far more per command, and limiting miners that must
+   then be slept anyway is wasted churn.
 2. Sleep, the least efficient first: the hashrate lost per kW saved is smallest. A mining miner
    reporting no hashrate is pure cost and goes first.
 3. Still over: miners that could not be slept (held by their minimum on time, or unable to
@@ -18,6 +18,25 @@ When over the limit, soft actions come before hard ones:
 4. Last resort: the PDU outlet of a miner that *cannot* sleep (no sleep in its firmware, or its
    last sleep failed) is switched off. Cutting power under load is hard on PSUs and the miner
    takes minutes to boot, so never for a miner that a sleep command can stop.
+
+Limits or sleeps: what limits alone can reach (every limitable miner free of its hold at its
+lowest step) must cover the cut plus a quarter of the hysteresis (at most 2 % of the allowed
+power, the cut's deadband), else the plan sleeps. That reach is known only as well as the
+readings behind it: each miner's power reading (its steps are shares of it), the learned
+overhead, firmware that runs under its limit. A plan made on one side of that edge while the
+plant is on the other makes many limits where a few sleeps do, or limits that fall short and
+are followed by sleeps of the same miners. So within ``LIMIT_NOISE`` (5 %) of the reach beyond
+the deadband, the choice counts switches: both plans are made on scratch copies and the one
+with fewer actions wins (limits on a tie, and limits when the sleeps fall short, held by their
+timers). Sleeps nearly always take fewer actions (a sleep saves a whole miner, a limit at most
+40 % of one), so in effect limits alone need ``need + deadband + 5 % of reach <= reach``; past
+that margin limits are made however many they are (a small cut keeps every miner hashing).
+The edge itself remains, 5 % further on: a plant right there can still be read on its other
+side. The horizon: a cut planned less than ``wake_min_run_s`` before the hour's end, when the
+next hour's allocation (as mean power, less ``margin_kw``) is deeper than this hour's target,
+tests the limits against that deeper cut: limits that make this hour's cut but not the next
+hour's would be followed at the boundary by sleeps, of the same least efficient miners first
+(a limit and a sleep each). The plan itself is still sized to this hour's target.
 
 Restoring goes in reverse and only while the load stays ``hysteresis_kw`` below the limit, so a
 site hovering at its limit does not flap: outlets on first (those miners are the furthest from
@@ -90,6 +109,9 @@ from kuat.quota.reasons import Code, Reason
 EDGE_S = 60.0
 # A plan names at most this many held switches: at 50,000 miners a full list would be noise.
 MAX_HELD = 100
+# What power limits reach is known to this share of itself (module docstring, "Limits or
+# sleeps"): within it of the cut, the plan with fewer actions is made.
+LIMIT_NOISE = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +271,13 @@ class _Planner:
         self.actions: list[Action] = []
         self.held: list[Reason] = []
 
+    def fork(self) -> _Planner:
+        """A scratch copy with nothing planned yet, to count what a plan would take."""
+        budget = (self.left_s, self.budget_s)
+        out = _Planner(self.now, self.policy, self.planned, self.k, budget, self.acts_in_s)
+        out.early = self.early
+        return out
+
     @property
     def effective(self) -> float:
         """The planned load as the allowed power's budget sees it (module docstring)."""
@@ -318,82 +347,121 @@ def _least_efficient_first(miners: Sequence[MinerState]) -> list[MinerState]:
     return sorted(miners, key=lambda m: (-m.j_per_th, -(m.power_w or 0.0), m.device_id))
 
 
-def _curtail(
-    pl: _Planner, miners: Sequence[MinerState], target: float, allowed_kw: float, load: float
-) -> CurtailPlan:
+def _limits_alone(
+    pl: _Planner,
+    awake: Sequence[MinerState],
+    limitable: Sequence[MinerState],
+    target: float,
+    allowed_kw: float,
+    deeper: float | None,
+) -> bool:
+    """Do power limits alone make this cut (module docstring, "Limits or sleeps")? Near
+    the edge the choice is made by counting each plan's actions (on scratch planners)."""
     policy = pl.policy
-    awake = _least_efficient_first([m for m in miners if not m.asleep and (m.power_w or 0) > 0])
-    limitable = [m for m in awake if _steps_below(m)]
     free_to_limit = [m for m in limitable if pl.since(m.last_limited) >= policy.limit_hold_s]
-    reachable = (
+    reach = (
         sum(pl.gain(m, _LIMIT) * ((m.power_w or 0.0) - _steps_below(m)[-1]) for m in free_to_limit)
         / 1000
     )
-
-    # Limits alone only with room to spare (the deadband, a quarter of the hysteresis): a plan
-    # that needs every limitable miner at its lowest step to just make it is one reading's
-    # noise from a shortfall, and many limits where a few sleeps do.
+    # the cut to make: this hour's, or near its end the next hour's when that is deeper
+    need = pl.effective - (target if deeper is None else min(target, deeper))
     spare = min(policy.hysteresis_kw / 4, 0.02 * max(allowed_kw, 0.0))
-    if limitable and pl.effective - reachable <= target - spare:
-        # 1. power limits alone reach the target
-        for m in limitable:
-            if pl.effective <= target:
-                break
-            if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, policy.limit_hold_s, m.last_limited):
-                continue
-            steps = _steps_below(m)
-            need_w = (pl.effective - target) * 1000 / pl.gain(m, _LIMIT)
-            enough = [s for s in steps if (m.power_w or 0.0) - s >= need_w]
-            pl.limit(m, enough[0] if enough else steps[-1])
+    if reach < need + spare:
+        return False
+    if reach >= need + spare + LIMIT_NOISE * reach:
+        return True
+    # within the readings' noise of the edge: the plan with fewer actions, limits on a tie
+    by_limits, by_sleeps = pl.fork(), pl.fork()
+    _by_limits(by_limits, limitable, target)
+    _by_sleeps(by_sleeps, awake, limitable, target)
+    if by_sleeps.effective > target:
+        return True  # sleeps fall short (timers): the limits that reach
+    return len(by_limits.actions) <= len(by_sleeps.actions)
+
+
+def _by_limits(pl: _Planner, limitable: Sequence[MinerState], target: float) -> None:
+    """1. power limits, least efficient first, each to the step that is just enough."""
+    for m in limitable:
+        if pl.effective <= target:
+            break
+        if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, pl.policy.limit_hold_s, m.last_limited):
+            continue
+        steps = _steps_below(m)
+        need_w = (pl.effective - target) * 1000 / pl.gain(m, _LIMIT)
+        enough = [s for s in steps if (m.power_w or 0.0) - s >= need_w]
+        pl.limit(m, enough[0] if enough else steps[-1])
+
+
+def _by_sleeps(
+    pl: _Planner, awake: Sequence[MinerState], limitable: Sequence[MinerState], target: float
+) -> None:
+    """2. sleeps, 3. lowest steps for what could not sleep, 4. outlets."""
+    policy = pl.policy
+    # 2. sleep, least efficient first
+    acted: set[str] = set()
+    for m in awake:
+        if pl.effective <= target:
+            break
+        if not m.can_sleep:
+            continue
+        if pl.waits(m, Code.CURTAIL_HOLD_MIN_ON, policy.min_on_s, m.last_switched):
+            continue
+        power = m.power_w or 0.0
+        reason = Reason.of(
+            Code.CURTAIL_SLEEP, device_id=m.device_id, power_w=round(power), j_per_th=_jth(m)
+        )
+        action = Action(m.device_id, ActionKind.SLEEP, power, reason)
+        pl.add(action, -power / 1000, pl.gain(m, _SLEEP))
+        acted.add(m.device_id)
+    # 3. what could not sleep goes to its lowest power step: soft, and not a power cycle
+    limited: dict[str, Action] = {}
+    for m in limitable:
+        if pl.effective <= target:
+            break
+        if m.device_id in acted:
+            continue
+        if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, policy.limit_hold_s, m.last_limited):
+            continue
+        pl.limit(m, _steps_below(m)[-1])
+        limited[m.device_id] = pl.actions[-1]
+    # 4. last resort: cut the outlet of a miner no sleep command can stop
+    for m in awake:
+        if pl.effective <= target:
+            break
+        if m.can_sleep or m.outlet is None or m.device_id in acted:
+            continue
+        if pl.waits(m, Code.CURTAIL_HOLD_MIN_ON, policy.min_on_s, m.last_switched):
+            continue
+        if (dropped := limited.pop(m.device_id, None)) is not None:
+            # the outlet supersedes the limit planned just above for the same miner
+            pl.drop(dropped, pl.gain(m, _LIMIT))
+        power = m.power_w or 0.0
+        reason = Reason.of(
+            Code.CURTAIL_OUTLET_OFF,
+            device_id=m.device_id,
+            outlet=m.outlet,
+            power_w=round(power),
+            j_per_th=_jth(m),
+        )
+        action = Action(m.device_id, ActionKind.OUTLET_OFF, power, reason, outlet=m.outlet)
+        pl.add(action, -power / 1000)
+
+
+def _curtail(
+    pl: _Planner,
+    miners: Sequence[MinerState],
+    target: float,
+    allowed_kw: float,
+    load: float,
+    deeper: float | None = None,
+) -> CurtailPlan:
+    """``deeper``: the next hour's cut target when the horizon rule applies (plan)."""
+    awake = _least_efficient_first([m for m in miners if not m.asleep and (m.power_w or 0) > 0])
+    limitable = [m for m in awake if _steps_below(m)]
+    if limitable and _limits_alone(pl, awake, limitable, target, allowed_kw, deeper):
+        _by_limits(pl, limitable, target)
     else:
-        # 2. sleep, least efficient first
-        acted: set[str] = set()
-        for m in awake:
-            if pl.effective <= target:
-                break
-            if not m.can_sleep:
-                continue
-            if pl.waits(m, Code.CURTAIL_HOLD_MIN_ON, policy.min_on_s, m.last_switched):
-                continue
-            power = m.power_w or 0.0
-            reason = Reason.of(
-                Code.CURTAIL_SLEEP, device_id=m.device_id, power_w=round(power), j_per_th=_jth(m)
-            )
-            action = Action(m.device_id, ActionKind.SLEEP, power, reason)
-            pl.add(action, -power / 1000, pl.gain(m, _SLEEP))
-            acted.add(m.device_id)
-        # 3. what could not sleep goes to its lowest power step: soft, and not a power cycle
-        limited: dict[str, Action] = {}
-        for m in limitable:
-            if pl.effective <= target:
-                break
-            if m.device_id in acted:
-                continue
-            if pl.waits(m, Code.CURTAIL_HOLD_LIMIT, policy.limit_hold_s, m.last_limited):
-                continue
-            pl.limit(m, _steps_below(m)[-1])
-            limited[m.device_id] = pl.actions[-1]
-        # 4. last resort: cut the outlet of a miner no sleep command can stop
-        for m in awake:
-            if pl.effective <= target:
-                break
-            if m.can_sleep or m.outlet is None or m.device_id in acted:
-                continue
-            if pl.waits(m, Code.CURTAIL_HOLD_MIN_ON, policy.min_on_s, m.last_switched):
-                continue
-            if (dropped := limited.pop(m.device_id, None)) is not None:
-                # the outlet supersedes the limit planned just above for the same miner
-                pl.drop(dropped, pl.gain(m, _LIMIT))
-            power = m.power_w or 0.0
-            reason = Reason.of(
-                Code.CURTAIL_OUTLET_OFF,
-                device_id=m.device_id,
-                outlet=m.outlet,
-                power_w=round(power),
-                j_per_th=_jth(m),
-            )
-            action = Action(m.device_id, ActionKind.OUTLET_OFF, power, reason, outlet=m.outlet)
-            pl.add(action, -power / 1000)
+        _by_sleeps(pl, awake, limitable, target)
     if pl.effective > allowed_kw:
         reason = Reason.of(Code.CURTAIL_SHORTFALL, excess_kw=round(pl.effective - allowed_kw, 1))
     elif pl.actions:
@@ -575,7 +643,13 @@ def plan(
     # closing under would bring restores (twice the switches).
     deadband = min(policy.hysteresis_kw / 4, 0.02 * max(allowed_kw, 0.0))
     if load > allowed_kw + deadband + settling_kw:
-        return _curtail(pl, miners, allowed_kw - policy.margin_kw, allowed_kw, load)
+        # the horizon: the next hour's cut, when its start is near (module docstring)
+        near = hour_left_s is not None and hour_left_s < policy.wake_min_run_s
+        deeper = None
+        if near and next_allowed_kw is not None:
+            deeper = next_allowed_kw - policy.margin_kw
+        target = allowed_kw - policy.margin_kw
+        return _curtail(pl, miners, target, allowed_kw, load, deeper)
     if not restore:
         reason = Reason.of(
             Code.CURTAIL_WITHIN_LIMIT, load_kw=round(load, 1), allowed_kw=round(allowed_kw, 1)

@@ -1,5 +1,6 @@
 import itertools
 import json
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -438,3 +439,64 @@ def test_a_cut_that_acts_sooner_than_budgeted_counts_the_energy_it_saves() -> No
     assert len(cut(slow).actions) == 3
     # a minute from the budget's end allowed power swings: no credit there
     assert len(cut(fast, left_s=75.0).actions) == 3
+
+
+# --- limits or sleeps near the edge (kuat.quota.curtail, "Limits or sleeps") -------------
+
+# 20 miners of 3000 W (60 kW), each able to sleep or go down to 1800 W: limits reach 24 kW.
+EDGE_FLEET = [lux(f"e{i:02d}", 100.0 + i) for i in range(20)]
+
+
+def _as_read(fleet: list[MinerState], seed: int) -> list[MinerState]:
+    """The fleet as its readings show it: each miner's power within ±1.5 % (a simulated
+    miner's noise), its full power and steps shares of that reading, as the agent makes them."""
+    rng = random.Random(seed)
+    out = []
+    for x in fleet:
+        f = rng.uniform(0.985, 1.015)
+        steps = tuple(s * f for s in x.power_steps_w)
+        full = (x.full_power_w or 0.0) * f
+        out.append(
+            replace(x, power_w=(x.power_w or 0.0) * f, full_power_w=full, power_steps_w=steps)
+        )
+    return out
+
+
+def test_limits_that_reach_the_cut_only_within_the_readings_noise_give_way_to_fewer_sleeps() -> (
+    None
+):
+    """The tight next hour's second cut in the bench: limits alone reach the cut plus the
+    deadband with 0.3 kW (1.3 %) to spare, where a miner's reading is good to ±1.5 %. Every
+    limitable miner would be limited (20 actions) where 8 sleeps do, and readings on either
+    side of the edge gave either plan — the agent 20 limits while the plant needed 8 sleeps.
+    Within 5 % of the reach the plan with fewer switches is made, whatever the noise."""
+    allowed = 37.04  # 22.96 kW to cut, + 0.74 kW deadband = 23.7 kW of the 24 the limits reach
+    for seed in range(12):
+        fleet = EDGE_FLEET if seed == 0 else _as_read(EDGE_FLEET, seed)
+        p = plan(allowed, fleet, T, POLICY, load_kw=60.0)
+        assert {a.kind for a in p.actions} == {ActionKind.SLEEP}, (seed, acts(p))
+        assert len(p.actions) == 8
+        assert p.planned_load_kw <= allowed
+    # a cut that limits reach with a margin beyond the noise is still made by limits alone
+    # (they keep every miner hashing), however many more actions they take
+    p = plan(50.0, EDGE_FLEET, T, POLICY, load_kw=60.0)
+    assert {a.kind for a in p.actions} == {ActionKind.LIMIT_POWER}
+    assert len(p.actions) == 9
+
+
+def test_near_the_hours_end_limits_must_also_reach_a_deeper_next_hour() -> None:
+    """Ten minutes from the hour's end (``wake_min_run_s``) with the next hour at 30 kW, a
+    10 kW cut that limits alone make now would be followed at the boundary by 20 kW more than
+    they can give — sleeps of the miners just limited: it sleeps now. Further from the end,
+    or with a next hour the limits also reach, the same cut is limits."""
+
+    def cut(left_s: float, next_kw: float) -> set[ActionKind]:
+        p = plan(
+            50.0, EDGE_FLEET, T, POLICY, load_kw=60.0, hour_left_s=left_s, next_allowed_kw=next_kw
+        )
+        return {a.kind for a in p.actions}
+
+    assert cut(300.0, 30.0) == {ActionKind.SLEEP}
+    assert cut(1200.0, 30.0) == {ActionKind.LIMIT_POWER}
+    assert cut(300.0, 45.0) == {ActionKind.LIMIT_POWER}
+    assert cut(300.0, 100.0) == {ActionKind.LIMIT_POWER}
