@@ -53,11 +53,13 @@ runs 2 % under its limit, a LuxOS miner at the highest profile at or under it), 
 miners back at an ample next hour (a tight one: one more plan to it). A minimum on a plant
 the agent does not have (nominal-power steps, limits drawn exactly at their target, the
 default policy) is not the agent's minimum: it gave 37 in the tight next hour in every run,
-where this one gives 44 in most. Where the planner's choice between limits alone and sleeps
-sits within the readings' noise (the tight next hour's second allowance: limits reach about
-0.4 kW more than they must), the agent's readings and the true plant may still fall on
-different sides of it, and the minimum is then the sleeps' (45 / 37 in one run of five):
-what the table shows, not explained away.
+where this one gave 44 in most. Where the planner's choice between limits alone and sleeps
+sat within the readings' noise (the tight next hour's second allowance: limits reach about
+0.4 kW more than they must), the agent's readings and the true plant fell on different sides
+of it in one run of five (45 / 37); the planner now counts switches within 5 % of that edge
+(kuat.quota.curtail, "Limits or sleeps"), and both sleep there. A limited miner keeps its full
+hashrate in this minimum (the agent reads the lower one a limit brings): to the minimum it
+looks more efficient, so its later plans sleep other miners than the agent's do.
 """
 
 from __future__ import annotations
