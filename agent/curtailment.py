@@ -66,6 +66,8 @@ from kuat.quota.curtail import (
     CurtailPolicy,
     MinerState,
     PlanSummary,
+    calm,
+    stands,
 )
 from kuat.quota.evaluate import QuotaStatus
 from kuat.quota.orders import CurtailmentOrder, OrderBook, limit_kw, limit_reason, tighter
@@ -98,7 +100,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class MinerRecord:
     """What the curtailer knows about one miner between plans."""
 
@@ -192,6 +194,10 @@ class Curtailer:
         self.last_plan: CurtailPlan | None = None
         self._binding_order: tuple[str, str] | None = None
         self._present: list[MinerRecord] = []  # the miners of the latest plan
+        # the latest full plan had nothing to do or wait for (quota.curtail.calm), in the hour
+        # ending then: later readings within the limit need no new plan (run)
+        self._calm = False
+        self._calm_hour: datetime | None = None
 
     def _record(self, r: AsicReading) -> MinerRecord:
         """The miner's record, brought up to date with its latest reading."""
@@ -305,7 +311,6 @@ class Curtailer:
     def run(self, status: QuotaStatus, now: datetime, orders: OrderBook | None = None) -> list[str]:
         """Plan (and with enforcement, start carrying out) one decision; return telemetry
         lines (a ``curtail`` point when the plan changed, else once per quota interval)."""
-        miners = self._miners(now)
         order_kw, order = limit_kw(orders, now) if orders is not None else (None, None)
         allowed = tighter(status.allowed_kw, order_kw)
         self._log_order(order if order_kw is not None and order_kw == allowed else None)
@@ -313,6 +318,22 @@ class Curtailer:
         next_kw = status.next_allocation_kwh
         if orders is not None:
             next_kw = tighter(next_kw, limit_kw(orders, status.hour_end)[0])
+        due = self._last_point is None or (now - self._last_point).total_seconds() >= (
+            self.cfg.intervals.quota
+        )
+        load = status.decision_kw if status.decision_kw is not None else status.p_kw
+        if (
+            self._calm
+            and not due
+            and not self.plant.pending
+            and status.hour_end == self._calm_hour
+            and stands(load, allowed, next_kw)
+        ):
+            # Nothing material changed since a plan that had nothing to do: not planned again
+            # over every miner on each meter reading (a third of a second at 50,000 miners).
+            # A full plan still runs when the curtail point is due (every quota interval).
+            return []
+        miners = self._miners(now)
         p = self.plant.decide(
             status,
             miners,
@@ -327,6 +348,8 @@ class Curtailer:
             family_of={rec.device_id: rec.reading.firmware_family for rec in self._present},
         )
         self.last_plan = p
+        self._calm = calm(p, miners)
+        self._calm_hour = status.hour_end
         self._log_plan(p)
         if self.enforce and p.actions:
             planned = {m.device_id: m for m in self.plant.adjust(miners)}
@@ -334,9 +357,6 @@ class Curtailer:
                 self._dispatch(a, self.miners[a.device_id], planned[a.device_id], now)
         count = {k: sum(1 for a in p.actions if a.kind == k) for k in ActionKind}
         key = tuple(count.values())
-        due = self._last_point is None or (now - self._last_point).total_seconds() >= (
-            self.cfg.intervals.quota
-        )
         if not due and key == self._point_key:
             return []
         self._last_point, self._point_key = now, key

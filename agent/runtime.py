@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from kuat.agent.backpressure import PollGate
 from kuat.agent.cluster import ClusterJob, shard_status
 from kuat.agent.config import KuatConfig, MeterConfig, PduConfig
 from kuat.agent.curtailment import Curtailer
@@ -154,6 +155,9 @@ class Agent:
             # web_port = 0: the stock web UI is not asked for identity
             web_port=cfg.asic.web_port or None,
         )
+        # backpressure: fewer miner polls in flight while the loop runs late (confirmations of
+        # curtailment actions are not gated)
+        self.poll_gate = PollGate(self._asic.concurrency)
         # confirmations of curtailment actions re-read through this poller, within its limit
         self.curtailer.poller = self._asic
         self._asic_targets = cfg.asic_targets()
@@ -267,7 +271,9 @@ class Agent:
             if len(chunk) >= RECORD_CHUNK:
                 self._record_asics(chunk)
 
-        await self._asic.poll_many(targets, spread_s=spread_s, on_result=arrived)
+        await self._asic.poll_many(
+            targets, spread_s=spread_s, on_result=arrived, admit=self.poll_gate.admit
+        )
         self._record_asics(chunk)
         if self._inventory_incomplete:
             # The last inventory left miners out (none had answered yet, or their identity was
@@ -594,6 +600,7 @@ class Agent:
             await self.cluster.start()
         self._start_quota_push(loop)
         apply_gc_tuning()
+        gate_watch = loop.create_task(self.poll_gate.watch()) if self._asic_targets else None
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         self.started_at = self.clock()
         # The scheduler runs on real time whatever clock stamps the readings: given a stamp of a
@@ -636,6 +643,8 @@ class Agent:
         except TimeoutError:
             pass
         finally:
+            if gate_watch is not None:
+                gate_watch.cancel()
             await self._shutdown(loop)
 
     def request_stop(self) -> None:

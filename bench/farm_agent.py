@@ -51,10 +51,16 @@ class Meter:
         self.dropped_at = 0
         self.durations: dict[int, float] = {}
         self.cut: set[int] = set()
+        self.trace: Trace | None = None
+        # the process before its first cycle (interpreter, modules, config, empty state): the
+        # bench's bytes per miner are what the agent holds over this
+        self.start_mb = status_mb()["VmRSS"]
 
     def emit(self, final: bool = False) -> None:
         if self.cycle == 0:
             return
+        if self.trace is not None:
+            self.trace.snap(self.cycle, self.agent)
         now, cpu = time.monotonic(), time.process_time()
         lags = array("d", sorted(self.lags))
         counts = self.agent.uplinks.spool.counts()
@@ -78,6 +84,7 @@ class Meter:
             "cpu_s": round(cpu - self.cpu_at, 2),
             "rss_mb": mem["VmRSS"],
             "hwm_mb": mem["VmHWM"],
+            "start_mb": self.start_mb,
             "lag_ms": {
                 "p50": round(_quantile(lags, 0.50) * 1000, 1),
                 "p99": round(_quantile(lags, 0.99) * 1000, 1),
@@ -120,12 +127,48 @@ class Meter:
                 self.lags.append(max(0.0, clock() - t0 - SAMPLE_S))
 
 
-async def run(config: Path) -> None:
+class Trace:
+    """Diagnosis (``--tracemalloc FILE``): what the agent holds, by allocating line, at the end
+    of cycles 2 and 4 (tracemalloc's snapshot), and what grew between them, written to FILE."""
+
+    def __init__(self, path: Path) -> None:
+        import tracemalloc
+
+        self.path = path
+        self.first: Any = None
+        tracemalloc.start(1)
+
+    def snap(self, cycle: int, agent: Any) -> None:
+        import tracemalloc
+
+        if cycle not in (2, 4):
+            return
+        snap = tracemalloc.take_snapshot()
+        n = max(1, len(agent.state.asics))
+        with self.path.open("a") as out:
+            stats = snap.statistics("lineno")
+            total = sum(s.size for s in stats)
+            print(
+                f"## cycle {cycle}: {total / 2**20:.1f} MiB traced, {total / n:.0f} B per miner",
+                file=out,
+            )
+            for s in stats[:40]:
+                print(f"{s.size / n:8.0f} B/miner {s.count:8d} blocks  {s.traceback}", file=out)
+            if self.first is not None:
+                print("## growth from cycle 2", file=out)
+                for d in snap.compare_to(self.first, "lineno")[:20]:
+                    print(f"{d.size_diff / 1024:+9.0f} KiB {d.traceback}", file=out)
+        self.first = snap
+
+
+async def run(config: Path, trace: Path | None = None) -> None:
     from kuat.agent.config import load_config
     from kuat.agent.runtime import Agent
 
     agent = Agent(load_config(config))
     meter = Meter(agent)
+    if trace is not None:
+        meter.trace = Trace(trace)
     # instance attributes shadow the methods: the scheduled job's spread poll calls the first,
     # the SIGTERM handler the second (the last window is counted before the spool closes)
     agent.poll_asics = meter.wrap(agent.poll_asics)  # type: ignore[method-assign]
@@ -175,6 +218,7 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=0.0, help="only the sampler: the baseline")
     ap.add_argument("--uvloop", action="store_true", help="run the agent on uvloop's event loop")
     ap.add_argument("--slow-ms", type=float, default=0.0, help="log loop holds longer than this")
+    ap.add_argument("--tracemalloc", type=Path, help="diagnosis: what it holds, to FILE")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     factory = None
@@ -188,7 +232,7 @@ def main() -> None:
         if args.slow_ms:
             # asyncio's debug mode logs every callback or task step that held the loop longer
             runner.get_loop().slow_callback_duration = args.slow_ms / 1000
-        runner.run(idle(args.idle) if args.idle else run(args.config))
+        runner.run(idle(args.idle) if args.idle else run(args.config, args.tracemalloc))
 
 
 if __name__ == "__main__":

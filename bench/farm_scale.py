@@ -223,6 +223,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cmd.append("--uvloop")
         if args.slow_ms:
             cmd += ["--slow-ms", str(args.slow_ms)]
+        if args.tracemalloc:
+            cmd += ["--tracemalloc", str(args.tracemalloc)]
         with log_path.open("w") as log:
             agent = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=farm.die_with_parent
@@ -387,6 +389,18 @@ def report(rep: dict[str, Any]) -> None:
         f"{verdict(len(half) >= 2 and slope <= GROWTH_TARGET_MB_H)} |"
     )
     p(f"\nagent CPU: {cpu:.0%} of one core over the run")
+    start = min((r.get("start_mb", 0.0) for r in rows), default=0.0)
+    if rows and start:
+        # what each miner costs the agent: its RSS over the process before the first cycle
+        # (at the peak, and at the last whole cycle's end), per miner configured
+        steady = whole[-1]["rss_mb"] if whole else rows[-1]["rss_mb"]
+        per = [(mb - start) * 2**20 / rep["miners"] for mb in (peak, steady)]
+        p(
+            f"memory per miner: {per[0] / 1024:.1f} KiB at the peak, {per[1] / 1024:.1f} KiB "
+            f"after the last whole cycle, over the {start:g} MB of the agent before its first "
+            f"cycle (the 300 MB target at {farm.SCALE_TARGET} miners leaves "
+            f"{(RSS_TARGET_MB - start) * 2**20 / farm.SCALE_TARGET / 1024:.1f} KiB a miner)"
+        )
     if rep["miners"] < farm.SCALE_TARGET:
         p(f"NOTE: {rep['miners']} miners, not the issue's {farm.SCALE_TARGET}: a small-scale run")
     if rep["agent_errors"]:
@@ -420,6 +434,11 @@ def main() -> None:
         type=float,
         default=0.0,
         help="diagnosis: the agent logs each step holding its loop longer (asyncio debug mode)",
+    )
+    ap.add_argument(
+        "--tracemalloc",
+        type=Path,
+        help="diagnosis: the agent writes what it holds per miner (cycles 2 and 4) to this file",
     )
     ap.add_argument("--serve-meters", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--site-kw", type=float, default=0.0, help=argparse.SUPPRESS)

@@ -656,3 +656,33 @@ def plan(
         )
         return CurtailPlan(now, allowed_kw, load, load, (), (), reason)
     return _restore(pl, miners, allowed_kw, load, (hour_left_s, next_allowed_kw))
+
+
+# --- a plan that still stands --------------------------------------------------------------
+
+
+def calm(p: CurtailPlan, miners: Sequence[MinerState]) -> bool:
+    """``p``, made for ``miners``, left nothing to do and nothing to wait for: no action,
+    nothing held by a timer, and no miner down (asleep, outlet off) or under a power limit,
+    so nothing a later headroom could bring back. Actions in flight are the plant's to tell."""
+    if p.actions or p.held or p.allowed_kw is None:
+        return False
+    return not any(
+        m.asleep
+        or m.outlet_off
+        or m.busy
+        or (m.power_limit_w is not None and m.power_limit_w < _full(m))
+        for m in miners
+    )
+
+
+def stands(load_kw: float | None, allowed_kw: float | None, next_allowed_kw: float | None) -> bool:
+    """After a :func:`calm` plan with nothing in flight since, whether a new plan would still
+    do nothing: the load is within this hour's allowed power and the next hour's allocation
+    (which rules the plan's last moments of the hour), so there is nothing to cut; and as no
+    miner was down or limited, nothing to restore. What this cannot see is a miner read down
+    or limited since the calm plan (by its own doing, not kuat's): it waits for the next full
+    plan (the agent makes one at least every quota interval)."""
+    if load_kw is None or allowed_kw is None or load_kw > allowed_kw:
+        return False
+    return next_allowed_kw is None or load_kw <= next_allowed_kw

@@ -56,6 +56,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -891,6 +892,7 @@ class AsicPoller:
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         on_result: Callable[[int, AsicResult], object] | None = None,
+        admit: Callable[[], AbstractAsyncContextManager[object]] | None = None,
     ) -> list[AsicResult]:
         """Poll all targets, at most ``concurrency`` at a time; results in target order.
 
@@ -904,6 +906,8 @@ class AsicPoller:
         ``clock`` (default: the loop's) and ``sleep`` pace it; tests give a fake clock.
         ``on_result(i, result)`` is called as each poll ends, so a spread cycle's early readings
         are not held back until its last poll.
+        ``admit()``: a context each poll holds while it runs, on top of the concurrency limit
+        (the agent's backpressure: fewer polls in flight while its event loop runs late).
         """
         results: list[AsicResult | None] = [None] * len(targets)
         it = iter(enumerate(targets))
@@ -917,7 +921,7 @@ class AsicPoller:
                     wait = t0 + i * step - now()
                     if wait > 0:
                         await sleep(wait)
-                async with self._sem:
+                async with contextlib.nullcontext() if admit is None else admit(), self._sem:
                     results[i] = result = await self.poll(host, port)
                 if on_result is not None:
                     on_result(i, result)

@@ -1,0 +1,92 @@
+"""Backpressure on the miner polls: fewer in flight while the event loop runs late.
+
+Every poll costs the loop some CPU (connect, parse, encode). When more polls are in flight than
+the process keeps up with, the loop wakes late: timers fire late, polls that would have
+answered in time time out (work done for nothing), a site-meter reading waits behind them (the
+curtailment decision with it), and the replies, buffers and half-read connections in flight
+pile up in memory. The gate bounds the miner polls started but not finished by a window that
+follows the loop's lag, as TCP's congestion window follows loss: halved when a lag sample
+exceeds ``LAG_HIGH_S``, one wider per sample under ``LAG_LOW_S``, never under ``MIN_WINDOW``
+nor over the poller's concurrency. A cycle may then not finish in its interval (the job's
+budget cuts it, and the unpolled miners are read next cycle); the loop, and everything else the
+agent does on it, stays on time.
+
+The control side is not gated: a curtailment command and its confirmation re-read go through
+the poller's own limit only (``AsicPoller.guarded_poll``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+
+# A lag sample: the overshoot of a sleep this long.
+SAMPLE_S = 0.05
+# Over this, the window halves (at most once per SAMPLE_S); under LAG_LOW_S it widens by one.
+LAG_HIGH_S = 0.05
+LAG_LOW_S = 0.01
+MIN_WINDOW = 8
+
+
+class PollGate:
+    """The window of miner polls in flight (see the module docstring).
+
+    ``observe(lag_s)`` feeds a lag sample; ``admit()`` is an async context manager a poll
+    holds while it runs. The sampler is :meth:`watch`, a task the agent runs beside its jobs.
+    """
+
+    def __init__(self, ceiling: int, *, floor: int = MIN_WINDOW) -> None:
+        self.ceiling = max(1, ceiling)
+        self.floor = max(1, min(floor, self.ceiling))
+        self.window = self.ceiling
+        self.in_flight = 0
+        self.narrowed = 0  # how many times the window was halved (for the bench)
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    def observe(self, lag_s: float) -> None:
+        """One lag sample: narrow or widen the window."""
+        if lag_s > LAG_HIGH_S:
+            new = max(self.floor, self.window // 2)
+            if new < self.window:
+                self.narrowed += 1
+            self.window = new
+        elif lag_s < LAG_LOW_S and self.window < self.ceiling:
+            self.window += 1
+            self._wake()
+
+    def _wake(self) -> None:
+        room = self.window - self.in_flight
+        while room > 0 and self._waiting:
+            fut = self._waiting.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                room -= 1
+
+    @contextlib.asynccontextmanager
+    async def admit(self) -> AsyncIterator[None]:
+        """Hold a place in the window for one poll (waits while the window is full)."""
+        while self.in_flight >= self.window:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiting.append(fut)
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled():
+                    self._wake()  # the place it was woken for goes to the next one
+                raise
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._wake()
+
+    async def watch(self) -> None:
+        """Sample the loop's lag every ``SAMPLE_S`` and feed it to the window, forever."""
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(SAMPLE_S)
+            self.observe(loop.time() - t0 - SAMPLE_S)
