@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -55,6 +56,19 @@ class Meter:
         # the process before its first cycle (interpreter, modules, config, empty state): the
         # bench's bytes per miner are what the agent holds over this
         self.start_mb = status_mb()["VmRSS"]
+        # the garbage collector's passes this window: the longest, and how many of generation 2
+        # (a full pass walks every object the agent holds: a loop lag of its own)
+        self.gc_max_ms = 0.0
+        self.gc_full = 0
+        self._gc_t0 = 0.0
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_t0 = time.perf_counter()
+            return
+        self.gc_max_ms = max(self.gc_max_ms, (time.perf_counter() - self._gc_t0) * 1000)
+        self.gc_full += info.get("generation") == 2
 
     def emit(self, final: bool = False) -> None:
         if self.cycle == 0:
@@ -85,6 +99,8 @@ class Meter:
             "rss_mb": mem["VmRSS"],
             "hwm_mb": mem["VmHWM"],
             "start_mb": self.start_mb,
+            "gc_max_ms": round(self.gc_max_ms, 1),
+            "gc_full": self.gc_full,
             "lag_ms": {
                 "p50": round(_quantile(lags, 0.50) * 1000, 1),
                 "p99": round(_quantile(lags, 0.99) * 1000, 1),
@@ -101,6 +117,7 @@ class Meter:
         }
         print(json.dumps(row), flush=True)
         self.lags = array("d")
+        self.gc_max_ms, self.gc_full = 0.0, 0
         self.window_at, self.cpu_at = now, cpu
         self.sent_at, self.pending_at, self.dropped_at = sent, counts.pending, counts.dropped
 

@@ -307,7 +307,8 @@ def _row(r: dict[str, Any], interval: float) -> str:
         f"| {name} "
         f"| {r['duration_s']} {mark} | {r['miners_ok']} | {r['cpu_s']} | {r['rss_mb']} "
         f"| {lag['p50']} / {lag['p99']} / {lag['max']} | {r['spool_pending']} "
-        f"| {r['recorded_pts_s']} | {r['uplink_pts_s']} |"
+        f"| {r['recorded_pts_s']} | {r['uplink_pts_s']} "
+        f"| {r.get('gc_max_ms', '')} ({r.get('gc_full', '')}) |"
     )
 
 
@@ -348,9 +349,10 @@ def report(rep: dict[str, Any]) -> None:
         p(f"NOTE: {note}")
     p(
         "\n| cycle | duration s | miners answering | agent CPU-s | RSS MB "
-        "| loop lag p50 / p99 / max ms | spool depth | points in /s | uplink points/s |"
+        "| loop lag p50 / p99 / max ms | spool depth | points in /s | uplink points/s "
+        "| longest GC pass ms (full passes) |"
     )
-    p("|---|---|---|---|---|---|---|---|---|")
+    p("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         p(_row(r, interval))
     whole = [r for r in rows if r["finished"] and not r["final"]]
