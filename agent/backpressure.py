@@ -5,8 +5,10 @@ the process keeps up with, the loop wakes late: timers fire late, polls that wou
 answered in time time out (work done for nothing), a site-meter reading waits behind them (the
 curtailment decision with it), and the replies, buffers and half-read connections in flight
 pile up in memory. The gate bounds the miner polls started but not finished by a window that
-follows the loop's lag, as TCP's congestion window follows loss: halved when a lag sample
-exceeds ``LAG_HIGH_S``, one wider per sample under ``LAG_LOW_S``, never under ``MIN_WINDOW``
+follows the loop's lag, as TCP's congestion window follows loss: it starts at ``START_WINDOW``
+(not at the poller's concurrency: a cycle that starts every poll at once, the first one, would
+open thousands of connections before the first lag sample), widens by an eighth per sample
+under ``LAG_LOW_S``, halves when a sample exceeds ``LAG_HIGH_S``, never under ``MIN_WINDOW``
 nor over the poller's concurrency. A cycle may then not finish in its interval (the job's
 budget cuts it, and the unpolled miners are read next cycle); the loop, and everything else the
 agent does on it, stays on time.
@@ -28,6 +30,7 @@ SAMPLE_S = 0.05
 LAG_HIGH_S = 0.05
 LAG_LOW_S = 0.01
 MIN_WINDOW = 8
+START_WINDOW = 64
 
 
 class PollGate:
@@ -37,10 +40,10 @@ class PollGate:
     holds while it runs. The sampler is :meth:`watch`, a task the agent runs beside its jobs.
     """
 
-    def __init__(self, ceiling: int, *, floor: int = MIN_WINDOW) -> None:
+    def __init__(self, ceiling: int, *, floor: int = MIN_WINDOW, start: int = START_WINDOW) -> None:
         self.ceiling = max(1, ceiling)
         self.floor = max(1, min(floor, self.ceiling))
-        self.window = self.ceiling
+        self.window = max(self.floor, min(start, self.ceiling))
         self.in_flight = 0
         self.narrowed = 0  # how many times the window was halved (for the bench)
         self._waiting: deque[asyncio.Future[None]] = deque()
@@ -53,7 +56,7 @@ class PollGate:
                 self.narrowed += 1
             self.window = new
         elif lag_s < LAG_LOW_S and self.window < self.ceiling:
-            self.window += 1
+            self.window = min(self.ceiling, self.window + max(1, self.window // 8))
             self._wake()
 
     def _wake(self) -> None:

@@ -7,29 +7,29 @@ import asyncio
 from kuat.agent.backpressure import LAG_HIGH_S, LAG_LOW_S, PollGate
 
 
-def test_the_window_halves_on_lag_down_to_its_floor_and_widens_one_at_a_time() -> None:
-    gate = PollGate(100, floor=8)
-    assert gate.window == 100
+def test_the_window_starts_small_widens_by_an_eighth_and_halves_on_lag() -> None:
+    gate = PollGate(1000, floor=8, start=64)
+    assert gate.window == 64  # not a thousand connections before the first lag sample
+    gate.observe(0.0)
+    assert gate.window == 72
+    gate.observe((LAG_LOW_S + LAG_HIGH_S) / 2)  # between: left as it is
+    assert gate.window == 72
     gate.observe(LAG_HIGH_S * 2)
-    assert gate.window == 50
+    assert gate.window == 36
     for _ in range(10):
         gate.observe(1.0)
     assert gate.window == 8  # never under the floor
-    gate.observe((LAG_LOW_S + LAG_HIGH_S) / 2)  # between: left as it is
-    assert gate.window == 8
     gate.observe(0.0)
-    gate.observe(0.0)
-    assert gate.window == 10
-    for _ in range(500):
+    assert gate.window == 9  # at least one wider
+    for _ in range(200):
         gate.observe(0.0)
-    assert gate.window == 100  # never over the poller's own limit
+    assert gate.window == 1000  # never over the poller's own limit
+    assert PollGate(10).window == 10  # nor does it start over it
 
 
 def test_polls_wait_while_the_window_is_full_and_go_when_it_widens() -> None:
     async def main() -> None:
-        gate = PollGate(4, floor=1)
-        gate.observe(1.0)
-        gate.observe(1.0)  # window 1
+        gate = PollGate(4, floor=1, start=1)
         release = asyncio.Event()
         running: list[int] = []
         most = 0
@@ -48,6 +48,7 @@ def test_polls_wait_while_the_window_is_full_and_go_when_it_widens() -> None:
         assert len(running) == 1 and gate.in_flight == 1
         gate.observe(0.0)
         gate.observe(0.0)  # window 3: two more go at once
+        assert gate.window == 3
         for _ in range(5):
             await asyncio.sleep(0)
         assert len(running) == 3
