@@ -381,7 +381,7 @@ class _Link:
         self._loop = loop
         self._sock = sock
         self._fd = sock.fileno()
-        self._proto = proto
+        self._proto: _Exchange | None = proto
         self._closed = False
         self._out = b""  # what a full socket buffer did not take yet (never, for a request)
         proto.connection_made(cast(asyncio.Transport, self))
@@ -425,10 +425,13 @@ class _Link:
         except OSError as e:
             self._shut(e)
             return
+        proto = self._proto
+        if proto is None:
+            return
         if data:
-            self._proto.data_received(data)
+            proto.data_received(data)
         else:
-            self._proto.eof_received()
+            proto.eof_received()
             self.close()
 
     def _shut(self, exc: Exception | None) -> None:
@@ -439,7 +442,11 @@ class _Link:
         if self._out:
             self._loop.remove_writer(self._fd)
         self._sock.close()
-        self._loop.call_soon(self._proto.connection_lost, exc)
+        proto, self._proto = self._proto, None
+        if proto is not None:
+            # and let go of it: the protocol names this link as its transport, a cycle that
+            # would keep both (and the reply buffer) until a full garbage collection
+            self._loop.call_soon(proto.connection_lost, exc)
 
     def close(self) -> None:
         self._shut(None)
