@@ -131,8 +131,15 @@ async def run(
                     used = site.import_kwh - counter_h0
                     left_h = (h1 - clock.now).total_seconds() / 3600
                     kwh = used + cuts[t] * full_kw * left_h
-                    csv = schedule_csv("floor", day, {he: kwh}, int(t) + 1)
+                    # the next hour ample: near an hour's end the planner also sees the next
+                    # one, and one without an allocation would make it sleep rather than limit
+                    ample = full_kw * 1.2
+                    hours = {he: kwh, he + 1: ample} if he < 24 else {he: kwh}
+                    csv = schedule_csv("floor", day, hours, int(t) + 1)
                     agent.quota.offer_schedule(csv, "csv", f"at {t}")
+                    if he == 24:
+                        nxt = schedule_csv("floor", day + timedelta(days=1), {1: ample}, int(t) + 1)
+                        agent.quota.offer_schedule(nxt, "csv", f"next day at {t}")
                 clock.advance(timedelta(seconds=STEP_S))
                 site.advance(timedelta(seconds=STEP_S))
                 if i % 2 == 0:
