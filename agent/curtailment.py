@@ -35,7 +35,7 @@ reading lands. Every command sent is an action in flight in the plant model
 goes on meanwhile and counts it (the miner as it will be, the load as it will be), so a slow
 firmware's batch is neither cut twice nor undone. No restore is planned while a cut is still
 to act. A command slot (``MAX_PARALLEL_ACTIONS``) is held while the command is sent and freed
-then; the confirmation goes on apart.
+as soon as the miner's handle says it is written; the confirmation goes on apart.
 """
 
 from __future__ import annotations
@@ -78,11 +78,9 @@ log = logging.getLogger("kuat.curtail")
 H = TypeVar("H", bound=MinerHandle)
 
 # Commands being sent at once: a burst of hundreds of TCP sessions is pointless on a farm LAN.
+# A slot is held until its command is written (the miner's handle says so once only the
+# confirmation is left) or the call ends (refused, unsupported, no answer in its timeout).
 MAX_PARALLEL_ACTIONS = 32
-# A slot is held until its command is sent. The control side sends and then confirms in one
-# call, so "sent" is taken as: the call returned, or this long passed (a command's exchange on
-# a LAN takes milliseconds; past this, only confirmation or a dead miner's deadline is left).
-SEND_S = 1.0
 # A miner's draw at full power is taken as changed (for its limit steps) beyond this share.
 DRAW_BAND = 0.05
 # Results kept for the status screens and tests.
@@ -446,12 +444,16 @@ class Curtailer:
             self._gate = asyncio.Semaphore(MAX_PARALLEL_ACTIONS)
         why = render(a.reason, self.lang)
         async with self._gate:
-            command = asyncio.ensure_future(self._command(a, rec, why))
+            written = asyncio.Event()
+            command = asyncio.ensure_future(self._command(a, rec, why, written.set))
+            told = asyncio.ensure_future(written.wait())
             try:
-                await asyncio.wait({command}, timeout=SEND_S)
+                await asyncio.wait({command, told}, return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
                 command.cancel()
                 raise
+            finally:
+                told.cancel()
         try:
             res = await command  # the confirmation, outside the slot
         except asyncio.CancelledError:
@@ -478,27 +480,31 @@ class Curtailer:
         self.results.append(res)
         return res
 
-    async def _command(self, a: Action, rec: MinerRecord, why: str) -> ActionResult:
-        """Through the miner's handle: only what its firmware offers can be asked."""
+    async def _command(
+        self, a: Action, rec: MinerRecord, why: str, sent: Callable[[], None]
+    ) -> ActionResult:
+        """Through the miner's handle: only what its firmware offers can be asked; ``sent``
+        is called once the command is written and only its confirmation is left."""
         if a.kind in (ActionKind.OUTLET_OFF, ActionKind.OUTLET_ON):
             return await self._switch_outlet(a, rec, why)
         h = rec.handle
         if a.kind in (ActionKind.LIMIT_POWER, ActionKind.RESTORE_POWER):
             if not isinstance(h, PowerLimitable) or a.target_w is None:
                 return ActionResult(a.device_id, a.kind.value, "unsupported", _none_of(h))
-            h = self._confirming(h, Verb.LIMIT)
+            h = self._confirming(h, Verb.LIMIT, sent)
             return await h.set_power_limit(int(a.target_w), why)
         if not isinstance(h, Sleepable):
             return ActionResult(a.device_id, a.kind.value, "unsupported", _none_of(h))
         if a.kind == ActionKind.SLEEP:
-            return await self._confirming(h, Verb.SLEEP).sleep(why)
-        return await self._confirming(h, Verb.WAKE).wake(why)
+            return await self._confirming(h, Verb.SLEEP, sent).sleep(why)
+        return await self._confirming(h, Verb.WAKE, sent).wake(why)
 
-    def _confirming(self, h: H, verb: Verb) -> H:
+    def _confirming(self, h: H, verb: Verb, sent: Callable[[], None]) -> H:
         """The handle, waiting for a confirmation as long as the firmware declares, or three
-        times what kuat has seen it take if longer."""
+        times what kuat has seen it take if longer, and telling ``sent`` once it is written."""
         limit = h.confirm_for(verb.value)
-        return replace(h, confirm_s=max(limit, 3 * self.plant.apply_s(h.firmware.value, verb)))
+        confirm_s = max(limit, 3 * self.plant.apply_s(h.firmware.value, verb))
+        return replace(h, confirm_s=confirm_s, sent=sent)
 
     async def _switch_outlet(self, a: Action, rec: MinerRecord, why: str) -> ActionResult:
         if rec.outlet is None:

@@ -16,7 +16,8 @@ declare) and never reaches a log line or a result.
 ``poller``: the agent's own AsicPoller. A confirmation re-reads through it, inside its shared
 concurrency limit (a curtailment burst cannot put more miners in flight than the poll cycle
 may), with its memo of each miner's firmware. Without one, the action makes a poller of its own
-for its confirmation and closes it when done.
+for its confirmation and closes it when done. ``sent``: called once the command is written and
+only its confirmation is left (a caller sending many at once frees a slot then).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ async def sleep(
     confirm_s: float = 10.0,
     access: MinerAccess | None = None,
     poller: AsicPoller | None = None,
+    sent: Callable[[], None] | None = None,
     web_port: int = DEFAULT_WEB_PORT,
     web_username: str = "root",
     web_password: str = "root",
@@ -92,7 +94,9 @@ async def sleep(
         v3_account,
         v3_port,
     )
-    return await _act(host, port, firmware_family, reason, True, timeout_s, confirm_s, a, poller)
+    return await _act(
+        host, port, firmware_family, reason, True, timeout_s, confirm_s, a, poller, sent
+    )
 
 
 async def wake(
@@ -105,6 +109,7 @@ async def wake(
     confirm_s: float = 10.0,
     access: MinerAccess | None = None,
     poller: AsicPoller | None = None,
+    sent: Callable[[], None] | None = None,
     web_port: int = DEFAULT_WEB_PORT,
     web_username: str = "root",
     web_password: str = "root",
@@ -124,7 +129,9 @@ async def wake(
         v3_account,
         v3_port,
     )
-    return await _act(host, port, firmware_family, reason, False, timeout_s, confirm_s, a, poller)
+    return await _act(
+        host, port, firmware_family, reason, False, timeout_s, confirm_s, a, poller, sent
+    )
 
 
 async def set_power_limit(
@@ -138,6 +145,7 @@ async def set_power_limit(
     confirm_s: float = 10.0,
     access: MinerAccess | None = None,
     poller: AsicPoller | None = None,
+    sent: Callable[[], None] | None = None,
     admin_password: str = "admin",
     v3_account: str = "super",
     v3_port: int = V3_PORT,
@@ -163,7 +171,7 @@ async def set_power_limit(
         return ActionResult(device, action, "unsupported", why)
     if watts <= 0:
         return ActionResult(device, action, "unsupported", "a 0 W limit is a sleep: use sleep()")
-    act = _make_act(host, port, firmware_family, reason, timeout_s, confirm_s, a, poller)
+    act = _make_act(host, port, firmware_family, reason, timeout_s, confirm_s, a, poller, sent)
     return await controls.power_target(act, watts)
 
 
@@ -178,6 +186,7 @@ async def set_pools(
     confirm_s: float = 10.0,
     access: MinerAccess | None = None,
     poller: AsicPoller | None = None,
+    sent: Callable[[], None] | None = None,
 ) -> ActionResult:
     """Replace the miner's pools with ``pools`` (priority order) through its firmware's own
     write path, the PoolConfigurable capability's shape; done when a poll shows exactly these
@@ -195,7 +204,7 @@ async def set_pools(
     if not pools:
         return ActionResult(device, action, "refused", "no pools given: the miner would stop")
     kept = tuple(pools[: controls.max_pools])
-    act = _make_act(host, port, firmware_family, reason, timeout_s, confirm_s, a, poller)
+    act = _make_act(host, port, firmware_family, reason, timeout_s, confirm_s, a, poller, sent)
     got = await controls.set_pools(act, kept)
     if len(kept) < len(pools) and got.outcome == "done":
         dropped = len(pools) - len(kept)
@@ -214,13 +223,14 @@ async def _act(
     confirm_s: float,
     a: MinerAccess,
     poller: AsicPoller | None,
+    sent: Callable[[], None] | None = None,
 ) -> ActionResult:
     controls = controls_of(family)
     if controls is None or controls.sleep_wake is None:
         action = "sleep" if to_sleep else "wake"
         detail = f"no {action} over the API for {family}"
         return ActionResult(f"{host}:{port}", action, "unsupported", detail)
-    act = _make_act(host, port, family, reason, timeout_s, confirm_s, a, poller)
+    act = _make_act(host, port, family, reason, timeout_s, confirm_s, a, poller, sent)
     return await controls.sleep_wake(act, to_sleep)
 
 
@@ -233,6 +243,7 @@ def _make_act(
     confirm_s: float,
     a: MinerAccess,
     poller: AsicPoller | None,
+    sent: Callable[[], None] | None = None,
 ) -> Act:
     async def confirm(
         done: Callable[[AsicReading], bool], describe: Callable[[AsicReading], str]
@@ -247,7 +258,7 @@ def _make_act(
         finally:
             await own.aclose()
 
-    return Act(host, port, family, reason, a, timeout_s, confirm_s, confirm)
+    return Act(host, port, family, reason, a, timeout_s, confirm_s, confirm, sent)
 
 
 async def _confirm(

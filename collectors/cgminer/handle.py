@@ -18,7 +18,7 @@ firmware offers which, derived from the backends' ``Controls``. ``control.sleep`
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -75,6 +75,9 @@ class MinerHandle:
     # The agent's own poller: a confirmation re-reads through it, inside its shared limit on
     # concurrent polls (None: the action polls with a short-lived poller of its own).
     poller: AsicPoller | None = None
+    # Told once a command is written and only its confirmation is left (control.py ``sent``):
+    # the curtailer frees its command slot then.
+    sent: Callable[[], None] | None = None
 
     @property
     def device(self) -> str:
@@ -104,6 +107,7 @@ class _Sleep:
             confirm_s=self.confirm_for("sleep"),
             access=self.access,
             poller=self.poller,
+            sent=self.sent,
         )
 
     async def wake(self: MinerHandle, reason: str) -> ActionResult:  # type: ignore[misc]
@@ -116,6 +120,7 @@ class _Sleep:
             confirm_s=self.confirm_for("wake"),
             access=self.access,
             poller=self.poller,
+            sent=self.sent,
         )
 
 
@@ -135,6 +140,7 @@ class _PowerLimit:
             confirm_s=self.confirm_for("limit"),
             access=self.access,
             poller=self.poller,
+            sent=self.sent,
         )
 
 
@@ -154,6 +160,7 @@ class _Pools:
             confirm_s=self.confirm_for("pools"),
             access=self.access,
             poller=self.poller,
+            sent=self.sent,
         )
 
 

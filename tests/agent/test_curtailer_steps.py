@@ -53,15 +53,14 @@ def status(load_kw: float, allowed_kw: float) -> QuotaStatus:
     )
 
 
-def test_steps_are_shares_of_what_a_whatsminer_draws_and_a_restore_goes_back_to_its_limit(
-    tmp_path: Path,
-) -> None:
+def whatsminers(tmp_path: Path, quota: str, miners: int) -> Curtailer:
+    """A curtailer (``quota``: its [quota] lines) with ``miners`` M31S Whatsminers read just
+    now, each drawing DRAW_W under the PSU's LIMIT_W, the least efficient first, one by one."""
     cfg = parse_config(
-        f'[site]\nid = "steps"\n[agent]\nstate_dir = "{tmp_path}"\n'
-        "[quota]\nenforce = false\nhysteresis_kw = 2\n"
+        f'[site]\nid = "steps"\n[agent]\nstate_dir = "{tmp_path}"\n[quota]\n{quota}\n'
     )
     state = SiteState()
-    for i in range(MINERS):
+    for i in range(miners):
         r = AsicReading(
             f"127.95.0.{i + 1}",
             4028,
@@ -70,12 +69,18 @@ def test_steps_are_shares_of_what_a_whatsminer_draws_and_a_restore_goes_back_to_
             firmware_family="whatsminer",
             model="Whatsminer M31S",
             serial=f"HTM3{i:013d}",
-            hashrate_ths=76.0 + i,  # the least efficient first, one by one
+            hashrate_ths=76.0 + i,
             power_w=DRAW_W,
             power_limit_w=LIMIT_W,
         )
         state.asics[(r.ip, r.port)] = r
-    c = Curtailer(cfg, state, clock=lambda: NOW)
+    return Curtailer(cfg, state, clock=lambda: NOW)
+
+
+def test_steps_are_shares_of_what_a_whatsminer_draws_and_a_restore_goes_back_to_its_limit(
+    tmp_path: Path,
+) -> None:
+    c = whatsminers(tmp_path, "enforce = false\nhysteresis_kw = 2", MINERS)
     load = MINERS * DRAW_W / 1000
     c.run(status(load, 0.95 * load), NOW)  # a 5 % cut: 3.2 kW
     p = c.last_plan

@@ -56,10 +56,17 @@ class Act:
     timeout_s: float
     confirm_s: float
     confirm: Confirm = field(repr=False)
+    # told once the command is written (the miner answered it) and only its confirmation is
+    # left: a caller limiting how many commands it sends at once frees a slot then
+    sent: Callable[[], None] | None = field(default=None, repr=False)
 
     @property
     def device(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def _written(self) -> None:
+        if self.sent is not None:
+            self.sent()
 
     def result(
         self, action: str, outcome: ActionOutcome, detail: str, *, floor_w: float | None = None
@@ -67,12 +74,14 @@ class Act:
         return ActionResult(self.device, action, outcome, detail, floor_w)
 
     async def confirm_state(self, want: str) -> tuple[bool, str]:
+        self._written()
         return await self.confirm(lambda r: r.state == want, lambda r: str(r.state))
 
     async def confirm_limit(self, watts: float) -> tuple[bool, str]:
         def applied(r: AsicReading) -> bool:
             return r.power_limit_w is not None and abs(r.power_limit_w - watts) <= WATTS_SLACK
 
+        self._written()
         return await self.confirm(applied, describe_limit)
 
     async def state_now(self) -> str:
@@ -83,6 +92,7 @@ class Act:
     async def confirm_pools(self, pools: tuple[PoolTarget, ...]) -> tuple[bool, str]:
         """Done when the miner reports exactly these pools (url and user) in this order."""
         want = [(p.url, p.user) for p in pools]
+        self._written()
         return await self.confirm(
             lambda r: [(p.url, p.user) for p in r.pools] == want, describe_pools
         )

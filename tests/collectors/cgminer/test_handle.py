@@ -3,7 +3,9 @@ act through the firmware's own write path, confirmed, against the simulator."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from dataclasses import replace
 
 import pytest
 
@@ -54,5 +56,40 @@ async def test_luxos_handle_limits_power_and_sleeps_through_the_firmware() -> No
         assert res.outcome == "done" and sim.miners[0].sleeping
         res = await h.wake("quota back")
         assert res.outcome == "done" and not sim.miners[0].sleeping
+    finally:
+        await sim.stop()
+
+
+async def test_a_handle_says_when_its_command_is_written_before_the_miner_shows_it() -> None:
+    """A Whatsminer restarts mining under a new limit (20 s on real boxes): the handle tells
+    its caller once the command is written, while the confirmation is still to come (the
+    curtailer frees a command slot then, not when the miner confirms)."""
+    now = [0.0]  # the miner's clock: it acts on the limit only when the test moves it on
+    sim = AsicFarmSimulator(
+        1,
+        first_ip=f"127.88.{next(_ranges)}.1",
+        personalities=["whatsminer"],
+        web_port=None,
+        apply_delay_s={"whatsminer": 20.0},
+        clock=lambda: now[0],
+    )
+    await sim.start()
+    try:
+        host, port = sim.targets[0]
+        written = asyncio.Event()
+        h = replace(miner_handle(host, port, "whatsminer", confirm_s=30.0), sent=written.set)
+        assert isinstance(h, PowerLimitable)
+        action = asyncio.create_task(h.set_power_limit(2400, "quota"))
+        await asyncio.wait(
+            {action, asyncio.create_task(written.wait())},
+            timeout=10,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        assert written.is_set() and not action.done()
+        m = sim.miners[0]
+        assert m.limit_due is not None and m.power_limit_w != 2400  # received, not acted on
+        now[0] = 21.0
+        res = await action
+        assert res.outcome == "done" and m.power_limit_w == 2400
     finally:
         await sim.stop()
