@@ -316,6 +316,27 @@ def positive(values: Any) -> tuple[float, ...]:
     return tuple(out)
 
 
+def temps_rows(temps: Body | None) -> Any:
+    """Board and chip temperatures of a ``temps`` reply's TEMPS rows (the command Braiins OS
+    and LuxOS both answer, in the same shape); None when it has no rows."""
+    from kuat.collectors.readings import AsicTemps
+
+    rows = list(items(temps, "TEMPS"))
+    if not rows:
+        return None
+    return AsicTemps(
+        board=positive(r.get("Board") for r in rows), chip=positive(r.get("Chip") for r in rows)
+    )
+
+
+def fans_rows(fans: Body | None) -> tuple[int, ...] | None:
+    """The RPM of each FANS row of a ``fans`` reply (Braiins OS, LuxOS); None with no rows."""
+    rows = list(items(fans, "FANS"))
+    if not rows:
+        return None
+    return tuple(v for r in rows if (v := integer(r.get("RPM"))) is not None)
+
+
 def status_description(body: Body | None) -> str:
     if body is None:
         return ""

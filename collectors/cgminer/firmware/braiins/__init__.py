@@ -26,14 +26,14 @@ from kuat.collectors.cgminer.firmware.common import (
     FirmwareSpec,
     Source,
     WebApi,
+    fans_rows,
     first_num,
     integer,
     item,
-    items,
     num,
     pools,
-    positive,
     status_description,
+    temps_rows,
     text,
 )
 from kuat.collectors.cgminer.firmware.controls import (
@@ -80,24 +80,6 @@ def _power_limit(t: Body | None) -> float | None:
     return v if v is not None and v > 0 else None
 
 
-def _temps(temps: Body | None) -> Any:
-    from kuat.collectors.readings import AsicTemps
-
-    rows = list(items(temps, "TEMPS"))
-    if not rows:
-        return None
-    return AsicTemps(
-        board=positive(r.get("Board") for r in rows), chip=positive(r.get("Chip") for r in rows)
-    )
-
-
-def _fans(fans: Body | None) -> tuple[int, ...] | None:
-    rows = list(items(fans, "FANS"))
-    if not rows:
-        return None
-    return tuple(v for r in rows if (v := integer(r.get("RPM"))) is not None)
-
-
 FIELDS: dict[str, Source] = {
     "model": Source(("devdetails",), _model),
     "firmware": Source(("version",), _firmware),
@@ -106,8 +88,8 @@ FIELDS: dict[str, Source] = {
         ("tunerstatus",), lambda t: num(_tuner(t).get("ApproximateMinerPowerConsumption"))
     ),
     "power_limit_w": Source(("tunerstatus",), _power_limit),
-    "temps_c": Source(("temps",), _temps),
-    "fans_rpm": Source(("fans",), _fans),
+    "temps_c": Source(("temps",), temps_rows),
+    "fans_rpm": Source(("fans",), fans_rows),
     "pools": Source(("pools",), pools),
     "uptime_s": Source(("summary",), lambda s: integer((item(s, "SUMMARY") or {}).get("Elapsed"))),
 }

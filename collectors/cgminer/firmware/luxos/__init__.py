@@ -24,6 +24,7 @@ from kuat.collectors.cgminer.firmware.common import (
     Body,
     FirmwareSpec,
     Source,
+    fans_rows,
     first_num,
     integer,
     item,
@@ -31,8 +32,8 @@ from kuat.collectors.cgminer.firmware.common import (
     mac,
     num,
     pools,
-    positive,
     status_description,
+    temps_rows,
     text,
 )
 from kuat.collectors.cgminer.firmware.controls import (
@@ -66,24 +67,6 @@ def _firmware(version: Body | None, config: Body | None) -> str | None:
 def _hashrate(summary: Body | None) -> float | None:
     v = first_num(item(summary, "SUMMARY"), "GHS 5s", "GHS av")
     return v / 1e3 if v is not None else None
-
-
-def _temps(temps: Body | None) -> Any:
-    from kuat.collectors.readings import AsicTemps
-
-    rows = list(items(temps, "TEMPS"))
-    if not rows:
-        return None
-    return AsicTemps(
-        board=positive(r.get("Board") for r in rows), chip=positive(r.get("Chip") for r in rows)
-    )
-
-
-def _fans(fans: Body | None) -> tuple[int, ...] | None:
-    rows = list(items(fans, "FANS"))
-    if not rows:
-        return None
-    return tuple(v for r in rows if (v := integer(r.get("RPM"))) is not None)
 
 
 def _state(config: Body | None) -> str | None:
@@ -120,8 +103,8 @@ FIELDS: dict[str, Source] = {
     "hashrate_nominal_ths": Source(("config",), lambda c: num(_cfg(c).get("NameplateTHS"))),
     "power_w": Source(("power",), lambda p: num((item(p, "POWER") or {}).get("Watts"))),
     "power_limit_w": Source(("config", "profiles"), _power_limit),
-    "temps_c": Source(("temps",), _temps),
-    "fans_rpm": Source(("fans",), _fans),
+    "temps_c": Source(("temps",), temps_rows),
+    "fans_rpm": Source(("fans",), fans_rows),
     "pools": Source(("pools",), pools),
     "uptime_s": Source(("summary",), lambda s: integer((item(s, "SUMMARY") or {}).get("Elapsed"))),
     "state": Source(("config",), _state),
