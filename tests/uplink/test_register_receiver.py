@@ -202,6 +202,33 @@ def test_receiver_follows_through_broker_restart_and_rebuilds_after_a_gap(
 
 
 @pytest.mark.servers
+def test_receiver_says_when_its_subscription_is_granted(tmp_path: Path, spool: Spool) -> None:
+    """A new subscription starts at new messages, so whoever starts publishers after a receiver
+    needs to know when it listens: ``subscribed`` is set by the broker's grant, cleared when the
+    connection goes, and set again after the reconnect."""
+    broker = Mosquitto(tmp_path / "broker")
+    broker.start()
+    rx = _receiver(broker.port, tmp_path / "view.json")
+    pub = publisher(spool, broker.port, SITE)
+    try:
+        assert not rx.subscribed.is_set()
+        rx.start()
+        assert rx.subscribed.wait(10), "the grant of the site-wide subscription"
+        pub.start()
+        pub.publish_inventory(fleet(3, T0), T0)
+        wait_for(lambda: _agrees(rx, pub), what="receiver got what followed the grant")
+
+        broker.stop()
+        wait_for(lambda: not rx.subscribed.is_set(), what="the lost connection cleared it")
+        broker.start()
+        assert rx.subscribed.wait(20), "granted again after the reconnect"
+    finally:
+        pub.stop()
+        rx.stop()
+        broker.stop()
+
+
+@pytest.mark.servers
 def test_register_receive_command_prints_what_it_applied(
     mosquitto: Mosquitto, spool: Spool, tmp_path: Path
 ) -> None:
