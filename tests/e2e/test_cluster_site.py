@@ -1,9 +1,11 @@
 """One simulated site shared by three kuat agents (one hall each) through a three-node NATS
 cluster, writing to one VictoriaMetrics: one controller curtails the site through the shards'
-caps; its agent dies and another takes the lease and the curtailment goes on under its caps.
+caps; its agent dies and another takes the lease and the curtailment goes on under its caps;
+then the NATS node that controller talks to dies and the curtailment still goes on: no shard
+falls to its safe default, no miner wakes, and every shard gets caps again from a controller.
 
-Not covered here: the register (its contract still has one publisher per site, README "Several
-agents on one site") and killing a NATS node (tests/uplink/test_nats_lease.py)."""
+The register of a split site through the same kind of cluster, with a node killed, is
+tests/e2e/test_cluster_register.py."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.quota.clock import hour_of
+from kuat.quota.shard_caps import CapSource
 from tests.servers import NatsCluster, VictoriaMetrics
 
 pytestmark = pytest.mark.servers
@@ -184,6 +187,34 @@ async def test_three_agents_one_site_controller_dies_curtailment_goes_on(
         await until(under_new, 10, "caps from the new controller")
         assert all(m.sleeping for m in asics.miners)
         assert took <= bound + 2
+
+        # Then a NATS node dies (SIGKILL), the one the controller talks to. Every agent's
+        # client goes round the server list; the lease bucket and the caps live on in the
+        # other two nodes. Throughout, no shard falls to its safe default (which would wake
+        # its miners) and the site stays curtailed; then every live shard gets caps again.
+        assert new.cluster.nc is not None and new.cluster.nc.connected_url is not None
+        node = cluster.ports.index(new.cluster.nc.connected_url.port)
+        cluster.kill_node(node)
+        killed = time.monotonic()
+
+        def caps_again() -> bool:
+            for a in alive:
+                assert a.cluster is not None
+                _, source = a.cluster.caps.cap_kw(time.monotonic())
+                assert source is not CapSource.DEFAULT, f"{a.cluster.c.agent_id} on its default"
+            assert all(m.sleeping for m in asics.miners), "a miner woke while the node was dead"
+            return all(
+                a.cluster is not None
+                and a.cluster.nc is not None
+                and a.cluster.nc.is_connected
+                and a.cluster.nc.connected_url is not None
+                and a.cluster.nc.connected_url.port != cluster.ports[node]
+                and a.cluster.caps.received > killed
+                for a in alive
+            )
+
+        await until(caps_again, 30, "caps from a controller again after the NATS node died")
+        assert sum(1 for a in alive if a.cluster and a.cluster.is_controller()) == 1
     finally:
         for a in agents:
             a.request_stop()
