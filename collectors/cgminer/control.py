@@ -28,9 +28,9 @@ from collections.abc import Callable, Sequence
 from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer.access import MinerAccess
 from kuat.collectors.cgminer.collector import AsicPoller
-from kuat.collectors.cgminer.firmware.bitmain.web import DEFAULT_WEB_PORT
 from kuat.collectors.cgminer.firmware.controls import Act, controls_of
-from kuat.collectors.cgminer.firmware.whatsminer.v3 import V3_PORT
+from kuat.collectors.cgminer.ports import DEFAULT_WEB_PORT
+from kuat.collectors.cgminer.ports import WHATSMINER_V3_PORT as V3_PORT
 from kuat.collectors.readings import AsicReading
 
 __all__ = ["MinerAccess", "set_pools", "set_power_limit", "sleep", "wake"]

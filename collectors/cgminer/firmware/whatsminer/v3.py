@@ -36,8 +36,9 @@ from kuat.collectors.cgminer.client import (
     status_of,
 )
 from kuat.collectors.cgminer.firmware.whatsminer.btminer_auth import v3_set_request
+from kuat.collectors.cgminer.ports import WHATSMINER_V3_PORT
 
-V3_PORT = 4433
+V3_PORT = WHATSMINER_V3_PORT  # one figure for the CLI, discovery and this client
 DEVICE_INFO = "get.device.info"
 MINER_STATUS = "get.miner.status"
 # the status sections a reading needs; "edevs" (per board) adds nothing the reading shows
