@@ -83,6 +83,9 @@ class ClusterJob:
         self._lease_task: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._said: tuple[CapSource, bool] | None = None
+        # The shard's curtailable power (kW), from its curtailer (the runtime wires it); None
+        # (or no answer yet): all its load counts as curtailable.
+        self.curtailable_kw: Callable[[], float | None] = lambda: None
 
     def settings(self) -> NatsSettings:
         c = self.c
@@ -162,8 +165,10 @@ class ClusterJob:
         return self.lease is not None and self.lease.is_controller()
 
     def my_load(self) -> ShardLoad:
-        """This shard's draw (all of it curtailable) and what it would draw with every miner
-        mining at the power it was last seen mining at (a sleeping miner's share of headroom)."""
+        """This shard's draw, the part of it its curtailer could shed (the rest is firm: miners
+        with no sleep, no limit and no outlet kuat may cut), and what it would draw with every
+        miner mining at the power it was last seen mining at (a sleeping miner's share of
+        headroom)."""
         load_w = capacity_w = 0.0
         for r in self.state.asic_readings():
             now_w = r.power_w or 0.0
@@ -171,7 +176,10 @@ class ClusterJob:
                 self._mining_w[r.device_id] = now_w
             load_w += now_w
             capacity_w += max(now_w, self._mining_w.get(r.device_id, 0.0))
-        return ShardLoad(self.c.agent_id, load_w / 1000, load_w / 1000, capacity_w / 1000)
+        load_kw = load_w / 1000
+        curtailable = self.curtailable_kw()
+        shed_kw = load_kw if curtailable is None else min(load_kw, curtailable)
+        return ShardLoad(self.c.agent_id, load_kw, shed_kw, capacity_w / 1000)
 
     async def run(self) -> None:
         """The agent's `cluster` job."""

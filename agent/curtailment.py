@@ -67,6 +67,7 @@ from kuat.quota.curtail import (
     MinerState,
     PlanSummary,
     calm,
+    curtailable_w,
     stands,
 )
 from kuat.quota.evaluate import QuotaStatus
@@ -192,6 +193,7 @@ class Curtailer:
         self.last_plan: CurtailPlan | None = None
         self._binding_order: tuple[str, str] | None = None
         self._present: list[MinerRecord] = []  # the miners of the latest plan
+        self._planned: list[MinerState] | None = None  # and how the planner saw them
         # the latest full plan had nothing to do or wait for (quota.curtail.calm), in the hour
         # ending then: later readings within the limit need no new plan (run)
         self._calm = False
@@ -277,7 +279,16 @@ class Curtailer:
                     outlet_off=rec.outlet_off,
                 )
             )
+        self._planned = out
         return out
+
+    def curtailable_kw(self) -> float | None:
+        """What the latest plan's miners could shed (kW; ``curtailable_w``), None before the
+        first plan. Read by a shard's cluster job: it does not plan again (planning updates
+        each miner's record)."""
+        if self._planned is None:
+            return None
+        return sum(curtailable_w(m) for m in self._planned) / 1000
 
     def planned_miners(self, now: datetime) -> list[tuple[AsicReading, MinerState]]:
         """The miners as the planner sees them now, each with the reading it comes from."""

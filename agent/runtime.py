@@ -104,6 +104,8 @@ class Agent:
             ClusterJob(cfg, self.state, self.uplinks.record_lines) if cfg.cluster else None
         )
         self.curtailer = Curtailer(cfg, self.state, clock=clock)
+        if self.cluster is not None:
+            self.cluster.curtailable_kw = self.curtailer.curtailable_kw
         # item 7's fix ([compliance] fix_pools): the curtailer's write access to the miners
         self.pool_fixer = PoolFixer(cfg, self.state, self.curtailer.access, clock=clock)
         # the miners' own fault codes, logged once each and counted for /metrics

@@ -343,6 +343,20 @@ def _steps_below(m: MinerState) -> list[float]:
     return sorted((s for s in m.power_steps_w if 0 < s < top), reverse=True)
 
 
+def curtailable_w(m: MinerState) -> float:
+    """What a plan could take off this miner now (W): all its draw when it can be slept or its
+    outlet cut, its draw above its lowest power step when it can only be limited, nothing when
+    it is asleep already or can be neither. A shard of a split site reports the sum, so that
+    the controller never asks a hall to shed load it cannot (kuat.quota.shard_caps)."""
+    if m.asleep or not m.power_w:
+        return 0.0
+    if m.can_sleep or m.outlet is not None:
+        return m.power_w
+    if m.power_steps_w:
+        return max(0.0, m.power_w - min(m.power_steps_w))
+    return 0.0
+
+
 def _least_efficient_first(miners: Sequence[MinerState]) -> list[MinerState]:
     return sorted(miners, key=lambda m: (-m.j_per_th, -(m.power_w or 0.0), m.device_id))
 

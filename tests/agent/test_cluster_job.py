@@ -189,6 +189,26 @@ async def test_caps_from_one_controller_and_a_takeover_when_it_dies(
     await tick_until(alive, lambda: rebalanced() and no_default(), 10)
 
 
+async def test_a_hall_that_cannot_shed_keeps_its_load_and_the_others_cut_more(
+    agents: list[ClusterJob],
+) -> None:
+    # hall-0's 300 kW are all firm (no miner kuat can sleep, limit or cut), hall-1 can shed
+    # 100 of its 200 kW, hall-2 all its 100 kW: the 120 kW cut falls on hall-1 and hall-2 only
+    shed = {"hall-0": 0.0, "hall-1": 100.0, "hall-2": 100.0}
+    for j in agents:
+        j.curtailable_kw = lambda kw=shed[j.c.agent_id]: kw
+    await tick_until(
+        agents,
+        lambda: len(caps(agents)) == 3 and round(caps(agents)["hall-0"][0], 1) == 300.0,
+        20,
+    )
+    assert {k: round(v[0], 1) for k, v in caps(agents).items()} == {
+        "hall-0": 300.0,
+        "hall-1": 140.0,
+        "hall-2": 40.0,
+    }
+
+
 async def test_an_agent_starts_with_the_cluster_down_and_joins_when_it_comes_up(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
