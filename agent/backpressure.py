@@ -45,11 +45,13 @@ class PollGate:
         self.floor = max(1, min(floor, self.ceiling))
         self.window = max(self.floor, min(start, self.ceiling))
         self.in_flight = 0
-        self.narrowed = 0  # how many times the window was halved (for the bench)
+        self.narrowed = 0  # how many times the window was halved (bench, /metrics)
+        self.last_lag_s = 0.0  # the latest lag sample (/metrics)
         self._waiting: deque[asyncio.Future[None]] = deque()
 
     def observe(self, lag_s: float) -> None:
         """One lag sample: narrow or widen the window."""
+        self.last_lag_s = lag_s
         if lag_s > LAG_HIGH_S:
             new = max(self.floor, self.window // 2)
             if new < self.window:

@@ -69,6 +69,7 @@ class AgentCollector(Collector):
         yield from self.agent.faults.metrics()
         yield from self._uplink()
         yield from self._jobs()
+        yield from self._backpressure()
 
     def _fleet(self) -> Iterator[Metric]:
         s = self.view.snap
@@ -252,6 +253,32 @@ class AgentCollector(Collector):
             "kuat_spool_disk_full",
             "1 while the spool's disk is full and the oldest lines make room for new ones",
             value=int(c.disk_full),
+        )
+
+    def _backpressure(self) -> Iterator[Metric]:
+        """The poll window (kuat.agent.backpressure): a window held far under the poller's
+        concurrency, or halved often, means the agent's event loop runs late under its polls."""
+        gate = self.agent.poll_gate
+        yield GaugeMetricFamily(
+            "kuat_event_loop_lag_seconds",
+            "How late the agent's event loop woke at its latest lag sample",
+            value=gate.last_lag_s,
+        )
+        yield GaugeMetricFamily(
+            "kuat_poll_window", "Miner polls allowed in flight at once now", value=gate.window
+        )
+        yield GaugeMetricFamily(
+            "kuat_poll_window_ceiling",
+            "The poller's concurrency: the widest the poll window opens",
+            value=gate.ceiling,
+        )
+        yield GaugeMetricFamily(
+            "kuat_polls_in_flight", "Miner polls started and not finished", value=gate.in_flight
+        )
+        yield CounterMetricFamily(
+            "kuat_poll_window_narrowed",
+            "Times the poll window was halved because the event loop ran late, since start",
+            value=gate.narrowed,
         )
 
     def _jobs(self) -> Iterator[Metric]:

@@ -397,6 +397,28 @@ async def test_metrics(client: httpx.AsyncClient, agent: Agent) -> None:
     assert last_quota == (NOW - timedelta(seconds=1)).timestamp()
 
 
+async def test_metrics_show_the_poll_window_close_when_the_loop_runs_late(
+    client: httpx.AsyncClient, agent: Agent
+) -> None:
+    def samples() -> dict[str, float]:
+        return {
+            s.name: s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name.startswith(("kuat_poll", "kuat_event_loop"))
+        }
+
+    text = (await client.get("/metrics")).text
+    before = samples()
+    assert before["kuat_poll_window"] <= before["kuat_poll_window_ceiling"]
+    agent.poll_gate.observe(0.4)  # the loop woke 400 ms late
+    text = (await client.get("/metrics")).text
+    after = samples()
+    assert after["kuat_event_loop_lag_seconds"] == pytest.approx(0.4)
+    assert after["kuat_poll_window_narrowed_total"] == before["kuat_poll_window_narrowed_total"] + 1
+    assert after["kuat_poll_window"] < before["kuat_poll_window"]
+
+
 async def test_a_failing_job_is_counted(client: httpx.AsyncClient, agent: Agent) -> None:
     async def boom() -> None:
         raise RuntimeError("meter line cut")
