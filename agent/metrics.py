@@ -259,22 +259,15 @@ class AgentCollector(Collector):
         """The poll window (kuat.agent.backpressure): a window held far under the poller's
         concurrency, or halved often, means the agent's event loop runs late under its polls."""
         gate = self.agent.poll_gate
-        yield GaugeMetricFamily(
-            "kuat_event_loop_lag_seconds",
-            "How late the agent's event loop woke at its latest lag sample",
-            value=gate.last_lag_s,
+        gauges = (
+            ("kuat_event_loop_lag_seconds", "How late the event loop woke at its latest sample"),
+            ("kuat_poll_window", "Miner polls allowed in flight at once now"),
+            ("kuat_poll_window_ceiling", "The poller's concurrency: the widest the window opens"),
+            ("kuat_polls_in_flight", "Miner polls started and not finished"),
         )
-        yield GaugeMetricFamily(
-            "kuat_poll_window", "Miner polls allowed in flight at once now", value=gate.window
-        )
-        yield GaugeMetricFamily(
-            "kuat_poll_window_ceiling",
-            "The poller's concurrency: the widest the poll window opens",
-            value=gate.ceiling,
-        )
-        yield GaugeMetricFamily(
-            "kuat_polls_in_flight", "Miner polls started and not finished", value=gate.in_flight
-        )
+        values = (gate.last_lag_s, gate.window, gate.ceiling, gate.in_flight)
+        for (name, doc), value in zip(gauges, values, strict=True):
+            yield GaugeMetricFamily(name, doc, value=value)
         yield CounterMetricFamily(
             "kuat_poll_window_narrowed",
             "Times the poll window was halved because the event loop ran late, since start",
