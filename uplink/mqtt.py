@@ -8,6 +8,8 @@ Delivery contract (documented for the register team in README / uplink/SCHEMA.md
   ``seq`` +1 per event per site, a uuid ``id`` to deduplicate QoS 1 redeliveries.
 * ``{prefix}/{owner_bin}/{site}/status`` — ``online`` on connect, ``offline`` as the last will
   and on clean shutdown; QoS 1, retained.
+* ``{prefix}/{owner_bin}/{site}/replay`` — subscribed: a register's request for events it
+  missed, which are queued again from the durable history (``kuat.uplink.register_replay``).
 
 An agent of a site split across agents (``agent_id``, from ``[cluster]``) publishes the same
 three topics under ``{prefix}/{owner_bin}/{site}/agent/{agent_id}/``: its own retained
@@ -36,10 +38,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+import paho.mqtt.client as mqtt
 
 from kuat.collectors.readings import AsicReading
 from kuat.uplink.broker import BrokerEndpoint
@@ -55,6 +60,12 @@ from kuat.uplink.inventory import (
 )
 from kuat.uplink.outbox_sender import OutboxSender
 from kuat.uplink.register_history import DEFAULT_RETENTION, RegisterHistory
+from kuat.uplink.register_replay import (
+    MAX_REPLAY,
+    REPLAY_BUDGET,
+    ReplayError,
+    parse_replay,
+)
 from kuat.uplink.spool import Spool
 
 __all__ = ["InventoryReport", "RegisterPublisher", "topic_base"]
@@ -68,6 +79,24 @@ def topic_base(prefix: str, owner_bin: str, site: str, agent_id: str | None = No
     register merges into one site (``kuat.uplink.register_merge``)."""
     base = f"{prefix.strip('/')}/{owner_bin}/{site}"
     return f"{base}/agent/{agent_id}" if agent_id else base
+
+
+class _Budget:
+    """At most ``amount`` units per ``per_s`` seconds (a token bucket, refilled continuously)."""
+
+    def __init__(self, amount: int, per_s: float) -> None:
+        self.amount, self.per_s = amount, per_s
+        self.left = float(amount)
+        self.at = time.monotonic()
+
+    def take(self, n: int) -> bool:
+        now = time.monotonic()
+        self.left = min(self.amount, self.left + (now - self.at) * self.amount / self.per_s)
+        self.at = now
+        if n > self.left:
+            return False
+        self.left -= n
+        return True
 
 
 def _json(obj: Any) -> bytes:
@@ -109,6 +138,7 @@ class RegisterPublisher(OutboxSender):
         self.inventory_topic = f"{base}/inventory"
         self.events_topic = f"{base}/events"
         self.status_topic = f"{base}/status"
+        self.replay_topic = f"{base}/replay"  # a register's requests (uplink.register_replay)
         self.forget_after = forget_after
         self.agent_version = agent_version
         self.owner = owner
@@ -132,6 +162,11 @@ class RegisterPublisher(OutboxSender):
             label="register broker",
             max_inflight=max_inflight,
         )
+        self.replayed = 0  # events queued again for registers since start
+        self.replay_refused = 0  # requests refused (malformed, or over the budget)
+        self._budget = _Budget(REPLAY_BUDGET, 60.0)
+        if self._client is not None:
+            self._client.message_callback_add(self.replay_topic, self._on_replay)
 
     def __repr__(self) -> str:  # never the password or key paths' contents
         return (
@@ -156,10 +191,47 @@ class RegisterPublisher(OutboxSender):
 
     def _on_new_connection(self) -> None:
         super()._on_new_connection()  # online status
+        if self._client is not None:
+            # a register asks here for events it missed (uplink.register_replay)
+            self._client.subscribe(self.replay_topic, qos=1)
         inventory = self.spool.retained().get(self.inventory_topic)
         if inventory is not None:
             # A fresh copy goes to the end of the queue; the broker keeps the retained one.
             self.spool.outbox_put(self.inventory_topic, inventory, retain=True, coalesce=True)
+
+    def _on_replay(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        """A register's replay request: the events of its range again, from the history."""
+        try:
+            req = parse_replay(msg.payload)
+        except ReplayError as exc:
+            self._refuse_replay(str(exc))
+            return
+        last = min(req.to_seq, req.from_seq + MAX_REPLAY - 1)
+        bodies = self.history.bodies(req.from_seq, last, MAX_REPLAY)
+        if not self._budget.take(len(bodies)):
+            self._refuse_replay(f"seq {req.from_seq}-{last}: over {REPLAY_BUDGET} events a minute")
+            return
+        for body in bodies:
+            self.spool.outbox_put(self.events_topic, body)
+        self.replayed += len(bodies)
+        log.info(
+            "register asked for events %d-%d of %s: %d queued again",
+            req.from_seq,
+            req.to_seq,
+            self.events_topic,
+            len(bodies),
+        )
+        self._wake.set()
+
+    def _refuse_replay(self, why: str) -> None:
+        self.replay_refused += 1
+        if self.replay_refused == 1 or self.replay_refused % 100 == 0:  # a flood logs little
+            log.warning(
+                "register replay request on %s refused (%d so far): %s",
+                self.replay_topic,
+                self.replay_refused,
+                why,
+            )
 
     def last_snapshot(self) -> Snapshot | None:
         """The last queued snapshot (restored from the spool after a restart)."""

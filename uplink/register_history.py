@@ -97,6 +97,17 @@ class RegisterHistory:
         with spool.transaction() as db:
             self._backfill(db)
 
+    def bodies(self, first: int, last: int, limit: int) -> list[bytes]:
+        """The events ``first``..``last`` still kept, as published, in seq order (at most
+        ``limit``): what a register's replay request gets (kuat.uplink.register_replay)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT body FROM register_history WHERE seq_key = ? AND seq BETWEEN ? AND ? "
+                "ORDER BY seq LIMIT ?",
+                (self.seq_key, first, last, limit),
+            ).fetchall()
+        return [r[0].encode() for r in rows]
+
     def _backfill(self, db: sqlite3.Connection) -> None:
         """On upgrade, events still in the outbox predate the history table: copy them once, so
         a removal not yet delivered is not lost to the export. Idempotent (primary key)."""

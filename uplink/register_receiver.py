@@ -14,7 +14,11 @@ language. Two layers:
     held, and the view waits for the retained ``inventory`` (whose ``seq`` is the last event it
     reflects) — it adopts it, then applies the held events that follow it without a hole;
   - an ``inventory`` at or after the last applied ``seq`` replaces the site's miners (it also
-    carries run state and last-seen times that are not events); an older one is ignored.
+    carries run state and last-seen times that are not events); an older one is ignored;
+  - the ``seq``s a hole skipped (and those an inventory jumped over) are *missing*: the view
+    lists them (``to_ask``) until each arrives, for the receiver to ask the agent to replay
+    them from its durable history (``kuat.uplink.register_replay``); a replayed event is
+    stale by then, so it only completes the event history.
 
 * a site split across agents publishes one stream per agent (``{site}/agent/{agent_id}/…``),
   each followed by its own ``SiteView`` with the rules above; ``SiteMerge``
@@ -27,7 +31,9 @@ language. Two layers:
   (atomic rename, fsync) inside the message callback, before paho sends the PUBACK: a crash
   after the save and before the PUBACK is a redelivery, which the ``id`` rule drops. On a gap it
   subscribes to that site's ``inventory`` topic again, which makes the broker send the retained
-  copy at once instead of at the agent's next inventory run.
+  copy at once instead of at the agent's next inventory run; and it publishes a replay request
+  for the missing events on the stream's ``replay`` topic: at once for a new hole, and again
+  (at most ``MAX_ASKS`` times) at each later inventory while some are still missing.
 
 Malformed messages (not JSON, wrong fields) raise ``ReceiverError`` from the pure layer; the
 client counts and logs them and goes on.
@@ -55,6 +61,7 @@ from kuat.uplink.broker import BrokerEndpoint
 from kuat.uplink.inventory import EVENT_SCHEMA, INVENTORY_SCHEMA, STATUS_SCHEMA
 from kuat.uplink.paho_client import Session, paho_client
 from kuat.uplink.register_merge import SiteMerge
+from kuat.uplink.register_replay import ranges, replay_payload
 
 __all__ = ["Applied", "Outcome", "ReceiverError", "RegisterReceiver", "RegisterView", "SiteView"]
 
@@ -70,9 +77,12 @@ Outcome = Literal[
     "ignored",  # an inventory older than what the view already reflects
     "status",  # the agent's online/offline status
     "cleared",  # an empty retained inventory: the stream is gone (its miners leave the site)
+    "request",  # a replay request (a register's own, seen through the wildcard): not applied
 ]
 _EVENT_TYPES = frozenset({"added", "removed", "moved", "changed"})
 RECENT_IDS = 10_000  # event ids remembered per site for deduplication
+MAX_MISSING = 10_000  # missing seqs tracked per stream (the latest ones when more)
+MAX_ASKS = 5  # replay requests per missing seq (its agent may no longer keep it)
 
 
 class ReceiverError(KuatError, ValueError):
@@ -105,6 +115,8 @@ class SiteView:
     recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
     status: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    # seqs known missing -> replay requests made for each so far
+    missing: dict[int, int] = field(default_factory=dict)
 
     def _count(self, outcome: Outcome) -> Outcome:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
@@ -134,6 +146,7 @@ class SiteView:
         assert isinstance(event_id, str)
         if event_id in self.recent_ids:
             return self._count("duplicate")
+        self.missing.pop(seq, None)
         if self.seq is not None and seq <= self.seq:
             self._remember(event_id)
             return self._count("stale")
@@ -145,6 +158,8 @@ class SiteView:
             first = self.seq is None
             self.in_gap = True
             self.held[seq] = dict(body)
+            if self.seq is not None:
+                self._note_missing(self.seq + 1, seq - 1)
             return self._count("held" if first else "gap")
         self._apply(body)
         return self._count("applied")
@@ -161,6 +176,9 @@ class SiteView:
             _require(isinstance(m, dict) and isinstance(m.get("id"), str), "inventory: miner id")
         if self.seq is not None and seq < self.seq:
             return self._count("ignored")
+        if self.seq is not None:
+            # events up to the inventory's seq that never came (they are not held either)
+            self._note_missing(self.seq + 1, seq)
         self.miners = {m["id"]: dict(m) for m in miners}
         self.seq = seq
         # Events held past a hole: those the inventory already reflects are dropped, the ones
@@ -172,6 +190,25 @@ class SiteView:
             self._apply(self.held.pop(self.seq + 1))
         self.in_gap = bool(self.held)
         return self._count("rebuilt")
+
+    def _note_missing(self, first: int, last: int) -> None:
+        """Seqs ``first``..``last`` that neither arrived nor are held are missing."""
+        first = max(first, last - MAX_MISSING + 1)
+        for s in range(first, last + 1):
+            if s not in self.held:
+                self.missing.setdefault(s, 0)
+        if len(self.missing) > MAX_MISSING:
+            for s in sorted(self.missing)[: len(self.missing) - MAX_MISSING]:
+                del self.missing[s]
+
+    def to_ask(self, again: bool) -> list[tuple[int, int]]:
+        """The missing seqs to ask a replay of now, as runs: those never asked, and with
+        ``again`` (an inventory came) those asked fewer than ``MAX_ASKS`` times. Counts the
+        asks."""
+        due = [s for s, n in self.missing.items() if n == 0 or (again and n < MAX_ASKS)]
+        for s in due:
+            self.missing[s] += 1
+        return ranges(due)
 
     def on_status(self, body: Mapping[str, Any]) -> Outcome:
         _require(body.get("schema") == STATUS_SCHEMA, f"status: schema is not {STATUS_SCHEMA}")
@@ -192,6 +229,7 @@ class SiteView:
             "held": {str(k): v for k, v in self.held.items()},
             "recent_ids": list(self.recent_ids),
             "counts": self.counts,
+            "missing": {str(k): v for k, v in sorted(self.missing.items())},
         }
 
     @classmethod
@@ -207,6 +245,7 @@ class SiteView:
             recent_ids=OrderedDict.fromkeys(d.get("recent_ids", [])),
             status=d.get("status"),
             counts=dict(d.get("counts", {})),
+            missing={int(k): int(v) for k, v in d.get("missing", {}).items()},
         )
 
 
@@ -298,6 +337,8 @@ class RegisterView:
             elif kind == "status":
                 outcome = view.on_status(body)
                 touched = set()
+            elif kind == "replay":  # a request to the agent, not a message from it
+                return Applied(owner_bin, site, kind, "request", agent_id)
             else:
                 raise ReceiverError(f"{topic}: unknown topic kind {kind!r}")
         except ReceiverError as exc:
@@ -374,6 +415,7 @@ class RegisterReceiver:
         self.view = self._load(state, prefix)
         self.rejected = 0
         self.connects = 0
+        self.replays_asked = 0  # replay requests published
         self.lock = threading.Lock()  # the view is read by other threads (tests, a CLI)
         self._asked: set[str] = set()  # per-site inventory topics subscribed after a gap
         self.client = paho_client(broker, broker.client_id or "kuat-register-receiver")
@@ -491,6 +533,8 @@ class RegisterReceiver:
         if applied.agent_id is not None:
             base = f"{base}/agent/{applied.agent_id}"
         topic = f"{base}/inventory"
+        if applied.kind in ("events", "inventory") and applied.outcome != "cleared":
+            self._ask_replay(client, applied, base)
         if applied.outcome == "gap" and topic not in self._asked:
             # Ask for the retained inventory now: a new subscription delivers retained copies.
             self._asked.add(topic)
@@ -500,6 +544,18 @@ class RegisterReceiver:
             # they do not arrive twice.
             self._asked.discard(topic)
             client.unsubscribe(topic)
+
+    def _ask_replay(self, client: mqtt.Client, applied: Applied, base: str) -> None:
+        """Ask the stream's agent for the events it is missing (kuat.uplink.register_replay)."""
+        with self.lock:
+            view = self.view.stream(applied.owner_bin, applied.site, applied.agent_id)
+            runs = view.to_ask(again=applied.kind == "inventory")
+            if runs:
+                _save_atomic(self.state, self.view.to_json())
+        for first, last in runs:
+            client.publish(f"{base}/replay", replay_payload(first, last), qos=1)
+            self.replays_asked += 1
+            log.info("asked %s for events %d-%d it has not delivered", base, first, last)
 
     def _qos1(self) -> dict[str, Any]:
         # MQTT 5: retain handling 0 (the default) sends retained copies on every subscribe;

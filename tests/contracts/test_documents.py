@@ -25,6 +25,7 @@ from kuat.quota.orders import load_public_key, sign_order, verify_order
 from kuat.quota.schedule import BookOutcome, ScheduleBook, parse_csv, parse_json
 from kuat.uplink.mqtt import topic_base
 from kuat.uplink.quota_source import DEFAULT_QUOTA_PREFIX, quota_topics, split_documents
+from kuat.uplink.register_replay import parse_replay
 from tests.contracts.contract import (
     ASYNCAPI_META,
     JSON_SCHEMAS,
@@ -110,11 +111,11 @@ def test_asyncapi_addresses_are_the_topics_kuat_uses() -> None:
     bin_, site = "230140000001", "ekibastuz-1"
     base = topic_base("kz/hsc-register/v1", bin_, site)
     fill = {"owner_bin": bin_, "site": site}
-    for name in ("inventory", "events", "status"):
+    for name in ("inventory", "events", "status", "replay"):
         assert a[name].format(**fill) == f"{base}/{name}"
     # one agent's stream of a split site
     shard = topic_base("kz/hsc-register/v1", bin_, site, "hall-a")
-    for name in ("inventory", "events", "status"):
+    for name in ("inventory", "events", "status", "replay"):
         channel = f"shard{name.capitalize()}"
         assert a[channel].format(**fill, agent_id="hall-a") == f"{shard}/{name}"
     schedule_topic, orders_topic = quota_topics(site, DEFAULT_QUOTA_PREFIX)
@@ -207,7 +208,9 @@ def test_every_example_is_valid_and_accepted(
     if schema is not None:
         validator(schema).validate(value)
     # What kuat sends is checked against its real messages elsewhere (tests/contracts/*_wire)
-    if schema not in ("status.v1", "quota-hour.v1", "quota-state.v1"):
+    if schema == "replay.v1":
+        assert parse_replay(dumps(value).encode()).from_seq == value["from_seq"]
+    elif schema not in ("status.v1", "quota-hour.v1", "quota-state.v1"):
         accepted_by_kuat(media, value)
 
 

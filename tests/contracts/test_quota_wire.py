@@ -27,13 +27,16 @@ KOREM = load_public_key(KOREM_PUBLIC_HEX)
 
 
 def received_examples() -> list[tuple[str, str, bytes]]:
-    """(topic, content type, payload) of every example of every `receive` operation."""
+    """(topic, content type, payload) of every example of every `receive` operation on the
+    quota broker (the register's replay requests: tests/uplink/test_register_replay.py)."""
     doc = load_yaml("asyncapi.yaml")
     out = []
     for op in doc["operations"].values():
         if op["action"] != "receive":
             continue
         channel = resolve(doc, op["channel"])
+        if {"$ref": "#/servers/quota"} not in channel["servers"]:
+            continue
         for ref in op["messages"]:
             message = resolve(doc, resolve(doc, ref))
             for example in message.get("examples", []):
