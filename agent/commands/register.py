@@ -289,6 +289,25 @@ def export_csv(doc: Mapping[str, Any]) -> str:
     return out.getvalue()
 
 
+def emit(doc: Mapping[str, Any], fmt: str, out: Path | None) -> None:
+    """A filing to stdout or ``out`` as CSV or JSON; its warnings and a summary on stderr."""
+    for warning in doc["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    text = export_csv(doc) if fmt == "csv" else json.dumps(doc, ensure_ascii=False, indent=2)
+    if fmt == "json":
+        text += "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    extra = (
+        f"; {len(doc['moved'])} moved, {len(doc['changed'])} changed (JSON only)"
+        if doc["moved"] or doc["changed"]
+        else ""
+    )
+    typer.echo(f"{out}: {doc['include']} include, {doc['exclude']} exclude{extra}", err=True)
+
+
 def parse_since(text: str | None, today: date) -> date | None:
     """``--since`` as a date; ValueError with the message the owner sees."""
     if text is None:
@@ -362,23 +381,38 @@ def register(app: typer.Typer) -> None:
                 now=now,
                 by_ip=locations(cfg),
             )
-        for warning in doc["warnings"]:
-            typer.echo(f"warning: {warning}", err=True)
-        text = export_csv(doc) if fmt == "csv" else json.dumps(doc, ensure_ascii=False, indent=2)
-        if fmt == "json":
-            text += "\n"
-        if out is None:
-            typer.echo(text, nl=False)
-        else:
-            out.write_text(text, encoding="utf-8")
-            extra = (
-                f"; {len(doc['moved'])} moved, {len(doc['changed'])} changed (JSON only)"
-                if doc["moved"] or doc["changed"]
-                else ""
-            )
-            typer.echo(
-                f"{out}: {doc['include']} include, {doc['exclude']} exclude{extra}", err=True
-            )
+        emit(doc, fmt, out)
+
+    @register_app.command("merge")
+    def merge(
+        files: Annotated[
+            list[Path], typer.Argument(help="Each agent's `register export --format json`.")
+        ],
+        fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+        out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    ) -> None:
+        """One filing for a site split across agents, from each agent's export (same --since)."""
+        from kuat.agent.register_filing import FilingError, merge_exports, problems_of
+
+        if fmt not in ("csv", "json"):
+            typer.echo(f"--format must be csv or json, not {fmt!r}", err=True)
+            raise typer.Exit(2)
+        docs: list[tuple[str, Any]] = []
+        problems: list[str] = []
+        for f in files:
+            try:
+                docs.append((str(f), json.loads(f.read_text(encoding="utf-8"))))
+            except (OSError, ValueError) as exc:
+                problems.append(f"{f}: {exc}")
+        try:
+            if problems := problems + problems_of(docs):  # every file's problem at once
+                raise FilingError(problems)
+            doc = merge_exports(docs, datetime.now(UTC))
+        except FilingError as exc:
+            for problem in exc.problems:
+                typer.echo(problem, err=True)
+            raise typer.Exit(2) from None
+        emit(doc, fmt, out)
 
     @register_app.command("receive")
     def receive(
