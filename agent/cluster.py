@@ -219,10 +219,17 @@ class ClusterJob:
     def shard_view(self, status: QuotaStatus) -> QuotaStatus:
         """The quota status as this shard's curtailer must see it: its cap as the allowed
         power and its own miners' power as the load (the site meter measures every shard).
-        The next hour's check is left out: the next hour's caps are not known yet."""
+        The next hour's allocation is the shard's share of the site's at its share of the
+        site's allowed power now (the controller splits the next hour when it comes; the
+        planner's horizon only needs to know whether the next hour is tight for this shard)."""
         kw, _ = self.caps.cap_kw(self.clock())
         load = self.my_load().load_kw
-        return replace(status, allowed_kw=kw, decision_kw=load, p_kw=load, next_allocation_kwh=None)
+        site_kw, next_kwh = status.allowed_kw, status.next_allocation_kwh
+        share = min(1.0, kw / site_kw) if site_kw and site_kw > 0 else None
+        next_share = next_kwh * share if next_kwh is not None and share is not None else None
+        return replace(
+            status, allowed_kw=kw, decision_kw=load, p_kw=load, next_allocation_kwh=next_share
+        )
 
     def _log(self, source: CapSource, kw: float, controller: bool) -> None:
         said = (source, controller)

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from kuat.collectors.readings import AsicReading
 from kuat.quota.evaluate import QuotaState, QuotaStatus
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.schedule import EnergySource
-from kuat.quota.shard_caps import CapSource
+from kuat.quota.shard_caps import Cap, CapSource
 from tests.servers import Nats, NatsCluster
 
 pytestmark = pytest.mark.servers
@@ -207,6 +208,19 @@ async def test_a_hall_that_cannot_shed_keeps_its_load_and_the_others_cut_more(
         "hall-1": 140.0,
         "hall-2": 40.0,
     }
+
+
+def test_a_shard_sees_its_share_of_the_next_hour(tmp_path: Path, cluster: NatsCluster) -> None:
+    # hall-1 holds a 120 kW cap of the site's 480 kW allowed now: a quarter of the site, so
+    # a quarter of the next hour's 400 kWh is what its planner's horizon looks at
+    job = agent(1, cluster, tmp_path)
+    job.caps.offer(Cap("hall-1", 120.0, "hall-0", 7, time.time()), job.clock())
+    site = replace(status(), next_allocation_kwh=400.0)
+    view = job.shard_view(site)
+    assert view.allowed_kw == pytest.approx(120.0)
+    assert view.next_allocation_kwh == pytest.approx(100.0)
+    # no next allocation known: none for the shard either
+    assert job.shard_view(status()).next_allocation_kwh is None
 
 
 async def test_an_agent_starts_with_the_cluster_down_and_joins_when_it_comes_up(
