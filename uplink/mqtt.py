@@ -167,6 +167,9 @@ class RegisterPublisher(OutboxSender):
         self._budget = _Budget(REPLAY_BUDGET, 60.0)
         if self._client is not None:
             self._client.message_callback_add(self.replay_topic, self._on_replay)
+            self._client.on_subscribe = self._on_replay_subscribed
+        self.replay_subscribed = False  # the broker granted the replay subscription
+        self._replay_refusal_said = False
 
     def __repr__(self) -> str:  # never the password or key paths' contents
         return (
@@ -198,6 +201,23 @@ class RegisterPublisher(OutboxSender):
         if inventory is not None:
             # A fresh copy goes to the end of the queue; the broker keeps the retained one.
             self.spool.outbox_put(self.inventory_topic, inventory, retain=True, coalesce=True)
+
+    def _on_replay_subscribed(
+        self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any
+    ) -> None:
+        granted = not any(code.is_failure for code in codes)
+        if not granted and (self.replay_subscribed or not self._replay_refusal_said):
+            # said once (and again after it was granted once): an ACL without it is a setting
+            log.warning(
+                "%s %s refused the subscription to %s (%s): a register that misses events "
+                "cannot ask this agent to send them again; allow it in the broker's ACL",
+                self.label,
+                self.where,
+                self.replay_topic,
+                codes[0] if codes else "?",
+            )
+            self._replay_refusal_said = True
+        self.replay_subscribed = granted
 
     def _on_replay(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         """A register's replay request: the events of its range again, from the history."""

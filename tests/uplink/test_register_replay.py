@@ -14,6 +14,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from kuat.uplink.mqtt import RegisterPublisher
 from kuat.uplink.register_receiver import MAX_ASKS, RegisterView
@@ -138,6 +140,30 @@ def test_events_the_broker_never_delivered_are_replayed_with_their_ids(
         rx.stop()
 
 
+def test_a_broker_that_refuses_the_replay_subscription_is_named_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Mosquitto 2.0 grants a subscription its ACL denies (and delivers nothing), so the SUBACK
+    # an EMQX or a NATS with permissions sends (0x87, 0x80) is fed to the callback directly.
+    spool = Spool(tmp_path / "spool.db")
+    agent = publisher(spool, 1883, SITE)
+    refused = [ReasonCode(PacketTypes.SUBACK, identifier=0x87)]
+    granted = [ReasonCode(PacketTypes.SUBACK, identifier=1)]
+    try:
+        with caplog.at_level("WARNING", logger="kuat.uplink.mqtt"):
+            for _ in range(3):  # every reconnect subscribes again: said once
+                agent._on_replay_subscribed(agent._client, None, 1, refused, None)
+            assert caplog.text.count("refused the subscription") == 1
+            assert agent.replay_topic in caplog.text and "ACL" in caplog.text
+            assert not agent.replay_subscribed
+            agent._on_replay_subscribed(agent._client, None, 2, granted, None)
+            assert agent.replay_subscribed
+            agent._on_replay_subscribed(agent._client, None, 3, refused, None)  # taken back
+            assert caplog.text.count("refused the subscription") == 2
+    finally:
+        spool.close()
+
+
 @pytest.mark.servers
 def test_the_agent_refuses_a_malformed_request_and_queues_nothing(
     mosquitto: Mosquitto, pub: RegisterPublisher
@@ -147,6 +173,7 @@ def test_the_agent_refuses_a_malformed_request_and_queues_nothing(
         pub.start()
         pub.publish_inventory(fleet(3, T0), T0)
         assert pub.wait_idle(10)
+        wait_for(lambda: pub.replay_subscribed, what="the replay subscription granted")
         client.connect("127.0.0.1", mosquitto.port)
         client.loop_start()
         client.publish(f"{BASE}/replay", b"{not a request", qos=1).wait_for_publish(5)
