@@ -36,7 +36,7 @@ from kuat.agent.sdnotify import Notifier, watchdog_interval_s
 from kuat.agent.settlement_book import SettlementBook
 from kuat.agent.sizing import asic_concurrency, raise_fd_limit
 from kuat.agent.state import SiteState, StatusSnapshot, snapshot
-from kuat.agent.tuning import apply_gc_tuning
+from kuat.agent.tuning import apply_gc_tuning, freeze_long_lived
 from kuat.agent.uplinks import TelemetryCopy, Uplinks
 from kuat.collectors.cgminer.collector import AsicPoller, AsicResult
 from kuat.collectors.dlms.profile import parse_obis
@@ -190,6 +190,8 @@ class Agent:
         self.dashboard: Dashboard | None = None
         # the last inventory left out miners not yet answering or identified (publish_inventory)
         self._inventory_incomplete = False
+        # miners read when the state built for them was last moved out of the GC's reach
+        self._frozen_at = 0
 
     @staticmethod
     def _asic_concurrency(cfg: KuatConfig) -> int:
@@ -257,7 +259,14 @@ class Agent:
     async def _spread_poll_asics(self) -> None:
         # The first cycle reads the whole farm at once: firmware detection, the inventory and
         # the curtailer's view of the plant should not wait most of an interval after a start.
-        await self.poll_asics(spread_s=self.asic_spread_s if self.state.asics else 0.0)
+        try:
+            await self.poll_asics(spread_s=self.asic_spread_s if self.state.asics else 0.0)
+        finally:
+            if len(self.state.asics) > self._frozen_at:
+                # a cycle that read miners for the first time (the first, or the rest of a cut
+                # one): what it built for them lives as long as they do (tuning.py)
+                self._frozen_at = len(self.state.asics)
+                freeze_long_lived()
 
     async def poll_asics(self, *, spread_s: float = 0.0) -> None:
         """Poll every miner once. ``spread_s``: start the polls evenly over that many seconds

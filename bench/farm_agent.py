@@ -53,6 +53,8 @@ class Meter:
         self.durations: dict[int, float] = {}
         self.cut: set[int] = set()
         self.trace: Trace | None = None
+        # --heap: the allocators' figures before the first cycle (a dict), then on every row
+        self.heap: dict[str, float] | None = None
         # the process before its first cycle (interpreter, modules, config, empty state): the
         # bench's bytes per miner are what the agent holds over this
         self.start_mb = status_mb()["VmRSS"]
@@ -115,6 +117,10 @@ class Meter:
             "job_failures": dict(self.agent.job_failures),
             "final": final,
         }
+        if self.heap:
+            row["heap_mb"] = heap_mb()
+            if self.cycle == 1:
+                row["start_heap_mb"] = self.heap
         print(json.dumps(row), flush=True)
         self.lags = array("d")
         self.gc_max_ms, self.gc_full = 0.0, 0
@@ -142,6 +148,67 @@ class Meter:
             await asyncio.sleep(SAMPLE_S)
             if self.cycle:  # from the first cycle on: the agent's start-up is not its loop lag
                 self.lags.append(max(0.0, clock() - t0 - SAMPLE_S))
+
+
+def heap_mb() -> dict[str, float]:
+    """Diagnosis (``--heap``): where the RSS sits, MB: Python's small-object allocator (its
+    arenas, the bytes in live blocks, free blocks and unused pools inside them) and glibc's
+    malloc (heap and mmapped chunks in use, free bytes it keeps). The gap between RSS and the
+    live bytes is fragmentation, not objects."""
+    import ctypes
+    import os
+    import re
+    import tempfile
+
+    # objects the collector's full pass walks (frozen ones it skips)
+    out: dict[str, float] = {
+        "gc_tracked": len(gc.get_objects()),
+        "gc_frozen": gc.get_freeze_count(),
+    }
+    with tempfile.TemporaryFile("w+") as tmp:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(tmp.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read()
+    for key, pattern in (
+        ("py_arenas", r"(\d+) arenas \* \d+ bytes/arena\s+=\s+([\d,]+)"),
+        ("py_live", r"# bytes in allocated blocks\s+=\s+([\d,]+)"),
+        ("py_free_blocks", r"# bytes in available blocks\s+=\s+([\d,]+)"),
+        ("py_unused_pools", r"unused pools \* \d+ bytes\s+=\s+([\d,]+)"),
+    ):
+        m = re.search(pattern, text)
+        if m:
+            out[key] = round(int(m.groups()[-1].replace(",", "")) / 2**20, 1)
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [
+            (n, ctypes.c_size_t)
+            for n in (
+                *("arena", "ordblks", "smblks", "hblks", "hblkhd"),
+                *("usmblks", "fsmblks", "uordblks", "fordblks", "keepcost"),
+            )
+        ]
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = Mallinfo2
+        mi = libc.mallinfo2()
+    except (AttributeError, OSError):
+        return out
+    for key, value in (
+        ("c_heap", mi.arena),
+        ("c_mmapped", mi.hblkhd),
+        ("c_in_use", mi.uordblks),
+        ("c_free", mi.fordblks),
+    ):
+        out[key] = round(value / 2**20, 1)
+    return out
 
 
 class Trace:
@@ -178,7 +245,7 @@ class Trace:
         self.first = snap
 
 
-async def run(config: Path, trace: Path | None = None) -> None:
+async def run(config: Path, trace: Path | None = None, heap: bool = False) -> None:
     from kuat.agent.config import load_config
     from kuat.agent.runtime import Agent
 
@@ -186,6 +253,8 @@ async def run(config: Path, trace: Path | None = None) -> None:
     meter = Meter(agent)
     if trace is not None:
         meter.trace = Trace(trace)
+    if heap:
+        meter.heap = heap_mb()
     # instance attributes shadow the methods: the scheduled job's spread poll calls the first,
     # the SIGTERM handler the second (the last window is counted before the spool closes)
     agent.poll_asics = meter.wrap(agent.poll_asics)  # type: ignore[method-assign]
@@ -236,6 +305,7 @@ def main() -> None:
     ap.add_argument("--uvloop", action="store_true", help="run the agent on uvloop's event loop")
     ap.add_argument("--slow-ms", type=float, default=0.0, help="log loop holds longer than this")
     ap.add_argument("--tracemalloc", type=Path, help="diagnosis: what it holds, to FILE")
+    ap.add_argument("--heap", action="store_true", help="diagnosis: allocator figures per row")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     factory = None
@@ -249,7 +319,7 @@ def main() -> None:
         if args.slow_ms:
             # asyncio's debug mode logs every callback or task step that held the loop longer
             runner.get_loop().slow_callback_duration = args.slow_ms / 1000
-        runner.run(idle(args.idle) if args.idle else run(args.config, args.tracemalloc))
+        runner.run(idle(args.idle) if args.idle else run(args.config, args.tracemalloc, args.heap))
 
 
 if __name__ == "__main__":

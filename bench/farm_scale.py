@@ -225,6 +225,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cmd += ["--slow-ms", str(args.slow_ms)]
         if args.tracemalloc:
             cmd += ["--tracemalloc", str(args.tracemalloc)]
+        if args.heap:
+            cmd.append("--heap")
         with log_path.open("w") as log:
             agent = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=farm.die_with_parent
@@ -441,6 +443,11 @@ def main() -> None:
         "--tracemalloc",
         type=Path,
         help="diagnosis: the agent writes what it holds per miner (cycles 2 and 4) to this file",
+    )
+    ap.add_argument(
+        "--heap",
+        action="store_true",
+        help="diagnosis: each row (--json) carries the allocators' figures (bench/farm_agent.py)",
     )
     ap.add_argument("--serve-meters", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--site-kw", type=float, default=0.0, help=argparse.SUPPRESS)

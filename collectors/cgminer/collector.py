@@ -103,10 +103,29 @@ _HTTP = tuple(s for s in SPECS.values() if s.transport == "http")
 _TRANSPORT = {"v3": "API v3", "http": "HTTP API", "cgminer": "API"}
 
 
+def _version_sig(bodies: Mapping[str, Any]) -> int | None:
+    """A fingerprint of how the firmware names itself (the ``version`` reply: its build, its
+    compile time, its Type, the reply's Description), or None without one. Any other firmware
+    (a re-flash, another box) answers with another: while it holds, detection would find the
+    same family again, and costs ~10 times this (bench/asic_engine.py)."""
+    v = bodies.get("version")
+    if v.__class__ is not dict:
+        return None
+    rows, st = v.get("VERSION"), v.get("STATUS")
+    if rows.__class__ is not list or not rows or rows[0].__class__ is not dict:
+        return None
+    head = st[0] if st.__class__ is list and st else None
+    desc = head.get("Description") if head.__class__ is dict else None
+    try:
+        return hash((desc, *rows[0].items()))
+    except TypeError:  # a nested value: no fingerprint, detect as ever
+        return None
+
+
 class _Memo:
     """What the poller remembers about one host:port between polls."""
 
-    __slots__ = ("age", "family", "mac", "sticky", "uptime_s")
+    __slots__ = ("age", "family", "mac", "sticky", "uptime_s", "version_sig")
 
     def __init__(self, family: Firmware) -> None:
         self.family = family
@@ -116,6 +135,8 @@ class _Memo:
         self.age = 0
         self.mac: str | None = None
         self.uptime_s: int | None = None
+        # _version_sig of the replies the family was detected on
+        self.version_sig: int | None = None
 
     def reusable(self) -> dict[str, dict[str, Any]]:
         if self.age >= STICKY_POLLS:
@@ -607,7 +628,12 @@ class AsicPoller:
             deadline_at=deadline,
             extra=spec.request if spec else None,
         )
-        family = detect_family(replies.bodies)
+        bodies = replies.bodies
+        sig = _version_sig(bodies) if spec is not None else None
+        if sig is not None and memo is not None and sig == memo.version_sig:
+            family: Firmware | None = memo.family  # the same firmware names itself the same
+        else:
+            family = detect_family(bodies)
         if family is None:
             first = next(iter(replies.errors.values()), "no usable reply")
             raise ApiError(f"miner answered every command with an error ({first})")
@@ -619,6 +645,7 @@ class AsicPoller:
                 # discovery asked without this firmware's request keys (S21-era new_api stats):
                 # ask again with them, so even a first poll (a probe) reads the watts
                 await self._requery(host, port, spec, replies, deadline)
+        memo.version_sig = sig if sig is not None else _version_sig(bodies)
         return await self._finish(
             spec, memo, host, port, port, taken_at, deadline, replies, reuse, wait_identity
         )

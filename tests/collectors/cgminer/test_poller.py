@@ -246,6 +246,20 @@ async def test_reflashed_miner_is_redetected(farm: FarmFactory) -> None:
     assert poller.family_of(host, port) == "luxos"
 
 
+async def test_reflash_to_a_derivative_is_seen_on_the_next_poll(farm: FarmFactory) -> None:
+    # a known miner's firmware is not detected afresh while its version reply is the same; Vnish
+    # answers every stock command and names itself only in its version's Type
+    async with farm(1, ["antminer"]) as sim:
+        host, port = sim.targets[0]
+        poller = AsicPoller()
+        before = [await poller.poll(host, port) for _ in range(3)]
+        sim.miners[0].personality = "vnish"
+        after = await poller.poll(host, port)
+    assert [r.firmware_family for r in before] == ["bitmain"] * 3  # type: ignore[union-attr]
+    assert isinstance(after, AsicReading) and after.firmware_family == "vnish"
+    assert poller.family_of(host, port) == "vnish"
+
+
 async def test_event_loop_stall_is_not_blamed_on_the_miner(
     farm: FarmFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
