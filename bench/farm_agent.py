@@ -238,6 +238,9 @@ class Trace:
             )
             for s in stats[:40]:
                 print(f"{s.size / n:8.0f} B/miner {s.count:8d} blocks  {s.traceback}", file=out)
+            print("## by file", file=out)
+            for s in snap.statistics("filename")[:25]:
+                print(f"{s.size / n:8.0f} B/miner {s.count:8d} blocks  {s.traceback}", file=out)
             if self.first is not None:
                 print("## growth from cycle 2", file=out)
                 for d in snap.compare_to(self.first, "lineno")[:20]:

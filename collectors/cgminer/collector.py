@@ -645,7 +645,10 @@ class AsicPoller:
                 # discovery asked without this firmware's request keys (S21-era new_api stats):
                 # ask again with them, so even a first poll (a probe) reads the watts
                 await self._requery(host, port, spec, replies, deadline)
-        memo.version_sig = sig if sig is not None else _version_sig(bodies)
+        if sig is None:
+            sig = _version_sig(bodies)
+        if sig != memo.version_sig:  # the same: the int object kept, not one more per poll
+            memo.version_sig = sig
         return await self._finish(
             spec, memo, host, port, port, taken_at, deadline, replies, reuse, wait_identity
         )
