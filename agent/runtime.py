@@ -36,7 +36,7 @@ from kuat.agent.sdnotify import Notifier, watchdog_interval_s
 from kuat.agent.settlement_book import SettlementBook
 from kuat.agent.sizing import asic_concurrency, raise_fd_limit
 from kuat.agent.state import SiteState, StatusSnapshot, snapshot
-from kuat.agent.tuning import apply_gc_tuning, freeze_long_lived
+from kuat.agent.tuning import apply_gc_tuning, freeze_long_lived, release_free_heap
 from kuat.agent.uplinks import TelemetryCopy, Uplinks
 from kuat.collectors.cgminer.collector import AsicPoller, AsicResult
 from kuat.collectors.dlms.profile import parse_obis
@@ -267,6 +267,7 @@ class Agent:
                 # one): what it built for them lives as long as they do (tuning.py)
                 self._frozen_at = len(self.state.asics)
                 freeze_long_lived()
+            release_free_heap()
 
     async def poll_asics(self, *, spread_s: float = 0.0) -> None:
         """Poll every miner once. ``spread_s``: start the polls evenly over that many seconds
@@ -568,6 +569,8 @@ class Agent:
         report = await self.uplinks.flush()
         self.telemetry_sent += report.sent
         self.telemetry_dead_lettered += report.dead_lettered
+        if report.sent:
+            release_free_heap()  # the batches sent were read, joined and freed in a thread
 
     def status(self, now: datetime | None = None) -> StatusSnapshot:
         spool, outbox = self.uplinks.pending()
