@@ -160,6 +160,8 @@ class Agent:
         # backpressure: fewer miner polls in flight while the loop runs late (confirmations of
         # curtailment actions are not gated)
         self.poll_gate = PollGate(self._asic.concurrency)
+        # the background identity reads follow the polls waiting for the window, not race them
+        self._asic.set_background_admit(self.poll_gate.admit_background)
         # confirmations of curtailment actions re-read through this poller, within its limit
         self.curtailer.poller = self._asic
         self._asic_targets = cfg.asic_targets()

@@ -235,6 +235,8 @@ class _IdentityFetcher:
         self._workers: set[asyncio.Task[None]] = set()
         self._closed = False
         self._warned = 0
+        # a place each read holds while it runs (AsicPoller.set_background_admit), or None
+        self.admit: Callable[[], AbstractAsyncContextManager[object]] | None = None
 
     def observe(self, key: tuple[str, int], model: str | None, uptime_s: int | None) -> None:
         """Note one poll of a miner (its API's model and uptime); queue a fetch if one is due.
@@ -300,7 +302,10 @@ class _IdentityFetcher:
         limits = httpx.Limits(max_keepalive_connections=0)
         async with httpx.AsyncClient(trust_env=False, limits=limits, verify=False) as client:
             while self._queue:
-                await self._fetch_one(client, self._queue.popleft())
+                async with contextlib.nullcontext() if self.admit is None else self.admit():
+                    if not self._queue:
+                        break
+                    await self._fetch_one(client, self._queue.popleft())
 
     async def _fetch_one(self, client: httpx.AsyncClient, key: tuple[str, int]) -> None:
         st = self._state[key]
@@ -403,6 +408,14 @@ class AsicPoller:
             and spec.web.background
             and self._web_on(spec)
         }
+
+    def set_background_admit(
+        self, admit: Callable[[], AbstractAsyncContextManager[object]] | None
+    ) -> None:
+        """A context each background identity read holds while it runs (the agent's: reads
+        only while no poll waits for a place, backpressure.PollGate.admit_background)."""
+        for f in self._idents.values():
+            f.admit = admit
 
     def _web_on(self, spec: FirmwareSpec) -> bool:
         web = spec.web

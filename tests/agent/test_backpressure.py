@@ -81,3 +81,30 @@ def test_a_cancelled_wait_gives_its_place_to_the_next_poll() -> None:
         assert done == ["first", "third"] and gate.in_flight == 0
 
     asyncio.run(main())
+
+
+def test_background_reads_wait_until_no_poll_waits_for_a_place() -> None:
+    # a first cycle queues every poll at once: the identity reads come after them, not between
+    async def main() -> None:
+        gate = PollGate(2, floor=1, start=1)
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def work(name: str, admit: object) -> None:
+            async with admit():  # type: ignore[operator]
+                order.append(name)
+                await release.wait()
+
+        tasks = [asyncio.create_task(work("poll-1", gate.admit))]
+        await asyncio.sleep(0)  # poll-1 holds the only place
+        tasks.append(asyncio.create_task(work("identity", gate.admit_background)))
+        tasks += [asyncio.create_task(work(f"poll-{i}", gate.admit)) for i in (2, 3)]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert order == ["poll-1"]
+        release.set()
+        await asyncio.gather(*tasks)
+        assert order == ["poll-1", "poll-2", "poll-3", "identity"]
+        assert gate.in_flight == 0
+
+    asyncio.run(main())
