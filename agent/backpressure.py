@@ -72,39 +72,29 @@ class PollGate:
                     fut.set_result(None)
                     room -= 1
 
-    @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
+    def admit(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold a place in the window for one poll (waits while the window is full)."""
-        while self.in_flight >= self.window:
+        return self._place(self._waiting, background=False)
+
+    def admit_background(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """A place for work that can wait (a miner's background identity read): only while no
+        poll waits for one. In a first cycle, whose polls all wait for the window at once,
+        those reads took as much of the agent's CPU as the polls (py-spy at 50,000 miners) and
+        the cycle did not finish in its interval; they now follow its polls."""
+        return self._place(self._background, background=True)
+
+    @contextlib.asynccontextmanager
+    async def _place(
+        self, queue: deque[asyncio.Future[None]], *, background: bool
+    ) -> AsyncIterator[None]:
+        while self.in_flight >= self.window or (background and self._waiting):
             fut = asyncio.get_running_loop().create_future()
-            self._waiting.append(fut)
+            queue.append(fut)
             try:
                 await fut
             except asyncio.CancelledError:
                 if fut.done() and not fut.cancelled():
                     self._wake()  # the place it was woken for goes to the next one
-                raise
-        self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self._wake()
-
-    @contextlib.asynccontextmanager
-    async def admit_background(self) -> AsyncIterator[None]:
-        """A place for work that can wait (a miner's background identity read): only while no
-        poll waits for one. In a first cycle, whose polls all wait for the window at once,
-        those reads took as much of the agent's CPU as the polls (py-spy at 50,000 miners) and
-        the cycle did not finish in its interval; they now follow its polls."""
-        while self._waiting or self.in_flight >= self.window:
-            fut = asyncio.get_running_loop().create_future()
-            self._background.append(fut)
-            try:
-                await fut
-            except asyncio.CancelledError:
-                if fut.done() and not fut.cancelled():
-                    self._wake()
                 raise
         self.in_flight += 1
         try:
