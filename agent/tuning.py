@@ -45,8 +45,9 @@ def freeze_long_lived() -> None:
     """Move every object the collector tracks now out of its reach: called when a miner cycle
     that read miners for the first time ends (or is cut), so the per-miner state it built
     (memos, identities, curtailer records, line prefixes) is not walked again by every full
-    pass. At 50,000 miners ~0.9 M objects are frozen and the steady cycles' longest GC pass fell
-    from 609-890 ms to 145-308 ms (bench/farm_scale.py). Frozen objects are still freed when
+    pass. At 50,000 miners ~0.3 M objects stay frozen; a full pass still walks each cycle's
+    new readings (~0.6 M objects, 440-540 ms on the shared box; bench/farm_scale.py). Frozen
+    objects are still freed when
     their last reference goes; what is not is cyclic garbage already there at a freeze: once per
     such cycle, bounded by its leftovers."""
     gc.freeze()
