@@ -317,6 +317,8 @@ class RegisterView:
     def handle(self, topic: str, payload: bytes | bytearray) -> Applied:
         """Apply one message; raises only ``ReceiverError``."""
         owner_bin, site, agent_id, kind = self._parse(topic)
+        if kind == "replay":  # a request to the agent (a register's own): nothing to apply
+            return Applied(owner_bin, site, kind, "request", agent_id)
         if not payload and kind == "inventory":
             return self._clear(owner_bin, site, agent_id)
         try:
@@ -337,8 +339,6 @@ class RegisterView:
             elif kind == "status":
                 outcome = view.on_status(body)
                 touched = set()
-            elif kind == "replay":  # a request to the agent, not a message from it
-                return Applied(owner_bin, site, kind, "request", agent_id)
             else:
                 raise ReceiverError(f"{topic}: unknown topic kind {kind!r}")
         except ReceiverError as exc:

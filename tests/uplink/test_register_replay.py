@@ -83,6 +83,10 @@ def test_an_inventory_past_unseen_events_lists_them_and_a_new_view_lists_none() 
     assert view.sites[(OWNER, SITE)].to_ask(again=True) == [(6, 7)]
     # the register's own request, seen through its wildcard, is not an error
     assert _feed(view, "replay", {"schema": "kz.register.replay.v1"}) == "request"
+    # whatever its payload, and without making a view of a site only a request names
+    other = f"{PREFIX}/{OWNER}/elsewhere/replay"
+    assert view.handle(other, b"not json").outcome == "request"
+    assert (OWNER, "elsewhere") not in view.sites
 
 
 # --- end to end ---------------------------------------------------------------------------
