@@ -194,6 +194,7 @@ class Curtailer:
         self._binding_order: tuple[str, str] | None = None
         self._present: list[MinerRecord] = []  # the miners of the latest plan
         self._planned: list[MinerState] | None = None  # and how the planner saw them
+        self._curtailable: float | None = None  # curtailable_kw of _planned, once asked
         # the latest full plan had nothing to do or wait for (quota.curtail.calm), in the hour
         # ending then: later readings within the limit need no new plan (run)
         self._calm = False
@@ -279,7 +280,7 @@ class Curtailer:
                     outlet_off=rec.outlet_off,
                 )
             )
-        self._planned = out
+        self._planned, self._curtailable = out, None
         return out
 
     def curtailable_kw(self) -> float | None:
@@ -288,7 +289,9 @@ class Curtailer:
         each miner's record)."""
         if self._planned is None:
             return None
-        return sum(curtailable_w(m) for m in self._planned) / 1000
+        if self._curtailable is None:  # once per plan, however often a cluster tick asks
+            self._curtailable = sum(curtailable_w(m) for m in self._planned) / 1000
+        return self._curtailable
 
     def planned_miners(self, now: datetime) -> list[tuple[AsicReading, MinerState]]:
         """The miners as the planner sees them now, each with the reading it comes from."""

@@ -47,9 +47,8 @@ def freeze_long_lived() -> None:
     (memos, identities, curtailer records, line prefixes) is not walked again by every full
     pass. At 50,000 miners ~0.3 M objects stay frozen; a full pass still walks each cycle's
     new readings (~0.6 M objects, 440-540 ms on the shared box; bench/farm_scale.py). Frozen
-    objects are still freed when
-    their last reference goes; what is not is cyclic garbage already there at a freeze: once per
-    such cycle, bounded by its leftovers."""
+    objects are still freed when their last reference goes; what is not is cyclic garbage
+    already there at a freeze: once per such cycle, bounded by its leftovers."""
     gc.freeze()
 
 
