@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import socket
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.snmp.sim import SnmpSimulator
 from kuat.uplink.spool import Spool
+from tests.e2e.telemetry_count import asic_points, capture_asic_points, series_by_device
 from tests.servers import Mosquitto, VictoriaMetrics
 
 pytestmark = pytest.mark.servers
@@ -134,10 +134,6 @@ tls = false
 """
 
 
-def series_by_device(vm: VictoriaMetrics, metric: str) -> dict[str, dict]:
-    return {s["metric"]["device"]: s for s in vm.export(f'{{__name__="{metric}"}}')}
-
-
 def retained(broker: Mosquitto, topic: str, timeout_s: float = 10.0) -> dict:
     got: dict[str, bytes] = {}
     done = threading.Event()
@@ -157,31 +153,6 @@ def retained(broker: Mosquitto, topic: str, timeout_s: float = 10.0) -> dict:
         client.loop_stop()
         client.disconnect()
     return json.loads(got["payload"])
-
-
-def asic_points(lines: Sequence[str]) -> list[tuple[str, int]]:
-    """(device, timestamp in ms) of each asic line."""
-    points = []
-    for line in lines:
-        if line.startswith("asic,"):
-            device = re.search(r",device=((?:[^,\\ ]|\\.)+)", line)
-            assert device is not None
-            points.append((device.group(1), int(line.rsplit(" ", 1)[1]) // 10**6))
-    return points
-
-
-def capture_asic_points(agent: Agent) -> dict[str, set[int]]:
-    """Every asic point the agent hands to its spool: device -> timestamps (ms)."""
-    sent: dict[str, set[int]] = {}
-    record_lines = agent.uplinks.record_lines
-
-    def spy(lines: Sequence[str]) -> None:
-        for device, ms in asic_points(lines):
-            sent.setdefault(device, set()).add(ms)
-        record_lines(lines)
-
-    agent.uplinks.record_lines = spy  # type: ignore[method-assign]
-    return sent
 
 
 async def run_for(agent: Agent, seconds: float) -> None:

@@ -25,6 +25,8 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.quota.clock import hour_of
 from kuat.quota.shard_caps import CapSource
+from kuat.uplink.spool import Spool
+from tests.e2e.telemetry_count import asic_points, capture_asic_points, series_by_device
 from tests.servers import NatsCluster, VictoriaMetrics
 
 pytestmark = pytest.mark.servers
@@ -143,6 +145,7 @@ async def test_three_agents_one_site_controller_dies_curtailment_goes_on(
         Agent(parse_config(config(i, tmp_path, asics, meter, cluster, victoria_metrics)))
         for i in range(len(HALLS))
     ]
+    sent = [capture_asic_points(a) for a in agents]
     tasks = [asyncio.create_task(a.run()) for a in agents]
     try:
         for a in agents:
@@ -226,3 +229,20 @@ async def test_three_agents_one_site_controller_dies_curtailment_goes_on(
     assert {s["metric"].get("agent") for s in power} == {"hall-a", "hall-b", "hall-c"}
     points = victoria_metrics.export('{__name__="cluster_controller"}')
     assert {s["metric"]["agent"] for s in points} == {"hall-a", "hall-b", "hall-c"}
+
+    # Counted end to end: every miner point each agent recorded (the controller's agent lost
+    # its NATS, not its database) is stored once under that agent, or still waits in its spool
+    # (the final flush at stop is one bounded attempt)
+    for i, hall in enumerate(HALLS):
+        agent_id = f"hall-{hall.lower()}"
+        with contextlib.closing(Spool(tmp_path / f"agent-{i}" / "spool.db")) as spool:
+            waiting = asic_points(spool.take(1_000_000).lines)
+        stored = series_by_device(victoria_metrics, "asic_hashrate_ths", f'agent="{agent_id}"')
+        assert len(sent[i]) == PER_HALL, (agent_id, sent[i].keys())
+        assert stored.keys() == sent[i].keys(), agent_id
+        for device, series in stored.items():
+            got = series["timestamps"]
+            assert len(got) == len(set(got)), (agent_id, device, "stored twice")
+            late = [ms for d, ms in waiting if d == device]
+            assert sorted([*got, *late]) == sorted(sent[i][device]), (agent_id, device)
+            assert len(sent[i][device]) >= 10, (agent_id, device)
