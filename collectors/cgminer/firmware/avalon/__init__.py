@@ -123,10 +123,17 @@ def _power(stats: Body | None) -> float | None:
     wall = num(mm.get("WALLPOWER"))
     if wall is not None:
         return wall
-    # PS[err vcntl vout iout pout …]: the fifth value is the PSU's output watts on both the
-    # A-series and the Q (3189 W on the mining 1246 capture, 0 on the soft-off Q)
+    # PS[err vcntl vout iout pout … pin]: the fifth value is the PSU's output watts on both the
+    # A-series and the Q (3189 W on the mining 1246 capture, 0 on the soft-off Q); the seventh
+    # its input, the wall watts (WALLPOWER's 3731 on the A15 capture). The Nano 3s, fed by an
+    # external adapter, leaves the output at 0 while it mines at PS[6] = MPO = 133 W (its
+    # capture): a working miner's 0 W output is no reading, and its input is the figure.
     ps = _list(mm.get("PS"))
-    return ps[4] if len(ps) > 4 else None
+    if len(ps) <= 4:
+        return None
+    if ps[4] == 0 and len(ps) > 6 and ps[6] > 0 and _state(stats) is None:
+        return ps[6]
+    return ps[4]
 
 
 def _state(stats: Body | None) -> str | None:
