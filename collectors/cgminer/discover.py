@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from kuat.collectors.cgminer.collector import AsicPoller, web_api_ports
-from kuat.collectors.cgminer.firmware import Firmware
+from kuat.collectors.cgminer.firmware.common import is_web
+from kuat.collectors.cgminer.parsers import SPECS
 from kuat.collectors.cgminer.ports import DEFAULT_PORTS, DEFAULT_WEB_PORT, WHATSMINER_V3_PORT
 from kuat.collectors.errors import KuatError
 from kuat.collectors.readings import AsicReading
@@ -158,14 +159,25 @@ async def port_open(host: str, port: int, timeout_s: float) -> bool:
     return True
 
 
+# what a person calls the identity fields a backend may read from its web API
+_IDENTITY = {"serial": "serial", "mac": "MAC"}
+
+
+def _identity_note(r: AsicReading, why: str) -> str:
+    """Why a miner is known by its address alone: its backend reads its identity from its web
+    API (a stock Antminer's web UI, Braiins OS's REST API, …), and that gave none of it."""
+    spec = SPECS.get(r.firmware_family) if r.firmware_family else None
+    if spec is None or spec.web is None:
+        return ""
+    web = [f for f in _IDENTITY if (s := spec.fields.get(f)) and any(map(is_web, s.commands))]
+    if not web or any(getattr(r, f) is not None for f in web):
+        return ""
+    return f"; no {' or '.join(_IDENTITY[f] for f in web)} from {spec.web.name} ({why})"
+
+
 def _from_reading(r: AsicReading, why_no_serial: str) -> Found:
     note = "cgminer API" if r.state == "mining" else f"cgminer API, {r.state}"
-    if r.firmware_family == Firmware.BITMAIN and r.serial is None:
-        # stock firmware keeps its serial on the web UI only: say why it is missing
-        note += f"; no serial from the web UI ({why_no_serial})"
-    elif r.firmware_family == Firmware.BRAIINS and r.serial is None and r.mac is None:
-        # Braiins OS has them on its REST API only (25.07+); a MAC alone is a full identity
-        note += f"; no serial or MAC from the REST API ({why_no_serial})"
+    note += _identity_note(r, why_no_serial)
     return Found(
         ip=r.ip,
         port=r.port,

@@ -120,15 +120,20 @@ async def test_finds_exactly_the_miners_with_their_serials() -> None:
 
 async def test_open_port_without_a_usable_api_is_reported_not_identified() -> None:
     block = _block()
-    farm = AsicFarmSimulator(2, first_ip=f"{block}.1", personalities=["garbage", "antminer"])
+    farm = AsicFarmSimulator(
+        3, first_ip=f"{block}.1", personalities=["garbage", "antminer", "braiins"]
+    )
     async with farm:
         found = await discover([f"{block}.0/29"], [4028], timeout_s=1.0, concurrency=8)
-    assert [f.ip for f in found] == [f"{block}.1", f"{block}.2"]
-    garbage, stock = found
+    assert [f.ip for f in found] == [f"{block}.1", f"{block}.2", f"{block}.3"]
+    garbage, stock, braiins = found
     assert not garbage.identified and "no usable cgminer API reply" in garbage.note
-    # without the web port in the scan, a stock Antminer's missing serial is explained
-    assert stock.identified and stock.serial is None
-    assert f"port {80} not scanned" in stock.note
+    # without the web port in the scan, a miner whose identity lives on its web API says why
+    # it is known by its address alone, naming that API
+    assert stock.identified and stock.serial is None and stock.mac is None
+    assert stock.note.endswith("; no serial or MAC from the web UI (port 80 not scanned)")
+    assert braiins.serial is None and braiins.mac is None
+    assert "; no serial or MAC from the Braiins OS REST API (" in braiins.note, braiins.note
 
 
 async def test_whatsminer_api_v3_port_is_recorded_open() -> None:
