@@ -29,35 +29,9 @@ from kuat.collectors.capabilities import ActionResult, PoolTarget
 from kuat.collectors.cgminer.access import MinerAccess
 from kuat.collectors.cgminer.collector import AsicPoller
 from kuat.collectors.cgminer.firmware.controls import Act, controls_of
-from kuat.collectors.cgminer.ports import DEFAULT_WEB_PORT
-from kuat.collectors.cgminer.ports import WHATSMINER_V3_PORT as V3_PORT
 from kuat.collectors.readings import AsicReading
 
 __all__ = ["MinerAccess", "set_pools", "set_power_limit", "sleep", "wake"]
-
-
-def _access(
-    access: MinerAccess | None,
-    web_port: int,
-    web_username: str,
-    web_password: str,
-    web_timeout_s: float,
-    admin_password: str,
-    v3_account: str,
-    v3_port: int,
-) -> MinerAccess:
-    # the keyword arguments predate MinerAccess; an access bundle, when given, wins
-    if access is not None:
-        return access
-    return MinerAccess(
-        web_port=web_port,
-        web_username=web_username,
-        web_password=web_password,
-        web_timeout_s=web_timeout_s,
-        whatsminer_password=admin_password,
-        whatsminer_v3_account=v3_account,
-        v3_port=v3_port,
-    )
 
 
 async def sleep(
@@ -71,29 +45,10 @@ async def sleep(
     access: MinerAccess | None = None,
     poller: AsicPoller | None = None,
     sent: Callable[[], None] | None = None,
-    web_port: int = DEFAULT_WEB_PORT,
-    web_username: str = "root",
-    web_password: str = "root",
-    web_timeout_s: float = 5.0,
-    admin_password: str = "admin",
-    v3_account: str = "super",
-    v3_port: int = V3_PORT,
 ) -> ActionResult:
     """Put the miner to sleep the way its firmware does (module docstring), confirmed.
-
-    ``access``: passwords and ports per firmware. The older keywords (``web_*`` for stock
-    Antminers, ``admin_password``/``v3_*`` for Whatsminers) apply when ``access`` is None.
-    """
-    a = _access(
-        access,
-        web_port,
-        web_username,
-        web_password,
-        web_timeout_s,
-        admin_password,
-        v3_account,
-        v3_port,
-    )
+    ``access``: passwords and ports per firmware (None: every default)."""
+    a = access or MinerAccess()
     return await _act(
         host, port, firmware_family, reason, True, timeout_s, confirm_s, a, poller, sent
     )
@@ -110,25 +65,9 @@ async def wake(
     access: MinerAccess | None = None,
     poller: AsicPoller | None = None,
     sent: Callable[[], None] | None = None,
-    web_port: int = DEFAULT_WEB_PORT,
-    web_username: str = "root",
-    web_password: str = "root",
-    web_timeout_s: float = 5.0,
-    admin_password: str = "admin",
-    v3_account: str = "super",
-    v3_port: int = V3_PORT,
 ) -> ActionResult:
     """As ``sleep``, the other way."""
-    a = _access(
-        access,
-        web_port,
-        web_username,
-        web_password,
-        web_timeout_s,
-        admin_password,
-        v3_account,
-        v3_port,
-    )
+    a = access or MinerAccess()
     return await _act(
         host, port, firmware_family, reason, False, timeout_s, confirm_s, a, poller, sent
     )
@@ -146,9 +85,6 @@ async def set_power_limit(
     access: MinerAccess | None = None,
     poller: AsicPoller | None = None,
     sent: Callable[[], None] | None = None,
-    admin_password: str = "admin",
-    v3_account: str = "super",
-    v3_port: int = V3_PORT,
 ) -> ActionResult:
     """Run the miner at no more than ``watts``, the PowerLimitable capability's shape.
 
@@ -160,7 +96,7 @@ async def set_power_limit(
     keeps limiting it above it. Some firmware restarts mining to apply a limit: on real
     hardware give ``confirm_s`` what the backend's ``Controls.confirm_s`` says.
     """
-    a = _access(access, DEFAULT_WEB_PORT, "root", "root", 5.0, admin_password, v3_account, v3_port)
+    a = access or MinerAccess()
     action = "set_power_limit"
     device = f"{host}:{port}"
     controls = controls_of(firmware_family)

@@ -17,6 +17,7 @@ import pytest
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.client import decode_reply
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.control import MinerAccess
 from kuat.collectors.cgminer.firmware.bitmain import sim as R
 from kuat.collectors.cgminer.firmware.bitmain.web import conf_with_work_mode, work_mode
 from kuat.collectors.cgminer.parsers import parse_replies
@@ -24,6 +25,7 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.readings import AsicReading
 
 WEB_PORT = 18091
+WEB = MinerAccess(web_port=WEB_PORT)  # the stock web UI where the simulator serves it
 _ranges = itertools.count(1)
 
 WebFarm = Callable[..., AbstractAsyncContextManager[AsicFarmSimulator]]
@@ -69,7 +71,12 @@ async def test_sleep_and_wake_through_the_web_ui(web_farm: WebFarm, personality:
         assert (await poll(host, port)).state == "mining"
 
         res = await control.sleep(
-            host, port, "bitmain", "quota 12 MW exceeded", web_port=WEB_PORT, confirm_s=3
+            host,
+            port,
+            "bitmain",
+            "quota 12 MW exceeded",
+            confirm_s=3,
+            access=WEB,
         )
         assert res.outcome == "done", res
         assert res.action == "sleep" and res.device_id == f"{host}:{port}"
@@ -84,7 +91,7 @@ async def test_sleep_and_wake_through_the_web_ui(web_farm: WebFarm, personality:
         assert r.errors == ()
         assert sim.total_power_w() < 20
 
-        res = await control.wake(host, port, "bitmain", "quota restored", web_port=WEB_PORT)
+        res = await control.wake(host, port, "bitmain", "quota restored", access=WEB)
         assert res.outcome == "done", res
         assert not m.sleeping and m.work_mode == 0
         assert m.conf_writes[-1]["miner-mode"] == 0
@@ -98,7 +105,7 @@ async def test_confirmation_waits_for_bmminer_to_restart(web_farm: WebFarm) -> N
         host, port = sim.targets[0]
         m = sim.miners[0]
         m.web_apply_delay_s = 0.4  # the write is accepted at once, the mode changes later
-        res = await control.sleep(host, port, "bitmain", "test", web_port=WEB_PORT, confirm_s=5)
+        res = await control.sleep(host, port, "bitmain", "test", confirm_s=5, access=WEB)
         assert res.outcome == "done", res
         assert m.sleeping
 
@@ -108,7 +115,7 @@ async def test_write_accepted_but_miner_keeps_mining_is_failed(web_farm: WebFarm
         host, port = sim.targets[0]
         m = sim.miners[0]
         m.web_apply_delay_s = 30  # bmminer never comes back asleep within the window
-        res = await control.sleep(host, port, "bitmain", "test", web_port=WEB_PORT, confirm_s=0.3)
+        res = await control.sleep(host, port, "bitmain", "test", confirm_s=0.3, access=WEB)
         assert res.outcome == "failed", res
         assert "reads mining" in res.detail
 
@@ -117,8 +124,8 @@ async def test_already_asleep_is_not_written_again(web_farm: WebFarm) -> None:
     async with web_farm() as sim:
         host, port = sim.targets[0]
         m = sim.miners[0]
-        first = await control.sleep(host, port, "bitmain", "a", web_port=WEB_PORT, confirm_s=2)
-        again = await control.sleep(host, port, "bitmain", "b", web_port=WEB_PORT, confirm_s=2)
+        first = await control.sleep(host, port, "bitmain", "a", confirm_s=2, access=WEB)
+        again = await control.sleep(host, port, "bitmain", "b", confirm_s=2, access=WEB)
         assert (first.outcome, again.outcome) == ("done", "done")
         assert len(m.conf_writes) == 1  # a second write would only restart bmminer
 
@@ -131,7 +138,7 @@ async def test_wrong_password_is_refused_and_the_miner_keeps_mining(web_farm: We
         host, port = sim.targets[0]
         m = sim.miners[0]
         m.web_password = "changed-by-the-site"
-        res = await control.sleep(host, port, "bitmain", "test", web_port=WEB_PORT)
+        res = await control.sleep(host, port, "bitmain", "test", access=WEB)
         assert res.outcome == "refused", res
         assert "'root'" in res.detail and "wrong password" in res.detail
         assert m.conf_writes == [] and not m.sleeping
@@ -142,9 +149,8 @@ async def test_wrong_password_is_refused_and_the_miner_keeps_mining(web_farm: We
             port,
             "bitmain",
             "test",
-            web_port=WEB_PORT,
-            web_password="changed-by-the-site",
             confirm_s=2,
+            access=MinerAccess(web_port=WEB_PORT, web_password="changed-by-the-site"),
         )
         assert res.outcome == "done", res
 
@@ -154,7 +160,7 @@ async def test_hung_web_ui_fails_within_the_timeout(web_farm: WebFarm) -> None:
         host, port = sim.targets[0]
         sim.miners[0].web_hang = True
         res = await control.sleep(
-            host, port, "bitmain", "test", web_port=WEB_PORT, web_timeout_s=0.3
+            host, port, "bitmain", "test", access=MinerAccess(web_port=WEB_PORT, web_timeout_s=0.3)
         )
         assert res.outcome == "failed", res
         assert "timed out" in res.detail
@@ -164,7 +170,7 @@ async def test_hung_web_ui_fails_within_the_timeout(web_farm: WebFarm) -> None:
 async def test_no_web_ui_is_unsupported(web_farm: WebFarm) -> None:
     async with web_farm(web=False) as sim:
         host, port = sim.targets[0]
-        res = await control.sleep(host, port, "bitmain", "test", web_port=WEB_PORT)
+        res = await control.sleep(host, port, "bitmain", "test", access=WEB)
         assert res.outcome == "unsupported", res
         assert "connection refused" in res.detail and "web UI" in res.detail
 
@@ -182,7 +188,7 @@ async def test_conf_without_work_mode_is_unsupported(
     monkeypatch.setattr(R, "bm_miner_conf", old_firmware)
     async with web_farm() as sim:
         host, port = sim.targets[0]
-        res = await control.sleep(host, port, "bitmain", "test", web_port=WEB_PORT)
+        res = await control.sleep(host, port, "bitmain", "test", access=WEB)
         assert res.outcome == "unsupported", res
         assert "no work mode" in res.detail
         assert sim.miners[0].conf_writes == []
@@ -195,7 +201,7 @@ async def test_cgi_that_says_no_is_refused(
     monkeypatch.setattr(R, "bm_set_result", lambda ok: real(False))
     async with web_farm() as sim:
         host, port = sim.targets[0]
-        res = await control.sleep(host, port, "bitmain", "test", web_port=WEB_PORT)
+        res = await control.sleep(host, port, "bitmain", "test", access=WEB)
         assert res.outcome == "refused", res
         assert "Illegal parameters" in res.detail
 

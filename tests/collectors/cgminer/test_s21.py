@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.control import MinerAccess
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.readings import AsicReading
 
 WEB_PORT = 18093
+WEB = MinerAccess(web_port=WEB_PORT)  # the stock web UI where the simulator serves it
 _ranges = itertools.count(1)
 
 
@@ -55,13 +57,13 @@ async def test_hydro_sleeps_and_wakes_through_set_miner_conf() -> None:
     async with s21_farm() as sim:
         (i, m) = next((i, m) for i, m in enumerate(sim.miners) if "Hyd" in m.model)
         host, port = sim.targets[i]
-        res = await control.sleep(host, port, "bitmain", "quota", web_port=WEB_PORT, confirm_s=3)
+        res = await control.sleep(host, port, "bitmain", "quota", confirm_s=3, access=WEB)
         assert res.outcome == "done", res
         assert m.sleeping and m.conf_writes[-1]["miner-mode"] == 1
         r = await AsicPoller(web_port=None).poll(host, port)
         # no fans to stop on a water-cooled box: asleep by hashing 0 at control-board watts
         assert isinstance(r, AsicReading) and r.state == "sleeping" and r.errors == ()
         assert r.power_w is not None and r.power_w < 20
-        res = await control.wake(host, port, "bitmain", "quota", web_port=WEB_PORT, confirm_s=3)
+        res = await control.wake(host, port, "bitmain", "quota", confirm_s=3, access=WEB)
         assert res.outcome == "done", res
         assert not m.sleeping

@@ -18,6 +18,7 @@ import pytest
 from kuat.collectors.cgminer import control
 from kuat.collectors.cgminer.client import CgminerClient, decode_reply, exchange
 from kuat.collectors.cgminer.collector import AsicPoller
+from kuat.collectors.cgminer.control import MinerAccess
 from kuat.collectors.cgminer.firmware.whatsminer import btminer_auth as A
 from kuat.collectors.cgminer.firmware.whatsminer.v3 import V3Client
 from kuat.collectors.cgminer.sim import AsicFarmSimulator, SimMiner
@@ -25,6 +26,7 @@ from kuat.collectors.readings import AsicReading
 
 _ranges = itertools.count(1)
 SECRET = "Kz7_pass"  # a non-default admin password, as real write access needs
+ADMIN = MinerAccess(whatsminer_password=SECRET)
 FAMILIES = {"whatsminer": "whatsminer", "whatsminer_v3": "whatsminer_v3"}
 
 
@@ -122,12 +124,12 @@ def test_v3_token_known_vector() -> None:
 async def test_sleep_and_wake_are_done_and_confirmed(personality: str) -> None:
     async with one_miner(personality) as m:
         family = FAMILIES[personality]
-        res = await control.sleep(m.ip, m.port, family, "quota", admin_password=SECRET)
+        res = await control.sleep(m.ip, m.port, family, "quota", access=ADMIN)
         assert res.outcome == "done", res
         assert res.action == "sleep" and "sleeping" in res.detail
         r = await poll(m)
         assert r.state == "sleeping" and not r.hashrate_ths
-        res = await control.wake(m.ip, m.port, family, "quota lifted", admin_password=SECRET)
+        res = await control.wake(m.ip, m.port, family, "quota lifted", access=ADMIN)
         assert res.outcome == "done", res
         assert (await poll(m)).state == "mining"
 
@@ -139,7 +141,12 @@ async def test_power_limit_is_set_reported_and_drawn_under(personality: str) -> 
         before = await poll(m)
         assert before.power_limit_w == m.factory_limit_w
         res = await control.set_power_limit(
-            m.ip, m.port, family, 2500, "share 2.5 kW", admin_password=SECRET
+            m.ip,
+            m.port,
+            family,
+            2500,
+            "share 2.5 kW",
+            access=ADMIN,
         )
         assert res.outcome == "done", res
         assert "2500 W" in res.detail and "share 2.5 kW" in res.detail
@@ -150,7 +157,12 @@ async def test_power_limit_is_set_reported_and_drawn_under(personality: str) -> 
             assert r.hashrate_ths is not None and r.hashrate_ths < before.hashrate_nominal_ths
         # raise it back to the factory limit: the miner runs at its nameplate again
         res = await control.set_power_limit(
-            m.ip, m.port, family, m.factory_limit_w, "restore", admin_password=SECRET
+            m.ip,
+            m.port,
+            family,
+            m.factory_limit_w,
+            "restore",
+            access=ADMIN,
         )
         assert res.outcome == "done", res
         r = await poll(m)
@@ -167,9 +179,15 @@ async def test_wrong_password_is_refused_and_never_shown(
     async with one_miner(personality) as m:
         family = FAMILIES[personality]
         results = [
-            await control.sleep(m.ip, m.port, family, "t", admin_password=wrong),
-            await control.wake(m.ip, m.port, family, "t", admin_password=wrong),
-            await control.set_power_limit(m.ip, m.port, family, 2500, "t", admin_password=wrong),
+            await control.sleep(
+                m.ip, m.port, family, "t", access=MinerAccess(whatsminer_password=wrong)
+            ),
+            await control.wake(
+                m.ip, m.port, family, "t", access=MinerAccess(whatsminer_password=wrong)
+            ),
+            await control.set_power_limit(
+                m.ip, m.port, family, 2500, "t", access=MinerAccess(whatsminer_password=wrong)
+            ),
         ]
         for res in results:
             assert res.outcome == "refused", res
@@ -181,7 +199,7 @@ async def test_wrong_password_is_refused_and_never_shown(
 
 async def test_v2_default_password_is_refused_by_a_miner_that_changed_it() -> None:
     async with one_miner("whatsminer") as m:
-        res = await control.sleep(m.ip, m.port, "whatsminer", "t")  # admin_password="admin"
+        res = await control.sleep(m.ip, m.port, "whatsminer", "t")  # the default password, "admin"
         assert res.outcome == "refused" and "check token error" in res.detail
         assert not m.sleeping
 
@@ -216,7 +234,12 @@ async def test_v2_token_is_tied_to_the_session_that_asked_for_it() -> None:
 async def test_v2_limit_above_the_factory_limit_is_refused() -> None:
     async with one_miner("whatsminer") as m:
         res = await control.set_power_limit(
-            m.ip, m.port, "whatsminer", m.factory_limit_w + 1000, "t", admin_password=SECRET
+            m.ip,
+            m.port,
+            "whatsminer",
+            m.factory_limit_w + 1000,
+            "t",
+            access=ADMIN,
         )
         assert res.outcome == "refused", res
         assert "adjust_power_limit" in res.detail and "admin password" not in res.detail
@@ -240,11 +263,9 @@ async def test_v3_unsigned_set_is_refused() -> None:
 async def test_unreachable_is_failed(family: str) -> None:
     # nothing listens on 127.93.251.x
     host = "127.93.251.7"
-    res = await control.sleep(host, 4028, family, "t", timeout_s=0.5, admin_password=SECRET)
+    res = await control.sleep(host, 4028, family, "t", timeout_s=0.5, access=ADMIN)
     assert res.outcome == "failed", res
-    lim = await control.set_power_limit(
-        host, 4028, family, 2500, "t", timeout_s=0.5, admin_password=SECRET
-    )
+    lim = await control.set_power_limit(host, 4028, family, 2500, "t", timeout_s=0.5, access=ADMIN)
     assert lim.outcome == "failed", lim
     assert SECRET not in res.detail + lim.detail
 
