@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.live import Live
 
 from kuat.agent.config import KuatConfig, web_ports_at
-from kuat.agent.demo_quota import TIGHT_SHARE, write_demo_schedule
+from kuat.agent.demo_quota import TIGHT_SHARE, TOLERANCE_KWH, starts_late, write_demo_schedule
 from kuat.agent.demo_status import Story, render_line, render_table
 from kuat.agent.demo_text import say
 from kuat.agent.i18n import Lang, render
@@ -230,7 +230,7 @@ def demo_config(
                 "margin_kw": margin_kw,
                 # KOREM sells whole kWh (MWh to three decimals): the controller lands the hour on
                 # its allocation, and a forecast a few Wh over it is not an over-quota hour
-                "tolerance_kwh": 1.0,
+                "tolerance_kwh": TOLERANCE_KWH,
                 **DEMO_CURTAILMENT,
             },
             # the meter counts the miners and 6 % more (cooling, losses), and the racks on
@@ -430,7 +430,13 @@ async def run_demo(opts: DemoOptions) -> int:
         markup=False,
     )
     mode = say("mode_enforce" if opts.enforce else "mode_dry_run", lang)
-    console.print(say("story", lang, share=round(TIGHT_SHARE * 100), mode=mode), markup=False)
+    if starts_late(full_kw, now):  # say why the planner waits for the next hour
+        _, end = current_hour_bounds(now)
+        at = end.astimezone(ASTANA).strftime("%H:%M")
+        told = say("story_late", lang, share=round(TIGHT_SHARE * 100), at=at, mode=mode)
+    else:
+        told = say("story", lang, share=round(TIGHT_SHARE * 100), mode=mode)
+    console.print(told, markup=False)
     if hidden_kw:
         console.print(say("hidden_on", lang, kw=hidden_kw), style="red", markup=False)
 

@@ -22,6 +22,9 @@ TIGHT_SHARE = 0.80
 LAST_MINUTES = timedelta(minutes=10)
 # Every other hour buys 10% more than the farm draws: it closes OK with a visible margin.
 HEADROOM = 1.10
+# The demo config's [quota] tolerance_kwh: KOREM sells whole kWh, so an hour a few Wh over its
+# allocation is not over it.
+TOLERANCE_KWH = 1.0
 
 
 def tight_allocation_kwh(load_kw: float, used_kwh: float, now: datetime) -> float:
@@ -29,6 +32,17 @@ def tight_allocation_kwh(load_kw: float, used_kwh: float, now: datetime) -> floa
     _, end = current_hour_bounds(now)
     left_h = (end - now).total_seconds() / 3600
     return used_kwh + load_kw * TIGHT_SHARE * left_h
+
+
+def starts_late(load_kw: float, now: datetime) -> bool:
+    """Whether the first hour's cut (the rest of it at ``TIGHT_SHARE``) is no more than the
+    planner lets pass, the tolerance plus the up to 1 kWh the allocation file's rounding adds,
+    while the next hour is tight too. So it is in an hour's last moments (its last ~2.5 minutes
+    at 250 kW, ~40 s at 1 MW): the planner rightly has nothing to do until the next hour."""
+    _, end = current_hour_bounds(now)
+    left_h = (end - now).total_seconds() / 3600
+    cut_kwh = (1 - TIGHT_SHARE) * load_kw * left_h
+    return end - now < LAST_MINUTES and cut_kwh <= TOLERANCE_KWH + 1.0
 
 
 def write_demo_schedule(
