@@ -245,4 +245,5 @@ async def test_three_agents_one_site_controller_dies_curtailment_goes_on(
             assert len(got) == len(set(got)), (agent_id, device, "stored twice")
             late = [ms for d, ms in waiting if d == device]
             assert sorted([*got, *late]) == sorted(sent[i][device]), (agent_id, device)
-            assert len(sent[i][device]) >= 10, (agent_id, device)
+            # a poll a second through both deaths: several points, however fast it went
+            assert len(sent[i][device]) >= 3, (agent_id, device)
