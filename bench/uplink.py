@@ -445,7 +445,7 @@ def bench_encode(reps: int) -> list[Row]:
     results = cycles[0]
     n_asic = sum(isinstance(r, AsicReading) for r in results)
 
-    lineproto._asic_prefix.cache_clear()
+    lineproto._asic_rest.cache_clear()
     lineproto._series.cache_clear()
     t0 = time.process_time()
     kuat_lines = encode(results, SITE)  # first call: the series-prefix cache is cold

@@ -206,22 +206,21 @@ def _series_text(measurement: str, tags: tuple[tuple[str, str | None], ...]) -> 
 _series = lru_cache(maxsize=65_536)(_series_text)
 
 
-@lru_cache(maxsize=131_072)
 def _asic_prefix(
     site: str, device: str, vendor: str | None, model: str | None, family: str | None
 ) -> str:
-    # not through _series' cache: every miner's prefix would be cached twice, once here and
-    # once there under a key of ten tuples (about 0.8 KB a miner, 40 MB at 50,000 miners)
-    return _series_text(
-        "asic",
-        (
-            ("site", site),
-            ("device", device),
-            ("vendor", vendor),
-            ("model", model),
-            ("firmware_family", family),
-        ),
+    # "device" sorts first of the tags (_tags), so the prefix is the device's tag before the
+    # rest, and the rest is shared by every miner of a model: one cached string per model,
+    # not per miner (a per-miner cache of these prefixes held ~0.4 KB a miner, 20 MB at
+    # 50,000 miners, for an escape check that costs less than a microsecond)
+    return (
+        f"asic,device={escape_key(device or UNKNOWN_TAG)}{_asic_rest(site, vendor, model, family)}"
     )
+
+
+@lru_cache(maxsize=4096)
+def _asic_rest(site: str, vendor: str | None, model: str | None, family: str | None) -> str:
+    return _tags({"site": site, "vendor": vendor, "model": model, "firmware_family": family})
 
 
 _isfinite = math.isfinite

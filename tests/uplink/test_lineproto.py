@@ -389,3 +389,27 @@ def test_measurement_of_a_line_with_and_without_tags() -> None:
     t = datetime(2026, 1, 1, tzinfo=UTC)
     assert measurement_of(encode_point("quota", {"site": "a b"}, {"v": 1.0}, t)) == "quota"
     assert measurement_of(encode_point("agent", {}, {"v": 1.0}, t)) == "agent"
+
+
+@given(
+    device=st.text(min_size=0, max_size=12),
+    vendor=st.one_of(st.none(), st.text(max_size=8)),
+    model=st.one_of(st.none(), st.text(max_size=8)),
+    family=st.one_of(st.none(), st.text(max_size=8)),
+)
+@settings(max_examples=300)
+def test_asic_prefix_is_the_generic_series_key(
+    device: str, vendor: str | None, model: str | None, family: str | None
+) -> None:
+    # The asic prefix is built as the device's tag before a per-model cached rest (no cache
+    # entry per miner); it must stay byte for byte the sorted, escaped tag set of every point.
+    from kuat.uplink.lineproto import _asic_prefix, _series_text
+
+    tags = (
+        ("site", "farm 1"),
+        ("device", device),
+        ("vendor", vendor),
+        ("model", model),
+        ("firmware_family", family),
+    )
+    assert _asic_prefix("farm 1", device, vendor, model, family) == _series_text("asic", tags)
