@@ -33,7 +33,6 @@ from kuat.collectors.cgminer.control import MinerAccess
 from kuat.collectors.cgminer.handle import miner_handle
 from kuat.collectors.readings import AsicReading
 from kuat.quota.pools import check_pools
-from kuat.quota.reasons import Code
 
 log = logging.getLogger("kuat.pools")
 
@@ -99,7 +98,7 @@ class PoolFixer:
         return [
             (readings[o.device_id], o.pool_host or o.pool_url or "?")
             for o in check.offenders
-            if o.reason.code == Code.POOLS_MINER_NOT_ACCREDITED and o.device_id in readings
+            if o.pool_url is not None and o.device_id in readings
         ]
 
     async def run(self) -> None:

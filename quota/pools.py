@@ -37,11 +37,25 @@ def pool_host(url: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class PoolOffender:
+    """A miner off an accredited pool; ``pool_url`` None: it names no active pool at all."""
+
     device_id: str
     ip: str
     pool_url: str | None
     pool_host: str | None
-    reason: Reason
+
+    @property
+    def reason(self) -> Reason:
+        # made when read (a page, a report), not kept: on a farm whose pools are not yet listed
+        # every miner is an offender, and a Reason with its parameters is ~0.3 KB and two
+        # objects for the collector to walk per miner, from fields the offender holds anyway
+        if self.pool_url is None:
+            return Reason.of(Code.POOLS_MINER_NO_POOL, device_id=self.device_id)
+        return Reason.of(
+            Code.POOLS_MINER_NOT_ACCREDITED,
+            device_id=self.device_id,
+            pool=self.pool_host or self.pool_url,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,39 +83,19 @@ def check_pools(
             # A sleeping or failed miner mines nowhere; only a mining one must name its pool.
             if miner.state == "mining":
                 checked += 1
-                offenders.append(
-                    PoolOffender(
-                        miner.device_id,
-                        miner.ip,
-                        None,
-                        None,
-                        Reason.of(Code.POOLS_MINER_NO_POOL, device_id=miner.device_id),
-                    )
-                )
+                offenders.append(PoolOffender(miner.device_id, miner.ip, None, None))
             continue
         checked += 1
         host = pool_host(pool.url)
         if host not in allowed:
-            offenders.append(
-                PoolOffender(
-                    miner.device_id,
-                    miner.ip,
-                    pool.url,
-                    host,
-                    Reason.of(
-                        Code.POOLS_MINER_NOT_ACCREDITED,
-                        device_id=miner.device_id,
-                        pool=host or pool.url,
-                    ),
-                )
-            )
+            offenders.append(PoolOffender(miner.device_id, miner.ip, pool.url, host))
 
     failures: list[Reason] = []
     if not data_centre_registered or not data_centre_id.strip():
         failures.append(Reason.of(Code.DC_NOT_REGISTERED, data_centre_id=data_centre_id or None))
     if not allowed:
         failures.append(Reason.of(Code.POOLS_LIST_EMPTY))
-    not_accredited = [o for o in offenders if o.reason.code == Code.POOLS_MINER_NOT_ACCREDITED]
+    not_accredited = [o for o in offenders if o.pool_url is not None]
     if not_accredited:
         hosts = sorted({o.pool_host or o.pool_url or "" for o in not_accredited})
         failures.append(

@@ -67,6 +67,9 @@ def test_offenders_listed() -> None:
         ("B3", Code.POOLS_MINER_NO_POOL),
         ("B4", Code.POOLS_MINER_NOT_ACCREDITED),
     ]
+    # each offender's reason is made from its fields when read (not kept per miner)
+    assert r.offenders[0].reason.params == {"device_id": "B1", "pool": "btc.foreign-pool.com"}
+    assert r.offenders[2].reason.params == {"device_id": "B3"}
     assert [x.code for x in r.reasons] == [Code.POOLS_NOT_ACCREDITED, Code.POOLS_NONE_ACTIVE]
     assert r.reasons[0].params == {
         "miners": 3,
