@@ -56,7 +56,7 @@ from kuat.uplink.inventory import (
     diff,
     iso,
     snapshot_from_payload,
-    snapshot_payload,
+    snapshot_json,
 )
 from kuat.uplink.outbox_sender import OutboxSender
 from kuat.uplink.register_history import DEFAULT_RETENTION, RegisterHistory
@@ -297,10 +297,8 @@ class RegisterPublisher(OutboxSender):
                 # events: the history rows commit (or roll back) with the outbox rows.
                 seqs = range(last - len(events) + 1, last + 1)
                 self.history.record_in_transaction(events, seqs, now)
-                payload = snapshot_payload(snap, seq=last)
-                if self.agent_id:
-                    payload["agent_id"] = self.agent_id
-                return _json(payload)
+                extra = {"agent_id": self.agent_id} if self.agent_id else None
+                return snapshot_json(snap, seq=last, extra=extra)
 
             seqs = self.spool.outbox_put_sequenced(
                 self._seq_key,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 
 import jsonschema
@@ -12,6 +13,7 @@ from kuat.uplink.inventory import (
     build_snapshot,
     diff,
     snapshot_from_payload,
+    snapshot_json,
     snapshot_payload,
 )
 from tests.uplink.schema_check import validate
@@ -170,3 +172,20 @@ def test_schema_rejects_bad_payloads() -> None:
     bad["owner_bin"] = "12"
     with pytest.raises(jsonschema.ValidationError):
         validate("inventory.v1", bad)
+
+
+def test_snapshot_json_is_the_payload_dumped() -> None:
+    # written a miner at a time (no tree of dicts for the whole farm): the same bytes
+    s = build_snapshot(
+        [miner("SN1", "10.0.0.1"), miner(None, "10.0.0.2", mac="AA-BB-CC-00-11-22")],
+        site="farm «1»",
+        owner_bin="123",
+        now=T0,
+        owner={"bin": "123", "name": "ТОО «Кен»"},
+    )
+    for extra in (None, {"agent_id": "agent-1"}):
+        want = {**snapshot_payload(s, seq=7), **(extra or {})}
+        dumped = json.dumps(want, ensure_ascii=False, separators=(",", ":")).encode()
+        assert snapshot_json(s, seq=7, extra=extra) == dumped
+    empty = build_snapshot([], site="farm", owner_bin="123", now=T0)
+    assert json.loads(snapshot_json(empty, seq=0))["miners"] == []
