@@ -78,7 +78,7 @@ from kuat.collectors.cgminer.firmware.common import FirmwareSpec
 from kuat.collectors.cgminer.firmware.whatsminer.v3 import V3Client
 from kuat.collectors.cgminer.http_json import http_client
 from kuat.collectors.cgminer.parsers import DISCOVERY_COMMANDS, SPECS, build_reading, detect_family
-from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind
+from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind, PoolInfo
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _version_sig(bodies: Mapping[str, Any]) -> int | None:
 class _Memo:
     """What the poller remembers about one host:port between polls."""
 
-    __slots__ = ("age", "family", "mac", "sticky", "uptime_s", "version_sig")
+    __slots__ = ("age", "family", "mac", "pools", "sticky", "uptime_s", "version_sig")
 
     def __init__(self, family: Firmware) -> None:
         self.family = family
@@ -137,6 +137,8 @@ class _Memo:
         self.uptime_s: int | None = None
         # _version_sig of the replies the family was detected on
         self.version_sig: int | None = None
+        # the last reading's pools (after): most polls repeat them
+        self.pools: tuple[PoolInfo, ...] = ()
 
     def reusable(self) -> dict[str, dict[str, Any]]:
         if self.age >= STICKY_POLLS:
@@ -172,6 +174,16 @@ class _Memo:
         else:
             self.age += 1
         self.mac, self.uptime_s = r.mac, r.uptime_s
+        pools = r.pools
+        if pools == self.pools:
+            if pools is not self.pools:
+                # The same pools as the last poll: the reading takes the last poll's objects
+                # (it is not out of the poller yet, so nobody has seen the others). Three
+                # PoolInfo and their tuple a miner a cycle would otherwise outlive the young
+                # collections, for full passes to walk and the heap to scatter (issue 15).
+                object.__setattr__(r, "pools", self.pools)
+        else:
+            self.pools = pools
 
 
 class _WebState:

@@ -99,6 +99,23 @@ async def test_numbers_vary_per_poll(farm: FarmFactory) -> None:
     assert len(rates) > 1 and None not in rates
 
 
+async def test_repeated_pools_are_the_last_polls_objects(farm: FarmFactory) -> None:
+    # a reading whose pools equal the last poll's carries the last poll's objects (no new
+    # PoolInfo per miner per cycle for the collector to walk); a change gives the new ones
+    async with farm(1, ["luxos"]) as sim:
+        poller = AsicPoller()
+        m = sim.miners[0]
+        r1, r2 = [await poller.poll(*sim.targets[0]) for _ in range(2)]
+        assert isinstance(r1, AsicReading) and isinstance(r2, AsicReading)
+        assert r1.pools and r2.pools is r1.pools
+        m.pool_active = 1
+        r3 = await poller.poll(*sim.targets[0])
+        assert isinstance(r3, AsicReading)
+        assert r3.pools != r1.pools and r3.pools[1].active
+        r4 = await poller.poll(*sim.targets[0])
+        assert isinstance(r4, AsicReading) and r4.pools is r3.pools
+
+
 async def test_multi_command_fallback_is_remembered(farm: FarmFactory) -> None:
     async with farm(1, ["reject_multi"]) as sim:
         host, port = sim.targets[0]
