@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
@@ -105,7 +106,9 @@ class AsicReading:
 
         Parsers give ``mac`` in the register's spelling (``normal_mac``), so this is the
         register's id too."""
-        return self.serial or self.mac or f"{self.ip}:{self.port}"
+        # interned: an address id is asked for by the curtailer, the pool check, the inventory
+        # and the telemetry each cycle, and each would keep a copy of its own
+        return self.serial or self.mac or sys.intern(f"{self.ip}:{self.port}")
 
     @property
     def active_pool(self) -> PoolInfo | None:

@@ -41,3 +41,14 @@ def test_whatsminer_upper_case_mac_is_one_identity_in_register_telemetry_and_off
 def test_normal_mac() -> None:
     assert normal_mac(" AA-BB-CC-DD-EE-0F ") == "aa:bb:cc:dd:ee:0f"
     assert normal_mac("") is None and normal_mac(None) is None
+
+
+def test_an_address_id_is_one_string_object() -> None:
+    # every holder of an address-identified miner's id (curtailer, pool check, inventory)
+    # shares one string rather than keeping a copy each
+    from kuat.collectors.readings import AsicReading
+
+    a = AsicReading("10.1.2.3", 4028, T)
+    b = AsicReading("10.1.2.3", 4028, T)
+    assert a.device_id == "10.1.2.3:4028"
+    assert a.device_id is b.device_id
