@@ -53,7 +53,7 @@ from kuat.uplink.inventory import (
     Location,
     Snapshot,
     build_snapshot,
-    diff,
+    diff_events,
     iso,
     snapshot_from_payload,
     snapshot_json,
@@ -287,10 +287,10 @@ class RegisterPublisher(OutboxSender):
                 owner=self.owner,
                 data_centre=self.data_centre,
             )
-            events = diff(previous, snap)
-            if self.agent_id:
-                for e in events:
-                    e["agent_id"] = self.agent_id
+            # each event made when written (twice: history and outbox), not all held at once
+            events = diff_events(
+                previous, snap, after={"agent_id": self.agent_id} if self.agent_id else None
+            )
 
             def snapshot_and_history(last: int) -> bytes:
                 # outbox_put_sequenced calls this inside its transaction, after numbering the

@@ -189,3 +189,27 @@ def test_snapshot_json_is_the_payload_dumped() -> None:
         assert snapshot_json(s, seq=7, extra=extra) == dumped
     empty = build_snapshot([], site="farm", owner_bin="123", now=T0)
     assert json.loads(snapshot_json(empty, seq=0))["miners"] == []
+
+
+def test_events_made_when_read_are_diffs_events() -> None:
+    # diff_events keeps a row per event and makes each dict when read (history, outbox)
+    from kuat.uplink.inventory import diff_events
+
+    a = snap([miner("SN1", "10.0.0.1"), miner("SN2", "10.0.0.2"), miner("SN3", "10.0.0.3")])
+    b = snap(
+        [
+            miner("SN1", "10.0.0.9"),
+            miner("SN2", "10.0.0.2", firmware="2026.02"),
+            miner("SN4", "10.0.0.4"),
+        ],
+        now=T0 + timedelta(minutes=5),
+        previous=a,
+    )
+    want = diff(a, b, new_id=fixed_ids())
+    # SN3 stays in the snapshot, offline, for a day: no event for it
+    assert [e["type"] for e in want] == ["moved", "changed", "added"]
+    lazy = diff_events(a, b, new_id=fixed_ids(), after={"agent_id": "agent-1"})
+    got = list(lazy)
+    assert len(lazy) == 3 and got == [{**e, "agent_id": "agent-1"} for e in want]
+    assert list(got[0]) == [*want[0], "agent_id"]  # the agent's id after the event's own keys
+    assert lazy[0] == got[0] and lazy[1:3] == got[1:3] and list(lazy) == got  # read again
