@@ -83,11 +83,30 @@ from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind, PoolI
 log = logging.getLogger(__name__)
 
 AsicResult = AsicReading | DeviceError
-_NO_STICKY: Mapping[str, bytes] = MappingProxyType({})
 _NO_CAUSES: Mapping[str, str] = MappingProxyType({})
 
 # Identity replies (FirmwareSpec.sticky) are re-read at least this often, in polls.
 STICKY_POLLS = 30
+# Distinct kept identity replies remembered per command, to be shared by the miners that send
+# the same bytes (a LuxOS ``profiles`` reply is the same on every box of a model)
+STICKY_SHARED = 32
+_STICKY_SEEN: dict[str, dict[bytes, bytes]] = {}
+
+
+def _shared_sticky(command: str, blob: bytes) -> bytes:
+    """One bytes object for an identity reply many miners send alike, else ``blob``. Per
+    command and bounded, oldest out: replies unique per box (a MAC inside) pass through their
+    own few places and never push out the shared ones of another command."""
+    seen = _STICKY_SEEN.setdefault(command, {})
+    got = seen.get(blob)
+    if got is not None:
+        return got
+    if len(seen) >= STICKY_SHARED:
+        del seen[next(iter(seen))]
+    seen[blob] = blob
+    return blob
+
+
 # Miners whose failed identity fetch is logged at warning level, per fetcher; the rest at debug.
 IDENTITY_WARNINGS = 20
 # Web UI fetches in flight at once: the CGI is slow and identity is never urgent.
@@ -131,7 +150,8 @@ class _Memo:
         self.family = family
         # Identity replies are kept as compact JSON: a decoded LuxOS ``profiles`` reply costs
         # ~4 KB per miner as dicts, a third of that as bytes (bench/asic_poll.py --scale).
-        self.sticky: Mapping[str, bytes] = _NO_STICKY
+        # (command, reply) pairs, not a dict: a one-entry dict is ~0.2 KB a miner
+        self.sticky: tuple[tuple[str, bytes], ...] = ()
         self.age = 0
         self.mac: str | None = None
         self.uptime_s: int | None = None
@@ -143,7 +163,7 @@ class _Memo:
     def reusable(self) -> dict[str, dict[str, Any]]:
         if self.age >= STICKY_POLLS:
             return {}
-        return {c: json.loads(b) for c, b in self.sticky.items()}
+        return {c: json.loads(b) for c, b in self.sticky}
 
     def same_box(self, r: AsicReading) -> bool:
         """False if the reply says this is another miner, or the same one rebooted."""
@@ -163,13 +183,14 @@ class _Memo:
         fetched_sticky: bool,
     ) -> None:
         if fetched_sticky:
-            kept = {}
+            kept = []
             for c in spec.sticky:
                 b = web.get(c) if c in web else replies.ok(c)
                 if b is not None:
-                    kept[c] = json.dumps(b, separators=(",", ":")).encode()
-            # most firmwares keep none: one shared empty mapping, not a dict per miner
-            self.sticky = kept or _NO_STICKY
+                    blob = json.dumps(b, separators=(",", ":")).encode()
+                    kept.append((c, _shared_sticky(c, blob)))
+            # most firmwares keep none: the empty tuple, shared
+            self.sticky = tuple(kept)
             self.age = 0
         else:
             self.age += 1

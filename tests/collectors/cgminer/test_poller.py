@@ -116,6 +116,19 @@ async def test_repeated_pools_are_the_last_polls_objects(farm: FarmFactory) -> N
         assert isinstance(r4, AsicReading) and r4.pools is r3.pools
 
 
+async def test_an_identity_reply_alike_on_many_miners_is_kept_once(farm: FarmFactory) -> None:
+    # LuxOS's profiles reply is the same on every box of a model: one bytes object kept for
+    # all of them; a reply unique per box (Whatsminer's, with its MAC) is each box's own
+    async with farm(4, ["luxos", "luxos", "whatsminer", "whatsminer"]) as sim:
+        poller = AsicPoller()
+        for t in sim.targets:
+            assert isinstance(await poller.poll(*t), AsicReading)
+        kept = [poller._memo[t].sticky for t in sim.targets]
+    assert [[c for c, _ in k] for k in kept] == [["profiles"]] * 2 + [["get_miner_info"]] * 2
+    assert kept[0][0][1] is kept[1][0][1]
+    assert kept[2][0][1] != kept[3][0][1]
+
+
 async def test_multi_command_fallback_is_remembered(farm: FarmFactory) -> None:
     async with farm(1, ["reject_multi"]) as sim:
         host, port = sim.targets[0]
