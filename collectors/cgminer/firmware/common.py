@@ -334,7 +334,7 @@ def fans_rows(fans: Body | None) -> tuple[int, ...] | None:
     rows = list(items(fans, "FANS"))
     if not rows:
         return None
-    return tuple(v for r in rows if (v := integer(r.get("RPM"))) is not None)
+    return tuple(shared_int(v) for r in rows if (v := integer(r.get("RPM"))) is not None)
 
 
 def status_description(body: Body | None) -> str:

@@ -105,3 +105,13 @@ def test_case(case: Path) -> None:
         if k not in want and k not in _NOT_FROM_REPLIES and not _empty(v)
     }
     assert not left_out, f"reading has fields expected.json does not name: {left_out}"
+
+
+def test_fan_speeds_are_shared_ints() -> None:
+    # every reading of a cycle is held at once: a fan speed many miners repeat is one int
+    # object, on the modern Antminer stats too, not one per miner (values > 256 are new objects)
+    case = CASES / "bitmain" / "s21-status-faults-synthetic"
+    spec = SPECS[detect_family(replies_of(case))]
+    a, b = (parse_replies("10.0.0.1", 4028, T, replies_of(case), spec.family) for _ in range(2))
+    assert a.fans_rpm and any(f > 256 for f in a.fans_rpm), a.fans_rpm
+    assert all(x is y for x, y in zip(a.fans_rpm, b.fans_rpm, strict=True))

@@ -405,7 +405,7 @@ def _read_fans(view: _StatsView) -> tuple[int, ...] | None:
         return None
     if view.modern is not None and isinstance(view.modern.get("fan"), list):
         fans = view.modern["fan"][:32]
-        return tuple(int(f) for v in fans if (f := num(v)) is not None and f >= 0)
+        return tuple(shared_int(int(f)) for v in fans if (f := num(v)) is not None and f >= 0)
     count = integer(view.flat.get("fan_num"))
     rows = view.numbered("fan", count)
     if count is None:
