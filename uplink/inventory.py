@@ -108,9 +108,11 @@ class Snapshot:
 
 def iso(t: datetime) -> str:
     """ISO 8601 UTC with ``Z``, whole seconds (the register needs no more)."""
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if t.tzinfo is not UTC:
+        t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    # isoformat, not strftime: four times as fast, and an inventory writes two of these per
+    # miner, twice more per change event (50,000 of them in a farm's first inventory)
+    return t.isoformat(timespec="seconds")[:-6] + "Z"
 
 
 def _parse_time(text: str) -> datetime:
@@ -295,11 +297,11 @@ def snapshot_from_payload(payload: Mapping[str, Any]) -> Snapshot:
 def _event(
     kind: str, m: Miner, snap: Snapshot, new_id: Callable[[], str], **extra: Any
 ) -> dict[str, Any]:
-    return _event_body(kind, m, snap, new_id(), extra)
+    return _event_body(kind, m, snap, iso(snap.generated_at), new_id(), extra)
 
 
 def _event_body(
-    kind: str, m: Miner, snap: Snapshot, event_id: str, extra: Mapping[str, Any] | None
+    kind: str, m: Miner, snap: Snapshot, at: str, event_id: str, extra: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     body = {
         "schema": EVENT_SCHEMA,
@@ -307,7 +309,7 @@ def _event_body(
         "type": kind,
         "owner_bin": snap.owner_bin,
         "site": snap.site,
-        "at": iso(snap.generated_at),
+        "at": at,
         "miner_id": m.id,
         "miner": miner_to_json(m),
     }
@@ -325,7 +327,7 @@ class Events(Sequence[dict[str, Any]]):
     for 50,000 miners written out, 8 MB this way (tracemalloc, synthetic miners), when only one
     at a time is needed."""
 
-    __slots__ = ("_rows", "_snap", "after")
+    __slots__ = ("_at", "_rows", "_snap", "after")
 
     def __init__(
         self,
@@ -335,6 +337,7 @@ class Events(Sequence[dict[str, Any]]):
     ) -> None:
         self._rows = rows
         self._snap = snap
+        self._at = iso(snap.generated_at)
         self.after = after
 
     def __len__(self) -> int:
@@ -355,7 +358,7 @@ class Events(Sequence[dict[str, Any]]):
 
     def _body(self, row: tuple[str, Miner, str, dict[str, Any] | None]) -> dict[str, Any]:
         kind, m, event_id, extra = row
-        body = _event_body(kind, m, self._snap, event_id, extra)
+        body = _event_body(kind, m, self._snap, self._at, event_id, extra)
         if self.after:
             body.update(self.after)
         return body

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import jsonschema
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kuat.collectors.readings import AsicReading, PoolInfo
 from kuat.uplink.inventory import (
@@ -213,3 +215,12 @@ def test_events_made_when_read_are_diffs_events() -> None:
     assert len(lazy) == 3 and got == [{**e, "agent_id": "agent-1"} for e in want]
     assert list(got[0]) == [*want[0], "agent_id"]  # the agent's id after the event's own keys
     assert lazy[0] == got[0] and lazy[1:3] == got[1:3] and list(lazy) == got  # read again
+
+
+@given(st.datetimes(min_value=datetime(1000, 1, 2), timezones=st.none() | st.timezones()))
+def test_iso_is_utc_whole_seconds_with_z(t: datetime) -> None:
+    from kuat.uplink.inventory import iso
+
+    aware = t.replace(tzinfo=UTC) if t.tzinfo is None else t
+    want = aware.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert iso(t) == want
