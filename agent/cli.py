@@ -84,9 +84,16 @@ CredentialsOpt = Annotated[
 ]
 
 
-def _run_async(coro: Coroutine[Any, Any, T]) -> T:
+def _run_async(coro: Coroutine[Any, Any, T], event_loop: str = "asyncio") -> T:
+    """Run ``coro`` on ``event_loop`` (``[agent] event_loop``: the config has checked that
+    uvloop is installed when it names it)."""
     import asyncio  # not at import: it brings ssl, and `kuat --help` needs neither
 
+    if event_loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
     return asyncio.run(coro)
 
 
@@ -254,7 +261,7 @@ def run(
         return
     agent = Agent(cfg)
     if once:
-        snap = _run_async(agent.run_once())
+        snap = _run_async(agent.run_once(), cfg.agent.event_loop)
         from kuat.agent.status import render_text
 
         typer.echo(render_text(snap, cfg.agent.language))
@@ -262,7 +269,7 @@ def run(
             statuses = (snap.quota_status, snap.grid_status, snap.pools_status)
             raise typer.Exit(for_findings(statuses, snap.devices_down))
         return
-    _run_async(agent.run(stop_requested=early.requested if early else None))
+    _run_async(agent.run(stop_requested=early.requested if early else None), cfg.agent.event_loop)
 
 
 class _EarlyStop:

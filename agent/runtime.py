@@ -645,11 +645,13 @@ class Agent:
         scheduler.start()
         self.notifier.ready(f"polling {len(self._asic_targets)} miners")
         log.info(
-            "kuat started: site %s, %d miners, %d PDUs, %d meters",
+            "kuat started: site %s, %d miners, %d PDUs, %d meters, on %s's event loop",
             self.cfg.site.id,
             len(self._asic_targets),
             len(self.cfg.pdu),
             len(self.cfg.meter),
+            # the loop it really runs on ([agent] event_loop), as its class's package names it
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
         )
         try:
             if stop_after_s is None:

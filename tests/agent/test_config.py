@@ -176,3 +176,20 @@ def test_unset_environment_reference_is_named_with_the_other_problems(
     got = {(p.path, p.message, p.line) for p in err.value.problems}
     assert ("influx.url", "environment variable KUAT_NOPE is not set", 5) in got
     assert any(p.path == "intervals.asic" for p in err.value.problems)
+
+
+def test_uvloop_as_the_event_loop_only_where_it_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = MINIMAL + '\n[agent]\nevent_loop = "uvloop"\n'
+    assert parse_config(text).agent.event_loop == "uvloop"  # the test extra installs it
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a)
+    )
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text)
+    (problem,) = exc.value.problems
+    assert problem.path == "agent.event_loop" and "pip install 'kuat[uvloop]'" in problem.message

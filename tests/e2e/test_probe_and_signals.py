@@ -120,14 +120,17 @@ async def test_probe_of_a_silent_pdu_fails_in_one_line() -> None:
     assert len(err.strip().splitlines()) == 1 and "127.0.0.1" in err
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize(
+    ("sig", "loop"),
+    [(signal.SIGTERM, "asyncio"), (signal.SIGINT, "asyncio"), (signal.SIGTERM, "uvloop")],
+)
 async def test_run_stops_cleanly_on_signal(
-    sig: signal.Signals, miners: AsicFarmSimulator, tmp_path: Path
+    sig: signal.Signals, loop: str, miners: AsicFarmSimulator, tmp_path: Path
 ) -> None:
     hosts = ", ".join(f'"{ip}"' for ip, _ in miners.targets)
     cfg = tmp_path / "kuat.toml"
     cfg.write_text(
-        f'[site]\nid = "sig"\n[agent]\nstate_dir = "{tmp_path}"\n'
+        f'[site]\nid = "sig"\n[agent]\nstate_dir = "{tmp_path}"\nevent_loop = "{loop}"\n'
         f"[intervals]\nasic = 1\n[[asic.groups]]\nhosts = [{hosts}]\n"
     )
     proc = await asyncio.create_subprocess_exec(
@@ -147,6 +150,8 @@ async def test_run_stops_cleanly_on_signal(
     assert time.monotonic() - sent < 10
     assert proc.returncode == 0, err.decode()
     assert "Traceback" not in err.decode()
+    # on the event loop the config names ([agent] event_loop), as its start line says
+    assert f"on {loop}'s event loop" in err.decode(), err.decode()[-2000:]
     # what the agent polled is on disk, waiting for a database to be configured
     with Spool(tmp_path / "spool.db") as spool:
         assert spool.counts().pending >= 2 * len(miners.targets)
