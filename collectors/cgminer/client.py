@@ -10,8 +10,10 @@ it into a ``DeviceError``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import json
+import os
 import re
 import socket
 from collections.abc import Iterable, Mapping, Sequence
@@ -458,6 +460,9 @@ class _Link:
         return self._closed
 
 
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+
+
 async def _connect(loop: asyncio.AbstractEventLoop, proto: _Exchange, host: str, port: int) -> None:
     """Connect ``proto``. For a literal IPv4 address (every miner in a config) this skips
     create_connection's resolver and happy-eyeballs machinery, a fifth of a poll's CPU, and
@@ -467,14 +472,49 @@ async def _connect(loop: asyncio.AbstractEventLoop, proto: _Exchange, host: str,
     except OSError:
         await loop.create_connection(lambda: proto, host, port)
         return
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # non-blocking from its creation (Linux): one syscall fewer than setblocking(False) after
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | _NONBLOCK)
     try:
-        sock.setblocking(False)
-        await loop.sock_connect(sock, (host, port))
+        if not _NONBLOCK:
+            sock.setblocking(False)
+        err = sock.connect_ex((host, port))
+        if err:
+            if err not in _IN_PROGRESS:
+                # what sock.connect raises; OSError picks the subclass by errno
+                raise OSError(err, os.strerror(err))
+            await _writable(loop, sock.fileno())
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                # as loop.sock_connect words it (the cause a person reads is the same)
+                raise OSError(err, f"Connect call failed {(host, port)}")
         _Link(loop, sock, proto)
     except BaseException:
         sock.close()
         raise
+
+
+# a non-blocking connect under way (what loop.sock_connect waits out: BlockingIOError's errnos
+# and EINTR)
+_IN_PROGRESS = frozenset(
+    (errno.EINPROGRESS, errno.EAGAIN, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR)
+)
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Until ``fd`` is writable (a non-blocking connect has ended, either way). Not
+    ``loop.sock_connect``: for an address already literal its resolver check, its socket
+    family and type read as enums and its done callback were a tenth of a poll's Python."""
+    fut = loop.create_future()
+    loop.add_writer(fd, _wake, fut)
+    try:
+        await fut
+    finally:
+        loop.remove_writer(fd)
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 async def exchange(
@@ -502,12 +542,19 @@ async def exchange(
     # to reschedule: such a closure is a reference cycle holding the protocol, its socket and
     # its reply buffer until a full garbage collection, on every poll
     first_by = min(loop.time() + deadlines.first_byte_s, deadline_at)
-    t1 = loop.call_at(first_by, _first_byte_timeout, proto, start, first_by, False)
+    # a first-byte limit at the total one (the poller's: both are its timeout) is the total
+    # timer's own, which fails an empty reply the same way: one timer, not two, per poll
+    t1 = (
+        loop.call_at(first_by, _first_byte_timeout, proto, start, first_by, False)
+        if first_by < deadline_at
+        else None
+    )
     t2 = loop.call_at(deadline_at, _total_timeout, proto, start, deadline_at, False)
     try:
         return await proto.done
     finally:
-        t1.cancel()
+        if t1 is not None:
+            t1.cancel()
         t2.cancel()
         proto.abandon()
 

@@ -275,7 +275,9 @@ class _IdentityFetcher:
         """Note one poll of a miner (its API's model and uptime); queue a fetch if one is due.
         Never waits."""
         now = asyncio.get_running_loop().time()
-        st = self._state.setdefault(key, _WebState())
+        st = self._state.get(key)
+        if st is None:  # not setdefault: that would build a _WebState on every poll
+            st = self._state[key] = _WebState()
         if st.moved(model, uptime_s, now):
             # the cached serial may be another box's: drop it, read afresh now
             st.identity, st.due_at, st.gen = None, now, st.gen + 1

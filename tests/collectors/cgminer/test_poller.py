@@ -159,6 +159,23 @@ async def test_unreachable_and_refused() -> None:
     assert r.describe() == f"asic 127.77.254.254:4028: {r.cause}"
 
 
+async def test_a_connect_the_kernel_refuses_at_once_names_its_cause() -> None:
+    # a TCP connect to a multicast address fails inside connect() itself (no handshake to wait
+    # for): the cause is what a plain connect says, as when loop.sock_connect made it
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.connect(("224.0.0.1", 4028))
+        except OSError as e:
+            said = e.strerror
+        else:
+            pytest.skip("this kernel connects TCP to a multicast address")
+    r = await AsicPoller(timeout_s=0.5).poll("224.0.0.1", 4029)  # no fallback to API v3
+    assert isinstance(r, DeviceError)
+    assert r.cause == f"cannot connect: {said}"
+
+
 async def test_connect_deadline() -> None:
     # a listener whose backlog is full never completes new handshakes: a connect timeout
     import socket
