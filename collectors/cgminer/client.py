@@ -120,9 +120,14 @@ def decode_reply(raw: bytes) -> dict[str, Any]:
     # Nesting deeper than any firmware's reply would only make the parsers recurse until
     # Python gives up. Counting brackets is cheap; the walk runs only when there are enough
     # of them to nest that deep.
-    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(obj):
+    if len(raw.translate(None, _NOT_OPENERS)) > MAX_DEPTH and _too_deep(obj):
         raise ApiError(f"reply is nested more than {MAX_DEPTH} levels deep: not a miner reply")
     return obj
+
+
+# every byte but the openers: what translate leaves of a reply is its brackets and braces, one
+# pass over it where two counts were two (on every reply)
+_NOT_OPENERS = bytes(c for c in range(256) if c not in b"[{")
 
 
 def _too_deep(obj: Any) -> bool:

@@ -100,3 +100,46 @@ def test_random_bytes_decode_or_clean_error(raw: bytes) -> None:
         return
     assert isinstance(body, dict)
     check_reading({"summary": body})
+
+
+# --- stock Antminer chain strings and fans: the lookups that replaced int() read the same ------
+
+_sensor = st.one_of(
+    st.integers(-5, 400).map(str),
+    st.sampled_from(["", " 65", "065", "+7", "1_0", "x", "255", "256", "0"]),
+)
+_chain_value = st.one_of(
+    st.lists(_sensor, min_size=1, max_size=5).map("-".join),
+    st.integers(-3, 300),
+    st.none(),
+    st.floats(allow_nan=True),
+)
+
+
+def _former_chain(v: Any) -> float | None:
+    """How a chain string read before the lookup: int() of each sensor (bitmain._chain_temps)."""
+    from kuat.collectors.cgminer.firmware import bitmain
+
+    if v.__class__ is str and "-" in v:
+        try:
+            best = max(map(int, v.split("-")))
+        except ValueError:
+            return bitmain._sensor_max(v)
+        return bitmain._DEGREES[best] if 0 < best < 256 else bitmain._degrees(best)
+    return bitmain._sensor_max(v)
+
+
+@given(st.lists(_chain_value, max_size=4), st.lists(st.one_of(json_leaf, st.integers(0, 2**60))))
+@settings(max_examples=300, deadline=None)
+def test_chain_temperatures_and_fans_read_as_before(chains: list[Any], fans: list[Any]) -> None:
+    from kuat.collectors.cgminer.firmware import bitmain
+    from kuat.collectors.cgminer.firmware.common import num, shared_int
+
+    flat = {f"temp_pcb{n}": v for n, v in enumerate(chains, 1)}
+    flat |= {f"fan{n}": v for n, v in enumerate(fans, 1)} | {"fan_num": len(fans)}
+    view = bitmain._StatsView({"STATS": [flat]})
+    want = tuple(t for v in chains if (t := _former_chain(v)) is not None)
+    assert bitmain._chain_temps(view, "temp_pcb", "temp") == want
+    rows = view.numbered("fan", len(fans))
+    former = tuple(shared_int(int(f)) for _, v in rows if (f := num(v)) is not None and f >= 0)
+    assert bitmain._read_fans(view) == former

@@ -235,6 +235,10 @@ def _stats(stats: Body | None) -> _StatsView:
 # Whole degrees as shared float objects: every stock Antminer reports its chains as integers,
 # and 50,000 readings held at once would otherwise carry a new float per sensor (bench --scale).
 _DEGREES = tuple(float(d) for d in range(256))
+# "0".."255" -> the int: a sensor of a chain string read by lookup, not parsed (int() costs
+# twice a lookup; eight such sensors on every poll of every stock Antminer). Anything else
+# ("065", " 65", 300) is no key and is parsed as ever.
+_SENSOR_INT = {str(d): d for d in range(256)}.__getitem__
 
 
 def _degrees(best: int) -> float | None:
@@ -275,11 +279,11 @@ def _chain_temps(view: _StatsView, string_key: str, flat_key: str) -> tuple[floa
         found = True
         if v.__class__ is str and "-" in v:
             try:  # the usual shape: one split, no strip (an odd one is _sensor_max's)
-                best = max(map(int, v.split("-")))
-            except ValueError:
+                best = max(map(_SENSOR_INT, v.split("-")))
+            except KeyError:  # a sensor not written as 0..255: parsed as ever
                 t = _sensor_max(v)
             else:
-                t = _DEGREES[best] if 0 < best < 256 else _degrees(best)
+                t = _DEGREES[best] if best > 0 else None
         else:
             t = _sensor_max(v)
         if t is not None:
@@ -411,7 +415,13 @@ def _read_fans(view: _StatsView) -> tuple[int, ...] | None:
     if count is None:
         # without fan_num, a 0 is an empty header on the board, not a stopped fan
         rows = [(n, v) for n, v in rows if (num(v) or 0) > 0]
-    return tuple(shared_int(int(f)) for _, v in rows if (f := num(v)) is not None and f >= 0)
+    out = []
+    for _, v in rows:
+        if v.__class__ is int and 0 <= v < 2**53:
+            out.append(shared_int(v))  # the usual rpm: no float and back (exact below 2**53)
+        elif (f := num(v)) is not None and f >= 0:
+            out.append(shared_int(int(f)))
+    return tuple(out)
 
 
 def _uptime(summary: Body | None, stats: Body | None) -> int | None:
