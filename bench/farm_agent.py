@@ -248,7 +248,65 @@ class Trace:
         self.first = snap
 
 
-async def run(config: Path, trace: Path | None = None, heap: bool = False) -> None:
+def time_phases(agent: Any) -> None:
+    """Diagnosis (``--phases``): the wall time of each of the agent's farm-wide steps, one log
+    line a call (the miner polls, the inventory publish and its thread's part, telemetry flush,
+    the quota evaluation), so a slow cycle's time can be placed. Costs two clock reads a call."""
+    import functools
+    import inspect
+    import logging
+
+    plog = logging.getLogger("bench.phases")
+    plog.setLevel(logging.INFO)
+    logging.getLogger("kuat").setLevel(logging.INFO)  # the agent's own "inventory: n miners, ..."
+
+    def wrap(owner: Any, name: str, label: str, every: int = 1) -> None:
+        fn = getattr(owner, name)
+        calls = [0]
+
+        def say(t0: float) -> None:
+            calls[0] += 1
+            ms = (time.perf_counter() - t0) * 1000
+            if calls[0] % every == 0 or ms > 1000:
+                plog.info("%s #%d %.0f ms", label, calls[0], ms)
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def timed_async(*a: Any, **kw: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return await fn(*a, **kw)
+                finally:
+                    say(t0)
+
+            setattr(owner, name, timed_async)
+        else:
+
+            @functools.wraps(fn)
+            def timed(*a: Any, **kw: Any) -> Any:
+                t0 = time.perf_counter()
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    say(t0)
+
+            setattr(owner, name, timed)
+
+    wrap(agent._asic, "poll_many", "poll_many")
+    # the publish itself, whoever asked for it (the inventory job, or a miner cycle after
+    # 14b5bf7, beside it), where the agent has it apart
+    publish = "_publish_inventory_now" if hasattr(agent, "_publish_inventory_now") else None
+    wrap(agent, publish or "publish_inventory", "publish_inventory")
+    wrap(agent.uplinks.register, "publish_inventory", "register.publish_inventory (thread)")
+    wrap(agent, "flush", "flush", every=10)
+    wrap(agent, "evaluate_quota", "evaluate_quota", every=12)
+    wrap(agent, "_record_asics", "_record_asics", every=100)
+
+
+async def run(
+    config: Path, trace: Path | None = None, heap: bool = False, phases: bool = False
+) -> None:
     from kuat.agent.config import load_config
     from kuat.agent.runtime import Agent
 
@@ -258,6 +316,8 @@ async def run(config: Path, trace: Path | None = None, heap: bool = False) -> No
         meter.trace = Trace(trace)
     if heap:
         meter.heap = heap_mb()
+    if phases:
+        time_phases(agent)
     # instance attributes shadow the methods: the scheduled job's spread poll calls the first,
     # the SIGTERM handler the second (the last window is counted before the spool closes)
     agent.poll_asics = meter.wrap(agent.poll_asics)  # type: ignore[method-assign]
@@ -309,6 +369,7 @@ def main() -> None:
     ap.add_argument("--slow-ms", type=float, default=0.0, help="log loop holds longer than this")
     ap.add_argument("--tracemalloc", type=Path, help="diagnosis: what it holds, to FILE")
     ap.add_argument("--heap", action="store_true", help="diagnosis: allocator figures per row")
+    ap.add_argument("--phases", action="store_true", help="diagnosis: log farm-wide steps' time")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     factory = None
@@ -322,7 +383,10 @@ def main() -> None:
         if args.slow_ms:
             # asyncio's debug mode logs every callback or task step that held the loop longer
             runner.get_loop().slow_callback_duration = args.slow_ms / 1000
-        runner.run(idle(args.idle) if args.idle else run(args.config, args.tracemalloc, args.heap))
+        if args.idle:
+            runner.run(idle(args.idle))
+        else:
+            runner.run(run(args.config, args.tracemalloc, args.heap, args.phases))
 
 
 if __name__ == "__main__":

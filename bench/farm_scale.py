@@ -227,6 +227,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cmd += ["--tracemalloc", str(args.tracemalloc)]
         if args.heap:
             cmd.append("--heap")
+        if args.phases:
+            cmd.append("--phases")
         with log_path.open("w") as log:
             agent = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=farm.die_with_parent
@@ -448,6 +450,11 @@ def main() -> None:
         "--heap",
         action="store_true",
         help="diagnosis: each row (--json) carries the allocators' figures (bench/farm_agent.py)",
+    )
+    ap.add_argument(
+        "--phases",
+        action="store_true",
+        help="diagnosis: the agent logs the wall time of its farm-wide steps (see --keep-log)",
     )
     ap.add_argument("--serve-meters", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--site-kw", type=float, default=0.0, help=argparse.SUPPRESS)
