@@ -260,3 +260,37 @@ async def test_a_farm_without_the_api_logs_a_few_warnings_not_one_per_miner(
     assert "further failures are logged at debug level" in warnings[-1].getMessage()
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG and "no identity" in r.msg]
     assert len(debug) == 60 - C.IDENTITY_WARNINGS
+
+
+async def test_a_queued_identity_read_holds_no_event_until_someone_waits_for_it() -> None:
+    from kuat.collectors.cgminer import collector as C
+
+    release = asyncio.Event()
+
+    async def held(client: object, host: str) -> dict[str, object]:
+        await release.wait()
+        return {}
+
+    fetcher = C._IdentityFetcher(held, source="the REST API", interval_s=3600)
+    polled, probed = ("127.84.251.1", 4028), ("127.84.251.2", 4028)
+    try:
+        fetcher.observe(polled, model=None, uptime_s=None)
+        fetcher.observe(probed, model=None, uptime_s=None)
+        # the agent's polls queue reads and never wait: no Event (~0.4 KB) per queued miner
+        unwaited = fetcher._state[polled].done
+        # a probe waiting for its miner's read is woken when it ends, not at its deadline
+        probe = asyncio.create_task(fetcher.wait(probed, asyncio.get_running_loop().time() + 60))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        waiting = not probe.done()
+        release.set()
+        for _ in range(50):
+            if probe.done():
+                break
+            await asyncio.sleep(0)
+        woken = probe.done()
+    finally:
+        release.set()
+        await fetcher.aclose()
+    assert unwaited is None
+    assert waiting and woken
