@@ -294,12 +294,6 @@ def snapshot_from_payload(payload: Mapping[str, Any]) -> Snapshot:
     )
 
 
-def _event(
-    kind: str, m: Miner, snap: Snapshot, new_id: Callable[[], str], **extra: Any
-) -> dict[str, Any]:
-    return _event_body(kind, m, snap, iso(snap.generated_at), new_id(), extra)
-
-
 def _event_body(
     kind: str, m: Miner, snap: Snapshot, at: str, event_id: str, extra: Mapping[str, Any] | None
 ) -> dict[str, Any]:

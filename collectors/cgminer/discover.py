@@ -167,7 +167,7 @@ _IDENTITY = {"serial": "serial", "mac": "MAC"}
 def _identity_note(r: AsicReading, why: str) -> str:
     """Why a miner is known by its address alone: its backend reads its identity from its web
     API (a stock Antminer's web UI, Braiins OS's REST API, …), and that gave none of it."""
-    spec = SPECS.get(Firmware(r.firmware_family)) if r.firmware_family in SPECS else None
+    spec = SPECS[Firmware(r.firmware_family)] if r.firmware_family in SPECS else None
     if spec is None or spec.web is None:
         return ""
     web = [f for f in _IDENTITY if (s := spec.fields.get(f)) and any(map(is_web, s.commands))]
