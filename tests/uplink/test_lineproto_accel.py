@@ -215,8 +215,10 @@ def test_edge_cases(kw: dict[str, Any]) -> None:
     _assert_same(typical(**kw))
 
 
+# 500 generated readings in the suite (~6 s: 3,000 took 35 s of CI's 15 minutes); the edge cases
+# above are pinned, and hypothesis' example database carries a failure over to the next run.
 @needs_accel
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(readings)
 @example(typical())
 def test_accelerated_equals_pure(r: AsicReading) -> None:
