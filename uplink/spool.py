@@ -666,7 +666,7 @@ class Spool:
         bodies: Sequence[dict[str, Any]],
         *,
         qos: int = 1,
-        retained: tuple[str, Callable[[int], bytes]] | None = None,
+        retained: tuple[str, Callable[[int], bytes | bytearray]] | None = None,
     ) -> list[int]:
         """Queue JSON messages, each given the next ``seq`` of the counter ``seq_key``.
 
