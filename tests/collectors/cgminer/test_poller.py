@@ -131,6 +131,24 @@ async def test_a_repeated_serial_and_mac_are_the_last_polls_strings(farm: FarmFa
             assert r2.mac is r1.mac and r3.mac is r1.mac
 
 
+async def test_equal_temperatures_are_one_float_object(farm: FarmFactory) -> None:
+    # A float is 24 bytes and a reading carries 3-9 temperatures, whole or tenth degrees in a
+    # narrow range: every miner's readings share one object per value (issue 15)
+    kinds = ["luxos", "whatsminer", "braiins"] * 3
+    async with farm(len(kinds), kinds) as sim:
+        poller = AsicPoller()
+        readings = [await poller.poll(*t) for t in sim.targets for _ in range(2)]
+    temps = [
+        v
+        for r in readings
+        if isinstance(r, AsicReading)
+        for v in (*r.temps_c.board, *r.temps_c.chip, *r.temps_c.inlet)
+    ]
+    assert len(temps) > len(set(temps))  # values repeat, as on a farm
+    first: dict[float, float] = {}
+    assert all(first.setdefault(v, v) is v for v in temps)
+
+
 async def test_an_identity_reply_alike_on_many_miners_is_kept_once(farm: FarmFactory) -> None:
     # LuxOS's profiles reply is the same on every box of a model: one bytes object kept for
     # all of them; a reply unique per box (Whatsminer's, with its MAC) is each box's own
