@@ -248,8 +248,3 @@ class ClusterJob:
             )
             (log.info if source is CapSource.CONTROLLER else log.warning)("%s", text)
         self._said = said
-
-
-def shard_status(job: ClusterJob | None, status: QuotaStatus) -> QuotaStatus:
-    """What the curtailer plans on: the shard's view on a shared site, else the site's status."""
-    return job.shard_view(status) if job is not None else status

@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from kuat.agent.i18n import Lang, t
 from kuat.collectors.readings import AsicReading, FaultSeverity, FirmwareFault, PollResult
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 log = logging.getLogger("kuat.faults")
 
@@ -78,6 +80,9 @@ class FaultWatch:
         return out
 
     def metrics(self) -> Iterator[Metric]:
+        # asked by the dashboard's /metrics only: an agent without it needs no prometheus_client
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         active = self.active()
         gauge = GaugeMetricFamily(
             "kuat_miner_faults",

@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING, Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from kuat.agent.backpressure import PollGate
-from kuat.agent.cluster import ClusterJob, shard_status
 from kuat.agent.config import KuatConfig, MeterConfig, PduConfig
 from kuat.agent.curtailment import Curtailer
-from kuat.agent.dashboard import Dashboard, start_dashboard
 from kuat.agent.fault_alerts import FaultWatch
 from kuat.agent.ledger import EnergyLedger
 from kuat.agent.pool_fix import POOL_FIX_BUDGET_S, PoolFixer
@@ -43,10 +41,15 @@ from kuat.collectors.dlms.profile import parse_obis
 from kuat.collectors.modbus.collector import MeterPoller, ModbusLink
 from kuat.collectors.readings import AsicReading, DeviceError, DeviceKind, MeterReading, PollResult
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
+from kuat.quota.evaluate import QuotaStatus
 from kuat.uplink.http import make_client
 from kuat.uplink.quota_source import HttpScheduleSource, MqttScheduleReceiver, quota_topics
 
 if TYPE_CHECKING:
+    # imported when the config uses them (see Agent.__init__ and start): NATS and the
+    # dashboard's aiohttp and jinja2 are ~30 MB of an agent's RSS that runs neither
+    from kuat.agent.cluster import ClusterJob
+    from kuat.agent.dashboard import Dashboard
     from kuat.collectors.dlms import DlmsMeter, DlmsPoller
 
 log = logging.getLogger("kuat.agent")
@@ -100,12 +103,15 @@ class Agent:
         self._energy_source = "own_offgrid" if cfg.grid and cfg.grid.off_grid else "grid"
         self.quota = QuotaJob(cfg, self.state, state_dir)
         # a site shared by several agents: the lease, loads and caps through NATS
-        self.cluster = (
-            ClusterJob(cfg, self.state, self.uplinks.record_lines) if cfg.cluster else None
-        )
+        self.cluster: ClusterJob | None = None
+        if cfg.cluster:
+            from kuat.agent.cluster import ClusterJob
+
+            self.cluster = ClusterJob(cfg, self.state, self.uplinks.record_lines)
         self.curtailer = Curtailer(cfg, self.state, clock=clock)
         if self.cluster is not None:
             self.cluster.curtailable_kw = self.curtailer.curtailable_kw
+            self.curtailer.curtailable_kw()  # asked for from now on: every plan's is kept
         # item 7's fix ([compliance] fix_pools): the curtailer's write access to the miners
         self.pool_fixer = PoolFixer(cfg, self.state, self.curtailer.access, clock=clock)
         # the miners' own fault codes, logged once each and counted for /metrics
@@ -470,10 +476,15 @@ class Agent:
             decision_since=c.decision_since(now),
             landing=c.plant.landing(now, history[-1].taken_at if history else None),
         )
-        self.uplinks.record_lines(c.run(shard_status(self.cluster, status), now, self.quota.orders))
+        self.uplinks.record_lines(c.run(self._shard_status(status), now, self.quota.orders))
         self._decided_at = time.monotonic()
         if polled_at is not None:
             self.decision_ages_s.append(self._decided_at - polled_at)
+
+    def _shard_status(self, status: QuotaStatus) -> QuotaStatus:
+        """What the curtailer plans on: the shard's view on a shared site, else the site's
+        status."""
+        return self.cluster.shard_view(status) if self.cluster is not None else status
 
     async def evaluate_quota(self) -> None:
         now = self.clock()
@@ -485,7 +496,7 @@ class Agent:
         if self.state.quota is not None and not fresh:
             # no site-meter reading has driven a decision lately (no site meter, or it is
             # down): decide here, on what there is
-            lines += c.run(shard_status(self.cluster, self.state.quota), now, self.quota.orders)
+            lines += c.run(self._shard_status(self.state.quota), now, self.quota.orders)
         self.uplinks.record_lines(lines)
         snap = self.status(now)
         self.last_status = snap
@@ -664,7 +675,10 @@ class Agent:
             scheduler.add_job(self.notifier.watchdog, "interval", seconds=wd, id="watchdog")
         # Up before the first job runs, so the first status (and the demo's banner) can point to
         # it; /healthz answers "starting" until every job has completed a cycle.
-        self.dashboard = await start_dashboard(self)
+        if self.cfg.dashboard.address() is not None:
+            from kuat.agent.dashboard import start_dashboard
+
+            self.dashboard = await start_dashboard(self)
         self._scheduler = scheduler
         scheduler.start()
         self.notifier.ready(f"polling {len(self._asic_targets)} miners")

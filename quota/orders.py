@@ -58,17 +58,20 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import rfc8785
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from kuat.collectors.errors import KuatError
 from kuat.quota.clock import ASTANA, as_utc
 from kuat.quota.reasons import Code, Reason
 from kuat.quota.reasons import show_value as _show
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = [
     "CurtailmentOrder",
@@ -131,7 +134,9 @@ def local(instant: datetime) -> str:
 # --- signing ----------------------------------------------------------------------------
 
 # An issuer's key as the farm holds it: a shared HMAC-SHA256 secret, or an Ed25519 public key.
-IssuerKey = bytes | Ed25519PublicKey
+# cryptography (~9 MB of an agent's RSS) is imported where an Ed25519 key is made or used: a
+# farm with no public key configured (HMAC issuers, or no orders at all) never loads it.
+IssuerKey: TypeAlias = "bytes | Ed25519PublicKey"
 
 
 def canonical_body(doc: Mapping[str, Any]) -> bytes:
@@ -168,7 +173,7 @@ def sign_order(doc: Mapping[str, Any], key: bytes | Ed25519PrivateKey) -> str:
     well-signed order carrying a hostile value).
     """
     signed = {k: v for k, v in doc.items() if k != SIGNATURE}
-    if isinstance(key, Ed25519PrivateKey):
+    if not isinstance(key, bytes):  # an Ed25519PrivateKey
         signed[SIGNATURE] = key.sign(canonical_body(signed)).hex()
     else:
         try:
@@ -182,6 +187,10 @@ def sign_order(doc: Mapping[str, Any], key: bytes | Ed25519PrivateKey) -> str:
 def load_public_key(text: str) -> Ed25519PublicKey:
     """An issuer's Ed25519 public key from the config: PEM (``-----BEGIN PUBLIC KEY-----``),
     or the raw 32 bytes as 64 hex digits or as base64; ``ValueError`` says what is wrong."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
     text = text.strip()
     if text.startswith("-----BEGIN"):
         try:
@@ -210,7 +219,9 @@ def _signature_ok(key: IssuerKey, doc: Mapping[str, Any], signature: Any) -> boo
         body = canonical_body(doc)
     except ValueError:  # a value JCS cannot hold (nothing a conforming issuer signed)
         body = None
-    if isinstance(key, Ed25519PublicKey):
+    if not isinstance(key, bytes):  # an Ed25519PublicKey, so cryptography is loaded
+        from cryptography.exceptions import InvalidSignature
+
         if body is None or len(given) != 128:
             return False
         try:

@@ -147,7 +147,7 @@ class Plant:
         if p is not None:
             self.pending[new_id] = replace(p, device_id=new_id)
 
-    def readings_seen(self, taken_at: dict[str, datetime]) -> None:
+    def readings_seen(self, taken_at: Mapping[str, datetime]) -> None:
         """Drop confirmed actions whose miner has been read since: the reading tells it now."""
         assert self.pending is not None
         for did, p in list(self.pending.items()):
@@ -313,7 +313,7 @@ class Plant:
         kW, each already under any order in force (the caller's business). No restore is
         planned while a cut may still be on its way into the readings, and no cut for an
         excess a restore on its way may explain (:meth:`settling`)."""
-        self.readings_seen(dict(read_at))
+        self.readings_seen(read_at)
         load = status.decision_kw if status.decision_kw is not None else status.p_kw
         awake_w = sum((m.power_w or 0.0) for m in miners if not m.asleep)
         self.observe_overhead(load, awake_w / 1000.0)

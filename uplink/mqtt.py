@@ -292,7 +292,7 @@ class RegisterPublisher(OutboxSender):
                 previous, snap, after={"agent_id": self.agent_id} if self.agent_id else None
             )
 
-            def snapshot_and_history(last: int) -> bytes:
+            def snapshot_and_history(last: int) -> bytearray:
                 # outbox_put_sequenced calls this inside its transaction, after numbering the
                 # events: the history rows commit (or roll back) with the outbox rows.
                 seqs = range(last - len(events) + 1, last + 1)

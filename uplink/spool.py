@@ -112,6 +112,22 @@ _DAMAGE_CODES = frozenset(
 _FULL_CODE = getattr(sqlite3, "SQLITE_FULL", 13)
 
 
+def _put_retained(db: sqlite3.Connection, topic: str, payload: bytes | bytearray) -> None:
+    """``payload`` as ``topic``'s retained message, written into a blob of its size rather than
+    bound to the statement: a bound value is copied by SQLite and the copy kept with the cached
+    statement until it is bound again. A farm's inventory snapshot (19 MB at 50,000 miners),
+    bound to this insert and to its outbox copy, stayed in the agent twice between publishes
+    (issue 15); the outbox row is copied from this one inside SQLite."""
+    db.execute(
+        "INSERT INTO retained(topic, payload) VALUES (?, zeroblob(?)) "
+        "ON CONFLICT(topic) DO UPDATE SET payload = excluded.payload",
+        (topic, len(payload)),
+    )
+    (rowid,) = db.execute("SELECT rowid FROM retained WHERE topic = ?", (topic,)).fetchone()
+    with db.blobopen("retained", "payload", rowid) as blob:
+        blob.write(payload)
+
+
 class SpoolFull(KuatError, sqlite3.OperationalError):
     """A write found no space on the disk; the transaction was rolled back."""
 
@@ -666,7 +682,7 @@ class Spool:
         bodies: Sequence[dict[str, Any]],
         *,
         qos: int = 1,
-        retained: tuple[str, Callable[[int], bytes]] | None = None,
+        retained: tuple[str, Callable[[int], bytes | bytearray]] | None = None,
     ) -> list[int]:
         """Queue JSON messages, each given the next ``seq`` of the counter ``seq_key``.
 
@@ -707,17 +723,12 @@ class Spool:
             )
             if retained is not None:
                 r_topic, build = retained
-                payload = build(last)
                 db.execute("DELETE FROM outbox WHERE topic = ?", (r_topic,))
-                db.execute(
-                    "INSERT INTO retained(topic, payload) VALUES (?, ?) "
-                    "ON CONFLICT(topic) DO UPDATE SET payload = excluded.payload",
-                    (r_topic, payload),
-                )
+                _put_retained(db, r_topic, build(last))
                 db.execute(
                     "INSERT INTO outbox(topic, payload, qos, retain, created_at) "
-                    "VALUES (?, ?, ?, 1, ?)",
-                    (r_topic, payload, qos, now),
+                    "SELECT topic, payload, ?, 1, ? FROM retained WHERE topic = ?",
+                    (qos, now, r_topic),
                 )
         return seqs
 

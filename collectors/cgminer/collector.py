@@ -141,10 +141,20 @@ def _version_sig(bodies: Mapping[str, Any]) -> int | None:
         return None
 
 
+def _same_as(r: AsicReading, name: str, kept: str | None) -> str | None:
+    """``r``'s field ``name``, made ``kept`` when it is equal (the reading is not out of the
+    poller yet: nobody has seen its own string)."""
+    value: str | None = getattr(r, name)
+    if value is not None and value is not kept and value == kept:
+        object.__setattr__(r, name, kept)
+        return kept
+    return value
+
+
 class _Memo:
     """What the poller remembers about one host:port between polls."""
 
-    __slots__ = ("age", "family", "mac", "pools", "sticky", "uptime_s", "version_sig")
+    __slots__ = ("age", "family", "mac", "pools", "serial", "sticky", "uptime_s", "version_sig")
 
     def __init__(self, family: Firmware) -> None:
         self.family = family
@@ -153,6 +163,8 @@ class _Memo:
         # (command, reply) pairs, not a dict: a one-entry dict is ~0.2 KB a miner
         self.sticky: tuple[tuple[str, bytes], ...] = ()
         self.age = 0
+        # the last reading's serial and MAC (after): the same string objects poll after poll
+        self.serial: str | None = None
         self.mac: str | None = None
         self.uptime_s: int | None = None
         # _version_sig of the replies the family was detected on
@@ -194,7 +206,13 @@ class _Memo:
             self.age = 0
         else:
             self.age += 1
-        self.mac, self.uptime_s = r.mac, r.uptime_s
+        # A firmware that reports its serial and MAC in every reply (Whatsminer, LuxOS) gives
+        # new strings each poll: the reading takes the last poll's, so they are not copies per
+        # miner per cycle, nor the curtailer's, the inventory's and the telemetry's keys made
+        # from earlier readings copies of their own (issue 15).
+        self.serial = _same_as(r, "serial", self.serial)
+        self.mac = _same_as(r, "mac", self.mac)
+        self.uptime_s = r.uptime_s
         pools = r.pools
         if pools == self.pools:
             if pools is not self.pools:

@@ -193,3 +193,16 @@ def test_uvloop_as_the_event_loop_only_where_it_is_installed(
         parse_config(text)
     (problem,) = exc.value.problems
     assert problem.path == "agent.event_loop" and "pip install 'kuat[uvloop]'" in problem.message
+
+
+def test_a_groups_targets_are_made_once_and_shared() -> None:
+    # The agent's poll list and the inventory's locations take a group's (address, port)
+    # pairs each: made per call, 50,000 miners' pairs and address strings were held twice
+    cfg = parse_config(
+        '[site]\nid = "t"\n[[asic.groups]]\nhosts = ["10.0.0.1-10.0.0.20"]\nport = 4029\n'
+    )
+    group = cfg.asic.groups[0]
+    first, again = group.targets(), group.targets()
+    assert first == [(f"10.0.0.{i}", 4029) for i in range(1, 21)]
+    assert all(a is b for a, b in zip(first, again, strict=True))
+    assert all(a is b for a, b in zip(cfg.asic_targets(), first, strict=True))

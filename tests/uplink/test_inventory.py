@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 import jsonschema
@@ -191,6 +192,20 @@ def test_snapshot_json_is_the_payload_dumped() -> None:
         assert snapshot_json(s, seq=7, extra=extra) == dumped
     empty = build_snapshot([], site="farm", owner_bin="123", now=T0)
     assert json.loads(snapshot_json(empty, seq=0))["miners"] == []
+
+
+def test_snapshot_json_holds_the_snapshots_text_once() -> None:
+    # A farm's snapshot is tens of MB of JSON (19 MB at 50,000 miners), made while the agent
+    # polls: returned as a copy of the buffer it was written into, it was held twice at the
+    # agent's peak (issue 15). Its peak is now its own size and the buffer's headroom.
+    s = snap([miner(f"SN{i:06d}", f"10.1.{i // 250}.{i % 250}") for i in range(3000)])
+    tracemalloc.start()
+    try:
+        text = snapshot_json(s, seq=1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.5 * len(text), (peak, len(text))
 
 
 def test_events_made_when_read_are_diffs_events() -> None:

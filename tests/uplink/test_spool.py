@@ -354,3 +354,35 @@ def test_full_disk_drops_oldest_says_so_once_and_recovers(
         assert len(full) == 1 and full[0].levelno == logging.ERROR
         assert sum("space is available again" in r.getMessage() for r in caplog.records) == 1
         sp.close()
+
+
+def _sqlite_memory_used() -> int | None:
+    """SQLite's own count of the memory it holds (the library the sqlite3 module uses)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("sqlite3")
+    if name is None:
+        return None
+    fn = ctypes.CDLL(name).sqlite3_memory_used
+    fn.restype = ctypes.c_int64
+    return int(fn())
+
+
+def test_a_retained_payload_is_not_kept_by_sqlite_after_it_is_queued(tmp_path: Path) -> None:
+    # A bound value is copied by SQLite and kept with its cached statement until the next
+    # bind: the inventory snapshot (19 MB at 50,000 miners), bound to the retained row and to
+    # its outbox copy, stayed in the agent twice between publishes (issue 15).
+    spool = Spool(tmp_path / "s.db")
+    if _sqlite_memory_used() is None:
+        pytest.skip("the SQLite library is not found by ctypes")
+    payload = bytearray(os.urandom(5_000_000))
+    before = _sqlite_memory_used()
+    assert before is not None
+    spool.outbox_put_sequenced("k", "events", [{"a": 1}], retained=("inventory", lambda _: payload))
+    after = _sqlite_memory_used()
+    assert after is not None
+    assert after - before < len(payload) // 2, (before, after)
+    assert spool.retained() == {"inventory": bytes(payload)}
+    (msg,) = [m for m in spool.outbox_peek() if m.topic == "inventory"]
+    assert msg.payload == payload and msg.retain

@@ -307,13 +307,22 @@ def first_num(d: Mapping[str, Any] | None, *keys: str) -> float | None:
 
 
 def positive(values: Any) -> tuple[float, ...]:
-    """Numbers > 0; firmware writes 0 for an empty slot, which is 'no sensor', not 0 °C."""
+    """Numbers > 0; firmware writes 0 for an empty slot, which is 'no sensor', not 0 °C.
+    Each is the object every miner's readings share for it (shared_float): temperatures."""
     out = []
     for v in values:
         f = num(v)
         if f is not None and f > 0:
-            out.append(f)
+            got = _FLOATS.get(f)  # shared_float's usual case inline: a poll's hot path
+            out.append(got if got is not None else shared_float(f))
     return tuple(out)
+
+
+def one_temp(v: Any) -> tuple[float, ...]:
+    """One temperature as a tuple of it (empty when it is not a number), 0 and below kept (an
+    inlet in a Kazakh winter); shared as ``positive``'s are."""
+    f = num(v)
+    return () if f is None else (shared_float(f),)
 
 
 def temps_rows(temps: Body | None) -> Any:
@@ -410,6 +419,22 @@ def shared(s: str | None) -> str | None:
 
 _INTS: dict[int, int] = {}
 _INTS_MAX = 4096
+
+
+_FLOATS: dict[float, float] = {}
+
+
+def shared_float(f: float) -> float:
+    """One float object for a value many miners repeat (temperatures: whole or tenth degrees
+    in a narrow range), as ``shared_int``; NaN is never shared (it equals nothing)."""
+    if f.__class__ is not float:
+        return f  # an int stays one (61 and 61.0 are one key)
+    got = _FLOATS.get(f)
+    if got is not None:
+        return got
+    if len(_FLOATS) < _INTS_MAX and f == f:
+        _FLOATS[f] = f
+    return f
 
 
 def shared_int(i: int) -> int:

@@ -116,6 +116,39 @@ async def test_repeated_pools_are_the_last_polls_objects(farm: FarmFactory) -> N
         assert isinstance(r4, AsicReading) and r4.pools is r3.pools
 
 
+async def test_a_repeated_serial_and_mac_are_the_last_polls_strings(farm: FarmFactory) -> None:
+    # Whatsminer and LuxOS report serial and MAC in every reply: parsed anew each poll, they
+    # would be new strings per miner per cycle (and the curtailer's and the inventory's keys,
+    # made from earlier readings, copies of their own)
+    async with farm(2, ["whatsminer", "luxos"]) as sim:
+        poller = AsicPoller()
+        for t in sim.targets:
+            r1, r2, r3 = [await poller.poll(*t) for _ in range(3)]
+            assert isinstance(r1, AsicReading) and isinstance(r2, AsicReading)
+            assert isinstance(r3, AsicReading)
+            assert r1.serial and r1.mac
+            assert r2.serial is r1.serial and r3.serial is r1.serial
+            assert r2.mac is r1.mac and r3.mac is r1.mac
+
+
+async def test_equal_temperatures_are_one_float_object(farm: FarmFactory) -> None:
+    # A float is 24 bytes and a reading carries 3-9 temperatures, whole or tenth degrees in a
+    # narrow range: every miner's readings share one object per value (issue 15)
+    kinds = ["luxos", "whatsminer", "braiins"] * 3
+    async with farm(len(kinds), kinds) as sim:
+        poller = AsicPoller()
+        readings = [await poller.poll(*t) for t in sim.targets for _ in range(2)]
+    temps = [
+        v
+        for r in readings
+        if isinstance(r, AsicReading)
+        for v in (*r.temps_c.board, *r.temps_c.chip, *r.temps_c.inlet)
+    ]
+    assert len(temps) > len(set(temps))  # values repeat, as on a farm
+    first: dict[float, float] = {}
+    assert all(first.setdefault(v, v) is v for v in temps)
+
+
 async def test_an_identity_reply_alike_on_many_miners_is_kept_once(farm: FarmFactory) -> None:
     # LuxOS's profiles reply is the same on every box of a model: one bytes object kept for
     # all of them; a reply unique per box (Whatsminer's, with its MAC) is each box's own

@@ -53,6 +53,7 @@ from kuat.collectors.cgminer.firmware.common import (
     num,
     pools,
     positive,
+    shared_float,
     shared_int,
     text,
 )
@@ -317,7 +318,7 @@ def _sensors(v: Any) -> list[float | None]:
     out: list[float | None] = []
     for x in vals[:64]:
         f = num(x)
-        out.append(f if f is not None and 0 < f <= 150 else None)
+        out.append(shared_float(f) if f is not None and 0 < f <= 150 else None)  # temperatures
     return out
 
 

@@ -31,6 +31,7 @@ from kuat.collectors.cgminer.firmware.common import (
     item,
     mac,
     num,
+    one_temp,
     pools,
     positive,
     text,
@@ -91,7 +92,7 @@ def _temps(summary: Body | None) -> Any:
     return AsicTemps(
         board=positive([s.get("Temperature")]),
         chip=positive([s.get("Chip Temp Max")]),
-        inlet=tuple(t for t in [num(s.get("Env Temp"))] if t is not None),
+        inlet=one_temp(s.get("Env Temp")),
     )
 
 
@@ -246,7 +247,7 @@ def _v3_temps(status: Body | None) -> Any:
     return AsicTemps(
         board=positive(boards if isinstance(boards, list) else []),
         chip=positive([s.get("chip-temp-max")]),
-        inlet=tuple(t for t in [num(s.get("environment-temperature"))] if t is not None),
+        inlet=one_temp(s.get("environment-temperature")),
     )
 
 

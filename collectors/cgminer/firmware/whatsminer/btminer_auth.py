@@ -28,13 +28,16 @@ import binascii
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from passlib.hash import md5_crypt
+from typing import TYPE_CHECKING, Any
 
 from kuat.collectors.errors import KuatError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers import Cipher, modes
+    from cryptography.hazmat.primitives.padding import PKCS7
+
+# cryptography and passlib (~10 MB of an agent's RSS) are imported by the functions that
+# sign or encrypt a write: an agent that only polls its Whatsminers never loads them.
 
 _BLOCK = 16
 # md5-crypt salts: at most 8 characters of this alphabet (passlib refuses anything else)
@@ -79,6 +82,8 @@ def md5_crypt_body(secret: str, salt: str) -> str:
     """The hash part of ``$1$<salt>$<hash>``, as ``openssl passwd -1 -salt`` makes it."""
     if not salt or len(salt) > 8 or not set(salt) <= _SALT_CHARS:
         raise AuthError(f"not an md5-crypt salt: {salt!r}")
+    from passlib.hash import md5_crypt
+
     return md5_crypt.using(salt=salt).hash(secret).rsplit("$", 1)[1]
 
 
@@ -87,9 +92,21 @@ def v2_session(password: str, token: V2Token) -> V2Session:
     return V2Session(key=key, sign=md5_crypt_body(key + token.time, token.newsalt))
 
 
+def _aes_ecb(key: bytes) -> Cipher[modes.ECB]:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    return Cipher(algorithms.AES(key), modes.ECB())
+
+
+def _pkcs7() -> PKCS7:
+    from cryptography.hazmat.primitives.padding import PKCS7
+
+    return PKCS7(128)
+
+
 def _cipher(key: str) -> Cipher[modes.ECB]:
     # the documented AES key is sha256 of the md5-crypt body, the raw 32 bytes
-    return Cipher(algorithms.AES(hashlib.sha256(key.encode()).digest()), modes.ECB())
+    return _aes_ecb(hashlib.sha256(key.encode()).digest())
 
 
 def v2_encrypt(key: str, plaintext: bytes) -> str:
@@ -149,8 +166,8 @@ V3_ENCRYPTED = frozenset({"set.miner.pools"})
 
 def v3_encrypt_param(key: bytes, param: Any) -> str:
     body = json.dumps(param, separators=(",", ":")).encode()
-    padder = padding.PKCS7(128).padder()
-    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    padder = _pkcs7().padder()
+    enc = _aes_ecb(key).encryptor()
     padded = padder.update(body) + padder.finalize()
     return base64.b64encode(enc.update(padded) + enc.finalize()).decode("ascii")
 
@@ -159,8 +176,8 @@ def v3_decrypt_param(key: bytes, data: str) -> Any:
     """What ``v3_encrypt_param`` made, back (the simulator's side); AuthError if it is not."""
     try:
         raw = base64.b64decode(data, validate=True)
-        dec = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
-        unpadder = padding.PKCS7(128).unpadder()
+        dec = _aes_ecb(key).decryptor()
+        unpadder = _pkcs7().unpadder()
         plain = unpadder.update(dec.update(raw) + dec.finalize()) + unpadder.finalize()
         return json.loads(plain)
     except (binascii.Error, ValueError):
