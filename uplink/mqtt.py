@@ -56,7 +56,7 @@ from kuat.uplink.inventory import (
     diff_events,
     iso,
     snapshot_from_payload,
-    snapshot_json,
+    snapshot_json_parts,
 )
 from kuat.uplink.outbox_sender import OutboxSender
 from kuat.uplink.register_history import DEFAULT_RETENTION, RegisterHistory
@@ -292,13 +292,19 @@ class RegisterPublisher(OutboxSender):
                 previous, snap, after={"agent_id": self.agent_id} if self.agent_id else None
             )
 
+            # Serialised before the spool's transaction, not inside it: the transaction holds
+            # the spool's lock, which the event loop takes to spool each chunk of readings, and
+            # a 50,000-miner snapshot took 1.3-3 s to write (the loop stalled that long at the
+            # inventory job's publish, bench/farm_scale.py --phases).
+            extra = {"agent_id": self.agent_id} if self.agent_id else None
+            body = snapshot_json_parts(snap, extra=extra)
+
             def snapshot_and_history(last: int) -> bytearray:
                 # outbox_put_sequenced calls this inside its transaction, after numbering the
                 # events: the history rows commit (or roll back) with the outbox rows.
                 seqs = range(last - len(events) + 1, last + 1)
                 self.history.record_in_transaction(events, seqs, now)
-                extra = {"agent_id": self.agent_id} if self.agent_id else None
-                return snapshot_json(snap, seq=last, extra=extra)
+                return body.with_seq(last)
 
             seqs = self.spool.outbox_put_sequenced(
                 self._seq_key,

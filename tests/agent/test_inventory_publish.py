@@ -65,12 +65,41 @@ async def test_a_miner_cycle_does_not_wait_for_its_inventory_republish(tmp_path:
         after_job_asked = list(published)
         release.set()
         await asyncio.gather(cycle, job)
-        # with nothing in flight, the job publishes anew
-        await a.publish_inventory()
     finally:
         release.set()
         await sim.stop()
         await a.uplinks.stop()
     assert cycle_done, "the miner cycle waited for the inventory publish"
     assert job_waits and after_job_asked == [MINERS]
+    assert published == [MINERS]
+
+
+async def test_the_inventory_job_just_after_a_republish_makes_no_second_snapshot(
+    tmp_path: Path,
+) -> None:
+    sim = AsicFarmSimulator(MINERS, first_ip="127.77.251.1", seed=3)
+    await sim.start()
+    a = agent(tmp_path, sim)
+    published: list[int] = []
+
+    async def publish(readings: Iterable[AsicReading], now: datetime) -> None:
+        published.append(len(list(readings)))
+
+    a.uplinks.publish_inventory = publish  # type: ignore[method-assign]
+    try:
+        await a.publish_inventory()  # before any miner answered: incomplete, nothing published
+        await a.poll_asics()  # ... so the cycle republishes, beside it
+        assert a._inventory_task is not None
+        await a._inventory_task
+        # the job due seconds later: the miners were read just now, no second snapshot
+        await a.publish_inventory()
+        after_republish = list(published)
+        assert after_republish == [MINERS], "the inventory job made the snapshot again"
+        # half an interval after that read (the scheduled job an interval later), it publishes
+        assert a._inventory_read_at is not None
+        a._inventory_read_at -= a.cfg.intervals.inventory / 2
+        await a.publish_inventory()
+    finally:
+        await sim.stop()
+        await a.uplinks.stop()
     assert published == [MINERS, MINERS]
