@@ -714,7 +714,7 @@ class AsicPoller:
             memo = self._memo[key] = _Memo(family)
             spec = SPECS[family]
             reuse = {}
-            if spec.request_changes:
+            if spec.request_changes and (spec.requery_if is None or spec.requery_if(bodies)):
                 # discovery asked without this firmware's request keys (S21-era new_api stats):
                 # ask again with them, so even a first poll (a probe) reads the watts
                 await self._requery(host, port, spec, replies, deadline)

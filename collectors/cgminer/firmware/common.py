@@ -143,6 +143,10 @@ class FirmwareSpec:
     # those again with them
     request: Mapping[str, Any] | None = None
     request_changes: tuple[str, ...] = ()
+    # whether the discovery replies (bodies by command) come from a build that may answer the
+    # request keys at all; False skips that second look (None: always taken). A farm's first
+    # cycle asks it of every such miner, one more connection each.
+    requery_if: Callable[[Mapping[str, Any]], bool] | None = None
     # how the discovery replies show this firmware; tried in ``detect_rank`` order, lowest first
     # (a derivative before the firmware it derives from); None: found another way (API v3)
     detect: Callable[[Clues], bool] | None = None

@@ -67,3 +67,31 @@ async def test_hydro_sleeps_and_wakes_through_set_miner_conf() -> None:
         res = await control.wake(host, port, "bitmain", "quota", confirm_s=3, access=WEB)
         assert res.outcome == "done", res
         assert not m.sleeping
+
+
+async def test_discovery_asks_stats_again_with_new_api_only_where_it_may_answer() -> None:
+    """A farm's first cycle asks ``stats`` a second time, with ``new_api``, of every stock
+    Antminer whose build may answer it (S21-era, hydro, models kuat does not know); not of the
+    air-cooled generations before it (S19 and older): one connection each for nothing."""
+    async with (
+        s21_farm(4) as new,
+        AsicFarmSimulator(
+            3, first_ip=f"127.86.{next(_ranges) % 99 + 1}.1", personalities=["antminer"]
+        ) as old,
+    ):
+        poller = AsicPoller(web_port=None)
+        asked: list[tuple[str, str]] = []
+        command = poller.client.command
+
+        async def counted(host: str, port: int, cmd: str, **kw: object) -> object:
+            asked.append((host, cmd))
+            return await command(host, port, cmd, **kw)  # type: ignore[arg-type]
+
+        poller.client.command = counted  # type: ignore[method-assign]
+        results = await poller.poll_many([*new.targets, *old.targets])
+        await poller.aclose()
+    assert all(isinstance(r, AsicReading) for r in results)
+    for host, _ in new.targets:  # the S21 family: discovery, then stats with new_api
+        assert [c for h, c in asked if h == host] == ["summary+stats+pools+version", "stats"]
+    for host, _ in old.targets:  # S19s: discovery alone
+        assert [c for h, c in asked if h == host] == ["summary+stats+pools+version"]
