@@ -59,14 +59,14 @@ from kuat.uplink.inventory import (
     snapshot_json_parts,
 )
 from kuat.uplink.outbox_sender import OutboxSender
-from kuat.uplink.register_history import DEFAULT_RETENTION, RegisterHistory
+from kuat.uplink.register_history import DEFAULT_RETENTION, HISTORY_KEYS, RegisterHistory
 from kuat.uplink.register_replay import (
     MAX_REPLAY,
     REPLAY_BUDGET,
     ReplayError,
     parse_replay,
 )
-from kuat.uplink.spool import Spool
+from kuat.uplink.spool import SequencedJson, Spool
 
 __all__ = ["InventoryReport", "RegisterPublisher", "topic_base"]
 
@@ -287,7 +287,7 @@ class RegisterPublisher(OutboxSender):
                 owner=self.owner,
                 data_centre=self.data_centre,
             )
-            # each event made when written (twice: history and outbox), not all held at once
+            # each event made when encoded, not all held at once as dicts
             events = diff_events(
                 previous, snap, after={"agent_id": self.agent_id} if self.agent_id else None
             )
@@ -295,7 +295,9 @@ class RegisterPublisher(OutboxSender):
             # Serialised before the spool's transaction, not inside it: the transaction holds
             # the spool's lock, which the event loop takes to spool each chunk of readings, and
             # a 50,000-miner snapshot took 1.3-3 s to write (the loop stalled that long at the
-            # inventory job's publish, bench/farm_scale.py --phases).
+            # inventory job's publish, bench/farm_scale.py --phases), its first inventory's
+            # events as long again.
+            encoded = SequencedJson(events, keep=HISTORY_KEYS)
             extra = {"agent_id": self.agent_id} if self.agent_id else None
             body = snapshot_json_parts(snap, extra=extra)
 
@@ -303,13 +305,13 @@ class RegisterPublisher(OutboxSender):
                 # outbox_put_sequenced calls this inside its transaction, after numbering the
                 # events: the history rows commit (or roll back) with the outbox rows.
                 seqs = range(last - len(events) + 1, last + 1)
-                self.history.record_in_transaction(events, seqs, now)
+                self.history.record_in_transaction(encoded, seqs, now)
                 return body.with_seq(last)
 
             seqs = self.spool.outbox_put_sequenced(
                 self._seq_key,
                 self.events_topic,
-                events,
+                encoded,
                 retained=(self.inventory_topic, snapshot_and_history),
             )
             self._last = snap

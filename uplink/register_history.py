@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kuat.uplink.inventory import iso
-from kuat.uplink.spool import Spool
+from kuat.uplink.spool import SequencedJson, Spool
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -66,6 +66,10 @@ CREATE TRIGGER IF NOT EXISTS register_history_append_only
     BEFORE UPDATE ON register_history
     BEGIN SELECT RAISE(ABORT, 'register_history is append-only'); END;
 """
+
+
+# what record_in_transaction's events keep apart (SequencedJson keep=), the table's columns
+HISTORY_KEYS = ("id", "type", "miner_id", "at")
 
 
 def _body_json(body: dict[str, Any]) -> str:
@@ -138,9 +142,10 @@ class RegisterHistory:
         )
 
     def record_in_transaction(
-        self, events: Sequence[dict[str, Any]], seqs: Sequence[int], now: datetime
+        self, events: SequencedJson, seqs: Sequence[int], now: datetime
     ) -> None:
-        """Append ``events`` (numbered ``seqs``) and prune by age.
+        """Append ``events`` (numbered ``seqs``; encoded with ``keep=HISTORY_KEYS``) and prune
+        by age.
 
         Must run inside the spool transaction that queues the same events (see the module
         docstring); it does not begin or commit anything itself.
@@ -153,8 +158,13 @@ class RegisterHistory:
             "INSERT OR IGNORE INTO register_history_meta(seq_key, history_from) VALUES (?, ?)",
             (self.seq_key, now_text),
         )
-        self._insert(
-            db, ({**e, "seq": s} for e, s in zip(events, seqs, strict=True)), or_ignore=False
+        db.executemany(
+            "INSERT INTO register_history(seq_key, seq, id, type, miner_id, at, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (self.seq_key, seq, *events.kept(i), events.payload(i, seq).decode())
+                for i, seq in enumerate(seqs)
+            ),
         )
         cutoff = iso(now - self.retention)
         pruned = db.execute(

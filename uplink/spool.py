@@ -55,7 +55,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,6 +126,46 @@ def _put_retained(db: sqlite3.Connection, topic: str, payload: bytes | bytearray
     (rowid,) = db.execute("SELECT rowid FROM retained WHERE topic = ?", (topic,)).fetchone()
     with db.blobopen("retained", "payload", rowid) as blob:
         blob.write(payload)
+
+
+class SequencedJson:
+    """JSON objects each to be given a ``seq`` (as their last key) by the transaction that
+    numbers them, encoded ahead of it: ``payload(i, seq)`` is the bytes of
+    ``json.dumps({**body, "seq": seq}, ensure_ascii=False, separators=(",", ":"))``.
+
+    Encoded inside ``outbox_put_sequenced``'s transaction, a farm's first inventory (an event
+    per miner, ~32 us each, twice: outbox and register history) held the spool's lock, and with
+    it the event loop spooling readings, for seconds at 50,000 miners. The encoded bodies sit in
+    one buffer (~0.6 KB an event), not an object each; ``keep`` names keys kept apart, as
+    ``kept(i)``, for the rows that index them."""
+
+    __slots__ = ("_buf", "_ends", "_kept")
+
+    def __init__(self, bodies: Iterable[Mapping[str, Any]], keep: tuple[str, ...] = ()) -> None:
+        buf = bytearray()
+        ends: list[int] = []
+        kept: list[tuple[Any, ...]] = []
+        for body in bodies:
+            if "seq" in body or not body:
+                raise ValueError("a sequenced body has keys, and no seq of its own")
+            # without its closing brace: the seq goes after the body's own keys
+            buf += json.dumps(body, ensure_ascii=False, separators=(",", ":"))[:-1].encode()
+            ends.append(len(buf))
+            if keep:
+                kept.append(tuple(body[k] for k in keep))
+        self._buf = buf
+        self._ends = ends
+        self._kept = kept
+
+    def __len__(self) -> int:
+        return len(self._ends)
+
+    def payload(self, i: int, seq: int) -> bytes:
+        start = self._ends[i - 1] if i else 0
+        return b"".join((memoryview(self._buf)[start : self._ends[i]], b',"seq":%d}' % seq))
+
+    def kept(self, i: int) -> tuple[Any, ...]:
+        return self._kept[i]
 
 
 class SpoolFull(KuatError, sqlite3.OperationalError):
@@ -679,7 +719,7 @@ class Spool:
         self,
         seq_key: str,
         topic: str,
-        bodies: Sequence[dict[str, Any]],
+        bodies: Sequence[dict[str, Any]] | SequencedJson,
         *,
         qos: int = 1,
         retained: tuple[str, Callable[[int], bytes | bytearray]] | None = None,
@@ -706,20 +746,18 @@ class Spool:
             first = last - len(bodies) + 1
             now = time.time()
             seqs = list(range(first, last + 1))
+            payloads = (
+                (bodies.payload(i, s) for i, s in enumerate(seqs))
+                if isinstance(bodies, SequencedJson)
+                else (
+                    json.dumps({**b, "seq": s}, ensure_ascii=False, separators=(",", ":")).encode()
+                    for b, s in zip(bodies, seqs, strict=True)
+                )
+            )
             db.executemany(
                 "INSERT INTO outbox(topic, payload, qos, retain, created_at) "
                 "VALUES (?, ?, ?, 0, ?)",
-                (
-                    (
-                        topic,
-                        json.dumps(
-                            {**b, "seq": s}, ensure_ascii=False, separators=(",", ":")
-                        ).encode(),
-                        qos,
-                        now,
-                    )
-                    for b, s in zip(bodies, seqs, strict=True)
-                ),
+                ((topic, payload, qos, now) for payload in payloads),
             )
             if retained is not None:
                 r_topic, build = retained
