@@ -1,8 +1,9 @@
 """The agent at run time: one APScheduler job per collector kind plus quota, inventory and flush.
 
 Every job is bounded: device polls carry their own deadlines inside the collectors, and each job
-as a whole is cut at its interval so a slow cycle can never pile up behind itself
-(``max_instances=1`` and ``coalesce`` make a late run replace, not queue behind, the next one).
+as a whole is cut just before its next start (job_budget) so a slow cycle can never pile up
+behind itself (``max_instances=1`` and ``coalesce`` make a late run replace, not queue behind,
+the next one).
 """
 
 from __future__ import annotations
@@ -63,8 +64,14 @@ BACKSTOP_GRACE_S = 0.5
 # cycle's end, 1,500 miners' held the event loop 0.3-0.4 s on a busy box, growing with the farm
 # (bench/farm_scale.py --slow-ms).
 RECORD_CHUNK = 500
-# A job is cut after its interval, but never sooner than this.
+# A job is cut about its interval after it started (job_budget), but never sooner than this.
 JOB_MIN_BUDGET_S = 5.0
+# ... less this, so that a cut run has ended (its cancellation unwound, its cleanup done) when
+# its next start comes: cut at the very start, the run still held its one instance then, and
+# the scheduler skipped that start, leaving the miners idle a whole interval after each cut
+# cycle (50,000 miners: the cancellation took 0.4 s; cycles every 120 s instead of 60,
+# bench/farm_scale.py --phases).
+SCHEDULE_MARGIN_S = 1.0
 
 
 def utcnow() -> datetime:
@@ -76,10 +83,17 @@ class JobSpec:
     name: str
     interval_s: float
     run: Callable[[], Awaitable[None]]
-    # How long a run may take before it is cut (default: its interval, at least 5 s). A device
+    # How long a run may take before it is cut (default: job_budget's). A device
     # job's is its devices' deadlines: they report a silent device down themselves, and
     # cutting the job sooner would lose the results of the devices that did answer.
     budget_s: float | None = None
+
+
+def job_budget(spec: JobSpec) -> float:
+    """How long a run of ``spec`` may take before it is cut: its interval less the margin that
+    lets the cut run end before its next start, never under JOB_MIN_BUDGET_S nor its own
+    ``budget_s``."""
+    return max(spec.interval_s - SCHEDULE_MARGIN_S, JOB_MIN_BUDGET_S, spec.budget_s or 0.0)
 
 
 class Agent:
@@ -265,7 +279,7 @@ class Agent:
         the interval, less whatever would leave the last poll without its whole deadline
         (``timeout_s`` and the runtime's grace) before the next cycle."""
         iv, asic = self.cfg.intervals.asic, self.cfg.asic
-        room = iv - asic.timeout_s - 2 * BACKSTOP_GRACE_S
+        room = iv - asic.timeout_s - 2 * BACKSTOP_GRACE_S - SCHEDULE_MARGIN_S
         return max(0.0, min(asic.spread * iv, room))
 
     async def _spread_poll_asics(self) -> None:
@@ -768,7 +782,7 @@ class Agent:
         if task is not None:
             self._running.add(task)
         try:
-            budget = max(spec.interval_s, JOB_MIN_BUDGET_S, spec.budget_s or 0.0)
+            budget = job_budget(spec)
             await asyncio.wait_for(spec.run(), timeout=budget)
         except asyncio.CancelledError:
             return  # shutting down

@@ -38,7 +38,8 @@ def agent(
         (60, 3, None, 48.0),  # the default: 80 % of the minute
         (60, 3, 0.5, 30.0),
         (60, 3, 0, 0.0),  # off: every miner at the cycle's start
-        (10, 5, None, 4.0),  # 8 s would leave the last miner 2 s of its 5 s deadline
+        (10, 5, None, 3.0),  # 8 s would leave the last miner 2 s of its 5 s deadline, and the
+        # run is cut 1 s before its next start (runtime.SCHEDULE_MARGIN_S)
         (2, 3, None, 0.0),  # no room at all: no spreading
     ],
 )
