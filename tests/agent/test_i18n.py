@@ -270,3 +270,30 @@ def test_the_status_table_writes_numbers_and_counts_the_readers_way() -> None:
 )
 def test_megawatts_keep_the_kilowatts(reason: Reason, en: str) -> None:
     assert en in render(reason, "en")
+
+
+def test_the_number_symbols_are_cldrs() -> None:
+    from babel.numbers import get_decimal_symbol, get_group_symbol, get_minus_sign_symbol
+
+    for lang in i18n.LANGS:
+        want = (get_decimal_symbol(lang), get_group_symbol(lang), get_minus_sign_symbol(lang))
+        assert i18n.SYMBOLS[lang] == want, lang
+
+
+def test_numbers_are_written_without_babels_locale_data() -> None:
+    # Babel keeps a locale's whole CLDR data once it is asked for one symbol: ~5 MB of every
+    # agent's memory (issue 15). Run apart: this test process may have loaded it already.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from kuat.agent.i18n import number\n"
+        "assert [number(-1234.5, l) for l in ('kk', 'ru', 'en')] == "
+        "['-1\\xa0234,5', '-1\\xa0234,5', '-1,234.5']\n"
+        "from babel import localedata\n"
+        "print(len(localedata._cache), 'babel.numbers' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "False"]
