@@ -249,6 +249,12 @@ class _Exchange(asyncio.Protocol):
         self.buf = bytearray()
         self.done: asyncio.Future[bytes] = loop.create_future()
         self.transport: asyncio.Transport | None = None
+        # a literal IPv4 connect (_begin): its socket while it is under way, when it ended
+        self.sock: socket.socket | None = None
+        self.connected_at = 0.0
+        # exchange's timers now armed (kept here for _connect_timeout to re-arm, dropped when
+        # the exchange ends)
+        self.timers: tuple[asyncio.TimerHandle, ...] = ()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # a stream connection's transport; not an isinstance check: uvloop's TCPTransport is
@@ -300,6 +306,14 @@ class _Exchange(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
+    def end(self) -> None:
+        """The exchange is over: its timers cancelled (and let go of: each names this
+        protocol), the connection dropped."""
+        for t in self.timers:
+            t.cancel()
+        self.timers = ()
+        self.abandon()
+
     def abandon(self) -> None:
         """Nobody will await ``done`` any more: drop the connection without logging noise."""
         if self.done.done():
@@ -307,6 +321,11 @@ class _Exchange(asyncio.Protocol):
                 self.done.exception()  # mark retrieved
         else:
             self.done.cancel()
+        sock = self.sock
+        if sock is not None:  # still connecting
+            self.sock = None
+            self.loop.remove_writer(sock.fileno())
+            sock.close()
         if self.transport is not None:
             self.transport.abort()
 
@@ -467,37 +486,6 @@ class _Link:
 
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 
-
-async def _connect(loop: asyncio.AbstractEventLoop, proto: _Exchange, host: str, port: int) -> None:
-    """Connect ``proto``. For a literal IPv4 address (every miner in a config) this skips
-    create_connection's resolver and happy-eyeballs machinery, a fifth of a poll's CPU, and
-    asyncio's transport (``_Link``)."""
-    try:
-        socket.inet_pton(socket.AF_INET, host)
-    except OSError:
-        await loop.create_connection(lambda: proto, host, port)
-        return
-    # non-blocking from its creation (Linux): one syscall fewer than setblocking(False) after
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | _NONBLOCK)
-    try:
-        if not _NONBLOCK:
-            sock.setblocking(False)
-        err = sock.connect_ex((host, port))
-        if err:
-            if err not in _IN_PROGRESS:
-                # what sock.connect raises; OSError picks the subclass by errno
-                raise OSError(err, os.strerror(err))
-            await _writable(loop, sock.fileno())
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                # as loop.sock_connect words it (the cause a person reads is the same)
-                raise OSError(err, f"Connect call failed {(host, port)}")
-        _Link(loop, sock, proto)
-    except BaseException:
-        sock.close()
-        raise
-
-
 # a non-blocking connect under way (what loop.sock_connect waits out: BlockingIOError's errnos
 # and EINTR)
 _IN_PROGRESS = frozenset(
@@ -505,21 +493,74 @@ _IN_PROGRESS = frozenset(
 )
 
 
-async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
-    """Until ``fd`` is writable (a non-blocking connect has ended, either way). Not
-    ``loop.sock_connect``: for an address already literal its resolver check, its socket
-    family and type read as enums and its done callback were a tenth of a poll's Python."""
-    fut = loop.create_future()
-    loop.add_writer(fd, _wake, fut)
+def _literal_ipv4(host: str) -> bool:
     try:
-        await fut
-    finally:
-        loop.remove_writer(fd)
+        socket.inet_pton(socket.AF_INET, host)
+    except OSError:
+        return False
+    return True
 
 
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+def _cannot_connect(e: OSError, port: int) -> NoAnswer:
+    """The cause a person reads for a connect that failed."""
+    if isinstance(e, ConnectionRefusedError):
+        return NoAnswer(f"connection refused on port {port} (is the miner API enabled?)")
+    return NoAnswer(f"cannot connect: {e.strerror or e}")
+
+
+def _begin(loop: asyncio.AbstractEventLoop, proto: _Exchange, host: str, port: int) -> None:
+    """Start connecting ``proto`` to a literal IPv4 address; raises OSError if the kernel
+    refuses at once. The connect ends in a callback (``_connected``) that sends the request,
+    not in the poll's coroutine: a poll wakes its coroutine once, for the reply, where
+    awaiting the connect woke it twice (and the connect's timeout scope, its future and the
+    task's step were a tenth of a poll's Python, bench/asic_poll.py)."""
+    # non-blocking from its creation (Linux): one syscall fewer than setblocking(False) after
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM | _NONBLOCK)
+    try:
+        if not _NONBLOCK:
+            sock.setblocking(False)
+        err = sock.connect_ex((host, port))
+        if err and err not in _IN_PROGRESS:
+            # what sock.connect raises; OSError picks the subclass by errno
+            raise OSError(err, os.strerror(err))
+    except BaseException:
+        sock.close()
+        raise
+    proto.connected_at = loop.time()
+    if err:
+        proto.sock = sock
+        loop.add_writer(sock.fileno(), _connected, proto, host, port)
+    else:
+        _Link(loop, sock, proto)
+
+
+def _connected(proto: _Exchange, host: str, port: int) -> None:
+    """The connect under way has ended, either way (its socket is writable)."""
+    sock = proto.sock
+    if sock is None:  # given up on already (its deadline, a cancel)
+        return
+    proto.sock = None
+    loop = proto.loop
+    loop.remove_writer(sock.fileno())
+    try:
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    except OSError as e:
+        err = e.errno or errno.EBADF
+    if err:
+        sock.close()
+        if not proto.done.done():
+            # as loop.sock_connect words it (the cause a person reads is the same)
+            failed = OSError(err, f"Connect call failed {(host, port)}")
+            proto.done.set_exception(_cannot_connect(failed, port))
+        return
+    proto.connected_at = loop.time()
+    _Link(loop, sock, proto)
+
+
+async def _connect(loop: asyncio.AbstractEventLoop, proto: _Exchange, host: str, port: int) -> None:
+    """Connect ``proto`` to a host name (a literal IPv4 address, every miner in a config, takes
+    ``_begin``): the resolver and asyncio's transport."""
+    await loop.create_connection(lambda: proto, host, port)
 
 
 async def exchange(
@@ -539,29 +580,79 @@ async def exchange(
     """
     loop = asyncio.get_running_loop()
     start = loop.time()
-    proto = await _connect_within(
-        loop, host, port, payload, deadlines, deadline_at, max_reply_bytes, framed
+    if not _literal_ipv4(host):
+        return await _exchange_named(
+            loop, host, port, payload, deadlines, deadline_at, max_reply_bytes, framed
+        )
+    proto = (_FramedExchange if framed else _Exchange)(loop, payload, max_reply_bytes)
+    try:
+        _begin(loop, proto, host, port)
+    except OSError as e:
+        proto.abandon()
+        raise _cannot_connect(e, port) from None
+    # one timer: the connect's deadline, which (connected by then) arms the reply's
+    # (_connect_timeout). Module-level callbacks with their state as arguments, not closures
+    # that name themselves to reschedule: such a closure is a reference cycle holding the
+    # protocol, its socket and its reply buffer until a full garbage collection, on every poll;
+    # the protocol's own hold on its timers is dropped below
+    connect_by = min(start + deadlines.connect_s, deadline_at)
+    proto.timers = (
+        loop.call_at(
+            connect_by,
+            _connect_timeout,
+            proto,
+            start,
+            connect_by,
+            deadlines.first_byte_s,
+            deadline_at,
+            False,
+        ),
     )
-
-    # module-level callbacks with their state as arguments, not closures that name themselves
-    # to reschedule: such a closure is a reference cycle holding the protocol, its socket and
-    # its reply buffer until a full garbage collection, on every poll
-    first_by = min(loop.time() + deadlines.first_byte_s, deadline_at)
-    # a first-byte limit at the total one (the poller's: both are its timeout) is the total
-    # timer's own, which fails an empty reply the same way: one timer, not two, per poll
-    t1 = (
-        loop.call_at(first_by, _first_byte_timeout, proto, start, first_by, False)
-        if first_by < deadline_at
-        else None
-    )
-    t2 = loop.call_at(deadline_at, _total_timeout, proto, start, deadline_at, False)
     try:
         return await proto.done
     finally:
-        if t1 is not None:
-            t1.cancel()
-        t2.cancel()
-        proto.abandon()
+        proto.end()
+
+
+def _connect_timeout(
+    proto: _Exchange,
+    start: float,
+    when: float,
+    first_byte_s: float,
+    deadline_at: float,
+    graced: bool,
+) -> None:
+    if proto.done.done():
+        return
+    loop = proto.loop
+    if proto.transport is None:  # still connecting
+        now = loop.time()
+        if not graced and now - when > STALL_S:
+            # We fired late because the event loop was blocked, not because the miner was
+            # slow; the connect may have ended unseen. One more look before failing.
+            again = now + STALL_S * 2
+            args = (proto, start, again, first_byte_s, deadline_at, True)
+            proto.timers = (loop.call_at(again, _connect_timeout, *args),)
+            return
+        proto.fail(f"timed out after {now - start:.1f} s connecting", NoAnswer)
+        return
+    _arm_reply_timers(proto, start, first_byte_s, deadline_at)
+
+
+def _arm_reply_timers(
+    proto: _Exchange, start: float, first_byte_s: float, deadline_at: float
+) -> None:
+    """Connected (the request is out): the reply's limits from here. A first-byte limit at the
+    total one (the poller's: both are its timeout) is the total timer's own, which fails an
+    empty reply the same way: one timer, not two."""
+    loop = proto.loop
+    first_by = min(proto.connected_at + first_byte_s, deadline_at)
+    total = loop.call_at(deadline_at, _total_timeout, proto, start, deadline_at, False)
+    if first_by < deadline_at:
+        first = loop.call_at(first_by, _first_byte_timeout, proto, start, first_by, False)
+        proto.timers = (first, total)
+    else:
+        proto.timers = (total,)
 
 
 def _first_byte_timeout(proto: _Exchange, start: float, when: float, graced: bool) -> None:
@@ -590,7 +681,7 @@ def _total_timeout(proto: _Exchange, start: float, when: float, graced: bool) ->
         _first_byte_timeout(proto, start, when, True)
 
 
-async def _connect_within(
+async def _exchange_named(
     loop: asyncio.AbstractEventLoop,
     host: str,
     port: int,
@@ -598,9 +689,10 @@ async def _connect_within(
     deadlines: Deadlines,
     deadline_at: float,
     max_reply_bytes: int,
-    framed: bool = False,
-) -> _Exchange:
-    """Connect (and send) within the connect deadline; one retry if only a stall made us late."""
+    framed: bool,
+) -> bytes:
+    """``exchange`` to a host name: connected (and sent) under a timeout scope, one retry if
+    only a stall made us late; then the reply's timers."""
     start = loop.time()
     connect_by = min(start + deadlines.connect_s, deadline_at)
     kind = _FramedExchange if framed else _Exchange
@@ -609,28 +701,28 @@ async def _connect_within(
         try:
             async with asyncio.timeout_at(connect_by):
                 await _connect(loop, proto, host, port)
-            return proto
+            break
         except TimeoutError:
             late = loop.time() - connect_by
             t = proto.transport
             if t is not None and not t.is_closing() and late > STALL_S:
-                return proto  # connected and sent; only the stall made the timer win
+                break  # connected and sent; only the stall made the timer win
             proto.abandon()
             if attempt == 2 or late <= STALL_S:
                 raise NoAnswer(f"timed out after {loop.time() - start:.1f} s connecting") from None
             connect_by = loop.time() + STALL_S * 2
-        except ConnectionRefusedError:
-            proto.abandon()
-            raise NoAnswer(
-                f"connection refused on port {port} (is the miner API enabled?)"
-            ) from None
         except OSError as e:
             proto.abandon()
-            raise NoAnswer(f"cannot connect: {e.strerror or e}") from None
+            raise _cannot_connect(e, port) from None
         except BaseException:
             proto.abandon()
             raise
-    raise AssertionError("unreachable")
+    proto.connected_at = loop.time()
+    _arm_reply_timers(proto, start, deadlines.first_byte_s, deadline_at)
+    try:
+        return await proto.done
+    finally:
+        proto.end()
 
 
 # --- commands -------------------------------------------------------------------------------

@@ -345,20 +345,20 @@ async def test_event_loop_stall_is_not_blamed_on_the_miner(
 ) -> None:
     from kuat.collectors.cgminer import client
 
-    connect = client._connect
+    begin = client._begin
     stalled: list[bool] = []
 
-    async def connect_then_stall(*args: object) -> None:
+    def connect_then_stall(*args: object) -> None:
         if not stalled:
             # a neighbour blocks the loop past every deadline while connects are in flight
             stalled.append(True)
             asyncio.get_running_loop().call_soon(time.sleep, 0.8)
-        await connect(*args)  # type: ignore[arg-type]
+        begin(*args)  # type: ignore[arg-type]
 
     async with farm(8, ["antminer", "whatsminer", "luxos", "braiins"]) as sim:
         poller = AsicPoller(timeout_s=0.5)
         await poller.poll_many(sim.targets)  # detection done; next cycle is the steady one
-        monkeypatch.setattr(client, "_connect", connect_then_stall)
+        monkeypatch.setattr(client, "_begin", connect_then_stall)
         results = await poller.poll_many(sim.targets)
     assert stalled
     assert all(isinstance(r, AsicReading) for r in results), results
