@@ -287,11 +287,16 @@ class Curtailer:
         self._planned, self._curtailable = (out if self._planned_wanted else None), None
         return out
 
+    def keep_plans(self) -> None:
+        """Keep each plan's miner states from now on, for ``curtailable_kw`` (a shard's
+        cluster job wires this at start: its first tick may come before it asks)."""
+        self._planned_wanted = True
+
     def curtailable_kw(self) -> float | None:
         """What the latest plan's miners could shed (kW; ``curtailable_w``), None before the
         first plan. Read by a shard's cluster job: it does not plan again (planning updates
         each miner's record)."""
-        self._planned_wanted = True
+        self.keep_plans()
         if self._planned is None:
             return None
         if self._curtailable is None:  # once per plan, however often a cluster tick asks

@@ -125,7 +125,7 @@ class Agent:
         self.curtailer = Curtailer(cfg, self.state, clock=clock)
         if self.cluster is not None:
             self.cluster.curtailable_kw = self.curtailer.curtailable_kw
-            self.curtailer.curtailable_kw()  # asked for from now on: every plan's is kept
+            self.curtailer.keep_plans()
         # item 7's fix ([compliance] fix_pools): the curtailer's write access to the miners
         self.pool_fixer = PoolFixer(cfg, self.state, self.curtailer.access, clock=clock)
         # the miners' own fault codes, logged once each and counted for /metrics

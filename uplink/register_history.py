@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -70,6 +70,9 @@ CREATE TRIGGER IF NOT EXISTS register_history_append_only
 
 # what record_in_transaction's events keep apart (SequencedJson keep=), the table's columns
 HISTORY_KEYS = ("id", "type", "miner_id", "at")
+_INSERT_INTO = (
+    "INTO register_history(seq_key, seq, id, type, miner_id, at, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _body_json(body: dict[str, Any]) -> str:
@@ -126,17 +129,10 @@ class RegisterHistory:
                 continue
             if isinstance(body, dict) and isinstance(body.get("seq"), int):
                 bodies.append(body)
-        self._insert(db, bodies, or_ignore=True)
-
-    def _insert(
-        self, db: sqlite3.Connection, bodies: Iterable[dict[str, Any]], *, or_ignore: bool
-    ) -> None:
-        verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
         db.executemany(
-            f"{verb} INTO register_history(seq_key, seq, id, type, miner_id, at, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR IGNORE {_INSERT_INTO}",
             (
-                (self.seq_key, b["seq"], b["id"], b["type"], b["miner_id"], b["at"], _body_json(b))
+                (self.seq_key, b["seq"], *(b[k] for k in HISTORY_KEYS), _body_json(b))
                 for b in bodies
             ),
         )
@@ -159,8 +155,7 @@ class RegisterHistory:
             (self.seq_key, now_text),
         )
         db.executemany(
-            "INSERT INTO register_history(seq_key, seq, id, type, miner_id, at, body) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT {_INSERT_INTO}",
             (
                 (self.seq_key, seq, *events.kept(i), events.payload(i, seq).decode())
                 for i, seq in enumerate(seqs)

@@ -731,8 +731,10 @@ class Spool:
         Numbering and queueing are one transaction: a crash can never leave a gap in ``seq``
         nor events without their snapshot. Returns the seqs assigned.
         """
+        # encoded before the transaction, by one encoder whoever calls
+        encoded = bodies if isinstance(bodies, SequencedJson) else SequencedJson(bodies)
         with self._tx() as db:
-            last = self._bump(db, f"seq:{seq_key}", len(bodies))
+            last = self._bump(db, f"seq:{seq_key}", len(encoded))
             if last > self._reserved.get(seq_key, 0):
                 # Reserve before committing: a seq is never issued beyond what the .seq file
                 # (which outlives a damaged spool) says may have been issued.
@@ -743,21 +745,13 @@ class Spool:
                 except BaseException:
                     self._reserved = before
                     raise
-            first = last - len(bodies) + 1
+            first = last - len(encoded) + 1
             now = time.time()
             seqs = list(range(first, last + 1))
-            payloads = (
-                (bodies.payload(i, s) for i, s in enumerate(seqs))
-                if isinstance(bodies, SequencedJson)
-                else (
-                    json.dumps({**b, "seq": s}, ensure_ascii=False, separators=(",", ":")).encode()
-                    for b, s in zip(bodies, seqs, strict=True)
-                )
-            )
             db.executemany(
                 "INSERT INTO outbox(topic, payload, qos, retain, created_at) "
                 "VALUES (?, ?, ?, 0, ?)",
-                ((topic, payload, qos, now) for payload in payloads),
+                ((topic, encoded.payload(i, s), qos, now) for i, s in enumerate(seqs)),
             )
             if retained is not None:
                 r_topic, build = retained
