@@ -30,10 +30,12 @@ import subprocess
 import sys
 import time
 
-from kuat.collectors.readings import PduReading
+from kuat.collectors.readings import PduReading, to_jsonable
+from kuat.collectors.snmp import ber
 from kuat.collectors.snmp.collector import MAX_REPETITIONS, SYS_OBJECT_ID, PduPoller, SnmpAuth
 from kuat.collectors.snmp.profile import detect_profile
-from kuat.collectors.snmp.sim import SnmpSimulator
+from kuat.collectors.snmp.sim import CountingRelay, SnmpSimulator
+from kuat.collectors.snmp.v2c import V2cClient
 
 
 def _children_cpu() -> float:
@@ -116,11 +118,136 @@ def _walk(binary: str, host: str, port: int, community: str, oid: str) -> int:
     )
 
 
+# --- --agent-load: what a poll costs the PDU (and kuat), walking a column at a time or a
+# table at a time --------------------------------------------------------------------------
+
+WAYS = {"per column (before)": True, "tables, sized (now)": False}
+
+
+async def _counted(sim: SnmpSimulator) -> dict[str, dict[str, list[tuple[int, int]]]]:
+    """Per recording and way: (requests, varbinds) of three polls by one poller, counted at a
+    relay between kuat and snmpsim; the readings of the two ways checked equal."""
+    counts: dict[str, dict[str, list[tuple[int, int]]]] = {}
+    with CountingRelay(sim.host, sim.port) as relay:
+        for community in sim.communities:
+            auth = SnmpAuth(community=community)
+            readings = []
+            for way, per_column in WAYS.items():
+                poller = PduPoller(timeout_s=3.0, per_column_walks=per_column)
+                for _ in range(3):
+                    reading = await poller.poll(relay.host, relay.port, auth=auth)
+                    if not isinstance(reading, PduReading):
+                        raise SystemExit(f"{community}: {reading.describe()}")
+                    counts.setdefault(community, {}).setdefault(way, []).append(relay.reset())
+                    data = to_jsonable(reading)
+                    del data["taken_at"]
+                    readings.append(data)
+                poller.close()
+            if any(r != readings[0] for r in readings):
+                raise SystemExit(f"{community}: the two ways read different values")
+    return counts
+
+
+async def _cpu(sim: SnmpSimulator, per_column: bool, polls: int) -> tuple[float, float]:
+    """(snmpsim's, kuat's) CPU seconds for ``polls`` rounds of the four recordings polled
+    concurrently, as the agent polls its PDUs, by one warm poller."""
+    poller = PduPoller(timeout_s=3.0, per_column_walks=per_column)
+    auths = [SnmpAuth(community=c) for c in sim.communities]
+
+    async def round_() -> None:
+        results = await asyncio.gather(*(poller.poll(sim.host, sim.port, auth=a) for a in auths))
+        assert all(isinstance(r, PduReading) for r in results), results
+
+    await round_()  # the poller has seen each PDU once, as in steady state
+    sim_cpu, kuat_cpu = sim.cpu_seconds(), time.process_time()
+    for _ in range(polls):
+        await round_()
+    sim_cpu, kuat_cpu = sim.cpu_seconds() - sim_cpu, time.process_time() - kuat_cpu
+    poller.close()
+    return sim_cpu, kuat_cpu
+
+
+async def _unit_costs(sim: SnmpSimulator, requests: int) -> tuple[float, float]:
+    """snmpsim's CPU seconds per GETBULK and per varbind answered: ``requests`` GETBULKs of
+    one varbind inside the Raritan's 192-row outlet sensor column, asking 1 and 64 rows."""
+    client = V2cClient()
+    addr, community = (sim.host, sim.port), b"raritan-pdu_px3"
+    column = [ber.encode_oid("1.3.6.1.4.1.13742.6.5.4.3.1.4")]
+    spent = {}
+    for rows in (1, 64, 1, 64):
+        before = sim.cpu_seconds()
+        for _ in range(requests):
+            answer = await client.request(
+                addr, community, ber.GETBULK, column, timeout_s=3.0, retries=1, max_repetitions=rows
+            )
+            assert len(answer.varbinds) == rows, len(answer.varbinds)
+        spent[rows] = spent.get(rows, 0.0) + sim.cpu_seconds() - before
+    client.close()
+    per_varbind = (spent[64] - spent[1]) / (63 * 2 * requests)
+    return spent[1] / (2 * requests) - per_varbind, per_varbind
+
+
+def agent_load(polls: int, rounds: int) -> None:
+    with SnmpSimulator() as sim:
+        counts = asyncio.run(_counted(sim))
+        per_request, per_varbind = asyncio.run(_unit_costs(sim, max(50, polls * 5)))
+        cpu: dict[str, list[tuple[float, float]]] = {way: [] for way in WAYS}
+        for _ in range(rounds):  # the two ways alternated, so drifting load hits both
+            for way, per_column in WAYS.items():
+                cpu[way].append(asyncio.run(_cpu(sim, per_column, polls)))
+    print("## PDU poll: requests / varbinds answered per poll, counted at a relay\n")
+    print("| recording | per column (before) | tables: first poll | tables: next polls |")
+    print("|---|---|---|---|")
+    total = {"before": [0, 0], "now": [0, 0]}
+    for community, ways in counts.items():
+        before, now = ways["per column (before)"], ways["tables, sized (now)"]
+        print(
+            f"| {community} | {before[-1][0]} / {before[-1][1]} | {now[0][0]} / {now[0][1]} | "
+            f"{now[-1][0]} / {now[-1][1]} |"
+        )
+        for key, seen in (("before", before[-1]), ("now", now[-1])):
+            total[key][0] += seen[0]
+            total[key][1] += seen[1]
+    b, n = total["before"], total["now"]
+    print(
+        f"| all four | {b[0]} / {b[1]} | | {n[0]} / {n[1]} "
+        f"(**{n[0] / b[0]:.2f}× / {n[1] / b[1]:.2f}×**) |"
+    )
+    print(f"\n## CPU for {polls} polls of the four recordings, {rounds} alternated rounds\n")
+    print("| way | snmpsim CPU, each round | kuat CPU, each round | snmpsim per poll |")
+    print("|---|---|---|---|")
+    for way, samples in cpu.items():
+        sims = ", ".join(f"{s:.2f}" for s, _ in samples)
+        kuats = ", ".join(f"{k:.2f}" for _, k in samples)
+        per_poll = sum(s for s, _ in samples) / (len(samples) * polls * 4) * 1e3
+        print(f"| {way} | {sims} s | {kuats} s | {per_poll:.1f} ms |")
+    old, new = cpu["per column (before)"], cpu["tables, sized (now)"]
+    sim_ratio = sum(s for s, _ in new) / sum(s for s, _ in old)
+    kuat_ratio = sum(k for _, k in new) / sum(k for _, k in old)
+    print(f"\nnow / before: snmpsim **{sim_ratio:.2f}×**, kuat **{kuat_ratio:.2f}×**")
+    print(
+        f"\nsnmpsim's CPU per GETBULK {per_request * 1e3:.2f} ms and per varbind answered "
+        f"{per_varbind * 1e3:.3f} ms: a request costs it as much as "
+        f"{per_request / per_varbind:.0f} varbinds"
+    )
+    sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--polls", type=int, default=30)
     parser.add_argument("--recording", default="raritan-pdu_px3")
+    parser.add_argument(
+        "--agent-load",
+        action="store_true",
+        help="requests and varbinds per poll of the four recordings, and snmpsim's and "
+        "kuat's CPU for --polls polls of them, a column at a time against a table at a time",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternated rounds (--agent-load)")
     args = parser.parse_args()
+    if args.agent_load:
+        agent_load(args.polls, args.rounds)
+        return
     binary = shutil.which("snmpbulkwalk")
     if binary is None:
         raise SystemExit("snmpbulkwalk not found: apt-get install snmp")

@@ -35,6 +35,7 @@ from kuat.collectors.snmp.collector import (
     PollFailed,
     Raw,
     SnmpAuth,
+    _AgentError,
     _Refused,
     _Session,
 )
@@ -147,7 +148,7 @@ class EngineSession(_Session):
         if err_ind:
             raise PollFailed(f"{purpose}: {err_ind} ({self.what})")
         if err_stat:
-            raise PollFailed(f"{purpose}: agent answered {err_stat.prettyPrint()}")
+            raise _AgentError(f"{purpose}: agent answered {err_stat.prettyPrint()}")
         return {str(name): _raw(value) for name, value in answer}
 
     async def set_int(self, oid: str, value: int) -> None:

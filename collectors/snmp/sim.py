@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +24,7 @@ from pyasn1.codec.ber import decoder, encoder
 from pysnmp.proto import api
 
 from kuat.collectors.errors import KuatError
+from kuat.collectors.snmp.ber import BerError, decode_response
 
 RECORDINGS_DIR = Path(__file__).with_name("recordings")
 RESPONDER = "snmpsim-command-responder"
@@ -155,6 +158,14 @@ class SnmpSimulator:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the responder process has used so far (Linux /proc):
+        what serving the polls cost the simulated agents, for bench/snmp_poll.py."""
+        if self._proc is None:
+            raise SimulatorError("snmpsim is not running")
+        fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def _command(self, responder: Path, port: int, cache_dir: Path, data_dir: Path) -> list[str]:
         cmd = [str(responder), "--cache-dir", str(cache_dir), "--log-level", "error"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -252,3 +263,63 @@ class SnmpSimulator:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class CountingRelay:
+    """A loopback UDP relay in front of an agent, counting what passes: the requests a
+    manager sends and the varbinds the agent answers (the work a PDU's agent is given).
+
+    Serves one manager socket at a time (answers go to whoever sent last), as one
+    ``PduPoller`` polls from one socket. For tests and bench/snmp_poll.py.
+
+    >>> with CountingRelay(sim.host, sim.port) as relay:   # poll relay.host, relay.port
+    ...     relay.requests, relay.varbinds
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(self, agent_host: str, agent_port: int) -> None:
+        self.agent = (agent_host, agent_port)
+        self.requests = 0
+        self.varbinds = 0
+        self.port = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def reset(self) -> tuple[int, int]:
+        """(requests, varbinds) so far, then both back to 0."""
+        counts = self.requests, self.varbinds
+        self.requests = self.varbinds = 0
+        return counts
+
+    def _relay(self) -> None:
+        manager: tuple[str, int] | None = None
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self._front, self._back], [], [], 0.05)
+            if self._front in ready:
+                data, manager = self._front.recvfrom(65535)
+                self.requests += 1
+                self._back.sendto(data, self.agent)
+            if self._back in ready:
+                data, _ = self._back.recvfrom(65535)
+                with contextlib.suppress(BerError):
+                    self.varbinds += len(decode_response(data).varbinds)
+                if manager is not None:
+                    self._front.sendto(data, manager)
+
+    def __enter__(self) -> CountingRelay:
+        self._front.bind((self.host, 0))
+        self._back.bind((self.host, 0))
+        self.port = int(self._front.getsockname()[1])
+        self._thread = threading.Thread(target=self._relay, name="snmp-relay", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._front.close()
+        self._back.close()

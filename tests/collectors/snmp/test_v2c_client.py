@@ -3,10 +3,8 @@ to agents that answer garbage, with the wrong community, or with names that neve
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,6 +15,7 @@ from kuat.collectors.readings import DeviceError, PduReading, to_jsonable
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 from kuat.collectors.snmp.sim import SnmpSimulator
 
+from .agents import serve_udp
 from .ber_samples import read_request, response
 
 pytestmark = pytest.mark.servers
@@ -49,30 +48,13 @@ Answer = Callable[[int, str, int, list[str]], bytes | None]
 @contextmanager
 def fake_agent(answer: Answer) -> Iterator[int]:
     """A UDP agent on loopback: ``answer(pdu tag, community, request-id, OIDs)`` -> reply."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.05)
-    stop = threading.Event()
 
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                data, peer = sock.recvfrom(65535)
-            except TimeoutError:
-                continue
-            tag, community, request_id, _f2, _f3, oids = read_request(data)
-            reply = answer(tag, community, request_id, oids)
-            if reply is not None:
-                sock.sendto(reply, peer)
+    def handle(data: bytes) -> bytes | None:
+        tag, community, request_id, _f2, _f3, oids = read_request(data)
+        return answer(tag, community, request_id, oids)
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield int(sock.getsockname()[1])
-    finally:
-        stop.set()
-        thread.join()
-        sock.close()
+    with serve_udp(handle) as port:
+        yield port
 
 
 async def _poll(port: int, **poller: Any) -> PduReading | DeviceError:
