@@ -8,7 +8,8 @@ the columns grouped by the rows the last poll found and asked for those rows plu
 that one reply shows each column's end. Embedded PDU agents are slow and drop requests when
 flooded: a warm poll of the four recorded PDUs sends 29 requests for 926 varbinds where a
 walk per column sent 70 for 2,497 (bench/snmp_poll.py --agent-load). A table that grew
-since the last poll is still read whole: its walk goes on. SNMPv3 walks a column at a time.
+since the last poll is still read whole: its walk goes on. SNMPv3 (pysnmp) walks the same
+way, its replies turned into ber.py's form (engine.py).
 Nothing here raises out of ``poll``: every failure becomes a ``DeviceError`` whose cause
 names what failed.
 
@@ -350,6 +351,38 @@ class _Session:
     async def set_int(self, oid: str, value: int) -> None:
         raise NotImplementedError
 
+    async def bulk(self, starts: list[bytes], repetitions: int, doing: str) -> ber.Response:
+        """One GETBULK (no non-repeaters) from ``starts``, its reply as ber.py reads v2c's."""
+        raise NotImplementedError
+
+    async def walk_columns(self, walks: list[_ColumnWalk]) -> None:
+        """Walk several columns with one GETBULK per round, as net-snmp's snmptable does, each
+        ending as pysnmp's bulk walk ends one column (``_ColumnWalk.take``); the next round
+        asks only for the columns still going, from where each got to."""
+        going = walks
+        while going:
+            count = len(going)
+            repetitions = min(
+                MAX_REPETITIONS, max(1, MAX_VARBINDS // count), max(w.wanted() for w in going)
+            )
+            doing = _walking(going)
+            response = await self.bulk([w.start for w in going], repetitions, doing)
+            if response.error_status == 2:  # noSuchName from a v1 proxy: pysnmp ends quietly
+                if count > 1:  # which column it ended is not said for sure: each goes on alone
+                    for walk in going:
+                        await self.walk_columns([walk])
+                return
+            if response.error_status:
+                status = ber.error_status_name(response.error_status)
+                index = response.error_index
+                named = _walking(going[index - 1 : index]) if 0 < index <= count else doing
+                raise PollFailed(f"{named}: agent answered {status}")
+            varbinds = response.varbinds
+            if not varbinds:
+                return
+            # a GETBULK's reply holds its columns' names row by row: column i at i, i+count…
+            going = [w for i, w in enumerate(going) if w.take(varbinds[i::count])]
+
 
 def _raw_v2c(value: ber.Value) -> Raw:
     """A decoded v2c value -> Raw, as ``_raw`` turns the same value from pysnmp (but for an
@@ -461,35 +494,8 @@ class _V2cSession(_Session):
         await self.walk_columns([walk])
         return walk.found
 
-    async def walk_columns(self, walks: list[_ColumnWalk]) -> None:
-        """Walk several columns with one GETBULK per round, as net-snmp's snmptable does, each
-        ending as pysnmp's bulk walk ends one column (``_ColumnWalk.take``); the next round
-        asks only for the columns still going, from where each got to."""
-        going = walks
-        while going:
-            count = len(going)
-            repetitions = min(
-                MAX_REPETITIONS, max(1, MAX_VARBINDS // count), max(w.wanted() for w in going)
-            )
-            doing = _walking(going)
-            response = await self._request(
-                ber.GETBULK, [w.start for w in going], doing, repetitions
-            )
-            if response.error_status == 2:  # noSuchName from a v1 proxy: pysnmp ends quietly
-                if count > 1:  # which column it ended is not said for sure: each goes on alone
-                    for walk in going:
-                        await self.walk_columns([walk])
-                return
-            if response.error_status:
-                status = ber.error_status_name(response.error_status)
-                index = response.error_index
-                named = _walking(going[index - 1 : index]) if 0 < index <= count else doing
-                raise PollFailed(f"{named}: agent answered {status}")
-            varbinds = response.varbinds
-            if not varbinds:
-                return
-            # a GETBULK's reply holds its columns' names row by row: column i at i, i+count…
-            going = [w for i, w in enumerate(going) if w.take(varbinds[i::count])]
+    async def bulk(self, starts: list[bytes], repetitions: int, doing: str) -> ber.Response:
+        return await self._request(ber.GETBULK, starts, doing, repetitions)
 
     async def set_int(self, oid: str, value: int) -> None:
         await (await self.setter()).set_int(oid, value)
@@ -664,7 +670,7 @@ class PduPoller:
     ) -> dict[str, dict[str, Raw]]:
         """Every column the profile needs, groups of them concurrently (``max_inflight``)."""
         gate = asyncio.Semaphore(self.max_inflight)
-        if self.per_column_walks or not isinstance(session, _V2cSession):
+        if self.per_column_walks:
             columns = profile.columns()
 
             async def walk(column: str) -> dict[str, Raw]:

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pyasn1.type import univ
 from pysnmp.hlapi.v3arch.asyncio import (
     CommunityData,
     ContextData,
@@ -20,6 +21,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     SnmpEngine,
     UdpTransportTarget,
     UsmUserData,
+    bulk_cmd,
     bulk_walk_cmd,
     get_cmd,
     set_cmd,
@@ -28,6 +30,7 @@ from pysnmp.hlapi.v3arch.asyncio import auth as _auth
 from pysnmp.proto import rfc1902, rfc1905
 from pysnmp.smi import builder, view
 
+from kuat.collectors.snmp import ber
 from kuat.collectors.snmp.collector import (
     AUTH_PROTOCOLS,
     MAX_REPETITIONS,
@@ -124,6 +127,27 @@ def _raw(value: Any) -> Raw:
         return str(value) or None
 
 
+_EXCEPTION_TAGS = (
+    (rfc1905.NoSuchObject, ber.NO_SUCH_OBJECT),
+    (rfc1905.NoSuchInstance, ber.NO_SUCH_INSTANCE),
+    (rfc1905.EndOfMibView, ber.END_OF_MIB_VIEW),
+    (univ.Null, ber.NULL),
+)
+
+
+def _varbind(var_bind: Any) -> ber.Varbind:
+    """pysnmp's (name, value) -> ber.py's (name octets, tag, value) for ``walk_columns``: the
+    tag says only whether it is an exception; an OCTET STRING stays bytes, as ber.py's."""
+    name, value = var_bind
+    oid = ber.encode_oid(str(name))
+    for kind, tag in _EXCEPTION_TAGS:
+        if isinstance(value, kind):
+            return oid, tag, None
+    if isinstance(value, rfc1902.OctetString):
+        return oid, ber.OCTET_STRING, bytes(value)
+    return oid, ber.INTEGER, _raw(value)
+
+
 @dataclass
 class EngineSession(_Session):
     """Through pysnmp's engine: SNMPv3 for everything, and every SET."""
@@ -165,7 +189,23 @@ class EngineSession(_Session):
         if err_stat:
             raise _Refused(f"setting {oid} = {value}: agent answered {err_stat.prettyPrint()}")
 
+    async def bulk(self, starts: list[bytes], repetitions: int, doing: str) -> ber.Response:
+        err_ind, err_stat, err_idx, answer = await bulk_cmd(
+            self.engine,
+            auth_data(self.auth),
+            self.target,
+            context(self.auth),
+            0,
+            repetitions,
+            *(ObjectType(ObjectIdentity(ber.oid_text(start))) for start in starts),
+            lookupMib=False,
+        )
+        if err_ind:
+            raise PollFailed(f"{doing}: {err_ind} ({self.what})")
+        return ber.Response(0, b"", int(err_stat), int(err_idx), [_varbind(vb) for vb in answer])
+
     async def walk(self, column: str) -> dict[str, Raw]:
+        """One column through pysnmp's own bulk walk (``PduPoller(per_column_walks=True)``)."""
         prefix = column + "."
         found: dict[str, Raw] = {}
         async for err_ind, err_stat, _idx, var_binds in bulk_walk_cmd(

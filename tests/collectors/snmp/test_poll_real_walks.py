@@ -17,7 +17,7 @@ from kuat.collectors.readings import DeviceError, PduReading, to_jsonable
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 from kuat.collectors.snmp.sim import SnmpSimulator
 
-from .conftest import FIXTURES, V3_AUTH_KEY, V3_PRIV_KEY, V3_USER
+from .conftest import FIXTURES, V3_USER, v3_auth
 
 pytestmark = pytest.mark.servers
 
@@ -245,14 +245,7 @@ async def test_probe_json_has_exactly_the_design_fields(
 
 
 async def test_snmpv3_auth_priv_with_context(sim: SnmpSimulator, poller: PduPoller) -> None:
-    auth = SnmpAuth(
-        v3_user=V3_USER,
-        v3_auth_key=V3_AUTH_KEY,
-        v3_priv_key=V3_PRIV_KEY,
-        v3_auth_proto="SHA256",
-        v3_priv_proto="AES256",
-        v3_context=EATON,
-    )
+    auth = v3_auth(EATON)
     result = await poller.poll(sim.host, sim.port, auth=auth)
     assert isinstance(result, PduReading), result
     assert result.serial == "H619P44058"
@@ -261,14 +254,7 @@ async def test_snmpv3_auth_priv_with_context(sim: SnmpSimulator, poller: PduPoll
 async def test_snmpv3_wrong_key_is_a_clean_device_error(
     sim: SnmpSimulator, poller: PduPoller
 ) -> None:
-    auth = SnmpAuth(
-        v3_user=V3_USER,
-        v3_auth_key="not-the-key",
-        v3_priv_key=V3_PRIV_KEY,
-        v3_auth_proto="SHA256",
-        v3_priv_proto="AES256",
-        v3_context=EATON,
-    )
+    auth = v3_auth(EATON, auth_key="not-the-key")
     result = await poller.poll(sim.host, sim.port, auth=auth)
     assert isinstance(result, DeviceError)
     assert "digest" in result.cause.lower() and V3_USER in result.cause

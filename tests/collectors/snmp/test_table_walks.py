@@ -14,6 +14,7 @@ from kuat.collectors.snmp.sim import CountingRelay, SnmpSimulator
 
 from .agents import MibAgent, serve_udp
 from .ber_samples import read_request, response
+from .conftest import v3_auth
 
 pytestmark = pytest.mark.servers
 
@@ -172,3 +173,18 @@ async def test_an_error_names_the_column_the_agent_pointed_at(tmp_path: Path) ->
         )
     assert isinstance(result, DeviceError)
     assert result.cause == f"walking {AMPS}: agent answered genErr"
+
+
+@pytest.mark.parametrize("community", sorted(AT_MOST))
+async def test_snmpv3_walks_tables_too(sim: SnmpSimulator, community: str) -> None:
+    auth = v3_auth(community)
+    readings, requests = [], []
+    with CountingRelay(sim.host, sim.port) as relay:
+        for per_column in (True, False):  # pysnmp's bulk walk of each column, then tables
+            poller = PduPoller(timeout_s=2.0, per_column_walks=per_column)
+            await poller.poll(relay.host, relay.port, auth=auth)  # the engine's discovery
+            relay.reset()
+            readings.append(await poller.poll(relay.host, relay.port, auth=auth))
+            requests.append(relay.reset()[0])
+    _same(*readings)
+    assert requests[1] <= AT_MOST[community][0] < requests[0]
