@@ -1,17 +1,14 @@
 """Poll one PDU over SNMP (v2c or v3 authPriv) and turn a profile's tables into a PduReading.
 
 One poll: GET sysObjectID and the profile's scalars (one GET; two at a PDU's first poll
-with ``auto``), then walk the columns the profile needs, under one deadline. Over v2c a
-GETBULK carries several columns, each continued only until its end (``walk_groups``,
-``_V2cSession.walk_columns``): a table's columns together at a PDU's first poll, afterwards
-the columns grouped by the rows the last poll found and asked for those rows plus one, so
-that one reply shows each column's end. Embedded PDU agents are slow and drop requests when
-flooded: a warm poll of the four recorded PDUs sends 29 requests for 926 varbinds where a
-walk per column sent 70 for 2,497 (bench/snmp_poll.py --agent-load). A table that grew
-since the last poll is still read whole: its walk goes on. SNMPv3 (pysnmp) walks the same
-way, its replies turned into ber.py's form (engine.py).
-Nothing here raises out of ``poll``: every failure becomes a ``DeviceError`` whose cause
-names what failed.
+with ``auto``), then walk the columns the profile needs, under one deadline. A GETBULK
+carries several columns, each continued only until its own end (``walk_groups``,
+``_Session.walk_columns``): a table's columns together at a PDU's first poll; afterwards
+columns grouped by the rows the last poll counted, each asked for those rows plus one, so
+that one reply shows its end. A table that grew since is still read whole: its walk goes on.
+Embedded PDU agents are slow and drop requests when flooded: FIGURES (bench/snmp_poll.py
+--agent-load). Nothing here raises out of ``poll``: every failure becomes a ``DeviceError``
+whose cause names what failed.
 
 SNMPv2c reads go through kuat's own client (v2c.py, ber.py: a tenth of pysnmp's CPU per
 varbind, bench/snmp_poll.py); SNMPv3 and every SET go through pysnmp's engine (engine.py,
@@ -520,9 +517,10 @@ class PduPoller:
         one device: the embedded agents of PDUs drop requests when flooded.
         ``v2c_via_pysnmp`` reads v2c through pysnmp's engine as kuat did before its own
         client: for the benchmark and the tests that show both give the same readings.
-        ``per_column_walks`` polls v2c as kuat did before ``walk_columns``: one walk of
-        ``MAX_REPETITIONS`` per column, sysObjectID read alone first, nothing remembered
-        between polls (for the benchmark and the tests that weigh one against the other).
+        ``per_column_walks`` polls as kuat did before ``walk_columns``: one walk of
+        ``MAX_REPETITIONS`` per column (pysnmp's bulk walk for SNMPv3), sysObjectID read
+        alone first with ``auto``, nothing remembered between polls: for the benchmark and
+        the tests that weigh one against the other.
         """
         self.timeout_s = timeout_s
         self.retries = retries
