@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -348,37 +348,96 @@ class _Session:
     async def set_int(self, oid: str, value: int) -> None:
         raise NotImplementedError
 
-    async def bulk(self, starts: list[bytes], repetitions: int, doing: str) -> ber.Response:
-        """One GETBULK (no non-repeaters) from ``starts``, its reply as ber.py reads v2c's."""
+    async def bulk(
+        self, starts: list[bytes], repetitions: int, doing: str, non_repeaters: int = 0
+    ) -> ber.Response:
+        """One GETBULK from ``starts``, its reply as ber.py reads v2c's."""
         raise NotImplementedError
 
-    async def walk_columns(self, walks: list[_ColumnWalk]) -> None:
+    async def walk_columns(
+        self, walks: list[_ColumnWalk], scalars: Sequence[str] = ()
+    ) -> dict[str, Raw]:
         """Walk several columns with one GETBULK per round, as net-snmp's snmptable does, each
         ending as pysnmp's bulk walk ends one column (``_ColumnWalk.take``); the next round
-        asks only for the columns still going, from where each got to."""
+        asks only for the columns still going, from where each got to.
+
+        ``scalars`` ride along in the first request as its non-repeaters, and are returned
+        as ``get`` returns them (``_Scalars``): one request fewer a poll."""
         going = walks
+        lead = _Scalars(scalars)
+        ahead = lead.starts()
         while going:
             count = len(going)
-            repetitions = min(
-                MAX_REPETITIONS, max(1, MAX_VARBINDS // count), max(w.wanted() for w in going)
-            )
+            room = max(1, (MAX_VARBINDS - len(ahead)) // count)
+            repetitions = min(MAX_REPETITIONS, room, max(w.wanted() for w in going))
             doing = _walking(going)
-            response = await self.bulk([w.start for w in going], repetitions, doing)
+            response = await self.bulk(
+                [*ahead, *(w.start for w in going)], repetitions, doing, len(ahead)
+            )
+            if response.error_status and ahead:  # the same walk again; the scalars by a GET
+                ahead = lead.skip()
+                continue
             if response.error_status == 2:  # noSuchName from a v1 proxy: pysnmp ends quietly
                 if count > 1:  # which column it ended is not said for sure: each goes on alone
                     for walk in going:
                         await self.walk_columns([walk])
-                return
+                break
             if response.error_status:
                 status = ber.error_status_name(response.error_status)
                 index = response.error_index
                 named = _walking(going[index - 1 : index]) if 0 < index <= count else doing
                 raise PollFailed(f"{named}: agent answered {status}")
             varbinds = response.varbinds
+            if ahead:
+                lead.take(varbinds[: len(ahead)])
+                varbinds = varbinds[len(ahead) :]
+                ahead = []
             if not varbinds:
-                return
+                break
             # a GETBULK's reply holds its columns' names row by row: column i at i, i+count…
             going = [w for i, w in enumerate(going) if w.take(varbinds[i::count])]
+        if ahead:  # no column to walk: they were never asked
+            lead.skip()
+        if lead.unsure:
+            lead.found.update(await self.get(lead.unsure, "reading sysObjectID"))
+        return lead.found
+
+
+class _Scalars:
+    """Scalars read as non-repeaters of a GETBULK: each the GETNEXT of its parent (the name
+    without its last arc), which answers the scalar itself when it exists. A name past it
+    (or the MIB's end) says it does not: None, as a GET answers noSuchObject. A name
+    between the two (the parent's .0 before a .1) settles nothing: ``unsure``, for a GET."""
+
+    def __init__(self, oids: Sequence[str]) -> None:
+        self.oids = [o for o in oids if o.count(".") >= 2]  # a parent of 2 arcs or more
+        self.unsure = [o for o in oids if o.count(".") < 2]
+        self.found: dict[str, Raw] = {}
+
+    def starts(self) -> list[bytes]:
+        return [ber.encode_oid(o.rsplit(".", 1)[0]) for o in self.oids]
+
+    def skip(self) -> list[bytes]:
+        """Leave them all to the GET (no request carries them): no starts left."""
+        self.unsure += self.oids
+        self.oids = []
+        return []
+
+    def take(self, varbinds: list[ber.Varbind]) -> None:
+        self.unsure += self.oids[len(varbinds) :]  # a reply cut short before them
+        try:
+            for oid, (name, tag, value) in zip(self.oids, varbinds, strict=False):
+                wanted = ber.encode_oid(oid)
+                if name == wanted:
+                    self.found[oid] = _raw_v2c(value)
+                elif tag == ber.END_OF_MIB_VIEW or ber.oid_arcs(name) > ber.oid_arcs(wanted):
+                    self.found[oid] = None
+                else:
+                    self.unsure.append(oid)
+        except ber.BerError as exc:
+            raise PollFailed(
+                f"reading sysObjectID: the agent answered an unreadable name: {exc}"
+            ) from exc
 
 
 def _raw_v2c(value: ber.Value) -> Raw:
@@ -456,7 +515,12 @@ class _V2cSession(_Session):
     what: str = "SNMPv2c"
 
     async def _request(
-        self, pdu: int, oids: list[bytes], doing: str, max_repetitions: int = 0
+        self,
+        pdu: int,
+        oids: list[bytes],
+        doing: str,
+        max_repetitions: int = 0,
+        non_repeaters: int = 0,
     ) -> ber.Response:
         try:
             response = await self.client.request(
@@ -467,6 +531,7 @@ class _V2cSession(_Session):
                 timeout_s=self.timeout_s,
                 retries=self.retries,
                 max_repetitions=max_repetitions,
+                non_repeaters=non_repeaters,
             )
         except NoResponse as exc:
             raise PollFailed(f"{doing}: {exc} ({self.what})") from exc
@@ -491,8 +556,10 @@ class _V2cSession(_Session):
         await self.walk_columns([walk])
         return walk.found
 
-    async def bulk(self, starts: list[bytes], repetitions: int, doing: str) -> ber.Response:
-        return await self._request(ber.GETBULK, starts, doing, repetitions)
+    async def bulk(
+        self, starts: list[bytes], repetitions: int, doing: str, non_repeaters: int = 0
+    ) -> ber.Response:
+        return await self._request(ber.GETBULK, starts, doing, repetitions, non_repeaters)
 
     async def set_int(self, oid: str, value: int) -> None:
         await (await self.setter()).set_int(oid, value)
@@ -570,10 +637,11 @@ class PduPoller:
         port: int,
         auth: SnmpAuth,
         profile: str,
-        work: Callable[[_Session, Profile, dict[str, Raw]], Awaitable[_T]],
+        work: Callable[[_Session, Profile | None, _Agent], Awaitable[_T]],
         deadline_s: float | None = None,
     ) -> _T:
-        """Open a session, settle the profile, run ``work``; failures raise PollFailed only.
+        """Open a session, resolve a named profile, run ``work``; failures raise PollFailed
+        only.
 
         ``deadline_s`` (default: the poller's) bounds the whole of it, retries included."""
         problem = auth.problem()
@@ -592,8 +660,7 @@ class PduPoller:
         try:
             async with asyncio.timeout(deadline):
                 session = await self._session(host, port, auth, request_timeout)
-                chosen, scalars = await self._settle_profile(session, chosen, (host, port, auth))
-                return await work(session, chosen, scalars)
+                return await work(session, chosen, (host, port, auth))
         except PollFailed:
             raise
         except TimeoutError as exc:
@@ -631,7 +698,7 @@ class PduPoller:
         )
 
     async def _settle_profile(
-        self, session: _Session, chosen: Profile | None, agent: _Agent
+        self, session: _Session, chosen: Profile | None, agent: _Agent, identity: bool = True
     ) -> tuple[Profile, dict[str, Raw]]:
         """The profile (detected from sysObjectID for ``auto``) and its identity scalars: in
         one GET when the profile is given, or when ``auto`` found it at the last poll (a
@@ -659,34 +726,57 @@ class PduPoller:
             raise PollFailed(unknown_device(str(sys_oid)))
         if not self.per_column_walks:
             self._profiles[agent] = detected
-        if detected is guess:
+        if detected is guess or not identity:
             return detected, first
         return detected, await session.get(detected.scalars(), "reading identity")
 
-    async def _walk_tables(
-        self, session: _Session, profile: Profile, agent: _Agent
-    ) -> dict[str, dict[str, Raw]]:
-        """Every column the profile needs, groups of them concurrently (``max_inflight``)."""
+    async def _walk_each(self, session: _Session, profile: Profile) -> Walks:
+        """Every column the profile needs walked alone, concurrently (``max_inflight``)."""
         gate = asyncio.Semaphore(self.max_inflight)
-        if self.per_column_walks:
-            columns = profile.columns()
+        columns = profile.columns()
 
-            async def walk(column: str) -> dict[str, Raw]:
-                async with gate:
-                    return await session.walk(column)
+        async def walk(column: str) -> dict[str, Raw]:
+            async with gate:
+                return await session.walk(column)
 
-            return dict(zip(columns, await asyncio.gather(*map(walk, columns)), strict=True))
+        return dict(zip(columns, await asyncio.gather(*map(walk, columns)), strict=True))
+
+    async def _read_tables(
+        self, session: _Session, chosen: Profile | None, agent: _Agent
+    ) -> tuple[Profile, dict[str, Raw], Walks]:
+        """The profile, its scalars and its columns, walked in groups (``walk_groups``),
+        concurrently (``max_inflight``); the scalars ride in a GETBULK. With ``auto``, the
+        profile the last poll detected is walked at once and sysObjectID read with it: if
+        that now names another profile, the PDU is read again as a new one."""
+        guess = chosen or self._profiles.get(agent)
+        if guess is None:
+            profile, _ = await self._settle_profile(session, None, agent, identity=False)
+        else:
+            profile = guess
+        wanted = profile.scalars()
+        if chosen is None and guess is not None:
+            wanted = [SYS_OBJECT_ID, *wanted]
         rows = self._rows.get(agent, {})
         groups = [[_ColumnWalk(c, rows.get(c)) for c in g] for g in walk_groups(profile, rows)]
+        gate = asyncio.Semaphore(self.max_inflight)
 
-        async def walk_group(group: list[_ColumnWalk]) -> None:
+        async def walk_group(group: list[_ColumnWalk], scalars: list[str]) -> dict[str, Raw]:
             async with gate:
-                await session.walk_columns(group)
+                return await session.walk_columns(group, scalars)
 
-        await asyncio.gather(*map(walk_group, groups))
+        found = await asyncio.gather(
+            *(walk_group(g, wanted if n == len(groups) - 1 else []) for n, g in enumerate(groups))
+        )
+        scalars = found[-1] if found else await session.get(wanted, "reading sysObjectID")
+        if chosen is None and guess is not None:
+            sys_oid = scalars.get(SYS_OBJECT_ID)
+            if not sys_oid or detect_profile(str(sys_oid)) is not guess:
+                self._profiles.pop(agent, None)  # another PDU answers here now
+                self._rows.pop(agent, None)
+                return await self._read_tables(session, None, agent)
         walks = [w for group in groups for w in group]
         self._rows[agent] = {w.column: w.rows for w in walks}
-        return {w.column: w.found for w in walks}
+        return profile, scalars, {w.column: w.found for w in walks}
 
     async def poll(
         self,
@@ -701,9 +791,13 @@ class PduPoller:
         deadline (``[[pdu]] timeout_s``): past it the poll is a DeviceError."""
         taken_at = datetime.now(UTC)
 
-        async def read(session: _Session, chosen: Profile, scalars: dict[str, Raw]) -> PduReading:
-            walks = await self._walk_tables(session, chosen, (host, port, auth))
-            return build_reading(host, chosen, scalars, walks, taken_at)
+        async def read(session: _Session, chosen: Profile | None, agent: _Agent) -> PduReading:
+            if self.per_column_walks:
+                profile, scalars = await self._settle_profile(session, chosen, agent)
+                walks = await self._walk_each(session, profile)
+            else:
+                profile, scalars, walks = await self._read_tables(session, chosen, agent)
+            return build_reading(host, profile, scalars, walks, taken_at)
 
         try:
             return await self._run(host, port, auth, profile, read, deadline_s)
@@ -730,10 +824,9 @@ class PduPoller:
         action = f"outlet {index} {'on' if on else 'off'}"
         device = f"{host}:{port}"
 
-        async def switch(
-            session: _Session, chosen: Profile, scalars: dict[str, Raw]
-        ) -> ActionResult:
+        async def switch(session: _Session, named: Profile | None, agent: _Agent) -> ActionResult:
             nonlocal device
+            chosen, scalars = await self._settle_profile(session, named, agent)
             device = _identity(chosen, scalars, "serial") or device
             control = chosen.outlet_control
             if control is None:

@@ -189,13 +189,15 @@ class EngineSession(_Session):
         if err_stat:
             raise _Refused(f"setting {oid} = {value}: agent answered {err_stat.prettyPrint()}")
 
-    async def bulk(self, starts: list[bytes], repetitions: int, doing: str) -> ber.Response:
+    async def bulk(
+        self, starts: list[bytes], repetitions: int, doing: str, non_repeaters: int = 0
+    ) -> ber.Response:
         err_ind, err_stat, err_idx, answer = await bulk_cmd(
             self.engine,
             auth_data(self.auth),
             self.target,
             context(self.auth),
-            0,
+            non_repeaters,
             repetitions,
             *(ObjectType(ObjectIdentity(ber.oid_text(start))) for start in starts),
             lookupMib=False,

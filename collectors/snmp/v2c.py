@@ -123,12 +123,20 @@ class V2cClient:
         timeout_s: float,
         retries: int,
         max_repetitions: int = 0,
+        non_repeaters: int = 0,
     ) -> Response:
         """Send one GET/GETBULK and return its Response; ``NoResponse`` after every attempt
         timed out. Cancellation (a poll's deadline) stops it at once."""
         transport = await self._socket()
         request_id = next(self._ids) & 0x7FFFFFFF
-        message = encode_request(pdu, request_id, community, oids, max_repetitions=max_repetitions)
+        message = encode_request(
+            pdu,
+            request_id,
+            community,
+            oids,
+            non_repeaters=non_repeaters,
+            max_repetitions=max_repetitions,
+        )
         loop = asyncio.get_running_loop()
         try:
             for _ in range(retries + 1):

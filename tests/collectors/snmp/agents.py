@@ -70,22 +70,23 @@ class MibAgent:
         return (name, *self.mib[".".join(map(str, name))])
 
     def __call__(self, data: bytes) -> bytes:
-        tag, community, request_id, _non_repeaters, repetitions, oids = read_request(data)
+        tag, community, request_id, non_repeaters, repetitions, oids = read_request(data)
         self.requests.append((tag, repetitions, oids))
         binds: list[tuple[Arcs, str, Any]] = []
         if tag == 0xA0:  # GET
             for oid in oids:
                 kind, value = self.mib.get(oid, ("noSuchObject", None))
                 binds.append((arcs(oid), kind, value))
-        else:  # GETBULK, no non-repeaters
-            current = [arcs(o) for o in oids]
+        else:  # GETBULK: the non-repeaters' next names, then the rest's, row by row
+            binds += [self._next(arcs(o)) for o in oids[:non_repeaters]]
+            current = [arcs(o) for o in oids[non_repeaters:]]
             for _ in range(repetitions):
                 row = [self._next(oid) for oid in current]
                 binds += row
                 current = [name for name, _kind, _value in row]
             ended = [i for i, (_n, kind, _v) in enumerate(binds) if kind == "endOfMibView"]
             if self.v1_proxy and ended:
-                index = ended[0] % len(oids) + 1
+                index = ended[0] % len(oids) + 1  # a column's (the non-repeaters end nowhere)
                 return response(
                     [],
                     request_id=request_id,

@@ -10,7 +10,7 @@ import pytest
 
 from kuat.collectors.readings import DeviceError, PduReading, to_jsonable
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
-from kuat.collectors.snmp.sim import CountingRelay, SnmpSimulator
+from kuat.collectors.snmp.sim import RECORDINGS_DIR, CountingRelay, SnmpSimulator
 
 from .agents import MibAgent, serve_udp
 from .ber_samples import read_request, response
@@ -18,15 +18,15 @@ from .conftest import v3_auth
 
 pytestmark = pytest.mark.servers
 
-# requests and varbinds of a poll once the poller has seen the PDU (auto profile): one GET,
-# then GETBULKs of columns grouped by the rows they had; the Raritan's three 192-row columns
-# take ten. Walked a column at a time, 40 rows a request (before), the same polls took
-# 13/448, 16/563, 25/923 and 16/563.
+# requests and varbinds of a poll once the poller has seen the PDU (auto profile): GETBULKs
+# of columns grouped by the rows they had, the scalars (sysObjectID, identity) riding in one;
+# the Raritan's three 192-row columns take ten. Walked a column at a time, 40 rows a request
+# (before), the same polls took 13/448, 16/563, 25/923 and 16/563.
 AT_MOST = {
-    "apc_apdu9959eu3": (4, 74),
-    "eatonpdu_2": (6, 144),
-    "raritan-pdu_px3": (15, 653),
-    "sentry4": (4, 55),
+    "apc_apdu9959eu3": (3, 74),
+    "eatonpdu_2": (5, 144),
+    "raritan-pdu_px3": (14, 653),
+    "sentry4": (3, 55),
 }
 
 
@@ -119,9 +119,10 @@ async def test_columns_ending_mid_reply_among_columns_going_on(tmp_path: Path, c
     assert _outlets(reading) == _expected(10, named=3)
     assert [i.watts for i in reading.inlets] == [1500]
     bulks = [oids for tag, _reps, oids in agent.requests if tag == 0xA5]
-    assert [NAME, AMPS, WATTS] in bulks  # one request for the outlet table's three columns
+    # one request for the outlet table's three columns (and the serial, ahead of them)
+    assert [NAME, AMPS, WATTS] in [oids[-3:] for oids in bulks]
     if cap == 64:
-        assert len(bulks) == 2  # and one for the inlets
+        assert len(agent.requests) == 2  # and one for the inlets: no GET
 
 
 async def test_a_table_grown_since_the_last_poll_is_read_whole(tmp_path: Path) -> None:
@@ -135,7 +136,7 @@ async def test_a_table_grown_since_the_last_poll_is_read_whole(tmp_path: Path) -
         agent.mib = _mib(outlets=30, named=30)  # a second PDU chained behind the first
         grown = await _poll(poller, port, profile)
     assert _outlets(grown) == _expected(30, named=30)
-    outlet_bulks = [reps for tag, reps, oids in agent.requests if oids[0].startswith(NAME)]
+    outlet_bulks = [reps for _tag, reps, oids in agent.requests if oids[-3:][0].startswith(NAME)]
     # asked for the 4 rows seen last time and one more, then went on to the table's end
     assert outlet_bulks[0] == 5 and len(outlet_bulks) > 1
 
@@ -188,3 +189,62 @@ async def test_snmpv3_walks_tables_too(sim: SnmpSimulator, community: str) -> No
             requests.append(relay.reset()[0])
     _same(*readings)
     assert requests[1] <= AT_MOST[community][0] < requests[0]
+
+
+async def test_scalars_ride_in_the_walk_and_doubtful_ones_are_read_by_a_get(
+    tmp_path: Path,
+) -> None:
+    # the serial is read as the next name after its parent (...99.1), which here is ...99.1.0,
+    # an object before it: that settles nothing, so a GET asks for it; the model's parent has
+    # nothing under it: absent, as a GET would answer
+    profile = tmp_path / "test.toml"
+    profile.write_text(
+        PROFILE.replace(
+            'serial = "1.3.6.1.4.1.99.1.0"',
+            'serial = "1.3.6.1.4.1.99.1.1"\nmodel = "1.3.6.1.4.1.99.1.5.0"',
+        ),
+        encoding="utf-8",
+    )
+    mib = _mib(outlets=2, named=2)
+    mib["1.3.6.1.4.1.99.1.1"] = ("OctetString", b"SN-2")
+    agent = MibAgent(mib)
+    with serve_udp(agent) as port:
+        reading = await _poll(PduPoller(timeout_s=1.0), port, profile)
+    assert (reading.serial, reading.model) == ("SN-2", None)
+    gets = [oids for tag, _reps, oids in agent.requests if tag == 0xA0]
+    assert gets == [["1.3.6.1.4.1.99.1.1"]]
+    assert len(agent.requests) == 3  # two tables' GETBULKs (the first poll), the GET
+
+
+@pytest.fixture
+def two_pdus(tmp_path: Path) -> tuple[Path, Path]:
+    """Two data dirs serving an APC and an Eaton recording under one community, "pdu"."""
+    dirs = []
+    for recording in ("apc_apdu9959eu3", "eatonpdu_2"):
+        (tmp_path / recording).mkdir()
+        (tmp_path / recording / "pdu.snmprec").write_bytes(
+            (RECORDINGS_DIR / f"{recording}.snmprec").read_bytes()
+        )
+        dirs.append(tmp_path / recording)
+    return dirs[0], dirs[1]
+
+
+async def test_another_pdu_at_the_same_address_is_read_as_itself(
+    two_pdus: tuple[Path, Path],
+) -> None:
+    # auto: the profile found last time is walked at once, sysObjectID read alongside; when
+    # that names another profile the PDU is read again from scratch
+    auth = SnmpAuth(community="pdu")
+    with (
+        SnmpSimulator(two_pdus[0]) as apc,
+        SnmpSimulator(two_pdus[1]) as eaton,
+        CountingRelay(apc.host, apc.port) as relay,
+    ):
+        poller = PduPoller(timeout_s=2.0)
+        for _ in range(2):
+            first = await poller.poll(relay.host, relay.port, auth=auth)
+        relay.agent = (eaton.host, eaton.port)  # the APC swapped for an Eaton
+        swapped = await poller.poll(relay.host, relay.port, auth=auth)
+        fresh = await PduPoller(timeout_s=2.0).poll(eaton.host, eaton.port, auth=auth)
+    assert isinstance(first, PduReading) and first.vendor == "APC"
+    _same(swapped, fresh)
