@@ -388,12 +388,12 @@ class _Session:
                 named = _walking(going[index - 1 : index]) if 0 < index <= count else doing
                 raise PollFailed(f"{named}: agent answered {status}")
             varbinds = response.varbinds
-            if ahead:
+            if not varbinds:
+                break
+            if ahead:  # a reply cut short among them leaves the columns to the next round
                 lead.take(varbinds[: len(ahead)])
                 varbinds = varbinds[len(ahead) :]
                 ahead = []
-            if not varbinds:
-                break
             # a GETBULK's reply holds its columns' names row by row: column i at i, i+count…
             going = [w for i, w in enumerate(going) if w.take(varbinds[i::count])]
         if ahead:  # no column to walk: they were never asked

@@ -109,7 +109,7 @@ def _expected(outlets: int, named: int) -> list[tuple[int, str | None, float | N
     ]
 
 
-@pytest.mark.parametrize("cap", [64, 7])  # 7: replies cut mid-row, as an agent cuts to a size
+@pytest.mark.parametrize("cap", [64, 7, 1])  # replies cut mid-row, as an agent cuts to a size
 async def test_columns_ending_mid_reply_among_columns_going_on(tmp_path: Path, cap: int) -> None:
     profile = tmp_path / "test.toml"
     profile.write_text(PROFILE, encoding="utf-8")
