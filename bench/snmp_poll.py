@@ -17,7 +17,19 @@ one Markdown table is printed.
 Measured 2026-12-04, five runs on the shared 2-core machine (load average 6-9): the own
 client 13.0-16.3 µs per varbind (8-10 ms per poll), net-snmp 4.1-4.7 µs: 2.9-3.9x, the
 target met. Through pysnmp's engine 159-184 µs (38-44x, four of the runs); ezsnmp 2.5
-45-48 µs (~11x, three runs).
+45-48 µs (~11x, three runs). kuat's polls here walk a column at a time
+(``per_column_walks``), as net-snmp's walks do, so that the two are weighed per varbind on
+the same requests.
+
+    .venv/bin/python -m bench.snmp_poll --agent-load [--polls 30] [--rounds 3]
+
+What a poll costs the PDU's agent, and kuat, walking a column at a time (before) or a table
+at a time sized from the last poll (now): each of the four recordings polled three times by
+one poller each way, the requests sent and varbinds answered counted at a relay
+(``CountingRelay``) and the two ways' readings checked equal; then snmpsim's CPU (its
+process's /proc times) and kuat's (``time.process_time``) for --polls rounds of the four
+recordings polled concurrently by a warm poller, the two ways alternated --rounds times; and
+snmpsim's CPU per GETBULK and per varbind answered. Figures: README.md, "SNMP".
 """
 
 from __future__ import annotations
@@ -46,13 +58,13 @@ def _children_cpu() -> float:
 async def _kuat(
     host: str, port: int, community: str, polls: int, via_pysnmp: bool
 ) -> tuple[float, int, float]:
-    poller = PduPoller(timeout_s=3.0, v2c_via_pysnmp=via_pysnmp)
+    poller = PduPoller(timeout_s=3.0, v2c_via_pysnmp=via_pysnmp, per_column_walks=True)
     auth = SnmpAuth(community=community)
     warm = await poller.poll(host, port, auth=auth)  # engine, profile detection, caches
     if not isinstance(warm, PduReading):
         raise SystemExit(f"kuat could not poll the recording: {warm.describe()}")
     engine_cpu = time.process_time()
-    fresh = PduPoller(timeout_s=3.0, v2c_via_pysnmp=via_pysnmp)
+    fresh = PduPoller(timeout_s=3.0, v2c_via_pysnmp=via_pysnmp, per_column_walks=True)
     await fresh.poll(host, port, auth=auth)
     engine_cpu = time.process_time() - engine_cpu
     fresh.close()
