@@ -23,9 +23,9 @@ pytestmark = pytest.mark.servers
 # the Raritan's three 192-row columns take ten. Walked a column at a time, 40 rows a request
 # (before), the same polls took 13/448, 16/563, 25/923 and 16/563.
 AT_MOST = {
-    "apc_apdu9959eu3": (3, 74),
-    "eatonpdu_2": (5, 144),
-    "raritan-pdu_px3": (14, 653),
+    "apc_apdu9959eu3": (2, 76),
+    "eatonpdu_2": (4, 146),
+    "raritan-pdu_px3": (13, 656),
     "sentry4": (3, 55),
 }
 
