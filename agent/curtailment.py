@@ -136,6 +136,8 @@ class MinerRecord:
 
 
 _OFFERS: dict[type, tuple[bool, bool]] = {}
+# what a miner without a handle (firmware not known yet) is taken to offer: sleep, not limits
+_NO_HANDLE = (False, True)
 
 
 def _offers(kind: type) -> tuple[bool, bool]:
@@ -209,16 +211,19 @@ class Curtailer:
         rec = self.miners.get(r.device_id) or self._renamed(r)
         if rec is None:
             rec = self.miners[r.device_id] = MinerRecord(r.device_id, r)
-        if rec.outlet_off:
-            return rec  # down, whatever a reading from before the cut still says
+        elif rec.reading is r or rec.outlet_off:
+            # the reading the last plan saw (a miner is read once a cycle, planned at every
+            # meter reading): its handle and outlet stand; or down, whatever a reading from
+            # before the cut still says
+            return rec
         rec.reading = r
         h = rec.handle
-        if r.firmware_family is None:
+        fam = r.firmware_family
+        if fam is None:
             rec.handle = None
-        elif h is None or (h.host, h.port, h.firmware.value) != (r.ip, r.port, r.firmware_family):
-            rec.handle = miner_handle(
-                r.ip, r.port, r.firmware_family, access=self.access, poller=self.poller
-            )
+        # (a StrEnum equals its value: no Enum.value lookup, no tuples, for every miner)
+        elif h is None or h.firmware != fam or h.host != r.ip or h.port != r.port:
+            rec.handle = miner_handle(r.ip, r.port, fam, access=self.access, poller=self.poller)
             rec.sleep_retry_at = None  # a new firmware: what it can do is asked again
         rec.outlet = self._outlets.get((r.ip, r.port))
         return rec
@@ -246,42 +251,55 @@ class Curtailer:
         self._present += [
             rec for rec in self.miners.values() if rec.outlet_off and rec.device_id not in read
         ]
+        # at every meter reading, for every miner: the record's methods (can_limit, can_sleep)
+        # inlined and the config read once (bench/agent_cycle.py)
+        power_limit = q.power_limit
+        step_pct, min_pct = q.power_limit_step_pct, q.power_limit_min_pct
+        add = out.append
         for rec in self._present:
             r = rec.reading
+            off = rec.outlet_off
+            state = r.state
             # Stock Antminers report no power: plan with the spec-sheet figure scaled by hashrate.
             power_w = r.power_w or estimated_power_w(r.model, r.hashrate_ths)
-            if r.state == "mining" and power_w and not rec.outlet_off:
+            if state == "mining" and power_w and not off:
                 rec.mining_w, rec.mining_ths = power_w, r.hashrate_ths
-            asleep = rec.outlet_off or r.state == "sleeping"
+            asleep = off or state == "sleeping"
             power, hashrate = (
                 (rec.mining_w, rec.mining_ths) if asleep else (power_w, r.hashrate_ths)
             )
+            h = rec.handle
+            # (power limit, sleep) its handle offers; firmware not known yet: sleep assumed
+            limits, sleeps = _offers(type(h)) if h is not None else _NO_HANDLE
             steps: tuple[float, ...] = ()
-            if q.power_limit and rec.can_limit():
+            if power_limit and limits and not rec.limit_refused:
                 if rec.limit_w is None and not asleep and not self._ours(rec, r):
                     # what it runs at before we limit it: the profile's watts, else its draw
                     rec.full_w = r.power_limit_w or power_w or rec.full_w
                     rec.full_draw_w = _steady(rec.full_draw_w, power_w)
                 if rec.full_w:
                     base = min(rec.full_w, rec.full_draw_w or rec.full_w)
-                    steps = _steps(base, q.power_limit_step_pct, q.power_limit_min_pct)
+                    steps = _steps(base, step_pct, min_pct)
                     floor = rec.limit_floor_w
-                    steps = tuple(s for s in steps if floor is None or s >= floor)
+                    if floor is not None:
+                        steps = tuple(s for s in steps if s >= floor)
+            retry = rec.sleep_retry_at
             feed = rec.outlet
-            out.append(
+            add(
                 MinerState(
                     rec.device_id,
                     power,
                     hashrate,
                     asleep,
                     rec.switched_at,
-                    power_steps_w=steps,
-                    full_power_w=rec.full_w if steps else None,
-                    power_limit_w=rec.limit_w,
-                    last_limited=rec.limited_at,
-                    can_sleep=rec.can_sleep(now),
-                    outlet=f"{feed[0].name}/{feed[1]}" if feed is not None else None,
-                    outlet_off=rec.outlet_off,
+                    steps,
+                    rec.full_w if steps else None,
+                    rec.limit_w,
+                    rec.limited_at,
+                    # MinerRecord.can_sleep
+                    sleeps and not off and (retry is None or retry <= now),
+                    f"{feed[0].name}/{feed[1]}" if feed is not None else None,
+                    off,
                 )
             )
         self._planned, self._curtailable = (out if self._planned_wanted else None), None

@@ -78,7 +78,12 @@ def check_pools(
     offenders: list[PoolOffender] = []
     checked = 0
     for miner in miners:
-        pool = miner.active_pool
+        # AsicReading.active_pool unrolled: this runs for every miner every quota interval
+        pool = None
+        for p in miner.pools:
+            if p.active:
+                pool = p
+                break
         if pool is None:
             # A sleeping or failed miner mines nowhere; only a mining one must name its pool.
             if miner.state == "mining":

@@ -7,6 +7,7 @@ of 3600 W, 90 % saved nothing and every step less than it should: the bench's 5 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -99,3 +100,25 @@ def test_steps_are_shares_of_what_a_whatsminer_draws_and_a_restore_goes_back_to_
     assert back is not None and len(back.actions) == 3
     assert {a.kind for a in back.actions} == {ActionKind.RESTORE_POWER}
     assert {a.target_w for a in back.actions} == {LIMIT_W}
+
+
+def test_a_miner_reflashed_between_readings_is_planned_with_its_new_firmware(
+    tmp_path: Path,
+) -> None:
+    # The curtailer plans at every meter reading on the miners' latest readings; a reading it
+    # has planned on before keeps its record as it was, a new one brings the firmware it shows.
+    c = whatsminers(tmp_path, "enforce = false", 1)
+    (key, first), *_ = c.state.asics.items()
+    assert isinstance(first, AsicReading)
+    unknown = replace(first, firmware_family="cgminer")  # a derivative kuat cannot command
+    c.state.asics[key] = unknown
+    (_, before), *_ = c.planned_miners(NOW)
+    handle = c.miners[unknown.device_id].handle
+    (_, again), *_ = c.planned_miners(NOW + timedelta(seconds=5))
+    assert c.miners[unknown.device_id].handle is handle
+    assert before == again
+    assert before.power_steps_w == () and not before.can_sleep
+    c.state.asics[key] = replace(first, taken_at=NOW + timedelta(minutes=1))  # re-flashed
+    (_, after), *_ = c.planned_miners(NOW + timedelta(minutes=1))
+    assert after.power_steps_w and after.can_sleep
+    assert after.full_power_w == LIMIT_W
