@@ -195,6 +195,7 @@ class Curtailer:
         self.last_plan: CurtailPlan | None = None
         self._binding_order: tuple[str, str] | None = None
         self._present: list[MinerRecord] = []  # the miners of the latest plan
+        self._present_families: frozenset[str | None] | None = None  # their firmware, once asked
         self._planned: list[MinerState] | None = None  # and how the planner saw them
         self._curtailable: float | None = None  # curtailable_kw of _planned, once asked
         # _planned is kept only once curtailable_kw is asked for (a shard's cluster job): held
@@ -247,6 +248,7 @@ class Curtailer:
         q = self.cfg.quota
         # a miner not read lately (offline, say) is not planned; one we cut at its outlet is
         self._present = [self._record(r) for r in self.state.asic_readings()]
+        self._present_families = None
         read = {rec.device_id for rec in self._present}
         self._present += [
             rec for rec in self.miners.values() if rec.outlet_off and rec.device_id not in read
@@ -337,8 +339,12 @@ class Curtailer:
         sent, seen = rec.sent_limit_w, r.power_limit_w
         return sent is not None and seen is not None and abs(seen - sent) <= 1.0
 
-    def _families(self) -> set[str | None]:
-        return {rec.reading.firmware_family for rec in self._present}
+    def _families(self) -> frozenset[str | None]:
+        # asked at every meter reading (apply_s) and by each plan: one pass over the miners
+        # a plan, not one per question
+        if self._present_families is None:
+            self._present_families = frozenset(rec.reading.firmware_family for rec in self._present)
+        return self._present_families
 
     def apply_s(self) -> float:
         """How long the firmware present takes to act on a cut, as learned (plant)."""
