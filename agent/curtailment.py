@@ -386,7 +386,12 @@ class Curtailer:
             now,
             self.policy,
             # a reading newer than a confirmation shows the miner as it is: the plant lets go
-            read_at={rec.device_id: rec.reading.taken_at for rec in self._present},
+            # (asked of the miners with an action of ours in flight: none, mostly)
+            read_at=(
+                {rec.device_id: rec.reading.taken_at for rec in self._present}
+                if self.plant.pending
+                else {}
+            ),
             families=self._families(),
             meter_s=self.cfg.intervals.meter,
             allowed_kw=allowed,

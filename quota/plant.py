@@ -32,7 +32,7 @@ Pure: no I/O and no clock; every instant is an argument.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -92,6 +92,31 @@ def pending_for(a: Action, family: str | None, at: datetime, power_w: float) -> 
     lower = a.kind is ActionKind.LIMIT_POWER
     after = power_w - a.power_w if lower else power_w + a.power_w
     return Pending(did, Verb.LIMIT, fam, at, power_w, after, target_w=a.target_w)
+
+
+class _ActsIn(Mapping[str, tuple[float, float]]):
+    """Each miner's (sleep, limit) seconds to act, by device id, looked up through its
+    firmware's when asked: only a cut asks, and a plan over 50,000 miners that cuts nothing
+    built a dict of them at every meter reading (bench/agent_cycle.py)."""
+
+    __slots__ = ("_family_of", "_per")
+
+    def __init__(
+        self,
+        family_of: Mapping[str, str | None],
+        per: Mapping[str | None, tuple[float, float]],
+    ) -> None:
+        self._family_of = family_of
+        self._per = per
+
+    def __getitem__(self, device_id: str) -> tuple[float, float]:
+        return self._per[self._family_of[device_id]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._family_of)
+
+    def __len__(self) -> int:
+        return len(self._family_of)
 
 
 @dataclass
@@ -326,7 +351,7 @@ class Plant:
                 f: (meter_s + self.apply_s(f, Verb.SLEEP), meter_s + self.apply_s(f, Verb.LIMIT))
                 for f in set(family_of.values())
             }
-            acts_in = {did: per[f] for did, f in family_of.items()}
+            acts_in = _ActsIn(family_of, per)
         expected = None if load is None else load + self.in_flight_kw(status.used_until)
         # A cut counted twice makes the load look low (a restore it would undo at once), a
         # restore counted twice makes it look high (a cut): while either may be, the
