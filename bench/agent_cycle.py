@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -230,6 +231,7 @@ async def measure(
     cpu["inventory"] = (time.process_time() - t0) * cycles * interval / inventory_s
     agent.uplinks.spool.close()
     agent.ledger.close()
+    shutil.rmtree(work, ignore_errors=True)
     if prof is not None:
         import pstats
 
@@ -244,60 +246,55 @@ def one_round(args: argparse.Namespace) -> dict[str, float]:
     )
 
 
-def _tree_env(tree: Path | None) -> dict[str, str]:
-    """The environment a round of ``tree``'s kuat runs in: a shim package ``kuat`` whose
+def _tree_env(tree: Path, shim: Path) -> dict[str, str]:
+    """The environment a round of ``tree``'s kuat runs in: a package ``kuat`` in ``shim`` whose
     four folders are the tree's, first on the path (before the editable install's finder)."""
-    env = dict(os.environ)
-    if tree is None:
-        return env
-    shim = Path(tempfile.mkdtemp(prefix="kuat-shim-"))
     (shim / "kuat").mkdir()
     (shim / "kuat" / "__init__.py").write_text("")
     for top in ("agent", "collectors", "quota", "uplink"):
         (shim / "kuat" / top).symlink_to(tree.resolve() / top)
+    env = dict(os.environ)
     env["PYTHONPATH"] = f"{shim}{os.pathsep}{env.get('PYTHONPATH', '')}"
     return env
 
 
 def against(args: argparse.Namespace) -> None:
     here = Path(__file__).resolve().parent.parent
-    trees: dict[str, Path | None] = {"this tree": None, f"{args.against}": args.against}
-    envs = {name: _tree_env(t) for name, t in trees.items()}
-    cmd = [
-        sys.executable,
-        "-m",
-        "bench.agent_cycle",
-        "--miners",
-        str(args.miners),
-        "--interval",
-        str(args.interval),
-        "--cycles",
-        str(args.cycles),
-        "--asleep-every",
-        str(args.asleep_every),
-        "--json",
-    ]
-    got: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
-    for r in range(args.rounds):
-        order = list(trees) if r % 2 == 0 else list(reversed(trees))
-        for name in order:
-            out = subprocess.run(
-                cmd, env=envs[name], cwd=here, capture_output=True, text=True, check=True
-            )
-            row = json.loads(out.stdout.strip().splitlines()[-1])
-            got[name].append(row)
-            print(f"round {r + 1} {name}: {_line(row)}", file=sys.stderr, flush=True)
-    base, this = got[f"{args.against}"], got["this tree"]
+    other = str(args.against)
+    shim = Path(tempfile.mkdtemp(prefix="kuat-shim-"))
+    envs = {"this tree": dict(os.environ), other: _tree_env(args.against, shim)}
+    cmd = [sys.executable, "-m", "bench.agent_cycle", "--json"]
+    cmd += ["--miners", str(args.miners), "--interval", str(args.interval)]
+    cmd += ["--cycles", str(args.cycles), "--asleep-every", str(args.asleep_every)]
+    got: dict[str, list[dict[str, float]]] = {name: [] for name in envs}
+    try:
+        for r in range(args.rounds):
+            order = list(envs) if r % 2 == 0 else list(reversed(envs))
+            for name in order:
+                out = subprocess.run(
+                    cmd, env=envs[name], cwd=here, capture_output=True, text=True, check=True
+                )
+                row = json.loads(out.stdout.strip().splitlines()[-1])
+                got[name].append(row)
+                print(f"round {r + 1} {name}: {_line(row)}", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(shim, ignore_errors=True)
+    base, this = got[other], got["this tree"]
     print(
-        f"\n{args.miners} miners every {args.interval:g} s, {args.cycles} cycles a round, "
-        f"{args.rounds} rounds each, interleaved; load average {os.getloadavg()[0]:.1f}"
+        f"\n{_what(args)}, {args.cycles} cycles a round, {args.rounds} rounds each, "
+        f"interleaved; load average {os.getloadavg()[0]:.1f}"
     )
-    print(f"\n| part | {args.against}: µs a read (median) | this tree | this / {args.against} |")
+    print(f"\n| part | {other}: µs a read (median) | this tree | this / {other} |")
     print("|---|---|---|---|")
     for part in (*PARTS, "total"):
         b = statistics.median(x[part] for x in base)
         a = statistics.median(x[part] for x in this)
         print(f"| {part} | {b:.1f} | {a:.1f} | {a / b if b else float('nan'):.2f}× |")
+
+
+def _what(args: argparse.Namespace) -> str:
+    asleep = f", one in {args.asleep_every} asleep" if args.asleep_every else ""
+    return f"{args.miners} miners every {args.interval:g} s{asleep}"
 
 
 def _line(row: dict[str, float]) -> str:
@@ -329,11 +326,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(row))
         return
-    print(
-        f"{args.miners} miners every {args.interval:g} s ({args.cycles} cycles"
-        f"{f', one in {args.asleep_every} asleep' if args.asleep_every else ''}): CPU µs per "
-        f"miner read beyond the poll"
-    )
+    print(f"{_what(args)}, {args.cycles} cycles: CPU µs per miner read beyond the poll")
     for part in (*PARTS, "total"):
         print(f"  {part:10s} {row[part]:8.1f}")
 
