@@ -131,16 +131,23 @@ _NOT_OPENERS = bytes(c for c in range(256) if c not in b"[{")
 
 
 def _too_deep(obj: Any) -> bool:
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return True
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
-    return False
+    """Whether a container of the decoded reply lies deeper than MAX_DEPTH (``obj`` at 1).
+
+    Walked a level at a time (the containers one level down, no depth carried per node): a
+    reply whose brackets outnumber MAX_DEPTH (a LuxOS or Whatsminer poll's, every poll) paid
+    a generator and a tuple per container, twice its decode (bench/asic_engine.py)."""
+    level = [obj]
+    for _ in range(MAX_DEPTH):
+        below: list[Any] = []
+        add = below.append
+        for node in level:
+            for v in node.values() if node.__class__ is dict else node:
+                if v.__class__ is dict or v.__class__ is list:
+                    add(v)
+        if not below:
+            return False
+        level = below
+    return True
 
 
 _GLUED_STATS = b'}{"STATS":'

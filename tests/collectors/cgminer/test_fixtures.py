@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kuat.collectors.cgminer.client import ApiError, decode_reply
+from kuat.collectors.cgminer.client import MAX_DEPTH, ApiError, decode_reply
 from kuat.collectors.cgminer.firmware.braiins import fields_from_rest_miner_stats
 from kuat.collectors.cgminer.parsers import detect_family, parse_replies
 from kuat.collectors.readings import AsicReading
@@ -86,6 +86,16 @@ def test_decode_errors_are_one_line(raw: bytes, cause: str) -> None:
         decode_reply(raw)
     assert cause in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_a_reply_nested_to_the_limit_decodes_and_one_level_more_is_refused() -> None:
+    # the nesting is counted in containers, whichever kind and wherever in the reply
+    at_limit = b'{"STATUS":[{"STATUS":"S"}],"x":' + b'[{"a":' * 15 + b"[1]" + b"}]" * 15 + b"}"
+    obj = decode_reply(at_limit)  # 1 + 2 * 15 + 1 = MAX_DEPTH levels
+    assert obj["STATUS"] == [{"STATUS": "S"}]
+    over = b'{"x":' + b'[{"a":' * 15 + b"[[1]]" + b"}]" * 15 + b', "y": [[]]}'
+    with pytest.raises(ApiError, match=f"nested more than {MAX_DEPTH} levels"):
+        decode_reply(over)
 
 
 def test_glued_stats_fast_repair_reads_as_the_general_one() -> None:
