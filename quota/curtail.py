@@ -71,7 +71,9 @@ hour's last few kWh over a few seconds and swings with every reading.
 
 A cut is planned only when the load is over the allowed power by more than a quarter of the
 hysteresis (at most 2 % of the allowed power): a smaller excess is meter noise, and if real, its
-energy lowers the allowed power until the excess is larger.
+energy lowers the allowed power until the excess is larger. That needs a later decision that
+still acts inside the hour: the last decision, the one whose successor (``decision_s`` later)
+would act only after the hour's end, cuts on any excess.
 
 A restore plan that would bring back less than half the hysteresis is not made, unless it
 restores everything: headroom that grows a little at a time (an hour closing under its
@@ -625,6 +627,7 @@ def plan(
     actuation_s: float = 0.0,
     settling_kw: float = 0.0,
     acts_in_s: Mapping[str, tuple[float, float]] | None = None,
+    decision_s: float = 0.0,
 ) -> CurtailPlan:
     """``load_kw`` is the site's present draw (the meter's, with actions in flight counted:
     kuat.quota.plant); without it, Σ awake miners × ``overhead_factor`` + ``overhead_kw``.
@@ -636,7 +639,9 @@ def plan(
     the load counts that the meter may already show (kuat.quota.plant): a cut needs the load
     over allowed by this much more. ``acts_in_s``: by device id, the seconds until a sleep
     and a power limit sent now show at the meter (module docstring, "A cut that acts sooner";
-    a miner not in it: ``actuation_s``)."""
+    a miner not in it: ``actuation_s``). ``decision_s``: how long until the next decision (the
+    agent decides at every site-meter reading): the last decision that still acts inside the
+    hour cuts on any excess (module docstring, "the last decision")."""
     now = as_utc(now)
     if hour_left_s is not None and hour_left_s <= actuation_s and next_allowed_kw is not None:
         allowed_kw, hour_left_s = next_allowed_kw, None
@@ -656,6 +661,10 @@ def plan(
     # the excess is larger; cutting on noise would cut one miner too many, and the hour
     # closing under would bring restores (twice the switches).
     deadband = min(policy.hysteresis_kw / 4, 0.02 * max(allowed_kw, 0.0))
+    if hour_left_s is not None and hour_left_s <= actuation_s + decision_s:
+        # ... unless no later decision acts inside the hour: the excess let pass now would
+        # run to the hour's end (one 2 kW miner, 10 s steps: 0.02 Wh over a 1.99998 kWh hour)
+        deadband = 0.0
     if load > allowed_kw + deadband + settling_kw:
         # the horizon: the next hour's cut, when its start is near (module docstring)
         near = hour_left_s is not None and hour_left_s < policy.wake_min_run_s

@@ -370,4 +370,5 @@ class Plant:
             settling_kw=restoring_kw,
             actuation_s=meter_s + self.slowest_apply_s(families),
             acts_in_s=acts_in,
+            decision_s=meter_s,
         )

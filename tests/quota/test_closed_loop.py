@@ -153,7 +153,18 @@ def simulate(s: Scenario) -> Outcome:
             MinerState(m.device_id, m.power_w, m.hashrate_ths, m.asleep, switched.get(m.device_id))
             for m in plant.values()
         ]
-        p = plan(status.allowed_kw, miners, t, cpolicy, load_kw=status.p_kw)
+        # the horizon as the agent gives it (kuat.quota.plant): a decision at every step,
+        # acting one step later
+        p = plan(
+            status.allowed_kw,
+            miners,
+            t,
+            cpolicy,
+            load_kw=status.p_kw,
+            hour_left_s=(end - t).total_seconds(),
+            actuation_s=s.step_s,
+            decision_s=s.step_s,
+        )
         for a in p.actions:
             assert plant[a.device_id].asleep is (a.kind is ActionKind.RESTORE)
             switched[a.device_id] = t
@@ -221,8 +232,14 @@ def test_feasible_allocation_is_kept(s: Scenario, headroom: float) -> None:
     assert_timers_held(s, out)
 
 
+# The last decision that acts inside the hour let a 3.6 W excess pass as noise: it ran on to
+# the hour's end, 0.02 Wh over the allocation (found by this test).
+LAST_CALL = Scenario(((2000.0, 15.0),), 0.0, 0, 10, 0.0, 0.0, 1.0, 0.0, 0.0)
+
+
 @settings(max_examples=40, deadline=None)
 @given(s=scenarios(), share=st.floats(0.0, 1.3))
+@example(s=LAST_CALL, share=0.99999)
 def test_timers_hold_whatever_the_allocation(s: Scenario, share: float) -> None:
     """(b) for any allocation, infeasible ones included: below the sleeping floor, around the
     load, above it."""
