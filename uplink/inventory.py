@@ -251,12 +251,17 @@ class SnapshotJson:
 
     def __init__(self, before_seq: bytes, after_seq: bytearray) -> None:
         self._before = before_seq  # up to and including '"seq":'
-        self._after = after_seq  # the rest, miners and extra keys included
+        self._after: bytearray | None = after_seq  # the rest, miners and extra keys included
 
     def with_seq(self, seq: int) -> bytearray:
         """The whole JSON, in the buffer the miners were written into (its head moved in
-        place, not the 19 MB of a 50,000-miner snapshot copied): call it once."""
+        place, not the 19 MB of a 50,000-miner snapshot copied): call it once. The buffer is
+        handed over, not kept here, so the caller's last reference frees it: the spool drops it
+        before SQLite copies the stored snapshot into the outbox (``outbox_put_sequenced``)."""
         out = self._after
+        if out is None:
+            raise RuntimeError("SnapshotJson.with_seq called twice")
+        self._after = None
         out[0:0] = self._before + str(seq).encode()
         return out
 

@@ -298,14 +298,19 @@ class RegisterPublisher(OutboxSender):
             # inventory job's publish, bench/farm_scale.py --phases), its first inventory's
             # events as long again.
             encoded = SequencedJson(events, keep=HISTORY_KEYS)
+            count = len(events)
+            del events  # a row per event (7 MB for a farm's first inventory), all encoded now
             extra = {"agent_id": self.agent_id} if self.agent_id else None
             body = snapshot_json_parts(snap, extra=extra)
 
             def snapshot_and_history(last: int) -> bytearray:
                 # outbox_put_sequenced calls this inside its transaction, after numbering the
                 # events: the history rows commit (or roll back) with the outbox rows.
-                seqs = range(last - len(events) + 1, last + 1)
+                seqs = range(last - count + 1, last + 1)
                 self.history.record_in_transaction(encoded, seqs, now)
+                # Every encoded event is in the outbox and the history: given up before the
+                # snapshot is stored, not held with it to the commit (33 MB for 50,000 added).
+                encoded.release()
                 return body.with_seq(last)
 
             seqs = self.spool.outbox_put_sequenced(
@@ -318,6 +323,6 @@ class RegisterPublisher(OutboxSender):
         self._wake.set()
         return InventoryReport(
             miners=len(snap.miners),
-            events=len(events),
+            events=count,
             seq=seqs[-1] if seqs else self.spool.last_seq(self._seq_key),
         )

@@ -1,0 +1,216 @@
+"""Benchmark: the memory peak of a farm's register inventory publish (not a test; asserts nothing).
+
+    .venv/bin/python -m bench.inventory_peak                  # 50,000 miners, 2 rounds
+    .venv/bin/python -m bench.inventory_peak --miners 10000 --rounds 1
+    .venv/bin/python -m bench.inventory_peak --steps          # the publish's steps, one by one
+
+Why: ``bench/farm_scale.py --miners 50000 --interval 120 --hour`` on 0447ba8 had the agent's
+VmHWM jump from 243 MB to 323 MB in the first cycle after discovery while the RSS after every
+cycle stayed at 240-252 MB: a one-off transient, the first inventory of the whole farm (a
+snapshot of 50,000 miners and an ``added`` event for each) being queued for the register.
+
+What runs, without simulators or a broker (the farm bench configures none, so nothing is
+sent; the publish is what the agent's worker thread does): 50,000 realistic readings
+(bench/uplink.py's site mix), then ``RegisterPublisher.publish_inventory`` into a real spool in
+a temporary directory, twice — the farm's first inventory (every miner added) and the next one
+(nothing changed, as in every later cycle). Each measurement runs in a child process of its own
+with the agent's allocator settings (agent/tuning.py: glibc's mmap threshold fixed, so every
+farm-sized buffer is pages of its own and shows in the RSS), the peak read as VmHWM after
+resetting it (/proc/self/clear_refs) just before the publish, less the RSS then.
+
+Baseline, in the same run: the same code made to hold what 0447ba8 held through the publish's
+transaction — the encoded events to the commit, the snapshot's JSON while SQLite copies the
+stored snapshot into the outbox, and ``diff_events``' rows — by keeping a reference to each
+(``--as-before``). Rounds alternate the two, so a busy machine weighs on both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.farm import status_mb
+from bench.uplink import make_asic
+
+NOW = datetime(2026, 12, 5, 12, tzinfo=UTC)
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:  # "5": VmHWM back to the RSS now
+        f.write("5")
+
+
+def _measure(what: Callable[[], object]) -> dict[str, float]:
+    gc.collect()
+    _reset_peak()
+    before = status_mb()["VmRSS"]
+    t0 = time.perf_counter()
+    what()
+    seconds = time.perf_counter() - t0
+    after = status_mb()
+    return {
+        "s": round(seconds, 2),
+        "rss_before": round(before, 1),
+        "peak_over": round(after["VmHWM"] - before, 1),
+        "kept": round(after["VmRSS"] - before, 1),
+    }
+
+
+def _publish_as_before(pub: Any, readings: list[Any], now: datetime) -> None:
+    """``publish_inventory`` holding what 0447ba8 held until its transaction ended."""
+    from kuat.uplink.inventory import build_snapshot, diff_events, snapshot_json_parts
+    from kuat.uplink.register_history import HISTORY_KEYS
+    from kuat.uplink.spool import SequencedJson
+
+    previous = pub.last_snapshot()
+    snap = build_snapshot(
+        readings, site=pub.site, owner_bin=pub.owner_bin, now=now, previous=previous
+    )
+    events = diff_events(previous, snap)
+    encoded = SequencedJson(events, keep=HISTORY_KEYS)
+    body = snapshot_json_parts(snap)
+    held: list[object] = [events]
+
+    def snapshot_and_history(last: int) -> bytearray:
+        pub.history.record_in_transaction(encoded, range(last - len(events) + 1, last + 1), now)
+        out = body.with_seq(last)
+        held.append(out)  # the old code's closure and frame kept it to the commit
+        return out
+
+    pub.spool.outbox_put_sequenced(
+        pub._seq_key,
+        pub.events_topic,
+        encoded,
+        retained=(pub.inventory_topic, snapshot_and_history),
+    )
+    pub._last = snap
+
+
+def child(miners: int, as_before: bool) -> dict[str, Any]:
+    from kuat.agent.tuning import apply_gc_tuning
+    from kuat.uplink.mqtt import RegisterPublisher
+    from kuat.uplink.spool import Spool
+
+    apply_gc_tuning()
+    rng = random.Random(1)
+    readings = [make_asic(rng, i, NOW) for i in range(miners)]
+    out: dict[str, Any] = {"start_rss": round(status_mb()["VmRSS"], 1)}
+    with tempfile.TemporaryDirectory(prefix="kuat-inventory-peak-") as tmp:
+        spool = Spool(Path(tmp) / "spool.db")
+        pub = RegisterPublisher(spool, owner_bin="230140000077", site="farm", broker=None)
+        for name, when in (("first", NOW), ("next", NOW + timedelta(minutes=2))):
+            if as_before:
+                out[name] = _measure(lambda t=when: _publish_as_before(pub, list(readings), t))
+            else:
+                out[name] = _measure(lambda t=when: pub.publish_inventory(list(readings), t))
+        out["outbox"] = spool.counts().outbox
+        spool.close()
+    return out
+
+
+def steps(miners: int) -> None:
+    """The publish's parts one by one, each with its own peak (tracemalloc's too)."""
+    import tracemalloc
+
+    from kuat.agent.tuning import apply_gc_tuning
+    from kuat.uplink.inventory import build_snapshot, diff_events, snapshot_json_parts
+    from kuat.uplink.mqtt import RegisterPublisher
+    from kuat.uplink.register_history import HISTORY_KEYS
+    from kuat.uplink.spool import SequencedJson, Spool
+
+    apply_gc_tuning()
+    rng = random.Random(1)
+    readings = [make_asic(rng, i, NOW) for i in range(miners)]
+    tracemalloc.start()
+
+    def step(name: str, fn: Callable[[], Any]) -> Any:
+        box: list[Any] = []
+        tracemalloc.reset_peak()
+        traced = tracemalloc.get_traced_memory()[0]
+        m = _measure(lambda: box.append(fn()))
+        cur, peak = tracemalloc.get_traced_memory()
+        print(
+            f"{name:<22} {m['s']:5.2f} s  peak +{m['peak_over']:5.1f} MB, kept +{m['kept']:5.1f} "
+            f"(RSS); traced peak +{(peak - traced) / 2**20:5.1f}, "
+            f"kept +{(cur - traced) / 2**20:5.1f}"
+        )
+        return box[0]
+
+    with tempfile.TemporaryDirectory(prefix="kuat-inventory-peak-") as tmp:
+        spool = Spool(Path(tmp) / "spool.db")
+        pub = RegisterPublisher(spool, owner_bin="230140000077", site="farm", broker=None)
+        snap = step(
+            "build_snapshot", lambda: build_snapshot(readings, site="farm", owner_bin="x", now=NOW)
+        )
+        events = step("diff_events", lambda: diff_events(None, snap))
+        encoded = step("SequencedJson", lambda: SequencedJson(events, keep=HISTORY_KEYS))
+        body = step("snapshot_json_parts", lambda: snapshot_json_parts(snap))
+        n = len(encoded)
+
+        def build(last: int) -> bytearray:
+            pub.history.record_in_transaction(encoded, range(last - n + 1, last + 1), NOW)
+            encoded.release()
+            return body.with_seq(last)
+
+        step(
+            "outbox_put_sequenced",
+            lambda: spool.outbox_put_sequenced(
+                "k", "t/events", encoded, retained=("t/inventory", build)
+            ),
+        )
+        spool.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--miners", type=int, default=50_000)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--steps", action="store_true", help="the publish's parts, one by one")
+    p.add_argument("--child", choices=("now", "before"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.miners, args.child == "before")))
+        return 0
+    if args.steps:
+        steps(args.miners)
+        return 0
+    results: dict[str, list[dict[str, Any]]] = {"before": [], "now": []}
+    for r in range(args.rounds):
+        for kind in ("before", "now") if r % 2 == 0 else ("now", "before"):
+            cmd = [sys.executable, "-m", "bench.inventory_peak", "--miners", str(args.miners)]
+            out = subprocess.run(
+                [*cmd, "--child", kind], capture_output=True, text=True, check=True, timeout=600
+            )
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            results[kind].append(res)
+            print(f"round {r + 1}, {kind:<6}: {json.dumps(res)}", file=sys.stderr, flush=True)
+    print(
+        f"| {args.miners:,} miners, median of {args.rounds} | 0447ba8's holding (baseline) "
+        "| this code | ratio |"
+    )
+    print("|---|---|---|---|")
+    for name, label in (("first", "first inventory (all added)"), ("next", "next (no change)")):
+        b = statistics.median(x[name]["peak_over"] for x in results["before"])
+        n = statistics.median(x[name]["peak_over"] for x in results["now"])
+        bs = statistics.median(x[name]["s"] for x in results["before"])
+        ns = statistics.median(x[name]["s"] for x in results["now"])
+        print(
+            f"| {label}: peak over the RSS before it, time | +{b:.1f} MB, {bs:.2f} s "
+            f"| +{n:.1f} MB, {ns:.2f} s | {n / b:.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
