@@ -18,18 +18,22 @@ with the agent's allocator settings (agent/tuning.py: glibc's mmap threshold fix
 farm-sized buffer is pages of its own and shows in the RSS), the peak read as VmHWM after
 resetting it (/proc/self/clear_refs) just before the publish, less the RSS then.
 
-Baseline, in the same run: the same code made to hold what 0447ba8 held through the publish's
-transaction — the encoded events to the commit, the snapshot's JSON while SQLite copies the
-stored snapshot into the outbox, and ``diff_events``' rows — by keeping a reference to each
-(``--as-before``). Rounds alternate the two, so a busy machine weighs on both alike.
+Baseline, in the same run: the same children with ``--baseline``'s kuat (default 0447ba8,
+taken with ``git archive`` into a temporary directory and put first on PYTHONPATH; this tree's
+bench and readings). Rounds alternate the two, so a busy machine weighs on both alike.
+``--steps`` prints each part of this tree's publish apart (snapshot, events, staging,
+snapshot JSON, transaction), with tracemalloc's figures beside the RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
+import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -67,37 +71,7 @@ def _measure(what: Callable[[], object]) -> dict[str, float]:
     }
 
 
-def _publish_as_before(pub: Any, readings: list[Any], now: datetime) -> None:
-    """``publish_inventory`` holding what 0447ba8 held until its transaction ended."""
-    from kuat.uplink.inventory import build_snapshot, diff_events, snapshot_json_parts
-    from kuat.uplink.register_history import HISTORY_KEYS
-    from kuat.uplink.spool import SequencedJson
-
-    previous = pub.last_snapshot()
-    snap = build_snapshot(
-        readings, site=pub.site, owner_bin=pub.owner_bin, now=now, previous=previous
-    )
-    events = diff_events(previous, snap)
-    encoded = SequencedJson(events, keep=HISTORY_KEYS)
-    body = snapshot_json_parts(snap)
-    held: list[object] = [events]
-
-    def snapshot_and_history(last: int) -> bytearray:
-        pub.history.record_in_transaction(encoded, range(last - len(events) + 1, last + 1), now)
-        out = body.with_seq(last)
-        held.append(out)  # the old code's closure and frame kept it to the commit
-        return out
-
-    pub.spool.outbox_put_sequenced(
-        pub._seq_key,
-        pub.events_topic,
-        encoded,
-        retained=(pub.inventory_topic, snapshot_and_history),
-    )
-    pub._last = snap
-
-
-def child(miners: int, as_before: bool) -> dict[str, Any]:
+def child(miners: int) -> dict[str, Any]:
     from kuat.agent.tuning import apply_gc_tuning
     from kuat.uplink.mqtt import RegisterPublisher
     from kuat.uplink.spool import Spool
@@ -110,13 +84,27 @@ def child(miners: int, as_before: bool) -> dict[str, Any]:
         spool = Spool(Path(tmp) / "spool.db")
         pub = RegisterPublisher(spool, owner_bin="230140000077", site="farm", broker=None)
         for name, when in (("first", NOW), ("next", NOW + timedelta(minutes=2))):
-            if as_before:
-                out[name] = _measure(lambda t=when: _publish_as_before(pub, list(readings), t))
-            else:
-                out[name] = _measure(lambda t=when: pub.publish_inventory(list(readings), t))
+            out[name] = _measure(lambda t=when: pub.publish_inventory(list(readings), t))
         out["outbox"] = spool.counts().outbox
+        out["kuat"] = str(sys.modules["kuat.uplink.spool"].__file__)
         spool.close()
     return out
+
+
+def baseline_tree(commit: str, into: Path) -> Path:
+    """``commit``'s kuat (git archive) under ``into``; the directory to put on PYTHONPATH."""
+    here = Path(__file__).resolve().parent.parent
+    src, path = into / "src", into / "path"
+    src.mkdir()
+    path.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(here), "archive", commit], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    for built in here.glob("uplink/*.so"):  # the line protocol's C accelerator, if built
+        shutil.copy2(built, src / "uplink" / built.name)
+    (path / "kuat").symlink_to(src)
+    return path
 
 
 def steps(miners: int) -> None:
@@ -127,7 +115,7 @@ def steps(miners: int) -> None:
     from kuat.uplink.inventory import build_snapshot, diff_events, snapshot_json_parts
     from kuat.uplink.mqtt import RegisterPublisher
     from kuat.uplink.register_history import HISTORY_KEYS
-    from kuat.uplink.spool import SequencedJson, Spool
+    from kuat.uplink.spool import Spool
 
     apply_gc_tuning()
     rng = random.Random(1)
@@ -151,24 +139,28 @@ def steps(miners: int) -> None:
         spool = Spool(Path(tmp) / "spool.db")
         pub = RegisterPublisher(spool, owner_bin="230140000077", site="farm", broker=None)
         snap = step(
-            "build_snapshot", lambda: build_snapshot(readings, site="farm", owner_bin="x", now=NOW)
+            "build_snapshot",
+            lambda: build_snapshot(readings, site="farm", owner_bin="x", now=NOW),
         )
         events = step("diff_events", lambda: diff_events(None, snap))
-        encoded = step("SequencedJson", lambda: SequencedJson(events, keep=HISTORY_KEYS))
-        body = step("snapshot_json_parts", lambda: snapshot_json_parts(snap))
-        n = len(encoded)
+        n = len(events)
+        with contextlib.ExitStack() as stack:
+            staged = step(
+                "Spool.staged",
+                lambda: stack.enter_context(spool.staged(events, keep=HISTORY_KEYS)),
+            )
+            body = step("snapshot_json_parts", lambda: snapshot_json_parts(snap))
 
-        def build(last: int) -> bytearray:
-            pub.history.record_in_transaction(encoded, range(last - n + 1, last + 1), NOW)
-            encoded.release()
-            return body.with_seq(last)
+            def build(last: int) -> bytearray:
+                pub.history.record_in_transaction(staged, range(last - n + 1, last + 1), NOW)
+                return body.with_seq(last)
 
-        step(
-            "outbox_put_sequenced",
-            lambda: spool.outbox_put_sequenced(
-                "k", "t/events", encoded, retained=("t/inventory", build)
-            ),
-        )
+            step(
+                "outbox_put_sequenced",
+                lambda: spool.outbox_put_sequenced(
+                    "k", "t/events", staged, retained=("t/inventory", build)
+                ),
+            )
         spool.close()
 
 
@@ -177,27 +169,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--miners", type=int, default=50_000)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", action="store_true", help="the publish's parts, one by one")
-    p.add_argument("--child", choices=("now", "before"), help=argparse.SUPPRESS)
+    p.add_argument("--baseline", default="0447ba8", help="the commit measured against")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        print(json.dumps(child(args.miners, args.child == "before")))
+        print(json.dumps(child(args.miners)))
         return 0
     if args.steps:
         steps(args.miners)
         return 0
     results: dict[str, list[dict[str, Any]]] = {"before": [], "now": []}
-    for r in range(args.rounds):
-        for kind in ("before", "now") if r % 2 == 0 else ("now", "before"):
-            cmd = [sys.executable, "-m", "bench.inventory_peak", "--miners", str(args.miners)]
-            out = subprocess.run(
-                [*cmd, "--child", kind], capture_output=True, text=True, check=True, timeout=600
-            )
-            res = json.loads(out.stdout.strip().splitlines()[-1])
-            results[kind].append(res)
-            print(f"round {r + 1}, {kind:<6}: {json.dumps(res)}", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="kuat-inventory-peak-") as tmp:
+        env = {"before": {**os.environ, "PYTHONPATH": str(baseline_tree(args.baseline, Path(tmp)))}}
+        env["now"] = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        for r in range(args.rounds):
+            for kind in ("before", "now") if r % 2 == 0 else ("now", "before"):
+                cmd = [sys.executable, "-m", "bench.inventory_peak", "--miners", str(args.miners)]
+                out = subprocess.run(
+                    [*cmd, "--child"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=600,
+                    env=env[kind],
+                    cwd=Path(__file__).resolve().parent.parent,
+                )
+                res = json.loads(out.stdout.strip().splitlines()[-1])
+                results[kind].append(res)
+                print(f"round {r + 1}, {kind:<6}: {json.dumps(res)}", file=sys.stderr, flush=True)
+    head = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parent.parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     print(
-        f"| {args.miners:,} miners, median of {args.rounds} | 0447ba8's holding (baseline) "
-        "| this code | ratio |"
+        f"| {args.miners:,} miners, median of {args.rounds} | {args.baseline} (baseline) "
+        f"| this tree ({head or '?'}) | ratio |"
     )
     print("|---|---|---|---|")
     for name, label in (("first", "first inventory (all added)"), ("next", "next (no change)")):

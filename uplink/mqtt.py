@@ -66,7 +66,7 @@ from kuat.uplink.register_replay import (
     ReplayError,
     parse_replay,
 )
-from kuat.uplink.spool import SequencedJson, Spool
+from kuat.uplink.spool import Spool
 
 __all__ = ["InventoryReport", "RegisterPublisher", "topic_base"]
 
@@ -296,29 +296,27 @@ class RegisterPublisher(OutboxSender):
             # the spool's lock, which the event loop takes to spool each chunk of readings, and
             # a 50,000-miner snapshot took 1.3-3 s to write (the loop stalled that long at the
             # inventory job's publish, bench/farm_scale.py --phases), its first inventory's
-            # events as long again.
-            encoded = SequencedJson(events, keep=HISTORY_KEYS)
+            # events as long again. The events are written to the spool a chunk at a time
+            # (Spool.staged), not held: a farm's first inventory's were 33 MB encoded.
             count = len(events)
-            del events  # a row per event (7 MB for a farm's first inventory), all encoded now
-            extra = {"agent_id": self.agent_id} if self.agent_id else None
-            body = snapshot_json_parts(snap, extra=extra)
+            with self.spool.staged(events, keep=HISTORY_KEYS) as staged:
+                del events  # a row per event (8 MB for a farm's first inventory), all staged
+                extra = {"agent_id": self.agent_id} if self.agent_id else None
+                body = snapshot_json_parts(snap, extra=extra)
 
-            def snapshot_and_history(last: int) -> bytearray:
-                # outbox_put_sequenced calls this inside its transaction, after numbering the
-                # events: the history rows commit (or roll back) with the outbox rows.
-                seqs = range(last - count + 1, last + 1)
-                self.history.record_in_transaction(encoded, seqs, now)
-                # Every encoded event is in the outbox and the history: given up before the
-                # snapshot is stored, not held with it to the commit (33 MB for 50,000 added).
-                encoded.release()
-                return body.with_seq(last)
+                def snapshot_and_history(last: int) -> bytearray:
+                    # outbox_put_sequenced calls this inside its transaction, after numbering
+                    # the events: the history rows commit (or roll back) with the outbox rows.
+                    seqs = range(last - count + 1, last + 1)
+                    self.history.record_in_transaction(staged, seqs, now)
+                    return body.with_seq(last)
 
-            seqs = self.spool.outbox_put_sequenced(
-                self._seq_key,
-                self.events_topic,
-                encoded,
-                retained=(self.inventory_topic, snapshot_and_history),
-            )
+                seqs = self.spool.outbox_put_sequenced(
+                    self._seq_key,
+                    self.events_topic,
+                    staged,
+                    retained=(self.inventory_topic, snapshot_and_history),
+                )
             self._last = snap
         self._wake.set()
         return InventoryReport(

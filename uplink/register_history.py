@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kuat.uplink.inventory import iso
-from kuat.uplink.spool import SequencedJson, Spool
+from kuat.uplink.spool import Spool, Staged
 
 __all__ = [
     "DEFAULT_RETENTION",
@@ -68,11 +68,11 @@ CREATE TRIGGER IF NOT EXISTS register_history_append_only
 """
 
 
-# what record_in_transaction's events keep apart (SequencedJson keep=), the table's columns
+# what record_in_transaction's events keep apart (Spool.staged keep=), the table's columns
 HISTORY_KEYS = ("id", "type", "miner_id", "at")
-_INSERT_INTO = (
-    "INTO register_history(seq_key, seq, id, type, miner_id, at, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_COLUMNS = "register_history(seq_key, seq, id, type, miner_id, at, body)"
+_INSERT_INTO = f"INTO {_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_INTO_SELECT = f"INTO {_COLUMNS} "
 
 
 def _body_json(body: dict[str, Any]) -> str:
@@ -137,10 +137,8 @@ class RegisterHistory:
             ),
         )
 
-    def record_in_transaction(
-        self, events: SequencedJson, seqs: Sequence[int], now: datetime
-    ) -> None:
-        """Append ``events`` (numbered ``seqs``; encoded with ``keep=HISTORY_KEYS``) and prune
+    def record_in_transaction(self, events: Staged, seqs: Sequence[int], now: datetime) -> None:
+        """Append ``events`` (numbered ``seqs``; staged with ``keep=HISTORY_KEYS``) and prune
         by age.
 
         Must run inside the spool transaction that queues the same events (see the module
@@ -148,19 +146,21 @@ class RegisterHistory:
         """
         db = self._db
         assert db.in_transaction, "register history must be written inside the outbox tx"
+        if events.keep != HISTORY_KEYS:
+            raise ValueError(f"register history events are staged keeping {HISTORY_KEYS}")
         now_text = iso(now)
         # The first write of a site starts its history: from then on nothing is missed.
         db.execute(
             "INSERT OR IGNORE INTO register_history_meta(seq_key, history_from) VALUES (?, ?)",
             (self.seq_key, now_text),
         )
-        db.executemany(
-            f"INSERT {_INSERT_INTO}",
-            (
-                (self.seq_key, seq, *events.kept(i), events.payload(i, seq).decode())
-                for i, seq in enumerate(seqs)
-            ),
-        )
+        if seqs:
+            # the outbox's text, copied inside SQLite from the staged rows
+            db.execute(
+                f"INSERT {_INSERT_INTO_SELECT}"
+                + events.select(f":key, :first + n, {events.kept_columns}, {Staged.TEXT}"),
+                {"key": self.seq_key, "first": seqs[0]},
+            )
         cutoff = iso(now - self.retention)
         pruned = db.execute(
             "DELETE FROM register_history WHERE seq_key = ? AND at < ?", (self.seq_key, cutoff)

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import json
 import logging
 import math
@@ -73,6 +74,7 @@ __all__ = [
     "Spool",
     "SpoolFull",
     "SpoolStats",
+    "Staged",
     "open_checked",
     "quarantined_files",
     "read_damaged",
@@ -137,9 +139,10 @@ class SequencedJson:
     per miner, ~32 us each, twice: outbox and register history) held the spool's lock, and with
     it the event loop spooling readings, for seconds at 50,000 miners. The encoded bodies sit in
     one buffer (~0.6 KB an event), not an object each; ``keep`` names keys kept apart, as
-    ``kept(i)``, for the rows that index them."""
+    ``kept(i)``, for the rows that index them. ``Spool.staged`` encodes a chunk at a time with
+    it: all of a farm's first inventory at once was 33 MB (bench/inventory_peak.py)."""
 
-    __slots__ = ("_buf", "_ends", "_kept", "_n")
+    __slots__ = ("_buf", "_ends", "_kept")
 
     def __init__(self, bodies: Iterable[Mapping[str, Any]], keep: tuple[str, ...] = ()) -> None:
         buf = bytearray()
@@ -156,25 +159,59 @@ class SequencedJson:
         self._buf = buf
         self._ends = ends
         self._kept = kept
-        self._n = len(ends)
 
     def __len__(self) -> int:
-        return self._n
+        return len(self._ends)
+
+    def _span(self, i: int) -> memoryview:
+        return memoryview(self._buf)[self._ends[i - 1] if i else 0 : self._ends[i]]
 
     def payload(self, i: int, seq: int) -> bytes:
-        start = self._ends[i - 1] if i else 0
-        return b"".join((memoryview(self._buf)[start : self._ends[i]], b',"seq":%d}' % seq))
+        return b"".join((self._span(i), b',"seq":%d}' % seq))
+
+    def text(self, i: int) -> str:
+        """Body ``i`` without its closing brace (what ``Spool.staged`` stores)."""
+        return str(self._span(i), "utf-8")
 
     def kept(self, i: int) -> tuple[Any, ...]:
         return self._kept[i]
 
-    def release(self) -> None:
-        """Give up the encoded bodies once they are written (the outbox and the register
-        history, inside the transaction): a farm's first inventory's are ~33 MB at 50,000
-        miners, and the rest of that transaction holds the snapshot. ``len`` stays."""
-        self._buf = bytearray()
-        self._ends = []
-        self._kept = []
+
+# Bodies encoded and written to the staging table at a time (Spool.staged): ~0.6 MB of a farm's
+# inventory events, the spool's lock held for one chunk's insert.
+STAGE_CHUNK = 1000
+_STAGE_KEEP_MAX = 4
+_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS kuat_staged "
+    "(n INTEGER PRIMARY KEY, body TEXT NOT NULL, k0, k1, k2, k3)"
+)
+
+
+class Staged:
+    """Bodies a transaction is to number, already encoded and written (``Spool.staged``): row
+    ``n`` (0, 1, ...) of the spool connection's temporary table ``kuat_staged`` holds body ``n``
+    without its closing brace, and ``k0``... the values of its ``keep`` keys. Inside that
+    transaction, ``select(columns)`` reads them in order, where ``TEXT`` is the message given
+    the seq ``:first + n`` (the text ``SequencedJson.payload`` makes)."""
+
+    TEXT = "body || ',\"seq\":' || (:first + n) || '}'"
+
+    def __init__(self, count: int, keep: tuple[str, ...]) -> None:
+        self.count = count
+        self.keep = keep
+        self.open = True  # the rows are there (the staged() block has not ended)
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def kept_columns(self) -> str:
+        return ", ".join(f"k{i}" for i in range(len(self.keep)))
+
+    def select(self, columns: str) -> str:
+        if not self.open:
+            raise RuntimeError("staged bodies used after their staged() block")
+        return f"SELECT {columns} FROM temp.kuat_staged ORDER BY n"
 
 
 class SpoolFull(KuatError, sqlite3.OperationalError):
@@ -350,6 +387,7 @@ class Spool:
         self.reserve_bytes = reserve_bytes
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._stage_lock = threading.Lock()  # one staged() block at a time (one staging table)
         self._seq_path = self.path.with_name(self.path.name + ".seq")
         self._reserve_path = self.path.with_name(self.path.name + ".reserve")
         sidecar = self._read_sidecar()
@@ -724,11 +762,56 @@ class Spool:
             )
             return int(cur.lastrowid or 0)
 
+    @contextmanager
+    def staged(
+        self, bodies: Iterable[Mapping[str, Any]], keep: tuple[str, ...] = ()
+    ) -> Iterator[Staged]:
+        """``bodies`` encoded (``SequencedJson``) and written to a temporary table of the
+        spool's connection, ``STAGE_CHUNK`` at a time, for ``outbox_put_sequenced`` inside this
+        block; ``keep`` (at most 4 keys) as ``Staged`` says.
+
+        Encoded ahead of the numbering transaction, as they must be (``SequencedJson``), but
+        not all held at once: a farm's first inventory (an ``added`` event per miner) was 33 MB
+        of encoded events at 50,000 miners beside its 19 MB snapshot. Each chunk is encoded
+        without the spool's lock and inserted holding it only for that; the transaction copies
+        the rows inside SQLite. The temporary table goes where SQLite keeps temporary files
+        (a file, with the stock ``SQLITE_TEMP_STORE``; its pages cached like the spool's) and
+        is emptied when the block ends."""
+        if len(keep) > _STAGE_KEEP_MAX:
+            raise ValueError(f"at most {_STAGE_KEEP_MAX} keys are kept apart")
+        columns = ", ".join(["n", "body", *(f"k{i}" for i in range(len(keep)))])
+        insert = (
+            f"INSERT INTO temp.kuat_staged({columns}) VALUES ({', '.join('?' * (2 + len(keep)))})"
+        )
+        with self._stage_lock:
+            with self._lock:
+                self._db.execute(_STAGE_DDL)
+                self._db.execute("DELETE FROM temp.kuat_staged")
+            staged = Staged(0, keep)
+            try:
+                it = iter(bodies)
+                while chunk := list(itertools.islice(it, STAGE_CHUNK)):
+                    encoded = SequencedJson(chunk, keep)
+                    at = staged.count
+                    rows = [
+                        (at + i, encoded.text(i), *(encoded.kept(i) if keep else ()))
+                        for i in range(len(encoded))
+                    ]
+                    with self._tx() as db:
+                        db.executemany(insert, rows)
+                    staged.count += len(rows)
+                yield staged
+            finally:
+                staged.open = False
+                with self._lock:
+                    self._db.execute("DELETE FROM temp.kuat_staged")
+                    self._db.execute("PRAGMA shrink_memory")  # the pages cached for them
+
     def outbox_put_sequenced(
         self,
         seq_key: str,
         topic: str,
-        bodies: Sequence[dict[str, Any]] | SequencedJson,
+        bodies: Iterable[Mapping[str, Any]] | Staged,
         *,
         qos: int = 1,
         retained: tuple[str, Callable[[int], bytes | bytearray]] | None = None,
@@ -738,12 +821,14 @@ class Spool:
         ``retained=(topic, build)`` also queues ``build(last_seq)`` as the retained message of
         ``topic`` (coalescing unsent older ones) — the snapshot that reflects these events.
         Numbering and queueing are one transaction: a crash can never leave a gap in ``seq``
-        nor events without their snapshot. Returns the seqs assigned.
+        nor events without their snapshot. Returns the seqs assigned. ``bodies`` already
+        ``staged`` (inside that block) are not encoded again.
         """
-        # encoded before the transaction, by one encoder whoever calls
-        encoded = bodies if isinstance(bodies, SequencedJson) else SequencedJson(bodies)
+        if not isinstance(bodies, Staged):
+            with self.staged(bodies) as staged:
+                return self.outbox_put_sequenced(seq_key, topic, staged, qos=qos, retained=retained)
         with self._tx() as db:
-            last = self._bump(db, f"seq:{seq_key}", len(encoded))
+            last = self._bump(db, f"seq:{seq_key}", len(bodies))
             if last > self._reserved.get(seq_key, 0):
                 # Reserve before committing: a seq is never issued beyond what the .seq file
                 # (which outlives a damaged spool) says may have been issued.
@@ -754,13 +839,12 @@ class Spool:
                 except BaseException:
                     self._reserved = before
                     raise
-            first = last - len(encoded) + 1
+            first = last - len(bodies) + 1
             now = time.time()
-            seqs = list(range(first, last + 1))
-            db.executemany(
+            db.execute(
                 "INSERT INTO outbox(topic, payload, qos, retain, created_at) "
-                "VALUES (?, ?, ?, 0, ?)",
-                ((topic, encoded.payload(i, s), qos, now) for i, s in enumerate(seqs)),
+                + bodies.select(f":topic, CAST({Staged.TEXT} AS BLOB), :qos, 0, :now"),
+                {"topic": topic, "qos": qos, "now": now, "first": first},
             )
             if retained is not None:
                 r_topic, build = retained
@@ -778,7 +862,7 @@ class Spool:
                     "SELECT topic, payload, ?, 1, ? FROM retained WHERE topic = ?",
                     (qos, now, r_topic),
                 )
-        return seqs
+        return list(range(first, last + 1))
 
     def last_seq(self, seq_key: str) -> int:
         with self._lock:

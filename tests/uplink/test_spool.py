@@ -369,6 +369,29 @@ def _sqlite_memory_used() -> int | None:
     return int(fn())
 
 
+def test_sequenced_messages_staged_in_chunks_are_each_body_dumped_with_its_seq(
+    tmp_path: Path,
+) -> None:
+    # The bodies are written to the spool a chunk at a time before the transaction that numbers
+    # them (Spool.staged) and get their seq inside SQLite: what a register receives is still
+    # each body dumped with its seq, in order, across chunks, whatever its text.
+    from kuat.uplink.spool import STAGE_CHUNK
+
+    bodies = [
+        {"n": i, "miner": {"id": f"Ж-{i}", "note": 'q"\\\u2028', "w": 3.5, "pool": None}}
+        for i in range(2 * STAGE_CHUNK + 7)
+    ]
+    with Spool(tmp_path / "s.db") as sp:
+        sp.outbox_put_sequenced("k", "t/other", [{"a": 0}])
+        seqs = sp.outbox_put_sequenced("k", "t/events", bodies)
+        got = [m.payload for m in sp.outbox_peek(limit=10_000) if m.topic == "t/events"]
+    assert seqs == list(range(2, len(bodies) + 2))
+    assert got == [
+        json.dumps({**b, "seq": s}, ensure_ascii=False, separators=(",", ":")).encode()
+        for b, s in zip(bodies, seqs, strict=True)
+    ]
+
+
 def test_a_retained_payload_is_not_kept_by_sqlite_after_it_is_queued(tmp_path: Path) -> None:
     # A bound value is copied by SQLite and kept with its cached statement until the next
     # bind: the inventory snapshot (19 MB at 50,000 miners), bound to the retained row and to
