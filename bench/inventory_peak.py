@@ -13,10 +13,12 @@ What runs, without simulators or a broker (the farm bench configures none, so no
 sent; the publish is what the agent's worker thread does): 50,000 realistic readings
 (bench/uplink.py's site mix), then ``RegisterPublisher.publish_inventory`` into a real spool in
 a temporary directory, twice — the farm's first inventory (every miner added) and the next one
-(nothing changed, as in every later cycle). Each measurement runs in a child process of its own
-with the agent's allocator settings (agent/tuning.py: glibc's mmap threshold fixed, so every
-farm-sized buffer is pages of its own and shows in the RSS), the peak read as VmHWM after
-resetting it (/proc/self/clear_refs) just before the publish, less the RSS then.
+(nothing changed, as in every later cycle) — then what a new connection to a broker does with
+the stored snapshot (``RegisterPublisher._on_new_connection``: queued again). Each measurement
+runs in a child process of its own with the agent's allocator settings (agent/tuning.py: glibc's
+mmap threshold fixed, so every farm-sized buffer is pages of its own and shows in the RSS), the
+peak read as VmHWM after resetting it (/proc/self/clear_refs) just before the step, less the RSS
+then.
 
 Baseline, in the same run: the same children with ``--baseline``'s kuat (default 0447ba8,
 taken with ``git archive`` into a temporary directory and put first on PYTHONPATH; this tree's
@@ -85,6 +87,10 @@ def child(miners: int) -> dict[str, Any]:
         pub = RegisterPublisher(spool, owner_bin="230140000077", site="farm", broker=None)
         for name, when in (("first", NOW), ("next", NOW + timedelta(minutes=2))):
             out[name] = _measure(lambda t=when: pub.publish_inventory(list(readings), t))
+        # what a new connection to the broker does with the snapshot (queued again), without
+        # the online status that needs one
+        pub.status_topic = None
+        out["reconnect"] = _measure(pub._on_new_connection)
         out["outbox"] = spool.counts().outbox
         out["kuat"] = str(sys.modules["kuat.uplink.spool"].__file__)
         spool.close()
@@ -208,7 +214,11 @@ def main(argv: list[str] | None = None) -> int:
         f"| this tree ({head or '?'}) | ratio |"
     )
     print("|---|---|---|---|")
-    for name, label in (("first", "first inventory (all added)"), ("next", "next (no change)")):
+    for name, label in (
+        ("first", "first inventory (all added)"),
+        ("next", "next (no change)"),
+        ("reconnect", "snapshot queued again on a new connection"),
+    ):
         b = statistics.median(x[name]["peak_over"] for x in results["before"])
         n = statistics.median(x[name]["peak_over"] for x in results["now"])
         bs = statistics.median(x[name]["s"] for x in results["before"])
@@ -217,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
             f"| {label}: peak over the RSS before it, time | +{b:.1f} MB, {bs:.2f} s "
             f"| +{n:.1f} MB, {ns:.2f} s | {n / b:.2f} |"
         )
+    kb = statistics.median(x["reconnect"]["kept"] for x in results["before"])
+    kn = statistics.median(x["reconnect"]["kept"] for x in results["now"])
+    print(f"| RSS kept after the new connection's requeue | +{kb:.1f} MB | +{kn:.1f} MB | — |")
     return 0
 
 

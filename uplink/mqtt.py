@@ -197,10 +197,9 @@ class RegisterPublisher(OutboxSender):
         if self._client is not None:
             # a register asks here for events it missed (uplink.register_replay)
             self._client.subscribe(self.replay_topic, qos=1)
-        inventory = self.spool.retained().get(self.inventory_topic)
-        if inventory is not None:
-            # A fresh copy goes to the end of the queue; the broker keeps the retained one.
-            self.spool.outbox_put(self.inventory_topic, inventory, retain=True, coalesce=True)
+        # A fresh copy of the inventory goes to the end of the queue; the broker keeps the
+        # retained one.
+        self.spool.outbox_requeue_retained(self.inventory_topic)
 
     def _on_replay_subscribed(
         self, client: mqtt.Client, userdata: Any, mid: int, codes: Any, props: Any

@@ -392,6 +392,23 @@ def test_sequenced_messages_staged_in_chunks_are_each_body_dumped_with_its_seq(
     ]
 
 
+def test_a_retained_message_requeued_goes_last_once(tmp_path: Path) -> None:
+    # what the register publisher does on every new connection: its snapshot again, after
+    # whatever is queued, and not twice if the last copy was not sent yet
+    with Spool(tmp_path / "s.db") as sp:
+        sp.outbox_put_sequenced("k", "ev", [{"a": 1}], retained=("inv", lambda _: b"snap-1"))
+        sp.outbox_put("other", b"x")
+        assert sp.outbox_requeue_retained("inv") is True
+        assert sp.outbox_requeue_retained("nothing-retained") is False
+        msgs = sp.outbox_peek()
+        assert [(m.topic, m.payload, m.retain) for m in msgs] == [
+            ("ev", b'{"a":1,"seq":1}', False),
+            ("other", b"x", False),
+            ("inv", b"snap-1", True),
+        ]
+        assert sp.retained() == {"inv": b"snap-1"}
+
+
 def test_a_retained_payload_is_not_kept_by_sqlite_after_it_is_queued(tmp_path: Path) -> None:
     # A bound value is copied by SQLite and kept with its cached statement until the next
     # bind: the inventory snapshot (19 MB at 50,000 miners), bound to the retained row and to
