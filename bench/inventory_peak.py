@@ -6,8 +6,9 @@
 
 Why: ``bench/farm_scale.py --miners 50000 --interval 120 --hour`` on 0447ba8 had the agent's
 VmHWM jump from 243 MB to 323 MB in the first cycle after discovery while the RSS after every
-cycle stayed at 240-252 MB: a one-off transient, the first inventory of the whole farm (a
-snapshot of 50,000 miners and an ``added`` event for each) being queued for the register.
+cycle stayed at 240-252 MB: a one-off transient. The suspect, reproduced here: the first
+inventory of the whole farm (a snapshot of 50,000 miners and an ``added`` event for each) being
+queued for the register (README, farm_scale, session 10, for the farm's own figures).
 
 What runs, without simulators or a broker (the farm bench configures none, so nothing is
 sent; the publish is what the agent's worker thread does): 50,000 realistic readings
