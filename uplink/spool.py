@@ -800,6 +800,8 @@ class Spool:
                     with self._tx() as db:
                         db.executemany(insert, rows)
                     staged.count += len(rows)
+                # this frame lives on while the caller's block runs: nothing of the bodies kept
+                del bodies, it, chunk
                 yield staged
             finally:
                 staged.open = False
