@@ -654,7 +654,9 @@ class NatsCluster:
         self.wait_jetstream(timeout_s)
 
     def wait_jetstream(self, timeout_s: float = 30.0) -> None:
-        """Until the cluster has elected its JetStream meta leader (streams can be made)."""
+        """Until the cluster has elected its JetStream meta leader and that leader sees every
+        running node as a current peer: a bucket with 3 replicas can be placed. (A leader alone
+        was not enough: one CI run's 3-replica bucket found no room for 15 s after it.)"""
         deadline = time.monotonic() + timeout_s
         up = [p for p, proc in zip(self.http_ports, self._procs, strict=True) if proc]
         while time.monotonic() < deadline:
@@ -663,10 +665,16 @@ class NatsCluster:
                     contextlib.suppress(OSError, ValueError),
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/jsz", timeout=1) as r,
                 ):
-                    if json.loads(r.read()).get("meta_cluster", {}).get("leader"):
+                    meta = json.loads(r.read()).get("meta_cluster", {})
+                    # only the leader's view lists the peers ("replicas"), each "current" once
+                    # it has caught up with the leader's log
+                    current = [p for p in meta.get("replicas") or [] if p.get("current")]
+                    if meta.get("leader") and len(current) >= len(up) - 1:
                         return
             time.sleep(0.1)
-        raise RuntimeError(f"the NATS cluster elected no JetStream leader in {timeout_s} s")
+        raise RuntimeError(
+            f"the NATS cluster had no JetStream leader with every node current in {timeout_s} s"
+        )
 
     def stop(self) -> None:
         for i in range(self.size):

@@ -56,14 +56,15 @@ async def start_contenders(cluster: NatsCluster) -> list[Contender]:
         # agent i prefers node i, then the others: each node carries one agent
         urls = cluster.urls[i:] + cluster.urls[:i]
         nc = await connect(NatsSettings(servers=urls, name=f"agent-{i}", randomize=False))
-        kv = None
+        kv, why = None, None
         for _ in range(50):  # the bucket's stream leader is being elected right after start
             try:
                 kv = await open_bucket(nc.jetstream(timeout=2), BUCKET, TTL_S, replicas=3)
                 break
-            except Exception:
+            except Exception as exc:
+                why = exc
                 await asyncio.sleep(0.2)
-        assert kv is not None, "lease bucket made"
+        assert kv is not None, f"lease bucket not made: {why!r}"
         lease = NatsLease(kv, LeasePolicy(agent_id=f"agent-{i}", ttl_s=TTL_S))
         stop = asyncio.Event()
         out.append(Contender(nc, lease, asyncio.create_task(lease.run(stop)), stop))
