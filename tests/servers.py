@@ -17,6 +17,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -62,6 +63,34 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def listen_ports(n: int) -> list[int]:
+    """``n`` distinct ``listen_port`` ports."""
+    out: list[int] = []
+    while len(out) < n:
+        if (port := listen_port()) not in out:
+            out.append(port)
+    return out
+
+
+def listen_port() -> int:
+    """A free TCP port on 127.0.0.1 below the kernel's ephemeral range, for a server that other
+    servers dial while it starts: a port from ``free_port`` can meanwhile become the local end
+    of such an outgoing connection (a NATS node dialling its routes), and the server that was to
+    listen on it exits with "address already in use" (seen once in a full run)."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        ephemeral_low = int(f.read().split()[0])
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(10_000, max(10_001, ephemeral_low))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 def find_binary(name: str) -> str:
@@ -586,10 +615,13 @@ class NatsCluster:
     def __init__(self, data_dir: Path) -> None:
         self.binary = find_binary(NATS_BINARY)
         self.data_dir = data_dir
-        self.ports = [free_port() for _ in range(self.size)]
-        self.cluster_ports = [free_port() for _ in range(self.size)]
-        self.mqtt_ports = [free_port() for _ in range(self.size)]
-        self.http_ports = [free_port() for _ in range(self.size)]  # monitoring (/jsz)
+        # the nodes dial each other's routes while they start: ports outside the range their
+        # outgoing connections take theirs from (listen_port)
+        ports = listen_ports(4 * self.size)
+        n = self.size
+        self.ports, self.cluster_ports = ports[:n], ports[n : 2 * n]
+        self.mqtt_ports = ports[2 * n : 3 * n]
+        self.http_ports = ports[3 * n :]  # monitoring (/jsz)
         self._procs: list[subprocess.Popen[bytes] | None] = [None] * self.size
 
     @property
