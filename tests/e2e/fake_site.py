@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +21,7 @@ from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.readings import AsicReading
+from kuat.quota.clock import hour_of
 
 PF = 0.99
 
@@ -92,6 +93,15 @@ async def poll_asics_on(agent: Agent, clock: SteppedClock) -> None:
     for key, r in list(agent.state.asics.items()):
         if isinstance(r, AsicReading):
             agent.state.asics[key] = dataclasses.replace(r, taken_at=clock.now)
+
+
+def operating_days(now: datetime | None = None) -> tuple[date, date]:
+    """Today's and tomorrow's Astana operating dates. A test's allocation covers both, as a
+    site's would (KOREM sells tomorrow's hours the day before): a run that crosses Astana
+    midnight (19:00 UTC) plans in tomorrow's hour 1, and with only today's file it planned
+    with no allocation at all (a failure only a run at that minute saw)."""
+    today, _ = hour_of(now or datetime.now(UTC))
+    return today, today + timedelta(days=1)
 
 
 def schedule_csv(site: str, day: date, kwh_by_hour: Mapping[int, float], version: int = 1) -> str:

@@ -34,7 +34,7 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.dlms.sim import DlmsMeterSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.snmp.sim import SnmpSimulator
-from kuat.quota.clock import hour_of
+from tests.e2e.fake_site import operating_days
 from tests.servers import find_binary, free_port
 
 if TYPE_CHECKING:
@@ -106,8 +106,9 @@ def farm_config(farm: Farm, state_dir: Path, port: int, *, mwh: float, enforce: 
     now = datetime.now(UTC)
     schedules = state_dir / "quota.d"
     schedules.mkdir(parents=True)
-    day, _ = hour_of(now)
-    rows = "\n".join(f"{day.isoformat()},{h},{mwh}" for h in range(1, 25))
+    rows = "\n".join(
+        f"{day.isoformat()},{h},{mwh}" for day in operating_days(now) for h in range(1, 25)
+    )
     (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")
     load_kw = farm.asics.total_power_w() / 1000
     seed_history(state_dir, DlmsMeterSimulator("spodes"), load_kw, now)

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,9 @@ from kuat.agent.demo import follow_farm
 from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
-from kuat.quota.clock import hour_of
 from kuat.quota.shard_caps import CapSource
 from kuat.uplink.spool import Spool
+from tests.e2e.fake_site import operating_days
 from tests.e2e.telemetry_count import asic_points, capture_asic_points, series_by_device
 from tests.servers import NatsCluster, VictoriaMetrics
 
@@ -69,11 +68,12 @@ def config(
     cluster: NatsCluster,
     vm: VictoriaMetrics,
 ) -> str:
-    day, _ = hour_of(datetime.now(UTC))
     schedules = tmp_path / "quota.d"
     schedules.mkdir(exist_ok=True)
     # 1 kWh an hour against tens of kW: the site must curtail everything it can
-    rows = "\n".join(f"{day.isoformat()},{h},0.001" for h in range(1, 25))
+    rows = "\n".join(
+        f"{day.isoformat()},{h},0.001" for day in operating_days() for h in range(1, 25)
+    )
     (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")
     ips = [ip for ip, _ in asics.targets]
     groups = "".join(

@@ -23,8 +23,8 @@ from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.readings import PduReading
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 from kuat.collectors.snmp.sim import SimulatorError, SnmpSimulator
-from kuat.quota.clock import hour_of
 from kuat.quota.orders import sign_order
+from tests.e2e.fake_site import operating_days
 
 pytestmark = pytest.mark.servers
 
@@ -74,10 +74,11 @@ def config(
     enforce: bool,
 ) -> str:
     full_kw = asics.total_power_w() / 1000
-    day, _ = hour_of(datetime.now(UTC))
     schedules = tmp_path / "quota.d"
     schedules.mkdir()
-    rows = "\n".join(f"{day},{h},{full_kw * 3 / 1000:.3f}" for h in range(1, 25))
+    rows = "\n".join(
+        f"{day},{h},{full_kw * 3 / 1000:.3f}" for day in operating_days() for h in range(1, 25)
+    )
     (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")  # ample allocation
     hosts = ", ".join(f'"{ip}"' for ip, _ in asics.targets)
     antminer = next(m for m in asics.miners if m.personality == "antminer")

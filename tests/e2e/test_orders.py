@@ -15,8 +15,8 @@ from kuat.agent.demo import follow_farm
 from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
-from kuat.quota.clock import hour_of
 from kuat.quota.orders import sign_order
+from tests.e2e.fake_site import operating_days
 
 KEY = "a-shared-secret-of-the-dispatcher"
 
@@ -45,10 +45,11 @@ async def test_signed_order_caps_the_farm_and_a_forged_one_is_refused(
         follower = asyncio.create_task(follow_farm(asics, meter))
         await asyncio.sleep(0.6)
         full_kw = asics.total_power_w() / 1000
-        day, _ = hour_of(datetime.now(UTC))
         schedules = tmp_path / "quota.d"
         schedules.mkdir()
-        rows = "\n".join(f"{day},{h},{full_kw * 3 / 1000:.3f}" for h in range(1, 25))
+        rows = "\n".join(
+            f"{day},{h},{full_kw * 3 / 1000:.3f}" for day in operating_days() for h in range(1, 25)
+        )
         (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")  # ample allocation
         orders = tmp_path / "orders.d"
         orders.mkdir()
