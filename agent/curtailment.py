@@ -287,6 +287,8 @@ class Curtailer:
                         steps = tuple(s for s in steps if s >= floor)
             retry = rec.sleep_retry_at
             feed = rec.outlet
+            # positional: keywords made the decision 1.18x slower (bench/agent_cycle.py --against,
+            # 50,000 miners); the order is MinerState's, and a test sees every field as itself
             add(
                 MinerState(
                     rec.device_id,

@@ -122,3 +122,25 @@ def test_a_miner_reflashed_between_readings_is_planned_with_its_new_firmware(
     (_, after), *_ = c.planned_miners(NOW + timedelta(minutes=1))
     assert after.power_steps_w and after.can_sleep
     assert after.full_power_w == LIMIT_W
+
+
+def test_the_planner_sees_each_timer_and_limit_of_the_record_as_itself(tmp_path: Path) -> None:
+    # The curtailer builds each miner's planner view positionally at every meter reading (for
+    # speed, bench/agent_cycle.py): a view that swapped two fields of one type (the sleep timer
+    # for the limit hold, say) would still type-check and hold a miner asleep or limited on the
+    # wrong clock. Every field here is distinct, so a swap shows.
+    c = whatsminers(tmp_path, "enforce = false", 1)
+    (_, r), *_ = c.planned_miners(NOW)  # the record is made
+    rec = c.miners[r.device_id]
+    rec.switched_at, rec.limited_at = NOW - timedelta(minutes=7), NOW - timedelta(minutes=3)
+    rec.limit_w = 2898.0
+    rec.sleep_retry_at = NOW + timedelta(minutes=1)  # a failed sleep: not tried again yet
+    (_, m), *_ = c.planned_miners(NOW)
+    assert (m.device_id, m.power_w, m.hashrate_ths) == (r.device_id, DRAW_W, 76.0)
+    assert (m.last_switched, m.last_limited) == (rec.switched_at, rec.limited_at)
+    assert (m.full_power_w, m.power_limit_w) == (LIMIT_W, 2898.0)
+    assert m.power_steps_w and max(m.power_steps_w) < DRAW_W
+    assert (m.asleep, m.can_sleep, m.outlet, m.outlet_off) == (False, False, None, False)
+    rec.sleep_retry_at = None
+    (_, m), *_ = c.planned_miners(NOW)
+    assert m.can_sleep
