@@ -114,12 +114,27 @@ _DAMAGE_CODES = frozenset(
 _FULL_CODE = getattr(sqlite3, "SQLITE_FULL", 13)
 
 
+# An outbox row whose payload is this stands for its topic's retained message as stored when
+# the row is read. A farm's inventory snapshot (19 MB at 50,000 miners) copied into the outbox
+# inside SQLite held it twice in SQLite's memory (the value read and the row made of it): +37 MB
+# over the agent's level at each publish and on every new broker connection, the largest part
+# of the agent's peak (issue 15; bench/inventory_peak.py). kuat's payloads are JSON, so a
+# leading NUL never starts one. A newer retained message replaces the unsent row of the older
+# (both callers delete it first), so the row never sends a later state than it should.
+FROM_RETAINED = b"\x00kuat:retained\x00"
+# the payload an outbox row stands for: its own, or its topic's retained message (outbox o)
+_OUTBOX_PAYLOAD = (
+    "CASE WHEN o.payload = :ref THEN "
+    "(SELECT r.payload FROM retained r WHERE r.topic = o.topic) ELSE o.payload END"
+)
+
+
 def _put_retained(db: sqlite3.Connection, topic: str, payload: bytes | bytearray) -> None:
     """``payload`` as ``topic``'s retained message, written into a blob of its size rather than
     bound to the statement: a bound value is copied by SQLite and the copy kept with the cached
     statement until it is bound again. A farm's inventory snapshot (19 MB at 50,000 miners),
     bound to this insert and to its outbox copy, stayed in the agent twice between publishes
-    (issue 15); the outbox row is copied from this one inside SQLite."""
+    (issue 15); the outbox row refers to this one (``FROM_RETAINED``)."""
     db.execute(
         "INSERT INTO retained(topic, payload) VALUES (?, zeroblob(?)) "
         "ON CONFLICT(topic) DO UPDATE SET payload = excluded.payload",
@@ -751,6 +766,13 @@ class Spool:
             if coalesce:
                 db.execute("DELETE FROM outbox WHERE topic = ?", (topic,))
             if retain:
+                # unsent rows standing for the retained message keep the one they stood for
+                db.execute(
+                    "UPDATE outbox SET payload = "
+                    "(SELECT payload FROM retained WHERE retained.topic = outbox.topic) "
+                    "WHERE topic = ? AND payload = ?",
+                    (topic, FROM_RETAINED),
+                )
                 db.execute(
                     "INSERT INTO retained(topic, payload) VALUES (?, ?) "
                     "ON CONFLICT(topic) DO UPDATE SET payload = excluded.payload",
@@ -853,16 +875,12 @@ class Spool:
                 db.execute("DELETE FROM outbox WHERE topic = ?", (r_topic,))
                 snapshot = build(last)
                 _put_retained(db, r_topic, snapshot)
-                # Dropped (the builder hands its buffer over) before SQLite copies the stored
-                # snapshot into the outbox: that copy holds it twice in SQLite's memory (the
-                # value read and the row made of it: 36 MB at 50,000 miners; payload is not the
-                # outbox row's last column, so a zeroblob written in place would be expanded
-                # just the same), and with this one beside them it was three times at once.
-                del snapshot
+                del snapshot  # the builder handed its buffer over
+                # the outbox row refers to the stored snapshot, not a copy of it
                 db.execute(
                     "INSERT INTO outbox(topic, payload, qos, retain, created_at) "
-                    "SELECT topic, payload, ?, 1, ? FROM retained WHERE topic = ?",
-                    (qos, now, r_topic),
+                    "VALUES (?, ?, ?, 1, ?)",
+                    (r_topic, FROM_RETAINED, qos, now),
                 )
         return list(range(first, last + 1))
 
@@ -870,18 +888,18 @@ class Spool:
         """Queue ``topic``'s retained message again at the end of the outbox, coalescing
         unsent copies of it; False (nothing changed) when it has none.
 
-        Copied inside SQLite, as ``outbox_put_sequenced`` copies it: read out and put back with
-        ``outbox_put``, a farm's inventory snapshot (19 MB at 50,000 miners) was held as bytes
-        and bound twice, SQLite keeping each bound copy with its cached statement until the
-        next bind (the register publisher requeues it on every new connection)."""
+        A row that refers to it (``FROM_RETAINED``), as ``outbox_put_sequenced`` queues it: read
+        out and put back with ``outbox_put``, a farm's inventory snapshot (19 MB at 50,000
+        miners) was held as bytes and bound twice, and copied inside SQLite it was held twice
+        in SQLite's memory (the register publisher requeues it on every new connection)."""
         with self._tx() as db:
             if db.execute("SELECT 1 FROM retained WHERE topic = ?", (topic,)).fetchone() is None:
                 return False
             db.execute("DELETE FROM outbox WHERE topic = ?", (topic,))
             db.execute(
                 "INSERT INTO outbox(topic, payload, qos, retain, created_at) "
-                "SELECT topic, payload, ?, 1, ? FROM retained WHERE topic = ?",
-                (qos, time.time(), topic),
+                "VALUES (?, ?, ?, 1, ?)",
+                (topic, FROM_RETAINED, qos, time.time()),
             )
         return True
 
@@ -898,11 +916,14 @@ class Spool:
     def outbox_peek(self, *, after_id: int = 0, limit: int = 1000) -> list[OutboxMessage]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, topic, payload, qos, retain FROM outbox WHERE id > ? "
-                "ORDER BY id LIMIT ?",
-                (after_id, limit),
+                f"SELECT o.id, o.topic, {_OUTBOX_PAYLOAD}, o.qos, o.retain FROM outbox o "
+                "WHERE o.id > :after ORDER BY o.id LIMIT :limit",
+                {"ref": FROM_RETAINED, "after": after_id, "limit": limit},
             ).fetchall()
-        return [OutboxMessage(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
+        gone = [r[0] for r in rows if r[2] is None]
+        for message_id in gone:  # its retained message is gone: nothing to send, not a stall
+            self.outbox_dead_letter(message_id, "its retained message is no longer stored")
+        return [OutboxMessage(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows if r[2]]
 
     def outbox_ack(self, message_id: int) -> bool:
         with self._tx() as db:
@@ -911,14 +932,15 @@ class Spool:
     def outbox_dead_letter(self, message_id: int, reason: str) -> bool:
         with self._tx() as db:
             row = db.execute(
-                "SELECT topic, payload FROM outbox WHERE id = ?", (message_id,)
+                f"SELECT o.topic, {_OUTBOX_PAYLOAD} FROM outbox o WHERE o.id = :id",
+                {"ref": FROM_RETAINED, "id": message_id},
             ).fetchone()
             if row is None:
                 return False
             db.execute("DELETE FROM outbox WHERE id = ?", (message_id,))
             db.execute(
                 "INSERT INTO outbox_dead(topic, payload, reason, at) VALUES (?, ?, ?, ?)",
-                (row[0], row[1], reason, time.time()),
+                (row[0], b"" if row[1] is None else row[1], reason, time.time()),
             )
             return True
 
@@ -1109,7 +1131,14 @@ def salvage_into(report: SalvageReport, spool: Spool) -> dict[str, int]:
         with lock:
             db.executescript(HISTORY_DDL)  # idempotent; commits nothing of ours
     with spool.transaction() as db:
-        outbox = report.rows.get("outbox", [])
+        # a row standing for its topic's retained message (FROM_RETAINED) gets the one the
+        # damaged file held; none readable: the row is not restored
+        held = {r[0]: r[1] for r in report.rows.get("retained", []) if len(r) == 2}
+        outbox = [
+            (r[0], held[r[0]], *r[2:]) if r[1] == FROM_RETAINED else r
+            for r in report.rows.get("outbox", [])
+            if r[1] != FROM_RETAINED or held.get(r[0]) is not None
+        ]
         db.executemany(
             "INSERT INTO outbox(topic, payload, qos, retain, created_at) VALUES (?,?,?,?,?)",
             outbox,
