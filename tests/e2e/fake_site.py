@@ -22,6 +22,7 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.readings import AsicReading
 from kuat.quota.clock import hour_of
+from kuat.quota.schedule import parse_csv
 
 PF = 0.99
 
@@ -102,6 +103,17 @@ def operating_days(now: datetime | None = None) -> tuple[date, date]:
     with no allocation at all (a failure only a run at that minute saw)."""
     today, _ = hour_of(now or datetime.now(UTC))
     return today, today + timedelta(days=1)
+
+
+def write_day_files(directory: Path, mwh: str, now: datetime | None = None) -> None:
+    """Today's and tomorrow's allocation (``operating_days``) in the short format
+    (``date,hour,mwh``), ``mwh`` every hour: a file a day, as the parser takes one day a file."""
+    for day in operating_days(now):
+        rows = "".join(f"{day.isoformat()},{h},{mwh}\n" for h in range(1, 25))
+        text = f"date,hour,mwh\n{rows}"
+        # refused, the file would leave the test planning with no allocation, silently
+        parse_csv(text, site="any")
+        (directory / f"{day.isoformat()}.csv").write_text(text)
 
 
 def schedule_csv(site: str, day: date, kwh_by_hour: Mapping[int, float], version: int = 1) -> str:

@@ -34,7 +34,7 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.dlms.sim import DlmsMeterSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.collectors.snmp.sim import SnmpSimulator
-from tests.e2e.fake_site import operating_days
+from tests.e2e.fake_site import write_day_files
 from tests.servers import find_binary, free_port
 
 if TYPE_CHECKING:
@@ -106,10 +106,7 @@ def farm_config(farm: Farm, state_dir: Path, port: int, *, mwh: float, enforce: 
     now = datetime.now(UTC)
     schedules = state_dir / "quota.d"
     schedules.mkdir(parents=True)
-    rows = "\n".join(
-        f"{day.isoformat()},{h},{mwh}" for day in operating_days(now) for h in range(1, 25)
-    )
-    (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")
+    write_day_files(schedules, str(mwh), now)
     load_kw = farm.asics.total_power_w() / 1000
     seed_history(state_dir, DlmsMeterSimulator("spodes"), load_kw, now)
     pdus = [(farm.snmp.host, farm.snmp.port, name) for name in farm.snmp.communities[:2]]

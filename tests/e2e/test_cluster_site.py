@@ -24,7 +24,7 @@ from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.quota.shard_caps import CapSource
 from kuat.uplink.spool import Spool
-from tests.e2e.fake_site import operating_days
+from tests.e2e.fake_site import write_day_files
 from tests.e2e.telemetry_count import asic_points, capture_asic_points, series_by_device
 from tests.servers import NatsCluster, VictoriaMetrics
 
@@ -71,10 +71,7 @@ def config(
     schedules = tmp_path / "quota.d"
     schedules.mkdir(exist_ok=True)
     # 1 kWh an hour against tens of kW: the site must curtail everything it can
-    rows = "\n".join(
-        f"{day.isoformat()},{h},0.001" for day in operating_days() for h in range(1, 25)
-    )
-    (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")
+    write_day_files(schedules, "0.001")
     ips = [ip for ip, _ in asics.targets]
     groups = "".join(
         f"[[asic.groups]]\nhosts = [{', '.join(f'{chr(34)}{ip}{chr(34)}' for ip in chunk)}]\n"

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from kuat.agent.demo import follow_farm
 from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
+from kuat.quota.clock import current_hour_bounds
 from kuat.quota.curtail import ActionKind, CurtailPlan
+from kuat.quota.reasons import Code
 from tests.e2e.fake_site import agent_toml, operating_days, schedule_csv
 
 MINERS = 9
@@ -87,11 +90,23 @@ async def test_dry_run_logs_the_plan_and_switches_nothing(
     finally:
         watcher.cancel()
     assert not any(m.sleeping for m in asics.miners)
-    # A plan covers the miners read at its meter reading: one that missed a poll under load sits
-    # out that plan alone. Some plan of the run must put every miner to sleep.
-    acted = [{a.device_id for a in p.actions if a.kind is ActionKind.SLEEP} for p in plans.values()]
     seen = {d: getattr(r, "state", repr(r)) for d, r in agent.state.asics.items()}
-    assert max(map(len, acted), default=0) == MINERS, (acted, seen, list(plans.values())[-1:])
+    # (a plan before the first meter reading has no allowed power yet)
+    limited = [p for p in plans.values() if p.allowed_kw is not None]
+    assert limited, (list(plans.values()), seen)
+    for p in limited:
+        # every plan keeps the hour inside its (spent) allocation, by sleeps alone
+        assert p.allowed_kw == 0.0 and p.reason.code is not Code.CURTAIL_SHORTFALL, (p, seen)
+        assert p.actions and {a.kind for a in p.actions} == {ActionKind.SLEEP}, (p, seen)
+    # Away from the hour's end, that takes every miner. In its last minutes fewer may do: the
+    # fast firmware's sleeps land well before the slowest's, and the energy they save pays for
+    # one miner running on to the end (quota.curtail, "A cut that acts sooner"; seen 8 of 9 at
+    # xx:58 in two full runs). A plan covers the miners read at its meter reading, so one
+    # that missed a poll under load sits out that plan alone: some plan must take all nine.
+    early = [p for p in limited if (current_hour_bounds(p.at)[1] - p.at) > timedelta(minutes=10)]
+    if early:
+        acted = [{a.device_id for a in p.actions} for p in early]
+        assert max(map(len, acted)) == MINERS, (acted, seen, early[-1])
     assert any("dry run" in r.getMessage() for r in caplog.records)
 
 

@@ -24,7 +24,7 @@ from kuat.collectors.readings import PduReading
 from kuat.collectors.snmp.collector import PduPoller, SnmpAuth
 from kuat.collectors.snmp.sim import SimulatorError, SnmpSimulator
 from kuat.quota.orders import sign_order
-from tests.e2e.fake_site import operating_days
+from tests.e2e.fake_site import write_day_files
 
 pytestmark = pytest.mark.servers
 
@@ -76,10 +76,7 @@ def config(
     full_kw = asics.total_power_w() / 1000
     schedules = tmp_path / "quota.d"
     schedules.mkdir()
-    rows = "\n".join(
-        f"{day},{h},{full_kw * 3 / 1000:.3f}" for day in operating_days() for h in range(1, 25)
-    )
-    (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")  # ample allocation
+    write_day_files(schedules, f"{full_kw * 3 / 1000:.3f}")  # ample allocation
     hosts = ", ".join(f'"{ip}"' for ip, _ in asics.targets)
     antminer = next(m for m in asics.miners if m.personality == "antminer")
     return f"""

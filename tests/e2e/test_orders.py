@@ -16,7 +16,7 @@ from kuat.agent.runtime import Agent
 from kuat.collectors.cgminer.sim import AsicFarmSimulator
 from kuat.collectors.modbus.sim import MeterSimulator
 from kuat.quota.orders import sign_order
-from tests.e2e.fake_site import operating_days
+from tests.e2e.fake_site import write_day_files
 
 KEY = "a-shared-secret-of-the-dispatcher"
 
@@ -47,10 +47,7 @@ async def test_signed_order_caps_the_farm_and_a_forged_one_is_refused(
         full_kw = asics.total_power_w() / 1000
         schedules = tmp_path / "quota.d"
         schedules.mkdir()
-        rows = "\n".join(
-            f"{day},{h},{full_kw * 3 / 1000:.3f}" for day in operating_days() for h in range(1, 25)
-        )
-        (schedules / "today.csv").write_text(f"date,hour,mwh\n{rows}\n")  # ample allocation
+        write_day_files(schedules, f"{full_kw * 3 / 1000:.3f}")  # ample allocation
         orders = tmp_path / "orders.d"
         orders.mkdir()
         # the dispatcher orders the site down to a third of its draw
