@@ -923,7 +923,11 @@ class Spool:
         gone = [r[0] for r in rows if r[2] is None]
         for message_id in gone:  # its retained message is gone: nothing to send, not a stall
             self.outbox_dead_letter(message_id, "its retained message is no longer stored")
-        return [OutboxMessage(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows if r[2]]
+        return [
+            OutboxMessage(r[0], r[1], bytes(r[2]), r[3], bool(r[4]))
+            for r in rows
+            if r[2] is not None
+        ]
 
     def outbox_ack(self, message_id: int) -> bool:
         with self._tx() as db:

@@ -497,3 +497,10 @@ def test_a_salvaged_snapshot_row_comes_back_with_its_snapshot(tmp_path: Path) ->
         assert salvage_into(report, live)["outbox"] == 2
         sent = [(m.topic, m.payload) for m in live.outbox_peek()]
         assert sent == [("ev", b'{"a":1,"seq":1}'), ("inv", b"snap-1")]
+
+
+def test_an_empty_message_is_sent_as_it_is(tmp_path: Path) -> None:
+    # an empty retained message clears the broker's copy: it must go out, not stay queued
+    with Spool(tmp_path / "s.db") as sp:
+        sp.outbox_put("site/inventory", b"", retain=True, coalesce=True)
+        assert [(m.topic, m.payload) for m in sp.outbox_peek()] == [("site/inventory", b"")]
