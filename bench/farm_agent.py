@@ -112,6 +112,7 @@ class Meter:
             "lag_hist": {str(k): v for k, v in sorted(hist.items())},
             "spool_pending": counts.pending,
             "spool_dropped": counts.dropped,
+            "outbox": counts.outbox,  # register messages not yet acknowledged by a broker
             "uplink_pts_s": round((sent - self.sent_at) / wall, 1),
             "recorded_pts_s": round(recorded / wall, 1),
             "job_failures": dict(self.agent.job_failures),

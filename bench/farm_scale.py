@@ -105,6 +105,7 @@ def config_text(
     pdu: tuple[str, int, list[str]] | None,
     vm_url: str | None,
     site_kw: float,
+    register_port: int | None = None,
 ) -> str:
     from types import SimpleNamespace
 
@@ -149,6 +150,10 @@ def config_text(
             )
     if vm_url:
         text += f'[influx]\nurl = "{vm_url}"\nbucket = "kuat"\n'
+    if register_port:
+        # the register's broker on loopback: the inventory goes out every 300 s, not only
+        # into the spool's outbox (a real site always has one)
+        text += f'[mqtt]\nhost = "127.0.0.1"\nport = {register_port}\ntls = false\n'
     return text
 
 
@@ -177,8 +182,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     site_kw = n * MINER_KW * OVERHEAD
     work = Path(tempfile.mkdtemp(prefix="kuat-farm-scale-"))
     procs: list[subprocess.Popen[str]] = []
-    vm = snmp = None
+    vm = snmp = broker = None
     try:
+        register_port = None
+        if args.register:
+            from tests.servers import Mosquitto
+
+            (work / "mosquitto").mkdir()
+            broker = Mosquitto(work / "mosquitto")
+            broker.start()
+            register_port = broker.port
         vm_url = None
         if args.no_vm or shutil.which("victoria-metrics") is None:
             notes.append("no VictoriaMetrics: telemetry stays in the spool (uplink rate 0)")
@@ -216,7 +229,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         state_dir = work / "agent"
         state_dir.mkdir()
         cfg_path = work / "kuat.toml"
-        cfg_path.write_text(config_text(args, state_dir, ranges, meters, pdu, vm_url, site_kw))
+        cfg_path.write_text(
+            config_text(args, state_dir, ranges, meters, pdu, vm_url, site_kw, register_port)
+        )
         log_path = work / "agent.log"
         cmd = [sys.executable, "-m", "bench.farm_agent", str(cfg_path)]
         if args.uvloop:
@@ -294,6 +309,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             snmp.stop()
         if vm is not None:
             vm.stop()
+        if broker is not None:
+            broker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -395,6 +412,9 @@ def report(rep: dict[str, Any]) -> None:
         f"{verdict(len(half) >= 2 and slope <= GROWTH_TARGET_MB_H)} |"
     )
     p(f"\nagent CPU: {cpu:.0%} of one core over the run")
+    outbox = [r["outbox"] for r in rows if "outbox" in r]
+    if outbox:
+        p(f"register outbox after each cycle: {min(outbox)}-{max(outbox)} messages")
     start = min((r.get("start_mb", 0.0) for r in rows), default=0.0)
     if rows and start:
         # what each miner costs the agent: its RSS over the process before the first cycle
@@ -427,6 +447,11 @@ def main() -> None:
     ap.add_argument("--spread", type=float, default=None, help="[asic] spread (default: kuat's)")
     ap.add_argument("--uvloop", action="store_true", help="the agent on uvloop (kuat[uvloop])")
     ap.add_argument("--no-vm", action="store_true", help="no VictoriaMetrics: spool only")
+    ap.add_argument(
+        "--register",
+        action="store_true",
+        help="a register broker (Mosquitto on loopback): the inventory is sent, not only queued",
+    )
     ap.add_argument("--json", action="store_true", help="also print the raw report as JSON")
     ap.add_argument("--keep-log", type=Path, help="copy the agent's log (stderr) here")
     ap.add_argument(

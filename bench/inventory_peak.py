@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.inventory_peak                  # 50,000 miners, 2 rounds
     .venv/bin/python -m bench.inventory_peak --miners 10000 --rounds 1
     .venv/bin/python -m bench.inventory_peak --steps          # the publish's steps, one by one
+    .venv/bin/python -m bench.inventory_peak --send --baseline 28703b3  # and its delivery
 
 Why: ``bench/farm_scale.py --miners 50000 --interval 120 --hour`` on 0447ba8 had the agent's
 VmHWM jump from 243 MB to 323 MB in the first cycle after discovery while the RSS after every
@@ -24,8 +25,11 @@ then.
 Baseline, in the same run: the same children with ``--baseline``'s kuat (default 0447ba8,
 taken with ``git archive`` into a temporary directory and put first on PYTHONPATH; this tree's
 bench and readings). Rounds alternate the two, so a busy machine weighs on both alike.
-``--steps`` prints each part of this tree's publish apart (snapshot, events, staging,
-snapshot JSON, transaction), with tracemalloc's figures beside the RSS.
+``--send`` does the same with a broker (Mosquitto on loopback, started by each child): the
+publish, then the sender's delivery of it, each with its own peak (the agent's peak at each
+periodic publish on a site with a register). ``--steps`` prints each part of this tree's
+publish apart (snapshot, events, staging, snapshot JSON, transaction), with tracemalloc's
+figures beside the RSS.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -74,15 +79,21 @@ def _measure(what: Callable[[], object]) -> dict[str, float]:
     }
 
 
-def child(miners: int) -> dict[str, Any]:
+def _farm_readings(miners: int) -> tuple[list[Any], dict[str, Any]]:
+    """The agent's allocator settings, the farm's readings, and the report with its start."""
     from kuat.agent.tuning import apply_gc_tuning
-    from kuat.uplink.mqtt import RegisterPublisher
-    from kuat.uplink.spool import Spool
 
     apply_gc_tuning()
     rng = random.Random(1)
     readings = [make_asic(rng, i, NOW) for i in range(miners)]
-    out: dict[str, Any] = {"start_rss": round(status_mb()["VmRSS"], 1)}
+    return readings, {"start_rss": round(status_mb()["VmRSS"], 1)}
+
+
+def child(miners: int) -> dict[str, Any]:
+    from kuat.uplink.mqtt import RegisterPublisher
+    from kuat.uplink.spool import Spool
+
+    readings, out = _farm_readings(miners)
     with tempfile.TemporaryDirectory(prefix="kuat-inventory-peak-") as tmp:
         spool = Spool(Path(tmp) / "spool.db")
         pub = RegisterPublisher(spool, owner_bin="230140000077", site="farm", broker=None)
@@ -95,6 +106,50 @@ def child(miners: int) -> dict[str, Any]:
         out["outbox"] = spool.counts().outbox
         out["kuat"] = str(sys.modules["kuat.uplink.spool"].__file__)
         spool.close()
+    return out
+
+
+def send_child(miners: int) -> dict[str, Any]:
+    """The publish and its delivery to a broker on loopback (Mosquitto, started here): the
+    retained snapshot read from the spool and written to the socket by paho."""
+    from kuat.uplink.broker import BrokerEndpoint
+    from kuat.uplink.mqtt import RegisterPublisher
+    from kuat.uplink.spool import Spool
+    from tests.servers import Mosquitto
+
+    readings, out = _farm_readings(miners)
+    with tempfile.TemporaryDirectory(prefix="kuat-inventory-peak-") as tmp:
+        broker = Mosquitto(Path(tmp) / "mosquitto")
+        (Path(tmp) / "mosquitto").mkdir()
+        broker.start()
+        spool = Spool(Path(tmp) / "spool.db")
+        endpoint = BrokerEndpoint("127.0.0.1", broker.port, tls=False)
+        pub = RegisterPublisher(spool, owner_bin="230140000077", site="farm", broker=endpoint)
+        pub.start()
+        try:
+            for name, when in (("first", NOW), ("next", NOW + timedelta(minutes=2))):
+                # the sender waits until the publish has woken it; then the delivery apart
+                pub._stopping.set()
+                pub._wake.set()
+                assert pub._sender is not None
+                pub._sender.join()
+                out[f"{name}_publish"] = _measure(
+                    lambda t=when: pub.publish_inventory(list(readings), t)
+                )
+
+                def send() -> None:
+                    pub._stopping.clear()
+                    pub._sender = threading.Thread(target=pub._run_sender, daemon=True)
+                    pub._sender.start()
+                    pub._wake.set()
+                    if not pub.wait_idle(120):
+                        raise RuntimeError("the broker did not acknowledge the inventory")
+
+                out[f"{name}_send"] = _measure(send)
+        finally:
+            pub.stop()
+            spool.close()
+            broker.stop()
     return out
 
 
@@ -122,7 +177,7 @@ def steps(miners: int) -> None:
     from kuat.uplink.inventory import build_snapshot, diff_events, snapshot_json_parts
     from kuat.uplink.mqtt import RegisterPublisher
     from kuat.uplink.register_history import HISTORY_KEYS
-    from kuat.uplink.spool import Spool
+    from kuat.uplink.spool import FilePayload, Spool
 
     apply_gc_tuning()
     rng = random.Random(1)
@@ -156,9 +211,13 @@ def steps(miners: int) -> None:
                 "Spool.staged",
                 lambda: stack.enter_context(spool.staged(events, keep=HISTORY_KEYS)),
             )
-            body = step("snapshot_json_parts", lambda: snapshot_json_parts(snap))
+            # spilled beside the spool, as the publisher does
+            body = step(
+                "snapshot_json_parts",
+                lambda: snapshot_json_parts(snap, spill_dir=Path(tmp)),
+            )
 
-            def build(last: int) -> bytearray:
+            def build(last: int) -> bytearray | FilePayload:
                 pub.history.record_in_transaction(staged, range(last - n + 1, last + 1), NOW)
                 return body.with_seq(last)
 
@@ -177,8 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--steps", action="store_true", help="the publish's parts, one by one")
     p.add_argument("--baseline", default="0447ba8", help="the commit measured against")
+    p.add_argument(
+        "--send", action="store_true", help="the publish and its delivery to a broker, apart"
+    )
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--send-child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.send_child:
+        print(json.dumps(send_child(args.miners)))
+        return 0
     if args.child:
         print(json.dumps(child(args.miners)))
         return 0
@@ -193,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind in ("before", "now") if r % 2 == 0 else ("now", "before"):
                 cmd = [sys.executable, "-m", "bench.inventory_peak", "--miners", str(args.miners)]
                 out = subprocess.run(
-                    [*cmd, "--child"],
+                    [*cmd, "--send-child" if args.send else "--child"],
                     capture_output=True,
                     text=True,
                     check=True,
@@ -215,19 +281,31 @@ def main(argv: list[str] | None = None) -> int:
         f"| this tree ({head or '?'}) | ratio |"
     )
     print("|---|---|---|---|")
-    for name, label in (
-        ("first", "first inventory (all added)"),
-        ("next", "next (no change)"),
-        ("reconnect", "snapshot queued again on a new connection"),
-    ):
+    steps_shown = (
+        (
+            ("first_publish", "first inventory (all added), queued"),
+            ("first_send", "first inventory delivered to the broker"),
+            ("next_publish", "next (no change), queued"),
+            ("next_send", "next delivered to the broker"),
+        )
+        if args.send
+        else (
+            ("first", "first inventory (all added)"),
+            ("next", "next (no change)"),
+            ("reconnect", "snapshot queued again on a new connection"),
+        )
+    )
+    for name, label in steps_shown:
         b = statistics.median(x[name]["peak_over"] for x in results["before"])
         n = statistics.median(x[name]["peak_over"] for x in results["now"])
         bs = statistics.median(x[name]["s"] for x in results["before"])
         ns = statistics.median(x[name]["s"] for x in results["now"])
         print(
             f"| {label}: peak over the RSS before it, time | +{b:.1f} MB, {bs:.2f} s "
-            f"| +{n:.1f} MB, {ns:.2f} s | {n / b:.2f} |"
+            f"| +{n:.1f} MB, {ns:.2f} s | {f'{n / b:.2f}' if b else '—'} |"
         )
+    if args.send:
+        return 0
     kb = statistics.median(x["reconnect"]["kept"] for x in results["before"])
     kn = statistics.median(x["reconnect"]["kept"] for x in results["now"])
     print(f"| RSS kept after the new connection's requeue | +{kb:.1f} MB | +{kn:.1f} MB | — |")

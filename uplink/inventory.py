@@ -15,13 +15,17 @@ Payload formats are fixed by the JSON Schemas in ``uplink/schemas/``.
 from __future__ import annotations
 
 import json
+import logging
+import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, overload
+from pathlib import Path
+from typing import IO, Any, Literal, overload
 
 from kuat.collectors.readings import AsicReading, normal_mac
+from kuat.uplink.spool import FilePayload
 
 __all__ = [
     "EVENT_SCHEMA",
@@ -48,6 +52,8 @@ __all__ = [
 INVENTORY_SCHEMA = "kz.hsc-register.inventory.v1"
 EVENT_SCHEMA = "kz.hsc-register.event.v1"
 STATUS_SCHEMA = "kz.hsc-register.status.v1"
+
+log = logging.getLogger(__name__)
 
 MinerState = Literal["mining", "sleeping", "error", "offline"]
 IdSource = Literal["serial", "mac", "endpoint"]
@@ -239,7 +245,9 @@ def snapshot_json(snap: Snapshot, *, seq: int, extra: Mapping[str, Any] | None =
     """``snapshot_payload`` plus ``extra``'s keys after it, as compact UTF-8 JSON: the bytes of
     ``json.dumps({**snapshot_payload(snap, seq=seq), **extra}, ensure_ascii=False,
     separators=(",", ":")).encode()`` (``SnapshotJson.with_seq`` of ``snapshot_json_parts``)."""
-    return snapshot_json_parts(snap, extra=extra).with_seq(seq)
+    out = snapshot_json_parts(snap, extra=extra).with_seq(seq)
+    assert isinstance(out, bytearray)  # nothing is spilled without a directory
+    return out
 
 
 class SnapshotJson:
@@ -247,27 +255,97 @@ class SnapshotJson:
     transaction that numbers the events: the publisher serialises the snapshot before that
     transaction and puts the number in inside it (``with_seq``, once)."""
 
-    __slots__ = ("_after", "_before")
+    __slots__ = ("_after", "_before", "_size")
 
-    def __init__(self, before_seq: bytes, after_seq: bytearray) -> None:
+    def __init__(
+        self, before_seq: bytes, after_seq: bytearray | IO[bytes], size: int | None = None
+    ) -> None:
         self._before = before_seq  # up to and including '"seq":'
-        self._after: bytearray | None = after_seq  # the rest, miners and extra keys included
+        # the rest, miners and extra keys included: a buffer, or a file of ``size`` bytes
+        self._after: bytearray | IO[bytes] | None = after_seq
+        self._size = size
 
-    def with_seq(self, seq: int) -> bytearray:
-        """The whole JSON, in the buffer the miners were written into (its head moved in
-        place, not the 19 MB of a 50,000-miner snapshot copied): call it once. The buffer is
-        handed over, not kept here, so the caller's last reference frees it: the spool drops it
-        before SQLite copies the stored snapshot into the outbox (``outbox_put_sequenced``)."""
+    def with_seq(self, seq: int) -> bytearray | FilePayload:
+        """The whole JSON, call it once. Held in memory, it is the buffer the miners were
+        written into (its head moved in place, not the 19 MB of a 50,000-miner snapshot copied),
+        handed over, not kept here, so that the caller's last reference frees it; spilled, the
+        file with the head to write before it."""
         out = self._after
         if out is None:
             raise RuntimeError("SnapshotJson.with_seq called twice")
         self._after = None
-        out[0:0] = self._before + str(seq).encode()
-        return out
+        head = self._before + str(seq).encode()
+        if isinstance(out, bytearray):
+            out[0:0] = head
+            return out
+        assert self._size is not None
+        return FilePayload(head, out, self._size)
 
 
-def snapshot_json_parts(snap: Snapshot, *, extra: Mapping[str, Any] | None = None) -> SnapshotJson:
-    """``snapshot_json`` without its ``seq``, written a miner at a time.
+class _Spill:
+    """Where ``snapshot_json_parts`` writes: a buffer moved to a temporary file in
+    ``directory`` every ``FLUSH`` bytes, or only the buffer when there is no directory or the
+    file cannot be made or written (a full disk): the JSON is then held in memory as before."""
+
+    FLUSH = 256 * 1024
+
+    def __init__(self, directory: Path | None) -> None:
+        self.buf = bytearray()
+        self.file: IO[bytes] | None = None
+        self.written = 0
+        if directory is not None:
+            try:
+                # unbuffered: what a failed write left unwritten is still in ``buf``
+                self.file = tempfile.TemporaryFile(  # noqa: SIM115 - handed on, closed there
+                    dir=directory, prefix="kuat-snapshot-", buffering=0
+                )
+            except OSError as exc:
+                log.debug("snapshot JSON held in memory: no file in %s: %s", directory, exc)
+
+    def flush(self, *, last: bool = False) -> None:
+        if self.file is None or (len(self.buf) < self.FLUSH and not last):
+            return
+        sent = 0
+        try:
+            with memoryview(self.buf) as view:
+                while sent < len(view):
+                    n = self.file.write(view[sent:])
+                    sent += n or 0
+                    self.written += n or 0
+        except OSError as exc:
+            log.debug("snapshot JSON held in memory: writing its temporary file: %s", exc)
+            self._back_to_memory(sent)
+            return
+        self.buf = bytearray()
+
+    def _back_to_memory(self, sent: int) -> None:
+        """The file's bytes, then the buffer's unwritten tail (from ``sent``), in memory."""
+        assert self.file is not None
+        file, self.file = self.file, None
+        done = bytearray()
+        try:
+            file.seek(0)
+            while len(done) < self.written and (chunk := file.read(self.written - len(done))):
+                done += chunk
+        finally:
+            file.close()
+        if len(done) != self.written:
+            raise OSError("the snapshot's temporary file could not be read back")
+        done += memoryview(self.buf)[sent:]
+        self.buf = done
+
+    def result(self, before_seq: bytes) -> SnapshotJson:
+        self.flush(last=True)
+        if self.file is None:
+            return SnapshotJson(before_seq, self.buf)
+        return SnapshotJson(before_seq, self.file, self.written)
+
+
+def snapshot_json_parts(
+    snap: Snapshot, *, extra: Mapping[str, Any] | None = None, spill_dir: Path | None = None
+) -> SnapshotJson:
+    """``snapshot_json`` without its ``seq``, written a miner at a time; with ``spill_dir``,
+    into a temporary file there rather than memory (``FilePayload``).
 
     Built whole, a 50,000-miner snapshot (19 MB of JSON) peaked at 67 MB (the tree of dicts,
     the text, its bytes), this way at 38 MB (tracemalloc, synthetic miners), in the same time;
@@ -278,27 +356,30 @@ def snapshot_json_parts(snap: Snapshot, *, extra: Mapping[str, Any] | None = Non
     head = _payload_head(snap, 0)
     if "miners" in (extra or {}):
         raise ValueError("extra must not replace the miners")
+    for k in extra or {}:
+        if k in head:
+            raise ValueError(f"extra must not replace {k!r}")
     keys = list(head)
     at = keys.index("seq")
     # the keys before and after seq dumped apart, so the number goes between them unparsed
     before = {k: head[k] for k in keys[:at]}
     after = {k: head[k] for k in keys[at + 1 :]}
     before_seq = (_dumps(before)[:-1] + ',"seq":').encode()
-    out = bytearray(b"," + _dumps(after)[1:-1].encode())
-    out += b',"miners":['
+    spill = _Spill(spill_dir)
+    spill.buf += b"," + _dumps(after)[1:-1].encode()
+    spill.buf += b',"miners":['
     first = True
     for m in snap.miners.values():
         if not first:
-            out += b","
+            spill.buf += b","
         first = False
-        out += _dumps(miner_to_json(m)).encode()
-    out += b"]"
+        spill.buf += _dumps(miner_to_json(m)).encode()
+        spill.flush()
+    spill.buf += b"]"
     for k, v in (extra or {}).items():
-        if k in head:
-            raise ValueError(f"extra must not replace {k!r}")
-        out += f",{_dumps(k)}:{_dumps(v)}".encode()
-    out += b"}"
-    return SnapshotJson(before_seq, out)
+        spill.buf += f",{_dumps(k)}:{_dumps(v)}".encode()
+    spill.buf += b"}"
+    return spill.result(before_seq)
 
 
 def _payload_head(snap: Snapshot, seq: int) -> dict[str, Any]:

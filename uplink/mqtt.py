@@ -66,7 +66,7 @@ from kuat.uplink.register_replay import (
     ReplayError,
     parse_replay,
 )
-from kuat.uplink.spool import Spool
+from kuat.uplink.spool import FilePayload, Spool
 
 __all__ = ["InventoryReport", "RegisterPublisher", "topic_base"]
 
@@ -301,9 +301,10 @@ class RegisterPublisher(OutboxSender):
             with self.spool.staged(events, keep=HISTORY_KEYS) as staged:
                 del events  # a row per event (8 MB for a farm's first inventory), all staged
                 extra = {"agent_id": self.agent_id} if self.agent_id else None
-                body = snapshot_json_parts(snap, extra=extra)
+                # written to a temporary file beside the spool, not held (FilePayload)
+                body = snapshot_json_parts(snap, extra=extra, spill_dir=self.spool.path.parent)
 
-                def snapshot_and_history(last: int) -> bytearray:
+                def snapshot_and_history(last: int) -> bytearray | FilePayload:
                     # outbox_put_sequenced calls this inside its transaction, after numbering
                     # the events: the history rows commit (or roll back) with the outbox rows.
                     seqs = range(last - count + 1, last + 1)

@@ -28,13 +28,36 @@ from kuat.uplink.broker import BrokerEndpoint, MqttProtocol
 __all__ = ["MqttProtocol", "Session", "paho_client"]
 
 
+class _Client(mqtt.Client):
+    """paho's client, its outgoing packets sent from a ``memoryview``.
+
+    paho writes a packet with ``sock.send(packet[pos:])``: on a bytearray, each attempt copies
+    what is left of it. A farm's inventory snapshot (19 MB at 50,000 miners) was held three
+    times while it was sent: the payload (kept for a resend), the packet made of it, and the
+    copy of the packet's rest at each write (bench/inventory_peak.py --send: +55.7 MB over the
+    agent's level at each periodic publish, issue 15). A memoryview's slice is a view. paho
+    only slices queued packets and takes their length (paho-mqtt 2.1-2.2; tests/uplink/
+    test_mqtt_large.py sends one through a broker)."""
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: mqtt.MQTTMessageInfo | None = None,
+    ) -> mqtt.MQTTErrorCode:
+        view = memoryview(packet)
+        return super()._packet_queue(command, view, mid, qos, info)  # type: ignore[arg-type]
+
+
 def paho_client(broker: BrokerEndpoint, client_id: str) -> mqtt.Client:
     """A paho client for ``broker`` under ``client_id`` (each user picks its id: the endpoint's
     configured one or its own default). Not connected: ``Session.connect_async`` does that."""
     if broker.protocol == "5":
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     else:  # a persistent session in 3.1.1 terms
-        client = mqtt.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv311,

@@ -61,7 +61,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from kuat.collectors.errors import KuatError
 
@@ -69,6 +69,7 @@ __all__ = [
     "QUARANTINE_MARK",
     "SEQ_RESERVE",
     "Batch",
+    "FilePayload",
     "OutboxMessage",
     "Quarantined",
     "Spool",
@@ -129,20 +130,72 @@ _OUTBOX_PAYLOAD = (
 )
 
 
-def _put_retained(db: sqlite3.Connection, topic: str, payload: bytes | bytearray) -> None:
+class FilePayload:
+    """A payload written to a file as it was made rather than held in memory: ``head``, then
+    ``body``'s content from its start (``body_size`` bytes). The spool copies it into the stored
+    blob a chunk at a time and closes ``body``; ``read()`` gives it whole.
+
+    A farm's inventory snapshot, 19 MB of JSON at 50,000 miners, was a buffer in the agent from
+    its first miner until it was stored: +22 MB over the agent's level at each periodic
+    publish, the agent's peak in an hour at 50,000 miners (issue 15, bench/farm_scale.py). A
+    temporary file's pages are the kernel's to write out and drop under pressure; one removed
+    seconds after it was written (``tempfile.TemporaryFile``: no name, gone with its last
+    descriptor, even after a crash) is seldom written to the disk at all."""
+
+    __slots__ = ("body", "body_size", "head")
+    CHUNK = 1 << 20
+
+    def __init__(self, head: bytes, body: IO[bytes], body_size: int) -> None:
+        self.head = head
+        self.body = body
+        self.body_size = body_size
+
+    def __len__(self) -> int:
+        return len(self.head) + self.body_size
+
+    def chunks(self) -> Iterator[bytes]:
+        """The payload's bytes, a chunk at a time; the file is closed at the end."""
+        try:
+            yield self.head
+            self.body.seek(0)
+            left = self.body_size
+            while left > 0:
+                chunk = self.body.read(min(self.CHUNK, left))
+                if not chunk:
+                    raise OSError(f"spilled payload ended {left} bytes short")
+                left -= len(chunk)
+                yield chunk
+        finally:
+            self.body.close()
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
+
+
+def _put_retained(
+    db: sqlite3.Connection, topic: str, payload: bytes | bytearray | FilePayload
+) -> None:
     """``payload`` as ``topic``'s retained message, written into a blob of its size rather than
     bound to the statement: a bound value is copied by SQLite and the copy kept with the cached
     statement until it is bound again. A farm's inventory snapshot (19 MB at 50,000 miners),
     bound to this insert and to its outbox copy, stayed in the agent twice between publishes
     (issue 15); the outbox row refers to this one (``FROM_RETAINED``)."""
-    db.execute(
-        "INSERT INTO retained(topic, payload) VALUES (?, zeroblob(?)) "
-        "ON CONFLICT(topic) DO UPDATE SET payload = excluded.payload",
-        (topic, len(payload)),
-    )
-    (rowid,) = db.execute("SELECT rowid FROM retained WHERE topic = ?", (topic,)).fetchone()
-    with db.blobopen("retained", "payload", rowid) as blob:
-        blob.write(payload)
+    try:
+        db.execute(
+            "INSERT INTO retained(topic, payload) VALUES (?, zeroblob(?)) "
+            "ON CONFLICT(topic) DO UPDATE SET payload = excluded.payload",
+            (topic, len(payload)),
+        )
+        (rowid,) = db.execute("SELECT rowid FROM retained WHERE topic = ?", (topic,)).fetchone()
+        with db.blobopen("retained", "payload", rowid) as blob:
+            if isinstance(payload, FilePayload):
+                for chunk in payload.chunks():
+                    blob.write(chunk)
+            else:
+                blob.write(payload)
+    finally:
+        if isinstance(payload, FilePayload):
+            payload.body.close()  # the file goes with it, stored or not
 
 
 class SequencedJson:
@@ -838,7 +891,7 @@ class Spool:
         bodies: Iterable[Mapping[str, Any]] | Staged,
         *,
         qos: int = 1,
-        retained: tuple[str, Callable[[int], bytes | bytearray]] | None = None,
+        retained: tuple[str, Callable[[int], bytes | bytearray | FilePayload]] | None = None,
     ) -> list[int]:
         """Queue JSON messages, each given the next ``seq`` of the counter ``seq_key``.
 
@@ -915,11 +968,20 @@ class Spool:
 
     def outbox_peek(self, *, after_id: int = 0, limit: int = 1000) -> list[OutboxMessage]:
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT o.id, o.topic, {_OUTBOX_PAYLOAD}, o.qos, o.retain FROM outbox o "
+            # A row referring to its retained message gets it by blob I/O, straight into the
+            # bytes returned: read as a column (through _OUTBOX_PAYLOAD's subquery), SQLite made
+            # two copies of a farm's 19 MB snapshot besides the one returned, the agent's peak
+            # at each publish with a broker (bench/inventory_peak.py --send, issue 15).
+            found = self._db.execute(
+                "SELECT o.id, o.topic, o.payload, o.qos, o.retain, CASE WHEN o.payload = :ref "
+                "THEN (SELECT r.rowid FROM retained r WHERE r.topic = o.topic) END FROM outbox o "
                 "WHERE o.id > :after ORDER BY o.id LIMIT :limit",
                 {"ref": FROM_RETAINED, "after": after_id, "limit": limit},
             ).fetchall()
+            rows = [
+                (*r[:2], self._retained_blob(r[5]) if r[2] == FROM_RETAINED else r[2], *r[3:5])
+                for r in found
+            ]
         gone = [r[0] for r in rows if r[2] is None]
         for message_id in gone:  # its retained message is gone: nothing to send, not a stall
             self.outbox_dead_letter(message_id, "its retained message is no longer stored")
@@ -928,6 +990,12 @@ class Spool:
             for r in rows
             if r[2] is not None
         ]
+
+    def _retained_blob(self, rowid: int | None) -> bytes | None:
+        if rowid is None:
+            return None
+        with self._db.blobopen("retained", "payload", rowid, readonly=True) as blob:
+            return blob.read()
 
     def outbox_ack(self, message_id: int) -> bool:
         with self._tx() as db:

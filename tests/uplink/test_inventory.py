@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import resource
+import signal
 import tracemalloc
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -13,12 +17,15 @@ from hypothesis import strategies as st
 from kuat.collectors.readings import AsicReading, PoolInfo
 from kuat.uplink.inventory import (
     Location,
+    Snapshot,
     build_snapshot,
     diff,
     snapshot_from_payload,
     snapshot_json,
+    snapshot_json_parts,
     snapshot_payload,
 )
+from kuat.uplink.spool import FilePayload
 from tests.uplink.schema_check import validate
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -208,6 +215,48 @@ def test_snapshot_json_holds_the_snapshots_text_once() -> None:
     assert peak < 1.5 * len(text), (peak, len(text))
 
 
+def _farm(n: int) -> Snapshot:
+    return snap([miner(f"SN{i:06d}", f"10.1.{i // 250}.{i % 250}") for i in range(n)])
+
+
+def test_a_spilled_snapshot_is_the_same_json_never_held_whole(tmp_path: Path) -> None:
+    # The publisher writes the snapshot to a temporary file beside the spool as it is made: a
+    # farm's 19 MB buffer was the agent's peak at every periodic publish (issue 15). The
+    # register must get the same bytes, and the agent must not hold them all at once.
+    s = _farm(3000)
+    extra = {"agent_id": "agent-1"}
+    want = bytes(snapshot_json(s, seq=7, extra=extra))
+    tracemalloc.start()
+    try:
+        parts = snapshot_json_parts(s, extra=extra, spill_dir=tmp_path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    payload = parts.with_seq(7)
+    assert isinstance(payload, FilePayload) and len(payload) == len(want)
+    assert peak < len(want) / 2, (peak, len(want))
+    assert payload.read() == want
+    assert payload.body.closed  # read once, then closed: no descriptor left per publish
+
+
+def test_a_snapshot_that_cannot_be_spilled_is_held_in_memory(tmp_path: Path) -> None:
+    # A full disk (here: a file-size limit, so the write fails part-way) or no directory:
+    # the snapshot is made in memory as before rather than lost.
+    s = _farm(3000)
+    want = snapshot_json(s, seq=3)
+    for where in (tmp_path / "missing", tmp_path):
+        old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, old_limit[1]))
+        try:
+            payload = snapshot_json_parts(s, spill_dir=where).with_seq(3)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+            signal.signal(signal.SIGXFSZ, old_handler)
+        assert isinstance(payload, bytearray), where
+        assert payload == want, where
+
+
 def test_events_made_when_read_are_diffs_events() -> None:
     # diff_events keeps a row per event and makes each dict when read (history, outbox)
     from kuat.uplink.inventory import diff_events
@@ -239,3 +288,29 @@ def test_iso_is_utc_whole_seconds_with_z(t: datetime) -> None:
     aware = t.replace(tzinfo=UTC) if t.tzinfo is None else t
     want = aware.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert iso(t) == want
+
+
+def test_periodic_publishes_store_the_snapshot_and_leave_no_descriptor(tmp_path: Path) -> None:
+    # Every inventory round spills its snapshot to a temporary file beside the spool: one left
+    # open per round would exhaust the agent's descriptors in days (a round every 5 minutes).
+    from kuat.uplink.mqtt import RegisterPublisher
+    from kuat.uplink.spool import Spool
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    readings = [miner(f"SN{i:04d}", f"10.2.{i // 250}.{i % 250}") for i in range(2000)]
+    with Spool(tmp_path / "spool.db") as spool:
+        pub = RegisterPublisher(spool, owner_bin=OWNER, site="s", broker=None)
+        pub.publish_inventory(readings, T0)
+        before = open_fds()
+        for k in range(1, 6):
+            now = T0 + timedelta(minutes=5 * k)
+            report = pub.publish_inventory(readings, now)
+        stored = json.loads(spool.retained()[pub.inventory_topic])
+        assert open_fds() == before
+    assert stored["seq"] == report.seq and stored["count"] == 2000
+    assert stored["generated_at"] == "2026-03-01T12:25:00Z"
+    assert [m["id"] for m in stored["miners"][:2]] == ["SN0000", "SN0001"]
+    # nothing left beside the spool but the spool's own files
+    assert all(p.name.startswith("spool.db") for p in tmp_path.iterdir()), list(tmp_path.iterdir())

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -466,6 +467,33 @@ def test_a_snapshot_queued_and_queued_again_is_never_copied_inside_sqlite(
         assert msg.payload == payload and msg.retain
         spool._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     assert (tmp_path / "s.db").stat().st_size < len(payload) * 1.5
+
+
+def test_a_snapshot_is_read_for_sending_without_copies_inside_sqlite(tmp_path: Path) -> None:
+    # Read as a column through the outbox row that refers to it, a farm's snapshot (19 MB at
+    # 50,000 miners) was held twice by SQLite besides the bytes returned: the agent's peak at
+    # every publish to a broker (issue 15, bench/inventory_peak.py --send). A snapshot spilled
+    # to a file (FilePayload) is stored the same way, its file closed.
+    from kuat.uplink.spool import FilePayload
+
+    if _sqlite_memory_used() is None:
+        pytest.skip("the SQLite library is not found by ctypes")
+    head, body = b'{"seq":', os.urandom(5_000_000)
+    spill = tempfile.TemporaryFile()  # noqa: SIM115 - the spool closes it
+    spill.write(body)
+    payload = FilePayload(head, spill, len(body))
+    with Spool(tmp_path / "s.db") as spool:
+        spool.outbox_put_sequenced(
+            "k", "events", [{"a": 1}], retained=("inventory", lambda _: payload)
+        )
+        assert spill.closed
+        spool.outbox_peek(limit=1)  # statements warmed
+        before = _sqlite_memory_used()
+        assert before is not None
+        _sqlite_memory_highwater()
+        (msg,) = [m for m in spool.outbox_peek() if m.topic == "inventory"]
+        assert _sqlite_memory_highwater() - before < len(body) // 2
+    assert msg.payload == head + body and msg.retain
 
 
 def test_a_newer_retained_message_leaves_the_unsent_older_one_as_it_was(tmp_path: Path) -> None:
