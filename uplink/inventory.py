@@ -323,14 +323,8 @@ class _Spill:
         assert self.file is not None
         file, self.file = self.file, None
         done = bytearray()
-        try:
-            file.seek(0)
-            while len(done) < self.written and (chunk := file.read(self.written - len(done))):
-                done += chunk
-        finally:
-            file.close()
-        if len(done) != self.written:
-            raise OSError("the snapshot's temporary file could not be read back")
+        for chunk in FilePayload(b"", file, self.written).chunks():  # short: OSError; closed
+            done += chunk
         done += memoryview(self.buf)[sent:]
         self.buf = done
 
