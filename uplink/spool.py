@@ -34,6 +34,13 @@ its reservation: ``seq`` stays strictly increasing; a receiver sees a
 forward gap (up to ``SEQ_RESERVE``), which the register contract already treats as "events
 lost: rebuild from the retained inventory".
 
+"Behind" is measured against ``issued``, which the file also keeps per counter: the value the
+spool's counter had when the reservation was written (before the transaction commits) and, once
+it has committed, the value it committed (written again after the commit). A transaction killed
+between the two writes leaves the counter at the first value, which is not behind: the events
+it would have numbered were never issued, so no gap is made for them (an agent killed while
+publishing used to skip a whole reservation). A copy older than the committed value is behind.
+
 Thread safety: one ``Spool`` may be shared by threads (the asyncio loop, the influx writer's
 worker thread, paho's network thread); a lock serialises access to its single connection.
 Every call is short but does disk I/O; from a coroutine call it via ``asyncio.to_thread`` when
@@ -282,6 +289,10 @@ class Staged:
         return f"SELECT {columns} FROM temp.kuat_staged ORDER BY n"
 
 
+def _counter(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 class SpoolFull(KuatError, sqlite3.OperationalError):
     """A write found no space on the disk; the transaction was rolled back."""
 
@@ -467,6 +478,7 @@ class Spool:
         )
         self._pending = self._db.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0]
         self._reserved: dict[str, int] = {}
+        self._issued: dict[str, int] = {}  # per counter, a value it is known to have reached
         self._adopt_counters(sidecar)
         self.disk_full = False
         self._held: deque[str] = deque()
@@ -494,7 +506,8 @@ class Spool:
 
     def _write_sidecar(self) -> None:
         body = json.dumps(
-            {"spool_id": self._spool_id, "reserved": self._reserved}, sort_keys=True
+            {"spool_id": self._spool_id, "reserved": self._reserved, "issued": self._issued},
+            sort_keys=True,
         ).encode()
         tmp = self._seq_path.with_name(self._seq_path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -516,19 +529,25 @@ class Spool:
             ).fetchall()
         }
         reserved: dict[str, int] = {}
+        issued: dict[str, int] = {}
         if sidecar is not None:
             for k, v in sidecar["reserved"].items():
-                if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+                if _counter(v):
                     reserved[str(k)] = v
+            found = sidecar.get("issued")
+            for k, v in (found.items() if isinstance(found, dict) else ()):
+                if _counter(v):
+                    issued[str(k)] = v
         same = sidecar is not None and spool_id != 0 and sidecar.get("spool_id") == spool_id
         with self._tx() as db:
             if spool_id == 0:
                 spool_id = secrets.randbits(62) or 1
                 db.execute("INSERT INTO meta(key, value) VALUES ('spool_id', ?)", (spool_id,))
             for key, high in reserved.items():
-                # A counter below its last reservation's start went back (an older copy of
+                # A counter below what the file says was issued went back (an older copy of
                 # the file); a spool the reservations were not made for lost its counters.
-                behind = counters.get(key, 0) < high - SEQ_RESERVE
+                # A file written before "issued" existed: its reservation's start.
+                behind = counters.get(key, 0) < issued.get(key, high - SEQ_RESERVE)
                 if (behind or not same) and counters.get(key, 0) < high:
                     # Every seq up to `high` may have been issued by the lost spool.
                     db.execute(
@@ -545,7 +564,8 @@ class Spool:
                     counters[key] = high
             self._spool_id = spool_id
             self._reserved = {k: max(v, reserved.get(k, 0)) for k, v in counters.items()}
-            if not same or self._reserved != reserved:
+            self._issued = dict(counters)
+            if not same or self._reserved != reserved or self._issued != issued:
                 self._write_sidecar()
 
     def _make_reserve(self) -> None:
@@ -904,18 +924,21 @@ class Spool:
         if not isinstance(bodies, Staged):
             with self.staged(bodies) as staged:
                 return self.outbox_put_sequenced(seq_key, topic, staged, qos=qos, retained=retained)
+        reserving = False
         with self._tx() as db:
             last = self._bump(db, f"seq:{seq_key}", len(bodies))
             if last > self._reserved.get(seq_key, 0):
                 # Reserve before committing: a seq is never issued beyond what the .seq file
                 # (which outlives a damaged spool) says may have been issued.
-                before = dict(self._reserved)
+                before = dict(self._reserved), dict(self._issued)
                 self._reserved[seq_key] = last + SEQ_RESERVE
+                self._issued[seq_key] = last - len(bodies)  # committed so far
                 try:
                     self._write_sidecar()
                 except BaseException:
-                    self._reserved = before
+                    self._reserved, self._issued = before
                     raise
+                reserving = True
             first = last - len(bodies) + 1
             now = time.time()
             db.execute(
@@ -935,7 +958,19 @@ class Spool:
                     "VALUES (?, ?, ?, 1, ?)",
                     (r_topic, FROM_RETAINED, qos, now),
                 )
+        if reserving:
+            self._confirm_issued(seq_key, last)
         return list(range(first, last + 1))
+
+    def _confirm_issued(self, seq_key: str, last: int) -> None:
+        """Record in the .seq file that the counter committed ``last``, so that a copy of the
+        spool older than this commit is seen to be behind (see the module docstring)."""
+        with self._lock:
+            self._issued[seq_key] = max(self._issued.get(seq_key, 0), last)
+            try:
+                self._write_sidecar()
+            except OSError as exc:  # committed already: the next reservation writes it again
+                log.warning("register seq file %s not updated: %s", self._seq_path, exc)
 
     def outbox_requeue_retained(self, topic: str, *, qos: int = 1) -> bool:
         """Queue ``topic``'s retained message again at the end of the outbox, coalescing

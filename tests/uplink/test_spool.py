@@ -259,6 +259,47 @@ def test_seq_survives_a_spool_replaced_by_an_older_copy(tmp_path: Path) -> None:
         assert sp.outbox_put_sequenced("k", "t", [{"n": 0}])[0] > last
 
 
+def test_a_transaction_that_reserved_and_never_committed_leaves_no_gap(tmp_path: Path) -> None:
+    # An agent killed while it publishes can stop between the .seq file's reservation (written
+    # before the commit) and the commit. Its events were never issued, so the next start must
+    # not skip them: a gap tells every receiver to rebuild from the inventory (and the agent
+    # logged that its spool was gone). Seen as a CI failure of test_register_history's kill -9.
+    from kuat.uplink.spool import SEQ_RESERVE
+
+    path = tmp_path / "spool.db"
+
+    def killed(seq: int) -> bytes:
+        raise KeyboardInterrupt  # stands for the kill: after the reservation, before COMMIT
+
+    with Spool(path) as sp:
+        assert sp.outbox_put_sequenced("k", "t", [{"n": 1}]) == [1]
+        with pytest.raises(KeyboardInterrupt):
+            sp.outbox_put_sequenced(
+                "k", "t", [{"n": i} for i in range(SEQ_RESERVE + 5)], retained=("inv", killed)
+            )
+    with Spool(path) as sp:
+        assert sp.last_seq("k") == 1
+        assert sp.outbox_put_sequenced("k", "t", [{"n": 2}]) == [2]
+
+
+def test_a_copy_older_than_a_reserving_commit_is_behind(tmp_path: Path) -> None:
+    # The counter a reservation starts from is also what an older copy holds; only the value
+    # written after the commit tells the two apart.
+    from kuat.uplink.spool import SEQ_RESERVE
+
+    path = tmp_path / "spool.db"
+    with Spool(path) as sp:
+        sp.outbox_put_sequenced("k", "t", [{"n": i} for i in range(SEQ_RESERVE)])
+        sp._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    backup = path.read_bytes()  # the counter where the next reservation starts
+    with Spool(path) as sp:  # past the reservation made by the first put: reserves again
+        last = sp.outbox_put_sequenced("k", "t", [{"n": i} for i in range(SEQ_RESERVE + 1)])[-1]
+    (tmp_path / "spool.db-wal").unlink(missing_ok=True)
+    path.write_bytes(backup)
+    with Spool(path) as sp:
+        assert sp.outbox_put_sequenced("k", "t", [{"n": 2}])[0] > last
+
+
 def test_a_healthy_restart_leaves_no_gap_in_seq(tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
     for expected in (1, 2, 3):
