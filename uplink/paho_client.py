@@ -16,6 +16,7 @@ reconnects to another node of the cluster at its next retry.
 from __future__ import annotations
 
 import ssl
+import struct
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -28,16 +29,85 @@ from kuat.uplink.broker import BrokerEndpoint, MqttProtocol
 __all__ = ["MqttProtocol", "Session", "paho_client"]
 
 
-class _Client(mqtt.Client):
-    """paho's client, its outgoing packets sent from a ``memoryview``.
+JOIN_BELOW = 64 * 1024  # a payload smaller than this is copied into its packet (one send)
 
-    paho writes a packet with ``sock.send(packet[pos:])``: on a bytearray, each attempt copies
-    what is left of it. A farm's inventory snapshot (19 MB at 50,000 miners) was held three
-    times while it was sent: the payload (kept for a resend), the packet made of it, and the
-    copy of the packet's rest at each write (bench/inventory_peak.py --send: +55.7 MB over the
-    agent's level at each periodic publish, issue 15). A memoryview's slice is a view. paho
-    only slices queued packets and takes their length (paho-mqtt 2.1-2.2; tests/uplink/
-    test_mqtt_large.py sends one through a broker)."""
+
+class _Publish:
+    """A PUBLISH packet as its header and its payload, never joined: paho only takes a queued
+    packet's length and slices its rest (``packet[pos:]``) to send it; a slice here is a view
+    of the header's rest or of the payload's (a short write, and paho sends the rest next)."""
+
+    __slots__ = ("_body", "_head")
+
+    def __init__(self, head: bytes, body: bytes | bytearray) -> None:
+        self._head = memoryview(head)
+        self._body = memoryview(body)
+
+    def __len__(self) -> int:
+        return len(self._head) + len(self._body)
+
+    def __getitem__(self, rest: slice) -> memoryview:
+        pos = rest.start or 0
+        if pos < len(self._head):
+            return self._head[pos:]
+        return self._body[pos - len(self._head) :]
+
+
+class _Client(mqtt.Client):
+    """paho's client, its PUBLISH packets sent from the payload itself, never a copy of it.
+
+    A farm's inventory snapshot (19 MB at 50,000 miners) was held three times while it was
+    sent: the payload (which paho keeps for a resend), the packet paho builds by copying it,
+    and the copy of the packet's rest that paho's ``sock.send(packet[pos:])`` made at each
+    write of a bytearray. The agent's peak with a register broker was each delivered publish
+    (bench/inventory_peak.py --send; bench.farm_scale --register: 310 MB, issue 15). Here the
+    packet is its header and a view of the payload (``_Publish``); other packets are queued as
+    memoryviews, whose slices are views too.
+
+    This overrides two private methods of paho-mqtt 2.1-2.2 (pinned ``<3``): ``_send_publish``
+    (called by ``publish`` and for every resend after a reconnect) and ``_packet_queue``, and
+    uses its ``_pack_remaining_length``/``_pack_str16``. tests/uplink/test_mqtt_large.py sends
+    a farm-sized message through a broker, plain and over TLS; the MQTT tests send every other
+    message and resend through this path.
+    """
+
+    def _send_publish(
+        self,
+        mid: int,
+        topic: bytes,
+        payload: bytes | bytearray = b"",
+        qos: int = 0,
+        retain: bool = False,
+        dup: bool = False,
+        info: mqtt.MQTTMessageInfo | None = None,
+        properties: Properties | None = None,
+    ) -> mqtt.MQTTErrorCode:
+        # paho's own checks and its packet layout (MQTT 3.1.1 section 3.3, 5.0 section 3.3)
+        if not isinstance(topic, bytes):
+            raise TypeError("topic must be bytes, not str")
+        if payload and not isinstance(payload, (bytes, bytearray)):
+            raise TypeError("payload must be bytes if set")
+        if self._sock is None:
+            return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+        self._easy_log(
+            mqtt.MQTT_LOG_DEBUG,
+            "Sending PUBLISH (d%d, q%d, r%d, m%d), '%s', ... (%d bytes)",
+            dup, qos, retain, mid, topic, len(payload),
+        )  # fmt: skip
+        head = bytearray([mqtt.PUBLISH | ((dup & 0x1) << 3) | (qos << 1) | retain])
+        props = b""
+        if self._protocol == mqtt.MQTTv5:
+            props = b"\x00" if properties is None else properties.pack()
+        rest = 2 + len(topic) + (2 if qos > 0 else 0) + len(props) + len(payload)
+        self._pack_remaining_length(head, rest)
+        self._pack_str16(head, topic)
+        if qos > 0:
+            head += struct.pack("!H", mid)
+        head += props
+        if len(payload) < JOIN_BELOW:
+            return self._packet_queue(mqtt.PUBLISH, head + payload, mid, qos, info)
+        packet = _Publish(bytes(head), payload)
+        return super()._packet_queue(mqtt.PUBLISH, packet, mid, qos, info)  # type: ignore[arg-type]
 
     def _packet_queue(
         self,
