@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from datetime import timedelta
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,11 @@ async def farm() -> AsyncIterator[tuple[AsicFarmSimulator, MeterSimulator]]:
 def config(tmp_path: Path, asics: AsicFarmSimulator, meter: MeterSimulator, enforce: bool) -> str:
     schedules = tmp_path / "quota.d"
     schedules.mkdir()
-    # 1 kWh an hour against a load of tens of kW: the allocation is gone at once
+    # 1 Wh an hour (the files' least: 0.000001 MWh) against a load of tens of kW: the
+    # allocation is gone at once. 1 kWh was not in an hour's first two minutes: an agent
+    # started then takes the hour so far at the present load, under 1 kWh.
     for day in operating_days():
-        text = schedule_csv("curtail", day, dict.fromkeys(range(1, 25), 1.0))
+        text = schedule_csv("curtail", day, dict.fromkeys(range(1, 25), 0.001))
         (schedules / f"{day}.csv").write_text(text)
     quota = {"schedules": schedules, "enforce": enforce, "min_on_s": 0, "min_off_s": 0}
     return agent_toml(
@@ -70,12 +73,24 @@ async def run_for(agent: Agent, seconds: float) -> None:
     await asyncio.wait_for(task, 20)
 
 
+def one_minute_into_the_hour() -> Callable[[], datetime]:
+    """The agent's clock, running from one minute into this hour: the plans are made where the
+    hour's energy so far is least (so the allocation least spent), at whatever time the test
+    runs (it failed at xx:02 when the allocation was 1 kWh: 2 minutes at 29 kW had not spent it)."""
+    start = current_hour_bounds(datetime.now(UTC))[0] + timedelta(minutes=1)
+    t0 = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - t0)
+
+
 async def test_dry_run_logs_the_plan_and_switches_nothing(
     farm: tuple[AsicFarmSimulator, MeterSimulator], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     asics, meter = farm
     caplog.set_level(logging.WARNING, logger="kuat.curtail")
-    agent = Agent(parse_config(config(tmp_path, asics, meter, enforce=False)))
+    agent = Agent(
+        parse_config(config(tmp_path, asics, meter, enforce=False)),
+        clock=one_minute_into_the_hour(),
+    )
     plans: dict[int, CurtailPlan] = {}  # every plan the run made, sampled as it goes
 
     async def watch() -> None:
